@@ -1,0 +1,56 @@
+/// Why a decrypted record was refused (it authenticated, so only a buggy or hostile peer sends these).
+public enum RecordError: Error, Hashable, Sendable, CustomStringConvertible {
+    case truncated
+    case unknownType(UInt8)
+    case badLength
+    case invalidUTF8
+
+    public var description: String {
+        switch self {
+        case .truncated: "record shorter than its header"
+        case let .unknownType(type): "unknown record type \(type)"
+        case .badLength: "record length field exceeds the record"
+        case .invalidUTF8: "record text is not valid UTF-8"
+        }
+    }
+}
+
+/// The plaintext inside a MSG box: type (1 byte) || text length (2 bytes, big-endian) || UTF-8
+/// text || zero padding up to a multiple of `paddingBlockBytes`, so that the relay learns a
+/// message's length only to within a block.
+enum ChatRecord {
+    static let typeText: UInt8 = 1
+    static let headerBytes = 3
+    static let paddingBlockBytes = 32
+
+    /// The padded record for `text`, built in guarded memory.
+    static func seal(text: SecureBytes) -> SecureBytes {
+        precondition(text.count <= Int(UInt16.max))
+        let unpadded = headerBytes + text.count
+        let padded = (unpadded + paddingBlockBytes - 1) / paddingBlockBytes * paddingBlockBytes
+        return SecureBytes(count: padded) { record in
+            record[0] = typeText
+            record[1] = UInt8(text.count >> 8)
+            record[2] = UInt8(text.count & 0xFF)
+            text.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(rebasing: record[headerBytes..<unpadded]).copyMemory(from: source)
+            }
+        }
+    }
+
+    /// The text of a decrypted record.
+    ///
+    /// This is where a message leaves guarded memory: the terminal needs a Swift `String`.
+    static func text(of record: SecureBytes) throws(RecordError) -> String {
+        let result: Result<String, RecordError> = record.withUnsafeBytes { bytes in
+            guard bytes.count >= headerBytes else { return .failure(.truncated) }
+            guard bytes[0] == typeText else { return .failure(.unknownType(bytes[0])) }
+            let length = Int(bytes[1]) << 8 | Int(bytes[2])
+            guard headerBytes + length <= bytes.count else { return .failure(.badLength) }
+            let textBytes = UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<(headerBytes + length)])
+            guard let text = String(validating: textBytes, as: UTF8.self) else { return .failure(.invalidUTF8) }
+            return .success(text)
+        }
+        return try result.get()
+    }
+}

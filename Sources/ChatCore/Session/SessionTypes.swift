@@ -1,0 +1,205 @@
+/// Tunables of a session. Every queue has a bound and every timer a cap.
+public struct SessionConfiguration: Sendable {
+    /// The room to join (only this part of a code ever reaches the relay).
+    public var room: RoomCode
+    /// Codec limits for frames from the relay.
+    public var wireLimits: WireLimits
+    /// First JOIN retransmission interval while no JOINED has arrived.
+    public var joinRetransmitInitial: Duration
+    /// First handshake retransmission interval in KEY_SETUP.
+    public var handshakeRetransmitInitial: Duration
+    /// First retransmission timeout for unacknowledged messages.
+    public var messageRetransmitInitial: Duration
+    /// Cap for every exponential backoff above.
+    public var retransmitMax: Duration
+    /// Most messages waiting to be sent or acknowledged; more are refused.
+    public var sendQueueMax: Int
+    /// Most messages in flight (sent, not yet acknowledged).
+    public var inFlightMax: Int
+    /// Most out-of-order records held for later in-order delivery.
+    public var reorderBufferMax: Int
+    /// Largest message text, in UTF-8 bytes.
+    public var messageTextMaxBytes: Int
+
+    public init(
+        room: RoomCode,
+        wireLimits: WireLimits = .default,
+        joinRetransmitInitial: Duration = .seconds(1),
+        handshakeRetransmitInitial: Duration = .milliseconds(500),
+        messageRetransmitInitial: Duration = .milliseconds(400),
+        retransmitMax: Duration = .seconds(8),
+        sendQueueMax: Int = 1024,
+        inFlightMax: Int = 64,
+        reorderBufferMax: Int = 64,
+        messageTextMaxBytes: Int = 4096
+    ) {
+        precondition(sendQueueMax >= 1 && inFlightMax >= 1 && reorderBufferMax >= 0)
+        precondition(messageTextMaxBytes >= 1 && messageTextMaxBytes <= 16 * 1024)
+        precondition(retransmitMax >= joinRetransmitInitial && retransmitMax >= handshakeRetransmitInitial)
+        precondition(retransmitMax >= messageRetransmitInitial)
+        self.room = room
+        self.wireLimits = wireLimits
+        self.joinRetransmitInitial = joinRetransmitInitial
+        self.handshakeRetransmitInitial = handshakeRetransmitInitial
+        self.messageRetransmitInitial = messageRetransmitInitial
+        self.retransmitMax = retransmitMax
+        self.sendQueueMax = sendQueueMax
+        self.inFlightMax = inFlightMax
+        self.reorderBufferMax = reorderBufferMax
+        self.messageTextMaxBytes = messageTextMaxBytes
+    }
+}
+
+/// The local identifier of a message the user sent, for delivery status in the UI.
+public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: UInt64
+
+    public init(_ value: UInt64) {
+        self.value = value
+    }
+
+    public static func < (lhs: MessageID, rhs: MessageID) -> Bool { lhs.value < rhs.value }
+
+    public var description: String { "#\(value)" }
+}
+
+/// What the shell feeds into a session.
+public enum SessionInput: Hashable, Sendable {
+    /// The connection to the relay is open.
+    case transportUp
+    /// The connection to the relay is closed (or failed).
+    case transportDown
+    /// One text frame from the relay, as bytes.
+    case frame([UInt8])
+    /// The user sends a chat message.
+    case send(String)
+    /// The user leaves.
+    case quit
+}
+
+/// A chat message from the peer, authenticated and in order.
+public struct IncomingMessage: Hashable, Sendable {
+    /// The peer's sequence number for the message (1, 2, ... per conversation).
+    public let sequence: UInt64
+    /// The text exactly as the peer sent it. Sanitize it (`TerminalText`) before display.
+    public let text: String
+}
+
+/// Why a message the user typed was not accepted.
+public enum SendRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    case empty
+    case tooLong(maxBytes: Int)
+    case queueFull(max: Int)
+    case sessionEnded
+
+    public var description: String {
+        switch self {
+        case .empty: "empty message"
+        case let .tooLong(maxBytes): "message longer than \(maxBytes) bytes"
+        case let .queueFull(max): "\(max) messages are already waiting; try again when some are delivered"
+        case .sessionEnded: "the session has ended"
+        }
+    }
+}
+
+/// Why messages could not be delivered.
+public enum UndeliverableReason: Hashable, Sendable, CustomStringConvertible {
+    /// The peer restarted (a new instance) before acknowledging them; they were meant for the
+    /// old one and are not sent to the new one.
+    case peerChanged
+    /// The session ended (quit or a fatal failure) before the peer acknowledged them.
+    case sessionEnded
+
+    public var description: String {
+        switch self {
+        case .peerChanged: "the peer restarted before confirming them"
+        case .sessionEnded: "the session ended before the peer confirmed them"
+        }
+    }
+}
+
+/// A frame that was refused, and why. The frame is dropped; the session carries on.
+public enum FrameRejection: Hashable, Sendable, CustomStringConvertible {
+    case wire(WireError)
+    case crypto(CryptoError)
+    case handshake(HandshakeError)
+    case record(RecordError)
+    case state(SessionStateMachine.Rejection)
+
+    /// True for rejections that indicate tampering or an attack rather than ordinary network
+    /// effects (duplicates and reordering are ordinary; a failed authentication is not).
+    public var isSuspicious: Bool {
+        switch self {
+        case .crypto(.authenticationFailed), .crypto(.weakPublicKey), .crypto(.reflectedPublicKey),
+             .handshake(.confirmationFailed), .handshake(.inconsistentResume), .record:
+            true
+        default:
+            false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .wire(error): "protocol error: \(error)"
+        case let .crypto(error): "crypto: \(error)"
+        case let .handshake(error): "handshake: \(error)"
+        case let .record(error): "record: \(error)"
+        case let .state(rejection): "state: \(rejection)"
+        }
+    }
+}
+
+/// Why a session ended for good.
+public enum SessionEndReason: Hashable, Sendable, CustomStringConvertible {
+    case userQuit
+    case relayRefused(RelayErrorCode)
+
+    public var description: String {
+        switch self {
+        case .userQuit: "you left"
+        case let .relayRefused(code): "the relay refused the room (\(code.rawValue))"
+        }
+    }
+}
+
+/// Things the UI should tell the user about. None of them carries a key.
+public enum SessionNotice: Hashable, Sendable {
+    /// The relay accepted the JOIN; `peersPresent` counts us too.
+    case joined(room: RoomCode, peersPresent: Int)
+    case peerFound
+    case peerLeft
+    /// The peer started a new handshake (it reconnected or restarted); we re-key.
+    case peerRestarted
+    /// The handshake is being retransmitted (attempt 2, 3, ...).
+    case handshakeRetransmitted(attempt: Int)
+    /// Keys confirmed. `resumed`: the same peer instance as before, the conversation continues.
+    case secured(resumed: Bool, peerFingerprint: String)
+    /// The relay sent an ERROR.
+    case relayError(code: RelayErrorCode, message: String)
+    /// A frame was refused (typed); nothing from it was shown.
+    case frameRejected(FrameRejection)
+    /// The session ended.
+    case ended(SessionEndReason)
+}
+
+/// What a session asks its shell to do or show.
+public enum SessionOutput: Hashable, Sendable {
+    /// Send this text frame to the relay.
+    case transmit([UInt8])
+    /// The lifecycle state changed.
+    case stateChanged(from: SessionState, to: SessionState)
+    /// A message from the peer, to show.
+    case received(IncomingMessage)
+    /// The user's message was accepted and will be sent when connected.
+    case queued(MessageID)
+    /// The user's message was refused.
+    case refused(SendRefusal)
+    /// The peer confirmed receipt of these messages.
+    case delivered([MessageID])
+    /// These messages will never be confirmed.
+    case undeliverable([MessageID], UndeliverableReason)
+    /// Something to tell the user.
+    case notice(SessionNotice)
+    /// The session is over; close the connection.
+    case closeTransport
+}

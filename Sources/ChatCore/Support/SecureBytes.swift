@@ -1,0 +1,102 @@
+import CSodium
+
+/// Secret bytes in libsodium guarded memory.
+///
+/// The storage comes from `sodium_malloc`: it sits between guard pages (an overrun faults instead
+/// of reading a neighbour), it is `mlock`ed (never written to swap, so never to disk), and it is
+/// wiped with `sodium_memzero` when `wipe()` is called or the object is freed.
+///
+/// Secret material lives only here. Callers reach the bytes through `withUnsafeBytes` /
+/// `withUnsafeMutableBytes`, which lend a pointer for the duration of a closure, so a key is
+/// never copied into an ordinary Swift array. It is a class, not a struct, precisely so that Swift
+/// never makes silent copies: every holder shares the one guarded allocation.
+public final class SecureBytes {
+    /// The number of bytes held (fixed at creation).
+    public let count: Int
+    /// Guarded allocations cannot be empty, so an empty `SecureBytes` still holds one byte.
+    private let allocatedCount: Int
+    private var pointer: UnsafeMutableRawPointer?
+
+    /// Allocate `count` zeroed bytes of guarded memory (`count` may be zero).
+    public init(count: Int) {
+        precondition(count >= 0, "negative SecureBytes size")
+        precondition(count <= 1 << 20, "SecureBytes is for keys and messages, not bulk data")
+        Sodium.ensureInitialized()
+        let allocatedCount = max(count, 1)
+        guard let allocation = sodium_malloc(allocatedCount) else {
+            // Out of locked memory (RLIMIT_MEMLOCK) or address space: refusing to continue is
+            // safer than falling back to ordinary, swappable memory.
+            preconditionFailure("sodium_malloc(\(allocatedCount)) failed: no guarded memory left")
+        }
+        sodium_memzero(allocation, allocatedCount)
+        self.count = count
+        self.allocatedCount = allocatedCount
+        self.pointer = allocation
+    }
+
+    /// Allocate guarded memory and let `initializer` fill it in place.
+    public convenience init<E: Error>(
+        count: Int, initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void
+    ) throws(E) {
+        self.init(count: count)
+        do throws(E) {
+            try withUnsafeMutableBytes(initializer)
+        } catch {
+            wipe()
+            throw error
+        }
+    }
+
+    /// Copy `bytes` into guarded memory. The caller remains responsible for its own copy
+    /// (use `Sodium.memzero` on it when it was secret).
+    public convenience init(copying bytes: UnsafeRawBufferPointer) {
+        self.init(count: bytes.count)
+        if bytes.count > 0 {
+            withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
+        }
+    }
+
+    deinit {
+        if let pointer {
+            sodium_memzero(pointer, allocatedCount)
+            sodium_free(pointer)
+        }
+    }
+
+    /// True once `wipe()` has run: the bytes are gone and any access is a programming error.
+    public var isWiped: Bool { pointer == nil }
+
+    /// Zero the bytes and release the guarded allocation now, rather than at deinit.
+    public func wipe() {
+        guard let pointer else { return }
+        sodium_memzero(pointer, allocatedCount)
+        sodium_free(pointer)
+        self.pointer = nil
+    }
+
+    /// Lend the bytes read-only for the duration of `body`. The pointer must not escape.
+    @discardableResult
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        guard let pointer else { preconditionFailure("use of wiped SecureBytes") }
+        return try body(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    /// Lend the bytes writable for the duration of `body`. The pointer must not escape.
+    @discardableResult
+    public func withUnsafeMutableBytes<R, E: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R {
+        guard let pointer else { preconditionFailure("use of wiped SecureBytes") }
+        return try body(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+    }
+
+    /// Constant-time equality of contents (for tests and key confirmation).
+    public func constantTimeEquals(_ other: SecureBytes) -> Bool {
+        withUnsafeBytes { a in other.withUnsafeBytes { b in Sodium.constantTimeEqual(a, b) } }
+    }
+
+    /// Constant-time equality with public bytes.
+    public func constantTimeEquals(_ bytes: [UInt8]) -> Bool {
+        withUnsafeBytes { a in bytes.withUnsafeBytes { b in Sodium.constantTimeEqual(a, b) } }
+    }
+}

@@ -1,0 +1,78 @@
+import CSodium
+
+/// Standard base64 (RFC 4648 §4, with padding), strict: canonical encodings only.
+///
+/// Encoding and decoding go through libsodium's `sodium_bin2base64` / `sodium_base642bin`
+/// (constant-time, and already linked). `isCanonical` is a non-allocating check with exactly the
+/// same acceptance as `decode`, for the relay, which validates payloads but never decodes them.
+public enum Base64 {
+    /// The base64 text of `bytes`.
+    public static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        Sodium.ensureInitialized()
+        let encodedLength = sc_base64_encoded_len(bytes.count)  // includes the NUL terminator
+        var output = [UInt8](repeating: 0, count: encodedLength)
+        output.withUnsafeMutableBytes { out in
+            _ = sodium_bin2base64(
+                out.baseAddress!.assumingMemoryBound(to: CChar.self), encodedLength,
+                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                sc_base64_variant_original())
+        }
+        output.removeLast()  // the NUL terminator
+        return output
+    }
+
+    public static func encode(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { encode($0) }
+    }
+
+    /// Decode canonical base64, or nil.
+    public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard isCanonical(text) else { return nil }
+        if text.isEmpty { return [] }
+        Sodium.ensureInitialized()
+        let capacity = text.count / 4 * 3
+        var output = [UInt8](repeating: 0, count: capacity)
+        var decodedLength = 0
+        let status = output.withUnsafeMutableBytes { out in
+            sodium_base642bin(
+                out.baseAddress!.assumingMemoryBound(to: UInt8.self), capacity,
+                text.baseAddress!.assumingMemoryBound(to: CChar.self), text.count,
+                nil, &decodedLength, nil, sc_base64_variant_original())
+        }
+        guard status == 0 else { return nil }
+        output.removeLast(capacity - decodedLength)
+        return output
+    }
+
+    /// True when `text` is canonical padded base64: length a multiple of 4, only the standard
+    /// alphabet, `=` only as the last one or two characters, and zero unused bits before padding.
+    public static func isCanonical(_ text: UnsafeRawBufferPointer) -> Bool {
+        let count = text.count
+        guard count % 4 == 0 else { return false }
+        if count == 0 { return true }
+        var padding = 0
+        if text[count - 1] == UInt8(ascii: "=") { padding = text[count - 2] == UInt8(ascii: "=") ? 2 : 1 }
+        let dataCount = count - padding
+        for index in 0..<dataCount where sextet(text[index]) == nil {
+            return false
+        }
+        // The last data character must not carry bits that the padding says do not exist.
+        if padding > 0, let last = sextet(text[dataCount - 1]) {
+            let unusedBitsMask: UInt8 = padding == 1 ? 0b11 : 0b1111
+            if last & unusedBitsMask != 0 { return false }
+        }
+        return true
+    }
+
+    @inline(__always)
+    static func sextet(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): byte - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): 62
+        case UInt8(ascii: "/"): 63
+        default: nil
+        }
+    }
+}

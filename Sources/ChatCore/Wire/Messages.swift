@@ -1,0 +1,141 @@
+/// The name of a SIGNAL's content, a token matching `^[A-Z][A-Z0-9_]{0,31}$`.
+///
+/// The relay forwards every well-formed kind without looking inside; a client accepts only the
+/// kinds it knows (`known`).
+public struct SignalKind: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public static let lengthMax = 32
+
+    /// The original design's key exchange: `key` carries the sender's X25519 public key.
+    public static let keyExchange = SignalKind(unchecked: "KEY_EXCHANGE")
+    /// Key confirmation: proof that the sender derived the same session keys.
+    public static let keyConfirm = SignalKind(unchecked: "KEY_CONFIRM")
+    /// An encrypted chat record.
+    public static let message = SignalKind(unchecked: "MSG")
+    /// An authenticated cumulative acknowledgement.
+    public static let ack = SignalKind(unchecked: "ACK")
+    /// A CPace share (password-authenticated key exchange).
+    public static let pake = SignalKind(unchecked: "PAKE")
+
+    /// Every kind this client understands.
+    public static let known: [SignalKind] = [.keyExchange, .keyConfirm, .message, .ack, .pake]
+
+    public let rawValue: String
+
+    private init(unchecked rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    /// Validate a kind token.
+    public init?(_ rawValue: String) {
+        var bytes = Array(rawValue.utf8)
+        let valid = bytes.withUnsafeMutableBytes { SignalKind.isWellFormed(UnsafeRawBufferPointer($0)) }
+        guard valid else { return nil }
+        self.rawValue = rawValue
+    }
+
+    /// `^[A-Z][A-Z0-9_]{0,31}$`, checked without allocating.
+    public static func isWellFormed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let first = bytes.first, bytes.count <= lengthMax,
+              first >= UInt8(ascii: "A"), first <= UInt8(ascii: "Z") else { return false }
+        for byte in bytes.dropFirst() {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    public static func < (lhs: SignalKind, rhs: SignalKind) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public var description: String { rawValue }
+}
+
+/// A SIGNAL: opaque content that the relay forwards to the other peer.
+public struct Signal: Hashable, Sendable {
+    public var kind: SignalKind
+    /// The decoded `payload` (absent in the original design's KEY_EXCHANGE).
+    public var payload: [UInt8]?
+    /// The decoded `key` (the original design's public-key field).
+    public var key: [UInt8]?
+
+    public init(kind: SignalKind, payload: [UInt8]? = nil, key: [UInt8]? = nil) {
+        self.kind = kind
+        self.payload = payload
+        self.key = key
+    }
+}
+
+/// A message from a client to the relay.
+public enum ClientMessage: Hashable, Sendable {
+    /// `{"type":"JOIN","room":"ROOM1"}`
+    case join(RoomCode)
+    /// `{"type":"SIGNAL","kind":"MSG","payload":"<base64>","key":"<base64, optional>"}`
+    case signal(Signal)
+}
+
+/// A message from the relay to a client.
+public enum RelayMessage: Hashable, Sendable {
+    /// The JOIN was accepted; `peers` counts the connections now in the room (1 or 2).
+    case joined(room: RoomCode, peers: Int)
+    /// A second peer is in the room (sent to both).
+    case peerFound
+    /// The other peer's connection ended.
+    case peerLeft
+    /// A SIGNAL forwarded from the other peer, byte for byte.
+    case signal(Signal)
+    /// A refusal, with a stable machine-readable code and a human-readable message.
+    case error(code: RelayErrorCode, message: String)
+}
+
+/// The stable error codes of the relay protocol. The raw values never change meaning.
+public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
+    case malformedJSON = "MALFORMED_JSON"
+    case frameTooLarge = "FRAME_TOO_LARGE"
+    case unknownType = "UNKNOWN_TYPE"
+    case unknownField = "UNKNOWN_FIELD"
+    case missingField = "MISSING_FIELD"
+    case invalidField = "INVALID_FIELD"
+    case invalidKind = "INVALID_KIND"
+    case invalidBase64 = "INVALID_BASE64"
+    case invalidRoom = "INVALID_ROOM"
+    case roomFull = "ROOM_FULL"
+    case alreadyJoined = "ALREADY_JOINED"
+    case notJoined = "NOT_JOINED"
+    case noPeer = "NO_PEER"
+    case rateLimited = "RATE_LIMITED"
+    case joinRateLimited = "JOIN_RATE_LIMITED"
+    case tooManyConnections = "TOO_MANY_CONNECTIONS"
+    case tooManyRooms = "TOO_MANY_ROOMS"
+    case idleTimeout = "IDLE_TIMEOUT"
+    case shuttingDown = "SHUTTING_DOWN"
+    case internalError = "INTERNAL_ERROR"
+
+    /// The default human-readable text for the code.
+    public var defaultMessage: String {
+        switch self {
+        case .malformedJSON: "frame is not a well-formed JSON object"
+        case .frameTooLarge: "frame exceeds the size cap"
+        case .unknownType: "unknown message type"
+        case .unknownField: "unknown or duplicate field"
+        case .missingField: "a required field is missing"
+        case .invalidField: "a field has an invalid value"
+        case .invalidKind: "SIGNAL kind is not a valid token"
+        case .invalidBase64: "a field is not valid base64"
+        case .invalidRoom: "room codes are 1-64 characters of A-Z and 0-9"
+        case .roomFull: "room full: it already has two peers"
+        case .alreadyJoined: "this connection has already joined a room"
+        case .notJoined: "JOIN a room before sending a SIGNAL"
+        case .noPeer: "no peer in the room yet; the SIGNAL was not delivered"
+        case .rateLimited: "too many messages or bytes; slow down"
+        case .joinRateLimited: "too many joins from this address; try again later"
+        case .tooManyConnections: "too many connections"
+        case .tooManyRooms: "the relay is at its room limit"
+        case .idleTimeout: "connection idle for too long"
+        case .shuttingDown: "the relay is shutting down"
+        case .internalError: "internal relay error"
+        }
+    }
+}

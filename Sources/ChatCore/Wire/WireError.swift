@@ -1,0 +1,94 @@
+/// Why a frame could not be decoded. Every decoding failure is one of these; no input crashes.
+public enum WireError: Error, Hashable, Sendable {
+    /// What went wrong inside the JSON text itself.
+    public enum JSONFailure: String, Hashable, Sendable {
+        case unexpectedEnd = "unexpected end of input"
+        case expectedKey = "expected a string key"
+        case expectedColon = "expected ':'"
+        case expectedValue = "expected a value"
+        case expectedCommaOrEnd = "expected ',' or '}'"
+        case badEscape = "invalid escape sequence"
+        case controlCharacterInString = "control character inside a string"
+        case badNumber = "invalid number"
+        case trailingData = "data after the object"
+    }
+
+    /// The JSON type a field should have had.
+    public enum ExpectedType: String, Hashable, Sendable {
+        case string
+        case smallInteger = "small non-negative integer"
+        case stringOrInteger = "string or integer"
+    }
+
+    /// The frame is larger than the cap; checked before any parsing.
+    case frameTooLarge(size: Int, max: Int)
+    /// The frame is not valid UTF-8 JSON text.
+    case malformedJSON(offset: Int, reason: JSONFailure)
+    /// Valid JSON, but not an object.
+    case notAnObject
+    /// More fields than any protocol message has.
+    case tooManyFields(max: Int)
+    /// The same key appears twice.
+    case duplicateField(String)
+    /// A key that this message type does not have.
+    case unknownField(String)
+    /// A required key is absent.
+    case missingField(String)
+    /// A key has a value of the wrong JSON type.
+    case wrongFieldType(String, expected: ExpectedType)
+    /// The `type` field names no protocol message (or one this side does not accept).
+    case unknownType(String)
+    /// The SIGNAL `kind` is not a well-formed token (`^[A-Z][A-Z0-9_]{0,31}$`).
+    case invalidKind
+    /// The SIGNAL `kind` is well formed but not one this client understands.
+    case unknownKind(String)
+    /// A base64 field is not canonical standard base64 with padding.
+    case invalidBase64(field: String)
+    /// A decoded field is longer than allowed.
+    case fieldTooLong(String, max: Int)
+    /// The room code is empty, too long, or has characters outside `A-Z0-9`.
+    case invalidRoomCode(RoomCode.Invalid)
+    /// A string field that must be text is not valid UTF-8.
+    case invalidUTF8(field: String)
+    /// An `ERROR` carries a code this side does not know.
+    case unknownErrorCode(String)
+
+    /// The stable, machine-readable code the relay sends back for this failure.
+    public var relayErrorCode: RelayErrorCode {
+        switch self {
+        case .frameTooLarge: .frameTooLarge
+        case .malformedJSON, .notAnObject, .invalidUTF8: .malformedJSON
+        case .tooManyFields, .duplicateField, .unknownField: .unknownField
+        case .missingField: .missingField
+        case .wrongFieldType, .fieldTooLong: .invalidField
+        case .unknownType: .unknownType
+        case .invalidKind, .unknownKind: .invalidKind
+        case .invalidBase64: .invalidBase64
+        case .invalidRoomCode: .invalidRoom
+        case .unknownErrorCode: .invalidField
+        }
+    }
+}
+
+extension WireError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case let .frameTooLarge(size, max): "frame of \(size) bytes exceeds the \(max)-byte cap"
+        case let .malformedJSON(offset, reason): "malformed JSON at byte \(offset): \(reason.rawValue)"
+        case .notAnObject: "message is not a JSON object"
+        case let .tooManyFields(max): "more than \(max) fields"
+        case let .duplicateField(name): "duplicate field \"\(name.prefix(32))\""
+        case let .unknownField(name): "unknown field \"\(name.prefix(32))\""
+        case let .missingField(name): "missing field \"\(name)\""
+        case let .wrongFieldType(name, expected): "field \"\(name.prefix(32))\" must be a \(expected.rawValue)"
+        case let .unknownType(type): "unknown message type \"\(type.prefix(32))\""
+        case .invalidKind: "SIGNAL kind must match ^[A-Z][A-Z0-9_]{0,31}$"
+        case let .unknownKind(kind): "unknown SIGNAL kind \"\(kind)\""
+        case let .invalidBase64(field): "field \"\(field)\" is not valid base64"
+        case let .fieldTooLong(name, max): "field \"\(name)\" longer than \(max) bytes"
+        case let .invalidRoomCode(reason): "invalid room code: \(reason.rawValue)"
+        case let .invalidUTF8(field): "field \"\(field)\" is not valid UTF-8"
+        case let .unknownErrorCode(code): "unknown error code \"\(code.prefix(32))\""
+        }
+    }
+}

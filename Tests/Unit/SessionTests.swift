@@ -1,0 +1,223 @@
+import ChatCore
+import Testing
+
+@Suite("Two ChatCore sessions through the room logic, in memory")
+struct SessionTests {
+    /// Two connected sessions.
+    func connectedPair() -> InMemoryChat {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        return chat
+    }
+
+    @Test("Both reach CONNECTED through the original lifecycle and exchange messages both ways")
+    func connectAndChat() {
+        let chat = connectedPair()
+        for index in 0..<2 {
+            #expect(chat.sessions[index].state == .connected)
+            #expect(chat.states(index).starts(with: [.searching, .userFound, .keySetup, .connected]))
+        }
+        chat.send(0, "hello from A")
+        chat.send(1, "hello from B")
+        chat.send(0, "second from A")
+        #expect(chat.received(1) == ["hello from A", "second from A"])
+        #expect(chat.received(0) == ["hello from B"])
+        #expect(chat.delivered(0) == [MessageID(1), MessageID(2)])
+        #expect(chat.delivered(1) == [MessageID(1)])
+        #expect(chat.sessions[0].pendingCount == 0)
+        #expect(chat.rejections(0).isEmpty && chat.rejections(1).isEmpty)
+        // Both see the same peer: each one's fingerprint of the other is the other's key.
+        #expect(chat.sessions[0].peerFingerprint != nil)
+        #expect(chat.sessions[0].peerFingerprint != chat.sessions[1].peerFingerprint)
+    }
+
+    @Test("A flipped bit is rejected as an authentication failure and never shown")
+    func flippedBit() {
+        let chat = connectedPair()
+        var tampered = 0
+        chat.tap = { to, frame in
+            guard to == 1, tampered == 0, InMemoryChat.isSignal(frame, .message),
+                  case let .signal(signal)? = try? WireCodec.decodeRelayMessage(frame) else { return [frame] }
+            tampered += 1
+            var payload = signal.payload!
+            payload[payload.count - 1] ^= 0x01
+            return [WireCodec.encode(RelayMessage.signal(Signal(kind: .message, payload: payload)))]
+        }
+        chat.send(0, "secret")
+        #expect(tampered == 1)
+        #expect(chat.received(1).isEmpty)
+        #expect(chat.rejections(1).contains(.crypto(.authenticationFailed)))
+        #expect(chat.rejections(1).allSatisfy { $0.isSuspicious })
+        // The sender retransmits the genuine message; it arrives once.
+        chat.advance(by: .seconds(2))
+        #expect(chat.received(1) == ["secret"])
+        #expect(chat.delivered(0) == [MessageID(1)])
+    }
+
+    @Test("A flipped bit in the sequence header is rejected too")
+    func flippedSequence() {
+        let chat = connectedPair()
+        chat.send(0, "one")
+        var captured: [UInt8]?
+        chat.tap = { to, frame in
+            if to == 1, InMemoryChat.isSignal(frame, .message) { captured = frame; return [] }
+            return [frame]
+        }
+        chat.send(0, "two")
+        chat.tap = nil
+        guard case let .signal(signal)? = try? WireCodec.decodeRelayMessage(captured!) else {
+            Issue.record("no MSG captured")
+            return
+        }
+        var payload = signal.payload!
+        payload[7] ^= 0x01  // Sequence 2 becomes 3: the box no longer matches its nonce.
+        payload[7] ^= 0x03  // ... and 3 becomes 0b00: sequence 0 counts as a replay.
+        chat.inject(WireCodec.encode(RelayMessage.signal(Signal(kind: .message, payload: payload))), to: 1)
+        #expect(chat.received(1) == ["one"])
+        payload[7] = 2
+        payload[8] ^= 0x80  // Right sequence, altered tag.
+        chat.inject(WireCodec.encode(RelayMessage.signal(Signal(kind: .message, payload: payload))), to: 1)
+        #expect(chat.received(1) == ["one"])
+        #expect(chat.rejections(1).contains(.crypto(.authenticationFailed)))
+        chat.advance(by: .seconds(2))
+        #expect(chat.received(1) == ["one", "two"])
+    }
+
+    @Test("A replayed message is rejected and shown only once")
+    func replay() {
+        let chat = connectedPair()
+        var copy: [UInt8]?
+        chat.tap = { to, frame in
+            if to == 1, copy == nil, InMemoryChat.isSignal(frame, .message) { copy = frame }
+            return [frame]
+        }
+        chat.send(0, "only once")
+        chat.tap = nil
+        #expect(chat.received(1) == ["only once"])
+        chat.inject(copy!, to: 1)
+        chat.inject(copy!, to: 1)
+        #expect(chat.received(1) == ["only once"])
+        #expect(chat.rejections(1).filter { if case .crypto(.replayed) = $0 { true } else { false } }.count == 2)
+        #expect(chat.sessions[1].statistics.duplicatesDropped == 2)
+    }
+
+    @Test("A reordered message is rejected until the gap fills, then both are shown in order")
+    func reorder() {
+        let chat = connectedPair()
+        var held: [UInt8]?
+        chat.tap = { to, frame in
+            if to == 1, held == nil, InMemoryChat.isSignal(frame, .message) { held = frame; return [] }
+            return [frame]
+        }
+        chat.send(0, "first")
+        chat.send(0, "second")
+        chat.tap = nil
+        #expect(chat.received(1).isEmpty, "the second may not overtake the first")
+        #expect(chat.rejections(1).contains(.crypto(.outOfOrder(sequence: 2, expected: 1))))
+        chat.inject(held!, to: 1)
+        #expect(chat.received(1) == ["first", "second"])
+        #expect(chat.delivered(0) == [MessageID(1), MessageID(2)])
+    }
+
+    @Test("Messages typed before CONNECTED are queued, never transmitted early, and sent after the handshake")
+    func queuedBeforeConnected() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.send(0, "early")
+        #expect(chat.sessions[0].state == .searching)
+        let transmittedEarly = chat.log[0].contains {
+            if case let .transmit(frame) = $0 { (try? WireCodec.decodeClientMessage(frame))?.isMessage ?? false } else { false }
+        }
+        #expect(!transmittedEarly)
+        chat.addSession()
+        #expect(chat.received(1) == ["early"])
+    }
+
+    @Test("A reconnect re-keys with fresh keys and resumes: nothing typed meanwhile is lost")
+    func reconnect() {
+        let chat = connectedPair()
+        chat.send(0, "before")
+        let firstFingerprint = chat.sessions[1].peerFingerprint
+        chat.disconnect(0)
+        #expect(chat.sessions[0].state == .disconnected)
+        #expect(chat.sessions[1].state == .disconnected)
+        chat.send(0, "while away")
+        chat.send(1, "also while away")
+        chat.connect(0)
+        #expect(chat.sessions[0].state == .connected && chat.sessions[1].state == .connected)
+        #expect(chat.sessions[1].peerFingerprint != firstFingerprint, "a new handshake means new keys")
+        #expect(chat.received(1) == ["before", "while away"])
+        #expect(chat.received(0) == ["also while away"])
+        #expect(chat.log[0].contains(.notice(.secured(resumed: true, peerFingerprint: chat.sessions[0].peerFingerprint!))))
+    }
+
+    @Test("A peer that restarts as a new process: messages meant for the old one are reported undeliverable")
+    func peerRestart() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        // B cannot hear A's next message.
+        chat.tap = { to, frame in to == 1 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        chat.send(0, "lost with the old peer")
+        chat.tap = nil
+        chat.disconnect(1)
+        chat.addSession()  // A new process joins the same room.
+        #expect(chat.sessions[0].state == .connected && chat.sessions[2].state == .connected)
+        #expect(chat.undeliverable(0) == [MessageID(1)])
+        #expect(chat.received(2).isEmpty)
+        chat.send(0, "to the new peer")
+        #expect(chat.received(2) == ["to the new peer"])
+    }
+
+    @Test("Quitting reports unconfirmed messages, wipes keys and asks to close the connection")
+    func quit() {
+        let chat = connectedPair()
+        chat.tap = { _, frame in InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        chat.send(0, "never confirmed")
+        chat.sessions[0].handle(.quit, now: chat.now)
+        chat.run()
+        #expect(chat.sessions[0].state == .destroyed)
+        #expect(chat.undeliverable(0) == [MessageID(1)])
+        #expect(chat.log[0].last == .closeTransport)
+        #expect(chat.sessions[0].peerFingerprint == nil)
+        chat.send(0, "after the end")
+        #expect(chat.log[0].last == .refused(.sessionEnded))
+    }
+
+    @Test("A third session in the room is refused and ends with a typed reason")
+    func roomFull() {
+        let chat = connectedPair()
+        let third = chat.addSession()
+        #expect(chat.sessions[third].state == .destroyed)
+        #expect(chat.log[third].contains(.notice(.ended(.relayRefused(.roomFull)))))
+        #expect(chat.sessions[0].state == .connected)
+    }
+
+    @Test("Bad user input is refused with a reason and nothing is queued")
+    func refusals() {
+        let chat = connectedPair()
+        chat.send(0, "")
+        chat.send(0, String(repeating: "x", count: 4097))
+        #expect(chat.log[0].contains(.refused(.empty)))
+        #expect(chat.log[0].contains(.refused(.tooLong(maxBytes: 4096))))
+        #expect(chat.sessions[0].pendingCount == 0)
+    }
+
+    @Test("Garbage from the relay is a typed rejection; the session carries on")
+    func garbage() {
+        let chat = connectedPair()
+        chat.inject(Array("not json".utf8), to: 0)
+        chat.inject(Array(#"{"type":"SIGNAL","kind":"MSG","payload":"AAAA"}"#.utf8), to: 0)
+        chat.inject(Array(#"{"type":"SIGNAL","kind":"KEY_EXCHANGE","key":"AAAA"}"#.utf8), to: 0)
+        #expect(chat.rejections(0).count == 3)
+        chat.send(1, "still fine")
+        #expect(chat.received(0) == ["still fine"])
+    }
+}
+
+extension ClientMessage {
+    var isMessage: Bool {
+        if case let .signal(signal) = self { signal.kind == .message } else { false }
+    }
+}
