@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages securechat needs to build, run and test, if any are missing.
+# Needs root (CI runs as root; on a workstation run it with sudo). Swift itself (6.x) must already be
+# on PATH: https://www.swift.org/install/linux/
+set -euo pipefail
+
+packages=(
+    libsodium-dev   # libsodium 1.0.18: all the cryptography (CSodium system-library target)
+    libedit-dev     # BSD libedit: the client's non-blocking input line (CEditline target)
+    pkg-config      # SwiftPM finds libsodium and libedit through it
+    openssl         # integration tests make a self-signed certificate for wss://
+    strace          # integration tests prove the client writes no file
+    tmux            # integration tests drive the interactive terminal like a person
+    procps          # ps/pgrep for the tests' process handling
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-deps: need root to apt-get install ${missing[*]} (try: sudo $0)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "install-deps: no 'swift' on PATH; install Swift 6 from https://www.swift.org/install/linux/" >&2
+    exit 1
+fi
