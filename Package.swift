@@ -6,6 +6,10 @@
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
 //   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
 //                      (no sockets, no clocks, no global randomness)
+//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
+//   RelayServer        the relay's NIO shell: config, pipeline, limits, metrics, TLS, lifecycle
+//   relay              executable: command line -> RelayServer
+//   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
 // Tests:
 //   Tests/Unit         known answers, codec tables, state machine, in-memory sessions
 //   Tests/Property     swift-property-based: round trips, tamper detection, model-based tests
@@ -17,9 +21,16 @@ let package = Package(
     name: "securechat",
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
+        .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,6 +43,17 @@ let package = Package(
             name: "ChatCore",
             dependencies: ["CSodium"],
             path: "Sources/ChatCore"
+        ),
+        .target(
+            name: "ChatNetworking",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/ChatNetworking"
         ),
         .testTarget(
             name: "UnitTests",
@@ -54,7 +76,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "ChatNetworking"],
             path: "Tests/Integration"
         ),
     ]
