@@ -10,6 +10,11 @@
 //   RelayServer        the relay's NIO shell: config, pipeline, limits, metrics, TLS, lifecycle
 //   relay              executable: command line -> RelayServer
 //   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
+//   CEditline          libedit from Debian (BSD licence), through pkg-config
+//   CClientSupport     tiny C shim for the client: libedit's line callback and globals, prctl,
+//                      signalfd, the window size (variadic or global C that Swift cannot call)
+//   ChatClient         the client shell: session driver, reconnect policy, terminal UI, pipe/JSON
+//   securechat         executable: command line -> ChatClient
 // Tests:
 //   Tests/Unit         known answers, codec tables, state machine, in-memory sessions
 //   Tests/Property     swift-property-based: round trips, tamper detection, model-based tests
@@ -22,6 +27,7 @@ let package = Package(
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
         .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
+        .executable(name: "securechat", targets: ["securechat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -55,9 +61,38 @@ let package = Package(
             ],
             path: "Sources/ChatNetworking"
         ),
+        .systemLibrary(
+            name: "CEditline",
+            path: "Sources/CEditline",
+            pkgConfig: "libedit",
+            providers: [.apt(["libedit-dev"])]
+        ),
+        .target(
+            name: "CClientSupport",
+            dependencies: ["CEditline"],
+            path: "Sources/CClientSupport"
+        ),
+        .target(
+            name: "ChatClient",
+            dependencies: [
+                "ChatCore", "ChatNetworking", "CClientSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/ChatClient"
+        ),
+        .executableTarget(
+            name: "securechat",
+            dependencies: [
+                "ChatClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/securechat"
+        ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "ChatClient"],
             path: "Tests/Unit",
             exclude: ["Vectors"]
         ),
