@@ -372,3 +372,9 @@ final class WebSocketClientMessageHandler: ChannelDuplexHandler {
         context.write(data, promise: promise)
     }
 }
+
+extension WebSocketErrorCode {
+    /// 1013 Try Again Later (IANA WebSocket close code registry): a temporary condition, such as
+    /// a full server, that a client may retry after a while. NIO has no named case for it.
+    public static let tryAgainLater = WebSocketErrorCode.unknown(1013)
+}
