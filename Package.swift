@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "ChatCore", "ChatNetworking", "CClientSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],

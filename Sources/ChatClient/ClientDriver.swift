@@ -456,7 +456,13 @@ public final class ClientDriver {
             }
         case let .ended(reason):
             if case .relayRefused = reason { relayRefused = true }
-            show(.notice(ClientNotice(.ended, .info, "session ended: \(reason)")))
+            let why: String = switch endCause {
+            case .gaveUp, .permanentFailure: "no relay"
+            case .drainTimedOut: "the peer did not confirm in time"
+            case let .signal(number) where number != SIGINT: "signal \(number)"
+            default: "\(reason)"
+            }
+            show(.notice(ClientNotice(.ended, .info, "session ended (\(why)); keys wiped")))
         }
     }
 

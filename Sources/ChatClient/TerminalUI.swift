@@ -160,8 +160,8 @@ final class TerminalUI: ClientRenderer {
         closed = true
         if handlerInstalled { scl_editline_remove() }
         handlerInstalled = false
-        let summary = exitStatus == .success ? "left securechat" : "left securechat (\(exitStatus))"
-        out.write(style("-- " + summary + "; keys wiped", dim) + "\r\n")
+        let summary = exitStatus == .success ? "bye" : "bye (\(exitStatus))"
+        out.write(style("-- " + summary, dim) + "\r\n")
         restoreTerminal()
     }
 

@@ -1,9 +1,14 @@
 import ChatCore
 import ChatNetworking
 import NIOCore
+import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
 /// system trust store plus an optional CA file), with a small handler that turns WebSocket
@@ -58,8 +63,17 @@ public final class WebSocketRelayConnector: RelayConnector {
         }
     }
 
-    /// A one-line reason (NIO's descriptions can be long).
+    /// A one-line reason (NIO's descriptions are long and repeat the address).
     private static func shortReason(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let ioError = error.connectionErrors.last?.error as? IOError {
+                return String(cString: strerror(ioError.errnoCode)).lowercased()
+            }
+            if error.connectionErrors.isEmpty { return "cannot resolve the relay's host name" }
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return "connection timed out"
+        }
         let text = "\(error)"
         return text.count <= 160 ? text : String(text.prefix(157)) + "..."
     }
