@@ -141,7 +141,15 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ChatCore", "ChatNetworking"],
+            dependencies: [
+                "ChatCore",
+                "ChatNetworking",
+                // Built by `swift test`; the tests run them as processes from the build directory.
+                "relay",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             path: "Tests/Integration"
         ),
     ]
