@@ -146,6 +146,7 @@ let package = Package(
                 "ChatNetworking",
                 // Built by `swift test`; the tests run them as processes from the build directory.
                 "relay",
+                "securechat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
