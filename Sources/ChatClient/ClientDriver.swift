@@ -486,7 +486,7 @@ public final class ClientDriver {
     private func finish() {
         guard !exited else { return }
         exited = true
-        let status: ExitStatus
+        let status: ClientExitStatus
         if relayRefused {
             status = .relayRefused
         } else {

@@ -63,7 +63,7 @@ public enum ClientAction: Hashable, Sendable {
     /// Show something to the user.
     case display(DisplayEvent)
     /// Everything is done: restore the terminal and exit with this status.
-    case exit(ExitStatus)
+    case exit(ClientExitStatus)
 }
 
 /// A message the user sent, as the UI remembers it until the peer confirms it.

@@ -22,7 +22,7 @@ final class ClientShell {
     private let mailbox: Mailbox
     private let signalFD: Int32
     private var links: [(id: ConnectionID, link: any RelayLink)] = []
-    private var exitStatus: ExitStatus?
+    private var exitStatus: ClientExitStatus?
     private var inputOpen = true
 
     /// Most links kept at once: the current one and one being closed.
@@ -41,7 +41,7 @@ final class ClientShell {
     }
 
     /// Run until the driver exits; returns the exit status. The terminal is restored on return.
-    func run() -> ExitStatus {
+    func run() -> ClientExitStatus {
         driver.handle(.start, now: MonotonicClock.now())
         perform()
         // Bounded by the session's lifetime: each round either handles an event or a deadline,

@@ -7,7 +7,7 @@ protocol ClientRenderer: AnyObject {
     /// The status may have changed (called after each batch of events).
     func refreshStatus(_ status: ClientStatus)
     /// Leave: restore whatever was changed, say goodbye.
-    func close(exitStatus: ExitStatus)
+    func close(exitStatus: ClientExitStatus)
 }
 
 /// Pipe mode, plain: each message from the peer is one line on stdout, sanitized; everything
@@ -46,7 +46,7 @@ final class PlainRenderer: ClientRenderer {
 
     func refreshStatus(_ status: ClientStatus) {}
 
-    func close(exitStatus: ExitStatus) {}
+    func close(exitStatus: ClientExitStatus) {}
 
     private func note(_ text: String) {
         stderr.write("securechat: \(text)\n")
@@ -107,7 +107,7 @@ final class JSONRenderer: ClientRenderer {
 
     func refreshStatus(_ status: ClientStatus) {}
 
-    func close(exitStatus: ExitStatus) {
+    func close(exitStatus: ClientExitStatus) {
         var line = JSONLine(event: "exit")
         line.field("code", Int(exitStatus.code))
         stdout.write(line.line)

@@ -154,7 +154,7 @@ final class TerminalUI: ClientRenderer {
         drawBlock()
     }
 
-    func close(exitStatus: ExitStatus) {
+    func close(exitStatus: ClientExitStatus) {
         guard !closed else { return }
         eraseBlock()
         closed = true

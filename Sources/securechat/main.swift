@@ -28,7 +28,7 @@ struct Securechat: ParsableCommand {
 
             \(jsonEventsHelp)
 
-            \(ExitStatus.helpText)
+            \(ClientExitStatus.helpText)
             """
     )
 
@@ -96,7 +96,7 @@ switch ClientApp.prepareProcess() {
 case let .success(fd): signalFD = fd
 case let .failure(error):
     printError("securechat: \(error)")
-    exit(ExitStatus.internalFailure.code)
+    exit(ClientExitStatus.internalFailure.code)
 }
 
 let command: Securechat
@@ -106,10 +106,10 @@ do {
     // --help is a "clean exit" with the help text on stdout; everything else is a usage error.
     if Securechat.exitCode(for: error) == .success {
         print(Securechat.fullMessage(for: error))
-        exit(ExitStatus.success.code)
+        exit(ClientExitStatus.success.code)
     }
     printError(Securechat.fullMessage(for: error))
-    exit(ExitStatus.usage.code)
+    exit(ClientExitStatus.usage.code)
 }
 
 do {
@@ -117,5 +117,5 @@ do {
     exit(ClientApp.run(options, signalFD: signalFD).code)
 } catch {
     printError("securechat: \(error)")
-    exit(ExitStatus.usage.code)
+    exit(ClientExitStatus.usage.code)
 }

@@ -1,6 +1,6 @@
 /// The process exit status of `securechat`, documented in `--help`. The numbers never change
 /// meaning (scripts depend on them).
-public enum ExitStatus: Hashable, Sendable, CustomStringConvertible {
+public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     /// The user left (or input ended) and every message sent was confirmed by the peer.
     case success
     /// Bad command line: unknown option, malformed code, relay URL or CA file.
