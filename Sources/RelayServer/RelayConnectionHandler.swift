@@ -69,14 +69,12 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case .admit:
             guard !hub.isShuttingDown else {
                 close(code: .goingAway, error: .shuttingDown)
-                flushNow()
                 return
             }
             id = hub.register(self)
         case let .refuse(code, reason):
             hub.metrics.reject(reason)
             close(code: .tryAgainLater, error: code)
-            flushNow()
         case .drop:
             context.close(promise: nil)
         }
@@ -131,13 +129,11 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 // Echo the client's status code (RFC 6455 §5.5.1) and close.
                 let code = frame.closeStatus.code ?? .normalClosure
                 close(code: code, error: nil)
-                flushNow()
             }
         default:
             // Continuations never get here (the aggregator joins them); anything else is a
             // reserved opcode.
             close(code: .protocolError, error: nil)
-            flushNow()
         }
     }
 
@@ -185,11 +181,9 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
             hub.metrics.reject(.frameTooLarge)
             close(code: .messageTooLarge, error: .frameTooLarge)
-            flushNow()
         case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
             hub.metrics.reject(.malformed)
             close(code: .protocolError, error: nil)
-            flushNow()
         case is ByteToMessageDecoderError:
             // Bytes after a decoding error: the close frame is already on its way; ignore.
             break
@@ -278,7 +272,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
 
     /// Start the close handshake: an optional `ERROR`, then a close frame with `code`; the TCP
     /// connection closes when the client answers or after `closeHandshakeTimeoutSeconds`.
-    /// Frames that arrive meanwhile are ignored. The caller flushes.
+    /// Frames that arrive meanwhile are ignored.
     func close(code: WebSocketErrorCode, error: RelayErrorCode?) {
         guard let context, !closeSent else { return }
         if let error {
@@ -288,7 +282,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 promise: nil
             )
         }
-        context.write(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: nil)
         closeSent = true
         // Stop serving this connection now: its room-mate learns at once that it left.
         if let id {
