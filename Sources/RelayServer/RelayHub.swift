@@ -122,7 +122,9 @@ final class RelayHub {
         guard connections.removeValue(forKey: id) != nil else { return }
         metrics.webSocketsOpen.decrement()
         let peer = rooms.peer(of: id)
-        perform(rooms.disconnect(id))
+        let actions = rooms.disconnect(id)
+        // At shutdown every peer is told SHUTTING_DOWN; a PEER_LEFT before it would mislead.
+        if !isShuttingDown { perform(actions) }
         metrics.roomsOpen.set(Int64(rooms.roomCount))
         // The peer may have been paused waiting for this connection to drain.
         if let peer, let handler = connections[peer] { handler.resumeAfterBackpressure() }
