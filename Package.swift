@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "ChatCore", targets: ["ChatCore"]),
         .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
         .executable(name: "relay", targets: ["relay"]),
+        .executable(name: "relay-bench", targets: ["RelayBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -84,6 +85,19 @@ let package = Package(
             ],
             path: "Sources/relay"
         ),
+        .executableTarget(
+            name: "RelayBench",
+            dependencies: [
+                "ChatNetworking",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Sources/RelayBench"
+        ),
         .testTarget(
             name: "UnitTests",
             dependencies: ["ChatCore"],
@@ -110,6 +124,7 @@ let package = Package(
                 "ChatNetworking",
                 // Built by `swift test`; the tests run them as processes from the build directory.
                 "relay",
+                "RelayBench",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
