@@ -20,8 +20,8 @@ struct RelayBench: AsyncParsableCommand {
             Needs nothing beyond the original protocol: JOIN, PEER_FOUND and SIGNAL text frames \
             (JOINED, ERROR and the rest are counted or ignored). Run a relay with limits raised \
             for benchmarking, e.g. relay --messages-per-second 1000000 --message-burst 1000000 \
-            --bytes-per-second 4294967296 --byte-burst 4294967296 --connections-per-address-max 100000 \
-            --joins-per-address-per-minute 1000000.
+            --bytes-per-second 4294967296 --byte-burst 4294967296 --connections-max 100000 \
+            --connections-per-address-max 100000 --joins-per-address-per-minute 1000000.
             """,
         subcommands: [Load.self, Idle.self],
         defaultSubcommand: Load.self

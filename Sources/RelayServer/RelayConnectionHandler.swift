@@ -126,9 +126,10 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 // The client answered our close frame: the handshake is complete.
                 context.close(promise: nil)
             } else {
-                // Echo the client's status code (RFC 6455 §5.5.1) and close.
+                // Echo the client's status code (RFC 6455 §5.5.1); the handshake is then complete
+                // and the server closes TCP first (§7.1.1).
                 let code = frame.closeStatus.code ?? .normalClosure
-                close(code: code, error: nil)
+                close(code: code, error: nil, closeWhenWritten: true)
             }
         default:
             // Continuations never get here (the aggregator joins them); anything else is a
@@ -273,7 +274,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     /// Start the close handshake: an optional `ERROR`, then a close frame with `code`; the TCP
     /// connection closes when the client answers or after `closeHandshakeTimeoutSeconds`.
     /// Frames that arrive meanwhile are ignored.
-    func close(code: WebSocketErrorCode, error: RelayErrorCode?) {
+    func close(code: WebSocketErrorCode, error: RelayErrorCode?, closeWhenWritten: Bool = false) {
         guard let context, !closeSent else { return }
         if let error {
             let text = WireCodec.encode(.error(code: error, message: error.defaultMessage))
@@ -282,7 +283,11 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 promise: nil
             )
         }
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: written)
+        if closeWhenWritten {
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
         closeSent = true
         // Stop serving this connection now: its room-mate learns at once that it left.
         if let id {

@@ -211,8 +211,8 @@ final class RelayHub {
     func markForFlush(_ handler: RelayConnectionHandler) {
         guard !handler.flushPending else { return }
         handler.flushPending = true
-        // Bounded: each registered connection appears at most once (flushPending guards it).
-        precondition(pendingFlush.count < connections.count + 1, "flush list larger than the connection count")
+        // Bounded: each open connection appears at most once (flushPending guards it).
+        precondition(pendingFlush.count < openConnectionCount, "flush list larger than the connection count")
         pendingFlush.append(handler)
     }
 
