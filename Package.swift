@@ -45,7 +45,11 @@ let package = Package(
         .target(
             name: "ChatCore",
             dependencies: ["CSodium"],
-            path: "Sources/ChatCore"
+            path: "Sources/ChatCore",
+            // Release builds export ChatCore's generic bodies (RelayRooms<Connection>, the codec)
+            // for specialization in the binaries: without it the relay spent ~9% of its CPU in
+            // runtime generic-metadata lookups (perf profile in BENCHMARKS.md). Root-package only.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
             name: "ChatNetworking",

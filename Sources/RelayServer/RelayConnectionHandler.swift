@@ -158,9 +158,11 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         _ = messageBucket.tryConsume(1, now: now)
         _ = byteBucket.tryConsume(UInt64(size), now: now)
         rateLimitAnswered = false
-        hub.receive(frame: frame.unmaskedData, from: id)
-        // Stop reading while the peer's outbound queue is over its high watermark.
-        if let peer = hub.peerHandler(of: id), !peer.isWritable {
+        let forwardedTo = hub.receive(frame: frame.unmaskedDataWordWise, from: id)
+        // Stop reading while the peer's outbound queue is over its high watermark: the relay
+        // then holds at most the watermark plus one read batch for a slow reader, and TCP
+        // backpressure reaches the sender.
+        if let forwardedTo, !forwardedTo.isWritable {
             pause(.peerBackpressure)
         }
     }
