@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "ChatCore", targets: ["ChatCore"]),
         .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
         .executable(name: "relay", targets: ["relay"]),
+        .executable(name: "relay-bench", targets: ["RelayBench"]),
         .executable(name: "securechat", targets: ["securechat"]),
     ],
     dependencies: [
@@ -50,7 +51,11 @@ let package = Package(
         .target(
             name: "ChatCore",
             dependencies: ["CSodium"],
-            path: "Sources/ChatCore"
+            path: "Sources/ChatCore",
+            // Release builds export ChatCore's generic bodies (RelayRooms<Connection>, the codec)
+            // for specialization in the binaries: without it the relay spent ~9% of its CPU in
+            // runtime generic-metadata lookups (perf profile in BENCHMARKS.md). Root-package only.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
             name: "ChatNetworking",
@@ -89,6 +94,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/relay"
+        ),
+        .executableTarget(
+            name: "RelayBench",
+            dependencies: [
+                "ChatNetworking",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Sources/RelayBench"
         ),
         .systemLibrary(
             name: "CEditline",
@@ -146,6 +164,7 @@ let package = Package(
                 "ChatNetworking",
                 // Built by `swift test`; the tests run them as processes from the build directory.
                 "relay",
+                "RelayBench",
                 "securechat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

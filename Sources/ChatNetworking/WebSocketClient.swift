@@ -213,8 +213,15 @@ public final class WebSocketClient: Sendable {
                             return channel.eventLoop.makeFailedFuture(WebSocketClientError.upgradeRefused)
                         }
                     )
+                    var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(
+                        upgradeConfiguration: upgradeConfiguration
+                    )
+                    // A server may send frames in the same segment as its 101 response (the relay
+                    // does when it refuses a connection): hand those bytes to the WebSocket decoder
+                    // instead of dropping them with the HTTP decoder (NIO's default).
+                    pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
                     let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: .init(upgradeConfiguration: upgradeConfiguration)
+                        configuration: pipelineConfiguration
                     )
                     // Bound the handshake: a server that accepts TCP and then says nothing must not
                     // hold the caller forever.

@@ -69,14 +69,12 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case .admit:
             guard !hub.isShuttingDown else {
                 close(code: .goingAway, error: .shuttingDown)
-                flushNow()
                 return
             }
             id = hub.register(self)
         case let .refuse(code, reason):
             hub.metrics.reject(reason)
             close(code: .tryAgainLater, error: code)
-            flushNow()
         case .drop:
             context.close(promise: nil)
         }
@@ -128,16 +126,15 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 // The client answered our close frame: the handshake is complete.
                 context.close(promise: nil)
             } else {
-                // Echo the client's status code (RFC 6455 §5.5.1) and close.
+                // Echo the client's status code (RFC 6455 §5.5.1); the handshake is then complete
+                // and the server closes TCP first (§7.1.1).
                 let code = frame.closeStatus.code ?? .normalClosure
-                close(code: code, error: nil)
-                flushNow()
+                close(code: code, error: nil, closeWhenWritten: true)
             }
         default:
             // Continuations never get here (the aggregator joins them); anything else is a
             // reserved opcode.
             close(code: .protocolError, error: nil)
-            flushNow()
         }
     }
 
@@ -161,9 +158,11 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         _ = messageBucket.tryConsume(1, now: now)
         _ = byteBucket.tryConsume(UInt64(size), now: now)
         rateLimitAnswered = false
-        hub.receive(frame: frame.unmaskedData, from: id)
-        // Stop reading while the peer's outbound queue is over its high watermark.
-        if let peer = hub.peerHandler(of: id), !peer.isWritable {
+        let forwardedTo = hub.receive(frame: frame.unmaskedDataWordWise, from: id)
+        // Stop reading while the peer's outbound queue is over its high watermark: the relay
+        // then holds at most the watermark plus one read batch for a slow reader, and TCP
+        // backpressure reaches the sender.
+        if let forwardedTo, !forwardedTo.isWritable {
             pause(.peerBackpressure)
         }
     }
@@ -185,11 +184,9 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
             hub.metrics.reject(.frameTooLarge)
             close(code: .messageTooLarge, error: .frameTooLarge)
-            flushNow()
         case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
             hub.metrics.reject(.malformed)
             close(code: .protocolError, error: nil)
-            flushNow()
         case is ByteToMessageDecoderError:
             // Bytes after a decoding error: the close frame is already on its way; ignore.
             break
@@ -278,8 +275,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
 
     /// Start the close handshake: an optional `ERROR`, then a close frame with `code`; the TCP
     /// connection closes when the client answers or after `closeHandshakeTimeoutSeconds`.
-    /// Frames that arrive meanwhile are ignored. The caller flushes.
-    func close(code: WebSocketErrorCode, error: RelayErrorCode?) {
+    /// Frames that arrive meanwhile are ignored.
+    func close(code: WebSocketErrorCode, error: RelayErrorCode?, closeWhenWritten: Bool = false) {
         guard let context, !closeSent else { return }
         if let error {
             let text = WireCodec.encode(.error(code: error, message: error.defaultMessage))
@@ -288,7 +285,11 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
                 promise: nil
             )
         }
-        context.write(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame.close(code: code, masked: false)), promise: written)
+        if closeWhenWritten {
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
         closeSent = true
         // Stop serving this connection now: its room-mate learns at once that it left.
         if let id {

@@ -122,7 +122,9 @@ final class RelayHub {
         guard connections.removeValue(forKey: id) != nil else { return }
         metrics.webSocketsOpen.decrement()
         let peer = rooms.peer(of: id)
-        perform(rooms.disconnect(id))
+        let actions = rooms.disconnect(id)
+        // At shutdown every peer is told SHUTTING_DOWN; a PEER_LEFT before it would mislead.
+        if !isShuttingDown { perform(actions) }
         metrics.roomsOpen.set(Int64(rooms.roomCount))
         // The peer may have been paused waiting for this connection to drain.
         if let peer, let handler = connections[peer] { handler.resumeAfterBackpressure() }
@@ -131,8 +133,10 @@ final class RelayHub {
 
     // MARK: Frames
 
-    /// A text frame from a registered connection, after its rate limits admitted it.
-    func receive(frame: ByteBuffer, from id: ConnectionID) {
+    /// A text frame from a registered connection, after its rate limits admitted it. Returns the
+    /// connection it was forwarded to, if any (the caller checks that one's backpressure).
+    @discardableResult
+    func receive(frame: ByteBuffer, from id: ConnectionID) -> RelayConnectionHandler? {
         let decoded: ClientFrame
         do {
             decoded = try frame.withUnsafeReadableBytes { bytes throws(WireError) in
@@ -141,21 +145,24 @@ final class RelayHub {
         } catch {
             metrics.reject(RejectionReason(error.relayErrorCode))
             send(.error(code: error.relayErrorCode, message: error.description), to: id)
-            return
+            return nil
         }
         switch decoded {
         case let .join(room):
             join(room, from: id)
+            return nil
         case .signal:
+            var forwardedTo: RelayConnectionHandler?
             for action in rooms.signal(from: id) {
                 switch action {
                 case let .forward(to: peer):
-                    forward(frame, to: peer)
+                    forwardedTo = forward(frame, to: peer)
                 case let .send(to: target, message):
                     if case let .error(code, _) = message { metrics.reject(RejectionReason(code)) }
                     send(message, to: target)
                 }
             }
+            return forwardedTo
         }
     }
 
@@ -191,12 +198,13 @@ final class RelayHub {
         }
     }
 
-    private func forward(_ frame: ByteBuffer, to peer: ConnectionID) {
-        guard let handler = connections[peer] else { return }
+    private func forward(_ frame: ByteBuffer, to peer: ConnectionID) -> RelayConnectionHandler? {
+        guard let handler = connections[peer] else { return nil }
         metrics.framesForwarded.increment()
         metrics.bytesForwarded.increment(by: Int64(frame.readableBytes))
         handler.writeText(frame)
         markForFlush(handler)
+        return handler
     }
 
     /// Send a relay message to a registered connection (buffered until the batch's flush).
@@ -209,8 +217,8 @@ final class RelayHub {
     func markForFlush(_ handler: RelayConnectionHandler) {
         guard !handler.flushPending else { return }
         handler.flushPending = true
-        // Bounded: each registered connection appears at most once (flushPending guards it).
-        precondition(pendingFlush.count < connections.count + 1, "flush list larger than the connection count")
+        // Bounded: each open connection appears at most once (flushPending guards it).
+        precondition(pendingFlush.count < openConnectionCount, "flush list larger than the connection count")
         pendingFlush.append(handler)
     }
 
