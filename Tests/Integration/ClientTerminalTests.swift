@@ -186,4 +186,27 @@ struct ClientTerminalTests {
             await bob.kill()
         }
     }
+
+    @Test("SIGTERM in the interactive client: the session ends, the terminal is restored, exit 143")
+    func sigtermRestoresTerminal() async throws {
+        try await withRelay { relay in
+            let room = uniqueRoom("TERM")
+            let tmux = Tmux()
+            defer { tmux.kill() }
+            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
+            let script = "stty -g; '\(binary)' \(room) --relay \(relay.url); echo EXIT=$?; stty -g; sleep 120"
+            try tmux.run(["new-session", "-d", "-x", "100", "-y", "30", "-s", tmux.session, "sh", "-c", script])
+            try await tmux.waitForScreen("the SEARCHING status line") { $0.contains { $0.hasPrefix(" SEARCHING |") } }
+            // The pane runs sh; the client is its only child.
+            let shellPID = try tmux.run(["list-panes", "-t", tmux.session, "-F", "#{pane_pid}"])
+                .split(separator: "\n").first.map(String.init) ?? ""
+            let children = try String(contentsOfFile: "/proc/\(shellPID)/task/\(shellPID)/children", encoding: .utf8)
+            let pid = try #require(children.split(separator: " ").first.flatMap { Int32($0) })
+            kill(pid, SIGTERM)
+            let final = try await tmux.waitForScreen("the exit") { $0.contains("EXIT=143") }
+            let exitRow = try #require(final.firstIndex(of: "EXIT=143"))
+            #expect(final.contains { $0.contains("session ended (signal 15); keys wiped") })
+            #expect(!final[0].isEmpty && final[0] == final[exitRow + 1], "stty before \(final[0]), after \(final[exitRow + 1])")
+        }
+    }
 }
