@@ -6,6 +6,15 @@
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
 //   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
 //                      (no sockets, no clocks, no global randomness)
+//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
+//   RelayServer        the relay's NIO shell: config, pipeline, limits, metrics, TLS, lifecycle
+//   relay              executable: command line -> RelayServer
+//   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
+//   CEditline          libedit from Debian (BSD licence), through pkg-config
+//   CClientSupport     tiny C shim for the client: libedit's line callback and globals, prctl,
+//                      signalfd, the window size (variadic or global C that Swift cannot call)
+//   ChatClient         the client shell: session driver, reconnect policy, terminal UI, pipe/JSON
+//   securechat         executable: command line -> ChatClient
 // Tests:
 //   Tests/Unit         known answers, codec tables, state machine, in-memory sessions
 //   Tests/Property     swift-property-based: round trips, tamper detection, model-based tests
@@ -17,9 +26,20 @@ let package = Package(
     name: "securechat",
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
+        .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
+        .executable(name: "relay", targets: ["relay"]),
+        .executable(name: "relay-bench", targets: ["RelayBench"]),
+        .executable(name: "securechat", targets: ["securechat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -31,11 +51,96 @@ let package = Package(
         .target(
             name: "ChatCore",
             dependencies: ["CSodium"],
-            path: "Sources/ChatCore"
+            path: "Sources/ChatCore",
+            // Release builds export ChatCore's generic bodies (RelayRooms<Connection>, the codec)
+            // for specialization in the binaries: without it the relay spent ~9% of its CPU in
+            // runtime generic-metadata lookups (perf profile in BENCHMARKS.md). Root-package only.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+        ),
+        .target(
+            name: "ChatNetworking",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/ChatNetworking"
+        ),
+        .target(
+            name: "RelayServer",
+            dependencies: [
+                "ChatCore",
+                "ChatNetworking",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/RelayServer"
+        ),
+        .executableTarget(
+            name: "relay",
+            dependencies: [
+                "RelayServer",
+                "ChatNetworking",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/relay"
+        ),
+        .executableTarget(
+            name: "RelayBench",
+            dependencies: [
+                "ChatNetworking",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Sources/RelayBench"
+        ),
+        .systemLibrary(
+            name: "CEditline",
+            path: "Sources/CEditline",
+            pkgConfig: "libedit",
+            providers: [.apt(["libedit-dev"])]
+        ),
+        .target(
+            name: "CClientSupport",
+            dependencies: ["CEditline"],
+            path: "Sources/CClientSupport"
+        ),
+        .target(
+            name: "ChatClient",
+            dependencies: [
+                "ChatCore", "ChatNetworking", "CClientSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/ChatClient"
+        ),
+        .executableTarget(
+            name: "securechat",
+            dependencies: [
+                "ChatClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/securechat"
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "ChatClient"],
             path: "Tests/Unit",
             exclude: ["Vectors"]
         ),
@@ -54,7 +159,17 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ChatCore"],
+            dependencies: [
+                "ChatCore",
+                "ChatNetworking",
+                // Built by `swift test`; the tests run them as processes from the build directory.
+                "relay",
+                "RelayBench",
+                "securechat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             path: "Tests/Integration"
         ),
     ]

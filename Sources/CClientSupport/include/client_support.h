@@ -1,0 +1,85 @@
+#ifndef SECURECHAT_CLIENT_SUPPORT_H
+#define SECURECHAT_CLIENT_SUPPORT_H
+
+// C that the client shell needs and Swift cannot call directly: libedit's readline-compatible
+// interface is built on mutable C globals and a callback without a context pointer (Swift 6
+// strict concurrency refuses both), and prctl/ioctl are variadic. Each function is a one-liner
+// over the C API; the state lives in client_support.c, in exactly one place.
+
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- libedit, readline-compatible callback interface ---------------------------------------
+
+/// Configure libedit before first use: no signal handlers of its own (the client takes signals
+/// through signalfd), no SIGWINCH handler, our program name for ~/.editrc.
+void scl_editline_configure(void);
+
+/// Install the line handler with `prompt` and draw the prompt (call again after each line).
+void scl_editline_install(const char *prompt);
+
+/// Remove the handler; libedit returns the terminal to the mode it found.
+void scl_editline_remove(void);
+
+/// Read one character from stdin (call when stdin is readable). Returns 0 while a line is still
+/// being edited, 1 when a complete line is ready (`scl_editline_take_line`), 2 on end of input.
+int scl_editline_read_char(void);
+
+/// The completed line (malloc'd; the caller wipes and frees it), and clears the ready state.
+char *scl_editline_take_line(void);
+
+/// The line being edited: a pointer valid until the next libedit call, and its length in bytes.
+const char *scl_editline_buffer(int *length);
+
+/// The cursor's byte offset in the line being edited.
+int scl_editline_point(void);
+
+/// Redraw the prompt and the line being edited from the cursor's current position.
+void scl_editline_redisplay(void);
+
+/// The terminal was resized.
+void scl_editline_resize(void);
+
+// ---- process and terminal ------------------------------------------------------------------
+
+/// No core dumps: setrlimit(RLIMIT_CORE, 0) and prctl(PR_SET_DUMPABLE, 0) (which also stops
+/// other processes of the same user from attaching with ptrace or reading /proc/PID/mem).
+/// Returns 0, or -1 (errno set) when either call failed.
+int scl_disable_core_dumps(void);
+
+/// The soft RLIMIT_CORE, in bytes (for tests).
+long long scl_core_limit(void);
+
+/// prctl(PR_GET_DUMPABLE): 0 or 1, or -1 on error.
+int scl_get_dumpable(void);
+
+/// The terminal's size for `fd` (ioctl TIOCGWINSZ). Returns 0 or -1.
+int scl_window_size(int fd, int *columns, int *rows);
+
+/// Block SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH in the calling thread (and so in every
+/// thread it starts later) and return a signalfd that reads them (non-blocking, close-on-exec),
+/// or -1. SIGPIPE is ignored.
+int scl_signals_to_fd(void);
+
+/// Read one signal number from a signalfd: the signal, 0 when none is pending, -1 on error.
+int scl_signalfd_read(int fd);
+
+/// Restore the default dispositions and unblock the signals (for child processes in tests).
+void scl_signals_restore(void);
+
+/// wcwidth(3) of one Unicode scalar in the current locale (-1 for non-printable).
+int scl_wcwidth(uint32_t scalar);
+
+/// pipe2(O_NONBLOCK | O_CLOEXEC). Returns 0 or -1.
+int scl_pipe_nonblocking(int fds[2]);
+
+/// Save the terminal settings of `fd` and restore them (and reset colours) if the process dies
+/// from a fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGABRT, SIGFPE: a failed
+/// precondition). The handler then re-raises the signal with the default action; core dumps are
+/// off. The ordinary exit paths restore the terminal themselves.
+void scl_terminal_restore_arm(int fd);
+
+/// The terminal has been restored: the fatal-signal handlers no longer touch it.
+void scl_terminal_restore_disarm(void);
+
+#endif

@@ -1,0 +1,172 @@
+import ChatCore
+
+/// Identifies one connection attempt to the relay. Events from an older attempt are ignored, so
+/// a late close from a connection that was already replaced cannot disturb the current one.
+public struct ConnectionID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: UInt64
+
+    public init(_ value: UInt64) {
+        self.value = value
+    }
+
+    public static func < (lhs: ConnectionID, rhs: ConnectionID) -> Bool { lhs.value < rhs.value }
+
+    public var description: String { "connection \(value)" }
+}
+
+/// Why a connection attempt failed.
+public struct TransportFailure: Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, for the user (no secrets, no message text).
+    public var reason: String
+    /// True when trying again cannot help (the relay's certificate is not trusted, the server
+    /// is not a WebSocket relay): the client gives up at once.
+    public var permanent: Bool
+
+    public init(reason: String, permanent: Bool) {
+        self.reason = reason
+        self.permanent = permanent
+    }
+
+    public var description: String { reason }
+}
+
+/// Everything the shell feeds into a `ClientDriver`.
+public enum ClientEvent: Hashable, Sendable {
+    /// Begin: announce the room and open the first connection.
+    case start
+    /// The WebSocket to the relay is open.
+    case transportUp(ConnectionID)
+    /// One text frame from the relay.
+    case transportFrame(ConnectionID, [UInt8])
+    /// The connection closed (after it was up, or while it was being opened).
+    case transportClosed(ConnectionID, reason: String)
+    /// Opening the connection failed.
+    case transportFailed(ConnectionID, TransportFailure)
+    /// One complete input line (a message, or in interactive mode possibly a command).
+    case line(String)
+    /// A line could not be read as text (not UTF-8, too long): it is reported, never sent.
+    case unreadableLine(reason: String)
+    /// End of input (end of stdin in pipe mode, Ctrl-D on an empty line interactively).
+    case endOfInput
+    /// A terminating signal arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT).
+    case signal(Int32)
+}
+
+/// What the driver asks its shell to do.
+public enum ClientAction: Hashable, Sendable {
+    /// Open a new connection to the relay with this identifier.
+    case connect(ConnectionID)
+    /// Send one text frame on the connection.
+    case send(ConnectionID, [UInt8])
+    /// Close the connection.
+    case close(ConnectionID)
+    /// Show something to the user.
+    case display(DisplayEvent)
+    /// Everything is done: restore the terminal and exit with this status.
+    case exit(ClientExitStatus)
+}
+
+/// A message the user sent, as the UI remembers it until the peer confirms it.
+public struct SentMessage: Hashable, Sendable {
+    public let id: MessageID
+    public let text: String
+}
+
+/// Something to show. The renderers (terminal, plain pipe, JSON) decide how.
+public enum DisplayEvent: Hashable, Sendable {
+    /// A new room was created; the peer should run `peerCommand`.
+    case roomCreated(room: RoomCode, peerCommand: String)
+    /// A message from the peer (raw: renderers sanitize it).
+    case message(IncomingMessage)
+    /// The user's message was accepted. `queued`: not connected now; it goes after (re-)keying.
+    case sent(SentMessage, queued: Bool)
+    /// The peer confirmed these messages.
+    case delivered([MessageID])
+    /// These messages will never be confirmed.
+    case undeliverable([SentMessage], UndeliverableReason)
+    /// A line was not accepted as a message.
+    case refused(String)
+    /// The session's lifecycle state changed.
+    case state(from: SessionState, to: SessionState)
+    /// A notice about the connection or the session.
+    case notice(ClientNotice)
+    /// Lines of help or of the verification report, for the interactive UI.
+    case info([String])
+    /// Clear the screen (interactive).
+    case clear
+}
+
+/// A notice, with a stable machine-readable kind (for `--json`) and a text for people.
+public struct ClientNotice: Hashable, Sendable {
+    public enum Level: String, Hashable, Sendable {
+        case info
+        case warning
+        case error
+    }
+
+    /// Stable names; scripts match on them.
+    public enum Kind: String, Hashable, Sendable {
+        case connecting = "connecting"
+        case relayConnected = "relay_connected"
+        case relayLost = "relay_lost"
+        case relayUnreachable = "relay_unreachable"
+        case retrying = "retrying"
+        case reconnected = "reconnected"
+        case joined = "joined"
+        case peerFound = "peer_found"
+        case peerLeft = "peer_left"
+        case peerRestarted = "peer_restarted"
+        case secured = "secured"
+        case rekeyed = "rekeyed"
+        case relayError = "relay_error"
+        case suspiciousFrame = "suspicious_frame"
+        case draining = "draining"
+        case gaveUp = "gave_up"
+        case confirmQuit = "confirm_quit"
+        case unknownCommand = "unknown_command"
+        case unreadableInput = "unreadable_input"
+        case ended = "ended"
+    }
+
+    public var kind: Kind
+    public var level: Level
+    /// For people. Any part that came from the network is sanitized by the renderer.
+    public var text: String
+
+    public init(_ kind: Kind, _ level: Level = .info, _ text: String) {
+        self.kind = kind
+        self.level = level
+        self.text = text
+    }
+}
+
+/// The state of the relay link, for the status line.
+public enum RelayLinkState: Hashable, Sendable {
+    case connecting
+    case up
+    case retrying
+    case closed
+}
+
+/// Whether the peer is in the room, as far as the client knows.
+public enum PeerPresence: String, Hashable, Sendable {
+    case absent
+    case present
+    case unknown
+}
+
+/// What the status line shows.
+public struct ClientStatus: Hashable, Sendable {
+    public var state: SessionState
+    public var room: RoomCode
+    public var relay: RelayLinkState
+    public var peer: PeerPresence
+    /// Messages accepted and not yet confirmed by the peer.
+    public var pending: Int
+    /// True once the peer's key has been compared out of band (never yet: the authentication
+    /// issue adds a safety number the user can confirm).
+    public var verified: Bool
+
+    /// Messages are end-to-end encrypted right now.
+    public var encrypted: Bool { state == .connected }
+}

@@ -1,0 +1,46 @@
+/// The process exit status of `securechat`, documented in `--help`. The numbers never change
+/// meaning (scripts depend on them).
+public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
+    /// The user left (or input ended) and every message sent was confirmed by the peer.
+    case success
+    /// Bad command line: unknown option, malformed code, relay URL or CA file.
+    case usage
+    /// The relay refused the room (it already has two peers, or the code is invalid).
+    case relayRefused
+    /// The relay could not be reached, or the connection failed in a way retrying cannot fix
+    /// (an untrusted certificate, not a WebSocket server), or it stayed down past `--give-up-after`.
+    case connectionFailed
+    /// The session ended with messages the peer never confirmed (they were reported).
+    case undelivered
+    /// A local failure (the terminal or the process could not be set up).
+    case internalFailure
+    /// Ended by SIGTERM, SIGHUP or SIGQUIT: 128 + the signal number, as shells report it.
+    case signal(Int32)
+
+    public var code: Int32 {
+        switch self {
+        case .success: 0
+        case .usage: 1
+        case .relayRefused: 2
+        case .connectionFailed: 3
+        case .undelivered: 4
+        case .internalFailure: 5
+        case let .signal(number): 128 + number
+        }
+    }
+
+    public var description: String { "exit \(code)" }
+
+    /// The table printed by `--help`.
+    public static let helpText = """
+        Exit status:
+          0    you left (/quit, Ctrl-C, Ctrl-D, end of input); all delivered
+          1    usage error: bad option, code, relay URL or CA file
+          2    the relay refused the room (two peers already, invalid code)
+          3    the relay was unreachable past --give-up-after, or failed in a
+               way retrying cannot fix (untrusted certificate, not a relay)
+          4    messages were left undelivered at exit (each was reported)
+          5    local failure (terminal or process set-up)
+          129, 131, 143  SIGHUP, SIGQUIT, SIGTERM (128 + signal); keys wiped
+        """
+}

@@ -1,0 +1,132 @@
+import ChatCore
+
+/// What the client shows; one implementation per mode.
+protocol ClientRenderer: AnyObject {
+    /// Show one event; `status` is the state after it.
+    func render(_ event: DisplayEvent, status: ClientStatus)
+    /// The status may have changed (called after each batch of events).
+    func refreshStatus(_ status: ClientStatus)
+    /// Leave: restore whatever was changed, say goodbye.
+    func close(exitStatus: ClientExitStatus)
+}
+
+/// Pipe mode, plain: each message from the peer is one line on stdout, sanitized; everything
+/// else (states, notices, errors) goes to stderr as `securechat: ...`.
+final class PlainRenderer: ClientRenderer {
+    private let stdout: FileOutput
+    private let stderr: FileOutput
+
+    init(stdout: FileOutput, stderr: FileOutput) {
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    func render(_ event: DisplayEvent, status: ClientStatus) {
+        switch event {
+        case let .roomCreated(room, command):
+            note("room \(room.value) created; on the other side run: \(command)")
+        case let .message(message):
+            stdout.write(TerminalText.sanitize(message.text) + "\n")
+        case let .sent(message, queued):
+            if queued { note("message \(message.id) queued; it is sent once the session is (re-)keyed") }
+        case .delivered, .info, .clear:
+            break
+        case let .undeliverable(messages, reason):
+            for message in messages {
+                note("NOT DELIVERED (\(reason)) \(message.id): \(TerminalText.sanitize(message.text))")
+            }
+        case let .refused(reason):
+            note(reason)
+        case let .state(_, to):
+            note("state \(to.rawValue)")
+        case let .notice(notice):
+            note((notice.level == .info ? "" : "\(notice.level.rawValue): ") + TerminalText.sanitize(notice.text))
+        }
+    }
+
+    func refreshStatus(_ status: ClientStatus) {}
+
+    func close(exitStatus: ClientExitStatus) {}
+
+    private func note(_ text: String) {
+        stderr.write("securechat: \(text)\n")
+    }
+}
+
+/// Pipe mode with `--json`: one JSON object per line on stdout for every event.
+///
+/// Events (`"event"` field): `room`, `message`, `sent`, `delivered`, `undeliverable`,
+/// `refused`, `state`, `notice` (with `kind`, `level`, `text`), `error` (a notice of level
+/// error), `exit` (with `code`, last). Documented in `securechat --help`.
+final class JSONRenderer: ClientRenderer {
+    private let stdout: FileOutput
+
+    init(stdout: FileOutput) {
+        self.stdout = stdout
+    }
+
+    func render(_ event: DisplayEvent, status: ClientStatus) {
+        var line: JSONLine
+        switch event {
+        case let .roomCreated(room, command):
+            line = JSONLine(event: "room")
+            line.field("room", room.value)
+            line.field("command", command)
+        case let .message(message):
+            line = JSONLine(event: "message")
+            line.field("seq", message.sequence)
+            line.field("text", message.text)
+        case let .sent(message, queued):
+            line = JSONLine(event: "sent")
+            line.field("id", message.id.value)
+            line.field("queued", queued)
+        case let .delivered(ids):
+            line = JSONLine(event: "delivered")
+            line.field("ids", ids.map(\.value))
+        case let .undeliverable(messages, reason):
+            line = JSONLine(event: "undeliverable")
+            line.field("ids", messages.map(\.id.value))
+            line.field("reason", reason == .peerChanged ? "peer_changed" : "session_ended")
+        case let .refused(reason):
+            line = JSONLine(event: "refused")
+            line.field("reason", reason)
+        case let .state(from, to):
+            line = JSONLine(event: "state")
+            line.field("from", from.rawValue)
+            line.field("to", to.rawValue)
+        case let .notice(notice):
+            line = JSONLine(event: notice.level == .error ? "error" : "notice")
+            line.field("kind", notice.kind.rawValue)
+            line.field("level", notice.level.rawValue)
+            line.field("text", notice.text)
+        case .info, .clear:
+            return
+        }
+        stdout.write(line.line)
+    }
+
+    func refreshStatus(_ status: ClientStatus) {}
+
+    func close(exitStatus: ClientExitStatus) {
+        var line = JSONLine(event: "exit")
+        line.field("code", Int(exitStatus.code))
+        stdout.write(line.line)
+    }
+}
+
+/// The usage text for `--json`, in `--help`.
+public let jsonEventsHelp = """
+    JSON events (--json): one object per line on stdout, "event" first.
+      room           a room was created: "room", "command" (what the peer runs)
+      state          "from", "to": INIT SEARCHING USER_FOUND KEY_SETUP
+                     CONNECTED DISCONNECTED DESTROYED
+      message        from the peer: "seq", "text" (the exact text)
+      sent           your line was accepted: "id", "queued" (not connected yet)
+      delivered      the peer confirmed: "ids"
+      undeliverable  never confirmed: "ids", "reason" (peer_changed,
+                     session_ended)
+      refused        a line was not accepted: "reason"
+      notice, error  "kind", "level", "text" (relay_lost, retrying,
+                     reconnected, rekeyed, peer_left, ...)
+      exit           the last line: "code"
+    """

@@ -1,0 +1,162 @@
+import ChatCore
+import ChatNetworking
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
+/// system trust store plus an optional CA file), with a small handler that turns WebSocket
+/// frames into mailbox events.
+public final class WebSocketRelayConnector: RelayConnector {
+    private let client: WebSocketClient
+    private let url: WebSocketURL
+
+    /// - Throws: `WebSocketClientError.invalidCAFile` when the CA file cannot be used.
+    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int) throws {
+        self.url = url
+        self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
+            caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
+    }
+
+    public func open(_ id: ConnectionID, mailbox: Mailbox) -> any RelayLink {
+        let link = ChannelRelayLink()
+        let client = self.client
+        let url = self.url
+        Task {
+            do {
+                _ = try await client.connect(to: url) { channel in
+                    try channel.pipeline.syncOperations.addHandler(RelayFrameHandler(id: id, mailbox: mailbox))
+                    link.attach(channel)
+                    // Posted from the pipeline set-up, so it precedes every frame and the close.
+                    mailbox.post(.transportUp(id))
+                    return true
+                }
+            } catch {
+                mailbox.post(.transportFailed(id, Self.classify(error)))
+            }
+        }
+        return link
+    }
+
+    /// Which failures retrying cannot fix: TLS (an untrusted or mismatched certificate, no
+    /// common protocol) and a server that is not a WebSocket endpoint. Refused connections,
+    /// timeouts and resets are transient: the relay may be restarting.
+    static func classify(_ error: any Error) -> TransportFailure {
+        switch error {
+        case let error as WebSocketClientError:
+            switch error {
+            case .upgradeRefused, .invalidCAFile: return TransportFailure(reason: "\(error)", permanent: true)
+            case .handshakeTimeout, .closedDuringHandshake: return TransportFailure(reason: "\(error)", permanent: false)
+            }
+        case let error as NIOSSLError:
+            return TransportFailure(reason: "TLS: \(error)", permanent: true)
+        case let error as BoringSSLError:
+            return TransportFailure(reason: "TLS: \(error)", permanent: true)
+        default:
+            return TransportFailure(reason: Self.shortReason(error), permanent: false)
+        }
+    }
+
+    /// A one-line reason (NIO's descriptions are long and repeat the address).
+    private static func shortReason(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let ioError = error.connectionErrors.last?.error as? IOError {
+                return String(cString: strerror(ioError.errnoCode)).lowercased()
+            }
+            if error.connectionErrors.isEmpty { return "cannot resolve the relay's host name" }
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return "connection timed out"
+        }
+        let text = "\(error)"
+        return text.count <= 160 ? text : String(text.prefix(157)) + "..."
+    }
+}
+
+/// A connection's channel, once the upgrade finished; `close` before then closes it on arrival.
+final class ChannelRelayLink: RelayLink {
+    private struct State {
+        var channel: (any Channel)?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    func attach(_ channel: any Channel) {
+        let closeNow = state.withLock { state -> Bool in
+            state.channel = channel
+            return state.closed
+        }
+        if closeNow { channel.close(mode: .all, promise: nil) }
+    }
+
+    func send(_ frame: [UInt8]) {
+        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }) else { return }
+        let message = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(bytes: frame))
+        channel.writeAndFlush(message, promise: nil)
+    }
+
+    func close() {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.closed = true
+            return state.channel
+        }
+        guard let channel else { return }
+        // A close frame first (RFC 6455 §5.5.1), then the TCP connection.
+        let goodbye = WebSocketFrame.close(code: .normalClosure, masked: true)
+        channel.writeAndFlush(goodbye).whenComplete { _ in channel.close(mode: .all, promise: nil) }
+    }
+}
+
+/// On the upgraded channel: text frames to the mailbox, pings answered, a close frame answered
+/// and the connection closed; the end of the channel reported once.
+final class RelayFrameHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let id: ConnectionID
+    private let mailbox: Mailbox
+    private var closeReason = "closed by the relay"
+
+    init(id: ConnectionID, mailbox: Mailbox) {
+        self.id = id
+        self.mailbox = mailbox
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            var payload = frame.unmaskedData
+            mailbox.post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []))
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            let status = frame.closeStatus
+            closeReason = "the relay closed the connection" + (status.code.map { " (\($0))" } ?? "")
+            let echo = WebSocketFrame.close(code: status.code ?? .normalClosure, masked: true)
+            context.writeAndFlush(wrapOutboundOut(echo)).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        default:
+            break  // Pongs; continuations are joined by the aggregator before they get here.
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closeReason = "\(error)"
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        mailbox.post(.transportClosed(id, reason: closeReason))
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,195 @@
+import ChatCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+import ServiceLifecycle
+
+/// Where a running relay listens (the actual ports when 0 was asked for).
+public struct RelayAddresses: Sendable, Hashable, CustomStringConvertible {
+    public var webSocketURL: String
+    public var metricsURL: String?
+
+    /// The startup line tests and scripts parse.
+    public var description: String {
+        "relay listening on \(webSocketURL) metrics on \(metricsURL ?? "off")"
+    }
+}
+
+/// The relay as a swift-service-lifecycle `Service`: binds, serves until graceful shutdown
+/// (SIGTERM/SIGINT through the `ServiceGroup`), then says goodbye to every peer with close 1001.
+///
+/// Why plain SwiftNIO and not hummingbird-websocket: the relay's per-frame work is a synchronous
+/// call into ChatCore's `RelayRooms` and a write to the peer's channel, which is exactly a NIO
+/// channel handler; hummingbird-websocket hands every connection to an async task with an
+/// inbound `AsyncSequence`, which adds a task switch per frame and a task per idle connection,
+/// and would still need NIO-level code for read pausing, the handshake timeout and per-address
+/// admission at accept time. BENCHMARKS.md records what was and was not measured.
+public struct RelayService: Service {
+    public let configuration: RelayConfiguration
+    private let logger: Logger
+    private let onListening: @Sendable (RelayAddresses) -> Void
+
+    /// - Parameter onListening: called once both listeners are bound (the binary prints the line).
+    public init(
+        configuration: RelayConfiguration, logger: Logger, onListening: @escaping @Sendable (RelayAddresses) -> Void
+    ) throws(RelayConfiguration.Invalid) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let configuration = self.configuration
+        let logger = self.logger
+        let sslContext = try Self.makeSSLContext(configuration)
+        // One event loop for all connections: see RelayHub for why.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let metrics = RelayMetrics()
+        let hub = try await loop.submit {
+            NIOLoopBound(RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger), eventLoop: loop)
+        }.get()
+
+        let server: any Channel
+        var metricsServer: (any Channel)?
+        do {
+            server = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 4096)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelOption(
+                    .writeBufferWaterMark,
+                    value: .init(low: configuration.outboundQueueLowBytes, high: configuration.outboundQueueHighBytes)
+                )
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try Self.initialize(channel, hub: hub.value, sslContext: sslContext)
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+            if configuration.metricsPort >= 0 {
+                let isHealthy: @Sendable () -> Bool = { [server] in server.isActive }
+                metricsServer = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                            try channel.pipeline.syncOperations.addHandler(
+                                MetricsHTTPHandler(metrics: metrics, isHealthy: isHealthy)
+                            )
+                        }
+                    }
+                    .bind(host: configuration.metricsHost, port: configuration.metricsPort).get()
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+
+        let scheme = configuration.usesTLS ? "wss" : "ws"
+        let addresses = RelayAddresses(
+            webSocketURL: "\(scheme)://\(Self.urlHost(configuration.host)):\(server.localAddress?.port ?? configuration.port)",
+            metricsURL: metricsServer.map {
+                "http://\(Self.urlHost(configuration.metricsHost)):\($0.localAddress?.port ?? configuration.metricsPort)"
+            }
+        )
+        try await loop.submit { hub.value.startSweeping() }.get()
+        logger.info(
+            "relay started",
+            metadata: [
+                "tls": "\(configuration.usesTLS)", "connections_max": "\(configuration.connectionsMax)",
+                "frame_size_max_bytes": "\(configuration.frameSizeMaxBytes)",
+            ]
+        )
+        onListening(addresses)
+
+        // Serve until SIGTERM/SIGINT (graceful) or cancellation.
+        try? await gracefulShutdown()
+
+        logger.info("relay shutting down: closing listeners, then every connection with 1001")
+        try? await server.close()
+        try await loop.flatSubmit { hub.value.shutdown() }.get()
+        try? await metricsServer?.close()
+        let remaining = try await loop.submit { hub.value.openConnectionCount }.get()
+        logger.info("relay stopped", metadata: ["connections_left": "\(remaining)"])
+        try await group.shutdownGracefully()
+    }
+
+    /// Set up an accepted connection: admission, handshake timeout, TLS, HTTP with the
+    /// WebSocket upgrader. Runs on the hub's event loop.
+    private static func initialize(_ channel: any Channel, hub: RelayHub, sslContext: NIOSSLContext?) throws {
+        let configuration = hub.configuration
+        let metrics = hub.metrics
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let admission = hub.accept(address: address)
+        let boundHub = NIOLoopBound(hub, eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in boundHub.value.connectionClosed(address: address) }
+        if admission == .drop {
+            hub.logger.debug("connection dropped: far over the connection caps")
+            channel.close(promise: nil)
+            return
+        }
+        // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
+        let handshakeTimeout = channel.eventLoop.scheduleTask(in: .seconds(Int64(configuration.handshakeTimeoutSeconds))) {
+            metrics.reject(.handshakeTimeout)
+            channel.close(promise: nil)
+        }
+        if let sslContext {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+        }
+        let frameSizeMaxBytes = configuration.frameSizeMaxBytes
+        let notWebSocket = NIOLoopBound(NotWebSocketHandler(metrics: metrics), eventLoop: channel.eventLoop)
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: frameSizeMaxBytes,
+            // The relay answers protocol errors itself: a typed ERROR, then the close code.
+            automaticErrorHandling: false,
+            shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
+            upgradePipelineHandler: { channel, _ in
+                handshakeTimeout.cancel()
+                return channel.eventLoop.makeCompletedFuture {
+                    channel.pipeline.syncOperations.removeHandler(notWebSocket.value, promise: nil)
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0,
+                            maxAccumulatedFrameCount: 1024,
+                            maxAccumulatedFrameSize: frameSizeMaxBytes
+                        )
+                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        RelayConnectionHandler(hub: boundHub.value, address: address, admission: admission)
+                    )
+                }
+            }
+        )
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
+            withErrorHandling: true
+        )
+        try channel.pipeline.syncOperations.addHandler(notWebSocket.value)
+    }
+
+    private static func makeSSLContext(_ configuration: RelayConfiguration) throws -> NIOSSLContext? {
+        guard let certificateFile = configuration.tlsCertificateFile, let keyFile = configuration.tlsKeyFile else {
+            return nil
+        }
+        let chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        guard !chain.isEmpty else {
+            throw RelayConfiguration.Invalid(flag: "tls-cert-file", reason: "no PEM certificate in \(certificateFile)")
+        }
+        let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)
+        )
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    private static func urlHost(_ host: String) -> String {
+        host.contains(":") ? "[\(host)]" : host
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import ChatNetworking
+import Logging
+import RelayServer
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `relay`: the blind WebSocket relay of securechat.
+@main
+struct Relay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "The blind WebSocket relay: pairs two peers per room and forwards their SIGNALs unread.",
+        discussion: """
+            Serves the original protocol (JOIN, PEER_FOUND, SIGNAL; JSON text frames) plus JOINED, \
+            PEER_LEFT and typed ERRORs. Prints one line when ready:
+              relay listening on ws://HOST:PORT metrics on http://HOST:PORT
+            /healthz and /metrics (Prometheus, counts only) are served on the metrics port. \
+            Nothing is written to disk; at the default log level no room code, payload or address \
+            is logged. SIGTERM or SIGINT: every peer gets SHUTTING_DOWN and close 1001, then exit.
+            """
+    )
+
+    @Option(help: "Address to bind the WebSocket listener to.")
+    var host = "127.0.0.1"
+    @Option(help: "WebSocket port (0: any free port, printed at startup).")
+    var port = 8080
+    @Option(help: "PEM certificate chain; with --tls-key-file the relay serves wss://.")
+    var tlsCertFile: String?
+    @Option(help: "PEM private key for --tls-cert-file.")
+    var tlsKeyFile: String?
+    @Option(help: "Address of the /healthz and /metrics listener.")
+    var metricsHost = "127.0.0.1"
+    @Option(help: "Metrics port (0: any free port; -1: no metrics listener).")
+    var metricsPort = 9090
+
+    @Option(help: "Largest WebSocket message accepted; larger ones get FRAME_TOO_LARGE and close 1009.")
+    var frameSizeMaxBytes = 64 * 1024
+    @Option(help: "Messages per second per connection (token bucket rate); over it: RATE_LIMITED.")
+    var messagesPerSecond = 50
+    @Option(help: "Message burst per connection (token bucket size).")
+    var messageBurst = 100
+    @Option(help: "Bytes per second per connection (token bucket rate).")
+    var bytesPerSecond = 1024 * 1024
+    @Option(help: "Byte burst per connection (token bucket size; at least --frame-size-max-bytes).")
+    var byteBurst = 1024 * 1024
+
+    @Option(help: "Open connections across the relay; over it: TOO_MANY_CONNECTIONS and close 1013.")
+    var connectionsMax = 16_384
+    @Option(help: "Open connections per IP address; over it: TOO_MANY_CONNECTIONS and close 1013.")
+    var connectionsPerAddressMax = 64
+    @Option(help: "New room joins per IP address per minute; over it: JOIN_RATE_LIMITED.")
+    var joinsPerAddressPerMinute = 120
+    @Option(help: "Rooms open at once; over it: TOO_MANY_ROOMS.")
+    var roomsMax = 100_000
+
+    @Option(help: "Seconds from accept to a finished TLS and WebSocket handshake; then the socket is closed.")
+    var handshakeTimeoutSeconds = 10
+    @Option(help: "Seconds without any inbound frame (pongs count); then IDLE_TIMEOUT and close 1008.")
+    var idleTimeoutSeconds = 75
+    @Option(help: "Seconds of quiet after which the relay pings a connection (must be below the idle timeout).")
+    var pingIntervalSeconds = 20
+    @Option(help: "Seconds to wait at shutdown for peers to answer the close frame.")
+    var shutdownGraceSeconds = 3
+    @Option(help: "Outbound bytes queued to a peer above which the sender's reads pause.")
+    var outboundQueueHighBytes = 256 * 1024
+    @Option(help: "Outbound bytes below which the paused sender resumes.")
+    var outboundQueueLowBytes = 64 * 1024
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func makeConfiguration() -> RelayConfiguration {
+        var configuration = RelayConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.tlsCertificateFile = tlsCertFile
+        configuration.tlsKeyFile = tlsKeyFile
+        configuration.metricsHost = metricsHost
+        configuration.metricsPort = metricsPort
+        configuration.frameSizeMaxBytes = frameSizeMaxBytes
+        configuration.messagesPerSecond = messagesPerSecond
+        configuration.messageBurst = messageBurst
+        configuration.bytesPerSecond = bytesPerSecond
+        configuration.byteBurst = byteBurst
+        configuration.connectionsMax = connectionsMax
+        configuration.connectionsPerAddressMax = connectionsPerAddressMax
+        configuration.joinsPerAddressPerMinute = joinsPerAddressPerMinute
+        configuration.roomsMax = roomsMax
+        configuration.handshakeTimeoutSeconds = handshakeTimeoutSeconds
+        configuration.idleTimeoutSeconds = idleTimeoutSeconds
+        configuration.pingIntervalSeconds = pingIntervalSeconds
+        configuration.shutdownGraceSeconds = shutdownGraceSeconds
+        configuration.outboundQueueHighBytes = outboundQueueHighBytes
+        configuration.outboundQueueLowBytes = outboundQueueLowBytes
+        return configuration
+    }
+
+    func validate() throws {
+        do {
+            try makeConfiguration().validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "relay")
+        do {
+            let limits = try FileDescriptorLimit.raise()
+            logger.debug("open-files limit raised", metadata: ["soft": "\(limits.soft)", "hard": "\(limits.hard)"])
+        } catch {
+            logger.warning("could not raise the open-files limit", metadata: ["error": "\(error)"])
+        }
+        let service = try RelayService(configuration: makeConfiguration(), logger: logger) { addresses in
+            print(addresses.description)
+            fflush(nil)  // stdout is a pipe in tests and scripts: make the line visible now
+        }
+        let group = ServiceGroup(
+            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
+        )
+        try await group.run()
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

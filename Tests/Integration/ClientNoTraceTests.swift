@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+
+@Suite("securechat leaves no trace on disk")
+struct ClientNoTraceTests {
+    /// Whether one strace line shows a file being created, written, renamed or removed.
+    static func isWrite(_ line: String) -> Bool {
+        let mutating = ["creat(", "rename(", "renameat(", "renameat2(", "unlink(", "unlinkat(", "link(", "linkat(",
+                        "symlink(", "symlinkat(", "mkdir(", "mkdirat(", "truncate(", "mknod(", "mknodat("]
+        for name in mutating where Self.calls(line, name) { return true }
+        if Self.calls(line, "open(") || Self.calls(line, "openat(") || Self.calls(line, "openat2(") {
+            return ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"].contains { line.contains($0) }
+        }
+        return false
+    }
+
+    /// True when `line` is a strace record of the syscall `name` (e.g. "openat("), with or
+    /// without strace's "[pid N] " prefix.
+    static func calls(_ line: String, _ name: String) -> Bool {
+        var rest = Substring(line)
+        if rest.hasPrefix("[pid"), let close = rest.firstIndex(of: "]") {
+            rest = rest[rest.index(after: close)...].drop { $0 == " " }
+        }
+        return rest.hasPrefix(name)
+    }
+
+    @Test("Under strace -f, neither client opens a file for writing, creates, renames or unlinks one")
+    func noFileWritten() async throws {
+        try await withRelay { relay in
+            let (alice, bob) = try await connectedPair(relay, room: uniqueRoom("TRACE"), strace: true)
+            try alice.type("hello under strace")
+            try bob.type("hello back")
+            #expect(try await bob.messages(count: 1) == ["hello under strace"])
+            #expect(try await alice.messages(count: 1) == ["hello back"])
+            try alice.closeInput()
+            try bob.closeInput()
+            #expect(try await alice.waitForExit() == 0)
+            #expect(try await bob.waitForExit() == 0)
+            for client in [alice, bob] {
+                let trace = client.stderr.all.filter { line in
+                    ClientProcess.tracedSyscalls.contains { Self.calls(line, $0 + "(") }
+                }
+                // The trace is live: the dynamic loader's read-only opens are in it.
+                #expect(trace.contains { $0.contains("O_RDONLY") }, "\(client.name): no trace captured")
+                let writes = trace.filter(Self.isWrite)
+                #expect(writes.isEmpty, "\(client.name) touched files:\n\(writes.joined(separator: "\n"))")
+            }
+        }
+    }
+
+    @Test("The strace filter recognises writes and ignores reads")
+    func filterSelfCheck() {
+        #expect(Self.isWrite(#"openat(AT_FDCWD, "/tmp/x", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 3"#))
+        #expect(Self.isWrite(#"[pid  42] unlinkat(AT_FDCWD, "/tmp/x", 0) = 0"#))
+        #expect(Self.isWrite(#"[pid  42] renameat2(AT_FDCWD, "a", AT_FDCWD, "b", 0) = 0"#))
+        #expect(!Self.isWrite(#"openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = 3"#))
+        #expect(!Self.isWrite(#"[pid  42] openat(AT_FDCWD, "/proc/self/maps", O_RDONLY) = 5"#))
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("securechat survives a relay restart")
+struct ClientReconnectTests {
+    @Test("The relay killed mid-chat and restarted: both report it, reconnect, re-key and carry on; nothing typed in between is lost")
+    func relayKilledAndRestarted() async throws {
+        let first = try await RelayProcess.start()
+        let room = uniqueRoom("RESTART")
+        let (alice, bob) = try await connectedPair(first, room: room, extra: ["--give-up-after", "120"])
+        try alice.type("before the crash")
+        #expect(try await bob.messages(count: 1) == ["before the crash"])
+
+        await first.kill()  // SIGKILL: no goodbye to anyone.
+        try await alice.notice("relay_lost")
+        try await bob.notice("relay_lost")
+        try await alice.notice("retrying")
+        try await bob.notice("retrying")
+
+        // Typed while there is no relay: queued, never silently dropped.
+        try alice.type("typed while the relay was down")
+        try await alice.event("queued message 2") {
+            $0["event"] as? String == "sent" && $0["id"] as? Int == 2 && $0["queued"] as? Bool == true
+        }
+
+        let second = try await RelayProcess.start(["--port", String(first.port)])
+        defer { Task { await second.kill() } }
+        for client in [alice, bob] {
+            try await client.notice("reconnected", timeoutSeconds: 60)
+            try await client.notice("rekeyed", timeoutSeconds: 60)
+        }
+        #expect(try await bob.messages(count: 2) == ["before the crash", "typed while the relay was down"])
+        try await alice.event("delivery of message 2") {
+            $0["event"] as? String == "delivered" && (($0["ids"] as? [Int]) ?? []).contains(2)
+        }
+        try bob.type("after the restart")
+        #expect(try await alice.messages(count: 1) == ["after the restart"])
+
+        // Each session re-keyed: two different peer fingerprints were announced.
+        let fingerprints = alice.events.filter {
+            ["secured", "rekeyed"].contains($0["kind"] as? String)
+        }.compactMap { $0["text"] as? String }
+        #expect(fingerprints.count == 2 && fingerprints[0] != fingerprints[1], "\(fingerprints)")
+
+        try alice.closeInput()
+        try bob.closeInput()
+        #expect(try await alice.waitForExit() == 0)
+        #expect(try await bob.waitForExit() == 0)
+        await second.kill()
+    }
+}

@@ -1,0 +1,235 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// A test waited longer than it was willing to.
+struct TestTimeout: Error, CustomStringConvertible {
+    var what: String
+    var seconds: Double
+    var description: String { "timed out after \(seconds) s waiting for \(what)" }
+}
+
+/// Run `body`, failing with `TestTimeout` if it has not finished after `seconds`.
+func withTimeout<T: Sendable>(
+    _ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            throw TestTimeout(what: what, seconds: seconds)
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+/// Where the package's executables are: next to the test binary (`.build/<config>/`), unless
+/// `SECURECHAT_BIN_DIR` says otherwise.
+func buildProductsDirectory() -> URL {
+    if let override = ProcessInfo.processInfo.environment["SECURECHAT_BIN_DIR"] {
+        return URL(fileURLWithPath: override, isDirectory: true)
+    }
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    return executable.deletingLastPathComponent()
+}
+
+/// A package executable run as a child process, with its stdout and stderr captured line by line.
+///
+/// Generic on purpose: the relay's tests and the client's tests both use it. Every wait takes a
+/// timeout; `deinit` kills a process the test forgot, so no child outlives its test.
+final class TestProcess: Sendable {
+    /// Lines from one output stream, with waiters for a line matching a predicate.
+    final class Lines: Sendable {
+        private struct Waiter {
+            var id: Int
+            var predicate: @Sendable (String) -> Bool
+            var continuation: CheckedContinuation<String?, Never>
+        }
+
+        private struct State {
+            var lines: [String] = []
+            var partial = Data()
+            var finished = false
+            var waiters: [Waiter] = []
+            var nextWaiterID = 0
+            /// Waits cancelled before their continuation was registered.
+            var cancelledIDs: Set<Int> = []
+        }
+
+        /// The most lines kept (a runaway child must not eat the test's memory).
+        static let linesMax = 100_000
+        private let state = Mutex(State())
+
+        /// Every complete line so far.
+        var all: [String] { state.withLock { $0.lines } }
+
+        func append(_ data: Data) {
+            let ready: [(CheckedContinuation<String?, Never>, String?)] = state.withLock { state in
+                if data.isEmpty {
+                    state.finished = true
+                    if !state.partial.isEmpty {
+                        state.lines.append(String(decoding: state.partial, as: UTF8.self))
+                        state.partial = Data()
+                    }
+                } else {
+                    state.partial.append(data)
+                    while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = state.partial[state.partial.startIndex..<newline]
+                        if state.lines.count < Self.linesMax {
+                            state.lines.append(String(decoding: line, as: UTF8.self))
+                        }
+                        state.partial = Data(state.partial[state.partial.index(after: newline)...])
+                    }
+                }
+                var resumed: [(CheckedContinuation<String?, Never>, String?)] = []
+                state.waiters.removeAll { waiter in
+                    if let line = state.lines.first(where: waiter.predicate) {
+                        resumed.append((waiter.continuation, line))
+                        return true
+                    }
+                    if state.finished {
+                        resumed.append((waiter.continuation, nil))
+                        return true
+                    }
+                    return false
+                }
+                return resumed
+            }
+            for (continuation, line) in ready { continuation.resume(returning: line) }
+        }
+
+        /// The first line (already seen or still to come) for which `predicate` holds; nil if the
+        /// stream ended without one. Throws `TestTimeout` after `timeoutSeconds`.
+        func first(
+            timeoutSeconds: Double = 30, where predicate: @escaping @Sendable (String) -> Bool
+        ) async throws -> String? {
+            let id = state.withLock { state in
+                state.nextWaiterID += 1
+                return state.nextWaiterID
+            }
+            return try await withTimeout(timeoutSeconds, "a matching output line") {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        let immediate: String?? = self.state.withLock { state in
+                            if let line = state.lines.first(where: predicate) { return .some(line) }
+                            if state.finished || state.cancelledIDs.remove(id) != nil { return .some(nil) }
+                            state.waiters.append(Waiter(id: id, predicate: predicate, continuation: continuation))
+                            return .none
+                        }
+                        if let immediate { continuation.resume(returning: immediate) }
+                    }
+                } onCancel: {
+                    let waiter = self.state.withLock { state -> Waiter? in
+                        guard let index = state.waiters.firstIndex(where: { $0.id == id }) else {
+                            state.cancelledIDs.insert(id)
+                            return nil
+                        }
+                        return state.waiters.remove(at: index)
+                    }
+                    waiter?.continuation.resume(returning: nil)
+                }
+            }
+        }
+    }
+
+    let name: String
+    let stdout = Lines()
+    let stderr = Lines()
+    private let process: Process
+    private struct ExitState {
+        var status: Int32?
+        var waiters: [Int: CheckedContinuation<Int32?, Never>] = [:]
+        var nextID = 0
+        var cancelledIDs: Set<Int> = []
+    }
+
+    private let exit = Mutex(ExitState())
+
+    /// Start `name` from the build products directory with `arguments`.
+    init(_ name: String, arguments: [String], environment: [String: String]? = nil) throws {
+        self.name = name
+        let process = Process()
+        process.executableURL = buildProductsDirectory().appendingPathComponent(name)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let stdout = self.stdout
+        let stderr = self.stderr
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            stdout.append(data)
+            if data.isEmpty { handle.readabilityHandler = nil }
+        }
+        err.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            stderr.append(data)
+            if data.isEmpty { handle.readabilityHandler = nil }
+        }
+        self.process = process
+        process.terminationHandler = { [weak self] process in
+            guard let self else { return }
+            let waiters = self.exit.withLock { state in
+                state.status = process.terminationStatus
+                defer { state.waiters = [:] }
+                return state.waiters
+            }
+            for waiter in waiters.values { waiter.resume(returning: process.terminationStatus) }
+        }
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    var processIdentifier: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    /// Send `signal` (SIGTERM, SIGINT, SIGKILL, ...) to the process.
+    func send(signal: Int32) {
+        if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+    }
+
+    /// The exit status (or terminating signal number) once the process has ended.
+    func waitForExit(timeoutSeconds: Double = 30) async throws -> Int32 {
+        let id = exit.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        let status = try await withTimeout(timeoutSeconds, "\(name) to exit") {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let immediate: Int32?? = self.exit.withLock { state in
+                        if let status = state.status { return .some(status) }
+                        if state.cancelledIDs.remove(id) != nil { return .some(nil) }
+                        state.waiters[id] = continuation
+                        return .none
+                    }
+                    if let immediate { continuation.resume(returning: immediate) }
+                }
+            } onCancel: {
+                let waiter = self.exit.withLock { state in
+                    let waiter = state.waiters.removeValue(forKey: id)
+                    if waiter == nil { state.cancelledIDs.insert(id) }
+                    return waiter
+                }
+                waiter?.resume(returning: nil)
+            }
+        }
+        guard let status else { throw TestTimeout(what: "\(name) to exit", seconds: timeoutSeconds) }
+        return status
+    }
+
+    /// SIGKILL and wait (for cleanup at the end of a test).
+    func kill() async {
+        send(signal: SIGKILL)
+        _ = try? await waitForExit(timeoutSeconds: 10)
+    }
+}

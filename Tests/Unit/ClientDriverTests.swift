@@ -1,0 +1,388 @@
+import ChatCore
+import Testing
+
+@testable import ChatClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ClientDriver`s wired in memory to one `RelayRooms`, on a hand-driven clock: connections
+/// open at once while the relay is up and are refused while it is down; a relay crash closes
+/// every connection and forgets every room.
+final class DriverHarness {
+    var rooms = RelayRooms<Int>()
+    var relayUp = true
+    /// Connection attempts fail for good (an untrusted certificate, say).
+    var failPermanently = false
+    private(set) var drivers: [ClientDriver] = []
+    private(set) var now = Instant.zero
+    private var open: [ConnectionID?] = []
+    private(set) var shown: [[DisplayEvent]] = []
+    private(set) var exits: [ClientExitStatus?] = []
+    private var queue: [(toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])] = []
+
+    @discardableResult
+    func add(room: String = "ROOM1", interactive: Bool = false, giveUpAfter: Duration = .seconds(300),
+             drainTimeout: Duration = .seconds(30)) -> Int {
+        let configuration = DriverConfiguration(
+            session: SessionConfiguration(room: try! RoomCode(room)), interactive: interactive,
+            giveUpAfter: giveUpAfter, drainTimeout: drainTimeout)
+        drivers.append(ClientDriver(configuration: configuration, entropy: SystemEntropy()))
+        open.append(nil)
+        shown.append([])
+        exits.append(nil)
+        let index = drivers.count - 1
+        handle(index, .start)
+        return index
+    }
+
+    func handle(_ index: Int, _ event: ClientEvent) {
+        drivers[index].handle(event, now: now)
+        settle()
+    }
+
+    func line(_ index: Int, _ text: String) {
+        handle(index, .line(text))
+    }
+
+    func crashRelay() {
+        relayUp = false
+        rooms = RelayRooms<Int>()
+        queue.removeAll()
+        for index in drivers.indices {
+            guard let id = open[index] else { continue }
+            open[index] = nil
+            drivers[index].handle(.transportClosed(id, reason: "connection reset"), now: now)
+        }
+        settle()
+    }
+
+    /// Advance the clock in steps, running due timers.
+    func advance(by duration: Duration, step: Duration = .milliseconds(100)) {
+        let end = now.advanced(by: duration)
+        var rounds = 0
+        while now < end {
+            rounds += 1
+            precondition(rounds < 1_000_000)
+            now = min(end, now.advanced(by: step))
+            for driver in drivers {
+                if let due = driver.pollTimeout(), due <= now { driver.handleTimeout(now: now) }
+            }
+            settle()
+        }
+    }
+
+    private func key(_ index: Int, _ id: ConnectionID) -> Int { index * 1_000_000 + Int(id.value) }
+
+    /// Carry out actions and move frames until nothing moves (bounded).
+    func settle() {
+        var rounds = 0
+        while true {
+            rounds += 1
+            precondition(rounds < 100_000, "did not settle")
+            var acted = false
+            for index in drivers.indices {
+                while let action = drivers[index].pollAction() {
+                    acted = true
+                    perform(action, index)
+                }
+            }
+            if !queue.isEmpty {
+                acted = true
+                let item = queue.removeFirst()
+                deliver(item)
+            }
+            if !acted { return }
+        }
+    }
+
+    private func perform(_ action: ClientAction, _ index: Int) {
+        switch action {
+        case let .connect(id):
+            if failPermanently {
+                drivers[index].handle(.transportFailed(id, TransportFailure(reason: "bad certificate", permanent: true)),
+                                      now: now)
+            } else if relayUp {
+                open[index] = id
+                drivers[index].handle(.transportUp(id), now: now)
+            } else {
+                drivers[index].handle(.transportFailed(id, TransportFailure(reason: "refused", permanent: false)),
+                                      now: now)
+            }
+        case let .send(id, frame):
+            if open[index] == id { queue.append((true, index, id, frame)) }
+        case let .close(id):
+            guard open[index] == id else { return }
+            open[index] = nil
+            for relayAction in rooms.disconnect(key(index, id)) { route(relayAction, frame: []) }
+        case let .display(event):
+            shown[index].append(event)
+        case let .exit(status):
+            exits[index] = status
+        }
+    }
+
+    private func deliver(_ item: (toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])) {
+        guard open[item.driver] == item.connection else { return }
+        if item.toRelay {
+            for action in rooms.receive(frame: item.frame, from: key(item.driver, item.connection)) {
+                route(action, frame: item.frame)
+            }
+        } else {
+            drivers[item.driver].handle(.transportFrame(item.connection, item.frame), now: now)
+        }
+    }
+
+    private func route(_ action: RelayRooms<Int>.Action, frame: [UInt8]) {
+        let (to, bytes): (Int, [UInt8]) = switch action {
+        case let .send(connection, message): (connection, WireCodec.encode(message))
+        case let .forward(connection): (connection, frame)
+        }
+        let index = to / 1_000_000
+        queue.append((false, index, ConnectionID(UInt64(to % 1_000_000)), bytes))
+    }
+
+    // MARK: Queries
+
+    func messages(_ index: Int) -> [String] {
+        shown[index].compactMap { if case let .message(message) = $0 { message.text } else { nil } }
+    }
+
+    func notices(_ index: Int) -> [ClientNotice.Kind] {
+        shown[index].compactMap { if case let .notice(notice) = $0 { notice.kind } else { nil } }
+    }
+
+    func state(_ index: Int) -> SessionState { drivers[index].session.state }
+}
+
+@Suite("ClientDriver: connection lifecycle, input and exit status, in memory")
+struct ClientDriverTests {
+    @Test("Two drivers meet, key, and exchange messages both ways")
+    func chat() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        let bob = harness.add()
+        #expect(harness.state(alice) == .connected && harness.state(bob) == .connected)
+        harness.line(alice, "hello bob")
+        harness.line(bob, "hello alice")
+        #expect(harness.messages(bob) == ["hello bob"])
+        #expect(harness.messages(alice) == ["hello alice"])
+        #expect(harness.drivers[alice].status.pending == 0)
+        #expect(harness.notices(alice).contains(.secured))
+        #expect(harness.exits == [nil, nil])
+    }
+
+    @Test("A relay crash: lost, retrying, reconnected, re-keyed; a message typed meanwhile is queued and delivered")
+    func relayCrash() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        let bob = harness.add()
+        harness.crashRelay()
+        #expect(harness.notices(alice).suffix(2) == [.relayLost, .retrying])
+        #expect(harness.state(alice) == .disconnected)
+        harness.line(alice, "typed while the relay is down")
+        #expect(harness.shown[alice].contains {
+            if case let .sent(message, queued) = $0 { message.text == "typed while the relay is down" && queued } else { false }
+        })
+        harness.advance(by: .seconds(5))
+        #expect(harness.notices(alice).contains(.relayUnreachable))
+        #expect(harness.drivers[alice].status.relay == .retrying)
+        harness.relayUp = true
+        harness.advance(by: .seconds(40))
+        for index in [alice, bob] {
+            let notices = harness.notices(index)
+            #expect(notices.contains(.reconnected) && notices.contains(.rekeyed), "\(notices)")
+            #expect(harness.state(index) == .connected)
+        }
+        #expect(harness.messages(bob) == ["typed while the relay is down"])
+        #expect(harness.drivers[alice].status.pending == 0)
+        #expect(harness.drivers[alice].session.statistics.handshakesCompleted == 2)
+    }
+
+    @Test("No relay for longer than --give-up-after: exit 3, with a notice")
+    func givesUp() {
+        let harness = DriverHarness()
+        harness.relayUp = false
+        let alice = harness.add(giveUpAfter: .seconds(10))
+        harness.advance(by: .seconds(60))
+        #expect(harness.exits[alice] == .connectionFailed)
+        #expect(harness.notices(alice).contains(.gaveUp))
+        #expect(harness.state(alice) == .destroyed)
+        // Retries were spaced by the backoff: far fewer than one per 100 ms step.
+        let attempts = harness.notices(alice).filter { $0 == .relayUnreachable }.count
+        #expect(attempts >= 3 && attempts < 30, "\(attempts) attempts")
+    }
+
+    @Test("A permanent connection failure ends at once with exit 3")
+    func permanentFailure() {
+        let harness = DriverHarness()
+        harness.failPermanently = true
+        let alice = harness.add()
+        #expect(harness.exits[alice] == .connectionFailed)
+        #expect(!harness.notices(alice).contains(.retrying))
+    }
+
+    @Test("Pipe mode: end of input with nothing pending leaves at once (exit 0)")
+    func endOfInputNothingPending() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        harness.handle(alice, .endOfInput)
+        #expect(harness.exits[alice] == .success)
+    }
+
+    @Test("Pipe mode: end of input waits for delivery; without a peer it times out with exit 4 and reports the loss")
+    func endOfInputDrain() {
+        let harness = DriverHarness()
+        let alice = harness.add(drainTimeout: .seconds(5))
+        harness.line(alice, "nobody is here yet")
+        harness.handle(alice, .endOfInput)
+        #expect(harness.exits[alice] == nil)
+        #expect(harness.notices(alice).contains(.draining))
+        harness.advance(by: .seconds(6))
+        #expect(harness.exits[alice] == .undelivered)
+        #expect(harness.shown[alice].contains {
+            if case let .undeliverable(messages, _) = $0 { messages.map(\.text) == ["nobody is here yet"] } else { false }
+        })
+    }
+
+    @Test("Pipe mode: end of input, then the peer arrives: the message goes and the client leaves with exit 0")
+    func endOfInputThenPeer() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        harness.line(alice, "for whoever comes")
+        harness.handle(alice, .endOfInput)
+        let bob = harness.add()
+        #expect(harness.messages(bob) == ["for whoever comes"])
+        #expect(harness.exits[alice] == .success)
+        #expect(harness.notices(bob).contains(.peerLeft))
+    }
+
+    @Test("Interactive commands: /help, /verify, //text, unknown commands, and /quit asking again")
+    func commands() {
+        let harness = DriverHarness()
+        let alice = harness.add(interactive: true)
+        harness.line(alice, "/verify")
+        #expect(harness.shown[alice].last == .info(["No peer key yet: wait until the status line says CONNECTED."]))
+        let bob = harness.add()
+        harness.line(alice, "/help")
+        #expect(harness.shown[alice].last == .info(ClientDriver.helpLines))
+        harness.line(alice, "/verify")
+        guard case let .info(lines) = harness.shown[alice].last else {
+            Issue.record("no verification report")
+            return
+        }
+        let fingerprint = try? #require(harness.drivers[alice].session.peerFingerprint)
+        #expect(lines.first == "Peer key fingerprint: \(fingerprint ?? "?")")
+        harness.line(alice, "//not a command")
+        #expect(harness.messages(bob) == ["/not a command"])
+        harness.line(alice, "/frobnicate")
+        #expect(harness.notices(alice).last == .unknownCommand)
+        harness.line(alice, "/clear")
+        #expect(harness.shown[alice].last == .clear)
+
+        // A message the peer has not confirmed yet: /quit asks first.
+        harness.crashRelay()
+        harness.line(alice, "pending")
+        harness.line(alice, "/quit")
+        #expect(harness.notices(alice).last == .confirmQuit)
+        #expect(harness.exits[alice] == nil)
+        harness.line(alice, "/quit")
+        #expect(harness.exits[alice] == .undelivered)
+    }
+
+    @Test("Signals: SIGINT leaves like /quit (exit 0); SIGTERM exits 128+15 after ending the session")
+    func signals() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        let bob = harness.add()
+        harness.handle(alice, .signal(SIGINT))
+        #expect(harness.exits[alice] == .success)
+        harness.handle(bob, .signal(SIGTERM))
+        #expect(harness.exits[bob] == .signal(SIGTERM))
+        #expect(ClientExitStatus.signal(SIGTERM).code == 143)
+        #expect(harness.state(bob) == .destroyed)
+    }
+
+    @Test("A third client in a full room exits 2")
+    func roomFull() {
+        let harness = DriverHarness()
+        harness.add()
+        harness.add()
+        let carol = harness.add()
+        #expect(harness.exits[carol] == .relayRefused)
+        #expect(harness.notices(carol).contains(.relayError))
+    }
+
+    @Test("Events for a connection that is no longer current are ignored")
+    func staleEvents() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        let before = harness.shown[alice].count
+        harness.handle(alice, .transportClosed(ConnectionID(99), reason: "old"))
+        harness.handle(alice, .transportFrame(ConnectionID(99), Array(#"{"type":"PEER_LEFT"}"#.utf8)))
+        #expect(harness.shown[alice].count == before)
+        #expect(harness.state(alice) == .searching)
+    }
+
+    @Test("Blank lines are not messages; unreadable lines are refused with a reason")
+    func blankAndUnreadable() {
+        let harness = DriverHarness()
+        let alice = harness.add()
+        harness.line(alice, "")
+        harness.handle(alice, .unreadableLine(reason: "not valid UTF-8"))
+        #expect(!harness.shown[alice].contains { if case .sent = $0 { true } else { false } })
+        #expect(harness.shown[alice].last == .refused("line not sent: not valid UTF-8"))
+    }
+}
+
+@Suite("Client helpers: codes, JSON lines, display width")
+struct ClientHelperTests {
+    @Test("Codes parse in any case; bad ones and password parts are refused")
+    func codes() throws {
+        #expect(try InvitationCode.parse("  abc123 ") == RoomCode("ABC123"))
+        #expect(throws: InvitationCodeError.passwordPartUnsupported) { try InvitationCode.parse("ROOM-word-word") }
+        #expect(throws: InvitationCodeError.invalidRoom(.badCharacter)) { try InvitationCode.parse("röom") }
+        #expect(throws: InvitationCodeError.invalidRoom(.empty)) { try InvitationCode.parse("   ") }
+    }
+
+    @Test("Generated codes are 10 characters without look-alikes, and differ")
+    func generatedCodes() {
+        let entropy = SystemEntropy()
+        let codes = (0..<50).map { _ in InvitationCode.generate(entropy: entropy).value }
+        for code in codes {
+            #expect(code.count == InvitationCode.generatedLength)
+            #expect(!code.contains { "01ILO".contains($0) })
+        }
+        #expect(Set(codes).count == codes.count)
+    }
+
+    @Test("The peer's command names the relay only when it is not the default")
+    func peerCommand() throws {
+        let room = try RoomCode("K7F3Q9XW2M")
+        #expect(InvitationCode.peerCommand(room: room, relay: ClientApp.defaultRelay,
+                                           defaultRelay: ClientApp.defaultRelay, caFile: nil) == "securechat K7F3Q9XW2M")
+        #expect(InvitationCode.peerCommand(room: room, relay: "wss://chat.example:443",
+                                           defaultRelay: ClientApp.defaultRelay, caFile: nil)
+            == "securechat K7F3Q9XW2M --relay wss://chat.example:443")
+    }
+
+    @Test("JSON lines: fixed field order, escapes for quotes, controls, C1 and bidi; raw UTF-8 otherwise")
+    func jsonLines() {
+        var line = JSONLine(event: "message")
+        line.field("seq", UInt64(7))
+        line.field("text", "a\"b\\c\n\u{1B}[31m\u{85}\u{202E}é✓")
+        line.field("ids", [UInt64(1), 2])
+        line.field("queued", true)
+        let text = String(decoding: line.line, as: UTF8.self)
+        #expect(text == #"{"event":"message","seq":7,"text":"a\"b\\c\n\u001b[31m\u0085\u202eé✓","ids":[1,2],"queued":true}"# + "\n")
+        #expect(TerminalText.isSafe(String(text.dropLast())))
+    }
+
+    @Test("Status line clipping counts display columns")
+    func clipping() {
+        #expect(TerminalUI.clip("abcdef", columns: 3) == "abc")
+        #expect(TerminalUI.clip("日本語", columns: 5).unicodeScalars.count <= 3)
+        #expect(TerminalUI.clip("", columns: 10) == "")
+    }
+}
