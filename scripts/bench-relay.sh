@@ -43,10 +43,10 @@ run() {
     echo
 }
 
-run load --url "$URL" --rooms "$ROOMS" --message-bytes 256 --window 64 \
+run load --url "$URL" --relay-pid "$RELAY_PID" --rooms "$ROOMS" --message-bytes 256 --window 64 \
     --duration-seconds "$DURATION" --warmup-seconds "$WARMUP"
-run load --url "$URL" --rooms "$ROOMS" --message-bytes 4096 --window 16 \
+run load --url "$URL" --relay-pid "$RELAY_PID" --rooms "$ROOMS" --message-bytes 4096 --window 16 \
     --duration-seconds "$DURATION" --warmup-seconds "$WARMUP"
-run load --url "$URL" --rooms "$ROOMS" --message-bytes 256 --rate 10000 \
+run load --url "$URL" --relay-pid "$RELAY_PID" --rooms "$ROOMS" --message-bytes 256 --rate 10000 \
     --duration-seconds "$DURATION" --warmup-seconds "$WARMUP"
 run idle --url "$URL" --connections "$IDLE_CONNECTIONS" --hold-seconds "$IDLE_HOLD" --relay-pid "$RELAY_PID"
