@@ -10,8 +10,9 @@ import NIOCore
 /// connections over several loops would need either a lock around the rooms plus a cross-loop
 /// `execute` hop for every forwarded frame (the peer's channel lives on another loop), or a
 /// second copy of the state. On the 2-core machine this relay is measured on, the load
-/// generator takes the other core, and one loop doing no hops beat that design's per-frame
-/// hop (see BENCHMARKS.md). A deployment that needs more cores runs more relay processes.
+/// generator needs the other core anyway, so a second relay loop would buy no parallelism and
+/// would add a lock and a hop per frame; the multi-loop variant was therefore not built or
+/// measured (BENCHMARKS.md says so). A deployment that needs more cores runs more relay processes.
 final class RelayHub {
     /// What to do with a newly accepted TCP connection.
     enum Admission: Equatable {
