@@ -40,7 +40,7 @@ echo
 # Nanoseconds the relay's threads have spent runnable but waiting for a CPU (schedstat field 2):
 # on a shared machine this shows how much of a latency figure is other tenants' load.
 runqueue_wait_ns() {
-    cat /proc/"$RELAY_PID"/task/*/schedstat 2>/dev/null | awk '{sum += $2} END {print sum + 0}'
+    cat /proc/"$RELAY_PID"/task/*/schedstat 2>/dev/null | awk '{sum += $2} END {printf "%d\n", sum}'
 }
 
 run() {

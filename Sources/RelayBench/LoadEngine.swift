@@ -69,7 +69,16 @@ final class LoadWorker {
         eventLoop.preconditionInEventLoop()
         phase = .warmup
         startNanoseconds = NIODeadline.now().uptimeNanoseconds
-        for client in clients { client.startSending(at: startNanoseconds) }
+        // Open loop: stagger the clients' schedules evenly over one message interval, so the
+        // total rate arrives as an even stream rather than as bursts of every client at once
+        // (which would measure queueing behind the burst, not the relay).
+        var spacingNanoseconds = 0.0
+        if case let .openLoop(rate) = mode, !clients.isEmpty {
+            spacingNanoseconds = 1e9 / rate / Double(clients.count)
+        }
+        for (index, client) in clients.enumerated() {
+            client.startSending(at: startNanoseconds &+ UInt64(Double(index) * spacingNanoseconds))
+        }
         if case .closedLoop = mode {
             // Arrivals drive a closed loop; a 1 ms tick only restarts clients that stalled.
             let worker = NIOLoopBound(self, eventLoop: eventLoop)
