@@ -37,19 +37,20 @@ URL="$(awk '/relay listening on/ {print $4}' "$OUT")"
 echo "relay pid $RELAY_PID at $URL"
 echo
 
-# Nanoseconds the relay's threads have spent runnable but waiting for a CPU (schedstat field 2):
+# Milliseconds the relay's threads have spent runnable but waiting for a CPU (schedstat field 2):
 # on a shared machine this shows how much of a latency figure is other tenants' load.
-runqueue_wait_ns() {
-    cat /proc/"$RELAY_PID"/task/*/schedstat 2>/dev/null | awk '{sum += $2} END {printf "%d\n", sum}'
+runqueue_wait_ms() {
+    # In milliseconds inside awk: mawk's %d saturates at 2^31.
+    cat /proc/"$RELAY_PID"/task/*/schedstat 2>/dev/null | awk '{sum += $2} END {printf "%d\n", sum / 1000000}'
 }
 
 run() {
     echo "\$ relay-bench $*"
     echo "  (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
     local wait_before
-    wait_before="$(runqueue_wait_ns)"
+    wait_before="$(runqueue_wait_ms)"
     "$BIN/relay-bench" "$@"
-    echo "  relay run-queue wait during the run: $(( ($(runqueue_wait_ns) - wait_before) / 1000000 )) ms"
+    echo "  relay run-queue wait during the run: $(( $(runqueue_wait_ms) - wait_before )) ms"
     echo
 }
 
