@@ -233,12 +233,14 @@ final class BenchClientHandler: ChannelInboundHandler {
 
     private func send(intended: UInt64, context: ChannelHandlerContext) {
         let buffer = BenchWire.signal(
-            sequence: sequence, intendedNanoseconds: intended, filler: worker.filler, allocator: context.channel.allocator
+            sequence: sequence, intendedNanoseconds: intended, filler: worker.filler,
+            allocator: context.channel.allocator
         )
         sequence += 1
         inFlight += 1
         if worker.phase == .measuring { worker.stats.sent += 1 }
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(using: &worker.maskGenerator), data: buffer)
+        let frame = WebSocketFrame(
+            fin: true, opcode: .text, maskKey: .random(using: &worker.maskGenerator), data: buffer)
         context.write(wrapOutboundOut(frame), promise: nil)
         worker.markDirty(self)
     }

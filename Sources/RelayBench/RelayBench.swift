@@ -7,7 +7,7 @@ import NIOPosix
 import NIOWebSocket
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `relay-bench`: a load generator for any relay that speaks the original protocol (§5.2).
@@ -121,7 +121,9 @@ struct Load: AsyncParsableCommand {
         }
         if let rate { guard rate >= 1 else { throw ValidationError("--rate must be positive") } }
         guard (1...100_000).contains(window) else { throw ValidationError("--window must be 1 to 100000") }
-        guard (1...3600).contains(durationSeconds) else { throw ValidationError("--duration-seconds must be 1 to 3600") }
+        guard (1...3600).contains(durationSeconds) else {
+            throw ValidationError("--duration-seconds must be 1 to 3600")
+        }
         guard (0...600).contains(warmupSeconds) else { throw ValidationError("--warmup-seconds must be 0 to 600") }
     }
 
@@ -130,7 +132,8 @@ struct Load: AsyncParsableCommand {
         let url = try WebSocketURL(common.url)
         let clientCount = rooms * 2
         let mode: LoadMode =
-            rate.map { .openLoop(perClientMessagesPerSecond: Double($0) / Double(clientCount)) } ?? .closedLoop(window: window)
+            rate.map { .openLoop(perClientMessagesPerSecond: Double($0) / Double(clientCount)) }
+            ?? .closedLoop(window: window)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         let loops = Array(group.makeIterator())
         let frameBytes = messageBytes
@@ -145,7 +148,8 @@ struct Load: AsyncParsableCommand {
                 }.get()
             )
         }
-        let configuration = WebSocketClientConfiguration(caFilePath: common.caFile, frameSizeMaxBytes: max(1 << 20, messageBytes * 2))
+        let configuration = WebSocketClientConfiguration(
+            caFilePath: common.caFile, frameSizeMaxBytes: max(1 << 20, messageBytes * 2))
         let clientsPerLoop = try loops.map { try WebSocketClient(configuration: configuration, eventLoopGroup: $0) }
         let run = UInt32.random(in: 0...UInt32.max)
 
@@ -214,7 +218,8 @@ struct Load: AsyncParsableCommand {
 
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let report = LoadReport(
-            url: common.url, rooms: rooms, clients: clientCount, frameBytes: BenchWire.frameBytesMin
+            url: common.url, rooms: rooms, clients: clientCount,
+            frameBytes: BenchWire.frameBytesMin
                 + BenchWire.filler(frameBytes: messageBytes).count,
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
             seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
@@ -246,7 +251,8 @@ struct LoadReport {
     var messagesPerSecond: Double { Double(stats.received) / seconds }
     var megabytesPerSecond: Double { Double(stats.receivedBytes) / seconds / 1e6 }
     func percentileMicroseconds(_ percentile: Double) -> Double {
-        stats.latencyNanoseconds.totalCount == 0 ? 0 : Double(stats.latencyNanoseconds.valueAtPercentile(percentile)) / 1000
+        stats.latencyNanoseconds.totalCount == 0
+            ? 0 : Double(stats.latencyNanoseconds.valueAtPercentile(percentile)) / 1000
     }
     var errors: UInt64 {
         stats.errorFrames + stats.unexpectedCloses + UInt64(connectFailures) + UInt64(pairingFailures)
@@ -319,8 +325,9 @@ struct Idle: AsyncParsableCommand {
         let url = try WebSocketURL(common.url)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         let client = try WebSocketClient(
-            configuration: WebSocketClientConfiguration(caFilePath: common.caFile, connectTimeoutSeconds: 30,
-                                                        handshakeTimeoutSeconds: 30),
+            configuration: WebSocketClientConfiguration(
+                caFilePath: common.caFile, connectTimeoutSeconds: 30,
+                handshakeTimeoutSeconds: 30),
             eventLoopGroup: group
         )
         let tally = IdleTally()
@@ -381,12 +388,14 @@ struct Idle: AsyncParsableCommand {
         try await group.shutdownGracefully()
 
         let rss = { (kib: Int?) in kib.map { "\($0 / 1024) MiB" } ?? "n/a" }
+        let closeCodesJSON = closeCodes.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }
+            .joined(separator: ",")
         if common.json {
             print(
                 """
                 {"url":"\(common.url)","requested":\(total),"opened":\(channels.count),"still_up":\(stillUp),\
-                "closed_early":\(closedEarly),"close_codes":{\(closeCodes.sorted { $0.key < $1.key }
-                    .map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))},"failed":\(failures.values.reduce(0, +)),"hold_seconds":\(holdSeconds),\
+                "closed_early":\(closedEarly),"close_codes":{\(closeCodesJSON)},\
+                "failed":\(failures.values.reduce(0, +)),"hold_seconds":\(holdSeconds),\
                 "connect_seconds":\(connectSeconds),"relay_rss_kib_before":\(relayRSSBefore ?? -1),\
                 "relay_rss_kib_open":\(relayRSSOpen ?? -1),"relay_rss_kib_held":\(relayRSSHeld ?? -1)}
                 """
@@ -395,9 +404,11 @@ struct Idle: AsyncParsableCommand {
             print(
                 """
                 relay-bench idle: \(common.url)
-                  requested \(total), opened \(channels.count) in \(connectSeconds) s, still up after \(holdSeconds) s: \
+                  requested \(total), opened \(channels.count) in \(connectSeconds) s, \
+                still up after \(holdSeconds) s: \
                 \(stillUp), closed early \(closedEarly)
-                  relay RSS: before \(rss(relayRSSBefore)), all open \(rss(relayRSSOpen)), after holding \(rss(relayRSSHeld))
+                  relay RSS: before \(rss(relayRSSBefore)), all open \(rss(relayRSSOpen)), \
+                after holding \(rss(relayRSSHeld))
                   open-files limit of the load generator: \(limits.map { "\($0.soft)" } ?? "unknown")
                 """
             )

@@ -117,7 +117,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             )
         case .ping:
             guard !closeSent else { return }
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            context.write(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
             hub.markForFlush(self)
         case .pong:
             break
@@ -265,7 +266,9 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             close(code: .policyViolation, error: .idleTimeout)
             return
         }
-        if quietNanoseconds >= pingIntervalNanoseconds && now.nanoseconds &- lastPingNanoseconds >= pingIntervalNanoseconds {
+        if quietNanoseconds >= pingIntervalNanoseconds
+            && now.nanoseconds &- lastPingNanoseconds >= pingIntervalNanoseconds
+        {
             lastPingNanoseconds = now.nanoseconds
             hub.metrics.pingsSent.increment()
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
@@ -281,7 +284,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         if let error {
             let text = WireCodec.encode(.error(code: error, message: error.defaultMessage))
             context.write(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(bytes: text))),
+                wrapOutboundOut(
+                    WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(bytes: text))),
                 promise: nil
             )
         }

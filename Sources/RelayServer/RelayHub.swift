@@ -257,7 +257,8 @@ final class RelayHub {
         // Order does not reach any output that matters (each connection is judged alone), but
         // walk in ID order anyway so that behaviour is reproducible.
         for id in connections.keys.sorted() {
-            connections[id]?.tick(now: now, pingIntervalNanoseconds: pingIntervalNanoseconds, idleNanoseconds: idleNanoseconds)
+            connections[id]?.tick(
+                now: now, pingIntervalNanoseconds: pingIntervalNanoseconds, idleNanoseconds: idleNanoseconds)
         }
         flushPending()
         pruneAddresses(now: now)

@@ -51,7 +51,9 @@ public struct RelayService: Service {
         let loop = group.next()
         let metrics = RelayMetrics()
         let hub = try await loop.submit {
-            NIOLoopBound(RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger), eventLoop: loop)
+            NIOLoopBound(
+                RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger),
+                eventLoop: loop)
         }.get()
 
         let server: any Channel
@@ -93,9 +95,11 @@ public struct RelayService: Service {
 
         let scheme = configuration.usesTLS ? "wss" : "ws"
         let addresses = RelayAddresses(
-            webSocketURL: "\(scheme)://\(Self.urlHost(configuration.host)):\(server.localAddress?.port ?? configuration.port)",
+            webSocketURL:
+                "\(scheme)://\(Self.urlHost(configuration.host)):\(server.localAddress?.port ?? configuration.port)",
             metricsURL: metricsServer.map {
-                "http://\(Self.urlHost(configuration.metricsHost)):\($0.localAddress?.port ?? configuration.metricsPort)"
+                let port = $0.localAddress?.port ?? configuration.metricsPort
+                return "http://\(Self.urlHost(configuration.metricsHost)):\(port)"
             }
         )
         try await loop.submit { hub.value.startSweeping() }.get()
@@ -135,7 +139,9 @@ public struct RelayService: Service {
             return
         }
         // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
-        let handshakeTimeout = channel.eventLoop.scheduleTask(in: .seconds(Int64(configuration.handshakeTimeoutSeconds))) {
+        let handshakeTimeout = channel.eventLoop.scheduleTask(
+            in: .seconds(Int64(configuration.handshakeTimeoutSeconds))
+        ) {
             metrics.reject(.handshakeTimeout)
             channel.close(promise: nil)
         }

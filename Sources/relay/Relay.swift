@@ -5,7 +5,7 @@ import RelayServer
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `relay`: the blind WebSocket relay of securechat.

@@ -12,25 +12,28 @@ struct ChatNetworkingTests {
         #expect(plain.hostIsIPAddress)
         let secure = try WebSocketURL("WSS://Relay.Example.org/chat?v=1")
         #expect(secure.usesTLS && secure.host == "relay.example.org" && secure.port == 443)
-        #expect(secure.requestTarget == "/chat?v=1" && !secure.hostIsIPAddress && secure.hostHeader == "relay.example.org")
+        #expect(
+            secure.requestTarget == "/chat?v=1" && !secure.hostIsIPAddress && secure.hostHeader == "relay.example.org")
         let v6 = try WebSocketURL("ws://[::1]:9000/")
         #expect(v6.host == "::1" && v6.port == 9000 && v6.hostHeader == "[::1]:9000" && v6.hostIsIPAddress)
         #expect(try WebSocketURL("ws://h?x").requestTarget == "/?x")
     }
 
-    @Test("Bad URLs get typed errors", arguments: [
-        ("http://example.org", WebSocketURLError.unsupportedScheme("http")),
-        ("example.org", .unsupportedScheme("")),
-        ("ws://", .missingHost),
-        ("ws://:80", .missingHost),
-        ("ws://host:0", .invalidPort("0")),
-        ("ws://host:99999", .invalidPort("99999")),
-        ("ws://host:x", .invalidPort("x")),
-        ("ws://user:pw@host", .userInfoNotAllowed),
-        ("ws://host/#frag", .fragmentNotAllowed),
-        ("ws://ho st", .invalidHost),
-        ("ws://[::1", .invalidHost),
-    ])
+    @Test(
+        "Bad URLs get typed errors",
+        arguments: [
+            ("http://example.org", WebSocketURLError.unsupportedScheme("http")),
+            ("example.org", .unsupportedScheme("")),
+            ("ws://", .missingHost),
+            ("ws://:80", .missingHost),
+            ("ws://host:0", .invalidPort("0")),
+            ("ws://host:99999", .invalidPort("99999")),
+            ("ws://host:x", .invalidPort("x")),
+            ("ws://user:pw@host", .userInfoNotAllowed),
+            ("ws://host/#frag", .fragmentNotAllowed),
+            ("ws://ho st", .invalidHost),
+            ("ws://[::1", .invalidHost),
+        ])
     func rejectsURLs(text: String, expected: WebSocketURLError) {
         #expect(throws: expected) { try WebSocketURL(text) }
     }
@@ -51,7 +54,8 @@ struct ChatNetworkingTests {
 
     @Test("Close frames carry a code and a reason cut to 123 bytes on a character boundary")
     func closeFrames() {
-        let frame = WebSocketFrame.close(code: .tryAgainLater, reason: String(repeating: "é", count: 100), masked: false)
+        let frame = WebSocketFrame.close(
+            code: .tryAgainLater, reason: String(repeating: "é", count: 100), masked: false)
         let status = frame.closeStatus
         #expect(status.code == WebSocketErrorCode(codeNumber: 1013))
         #expect(status.reason.utf8.count <= 123 && status.reason.allSatisfy { $0 == "é" })

@@ -13,7 +13,8 @@ struct RelayLimitsTests {
             let (alice, bob) = try await joinedPair(relay, room: "CALM")
             let floodCount = 40
             for index in 0..<floodCount {
-                try await flooder.send(signalFrame(kind: "MSG", payload: Data("flood \(index)".utf8).base64EncodedString()))
+                try await flooder.send(
+                    signalFrame(kind: "MSG", payload: Data("flood \(index)".utf8).base64EncodedString()))
             }
             try await flooder.expect("ERROR", code: "RATE_LIMITED")
             // The other room is served meanwhile.
@@ -155,7 +156,8 @@ struct RelayLimitsTests {
             }
             #expect(seen.0.contains(.ping), "the relay pings a quiet connection")
             #expect(seen.0.last == .connectionClose)
-            #expect(try seen.1.map { try JSONMessage($0).code ?? JSONMessage($0).type ?? "" } == ["JOINED", "IDLE_TIMEOUT"])
+            #expect(
+                try seen.1.map { try JSONMessage($0).code ?? JSONMessage($0).type ?? "" } == ["JOINED", "IDLE_TIMEOUT"])
             // Alice and Bob were quiet just as long, but their clients answered the pings.
             try await expectForwarded(from: alice, to: bob)
             try await expectForwarded(from: bob, to: alice)
