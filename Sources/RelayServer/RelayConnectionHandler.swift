@@ -315,6 +315,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         }
         let quietNanoseconds = now.nanoseconds &- lastInboundNanoseconds
         if quietNanoseconds >= idleNanoseconds {
+            hub.logger.debug("closing an idle connection", metadata: ["quiet_ms": "\(quietNanoseconds / 1_000_000)"])
             hub.metrics.reject(.idleTimeout)
             close(code: .policyViolation, error: .idleTimeout)
             return

@@ -72,6 +72,16 @@ final class RelayHub {
         openConnectionCount += 1
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.increment()
+        let admission = admit(address: address)
+        if admission != .admit {
+            // Addresses only at trace level: the default level never logs who connects.
+            logger.debug("connection refused", metadata: ["admission": "\(admission)"])
+            logger.trace("connection refused", metadata: ["admission": "\(admission)", "address": "\(address)"])
+        }
+        return admission
+    }
+
+    private func admit(address: String) -> Admission {
         if isShuttingDown { return .drop }
         if openConnectionCount > configuration.connectionsMax + Self.refusalSlack { return .drop }
         if openConnectionCount > configuration.connectionsMax {

@@ -139,9 +139,11 @@ public struct RelayService: Service {
             return
         }
         // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
+        let logger = hub.logger
         let handshakeTimeout = channel.eventLoop.scheduleTask(
             in: .seconds(Int64(configuration.handshakeTimeoutSeconds))
         ) {
+            logger.debug("handshake timeout: closing the socket")
             metrics.reject(.handshakeTimeout)
             channel.close(promise: nil)
         }
