@@ -82,6 +82,32 @@ func cpuSeconds(pid: Int32) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// Milliseconds the threads of a process have spent runnable but waiting for a CPU, summed over
+/// `/proc/PID/task/*/schedstat` (field 2); nil when unreadable. On a shared machine this tells how
+/// much of a latency figure is waiting for a core rather than work.
+func runQueueWaitMilliseconds(pid: Int32) -> Double? {
+    guard let directory = opendir("/proc/\(pid)/task") else { return nil }
+    defer { closedir(directory) }
+    var totalNanoseconds: UInt64 = 0
+    // Bounded: a process has at most a few thousand threads.
+    for _ in 0..<100_000 {
+        guard let entry = readdir(directory) else { break }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        guard name.first?.isNumber == true, let file = fopen("/proc/\(pid)/task/\(name)/schedstat", "r") else {
+            continue
+        }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), file) != nil else { continue }
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let fields = text.split(separator: " ")
+        if fields.count >= 2, let waited = UInt64(fields[1]) { totalNanoseconds += waited }
+    }
+    return Double(totalNanoseconds) / 1e6
+}
+
 /// This process's CPU seconds (user + system).
 func ownCPUSeconds() -> Double {
     var usage = rusage()
@@ -205,6 +231,8 @@ struct Load: AsyncParsableCommand {
         let measureStart = ContinuousClock.now
         let relayCPUStart = relayPid.flatMap(cpuSeconds)
         let ownCPUStart = ownCPUSeconds()
+        let relayWaitStart = relayPid.flatMap(runQueueWaitMilliseconds)
+        let ownWaitStart = runQueueWaitMilliseconds(pid: getpid())
         try await Task.sleep(for: .seconds(durationSeconds))
         var total = LoadStats()
         for worker in workers {
@@ -213,6 +241,8 @@ struct Load: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - measureStart
         let ownCPU = ownCPUSeconds() - ownCPUStart
         let relayCPU = relayPid.flatMap(cpuSeconds).flatMap { end in relayCPUStart.map { end - $0 } }
+        let relayWait = relayPid.flatMap(runQueueWaitMilliseconds).flatMap { end in relayWaitStart.map { end - $0 } }
+        let ownWait = runQueueWaitMilliseconds(pid: getpid()).flatMap { end in ownWaitStart.map { end - $0 } }
         for worker in workers { try await worker.eventLoop.submit { worker.value.closeAll() }.get() }
         try await group.shutdownGracefully()
 
@@ -223,7 +253,8 @@ struct Load: AsyncParsableCommand {
                 + BenchWire.filler(frameBytes: messageBytes).count,
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
             seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
-            relayCPUSeconds: relayCPU, ownCPUSeconds: ownCPU
+            relayCPUSeconds: relayCPU, ownCPUSeconds: ownCPU, relayRunQueueWaitMilliseconds: relayWait,
+            ownRunQueueWaitMilliseconds: ownWait
         )
         print(common.json ? report.json : report.text)
     }
@@ -241,6 +272,9 @@ struct LoadReport {
     var pairingFailures: Int
     var relayCPUSeconds: Double?
     var ownCPUSeconds: Double
+    /// Time spent waiting for a CPU during the measurement, relay and load generator.
+    var relayRunQueueWaitMilliseconds: Double?
+    var ownRunQueueWaitMilliseconds: Double?
 
     /// Relay CPU microseconds per forwarded message (each forwarded message is one received here).
     var relayMicrosecondsPerMessage: Double? {
@@ -272,6 +306,8 @@ struct LoadReport {
             p99.9 \(format(percentileMicroseconds(99.9))) max \(format(percentileMicroseconds(100)))
               CPU us/msg   relay \(relayMicrosecondsPerMessage.map { format($0, 2) } ?? "n/a (no --relay-pid)"), \
             load generator \(format(ownMicrosecondsPerMessage, 2))
+              CPU wait ms  relay \(relayRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a"), \
+            load generator \(ownRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a") (runnable, waiting for a core)
               errors       \(errors) (ERROR frames \(stats.errorFrames), unexpected closes \(stats.unexpectedCloses), \
             connect failures \(connectFailures), unpaired \(pairingFailures), out of order \(stats.outOfOrder))
             """
@@ -286,6 +322,8 @@ struct LoadReport {
         "p99_9":\(percentileMicroseconds(99.9)),"max":\(percentileMicroseconds(100))},\
         "relay_cpu_us_per_message":\(relayMicrosecondsPerMessage ?? -1),\
         "load_generator_cpu_us_per_message":\(ownMicrosecondsPerMessage),\
+        "relay_run_queue_wait_ms":\(relayRunQueueWaitMilliseconds ?? -1),\
+        "load_generator_run_queue_wait_ms":\(ownRunQueueWaitMilliseconds ?? -1),\
         "errors":{"error_frames":\(stats.errorFrames),"unexpected_closes":\(stats.unexpectedCloses),\
         "connect_failures":\(connectFailures),"unpaired":\(pairingFailures),"out_of_order":\(stats.outOfOrder)}}
         """
