@@ -69,7 +69,7 @@ struct RelayBenchTests {
     func idleOverCap() async throws {
         try await withRelay(["--connections-per-address-max", "10"]) { relay in
             let result = try await runBench([
-                "idle", "--url", relay.url, "--connections", "15", "--hold-seconds", "1", "--no-join",
+                "idle", "--url", relay.url, "--connections", "15", "--hold-seconds", "2", "--no-join",
             ])
             #expect(result["opened"] as? Int == 15)
             #expect(result["still_up"] as? Int == 10)
