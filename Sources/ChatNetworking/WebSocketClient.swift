@@ -174,7 +174,7 @@ public final class WebSocketClient: Sendable {
         let tlsContext = url.usesTLS ? self.tlsContext : nil
         let upgradeResult: EventLoopFuture<Output> = try await ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(.seconds(configuration.connectTimeoutSeconds))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: url.host, port: url.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {

@@ -56,7 +56,7 @@ public struct WebSocketURL: Hashable, Sendable, CustomStringConvertible {
         let resolvedPort = port ?? scheme.defaultPort
         guard (1...65_535).contains(resolvedPort) else { throw .invalidPort(String(resolvedPort)) }
         guard requestTarget.hasPrefix("/"), !requestTarget.contains("#"),
-              requestTarget.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+            requestTarget.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
         else { throw .invalidPath }
         self.scheme = scheme
         self.host = host
@@ -103,7 +103,7 @@ public struct WebSocketURL: Hashable, Sendable, CustomStringConvertible {
         var port: Int?
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy(\.isASCII),
-                  let value = Int(portText)
+                let value = Int(portText)
             else { throw .invalidPort(String(portText.prefix(8))) }
             port = value
         }
@@ -117,7 +117,7 @@ public struct WebSocketURL: Hashable, Sendable, CustomStringConvertible {
             return host.utf8.allSatisfy { byte in
                 switch byte {
                 case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
-                     UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: ":"), UInt8(ascii: "."), UInt8(ascii: "%"):
+                    UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: ":"), UInt8(ascii: "."), UInt8(ascii: "%"):
                     true
                 default:
                     false
@@ -128,7 +128,7 @@ public struct WebSocketURL: Hashable, Sendable, CustomStringConvertible {
         return host.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
+                UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
                 true
             default:
                 false

@@ -57,7 +57,8 @@ enum BenchWire {
         frame.withUnsafeReadableBytes { bytes in
             if let payloadStart = valueStart(of: payloadKey, in: bytes) {
                 guard payloadStart + headerCharacters <= bytes.count,
-                      let header = decodeBase64(UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + headerCharacters)]))
+                    let header = decodeBase64(
+                        UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + headerCharacters)]))
                 else { return .other }
                 var sequence: UInt64 = 0
                 var intended: UInt64 = 0

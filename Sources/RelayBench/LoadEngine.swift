@@ -50,6 +50,7 @@ final class LoadWorker {
     private var clients: [BenchClientHandler] = []
     private var dirty: [BenchClientHandler] = []
     private var timer: RepeatedTask?
+    private var nextSend: Scheduled<Void>?
     private(set) var startNanoseconds: UInt64 = 0
 
     init(eventLoop: any EventLoop, mode: LoadMode, frameBytes: Int, seed: UInt64) {
@@ -68,12 +69,22 @@ final class LoadWorker {
         eventLoop.preconditionInEventLoop()
         phase = .warmup
         startNanoseconds = NIODeadline.now().uptimeNanoseconds
-        for client in clients { client.startSending(at: startNanoseconds) }
-        // A 1 ms tick drives the open-loop schedule; in closed loop it only restarts clients that
-        // stalled (arrivals normally drive them).
-        let worker = NIOLoopBound(self, eventLoop: eventLoop)
-        timer = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(1)) { _ in
-            worker.value.tick()
+        // Open loop: stagger the clients' schedules evenly over one message interval, so the
+        // total rate arrives as an even stream rather than as bursts of every client at once
+        // (which would measure queueing behind the burst, not the relay).
+        var spacingNanoseconds = 0.0
+        if case let .openLoop(rate) = mode, !clients.isEmpty {
+            spacingNanoseconds = 1e9 / rate / Double(clients.count)
+        }
+        for (index, client) in clients.enumerated() {
+            client.startSending(at: startNanoseconds &+ UInt64(Double(index) * spacingNanoseconds))
+        }
+        if case .closedLoop = mode {
+            // Arrivals drive a closed loop; a 1 ms tick only restarts clients that stalled.
+            let worker = NIOLoopBound(self, eventLoop: eventLoop)
+            timer = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(1)) { _ in
+                worker.value.tick()
+            }
         }
         tick()
     }
@@ -86,6 +97,7 @@ final class LoadWorker {
     func finish() -> LoadStats {
         phase = .done
         timer?.cancel()
+        nextSend?.cancel()
         return stats
     }
 
@@ -99,6 +111,17 @@ final class LoadWorker {
         let now = NIODeadline.now().uptimeNanoseconds
         for client in clients { client.pump(now: now) }
         flushDirty()
+        if case .openLoop = mode { scheduleNextSend(after: now) }
+    }
+
+    /// Open loop: wake exactly when the earliest client's next message is due, so a message
+    /// leaves at its intended time (a fixed tick would add up to one tick to every latency).
+    private func scheduleNextSend(after now: UInt64) {
+        let nextDue = clients.lazy.compactMap(\.nextIntendedNanoseconds).min() ?? (now + 1_000_000)
+        let worker = NIOLoopBound(self, eventLoop: eventLoop)
+        nextSend = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(max(nextDue, now + 20_000))) {
+            worker.value.tick()
+        }
     }
 
     func markDirty(_ client: BenchClientHandler) {
@@ -179,13 +202,20 @@ final class BenchClientHandler: ChannelInboundHandler {
         scheduleStartNanoseconds = nanoseconds
     }
 
+    /// Open loop: when this client's next message is due (nil in closed loop, or while unwritable).
+    var nextIntendedNanoseconds: UInt64? {
+        guard case let .openLoop(rate) = worker.mode, let context, context.channel.isWritable else { return nil }
+        return scheduleStartNanoseconds &+ UInt64(Double(sequence) * 1e9 / rate)
+    }
+
     /// Send what the mode allows now.
     func pump(now: UInt64) {
         guard let context, worker.isSending else { return }
         switch worker.mode {
         case let .openLoop(rate):
+            // Message k is due at start + k / rate (message 0 at the start itself).
             let elapsed = Double(now &- scheduleStartNanoseconds)
-            let due = UInt64(elapsed * rate / 1e9)
+            let due = UInt64(elapsed * rate / 1e9) + 1
             var written = 0
             while sequence < due && written < Self.pumpBatchMax && context.channel.isWritable {
                 let intended = scheduleStartNanoseconds &+ UInt64(Double(sequence) * 1e9 / rate)
@@ -203,12 +233,14 @@ final class BenchClientHandler: ChannelInboundHandler {
 
     private func send(intended: UInt64, context: ChannelHandlerContext) {
         let buffer = BenchWire.signal(
-            sequence: sequence, intendedNanoseconds: intended, filler: worker.filler, allocator: context.channel.allocator
+            sequence: sequence, intendedNanoseconds: intended, filler: worker.filler,
+            allocator: context.channel.allocator
         )
         sequence += 1
         inFlight += 1
         if worker.phase == .measuring { worker.stats.sent += 1 }
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(using: &worker.maskGenerator), data: buffer)
+        let frame = WebSocketFrame(
+            fin: true, opcode: .text, maskKey: .random(using: &worker.maskGenerator), data: buffer)
         context.write(wrapOutboundOut(frame), promise: nil)
         worker.markDirty(self)
     }

@@ -7,7 +7,7 @@ import NIOPosix
 import NIOWebSocket
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `relay-bench`: a load generator for any relay that speaks the original protocol (§5.2).
@@ -68,6 +68,54 @@ func residentKiB(pid: Int32) -> Int? {
     return nil
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (nil when unreadable).
+func cpuSeconds(pid: Int32) -> Double? {
+    guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 4096)
+    guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    guard let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// Milliseconds the threads of a process have spent runnable but waiting for a CPU, summed over
+/// `/proc/PID/task/*/schedstat` (field 2); nil when unreadable. On a shared machine this tells how
+/// much of a latency figure is waiting for a core rather than work.
+func runQueueWaitMilliseconds(pid: Int32) -> Double? {
+    guard let directory = opendir("/proc/\(pid)/task") else { return nil }
+    defer { closedir(directory) }
+    var totalNanoseconds: UInt64 = 0
+    // Bounded: a process has at most a few thousand threads.
+    for _ in 0..<100_000 {
+        guard let entry = readdir(directory) else { break }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        guard name.first?.isNumber == true, let file = fopen("/proc/\(pid)/task/\(name)/schedstat", "r") else {
+            continue
+        }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), file) != nil else { continue }
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let fields = text.split(separator: " ")
+        if fields.count >= 2, let waited = UInt64(fields[1]) { totalNanoseconds += waited }
+    }
+    return Double(totalNanoseconds) / 1e6
+}
+
+/// This process's CPU seconds (user + system).
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
 // MARK: - Load
 
 struct Load: AsyncParsableCommand {
@@ -88,6 +136,8 @@ struct Load: AsyncParsableCommand {
     var durationSeconds = 10
     @Option(help: "Seconds of load before measuring.")
     var warmupSeconds = 2
+    @Option(help: "PID of the relay, to report its CPU time per forwarded message (read from /proc).")
+    var relayPid: Int32?
 
     func validate() throws {
         try common.validateCommon()
@@ -97,7 +147,9 @@ struct Load: AsyncParsableCommand {
         }
         if let rate { guard rate >= 1 else { throw ValidationError("--rate must be positive") } }
         guard (1...100_000).contains(window) else { throw ValidationError("--window must be 1 to 100000") }
-        guard (1...3600).contains(durationSeconds) else { throw ValidationError("--duration-seconds must be 1 to 3600") }
+        guard (1...3600).contains(durationSeconds) else {
+            throw ValidationError("--duration-seconds must be 1 to 3600")
+        }
         guard (0...600).contains(warmupSeconds) else { throw ValidationError("--warmup-seconds must be 0 to 600") }
     }
 
@@ -106,7 +158,8 @@ struct Load: AsyncParsableCommand {
         let url = try WebSocketURL(common.url)
         let clientCount = rooms * 2
         let mode: LoadMode =
-            rate.map { .openLoop(perClientMessagesPerSecond: Double($0) / Double(clientCount)) } ?? .closedLoop(window: window)
+            rate.map { .openLoop(perClientMessagesPerSecond: Double($0) / Double(clientCount)) }
+            ?? .closedLoop(window: window)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         let loops = Array(group.makeIterator())
         let frameBytes = messageBytes
@@ -121,7 +174,8 @@ struct Load: AsyncParsableCommand {
                 }.get()
             )
         }
-        let configuration = WebSocketClientConfiguration(caFilePath: common.caFile, frameSizeMaxBytes: max(1 << 20, messageBytes * 2))
+        let configuration = WebSocketClientConfiguration(
+            caFilePath: common.caFile, frameSizeMaxBytes: max(1 << 20, messageBytes * 2))
         let clientsPerLoop = try loops.map { try WebSocketClient(configuration: configuration, eventLoopGroup: $0) }
         let run = UInt32.random(in: 0...UInt32.max)
 
@@ -175,21 +229,32 @@ struct Load: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(warmupSeconds))
         for worker in workers { try await worker.eventLoop.submit { worker.value.beginMeasuring() }.get() }
         let measureStart = ContinuousClock.now
+        let relayCPUStart = relayPid.flatMap(cpuSeconds)
+        let ownCPUStart = ownCPUSeconds()
+        let relayWaitStart = relayPid.flatMap(runQueueWaitMilliseconds)
+        let ownWaitStart = runQueueWaitMilliseconds(pid: getpid())
         try await Task.sleep(for: .seconds(durationSeconds))
         var total = LoadStats()
         for worker in workers {
             total.merge(try await worker.eventLoop.submit { worker.value.finish() }.get())
         }
         let elapsed = ContinuousClock.now - measureStart
+        let ownCPU = ownCPUSeconds() - ownCPUStart
+        let relayCPU = relayPid.flatMap(cpuSeconds).flatMap { end in relayCPUStart.map { end - $0 } }
+        let relayWait = relayPid.flatMap(runQueueWaitMilliseconds).flatMap { end in relayWaitStart.map { end - $0 } }
+        let ownWait = runQueueWaitMilliseconds(pid: getpid()).flatMap { end in ownWaitStart.map { end - $0 } }
         for worker in workers { try await worker.eventLoop.submit { worker.value.closeAll() }.get() }
         try await group.shutdownGracefully()
 
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let report = LoadReport(
-            url: common.url, rooms: rooms, clients: clientCount, frameBytes: BenchWire.frameBytesMin
+            url: common.url, rooms: rooms, clients: clientCount,
+            frameBytes: BenchWire.frameBytesMin
                 + BenchWire.filler(frameBytes: messageBytes).count,
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
-            seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures
+            seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
+            relayCPUSeconds: relayCPU, ownCPUSeconds: ownCPU, relayRunQueueWaitMilliseconds: relayWait,
+            ownRunQueueWaitMilliseconds: ownWait
         )
         print(common.json ? report.json : report.text)
     }
@@ -205,11 +270,23 @@ struct LoadReport {
     var stats: LoadStats
     var connectFailures: Int
     var pairingFailures: Int
+    var relayCPUSeconds: Double?
+    var ownCPUSeconds: Double
+    /// Time spent waiting for a CPU during the measurement, relay and load generator.
+    var relayRunQueueWaitMilliseconds: Double?
+    var ownRunQueueWaitMilliseconds: Double?
+
+    /// Relay CPU microseconds per forwarded message (each forwarded message is one received here).
+    var relayMicrosecondsPerMessage: Double? {
+        relayCPUSeconds.map { stats.received == 0 ? 0 : $0 * 1e6 / Double(stats.received) }
+    }
+    var ownMicrosecondsPerMessage: Double { stats.received == 0 ? 0 : ownCPUSeconds * 1e6 / Double(stats.received) }
 
     var messagesPerSecond: Double { Double(stats.received) / seconds }
     var megabytesPerSecond: Double { Double(stats.receivedBytes) / seconds / 1e6 }
     func percentileMicroseconds(_ percentile: Double) -> Double {
-        stats.latencyNanoseconds.totalCount == 0 ? 0 : Double(stats.latencyNanoseconds.valueAtPercentile(percentile)) / 1000
+        stats.latencyNanoseconds.totalCount == 0
+            ? 0 : Double(stats.latencyNanoseconds.valueAtPercentile(percentile)) / 1000
     }
     var errors: UInt64 {
         stats.errorFrames + stats.unexpectedCloses + UInt64(connectFailures) + UInt64(pairingFailures)
@@ -227,6 +304,10 @@ struct LoadReport {
               MB/s         \(format(megabytesPerSecond, 2))
               latency us   p50 \(format(percentileMicroseconds(50))) p99 \(format(percentileMicroseconds(99))) \
             p99.9 \(format(percentileMicroseconds(99.9))) max \(format(percentileMicroseconds(100)))
+              CPU us/msg   relay \(relayMicrosecondsPerMessage.map { format($0, 2) } ?? "n/a (no --relay-pid)"), \
+            load generator \(format(ownMicrosecondsPerMessage, 2))
+              CPU wait ms  relay \(relayRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a"), \
+            load generator \(ownRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a") (runnable, waiting for a core)
               errors       \(errors) (ERROR frames \(stats.errorFrames), unexpected closes \(stats.unexpectedCloses), \
             connect failures \(connectFailures), unpaired \(pairingFailures), out of order \(stats.outOfOrder))
             """
@@ -239,6 +320,10 @@ struct LoadReport {
         "messages_per_second":\(messagesPerSecond),"megabytes_per_second":\(megabytesPerSecond),\
         "latency_us":{"p50":\(percentileMicroseconds(50)),"p99":\(percentileMicroseconds(99)),\
         "p99_9":\(percentileMicroseconds(99.9)),"max":\(percentileMicroseconds(100))},\
+        "relay_cpu_us_per_message":\(relayMicrosecondsPerMessage ?? -1),\
+        "load_generator_cpu_us_per_message":\(ownMicrosecondsPerMessage),\
+        "relay_run_queue_wait_ms":\(relayRunQueueWaitMilliseconds ?? -1),\
+        "load_generator_run_queue_wait_ms":\(ownRunQueueWaitMilliseconds ?? -1),\
         "errors":{"error_frames":\(stats.errorFrames),"unexpected_closes":\(stats.unexpectedCloses),\
         "connect_failures":\(connectFailures),"unpaired":\(pairingFailures),"out_of_order":\(stats.outOfOrder)}}
         """
@@ -278,8 +363,9 @@ struct Idle: AsyncParsableCommand {
         let url = try WebSocketURL(common.url)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         let client = try WebSocketClient(
-            configuration: WebSocketClientConfiguration(caFilePath: common.caFile, connectTimeoutSeconds: 30,
-                                                        handshakeTimeoutSeconds: 30),
+            configuration: WebSocketClientConfiguration(
+                caFilePath: common.caFile, connectTimeoutSeconds: 30,
+                handshakeTimeoutSeconds: 30),
             eventLoopGroup: group
         )
         let tally = IdleTally()
@@ -333,17 +419,21 @@ struct Idle: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(holdSeconds))
         let relayRSSHeld = relayPid.flatMap(residentKiB)
         let closedEarly = tally.closed
+        let closeCodes = tally.closeCodes
         let stillUp = channels.filter(\.isActive).count
         let failures = tally.failures
         for channel in channels { channel.close(promise: nil) }
         try await group.shutdownGracefully()
 
         let rss = { (kib: Int?) in kib.map { "\($0 / 1024) MiB" } ?? "n/a" }
+        let closeCodesJSON = closeCodes.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }
+            .joined(separator: ",")
         if common.json {
             print(
                 """
                 {"url":"\(common.url)","requested":\(total),"opened":\(channels.count),"still_up":\(stillUp),\
-                "closed_early":\(closedEarly),"failed":\(failures.values.reduce(0, +)),"hold_seconds":\(holdSeconds),\
+                "closed_early":\(closedEarly),"close_codes":{\(closeCodesJSON)},\
+                "failed":\(failures.values.reduce(0, +)),"hold_seconds":\(holdSeconds),\
                 "connect_seconds":\(connectSeconds),"relay_rss_kib_before":\(relayRSSBefore ?? -1),\
                 "relay_rss_kib_open":\(relayRSSOpen ?? -1),"relay_rss_kib_held":\(relayRSSHeld ?? -1)}
                 """
@@ -352,12 +442,17 @@ struct Idle: AsyncParsableCommand {
             print(
                 """
                 relay-bench idle: \(common.url)
-                  requested \(total), opened \(channels.count) in \(connectSeconds) s, still up after \(holdSeconds) s: \
+                  requested \(total), opened \(channels.count) in \(connectSeconds) s, \
+                still up after \(holdSeconds) s: \
                 \(stillUp), closed early \(closedEarly)
-                  relay RSS: before \(rss(relayRSSBefore)), all open \(rss(relayRSSOpen)), after holding \(rss(relayRSSHeld))
+                  relay RSS: before \(rss(relayRSSBefore)), all open \(rss(relayRSSOpen)), \
+                after holding \(rss(relayRSSHeld))
                   open-files limit of the load generator: \(limits.map { "\($0.soft)" } ?? "unknown")
                 """
             )
+            for (code, count) in closeCodes.sorted(by: { $0.key < $1.key }) {
+                print("  closed by the relay with code \(code): \(count)")
+            }
             for (reason, count) in failures.sorted(by: { $0.key < $1.key }) {
                 print("  failed: \(count) x \(reason)")
             }
@@ -367,9 +462,18 @@ struct Idle: AsyncParsableCommand {
 
 /// Counts shared by the idle connections' handlers (several event loops).
 final class IdleTally: Sendable {
-    private let state = NIOLockedValueBox((closed: 0, failures: [String: Int]()))
+    private let state = NIOLockedValueBox((closed: 0, failures: [String: Int](), closeCodes: [String: Int]()))
 
     func closedOne() { state.withLockedValue { $0.closed += 1 } }
+
+    func closedBy(code: String) {
+        state.withLockedValue { state in
+            let key = state.closeCodes.count < 32 ? code : "other"
+            state.closeCodes[key, default: 0] += 1
+        }
+    }
+
+    var closeCodes: [String: Int] { state.withLockedValue { $0.closeCodes } }
 
     func failed(_ reason: String) {
         state.withLockedValue { state in
@@ -396,9 +500,18 @@ final class IdleClientHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if frame.opcode == .ping {
+        switch frame.opcode {
+        case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            // The relay ended this connection (a cap, an idle timeout): note why, answer, close.
+            tally.closedBy(code: frame.closeStatus.code.map { String(UInt16(webSocketErrorCode: $0)) } ?? "none")
+            let answer = WebSocketFrame.close(code: frame.closeStatus.code ?? .normalClosure, masked: true)
+            context.writeAndFlush(wrapOutboundOut(answer), promise: nil)
+            context.close(promise: nil)
+        default:
+            break
         }
     }
 

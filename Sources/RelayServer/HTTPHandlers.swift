@@ -12,7 +12,8 @@ private func respond(
     headers.add(name: "Connection", value: "close")
     let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
     context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-    context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+    context.write(
+        NIOAny(HTTPServerResponsePart.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
     let written = context.eventLoop.makePromise(of: Void.self)
     context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: written)
     written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }

@@ -86,7 +86,8 @@ public struct RelayConfiguration: Sendable, Hashable {
         try require((0...65_535).contains(port), "port", "must be 0-65535")
         try require((-1...65_535).contains(metricsPort), "metrics-port", "must be -1 (off) or 0-65535")
         try require(
-            (tlsCertificateFile == nil) == (tlsKeyFile == nil), "tls-cert-file", "give both --tls-cert-file and --tls-key-file"
+            (tlsCertificateFile == nil) == (tlsKeyFile == nil), "tls-cert-file",
+            "give both --tls-cert-file and --tls-key-file"
         )
         try require(
             (128...(16 << 20)).contains(frameSizeMaxBytes), "frame-size-max-bytes", "must be 128 B to 16 MiB"

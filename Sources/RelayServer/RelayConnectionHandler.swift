@@ -29,8 +29,13 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
 
     private var messageBucket: TokenBucket
     private var byteBucket: TokenBucket
-    /// Set when a frame was dropped for the rate limit and no frame was admitted since: one
-    /// `RATE_LIMITED` answers a whole run of dropped frames.
+    /// Frames read after a token bucket ran dry, oldest first, released as the buckets refill.
+    /// Rate limiting is backpressure, not loss: while frames are held, reads from this client
+    /// stop, so a flooding client is slowed by TCP to its allowed rate and the relay spends
+    /// nothing on its excess (the frames already in the last read batch are all it holds).
+    private var held = CircularBuffer<WebSocketFrame>()
+    private var heldBytes = 0
+    /// Set when the client was told `RATE_LIMITED`; cleared once everything held has been sent on.
     private var rateLimitAnswered = false
     private var pauseReasons: PauseReasons = []
     private var readHeldBack = false
@@ -117,7 +122,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             )
         case .ping:
             guard !closeSent else { return }
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            context.write(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
             hub.markForFlush(self)
         case .pong:
             break
@@ -139,31 +145,90 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     }
 
     private func receiveText(_ frame: WebSocketFrame, from id: ConnectionID) {
-        let size = frame.length
         hub.metrics.framesReceived.increment()
-        hub.metrics.bytesReceived.increment(by: Int64(size))
-        let now = Instant(nanoseconds: lastInboundNanoseconds)
-        // Both buckets are checked before either is charged, so a refused frame costs nothing.
-        let admitted =
-            messageBucket.available(now: now) >= 1 && byteBucket.available(now: now) >= UInt64(size)
-        guard admitted else {
-            hub.metrics.reject(.rateLimited)
-            if !rateLimitAnswered {
-                rateLimitAnswered = true
-                hub.send(.error(code: .rateLimited, message: RelayErrorCode.rateLimited.defaultMessage), to: id)
-            }
-            pauseForRateLimit(now: now, size: UInt64(size))
+        hub.metrics.bytesReceived.increment(by: Int64(frame.length))
+        // Keep order: once anything is held, everything after it waits too.
+        if held.isEmpty && admit(frame, now: Instant(nanoseconds: lastInboundNanoseconds)) {
+            process(frame, from: id)
             return
         }
+        hold(frame, from: id)
+    }
+
+    /// Charge both token buckets for `frame` if both have the tokens (a refused frame costs nothing).
+    private func admit(_ frame: WebSocketFrame, now: Instant) -> Bool {
+        let size = UInt64(frame.length)
+        guard messageBucket.available(now: now) >= 1, byteBucket.available(now: now) >= size else { return false }
         _ = messageBucket.tryConsume(1, now: now)
-        _ = byteBucket.tryConsume(UInt64(size), now: now)
-        rateLimitAnswered = false
+        _ = byteBucket.tryConsume(size, now: now)
+        return true
+    }
+
+    /// Hand an admitted frame to the room logic.
+    private func process(_ frame: WebSocketFrame, from id: ConnectionID) {
         let forwardedTo = hub.receive(frame: frame.unmaskedDataWordWise, from: id)
         // Stop reading while the peer's outbound queue is over its high watermark: the relay
         // then holds at most the watermark plus one read batch for a slow reader, and TCP
         // backpressure reaches the sender.
         if let forwardedTo, !forwardedTo.isWritable {
             pause(.peerBackpressure)
+        }
+    }
+
+    private func hold(_ frame: WebSocketFrame, from id: ConnectionID) {
+        hub.metrics.reject(.rateLimited)
+        if !rateLimitAnswered {
+            rateLimitAnswered = true
+            hub.send(.error(code: .rateLimited, message: RelayErrorCode.rateLimited.defaultMessage), to: id)
+        }
+        pause(.rateLimited)
+        // Reads stop at once, so only the rest of the current read batch can arrive; the bound
+        // is a backstop (a frame beyond it is dropped, and the client was told RATE_LIMITED).
+        if heldBytes + frame.length <= Self.heldBytesMax {
+            held.append(frame)
+            heldBytes += frame.length
+        }
+        scheduleRelease()
+    }
+
+    /// The most bytes of frames held for the rate limit on one connection.
+    static let heldBytesMax = 1 << 20
+
+    /// Release held frames when the buckets can pay for the oldest.
+    private func scheduleRelease() {
+        guard resumeTask == nil, let context, let first = held.first else { return }
+        let now = hub.now
+        let size = UInt64(first.length)
+        let messageReady = messageBucket.whenAvailable(1, now: now) ?? now
+        let byteReady = byteBucket.whenAvailable(min(size, byteBucket.burst), now: now) ?? now
+        let waitNanoseconds = max(messageReady, byteReady).nanoseconds &- now.nanoseconds
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        resumeTask = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: waitNanoseconds))) {
+            handler.value.resumeTask = nil
+            handler.value.releaseHeld()
+        }
+    }
+
+    /// Send on every held frame the buckets can pay for; resume reading once none is left.
+    private func releaseHeld() {
+        guard let id, !closeSent else {
+            held.removeAll()
+            heldBytes = 0
+            return
+        }
+        let now = hub.now
+        // Bounded by the frames held; stops early for the buckets or the peer's backpressure.
+        while let first = held.first, !pauseReasons.contains(.peerBackpressure), admit(first, now: now) {
+            held.removeFirst()
+            heldBytes -= first.length
+            process(first, from: id)
+        }
+        hub.flushPending()
+        if held.isEmpty {
+            rateLimitAnswered = false
+            resume(.rateLimited)
+        } else if !pauseReasons.contains(.peerBackpressure) {
+            scheduleRelease()
         }
     }
 
@@ -233,19 +298,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     func resumeAfterBackpressure() {
         guard pauseReasons.contains(.peerBackpressure) else { return }
         resume(.peerBackpressure)
-    }
-
-    private func pauseForRateLimit(now: Instant, size: UInt64) {
-        pause(.rateLimited)
-        guard resumeTask == nil, let context else { return }
-        let messageReady = messageBucket.whenAvailable(1, now: now) ?? now
-        let byteReady = byteBucket.whenAvailable(min(size, byteBucket.burst), now: now) ?? now
-        let waitNanoseconds = max(messageReady, byteReady).nanoseconds - now.nanoseconds
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        resumeTask = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: waitNanoseconds))) {
-            handler.value.resumeTask = nil
-            handler.value.resume(.rateLimited)
-        }
+        // Frames held for the rate limit were waiting on the peer too.
+        if !held.isEmpty { scheduleRelease() }
     }
 
     // MARK: Liveness and closing
@@ -261,11 +315,14 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         }
         let quietNanoseconds = now.nanoseconds &- lastInboundNanoseconds
         if quietNanoseconds >= idleNanoseconds {
+            hub.logger.debug("closing an idle connection", metadata: ["quiet_ms": "\(quietNanoseconds / 1_000_000)"])
             hub.metrics.reject(.idleTimeout)
             close(code: .policyViolation, error: .idleTimeout)
             return
         }
-        if quietNanoseconds >= pingIntervalNanoseconds && now.nanoseconds &- lastPingNanoseconds >= pingIntervalNanoseconds {
+        if quietNanoseconds >= pingIntervalNanoseconds
+            && now.nanoseconds &- lastPingNanoseconds >= pingIntervalNanoseconds
+        {
             lastPingNanoseconds = now.nanoseconds
             hub.metrics.pingsSent.increment()
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
@@ -281,7 +338,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         if let error {
             let text = WireCodec.encode(.error(code: error, message: error.defaultMessage))
             context.write(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(bytes: text))),
+                wrapOutboundOut(
+                    WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(bytes: text))),
                 promise: nil
             )
         }
@@ -296,6 +354,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             self.id = nil
             hub.unregister(id)
         }
+        held.removeAll()
+        heldBytes = 0
         // Keep reading (and discarding) so that the client's close answer is seen, and so the
         // kernel does not reset the connection over unread bytes before the client has our close.
         pauseReasons = []

@@ -10,8 +10,9 @@ import NIOCore
 /// connections over several loops would need either a lock around the rooms plus a cross-loop
 /// `execute` hop for every forwarded frame (the peer's channel lives on another loop), or a
 /// second copy of the state. On the 2-core machine this relay is measured on, the load
-/// generator takes the other core, and one loop doing no hops beat that design's per-frame
-/// hop (see BENCHMARKS.md). A deployment that needs more cores runs more relay processes.
+/// generator needs the other core anyway, so a second relay loop would buy no parallelism and
+/// would add a lock and a hop per frame; the multi-loop variant was therefore not built or
+/// measured (BENCHMARKS.md says so). A deployment that needs more cores runs more relay processes.
 final class RelayHub {
     /// What to do with a newly accepted TCP connection.
     enum Admission: Equatable {
@@ -71,6 +72,16 @@ final class RelayHub {
         openConnectionCount += 1
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.increment()
+        let admission = admit(address: address)
+        if admission != .admit {
+            // Addresses only at trace level: the default level never logs who connects.
+            logger.debug("connection refused", metadata: ["admission": "\(admission)"])
+            logger.trace("connection refused", metadata: ["admission": "\(admission)", "address": "\(address)"])
+        }
+        return admission
+    }
+
+    private func admit(address: String) -> Admission {
         if isShuttingDown { return .drop }
         if openConnectionCount > configuration.connectionsMax + Self.refusalSlack { return .drop }
         if openConnectionCount > configuration.connectionsMax {
@@ -256,7 +267,8 @@ final class RelayHub {
         // Order does not reach any output that matters (each connection is judged alone), but
         // walk in ID order anyway so that behaviour is reproducible.
         for id in connections.keys.sorted() {
-            connections[id]?.tick(now: now, pingIntervalNanoseconds: pingIntervalNanoseconds, idleNanoseconds: idleNanoseconds)
+            connections[id]?.tick(
+                now: now, pingIntervalNanoseconds: pingIntervalNanoseconds, idleNanoseconds: idleNanoseconds)
         }
         flushPending()
         pruneAddresses(now: now)

@@ -34,7 +34,7 @@ public enum RejectionReason: String, CaseIterable, Sendable {
         case .tooManyRooms: self = .roomsMax
         case .idleTimeout: self = .idleTimeout
         case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
-             .shuttingDown, .internalError:
+            .shuttingDown, .internalError:
             self = .malformed
         }
     }
@@ -61,31 +61,33 @@ public final class RelayMetrics: Sendable {
 
     public init() {
         connectionsAccepted = registry.makeCounter(
-            name: "relay_connections_accepted_total", help: "TCP connections accepted"
-        )
-        connectionsOpen = registry.makeGauge(name: "relay_connections_open", help: "TCP connections open, any state")
+            descriptor: Self.name("connections_accepted_total", "TCP connections accepted"))
+        connectionsOpen = registry.makeGauge(
+            descriptor: Self.name("connections_open", "TCP connections open, any state"))
         webSocketsOpen = registry.makeGauge(
-            name: "relay_websockets_open", help: "connections past the WebSocket upgrade"
-        )
-        roomsOpen = registry.makeGauge(name: "relay_rooms_open", help: "rooms with at least one peer")
-        framesReceived = registry.makeCounter(name: "relay_frames_received_total", help: "text frames received")
+            descriptor: Self.name("websockets_open", "connections past the WebSocket upgrade"))
+        roomsOpen = registry.makeGauge(descriptor: Self.name("rooms_open", "rooms with at least one peer"))
+        framesReceived = registry.makeCounter(descriptor: Self.name("frames_received_total", "text frames received"))
         bytesReceived = registry.makeCounter(
-            name: "relay_bytes_received_total", help: "payload bytes of text frames received"
-        )
+            descriptor: Self.name("bytes_received_total", "payload bytes of text frames received"))
         framesForwarded = registry.makeCounter(
-            name: "relay_frames_forwarded_total", help: "SIGNAL frames forwarded to a peer"
-        )
+            descriptor: Self.name("frames_forwarded_total", "SIGNAL frames forwarded to a peer"))
         bytesForwarded = registry.makeCounter(
-            name: "relay_bytes_forwarded_total", help: "payload bytes of SIGNAL frames forwarded"
-        )
-        pingsSent = registry.makeCounter(name: "relay_pings_sent_total", help: "WebSocket pings sent")
+            descriptor: Self.name("bytes_forwarded_total", "payload bytes of SIGNAL frames forwarded"))
+        pingsSent = registry.makeCounter(descriptor: Self.name("pings_sent_total", "WebSocket pings sent"))
         let registry = self.registry
         rejections = RejectionReason.allCases.map { reason in
             registry.makeCounter(
-                name: "relay_rejections_total", labels: [("reason", reason.rawValue)],
-                help: "refusals and forced closes, by reason"
+                descriptor: Self.name("rejections_total", "refusals and forced closes, by reason"),
+                labels: [("reason", reason.rawValue)]
             )
         }
+    }
+
+    /// `relay_<metric>`, with its help text (empty parts of a descriptor are left out of the name,
+    /// so the unit is kept inside `metric`: `frames_received_total`, `rooms_open`).
+    private static func name(_ metric: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "relay", subsystem: nil, metricName: metric, unitName: "", helpText: help)
     }
 
     func reject(_ reason: RejectionReason) {

@@ -51,7 +51,9 @@ public struct RelayService: Service {
         let loop = group.next()
         let metrics = RelayMetrics()
         let hub = try await loop.submit {
-            NIOLoopBound(RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger), eventLoop: loop)
+            NIOLoopBound(
+                RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger),
+                eventLoop: loop)
         }.get()
 
         let server: any Channel
@@ -60,7 +62,7 @@ public struct RelayService: Service {
             server = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelOption(
                     .writeBufferWaterMark,
@@ -93,9 +95,11 @@ public struct RelayService: Service {
 
         let scheme = configuration.usesTLS ? "wss" : "ws"
         let addresses = RelayAddresses(
-            webSocketURL: "\(scheme)://\(Self.urlHost(configuration.host)):\(server.localAddress?.port ?? configuration.port)",
+            webSocketURL:
+                "\(scheme)://\(Self.urlHost(configuration.host)):\(server.localAddress?.port ?? configuration.port)",
             metricsURL: metricsServer.map {
-                "http://\(Self.urlHost(configuration.metricsHost)):\($0.localAddress?.port ?? configuration.metricsPort)"
+                let port = $0.localAddress?.port ?? configuration.metricsPort
+                return "http://\(Self.urlHost(configuration.metricsHost)):\(port)"
             }
         )
         try await loop.submit { hub.value.startSweeping() }.get()
@@ -135,7 +139,11 @@ public struct RelayService: Service {
             return
         }
         // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
-        let handshakeTimeout = channel.eventLoop.scheduleTask(in: .seconds(Int64(configuration.handshakeTimeoutSeconds))) {
+        let logger = hub.logger
+        let handshakeTimeout = channel.eventLoop.scheduleTask(
+            in: .seconds(Int64(configuration.handshakeTimeoutSeconds))
+        ) {
+            logger.debug("handshake timeout: closing the socket")
             metrics.reject(.handshakeTimeout)
             channel.close(promise: nil)
         }

@@ -5,7 +5,7 @@ import RelayServer
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `relay`: the blind WebSocket relay of securechat.
@@ -34,7 +34,7 @@ struct Relay: AsyncParsableCommand {
     var tlsKeyFile: String?
     @Option(help: "Address of the /healthz and /metrics listener.")
     var metricsHost = "127.0.0.1"
-    @Option(help: "Metrics port (0: any free port; -1: no metrics listener).")
+    @Option(help: "Metrics port (0: any free port; --metrics-port=-1: no metrics listener).")
     var metricsPort = 9090
 
     @Option(help: "Largest WebSocket message accepted; larger ones get FRAME_TOO_LARGE and close 1009.")

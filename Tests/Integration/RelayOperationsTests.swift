@@ -4,13 +4,14 @@ import NIOWebSocket
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Operations: shutdown on signals, wss://, health and metrics, privacy of the logs.
 @Suite("relay: operations")
 struct RelayOperationsTests {
-    @Test("SIGTERM: every peer gets SHUTTING_DOWN and close 1001, then the relay exits 0", arguments: [SIGTERM, SIGINT])
+    @Test(
+        "SIGTERM: every peer gets SHUTTING_DOWN and close 1001, then the relay exits 0", arguments: [SIGTERM, SIGINT])
     func gracefulShutdown(signal: Int32) async throws {
         let relay = try await RelayProcess.start()
         do {
@@ -142,6 +143,7 @@ func makeSelfSignedCertificate(certificate: String, key: String) throws {
     try process.run()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
-        throw TestWebSocket.Unexpected(expected: "openssl to make a certificate", got: "exit \(process.terminationStatus)")
+        throw TestWebSocket.Unexpected(
+            expected: "openssl to make a certificate", got: "exit \(process.terminationStatus)")
     }
 }

@@ -43,7 +43,8 @@ final class RawWebSocket: Sendable {
 
     /// Send a masked text frame.
     func send(_ text: String) async throws {
-        try await outbound.write(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)))
+        try await outbound.write(
+            WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)))
     }
 
     /// Send `bytes` as one text message split into continuation frames of `fragmentSize`.

@@ -20,7 +20,9 @@ final class RelayProcess: Sendable {
         let process = try TestProcess(
             "relay", arguments: ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"] + arguments
         )
-        guard let line = try await process.stdout.first(timeoutSeconds: 30, where: { $0.hasPrefix("relay listening on ") })
+        guard
+            let line = try await process.stdout.first(
+                timeoutSeconds: 30, where: { $0.hasPrefix("relay listening on ") })
         else {
             await process.kill()
             throw StartFailure(output: process.stderr.all)

@@ -101,7 +101,9 @@ final class TestWebSocket: Sendable {
     private let inbox: TestInbox<WebSocketMessage>
     private let task: Task<Void, Never>
 
-    private init(url: WebSocketURL, connection: WebSocketConnection, inbox: TestInbox<WebSocketMessage>, task: Task<Void, Never>) {
+    private init(
+        url: WebSocketURL, connection: WebSocketConnection, inbox: TestInbox<WebSocketMessage>, task: Task<Void, Never>
+    ) {
         self.url = url
         self.connection = connection
         self.inbox = inbox
@@ -228,8 +230,8 @@ func httpGet(host: String, port: Int, path: String) async throws -> (status: Int
         return String(buffer: response)
     }
     guard let statusLine = response.split(separator: "\r\n", maxSplits: 1).first,
-          let status = statusLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
-          let bodyStart = response.range(of: "\r\n\r\n")
+        let status = statusLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
+        let bodyStart = response.range(of: "\r\n\r\n")
     else { return (0, response) }
     return (status, String(response[bodyStart.upperBound...]))
 }
