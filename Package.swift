@@ -6,20 +6,28 @@
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
 //   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
 //                      (no sockets, no clocks, no global randomness)
+//   Simulator          deterministic simulation: virtual clock, lossy network, virtual relay around
+//                      RelayRooms, virtual clients around SessionManager, invariant checker, trace hash.
+//                      The only home of seeded entropy: no shipped binary depends on it.
+//   SimulatorMain      executable `simulator`: command line -> Simulator
 // Tests:
 //   Tests/Unit         known answers, codec tables, state machine, in-memory sessions
 //   Tests/Property     swift-property-based: round trips, tamper detection, model-based tests
 //   Tests/Fuzz         replays the libFuzzer corpus and every regression input
 //   Tests/Integration  the real binaries as subprocesses on loopback
+//   Tests/Simulation   the simulator's engine: determinism, planted bugs, a small fault sweep
 import PackageDescription
 
 let package = Package(
     name: "securechat",
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
+        .executable(name: "simulator", targets: ["SimulatorMain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,6 +40,22 @@ let package = Package(
             name: "ChatCore",
             dependencies: ["CSodium"],
             path: "Sources/ChatCore"
+        ),
+        .target(
+            name: "Simulator",
+            dependencies: [
+                "ChatCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/Simulator"
+        ),
+        .executableTarget(
+            name: "SimulatorMain",
+            dependencies: [
+                "Simulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/SimulatorMain"
         ),
         .testTarget(
             name: "UnitTests",
@@ -56,6 +80,11 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: ["ChatCore"],
             path: "Tests/Integration"
+        ),
+        .testTarget(
+            name: "SimulationTests",
+            dependencies: ["Simulator", "ChatCore"],
+            path: "Tests/Simulation"
         ),
     ]
 )

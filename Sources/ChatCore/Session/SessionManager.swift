@@ -49,6 +49,9 @@ public final class SessionManager {
     /// Records that arrived ahead of `nextReceiveSequence`, sorted by sequence. Bounded.
     private var reorderBuffer: [(sequence: UInt64, box: [UInt8])] = []
 
+    /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
+    @_spi(Simulation) public var plantedBugs: PlantedBugs = []
+
     /// Counters for tests, the simulator and the UI's status line.
     public private(set) var statistics = Statistics()
 
@@ -342,6 +345,7 @@ public final class SessionManager {
         let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
         let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
         let encryption = EncryptionHandler(boxKey: boxKey, localSide: localSide)
+        encryption.skipsCounterCheck = plantedBugs.contains(.skipCounterCheck)
 
         // Tell the peer which conversation of ours we remember and where it stands.
         let announcedPeer = peerInstance ?? .none
@@ -594,7 +598,7 @@ public final class SessionManager {
         }
         let sequence = BigEndian.uint64(payload, at: 0)
         let box = Array(payload[8...])
-        if sequence < nextReceiveSequence {
+        if sequence < nextReceiveSequence && !plantedBugs.contains(.skipCounterCheck) {
             // Already delivered (a retransmission whose ack was lost, or a replay): never shown
             // twice. Re-acknowledge so the sender stops.
             statistics.duplicatesDropped += 1
@@ -645,6 +649,9 @@ public final class SessionManager {
             text = try ChatRecord.text(of: record)
         } catch {
             reject(.record(error))
+            return true
+        }
+        if plantedBugs.contains(.dropAcknowledgedMessage) && sequence % PlantedBugs.droppedSequenceModulus == 0 {
             return true
         }
         guard apply(.receiveMessage) else { return true }
