@@ -25,6 +25,8 @@ public final class SessionManager {
     private var joined = false
     private var joinRetransmitAt: Instant?
     private var joinRetransmitInterval: Duration
+    /// JOINED said the room is full, so the handshake began; the relay's PEER_FOUND is still due.
+    private var peerFoundAnnounced = false
 
     // Handshake.
     private let keyManager = KeyManager()
@@ -178,6 +180,7 @@ public final class SessionManager {
         guard apply(.transportUp) else { return }
         transportIsUp = true
         joined = false
+        peerFoundAnnounced = false
         transmit(.join(configuration.room))
         joinRetransmitInterval = configuration.joinRetransmitInitial
         joinRetransmitAt = now.advanced(by: joinRetransmitInterval)
@@ -208,9 +211,21 @@ public final class SessionManager {
             joined = true
             joinRetransmitAt = nil
             outputs.append(.notice(.joined(room: room, peersPresent: peers)))
+            // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
+            // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
+            // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
+            if peers == RelayRooms<Int>.peersPerRoomMax, machine.state == .searching || machine.state == .disconnected {
+                outputs.append(.notice(.peerFound))
+                peerFoundAnnounced = true
+                peerArrived(now: now)
+            }
         case .peerFound:
             joined = true
             joinRetransmitAt = nil
+            if peerFoundAnnounced {
+                peerFoundAnnounced = false  // The PEER_FOUND that JOINED already stood for.
+                return
+            }
             switch machine.state {
             case .searching, .disconnected where transportIsUp:
                 outputs.append(.notice(.peerFound))
