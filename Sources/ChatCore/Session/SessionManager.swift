@@ -328,6 +328,14 @@ public final class SessionManager {
                 reject(.handshake(.staleKeyExchange))
                 return
             }
+            if machine.state == .keySetup && current.instance == hello.instance && keyManager.hasKeyPair {
+                // The peer began a newer handshake while ours is unconfirmed: answer it with the
+                // key we already sent, not a fresh one. If each side made new keys for every newer
+                // KEY_EXCHANGE, two crossing restarts would chase each other forever (a livelock
+                // the simulator found); keeping our key until confirmation lets both converge.
+                rekeyWithSameLocalKey(hello, now: now)
+                return
+            }
             // The peer began again (a reconnect, or a new process): re-key with fresh keys.
             if current.instance != hello.instance { retire(current.instance) }
             outputs.append(.notice(.peerRestarted))
@@ -354,8 +362,8 @@ public final class SessionManager {
             reject(.crypto(error))
             return
         }
-        // Forward secrecy: the secret half is not needed once the session key exists.
-        keyManager.wipeKeys()
+        // The secret half stays until the peer confirms (`rekeyWithSameLocalKey` may need it for a
+        // newer hello from the same peer); it is wiped on confirmation or when the handshake ends.
         let localSide: EncryptionHandler.Side = progress.local.key < peer.key ? .low : .high
         let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
         let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
@@ -465,12 +473,30 @@ public final class SessionManager {
         let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
         encryption.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
+        // Forward secrecy: the secret half is not needed once the session key is confirmed.
+        keyManager.wipeKeys()
         guard apply(.keyConfirmed) else { return }
         statistics.handshakesCompleted += 1
         outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
         retransmitInterval = configuration.messageRetransmitInitial
         retransmitAt = nil
         pump(now: now)
+    }
+
+    /// Replace the peer's half of an unconfirmed handshake with a newer hello from the same peer
+    /// instance, keeping our key pair: derive again, confirm again, and repeat our KEY_EXCHANGE in
+    /// case the peer's newer hello answered an older one of ours.
+    private func rekeyWithSameLocalKey(_ hello: KeyExchangeHello, now: Instant) {
+        guard var progress = handshake else { return }
+        progress.encryption?.wipe()
+        progress.encryption = nil
+        progress.peer = nil
+        progress.transcript = nil
+        progress.confirmFrame = nil
+        progress.earlyConfirmation = nil  // It was sealed under the peer's previous key.
+        handshake = progress
+        transmitFrame(progress.keyExchangeFrame)
+        acceptPeerHello(hello, now: now)
     }
 
     /// Forget the handshake and wipe its keys (the conversation state stays).
