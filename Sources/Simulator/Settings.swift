@@ -29,13 +29,18 @@ public struct SimulationOptions: Sendable, Hashable {
     public var plantedBug: PlantedBug?
     /// Trace records kept for a failure report.
     public var traceTailCount: Int
+    /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
+    /// (slower: an mmap, mprotects and an mlock per allocation), rather than ordinary memory.
+    public var guardedMemory: Bool
 
     public init(
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
-        faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, traceTailCount: Int = 40
+        faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, traceTailCount: Int = 40,
+        guardedMemory: Bool = false
     ) {
+        self.guardedMemory = guardedMemory
         self.peers = peers
         self.seed = seed
         self.drop = drop

@@ -69,6 +69,7 @@ public final class Simulation {
     /// Prepare a run. `traceFile`: also write every trace record there, one line each.
     public init(options: SimulationOptions, traceFile: String? = nil) throws(SimulationError) {
         try options.validate()
+        SecureBytes.useGuardedMemoryInSimulation(options.guardedMemory)
         precondition(UInt64(options.peers) <= Self.clientMask + 1)
         self.options = options
         settings = ResolvedSettings(options: options)

@@ -87,7 +87,13 @@ struct SimulatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Trace lines shown with a violation.", valueName: "lines"))
     var traceTail = 40
 
-    @Option(help: .hidden)
+    @Flag(help: "Keep secrets in libsodium guarded memory as the real client does (much slower).")
+    var guardedMemory = false
+
+    @Option(help: ArgumentHelp(
+        "Switch on a deliberately broken behaviour to prove the checker catches it: relay-wrong-room, "
+            + "skip-counter-check or drop-acked-message. For the simulator's self-tests.",
+        visibility: .hidden))
     var plantBug: String?
 
     mutating func validate() throws {
@@ -175,7 +181,8 @@ struct SimulatorCommand: ParsableCommand {
             delayMilliseconds: delay.flatMap { Self.parseRange($0, parse: { UInt64($0) }) },
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
-            plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), traceTailCount: traceTail)
+            plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), traceTailCount: traceTail,
+            guardedMemory: guardedMemory)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -191,6 +198,7 @@ struct SimulatorCommand: ParsableCommand {
         if let messages { words += ["--messages", String(messages)] }
         if let faultPhase { words += ["--fault-phase", String(faultPhase)] }
         if let plantBug { words += ["--plant-bug", plantBug] }
+        if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")
     }
 
