@@ -164,38 +164,57 @@ enum Canary {
 import Glibc
 #endif
 
-/// Finds the canary in bytes. This runs over every byte the relay handles, so it uses memchr
-/// for the first byte and memcmp for the rest (glibc's memmem is a GNU extension Swift does not
-/// import).
+/// Finds the canary in every byte the relay handles: in the raw frame, and inside its base64
+/// fields without decoding them.
+///
+/// Base64 maps each 3-byte group of the decoded payload to 4 characters, aligned from the start of
+/// the field, so a canary at any offset in the payload shows up in the field's text as one of
+/// three fixed character strings (one per offset modulo 3; the standard trick of secret scanners).
+/// Searching the raw frame for the marker and those three strings finds exactly the frames whose
+/// decoded payload contains the marker (a superset, never fewer), at memchr speed instead of a
+/// decode per frame. SimulationTests checks it against decoding for every offset.
 enum PlaintextScanner {
-    static func containsCanary(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let needleCount = Canary.markerBytes.count
-        guard bytes.count >= needleCount, let base = bytes.baseAddress else { return false }
-        return Canary.markerBytes.withUnsafeBytes { needle in
-            let first = Int32(needle[0])
-            var offset = 0
+    /// The raw marker, then its base64 forms for each phase.
+    static let patterns: [[UInt8]] = {
+        let marker = Canary.markerBytes
+        var patterns = [marker]
+        for phase in 0..<3 {
+            // Skip bytes so that the rest starts on a 3-byte group boundary of the payload when the
+            // marker starts at an offset congruent to `phase` modulo 3; keep only whole groups.
+            let skip = (3 - phase) % 3
+            let groups = (marker.count - skip) / 3
+            let aligned = Array(marker[skip..<(skip + groups * 3)])
+            patterns.append(Base64.encode(aligned))
+        }
+        return patterns
+    }()
+
+    /// Whether `needle` occurs in `bytes` (memchr for the first byte, memcmp for the rest; glibc's
+    /// memmem is a GNU extension that Swift does not import).
+    static func contains(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer) -> Bool {
+        let needleCount = needle.count
+        guard needleCount > 0, bytes.count >= needleCount, let base = bytes.baseAddress else { return false }
+        return needle.withUnsafeBytes { pattern in
+            let first = Int32(pattern[0])
             let lastStart = bytes.count - needleCount
+            var offset = 0
             // Bounded: every iteration moves `offset` forward by at least one.
             while offset <= lastStart {
                 guard let hit = memchr(base + offset, first, lastStart - offset + 1) else { return false }
-                let position = base.distance(to: UnsafeRawPointer(hit))
-                if memcmp(hit, needle.baseAddress!, needleCount) == 0 { return true }
-                offset = position + 1
+                if memcmp(hit, pattern.baseAddress!, needleCount) == 0 { return true }
+                offset = base.distance(to: UnsafeRawPointer(hit)) + 1
             }
             return false
         }
     }
 
+    /// Whether the raw bytes contain the marker.
     static func containsCanary(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { containsCanary($0) }
+        bytes.withUnsafeBytes { contains(patterns[0], in: $0) }
     }
 
-    /// Whether a client frame shows plaintext: in its raw bytes, or in any base64 field decoded.
+    /// Whether a frame shows plaintext: the marker in its raw bytes, or in any base64 field.
     static func frameLeaksPlaintext(_ frame: [UInt8]) -> Bool {
-        if containsCanary(frame) { return true }
-        guard case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame) else { return false }
-        if let payload = signal.payload, containsCanary(payload) { return true }
-        if let key = signal.key, containsCanary(key) { return true }
-        return false
+        frame.withUnsafeBytes { bytes in patterns.contains { contains($0, in: bytes) } }
     }
 }

@@ -149,6 +149,11 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
 }
 
 extension ResolvedSettings {
+    /// The settings a run with `options` uses (what the seed draws, overridden by what is given).
+    public static func resolve(_ options: SimulationOptions) -> ResolvedSettings {
+        ResolvedSettings(options: options)
+    }
+
     static let reconnectInitialMilliseconds: UInt64 = 100
     static let reconnectMaxMilliseconds: UInt64 = 5_000
     static let connectTimeoutMilliseconds: UInt64 = 2_000

@@ -69,7 +69,6 @@ public final class Simulation {
     /// Prepare a run. `traceFile`: also write every trace record there, one line each.
     public init(options: SimulationOptions, traceFile: String? = nil) throws(SimulationError) {
         try options.validate()
-        SecureBytes.useGuardedMemoryInSimulation(options.guardedMemory)
         precondition(UInt64(options.peers) <= Self.clientMask + 1)
         self.options = options
         settings = ResolvedSettings(options: options)
@@ -90,6 +89,11 @@ public final class Simulation {
     /// Run to the end: convergence after the heal, or the first violation.
     /// `progress` is called now and then with the fraction of the run's virtual time elapsed.
     public func run(progress: ((Double) -> Void)? = nil) -> SimulationReport {
+        if options.guardedMemory { return runAll(progress: progress) }
+        return SecureBytes.withOrdinaryMemoryInSimulation { runAll(progress: progress) }
+    }
+
+    private func runAll(progress: ((Double) -> Void)?) -> SimulationReport {
         let wallStart = ContinuousClock.now
         setUp()
         var processed: UInt64 = 0
