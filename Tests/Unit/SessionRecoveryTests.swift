@@ -62,3 +62,53 @@ extension SessionRecoveryTests {
         #expect(chat.received(0) == ["and back"])
     }
 }
+
+extension SessionRecoveryTests {
+    static let roomFull = WireCodec.encodeError(.roomFull)
+
+    static func transmittedJoins(_ outputs: [SessionOutput]) -> Int {
+        outputs.filter {
+            if case let .transmit(frame) = $0, case .join? = try? WireCodec.decodeClientMessage(frame) { true } else { false }
+        }.count
+    }
+
+    @Test("ROOM_FULL on a rejoin is retried, not fatal, while the relay still holds the old connection (simulator seed 1)")
+    func roomFullOnRejoin() {
+        let session = SessionManager(configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
+        var now = Instant.zero
+        session.handle(.transportUp, now: now)
+        session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: InMemoryChat.room, peers: 1))), now: now)
+        session.handle(.transportDown, now: now)
+        session.handle(.transportUp, now: now)
+        _ = session.drainOutputs()
+        // The relay has not noticed the old connection close: the room looks full.
+        session.handle(.frame(Self.roomFull), now: now)
+        #expect(session.state == .searching)
+        now = now.advanced(by: .seconds(2))
+        session.handleTimeout(now: now)
+        #expect(Self.transmittedJoins(session.drainOutputs()) == 1, "the JOIN is asked again")
+        // Once the relay lets go of the old connection, the JOIN succeeds.
+        session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: InMemoryChat.room, peers: 1))), now: now)
+        #expect(session.state == .searching)
+    }
+
+    @Test("A room that stays full ends the rejoining session with a typed reason, after bounded retries")
+    func roomFullForever() {
+        let session = SessionManager(configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
+        var now = Instant.zero
+        session.handle(.transportUp, now: now)
+        session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: InMemoryChat.room, peers: 1))), now: now)
+        session.handle(.transportDown, now: now)
+        session.handle(.transportUp, now: now)
+        var refusals = 0
+        while session.state != .destroyed && refusals < 100 {
+            session.handle(.frame(Self.roomFull), now: now)
+            refusals += 1
+            now = now.advanced(by: .seconds(10))
+            session.handleTimeout(now: now)
+        }
+        #expect(session.state == .destroyed)
+        #expect(refusals == 11)
+        #expect(session.drainOutputs().contains(.notice(.ended(.relayRefused(.roomFull)))))
+    }
+}

@@ -27,6 +27,12 @@ public final class SessionManager {
     private var joinRetransmitInterval: Duration
     /// JOINED said the room is full, so the handshake began; the relay's PEER_FOUND is still due.
     private var peerFoundAnnounced = false
+    /// The relay accepted us into the room at least once (on any connection).
+    private var joinedBefore = false
+    /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few (see `.error`).
+    private var roomFullOnRejoin = 0
+    /// With the JOIN backoff (1, 2, 4, 8, 8, ... s) ten refusals span about a minute.
+    private static let roomFullOnRejoinMax = 10
 
     // Handshake.
     private let keyManager = KeyManager()
@@ -209,6 +215,8 @@ public final class SessionManager {
         case let .joined(room, peers):
             guard transportIsUp else { return }
             joined = true
+            joinedBefore = true
+            roomFullOnRejoin = 0
             joinRetransmitAt = nil
             outputs.append(.notice(.joined(room: room, peersPresent: peers)))
             // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
@@ -245,6 +253,11 @@ public final class SessionManager {
         case let .error(code, text):
             outputs.append(.notice(.relayError(code: code, message: text)))
             switch code {
+            case .roomFull where joinedBefore && !joined && roomFullOnRejoin < Self.roomFullOnRejoinMax:
+                // We were in this room before: after a reconnect the relay may not yet have seen our
+                // previous connection close and still counts it. Ask again (the JOIN retransmission
+                // is running) before giving up; ending here stranded both peers (found by the simulator).
+                roomFullOnRejoin += 1
             case .roomFull, .invalidRoom, .alreadyJoined:
                 end(.relayRefused(code))
             default:
