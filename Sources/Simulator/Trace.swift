@@ -232,8 +232,12 @@ final class Trace {
         hasher.mix(connection)
         hasher.mix(value)
         recordCount &+= 1
+        // Convergence checks go into the hash but not the tail, which they would flood.
+        if kind == .convergenceCheck && file == nil { return }
         let entry = TraceRecord(time: time, kind: kind, client: client, connection: connection, value: value, note: note)
-        if tail.count < tailCapacity {
+        if kind == .convergenceCheck {
+            // Only the file gets them.
+        } else if tail.count < tailCapacity {
             tail.append(entry)
         } else {
             tail[tailNext] = entry
