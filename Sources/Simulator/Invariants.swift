@@ -123,19 +123,20 @@ enum Canary {
     }
 
     static func text(client: Int, incarnation: Int, number: Int, fillerLength: Int, fillerSeed: UInt64) -> String {
-        var text = marker
-        text += String(client)
-        text += "/"
-        text += String(incarnation)
-        text += "/"
-        text += String(number)
-        text += "/"
+        // Built as bytes, then validated once: per-character String appends cost more than the
+        // session's encryption of the message.
+        var bytes = markerBytes
+        bytes.reserveCapacity(markerBytes.count + 24 + fillerLength)
+        for field in [client, incarnation, number] {
+            bytes.append(contentsOf: String(field).utf8)
+            bytes.append(UInt8(ascii: "/"))
+        }
         var state = fillerSeed
         for _ in 0..<fillerLength {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            text.unicodeScalars.append(Unicode.Scalar(UInt8(ascii: "a") + UInt8((state >> 33) % 26)))
+            bytes.append(UInt8(ascii: "a") + UInt8((state >> 33) % 26))
         }
-        return text
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The identity of a received text, or nil when it is not a well-formed simulated message.
