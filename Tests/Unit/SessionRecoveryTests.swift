@@ -112,3 +112,23 @@ extension SessionRecoveryTests {
         #expect(session.drainOutputs().contains(.notice(.ended(.relayRefused(.roomFull)))))
     }
 }
+
+extension SessionRecoveryTests {
+    @Test("A rejoin counts as one even when the first JOINED was lost and PEER_FOUND stood for it (simulator seed 313)")
+    func roomFullOnRejoinAfterLostJoined() {
+        let chat = InMemoryChat()
+        chat.tap = { _, frame in
+            if case .joined? = try? WireCodec.decodeRelayMessage(frame) { return [] }
+            return [frame]
+        }
+        chat.addSession()
+        chat.addSession()
+        chat.advance(by: .seconds(5))
+        #expect(chat.sessions[1].state == .connected)
+        let session = chat.sessions[1]
+        session.handle(.transportDown, now: chat.now)
+        session.handle(.transportUp, now: chat.now)
+        session.handle(.frame(Self.roomFull), now: chat.now)
+        #expect(session.state == .searching, "ROOM_FULL on a rejoin is retried")
+    }
+}

@@ -27,7 +27,8 @@ public final class SessionManager {
     private var joinRetransmitInterval: Duration
     /// JOINED said the room is full, so the handshake began; the relay's PEER_FOUND is still due.
     private var peerFoundAnnounced = false
-    /// The relay accepted us into the room at least once (on any connection).
+    /// The relay accepted us into the room at least once (on any connection): it said JOINED or
+    /// PEER_FOUND, or a handshake through it completed.
     private var joinedBefore = false
     /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few (see `.error`).
     private var roomFullOnRejoin = 0
@@ -229,6 +230,7 @@ public final class SessionManager {
             }
         case .peerFound:
             joined = true
+            joinedBefore = true
             joinRetransmitAt = nil
             if peerFoundAnnounced {
                 peerFoundAnnounced = false  // The PEER_FOUND that JOINED already stood for.
@@ -488,6 +490,7 @@ public final class SessionManager {
         reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
         // Forward secrecy: the secret half is not needed once the session key is confirmed.
         keyManager.wipeKeys()
+        joinedBefore = true  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
         statistics.handshakesCompleted += 1
         outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
