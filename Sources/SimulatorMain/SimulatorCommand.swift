@@ -22,7 +22,7 @@ struct SimulatorCommand: ParsableCommand {
             Invariants checked after every event: legal state transitions; nothing shown that the peer did \
             not send; each message shown at most once and in order; every undeliverable message reported to \
             its sender; the relay never sees plaintext (every message carries a planted canary, and every \
-            byte the relay handles is scanned for it, raw and base64-decoded); no room above two peers. \
+            byte the relay handles is scanned for it, raw and inside base64 fields); no room above two peers. \
             The first violation stops the run with exit status 1 and prints the invariant, the tail of the \
             trace, the seed and the command that reproduces it.
 
@@ -30,6 +30,10 @@ struct SimulatorCommand: ParsableCommand {
             --messages, --fault-phase, and whether each of --reset, --partition, --relay-crash and \
             --peer-restart is on (use --no-reset etc. to switch one off). The same seed and build print \
             the same trace hash.
+
+            --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
+            (relay-wrong-room, skip-counter-check, drop-acked-message) to prove the checker names the \
+            invariant it breaks.
 
             Examples:
               simulator --peers 1000 --drop 0.05
