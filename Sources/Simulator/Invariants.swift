@@ -6,8 +6,9 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// Every state change a session reports is a transition of the lifecycle table, from the
     /// state it was last seen in.
     case legalTransitions = "legal-transitions"
-    /// Nothing reaches a client that its room peer did not send: the relay forwards only to the
-    /// other peer of the sender's room, and every message shown was sent by the peer.
+    /// Nothing reaches a client that its room peer did not send: the relay forwards a SIGNAL only
+    /// within the sender's room (to the peer, or to the sender's own stale connection that the relay
+    /// has not yet seen close), and every message shown was sent by the peer.
     case onlyFromPeer = "only-from-peer"
     /// No message is shown twice.
     case atMostOnce = "at-most-once"

@@ -366,10 +366,13 @@ public final class Simulation {
             case let .forward(connection):
                 let target = clients[Int(connection & Self.clientMask)]
                 record(.relayForward, client: source, value: connection)
-                guard let source, target.index == source.peerIndex, target.relayConnections.contains(connection) else {
+                // The target must be in the sender's room: its peer, or (when the relay has not yet
+                // seen the sender's previous connection close) the sender's own stale connection,
+                // whose frames are lost because that client closed it.
+                guard let source, target.index / 2 == source.index / 2, target.relayConnections.contains(connection) else {
                     let from = source.map { "client \($0.index) (room \($0.index / 2))" } ?? "nobody"
                     fail(.onlyFromPeer, "the relay forwarded a SIGNAL from \(from) to client \(target.index) "
-                        + "(room \(target.index / 2)), which is not its peer")
+                        + "(room \(target.index / 2)), outside the sender's room")
                     return
                 }
                 transmit(frame, toRelay: false, client: target, connection: connection)
