@@ -208,3 +208,18 @@ struct SimulatorCommandTests {
         #expect(object["violation"] == nil)
     }
 }
+
+extension SimulatorCommandTests {
+    @Test("--trace writes every record as a line, with sizes and numbers but never message text")
+    func traceFile() throws {
+        let binary = try Self.simulatorBinary()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trace-\(getpid()).txt")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, _) = try runProcess(binary, ["--seed", "4", "--peers", "6", "--messages", "5", "--trace", file.path])
+        #expect(status == 0)
+        let text = try String(contentsOf: file, encoding: .utf8)
+        #expect(text.split(separator: "\n").count > 100)
+        #expect(text.contains("relay<-frame") && text.contains("received"))
+        #expect(!text.contains(Canary.marker), "no message text in the trace file")
+    }
+}
