@@ -243,7 +243,8 @@ final class Progress {
         let width = 40
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandle.standardError.write(Data("\r[\(bar)] \(Int(fraction * 100))% of virtual time".utf8))
+        let phase = fraction < 1 ? "\(Int(fraction * 100))% of the fault phase" : "liveness phase"
+        FileHandle.standardError.write(Data("\r[\(bar)] \(phase)\u{1B}[K".utf8))
         drawn = true
     }
 
