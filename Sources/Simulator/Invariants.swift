@@ -163,7 +163,7 @@ enum Canary {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Finds the canary in every byte the relay handles: in the raw frame, and inside its base64

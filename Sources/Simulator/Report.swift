@@ -102,55 +102,78 @@ extension SimulationReport {
         let s = settings
         func given(_ name: String) -> String { s.sources[name] == .given ? "" : " (seed)" }
         func percent(_ value: Double) -> String { formatted(value * 100, decimals: 1) + "%" }
-        lines.append("simulator: seed \(s.seed), \(s.peers) peers in \(s.rooms) rooms"
-            + (s.plantedBug.map { ", PLANTED BUG \($0)" } ?? ""))
-        var faults = ["drop \(percent(s.drop))\(given("drop"))", "dup \(percent(s.dup))\(given("dup"))",
-                      "delay \(s.delayMinMilliseconds)..\(s.delayMaxMilliseconds) ms\(given("delay"))"]
+        lines.append(
+            "simulator: seed \(s.seed), \(s.peers) peers in \(s.rooms) rooms"
+                + (s.plantedBug.map { ", PLANTED BUG \($0)" } ?? ""))
+        var faults = [
+            "drop \(percent(s.drop))\(given("drop"))", "dup \(percent(s.dup))\(given("dup"))",
+            "delay \(s.delayMinMilliseconds)..\(s.delayMaxMilliseconds) ms\(given("delay"))",
+        ]
         faults.append(s.resetMeanIntervalMilliseconds.map { "resets every ~\($0 / 1_000) s per client" } ?? "no resets")
         faults[faults.count - 1] += given("reset")
-        faults.append(s.partitionMeanIntervalMilliseconds.map {
-            "partitions every ~\($0 / 1_000) s per client (up to \(s.partitionMaxMilliseconds) ms)"
-        } ?? "no partitions")
+        faults.append(
+            s.partitionMeanIntervalMilliseconds.map {
+                "partitions every ~\($0 / 1_000) s per client (up to \(s.partitionMaxMilliseconds) ms)"
+            } ?? "no partitions")
         faults[faults.count - 1] += given("partition")
-        faults.append(s.relayCrashes > 0
-            ? "\(s.relayCrashes) relay crash(es) (down up to \(s.relayDowntimeMaxMilliseconds) ms)" : "no relay crash")
+        faults.append(
+            s.relayCrashes > 0
+                ? "\(s.relayCrashes) relay crash(es) (down up to \(s.relayDowntimeMaxMilliseconds) ms)"
+                : "no relay crash")
         faults[faults.count - 1] += given("relay-crash")
-        faults.append(s.peerRestartMeanIntervalMilliseconds.map { "peer restarts every ~\($0 / 1_000) s per client" }
-            ?? "no peer restarts")
+        faults.append(
+            s.peerRestartMeanIntervalMilliseconds.map { "peer restarts every ~\($0 / 1_000) s per client" }
+                ?? "no peer restarts")
         faults[faults.count - 1] += given("peer-restart")
         lines.append("faults:   " + faults[0..<3].joined(separator: ", "))
         lines.append("          " + faults[3...].joined(separator: ", "))
-        lines.append("workload: \(s.messagesPerPeer) messages per peer\(given("messages")) over a "
-            + "\(s.faultPhaseMilliseconds / 1_000) s fault phase\(given("fault-phase"))")
-        let converged = liveness.convergenceMilliseconds.map { "converged \($0) ms after the heal" } ?? "did not converge"
-        lines.append("liveness: healed at \(liveness.healedAtMilliseconds.map { "\($0) ms" } ?? "-"), bound "
-            + "\(liveness.boundMilliseconds) ms, \(converged)")
-        let failed = sessions.failed.isEmpty ? "0 failed"
+        lines.append(
+            "workload: \(s.messagesPerPeer) messages per peer\(given("messages")) over a "
+                + "\(s.faultPhaseMilliseconds / 1_000) s fault phase\(given("fault-phase"))")
+        let converged =
+            liveness.convergenceMilliseconds.map { "converged \($0) ms after the heal" } ?? "did not converge"
+        lines.append(
+            "liveness: healed at \(liveness.healedAtMilliseconds.map { "\($0) ms" } ?? "-"), bound "
+                + "\(liveness.boundMilliseconds) ms, \(converged)")
+        let failed =
+            sessions.failed.isEmpty
+            ? "0 failed"
             : sessions.failed.keys.sorted().map { "\(sessions.failed[$0]!) failed (\($0))" }.joined(separator: ", ")
-        lines.append("sessions: \(sessions.connected) of \(sessions.total) connected, \(failed)"
-            + (sessions.other > 0 ? ", \(sessions.other) neither" : ""))
+        lines.append(
+            "sessions: \(sessions.connected) of \(sessions.total) connected, \(failed)"
+                + (sessions.other > 0 ? ", \(sessions.other) neither" : ""))
         let undeliverableTotal = messages.undeliverable.values.reduce(0, +)
         let reasons = messages.undeliverable.keys.sorted().map { "\(messages.undeliverable[$0]!) \($0)" }
-        lines.append("messages: \(messages.typed) typed, \(messages.accepted) accepted, \(messages.delivered) delivered, "
-            + "\(undeliverableTotal) reported undeliverable" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: ", ")))"))
-        lines.append("          \(messages.refused) refused, \(messages.lostWithSender) lost with a crashed sender, "
-            + "\(messages.shown) shown (\(messages.shownButReportedUndeliverable) of them reported undeliverable), "
-            + "\(messages.stillPending) pending")
-        lines.append("latency:  handshake p50 \(formatted(latency.handshakeP50Milliseconds)) ms, "
-            + "p99 \(formatted(latency.handshakeP99Milliseconds)) ms (\(latency.handshakes)); "
-            + "delivery p50 \(formatted(latency.deliveryP50Milliseconds)) ms, "
-            + "p99 \(formatted(latency.deliveryP99Milliseconds)) ms (\(latency.deliveries)) [virtual]")
+        lines.append(
+            "messages: \(messages.typed) typed, \(messages.accepted) accepted, \(messages.delivered) delivered, "
+                + "\(undeliverableTotal) reported undeliverable"
+                + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: ", ")))"))
+        lines.append(
+            "          \(messages.refused) refused, \(messages.lostWithSender) lost with a crashed sender, "
+                + "\(messages.shown) shown (\(messages.shownButReportedUndeliverable) of them reported undeliverable), "
+                + "\(messages.stillPending) pending")
+        lines.append(
+            "latency:  handshake p50 \(formatted(latency.handshakeP50Milliseconds)) ms, "
+                + "p99 \(formatted(latency.handshakeP99Milliseconds)) ms (\(latency.handshakes)); "
+                + "delivery p50 \(formatted(latency.deliveryP50Milliseconds)) ms, "
+                + "p99 \(formatted(latency.deliveryP99Milliseconds)) ms (\(latency.deliveries)) [virtual]")
         let errors = network.relayErrors.keys.sorted().map { "\($0) \(network.relayErrors[$0]!)" }
-        lines.append("network:  \(network.framesSent) frames sent, \(network.framesDropped) dropped, "
-            + "\(network.framesDuplicated) duplicated, \(network.framesLost) lost on closed or cut links")
-        lines.append("          \(network.connections) connections, \(network.connectFailures) failed connects, "
-            + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "
-            + "\(network.peerRestarts) peer restarts" + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
-        lines.append("core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
-            + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "
-            + "(\(core.suspiciousRejections) suspicious)")
-        lines.append("run:      \(events) events in \(virtualMilliseconds) virtual ms; wall \(formatted(wallSeconds, decimals: 3)) s, "
-            + "\(formatted(eventsPerSecond / 1_000_000, decimals: 2)) M events/s")
+        lines.append(
+            "network:  \(network.framesSent) frames sent, \(network.framesDropped) dropped, "
+                + "\(network.framesDuplicated) duplicated, \(network.framesLost) lost on closed or cut links")
+        lines.append(
+            "          \(network.connections) connections, \(network.connectFailures) failed connects, "
+                + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "
+                + "\(network.peerRestarts) peer restarts"
+                + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
+        lines.append(
+            "core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
+                + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "
+                + "(\(core.suspiciousRejections) suspicious)")
+        lines.append(
+            "run:      \(events) events in \(virtualMilliseconds) virtual ms; "
+                + "wall \(formatted(wallSeconds, decimals: 3)) s, "
+                + "\(formatted(eventsPerSecond / 1_000_000, decimals: 2)) M events/s")
         if let violation {
             lines.append("")
             lines.append("INVARIANT VIOLATED: \(violation.invariant.rawValue) (\(violation.invariant.summary))")
@@ -160,7 +183,8 @@ extension SimulationReport {
             lines.append("  seed: \(s.seed)")
             if let reproduce { lines.append("  reproduce: \(reproduce)") }
         } else {
-            lines.append("invariants: all held, checked after every event (\(Invariant.allCases.map(\.rawValue).joined(separator: ", ")))")
+            let names = Invariant.allCases.map(\.rawValue).joined(separator: ", ")
+            lines.append("invariants: all held, checked after every event (\(names))")
         }
         lines.append("trace hash: \(traceHash)")
         return lines.joined(separator: "\n")

@@ -259,8 +259,8 @@ public enum SimulationError: Error, Hashable, Sendable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case let .invalidOption(text): text
-        case let .traceFile(path, code): "cannot write the trace file \(path) (errno \(code))"
+        case .invalidOption(let text): text
+        case .traceFile(let path, let code): "cannot write the trace file \(path) (errno \(code))"
         }
     }
 }

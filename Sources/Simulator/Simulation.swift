@@ -164,19 +164,19 @@ public final class Simulation {
     /// Handle one event; false for a superseded timer (nothing happened).
     private func handle(_ event: Event) -> Bool {
         switch event {
-        case let .connectAttempt(client): connectAttempt(clients[Int(client)])
-        case let .connectEstablished(client, attempt): connectEstablished(clients[Int(client)], attempt: attempt)
-        case let .connectFailed(client, attempt): connectFailed(clients[Int(client)], attempt: attempt)
-        case let .toRelay(client, connection, frame): frameAtRelay(clients[Int(client)], connection, frame)
-        case let .toClient(client, connection, frame): frameAtClient(clients[Int(client)], connection, frame)
-        case let .relayLearnsClose(client, connection): relayLearnsClose(clients[Int(client)], connection)
-        case let .clientLearnsClose(client, connection): clientLearnsClose(clients[Int(client)], connection)
-        case let .timer(client): return timer(clients[Int(client)])
-        case let .userSend(client): userSend(clients[Int(client)])
-        case let .reset(client): reset(clients[Int(client)])
-        case let .partition(client): partition(clients[Int(client)])
-        case let .peerCrash(client): peerCrash(clients[Int(client)])
-        case let .peerRestart(client): peerRestart(clients[Int(client)])
+        case .connectAttempt(let client): connectAttempt(clients[Int(client)])
+        case .connectEstablished(let client, let attempt): connectEstablished(clients[Int(client)], attempt: attempt)
+        case .connectFailed(let client, let attempt): connectFailed(clients[Int(client)], attempt: attempt)
+        case .toRelay(let client, let connection, let frame): frameAtRelay(clients[Int(client)], connection, frame)
+        case .toClient(let client, let connection, let frame): frameAtClient(clients[Int(client)], connection, frame)
+        case .relayLearnsClose(let client, let connection): relayLearnsClose(clients[Int(client)], connection)
+        case .clientLearnsClose(let client, let connection): clientLearnsClose(clients[Int(client)], connection)
+        case .timer(let client): return timer(clients[Int(client)])
+        case .userSend(let client): userSend(clients[Int(client)])
+        case .reset(let client): reset(clients[Int(client)])
+        case .partition(let client): partition(clients[Int(client)])
+        case .peerCrash(let client): peerCrash(clients[Int(client)])
+        case .peerRestart(let client): peerRestart(clients[Int(client)])
         case .relayCrash: relayCrash()
         case .relayRestart: relayRestart()
         case .heal: heal()
@@ -189,7 +189,8 @@ public final class Simulation {
 
     /// A new process for the client: a fresh `SessionManager` with its own seeded entropy.
     private func startIncarnation(_ client: VirtualClient) {
-        let entropy = SeededEntropy(seed: options.seed, incarnation: UInt64(client.index) << 16 | UInt64(client.incarnation))
+        let entropy = SeededEntropy(
+            seed: options.seed, incarnation: UInt64(client.index) << 16 | UInt64(client.incarnation))
         let session = SessionManager(configuration: SessionConfiguration(room: client.room), entropy: entropy)
         switch options.plantedBug {
         case .skipCounterCheck: session.plantedBugs = .skipCounterCheck
@@ -288,7 +289,8 @@ public final class Simulation {
     // MARK: The network
 
     private func drawDelay() -> UInt64 {
-        let micros = networkRandom.inRange((settings.delayMinMilliseconds * 1_000)...(settings.delayMaxMilliseconds * 1_000))
+        let micros = networkRandom.inRange(
+            (settings.delayMinMilliseconds * 1_000)...(settings.delayMaxMilliseconds * 1_000))
         return micros * 1_000
     }
 
@@ -341,7 +343,8 @@ public final class Simulation {
     /// The planted relay bug: now and then, forward a SIGNAL to a connection in the next room too.
     private func plantWrongRoomForward(_ actions: inout [RelayRooms<UInt64>.Action], from client: VirtualClient) {
         guard settings.rooms > 1, actions.contains(where: { if case .forward = $0 { true } else { false } }),
-              plantedRandom.chance(1.0 / 8) else { return }
+            plantedRandom.chance(1.0 / 8)
+        else { return }
         let otherRoom = (client.index / 2 + 1) % settings.rooms
         for candidate in [2 * otherRoom, 2 * otherRoom + 1] {
             if let connection = clients[candidate].relayConnections.last {
@@ -351,14 +354,17 @@ public final class Simulation {
         }
     }
 
-    private func performRelayActions(_ actions: [RelayRooms<UInt64>.Action], frame: [UInt8], from source: VirtualClient?) {
+    private func performRelayActions(
+        _ actions: [RelayRooms<UInt64>.Action], frame: [UInt8], from source: VirtualClient?
+    ) {
         for action in actions {
             guard violation == nil else { return }
             switch action {
-            case let .send(connection, message):
+            case .send(let connection, let message):
                 let target = clients[Int(connection & Self.clientMask)]
-                precondition(target.relayConnections.contains(connection), "the relay answered a connection it does not hold")
-                if case let .joined(room, _) = message { joined(target, connection: connection, room: room) }
+                precondition(
+                    target.relayConnections.contains(connection), "the relay answered a connection it does not hold")
+                if case .joined(let room, _) = message { joined(target, connection: connection, room: room) }
                 let bytes = WireCodec.encode(message)
                 record(.relaySend, client: target, connection: connection, value: UInt64(bytes.count))
                 if PlaintextScanner.containsCanary(bytes) {
@@ -366,16 +372,19 @@ public final class Simulation {
                     return
                 }
                 transmit(bytes, toRelay: false, client: target, connection: connection)
-            case let .forward(connection):
+            case .forward(let connection):
                 let target = clients[Int(connection & Self.clientMask)]
                 record(.relayForward, client: source, value: connection)
                 // The target must be in the sender's room: its peer, or (when the relay has not yet
                 // seen the sender's previous connection close) the sender's own stale connection,
                 // whose frames are lost because that client closed it.
-                guard let source, target.index / 2 == source.index / 2, target.relayConnections.contains(connection) else {
+                guard let source, target.index / 2 == source.index / 2, target.relayConnections.contains(connection)
+                else {
                     let from = source.map { "client \($0.index) (room \($0.index / 2))" } ?? "nobody"
-                    fail(.onlyFromPeer, "the relay forwarded a SIGNAL from \(from) to client \(target.index) "
-                        + "(room \(target.index / 2)), outside the sender's room")
+                    fail(
+                        .onlyFromPeer,
+                        "the relay forwarded a SIGNAL from \(from) to client \(target.index) "
+                            + "(room \(target.index / 2)), outside the sender's room")
                     return
                 }
                 transmit(frame, toRelay: false, client: target, connection: connection)
@@ -392,7 +401,9 @@ public final class Simulation {
         }
         if !roomMembers[roomIndex].contains(connection) { roomMembers[roomIndex].append(connection) }
         let held = rooms.occupancy(of: room)
-        if roomMembers[roomIndex].count > RelayRooms<UInt64>.peersPerRoomMax || held > RelayRooms<UInt64>.peersPerRoomMax {
+        if roomMembers[roomIndex].count > RelayRooms<UInt64>.peersPerRoomMax
+            || held > RelayRooms<UInt64>.peersPerRoomMax
+        {
             fail(.roomCapacity, "room \(room) holds \(max(held, roomMembers[roomIndex].count)) peers")
         }
     }
@@ -423,7 +434,8 @@ public final class Simulation {
     }
 
     private func partition(_ client: VirtualClient) {
-        let length = faultRandom.inRange(200...max(200, settings.partitionMaxMilliseconds)) * Self.nanosecondsPerMillisecond
+        let length =
+            faultRandom.inRange(200...max(200, settings.partitionMaxMilliseconds)) * Self.nanosecondsPerMillisecond
         counters.partitions += 1
         client.cutUntil = max(client.cutUntil, now + length)
         record(.partition, client: client, value: length / Self.nanosecondsPerMillisecond)
@@ -438,7 +450,9 @@ public final class Simulation {
         record(.peerCrash, client: client)
         collectStatistics(session)
         for index in ledger[client.index].indices
-        where ledger[client.index][index].incarnation == client.incarnation && ledger[client.index][index].status == .pending {
+        where ledger[client.index][index].incarnation == client.incarnation
+            && ledger[client.index][index].status == .pending
+        {
             ledger[client.index][index].status = .lostWithSender
         }
         client.session = nil
@@ -515,8 +529,10 @@ public final class Simulation {
             return
         }
         guard now < livenessDeadline else {
-            fail(.liveness, "not converged \(settings.livenessBoundMilliseconds) ms after the heal: "
-                + unconverged.joined(separator: "; "))
+            fail(
+                .liveness,
+                "not converged \(settings.livenessBoundMilliseconds) ms after the heal: "
+                    + unconverged.joined(separator: "; "))
             return
         }
         schedule(at: min(now + Self.convergenceCheckInterval, livenessDeadline), .convergenceCheck)
@@ -576,7 +592,8 @@ public final class Simulation {
 
     private func frameAtClient(_ client: VirtualClient, _ connection: UInt64, _ frame: [UInt8]) {
         guard let session = client.session, client.connection == connection, client.liveConnection == connection,
-              !isCut(client) else {
+            !isCut(client)
+        else {
             counters.framesLost += 1
             record(.frameLost, client: client, connection: connection, value: UInt64(frame.count), note: "at client")
             return
@@ -593,26 +610,26 @@ public final class Simulation {
         for output in session.drainOutputs() {
             guard violation == nil else { return }
             switch output {
-            case let .transmit(frame):
+            case .transmit(let frame):
                 guard client.connection != 0 else {
                     fail(.legalTransitions, "client \(client.index) transmitted with no connection open")
                     return
                 }
                 transmit(frame, toRelay: true, client: client, connection: client.connection)
-            case let .stateChanged(from, to):
+            case .stateChanged(let from, let to):
                 stateChanged(client, from: from, to: to)
-            case let .received(message):
+            case .received(let message):
                 received(client, message)
-            case let .queued(id):
+            case .queued(let id):
                 queued(client, id)
             case .refused:
                 record(.refused, client: client, value: UInt64(max(client.typingNumber, 0)))
                 counters.refused += 1
-            case let .delivered(ids):
+            case .delivered(let ids):
                 delivered(client, ids)
-            case let .undeliverable(ids, reason):
+            case .undeliverable(let ids, let reason):
                 undeliverable(client, ids, reason)
-            case let .notice(notice):
+            case .notice(let notice):
                 noticed(client, notice)
             case .closeTransport:
                 record(.closeTransport, client: client, connection: client.connection)
@@ -620,7 +637,8 @@ public final class Simulation {
                 client.connection = 0
                 client.liveConnection = 0
                 if connection != 0 {
-                    schedule(at: now + drawDelay(), .relayLearnsClose(client: Int32(client.index), connection: connection))
+                    schedule(
+                        at: now + drawDelay(), .relayLearnsClose(client: Int32(client.index), connection: connection))
                 }
             }
         }
@@ -639,7 +657,9 @@ public final class Simulation {
     private func stateChanged(_ client: VirtualClient, from: SessionState, to: SessionState) {
         record(.stateChanged, client: client, value: UInt64(from.index) << 8 | UInt64(to.index))
         guard from == client.observedState, transitions.isLegal(from: from, to: to) else {
-            fail(.legalTransitions, "client \(client.index) reported \(from) -> \(to) while last seen in \(client.observedState)")
+            fail(
+                .legalTransitions,
+                "client \(client.index) reported \(from) -> \(to) while last seen in \(client.observedState)")
             return
         }
         client.observedState = to
@@ -675,30 +695,39 @@ public final class Simulation {
 
     private func received(_ receiver: VirtualClient, _ message: IncomingMessage) {
         guard let identity = Canary.parse(message.text) else {
-            fail(.onlyFromPeer, "client \(receiver.index) was shown a message nobody sent (\(message.text.utf8.count) bytes)")
+            fail(
+                .onlyFromPeer,
+                "client \(receiver.index) was shown a message nobody sent (\(message.text.utf8.count) bytes)")
             return
         }
         record(.received, client: receiver, value: UInt64(identity.number))
         let senderIndex = identity.client
         guard senderIndex == receiver.peerIndex, identity.number < ledger[senderIndex].count,
-              ledger[senderIndex][identity.number].incarnation == Int32(identity.incarnation),
-              ledger[senderIndex][identity.number].status != .refused else {
-            fail(.onlyFromPeer, "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex), "
-                + "which its peer never sent")
+            ledger[senderIndex][identity.number].incarnation == Int32(identity.incarnation),
+            ledger[senderIndex][identity.number].status != .refused
+        else {
+            fail(
+                .onlyFromPeer,
+                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex), "
+                    + "which its peer never sent")
             return
         }
         let record = ledger[senderIndex][identity.number]
         guard record.receivedBy < 0 else {
-            fail(.atMostOnce, "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
-                + "again (first shown to incarnation \(record.receivedBy))")
+            fail(
+                .atMostOnce,
+                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
+                    + "again (first shown to incarnation \(record.receivedBy))")
             return
         }
         let senderIncarnation = identity.incarnation
         while receiver.lastShown.count <= senderIncarnation { receiver.lastShown.append(-1) }
         let last = receiver.lastShown[senderIncarnation]
         guard identity.number > last else {
-            fail(.inOrder, "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
-                + "after message \(last)")
+            fail(
+                .inOrder,
+                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
+                    + "after message \(last)")
             return
         }
         // Nothing skipped silently: each message between the last shown and this one was refused,
@@ -707,8 +736,10 @@ public final class Simulation {
             let gap = ledger[senderIndex][skipped]
             guard gap.incarnation == Int32(senderIncarnation) else { continue }
             if gap.status == .refused || gap.status == .undeliverable || gap.receivedBy >= 0 { continue }
-            fail(.lossReported, "client \(receiver.index) was shown message \(identity.number) of client "
-                + "\(senderIndex) but never message \(skipped), which its sender was not told is undeliverable")
+            fail(
+                .lossReported,
+                "client \(receiver.index) was shown message \(identity.number) of client "
+                    + "\(senderIndex) but never message \(skipped), which its sender was not told is undeliverable")
             return
         }
         receiver.lastShown[senderIncarnation] = identity.number
@@ -726,13 +757,17 @@ public final class Simulation {
             record(.delivered, client: client, value: UInt64(number))
             let entry = ledger[client.index][number]
             guard entry.status == .pending else {
-                fail(.lossReported, "client \(client.index) was told message \(number) was delivered after it was "
-                    + "already reported \(entry.status)")
+                fail(
+                    .lossReported,
+                    "client \(client.index) was told message \(number) was delivered after it was "
+                        + "already reported \(entry.status)")
                 return
             }
             guard entry.receivedBy >= 0 else {
-                fail(.lossReported, "client \(client.index) was told message \(number) was delivered, but its peer "
-                    + "never showed it")
+                fail(
+                    .lossReported,
+                    "client \(client.index) was told message \(number) was delivered, but its peer "
+                        + "never showed it")
                 return
             }
             ledger[client.index][number].status = .delivered
@@ -757,14 +792,13 @@ public final class Simulation {
 
     private func noticed(_ client: VirtualClient, _ notice: SessionNotice) {
         switch notice {
-        case let .ended(reason):
+        case .ended(let reason):
             record(.ended, client: client)
             client.terminal = reason
             client.armedTimer = .max
-        case let .frameRejected(rejection):
-            counters.rejected += 1
+        case .frameRejected(let rejection):
             if rejection.isSuspicious { counters.suspicious += 1 }
-        case let .relayError(code, _):
+        case .relayError(let code, _):
             counters.relayErrors[code.rawValue, default: 0] += 1
         default:
             break
@@ -783,16 +817,19 @@ public final class Simulation {
         _ kind: TraceKind, client: VirtualClient? = nil, connection: UInt64 = 0, value: UInt64 = 0,
         note: StaticString = ""
     ) {
-        trace.record(kind, time: now, client: client.map { Int32($0.index) } ?? -1, connection: connection,
-                     value: value, note: note)
+        trace.record(
+            kind, time: now, client: client.map { Int32($0.index) } ?? -1, connection: connection,
+            value: value, note: note)
     }
 
     /// At convergence: every accepted message of a live process is delivered or reported.
     private func finalAccounting() {
         for client in clients {
             for (number, entry) in ledger[client.index].enumerated() where entry.status == .pending {
-                fail(.lossReported, "message \(number) of client \(client.index) is neither delivered nor reported "
-                    + "undeliverable after convergence")
+                fail(
+                    .lossReported,
+                    "message \(number) of client \(client.index) is neither delivered nor reported "
+                        + "undeliverable after convergence")
                 return
             }
         }
@@ -836,7 +873,9 @@ public final class Simulation {
         let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
         var undeliverable: [String: Int] = [:]
         if counters.undeliverablePeerChanged > 0 { undeliverable["peer changed"] = counters.undeliverablePeerChanged }
-        if counters.undeliverableSessionEnded > 0 { undeliverable["session ended"] = counters.undeliverableSessionEnded }
+        if counters.undeliverableSessionEnded > 0 {
+            undeliverable["session ended"] = counters.undeliverableSessionEnded
+        }
         let toMilliseconds = { (value: UInt64) in value / Self.nanosecondsPerMillisecond }
         return SimulationReport(
             settings: settings,
@@ -983,7 +1022,6 @@ struct Counters {
     var shown = 0
     var undeliverablePeerChanged = 0
     var undeliverableSessionEnded = 0
-    var rejected = 0
     var suspicious = 0
     var relayErrors: [String: Int] = [:]
     var handshakesCompleted = 0
@@ -997,7 +1035,7 @@ extension SessionEndReason {
     var causeName: String {
         switch self {
         case .userQuit: "quit"
-        case let .relayRefused(code): "relay refused: \(code.rawValue)"
+        case .relayRefused(let code): "relay refused: \(code.rawValue)"
         }
     }
 }

@@ -1,7 +1,7 @@
 import ChatCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A 64-bit fingerprint of everything that happened in a run, in order.
@@ -234,7 +234,8 @@ final class Trace {
         recordCount &+= 1
         // Convergence checks go into the hash but not the tail, which they would flood.
         if kind == .convergenceCheck && file == nil { return }
-        let entry = TraceRecord(time: time, kind: kind, client: client, connection: connection, value: value, note: note)
+        let entry = TraceRecord(
+            time: time, kind: kind, client: client, connection: connection, value: value, note: note)
         if kind == .convergenceCheck {
             // Only the file gets them.
         } else if tail.count < tailCapacity {

@@ -57,9 +57,10 @@ struct SimulatorCommand: ParsableCommand {
     @Option(help: "Probability that a frame is delivered twice, in the fault phase.")
     var dup: Double?
 
-    @Option(help: ArgumentHelp(
-        "One-way delay of every frame, uniform in MIN..MAX virtual milliseconds (random delay also reorders).",
-        valueName: "MIN..MAX"))
+    @Option(
+        help: ArgumentHelp(
+            "One-way delay of every frame, uniform in MIN..MAX virtual milliseconds (random delay also reorders).",
+            valueName: "MIN..MAX"))
     var delay: String?
 
     @Flag(inversion: .prefixedNo, help: "Connection resets: both ends see the connection close; the client reconnects.")
@@ -83,9 +84,10 @@ struct SimulatorCommand: ParsableCommand {
     @Flag(help: "Print the report as one JSON object (a sweep: one object with every run).")
     var json = false
 
-    @Option(help: ArgumentHelp(
-        "Write every trace record to FILE, one line each (frame sizes and message numbers, never content).",
-        valueName: "FILE"))
+    @Option(
+        help: ArgumentHelp(
+            "Write every trace record to FILE, one line each (frame sizes and message numbers, never content).",
+            valueName: "FILE"))
     var trace: String?
 
     @Option(help: ArgumentHelp("Trace lines shown with a violation.", valueName: "lines"))
@@ -94,15 +96,18 @@ struct SimulatorCommand: ParsableCommand {
     @Flag(help: "Keep secrets in libsodium guarded memory as the real client does (much slower).")
     var guardedMemory = false
 
-    @Option(help: ArgumentHelp(
-        "Switch on a deliberately broken behaviour to prove the checker catches it: relay-wrong-room, "
-            + "skip-counter-check or drop-acked-message. For the simulator's self-tests.",
-        visibility: .hidden))
+    @Option(
+        help: ArgumentHelp(
+            "Switch on a deliberately broken behaviour to prove the checker catches it: relay-wrong-room, "
+                + "skip-counter-check or drop-acked-message. For the simulator's self-tests.",
+            visibility: .hidden))
     var plantBug: String?
 
     mutating func validate() throws {
         if seed != nil && seeds != nil { throw ValidationError("give --seed or --seeds, not both") }
-        if let seed, Self.parseSeed(seed) == nil { throw ValidationError("--seed must be a decimal or 0x-hex 64-bit number") }
+        if let seed, Self.parseSeed(seed) == nil {
+            throw ValidationError("--seed must be a decimal or 0x-hex 64-bit number")
+        }
         if let seeds {
             guard let range = Self.parseRange(seeds, parse: Self.parseSeed) else {
                 throw ValidationError("--seeds must look like A..B with A <= B")
@@ -116,7 +121,8 @@ struct SimulatorCommand: ParsableCommand {
             throw ValidationError("--delay must look like MIN..MAX in virtual milliseconds, with MIN <= MAX")
         }
         if let plantBug, PlantedBug(rawValue: plantBug) == nil {
-            throw ValidationError("--plant-bug must be one of: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--plant-bug must be one of: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         do {
             try options(seed: 0).validate()
@@ -148,8 +154,9 @@ struct SimulatorCommand: ParsableCommand {
             progress.clear()
             report.reproduce = reproduceCommand(seed: runSeed)
             if sweep && !json {
-                print("seed \(runSeed): \(report.passed ? "ok" : "FAILED \(report.violation!.invariant.rawValue)") "
-                    + "hash \(report.traceHash) events \(report.events) wall \(String(format: "%.3f", report.wallSeconds)) s")
+                let outcome = report.passed ? "ok" : "FAILED \(report.violation!.invariant.rawValue)"
+                let wall = String(format: "%.3f", report.wallSeconds)
+                print("seed \(runSeed): \(outcome) hash \(report.traceHash) events \(report.events) wall \(wall) s")
             }
             reports.append(report)
             if !report.passed {
@@ -171,8 +178,9 @@ struct SimulatorCommand: ParsableCommand {
             let events = reports.reduce(0) { $0 + $1.events }
             let wall = reports.reduce(0) { $0 + $1.wallSeconds }
             if let failed { print("\n" + failed.text) }
-            print("sweep: \(reports.count) seeds run, \(failed == nil ? "all passed" : "stopped at the first failure"); "
-                + "\(events) events in \(String(format: "%.2f", wall)) s")
+            print(
+                "sweep: \(reports.count) seeds run, \(failed == nil ? "all passed" : "stopped at the first failure"); "
+                    + "\(events) events in \(String(format: "%.2f", wall)) s")
         } else {
             print(reports[0].text)
         }
@@ -195,8 +203,10 @@ struct SimulatorCommand: ParsableCommand {
         if let drop { words += ["--drop", String(drop)] }
         if let dup { words += ["--dup", String(dup)] }
         if let delay { words += ["--delay", delay] }
-        for (name, value) in [("reset", reset), ("partition", partition), ("relay-crash", relayCrash),
-                              ("peer-restart", peerRestart)] {
+        for (name, value) in [
+            ("reset", reset), ("partition", partition), ("relay-crash", relayCrash),
+            ("peer-restart", peerRestart),
+        ] {
             if let value { words.append(value ? "--\(name)" : "--no-\(name)") }
         }
         if let messages { words += ["--messages", String(messages)] }

@@ -1,15 +1,18 @@
 import ChatCore
 import Foundation
-@testable import Simulator
 import Testing
+
+@testable import Simulator
 
 /// The package root, found from this file (Tests/Simulation/IsolationTests.swift).
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
 /// Run a program and return its exit status and standard output.
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
-                in directory: URL = packageRoot) throws -> (status: Int32, output: String) {
+func runProcess(
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+    in directory: URL = packageRoot
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -27,11 +30,14 @@ func runProcess(_ executable: URL, _ arguments: [String], environment: [String: 
 @Suite("Seeded entropy never reaches a shipped binary")
 struct IsolationTests {
     /// Every target a target depends on, transitively, from `swift package dump-package`.
-    static func dependencyClosure() throws -> (targets: [String: [String]], products: [(name: String, type: String, targets: [String])]) {
+    static func dependencyClosure() throws -> (
+        targets: [String: [String]], products: [(name: String, type: String, targets: [String])]
+    ) {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sim-dump-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let swift = URL(fileURLWithPath: "/usr/bin/env")
-        let (status, output) = try runProcess(swift, ["swift", "package", "--scratch-path", scratch.path, "dump-package"])
+        let (status, output) = try runProcess(
+            swift, ["swift", "package", "--scratch-path", scratch.path, "dump-package"])
         try #require(status == 0, "swift package dump-package failed")
         let manifest = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         var targets: [String: [String]] = [:]
@@ -75,7 +81,8 @@ struct IsolationTests {
         }
         // Every non-test target except the simulator's own: relay, securechat and their libraries.
         for (name, _) in targets where !["Simulator", "SimulatorMain"].contains(name) && !name.hasSuffix("Tests") {
-            #expect(!Self.closure(of: [name], in: targets).contains("Simulator"), "\(name) must not depend on Simulator")
+            #expect(
+                !Self.closure(of: [name], in: targets).contains("Simulator"), "\(name) must not depend on Simulator")
         }
     }
 
@@ -87,7 +94,8 @@ struct IsolationTests {
         for case let file as URL in enumerator where file.pathExtension == "swift" {
             let relative = file.path.replacingOccurrences(of: sources.path + "/", with: "")
             guard !relative.hasPrefix("Simulator/"), !relative.hasPrefix("SimulatorMain/"),
-                  !relative.hasPrefix("ChatCore/") else { continue }
+                !relative.hasPrefix("ChatCore/")
+            else { continue }
             let text = try String(contentsOf: file, encoding: .utf8)
             #expect(!text.contains("@_spi(Simulation)"), "\(relative) uses the Simulation SPI")
             #expect(!text.contains("import Simulator"), "\(relative) imports the simulator")
@@ -127,7 +135,8 @@ struct PlaintextScannerTests {
                 let frame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
                 #expect(!PlaintextScanner.containsCanary(frame), "the raw frame shows only base64")
                 #expect(PlaintextScanner.frameLeaksPlaintext(frame), "offset \(offset), trailing \(trailing)")
-                let keyFrame = WireCodec.encode(ClientMessage.signal(Signal(kind: .keyExchange, payload: [1], key: payload)))
+                let keyFrame = WireCodec.encode(
+                    ClientMessage.signal(Signal(kind: .keyExchange, payload: [1], key: payload)))
                 #expect(PlaintextScanner.frameLeaksPlaintext(keyFrame))
             }
         }
@@ -162,8 +171,9 @@ struct SimulatorCommandTests {
         let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("simulator")
         let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/simulator")]
-        return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-                            "build the simulator product first (swift build --build-tests builds it)")
+        return try #require(
+            candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
+            "build the simulator product first (swift build --build-tests builds it)")
     }
 
     static func hash(in output: String) -> String? {
@@ -173,8 +183,10 @@ struct SimulatorCommandTests {
     @Test("Same seed, same hash with SWIFT_DETERMINISTIC_HASHING set and unset; exit 0 on success")
     func hashingEnvironment() throws {
         let binary = try Self.simulatorBinary()
-        let arguments = ["--seed", "21", "--peers", "20", "--messages", "6", "--fault-phase", "8", "--reset",
-                         "--partition", "--relay-crash", "--peer-restart", "--drop", "0.05"]
+        let arguments = [
+            "--seed", "21", "--peers", "20", "--messages", "6", "--fault-phase", "8", "--reset",
+            "--partition", "--relay-crash", "--peer-restart", "--drop", "0.05",
+        ]
         var unset = ProcessInfo.processInfo.environment
         unset.removeValue(forKey: "SWIFT_DETERMINISTIC_HASHING")
         var set = unset
@@ -189,7 +201,8 @@ struct SimulatorCommandTests {
     @Test("A violation exits 1 and prints the invariant, the trace tail, the seed and the command")
     func violationOutput() throws {
         let binary = try Self.simulatorBinary()
-        let (status, output) = try runProcess(binary, ["--seed", "2", "--peers", "20", "--plant-bug", "skip-counter-check"])
+        let (status, output) = try runProcess(
+            binary, ["--seed", "2", "--peers", "20", "--plant-bug", "skip-counter-check"])
         #expect(status == 1)
         #expect(output.contains("INVARIANT VIOLATED: at-most-once"))
         #expect(output.contains("trace tail:"))
@@ -215,7 +228,8 @@ extension SimulatorCommandTests {
         let binary = try Self.simulatorBinary()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trace-\(getpid()).txt")
         defer { try? FileManager.default.removeItem(at: file) }
-        let (status, _) = try runProcess(binary, ["--seed", "4", "--peers", "6", "--messages", "5", "--trace", file.path])
+        let (status, _) = try runProcess(
+            binary, ["--seed", "4", "--peers", "6", "--messages", "5", "--trace", file.path])
         #expect(status == 0)
         let text = try String(contentsOf: file, encoding: .utf8)
         #expect(text.split(separator: "\n").count > 100)

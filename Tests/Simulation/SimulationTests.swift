@@ -48,8 +48,9 @@ struct SimulationTests {
         #expect(report.network.resets + report.network.partitions + report.network.relayCrashes > 0)
         #expect(report.liveness.convergenceMilliseconds != nil)
         #expect(report.messages.stillPending == 0)
-        #expect(report.messages.accepted == report.messages.delivered
-            + report.messages.undeliverable.values.reduce(0, +) + report.messages.lostWithSender)
+        #expect(
+            report.messages.accepted == report.messages.delivered
+                + report.messages.undeliverable.values.reduce(0, +) + report.messages.lostWithSender)
         #expect(report.sessions.connected + report.sessions.failed.values.reduce(0, +) == report.sessions.total)
     }
 
@@ -69,7 +70,9 @@ struct SimulationTests {
     @Test("Bad options are refused with a typed error before anything runs")
     func badOptions() {
         #expect(throws: SimulationError.self) { try Simulation(options: SimulationOptions(peers: 3, seed: 1)) }
-        #expect(throws: SimulationError.self) { try Simulation(options: SimulationOptions(peers: 2, seed: 1, drop: 1.5)) }
+        #expect(throws: SimulationError.self) {
+            try Simulation(options: SimulationOptions(peers: 2, seed: 1, drop: 1.5))
+        }
         #expect(throws: SimulationError.self) {
             try Simulation(options: SimulationOptions(peers: 2, seed: 1, messagesPerPeer: -1))
         }
@@ -83,8 +86,9 @@ struct PlantedBugTests {
         for seed: UInt64 in 1...3 {
             let options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
             let report = try SimulationTests.run(options)
-            #expect(report.violation?.invariant == bug.expectedInvariant,
-                    "seed \(seed): \(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "no violation")")
+            #expect(
+                report.violation?.invariant == bug.expectedInvariant,
+                "seed \(seed): \(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "no violation")")
             #expect(report.violation?.traceTail.isEmpty == false)
         }
     }

@@ -68,13 +68,20 @@ extension SessionRecoveryTests {
 
     static func transmittedJoins(_ outputs: [SessionOutput]) -> Int {
         outputs.filter {
-            if case let .transmit(frame) = $0, case .join? = try? WireCodec.decodeClientMessage(frame) { true } else { false }
+            if case .transmit(let frame) = $0, case .join? = try? WireCodec.decodeClientMessage(frame) {
+                true
+            } else {
+                false
+            }
         }.count
     }
 
-    @Test("ROOM_FULL on a rejoin is retried, not fatal, while the relay still holds the old connection (simulator seed 1)")
+    @Test(
+        "ROOM_FULL on a rejoin is retried, not fatal, while the relay still holds the old connection (simulator seed 1)"
+    )
     func roomFullOnRejoin() {
-        let session = SessionManager(configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
         var now = Instant.zero
         session.handle(.transportUp, now: now)
         session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: InMemoryChat.room, peers: 1))), now: now)
@@ -94,7 +101,8 @@ extension SessionRecoveryTests {
 
     @Test("A room that stays full ends the rejoining session with a typed reason, after bounded retries")
     func roomFullForever() {
-        let session = SessionManager(configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: InMemoryChat.room), entropy: SystemEntropy())
         var now = Instant.zero
         session.handle(.transportUp, now: now)
         session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: InMemoryChat.room, peers: 1))), now: now)
