@@ -15,6 +15,12 @@
 //                      signalfd, the window size (variadic or global C that Swift cannot call)
 //   ChatClient         the client shell: session driver, reconnect policy, terminal UI, pipe/JSON
 //   securechat         executable: command line -> ChatClient
+//   Simulator          deterministic simulation: virtual clock, lossy network, virtual relay around
+//                      RelayRooms, virtual clients around SessionManager, invariant checker, trace hash.
+//                      The only home of seeded entropy: no shipped binary depends on it.
+//   SimulatorMain      executable `simulator`: command line -> Simulator
+//   FuzzHarness        test code: the libFuzzer harness functions (FuzzTesting/ links them; Tests/Fuzz
+//                      replays the corpus through them). No shipped binary depends on it.
 // Tests:
 //   Tests/Unit         known answers, codec tables, state machine, in-memory sessions
 //   Tests/Property     swift-property-based: round trips, tamper detection, model-based tests
@@ -30,6 +36,7 @@ let package = Package(
         .executable(name: "relay", targets: ["relay"]),
         .executable(name: "relay-bench", targets: ["RelayBench"]),
         .executable(name: "securechat", targets: ["securechat"]),
+        .executable(name: "simulator", targets: ["SimulatorMain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -40,6 +47,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -138,6 +146,25 @@ let package = Package(
             ],
             path: "Sources/securechat"
         ),
+        .target(
+            name: "Simulator",
+            dependencies: [
+                "ChatCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/Simulator",
+            // The engine is single-threaded and its run loop touches its own state on every event;
+            // dynamic exclusivity checks were 5% of a simulation's instructions (BENCHMARKS.md).
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+        ),
+        .executableTarget(
+            name: "SimulatorMain",
+            dependencies: [
+                "Simulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/SimulatorMain"
+        ),
         .testTarget(
             name: "UnitTests",
             dependencies: ["ChatCore", "ChatClient"],
@@ -171,6 +198,11 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/Integration"
+        ),
+        .testTarget(
+            name: "SimulationTests",
+            dependencies: ["Simulator", "ChatCore"],
+            path: "Tests/Simulation"
         ),
     ]
 )

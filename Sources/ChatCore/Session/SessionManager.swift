@@ -25,6 +25,15 @@ public final class SessionManager {
     private var joined = false
     private var joinRetransmitAt: Instant?
     private var joinRetransmitInterval: Duration
+    /// JOINED said the room is full, so the handshake began; the relay's PEER_FOUND is still due.
+    private var peerFoundAnnounced = false
+    /// The relay accepted us into the room at least once (on any connection): it said JOINED or
+    /// PEER_FOUND, or a handshake through it completed.
+    private var joinedBefore = false
+    /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few (see `.error`).
+    private var roomFullOnRejoin = 0
+    /// With the JOIN backoff (1, 2, 4, 8, 8, ... s) ten refusals span about a minute.
+    private static let roomFullOnRejoinMax = 10
 
     // Handshake.
     private let keyManager = KeyManager()
@@ -48,6 +57,9 @@ public final class SessionManager {
     private var nextReceiveSequence: UInt64 = 1
     /// Records that arrived ahead of `nextReceiveSequence`, sorted by sequence. Bounded.
     private var reorderBuffer: [(sequence: UInt64, box: [UInt8])] = []
+
+    /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
+    @_spi(Simulation) public var plantedBugs: PlantedBugs = []
 
     /// Counters for tests, the simulator and the UI's status line.
     public private(set) var statistics = Statistics()
@@ -175,6 +187,7 @@ public final class SessionManager {
         guard apply(.transportUp) else { return }
         transportIsUp = true
         joined = false
+        peerFoundAnnounced = false
         transmit(.join(configuration.room))
         joinRetransmitInterval = configuration.joinRetransmitInitial
         joinRetransmitAt = now.advanced(by: joinRetransmitInterval)
@@ -203,11 +216,26 @@ public final class SessionManager {
         case let .joined(room, peers):
             guard transportIsUp else { return }
             joined = true
+            joinedBefore = true
+            roomFullOnRejoin = 0
             joinRetransmitAt = nil
             outputs.append(.notice(.joined(room: room, peersPresent: peers)))
+            // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
+            // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
+            // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
+            if peers == RelayRooms<Int>.peersPerRoomMax, machine.state == .searching || machine.state == .disconnected {
+                outputs.append(.notice(.peerFound))
+                peerFoundAnnounced = true
+                peerArrived(now: now)
+            }
         case .peerFound:
             joined = true
+            joinedBefore = true
             joinRetransmitAt = nil
+            if peerFoundAnnounced {
+                peerFoundAnnounced = false  // The PEER_FOUND that JOINED already stood for.
+                return
+            }
             switch machine.state {
             case .searching, .disconnected where transportIsUp:
                 outputs.append(.notice(.peerFound))
@@ -227,6 +255,11 @@ public final class SessionManager {
         case let .error(code, text):
             outputs.append(.notice(.relayError(code: code, message: text)))
             switch code {
+            case .roomFull where joinedBefore && !joined && roomFullOnRejoin < Self.roomFullOnRejoinMax:
+                // We were in this room before: after a reconnect the relay may not yet have seen our
+                // previous connection close and still counts it. Ask again (the JOIN retransmission
+                // is running) before giving up; ending here stranded both peers (found by the simulator).
+                roomFullOnRejoin += 1
             case .roomFull, .invalidRoom, .alreadyJoined:
                 end(.relayRefused(code))
             default:
@@ -310,6 +343,14 @@ public final class SessionManager {
                 reject(.handshake(.staleKeyExchange))
                 return
             }
+            if machine.state == .keySetup && current.instance == hello.instance && keyManager.hasKeyPair {
+                // The peer began a newer handshake while ours is unconfirmed: answer it with the
+                // key we already sent, not a fresh one. If each side made new keys for every newer
+                // KEY_EXCHANGE, two crossing restarts would chase each other forever (a livelock
+                // the simulator found); keeping our key until confirmation lets both converge.
+                rekeyWithSameLocalKey(hello, now: now)
+                return
+            }
             // The peer began again (a reconnect, or a new process): re-key with fresh keys.
             if current.instance != hello.instance { retire(current.instance) }
             outputs.append(.notice(.peerRestarted))
@@ -336,12 +377,13 @@ public final class SessionManager {
             reject(.crypto(error))
             return
         }
-        // Forward secrecy: the secret half is not needed once the session key exists.
-        keyManager.wipeKeys()
+        // The secret half stays until the peer confirms (`rekeyWithSameLocalKey` may need it for a
+        // newer hello from the same peer); it is wiped on confirmation or when the handshake ends.
         let localSide: EncryptionHandler.Side = progress.local.key < peer.key ? .low : .high
         let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
         let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
         let encryption = EncryptionHandler(boxKey: boxKey, localSide: localSide)
+        encryption.skipsCounterCheck = plantedBugs.contains(.skipCounterCheck)
 
         // Tell the peer which conversation of ours we remember and where it stands.
         let announcedPeer = peerInstance ?? .none
@@ -446,12 +488,31 @@ public final class SessionManager {
         let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
         encryption.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
+        // Forward secrecy: the secret half is not needed once the session key is confirmed.
+        keyManager.wipeKeys()
+        joinedBefore = true  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
         statistics.handshakesCompleted += 1
         outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
         retransmitInterval = configuration.messageRetransmitInitial
         retransmitAt = nil
         pump(now: now)
+    }
+
+    /// Replace the peer's half of an unconfirmed handshake with a newer hello from the same peer
+    /// instance, keeping our key pair: derive again, confirm again, and repeat our KEY_EXCHANGE in
+    /// case the peer's newer hello answered an older one of ours.
+    private func rekeyWithSameLocalKey(_ hello: KeyExchangeHello, now: Instant) {
+        guard var progress = handshake else { return }
+        progress.encryption?.wipe()
+        progress.encryption = nil
+        progress.peer = nil
+        progress.transcript = nil
+        progress.confirmFrame = nil
+        progress.earlyConfirmation = nil  // It was sealed under the peer's previous key.
+        handshake = progress
+        transmitFrame(progress.keyExchangeFrame)
+        acceptPeerHello(hello, now: now)
     }
 
     /// Forget the handshake and wipe its keys (the conversation state stays).
@@ -594,7 +655,7 @@ public final class SessionManager {
         }
         let sequence = BigEndian.uint64(payload, at: 0)
         let box = Array(payload[8...])
-        if sequence < nextReceiveSequence {
+        if sequence < nextReceiveSequence && !plantedBugs.contains(.skipCounterCheck) {
             // Already delivered (a retransmission whose ack was lost, or a replay): never shown
             // twice. Re-acknowledge so the sender stops.
             statistics.duplicatesDropped += 1
@@ -645,6 +706,9 @@ public final class SessionManager {
             text = try ChatRecord.text(of: record)
         } catch {
             reject(.record(error))
+            return true
+        }
+        if plantedBugs.contains(.dropAcknowledgedMessage) && sequence % PlantedBugs.droppedSequenceModulus == 0 {
             return true
         }
         guard apply(.receiveMessage) else { return true }

@@ -16,6 +16,8 @@ public final class SecureBytes {
     /// Guarded allocations cannot be empty, so an empty `SecureBytes` still holds one byte.
     private let allocatedCount: Int
     private var pointer: UnsafeMutableRawPointer?
+    /// From `sodium_malloc` (always, except in the simulator: SecureBytes+Simulation.swift).
+    private let isGuarded = SecureBytes.allocatesGuardedMemory
 
     /// Allocate `count` zeroed bytes of guarded memory (`count` may be zero).
     public init(count: Int) {
@@ -23,7 +25,7 @@ public final class SecureBytes {
         precondition(count <= 1 << 20, "SecureBytes is for keys and messages, not bulk data")
         Sodium.ensureInitialized()
         let allocatedCount = max(count, 1)
-        guard let allocation = sodium_malloc(allocatedCount) else {
+        guard let allocation = isGuarded ? sodium_malloc(allocatedCount) : malloc(allocatedCount) else {
             // Out of locked memory (RLIMIT_MEMLOCK) or address space: refusing to continue is
             // safer than falling back to ordinary, swappable memory.
             preconditionFailure("sodium_malloc(\(allocatedCount)) failed: no guarded memory left")
@@ -59,7 +61,7 @@ public final class SecureBytes {
     deinit {
         if let pointer {
             sodium_memzero(pointer, allocatedCount)
-            sodium_free(pointer)
+            if isGuarded { sodium_free(pointer) } else { free(pointer) }
         }
     }
 
@@ -70,7 +72,7 @@ public final class SecureBytes {
     public func wipe() {
         guard let pointer else { return }
         sodium_memzero(pointer, allocatedCount)
-        sodium_free(pointer)
+        if isGuarded { sodium_free(pointer) } else { free(pointer) }
         self.pointer = nil
     }
 

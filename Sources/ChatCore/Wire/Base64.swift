@@ -2,9 +2,10 @@ import CSodium
 
 /// Standard base64 (RFC 4648 §4, with padding), strict: canonical encodings only.
 ///
-/// Encoding and decoding go through libsodium's `sodium_bin2base64` / `sodium_base642bin`
-/// (constant-time, and already linked). `isCanonical` is a non-allocating check with exactly the
-/// same acceptance as `decode`, for the relay, which validates payloads but never decodes them.
+/// Encoding goes through libsodium's `sodium_bin2base64` (constant-time, and already linked);
+/// decoding is done here after the strict canonical check (see `decode`). `isCanonical` is a
+/// non-allocating check with exactly the same acceptance as `decode`, for the relay, which
+/// validates payloads but never decodes them.
 public enum Base64 {
     /// The base64 text of `bytes`.
     public static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
@@ -26,22 +27,40 @@ public enum Base64 {
     }
 
     /// Decode canonical base64, or nil.
+    ///
+    /// After `isCanonical` has checked every character, the padding and the unused bits, decoding
+    /// is plain arithmetic, done here rather than by `sodium_base642bin`: what the wire carries in
+    /// base64 is public (ciphertext, public keys, nonces), so libsodium's constant-time decoder buys
+    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator").
+    /// `Base64DecodeTests` checks it against libsodium's decoder.
     public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
         guard isCanonical(text) else { return nil }
-        if text.isEmpty { return [] }
-        Sodium.ensureInitialized()
-        let capacity = text.count / 4 * 3
-        var output = [UInt8](repeating: 0, count: capacity)
-        var decodedLength = 0
-        let status = output.withUnsafeMutableBytes { out in
-            sodium_base642bin(
-                out.baseAddress!.assumingMemoryBound(to: UInt8.self), capacity,
-                text.baseAddress!.assumingMemoryBound(to: CChar.self), text.count,
-                nil, &decodedLength, nil, sc_base64_variant_original())
+        let count = text.count
+        if count == 0 { return [] }
+        let padding = text[count - 1] != UInt8(ascii: "=") ? 0 : text[count - 2] == UInt8(ascii: "=") ? 2 : 1
+        let decodedCount = count / 4 * 3 - padding
+        return [UInt8](unsafeUninitializedCapacity: decodedCount) { output, initializedCount in
+            var written = 0
+            var index = 0
+            // Bounded: `index` moves by four up to `count`, a multiple of four.
+            while index < count {
+                // Canonical: every non-padding character has a sextet; padding counts as zero bits.
+                let group = UInt32(sextet(text[index]) ?? 0) << 18 | UInt32(sextet(text[index + 1]) ?? 0) << 12
+                    | UInt32(sextet(text[index + 2]) ?? 0) << 6 | UInt32(sextet(text[index + 3]) ?? 0)
+                output[written] = UInt8(truncatingIfNeeded: group >> 16)
+                written += 1
+                if written < decodedCount {
+                    output[written] = UInt8(truncatingIfNeeded: group >> 8)
+                    written += 1
+                }
+                if written < decodedCount {
+                    output[written] = UInt8(truncatingIfNeeded: group)
+                    written += 1
+                }
+                index += 4
+            }
+            initializedCount = written
         }
-        guard status == 0 else { return nil }
-        output.removeLast(capacity - decodedLength)
-        return output
     }
 
     /// True when `text` is canonical padded base64: length a multiple of 4, only the standard

@@ -1,0 +1,24 @@
+/// Deliberately broken behaviours, for the simulator's self-tests only.
+///
+/// A checker that never fails proves nothing: the simulator switches one of these on and asserts
+/// that it names the invariant the bug breaks (FoundationDB's and TigerBeetle's practice of testing
+/// the tester). They are reachable only through `@_spi(Simulation) import ChatCore`, which only the
+/// `Simulator` module uses; no shipped binary imports that SPI, and every bug is off by default.
+@_spi(Simulation)
+public struct PlantedBugs: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+
+    public init(rawValue: UInt8) {
+        self.rawValue = rawValue
+    }
+
+    /// The receiver skips the record counter check: replayed and repeated records are opened and
+    /// shown again (breaks "at most once").
+    public static let skipCounterCheck = PlantedBugs(rawValue: 1 << 0)
+    /// The receiver acknowledges every record but silently drops every fourth one instead of
+    /// showing it (breaks "every loss is reported": the sender is told it was delivered).
+    public static let dropAcknowledgedMessage = PlantedBugs(rawValue: 1 << 1)
+
+    /// Every fourth record is dropped by `dropAcknowledgedMessage`.
+    static let droppedSequenceModulus: UInt64 = 4
+}

@@ -1,0 +1,266 @@
+import ChatCore
+
+/// What the caller fixes; every `nil` is drawn from the seed (TigerBeetle VOPR's swarm testing:
+/// each seed explores its own mix of faults, so a sweep covers combinations nobody thought of).
+public struct SimulationOptions: Sendable, Hashable {
+    /// Virtual clients; two per room, so an even number of at least 2.
+    public var peers: Int
+    public var seed: UInt64
+    /// Probability that a frame is lost, per frame and direction.
+    public var drop: Double?
+    /// Probability that a frame is delivered twice.
+    public var dup: Double?
+    /// One-way delay of every frame, uniform in this range of virtual milliseconds; a random delay
+    /// also reorders frames.
+    public var delayMilliseconds: ClosedRange<UInt64>?
+    /// Connection resets (both ends see the connection close; the client reconnects).
+    public var reset: Bool?
+    /// Partitions: a client's link is cut for a while, then heals.
+    public var partition: Bool?
+    /// The relay crashes (every connection resets, all room state is lost) and restarts.
+    public var relayCrash: Bool?
+    /// A client process crashes and a new one (new instance, new keys) takes its place in the room.
+    public var peerRestart: Bool?
+    /// Messages each peer sends during the fault phase.
+    public var messagesPerPeer: Int?
+    /// Length of the fault phase in virtual seconds; then every fault heals (the liveness phase).
+    public var faultPhaseSeconds: UInt64?
+    /// A deliberately broken behaviour, to prove the checker catches it.
+    public var plantedBug: PlantedBug?
+    /// Trace records kept for a failure report.
+    public var traceTailCount: Int
+    /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
+    /// (slower: an mmap, mprotects and an mlock per allocation), rather than ordinary memory.
+    public var guardedMemory: Bool
+
+    public init(
+        peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
+        delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
+        relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
+        faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, traceTailCount: Int = 40,
+        guardedMemory: Bool = false
+    ) {
+        self.guardedMemory = guardedMemory
+        self.peers = peers
+        self.seed = seed
+        self.drop = drop
+        self.dup = dup
+        self.delayMilliseconds = delayMilliseconds
+        self.reset = reset
+        self.partition = partition
+        self.relayCrash = relayCrash
+        self.peerRestart = peerRestart
+        self.messagesPerPeer = messagesPerPeer
+        self.faultPhaseSeconds = faultPhaseSeconds
+        self.plantedBug = plantedBug
+        self.traceTailCount = traceTailCount
+    }
+
+    /// Limits a caller can be told about before anything runs.
+    public static let peersMax = 1_000_000
+    public static let messagesPerPeerMax = 10_000
+    public static let faultPhaseSecondsMax: UInt64 = 3_600
+    public static let delayMillisecondsMax: UInt64 = 60_000
+
+    /// Check the options; a typed error says which one is wrong.
+    public func validate() throws(SimulationError) {
+        guard peers >= 2, peers % 2 == 0, peers <= Self.peersMax else {
+            throw .invalidOption("--peers must be an even number from 2 to \(Self.peersMax) (two per room)")
+        }
+        for (name, value) in [("--drop", drop), ("--dup", dup)] {
+            if let value, !(value >= 0 && value < 1) {
+                throw .invalidOption("\(name) must be a probability in [0, 1)")
+            }
+        }
+        if let delay = delayMilliseconds, delay.upperBound > Self.delayMillisecondsMax {
+            throw .invalidOption("--delay must stay within 0..\(Self.delayMillisecondsMax) ms")
+        }
+        if let messages = messagesPerPeer, !(0...Self.messagesPerPeerMax).contains(messages) {
+            throw .invalidOption("--messages must be from 0 to \(Self.messagesPerPeerMax)")
+        }
+        if let seconds = faultPhaseSeconds, !(1...Self.faultPhaseSecondsMax).contains(seconds) {
+            throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
+        }
+        guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
+            throw .invalidOption("the trace tail must hold 1 to 100000 records")
+        }
+    }
+}
+
+/// A deliberately broken behaviour the simulator can switch on (`--plant-bug NAME`).
+public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
+    /// The virtual relay also forwards some SIGNALs to a connection in another room.
+    case relayWrongRoom = "relay-wrong-room"
+    /// Clients skip the record counter check (ChatCore `PlantedBugs.skipCounterCheck`).
+    case skipCounterCheck = "skip-counter-check"
+    /// Clients acknowledge but do not show every fourth message (`PlantedBugs.dropAcknowledgedMessage`).
+    case dropAcknowledged = "drop-acked-message"
+
+    /// The invariant this bug breaks: the checker must name it.
+    public var expectedInvariant: Invariant {
+        switch self {
+        case .relayWrongRoom: .onlyFromPeer
+        case .skipCounterCheck: .atMostOnce
+        case .dropAcknowledged: .lossReported
+        }
+    }
+}
+
+/// Where a setting came from.
+public enum SettingSource: String, Sendable, Codable {
+    case given
+    case seed
+}
+
+/// Every setting of a run, resolved: the options plus what the seed drew.
+public struct ResolvedSettings: Sendable, Hashable, Codable {
+    public var peers: Int
+    public var rooms: Int
+    public var seed: UInt64
+    public var drop: Double
+    public var dup: Double
+    public var delayMinMilliseconds: UInt64
+    public var delayMaxMilliseconds: UInt64
+    /// Mean virtual time between resets of one client's connection; nil: no resets.
+    public var resetMeanIntervalMilliseconds: UInt64?
+    /// Mean virtual time between partitions of one client's link; nil: no partitions.
+    public var partitionMeanIntervalMilliseconds: UInt64?
+    public var partitionMaxMilliseconds: UInt64
+    /// How many times the relay crashes in the fault phase (0: never).
+    public var relayCrashes: Int
+    public var relayDowntimeMaxMilliseconds: UInt64
+    /// Mean virtual time between crashes of one client process; nil: no peer restarts.
+    public var peerRestartMeanIntervalMilliseconds: UInt64?
+    public var messagesPerPeer: Int
+    public var faultPhaseMilliseconds: UInt64
+    /// Clients start (first connection attempt) spread over this much virtual time.
+    public var startSpreadMilliseconds: UInt64
+    /// After the heal, every session must converge within this much virtual time.
+    public var livenessBoundMilliseconds: UInt64
+    public var plantedBug: String?
+    /// Which settings were given and which drawn from the seed.
+    public var sources: [String: SettingSource]
+
+    // The client's reconnect policy and session timers (ChatCore's defaults).
+    public var reconnectInitialMilliseconds: UInt64
+    public var reconnectMaxMilliseconds: UInt64
+    public var connectTimeoutMilliseconds: UInt64
+    public var retransmitMaxMilliseconds: UInt64
+}
+
+extension ResolvedSettings {
+    /// The settings a run with `options` uses (what the seed draws, overridden by what is given).
+    public static func resolve(_ options: SimulationOptions) -> ResolvedSettings {
+        ResolvedSettings(options: options)
+    }
+
+    static let reconnectInitialMilliseconds: UInt64 = 100
+    static let reconnectMaxMilliseconds: UInt64 = 5_000
+    static let connectTimeoutMilliseconds: UInt64 = 2_000
+
+    /// Resolve `options`: draw every setting from the seed's settings stream, in a fixed order
+    /// whatever was given, then apply what was given. So `--seed 7 --drop 0.1` differs from
+    /// `--seed 7` in the drop rate only.
+    init(options: SimulationOptions) {
+        var random = Xoshiro256(seed: options.seed, stream: .settings)
+        var sources: [String: SettingSource] = [:]
+        func source(_ name: String, _ given: Bool) { sources[name] = given ? .given : .seed }
+
+        let drawnDrop: Double = random.chance(0.5) ? 0 : random.pick([0.01, 0.02, 0.05, 0.1, 0.2])
+        let drawnDup: Double = random.chance(0.5) ? 0 : random.pick([0.01, 0.02, 0.05, 0.1])
+        let drawnDelayMin: UInt64 = random.pick([0, 1, 5, 20])
+        let drawnDelayWidth: UInt64 = random.pick([10, 50, 100, 250])
+        let drawnReset = random.chance(0.5)
+        let drawnResetInterval: UInt64 = random.pick([10_000, 20_000, 40_000])
+        let drawnPartition = random.chance(0.5)
+        let drawnPartitionInterval: UInt64 = random.pick([15_000, 30_000, 60_000])
+        let drawnPartitionMax: UInt64 = random.pick([1_000, 3_000, 8_000])
+        let drawnCrash = random.chance(0.35)
+        let drawnCrashCount = Int(random.inRange(1...3))
+        let drawnDowntimeMax: UInt64 = random.pick([500, 2_000, 5_000])
+        let drawnRestart = random.chance(0.35)
+        let drawnRestartInterval: UInt64 = random.pick([30_000, 60_000, 120_000])
+        let drawnMessages: Int = random.pick([5, 10, 20, 40])
+        let drawnFaultPhase: UInt64 = random.pick([10_000, 20_000, 30_000])
+
+        peers = options.peers
+        rooms = options.peers / 2
+        seed = options.seed
+        drop = options.drop ?? drawnDrop
+        source("drop", options.drop != nil)
+        dup = options.dup ?? drawnDup
+        source("dup", options.dup != nil)
+        delayMinMilliseconds = options.delayMilliseconds?.lowerBound ?? drawnDelayMin
+        delayMaxMilliseconds = options.delayMilliseconds?.upperBound ?? (drawnDelayMin + drawnDelayWidth)
+        source("delay", options.delayMilliseconds != nil)
+        resetMeanIntervalMilliseconds = (options.reset ?? drawnReset) ? drawnResetInterval : nil
+        source("reset", options.reset != nil)
+        partitionMeanIntervalMilliseconds = (options.partition ?? drawnPartition) ? drawnPartitionInterval : nil
+        partitionMaxMilliseconds = drawnPartitionMax
+        source("partition", options.partition != nil)
+        relayCrashes = (options.relayCrash ?? drawnCrash) ? drawnCrashCount : 0
+        relayDowntimeMaxMilliseconds = drawnDowntimeMax
+        source("relay-crash", options.relayCrash != nil)
+        peerRestartMeanIntervalMilliseconds = (options.peerRestart ?? drawnRestart) ? drawnRestartInterval : nil
+        source("peer-restart", options.peerRestart != nil)
+        messagesPerPeer = options.messagesPerPeer ?? drawnMessages
+        source("messages", options.messagesPerPeer != nil)
+        faultPhaseMilliseconds = options.faultPhaseSeconds.map { $0 * 1_000 } ?? drawnFaultPhase
+        source("fault-phase", options.faultPhaseSeconds != nil)
+        startSpreadMilliseconds = min(2_000, faultPhaseMilliseconds / 4)
+        plantedBug = options.plantedBug?.rawValue
+        self.sources = sources
+
+        reconnectInitialMilliseconds = Self.reconnectInitialMilliseconds
+        reconnectMaxMilliseconds = Self.reconnectMaxMilliseconds
+        connectTimeoutMilliseconds = Self.connectTimeoutMilliseconds
+        let session = SessionConfiguration(room: RoomCode.simulated(0))
+        retransmitMaxMilliseconds = session.retransmitMax.wholeMilliseconds
+        livenessBoundMilliseconds = Self.livenessBound(
+            reconnectMax: reconnectMaxMilliseconds, connectTimeout: connectTimeoutMilliseconds,
+            retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
+            messagesPerPeer: messagesPerPeer, inFlightMax: session.inFlightMax)
+    }
+
+    /// The liveness bound: once every fault has healed, how long convergence may take at most.
+    ///
+    /// After the heal no frame is lost, so each stage waits at most for one timer that may have
+    /// backed off to its cap, plus round trips:
+    /// - a client between connection attempts: one reconnect backoff (capped) plus a connect that
+    ///   may still be timing out from the partition that just healed;
+    /// - its JOIN: one JOIN retransmission interval (capped at `retransmitMax`) if the relay still
+    ///   held the old connection and answered ROOM_FULL;
+    /// - the handshake: one handshake retransmission (capped) if the last copies were lost;
+    /// - the messages: one message retransmission (capped), then every queued message in windows of
+    ///   `inFlightMax` per round trip.
+    /// Round trips are bounded by two maximum delays; 16 of them cover the exchanges above with
+    /// room for a re-key when a peer's reconnect crosses our handshake.
+    static func livenessBound(
+        reconnectMax: UInt64, connectTimeout: UInt64, retransmitMax: UInt64, delayMax: UInt64,
+        messagesPerPeer: Int, inFlightMax: Int
+    ) -> UInt64 {
+        let roundTrip = 2 * max(delayMax, 1)
+        let windows = UInt64((messagesPerPeer + inFlightMax - 1) / inFlightMax)
+        return reconnectMax + connectTimeout + 3 * retransmitMax + (16 + 2 * windows) * roundTrip
+    }
+}
+
+extension RoomCode {
+    /// The room of simulated room number `index`.
+    static func simulated(_ index: Int) -> RoomCode {
+        try! RoomCode("SIM\(index)")  // `SIM` + digits always matches ^[A-Z0-9]+$ within the cap
+    }
+}
+
+/// Why a run could not start. (A run that starts ends in a report, with or without a violation.)
+public enum SimulationError: Error, Hashable, Sendable, CustomStringConvertible {
+    case invalidOption(String)
+    case traceFile(path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .invalidOption(let text): text
+        case .traceFile(let path, let code): "cannot write the trace file \(path) (errno \(code))"
+        }
+    }
+}

@@ -1,0 +1,103 @@
+@_spi(Simulation) import ChatCore
+import Simulator
+import Testing
+
+/// The simulator's engine, in process. Small runs (tens of peers) keep these to seconds in a debug
+/// build; scripts/sim-sweep.sh runs the 20 seeds x 1000 peers sweep with a release build.
+@Suite("Simulator: determinism, fault sweep, planted bugs")
+struct SimulationTests {
+    /// Every fault kind on, small and quick.
+    static func allFaults(seed: UInt64, peers: Int = 40, plantedBug: PlantedBug? = nil) -> SimulationOptions {
+        SimulationOptions(
+            peers: peers, seed: seed, drop: 0.05, dup: 0.05, delayMilliseconds: 1...120, reset: true,
+            partition: true, relayCrash: true, peerRestart: true, messagesPerPeer: 12, faultPhaseSeconds: 10,
+            plantedBug: plantedBug)
+    }
+
+    static func run(_ options: SimulationOptions) throws -> SimulationReport {
+        try Simulation(options: options).run()
+    }
+
+    @Test("The same seed twice gives the same trace hash; different seeds give different hashes")
+    func determinism() throws {
+        let first = try Self.run(Self.allFaults(seed: 11))
+        let second = try Self.run(Self.allFaults(seed: 11))
+        let other = try Self.run(Self.allFaults(seed: 12))
+        #expect(first.passed && second.passed && other.passed)
+        #expect(first.traceHash == second.traceHash)
+        #expect(first.events == second.events)
+        #expect(first.traceRecords == second.traceRecords)
+        #expect(first.traceHash != other.traceHash)
+    }
+
+    @Test("The allocator behind SecureBytes does not change the run")
+    func allocatorIndependence() throws {
+        var guarded = Self.allFaults(seed: 5, peers: 10)
+        guarded.guardedMemory = true
+        let withGuards = try Self.run(guarded)
+        let withoutGuards = try Self.run(Self.allFaults(seed: 5, peers: 10))
+        #expect(withGuards.traceHash == withoutGuards.traceHash)
+    }
+
+    @Test("A sweep of seeds with every fault kind passes every invariant", arguments: 1...8)
+    func sweep(seed: UInt64) throws {
+        let report = try Self.run(Self.allFaults(seed: seed))
+        #expect(report.violation == nil, "\(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "")")
+        // The faults really happened, and the run still converged with every message accounted for.
+        #expect(report.network.framesDropped > 0 && report.network.framesDuplicated > 0)
+        #expect(report.network.resets + report.network.partitions + report.network.relayCrashes > 0)
+        #expect(report.liveness.convergenceMilliseconds != nil)
+        #expect(report.messages.stillPending == 0)
+        #expect(
+            report.messages.accepted == report.messages.delivered
+                + report.messages.undeliverable.values.reduce(0, +) + report.messages.lostWithSender)
+        #expect(report.sessions.connected + report.sessions.failed.values.reduce(0, +) == report.sessions.total)
+    }
+
+    @Test("Settings not given are drawn from the seed; given ones are kept", arguments: [3, 4] as [UInt64])
+    func swarm(seed: UInt64) throws {
+        let drawn = ResolvedSettings.resolve(SimulationOptions(peers: 10, seed: seed))
+        var given = SimulationOptions(peers: 10, seed: seed)
+        given.drop = 0.125
+        let withDrop = ResolvedSettings.resolve(given)
+        #expect(withDrop.drop == 0.125 && withDrop.sources["drop"] == .given)
+        #expect(drawn.sources["drop"] == .seed)
+        // Giving one setting does not disturb the others drawn from the same seed.
+        #expect(withDrop.dup == drawn.dup && withDrop.delayMaxMilliseconds == drawn.delayMaxMilliseconds)
+        #expect(withDrop.messagesPerPeer == drawn.messagesPerPeer)
+    }
+
+    @Test("Bad options are refused with a typed error before anything runs")
+    func badOptions() {
+        #expect(throws: SimulationError.self) { try Simulation(options: SimulationOptions(peers: 3, seed: 1)) }
+        #expect(throws: SimulationError.self) {
+            try Simulation(options: SimulationOptions(peers: 2, seed: 1, drop: 1.5))
+        }
+        #expect(throws: SimulationError.self) {
+            try Simulation(options: SimulationOptions(peers: 2, seed: 1, messagesPerPeer: -1))
+        }
+    }
+}
+
+@Suite("Simulator: the checker catches planted bugs")
+struct PlantedBugTests {
+    @Test("Each planted bug is caught and named", arguments: PlantedBug.allCases)
+    func plantedBugIsCaught(bug: PlantedBug) throws {
+        for seed: UInt64 in 1...3 {
+            let options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
+            let report = try SimulationTests.run(options)
+            #expect(
+                report.violation?.invariant == bug.expectedInvariant,
+                "seed \(seed): \(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "no violation")")
+            #expect(report.violation?.traceTail.isEmpty == false)
+        }
+    }
+
+    @Test("The same runs without the bug pass")
+    func cleanRunsPass() throws {
+        for seed: UInt64 in 1...3 {
+            let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed))
+            #expect(report.passed)
+        }
+    }
+}
