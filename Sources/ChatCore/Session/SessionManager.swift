@@ -310,9 +310,30 @@ public final class SessionManager {
                 reject(.handshake(.staleKeyExchange))
                 return
             }
-            // The peer began again (a reconnect, or a new process): re-key with fresh keys.
+            // The peer began again (a reconnect, or a new process).
             if current.instance != hello.instance { retire(current.instance) }
             outputs.append(.notice(.peerRestarted))
+            if machine.state == .keySetup, var progress = handshake, keyManager.hasKeyPair,
+               !progress.peerKeysUsed.contains(hello.key),
+               progress.peerKeysUsed.count < HandshakeProgress.peerKeysUsedMax {
+                // Our handshake is unconfirmed: answer with the key pair we already announced
+                // (and announce it again), not a fresh one. A fresh KEY_EXCHANGE would look like
+                // a restart to the peer, which would answer with a fresh one too, forever (found
+                // by the FuzzSession harness: a connection blip during the handshake).
+                progress.encryption?.wipe()
+                progress.peer = nil
+                progress.encryption = nil
+                progress.transcript = nil
+                progress.confirmFrame = nil
+                progress.earlyConfirmation = nil
+                handshake = progress
+                transmitFrame(progress.keyExchangeFrame)
+                acceptPeerHello(hello, now: now)
+                return
+            }
+            // Connected (our secret key is gone), or a peer key we already answered with this key
+            // pair (deriving the same session key again would reuse its confirmation nonce):
+            // re-key with fresh keys.
             guard apply(.peerRestarted) else { return }
             dropHandshake()
             if machine.state == .disconnected {
@@ -336,8 +357,9 @@ public final class SessionManager {
             reject(.crypto(error))
             return
         }
-        // Forward secrecy: the secret half is not needed once the session key exists.
-        keyManager.wipeKeys()
+        // The secret half stays until the handshake is confirmed (then it is wiped, for forward
+        // secrecy): a peer that restarts its handshake meanwhile is answered with the same key pair.
+        progress.peerKeysUsed.append(peer.key)
         let localSide: EncryptionHandler.Side = progress.local.key < peer.key ? .low : .high
         let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
         let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
@@ -447,6 +469,8 @@ public final class SessionManager {
         encryption.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
         guard apply(.keyConfirmed) else { return }
+        // Forward secrecy: the secret half is not needed once the session key is confirmed.
+        keyManager.wipeKeys()
         statistics.handshakesCompleted += 1
         outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
         retransmitInterval = configuration.messageRetransmitInitial
@@ -767,6 +791,10 @@ private struct HandshakeProgress {
     var confirmFrame: [UInt8]?
     /// A confirmation that arrived before the peer's KEY_EXCHANGE (networks reorder).
     var earlyConfirmation: [UInt8]?
+    /// Peer keys already combined with this local key pair; never combine one twice (the same
+    /// session key would seal a different confirmation under the same nonce). Bounded.
+    var peerKeysUsed: [PublicKey] = []
+    static let peerKeysUsedMax = 8
 
     init(local: KeyExchangeHello, keyExchangeFrame: [UInt8], retransmitAt: Instant, retransmitInterval: Duration) {
         self.local = local
