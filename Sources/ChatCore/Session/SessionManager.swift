@@ -278,6 +278,12 @@ public final class SessionManager {
             reject(.handshake(error))
             return
         }
+        guard hello.instance != localInstance else {
+            // Our own hello sent back (by a relay): taking it for a new peer would retire the
+            // real one, and every later KEY_EXCHANGE of the real peer would be refused.
+            reject(.crypto(.reflectedPublicKey))
+            return
+        }
         guard !retiredPeerInstances.contains(hello.instance) else {
             reject(.handshake(.retiredInstance))
             return
