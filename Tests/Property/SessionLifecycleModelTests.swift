@@ -45,7 +45,6 @@ struct SessionLifecycleModelTests {
 
     struct Model {
         var sides: [SideModel]
-        var nextInstance: Int
 
         var paired: Bool { sides.allSatisfy { $0.alive && $0.up } }
 
@@ -81,11 +80,6 @@ struct SessionLifecycleModelTests {
             }
             sides[side].pending.removeAll()
         }
-
-        /// The peer of `side` loses its connection (or process) while `side` is in the room.
-        mutating func peerGone(from side: Int) {
-            _ = side
-        }
     }
 
     static let steps = zip(Gen<Int>.int(in: 0...10), Gen<Int>.int(in: 0...1))
@@ -107,8 +101,7 @@ struct SessionLifecycleModelTests {
             let world = ChatWorld(configuration: ChatWorld.Configuration(
                 session: SessionConfiguration(room: try! RoomCode("ROOM1"))))
             var model = Model(sides: [SideModel(instance: world.processes[0].instance),
-                                      SideModel(instance: world.processes[1].instance)],
-                              nextInstance: 0)
+                                      SideModel(instance: world.processes[1].instance)])
             for (index, step) in steps.enumerated() {
                 let wasPaired = model.paired
                 switch step {

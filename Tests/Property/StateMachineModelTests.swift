@@ -40,7 +40,6 @@ struct StateMachineModelTests {
         await propertyCheck(count: 500, input: Self.events) { events in
             var machine = SessionStateMachine()
             var modelState = SessionState.initial
-            var visitedConnected = false
             for (index, event) in events.enumerated() {
                 let before = machine.state
                 let expected = Self.reference(modelState, event)
@@ -63,9 +62,7 @@ struct StateMachineModelTests {
                 if [.sendMessage, .receiveMessage].contains(event) && machine.state == .connected {
                     #expect(before == .connected, "messages only in CONNECTED")
                 }
-                visitedConnected = visitedConnected || machine.state == .connected
             }
-            _ = visitedConnected
         }
     }
 
