@@ -37,6 +37,9 @@ let package = Package(
         .executable(name: "relay-bench", targets: ["RelayBench"]),
         .executable(name: "securechat", targets: ["securechat"]),
         .executable(name: "simulator", targets: ["SimulatorMain"]),
+        // Test code, a product only so that the separate FuzzTesting/ package can link it into its
+        // libFuzzer executables. No shipped binary depends on it.
+        .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -165,6 +168,11 @@ let package = Package(
             ],
             path: "Sources/SimulatorMain"
         ),
+        .target(
+            name: "FuzzHarness",
+            dependencies: ["ChatCore"],
+            path: "Sources/FuzzHarness"
+        ),
         .testTarget(
             name: "UnitTests",
             dependencies: ["ChatCore", "ChatClient"],
@@ -175,13 +183,14 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             path: "Tests/Property"
         ),
         .testTarget(
             name: "FuzzTests",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "FuzzHarness"],
             path: "Tests/Fuzz"
         ),
         .testTarget(

@@ -237,7 +237,7 @@ public final class SessionManager {
                 return
             }
             switch machine.state {
-            case .searching, .disconnected where transportIsUp:
+            case let state where state == .searching || (state == .disconnected && transportIsUp):
                 outputs.append(.notice(.peerFound))
                 peerArrived(now: now)
             default:
@@ -311,6 +311,12 @@ public final class SessionManager {
             reject(.handshake(error))
             return
         }
+        guard hello.instance != localInstance else {
+            // Our own hello sent back (by a relay): taking it for a new peer would retire the
+            // real one, and every later KEY_EXCHANGE of the real peer would be refused.
+            reject(.crypto(.reflectedPublicKey))
+            return
+        }
         guard !retiredPeerInstances.contains(hello.instance) else {
             reject(.handshake(.retiredInstance))
             return
@@ -321,7 +327,7 @@ public final class SessionManager {
             return
         }
         switch machine.state {
-        case .searching, .disconnected where transportIsUp:
+        case let state where state == .searching || (state == .disconnected && transportIsUp):
             // The peer's key arrived before (or without) PEER_FOUND: a peer is evidently here.
             outputs.append(.notice(.peerFound))
             peerArrived(now: now)
@@ -343,17 +349,30 @@ public final class SessionManager {
                 reject(.handshake(.staleKeyExchange))
                 return
             }
-            if machine.state == .keySetup && current.instance == hello.instance && keyManager.hasKeyPair {
-                // The peer began a newer handshake while ours is unconfirmed: answer it with the
-                // key we already sent, not a fresh one. If each side made new keys for every newer
-                // KEY_EXCHANGE, two crossing restarts would chase each other forever (a livelock
-                // the simulator found); keeping our key until confirmation lets both converge.
-                rekeyWithSameLocalKey(hello, now: now)
-                return
-            }
-            // The peer began again (a reconnect, or a new process): re-key with fresh keys.
+            // The peer began again (a reconnect, or a new process).
             if current.instance != hello.instance { retire(current.instance) }
             outputs.append(.notice(.peerRestarted))
+            if machine.state == .keySetup, var progress = handshake, keyManager.hasKeyPair,
+               !progress.peerKeysUsed.contains(hello.key),
+               progress.peerKeysUsed.count < HandshakeProgress.peerKeysUsedMax {
+                // Our handshake is unconfirmed: answer with the key pair we already announced
+                // (and announce it again), not a fresh one. A fresh KEY_EXCHANGE would look like
+                // a restart to the peer, which would answer with a fresh one too, forever (found
+                // by the FuzzSession harness: a connection blip during the handshake).
+                progress.encryption?.wipe()
+                progress.peer = nil
+                progress.encryption = nil
+                progress.transcript = nil
+                progress.confirmFrame = nil
+                progress.earlyConfirmation = nil
+                handshake = progress
+                transmitFrame(progress.keyExchangeFrame)
+                acceptPeerHello(hello, now: now)
+                return
+            }
+            // Connected (our secret key is gone), or a peer key we already answered with this key
+            // pair (deriving the same session key again would reuse its confirmation nonce):
+            // re-key with fresh keys.
             guard apply(.peerRestarted) else { return }
             dropHandshake()
             if machine.state == .disconnected {
@@ -377,8 +396,9 @@ public final class SessionManager {
             reject(.crypto(error))
             return
         }
-        // The secret half stays until the peer confirms (`rekeyWithSameLocalKey` may need it for a
-        // newer hello from the same peer); it is wiped on confirmation or when the handshake ends.
+        // The secret half stays until the handshake is confirmed (then it is wiped, for forward
+        // secrecy): a peer that restarts its handshake meanwhile is answered with the same key pair.
+        progress.peerKeysUsed.append(peer.key)
         let localSide: EncryptionHandler.Side = progress.local.key < peer.key ? .low : .high
         let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
         let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
@@ -488,31 +508,15 @@ public final class SessionManager {
         let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
         encryption.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
-        // Forward secrecy: the secret half is not needed once the session key is confirmed.
-        keyManager.wipeKeys()
         joinedBefore = true  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
+        // Forward secrecy: the secret half is not needed once the session key is confirmed.
+        keyManager.wipeKeys()
         statistics.handshakesCompleted += 1
         outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
         retransmitInterval = configuration.messageRetransmitInitial
         retransmitAt = nil
         pump(now: now)
-    }
-
-    /// Replace the peer's half of an unconfirmed handshake with a newer hello from the same peer
-    /// instance, keeping our key pair: derive again, confirm again, and repeat our KEY_EXCHANGE in
-    /// case the peer's newer hello answered an older one of ours.
-    private func rekeyWithSameLocalKey(_ hello: KeyExchangeHello, now: Instant) {
-        guard var progress = handshake else { return }
-        progress.encryption?.wipe()
-        progress.encryption = nil
-        progress.peer = nil
-        progress.transcript = nil
-        progress.confirmFrame = nil
-        progress.earlyConfirmation = nil  // It was sealed under the peer's previous key.
-        handshake = progress
-        transmitFrame(progress.keyExchangeFrame)
-        acceptPeerHello(hello, now: now)
     }
 
     /// Forget the handshake and wipe its keys (the conversation state stays).
@@ -831,6 +835,10 @@ private struct HandshakeProgress {
     var confirmFrame: [UInt8]?
     /// A confirmation that arrived before the peer's KEY_EXCHANGE (networks reorder).
     var earlyConfirmation: [UInt8]?
+    /// Peer keys already combined with this local key pair; never combine one twice (the same
+    /// session key would seal a different confirmation under the same nonce). Bounded.
+    var peerKeysUsed: [PublicKey] = []
+    static let peerKeysUsedMax = 8
 
     init(local: KeyExchangeHello, keyExchangeFrame: [UInt8], retransmitAt: Instant, retransmitInterval: Duration) {
         self.local = local

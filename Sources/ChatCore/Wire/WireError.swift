@@ -71,24 +71,43 @@ public enum WireError: Error, Hashable, Sendable {
 }
 
 extension WireError: CustomStringConvertible {
+    /// At most `maxBytes` UTF-8 bytes of `text`, cut at a scalar boundary.
+    ///
+    /// Descriptions echo pieces of untrusted input, and the relay sends a description back in an
+    /// ERROR whose `message` a client accepts only up to 256 bytes. `prefix(32)` counted
+    /// Characters, and one Character can hold any number of combining scalars, so a key of one
+    /// letter and 300 accents made an ERROR no client could read (found by the FuzzRelayFrame
+    /// harness; regression FuzzTesting/Regressions/FuzzRelayFrame/).
+    static func excerpt(_ text: String, maxBytes: Int = 32) -> String {
+        var byteCount = 0
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            let width = UTF8.width(scalar)
+            guard byteCount + width <= maxBytes else { break }
+            byteCount += width
+            scalars.append(scalar)
+        }
+        return String(scalars)
+    }
+
     public var description: String {
         switch self {
         case let .frameTooLarge(size, max): "frame of \(size) bytes exceeds the \(max)-byte cap"
         case let .malformedJSON(offset, reason): "malformed JSON at byte \(offset): \(reason.rawValue)"
         case .notAnObject: "message is not a JSON object"
         case let .tooManyFields(max): "more than \(max) fields"
-        case let .duplicateField(name): "duplicate field \"\(name.prefix(32))\""
-        case let .unknownField(name): "unknown field \"\(name.prefix(32))\""
+        case let .duplicateField(name): "duplicate field \"\(Self.excerpt(name))\""
+        case let .unknownField(name): "unknown field \"\(Self.excerpt(name))\""
         case let .missingField(name): "missing field \"\(name)\""
-        case let .wrongFieldType(name, expected): "field \"\(name.prefix(32))\" must be a \(expected.rawValue)"
-        case let .unknownType(type): "unknown message type \"\(type.prefix(32))\""
+        case let .wrongFieldType(name, expected): "field \"\(Self.excerpt(name))\" must be a \(expected.rawValue)"
+        case let .unknownType(type): "unknown message type \"\(Self.excerpt(type))\""
         case .invalidKind: "SIGNAL kind must match ^[A-Z][A-Z0-9_]{0,31}$"
         case let .unknownKind(kind): "unknown SIGNAL kind \"\(kind)\""
         case let .invalidBase64(field): "field \"\(field)\" is not valid base64"
         case let .fieldTooLong(name, max): "field \"\(name)\" longer than \(max) bytes"
         case let .invalidRoomCode(reason): "invalid room code: \(reason.rawValue)"
         case let .invalidUTF8(field): "field \"\(field)\" is not valid UTF-8"
-        case let .unknownErrorCode(code): "unknown error code \"\(code.prefix(32))\""
+        case let .unknownErrorCode(code): "unknown error code \"\(Self.excerpt(code))\""
         }
     }
 }

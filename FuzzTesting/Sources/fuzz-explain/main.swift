@@ -1,0 +1,71 @@
+// Explains a FuzzSession or FuzzRelayRooms input (a crash file, a corpus entry) step by step:
+// each decoded step, what it did, and the first broken invariant, without stopping the process.
+//
+//   swift run --package-path FuzzTesting fuzz-explain FuzzSession <input-file> [--verbose]
+import ChatCore
+import Foundation
+import FuzzHarness
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 3, let data = FileManager.default.contents(atPath: arguments[2]) else {
+    print("usage: fuzz-explain FuzzSession|FuzzRelayRooms <input-file> [--verbose]")
+    exit(2)
+}
+let verbose = arguments.contains("--verbose")
+let bytes = [UInt8](data)
+
+func describe(_ frame: [UInt8]) -> String {
+    if case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame) {
+        return "SIGNAL \(signal.kind) (\(signal.payload?.count ?? 0) bytes)"
+    }
+    return String(decoding: frame.prefix(80), as: UTF8.self)
+}
+
+switch arguments[1] {
+case "FuzzSession":
+    let steps = bytes.withUnsafeBytes { decodeSessionInput($0) }
+    let world = ChatWorld()
+    if verbose { world.trace = { print($0) } }
+    for (index, step) in steps.enumerated() {
+        world.apply(step)
+        let states = world.processes.map { "\($0.side):\($0.session.state)/i\($0.instance)/\($0.framesInFlight)f" }
+        print(String(format: "%4d ", index) + "\(step)  →  \(states.joined(separator: " "))  t=\(world.now)")
+        if !world.violations.isEmpty {
+            print("VIOLATION:\n  " + world.violations.joined(separator: "\n  "))
+            exit(1)
+        }
+    }
+    if !world.isAdversarial {
+        world.heal()
+        print("heal → \(world.processes.map { "\($0.session.state) pending \($0.session.pendingCount)" })")
+        if !world.violations.isEmpty {
+            print("VIOLATION:\n  " + world.violations.joined(separator: "\n  "))
+            exit(1)
+        }
+    }
+    print("no violation (\(steps.count) steps, adversarial: \(world.isAdversarial))")
+case "FuzzRelayRooms":
+    var reader = FuzzReader(bytes)
+    var scenario = RoomsScenario()
+    var index = 0
+    while let op = reader.byte() {
+        let connection = Int(reader.byte() ?? 0) % RoomsScenario.connectionCount
+        let step: RoomsStep = switch op % 4 {
+        case 0: .join(connection: connection, room: Int(reader.byte() ?? 0) % RoomsScenario.rooms.count)
+        case 1: .signal(connection: connection, kind: Int(reader.byte() ?? 0) % RoomsScenario.kinds.count)
+        case 2: .frame(connection: connection, bytes: reader.chunk(maxLength: 1024))
+        default: .disconnect(connection: connection)
+        }
+        let problems = scenario.apply(step)
+        print(String(format: "%4d ", index) + "\(step)")
+        if !problems.isEmpty {
+            print("VIOLATION:\n  " + problems.joined(separator: "\n  "))
+            exit(1)
+        }
+        index += 1
+    }
+    print("no violation")
+default:
+    print("unknown target \(arguments[1])")
+    exit(2)
+}

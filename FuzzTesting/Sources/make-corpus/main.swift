@@ -1,0 +1,309 @@
+// Writes the committed seed corpus: FuzzTesting/Corpus/<target>/<name>, one file per seed.
+//
+//   swift run --package-path FuzzTesting make-corpus [output-directory]
+//
+// The seeds cover every message type of both directions and the nasty cases (escapes, surrogates,
+// huge numbers, nesting, duplicates, control characters, invalid UTF-8 and base64, longest and
+// too-long room codes, oversized frames), room scenarios, and session scenarios that reach every
+// state and the MSG/ACK/KEY_CONFIRM paths, honest and hostile. Regenerating is deterministic.
+import ChatCore
+import Foundation
+import FuzzHarness
+
+let packageDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let output = CommandLine.arguments.count > 1
+    ? URL(fileURLWithPath: CommandLine.arguments[1])
+    : packageDirectory.appendingPathComponent("Corpus")
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+func b64(_ data: [UInt8]) -> String { String(decoding: Base64.encode(data), as: UTF8.self) }
+
+// MARK: Frames a client sends (the relay parses them)
+
+var clientFrames: [(String, [UInt8])] = [
+    ("join", bytes(#"{"type":"JOIN","room":"ROOM1"}"#)),
+    ("join-python-spacing", bytes(#"{"type": "JOIN", "room": "ROOM1"}"#)),
+    ("join-whitespace-everywhere", bytes(" \t\r\n{ \"type\" :\n\"JOIN\" , \"room\" : \"R\" }\n ")),
+    ("join-room-max-length", bytes(#"{"type":"JOIN","room":""# + String(repeating: "Z9", count: 32) + #""}"#)),
+    ("join-room-too-long", bytes(#"{"type":"JOIN","room":""# + String(repeating: "A", count: 65) + #""}"#)),
+    ("join-room-empty", bytes(#"{"type":"JOIN","room":""}"#)),
+    ("join-room-lowercase", bytes(#"{"type":"JOIN","room":"room1"}"#)),
+    ("join-room-escaped-letters", bytes(#"{"type":"JOIN","room":"\u0052OOM\u0031"}"#)),
+    ("join-room-escaped-slash", bytes(#"{"type":"JOIN","room":"A\/B"}"#)),
+    ("join-room-number", bytes(#"{"type":"JOIN","room":12345}"#)),
+    ("join-missing-room", bytes(#"{"type":"JOIN"}"#)),
+    ("join-extra-field", bytes(#"{"type":"JOIN","room":"ROOM1","peers":2}"#)),
+    ("join-duplicate-type", bytes(#"{"type":"JOIN","type":"SIGNAL","room":"ROOM1"}"#)),
+    ("join-duplicate-by-escape", bytes(#"{"type":"JOIN","room":"A","r\u006fom":"B"}"#)),
+    ("type-escaped", bytes(#"{"t\u0079pe":"J\u004FIN","room":"R"}"#)),
+    ("type-number", bytes(#"{"type":1}"#)),
+    ("type-unknown", bytes(#"{"type":"PEER_FOUND"}"#)),
+    ("type-missing", bytes(#"{"room":"ROOM1"}"#)),
+    ("empty-object", bytes("{}")),
+    ("signal-key-exchange-seed-style", bytes(#"{"type":"SIGNAL","kind":"KEY_EXCHANGE","key":""# + b64(Array(repeating: 9, count: 32)) + #""}"#)),
+    ("signal-key-exchange-full", WireCodec.encode(ClientMessage.signal(Signal(
+        kind: .keyExchange, payload: [1] + Array(repeating: 7, count: 24), key: Array(repeating: 9, count: 32))))),
+    ("signal-key-confirm", WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: Array(repeating: 0xA5, count: 72))))),
+    ("signal-msg", WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: Array(0..<56))))),
+    ("signal-ack", WireCodec.encode(ClientMessage.signal(Signal(kind: .ack, payload: Array(repeating: 1, count: 32))))),
+    ("signal-pake", WireCodec.encode(ClientMessage.signal(Signal(kind: .pake, payload: [1, 2, 3], key: Array(repeating: 4, count: 32))))),
+    ("signal-future-kind", bytes(#"{"type":"SIGNAL","kind":"FILE_CHUNK_2","payload":"AAEC"}"#)),
+    ("signal-no-payload", bytes(#"{"type":"SIGNAL","kind":"MSG"}"#)),
+    ("signal-empty-payload", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""}"#)),
+    ("signal-kind-lowercase", bytes(#"{"type":"SIGNAL","kind":"msg"}"#)),
+    ("signal-kind-leading-digit", bytes(#"{"type":"SIGNAL","kind":"1MSG"}"#)),
+    ("signal-kind-32", bytes(#"{"type":"SIGNAL","kind":"A"# + String(repeating: "_", count: 31) + #""}"#)),
+    ("signal-kind-33", bytes(#"{"type":"SIGNAL","kind":"A"# + String(repeating: "B", count: 32) + #""}"#)),
+    ("signal-kind-missing", bytes(#"{"type":"SIGNAL","payload":"AAAA"}"#)),
+    ("base64-stray-bits", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QR=="}"#)),
+    ("base64-stray-bits-one-pad", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QUJ="}"#)),
+    ("base64-no-padding", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QQ"}"#)),
+    ("base64-url-alphabet", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"-_-_"}"#)),
+    ("base64-inner-padding", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QQ==QQ=="}"#)),
+    ("base64-triple-padding", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"Q==="}"#)),
+    ("base64-whitespace", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QU JD"}"#)),
+    ("base64-escaped", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QUJD\u0044\/\/\/"}"#)),
+    ("base64-key-invalid", bytes(#"{"type":"SIGNAL","kind":"KEY_EXCHANGE","key":"****"}"#)),
+    ("surrogate-pair", bytes(#"{"type":"JOIN","room":"R","\ud83d\ude00":1}"#)),
+    ("surrogate-lone-high", bytes(#"{"type":"JOIN","room":"\ud800"}"#)),
+    ("surrogate-lone-low", bytes(#"{"type":"JOIN","room":"\udc00"}"#)),
+    ("surrogate-high-high", bytes(#"{"type":"\ud800\ud800"}"#)),
+    ("surrogate-truncated", bytes(#"{"type":"\ud83d\u"}"#)),
+    ("escape-invalid", bytes(#"{"type":"\x"}"#)),
+    ("escape-bad-hex", bytes(#"{"type":"\u12G4"}"#)),
+    ("escape-nul-in-key", bytes(#"{"type":"JOIN","room":"R","\u0000":"x"}"#)),
+    ("control-raw-newline", bytes("{\"type\":\"JO\nIN\"}")),
+    ("control-raw-nul", [UInt8](#"{"type":"JOIN","room":"R"#.utf8) + [0] + [UInt8](#""}"#.utf8)),
+    ("control-del-in-string", bytes("{\"type\":\"JOIN\u{7F}\"}")),
+    ("number-leading-zero", bytes(#"{"type":"JOIN","room":"R","n":01}"#)),
+    ("number-15-digits", bytes(#"{"type":"JOIN","room":"R","n":999999999999999}"#)),
+    ("number-16-digits", bytes(#"{"type":"JOIN","room":"R","n":9999999999999999}"#)),
+    ("number-huge", bytes(#"{"type":"JOIN","n":"# + String(repeating: "9", count: 400) + "}")),
+    ("number-negative", bytes(#"{"type":"JOIN","n":-1}"#)),
+    ("number-fraction", bytes(#"{"type":"JOIN","n":1.5}"#)),
+    ("number-exponent", bytes(#"{"type":"JOIN","n":1e999}"#)),
+    ("literal-true", bytes(#"{"type":true}"#)),
+    ("literal-null", bytes(#"{"type":null}"#)),
+    ("nested-object", bytes(#"{"type":{"type":{"type":"JOIN"}}}"#)),
+    ("nested-array-deep", bytes(#"{"type":"# + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "}")),
+    ("nested-object-deep", bytes(String(repeating: #"{"a":"#, count: 2000) + "1" + String(repeating: "}", count: 2000))),
+    ("too-many-fields", bytes("{" + (0..<9).map { #""f\#($0)":"\#($0)""# }.joined(separator: ",") + "}")),
+    ("trailing-data", bytes(#"{"type":"JOIN","room":"R"}x"#)),
+    ("two-objects", bytes(#"{"type":"JOIN","room":"R"}{"type":"JOIN","room":"S"}"#)),
+    ("trailing-comma", bytes(#"{"type":"JOIN","room":"R",}"#)),
+    ("missing-colon", bytes(#"{"type" "JOIN"}"#)),
+    ("single-quotes", bytes("{'type':'JOIN'}")),
+    ("truncated-in-string", bytes(#"{"type":"JOIN","room":"ROO"#)),
+    ("truncated-after-key", bytes(#"{"type""#)),
+    ("not-object-array", bytes("[]")),
+    ("not-object-string", bytes(#""JOIN""#)),
+    ("not-object-number", bytes("42")),
+    ("empty-input", []),
+    ("whitespace-only", bytes(" \n\t ")),
+    ("utf8-bom", [0xEF, 0xBB, 0xBF] + bytes(#"{"type":"JOIN","room":"R"}"#)),
+    ("utf8-invalid-in-type", bytes(#"{"type":"JO"#) + [0xFF, 0xFE] + bytes(#""}"#)),
+    ("utf8-overlong-slash", bytes(#"{"type":""#) + [0xC0, 0xAF] + bytes(#""}"#)),
+    ("utf8-encoded-surrogate", bytes(#"{"type":""#) + [0xED, 0xA0, 0x80] + bytes(#""}"#)),
+    ("utf8-invalid-in-unknown-key", bytes(#"{"type":"JOIN","room":"R",""#) + [0xC3] + bytes(#"":1}"#)),
+    ("unicode-key-combining", bytes(#"{"type":"JOIN","room":"R","e"# + String(repeating: "\u{301}", count: 300) + #"":1}"#)),
+    ("unicode-type-emoji", bytes(#"{"type":"😀"}"#)),
+    ("type-long", bytes(#"{"type":""# + String(repeating: "T", count: 200) + #""}"#)),
+    ("frame-too-large", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 65_536) + #""}"#)),
+    ("frame-at-cap", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 65_536 - 44) + #""}"#)),
+]
+
+// MARK: Frames the relay sends (a client parses them)
+
+var relayFrames: [(String, [UInt8])] = [
+    ("joined-1", WireCodec.encode(RelayMessage.joined(room: try! RoomCode("ROOM1"), peers: 1))),
+    ("joined-2", WireCodec.encode(RelayMessage.joined(room: try! RoomCode("ROOM1"), peers: 2))),
+    ("joined-0", bytes(#"{"type":"JOINED","room":"ROOM1","peers":0}"#)),
+    ("joined-3", bytes(#"{"type":"JOINED","room":"ROOM1","peers":3}"#)),
+    ("joined-peers-string", bytes(#"{"type":"JOINED","room":"ROOM1","peers":"2"}"#)),
+    ("joined-peers-missing", bytes(#"{"type":"JOINED","room":"ROOM1"}"#)),
+    ("joined-room-max", WireCodec.encode(RelayMessage.joined(room: try! RoomCode(String(repeating: "Q", count: 64)), peers: 2))),
+    ("peer-found", WireCodec.encode(RelayMessage.peerFound)),
+    ("peer-found-extra", bytes(#"{"type":"PEER_FOUND","room":"ROOM1"}"#)),
+    ("peer-left", WireCodec.encode(RelayMessage.peerLeft)),
+    ("signal-unknown-kind", bytes(#"{"type":"SIGNAL","kind":"FILE_CHUNK","payload":"AAEC"}"#)),
+    ("error-no-message", bytes(#"{"type":"ERROR","code":"ROOM_FULL"}"#)),
+    ("error-unknown-code", bytes(#"{"type":"ERROR","code":"TEAPOT","message":"short and stout"}"#)),
+    ("error-message-256", bytes(#"{"type":"ERROR","code":"NO_PEER","message":""# + String(repeating: "m", count: 256) + #""}"#)),
+    ("error-message-257", bytes(#"{"type":"ERROR","code":"NO_PEER","message":""# + String(repeating: "m", count: 257) + #""}"#)),
+    ("error-message-escapes", bytes(#"{"type":"ERROR","code":"INTERNAL_ERROR","message":"\u001b[31mred\u001b[0m\n\t\"q\" \ud83d\ude00"}"#)),
+    ("error-code-number", bytes(#"{"type":"ERROR","code":7}"#)),
+    ("type-join-from-relay", bytes(#"{"type":"JOIN","room":"ROOM1"}"#)),
+]
+for code in RelayErrorCode.allCases {
+    relayFrames.append(("error-\(code.rawValue.lowercased())", WireCodec.encodeError(code)))
+}
+for (name, frame) in clientFrames where name.hasPrefix("signal-") || name.hasPrefix("base64-")
+    || name.hasPrefix("surrogate-") || name.hasPrefix("escape-") || name.hasPrefix("control-")
+    || name.hasPrefix("number-") || name.hasPrefix("nested-") || name.hasPrefix("utf8-") || name.hasPrefix("frame-")
+    || name.hasPrefix("not-object") || name.hasPrefix("trunc") || name.hasPrefix("unicode-") {
+    relayFrames.append((name, frame))
+}
+
+// MARK: Room scenarios
+
+let roomScenarios: [(String, [RoomsStep])] = [
+    ("two-peers-signal", [.join(connection: 0, room: 0), .join(connection: 1, room: 0), .signal(connection: 0, kind: 2),
+                          .signal(connection: 1, kind: 3), .signal(connection: 0, kind: 5)]),
+    ("third-peer-refused", [.join(connection: 0, room: 0), .join(connection: 1, room: 0), .join(connection: 2, room: 0),
+                            .signal(connection: 2, kind: 0)]),
+    ("leave-and-rejoin", [.join(connection: 0, room: 1), .join(connection: 1, room: 1), .disconnect(connection: 0),
+                          .signal(connection: 1, kind: 2), .join(connection: 2, room: 1), .disconnect(connection: 1),
+                          .disconnect(connection: 2), .join(connection: 3, room: 1)]),
+    ("repeated-join", [.join(connection: 0, room: 4), .join(connection: 0, room: 4), .join(connection: 1, room: 4),
+                       .join(connection: 1, room: 4), .join(connection: 0, room: 4)]),
+    ("second-room-refused", [.join(connection: 0, room: 0), .join(connection: 0, room: 1)]),
+    ("too-many-rooms", [.join(connection: 0, room: 0), .join(connection: 1, room: 1), .join(connection: 2, room: 2),
+                        .join(connection: 3, room: 3), .disconnect(connection: 0), .join(connection: 3, room: 3)]),
+    ("signal-before-join-and-alone", [.signal(connection: 0, kind: 0), .join(connection: 0, room: 2),
+                                      .signal(connection: 0, kind: 1)]),
+    ("garbage-frames", [.frame(connection: 0, bytes: bytes(#"{"type":"JOIN","room":"r"}"#)),
+                        .frame(connection: 1, bytes: bytes("{")), .join(connection: 1, room: 0),
+                        .frame(connection: 1, bytes: bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QR=="}"#)),
+                        .frame(connection: 2, bytes: bytes(#"{"type":"JOIN","room":"ROOM1"}"#)),
+                        .frame(connection: 1, bytes: bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QQ=="}"#))]),
+    ("disconnect-unknown", [.disconnect(connection: 5), .join(connection: 5, room: 0), .disconnect(connection: 5),
+                            .disconnect(connection: 5)]),
+]
+
+// MARK: Session scenarios
+
+let a = 0
+let b = 1
+func text(_ value: String) -> [UInt8] { bytes(value) }
+let connectBoth: [WorldStep] = [.transportUp(side: a), .transportUp(side: b), .settle]
+func weakKeyExchange(_ key: [UInt8]) -> [UInt8] {
+    WireCodec.encode(RelayMessage.signal(Signal(kind: .keyExchange, payload: [1] + Array(repeating: 0x42, count: 16)
+        + [0, 0, 0, 0, 0, 0, 0, 9], key: key)))
+}
+
+let sessionScenarios: [(String, [WorldStep])] = [
+    ("honest-chat", connectBoth + [.send(side: a, body: text("hello")), .send(side: b, body: text("hi")), .settle,
+                                   .send(side: a, body: text("bye")), .settle]),
+    ("step-by-step-handshake", [.transportUp(side: a), .deliverUp(side: a), .deliverDown(side: a), .transportUp(side: b),
+                                .deliverUp(side: b), .deliverDown(side: b), .deliverDown(side: b), .deliverDown(side: a),
+                                .deliverUp(side: a), .deliverUp(side: b), .deliverDown(side: b), .deliverDown(side: a),
+                                .deliverUp(side: a), .deliverUp(side: b), .deliverDown(side: a), .deliverDown(side: b),
+                                .send(side: a, body: text("first")), .deliverUp(side: a), .deliverDown(side: b),
+                                .deliverUp(side: b), .deliverDown(side: a)]),
+    ("queued-before-connect", [.send(side: a, body: text("early 1")), .send(side: a, body: text("early 2")),
+                               .transportUp(side: a), .settle, .send(side: b, body: text("early b"))] + connectBoth),
+    ("transport-flap-resume", connectBoth + [.send(side: a, body: text("one")), .transportDown(side: a),
+                                             .send(side: a, body: text("two")), .send(side: b, body: text("to a")),
+                                             .advance(tenthsOfSeconds: 30), .transportUp(side: a), .settle,
+                                             .send(side: a, body: text("three")), .settle]),
+    ("flap-with-in-flight", connectBoth + [.send(side: a, body: text("x")), .send(side: a, body: text("y")),
+                                           .deliverUp(side: a), .transportDown(side: b), .transportUp(side: b),
+                                           .settle, .advance(tenthsOfSeconds: 10), .settle]),
+    ("peer-restart-undeliverable", connectBoth + [.transportDown(side: a), .send(side: b, body: text("for old a")),
+                                                  .restart(side: a), .transportUp(side: a), .settle,
+                                                  .send(side: b, body: text("for new a")), .settle]),
+    ("quit-with-pending", connectBoth + [.transportDown(side: b), .send(side: a, body: text("never")), .quit(side: a),
+                                         .send(side: a, body: text("after quit")), .transportUp(side: b), .settle]),
+    ("retransmit-backoff", connectBoth + [.send(side: a, body: text("r1")), .send(side: a, body: text("r2")),
+                                          .advance(tenthsOfSeconds: 5), .advance(tenthsOfSeconds: 10),
+                                          .advance(tenthsOfSeconds: 20), .settle, .advance(tenthsOfSeconds: 100)]),
+    ("handshake-retransmit", [.transportUp(side: a), .transportUp(side: b), .deliverUp(side: a), .deliverUp(side: b),
+                              .deliverDown(side: a), .deliverDown(side: b), .deliverDown(side: a), .deliverDown(side: b),
+                              .advance(tenthsOfSeconds: 6), .advance(tenthsOfSeconds: 12), .settle]),
+    ("join-retransmit", [.transportUp(side: a), .advance(tenthsOfSeconds: 15), .advance(tenthsOfSeconds: 30), .settle,
+                         .advance(tenthsOfSeconds: 100)]),
+    ("queue-full-and-limits", [.sendEmpty(side: a), .send(side: a, body: Array(repeating: 0x61, count: 200))]
+        + (0..<17).map { .send(side: a, body: text("q\($0)")) } + connectBoth + [.advance(tenthsOfSeconds: 20), .settle]),
+    ("window-and-acks", connectBoth + (0..<10).map { .send(side: b, body: text("w\($0)")) }
+        + [.deliverUp(side: b), .deliverDown(side: a), .deliverUp(side: a), .deliverDown(side: b), .settle]),
+    ("both-flap-and-restart", connectBoth + [.send(side: a, body: text("m")), .transportDown(side: a),
+                                             .transportDown(side: b), .restart(side: b), .transportUp(side: b),
+                                             .transportUp(side: a), .settle, .send(side: b, body: text("n")), .settle]),
+    // Hostile.
+    ("tamper-msg-payload", connectBoth + [.send(side: a, body: text("secret")), .deliverUp(side: a),
+                                          .tamperSignal(side: b, link: .down, index: 0, position: 20, mask: 1, key: false),
+                                          .settle, .advance(tenthsOfSeconds: 10), .settle]),
+    ("tamper-msg-sequence", connectBoth + [.send(side: a, body: text("s")), .deliverUp(side: a),
+                                           .tamperSignal(side: b, link: .down, index: 0, position: 7, mask: 2, key: false),
+                                           .settle]),
+    ("tamper-key-exchange", [.transportUp(side: a), .transportUp(side: b), .deliverUp(side: a), .deliverUp(side: b),
+                             .deliverDown(side: a), .deliverDown(side: b), .deliverDown(side: a), .deliverUp(side: a),
+                             .tamperSignal(side: a, link: .up, index: 0, position: 3, mask: 0x80, key: true),
+                             .settle, .advance(tenthsOfSeconds: 10), .settle]),
+    ("tamper-key-confirm", [.transportUp(side: a), .transportUp(side: b), .settle, .transportDown(side: a),
+                            .transportUp(side: a), .deliverUp(side: a), .deliverDown(side: a), .deliverDown(side: b),
+                            .deliverUp(side: b), .deliverDown(side: a), .deliverUp(side: a), .deliverUp(side: a),
+                            .tamperSignal(side: b, link: .down, index: 1, position: 30, mask: 4, key: false), .settle]),
+    ("tamper-ack", connectBoth + [.send(side: a, body: text("ack me")), .deliverUp(side: a), .deliverDown(side: b),
+                                  .deliverUp(side: b), .tamperSignal(side: a, link: .down, index: 0, position: 12,
+                                                                     mask: 0x10, key: false), .settle]),
+    ("tamper-json-bytes", connectBoth + [.send(side: b, body: text("j")), .deliverUp(side: b),
+                                         .tamperBytes(side: a, link: .down, index: 0, position: 2, mask: 0x20), .settle]),
+    ("truncate-frame", connectBoth + [.send(side: a, body: text("t")), .deliverUp(side: a),
+                                      .truncate(side: b, link: .down, index: 0, length: 40), .settle]),
+    ("reorder-messages", connectBoth + [.send(side: a, body: text("r1")), .send(side: a, body: text("r2")),
+                                        .send(side: a, body: text("r3")), .deliverUp(side: a), .deliverUp(side: a),
+                                        .deliverUp(side: a), .reorder(side: b, link: .down, index: 0), .settle]),
+    ("duplicate-and-drop", connectBoth + [.send(side: a, body: text("d1")), .send(side: a, body: text("d2")),
+                                          .duplicate(side: a, link: .up, index: 0), .drop(side: a, link: .up, index: 1),
+                                          .settle, .advance(tenthsOfSeconds: 10), .settle]),
+    ("replay-history", connectBoth + [.send(side: a, body: text("p")), .settle, .replay(side: b, index: 0),
+                                      .replay(side: b, index: 3), .replay(side: a, index: 5), .replay(side: b, index: 9)]),
+    ("inject-garbage", connectBoth + [.inject(side: a, frame: bytes("{")), .inject(side: a, frame: bytes(#"{"type":"PEER_FOUND"}"#)),
+                                      .inject(side: a, frame: bytes(#"{"type":"JOINED","room":"ROOM1","peers":2}"#)),
+                                      .inject(side: b, frame: bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"AAAAAAAAAAE="}"#)),
+                                      .inject(side: b, frame: bytes(#"{"type":"SIGNAL","kind":"ACK","payload":"AAAAAAAAAAEAAAAAAAAAAA=="}"#)),
+                                      .inject(side: b, frame: bytes(#"{"type":"SIGNAL","kind":"KEY_CONFIRM"}"#)),
+                                      .inject(side: b, frame: bytes(#"{"type":"SIGNAL","kind":"PAKE","payload":"AA=="}"#)),
+                                      .inject(side: a, frame: bytes(#"{"type":"ERROR","code":"RATE_LIMITED"}"#)),
+                                      .send(side: a, body: text("still fine")), .settle]),
+    ("inject-peer-left", connectBoth + [.inject(side: a, frame: bytes(#"{"type":"PEER_LEFT"}"#)),
+                                        .send(side: b, body: text("lost?")), .settle, .advance(tenthsOfSeconds: 20)]),
+    ("inject-room-full", [.transportUp(side: a), .send(side: a, body: text("doomed")),
+                          .inject(side: a, frame: bytes(#"{"type":"ERROR","code":"ROOM_FULL"}"#)), .settle]),
+    ("inject-weak-keys", [.transportUp(side: a), .settle,
+                          .inject(side: a, frame: weakKeyExchange(Array(repeating: 0, count: 32))),
+                          .inject(side: a, frame: weakKeyExchange([1] + Array(repeating: 0, count: 31))),
+                          .inject(side: a, frame: weakKeyExchange(Array(repeating: 0xFF, count: 31) + [0x7F])),
+                          .inject(side: a, frame: weakKeyExchange(Array(repeating: 7, count: 31))),
+                          .transportUp(side: b), .settle]),
+    ("inject-key-exchange-versions", [.transportUp(side: a), .settle,
+                                      .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                          kind: .keyExchange, payload: [2] + Array(repeating: 1, count: 24),
+                                          key: Array(repeating: 9, count: 32))))),
+                                      .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                          kind: .keyExchange, payload: [1] + Array(repeating: 0, count: 24),
+                                          key: Array(repeating: 9, count: 32))))),
+                                      .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                          kind: .keyExchange, key: Array(repeating: 9, count: 32)))))]),
+    // The relay loses a PEER_LEFT: the peer's new KEY_EXCHANGE reaches a side still CONNECTED.
+    ("lost-peer-left-rekey-while-connected", connectBoth + [.send(side: a, body: text("before")), .settle,
+                                                            .transportDown(side: b), .drop(side: a, link: .down, index: 0),
+                                                            .transportUp(side: b), .settle,
+                                                            .send(side: a, body: text("after")), .settle]),
+    ("replay-old-key-exchanges-after-rekey", connectBoth + [.transportDown(side: b), .transportUp(side: b), .settle]
+        + (0..<16).map { .replay(side: a, index: UInt8($0)) } + [.send(side: b, body: text("still")), .settle]),
+    ("replay-retired-instance", connectBoth + [.restart(side: b), .transportUp(side: b), .settle]
+        + (0..<16).map { .replay(side: a, index: UInt8($0)) } + [.send(side: a, body: text("new b")), .settle]),
+]
+
+// MARK: Write
+
+let fileManager = FileManager.default
+func write(_ target: String, _ seeds: [(String, [UInt8])], suffix: String) throws {
+    let directory = output.appendingPathComponent(target)
+    try? fileManager.removeItem(at: directory)
+    try fileManager.createDirectory(at: directory, withIntermediateDirectories: true)
+    var names = Set<String>()
+    for (name, data) in seeds {
+        precondition(names.insert(name).inserted, "duplicate seed name \(name)")
+        try Data(data).write(to: directory.appendingPathComponent(name + suffix))
+    }
+    print("\(target): \(seeds.count) seeds")
+}
+
+try write("FuzzRelayFrame", clientFrames, suffix: ".json")
+try write("FuzzClientFrame", relayFrames, suffix: ".json")
+try write("FuzzRelayRooms", roomScenarios.map { ($0.0, encodeRoomsInput($0.1)) }, suffix: ".bin")
+try write("FuzzSession", sessionScenarios.map { ($0.0, encodeSessionInput($0.1)) }, suffix: ".bin")
