@@ -1,0 +1,550 @@
+import CSodium
+
+// CPace over ristretto255 with SHA-512 (the draft's CPACE-RISTR255-SHA512 suite), following
+// draft-irtf-cfrg-cpace-21 ("CPace, a balanced composable PAKE"), cfrg/draft-irtf-cfrg-cpace.
+// Section numbers in comments are that draft's.
+//
+// Every group operation is libsodium's (1.0.18): `crypto_core_ristretto255_from_hash` (the
+// RFC 9496 element derivation), `crypto_scalarmult_ristretto255` (which decodes strictly and
+// refuses the neutral element), `crypto_hash_sha512` and `crypto_auth_hmacsha512`. What is
+// hand-written here is only the draft's byte encodings (prepend_len, lv_cat, o_cat, the
+// generator string and the transcripts), because no library we may use provides them; each
+// one cites the section that defines it and is checked against the draft's own vectors.
+
+/// Why a CPace run stopped. Every case aborts the run (§7.2: "MUST abort"); none is retried.
+public enum CPaceError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The peer's share is not a 32-byte ristretto255 encoding.
+    case invalidShareLength(Int)
+    /// The peer's share does not decode to a group element, or K is the neutral element
+    /// (`scalar_mult_vfy` returned G.I): the draft's abort condition (§7.2, §8.3, §9).
+    case invalidPeerShare
+    /// The peer's share is our own, reflected back to us (the loopback attack of §10.1.2).
+    case reflectedShare
+    /// Associated data longer than `CPace.associatedDataMaxBytes`.
+    case associatedDataTooLong(Int)
+    /// The peer's key confirmation tag did not verify: the two sides do not hold the same ISK,
+    /// so they used different passwords (or someone in the middle guessed and missed).
+    case confirmationFailed
+    /// The run already produced its result or aborted; a CPace party is single-use (§10.9).
+    case alreadyFinished
+
+    public var description: String {
+        switch self {
+        case let .invalidShareLength(length): "CPace share has \(length) bytes, expected 32"
+        case .invalidPeerShare: "CPace share is not a valid ristretto255 element (or yields the identity)"
+        case .reflectedShare: "CPace share is our own, reflected back"
+        case let .associatedDataTooLong(length): "CPace associated data too long (\(length) bytes)"
+        case .confirmationFailed: "CPace key confirmation failed (different passwords?)"
+        case .alreadyFinished: "CPace run already finished"
+        }
+    }
+}
+
+/// The CPACE-RISTR255-SHA512 suite: constants, the draft's encodings and its group functions.
+///
+/// The encodings are public (they are pure functions of public data and are checked against the
+/// draft's appendix vectors). Functions that handle the password, the scalar or the secret point
+/// K are `@_spi(CPaceInternals)`: §10.3 says an implementation MUST NOT expose K, so only
+/// known-answer tests reach them. Sessions use `CPaceParty`, which never reveals K or a scalar.
+public enum CPace {
+    /// G.DSI for ristretto255 (§8.3).
+    public static let dsi: [UInt8] = Array("CPaceRistretto255".utf8)
+    /// G.DSI || "_ISK" (§7.2).
+    public static let dsiISK: [UInt8] = dsi + Array("_ISK".utf8)
+    /// H.s_in_bytes for SHA-512: its input block size (§6.2).
+    public static let hashInputBlockBytes = 128
+    /// The size of a share Y, of K and of g: one ristretto255 encoding.
+    public static let elementBytes = 32
+    /// The size of ISK, sid_output and a confirmation tag: one SHA-512 output.
+    public static let hashBytes = 64
+    /// G.I: the public encoding of the neutral element (RFC 9496: all zeros).
+    public static let neutralElement = [UInt8](repeating: 0, count: 32)
+    /// A bound on ADa/ADb so a hostile peer cannot make us hash unbounded input.
+    public static let associatedDataMaxBytes = 1024
+    /// A bound on PRS (a password), CI and sid, for the same reason.
+    public static let inputMaxBytes = 4096
+
+    // MARK: String utilities (§6.3 and Appendix A)
+
+    /// LEB128 encoding of `length` (§6.3, Appendix A.1.1): 7 bits per byte, least significant
+    /// group first, bit 7 set while more bytes follow.
+    public static func leb128(_ length: Int) -> [UInt8] {
+        precondition(length >= 0)
+        var remaining = UInt64(length)
+        var encoded: [UInt8] = []
+        // Bounded: a UInt64 has at most 10 groups of 7 bits.
+        for _ in 0..<10 {
+            let group = UInt8(remaining & 0x7F)
+            remaining >>= 7
+            encoded.append(remaining == 0 ? group : group | 0x80)
+            if remaining == 0 { return encoded }
+        }
+        preconditionFailure("unreachable: UInt64 has at most 10 LEB128 groups")
+    }
+
+    /// prepend_len(data) = LEB128(len(data)) || data (§6.3, Appendix A.1.1).
+    public static func prependLen(_ data: [UInt8]) -> [UInt8] {
+        leb128(data.count) + data
+    }
+
+    /// lv_cat(a0, a1, ...) = prepend_len(a0) || prepend_len(a1) || ... (§6.3, Appendix A.1.3).
+    public static func lvCat(_ parts: [UInt8]...) -> [UInt8] {
+        lvCat(parts)
+    }
+
+    /// lv_cat over an array of parts.
+    public static func lvCat(_ parts: [[UInt8]]) -> [UInt8] {
+        var output: [UInt8] = []
+        for part in parts { output += prependLen(part) }
+        return output
+    }
+
+    /// lexiographically_larger(bytes1, bytes2) (Appendix A.3.1): the first differing byte decides;
+    /// if one is a prefix of the other, the longer one is larger.
+    public static func isLexicographicallyLarger(_ bytes1: [UInt8], _ bytes2: [UInt8]) -> Bool {
+        for (byte1, byte2) in zip(bytes1, bytes2) where byte1 != byte2 {
+            return byte1 > byte2
+        }
+        return bytes1.count > bytes2.count
+    }
+
+    /// o_cat(bytes1, bytes2) = "oc" || larger || smaller (§6.3, Appendix A.3.2).
+    public static func oCat(_ bytes1: [UInt8], _ bytes2: [UInt8]) -> [UInt8] {
+        let prefix = Array("oc".utf8)
+        return isLexicographicallyLarger(bytes1, bytes2) ? prefix + bytes1 + bytes2 : prefix + bytes2 + bytes1
+    }
+
+    /// transcript_ir(Ya, ADa, Yb, ADb) = lv_cat(Ya, ADa) || lv_cat(Yb, ADb) (§6.3, Appendix A.3.4):
+    /// for a fixed initiator A and responder B.
+    public static func transcriptIR(ya: [UInt8], ada: [UInt8], yb: [UInt8], adb: [UInt8]) -> [UInt8] {
+        lvCat(ya, ada) + lvCat(yb, adb)
+    }
+
+    /// transcript_oc(Ya, ADa, Yb, ADb) = o_cat(lv_cat(Ya, ADa), lv_cat(Yb, ADb)) (§6.3, Appendix
+    /// A.3.6): for the symmetric setting, where either side may speak first. Swapping the two
+    /// parties gives the same transcript, which is the point.
+    public static func transcriptOC(ya: [UInt8], ada: [UInt8], yb: [UInt8], adb: [UInt8]) -> [UInt8] {
+        oCat(lvCat(ya, ada), lvCat(yb, adb))
+    }
+
+    /// sid_output = H.hash("CPaceSidOutput" || transcript) (§10.6): a public session identifier,
+    /// unique for honest parties, for runs that had no sid input.
+    public static func sidOutput(transcript: [UInt8]) -> [UInt8] {
+        sha512(Array("CPaceSidOutput".utf8) + transcript)
+    }
+
+    // MARK: Generator (§8.1, §8.3, Appendix A.2)
+
+    /// len_zpad = MAX(0, s_in_bytes - len(prepend_len(PRS)) - len(prepend_len(G.DSI)) - 1) (§8.1).
+    public static func zeroPaddingLength(prsByteCount: Int) -> Int {
+        max(0, hashInputBlockBytes - 1 - (leb128(prsByteCount).count + prsByteCount) - prependLen(dsi).count)
+    }
+
+    /// generator_string(G.DSI, PRS, CI, sid, s_in_bytes) = lv_cat(DSI, PRS, zero_bytes(len_zpad),
+    /// CI, sid) (§8.1, Appendix A.2). It contains the password, so it is built in guarded memory.
+    @_spi(CPaceInternals)
+    public static func generatorString(prs: UnsafeRawBufferPointer, ci: [UInt8], sid: [UInt8]) -> SecureBytes {
+        precondition(prs.count <= inputMaxBytes && ci.count <= inputMaxBytes && sid.count <= inputMaxBytes)
+        let head = prependLen(dsi) + leb128(prs.count)  // Public: the DSI and the password's length.
+        let tail = lvCat([UInt8](repeating: 0, count: zeroPaddingLength(prsByteCount: prs.count)), ci, sid)
+        return SecureBytes(count: head.count + prs.count + tail.count) { output in
+            var offset = head.withUnsafeBytes { append($0, to: output, at: 0) }
+            offset = append(prs, to: output, at: offset)
+            offset = tail.withUnsafeBytes { append($0, to: output, at: offset) }
+            assert(offset == output.count)
+        }
+    }
+
+    /// Copy `source` into `output` at `offset`; returns the offset after it. For assembling hash
+    /// inputs that hold secrets directly in guarded memory.
+    static func append(_ source: UnsafeRawBufferPointer, to output: UnsafeMutableRawBufferPointer, at offset: Int)
+        -> Int
+    {
+        precondition(offset + source.count <= output.count)
+        if source.count > 0 {
+            UnsafeMutableRawBufferPointer(rebasing: output[offset..<(offset + source.count)]).copyMemory(from: source)
+        }
+        return offset + source.count
+    }
+
+    /// gen_str_hash = H.hash(generator_string, 2 * field_size_bytes) = the full SHA-512 (§8.3).
+    @_spi(CPaceInternals)
+    public static func generatorHash(prs: UnsafeRawBufferPointer, ci: [UInt8], sid: [UInt8]) -> SecureBytes {
+        let generatorString = generatorString(prs: prs, ci: ci, sid: sid)
+        defer { generatorString.wipe() }
+        return sha512Secure(generatorString)
+    }
+
+    /// g = calculate_generator(H, PRS, CI, sid) (§8.3): the element derivation of RFC 9496
+    /// (`crypto_core_ristretto255_from_hash`) applied to gen_str_hash, returned encoded. It is a
+    /// function of the password, so it stays in guarded memory.
+    @_spi(CPaceInternals)
+    public static func calculateGenerator(prs: UnsafeRawBufferPointer, ci: [UInt8], sid: [UInt8]) -> SecureBytes {
+        let hash = generatorHash(prs: prs, ci: ci, sid: sid)
+        defer { hash.wipe() }
+        precondition(hash.count == SodiumSizes.ristretto255Hash)
+        let generator = SecureBytes(count: SodiumSizes.ristretto255Point)
+        let status = generator.withUnsafeMutableBytes { out in
+            hash.withUnsafeBytes { input in
+                crypto_core_ristretto255_from_hash(
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    input.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        precondition(status == 0, "crypto_core_ristretto255_from_hash cannot fail")
+        return generator
+    }
+
+    // MARK: Group functions (§6.1, §8.3)
+
+    /// G.sample_scalar() as §8.3 RECOMMENDS: 32 random bytes with the bits above group_size_bits
+    /// (252) cleared, read little-endian. Every such value is below the group order
+    /// 2^252 + 2774...493, so it is canonical; the draft prefers this to rejection sampling because
+    /// it has no data-dependent branch (§10.10). Zero (probability 2^-252) is redrawn, because
+    /// y = 0 would make Y the neutral element.
+    @_spi(CPaceInternals)
+    public static func sampleScalar(entropy: some EntropySource) -> SecureBytes {
+        // Bounded: each draw is zero with probability 2^-252.
+        for _ in 0..<4 {
+            let scalar = SecureBytes(count: SodiumSizes.ristretto255Scalar) { entropy.fill($0) }
+            let isZero = scalar.withUnsafeMutableBytes { bytes in
+                bytes[31] &= 0x0F  // Keep bits 0...251 (group_size_bits = 252).
+                return sodium_is_zero(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count) == 1
+            }
+            if !isZero { return scalar }
+            scalar.wipe()
+        }
+        preconditionFailure("entropy source returns only zeros")
+    }
+
+    /// Y = G.scalar_mult(y, g) = encode(y * g) (§8.3). Nil only if y * g is the neutral element,
+    /// which a non-zero scalar and a generator from `calculateGenerator` never give (the group
+    /// has prime order and g = I would need a SHA-512 output that maps to I).
+    @_spi(CPaceInternals)
+    public static func scalarMult(_ scalar: SecureBytes, _ generator: SecureBytes) -> [UInt8]? {
+        precondition(scalar.count == SodiumSizes.ristretto255Scalar && generator.count == elementBytes)
+        var share = [UInt8](repeating: 0, count: elementBytes)
+        let status = share.withUnsafeMutableBytes { out in
+            scalar.withUnsafeBytes { y in
+                generator.withUnsafeBytes { g in
+                    crypto_scalarmult_ristretto255(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        y.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        g.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
+        }
+        return status == 0 ? share : nil
+    }
+
+    /// G.scalar_mult_vfy(y, X) (§8.3): G.I if X does not decode, otherwise encode(y * decode(X)),
+    /// which is G.I when the product is the neutral element. libsodium's
+    /// `crypto_scalarmult_ristretto255` returns -1 in exactly those two cases (a non-canonical or
+    /// non-ristretto encoding, or an all-zero result), and we then return G.I as the draft says.
+    @_spi(CPaceInternals)
+    public static func scalarMultVfy(_ scalar: SecureBytes, _ point: [UInt8]) -> SecureBytes {
+        precondition(scalar.count == SodiumSizes.ristretto255Scalar)
+        let result = SecureBytes(count: elementBytes)
+        guard point.count == elementBytes else { return result }  // All zeros: G.I.
+        let status = result.withUnsafeMutableBytes { out in
+            scalar.withUnsafeBytes { y in
+                point.withUnsafeBytes { x in
+                    crypto_scalarmult_ristretto255(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        y.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        x.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
+        }
+        if status != 0 {
+            result.withUnsafeMutableBytes { Sodium.memzero($0) }  // G.I, whatever libsodium left.
+        }
+        return result
+    }
+
+    /// True when `element` is G.I (constant time: K is secret).
+    static func isNeutral(_ element: SecureBytes) -> Bool {
+        element.withUnsafeBytes { sodium_is_zero($0.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.count) == 1 }
+    }
+
+    // MARK: Keys (§7.2, §10.4)
+
+    /// ISK = H.hash(lv_cat(G.DSI || "_ISK", sid, K) || transcript) (§7.2). The input holds K, so
+    /// it is assembled in guarded memory.
+    @_spi(CPaceInternals)
+    public static func intermediateSessionKey(sid: [UInt8], k: SecureBytes, transcript: [UInt8]) -> SecureBytes {
+        precondition(k.count == elementBytes)
+        let head = prependLen(dsiISK) + prependLen(sid) + leb128(k.count)
+        let input = SecureBytes(count: head.count + k.count + transcript.count) { output in
+            var offset = head.withUnsafeBytes { append($0, to: output, at: 0) }
+            offset = k.withUnsafeBytes { append($0, to: output, at: offset) }
+            _ = transcript.withUnsafeBytes { append($0, to: output, at: offset) }
+        }
+        defer { input.wipe() }
+        return sha512Secure(input)
+    }
+
+    /// mac_key = H.hash("CPaceMac" || sid || ISK) (§10.4).
+    @_spi(CPaceInternals)
+    public static func macKey(sid: [UInt8], isk: SecureBytes) -> SecureBytes {
+        let head = Array("CPaceMac".utf8) + sid
+        let input = SecureBytes(count: head.count + isk.count) { output in
+            let offset = head.withUnsafeBytes { append($0, to: output, at: 0) }
+            _ = isk.withUnsafeBytes { append($0, to: output, at: offset) }
+        }
+        defer { input.wipe() }
+        return sha512Secure(input)
+    }
+
+    /// T = MAC(mac_key, lv_cat(Y, AD)) with MAC = HMAC-SHA-512 (§10.4: each party tags the message
+    /// it sent; this works in the symmetric setting, without message ordering). The draft gives
+    /// no vectors for it; the tests pin it against an independent computation (Python's hmac).
+    @_spi(CPaceInternals)
+    public static func confirmationTag(macKey: SecureBytes, share: [UInt8], associatedData: [UInt8]) -> [UInt8] {
+        let message = lvCat(share, associatedData)
+        var tag = [UInt8](repeating: 0, count: Int(crypto_auth_hmacsha512_bytes()))
+        var state = crypto_auth_hmacsha512_state()
+        macKey.withUnsafeBytes { key in
+            _ = crypto_auth_hmacsha512_init(&state, key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count)
+        }
+        message.withUnsafeBytes { input in
+            _ = crypto_auth_hmacsha512_update(
+                &state, input.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(input.count))
+        }
+        tag.withUnsafeMutableBytes { out in
+            _ = crypto_auth_hmacsha512_final(&state, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        // The state held key-derived pads. libsodium's final already wipes it; wiping again keeps
+        // this code correct whatever a future libsodium does.
+        withUnsafeMutableBytes(of: &state) { Sodium.memzero($0) }
+        return tag
+    }
+
+    // MARK: Hashing
+
+    /// SHA-512 of public bytes.
+    static func sha512(_ input: [UInt8]) -> [UInt8] {
+        Sodium.ensureInitialized()
+        var output = [UInt8](repeating: 0, count: SodiumSizes.sha512)
+        output.withUnsafeMutableBytes { out in
+            input.withUnsafeBytes { bytes in
+                _ = crypto_hash_sha512(
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            }
+        }
+        return output
+    }
+
+    /// SHA-512 of secret bytes, into guarded memory.
+    static func sha512Secure(_ input: SecureBytes) -> SecureBytes {
+        SecureBytes(count: SodiumSizes.sha512) { out in
+            input.withUnsafeBytes { bytes in
+                _ = crypto_hash_sha512(
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            }
+        }
+    }
+}
+
+/// One party's single run of CPace (§7): it makes its share at creation, derives ISK from the
+/// peer's share, and releases ISK only once the peer's key confirmation verifies.
+///
+/// Use in a symmetric session (both peers start at once, neither is "first"):
+/// ```
+/// let party = CPaceParty(password: code.password!, channelIdentifier: CPaceParty.channelIdentifier(room: room),
+///                        associatedData: helloPayload, setting: .symmetric, entropy: entropy)
+/// send PAKE(key: party.share, payload: party.associatedData)
+/// // on the peer's PAKE:
+/// let pending = try party.receive(peerShare: key, peerAssociatedData: payload)   // aborts on bad shares
+/// send KEY_CONFIRM(payload: pending.localTag)
+/// // on the peer's KEY_CONFIRM:
+/// let isk = try pending.confirm(peerTag: payload)   // "authentication failed" on a wrong password
+/// ```
+/// The scalar is wiped as soon as K is computed, and K as soon as ISK is (§10.3: K is never
+/// exposed). A party is single-use: a new handshake makes a new party (§10.9: scalars are never
+/// reused).
+public final class CPaceParty {
+    /// Which transcript the run uses (§6.3, §10.1).
+    public enum Setting: Sendable, Hashable {
+        /// Party A of the initiator-responder setting: transcript_ir with our share first.
+        case initiator
+        /// Party B of the initiator-responder setting: transcript_ir with the peer's share first.
+        case responder
+        /// Either may speak first: transcript_oc, the same whoever computes it.
+        case symmetric
+    }
+
+    public let setting: Setting
+    /// Our public share Y: goes on the wire (uniformly distributed, independent of the password).
+    public let share: [UInt8]
+    /// Our associated data AD: goes on the wire in clear and is authenticated by ISK.
+    public let associatedData: [UInt8]
+    private let sessionIdentifier: [UInt8]
+    private var scalar: SecureBytes?
+
+    /// The recommended CI for securechat: the protocol label and the room, lv-encoded. CI binds
+    /// the run to the room (a run in one room cannot be relayed into another) and never goes on
+    /// the wire (§4.1).
+    public static func channelIdentifier(room: RoomCode) -> [UInt8] {
+        CPace.lvCat(Array("securechat/v2/cpace".utf8), Array(room.value.utf8))
+    }
+
+    /// Start a run with the password of a chat code (PRS = its bytes, §4.3).
+    public convenience init(
+        password: Password, channelIdentifier: [UInt8], sessionIdentifier: [UInt8] = [],
+        associatedData: [UInt8], setting: Setting, entropy: some EntropySource
+    ) throws(CPaceError) {
+        try self.init(
+            prs: password.secret, channelIdentifier: channelIdentifier, sessionIdentifier: sessionIdentifier,
+            associatedData: associatedData, setting: setting, entropy: entropy)
+    }
+
+    /// Start a run with raw PRS bytes (known-answer tests; sessions pass a `Password`).
+    /// - Parameters:
+    ///   - prs: the password-related string; read, not retained.
+    ///   - channelIdentifier: CI, identical on both sides, never sent (§4.1).
+    ///   - sessionIdentifier: sid, public and identical on both sides; empty if none (§4.1, §10.6).
+    ///   - associatedData: our AD, sent in clear and authenticated (§4.1); at most 1024 bytes.
+    public init(
+        prs: SecureBytes, channelIdentifier: [UInt8], sessionIdentifier: [UInt8] = [],
+        associatedData: [UInt8], setting: Setting, entropy: some EntropySource
+    ) throws(CPaceError) {
+        guard associatedData.count <= CPace.associatedDataMaxBytes else {
+            throw .associatedDataTooLong(associatedData.count)
+        }
+        precondition(prs.count <= CPace.inputMaxBytes, "PRS longer than CPace.inputMaxBytes")
+        precondition(channelIdentifier.count <= CPace.inputMaxBytes && sessionIdentifier.count <= CPace.inputMaxBytes)
+        let generator = prs.withUnsafeBytes { prsBytes in
+            CPace.calculateGenerator(prs: prsBytes, ci: channelIdentifier, sid: sessionIdentifier)
+        }
+        defer { generator.wipe() }
+        // Bounded: y * g is the neutral element only for y = 0 (excluded) or g = I (never, see
+        // `CPace.scalarMult`); a second failure means a broken entropy source or library.
+        var made: (scalar: SecureBytes, share: [UInt8])?
+        for _ in 0..<2 where made == nil {
+            let candidate = CPace.sampleScalar(entropy: entropy)
+            if let share = CPace.scalarMult(candidate, generator) {
+                made = (candidate, share)
+            } else {
+                candidate.wipe()
+            }
+        }
+        guard let made else { preconditionFailure("CPace: y * g is the neutral element twice") }
+        self.setting = setting
+        self.scalar = made.scalar
+        self.share = made.share
+        self.associatedData = associatedData
+        self.sessionIdentifier = sessionIdentifier
+    }
+
+    deinit {
+        scalar?.wipe()
+    }
+
+    /// True once the run has used (and wiped) its scalar, or was abandoned with `wipe()`.
+    public var isFinished: Bool { scalar == nil }
+
+    /// Abandon the run: wipe the scalar now.
+    public func wipe() {
+        scalar?.wipe()
+        scalar = nil
+    }
+
+    /// Derive ISK from the peer's share (§7.2). Aborts (and wipes the scalar) if the share is
+    /// malformed, decodes to nothing, yields K = G.I, or is our own share reflected back.
+    public func receive(peerShare: [UInt8], peerAssociatedData: [UInt8]) throws(CPaceError) -> CPaceConfirmation {
+        guard let scalar else { throw .alreadyFinished }
+        // Whatever happens next, this scalar is never used again (§10.9).
+        defer { wipe() }
+        guard peerShare.count == CPace.elementBytes else { throw .invalidShareLength(peerShare.count) }
+        guard peerAssociatedData.count <= CPace.associatedDataMaxBytes else {
+            throw .associatedDataTooLong(peerAssociatedData.count)
+        }
+        // An honest peer's share equals ours with probability 2^-252: equality is a reflection.
+        guard peerShare != share else { throw .reflectedShare }
+        let k = CPace.scalarMultVfy(scalar, peerShare)
+        defer { k.wipe() }
+        guard !CPace.isNeutral(k) else { throw .invalidPeerShare }
+
+        let transcript: [UInt8]
+        switch setting {
+        case .initiator:
+            transcript = CPace.transcriptIR(ya: share, ada: associatedData, yb: peerShare, adb: peerAssociatedData)
+        case .responder:
+            transcript = CPace.transcriptIR(ya: peerShare, ada: peerAssociatedData, yb: share, adb: associatedData)
+        case .symmetric:
+            transcript = CPace.transcriptOC(ya: share, ada: associatedData, yb: peerShare, adb: peerAssociatedData)
+        }
+        let isk = CPace.intermediateSessionKey(sid: sessionIdentifier, k: k, transcript: transcript)
+        let macKey = CPace.macKey(sid: sessionIdentifier, isk: isk)
+        defer { macKey.wipe() }
+        let localTag = CPace.confirmationTag(macKey: macKey, share: share, associatedData: associatedData)
+        let peerTag = CPace.confirmationTag(macKey: macKey, share: peerShare, associatedData: peerAssociatedData)
+        // Our message sorts first in o_cat when it is the larger: that side is `high`.
+        let localIsLarger = CPace.isLexicographicallyLarger(
+            CPace.lvCat(share, associatedData), CPace.lvCat(peerShare, peerAssociatedData))
+        return CPaceConfirmation(
+            isk: isk, expectedPeerTag: peerTag.withUnsafeBytes { SecureBytes(copying: $0) }, localTag: localTag,
+            transcript: transcript, sidOutput: CPace.sidOutput(transcript: transcript),
+            localSide: localIsLarger ? .high : .low)
+    }
+}
+
+/// The state between deriving ISK and the peer's key confirmation.
+///
+/// ISK is held back until the peer proves it has the same key (`confirm(peerTag:)`), so nothing
+/// can be encrypted under an unconfirmed key by mistake.
+public final class CPaceConfirmation {
+    private var isk: SecureBytes?
+    /// The tag the peer must send: secret until it does (it would let anyone forge a confirmation).
+    private let expectedPeerTag: SecureBytes
+    /// Our key confirmation tag, to send to the peer (KEY_CONFIRM). Public once sent.
+    public let localTag: [UInt8]
+    /// The transcript ISK was derived over (public: shares and associated data).
+    public let transcript: [UInt8]
+    /// sid_output (§10.6): a public identifier of this run, the same on both sides.
+    public let sidOutput: [UInt8]
+    /// Our direction for session keys: `low` when our lv_cat(Y, AD) is the lexicographically
+    /// smaller (o_cat puts it second), `high` otherwise; the two sides always differ.
+    public let localSide: EncryptionHandler.Side
+
+    init(
+        isk: SecureBytes, expectedPeerTag: SecureBytes, localTag: [UInt8], transcript: [UInt8], sidOutput: [UInt8],
+        localSide: EncryptionHandler.Side
+    ) {
+        self.isk = isk
+        self.expectedPeerTag = expectedPeerTag
+        self.localTag = localTag
+        self.transcript = transcript
+        self.sidOutput = sidOutput
+        self.localSide = localSide
+    }
+
+    deinit {
+        isk?.wipe()
+        expectedPeerTag.wipe()
+    }
+
+    /// True once `confirm` succeeded or failed, or `wipe()` ran.
+    public var isFinished: Bool { isk == nil }
+
+    /// Check the peer's tag (in constant time) and, if it verifies, hand over ISK (64 bytes; the
+    /// caller owns it). A wrong tag wipes ISK: a failed run is over, there is no second try.
+    public func confirm(peerTag: [UInt8]) throws(CPaceError) -> SecureBytes {
+        guard let isk else { throw .alreadyFinished }
+        self.isk = nil
+        guard expectedPeerTag.constantTimeEquals(peerTag) else {
+            isk.wipe()
+            throw .confirmationFailed
+        }
+        return isk
+    }
+
+    /// Abandon the run: wipe ISK now.
+    public func wipe() {
+        isk?.wipe()
+        isk = nil
+    }
+}

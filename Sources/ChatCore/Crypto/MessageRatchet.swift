@@ -1,0 +1,310 @@
+import CSodium
+
+/// Derivation of a session's master key from what the handshake agreed.
+public enum SessionKeyDerivation {
+    /// Domain separation for the master key.
+    static let label = Array("securechat/v2/session-master".utf8)
+
+    /// master = BLAKE2b-256(key: handshakeSecret, message: label || transcriptHash).
+    ///
+    /// `handshakeSecret` is CPace's ISK (64 bytes) or the raw X25519 shared secret (32 bytes);
+    /// `transcriptHash` binds the keys to everything both sides said in the handshake. CPace's
+    /// §10.3 recommends running ISK through a KDF before use; keyed BLAKE2b is libsodium's
+    /// (`crypto_generichash`), and it accepts keys of 16 to 64 bytes.
+    public static func masterKey(handshakeSecret: SecureBytes, transcriptHash: [UInt8]) -> SecureBytes {
+        precondition((16...64).contains(handshakeSecret.count), "BLAKE2b keys are 16...64 bytes")
+        Sodium.ensureInitialized()
+        let message = label + transcriptHash
+        return SecureBytes(count: SodiumSizes.kdfKey) { out in
+            handshakeSecret.withUnsafeBytes { key in
+                message.withUnsafeBytes { input in
+                    _ = crypto_generichash(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count,
+                        input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count),
+                        key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count)
+                }
+            }
+        }
+    }
+}
+
+/// Session encryption with forward secrecy inside the session: Signal's symmetric-key ratchet.
+///
+/// From the master key come four keys (libsodium's `crypto_kdf_derive_from_key`, keyed BLAKE2b,
+/// one context per purpose and one subkey id per direction): a chain key for each direction and
+/// a control key for each direction. Each chat record is sealed under its own message key:
+///
+///     message key n = KDF(chain_n, id 1, "SC_RATCH"),   chain_{n+1} = KDF(chain_n, id 2, "SC_RATCH")
+///
+/// and chain_n is overwritten by chain_{n+1} in place the moment key n is made, so the ratchet
+/// holds only the newest chain key per direction. BLAKE2b is one-way, so nothing it holds leads
+/// back to an earlier chain key or message key: RAM seized mid-chat does not open earlier
+/// records. The master key is wiped once the four keys exist.
+///
+/// Records must be sealed and opened strictly in order (the session buffers ciphertext that
+/// arrives early and opens it when its turn comes); a record that fails authentication does not
+/// move the chain. The cipher is XSalsa20-Poly1305 (`crypto_secretbox_easy`); the nonce is the
+/// same counter nonce as `EncryptionHandler`'s (purpose, direction, sequence), so no key-nonce
+/// pair repeats even across purposes.
+///
+/// Key confirmations and acknowledgements carry no chat content and use the per-direction
+/// control keys, which do not ratchet. The API mirrors `EncryptionHandler`, so the session can
+/// switch to it by changing its constructor call.
+public final class MessageRatchet {
+    /// The context of the chain keys (8 bytes, as `crypto_kdf` requires).
+    static let chainContext = Array("SC_CHAIN".utf8)
+    /// The context of the control keys.
+    static let controlContext = Array("SC_CTRL_".utf8)
+    /// The context of each ratchet step.
+    static let stepContext = Array("SC_RATCH".utf8)
+    /// Subkey ids: which direction a chain or control key serves.
+    static let lowToHighID: UInt64 = 1
+    static let highToLowID: UInt64 = 2
+    /// Subkey ids of a ratchet step.
+    static let messageKeyID: UInt64 = 1
+    static let nextChainID: UInt64 = 2
+
+    /// Our side; we seal as `localSide` and open as `localSide.other`.
+    public let localSide: EncryptionHandler.Side
+    /// The sequence number the next sealed record must have (exactly).
+    public private(set) var nextSendSequence: UInt64
+    /// The sequence number the next opened record must have (exactly).
+    public private(set) var nextReceiveSequence: UInt64
+    /// Records sealed and opened so far under this ratchet.
+    public private(set) var recordsSealed: UInt64 = 0
+    public private(set) var recordsOpened: UInt64 = 0
+
+    private let sendChain: SecureBytes
+    private let receiveChain: SecureBytes
+    private let sendControl: SecureBytes
+    private let receiveControl: SecureBytes
+    private var nextAckCounter: UInt64 = 1
+    private var lastOpenedAckCounter: UInt64 = 0
+
+    /// - Parameters:
+    ///   - masterKey: 32 bytes from `SessionKeyDerivation.masterKey`; the ratchet takes ownership
+    ///     and wipes it once the four keys are derived.
+    ///   - localSide: which direction we seal in (the peer uses the other).
+    ///   - nextSendSequence, nextReceiveSequence: the sequence numbers chain position 0 stands for
+    ///     in each direction (a resumed conversation continues its numbering under new keys).
+    public init(
+        masterKey: SecureBytes, localSide: EncryptionHandler.Side, nextSendSequence: UInt64 = 1,
+        nextReceiveSequence: UInt64 = 1
+    ) {
+        precondition(masterKey.count == SodiumSizes.kdfKey, "the master key has crypto_kdf_KEYBYTES bytes")
+        precondition(nextSendSequence >= 1 && nextReceiveSequence >= 1, "sequence numbers start at 1")
+        let sendID = localSide == .low ? Self.lowToHighID : Self.highToLowID
+        let receiveID = localSide == .low ? Self.highToLowID : Self.lowToHighID
+        sendChain = Self.derive(from: masterKey, id: sendID, context: Self.chainContext)
+        receiveChain = Self.derive(from: masterKey, id: receiveID, context: Self.chainContext)
+        sendControl = Self.derive(from: masterKey, id: sendID, context: Self.controlContext)
+        receiveControl = Self.derive(from: masterKey, id: receiveID, context: Self.controlContext)
+        masterKey.wipe()
+        self.localSide = localSide
+        self.nextSendSequence = nextSendSequence
+        self.nextReceiveSequence = nextReceiveSequence
+    }
+
+    deinit {
+        wipe()
+    }
+
+    /// True once `wipe()` has run.
+    public var isWiped: Bool { sendChain.isWiped }
+
+    /// Wipe every key. Every later seal or open fails with `noKeys`.
+    public func wipe() {
+        for key in [sendChain, receiveChain, sendControl, receiveControl] { key.wipe() }
+    }
+
+    /// Set where chain position 0 stands in each direction: only before the first record moves
+    /// either chain, because afterwards the positions are fixed by the keys already used.
+    public func resume(nextSendSequence send: UInt64, nextReceiveSequence receive: UInt64) {
+        precondition(recordsSealed == 0 && recordsOpened == 0, "resume only before the first record")
+        precondition(send >= 1 && receive >= 1)
+        nextSendSequence = send
+        nextReceiveSequence = receive
+    }
+
+    // MARK: Chat records (ratcheted)
+
+    /// Seal record `sequence`, which must be exactly `nextSendSequence`: its message key is made,
+    /// used once and wiped, and the send chain moves on. A lower number is refused as `replayed`
+    /// (its key no longer exists), a higher one as `outOfOrder`.
+    public func sealRecord(sequence: UInt64, _ plaintext: UnsafeRawBufferPointer) throws(CryptoError) -> [UInt8] {
+        guard !isWiped else { throw .noKeys }
+        guard sequence >= nextSendSequence else { throw .replayed(sequence: sequence, expected: nextSendSequence) }
+        guard sequence == nextSendSequence else { throw .outOfOrder(sequence: sequence, expected: nextSendSequence) }
+        guard sequence < UInt64.max else { throw .sequenceExhausted }
+        let messageKey = Self.advance(sendChain)
+        defer { messageKey.wipe() }
+        let sealed = Self.seal(
+            key: messageKey, nonce: EncryptionHandler.nonce(purpose: .record, side: localSide, counter: sequence),
+            plaintext)
+        nextSendSequence = sequence + 1
+        recordsSealed += 1
+        return sealed
+    }
+
+    /// Open record `sequence`, which must be exactly `nextReceiveSequence`. On success the
+    /// receive chain moves on and the message key is wiped; on failure nothing moves, so a forged
+    /// or damaged record cannot push the receiver out of step with the sender.
+    public func openRecord(sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        guard !isWiped else { throw .noKeys }
+        guard sequence >= nextReceiveSequence else {
+            throw .replayed(sequence: sequence, expected: nextReceiveSequence)
+        }
+        guard sequence == nextReceiveSequence else {
+            throw .outOfOrder(sequence: sequence, expected: nextReceiveSequence)
+        }
+        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
+        let (messageKey, nextChain) = Self.step(receiveChain)
+        defer {
+            messageKey.wipe()
+            nextChain.wipe()
+        }
+        let plaintext = try Self.open(
+            key: messageKey,
+            nonce: EncryptionHandler.nonce(purpose: .record, side: localSide.other, counter: sequence), ciphertext)
+        Self.overwrite(receiveChain, with: nextChain)
+        nextReceiveSequence = sequence + 1
+        recordsOpened += 1
+        return plaintext
+    }
+
+    // MARK: Key confirmation and acknowledgements (control keys, not ratcheted)
+
+    /// Seal our key confirmation (once per session: counter 0 of the confirm space).
+    public func sealConfirmation(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> [UInt8] {
+        guard !isWiped else { throw .noKeys }
+        return Self.seal(
+            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide, counter: 0), body)
+    }
+
+    /// Open the peer's key confirmation. Our own, reflected back, fails: it is under our key.
+    public func openConfirmation(_ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        guard !isWiped else { throw .noKeys }
+        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
+        return try Self.open(
+            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide.other, counter: 0),
+            ciphertext)
+    }
+
+    /// Seal an acknowledgement; returns its counter and box. Each ack uses a fresh counter.
+    public func sealAck(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> (counter: UInt64, box: [UInt8]) {
+        guard !isWiped else { throw .noKeys }
+        let counter = nextAckCounter
+        guard counter < UInt64.max else { throw .sequenceExhausted }
+        let box = Self.seal(
+            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide, counter: counter), body)
+        nextAckCounter += 1
+        return (counter, box)
+    }
+
+    /// Open a peer acknowledgement. Acks older than the newest one opened are replays.
+    public func openAck(counter: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        guard !isWiped else { throw .noKeys }
+        guard counter > lastOpenedAckCounter else {
+            throw .replayed(sequence: counter, expected: lastOpenedAckCounter + 1)
+        }
+        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
+        let body = try Self.open(
+            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide.other, counter: counter),
+            ciphertext)
+        lastOpenedAckCounter = counter
+        return body
+    }
+
+    // MARK: Key schedule
+
+    /// KDF(key, id, context): `crypto_kdf_derive_from_key`, a 32-byte subkey in guarded memory.
+    static func derive(from key: SecureBytes, id: UInt64, context: [UInt8]) -> SecureBytes {
+        precondition(context.count == SodiumSizes.kdfContext && key.count == SodiumSizes.kdfKey)
+        // crypto_kdf reads exactly 8 context bytes as `const char *`.
+        let contextCharacters = context.map { CChar(bitPattern: $0) }
+        return SecureBytes(count: SodiumSizes.secretboxKey) { out in
+            key.withUnsafeBytes { master in
+                contextCharacters.withUnsafeBufferPointer { ctx in
+                    let status = crypto_kdf_derive_from_key(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count, id, ctx.baseAddress!,
+                        master.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    precondition(status == 0, "crypto_kdf_derive_from_key rejects only bad lengths")
+                }
+            }
+        }
+    }
+
+    /// One ratchet step from `chain`: (message key n, chain key n+1). `chain` is left unchanged.
+    static func step(_ chain: SecureBytes) -> (messageKey: SecureBytes, nextChain: SecureBytes) {
+        (derive(from: chain, id: messageKeyID, context: stepContext),
+         derive(from: chain, id: nextChainID, context: stepContext))
+    }
+
+    /// Make message key n from `chain` and replace chain_n by chain_{n+1} in place.
+    static func advance(_ chain: SecureBytes) -> SecureBytes {
+        let (messageKey, nextChain) = step(chain)
+        overwrite(chain, with: nextChain)
+        nextChain.wipe()
+        return messageKey
+    }
+
+    /// Copy `source` over `destination` (same size): the old bytes are gone, not freed elsewhere.
+    static func overwrite(_ destination: SecureBytes, with source: SecureBytes) {
+        precondition(destination.count == source.count)
+        destination.withUnsafeMutableBytes { out in source.withUnsafeBytes { out.copyMemory(from: $0) } }
+    }
+
+    // MARK: Primitive
+
+    private static func seal(key: SecureBytes, nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer) -> [UInt8] {
+        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + SodiumSizes.secretboxMAC)
+        let status = ciphertext.withUnsafeMutableBytes { out in
+            key.withUnsafeBytes { k in
+                nonce.withUnsafeBytes { n in
+                    crypto_secretbox_easy(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                        n.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
+        }
+        precondition(status == 0, "crypto_secretbox_easy cannot fail for in-range lengths")
+        return ciphertext
+    }
+
+    private static func open(key: SecureBytes, nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer)
+        throws(CryptoError) -> SecureBytes
+    {
+        precondition(ciphertext.count >= SodiumSizes.secretboxMAC)
+        // The plaintext goes straight into guarded memory, never into an ordinary array.
+        let plaintext = SecureBytes(count: ciphertext.count - SodiumSizes.secretboxMAC)
+        let status = plaintext.withUnsafeMutableBytes { out in
+            key.withUnsafeBytes { k in
+                nonce.withUnsafeBytes { n in
+                    crypto_secretbox_open_easy(
+                        // Never nil: even an empty SecureBytes lends its one-byte guarded allocation.
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
+                        n.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
+        }
+        guard status == 0 else {
+            plaintext.wipe()
+            throw .authenticationFailed
+        }
+        return plaintext
+    }
+
+    // MARK: Inspection (tests only)
+
+    /// Copies of every secret the ratchet holds right now (send chain, receive chain, send
+    /// control, receive control), for the forward-secrecy tests: they show that after step n
+    /// nothing from which an earlier key follows is still held. Never used by shipped code.
+    @_spi(Testing)
+    public func heldSecretsForTesting() -> [[UInt8]] {
+        [sendChain, receiveChain, sendControl, receiveControl].map { key in key.withUnsafeBytes { Array($0) } }
+    }
+}
