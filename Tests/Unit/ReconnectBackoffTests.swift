@@ -1,25 +1,6 @@
 import ChatCore
 import Testing
 
-/// A deterministic entropy source for tests: SplitMix64 from a seed.
-private final class SeededEntropy: EntropySource {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        for index in buffer.indices {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            buffer[index] = UInt8(truncatingIfNeeded: z ^ (z >> 31))
-        }
-    }
-}
-
 /// An entropy source that always returns the same byte.
 private final class ConstantEntropy: EntropySource {
     let byte: UInt8
