@@ -126,7 +126,7 @@ struct RelayLimitsTests {
 
     @Test("Handshake timeout: a slowloris that never finishes its upgrade request is cut off")
     func handshakeTimeout() async throws {
-        try await withRelay(["--handshake-timeout-seconds", "1"]) { relay in
+        try await withRelay(["--handshake-timeout-seconds", "3"]) { relay in
             let (alice, bob) = try await joinedPair(relay, room: "SLOW")
             // Half an HTTP request, then silence: the relay must close the socket by itself.
             let answer = try await holdRawConnection(
@@ -141,14 +141,16 @@ struct RelayLimitsTests {
 
     @Test("Pings find a dead peer: one that never answers gets IDLE_TIMEOUT and 1008; live ones stay")
     func idleTimeoutAndPings() async throws {
-        try await withRelay(["--ping-interval-seconds", "1", "--idle-timeout-seconds", "3"]) { relay in
+        // Generous against a starved machine (tests run in parallel on 2 cores): the live clients must
+        // never look idle, and the dead one is cut off only after several unanswered pings.
+        try await withRelay(["--ping-interval-seconds", "2", "--idle-timeout-seconds", "10"]) { relay in
             let (alice, bob) = try await joinedPair(relay, room: "LIVE")
             let seen = try await RawWebSocket.withConnection(relay.url) { dead in
                 try await dead.send(joinFrame("DEAD"))
                 var opcodes: [WebSocketOpcode] = []
                 var texts: [String] = []
                 for _ in 0..<100 {
-                    guard let frame = try await dead.nextFrame(timeoutSeconds: 15) else { break }
+                    guard let frame = try await dead.nextFrame(timeoutSeconds: 30) else { break }
                     opcodes.append(frame.opcode)
                     if frame.opcode == .text { texts.append(String(buffer: frame.unmaskedData)) }
                     if frame.opcode == .connectionClose {
