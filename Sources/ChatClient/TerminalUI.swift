@@ -112,6 +112,10 @@ final class TerminalUI: ClientRenderer {
             if !late.isEmpty {
                 printLines([style("-- queued message(s) delivered: " + late.map(\.description).joined(separator: " "),
                                   dim)])
+            } else if !closed {
+                // Nothing to print, but the pending count in the status line just went down.
+                eraseBlock()
+                drawBlock()
             }
         case let .undeliverable(messages, reason):
             queuedIDs.removeAll { id in messages.contains { $0.id == id } }
