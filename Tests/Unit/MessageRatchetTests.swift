@@ -216,6 +216,52 @@ struct MessageRatchetTests {
         }
     }
 
+    @Test("Lent open: same plaintext as the allocating open at every size, and no key or plaintext left behind")
+    func lentOpen() throws {
+        let (low, high) = Self.pair()
+        let isZero = { (bytes: [UInt8]) in bytes.allSatisfy { $0 == 0 } }
+        // Sizes across the open buffer's growth (256 bytes, then doubling) and back down.
+        let sizes = [0, 1, 255, 256, 257, 5_000, 70_000, 3, 600]
+        for (index, size) in sizes.enumerated() {
+            let sequence = UInt64(index + 1)
+            let text = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+            let box = try text.withBytes { buffer throws(CryptoError) in
+                try low.sealRecord(sequence: sequence, buffer)
+            }
+            #expect(low.scratchForTesting().allSatisfy(isZero), "seal left the step's keys in the scratch")
+            // A damaged copy first: refused, nothing lent, nothing moved, nothing left behind.
+            var damaged = box
+            damaged[damaged.count / 2] ^= 1
+            var lent = false
+            #expect(throws: CryptoError.authenticationFailed) {
+                try damaged.withBytes { buffer throws(CryptoError) in
+                    try high.openRecord(sequence: sequence, buffer) { _ in lent = true }
+                }
+            }
+            #expect(!lent && high.nextReceiveSequence == sequence)
+            #expect(high.scratchForTesting().allSatisfy(isZero), "a failed open left key or plaintext bytes")
+            // Alternate the two APIs: they must agree with each other and with what was sealed.
+            let opened: [UInt8]
+            if index.isMultiple(of: 2) {
+                opened = try box.withBytes { buffer throws(CryptoError) in
+                    try high.openRecord(sequence: sequence, buffer) { Array($0) }
+                }
+            } else {
+                opened = try box.withBytes { buffer throws(CryptoError) in
+                    try high.openRecord(sequence: sequence, buffer)
+                }.testCopy
+            }
+            #expect(opened == text, "record of \(size) bytes")
+            #expect(high.scratchForTesting().allSatisfy(isZero), "the open left key or plaintext bytes")
+            #expect(high.nextReceiveSequence == sequence + 1)
+        }
+        // The buffer grew to hold the largest record (70,000 bytes) and no further than doubling.
+        let bufferBytes = try #require(high.scratchForTesting().last).count
+        #expect(bufferBytes >= 70_000 && bufferBytes < 2 * 70_000)
+        high.wipe()
+        #expect(high.scratchForTesting().isEmpty, "wipe releases the scratch and the open buffer")
+    }
+
     @Test("Master key derivation: deterministic, bound to the secret and to the transcript")
     func masterKey() {
         func derive(_ secret: [UInt8], _ transcript: [UInt8]) -> [UInt8] {

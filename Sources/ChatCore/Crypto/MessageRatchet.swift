@@ -63,23 +63,45 @@ public final class MessageRatchet {
     /// Subkey ids of a ratchet step.
     static let messageKeyID: UInt64 = 1
     static let nextChainID: UInt64 = 2
+    /// libsodium's sizes as literals, which the compiler folds: `SodiumSizes` reads them from
+    /// libsodium at run time and costs a `swift_once` per use on the per-record path. `init`
+    /// checks that they agree.
+    static let keyBytes = 32  // crypto_kdf_KEYBYTES and crypto_secretbox_KEYBYTES
+    static let contextBytes = 8  // crypto_kdf_CONTEXTBYTES
+    static let macBytes = 16  // crypto_secretbox_MACBYTES
+    static let nonceBytes = 24  // crypto_secretbox_NONCEBYTES
 
     /// Our side; we seal as `localSide` and open as `localSide.other`.
     public let localSide: EncryptionHandler.Side
+
+    // `@exclusivity(unchecked)` on the stored vars: each is read or written in an instant, never
+    // held across a call (no `inout` to them escapes), so no two accesses can overlap; the
+    // dynamic checks cost ~13 runtime calls and ~1,000 instructions per seal + open (callgrind,
+    // BENCHMARKS.md "Crypto: Swift vs C").
     /// The sequence number the next sealed record must have (exactly).
-    public private(set) var nextSendSequence: UInt64
+    @exclusivity(unchecked) public private(set) var nextSendSequence: UInt64
     /// The sequence number the next opened record must have (exactly).
-    public private(set) var nextReceiveSequence: UInt64
+    @exclusivity(unchecked) public private(set) var nextReceiveSequence: UInt64
     /// Records sealed and opened so far under this ratchet.
-    public private(set) var recordsSealed: UInt64 = 0
-    public private(set) var recordsOpened: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var recordsSealed: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var recordsOpened: UInt64 = 0
 
     private let sendChain: SecureBytes
     private let receiveChain: SecureBytes
     private let sendControl: SecureBytes
     private let receiveControl: SecureBytes
-    private var nextAckCounter: UInt64 = 1
-    private var lastOpenedAckCounter: UInt64 = 0
+    /// Guarded scratch for one ratchet step: message key n in bytes 0..<32, chain key n+1 in
+    /// 32..<64, wiped as soon as the step is done. One allocation for the ratchet's life because
+    /// `sodium_malloc` costs an mmap, two mprotects and an mlock, and `sodium_free` a munlock and
+    /// an munmap: ~40 us per pair on the project's machine, where a whole 1 KiB seal + open costs
+    /// ~5 us; a fresh allocation per derived key made the ratchet 40x slower than the same calls
+    /// from C (BENCHMARKS.md, "Crypto: Swift vs C").
+    private let stepScratch: SecureBytes
+    /// Guarded memory that opened records are lent from (`openRecord(sequence:_:_:)`), wiped
+    /// after each use; it grows to the largest record opened so far. Same reason as `stepScratch`.
+    @exclusivity(unchecked) private var openBuffer: SecureBytes?
+    @exclusivity(unchecked) private var nextAckCounter: UInt64 = 1
+    @exclusivity(unchecked) private var lastOpenedAckCounter: UInt64 = 0
 
     /// - Parameters:
     ///   - masterKey: 32 bytes from `SessionKeyDerivation.masterKey`; the ratchet takes ownership
@@ -92,6 +114,10 @@ public final class MessageRatchet {
         nextReceiveSequence: UInt64 = 1
     ) {
         precondition(masterKey.count == SodiumSizes.kdfKey, "the master key has crypto_kdf_KEYBYTES bytes")
+        precondition(
+            SodiumSizes.kdfKey == Self.keyBytes && SodiumSizes.secretboxKey == Self.keyBytes
+                && SodiumSizes.kdfContext == Self.contextBytes && SodiumSizes.secretboxMAC == Self.macBytes
+                && SodiumSizes.secretboxNonce == Self.nonceBytes, "libsodium's sizes changed")
         precondition(nextSendSequence >= 1 && nextReceiveSequence >= 1, "sequence numbers start at 1")
         let sendID = localSide == .low ? Self.lowToHighID : Self.highToLowID
         let receiveID = localSide == .low ? Self.highToLowID : Self.lowToHighID
@@ -100,6 +126,7 @@ public final class MessageRatchet {
         sendControl = Self.derive(from: masterKey, id: sendID, context: Self.controlContext)
         receiveControl = Self.derive(from: masterKey, id: receiveID, context: Self.controlContext)
         masterKey.wipe()
+        stepScratch = SecureBytes(count: 2 * Self.keyBytes)
         self.localSide = localSide
         self.nextSendSequence = nextSendSequence
         self.nextReceiveSequence = nextReceiveSequence
@@ -114,7 +141,9 @@ public final class MessageRatchet {
 
     /// Wipe every key. Every later seal or open fails with `noKeys`.
     public func wipe() {
-        for key in [sendChain, receiveChain, sendControl, receiveControl] { key.wipe() }
+        for key in [sendChain, receiveChain, sendControl, receiveControl, stepScratch] { key.wipe() }
+        openBuffer?.wipe()
+        openBuffer = nil
     }
 
     /// Set where chain position 0 stands in each direction: only before the first record moves
@@ -136,20 +165,36 @@ public final class MessageRatchet {
         guard sequence >= nextSendSequence else { throw .replayed(sequence: sequence, expected: nextSendSequence) }
         guard sequence == nextSendSequence else { throw .outOfOrder(sequence: sequence, expected: nextSendSequence) }
         guard sequence < UInt64.max else { throw .sequenceExhausted }
-        let messageKey = Self.advance(sendChain)
-        defer { messageKey.wipe() }
-        let sealed = Self.seal(
-            key: messageKey, nonce: EncryptionHandler.nonce(purpose: .record, side: localSide, counter: sequence),
-            plaintext)
+        let sealed = stepScratch.withUnsafeMutableBytes { scratch in
+            // Message key n and chain key n+1 into the scratch; chain n is overwritten at once.
+            defer { Sodium.memzero(scratch) }
+            Self.step(sendChain, into: scratch)
+            Self.overwrite(sendChain, with: Self.nextChainSlot(scratch))
+            return Self.seal(
+                key: UnsafeRawBufferPointer(Self.messageKeySlot(scratch)), purpose: .record, side: localSide,
+                counter: sequence, plaintext)
+        }
         nextSendSequence = sequence + 1
         recordsSealed += 1
         return sealed
     }
 
-    /// Open record `sequence`, which must be exactly `nextReceiveSequence`. On success the
-    /// receive chain moves on and the message key is wiped; on failure nothing moves, so a forged
-    /// or damaged record cannot push the receiver out of step with the sender.
+    /// Open record `sequence`, which must be exactly `nextReceiveSequence`, into a new guarded
+    /// allocation. On success the receive chain moves on and the message key is wiped; on failure
+    /// nothing moves, so a forged or damaged record cannot push the receiver out of step with the
+    /// sender. Costs one `sodium_malloc` per record; `openRecord(sequence:_:_:)` lends the
+    /// plaintext from the ratchet's own guarded buffer instead.
     public func openRecord(sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        try openRecord(sequence: sequence, ciphertext) { plaintext in SecureBytes(copying: plaintext) }
+    }
+
+    /// Open record `sequence` (exactly `nextReceiveSequence`, as `openRecord(sequence:_:)`) and
+    /// lend its plaintext to `body` from the ratchet's guarded buffer, which is wiped when `body`
+    /// returns: the pointer must not escape. No allocation per record once the buffer has grown
+    /// to the record size; `body` runs only if the record authenticated.
+    public func openRecord<R>(
+        sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R
+    ) throws(CryptoError) -> R {
         guard !isWiped else { throw .noKeys }
         guard sequence >= nextReceiveSequence else {
             throw .replayed(sequence: sequence, expected: nextReceiveSequence)
@@ -157,19 +202,37 @@ public final class MessageRatchet {
         guard sequence == nextReceiveSequence else {
             throw .outOfOrder(sequence: sequence, expected: nextReceiveSequence)
         }
-        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
-        let (messageKey, nextChain) = Self.step(receiveChain)
-        defer {
-            messageKey.wipe()
-            nextChain.wipe()
+        guard ciphertext.count >= Self.macBytes else { throw .truncated(length: ciphertext.count) }
+        let plaintextCount = ciphertext.count - Self.macBytes
+        let buffer = openBufferHolding(plaintextCount)
+        let result = try stepScratch.withUnsafeMutableBytes { scratch throws(CryptoError) in
+            defer { Sodium.memzero(scratch) }
+            Self.step(receiveChain, into: scratch)
+            return try buffer.withUnsafeMutableBytes { whole throws(CryptoError) in
+                let plaintext = UnsafeMutableRawBufferPointer(rebasing: whole[0..<plaintextCount])
+                defer { Sodium.memzero(plaintext) }
+                try Self.open(
+                    key: UnsafeRawBufferPointer(Self.messageKeySlot(scratch)), purpose: .record,
+                    side: localSide.other, counter: sequence, ciphertext, into: plaintext)
+                // Authenticated: the chain moves (before `body`, which cannot undo it).
+                Self.overwrite(receiveChain, with: Self.nextChainSlot(scratch))
+                return body(UnsafeRawBufferPointer(plaintext))
+            }
         }
-        let plaintext = try Self.open(
-            key: messageKey,
-            nonce: EncryptionHandler.nonce(purpose: .record, side: localSide.other, counter: sequence), ciphertext)
-        Self.overwrite(receiveChain, with: nextChain)
         nextReceiveSequence = sequence + 1
         recordsOpened += 1
-        return plaintext
+        return result
+    }
+
+    /// The guarded open buffer, grown (doubling, at least 256 bytes) to hold `count` bytes.
+    private func openBufferHolding(_ count: Int) -> SecureBytes {
+        if let openBuffer, openBuffer.count >= count { return openBuffer }
+        let grown = min(max(count, 256, 2 * (openBuffer?.count ?? 0)), SecureBytes.countMax)
+        precondition(grown >= count, "a record larger than SecureBytes.countMax")
+        openBuffer?.wipe()
+        let buffer = SecureBytes(count: grown)
+        openBuffer = buffer
+        return buffer
     }
 
     // MARK: Key confirmation and acknowledgements (control keys, not ratcheted)
@@ -177,17 +240,17 @@ public final class MessageRatchet {
     /// Seal our key confirmation (once per session: counter 0 of the confirm space).
     public func sealConfirmation(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> [UInt8] {
         guard !isWiped else { throw .noKeys }
-        return Self.seal(
-            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide, counter: 0), body)
+        return sendControl.withUnsafeBytes { key in
+            Self.seal(key: key, purpose: .confirm, side: localSide, counter: 0, body)
+        }
     }
 
     /// Open the peer's key confirmation. Our own, reflected back, fails: it is under our key.
     public func openConfirmation(_ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
         guard !isWiped else { throw .noKeys }
-        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
-        return try Self.open(
-            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide.other, counter: 0),
-            ciphertext)
+        guard ciphertext.count >= Self.macBytes else { throw .truncated(length: ciphertext.count) }
+        return try Self.openControl(
+            key: receiveControl, purpose: .confirm, side: localSide.other, counter: 0, ciphertext)
     }
 
     /// Seal an acknowledgement; returns its counter and box. Each ack uses a fresh counter.
@@ -195,8 +258,9 @@ public final class MessageRatchet {
         guard !isWiped else { throw .noKeys }
         let counter = nextAckCounter
         guard counter < UInt64.max else { throw .sequenceExhausted }
-        let box = Self.seal(
-            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide, counter: counter), body)
+        let box = sendControl.withUnsafeBytes { key in
+            Self.seal(key: key, purpose: .ack, side: localSide, counter: counter, body)
+        }
         nextAckCounter += 1
         return (counter, box)
     }
@@ -207,10 +271,9 @@ public final class MessageRatchet {
         guard counter > lastOpenedAckCounter else {
             throw .replayed(sequence: counter, expected: lastOpenedAckCounter + 1)
         }
-        guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
-        let body = try Self.open(
-            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide.other, counter: counter),
-            ciphertext)
+        guard ciphertext.count >= Self.macBytes else { throw .truncated(length: ciphertext.count) }
+        let body = try Self.openControl(
+            key: receiveControl, purpose: .ack, side: localSide.other, counter: counter, ciphertext)
         lastOpenedAckCounter = counter
         return body
     }
@@ -219,81 +282,125 @@ public final class MessageRatchet {
 
     /// KDF(key, id, context): `crypto_kdf_derive_from_key`, a 32-byte subkey in guarded memory.
     static func derive(from key: SecureBytes, id: UInt64, context: [UInt8]) -> SecureBytes {
-        precondition(context.count == SodiumSizes.kdfContext && key.count == SodiumSizes.kdfKey)
-        // crypto_kdf reads exactly 8 context bytes as `const char *`.
-        let contextCharacters = context.map { CChar(bitPattern: $0) }
-        return SecureBytes(count: SodiumSizes.secretboxKey) { out in
-            key.withUnsafeBytes { master in
-                contextCharacters.withUnsafeBufferPointer { ctx in
-                    let status = crypto_kdf_derive_from_key(
-                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count, id, ctx.baseAddress!,
-                        master.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                    precondition(status == 0, "crypto_kdf_derive_from_key rejects only bad lengths")
-                }
+        SecureBytes(count: Self.keyBytes) { out in
+            key.withUnsafeBytes { master in derive(into: out, from: master, id: id, context: context) }
+        }
+    }
+
+    /// KDF(key, id, context) into `out` (32 bytes), allocating nothing.
+    static func derive(
+        into out: UnsafeMutableRawBufferPointer, from key: UnsafeRawBufferPointer, id: UInt64, context: [UInt8]
+    ) {
+        precondition(context.count == Self.contextBytes && key.count == Self.keyBytes)
+        precondition(out.count == Self.keyBytes)
+        context.withUnsafeBufferPointer { ctx in
+            // crypto_kdf reads exactly 8 context bytes as `const char *`; UInt8 and CChar may alias.
+            ctx.withMemoryRebound(to: CChar.self) { characters in
+                let status = crypto_kdf_derive_from_key(
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count, id, characters.baseAddress!,
+                    key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                precondition(status == 0, "crypto_kdf_derive_from_key rejects only bad lengths")
             }
         }
     }
 
-    /// One ratchet step from `chain`: (message key n, chain key n+1). `chain` is left unchanged.
-    static func step(_ chain: SecureBytes) -> (messageKey: SecureBytes, nextChain: SecureBytes) {
-        (derive(from: chain, id: messageKeyID, context: stepContext),
-         derive(from: chain, id: nextChainID, context: stepContext))
+    /// One ratchet step from `chain` into `scratch` (64 bytes): message key n, then chain key
+    /// n+1. `chain` is left unchanged.
+    static func step(_ chain: SecureBytes, into scratch: UnsafeMutableRawBufferPointer) {
+        precondition(scratch.count == 2 * Self.keyBytes)
+        chain.withUnsafeBytes { chainKey in
+            derive(into: messageKeySlot(scratch), from: chainKey, id: messageKeyID, context: stepContext)
+            derive(into: nextChainSlot(scratch), from: chainKey, id: nextChainID, context: stepContext)
+        }
     }
 
-    /// Make message key n from `chain` and replace chain_n by chain_{n+1} in place.
-    static func advance(_ chain: SecureBytes) -> SecureBytes {
-        let (messageKey, nextChain) = step(chain)
-        overwrite(chain, with: nextChain)
-        nextChain.wipe()
-        return messageKey
+    /// Where `step` puts message key n.
+    static func messageKeySlot(_ scratch: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: scratch[0..<Self.keyBytes])
+    }
+
+    /// Where `step` puts chain key n+1.
+    static func nextChainSlot(_ scratch: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: scratch[Self.keyBytes..<(2 * Self.keyBytes)])
     }
 
     /// Copy `source` over `destination` (same size): the old bytes are gone, not freed elsewhere.
-    static func overwrite(_ destination: SecureBytes, with source: SecureBytes) {
+    static func overwrite(_ destination: SecureBytes, with source: UnsafeMutableRawBufferPointer) {
         precondition(destination.count == source.count)
-        destination.withUnsafeMutableBytes { out in source.withUnsafeBytes { out.copyMemory(from: $0) } }
+        destination.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(source)) }
     }
 
     // MARK: Primitive
 
-    private static func seal(key: SecureBytes, nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer) -> [UInt8] {
-        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + SodiumSizes.secretboxMAC)
-        let status = ciphertext.withUnsafeMutableBytes { out in
-            key.withUnsafeBytes { k in
-                nonce.withUnsafeBytes { n in
-                    crypto_secretbox_easy(
-                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
-                        n.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                }
+    /// The 24-byte nonce of `EncryptionHandler.nonce` (purpose, side, 14 zero bytes, counter
+    /// big-endian), built on the stack and lent to `body`.
+    private static func withNonce<R, E: Error>(
+        purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        _ body: (UnsafePointer<UInt8>) throws(E) -> R
+    ) throws(E) -> R {
+        var nonce: (UInt64, UInt64, UInt64) = (0, 0, counter.bigEndian)
+        return try withUnsafeMutableBytes(of: &nonce) { bytes throws(E) in
+            precondition(bytes.count == Self.nonceBytes)
+            bytes[0] = purpose.rawValue
+            bytes[1] = side.rawValue
+            return try body(UnsafeRawBufferPointer(bytes).baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    private static func seal(
+        key: UnsafeRawBufferPointer, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        _ plaintext: UnsafeRawBufferPointer
+    ) -> [UInt8] {
+        precondition(key.count == Self.keyBytes)
+        // Zeroed, not `unsafeUninitializedCapacity`: that path is not specialized for UInt8 and
+        // looks up generic metadata on every call, which costs more than the memset.
+        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + Self.macBytes)
+        let status = ciphertext.withUnsafeMutableBufferPointer { out in
+            withNonce(purpose: purpose, side: side, counter: counter) { nonce in
+                crypto_secretbox_easy(
+                    out.baseAddress!, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    UInt64(plaintext.count), nonce, key.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }
         precondition(status == 0, "crypto_secretbox_easy cannot fail for in-range lengths")
         return ciphertext
     }
 
-    private static func open(key: SecureBytes, nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer)
-        throws(CryptoError) -> SecureBytes
-    {
-        precondition(ciphertext.count >= SodiumSizes.secretboxMAC)
-        // The plaintext goes straight into guarded memory, never into an ordinary array.
-        let plaintext = SecureBytes(count: ciphertext.count - SodiumSizes.secretboxMAC)
-        let status = plaintext.withUnsafeMutableBytes { out in
-            key.withUnsafeBytes { k in
-                nonce.withUnsafeBytes { n in
-                    crypto_secretbox_open_easy(
-                        // Never nil: even an empty SecureBytes lends its one-byte guarded allocation.
-                        out.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
-                        n.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                }
-            }
+    /// Open into `plaintext` (exactly the ciphertext's length less the MAC). On failure the
+    /// output is zeroed.
+    private static func open(
+        key: UnsafeRawBufferPointer, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        _ ciphertext: UnsafeRawBufferPointer, into plaintext: UnsafeMutableRawBufferPointer
+    ) throws(CryptoError) {
+        precondition(key.count == Self.keyBytes)
+        precondition(ciphertext.count >= Self.macBytes)
+        precondition(plaintext.count == ciphertext.count - Self.macBytes)
+        let status = withNonce(purpose: purpose, side: side, counter: counter) { nonce in
+            crypto_secretbox_open_easy(
+                // Never nil: an empty record is lent from the open buffer, which is never empty.
+                plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count), nonce,
+                key.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         guard status == 0 else {
-            plaintext.wipe()
+            Sodium.memzero(plaintext)
             throw .authenticationFailed
+        }
+    }
+
+    /// Open a control box (confirmation, ack) into a new guarded allocation: once per session or
+    /// per ack, not per record, so the allocation does not matter.
+    private static func openControl(
+        key: SecureBytes, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        _ ciphertext: UnsafeRawBufferPointer
+    ) throws(CryptoError) -> SecureBytes {
+        precondition(ciphertext.count >= Self.macBytes)
+        // The plaintext goes straight into guarded memory, never into an ordinary array.
+        let plaintext = SecureBytes(count: ciphertext.count - Self.macBytes)
+        try key.withUnsafeBytes { keyBytes throws(CryptoError) in
+            try plaintext.withUnsafeMutableBytes { out throws(CryptoError) in
+                try open(key: keyBytes, purpose: purpose, side: side, counter: counter, ciphertext, into: out)
+            }
         }
         return plaintext
     }
@@ -306,5 +413,15 @@ public final class MessageRatchet {
     @_spi(Testing)
     public func heldSecretsForTesting() -> [[UInt8]] {
         [sendChain, receiveChain, sendControl, receiveControl].map { key in key.withUnsafeBytes { Array($0) } }
+    }
+
+    /// Copies of the ratchet's working memory (the step scratch, then the open buffer if one
+    /// exists; neither once wiped), for the tests that show it holds only zeros between operations.
+    @_spi(Testing)
+    public func scratchForTesting() -> [[UInt8]] {
+        [stepScratch, openBuffer].compactMap { buffer in
+            guard let buffer, !buffer.isWiped else { return nil }
+            return buffer.withUnsafeBytes { Array($0) }
+        }
     }
 }

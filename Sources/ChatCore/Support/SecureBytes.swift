@@ -11,18 +11,24 @@ import CSodium
 /// never copied into an ordinary Swift array. It is a class, not a struct, precisely so that Swift
 /// never makes silent copies: every holder shares the one guarded allocation.
 public final class SecureBytes {
+    /// The largest `count` allowed: SecureBytes is for keys and messages, not bulk data.
+    public static let countMax = 1 << 20
     /// The number of bytes held (fixed at creation).
     public let count: Int
     /// Guarded allocations cannot be empty, so an empty `SecureBytes` still holds one byte.
     private let allocatedCount: Int
-    private var pointer: UnsafeMutableRawPointer?
+    /// Only ever read or replaced in an instant (copied into a local before use, never passed
+    /// `inout`), so no two accesses can overlap: the dynamic exclusivity checks Swift would add
+    /// to every `withUnsafeBytes` are skipped (they were a third of MessageRatchet's overhead
+    /// over the same libsodium calls from C; BENCHMARKS.md).
+    @exclusivity(unchecked) private var pointer: UnsafeMutableRawPointer?
     /// From `sodium_malloc` (always, except in the simulator: SecureBytes+Simulation.swift).
     private let isGuarded = SecureBytes.allocatesGuardedMemory
 
     /// Allocate `count` zeroed bytes of guarded memory (`count` may be zero).
     public init(count: Int) {
         precondition(count >= 0, "negative SecureBytes size")
-        precondition(count <= 1 << 20, "SecureBytes is for keys and messages, not bulk data")
+        precondition(count <= Self.countMax, "SecureBytes is for keys and messages, not bulk data")
         Sodium.ensureInitialized()
         let allocatedCount = max(count, 1)
         guard let allocation = isGuarded ? sodium_malloc(allocatedCount) : malloc(allocatedCount) else {
