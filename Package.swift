@@ -37,6 +37,8 @@ let package = Package(
         .executable(name: "relay-bench", targets: ["RelayBench"]),
         .executable(name: "securechat", targets: ["securechat"]),
         .executable(name: "simulator", targets: ["SimulatorMain"]),
+        // A product so that the separate Benchmarks/ package can time whole simulations.
+        .library(name: "Simulator", targets: ["Simulator"]),
         // Test code, a product only so that the separate FuzzTesting/ package can link it into its
         // libFuzzer executables. No shipped binary depends on it.
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),

@@ -1,64 +1,96 @@
 import Benchmark
 import ChatCore
+import Simulator
 
-// Micro-benchmarks of ChatCore's hot paths: time and allocations per operation.
-// Run: cd Benchmarks && swift package --disable-sandbox benchmark --filter '...'
+// Micro-benchmarks of ChatCore's hot paths and of the simulator: time, CPU and allocations per
+// operation (ordo-one/benchmark; allocations through its malloc interposer).
+//
+//   cd Benchmarks && swift package --disable-sandbox benchmark                 # everything
+//   cd Benchmarks && swift package --disable-sandbox benchmark --filter 'Crypto.*'
+//
+// Results and the machine they ran on: BENCHMARKS.md, "Micro-benchmarks".
 let benchmarks: @Sendable () -> Void = {
-    let metrics: [BenchmarkMetric] = [.wallClock, .cpuTotal, .mallocCountTotal, .throughput]
-    let configuration = Benchmark.Configuration(metrics: metrics, scalingFactor: .kilo, maxDuration: .seconds(3))
+    let metrics: [BenchmarkMetric] = [.wallClock, .cpuTotal, .throughput, .mallocCountTotal, .syscalls]
+    // Per-operation benchmarks run 1,000 operations per measured iteration (`scaledIterations`),
+    // so one sample is long enough for the clock; the figures are then per 1,000 operations.
+    let perOperation = Benchmark.Configuration(metrics: metrics, scalingFactor: .kilo, maxDuration: .seconds(2))
 
-    // MARK: Crypto: seal + open one record, the session's encrypt/decrypt path.
+    // MARK: Crypto: seal + open one chat record with MessageRatchet, the session's construction.
 
     for size in [64, 1024, 65536] {
-        Benchmark("Crypto: seal+open \(size) B", configuration: configuration) { benchmark in
-            let pair = CryptoPair()
+        // 64 KiB records take ~100 us each: fewer per sample.
+        let configuration = size > 4096
+            ? Benchmark.Configuration(metrics: metrics, scalingFactor: .one, maxDuration: .seconds(2))
+            : perOperation
+        Benchmark("Crypto: MessageRatchet seal+open \(size) B", configuration: configuration) { benchmark in
+            let pair = RatchetPair()
             let plaintext = [UInt8](repeating: 0x5A, count: size)
-            var sequence: UInt64 = 1
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                let box = plaintext.withUnsafeBytes { try! pair.sender.sealRecord(sequence: sequence, $0) }
-                let opened = box.withUnsafeBytes { try! pair.receiver.openRecord(sequence: sequence, $0) }
-                blackHole(opened.count)
-                opened.wipe()
-                sequence += 1
+                blackHole(pair.sealAndOpen(plaintext))
             }
         }
     }
 
-    // MARK: Envelopes: parse and serialize a 256-byte MSG.
+    // The same at 1 KiB, opening into a fresh guarded allocation per record (`openRecord -> SecureBytes`).
+    Benchmark("Crypto: MessageRatchet seal+open 1024 B, allocating open", configuration: perOperation) { benchmark in
+        let pair = RatchetPair()
+        let plaintext = [UInt8](repeating: 0x5A, count: 1024)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            let opened = pair.sealAndOpenAllocating(plaintext)
+            blackHole(opened.count)
+            opened.wipe()
+        }
+    }
+
+    // MARK: Envelopes: parse and serialize a SIGNAL carrying a 256-byte sealed record.
 
     let payload = [UInt8](repeating: 0xA5, count: 256)
-    let signalFrame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
+    let signal = ClientMessage.signal(Signal(kind: .message, payload: payload))
+    let signalFrame = WireCodec.encode(signal)
 
-    Benchmark("Envelope: client decode MSG 256 B", configuration: configuration) { benchmark in
+    Benchmark("Envelope: serialize SIGNAL 256 B", configuration: perOperation) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(WireCodec.encode(signal))
+        }
+    }
+
+    Benchmark("Envelope: client parse SIGNAL 256 B", configuration: perOperation) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try! WireCodec.decodeRelayMessage(signalFrame))
         }
     }
 
-    Benchmark("Envelope: relay inspect MSG 256 B", configuration: configuration) { benchmark in
+    Benchmark("Envelope: relay inspect SIGNAL 256 B", configuration: perOperation) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(signalFrame.withUnsafeBytes { try! WireCodec.inspectClientFrame($0) })
         }
     }
 
-    Benchmark("Envelope: serialize MSG 256 B", configuration: configuration) { benchmark in
-        let message = ClientMessage.signal(Signal(kind: .message, payload: payload))
-        for _ in benchmark.scaledIterations {
-            blackHole(WireCodec.encode(message))
-        }
-    }
+    // MARK: Session: the lifecycle table, and one whole message through two sessions.
 
-    // MARK: State machine and room logic.
-
-    Benchmark("Session state machine: one step", configuration: configuration) { benchmark in
+    Benchmark("Session: state machine step", configuration: perOperation) { benchmark in
         var machine = SessionStateMachine(state: .connected)
         for _ in benchmark.scaledIterations {
             blackHole(try! machine.apply(.receiveMessage))
         }
     }
 
-    Benchmark("Room logic: one SIGNAL forward", configuration: configuration) { benchmark in
+    Benchmark("Session: one message A to B, delivered and acknowledged", configuration: perOperation) {
+        benchmark in
+        let chat = SessionPair()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            chat.sendOneMessage()
+        }
+        benchmark.stopMeasurement()
+        chat.checkAllDelivered()
+    }
+
+    // MARK: Room logic: the relay forwarding one SIGNAL.
+
+    Benchmark("Room logic: one SIGNAL forward", configuration: perOperation) { benchmark in
         var rooms = RelayRooms<Int>()
         let room = try! RoomCode("BENCH")
         _ = rooms.join(1, room: room)
@@ -68,21 +100,124 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(signalFrame.withUnsafeBytes { rooms.receive(frame: $0, from: 1) })
         }
     }
+
+    // MARK: Simulator: a whole small run, with events per second as a custom metric.
+
+    let eventsPerSecond = BenchmarkMetric.custom("events per second", polarity: .prefersLarger, useScalingFactor: false)
+    let simulation = Benchmark.Configuration(
+        metrics: [.wallClock, .cpuTotal, .mallocCountTotal, eventsPerSecond], scalingFactor: .one,
+        maxDuration: .seconds(5), maxIterations: 20)
+    Benchmark("Simulator: 100 peers, drop 0.05, seed 1", configuration: simulation) { benchmark in
+        // Every fault but drop off and a fixed workload, so each iteration does the same events.
+        let options = SimulationOptions(
+            peers: 100, seed: 1, drop: 0.05, dup: 0, delayMilliseconds: 0...50, reset: false, partition: false,
+            relayCrash: false, peerRestart: false, messagesPerPeer: 20, faultPhaseSeconds: 30)
+        for _ in benchmark.scaledIterations {
+            let report = try! Simulation(options: options).run()
+            precondition(report.passed, "the benchmark simulation must pass its invariants")
+            benchmark.measurement(eventsPerSecond, Int(report.eventsPerSecond))
+            blackHole(report.events)
+        }
+    }
 }
 
-/// Two EncryptionHandlers holding the same session key, one per side.
-final class CryptoPair {
-    let sender: EncryptionHandler
-    let receiver: EncryptionHandler
+/// A sender and a receiver ratcheting from one master key, as two peers after the handshake.
+final class RatchetPair {
+    let sender: MessageRatchet
+    let receiver: MessageRatchet
+    private var sequence: UInt64 = 1
 
     init() {
         let entropy = SystemEntropy()
-        let alice = KeyManager()
-        let bob = KeyManager()
-        let alicePublic = alice.generateKeyPair(entropy: entropy)
-        let bobPublic = bob.generateKeyPair(entropy: entropy)
-        let aliceSide: EncryptionHandler.Side = alicePublic < bobPublic ? .low : .high
-        sender = EncryptionHandler(boxKey: try! alice.precomputedBoxKey(with: bobPublic), localSide: aliceSide)
-        receiver = EncryptionHandler(boxKey: try! bob.precomputedBoxKey(with: alicePublic), localSide: aliceSide.other)
+        let master = SecureBytes(count: SodiumSizes.kdfKey) { entropy.fill($0) }
+        let copy = SecureBytes(count: SodiumSizes.kdfKey) { out in master.withUnsafeBytes { out.copyMemory(from: $0) } }
+        sender = MessageRatchet(masterKey: master, localSide: .low)
+        receiver = MessageRatchet(masterKey: copy, localSide: .high)
+    }
+
+    /// Seal, then open with the plaintext lent from the receiver's guarded buffer; returns its last byte.
+    func sealAndOpen(_ plaintext: [UInt8]) -> UInt8 {
+        defer { sequence += 1 }
+        let box = try! plaintext.withUnsafeBytes { try sender.sealRecord(sequence: sequence, $0) }
+        return try! box.withUnsafeBytes { ciphertext in
+            try receiver.openRecord(sequence: sequence, ciphertext) { $0.last ?? 0 }
+        }
+    }
+
+    /// Seal, then open into a new guarded allocation.
+    func sealAndOpenAllocating(_ plaintext: [UInt8]) -> SecureBytes {
+        defer { sequence += 1 }
+        let box = try! plaintext.withUnsafeBytes { try sender.sealRecord(sequence: sequence, $0) }
+        return try! box.withUnsafeBytes { try receiver.openRecord(sequence: sequence, $0) }
+    }
+}
+
+/// Two sessions joined through one `RelayRooms`, frames moved in memory (as the unit tests'
+/// InMemoryChat), brought to CONNECTED before measuring.
+final class SessionPair {
+    private let sessions: [SessionManager]
+    private var rooms = RelayRooms<Int>()
+    private var queue: [(toRelay: Bool, connection: Int, frame: [UInt8])] = []
+    private var messagesSent = 0
+    private var messagesReceived = 0
+    private var queueHead = 0
+    static let text = String(repeating: "x", count: 100)
+
+    init() {
+        let room = try! RoomCode("BENCHROOM")
+        sessions = (0..<2).map { _ in
+            SessionManager(configuration: SessionConfiguration(room: room), entropy: SystemEntropy())
+        }
+        for session in sessions { session.handle(.transportUp, now: .zero) }
+        run()
+        precondition(sessions.allSatisfy { $0.state == .connected }, "the benchmark sessions must connect")
+    }
+
+    func sendOneMessage() {
+        sessions[0].handle(.send(Self.text), now: .zero)
+        messagesSent += 1
+        run()
+    }
+
+    func checkAllDelivered() {
+        precondition(messagesReceived == messagesSent, "every benchmark message must arrive")
+        precondition(sessions[0].pendingCount == 0, "every benchmark message must be acknowledged")
+    }
+
+    /// Move frames until none is left (bounded: one message makes a handful of frames).
+    private func run() {
+        for _ in 0..<1_000 {
+            collectOutputs()
+            guard queueHead < queue.count else {
+                queue.removeAll(keepingCapacity: true)
+                queueHead = 0
+                return
+            }
+            let item = queue[queueHead]
+            queueHead += 1
+            if item.toRelay {
+                for action in rooms.receive(frame: item.frame, from: item.connection) {
+                    switch action {
+                    case let .send(to, message): queue.append((false, to, WireCodec.encode(message)))
+                    case let .forward(to): queue.append((false, to, item.frame))
+                    }
+                }
+            } else {
+                sessions[item.connection].handle(.frame(item.frame), now: .zero)
+            }
+        }
+        preconditionFailure("the in-memory sessions did not settle")
+    }
+
+    private func collectOutputs() {
+        for (index, session) in sessions.enumerated() {
+            while let output = session.pollOutput() {
+                switch output {
+                case let .transmit(frame): queue.append((true, index, frame))
+                case .received: messagesReceived += 1
+                default: break
+                }
+            }
+        }
     }
 }
