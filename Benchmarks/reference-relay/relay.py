@@ -3,13 +3,17 @@
 
 A single-process asyncio relay on the `websockets` library: JSON text frames, `JOIN` into a room of at
 most two peers (the "Relay Guard"), `PEER_FOUND` to both when the second joins, and every `SIGNAL` forwarded
-to the other peer. It exists only as a baseline for Benchmarks/compare-relays.sh; it is deliberately as
+to the other peer. It exists only as a baseline for scripts/compare-relays.sh; it is deliberately as
 simple as the original design (no limits, no TLS), so that the comparison measures the stack, not features.
+
+Install: Benchmarks/reference-relay/install.sh (a venv with the pinned `websockets`).
+Run:     .venv/bin/python relay.py --port 0    (prints the address it listens on)
 """
 import argparse
 import asyncio
 import json
 import re
+import resource
 
 import websockets
 
@@ -54,13 +58,27 @@ async def handler(websocket):
                 rooms.pop(room, None)
 
 
+def raise_open_files_limit():
+    """Raise the soft open-files limit to the hard one, as our relay does for itself.
+
+    Not in the original design, but an OS setting rather than relay logic: without it the default
+    soft limit (often 1024) would cap the idle-connections comparison, not the relay.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8765, help="0: any free port (printed)")
     args = parser.parse_args()
-    async with websockets.serve(handler, args.host, args.port, max_size=2**20, ping_interval=20):
-        print(f"reference relay listening on ws://{args.host}:{args.port}", flush=True)
+    raise_open_files_limit()
+    # websockets' defaults otherwise (keepalive pings every 20 s, as the original would run it).
+    async with websockets.serve(handler, args.host, args.port, max_size=2**20) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"reference relay listening on ws://{args.host}:{port}", flush=True)
         await asyncio.Future()
 
 
