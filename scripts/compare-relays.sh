@@ -101,8 +101,9 @@ if "messages_per_second" in r:
     e = r["errors"]
     print(f'  {r["messages_per_second"]:,.0f} msg/s, {r["megabytes_per_second"]:.2f} MB/s, '
           f'p50 {r["latency_us"]["p50"] / 1000:.2f} ms, p99 {r["latency_us"]["p99"] / 1000:.2f} ms, '
-          f'relay {r["relay_cpu_us_per_message"]:.1f} us CPU/msg, relay CPU wait {r["relay_run_queue_wait_ms"]:.0f} ms, '
-          f'errors {sum(e.values())}')
+          f'CPU us/msg relay {r["relay_cpu_us_per_message"]:.1f} load generator {r["load_generator_cpu_us_per_message"]:.1f}, '
+          f'waiting for a CPU: relay {r["relay_run_queue_wait_ms"]:.0f} ms load generator '
+          f'{r["load_generator_run_queue_wait_ms"]:.0f} ms, errors {sum(e.values())}')
 else:
     print(f'  {r["still_up"]:,} of {r["requested"]:,} up after {r["hold_seconds"]} s '
           f'(opened in {r["connect_seconds"]} s, closed early {r["closed_early"]}, failed {r["failed"]}), '
