@@ -100,6 +100,9 @@ public final class MessageRatchet {
     /// Guarded memory that opened records are lent from (`openRecord(sequence:_:_:)`), wiped
     /// after each use; it grows to the largest record opened so far. Same reason as `stepScratch`.
     @exclusivity(unchecked) private var openBuffer: SecureBytes?
+    /// True while `openRecord` lends the open buffer: a nested open could replace the buffer
+    /// under the outer caller's pointer, so it is refused by a precondition.
+    @exclusivity(unchecked) private var isLendingOpenBuffer = false
     @exclusivity(unchecked) private var nextAckCounter: UInt64 = 1
     @exclusivity(unchecked) private var lastOpenedAckCounter: UInt64 = 0
 
@@ -190,8 +193,9 @@ public final class MessageRatchet {
 
     /// Open record `sequence` (exactly `nextReceiveSequence`, as `openRecord(sequence:_:)`) and
     /// lend its plaintext to `body` from the ratchet's guarded buffer, which is wiped when `body`
-    /// returns: the pointer must not escape. No allocation per record once the buffer has grown
-    /// to the record size; `body` runs only if the record authenticated.
+    /// returns: the pointer must not escape, and `body` must not open another record. No
+    /// allocation per record once the buffer has grown to the record size; `body` runs only if
+    /// the record authenticated.
     public func openRecord<R>(
         sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R
     ) throws(CryptoError) -> R {
@@ -204,6 +208,9 @@ public final class MessageRatchet {
         }
         guard ciphertext.count >= Self.macBytes else { throw .truncated(length: ciphertext.count) }
         let plaintextCount = ciphertext.count - Self.macBytes
+        precondition(!isLendingOpenBuffer, "openRecord called from inside another openRecord's body")
+        isLendingOpenBuffer = true
+        defer { isLendingOpenBuffer = false }
         let buffer = openBufferHolding(plaintextCount)
         let result = try stepScratch.withUnsafeMutableBytes { scratch throws(CryptoError) in
             defer { Sodium.memzero(scratch) }
