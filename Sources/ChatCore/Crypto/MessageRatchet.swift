@@ -43,14 +43,31 @@ public enum SessionKeyDerivation {
 ///
 /// Records must be sealed and opened strictly in order (the session buffers ciphertext that
 /// arrives early and opens it when its turn comes); a record that fails authentication does not
-/// move the chain. The cipher is XSalsa20-Poly1305 (`crypto_secretbox_easy`); the nonce is the
-/// same counter nonce as `EncryptionHandler`'s (purpose, direction, sequence), so no key-nonce
-/// pair repeats even across purposes.
+/// move the chain. The cipher is XSalsa20-Poly1305 (`crypto_secretbox_easy`). Nonces are never
+/// random and never repeat: each is built from a purpose, the sender's side and a counter
+/// (`nonce(purpose:side:counter:)`), so even under one key no key-nonce pair could repeat across
+/// directions or purposes (and each record has a key of its own anyway).
 ///
 /// Key confirmations and acknowledgements carry no chat content and use the per-direction
-/// control keys, which do not ratchet. The API mirrors `EncryptionHandler`, so the session can
-/// switch to it by changing its constructor call.
+/// control keys, which do not ratchet.
 public final class MessageRatchet {
+    /// What a sealed box carries; part of every nonce, so the three spaces never overlap.
+    public enum Purpose: UInt8, Sendable {
+        case record = 1
+        case confirm = 2
+        case ack = 3
+    }
+
+    /// Which side sealed a box: the two directions of a session. Which side is which is decided
+    /// by the handshake (the order of the two public keys or CPace messages), so the two ends
+    /// always take opposite sides.
+    public enum Side: UInt8, Sendable {
+        case low = 0
+        case high = 1
+
+        public var other: Side { self == .low ? .high : .low }
+    }
+
     /// The context of the chain keys (8 bytes, as `crypto_kdf` requires).
     static let chainContext = Array("SC_CHAIN".utf8)
     /// The context of the control keys.
@@ -65,7 +82,7 @@ public final class MessageRatchet {
     static let nextChainID: UInt64 = 2
 
     /// Our side; we seal as `localSide` and open as `localSide.other`.
-    public let localSide: EncryptionHandler.Side
+    public let localSide: Side
     /// The sequence number the next sealed record must have (exactly).
     public private(set) var nextSendSequence: UInt64
     /// The sequence number the next opened record must have (exactly).
@@ -81,6 +98,14 @@ public final class MessageRatchet {
     private var nextAckCounter: UInt64 = 1
     private var lastOpenedAckCounter: UInt64 = 0
 
+    /// A planted bug for the simulator's self-test (`PlantedBugs.skipCounterCheck`): keep the
+    /// message keys of opened records instead of wiping them, and open a record again with its
+    /// kept key, so a replay is accepted and shown twice. Always false outside that test.
+    var retainsOpenedKeys = false
+    /// The kept keys (planted bug only), newest last. Bounded.
+    private var retainedKeys: [(sequence: UInt64, key: SecureBytes)] = []
+    private static let retainedKeysMax = 64
+
     /// - Parameters:
     ///   - masterKey: 32 bytes from `SessionKeyDerivation.masterKey`; the ratchet takes ownership
     ///     and wipes it once the four keys are derived.
@@ -88,7 +113,7 @@ public final class MessageRatchet {
     ///   - nextSendSequence, nextReceiveSequence: the sequence numbers chain position 0 stands for
     ///     in each direction (a resumed conversation continues its numbering under new keys).
     public init(
-        masterKey: SecureBytes, localSide: EncryptionHandler.Side, nextSendSequence: UInt64 = 1,
+        masterKey: SecureBytes, localSide: Side, nextSendSequence: UInt64 = 1,
         nextReceiveSequence: UInt64 = 1
     ) {
         precondition(masterKey.count == SodiumSizes.kdfKey, "the master key has crypto_kdf_KEYBYTES bytes")
@@ -115,6 +140,8 @@ public final class MessageRatchet {
     /// Wipe every key. Every later seal or open fails with `noKeys`.
     public func wipe() {
         for key in [sendChain, receiveChain, sendControl, receiveControl] { key.wipe() }
+        for kept in retainedKeys { kept.key.wipe() }
+        retainedKeys.removeAll()
     }
 
     /// Set where chain position 0 stands in each direction: only before the first record moves
@@ -139,7 +166,7 @@ public final class MessageRatchet {
         let messageKey = Self.advance(sendChain)
         defer { messageKey.wipe() }
         let sealed = Self.seal(
-            key: messageKey, nonce: EncryptionHandler.nonce(purpose: .record, side: localSide, counter: sequence),
+            key: messageKey, nonce: Self.nonce(purpose: .record, side: localSide, counter: sequence),
             plaintext)
         nextSendSequence = sequence + 1
         recordsSealed += 1
@@ -152,6 +179,12 @@ public final class MessageRatchet {
     public func openRecord(sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
         guard !isWiped else { throw .noKeys }
         guard sequence >= nextReceiveSequence else {
+            if retainsOpenedKeys, let kept = retainedKeys.first(where: { $0.sequence == sequence }),
+               ciphertext.count >= SodiumSizes.secretboxMAC {
+                return try Self.open(
+                    key: kept.key,
+                    nonce: Self.nonce(purpose: .record, side: localSide.other, counter: sequence), ciphertext)
+            }
             throw .replayed(sequence: sequence, expected: nextReceiveSequence)
         }
         guard sequence == nextReceiveSequence else {
@@ -165,10 +198,14 @@ public final class MessageRatchet {
         }
         let plaintext = try Self.open(
             key: messageKey,
-            nonce: EncryptionHandler.nonce(purpose: .record, side: localSide.other, counter: sequence), ciphertext)
+            nonce: Self.nonce(purpose: .record, side: localSide.other, counter: sequence), ciphertext)
         Self.overwrite(receiveChain, with: nextChain)
         nextReceiveSequence = sequence + 1
         recordsOpened += 1
+        if retainsOpenedKeys {
+            if retainedKeys.count == Self.retainedKeysMax { retainedKeys.removeFirst().key.wipe() }
+            retainedKeys.append((sequence, messageKey.withUnsafeBytes { SecureBytes(copying: $0) }))
+        }
         return plaintext
     }
 
@@ -178,7 +215,7 @@ public final class MessageRatchet {
     public func sealConfirmation(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> [UInt8] {
         guard !isWiped else { throw .noKeys }
         return Self.seal(
-            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide, counter: 0), body)
+            key: sendControl, nonce: Self.nonce(purpose: .confirm, side: localSide, counter: 0), body)
     }
 
     /// Open the peer's key confirmation. Our own, reflected back, fails: it is under our key.
@@ -186,7 +223,7 @@ public final class MessageRatchet {
         guard !isWiped else { throw .noKeys }
         guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
         return try Self.open(
-            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .confirm, side: localSide.other, counter: 0),
+            key: receiveControl, nonce: Self.nonce(purpose: .confirm, side: localSide.other, counter: 0),
             ciphertext)
     }
 
@@ -196,7 +233,7 @@ public final class MessageRatchet {
         let counter = nextAckCounter
         guard counter < UInt64.max else { throw .sequenceExhausted }
         let box = Self.seal(
-            key: sendControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide, counter: counter), body)
+            key: sendControl, nonce: Self.nonce(purpose: .ack, side: localSide, counter: counter), body)
         nextAckCounter += 1
         return (counter, box)
     }
@@ -209,7 +246,7 @@ public final class MessageRatchet {
         }
         guard ciphertext.count >= SodiumSizes.secretboxMAC else { throw .truncated(length: ciphertext.count) }
         let body = try Self.open(
-            key: receiveControl, nonce: EncryptionHandler.nonce(purpose: .ack, side: localSide.other, counter: counter),
+            key: receiveControl, nonce: Self.nonce(purpose: .ack, side: localSide.other, counter: counter),
             ciphertext)
         lastOpenedAckCounter = counter
         return body
@@ -255,6 +292,17 @@ public final class MessageRatchet {
     }
 
     // MARK: Primitive
+
+    /// The 24-byte nonce: purpose, side, 14 zero bytes, then the counter big-endian.
+    static func nonce(purpose: Purpose, side: Side, counter: UInt64) -> [UInt8] {
+        var nonce = [UInt8](repeating: 0, count: SodiumSizes.secretboxNonce)
+        nonce[0] = purpose.rawValue
+        nonce[1] = side.rawValue
+        withUnsafeBytes(of: counter.bigEndian) { counterBytes in
+            for index in 0..<8 { nonce[16 + index] = counterBytes[index] }
+        }
+        return nonce
+    }
 
     private static func seal(key: SecureBytes, nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer) -> [UInt8] {
         var ciphertext = [UInt8](repeating: 0, count: plaintext.count + SodiumSizes.secretboxMAC)
