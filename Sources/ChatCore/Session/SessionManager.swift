@@ -126,6 +126,14 @@ public final class SessionManager {
         machine.state == .connected ? handshake?.safetyNumber : nil
     }
 
+    /// Copies of every key the session holds for its records right now (the current ratchet's
+    /// chain and control keys; the X25519 secret key and the CPace scalar are gone once the
+    /// handshake is confirmed), for the forward-secrecy tests. Never used by shipped code.
+    @_spi(Testing)
+    public func heldRecordKeysForTesting() -> [[UInt8]] {
+        handshake?.ratchet?.heldSecretsForTesting() ?? []
+    }
+
     /// The next output, or nil when there is none. Drain after every input.
     public func pollOutput() -> SessionOutput? {
         outputs.isEmpty ? nil : outputs.removeFirst()
