@@ -105,6 +105,9 @@ public struct SimulationReport: Sendable, Codable {
         public var recordsDecryptedByRelay: Int
         /// CPace confirmation tags the relay's endpoints received (each tested one guessed password).
         public var relayGuesses: Int
+        /// The most CPace runs one client session gave its tag in and saw unconfirmed (the guess
+        /// budget it used; `SessionConfiguration.passwordRunsUnconfirmedMax` bounds it).
+        public var passwordRunsUnconfirmedMost: Int
     }
 
     public struct Liveness: Sendable, Codable {
@@ -201,6 +204,9 @@ extension SimulationReport {
         lines.append(
             "          \(authentication.sessionsFailedAuthentication) session(s) failed authentication"
                 + (causes.isEmpty ? "" : " (\(causes.joined(separator: ", ")))")
+                + (authentication.password
+                    ? "; most unconfirmed password runs in one session: \(authentication.passwordRunsUnconfirmedMost)"
+                    : "")
                 + (authentication.mitm
                     ? "; the relay decrypted \(authentication.recordsDecryptedByRelay) record(s) and tested "
                         + "\(authentication.relayGuesses) password guess(es)"
