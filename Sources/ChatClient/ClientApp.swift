@@ -68,6 +68,7 @@ public enum ClientApp {
     /// Run the client until it ends; returns the exit status. The terminal is restored and the
     /// session's keys are wiped before this returns, whichever way the session ended.
     public static func run(_ options: ClientOptions, signalFD: Int32) -> ClientExitStatus {
+        defer { options.password?.wipe() }  // Whichever way this returns; the session has its own copy.
         let stderr = FileOutput(fd: 2)
         let sessionConfiguration = SessionConfiguration(room: options.room)
         let connector: WebSocketRelayConnector

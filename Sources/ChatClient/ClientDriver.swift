@@ -450,7 +450,8 @@ public final class ClientDriver {
             peer = .present
             let how = switch authentication {
             case .password: "authenticated by the password"
-            case .safetyNumber: "no password: compare safety numbers with /verify"
+            case .safetyNumber where configuration.interactive: "no password: compare safety numbers with /verify"
+            case .safetyNumber: "no password: compare the safety number with your peer's"
             }
             if session.statistics.handshakesCompleted <= 1 {
                 show(.notice(ClientNotice(.secured, .info, "end-to-end encrypted; \(how)")))

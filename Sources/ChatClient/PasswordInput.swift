@@ -1,3 +1,4 @@
+import CClientSupport
 import ChatCore
 
 #if canImport(Glibc)
@@ -20,7 +21,8 @@ public enum PasswordInput {
         case noTerminal
         case missingEnvironment
         case mismatch
-        case interrupted
+        /// A terminating signal arrived at the prompt (Ctrl-C: SIGINT).
+        case interrupted(signal: Int32)
         case unreadable
         case invalid(Password.Invalid)
 
@@ -32,7 +34,7 @@ public enum PasswordInput {
                     + "\(PasswordInput.environmentVariable) (never from the command line, which other users can "
                     + "read in /proc); it is not set"
             case .mismatch: "the two passwords differ; nothing was started"
-            case .interrupted: "interrupted"
+            case let .interrupted(signal): "interrupted by signal \(signal)"
             case .unreadable: "the password could not be read (end of input, or not UTF-8)"
             case let .invalid(reason): "--password: \(reason)"
             }
@@ -92,7 +94,12 @@ public enum PasswordInput {
                 if errno == EINTR { continue }
                 return .failure(.unreadable)
             }
-            if descriptors[1].revents != 0 { return .failure(.interrupted) }
+            if descriptors[1].revents != 0 {
+                // A window resize comes the same way; only a terminating signal ends the prompt.
+                let number = scl_signalfd_read(signalFD)
+                if number > 0 && number != SIGWINCH { return .failure(.interrupted(signal: number)) }
+                continue
+            }
             let count = Glibc.read(tty, &byte, 1)
             if count < 0 && errno == EINTR { continue }
             guard count == 1 else { return .failure(.unreadable) }

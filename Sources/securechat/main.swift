@@ -107,7 +107,7 @@ struct Securechat: ParsableCommand {
         if self.password {
             switch PasswordInput.read(confirm: code == nil, signalFD: signalFD) {
             case let .success(own): password = own
-            case .failure(.interrupted): throw PasswordInterrupted()
+            case let .failure(.interrupted(signal)): throw PasswordInterrupted(signal: signal)
             case let .failure(failure): throw ValidationError("\(failure)")
             }
         }
@@ -120,8 +120,10 @@ struct Securechat: ParsableCommand {
     }
 }
 
-/// Ctrl-C at the password prompt.
-struct PasswordInterrupted: Error {}
+/// Ctrl-C (or another terminating signal) at the password prompt.
+struct PasswordInterrupted: Error {
+    var signal: Int32
+}
 
 /// Write to stderr without Foundation.
 func printError(_ text: String) {
@@ -154,8 +156,8 @@ do {
 do {
     let options = try command.options(signalFD: signalFD)
     exit(ClientApp.run(options, signalFD: signalFD).code)
-} catch is PasswordInterrupted {
-    exit(ClientExitStatus.signal(SIGINT).code)
+} catch let interrupted as PasswordInterrupted {
+    exit(ClientExitStatus.signal(interrupted.signal).code)
 } catch {
     printError("securechat: \(error)")
     exit(ClientExitStatus.usage.code)
