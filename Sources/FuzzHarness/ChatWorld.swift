@@ -466,7 +466,9 @@ public final class ChatWorld {
                 record("side \(side): transmitted without a transport")
             }
         case let .notice(notice):
-            if case .ended = notice, process.state != .destroyed { record("side \(side): ended while \(process.state)") }
+            if case .ended = notice, process.state != .destroyed {
+                record("side \(side): ended while \(process.state)")
+            }
             if case let .ended(.authenticationFailed(failure)) = notice, !isAdversarial {
                 // Honest runs share one password; only the guess budget may end them, after many
                 // handshakes were cut short.

@@ -90,7 +90,8 @@ public struct SimulationOptions: Sendable, Hashable {
             throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
         }
         if mitm && plantedBug != nil {
-            throw .invalidOption("--plant-bug tests the checker against an honest relay; it cannot be combined with --mitm")
+            throw .invalidOption(
+                "--plant-bug tests the checker against an honest relay; it cannot be combined with --mitm")
         }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")

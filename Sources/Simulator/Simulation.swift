@@ -702,7 +702,9 @@ public final class Simulation {
         }
         client.observedState = to
         if to == .connected && options.mitm && settings.password {
-            fail(.authentication, "client \(client.index) reached CONNECTED with a relay in the middle despite the password")
+            fail(
+                .authentication,
+                "client \(client.index) reached CONNECTED with a relay in the middle despite the password")
             return
         }
         switch to {
@@ -896,7 +898,9 @@ public final class Simulation {
         }
         var failures: [String: Int] = [:]
         for client in clients {
-            if case .authenticationFailed(let failure)? = client.terminal { failures[failure.causeName, default: 0] += 1 }
+            if case .authenticationFailed(let failure)? = client.terminal {
+                failures[failure.causeName, default: 0] += 1
+            }
         }
         return .init(
             password: settings.password, mitm: options.mitm, roomsSafetyNumbersMatching: matching,
@@ -910,8 +914,11 @@ public final class Simulation {
         let tally = tallyAuthentication()
         switch (options.mitm, settings.password) {
         case (false, _):
-            if let client = clients.first(where: { if case .authenticationFailed? = $0.terminal { true } else { false } }) {
-                fail(.authentication, "client \(client.index) failed authentication with an honest relay: \(client.terminal!)")
+            let failed = clients.first { if case .authenticationFailed? = $0.terminal { true } else { false } }
+            if let client = failed {
+                fail(
+                    .authentication,
+                    "client \(client.index) failed authentication with an honest relay: \(client.terminal!)")
             } else if tally.roomsSafetyNumbersDiffering > 0 {
                 fail(.authentication, "\(tally.roomsSafetyNumbersDiffering) room(s) show different safety numbers "
                     + "although the relay is honest")
@@ -930,7 +937,9 @@ public final class Simulation {
                 fail(.authentication, "client \(client.index) did not fail authentication with a relay in the middle "
                     + "(\(client.session.map { "\($0.state)" } ?? "crashed"))")
             } else if tally.recordsDecryptedByRelay > 0 {
-                fail(.authentication, "the relay decrypted \(tally.recordsDecryptedByRelay) record(s) despite passwords")
+                fail(
+                    .authentication,
+                    "the relay decrypted \(tally.recordsDecryptedByRelay) record(s) despite passwords")
             }
         case (true, false):
             // Every room whose two sides are connected shows two different numbers, and every
@@ -957,7 +966,8 @@ public final class Simulation {
             seed: options.seed, stream: .entropy, index: 1 << 48 | UInt64(client.index) << 16 | UInt64(generation))
         // A guess that can never be right: generated codes have only letters in their words.
         let guess = settings.password ? try! Password("relay-guess-\(client.index)-\(generation)") : nil
-        let session = SessionManager(configuration: SessionConfiguration(room: client.room), password: guess, entropy: entropy)
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: client.room), password: guess, entropy: entropy)
         guess?.wipe()
         let endpoint = MitmEndpoint(session: session, generation: generation)
         let at = Instant(nanoseconds: now)
@@ -986,7 +996,8 @@ public final class Simulation {
             default: false
             }
         }
-        guard case .signal(let signal)? = try? WireCodec.decodeClientMessage(frame), let endpoint = endpoints[client.index]
+        guard case .signal(let signal)? = try? WireCodec.decodeClientMessage(frame),
+            let endpoint = endpoints[client.index]
         else { return }
         record(.mitmIntercept, client: client, value: UInt64(frame.count))
         if signal.kind == .keyConfirm && settings.password { counters.relayGuesses += 1 }
@@ -1043,7 +1054,9 @@ public final class Simulation {
                 counters.relayDecrypted += 1
                 record(.mitmDecrypted, client: client)
                 if settings.password {
-                    fail(.authentication, "the relay decrypted a record from client \(client.index) despite the password")
+                    fail(
+                        .authentication,
+                        "the relay decrypted a record from client \(client.index) despite the password")
                     return
                 }
             case .notice(.ended):
@@ -1077,7 +1090,8 @@ public final class Simulation {
         counters.retransmissions += statistics.retransmissions
         counters.duplicatesDropped += statistics.duplicatesDropped
         counters.framesRejected += statistics.framesRejected
-        counters.passwordRunsUnconfirmedMost = max(counters.passwordRunsUnconfirmedMost, session.passwordRunsUnconfirmed)
+        counters.passwordRunsUnconfirmedMost = max(
+            counters.passwordRunsUnconfirmedMost, session.passwordRunsUnconfirmed)
     }
 
     private func report(events: UInt64, wall: Duration) -> SimulationReport {

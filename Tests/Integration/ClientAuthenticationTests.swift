@@ -62,9 +62,12 @@ struct ClientAuthenticationTests {
             try alice.type("must not arrive")
             #expect(try await alice.waitForExit() == 6)
             #expect(try await bob.waitForExit() == 6)
-            let error = alice.events.first { $0["event"] as? String == "error" && $0["kind"] as? String == "authentication_failed" }
+            let error = alice.events.first {
+                $0["event"] as? String == "error" && $0["kind"] as? String == "authentication_failed"
+            }
             let text = try #require(error?["text"] as? String)
-            #expect(text.hasPrefix("authentication failed: the password did not match (or someone tried to intercept)."))
+            #expect(text.hasPrefix(
+                "authentication failed: the password did not match (or someone tried to intercept)."))
             #expect(text.contains("This code is spent; start a new room with `securechat` and share the new code."))
             #expect(!alice.events.contains { $0["event"] as? String == "state" && $0["to"] as? String == "CONNECTED" })
             #expect(alice.events.contains { $0["event"] as? String == "undeliverable" })
@@ -88,7 +91,7 @@ struct ClientAuthenticationTests {
         }
     }
 
-    @Test("Creating a room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, both commands; the peer joins with it")
+    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, both commands; the peer joins with it")
     func createdRoom() async throws {
         try await withRelay { relay in
             let alice = try ClientProcess("alice", ["--relay", relay.url, "--json"],
@@ -117,8 +120,9 @@ struct ClientAuthenticationTests {
         try await withRelay { relay in
             let room = uniqueRoom("OWN")
             let secret = Self.environment(["SECURECHAT_PASSWORD": "correct horse battery staple"])
-            let alice = try ClientProcess("alice", [room, "--password", "--relay", relay.url, "--json"], environment: secret)
-            let bob = try ClientProcess("bob", [room, "--password", "--relay", relay.url, "--json"], environment: secret)
+            let arguments = [room, "--password", "--relay", relay.url, "--json"]
+            let alice = try ClientProcess("alice", arguments, environment: secret)
+            let bob = try ClientProcess("bob", arguments, environment: secret)
             try await alice.event("password authentication") {
                 $0["event"] as? String == "safety_number" && $0["authentication"] as? String == "password"
             }

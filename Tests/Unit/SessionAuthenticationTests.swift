@@ -67,7 +67,8 @@ struct SessionAuthenticationTests {
     static func session(password: String?, room: RoomCode = InMemoryChat.room) -> SessionManager {
         let secret = password.map { try! Password($0) }
         defer { secret?.wipe() }
-        return SessionManager(configuration: SessionConfiguration(room: room), password: secret, entropy: SystemEntropy())
+        return SessionManager(
+            configuration: SessionConfiguration(room: room), password: secret, entropy: SystemEntropy())
     }
 
     /// Whether any record or ack left `index` before it was CONNECTED.
@@ -93,7 +94,8 @@ struct SessionAuthenticationTests {
         }
         let number = try #require(chat.sessions[0].safetyNumber)
         #expect(chat.sessions[1].safetyNumber == number)
-        #expect(chat.log[0].contains(.notice(.secured(resumed: false, authentication: .password, safetyNumber: number))))
+        let secured = SessionNotice.secured(resumed: false, authentication: .password, safetyNumber: number)
+        #expect(chat.log[0].contains(.notice(secured)))
         chat.send(1, "and back")
         #expect(chat.received(1) == ["typed before the peer came"])
         #expect(chat.received(0) == ["and back"])
@@ -176,19 +178,22 @@ struct SessionAuthenticationTests {
         // that completes the handshake itself is the man in the middle of the tests above.)
         let impostor = KeyManager().generateKeyPair(entropy: SystemEntropy()).bytes
         let impostorShare = try CPaceParty(
-            password: try Password("guessed-wrong"), channelIdentifier: CPaceParty.channelIdentifier(room: InMemoryChat.room),
-            associatedData: [], setting: .symmetric, entropy: SystemEntropy()).share
+            password: try Password("guessed-wrong"),
+            channelIdentifier: CPaceParty.channelIdentifier(room: InMemoryChat.room), associatedData: [],
+            setting: .symmetric, entropy: SystemEntropy()).share
         for password in ["oyster-lemon", nil] as [String?] {
             let link = DirectLink(Self.session(password: password), Self.session(password: password)) { to, signal in
                 guard to == 1, signal.kind == .pake || signal.kind == .keyExchange else { return [signal] }
-                return [Signal(kind: signal.kind, payload: signal.payload, key: password == nil ? impostor : impostorShare)]
+                let swapped = password == nil ? impostor : impostorShare
+                return [Signal(kind: signal.kind, payload: signal.payload, key: swapped)]
             }
             link.sides[0].handle(.send("never sealed"), now: link.now)
             link.advance(by: .seconds(30))
             let connected = link.sides.map { $0.state == .connected }
             #expect(connected == [false, false], "\(password == nil ? "x25519" : "cpace"): \(connected)")
             let recordsSent = link.log.joined().contains { output in
-                guard case let .transmit(frame) = output, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame)
+                guard case let .transmit(frame) = output,
+                      case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame)
                 else { return false }
                 return signal.kind == .message || signal.kind == .ack
             }
@@ -217,7 +222,8 @@ struct SessionAuthenticationTests {
         let secondNumber = try #require(chat.sessions[0].safetyNumber)
         #expect(secondNumber != firstNumber && chat.sessions[1].safetyNumber == secondNumber)
         #expect(chat.received(1) == ["before", "while away"])
-        #expect(chat.log[1].contains(.notice(.secured(resumed: true, authentication: .password, safetyNumber: secondNumber))))
+        let secured = SessionNotice.secured(resumed: true, authentication: .password, safetyNumber: secondNumber)
+        #expect(chat.log[1].contains(.notice(secured)))
         #expect(chat.transmittedKinds(1).filter { $0.kind == .pake }.count >= 2)
         #expect(chat.sessions.allSatisfy { $0.passwordRunsUnconfirmed == 0 })
     }
@@ -238,16 +244,20 @@ struct SessionAuthenticationTests {
         var ended: SessionEndReason?
         for attempt in 0..<12 where ended == nil {
             let instance = [UInt8](repeating: UInt8(attempt + 1), count: 16)
-            let hello = [2] + instance + [0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 16) + [0, 0, 0, 0, 0, 0, 0, 1]
+            let hello = [2] + instance + [0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 16)
+                + [0, 0, 0, 0, 0, 0, 0, 1]
             let guess = try CPaceParty(
-                password: try Password("guess-\(attempt)"), channelIdentifier: CPaceParty.channelIdentifier(room: InMemoryChat.room),
+                password: try Password("guess-\(attempt)"),
+                channelIdentifier: CPaceParty.channelIdentifier(room: InMemoryChat.room),
                 associatedData: hello, setting: .symmetric, entropy: SystemEntropy())
             now = now.advanced(by: .milliseconds(100))
-            victim.handle(.frame(WireCodec.encode(RelayMessage.signal(Signal(kind: .pake, payload: hello, key: guess.share)))),
-                          now: now)
+            let opening = Signal(kind: .pake, payload: hello, key: guess.share)
+            victim.handle(.frame(WireCodec.encode(RelayMessage.signal(opening))), now: now)
             for output in victim.drainOutputs() {
-                if case let .transmit(frame) = output, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
-                   signal.kind == .keyConfirm { tags += 1 }
+                if case let .transmit(frame) = output,
+                   case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame), signal.kind == .keyConfirm {
+                    tags += 1
+                }
                 if case let .notice(.ended(reason)) = output { ended = reason }
             }
         }
@@ -273,8 +283,8 @@ struct SessionAuthenticationTests {
         // A re-key; then an 80-byte confirmation whose run id is not this pairing's.
         chat.disconnect(1)
         chat.connect(1)
-        chat.inject(WireCodec.encode(RelayMessage.signal(Signal(kind: .keyConfirm, payload: [UInt8](repeating: 7, count: 80)))),
-                    to: 0)
+        let stray = Signal(kind: .keyConfirm, payload: [UInt8](repeating: 7, count: 80))
+        chat.inject(WireCodec.encode(RelayMessage.signal(stray)), to: 0)
         #expect(chat.sessions[0].state == .connected, "a stray confirmation in CONNECTED is a duplicate")
         chat.send(0, "still fine")
         #expect(chat.received(1) == ["still fine"])
@@ -323,7 +333,9 @@ struct SessionAuthenticationTests {
             }
             link.send(0, "record 6")
             let later = try #require(next)
-            #expect(candidates.contains { key in [0, 1].contains { Self.opens(later.box, key: key, side: $0, sequence: later.sequence) } })
+            #expect(candidates.contains { key in
+                [0, 1].contains { Self.opens(later.box, key: key, side: $0, sequence: later.sequence) }
+            })
         }
     }
 
