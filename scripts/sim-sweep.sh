@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The simulator's CI step (issue 5): a release build of `simulator`, a sweep of seeds with every
-# fault kind, and the determinism check. Exits non-zero on any failure.
+# The simulator's CI step (issues 5 and 7): a release build of `simulator`, a sweep of seeds with
+# every fault kind (each seed also draws whether its rooms have passwords, so both handshakes are
+# swept), the same faults under a malicious relay in the middle with and without passwords, and
+# the determinism check. Exits non-zero on any failure.
 #
-#   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers (the CI sweep)
-#   SIM_SEEDS=1..100 SIM_PEERS=2000 scripts/sim-sweep.sh
+#   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers; relay in the middle: seeds 1..5
+#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 scripts/sim-sweep.sh
 #
 # On a violation the simulator prints the invariant, the trace tail, the seed and the exact
 # command that reproduces it.
@@ -11,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${SIM_SEEDS:-1..20}
 peers=${SIM_PEERS:-1000}
+mitm_seeds=${SIM_MITM_SEEDS:-1..5}
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
@@ -21,8 +24,15 @@ simulator="$(swift build -c release --show-bin-path)/simulator"
 # Every fault kind on; delay, workload and fault-phase length are drawn from each seed.
 faults=(--reset --partition --relay-crash --peer-restart --drop 0.05 --dup 0.05)
 
-step "sweep: seeds $seeds x $peers peers, every fault kind"
+step "sweep: seeds $seeds x $peers peers, every fault kind, passwords or not as each seed draws"
 "$simulator" --seeds "$seeds" --peers "$peers" "${faults[@]}"
+
+# The authentication invariant: with passwords every session fails authentication and the relay
+# decrypts nothing; without, every room's two sides show different safety numbers.
+step "relay in the middle, with passwords: seeds $mitm_seeds x $peers peers, every fault kind"
+"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --mitm --password
+step "relay in the middle, without passwords: seeds $mitm_seeds x $peers peers, every fault kind"
+"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --mitm --no-password
 
 step "determinism: same seed and build, same trace hash (SWIFT_DETERMINISTIC_HASHING unset and set)"
 hash_of() { "$@" | sed -n 's/^trace hash: //p'; }

@@ -7,24 +7,27 @@ import Glibc
 #endif
 
 /// What the command line decided.
-public struct ClientOptions: Sendable {
-    /// The room to join; `created` when this client made it up (and tells the user the peer's command).
+public struct ClientOptions {
+    /// The room to join (the only part of a code the relay ever sees).
     public var room: RoomCode
-    public var created: Bool
+    /// The chat password (the code's words, or the user's own from `--password`), or nil for a
+    /// room-only code: then the handshake is X25519 and only safety numbers authenticate it.
+    /// `ClientApp.run` wipes it when the session is over.
+    public var password: Password?
+    /// This client created the room: what to tell the user to pass on.
+    public var invitation: Invitation?
     public var relay: WebSocketURL
-    /// The relay URL as typed (for the peer's command line).
-    public var relayText: String
     public var caFilePath: String?
     public var json: Bool
     public var giveUpAfterSeconds: Int
     public var drainTimeoutSeconds: Int
 
-    public init(room: RoomCode, created: Bool, relay: WebSocketURL, relayText: String, caFilePath: String?,
-                json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int) {
+    public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
+                caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int) {
         self.room = room
-        self.created = created
+        self.password = password
+        self.invitation = invitation
         self.relay = relay
-        self.relayText = relayText
         self.caFilePath = caFilePath
         self.json = json
         self.giveUpAfterSeconds = giveUpAfterSeconds
@@ -47,14 +50,25 @@ public enum ClientApp {
         return .success(signalFD)
     }
 
-    /// A fresh room code from the system CSPRNG.
-    public static func newRoom() -> RoomCode {
-        InvitationCode.generate(entropy: SystemEntropy())
+    /// The environment variable that names the command joining a room from this machine
+    /// (`run.sh` sets it to `./run.sh`); the invitation then also shows the other-machine command.
+    public static let peerCommandVariable = "SECURECHAT_PEER_COMMAND"
+
+    /// The invitation for a room this client created: `code` to pass on (the revealed
+    /// `ROOM-word-word`, or the room alone when the password is the user's own).
+    public static func invitation(code: String, ownPassword: Bool, relayText: String, caFilePath: String?)
+        -> Invitation
+    {
+        let sameMachine = getenv(peerCommandVariable).map { String(cString: $0) }
+        return Invitation.make(
+            code: code, ownPassword: ownPassword, relay: relayText, defaultRelay: defaultRelay, caFile: caFilePath,
+            sameMachineCommand: sameMachine)
     }
 
     /// Run the client until it ends; returns the exit status. The terminal is restored and the
     /// session's keys are wiped before this returns, whichever way the session ended.
     public static func run(_ options: ClientOptions, signalFD: Int32) -> ClientExitStatus {
+        defer { options.password?.wipe() }  // Whichever way this returns; the session has its own copy.
         let stderr = FileOutput(fd: 2)
         let sessionConfiguration = SessionConfiguration(room: options.room)
         let connector: WebSocketRelayConnector
@@ -67,15 +81,13 @@ public enum ClientApp {
             return .usage
         }
         let interactive = !options.json && isatty(0) == 1 && isatty(1) == 1
-        let peerCommand = options.created
-            ? InvitationCode.peerCommand(room: options.room, relay: options.relayText, defaultRelay: defaultRelay,
-                                         caFile: options.caFilePath)
-            : nil
         let driver = ClientDriver(
             configuration: DriverConfiguration(
-                session: sessionConfiguration, interactive: interactive, peerCommand: peerCommand,
+                session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
                 giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds)),
-            entropy: SystemEntropy())
+            password: options.password, entropy: SystemEntropy())
+        // The session keeps (and wipes) its own copy of the password; this one is done with.
+        options.password?.wipe()
         let mailbox = Mailbox()
         let shell: ClientShell
         if interactive {

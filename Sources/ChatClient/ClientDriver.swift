@@ -11,8 +11,8 @@ public struct DriverConfiguration: Sendable {
     /// Interactive: lines starting with `/` are commands and `/quit` asks again when messages
     /// are pending. In pipe mode every line is a message.
     public var interactive: Bool
-    /// The room was created by this client: tell the user the command for the peer.
-    public var peerCommand: String?
+    /// The room was created by this client: tell the user the code and the peer's commands.
+    public var invitation: Invitation?
     /// Give up on an attempt to open a connection after this long.
     public var connectTimeout: Duration
     /// Reconnect backoff: first ceiling and cap.
@@ -26,7 +26,7 @@ public struct DriverConfiguration: Sendable {
     public init(
         session: SessionConfiguration,
         interactive: Bool,
-        peerCommand: String? = nil,
+        invitation: Invitation? = nil,
         connectTimeout: Duration = .seconds(25),
         reconnectInitialDelay: Duration = .milliseconds(500),
         reconnectMaximumDelay: Duration = .seconds(30),
@@ -36,7 +36,7 @@ public struct DriverConfiguration: Sendable {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero)
         self.session = session
         self.interactive = interactive
-        self.peerCommand = peerCommand
+        self.invitation = invitation
         self.connectTimeout = connectTimeout
         self.reconnectInitialDelay = reconnectInitialDelay
         self.reconnectMaximumDelay = reconnectMaximumDelay
@@ -94,13 +94,18 @@ public final class ClientDriver {
 
     private var endCause: EndCause?
     private var relayRefused = false
+    private var authenticationFailed = false
+    /// The safety number the user confirmed with `/verify <number>` (for the status line).
+    private var verifiedNumber: SafetyNumber?
     private var undeliveredAtExit = 0
     private var exited = false
 
-    public init(configuration: DriverConfiguration, entropy: any EntropySource) {
+    /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
+    ///   session keeps its own copy, so the caller wipes this one when it likes.
+    public init(configuration: DriverConfiguration, password: Password? = nil, entropy: any EntropySource) {
         self.configuration = configuration
         self.entropy = entropy
-        self.session = SessionManager(configuration: configuration.session, entropy: entropy)
+        self.session = SessionManager(configuration: configuration.session, password: password, entropy: entropy)
         self.backoff = ReconnectBackoff(
             initialDelay: configuration.reconnectInitialDelay, maximumDelay: configuration.reconnectMaximumDelay)
     }
@@ -117,7 +122,8 @@ public final class ClientDriver {
         }
         return ClientStatus(
             state: session.state, room: configuration.session.room, relay: relay, peer: peer,
-            pending: session.pendingCount, verified: false)
+            pending: session.pendingCount, authentication: session.authentication,
+            verified: verifiedNumber != nil && verifiedNumber == session.safetyNumber)
     }
 
     /// True once the driver has asked the shell to exit.
@@ -222,8 +228,8 @@ public final class ClientDriver {
 
     private func start(now: Instant) {
         guard case .idle = link else { return }
-        if let command = configuration.peerCommand {
-            show(.roomCreated(room: configuration.session.room, peerCommand: command))
+        if let invitation = configuration.invitation {
+            show(.roomCreated(room: configuration.session.room, invitation: invitation))
         }
         unjoinedSince = now
         connect(now: now)
@@ -314,7 +320,12 @@ public final class ClientDriver {
             }
             quit(.userQuit, now: now)
         case "/verify":
-            show(.info(verificationReport()))
+            let argument = line.split(separator: " ", maxSplits: 1).dropFirst().first.map(String.init)
+            if let argument {
+                compareSafetyNumber(argument)
+            } else {
+                show(.info(verificationReport()))
+            }
         case "/clear":
             show(.clear)
         default:
@@ -327,7 +338,8 @@ public final class ClientDriver {
     public static let helpLines = [
         "Commands:",
         "  /help     this list",
-        "  /verify   show what to compare with your peer (out of band) to detect a man in the middle",
+        "  /verify   show the safety number to compare with your peer (out of band: phone, in person)",
+        "  /verify N confirm that the number your peer read out is N (all 60 digits)",
         "  /clear    clear the screen",
         "  /quit     leave (asks again if messages are not yet confirmed); also Ctrl-C, Ctrl-D",
         "  //text    send a message that starts with /",
@@ -434,16 +446,21 @@ public final class ClientDriver {
             show(.notice(ClientNotice(.peerRestarted, .info, "the peer reconnected; re-keying")))
         case .handshakeRetransmitted:
             break  // Routine on a lossy link; the state shows KEY_SETUP meanwhile.
-        case let .secured(resumed, fingerprint):
+        case let .secured(resumed, authentication, safetyNumber):
             peer = .present
+            let how = switch authentication {
+            case .password: "authenticated by the password"
+            case .safetyNumber where configuration.interactive: "no password: compare safety numbers with /verify"
+            case .safetyNumber: "no password: compare the safety number with your peer's"
+            }
             if session.statistics.handshakesCompleted <= 1 {
-                show(.notice(ClientNotice(.secured, .info,
-                    "end-to-end encrypted; peer key \(fingerprint) (/verify to compare)")))
+                show(.notice(ClientNotice(.secured, .info, "end-to-end encrypted; \(how)")))
             } else {
                 let conversation = resumed ? "conversation resumed" : "the peer restarted: new conversation"
                 show(.notice(ClientNotice(.rekeyed, .info,
-                    "re-keyed with fresh keys; peer key \(fingerprint); \(conversation)")))
+                    "re-keyed with fresh keys (a new safety number); \(how); \(conversation)")))
             }
+            show(.safetyNumber(safetyNumber, authentication: authentication))
         case let .relayError(code, message):
             let level: ClientNotice.Level = [.roomFull, .invalidRoom, .alreadyJoined].contains(code) ? .error : .warning
             show(.notice(ClientNotice(.relayError, level, "relay: \(code.rawValue): \(message)")))
@@ -456,6 +473,10 @@ public final class ClientDriver {
             }
         case let .ended(reason):
             if case .relayRefused = reason { relayRefused = true }
+            if case let .authenticationFailed(failure) = reason {
+                authenticationFailed = true
+                show(.notice(ClientNotice(.authenticationFailed, .error, Self.authenticationFailureText(failure))))
+            }
             let why: String = switch endCause {
             case .gaveUp, .permanentFailure: "no relay"
             case .drainTimedOut: "the peer did not confirm in time"
@@ -466,20 +487,65 @@ public final class ClientDriver {
         }
     }
 
-    /// The verification report for `/verify`. The authentication issue replaces the fingerprint
-    /// with a safety number computed from the whole handshake transcript; this is the one place
-    /// to change.
-    public func verificationReport() -> [String] {
-        guard let fingerprint = session.peerFingerprint else {
-            return ["No peer key yet: wait until the status line says CONNECTED."]
+    /// What the user is told when the handshake could not be authenticated: what happened and
+    /// what to do next.
+    static func authenticationFailureText(_ failure: AuthenticationFailure) -> String {
+        let newRoom = "start a new room with `securechat` and share the new code"
+        switch failure {
+        case .passwordMismatch:
+            return "authentication failed: the password did not match (or someone tried to intercept). "
+                + "This code is spent; \(newRoom)."
+        case let .tooManyAttempts(count):
+            return "authentication failed: \(count) handshakes ended before the peer proved the password "
+                + "(someone may be guessing it). This code is spent; \(newRoom)."
+        case .peerHasNoPassword:
+            return "authentication failed: the peer joined without the password (or someone tried to "
+                + "intercept). This code is spent; \(newRoom), and make sure your peer types all of it."
+        case .peerHasPassword:
+            return "authentication failed: your peer uses a password and you joined without one. "
+                + "Join again with the whole code your peer gave you (ROOM-word-word), or with --password."
         }
-        return [
-            "Peer key fingerprint: \(fingerprint)",
-            "Ask your peer (by phone, in person; not in this chat) to read theirs from /verify:",
-            "the fingerprint they see for YOUR key should match the one shown on their side for it.",
-            "Keys are fresh for every connection, so fingerprints change after a reconnect.",
-            "(A safety number covering both keys will replace this.)",
-        ]
+    }
+
+    /// The verification report for `/verify`: the safety number, and what comparing it proves.
+    public func verificationReport() -> [String] {
+        guard let number = session.safetyNumber else {
+            return ["No safety number yet: wait until the status line says CONNECTED."]
+        }
+        var lines = ["Safety number (the same on both sides unless someone is in the middle):"]
+        lines += number.displayLines.map { "    " + $0 }
+        switch session.authentication {
+        case .password:
+            lines += [
+                "The password authenticated this session: a relay in the middle would have made the handshake fail.",
+                "Comparing the number with your peer is an extra check.",
+            ]
+        case .safetyNumber:
+            lines += [
+                "No password: only comparing this number detects a relay in the middle. Compare all 60 digits",
+                "with your peer over another channel (phone, in person; not this chat), then type",
+                "/verify followed by the number your peer reads out. Every reconnect brings a new number.",
+            ]
+        }
+        return lines
+    }
+
+    /// `/verify NUMBER`: compare the number the peer read out with ours.
+    private func compareSafetyNumber(_ typed: String) {
+        guard let number = session.safetyNumber else {
+            show(.info(["No safety number yet: wait until the status line says CONNECTED."]))
+            return
+        }
+        if number.matches(typed) {
+            verifiedNumber = number
+            show(.notice(ClientNotice(.verified, .info,
+                "safety number verified: the same on both sides, nobody is in the middle of this session")))
+        } else {
+            verifiedNumber = nil
+            show(.notice(ClientNotice(.verifyMismatch, .error,
+                "the safety numbers DIFFER (or a digit was mistyped; all 60 are needed): someone may be in the "
+                    + "middle. Do not trust this session; /quit and start a new room with a password.")))
+        }
     }
 
     /// The session has ended: close, decide the exit status, and stop.
@@ -487,7 +553,9 @@ public final class ClientDriver {
         guard !exited else { return }
         exited = true
         let status: ClientExitStatus
-        if relayRefused {
+        if authenticationFailed {
+            status = .authenticationFailed
+        } else if relayRefused {
             status = .relayRefused
         } else {
             switch endCause {

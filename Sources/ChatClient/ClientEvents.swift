@@ -74,8 +74,11 @@ public struct SentMessage: Hashable, Sendable {
 
 /// Something to show. The renderers (terminal, plain pipe, JSON) decide how.
 public enum DisplayEvent: Hashable, Sendable {
-    /// A new room was created; the peer should run `peerCommand`.
-    case roomCreated(room: RoomCode, peerCommand: String)
+    /// A new room was created; the peer should run one of the invitation's commands.
+    case roomCreated(room: RoomCode, invitation: Invitation)
+    /// A handshake completed: the safety number to compare with the peer's (both sides show the
+    /// same number unless someone is in the middle). Interactive mode shows it on `/verify`.
+    case safetyNumber(SafetyNumber, authentication: SessionAuthentication)
     /// A message from the peer (raw: renderers sanitize it).
     case message(IncomingMessage)
     /// The user's message was accepted. `queued`: not connected now; it goes after (re-)keying.
@@ -119,6 +122,9 @@ public struct ClientNotice: Hashable, Sendable {
         case secured = "secured"
         case rekeyed = "rekeyed"
         case relayError = "relay_error"
+        case authenticationFailed = "authentication_failed"
+        case verified = "verified"
+        case verifyMismatch = "verify_mismatch"
         case suspiciousFrame = "suspicious_frame"
         case draining = "draining"
         case gaveUp = "gave_up"
@@ -163,8 +169,10 @@ public struct ClientStatus: Hashable, Sendable {
     public var peer: PeerPresence
     /// Messages accepted and not yet confirmed by the peer.
     public var pending: Int
-    /// True once the peer's key has been compared out of band (never yet: the authentication
-    /// issue adds a safety number the user can confirm).
+    /// How the session's handshakes are authenticated (a password, or safety numbers only).
+    public var authentication: SessionAuthentication
+    /// The user confirmed the current safety number with `/verify <number>` (reset by every
+    /// re-key, which brings a new number).
     public var verified: Bool
 
     /// Messages are end-to-end encrypted right now.

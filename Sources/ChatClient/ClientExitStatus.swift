@@ -14,6 +14,9 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     case undelivered
     /// A local failure (the terminal or the process could not be set up).
     case internalFailure
+    /// The handshake could not be authenticated: a different password, a peer with or without a
+    /// password when this side has the opposite, or too many unconfirmed attempts. The code is spent.
+    case authenticationFailed
     /// Ended by SIGTERM, SIGHUP or SIGQUIT: 128 + the signal number, as shells report it.
     case signal(Int32)
 
@@ -25,6 +28,7 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
         case .connectionFailed: 3
         case .undelivered: 4
         case .internalFailure: 5
+        case .authenticationFailed: 6
         case let .signal(number): 128 + number
         }
     }
@@ -41,6 +45,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
                way retrying cannot fix (untrusted certificate, not a relay)
           4    messages were left undelivered at exit (each was reported)
           5    local failure (terminal or process set-up)
+          6    authentication failed: the password did not match (or someone
+               tried to intercept); the code is spent, start a new room
           129, 131, 143  SIGHUP, SIGQUIT, SIGTERM (128 + signal); keys wiped
         """
 }

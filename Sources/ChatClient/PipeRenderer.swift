@@ -23,8 +23,13 @@ final class PlainRenderer: ClientRenderer {
 
     func render(_ event: DisplayEvent, status: ClientStatus) {
         switch event {
-        case let .roomCreated(room, command):
-            note("room \(room.value) created; on the other side run: \(command)")
+        case let .roomCreated(room, invitation):
+            note("room \(room.value) created; code \(invitation.code); on the other side run: "
+                + invitation.commands.joined(separator: "   or (another machine): "))
+        case let .safetyNumber(number, authentication):
+            let meaning = authentication == .password
+                ? "authenticated by the password" : "no password: compare it with your peer's"
+            note("safety number \(number) (\(meaning))")
         case let .message(message):
             stdout.write(TerminalText.sanitize(message.text) + "\n")
         case let .sent(message, queued):
@@ -68,10 +73,16 @@ final class JSONRenderer: ClientRenderer {
     func render(_ event: DisplayEvent, status: ClientStatus) {
         var line: JSONLine
         switch event {
-        case let .roomCreated(room, command):
+        case let .roomCreated(room, invitation):
             line = JSONLine(event: "room")
             line.field("room", room.value)
-            line.field("command", command)
+            line.field("code", invitation.code)
+            line.field("command", invitation.commands[0])
+            if invitation.commands.count > 1 { line.field("remote_command", invitation.commands[1]) }
+        case let .safetyNumber(number, authentication):
+            line = JSONLine(event: "safety_number")
+            line.field("number", number.description)
+            line.field("authentication", authentication.rawValue)
         case let .message(message):
             line = JSONLine(event: "message")
             line.field("seq", message.sequence)
@@ -117,7 +128,13 @@ final class JSONRenderer: ClientRenderer {
 /// The usage text for `--json`, in `--help`.
 public let jsonEventsHelp = """
     JSON events (--json): one object per line on stdout, "event" first.
-      room           a room was created: "room", "command" (what the peer runs)
+      room           a room was created: "room", "code" (ROOM-word-word: pass
+                     it on, the words are the password), "command" (what the
+                     peer runs), "remote_command" (from another machine, when
+                     SECURECHAT_PEER_COMMAND names the same-machine command)
+      safety_number  a handshake completed: "number" (60 digits in groups of
+                     5; equal on both sides unless someone is in the middle),
+                     "authentication" (password, safety-number)
       state          "from", "to": INIT SEARCHING USER_FOUND KEY_SETUP
                      CONNECTED DISCONNECTED DESTROYED
       message        from the peer: "seq", "text" (the exact text)
@@ -127,6 +144,7 @@ public let jsonEventsHelp = """
                      session_ended)
       refused        a line was not accepted: "reason"
       notice, error  "kind", "level", "text" (relay_lost, retrying,
-                     reconnected, rekeyed, peer_left, ...)
+                     reconnected, rekeyed, peer_left, authentication_failed,
+                     ...)
       exit           the last line: "code"
     """

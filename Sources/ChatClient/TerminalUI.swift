@@ -92,11 +92,18 @@ final class TerminalUI: ClientRenderer {
     func render(_ event: DisplayEvent, status: ClientStatus) {
         self.status = status
         switch event {
-        case let .roomCreated(room, command):
-            printLines([
-                style("Room \(room.value) created.", bold),
-                "Ask your peer to run:   " + style(command, bold),
-            ])
+        case let .roomCreated(room, invitation):
+            var lines = [
+                style("Room \(room.value) created. Your code: ", bold) + style(invitation.code, bold),
+                "Ask your peer to run:   " + style(invitation.commands[0], bold),
+            ]
+            for other in invitation.commands.dropFirst() {
+                lines.append("  (from another machine: " + other + ")")
+            }
+            lines.append(style("Pass the code on privately (the words are the password); it works once.", dim))
+            printLines(lines)
+        case .safetyNumber:
+            break  // /verify shows it; the status line shows whether it was verified.
         case let .message(message):
             printLines([style("peer", cyan) + " > " + TerminalText.sanitize(message.text)])
         case let .sent(message, queued):
@@ -243,7 +250,11 @@ final class TerminalUI: ClientRenderer {
         case .unknown: "peer ?"
         }
         let encryption = status.encrypted ? "encrypted" : "not encrypted yet"
-        let verification = status.verified ? "verified" : "unverified (/verify)"
+        let verification: String = switch (status.authentication, status.verified) {
+        case (_, true): "verified"
+        case (.password, false): "password-authenticated"
+        case (.safetyNumber, false): "unverified (/verify)"
+        }
         var parts = [stateText, "room \(status.room.value)", relay, peer, encryption, verification]
         if status.pending > 0 { parts.append("\(status.pending) pending") }
         let columns = terminalColumns() - 1

@@ -30,19 +30,30 @@ public final class ChatWorld {
         public var settleDeliveriesMax: Int
         /// Frames kept for replay steps.
         public var historyMax: Int
+        /// The password both processes (and every restarted one) use; nil: no password (X25519
+        /// and safety numbers).
+        public var password: String?
 
         public init(session: SessionConfiguration, queueFramesMax: Int = 512, settleDeliveriesMax: Int = 8192,
-                    historyMax: Int = 64) {
+                    historyMax: Int = 64, password: String? = nil) {
             self.session = session
             self.queueFramesMax = queueFramesMax
             self.settleDeliveriesMax = settleDeliveriesMax
             self.historyMax = historyMax
+            self.password = password
         }
 
         /// Small queues and windows, so that fuzz inputs reach every bound quickly.
         public static let small = Configuration(session: SessionConfiguration(
             room: try! RoomCode("ROOM1"), sendQueueMax: 16, inFlightMax: 4, reorderBufferMax: 4,
             messageTextMaxBytes: 128))
+
+        /// `small` with a password: the handshakes are CPace.
+        public static let smallWithPassword: Configuration = {
+            var configuration = small
+            configuration.password = "oyster-lemon"
+            return configuration
+        }()
     }
 
     /// Who sent a message the world has seen accepted.
@@ -86,8 +97,11 @@ public final class ChatWorld {
         defer { nextInstance += 1 }
         // Deterministic keys: a fuzz input replays exactly. See `SeededEntropy` (test code only).
         let entropy = SeededEntropy(seed: UInt64(nextInstance) &* 0x1000_0000_01B3 ^ UInt64(side))
+        let password = configuration.password.map { try! Password($0) }  // A valid test password.
+        defer { password?.wipe() }
         return PeerProcess(side: side, instance: nextInstance,
-                           session: SessionManager(configuration: configuration.session, entropy: entropy))
+                           session: SessionManager(configuration: configuration.session, password: password,
+                                                   entropy: entropy))
     }
 
     func record(_ problem: String) {
@@ -237,13 +251,24 @@ public final class ChatWorld {
         for side in 0..<2 { transportUp(side) }
         for _ in 0..<rounds {
             settle()
-            if isQuiescentAndConnected { return }
+            if isQuiescentAndConnected {
+                checkSafetyNumbersMatch()
+                return
+            }
             advance(by: .seconds(1))
         }
         settle()
         if !isQuiescentAndConnected {
             let summary = processes.map { "\($0.session.state) pending \($0.session.pendingCount)" }
             record("liveness: after healing, not both CONNECTED with nothing pending: \(summary)")
+        }
+    }
+
+    /// Two sides connected through an honest relay show the same safety number.
+    private func checkSafetyNumbersMatch() {
+        let numbers = processes.map(\.session.safetyNumber)
+        if numbers[0] == nil || numbers[0] != numbers[1] {
+            record("connected through an honest relay, yet the safety numbers differ: \(numbers)")
         }
     }
 
@@ -441,7 +466,20 @@ public final class ChatWorld {
                 record("side \(side): transmitted without a transport")
             }
         case let .notice(notice):
-            if case .ended = notice, process.state != .destroyed { record("side \(side): ended while \(process.state)") }
+            if case .ended = notice, process.state != .destroyed {
+                record("side \(side): ended while \(process.state)")
+            }
+            if case let .ended(.authenticationFailed(failure)) = notice, !isAdversarial {
+                // Honest runs share one password; only the guess budget may end them, after many
+                // handshakes were cut short.
+                if case .tooManyAttempts = failure {} else {
+                    record("side \(side): authentication failed (\(failure)) without any adversarial step")
+                }
+            }
+            if case let .secured(_, authentication, _) = notice,
+               authentication != (configuration.password == nil ? .safetyNumber : .password) {
+                record("side \(side): secured with \(authentication) authentication")
+            }
         case .closeTransport:
             if process.state != .destroyed { record("side \(side): closeTransport while \(process.state)") }
             closeRequested = true
@@ -505,7 +543,7 @@ public final class ChatWorld {
             if process.state != .searching { record("side \(side): JOIN in \(process.state)") }
         case let .signal(signal):
             let allowed: [SessionState] = switch signal.kind {
-            case .keyExchange: [.keySetup]
+            case .keyExchange, .pake: [.keySetup]
             case .keyConfirm: [.keySetup, .connected]
             case .message, .ack: [.connected]
             default: []

@@ -177,16 +177,22 @@ public let sessionStepsMax = 2048
 /// restarts, and hostile acts (drops, duplicates, reordering, tampering with frames and with the
 /// sealed payloads inside them, truncation, arbitrary injected frames, replays). Keys are
 /// deterministic (`SeededEntropy`), so the real handshake completes and mutations reach
-/// KEY_CONFIRM, MSG and ACK decryption. Every `ChatWorld` invariant is checked after every step;
-/// when no hostile step occurred, liveness is checked at the end.
+/// KEY_CONFIRM, MSG and ACK decryption. Every input is played twice, without a password
+/// (X25519) and with one (CPace), so both handshakes meet every scenario. Every `ChatWorld`
+/// invariant is checked after every step; when no hostile step occurred, liveness is checked at
+/// the end, and in both worlds the two sides must show the same safety number.
 public func fuzzSession(_ data: UnsafeRawBufferPointer) {
-    let world = ChatWorld()
-    for step in decodeSessionInput(data) {
-        world.apply(step)
-        require(world.violations.isEmpty, "after \(step): " + world.violations.joined(separator: "\n"))
-    }
-    if !world.isAdversarial {
-        world.heal()
-        require(world.violations.isEmpty, "after healing: " + world.violations.joined(separator: "\n"))
+    let steps = decodeSessionInput(data)
+    for configuration in [ChatWorld.Configuration.small, .smallWithPassword] {
+        let mode = configuration.password == nil ? "no password" : "password"
+        let world = ChatWorld(configuration: configuration)
+        for step in steps {
+            world.apply(step)
+            require(world.violations.isEmpty, "(\(mode)) after \(step): " + world.violations.joined(separator: "\n"))
+        }
+        if !world.isAdversarial {
+            world.heal()
+            require(world.violations.isEmpty, "(\(mode)) after healing: " + world.violations.joined(separator: "\n"))
+        }
     }
 }

@@ -24,6 +24,11 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// After every fault heals, every session reaches CONNECTED with nothing left to send, or a
     /// reported terminal failure, within the stated bound.
     case liveness = "liveness"
+    /// At convergence, with an honest relay: no session failed authentication and the two sides of
+    /// every room show the same safety number. With a malicious relay in the middle (`--mitm`):
+    /// with passwords, every session failed authentication and the relay decrypted nothing;
+    /// without, the two sides of every room show different safety numbers.
+    case authentication = "authentication"
 
     /// One line for people.
     public var summary: String {
@@ -36,6 +41,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .relayBlind: "the relay never sees plaintext"
         case .roomCapacity: "no room ever above two peers"
         case .liveness: "every session converges after the faults heal"
+        case .authentication: "a relay in the middle is always detected, an honest one never"
         }
     }
 }

@@ -63,6 +63,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
         case reconnect = 6
         /// Planted relay bugs.
         case planted = 7
+        /// The rooms' chat codes (their passwords).
+        case codes = 8
     }
 
     @inline(__always)
@@ -126,6 +128,10 @@ final class SeededEntropy: EntropySource {
 
     init(seed: UInt64, incarnation: UInt64) {
         generator = Xoshiro256(seed: seed, stream: .entropy, index: incarnation)
+    }
+
+    init(seed: UInt64, stream: Xoshiro256.Stream, index: UInt64) {
+        generator = Xoshiro256(seed: seed, stream: stream, index: index)
     }
 
     func fill(_ buffer: UnsafeMutableRawBufferPointer) {

@@ -22,6 +22,7 @@ public struct SimulationReport: Sendable, Codable {
     public var network: Network
     public var core: Core
     public var liveness: Liveness
+    public var authentication: Authentication
 
     public struct Sessions: Sendable, Codable {
         public var total: Int
@@ -84,6 +85,29 @@ public struct SimulationReport: Sendable, Codable {
         public var framesRejected: Int
         /// Rejections ChatCore flags as suspicious (failed authentication and the like).
         public var suspiciousRejections: Int
+    }
+
+    /// How authentication came out, counted when the run stopped.
+    public struct Authentication: Sendable, Codable {
+        /// The rooms had passwords (CPace) or not (X25519 and safety numbers).
+        public var password: Bool
+        /// The relay sat in the middle of every room.
+        public var mitm: Bool
+        /// Rooms whose two clients were both CONNECTED, with the same or with different safety numbers.
+        public var roomsSafetyNumbersMatching: Int
+        public var roomsSafetyNumbersDiffering: Int
+        /// Rooms where at least one client was not CONNECTED (failed, or the run stopped early).
+        public var roomsNotBothConnected: Int
+        /// Client sessions that ended with "authentication failed", and by cause.
+        public var sessionsFailedAuthentication: Int
+        public var failures: [String: Int]
+        /// Chat records the relay's endpoints decrypted (`--mitm`).
+        public var recordsDecryptedByRelay: Int
+        /// CPace confirmation tags the relay's endpoints received (each tested one guessed password).
+        public var relayGuesses: Int
+        /// The most CPace runs one client session gave its tag in and saw unconfirmed (the guess
+        /// budget it used; `SessionConfiguration.passwordRunsUnconfirmedMax` bounds it).
+        public var passwordRunsUnconfirmedMost: Int
     }
 
     public struct Liveness: Sendable, Codable {
@@ -170,6 +194,23 @@ extension SimulationReport {
             "core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
                 + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "
                 + "(\(core.suspiciousRejections) suspicious)")
+        let relay = authentication.mitm ? "malicious relay in the middle" : "honest relay"
+        let mode = (authentication.password ? "passwords (CPace)" : "no passwords (X25519)") + given("password")
+        let causes = authentication.failures.keys.sorted().map { "\(authentication.failures[$0]!) \($0)" }
+        lines.append(
+            "auth:     \(mode), \(relay): safety numbers match in \(authentication.roomsSafetyNumbersMatching) "
+                + "room(s), differ in \(authentication.roomsSafetyNumbersDiffering), "
+                + "\(authentication.roomsNotBothConnected) not both connected")
+        lines.append(
+            "          \(authentication.sessionsFailedAuthentication) session(s) failed authentication"
+                + (causes.isEmpty ? "" : " (\(causes.joined(separator: ", ")))")
+                + (authentication.password
+                    ? "; most unconfirmed password runs in one session: \(authentication.passwordRunsUnconfirmedMost)"
+                    : "")
+                + (authentication.mitm
+                    ? "; the relay decrypted \(authentication.recordsDecryptedByRelay) record(s) and tested "
+                        + "\(authentication.relayGuesses) password guess(es)"
+                    : ""))
         lines.append(
             "run:      \(events) events in \(virtualMilliseconds) virtual ms; "
                 + "wall \(formatted(wallSeconds, decimals: 3)) s, "

@@ -27,6 +27,12 @@ public struct SimulationOptions: Sendable, Hashable {
     public var faultPhaseSeconds: UInt64?
     /// A deliberately broken behaviour, to prove the checker catches it.
     public var plantedBug: PlantedBug?
+    /// The rooms have passwords (`ROOM-word-word` codes: CPace handshakes) or not (X25519 and
+    /// safety numbers).
+    public var password: Bool?
+    /// The relay is malicious: it sits in the middle of every room with endpoints of its own
+    /// (with a guessed password in password mode), substituting its keys for the peers'.
+    public var mitm: Bool
     /// Trace records kept for a failure report.
     public var traceTailCount: Int
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
@@ -37,8 +43,8 @@ public struct SimulationOptions: Sendable, Hashable {
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
-        faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, traceTailCount: Int = 40,
-        guardedMemory: Bool = false
+        faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
+        traceTailCount: Int = 40, guardedMemory: Bool = false
     ) {
         self.guardedMemory = guardedMemory
         self.peers = peers
@@ -53,6 +59,8 @@ public struct SimulationOptions: Sendable, Hashable {
         self.messagesPerPeer = messagesPerPeer
         self.faultPhaseSeconds = faultPhaseSeconds
         self.plantedBug = plantedBug
+        self.password = password
+        self.mitm = mitm
         self.traceTailCount = traceTailCount
     }
 
@@ -80,6 +88,10 @@ public struct SimulationOptions: Sendable, Hashable {
         }
         if let seconds = faultPhaseSeconds, !(1...Self.faultPhaseSecondsMax).contains(seconds) {
             throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
+        }
+        if mitm && plantedBug != nil {
+            throw .invalidOption(
+                "--plant-bug tests the checker against an honest relay; it cannot be combined with --mitm")
         }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
@@ -138,6 +150,10 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     /// After the heal, every session must converge within this much virtual time.
     public var livenessBoundMilliseconds: UInt64
     public var plantedBug: String?
+    /// The rooms have passwords (CPace) or not (X25519 and safety numbers).
+    public var password: Bool
+    /// The relay is a man in the middle (`--mitm`).
+    public var mitm: Bool
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -182,6 +198,8 @@ extension ResolvedSettings {
         let drawnRestartInterval: UInt64 = random.pick([30_000, 60_000, 120_000])
         let drawnMessages: Int = random.pick([5, 10, 20, 40])
         let drawnFaultPhase: UInt64 = random.pick([10_000, 20_000, 30_000])
+        // Drawn last, so that the draws above mean the same as before it existed.
+        let drawnPassword = random.chance(0.5)
 
         peers = options.peers
         rooms = options.peers / 2
@@ -209,6 +227,9 @@ extension ResolvedSettings {
         source("fault-phase", options.faultPhaseSeconds != nil)
         startSpreadMilliseconds = min(2_000, faultPhaseMilliseconds / 4)
         plantedBug = options.plantedBug?.rawValue
+        password = options.password ?? drawnPassword
+        source("password", options.password != nil)
+        mitm = options.mitm
         self.sources = sources
 
         reconnectInitialMilliseconds = Self.reconnectInitialMilliseconds

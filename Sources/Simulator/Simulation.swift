@@ -43,6 +43,15 @@ public final class Simulation {
     private var roomMembers: [[UInt64]]
     private var nextConnectionSerial: UInt64 = 1
 
+    // Authentication.
+    /// Each room's password (its code's words) when the run has passwords; empty otherwise.
+    private var roomPasswords: [Password] = []
+    /// The malicious relay's endpoint toward each client (`--mitm`), by client index.
+    private var endpoints: [MitmEndpoint?] = []
+    /// An endpoint whose session ended (authentication failed) is replaced by a fresh one, a new
+    /// guess, up to this many times per client.
+    private static let endpointGenerationsMax = 64
+
     // Checking.
     private let transitions = TransitionTable()
     private var ledger: [[MessageRecord]]
@@ -121,10 +130,18 @@ public final class Simulation {
 
     private func setUp() {
         let spread = settings.startSpreadMilliseconds * Self.nanosecondsPerMillisecond
+        if settings.password {
+            let codes = SeededEntropy(seed: options.seed, stream: .codes, index: 0)
+            roomPasswords = (0..<settings.rooms).map { _ in ChatCode.generate(entropy: codes).password! }
+        }
+        if options.mitm {
+            endpoints = Array(repeating: nil, count: settings.peers)
+        }
         for index in 0..<settings.peers {
             let client = VirtualClient(index: index, room: RoomCode.simulated(index / 2))
             clients.append(client)
             startIncarnation(client)
+            if options.mitm { endpoints[index] = makeEndpoint(for: client, generation: 0) }
             schedule(at: workloadRandom.inRange(0...spread), .connectAttempt(client: Int32(index)))
             // The user's typing: sorted uniform times over the fault phase.
             var times = (0..<settings.messagesPerPeer).map { _ in workloadRandom.inRange(spread...faultPhaseEnd) }
@@ -172,6 +189,7 @@ public final class Simulation {
         case .relayLearnsClose(let client, let connection): relayLearnsClose(clients[Int(client)], connection)
         case .clientLearnsClose(let client, let connection): clientLearnsClose(clients[Int(client)], connection)
         case .timer(let client): return timer(clients[Int(client)])
+        case .mitmTimer(let client): return endpointTimer(clients[Int(client)])
         case .userSend(let client): userSend(clients[Int(client)])
         case .reset(let client): reset(clients[Int(client)])
         case .partition(let client): partition(clients[Int(client)])
@@ -191,7 +209,9 @@ public final class Simulation {
     private func startIncarnation(_ client: VirtualClient) {
         let entropy = SeededEntropy(
             seed: options.seed, incarnation: UInt64(client.index) << 16 | UInt64(client.incarnation))
-        let session = SessionManager(configuration: SessionConfiguration(room: client.room), entropy: entropy)
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: client.room),
+            password: settings.password ? roomPasswords[client.index / 2] : nil, entropy: entropy)
         switch options.plantedBug {
         case .skipCounterCheck: session.plantedBugs = .skipCounterCheck
         case .dropAcknowledged: session.plantedBugs = .dropAcknowledgedMessage
@@ -337,6 +357,7 @@ public final class Simulation {
         }
         var actions = rooms.receive(frame: frame, from: connection)
         if options.plantedBug == .relayWrongRoom { plantWrongRoomForward(&actions, from: client) }
+        if options.mitm { interceptSignal(&actions, frame: frame, from: client) }
         performRelayActions(actions, frame: frame, from: client)
     }
 
@@ -365,6 +386,9 @@ public final class Simulation {
                 precondition(
                     target.relayConnections.contains(connection), "the relay answered a connection it does not hold")
                 if case .joined(let room, _) = message { joined(target, connection: connection, room: room) }
+                // The relay in the middle plays each client's peer itself: the real peer's
+                // departure is not the client's business any more.
+                if options.mitm && message == .peerLeft { continue }
                 let bytes = WireCodec.encode(message)
                 record(.relaySend, client: target, connection: connection, value: UInt64(bytes.count))
                 if PlaintextScanner.containsCanary(bytes) {
@@ -372,6 +396,16 @@ public final class Simulation {
                     return
                 }
                 transmit(bytes, toRelay: false, client: target, connection: connection)
+                if options.mitm, case .joined(_, let peers) = message {
+                    // The client is in: its endpoint "finds" it and opens a handshake, and the client
+                    // is told its peer is here (unless the room logic says so itself).
+                    if peers < RelayRooms<UInt64>.peersPerRoomMax {
+                        let found = WireCodec.encode(RelayMessage.peerFound)
+                        record(.mitmSend, client: target, connection: connection, value: UInt64(found.count))
+                        transmit(found, toRelay: false, client: target, connection: connection)
+                    }
+                    endpointFindsPeer(target)
+                }
             case .forward(let connection):
                 let target = clients[Int(connection & Self.clientMask)]
                 record(.relayForward, client: source, value: connection)
@@ -415,6 +449,7 @@ public final class Simulation {
         if client.liveConnection == connection { client.liveConnection = 0 }
         roomMembers[client.index / 2].removeAll { $0 == connection }
         performRelayActions(rooms.disconnect(connection), frame: [], from: nil)
+        if client.relayConnections.isEmpty { endpointLosesPeer(client) }
     }
 
     // MARK: Faults
@@ -492,6 +527,7 @@ public final class Simulation {
             }
             client.relayConnections.removeAll()
             client.liveConnection = 0
+            endpointLosesPeer(client)
         }
         rooms = RelayRooms(limits: rooms.limits)
         for index in roomMembers.indices { roomMembers[index].removeAll() }
@@ -545,7 +581,9 @@ public final class Simulation {
         if client.terminal != nil { return true }
         if session.pendingCount > 0 { return false }
         if session.state == .connected { return true }
-        return clients[client.peerIndex].terminal != nil
+        // With a relay in the middle the client's peer is the relay's endpoint, which never ends
+        // for good: waiting for it is not an excuse.
+        return !options.mitm && clients[client.peerIndex].terminal != nil
     }
 
     private func describe(_ client: VirtualClient) -> String {
@@ -663,6 +701,12 @@ public final class Simulation {
             return
         }
         client.observedState = to
+        if to == .connected && options.mitm && settings.password {
+            fail(
+                .authentication,
+                "client \(client.index) reached CONNECTED with a relay in the middle despite the password")
+            return
+        }
         switch to {
         case .userFound:
             client.userFoundAt = now
@@ -763,7 +807,9 @@ public final class Simulation {
                         + "already reported \(entry.status)")
                 return
             }
-            guard entry.receivedBy >= 0 else {
+            // With a relay in the middle, the ack comes from the relay's endpoint, which has the session
+            // keys: without a password that is the point of the attack, so it is not checked.
+            guard entry.receivedBy >= 0 || options.mitm else {
                 fail(
                     .lossReported,
                     "client \(client.index) was told message \(number) was delivered, but its peer "
@@ -822,7 +868,8 @@ public final class Simulation {
             value: value, note: note)
     }
 
-    /// At convergence: every accepted message of a live process is delivered or reported.
+    /// At convergence: every accepted message of a live process is delivered or reported, and
+    /// authentication came out as the relay deserved.
     private func finalAccounting() {
         for client in clients {
             for (number, entry) in ledger[client.index].enumerated() where entry.status == .pending {
@@ -833,6 +880,208 @@ public final class Simulation {
                 return
             }
         }
+        checkAuthentication()
+    }
+
+    /// The safety numbers of every room at convergence, and each client's authentication outcome.
+    private func tallyAuthentication() -> SimulationReport.Authentication {
+        var matching = 0
+        var mismatched = 0
+        var unpaired = 0
+        for room in 0..<settings.rooms {
+            let numbers = [clients[2 * room], clients[2 * room + 1]].map { $0.session?.safetyNumber }
+            if let first = numbers[0], let second = numbers[1] {
+                if first == second { matching += 1 } else { mismatched += 1 }
+            } else {
+                unpaired += 1
+            }
+        }
+        var failures: [String: Int] = [:]
+        for client in clients {
+            if case .authenticationFailed(let failure)? = client.terminal {
+                failures[failure.causeName, default: 0] += 1
+            }
+        }
+        return .init(
+            password: settings.password, mitm: options.mitm, roomsSafetyNumbersMatching: matching,
+            roomsSafetyNumbersDiffering: mismatched, roomsNotBothConnected: unpaired,
+            sessionsFailedAuthentication: failures.values.reduce(0, +), failures: failures,
+            recordsDecryptedByRelay: counters.relayDecrypted, relayGuesses: counters.relayGuesses,
+            passwordRunsUnconfirmedMost: counters.passwordRunsUnconfirmedMost)
+    }
+
+    private func checkAuthentication() {
+        let tally = tallyAuthentication()
+        switch (options.mitm, settings.password) {
+        case (false, _):
+            let failed = clients.first { if case .authenticationFailed? = $0.terminal { true } else { false } }
+            if let client = failed {
+                fail(
+                    .authentication,
+                    "client \(client.index) failed authentication with an honest relay: \(client.terminal!)")
+            } else if tally.roomsSafetyNumbersDiffering > 0 {
+                fail(.authentication, "\(tally.roomsSafetyNumbersDiffering) room(s) show different safety numbers "
+                    + "although the relay is honest")
+            }
+        case (true, true):
+            // Every session ended: authentication failed (or, for a process restarted late, the
+            // room logic refused it before it could try). CONNECTED was never reached (checked as
+            // it happens) and the relay decrypted nothing.
+            let unfinished = clients.first { client in
+                switch client.terminal {
+                case .authenticationFailed?, .relayRefused?: false
+                default: true
+                }
+            }
+            if let client = unfinished {
+                fail(.authentication, "client \(client.index) did not fail authentication with a relay in the middle "
+                    + "(\(client.session.map { "\($0.state)" } ?? "crashed"))")
+            } else if tally.recordsDecryptedByRelay > 0 {
+                fail(
+                    .authentication,
+                    "the relay decrypted \(tally.recordsDecryptedByRelay) record(s) despite passwords")
+            }
+        case (true, false):
+            // Every room whose two sides are connected shows two different numbers, and every
+            // client is connected (or was refused by the room logic after a late restart).
+            let unconnected = clients.first { client in
+                if case .relayRefused? = client.terminal { return false }
+                return client.session?.state != .connected
+            }
+            if tally.roomsSafetyNumbersMatching > 0 || tally.roomsSafetyNumbersDiffering == 0 {
+                fail(.authentication, "with a relay in the middle, \(tally.roomsSafetyNumbersMatching) room(s) show "
+                    + "matching safety numbers and \(tally.roomsSafetyNumbersDiffering) different ones")
+            } else if let client = unconnected {
+                fail(.authentication, "client \(client.index) is not connected (to the relay's endpoint) at the end")
+            }
+        }
+    }
+
+    // MARK: The relay in the middle (--mitm)
+
+    /// A fresh endpoint of the relay's toward `client`: a real `SessionManager`, with a guessed
+    /// (always wrong) password in password mode, that believes it joined the client's room alone.
+    private func makeEndpoint(for client: VirtualClient, generation: Int) -> MitmEndpoint {
+        let entropy = SeededEntropy(
+            seed: options.seed, stream: .entropy, index: 1 << 48 | UInt64(client.index) << 16 | UInt64(generation))
+        // A guess that can never be right: generated codes have only letters in their words.
+        let guess = settings.password ? try! Password("relay-guess-\(client.index)-\(generation)") : nil
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: client.room), password: guess, entropy: entropy)
+        guess?.wipe()
+        let endpoint = MitmEndpoint(session: session, generation: generation)
+        let at = Instant(nanoseconds: now)
+        session.handle(.transportUp, now: at)
+        session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: client.room, peers: 1))), now: at)
+        _ = session.drainOutputs()  // Its JOIN and state changes: nothing to deliver.
+        return endpoint
+    }
+
+    /// A SIGNAL from `client` reaches the relay's endpoint instead of the peer (whether or not the
+    /// real peer is in the room: the relay answers for it).
+    private func interceptSignal(
+        _ actions: inout [RelayRooms<UInt64>.Action], frame: [UInt8], from client: VirtualClient
+    ) {
+        let isSignalFromMember = actions.contains {
+            switch $0 {
+            case .forward: true
+            case .send(_, .error(.noPeer, _)): true
+            default: false
+            }
+        }
+        guard isSignalFromMember else { return }
+        actions.removeAll {
+            switch $0 {
+            case .forward, .send(_, .error(.noPeer, _)): true
+            default: false
+            }
+        }
+        guard case .signal(let signal)? = try? WireCodec.decodeClientMessage(frame),
+            let endpoint = endpoints[client.index]
+        else { return }
+        record(.mitmIntercept, client: client, value: UInt64(frame.count))
+        if signal.kind == .keyConfirm && settings.password { counters.relayGuesses += 1 }
+        endpoint.session.handle(.frame(WireCodec.encode(RelayMessage.signal(signal))), now: Instant(nanoseconds: now))
+        drainEndpoint(client)
+    }
+
+    /// `client` is in the room: its endpoint, playing its peer, opens a handshake as an honest peer
+    /// would (its retransmitted opening also rescues a client whose PEER_FOUND was lost).
+    private func endpointFindsPeer(_ client: VirtualClient) {
+        guard let endpoint = endpoints[client.index] else { return }
+        endpoint.session.handle(.frame(WireCodec.encode(RelayMessage.peerFound)), now: Instant(nanoseconds: now))
+        drainEndpoint(client)
+    }
+
+    /// The client's last connection to the relay closed: its endpoint's "peer" left.
+    private func endpointLosesPeer(_ client: VirtualClient) {
+        guard options.mitm, let endpoint = endpoints[client.index] else { return }
+        endpoint.session.handle(.frame(WireCodec.encode(RelayMessage.peerLeft)), now: Instant(nanoseconds: now))
+        drainEndpoint(client)
+    }
+
+    private func endpointTimer(_ client: VirtualClient) -> Bool {
+        guard let endpoint = endpoints[client.index], endpoint.armedTimer == now else { return false }
+        endpoint.armedTimer = .max
+        record(.mitmTimer, client: client)
+        endpoint.session.handleTimeout(now: Instant(nanoseconds: now))
+        drainEndpoint(client)
+        return true
+    }
+
+    /// Act on the endpoint's outputs: its SIGNALs go to the client as if from the peer; a record
+    /// it decrypts is counted (the relay read it); when it ends, a fresh one takes its place.
+    private func drainEndpoint(_ client: VirtualClient) {
+        guard let endpoint = endpoints[client.index] else { return }
+        var ended = false
+        for output in endpoint.session.drainOutputs() {
+            guard violation == nil else { return }
+            switch output {
+            case .transmit(let frame):
+                guard case .signal(let signal)? = try? WireCodec.decodeClientMessage(frame) else { continue }
+                guard relayUp, let connection = client.relayConnections.last else {
+                    counters.framesLost += 1
+                    continue
+                }
+                let bytes = WireCodec.encode(RelayMessage.signal(signal))
+                record(.mitmSend, client: client, connection: connection, value: UInt64(bytes.count))
+                if PlaintextScanner.frameLeaksPlaintext(bytes) {
+                    fail(.relayBlind, "the relay's endpoint sent plaintext to client \(client.index)")
+                    return
+                }
+                transmit(bytes, toRelay: false, client: client, connection: connection)
+            case .received:
+                counters.relayDecrypted += 1
+                record(.mitmDecrypted, client: client)
+                if settings.password {
+                    fail(
+                        .authentication,
+                        "the relay decrypted a record from client \(client.index) despite the password")
+                    return
+                }
+            case .notice(.ended):
+                ended = true
+            default:
+                break
+            }
+        }
+        if ended {
+            endpoints[client.index] = nil
+            guard endpoint.generation + 1 < Self.endpointGenerationsMax else { return }
+            record(.mitmRespawn, client: client, value: UInt64(endpoint.generation + 1))
+            endpoints[client.index] = makeEndpoint(for: client, generation: endpoint.generation + 1)
+            if !client.relayConnections.isEmpty { endpointFindsPeer(client) }
+            return
+        }
+        if let due = endpoint.session.pollTimeout() {
+            let at = max(due.nanoseconds, now)
+            if at != endpoint.armedTimer {
+                endpoint.armedTimer = at
+                schedule(at: at, .mitmTimer(client: Int32(client.index)))
+            }
+        } else {
+            endpoint.armedTimer = .max
+        }
     }
 
     private func collectStatistics(_ session: SessionManager) {
@@ -841,6 +1090,8 @@ public final class Simulation {
         counters.retransmissions += statistics.retransmissions
         counters.duplicatesDropped += statistics.duplicatesDropped
         counters.framesRejected += statistics.framesRejected
+        counters.passwordRunsUnconfirmedMost = max(
+            counters.passwordRunsUnconfirmedMost, session.passwordRunsUnconfirmed)
     }
 
     private func report(events: UInt64, wall: Duration) -> SimulationReport {
@@ -914,7 +1165,8 @@ public final class Simulation {
                 healedAtMilliseconds: healedAt.map(toMilliseconds),
                 boundMilliseconds: settings.livenessBoundMilliseconds,
                 convergedAtMilliseconds: convergedAt.map(toMilliseconds),
-                convergenceMilliseconds: convergedAt.flatMap { end in healedAt.map { toMilliseconds(end - $0) } }))
+                convergenceMilliseconds: convergedAt.flatMap { end in healedAt.map { toMilliseconds(end - $0) } }),
+            authentication: tallyAuthentication())
     }
 }
 
@@ -928,6 +1180,7 @@ enum Event {
     case relayLearnsClose(client: Int32, connection: UInt64)
     case clientLearnsClose(client: Int32, connection: UInt64)
     case timer(client: Int32)
+    case mitmTimer(client: Int32)
     case userSend(client: Int32)
     case reset(client: Int32)
     case partition(client: Int32)
@@ -1028,6 +1281,24 @@ struct Counters {
     var retransmissions = 0
     var duplicatesDropped = 0
     var framesRejected = 0
+    /// Records the relay's endpoints decrypted (`--mitm`).
+    var relayDecrypted = 0
+    /// Key confirmations (CPace tags) the relay's endpoints received: each let it test one guess.
+    var relayGuesses = 0
+    /// The most CPace runs any one client session left unconfirmed after giving out its tag.
+    var passwordRunsUnconfirmedMost = 0
+}
+
+/// The malicious relay's endpoint toward one client: a real session, with its own timer.
+final class MitmEndpoint {
+    let session: SessionManager
+    let generation: Int
+    var armedTimer: UInt64 = .max
+
+    init(session: SessionManager, generation: Int) {
+        self.session = session
+        self.generation = generation
+    }
 }
 
 extension SessionEndReason {
@@ -1036,6 +1307,19 @@ extension SessionEndReason {
         switch self {
         case .userQuit: "quit"
         case .relayRefused(let code): "relay refused: \(code.rawValue)"
+        case .authenticationFailed(let failure): "authentication failed: \(failure.causeName)"
+        }
+    }
+}
+
+extension AuthenticationFailure {
+    /// A stable cause name for the report.
+    var causeName: String {
+        switch self {
+        case .passwordMismatch: "password mismatch"
+        case .tooManyAttempts: "too many attempts"
+        case .peerHasNoPassword: "peer has no password"
+        case .peerHasPassword: "peer has a password"
         }
     }
 }

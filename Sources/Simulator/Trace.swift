@@ -108,6 +108,12 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
     // Relay outputs.
     case relaySend
     case relayForward
+    // The malicious relay (`--mitm`): its endpoints toward each client.
+    case mitmIntercept
+    case mitmSend
+    case mitmDecrypted
+    case mitmTimer
+    case mitmRespawn
 
     var label: String {
         switch self {
@@ -142,6 +148,11 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
         case .closeTransport: "  close-transport"
         case .relaySend: "  relay-send"
         case .relayForward: "  relay-forward"
+        case .mitmIntercept: "  mitm-intercept"
+        case .mitmSend: "  mitm-send"
+        case .mitmDecrypted: "  mitm-decrypted"
+        case .mitmTimer: "mitm-timer"
+        case .mitmRespawn: "  mitm-respawn"
         }
     }
 }
@@ -168,7 +179,8 @@ public struct TraceRecord: Sendable {
             let from = SessionState.allCases[Int(value >> 8)]
             let to = SessionState.allCases[Int(value & 0xFF)]
             line += " \(from)->\(to)"
-        case .frameAtRelay, .frameAtClient, .frameDropped, .frameDuplicated, .frameLost, .relaySend:
+        case .frameAtRelay, .frameAtClient, .frameDropped, .frameDuplicated, .frameLost, .relaySend, .mitmIntercept,
+             .mitmSend:
             line += " \(value)B"
         case .relayForward:
             line += " to-conn\(value)"

@@ -27,9 +27,18 @@ struct SimulatorCommand: ParsableCommand {
             trace, the seed and the command that reproduces it.
 
             Settings not given are drawn from the seed (swarm testing): --drop, --dup, --delay, \
-            --messages, --fault-phase, and whether each of --reset, --partition, --relay-crash and \
-            --peer-restart is on (use --no-reset etc. to switch one off). The same seed and build print \
-            the same trace hash.
+            --messages, --fault-phase, whether the rooms have passwords (--password: ROOM-word-word codes \
+            and CPace; --no-password: X25519 and safety numbers), and whether each of --reset, \
+            --partition, --relay-crash and --peer-restart is on (use --no-reset etc. to switch one off). \
+            The same seed and build print the same trace hash.
+
+            --mitm makes the relay malicious: it sits in the middle of every room with endpoints of its \
+            own (real sessions, with a guessed password when the rooms have one) and substitutes their \
+            keys for the peers'. The authentication invariant then requires that with passwords every \
+            session fails authentication and the relay decrypts nothing, and that without passwords the \
+            two sides of every room show different safety numbers; with an honest relay it requires \
+            that no session fails authentication and every room's safety numbers match. The summary's \
+            "auth" lines count them.
 
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (relay-wrong-room, skip-counter-check, drop-acked-message) to prove the checker names the \
@@ -74,6 +83,12 @@ struct SimulatorCommand: ParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: "Client processes crash; a new process (new keys) rejoins the room.")
     var peerRestart: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "Rooms have passwords (CPace) or not (X25519 and safety numbers).")
+    var password: Bool?
+
+    @Flag(help: "A malicious relay: it sits in the middle of every room, substituting its own keys.")
+    var mitm = false
 
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
@@ -193,8 +208,8 @@ struct SimulatorCommand: ParsableCommand {
             delayMilliseconds: delay.flatMap { Self.parseRange($0, parse: { UInt64($0) }) },
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
-            plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), traceTailCount: traceTail,
-            guardedMemory: guardedMemory)
+            plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
+            traceTailCount: traceTail, guardedMemory: guardedMemory)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -205,12 +220,13 @@ struct SimulatorCommand: ParsableCommand {
         if let delay { words += ["--delay", delay] }
         for (name, value) in [
             ("reset", reset), ("partition", partition), ("relay-crash", relayCrash),
-            ("peer-restart", peerRestart),
+            ("peer-restart", peerRestart), ("password", password),
         ] {
             if let value { words.append(value ? "--\(name)" : "--no-\(name)") }
         }
         if let messages { words += ["--messages", String(messages)] }
         if let faultPhase { words += ["--fault-phase", String(faultPhase)] }
+        if mitm { words.append("--mitm") }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")

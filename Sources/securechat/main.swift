@@ -13,13 +13,26 @@ struct Securechat: ParsableCommand {
         commandName: "securechat",
         abstract: "Ephemeral, end-to-end encrypted chat through a blind relay.",
         discussion: """
-            Without CODE, creates a room and prints the command your peer should type; with \
-            CODE, joins that room. Keys live only in locked memory and are wiped on exit; \
-            nothing is ever written to disk.
+            Without CODE, creates a room and prints its code, ROOM-word-word, and the command your \
+            peer should type; with CODE, joins that room. Only the room part ever reaches the relay: \
+            the words are a password that authenticates the key exchange (CPace), so a relay in the \
+            middle makes the handshake fail instead of reading the chat. A code works once: after a \
+            failed authentication, start a new room. Keys live only in locked memory and are wiped on \
+            exit; nothing is ever written to disk.
+
+            A room-only CODE (no words) has no password unless --password is given: the keys are then \
+            authenticated only by comparing safety numbers (/verify) with your peer out of band. \
+            --password asks for a password of your own on the terminal (echo off; twice when creating \
+            a room); without a terminal it reads the environment variable SECURECHAT_PASSWORD. A \
+            password is never taken from the command line, where other users can read it.
+
+            When SECURECHAT_PEER_COMMAND is set (run.sh sets it), a new room's invitation shows \
+            "$SECURECHAT_PEER_COMMAND CODE" for this machine and "securechat CODE --relay URL" for \
+            another one.
 
             Interactive (stdin is a terminal): type a line and press Enter to send it. \
-            Commands: /help, /verify (compare keys with your peer), /clear, /quit. \
-            Ctrl-C and Ctrl-D leave. NO_COLOR turns colours off.
+            Commands: /help, /verify (show the safety number; /verify NUMBER checks the one your \
+            peer reads out), /clear, /quit. Ctrl-C and Ctrl-D leave. NO_COLOR turns colours off.
 
             Pipe mode (stdin is not a terminal): each line of stdin is one message; each \
             message from the peer is one line on stdout (control characters made visible); \
@@ -32,8 +45,13 @@ struct Securechat: ParsableCommand {
             """
     )
 
-    @Argument(help: "The code your peer gave you (letters and digits). Omit it to create a room.")
+    @Argument(help: "The code your peer gave you (ROOM-word-word, or a room alone). Omit it to create a room.")
     var code: String?
+
+    @Flag(help: ArgumentHelp(
+        "Use a password of your own (asked on the terminal, or from SECURECHAT_PASSWORD without one).",
+        discussion: "Only with a room-only code, or when creating a room."))
+    var password = false
 
     @Option(help: ArgumentHelp("The relay, ws://HOST:PORT or wss://HOST:PORT.", valueName: "url"))
     var relay: String = ClientApp.defaultRelay
@@ -54,17 +72,23 @@ struct Securechat: ParsableCommand {
     var drainTimeout: Int = 30
 
     func validate() throws {
-        if let code { _ = try parseCode(code) }
+        if let code {
+            let parsed = try parseCode(code)
+            if password && parsed.wordCount > 0 {
+                throw ValidationError("the code already carries a password (its words); --password is for "
+                    + "room-only codes")
+            }
+        }
         _ = try parseRelay()
         guard (1...86_400).contains(giveUpAfter) else { throw ValidationError("--give-up-after must be 1...86400") }
         guard (0...86_400).contains(drainTimeout) else { throw ValidationError("--drain-timeout must be 0...86400") }
     }
 
-    private func parseCode(_ text: String) throws -> RoomCode {
+    private func parseCode(_ text: String) throws -> ChatCode {
         do {
-            return try InvitationCode.parse(text)
+            return try ChatCode.parse(text)
         } catch {
-            throw ValidationError("\(error)")
+            throw ValidationError("invalid code: \(error)")
         }
     }
 
@@ -76,12 +100,29 @@ struct Securechat: ParsableCommand {
         }
     }
 
-    func options() throws -> ClientOptions {
-        let room = try code.map(parseCode) ?? ClientApp.newRoom()
+    /// The options, with the password asked for (or read from the environment) if --password.
+    func options(signalFD: Int32) throws -> ClientOptions {
+        let chatCode = try code.map(parseCode) ?? ChatCode.generate(entropy: SystemEntropy())
+        var password = chatCode.password
+        if self.password {
+            switch PasswordInput.read(confirm: code == nil, signalFD: signalFD) {
+            case let .success(own): password = own
+            case let .failure(.interrupted(signal)): throw PasswordInterrupted(signal: signal)
+            case let .failure(failure): throw ValidationError("\(failure)")
+            }
+        }
+        let invitation = code != nil ? nil : ClientApp.invitation(
+            code: self.password ? chatCode.room.value : chatCode.revealForSharing(), ownPassword: self.password,
+            relayText: relay, caFilePath: caFile)
         return ClientOptions(
-            room: room, created: code == nil, relay: try parseRelay(), relayText: relay, caFilePath: caFile,
-            json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout)
+            room: chatCode.room, password: password, invitation: invitation, relay: try parseRelay(),
+            caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout)
     }
+}
+
+/// Ctrl-C (or another terminating signal) at the password prompt.
+struct PasswordInterrupted: Error {
+    var signal: Int32
 }
 
 /// Write to stderr without Foundation.
@@ -113,8 +154,10 @@ do {
 }
 
 do {
-    let options = try command.options()
+    let options = try command.options(signalFD: signalFD)
     exit(ClientApp.run(options, signalFD: signalFD).code)
+} catch let interrupted as PasswordInterrupted {
+    exit(ClientExitStatus.signal(interrupted.signal).code)
 } catch {
     printError("securechat: \(error)")
     exit(ClientExitStatus.usage.code)

@@ -39,18 +39,22 @@ struct RegressionTests {
         let data = try Self.input("FuzzSession", "handshake-ping-pong-after-reconnect.bin")
         data.withUnsafeBytes { fuzzSession($0) }
 
-        let world = ChatWorld()
-        for step: WorldStep in [.transportUp(side: 0), .transportUp(side: 1), .deliverUp(side: 0),
-                                .deliverUp(side: 1), .transportDown(side: 0), .transportUp(side: 0), .settle] {
-            world.apply(step)
+        // Without a password (X25519) and with one (CPace, whose share is answered again the same way).
+        for configuration in [ChatWorld.Configuration.small, .smallWithPassword] {
+            let world = ChatWorld(configuration: configuration)
+            for step: WorldStep in [.transportUp(side: 0), .transportUp(side: 1), .deliverUp(side: 0),
+                                    .deliverUp(side: 1), .transportDown(side: 0), .transportUp(side: 0), .settle] {
+                world.apply(step)
+            }
+            #expect(world.violations.isEmpty, "\(world.violations)")
+            #expect(world.processes.map(\.session.state) == [.connected, .connected])
+            #expect(world.processes[0].session.safetyNumber == world.processes[1].session.safetyNumber)
+            // And a message crosses in each direction.
+            world.send(0, Array("ping".utf8))
+            world.send(1, Array("pong".utf8))
+            world.settle()
+            #expect(world.processes[0].shown.count == 1 && world.processes[1].shown.count == 1)
+            #expect(world.violations.isEmpty, "\(world.violations)")
         }
-        #expect(world.violations.isEmpty, "\(world.violations)")
-        #expect(world.processes.map(\.session.state) == [.connected, .connected])
-        // And a message crosses in each direction.
-        world.send(0, Array("ping".utf8))
-        world.send(1, Array("pong".utf8))
-        world.settle()
-        #expect(world.processes[0].shown.count == 1 && world.processes[1].shown.count == 1)
-        #expect(world.violations.isEmpty, "\(world.violations)")
     }
 }

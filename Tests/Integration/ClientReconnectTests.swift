@@ -40,11 +40,13 @@ struct ClientReconnectTests {
         try bob.type("after the restart")
         #expect(try await alice.messages(count: 1) == ["after the restart"])
 
-        // Each session re-keyed: two different peer fingerprints were announced.
-        let fingerprints = alice.events.filter {
-            ["secured", "rekeyed"].contains($0["kind"] as? String)
-        }.compactMap { $0["text"] as? String }
-        #expect(fingerprints.count == 2 && fingerprints[0] != fingerprints[1], "\(fingerprints)")
+        // Each session re-keyed: two different safety numbers were announced (fresh keys), and
+        // bob announced the same two.
+        let numbers = { (client: ClientProcess) in
+            client.events.filter { $0["event"] as? String == "safety_number" }.compactMap { $0["number"] as? String }
+        }
+        #expect(numbers(alice).count == 2 && numbers(alice)[0] != numbers(alice)[1], "\(numbers(alice))")
+        #expect(numbers(alice) == numbers(bob))
 
         try alice.closeInput()
         try bob.closeInput()

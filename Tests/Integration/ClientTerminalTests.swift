@@ -177,12 +177,70 @@ struct ClientTerminalTests {
             try await tmux.waitForScreen("the sent line") { $0.contains("you  > half way through") }
 
             try tmux.key("C-c")
-            let final = try await tmux.waitForScreen("the exit") { $0.contains("EXIT=0") }
+            let final = try await tmux.waitForScreen("the exit and the second stty") { screen in
+                // `stty -g` runs after the echo: wait for its line too, not just for EXIT.
+                guard let row = screen.firstIndex(of: "EXIT=0") else { return false }
+                return row + 1 < screen.count && !screen[row + 1].isEmpty
+            }
             let exitRow = try #require(final.firstIndex(of: "EXIT=0"))
             let before = final[0]
             let after = final[exitRow + 1]
             #expect(!before.isEmpty && before == after, "stty before \(before), after \(after)")
             try await bob.notice("peer_left")
+            await bob.kill()
+        }
+    }
+
+    @Test("--password on a terminal: asked twice with echo off; the peer joins; /verify shows the shared number")
+    func passwordPromptAndVerify() async throws {
+        try await withRelay { relay in
+            let tmux = Tmux()
+            defer { tmux.kill() }
+            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
+            let script = "trap : INT; stty -g; LANG=C.UTF-8 NO_COLOR=1 '\(binary)' --password --relay \(relay.url); "
+                + "echo EXIT=$?; stty -g; sleep 120"
+            try tmux.run(["new-session", "-d", "-x", "110", "-y", "40", "-s", tmux.session, "sh", "-c", script])
+            let secret = "tin can telephone"
+            try await tmux.waitForScreen("the password prompt") { $0.contains { $0.hasPrefix("Password:") } }
+            try tmux.keys(secret)
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the second prompt") { $0.contains { $0.hasPrefix("Password again:") } }
+            try tmux.keys(secret)
+            try tmux.key("Enter")
+            let created = try await tmux.waitForScreen("the invitation") { $0.contains { $0.hasPrefix("Room ") } }
+            #expect(!created.contains { $0.contains("tin can") }, "the password was echoed")
+            // A password of one's own is not in the code: the peer is told to add --password.
+            let invitation = try #require(created.first { $0.hasPrefix("Ask your peer to run:") })
+            let command = invitation.split(separator: " ", omittingEmptySubsequences: true)
+            let room = try #require(command.firstIndex(of: "securechat").map { String(command[$0 + 1]) })
+            #expect(invitation.hasSuffix("--password"))
+
+            let bob = try ClientProcess("bob", [room, "--password", "--relay", relay.url, "--json"],
+                                        environment: ProcessInfo.processInfo.environment.merging(
+                                            ["SECURECHAT_PASSWORD": secret]) { _, new in new })
+            try await bob.state("CONNECTED")
+            let bobsEvent = try await bob.event("safety number") { $0["event"] as? String == "safety_number" }
+            let number = try #require(bobsEvent["number"] as? String)
+            try await tmux.waitForScreen("the authenticated status line") {
+                $0.contains { $0.hasPrefix(" CONNECTED |") && $0.contains("password-authenticated") }
+            }
+            try tmux.keys("/verify")
+            try tmux.key("Enter")
+            let groups = number.split(separator: " ")
+            let firstLine = groups.prefix(4).joined(separator: " ")
+            let lastLine = groups.suffix(4).joined(separator: " ")
+            try await tmux.waitForScreen("the safety number") { screen in
+                screen.contains("    " + firstLine) && screen.contains("    " + lastLine)
+            }
+            try tmux.key("C-c")
+            let final = try await tmux.waitForScreen("the exit and the second stty") { screen in
+                // `stty -g` runs after the echo: wait for its line too, not just for EXIT.
+                guard let row = screen.firstIndex(of: "EXIT=0") else { return false }
+                return row + 1 < screen.count && !screen[row + 1].isEmpty
+            }
+            let exitRow = try #require(final.firstIndex(of: "EXIT=0"))
+            let sttyBefore = try #require(final.first { !$0.isEmpty })
+            #expect(sttyBefore == final[exitRow + 1], "the terminal settings came back")
             await bob.kill()
         }
     }
@@ -203,7 +261,11 @@ struct ClientTerminalTests {
             let children = try String(contentsOfFile: "/proc/\(shellPID)/task/\(shellPID)/children", encoding: .utf8)
             let pid = try #require(children.split(separator: " ").first.flatMap { Int32($0) })
             kill(pid, SIGTERM)
-            let final = try await tmux.waitForScreen("the exit") { $0.contains("EXIT=143") }
+            let final = try await tmux.waitForScreen("the exit and the second stty") { screen in
+                // `stty -g` runs after the echo: wait for its line too, not just for EXIT.
+                guard let row = screen.firstIndex(of: "EXIT=143") else { return false }
+                return row + 1 < screen.count && !screen[row + 1].isEmpty
+            }
             let exitRow = try #require(final.firstIndex(of: "EXIT=143"))
             #expect(final.contains { $0.contains("session ended (signal 15); keys wiped") })
             #expect(!final[0].isEmpty && final[0] == final[exitRow + 1], "stty before \(final[0]), after \(final[exitRow + 1])")

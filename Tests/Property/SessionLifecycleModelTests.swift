@@ -95,11 +95,12 @@ struct SessionLifecycleModelTests {
         }
         .array(of: 0...30)
 
-    @Test("Random lifecycles: states, shown messages and delivery reports match the model at every step")
-    func randomLifecycles() async {
+    @Test("Random lifecycles: states, shown messages and delivery reports match the model at every step",
+          arguments: [false, true])
+    func randomLifecycles(password: Bool) async {
         await propertyCheck(count: 60, input: Self.steps) { steps in
             let world = ChatWorld(configuration: ChatWorld.Configuration(
-                session: SessionConfiguration(room: try! RoomCode("ROOM1"))))
+                session: SessionConfiguration(room: try! RoomCode("ROOM1")), password: password ? "oyster-lemon" : nil))
             var model = Model(sides: [SideModel(instance: world.processes[0].instance),
                                       SideModel(instance: world.processes[1].instance)])
             for (index, step) in steps.enumerated() {

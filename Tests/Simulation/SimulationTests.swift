@@ -7,11 +7,13 @@ import Testing
 @Suite("Simulator: determinism, fault sweep, planted bugs")
 struct SimulationTests {
     /// Every fault kind on, small and quick.
-    static func allFaults(seed: UInt64, peers: Int = 40, plantedBug: PlantedBug? = nil) -> SimulationOptions {
+    static func allFaults(
+        seed: UInt64, peers: Int = 40, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false
+    ) -> SimulationOptions {
         SimulationOptions(
             peers: peers, seed: seed, drop: 0.05, dup: 0.05, delayMilliseconds: 1...120, reset: true,
             partition: true, relayCrash: true, peerRestart: true, messagesPerPeer: 12, faultPhaseSeconds: 10,
-            plantedBug: plantedBug)
+            plantedBug: plantedBug, password: password, mitm: mitm)
     }
 
     static func run(_ options: SimulationOptions) throws -> SimulationReport {
@@ -98,6 +100,78 @@ struct PlantedBugTests {
         for seed: UInt64 in 1...3 {
             let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed))
             #expect(report.passed)
+        }
+    }
+}
+
+@Suite("Simulator: authentication against an honest and a malicious relay")
+struct AuthenticationSimulationTests {
+    static func describe(_ report: SimulationReport) -> String {
+        report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "ok"
+    }
+
+    @Test("Honest relay, with and without passwords: every room's safety numbers match, no session fails",
+          arguments: [true, false])
+    func honestRelay(password: Bool) throws {
+        for seed: UInt64 in 21...23 {
+            let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed, password: password))
+            #expect(report.passed, "seed \(seed): \(Self.describe(report))")
+            let auth = report.authentication
+            #expect(auth.password == password && !auth.mitm)
+            #expect(auth.roomsSafetyNumbersMatching == report.settings.rooms, "seed \(seed): every room matches")
+            #expect(auth.roomsSafetyNumbersDiffering == 0 && auth.sessionsFailedAuthentication == 0)
+            #expect(report.messages.shown > 0 && report.messages.delivered > 0)
+        }
+    }
+
+    @Test("A relay in the middle, with passwords: every session fails authentication; the relay decrypts nothing")
+    func maliciousRelayWithPasswords() throws {
+        for seed: UInt64 in 21...23 {
+            let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed, password: true, mitm: true))
+            #expect(report.passed, "seed \(seed): \(Self.describe(report))")
+            let auth = report.authentication
+            #expect(auth.sessionsFailedAuthentication == report.sessions.total, "seed \(seed): every session failed")
+            #expect(report.sessions.connected == 0)
+            #expect(auth.recordsDecryptedByRelay == 0)
+            #expect(auth.relayGuesses > 0, "the relay did try its guesses")
+            #expect(report.messages.shown == 0 && report.messages.delivered == 0)
+            // Every message typed was reported undeliverable when its session ended: none lost silently.
+            #expect(report.messages.accepted == report.messages.undeliverable.values.reduce(0, +)
+                + report.messages.lostWithSender)
+        }
+    }
+
+    @Test("A relay in the middle, without passwords: every room's two sides show different safety numbers")
+    func maliciousRelayWithoutPasswords() throws {
+        for seed: UInt64 in 21...23 {
+            let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed, password: false, mitm: true))
+            #expect(report.passed, "seed \(seed): \(Self.describe(report))")
+            let auth = report.authentication
+            #expect(auth.roomsSafetyNumbersDiffering == report.settings.rooms, "seed \(seed): every room differs")
+            #expect(auth.roomsSafetyNumbersMatching == 0)
+            // Without a password the relay reads the chat: exactly what /verify is there to reveal.
+            #expect(auth.recordsDecryptedByRelay > 0)
+            #expect(report.sessions.connected == report.sessions.total)
+        }
+    }
+
+    @Test("A password run replays to the same trace hash; passwords change the run")
+    func determinismWithPasswords() throws {
+        let first = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true))
+        let second = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true))
+        let plain = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: false))
+        #expect(first.passed && second.passed && plain.passed)
+        #expect(first.traceHash == second.traceHash)
+        #expect(first.traceHash != plain.traceHash)
+        let mitm = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true, mitm: true))
+        let mitmAgain = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true, mitm: true))
+        #expect(mitm.traceHash == mitmAgain.traceHash)
+    }
+
+    @Test("--mitm with a planted bug is refused before anything runs")
+    func mitmOptions() {
+        #expect(throws: SimulationError.self) {
+            try Simulation(options: SimulationTests.allFaults(seed: 1, plantedBug: .skipCounterCheck, mitm: true))
         }
     }
 }

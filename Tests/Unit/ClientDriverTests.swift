@@ -23,12 +23,14 @@ final class DriverHarness {
     private var queue: [(toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])] = []
 
     @discardableResult
-    func add(room: String = "ROOM1", interactive: Bool = false, giveUpAfter: Duration = .seconds(300),
-             drainTimeout: Duration = .seconds(30)) -> Int {
+    func add(room: String = "ROOM1", password: String? = nil, interactive: Bool = false,
+             giveUpAfter: Duration = .seconds(300), drainTimeout: Duration = .seconds(30)) -> Int {
         let configuration = DriverConfiguration(
             session: SessionConfiguration(room: try! RoomCode(room)), interactive: interactive,
             giveUpAfter: giveUpAfter, drainTimeout: drainTimeout)
-        drivers.append(ClientDriver(configuration: configuration, entropy: SystemEntropy()))
+        let secret = password.map { try! Password($0) }
+        drivers.append(ClientDriver(configuration: configuration, password: secret, entropy: SystemEntropy()))
+        secret?.wipe()
         open.append(nil)
         shown.append([])
         exits.append(nil)
@@ -259,11 +261,11 @@ struct ClientDriverTests {
     }
 
     @Test("Interactive commands: /help, /verify, //text, unknown commands, and /quit asking again")
-    func commands() {
+    func commands() throws {
         let harness = DriverHarness()
         let alice = harness.add(interactive: true)
         harness.line(alice, "/verify")
-        #expect(harness.shown[alice].last == .info(["No peer key yet: wait until the status line says CONNECTED."]))
+        #expect(harness.shown[alice].last == .info(["No safety number yet: wait until the status line says CONNECTED."]))
         let bob = harness.add()
         harness.line(alice, "/help")
         #expect(harness.shown[alice].last == .info(ClientDriver.helpLines))
@@ -272,9 +274,17 @@ struct ClientDriverTests {
             Issue.record("no verification report")
             return
         }
-        let fingerprint = harness.drivers[alice].session.peerFingerprint
-        #expect(fingerprint != nil)
-        #expect(lines.first == "Peer key fingerprint: \(fingerprint ?? "?")")
+        let number = try #require(harness.drivers[alice].session.safetyNumber)
+        #expect(lines.dropFirst().prefix(3) == number.displayLines.map { "    " + $0 }[...])
+        #expect(lines.contains { $0.hasPrefix("No password: only comparing this number") })
+        // A mistyped number is a mismatch; the peer's number, typed with its spaces, verifies.
+        #expect(!harness.drivers[alice].status.verified)
+        harness.line(alice, "/verify 12345")
+        #expect(harness.notices(alice).last == .verifyMismatch)
+        let bobsNumber = try #require(harness.drivers[bob].session.safetyNumber)
+        harness.line(alice, "/verify " + bobsNumber.description)
+        #expect(harness.notices(alice).last == .verified)
+        #expect(harness.drivers[alice].status.verified)
         harness.line(alice, "//not a command")
         #expect(harness.messages(bob) == ["/not a command"])
         harness.line(alice, "/frobnicate")
@@ -339,33 +349,74 @@ struct ClientDriverTests {
 
 @Suite("Client helpers: codes, JSON lines, display width")
 struct ClientHelperTests {
-    @Test("Codes parse in any case; bad ones and password parts are refused")
-    func codes() throws {
-        #expect(try InvitationCode.parse("  abc123 ") == RoomCode("ABC123"))
-        #expect(throws: InvitationCodeError.passwordPartUnsupported) { try InvitationCode.parse("ROOM-word-word") }
-        #expect(throws: InvitationCodeError.invalidRoom(.badCharacter)) { try InvitationCode.parse("röom") }
-        #expect(throws: InvitationCodeError.invalidRoom(.empty)) { try InvitationCode.parse("   ") }
+    @Test("The invitation: the code and the peer's command; run.sh's same-machine command plus the remote one")
+    func invitation() throws {
+        let code = "K7F3Q9XW-oyster-lemon"
+        #expect(Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
+                                defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
+            == ["securechat K7F3Q9XW-oyster-lemon"])
+        #expect(Invitation.make(code: code, ownPassword: false, relay: "wss://chat.example:443",
+                                defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
+            == ["securechat K7F3Q9XW-oyster-lemon --relay wss://chat.example:443"])
+        let both = Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
+                                   defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
+        #expect(both.commands == ["./run.sh K7F3Q9XW-oyster-lemon",
+                                  "securechat K7F3Q9XW-oyster-lemon --relay ws://127.0.0.1:8080"])
+        #expect(both.code == code)
+        // A password of one's own is not in the code: the peer is told to ask for it.
+        let own = Invitation.make(code: "K7F3Q9XW", ownPassword: true, relay: ClientApp.defaultRelay,
+                                  defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "")
+        #expect(own.commands == ["securechat K7F3Q9XW --password"])
     }
 
-    @Test("Generated codes are 10 characters without look-alikes, and differ")
-    func generatedCodes() {
-        let entropy = SystemEntropy()
-        let codes = (0..<50).map { _ in InvitationCode.generate(entropy: entropy).value }
-        for code in codes {
-            #expect(code.count == InvitationCode.generatedLength)
-            #expect(!code.contains { "01ILO".contains($0) })
+    @Test("A wrong password: both drivers say \"authentication failed\" with a next step and exit 6")
+    func wrongPassword() {
+        let harness = DriverHarness()
+        let alice = harness.add(password: "oyster-lemon")
+        let bob = harness.add(password: "oyster-melon")
+        for index in [alice, bob] {
+            #expect(harness.exits[index] == .authenticationFailed)
+            #expect(ClientExitStatus.authenticationFailed.code == 6)
+            let texts = harness.shown[index].compactMap { event -> String? in
+                if case let .notice(notice) = event, notice.kind == .authenticationFailed { notice.text } else { nil }
+            }
+            #expect(texts == [
+                "authentication failed: the password did not match (or someone tried to intercept). This code is "
+                    + "spent; start a new room with `securechat` and share the new code.",
+            ])
+            #expect(!harness.notices(index).contains(.secured))
         }
-        #expect(Set(codes).count == codes.count)
+        #expect(ClientExitStatus.helpText.contains("6    authentication failed"))
     }
 
-    @Test("The peer's command names the relay only when it is not the default")
-    func peerCommand() throws {
-        let room = try RoomCode("K7F3Q9XW2M")
-        #expect(InvitationCode.peerCommand(room: room, relay: ClientApp.defaultRelay,
-                                           defaultRelay: ClientApp.defaultRelay, caFile: nil) == "securechat K7F3Q9XW2M")
-        #expect(InvitationCode.peerCommand(room: room, relay: "wss://chat.example:443",
-                                           defaultRelay: ClientApp.defaultRelay, caFile: nil)
-            == "securechat K7F3Q9XW2M --relay wss://chat.example:443")
+    @Test("Same password: connected, password-authenticated, and the JSON-bound safety number events agree")
+    func samePassword() throws {
+        let harness = DriverHarness()
+        let alice = harness.add(password: "oyster-lemon")
+        let bob = harness.add(password: "oyster-lemon")
+        #expect(harness.state(alice) == .connected && harness.state(bob) == .connected)
+        #expect(harness.drivers[alice].status.authentication == .password)
+        func numbers(_ index: Int) -> [SafetyNumber] {
+            harness.shown[index].compactMap { if case let .safetyNumber(number, .password) = $0 { number } else { nil } }
+        }
+        #expect(numbers(alice).count == 1 && numbers(alice) == numbers(bob))
+        harness.line(alice, "authenticated")
+        #expect(harness.messages(bob) == ["authenticated"])
+    }
+
+    @Test("Only one side has a password: both fail, each told what to do")
+    func modeMismatch() {
+        let harness = DriverHarness()
+        let alice = harness.add(password: "oyster-lemon")
+        let bob = harness.add()
+        #expect(harness.exits[alice] == .authenticationFailed && harness.exits[bob] == .authenticationFailed)
+        func text(_ index: Int) -> String {
+            harness.shown[index].compactMap { event -> String? in
+                if case let .notice(notice) = event, notice.kind == .authenticationFailed { notice.text } else { nil }
+            }.first ?? ""
+        }
+        #expect(text(alice).contains("the peer joined without the password"))
+        #expect(text(bob).contains("your peer uses a password and you joined without one"))
     }
 
     @Test("JSON lines: fixed field order, escapes for quotes, controls, C1 and bidi; raw UTF-8 otherwise")

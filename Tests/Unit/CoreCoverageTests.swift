@@ -8,14 +8,19 @@ struct CoreCoverageTests {
     @Test("Every refusal, rejection, end reason, record and handshake error has a distinct, specific text")
     func descriptions() {
         let refusals: [SendRefusal] = [.empty, .tooLong(maxBytes: 4096), .queueFull(max: 1024), .sessionEnded]
-        let handshake: [HandshakeError] = [.malformedKeyExchange, .unsupportedVersion(9), .staleKeyExchange,
-                                           .retiredInstance, .confirmationFailed, .inconsistentResume, .unexpected]
+        let handshake: [HandshakeError] = [.malformedHello, .unsupportedVersion(9), .staleHello, .retiredInstance,
+                                           .invalidShare, .confirmationFailed, .staleConfirmation,
+                                           .inconsistentResume, .unexpected]
         let records: [RecordError] = [.truncated, .unknownType(7), .badLength, .invalidUTF8]
         let rejections: [FrameRejection] = [
-            .wire(.notAnObject), .crypto(.authenticationFailed), .handshake(.staleKeyExchange), .record(.badLength),
+            .wire(.notAnObject), .crypto(.authenticationFailed), .handshake(.staleHello), .record(.badLength),
             .state(.init(state: .initial, event: .peerLeft)),
         ]
-        let ends: [SessionEndReason] = [.userQuit, .relayRefused(.roomFull)]
+        let ends: [SessionEndReason] = [
+            .userQuit, .relayRefused(.roomFull), .authenticationFailed(.passwordMismatch),
+            .authenticationFailed(.tooManyAttempts(8)), .authenticationFailed(.peerHasNoPassword),
+            .authenticationFailed(.peerHasPassword),
+        ]
         let texts = refusals.map(\.description) + handshake.map(\.description) + records.map(\.description)
             + rejections.map(\.description) + ends.map(\.description)
         #expect(Set(texts).count == texts.count, "two different errors read the same")
@@ -25,6 +30,8 @@ struct CoreCoverageTests {
         #expect(HandshakeError.unsupportedVersion(9).description.contains("9"))
         #expect(RecordError.unknownType(7).description.contains("7"))
         #expect(SessionEndReason.relayRefused(.roomFull).description.contains("ROOM_FULL"))
+        #expect(ends.dropFirst(2).allSatisfy { $0.description.hasPrefix("authentication failed: ") })
+        #expect(SessionEndReason.authenticationFailed(.tooManyAttempts(8)).description.contains("8"))
         #expect(FrameRejection.record(.badLength).description.hasPrefix("record: "))
         #expect(FrameRejection.record(.badLength).isSuspicious)
         #expect(!FrameRejection.crypto(.replayed(sequence: 1, expected: 2)).isSuspicious)

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Known answers: NaCl crypto_box and Wycheproof X25519")
 struct CryptoKnownAnswerTests {
-    @Test("NaCl crypto_box: KeyManager + EncryptionHandler's primitive reproduce box.exp")
+    @Test("NaCl crypto_box: KeyManager's keys and shared secret, with XSalsa20-Poly1305, reproduce box.exp")
     func naclCryptoBox() throws {
         let vector = try #require(try TestVectors.json("nacl-crypto_box-kat.json") as? [String: String])
         let aliceSecret = TestVectors.hex(vector["alice_secret"]!)
@@ -18,24 +18,29 @@ struct CryptoKnownAnswerTests {
         })
         #expect(bobPublic.bytes == TestVectors.hex(vector["bob_public"]!))
 
-        // Alice's precomputed key with Bob equals Bob's with Alice, and seals the known ciphertext.
-        let aliceKey = try alice.precomputedBoxKey(with: bobPublic)
-        let bobKey = try bob.precomputedBoxKey(with: alicePublic)
-        #expect(aliceKey.constantTimeEquals(bobKey))
+        // Both sides derive the same X25519 secret (what the session's key derivation starts from).
+        let aliceShared = try alice.sharedSecret(with: bobPublic)
+        let bobShared = try bob.sharedSecret(with: alicePublic)
+        #expect(aliceShared.constantTimeEquals(bobShared))
 
+        // crypto_box is HSalsa20(shared secret) as the key of crypto_secretbox, the cipher every
+        // session record uses: from our shared secret, secretbox reproduces box.exp's ciphertext.
+        var boxKey = [UInt8](repeating: 0, count: 32)
+        let zeroInput = [UInt8](repeating: 0, count: 16)
+        let derived = aliceShared.withUnsafeBytes { shared in
+            crypto_core_hsalsa20(&boxKey, zeroInput, shared.baseAddress!.assumingMemoryBound(to: UInt8.self), nil)
+        }
+        #expect(derived == 0)
         let nonce = TestVectors.hex(vector["nonce"]!)
         let message = TestVectors.hex(vector["message"]!)
-        var ciphertext = [UInt8](repeating: 0, count: message.count + SodiumSizes.boxMAC)
-        let status = aliceKey.withUnsafeBytes { key in
-            crypto_box_easy_afternm(&ciphertext, message, UInt64(message.count), nonce,
-                                    key.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
+        var ciphertext = [UInt8](repeating: 0, count: message.count + SodiumSizes.secretboxMAC)
+        let status = crypto_secretbox_easy(&ciphertext, message, UInt64(message.count), nonce, boxKey)
         #expect(status == 0)
         #expect(ciphertext == TestVectors.hex(vector["ciphertext"]!))
 
-        // A low-order public key is refused instead of yielding a predictable key.
+        // A low-order public key is refused instead of yielding a predictable secret.
         let weak = try PublicKey(TestVectors.hex(vector["small_order_public_key_rejected"]!))
-        #expect(throws: CryptoError.weakPublicKey) { try alice.precomputedBoxKey(with: weak) }
+        #expect(throws: CryptoError.weakPublicKey) { try alice.sharedSecret(with: weak) }
     }
 
     @Test("Wycheproof X25519: every case gives its expected result")
@@ -80,7 +85,7 @@ struct CryptoKnownAnswerTests {
     func reflectedKey() throws {
         let manager = KeyManager()
         let own = manager.generateKeyPair(entropy: SystemEntropy())
-        #expect(throws: CryptoError.reflectedPublicKey) { try manager.precomputedBoxKey(with: own) }
+        #expect(throws: CryptoError.reflectedPublicKey) { try manager.sharedSecret(with: own) }
     }
 
     @Test("wipeKeys forgets the key pair and later use fails with noKeys")
@@ -92,7 +97,7 @@ struct CryptoKnownAnswerTests {
         manager.wipeKeys()
         #expect(!manager.hasKeyPair)
         #expect(manager.publicKey == nil)
-        #expect(throws: CryptoError.noKeys) { try manager.precomputedBoxKey(with: other) }
+        #expect(throws: CryptoError.noKeys) { try manager.sharedSecret(with: other) }
     }
 
     @Test("Fresh key pairs differ every time")

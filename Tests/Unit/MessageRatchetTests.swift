@@ -111,6 +111,8 @@ struct MessageRatchetTests {
             for secret in held {
                 #expect(!earlier.contains(secret), "after \(step) records the ratchet holds an earlier key")
             }
+            // And the buffers each step derives into hold nothing between steps.
+            #expect((low.scratchForTesting() + high.scratchForTesting()).allSatisfy { $0.allSatisfy { $0 == 0 } })
             #expect(try open(high, UInt64(step + 1), try seal(low, UInt64(step + 1), "m\(step)")) == "m\(step)")
         }
         // The receiving side moved its receive chain the same way.

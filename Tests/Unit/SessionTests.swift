@@ -27,9 +27,10 @@ struct SessionTests {
         #expect(chat.delivered(1) == [MessageID(1)])
         #expect(chat.sessions[0].pendingCount == 0)
         #expect(chat.rejections(0).isEmpty && chat.rejections(1).isEmpty)
-        // Both see the same peer: each one's fingerprint of the other is the other's key.
-        #expect(chat.sessions[0].peerFingerprint != nil)
-        #expect(chat.sessions[0].peerFingerprint != chat.sessions[1].peerFingerprint)
+        // Both computed the same safety number from the same handshake.
+        #expect(chat.sessions[0].safetyNumber != nil)
+        #expect(chat.sessions[0].safetyNumber == chat.sessions[1].safetyNumber)
+        #expect(chat.sessions[0].authentication == .safetyNumber)
     }
 
     @Test("A flipped bit is rejected as an authentication failure and never shown")
@@ -138,7 +139,7 @@ struct SessionTests {
     func reconnect() {
         let chat = connectedPair()
         chat.send(0, "before")
-        let firstFingerprint = chat.sessions[1].peerFingerprint
+        let firstNumber = chat.sessions[1].safetyNumber
         chat.disconnect(0)
         #expect(chat.sessions[0].state == .disconnected)
         #expect(chat.sessions[1].state == .disconnected)
@@ -146,10 +147,11 @@ struct SessionTests {
         chat.send(1, "also while away")
         chat.connect(0)
         #expect(chat.sessions[0].state == .connected && chat.sessions[1].state == .connected)
-        #expect(chat.sessions[1].peerFingerprint != firstFingerprint, "a new handshake means new keys")
+        #expect(chat.sessions[1].safetyNumber != firstNumber, "a new handshake means new keys")
         #expect(chat.received(1) == ["before", "while away"])
         #expect(chat.received(0) == ["also while away"])
-        #expect(chat.log[0].contains(.notice(.secured(resumed: true, peerFingerprint: chat.sessions[0].peerFingerprint!))))
+        #expect(chat.log[0].contains(.notice(.secured(
+            resumed: true, authentication: .safetyNumber, safetyNumber: chat.sessions[0].safetyNumber!))))
     }
 
     @Test("A peer that restarts as a new process: messages meant for the old one are reported undeliverable")
@@ -180,7 +182,7 @@ struct SessionTests {
         #expect(chat.sessions[0].state == .destroyed)
         #expect(chat.undeliverable(0) == [MessageID(1)])
         #expect(chat.log[0].last == .closeTransport)
-        #expect(chat.sessions[0].peerFingerprint == nil)
+        #expect(chat.sessions[0].safetyNumber == nil)
         chat.send(0, "after the end")
         #expect(chat.log[0].last == .refused(.sessionEnded))
     }

@@ -19,6 +19,21 @@ let output = CommandLine.arguments.count > 1
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 func b64(_ data: [UInt8]) -> String { String(decoding: Base64.encode(data), as: UTF8.self) }
 
+/// A hello payload (KEY_EXCHANGE, or PAKE's associated data): version ‖ instance (16) ‖ epoch (8)
+/// ‖ known peer (16) ‖ next expected sequence (8). Version 2 is the current one.
+func hello(version: UInt8 = 2, instance: UInt8 = 0x42, epoch: UInt8 = 9, knownPeer: UInt8 = 0, next: UInt8 = 1)
+    -> [UInt8]
+{
+    [version] + Array(repeating: instance, count: 16) + [0, 0, 0, 0, 0, 0, 0, epoch]
+        + Array(repeating: knownPeer, count: 16) + [0, 0, 0, 0, 0, 0, 0, next]
+}
+
+/// The ristretto255 base point's encoding (RFC 9496): a valid share, though no password gives it.
+let ristrettoBase: [UInt8] = [
+    0xe2, 0xf2, 0xae, 0x0a, 0x6a, 0xbc, 0x4e, 0x71, 0xa8, 0x84, 0xa9, 0x61, 0xc5, 0x00, 0x51, 0x5f,
+    0x58, 0xe3, 0x0b, 0x6a, 0xa5, 0x82, 0xdd, 0x8d, 0xb6, 0xa6, 0x59, 0x45, 0xe0, 0x8d, 0x2d, 0x76,
+]
+
 // MARK: Frames a client sends (the relay parses them)
 
 var clientFrames: [(String, [UInt8])] = [
@@ -43,11 +58,13 @@ var clientFrames: [(String, [UInt8])] = [
     ("empty-object", bytes("{}")),
     ("signal-key-exchange-seed-style", bytes(#"{"type":"SIGNAL","kind":"KEY_EXCHANGE","key":""# + b64(Array(repeating: 9, count: 32)) + #""}"#)),
     ("signal-key-exchange-full", WireCodec.encode(ClientMessage.signal(Signal(
-        kind: .keyExchange, payload: [1] + Array(repeating: 7, count: 24), key: Array(repeating: 9, count: 32))))),
-    ("signal-key-confirm", WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: Array(repeating: 0xA5, count: 72))))),
+        kind: .keyExchange, payload: hello(instance: 7), key: Array(repeating: 9, count: 32))))),
+    ("signal-key-confirm", WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: Array(repeating: 0xA5, count: 64))))),
+    ("signal-key-confirm-pake", WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: Array(repeating: 0x5A, count: 80))))),
     ("signal-msg", WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: Array(0..<56))))),
     ("signal-ack", WireCodec.encode(ClientMessage.signal(Signal(kind: .ack, payload: Array(repeating: 1, count: 32))))),
     ("signal-pake", WireCodec.encode(ClientMessage.signal(Signal(kind: .pake, payload: [1, 2, 3], key: Array(repeating: 4, count: 32))))),
+    ("signal-pake-full", WireCodec.encode(ClientMessage.signal(Signal(kind: .pake, payload: hello(instance: 3), key: ristrettoBase)))),
     ("signal-future-kind", bytes(#"{"type":"SIGNAL","kind":"FILE_CHUNK_2","payload":"AAEC"}"#)),
     ("signal-no-payload", bytes(#"{"type":"SIGNAL","kind":"MSG"}"#)),
     ("signal-empty-payload", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""}"#)),
@@ -178,8 +195,11 @@ let b = 1
 func text(_ value: String) -> [UInt8] { bytes(value) }
 let connectBoth: [WorldStep] = [.transportUp(side: a), .transportUp(side: b), .settle]
 func weakKeyExchange(_ key: [UInt8]) -> [UInt8] {
-    WireCodec.encode(RelayMessage.signal(Signal(kind: .keyExchange, payload: [1] + Array(repeating: 0x42, count: 16)
-        + [0, 0, 0, 0, 0, 0, 0, 9], key: key)))
+    WireCodec.encode(RelayMessage.signal(Signal(kind: .keyExchange, payload: hello(), key: key)))
+}
+/// A PAKE opening with `share` (invalid ones: the identity, non-canonical encodings).
+func pakeOpening(_ share: [UInt8], instance: UInt8 = 0x42) -> [UInt8] {
+    WireCodec.encode(RelayMessage.signal(Signal(kind: .pake, payload: hello(instance: instance), key: share)))
 }
 
 let sessionScenarios: [(String, [WorldStep])] = [
@@ -270,13 +290,48 @@ let sessionScenarios: [(String, [WorldStep])] = [
                           .transportUp(side: b), .settle]),
     ("inject-key-exchange-versions", [.transportUp(side: a), .settle,
                                       .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
-                                          kind: .keyExchange, payload: [2] + Array(repeating: 1, count: 24),
+                                          kind: .keyExchange, payload: [1] + Array(repeating: 1, count: 24),
                                           key: Array(repeating: 9, count: 32))))),
                                       .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
-                                          kind: .keyExchange, payload: [1] + Array(repeating: 0, count: 24),
+                                          kind: .keyExchange, payload: hello(instance: 0),
+                                          key: Array(repeating: 9, count: 32))))),
+                                      .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                          kind: .keyExchange, payload: hello(knownPeer: 0, next: 7),
+                                          key: Array(repeating: 9, count: 32))))),
+                                      .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                          kind: .keyExchange, payload: Array(hello().prefix(25)),
                                           key: Array(repeating: 9, count: 32))))),
                                       .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
                                           kind: .keyExchange, key: Array(repeating: 9, count: 32)))))]),
+    // PAKE openings a session must refuse before its CPace run sees them: the identity, a
+    // non-canonical encoding, a wrong length. (Without a password, any PAKE is a mode mismatch.)
+    ("inject-invalid-shares", [.transportUp(side: a), .settle,
+                               .inject(side: a, frame: pakeOpening(Array(repeating: 0, count: 32))),
+                               .inject(side: a, frame: pakeOpening(Array(repeating: 0xFF, count: 32))),
+                               .inject(side: a, frame: pakeOpening(Array(repeating: 1, count: 31))),
+                               .transportUp(side: b), .settle]),
+    // A share that decodes but comes from no password: the run fails confirmation (password) or
+    // the modes differ (no password). Either way the session ends, with a typed reason.
+    ("inject-foreign-share", [.transportUp(side: a), .transportUp(side: b), .deliverUp(side: a),
+                              .deliverUp(side: b), .deliverDown(side: a), .deliverDown(side: b),
+                              .inject(side: a, frame: pakeOpening(ristrettoBase, instance: 0x77)), .settle]),
+    // A KEY_CONFIRM from another pairing is stale, not fatal; one that is the right length but
+    // garbage fails confirmation.
+    ("inject-stale-confirmations", [.transportUp(side: a), .transportUp(side: b), .deliverUp(side: a),
+                                    .deliverUp(side: b), .deliverDown(side: a), .deliverDown(side: b),
+                                    .deliverDown(side: a), .deliverDown(side: b),
+                                    .inject(side: a, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                        kind: .keyConfirm, payload: Array(repeating: 0x5A, count: 80))))),
+                                    .inject(side: b, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                        kind: .keyConfirm, payload: Array(repeating: 0x5A, count: 64))))),
+                                    .inject(side: b, frame: WireCodec.encode(RelayMessage.signal(Signal(
+                                        kind: .keyConfirm, payload: Array(repeating: 0x5A, count: 16))))),
+                                    .settle]),
+    // Many reconnects during handshakes: the guess budget with a password, liveness without.
+    ("reconnects-during-handshakes", connectBoth + (0..<6).flatMap { _ -> [WorldStep] in
+        [.transportDown(side: a), .transportUp(side: a), .deliverUp(side: a), .deliverDown(side: b), .deliverUp(side: b),
+         .deliverDown(side: a)]
+    } + [.settle, .send(side: a, body: text("after the flaps")), .settle]),
     // The relay loses a PEER_LEFT: the peer's new KEY_EXCHANGE reaches a side still CONNECTED.
     ("lost-peer-left-rekey-while-connected", connectBoth + [.send(side: a, body: text("before")), .settle,
                                                             .transportDown(side: b), .drop(side: a, link: .down, index: 0),

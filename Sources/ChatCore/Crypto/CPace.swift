@@ -27,6 +27,8 @@ public enum CPaceError: Error, Hashable, Sendable, CustomStringConvertible {
     case confirmationFailed
     /// The run already produced its result or aborted; a CPace party is single-use (§10.9).
     case alreadyFinished
+    /// This peer share was already answered by this party (each pairing is computed once).
+    case shareAlreadyAnswered
 
     public var description: String {
         switch self {
@@ -36,6 +38,7 @@ public enum CPaceError: Error, Hashable, Sendable, CustomStringConvertible {
         case let .associatedDataTooLong(length): "CPace associated data too long (\(length) bytes)"
         case .confirmationFailed: "CPace key confirmation failed (different passwords?)"
         case .alreadyFinished: "CPace run already finished"
+        case .shareAlreadyAnswered: "CPace share already answered"
         }
     }
 }
@@ -262,6 +265,19 @@ public enum CPace {
         return result
     }
 
+    /// Whether `share` can be a peer's Y: 32 bytes, the canonical encoding of a ristretto255
+    /// element (RFC 9496 decoding, `crypto_core_ristretto255_is_valid_point`), and not G.I. A
+    /// session checks this before handing a share to its party, so that a malformed share from the
+    /// network is refused as a bad frame instead of aborting the run (public data: no timing
+    /// concern).
+    public static func isValidShare(_ share: [UInt8]) -> Bool {
+        guard share.count == elementBytes, share != neutralElement else { return false }
+        Sodium.ensureInitialized()
+        return share.withUnsafeBytes {
+            crypto_core_ristretto255_is_valid_point($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
+        }
+    }
+
     /// True when `element` is G.I (constant time: K is secret).
     static func isNeutral(_ element: SecureBytes) -> Bool {
         element.withUnsafeBytes { sodium_is_zero($0.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.count) == 1 }
@@ -363,8 +379,13 @@ public enum CPace {
 /// let isk = try pending.confirm(peerTag: payload)   // "authentication failed" on a wrong password
 /// ```
 /// The scalar is wiped as soon as K is computed, and K as soon as ISK is (§10.3: K is never
-/// exposed). A party is single-use: a new handshake makes a new party (§10.9: scalars are never
-/// reused).
+/// exposed). By default a party is single-use: a new handshake makes a new party (§10.9: scalars
+/// are never reused across sessions). A session may allow a few answers (`answersMax`): a peer
+/// that restarts while our share is still unconfirmed is answered with the share already
+/// announced, because answering every restart with a fresh share made two peers chase each
+/// other forever (docs/PROTOCOL.md, "Restarts during the handshake"). Each answer is a separate
+/// pairing with its own K and ISK; the same peer share is never answered twice; the scalar is
+/// wiped after the last allowed answer, on any abort, or by `wipe()`.
 public final class CPaceParty {
     /// Which transcript the run uses (§6.3, §10.1).
     public enum Setting: Sendable, Hashable {
@@ -381,8 +402,12 @@ public final class CPaceParty {
     public let share: [UInt8]
     /// Our associated data AD: goes on the wire in clear and is authenticated by ISK.
     public let associatedData: [UInt8]
+    /// How many distinct peer shares this party answers before it wipes its scalar.
+    public let answersMax: Int
     private let sessionIdentifier: [UInt8]
     private var scalar: SecureBytes?
+    /// The peer shares answered so far (at most `answersMax`).
+    private var answeredShares: [[UInt8]] = []
 
     /// The recommended CI for securechat: the protocol label and the room, lv-encoded. CI binds
     /// the run to the room (a run in one room cannot be relayed into another) and never goes on
@@ -394,11 +419,11 @@ public final class CPaceParty {
     /// Start a run with the password of a chat code (PRS = its bytes, §4.3).
     public convenience init(
         password: Password, channelIdentifier: [UInt8], sessionIdentifier: [UInt8] = [],
-        associatedData: [UInt8], setting: Setting, entropy: some EntropySource
+        associatedData: [UInt8], setting: Setting, answersMax: Int = 1, entropy: some EntropySource
     ) throws(CPaceError) {
         try self.init(
             prs: password.secret, channelIdentifier: channelIdentifier, sessionIdentifier: sessionIdentifier,
-            associatedData: associatedData, setting: setting, entropy: entropy)
+            associatedData: associatedData, setting: setting, answersMax: answersMax, entropy: entropy)
     }
 
     /// Start a run with raw PRS bytes (known-answer tests; sessions pass a `Password`).
@@ -407,13 +432,15 @@ public final class CPaceParty {
     ///   - channelIdentifier: CI, identical on both sides, never sent (§4.1).
     ///   - sessionIdentifier: sid, public and identical on both sides; empty if none (§4.1, §10.6).
     ///   - associatedData: our AD, sent in clear and authenticated (§4.1); at most 1024 bytes.
+    ///   - answersMax: how many distinct peer shares may be answered with this share (1 to 16).
     public init(
         prs: SecureBytes, channelIdentifier: [UInt8], sessionIdentifier: [UInt8] = [],
-        associatedData: [UInt8], setting: Setting, entropy: some EntropySource
+        associatedData: [UInt8], setting: Setting, answersMax: Int = 1, entropy: some EntropySource
     ) throws(CPaceError) {
         guard associatedData.count <= CPace.associatedDataMaxBytes else {
             throw .associatedDataTooLong(associatedData.count)
         }
+        precondition((1...16).contains(answersMax), "a share answers 1 to 16 peer shares")
         precondition(prs.count <= CPace.inputMaxBytes, "PRS longer than CPace.inputMaxBytes")
         precondition(channelIdentifier.count <= CPace.inputMaxBytes && sessionIdentifier.count <= CPace.inputMaxBytes)
         let generator = prs.withUnsafeBytes { prsBytes in
@@ -436,6 +463,7 @@ public final class CPaceParty {
         self.scalar = made.scalar
         self.share = made.share
         self.associatedData = associatedData
+        self.answersMax = answersMax
         self.sessionIdentifier = sessionIdentifier
     }
 
@@ -453,11 +481,14 @@ public final class CPaceParty {
     }
 
     /// Derive ISK from the peer's share (§7.2). Aborts (and wipes the scalar) if the share is
-    /// malformed, decodes to nothing, yields K = G.I, or is our own share reflected back.
+    /// malformed, decodes to nothing, yields K = G.I, or is our own share reflected back. A share
+    /// already answered is refused without aborting. After `answersMax` answers the scalar is wiped.
     public func receive(peerShare: [UInt8], peerAssociatedData: [UInt8]) throws(CPaceError) -> CPaceConfirmation {
         guard let scalar else { throw .alreadyFinished }
-        // Whatever happens next, this scalar is never used again (§10.9).
-        defer { wipe() }
+        guard !answeredShares.contains(peerShare) else { throw .shareAlreadyAnswered }
+        // On an abort, and after the last allowed answer, this scalar is never used again (§10.9).
+        var keepsScalar = false
+        defer { if !keepsScalar { wipe() } }
         guard peerShare.count == CPace.elementBytes else { throw .invalidShareLength(peerShare.count) }
         guard peerAssociatedData.count <= CPace.associatedDataMaxBytes else {
             throw .associatedDataTooLong(peerAssociatedData.count)
@@ -485,6 +516,8 @@ public final class CPaceParty {
         // Our message sorts first in o_cat when it is the larger: that side is `high`.
         let localIsLarger = CPace.isLexicographicallyLarger(
             CPace.lvCat(share, associatedData), CPace.lvCat(peerShare, peerAssociatedData))
+        answeredShares.append(peerShare)
+        keepsScalar = answeredShares.count < answersMax
         return CPaceConfirmation(
             isk: isk, expectedPeerTag: peerTag.withUnsafeBytes { SecureBytes(copying: $0) }, localTag: localTag,
             transcript: transcript, sidOutput: CPace.sidOutput(transcript: transcript),
@@ -508,11 +541,11 @@ public final class CPaceConfirmation {
     public let sidOutput: [UInt8]
     /// Our direction for session keys: `low` when our lv_cat(Y, AD) is the lexicographically
     /// smaller (o_cat puts it second), `high` otherwise; the two sides always differ.
-    public let localSide: EncryptionHandler.Side
+    public let localSide: MessageRatchet.Side
 
     init(
         isk: SecureBytes, expectedPeerTag: SecureBytes, localTag: [UInt8], transcript: [UInt8], sidOutput: [UInt8],
-        localSide: EncryptionHandler.Side
+        localSide: MessageRatchet.Side
     ) {
         self.isk = isk
         self.expectedPeerTag = expectedPeerTag

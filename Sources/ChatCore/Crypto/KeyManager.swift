@@ -100,26 +100,6 @@ public final class KeyManager {
         return shared
     }
 
-    /// The crypto_box precomputed key with `peer` (`crypto_box_beforenm`: HSalsa20 of the
-    /// X25519 shared secret), for XSalsa20-Poly1305 in both directions.
-    public func precomputedBoxKey(with peer: PublicKey) throws(CryptoError) -> SecureBytes {
-        guard let secretKey, let publicKey else { throw .noKeys }
-        guard peer != publicKey else { throw .reflectedPublicKey }
-        let key = SecureBytes(count: SodiumSizes.boxBeforeNM)
-        let status = key.withUnsafeMutableBytes { out in
-            secretKey.withUnsafeBytes { sk in
-                peer.bytes.withUnsafeBytes { pk in
-                    crypto_box_beforenm(out.baseAddress!, pk.baseAddress!, sk.baseAddress!)
-                }
-            }
-        }
-        guard status == 0 else {
-            key.wipe()
-            throw .weakPublicKey
-        }
-        return key
-    }
-
     /// Wipe the secret key now. Safe to call at any time, any number of times.
     public func wipeKeys() {
         secretKey?.wipe()

@@ -43,14 +43,31 @@ public enum SessionKeyDerivation {
 ///
 /// Records must be sealed and opened strictly in order (the session buffers ciphertext that
 /// arrives early and opens it when its turn comes); a record that fails authentication does not
-/// move the chain. The cipher is XSalsa20-Poly1305 (`crypto_secretbox_easy`); the nonce is the
-/// same counter nonce as `EncryptionHandler`'s (purpose, direction, sequence), so no key-nonce
-/// pair repeats even across purposes.
+/// move the chain. The cipher is XSalsa20-Poly1305 (`crypto_secretbox_easy`). Nonces are never
+/// random and never repeat: each is built from a purpose, the sender's side and a counter, so even
+/// under one key no key-nonce pair could repeat across directions or purposes (and each record has
+/// a key of its own anyway).
 ///
 /// Key confirmations and acknowledgements carry no chat content and use the per-direction
-/// control keys, which do not ratchet. The API mirrors `EncryptionHandler`, so the session can
-/// switch to it by changing its constructor call.
+/// control keys, which do not ratchet.
 public final class MessageRatchet {
+    /// What a sealed box carries; part of every nonce, so the three spaces never overlap.
+    public enum Purpose: UInt8, Sendable {
+        case record = 1
+        case confirm = 2
+        case ack = 3
+    }
+
+    /// Which side sealed a box: the two directions of a session. Which side is which is decided
+    /// by the handshake (the order of the two public keys or CPace messages), so the two ends
+    /// always take opposite sides.
+    public enum Side: UInt8, Sendable {
+        case low = 0
+        case high = 1
+
+        public var other: Side { self == .low ? .high : .low }
+    }
+
     /// The context of the chain keys (8 bytes, as `crypto_kdf` requires).
     static let chainContext = Array("SC_CHAIN".utf8)
     /// The context of the control keys.
@@ -72,7 +89,7 @@ public final class MessageRatchet {
     static let nonceBytes = 24  // crypto_secretbox_NONCEBYTES
 
     /// Our side; we seal as `localSide` and open as `localSide.other`.
-    public let localSide: EncryptionHandler.Side
+    public let localSide: Side
 
     // `@exclusivity(unchecked)` on the stored vars: each is read or written in an instant, never
     // held across a call (no `inout` to them escapes), so no two accesses can overlap; the
@@ -106,6 +123,14 @@ public final class MessageRatchet {
     @exclusivity(unchecked) private var nextAckCounter: UInt64 = 1
     @exclusivity(unchecked) private var lastOpenedAckCounter: UInt64 = 0
 
+    /// A planted bug for the simulator's self-test (`PlantedBugs.skipCounterCheck`): keep the
+    /// message keys of opened records instead of wiping them, and open a record again with its
+    /// kept key, so a replay is accepted and shown twice. Always false outside that test.
+    var retainsOpenedKeys = false
+    /// The kept keys (planted bug only), newest last. Bounded.
+    private var retainedKeys: [(sequence: UInt64, key: SecureBytes)] = []
+    private static let retainedKeysMax = 64
+
     /// - Parameters:
     ///   - masterKey: 32 bytes from `SessionKeyDerivation.masterKey`; the ratchet takes ownership
     ///     and wipes it once the four keys are derived.
@@ -113,7 +138,7 @@ public final class MessageRatchet {
     ///   - nextSendSequence, nextReceiveSequence: the sequence numbers chain position 0 stands for
     ///     in each direction (a resumed conversation continues its numbering under new keys).
     public init(
-        masterKey: SecureBytes, localSide: EncryptionHandler.Side, nextSendSequence: UInt64 = 1,
+        masterKey: SecureBytes, localSide: Side, nextSendSequence: UInt64 = 1,
         nextReceiveSequence: UInt64 = 1
     ) {
         precondition(masterKey.count == SodiumSizes.kdfKey, "the master key has crypto_kdf_KEYBYTES bytes")
@@ -147,6 +172,8 @@ public final class MessageRatchet {
         for key in [sendChain, receiveChain, sendControl, receiveControl, stepScratch] { key.wipe() }
         openBuffer?.wipe()
         openBuffer = nil
+        for kept in retainedKeys { kept.key.wipe() }
+        retainedKeys.removeAll()
     }
 
     /// Set where chain position 0 stands in each direction: only before the first record moves
@@ -201,6 +228,10 @@ public final class MessageRatchet {
     ) throws(CryptoError) -> R {
         guard !isWiped else { throw .noKeys }
         guard sequence >= nextReceiveSequence else {
+            if retainsOpenedKeys, let kept = retainedKeys.first(where: { $0.sequence == sequence }),
+               ciphertext.count >= Self.macBytes {
+                return try openWithKeptKey(kept.key, sequence: sequence, ciphertext, body)
+            }
             throw .replayed(sequence: sequence, expected: nextReceiveSequence)
         }
         guard sequence == nextReceiveSequence else {
@@ -223,12 +254,35 @@ public final class MessageRatchet {
                     side: localSide.other, counter: sequence, ciphertext, into: plaintext)
                 // Authenticated: the chain moves (before `body`, which cannot undo it).
                 Self.overwrite(receiveChain, with: Self.nextChainSlot(scratch))
+                if retainsOpenedKeys { retainKey(UnsafeRawBufferPointer(Self.messageKeySlot(scratch)), sequence) }
                 return body(UnsafeRawBufferPointer(plaintext))
             }
         }
         nextReceiveSequence = sequence + 1
         recordsOpened += 1
         return result
+    }
+
+    /// Planted bug only (`retainsOpenedKeys`): keep a copy of message key `sequence`. Bounded.
+    private func retainKey(_ key: UnsafeRawBufferPointer, _ sequence: UInt64) {
+        if retainedKeys.count == Self.retainedKeysMax { retainedKeys.removeFirst().key.wipe() }
+        retainedKeys.append((sequence, SecureBytes(copying: key)))
+    }
+
+    /// Planted bug only (`retainsOpenedKeys`): open an already opened record again with its kept key.
+    private func openWithKeptKey<R>(
+        _ key: SecureBytes, sequence: UInt64, _ ciphertext: UnsafeRawBufferPointer,
+        _ body: (UnsafeRawBufferPointer) -> R
+    ) throws(CryptoError) -> R {
+        let plaintext = SecureBytes(count: ciphertext.count - Self.macBytes)
+        defer { plaintext.wipe() }
+        try key.withUnsafeBytes { keyBytes throws(CryptoError) in
+            try plaintext.withUnsafeMutableBytes { out throws(CryptoError) in
+                try Self.open(
+                    key: keyBytes, purpose: .record, side: localSide.other, counter: sequence, ciphertext, into: out)
+            }
+        }
+        return plaintext.withUnsafeBytes { body($0) }
     }
 
     /// The guarded open buffer, grown (doubling, at least 256 bytes) to hold `count` bytes.
@@ -339,10 +393,10 @@ public final class MessageRatchet {
 
     // MARK: Primitive
 
-    /// The 24-byte nonce of `EncryptionHandler.nonce` (purpose, side, 14 zero bytes, counter
-    /// big-endian), built on the stack and lent to `body`.
+    /// The 24-byte nonce (purpose, side, 14 zero bytes, counter big-endian), built on the stack
+    /// and lent to `body`.
     private static func withNonce<R, E: Error>(
-        purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        purpose: Purpose, side: Side, counter: UInt64,
         _ body: (UnsafePointer<UInt8>) throws(E) -> R
     ) throws(E) -> R {
         var nonce: (UInt64, UInt64, UInt64) = (0, 0, counter.bigEndian)
@@ -355,7 +409,7 @@ public final class MessageRatchet {
     }
 
     private static func seal(
-        key: UnsafeRawBufferPointer, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        key: UnsafeRawBufferPointer, purpose: Purpose, side: Side, counter: UInt64,
         _ plaintext: UnsafeRawBufferPointer
     ) -> [UInt8] {
         precondition(key.count == Self.keyBytes)
@@ -376,7 +430,7 @@ public final class MessageRatchet {
     /// Open into `plaintext` (exactly the ciphertext's length less the MAC). On failure the
     /// output is zeroed.
     private static func open(
-        key: UnsafeRawBufferPointer, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        key: UnsafeRawBufferPointer, purpose: Purpose, side: Side, counter: UInt64,
         _ ciphertext: UnsafeRawBufferPointer, into plaintext: UnsafeMutableRawBufferPointer
     ) throws(CryptoError) {
         precondition(key.count == Self.keyBytes)
@@ -398,7 +452,7 @@ public final class MessageRatchet {
     /// Open a control box (confirmation, ack) into a new guarded allocation: once per session or
     /// per ack, not per record, so the allocation does not matter.
     private static func openControl(
-        key: SecureBytes, purpose: EncryptionHandler.Purpose, side: EncryptionHandler.Side, counter: UInt64,
+        key: SecureBytes, purpose: Purpose, side: Side, counter: UInt64,
         _ ciphertext: UnsafeRawBufferPointer
     ) throws(CryptoError) -> SecureBytes {
         precondition(ciphertext.count >= Self.macBytes)

@@ -69,6 +69,15 @@ public final class Password: CustomStringConvertible, CustomDebugStringConvertib
         secret.wipe()
     }
 
+    /// True once `wipe()` has run.
+    public var isWiped: Bool { secret.isWiped }
+
+    /// An independent copy in its own guarded memory: a session keeps one and wipes it when it
+    /// ends, whatever its creator does with the original.
+    func copy() -> Password {
+        Password(secret: secret.withUnsafeBytes { SecureBytes(copying: $0) })
+    }
+
     public var description: String { "Password(redacted)" }
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: []) }

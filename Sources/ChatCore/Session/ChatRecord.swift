@@ -23,34 +23,39 @@ enum ChatRecord {
     static let headerBytes = 3
     static let paddingBlockBytes = 32
 
-    /// The padded record for `text`, built in guarded memory.
-    static func seal(text: SecureBytes) -> SecureBytes {
+    /// The padded length of the record for a text of `textCount` bytes.
+    static func paddedCount(textCount: Int) -> Int {
+        let unpadded = headerBytes + textCount
+        return (unpadded + paddingBlockBytes - 1) / paddingBlockBytes * paddingBlockBytes
+    }
+
+    /// Write the padded record for `text` at the start of `record` (guarded scratch memory that
+    /// holds at least `paddedCount(textCount:)` bytes); returns the record's length.
+    static func write(text: SecureBytes, into record: UnsafeMutableRawBufferPointer) -> Int {
         precondition(text.count <= Int(UInt16.max))
         let unpadded = headerBytes + text.count
-        let padded = (unpadded + paddingBlockBytes - 1) / paddingBlockBytes * paddingBlockBytes
-        return SecureBytes(count: padded) { record in
-            record[0] = typeText
-            record[1] = UInt8(text.count >> 8)
-            record[2] = UInt8(text.count & 0xFF)
-            text.withUnsafeBytes { source in
-                UnsafeMutableRawBufferPointer(rebasing: record[headerBytes..<unpadded]).copyMemory(from: source)
-            }
+        let padded = paddedCount(textCount: text.count)
+        precondition(record.count >= padded, "record scratch too small")
+        record[0] = typeText
+        record[1] = UInt8(text.count >> 8)
+        record[2] = UInt8(text.count & 0xFF)
+        text.withUnsafeBytes { source in
+            UnsafeMutableRawBufferPointer(rebasing: record[headerBytes..<unpadded]).copyMemory(from: source)
         }
+        Sodium.memzero(UnsafeMutableRawBufferPointer(rebasing: record[unpadded..<padded]))
+        return padded
     }
 
     /// The text of a decrypted record.
     ///
     /// This is where a message leaves guarded memory: the terminal needs a Swift `String`.
-    static func text(of record: SecureBytes) throws(RecordError) -> String {
-        let result: Result<String, RecordError> = record.withUnsafeBytes { bytes in
-            guard bytes.count >= headerBytes else { return .failure(.truncated) }
-            guard bytes[0] == typeText else { return .failure(.unknownType(bytes[0])) }
-            let length = Int(bytes[1]) << 8 | Int(bytes[2])
-            guard headerBytes + length <= bytes.count else { return .failure(.badLength) }
-            let textBytes = UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<(headerBytes + length)])
-            guard let text = String(validating: textBytes, as: UTF8.self) else { return .failure(.invalidUTF8) }
-            return .success(text)
-        }
-        return try result.get()
+    static func text(of bytes: UnsafeRawBufferPointer) -> Result<String, RecordError> {
+        guard bytes.count >= headerBytes else { return .failure(.truncated) }
+        guard bytes[0] == typeText else { return .failure(.unknownType(bytes[0])) }
+        let length = Int(bytes[1]) << 8 | Int(bytes[2])
+        guard headerBytes + length <= bytes.count else { return .failure(.badLength) }
+        let textBytes = UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<(headerBytes + length)])
+        guard let text = String(validating: textBytes, as: UTF8.self) else { return .failure(.invalidUTF8) }
+        return .success(text)
     }
 }

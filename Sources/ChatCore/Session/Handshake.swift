@@ -35,89 +35,141 @@ public struct InstanceID: Hashable, Comparable, Sendable, CustomStringConvertibl
     public var description: String { Hex.encode(bytes.prefix(4)) }
 }
 
-/// Why a handshake message was refused.
+/// Why a handshake message was refused. The frame is dropped; the session carries on (failures
+/// that end a session are `AuthenticationFailure`s).
 public enum HandshakeError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The KEY_EXCHANGE has no key, a key of the wrong size, or a malformed hello payload.
-    case malformedKeyExchange
-    /// The KEY_EXCHANGE speaks a protocol version we do not.
+    /// The KEY_EXCHANGE or PAKE has no key, a key of the wrong size, or a malformed hello payload.
+    case malformedHello
+    /// The hello speaks a protocol version we do not.
     case unsupportedVersion(UInt8)
-    /// A KEY_EXCHANGE older than the peer's current one (a delayed duplicate or a replay).
-    case staleKeyExchange
-    /// A KEY_EXCHANGE from a peer instance that was already replaced.
+    /// A hello older than the peer's current one (a delayed duplicate or a replay).
+    case staleHello
+    /// A hello from a peer instance that was already replaced.
     case retiredInstance
-    /// The key confirmation did not open, or confirmed a different transcript: the two sides do
-    /// not hold the same keys (a man in the middle, or a corrupted handshake).
+    /// A PAKE share that is not a valid ristretto255 element (or is the identity).
+    case invalidShare
+    /// The key confirmation is malformed, did not open, or confirmed a different transcript: the
+    /// two sides do not hold the same keys (a man in the middle, or a corrupted handshake).
     case confirmationFailed
-    /// The key confirmation claims more than we ever sent.
+    /// A key confirmation for another run of the handshake (a delayed copy from an earlier one).
+    case staleConfirmation
+    /// The hello claims more than we ever sent, or an ack acknowledges what was never sent.
     case inconsistentResume
     /// A handshake message arrived when none was expected.
     case unexpected
 
     public var description: String {
         switch self {
-        case .malformedKeyExchange: "malformed KEY_EXCHANGE"
+        case .malformedHello: "malformed hello (KEY_EXCHANGE or PAKE)"
         case let .unsupportedVersion(version): "unsupported protocol version \(version)"
-        case .staleKeyExchange: "stale KEY_EXCHANGE"
-        case .retiredInstance: "KEY_EXCHANGE from a replaced peer instance"
+        case .staleHello: "stale hello"
+        case .retiredInstance: "hello from a replaced peer instance"
+        case .invalidShare: "PAKE share is not a valid ristretto255 element"
         case .confirmationFailed: "key confirmation failed"
-        case .inconsistentResume: "key confirmation claims messages never sent"
+        case .staleConfirmation: "key confirmation for another handshake run"
+        case .inconsistentResume: "the peer claims messages never sent"
         case .unexpected: "unexpected handshake message"
         }
     }
 }
 
-/// The public part of a KEY_EXCHANGE: the sender's ephemeral key and its hello.
+/// The public opening of a handshake, the same in both modes: the sender's 32-byte key and its
+/// hello.
 ///
-/// Wire form: `key` = the 32-byte X25519 public key; `payload` = version (1 byte, = 1) ||
-/// instance ID (16 bytes) || handshake epoch (8 bytes, big-endian, grows with every new key pair).
-struct KeyExchangeHello: Hashable {
-    static let version: UInt8 = 1
-    static let payloadByteCount = 1 + InstanceID.byteCount + 8
+/// Wire form: `key` = the sender's ephemeral X25519 public key (kind KEY_EXCHANGE, no password)
+/// or its CPace share Y (kind PAKE, with a password); `payload` = the hello: version (1 byte, = 2)
+/// ‖ instance ID (16) ‖ handshake epoch (8, big-endian, grows with every new key or share) ‖ the
+/// peer instance whose conversation the sender remembers (16; zeros: none) ‖ the next sequence
+/// number the sender expects from that peer (8; 1 when none). In PAKE the hello is CPace's
+/// associated data, so ISK authenticates it; without a password the transcript hash covers it.
+struct HandshakeHello: Hashable {
+    static let version: UInt8 = 2
+    static let keyByteCount = 32
+    static let payloadByteCount = 1 + InstanceID.byteCount + 8 + InstanceID.byteCount + 8
 
-    var key: PublicKey
+    /// `.keyExchange` or `.pake`.
+    var kind: SignalKind
+    var key: [UInt8]
     var instance: InstanceID
     var epoch: UInt64
+    /// The conversation the sender resumes (`.none`: it remembers none).
+    var knownPeer: InstanceID
+    /// The next sequence number the sender expects from `knownPeer` (1 when none).
+    var nextExpected: UInt64
 
-    var payload: [UInt8] {
-        var bytes = [Self.version]
-        bytes.append(contentsOf: instance.bytes)
-        withUnsafeBytes(of: epoch.bigEndian) { bytes.append(contentsOf: $0) }
-        return bytes
-    }
-
-    var signal: Signal {
-        Signal(kind: .keyExchange, payload: payload, key: key.bytes)
-    }
-
-    init(key: PublicKey, instance: InstanceID, epoch: UInt64) {
+    init(kind: SignalKind, key: [UInt8], instance: InstanceID, epoch: UInt64, knownPeer: InstanceID,
+         nextExpected: UInt64) {
+        precondition(kind == .keyExchange || kind == .pake)
+        precondition(key.count == Self.keyByteCount && nextExpected >= 1)
+        self.kind = kind
         self.key = key
         self.instance = instance
         self.epoch = epoch
+        self.knownPeer = knownPeer
+        self.nextExpected = nextExpected
+    }
+
+    /// The hello payload for `instance`, `epoch` and the resume point: what CPace takes as AD
+    /// before the share exists.
+    static func payload(instance: InstanceID, epoch: UInt64, knownPeer: InstanceID, nextExpected: UInt64)
+        -> [UInt8]
+    {
+        var bytes = [version]
+        bytes.reserveCapacity(payloadByteCount)
+        bytes.append(contentsOf: instance.bytes)
+        BigEndian.append(epoch, to: &bytes)
+        bytes.append(contentsOf: knownPeer.bytes)
+        BigEndian.append(nextExpected, to: &bytes)
+        return bytes
+    }
+
+    var payload: [UInt8] {
+        Self.payload(instance: instance, epoch: epoch, knownPeer: knownPeer, nextExpected: nextExpected)
+    }
+
+    var signal: Signal {
+        Signal(kind: kind, payload: payload, key: key)
+    }
+
+    /// The party as the safety number sees it.
+    var safetyNumberParty: SafetyNumber.Party {
+        SafetyNumber.Party(key: key, hello: payload)
     }
 
     init(signal: Signal) throws(HandshakeError) {
-        guard let keyBytes = signal.key, let key = try? PublicKey(keyBytes), let payload = signal.payload,
-              let version = payload.first else { throw .malformedKeyExchange }
+        precondition(signal.kind == .keyExchange || signal.kind == .pake)
+        guard let key = signal.key, key.count == Self.keyByteCount, let payload = signal.payload,
+              let version = payload.first else { throw .malformedHello }
         guard version == Self.version else { throw .unsupportedVersion(version) }
+        let instanceRange = 1..<(1 + InstanceID.byteCount)
+        let knownRange = (instanceRange.upperBound + 8)..<(instanceRange.upperBound + 8 + InstanceID.byteCount)
         guard payload.count == Self.payloadByteCount,
-              let instance = InstanceID(payload[1..<(1 + InstanceID.byteCount)]), instance != .none
-        else { throw .malformedKeyExchange }
+              let instance = InstanceID(payload[instanceRange]), instance != .none,
+              let knownPeer = InstanceID(payload[knownRange])
+        else { throw .malformedHello }
+        let nextExpected = BigEndian.uint64(payload, at: knownRange.upperBound)
+        guard nextExpected >= 1, knownPeer != .none || nextExpected == 1 else { throw .malformedHello }
+        self.kind = signal.kind
         self.key = key
         self.instance = instance
-        self.epoch = BigEndian.uint64(payload, at: 1 + InstanceID.byteCount)
+        self.epoch = BigEndian.uint64(payload, at: instanceRange.upperBound)
+        self.knownPeer = knownPeer
+        self.nextExpected = nextExpected
     }
 }
 
-/// The transcript hash binds a session's keys to everything both sides said in the handshake.
+/// The transcript hash binds the session keys of a handshake without a password to everything
+/// both sides said in it.
 enum Transcript {
-    static let context = Array("securechat/v1/transcript".utf8)
+    static let context = Array("securechat/v2/transcript".utf8)
 
-    /// BLAKE2b-256 over the context, the room and both hellos, low side first.
-    static func hash(room: RoomCode, low: KeyExchangeHello, high: KeyExchangeHello) -> [UInt8] {
+    /// BLAKE2b-256 over the context, the room and both (key, hello), low side first (lengths 2
+    /// bytes each).
+    static func hash(room: RoomCode, low: HandshakeHello, high: HandshakeHello) -> [UInt8] {
         var input = context
         appendLengthPrefixed(Array(room.value.utf8), to: &input)
         for hello in [low, high] {
-            appendLengthPrefixed(hello.key.bytes, to: &input)
+            appendLengthPrefixed(hello.key, to: &input)
             appendLengthPrefixed(hello.payload, to: &input)
         }
         return Digest.blake2b(input, outputByteCount: 32)

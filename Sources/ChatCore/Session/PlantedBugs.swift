@@ -12,7 +12,8 @@ public struct PlantedBugs: OptionSet, Hashable, Sendable {
         self.rawValue = rawValue
     }
 
-    /// The receiver skips the record counter check: replayed and repeated records are opened and
+    /// The receiver skips the record counter check and its ratchet keeps the message keys of
+    /// opened records instead of wiping them: replayed and repeated records are opened again and
     /// shown again (breaks "at most once").
     public static let skipCounterCheck = PlantedBugs(rawValue: 1 << 0)
     /// The receiver acknowledges every record but silently drops every fourth one instead of

@@ -6,15 +6,23 @@
 /// and str0m. The session never reads a clock, never opens a socket, and takes randomness only
 /// from the `EntropySource` it is given.
 ///
-/// Protocol (docs/PROTOCOL.md, "Session layer"): on PEER_FOUND both sides make a fresh X25519
-/// key pair and send KEY_EXCHANGE; each derives the crypto_box key, sends KEY_CONFIRM (its
-/// transcript hash and resume point, sealed under the new key), and enters CONNECTED when the
-/// peer's confirmation opens and matches. Messages are numbered per conversation, acknowledged
+/// Protocol (docs/PROTOCOL.md, "Session layer"): on PEER_FOUND both sides open a handshake. With
+/// a password it is CPace (SIGNAL kind PAKE: a ristretto255 share and the hello as associated
+/// data); without one it is the original design's X25519 (KEY_EXCHANGE). Each side answers the
+/// peer's opening with a KEY_CONFIRM (the CPace tag, or its transcript hash sealed under the new
+/// keys) and enters CONNECTED only when the peer's confirmation verifies; with a password, one
+/// that does not verify ends the session ("authentication failed"). The session keys come from
+/// the handshake secret and transcript (`SessionKeyDerivation`) and feed a `MessageRatchet`:
+/// every record has its own key. Messages are numbered per conversation, acknowledged
 /// cumulatively, retransmitted with backoff until acknowledged, deduplicated and delivered in
 /// order; a conversation survives reconnects and re-keys, and whatever cannot be confirmed is
 /// reported as undeliverable.
 public final class SessionManager {
     public let configuration: SessionConfiguration
+    /// How this session authenticates its handshakes: `.password` when it was given one.
+    public let authentication: SessionAuthentication
+    /// The session's own copy of the password (wiped when the session ends), or nil.
+    private let password: Password?
     private let entropy: any EntropySource
     private var machine = SessionStateMachine()
     private var outputs: [SessionOutput] = []
@@ -36,7 +44,10 @@ public final class SessionManager {
     private static let roomFullOnRejoinMax = 10
 
     // Handshake.
+    /// The X25519 key pair of a handshake without a password.
     private let keyManager = KeyManager()
+    /// Guarded scratch where each outgoing record is padded before sealing; wiped after each use.
+    private let recordScratch: SecureBytes
     /// This client's identity for the life of the process (not a key; public).
     public let localInstance: InstanceID
     private var localEpoch: UInt64 = 0
@@ -44,6 +55,12 @@ public final class SessionManager {
     /// Peer instances that were replaced; their late handshakes are ignored. Bounded.
     private var retiredPeerInstances: [InstanceID] = []
     private static let retiredPeerInstancesMax = 8
+    /// With a password: CPace pairings for which we gave out our confirmation tag and the peer
+    /// has not confirmed, over the session's life. Each may have been a relay's password guess;
+    /// `configuration.passwordRunsUnconfirmedMax` bounds them (the guess budget).
+    public private(set) var passwordRunsUnconfirmed = 0
+    /// Bytes of the run identifier that leads a KEY_CONFIRM.
+    static let runIDByteCount = 16
 
     // Conversation (survives re-keys while the peer instance stays the same).
     private var peerInstance: InstanceID?
@@ -71,17 +88,27 @@ public final class SessionManager {
         public var handshakesCompleted = 0
     }
 
-    public init(configuration: SessionConfiguration, entropy: any EntropySource) {
+    /// - Parameters:
+    ///   - password: the chat password (a code's words, or the user's own): handshakes are CPace
+    ///     with it. Nil: X25519, authenticated only by comparing safety numbers. The session keeps
+    ///     its own copy and wipes it when it ends; the caller wipes the original.
+    public init(configuration: SessionConfiguration, password: Password? = nil, entropy: any EntropySource) {
+        precondition(password.map { !$0.isWiped } ?? true, "a wiped password")
         self.configuration = configuration
+        self.password = password?.copy()
+        self.authentication = password == nil ? .safetyNumber : .password
         self.entropy = entropy
         self.localInstance = InstanceID.random(entropy: entropy)
         self.joinRetransmitInterval = configuration.joinRetransmitInitial
         self.retransmitInterval = configuration.messageRetransmitInitial
+        self.recordScratch = SecureBytes(count: ChatRecord.paddedCount(textCount: configuration.messageTextMaxBytes))
     }
 
     deinit {
-        handshake?.encryption?.wipe()
+        handshake?.wipe()
         keyManager.wipeKeys()
+        password?.wipe()
+        recordScratch.wipe()
         for message in sendQueue { message.text.wipe() }
     }
 
@@ -96,8 +123,20 @@ public final class SessionManager {
     /// The IDs of messages accepted but not yet acknowledged, oldest first.
     public var pendingMessageIDs: [MessageID] { sendQueue.map(\.id) }
 
-    /// The peer's key fingerprint while a handshake with it is under way or complete.
-    public var peerFingerprint: String? { handshake?.peer?.key.fingerprint }
+    /// The safety number of the handshake that secured the session, while CONNECTED (nil
+    /// otherwise): the same on both sides unless someone is in the middle. Every handshake has
+    /// a new one, since keys are fresh each time.
+    public var safetyNumber: SafetyNumber? {
+        machine.state == .connected ? handshake?.safetyNumber : nil
+    }
+
+    /// Copies of every key the session holds for its records right now (the current ratchet's
+    /// chain and control keys; the X25519 secret key and the CPace scalar are gone once the
+    /// handshake is confirmed), for the forward-secrecy tests. Never used by shipped code.
+    @_spi(Testing)
+    public func heldRecordKeysForTesting() -> [[UInt8]] {
+        handshake?.ratchet?.heldSecretsForTesting() ?? []
+    }
 
     /// The next output, or nil when there is none. Drain after every input.
     public func pollOutput() -> SessionOutput? {
@@ -153,7 +192,7 @@ public final class SessionManager {
         case .keySetup:
             guard var progress = handshake, progress.retransmitAt <= now else { break }
             progress.attempts += 1
-            transmitFrame(progress.keyExchangeFrame)
+            transmitFrame(progress.helloFrame)
             if let confirm = progress.confirmFrame { transmitFrame(confirm) }
             progress.retransmitInterval = min(progress.retransmitInterval * 2, configuration.retransmitMax)
             progress.retransmitAt = now.advanced(by: progress.retransmitInterval)
@@ -272,7 +311,7 @@ public final class SessionManager {
 
     private func receiveSignal(_ signal: Signal, now: Instant) {
         switch signal.kind {
-        case .keyExchange: receiveKeyExchange(signal, now: now)
+        case .keyExchange, .pake: receiveHello(signal, now: now)
         case .keyConfirm: receiveKeyConfirm(signal, now: now)
         case .message: receiveRecord(signal, now: now)
         case .ack: receiveAck(signal, now: now)
@@ -282,39 +321,82 @@ public final class SessionManager {
 
     // MARK: Handshake
 
-    /// A peer is in the room: make a fresh key pair and announce it.
+    /// The kind of SIGNAL that opens our handshakes.
+    private var helloKind: SignalKind { password == nil ? .keyExchange : .pake }
+
+    /// A peer is in the room: open a handshake.
     private func peerArrived(now: Instant) {
         guard apply(.peerFound) else { return }
         startHandshake(now: now)
     }
 
+    /// A fresh X25519 key pair (no password) or a fresh CPace run (password), announced in a
+    /// hello that also says which conversation we remember and where it stands.
     private func startHandshake(now: Instant) {
         precondition(machine.state == .userFound)
         dropHandshake()
         localEpoch += 1
-        let key = keyManager.generateKeyPair(entropy: entropy)
-        let hello = KeyExchangeHello(key: key, instance: localInstance, epoch: localEpoch)
+        let knownPeer = peerInstance ?? .none
+        let nextExpected = peerInstance == nil ? 1 : nextReceiveSequence
+        let key: [UInt8]
+        var party: CPaceParty?
+        if let password {
+            let associatedData = HandshakeHello.payload(
+                instance: localInstance, epoch: localEpoch, knownPeer: knownPeer, nextExpected: nextExpected)
+            do {
+                party = try CPaceParty(
+                    password: password, channelIdentifier: CPaceParty.channelIdentifier(room: configuration.room),
+                    associatedData: associatedData, setting: .symmetric,
+                    answersMax: HandshakeProgress.peerKeysUsedMax, entropy: entropy)
+            } catch {
+                preconditionFailure("a \(associatedData.count)-byte hello is within CPace's AD bound: \(error)")
+            }
+            key = party!.share
+        } else {
+            key = keyManager.generateKeyPair(entropy: entropy).bytes
+        }
+        let hello = HandshakeHello(
+            kind: helloKind, key: key, instance: localInstance, epoch: localEpoch, knownPeer: knownPeer,
+            nextExpected: nextExpected)
         let frame = WireCodec.encode(ClientMessage.signal(hello.signal))
         handshake = HandshakeProgress(
-            local: hello, keyExchangeFrame: frame,
+            local: hello, helloFrame: frame, party: party,
             retransmitAt: now.advanced(by: configuration.handshakeRetransmitInitial),
             retransmitInterval: configuration.handshakeRetransmitInitial)
         guard apply(.keysGenerated) else { return }
         transmitFrame(frame)
     }
 
-    private func receiveKeyExchange(_ signal: Signal, now: Instant) {
-        let hello: KeyExchangeHello
+    /// Whether the handshake under way can answer one more peer opening with the key (or share)
+    /// it already announced.
+    private func canAnswerAgain(_ progress: HandshakeProgress) -> Bool {
+        if let party = progress.party { return !party.isFinished }
+        return keyManager.hasKeyPair
+    }
+
+    private func receiveHello(_ signal: Signal, now: Instant) {
+        let hello: HandshakeHello
         do {
-            hello = try KeyExchangeHello(signal: signal)
+            hello = try HandshakeHello(signal: signal)
         } catch {
             reject(.handshake(error))
             return
         }
         guard hello.instance != localInstance else {
             // Our own hello sent back (by a relay): taking it for a new peer would retire the
-            // real one, and every later KEY_EXCHANGE of the real peer would be refused.
+            // real one, and every later hello of the real peer would be refused.
             reject(.crypto(.reflectedPublicKey))
+            return
+        }
+        guard hello.kind == helloKind else {
+            // One side has a password and the other has none (or a relay swapped the handshake):
+            // no key both sides trust can come of it, so no chat may start.
+            end(.authenticationFailed(password == nil ? .peerHasPassword : .peerHasNoPassword))
+            return
+        }
+        if hello.kind == .pake, !CPace.isValidShare(hello.key) {
+            // Refused before it reaches our CPace run, which would otherwise have to abort.
+            reject(.handshake(.invalidShare))
             return
         }
         guard !retiredPeerInstances.contains(hello.instance) else {
@@ -323,12 +405,12 @@ public final class SessionManager {
         }
         guard hello.instance != peerInstance || hello.epoch >= peerEpoch else {
             // Older than the handshake we last completed with this peer: a delayed copy.
-            reject(.handshake(.staleKeyExchange))
+            reject(.handshake(.staleHello))
             return
         }
         switch machine.state {
         case let state where state == .searching || (state == .disconnected && transportIsUp):
-            // The peer's key arrived before (or without) PEER_FOUND: a peer is evidently here.
+            // The peer's hello arrived before (or without) PEER_FOUND: a peer is evidently here.
             outputs.append(.notice(.peerFound))
             peerArrived(now: now)
             acceptPeerHello(hello, now: now)
@@ -338,90 +420,120 @@ public final class SessionManager {
                 acceptPeerHello(hello, now: now)
                 return
             }
-            if current.key == hello.key && current.instance == hello.instance && current.epoch == hello.epoch {
+            if current == hello {
                 // A repeat: the peer has not seen our confirmation yet. Answer with it (and only
-                // it: answering a KEY_EXCHANGE with a KEY_EXCHANGE could ping-pong forever).
+                // it: answering a hello with a hello could ping-pong forever).
                 statistics.duplicatesDropped += 1
                 if let confirm = handshake?.confirmFrame { transmitFrame(confirm) }
                 return
             }
             if current.instance == hello.instance && hello.epoch <= current.epoch {
-                reject(.handshake(.staleKeyExchange))
+                reject(.handshake(.staleHello))
                 return
             }
             // The peer began again (a reconnect, or a new process).
             if current.instance != hello.instance { retire(current.instance) }
             outputs.append(.notice(.peerRestarted))
-            if machine.state == .keySetup, var progress = handshake, keyManager.hasKeyPair,
+            if machine.state == .keySetup, var progress = handshake, canAnswerAgain(progress),
                !progress.peerKeysUsed.contains(hello.key),
                progress.peerKeysUsed.count < HandshakeProgress.peerKeysUsedMax {
-                // Our handshake is unconfirmed: answer with the key pair we already announced
-                // (and announce it again), not a fresh one. A fresh KEY_EXCHANGE would look like
-                // a restart to the peer, which would answer with a fresh one too, forever (found
-                // by the FuzzSession harness: a connection blip during the handshake).
-                progress.encryption?.wipe()
-                progress.peer = nil
-                progress.encryption = nil
-                progress.transcript = nil
-                progress.confirmFrame = nil
-                progress.earlyConfirmation = nil
+                // Our handshake is unconfirmed: answer with the key (or share) we already
+                // announced, and announce it again, not a fresh one. A fresh opening would look
+                // like a restart to the peer, which would answer with a fresh one too, forever
+                // (found by the FuzzSession harness: a connection blip during the handshake).
+                progress.forgetPairing()
                 handshake = progress
-                transmitFrame(progress.keyExchangeFrame)
+                transmitFrame(progress.helloFrame)
                 acceptPeerHello(hello, now: now)
                 return
             }
-            // Connected (our secret key is gone), or a peer key we already answered with this key
-            // pair (deriving the same session key again would reuse its confirmation nonce):
-            // re-key with fresh keys.
-            guard apply(.peerRestarted) else { return }
-            dropHandshake()
-            if machine.state == .disconnected {
-                guard apply(.peerFound) else { return }
-            }
-            startHandshake(now: now)
+            // Connected (our secret is gone), or a peer key we already answered (deriving the
+            // same keys again would seal a second confirmation under the same key and nonce):
+            // re-key from scratch.
+            restartHandshake(now: now)
             acceptPeerHello(hello, now: now)
         default:
             reject(.state(.init(state: machine.state, event: .peerFound)))
         }
     }
 
-    /// Derive the session key from the peer's hello and send our confirmation.
-    private func acceptPeerHello(_ peer: KeyExchangeHello, now: Instant) {
+    /// Begin a fresh handshake while one is under way or complete (the peer began again).
+    private func restartHandshake(now: Instant) {
+        guard apply(.peerRestarted) else { return }
+        dropHandshake()
+        if machine.state == .disconnected {
+            guard apply(.peerFound) else { return }
+        }
+        startHandshake(now: now)
+    }
+
+    /// Pair our opening with the peer's, derive what the peer must confirm, and send our
+    /// confirmation. Nothing is encrypted under the new keys until the peer's confirmation
+    /// verifies (with a password the session keys do not even exist before then).
+    private func acceptPeerHello(_ peer: HandshakeHello, now: Instant) {
         guard machine.state == .keySetup, var progress = handshake else { return }
         precondition(progress.peer == nil)
-        let boxKey: SecureBytes
-        do {
-            boxKey = try keyManager.precomputedBoxKey(with: peer.key)
-        } catch {
-            reject(.crypto(error))
+        guard peer.key != progress.local.key else {
+            // Our own key or share under someone else's hello: a reflection.
+            reject(.crypto(.reflectedPublicKey))
             return
         }
-        // The secret half stays until the handshake is confirmed (then it is wiped, for forward
-        // secrecy): a peer that restarts its handshake meanwhile is answered with the same key pair.
-        progress.peerKeysUsed.append(peer.key)
-        let localSide: EncryptionHandler.Side = progress.local.key < peer.key ? .low : .high
-        let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
-        let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
-        let encryption = EncryptionHandler(boxKey: boxKey, localSide: localSide)
-        encryption.skipsCounterCheck = plantedBugs.contains(.skipCounterCheck)
-
-        // Tell the peer which conversation of ours we remember and where it stands.
-        let announcedPeer = peerInstance ?? .none
-        let announcedNext = peerInstance == nil ? 1 : nextReceiveSequence
-        var body = transcript
-        body.append(contentsOf: announcedPeer.bytes)
-        BigEndian.append(announcedNext, to: &body)
-        let sealed: [UInt8]
-        do {
-            sealed = try body.withBytes { buffer throws(CryptoError) in try encryption.sealConfirmation(buffer) }
-        } catch {
-            preconditionFailure("sealing a confirmation under a fresh key cannot fail: \(error)")
+        let runID: [UInt8]
+        let proof: [UInt8]
+        if let party = progress.party {
+            // The guess budget: every tag we give out lets whoever answered test one password.
+            guard passwordRunsUnconfirmed < configuration.passwordRunsUnconfirmedMax else {
+                end(.authenticationFailed(.tooManyAttempts(passwordRunsUnconfirmed)))
+                return
+            }
+            let pending: CPaceConfirmation
+            do {
+                pending = try party.receive(peerShare: peer.key, peerAssociatedData: peer.payload)
+            } catch {
+                // The share was checked (valid, not ours, not answered before), so this is not
+                // expected; if the run aborted, begin a fresh one rather than stay stuck.
+                reject(.handshake(.invalidShare))
+                if party.isFinished { restartHandshake(now: now) }
+                return
+            }
+            passwordRunsUnconfirmed += 1
+            runID = Array(pending.sidOutput.prefix(Self.runIDByteCount))
+            proof = pending.localTag
+            progress.pending = pending
+        } else {
+            let shared: SecureBytes
+            do {
+                shared = try keyManager.sharedSecret(with: try PublicKey(peer.key))
+            } catch {
+                reject(.crypto(error))
+                return
+            }
+            // The secret half stays until the handshake is confirmed (then it is wiped, for
+            // forward secrecy): a peer that restarts its handshake meanwhile is answered with it.
+            let localSide: MessageRatchet.Side = progress.local.key.lexicographicallyPrecedes(peer.key) ? .low : .high
+            let (low, high) = localSide == .low ? (progress.local, peer) : (peer, progress.local)
+            let transcript = Transcript.hash(room: configuration.room, low: low, high: high)
+            let master = SessionKeyDerivation.masterKey(handshakeSecret: shared, transcriptHash: transcript)
+            shared.wipe()
+            let ratchet = MessageRatchet(masterKey: master, localSide: localSide)
+            ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
+            do {
+                proof = try transcript.withBytes { buffer throws(CryptoError) in
+                    try ratchet.sealConfirmation(buffer)
+                }
+            } catch {
+                preconditionFailure("sealing a confirmation under fresh keys cannot fail: \(error)")
+            }
+            runID = Array(transcript.prefix(Self.runIDByteCount))
+            progress.transcript = transcript
+            progress.ratchet = ratchet
         }
-        let confirmFrame = WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: sealed)))
+        progress.peerKeysUsed.append(peer.key)
         progress.peer = peer
-        progress.encryption = encryption
-        progress.transcript = transcript
-        progress.announcedPeer = announcedPeer
+        progress.runID = runID
+        progress.safetyNumber = SafetyNumber(
+            room: configuration.room, local: progress.local.safetyNumberParty, peer: peer.safetyNumberParty)
+        let confirmFrame = WireCodec.encode(ClientMessage.signal(Signal(kind: .keyConfirm, payload: runID + proof)))
         progress.confirmFrame = confirmFrame
         handshake = progress
         transmitFrame(confirmFrame)
@@ -440,42 +552,64 @@ public final class SessionManager {
             }
             return
         }
-        guard let payload = signal.payload else {
+        guard let payload = signal.payload, payload.count > Self.runIDByteCount else {
             reject(.handshake(.confirmationFailed))
             return
         }
-        guard let encryption = progress.encryption, let peer = progress.peer, let transcript = progress.transcript
-        else {
-            // The confirmation overtook the peer's KEY_EXCHANGE: keep the newest one until it comes.
+        guard let peer = progress.peer else {
+            // The confirmation overtook the peer's hello: keep the newest one until it comes.
             handshake?.earlyConfirmation = payload
             return
         }
-        let body: SecureBytes
-        do {
-            body = try payload.withBytes { buffer throws(CryptoError) in
-                try encryption.openConfirmation(buffer)
-            }
-        } catch {
-            reject(.handshake(.confirmationFailed))
+        guard Array(payload.prefix(Self.runIDByteCount)) == progress.runID else {
+            // Meant for another pairing (a delayed copy from before a restart): not an attack.
+            reject(.handshake(.staleConfirmation))
             return
         }
-        let expectedCount = transcript.count + InstanceID.byteCount + 8
-        let parsed: (matches: Bool, peerKnows: InstanceID, peerNext: UInt64)? = body.withUnsafeBytes { bytes in
-            guard bytes.count == expectedCount else { return nil }
-            let matches = transcript.withUnsafeBytes { expected in
-                Sodium.constantTimeEqual(UnsafeRawBufferPointer(rebasing: bytes[0..<transcript.count]), expected)
+        let proof = Array(payload[Self.runIDByteCount...])
+        let ratchet: MessageRatchet
+        if let pending = progress.pending {
+            let isk: SecureBytes
+            do {
+                isk = try pending.confirm(peerTag: proof)
+            } catch {
+                // Same run, wrong tag: the peer's password differs from ours, or a relay in the
+                // middle guessed and missed. The code is spent; nothing was ever encrypted.
+                end(.authenticationFailed(.passwordMismatch))
+                return
             }
-            let knowsRange = transcript.count..<(transcript.count + InstanceID.byteCount)
-            guard let knows = InstanceID(bytes[knowsRange]) else { return nil }
-            return (matches, knows, BigEndian.uint64(bytes, at: knowsRange.upperBound))
+            let master = SessionKeyDerivation.masterKey(handshakeSecret: isk, transcriptHash: pending.sidOutput)
+            isk.wipe()
+            ratchet = MessageRatchet(masterKey: master, localSide: pending.localSide)
+            ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
+            passwordRunsUnconfirmed -= 1
+            handshake?.pending = nil
+            handshake?.ratchet = ratchet
+        } else {
+            guard let existing = progress.ratchet, let transcript = progress.transcript else {
+                preconditionFailure("a pairing without a password has its ratchet and transcript")
+            }
+            let body: SecureBytes
+            do {
+                body = try proof.withBytes { buffer throws(CryptoError) in try existing.openConfirmation(buffer) }
+            } catch {
+                reject(.handshake(.confirmationFailed))
+                return
+            }
+            let matches = body.constantTimeEquals(transcript)
+            body.wipe()
+            guard matches else {
+                reject(.handshake(.confirmationFailed))
+                return
+            }
+            ratchet = existing
         }
-        body.wipe()
-        guard let parsed, parsed.matches else {
-            reject(.handshake(.confirmationFailed))
-            return
-        }
+        finishHandshake(peer: peer, ratchet: ratchet, now: now)
+    }
 
-        // The peer holds our keys. Decide how the conversation continues.
+    /// The peer holds our keys: decide how the conversation continues, and go CONNECTED.
+    private func finishHandshake(peer: HandshakeHello, ratchet: MessageRatchet, now: Instant) {
+        guard let local = handshake?.local else { return }
         if let previous = peerInstance, previous != peer.instance {
             // A different peer process: what was meant for the old one is not sent to this one.
             retire(previous)
@@ -484,18 +618,18 @@ public final class SessionManager {
             reorderBuffer.removeAll()
         }
         // Our sending side follows what the peer announced: if it remembers our conversation,
-        // it expects our numbering to continue at `peerNext`; if not, from 1.
-        let resumed = parsed.peerKnows == localInstance && peerInstance == peer.instance
+        // it expects our numbering to continue at `nextExpected`; if not, from 1.
+        let resumed = peer.knownPeer == localInstance && peerInstance == peer.instance
         if resumed {
-            guard parsed.peerNext >= 1, parsed.peerNext <= nextSendSequence else {
+            guard peer.nextExpected <= nextSendSequence else {
                 reject(.handshake(.inconsistentResume))
                 return
             }
-            acknowledge(through: parsed.peerNext - 1)
+            acknowledge(through: peer.nextExpected - 1)
         } else {
-            renumberPendingMessages(from: parsed.peerKnows == localInstance ? max(parsed.peerNext, 1) : 1)
+            renumberPendingMessages(from: peer.knownPeer == localInstance ? peer.nextExpected : 1)
         }
-        if progress.announcedPeer != peer.instance {
+        if local.knownPeer != peer.instance {
             // We announced another (or no) conversation, so the peer numbers its side from 1.
             nextReceiveSequence = 1
             reorderBuffer.removeAll()
@@ -506,14 +640,19 @@ public final class SessionManager {
             sendQueue[index].boundPeer = peer.instance
         }
         let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
-        encryption.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
-        reorderBuffer.removeAll()  // Boxes from before the re-key are under the old key.
+        ratchet.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
+        reorderBuffer.removeAll()  // Records from before the re-key are under the old keys.
         joinedBefore = true  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
-        // Forward secrecy: the secret half is not needed once the session key is confirmed.
+        // Forward secrecy: the X25519 secret key or CPace scalar is not needed once confirmed.
         keyManager.wipeKeys()
+        handshake?.party?.wipe()
+        handshake?.party = nil
         statistics.handshakesCompleted += 1
-        outputs.append(.notice(.secured(resumed: resumed, peerFingerprint: peer.key.fingerprint)))
+        if let safetyNumber = handshake?.safetyNumber {
+            outputs.append(
+                .notice(.secured(resumed: resumed, authentication: authentication, safetyNumber: safetyNumber)))
+        }
         retransmitInterval = configuration.messageRetransmitInitial
         retransmitAt = nil
         pump(now: now)
@@ -521,12 +660,12 @@ public final class SessionManager {
 
     /// Forget the handshake and wipe its keys (the conversation state stays).
     private func dropHandshake() {
-        handshake?.encryption?.wipe()
+        handshake?.wipe()
         handshake = nil
         keyManager.wipeKeys()
         retransmitAt = nil
         reorderBuffer.removeAll()
-        // Boxes sealed under the old key are useless now; messages are re-sealed after re-keying.
+        // Records sealed under the old keys are useless now; messages are re-sealed after re-keying.
         for index in sendQueue.indices { sendQueue[index].frame = nil }
     }
 
@@ -574,7 +713,7 @@ public final class SessionManager {
 
     /// Seal and send queued messages while the window has room.
     private func pump(now: Instant) {
-        guard machine.state == .connected, let encryption = handshake?.encryption else { return }
+        guard machine.state == .connected, let ratchet = handshake?.ratchet else { return }
         var inFlight = 0
         for index in sendQueue.indices {
             guard sendQueue[index].boundPeer == peerInstance else { continue }
@@ -589,16 +728,21 @@ public final class SessionManager {
                 nextSendSequence += 1
                 sendQueue[index].sequence = sequence
             }
-            let record = ChatRecord.seal(text: sendQueue[index].text)
+            // The padded record is built in the session's guarded scratch (one allocation for the
+            // session's life: sodium_malloc per message cost more than the encryption) and wiped
+            // as soon as it is sealed.
+            let text = sendQueue[index].text
             let box: [UInt8]
             do {
-                box = try record.withUnsafeBytes { buffer throws(CryptoError) in
-                    try encryption.sealRecord(sequence: sequence, buffer)
+                box = try recordScratch.withUnsafeMutableBytes { scratch throws(CryptoError) in
+                    let count = ChatRecord.write(text: text, into: scratch)
+                    defer { Sodium.memzero(UnsafeMutableRawBufferPointer(rebasing: scratch[0..<count])) }
+                    let record = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
+                    return try ratchet.sealRecord(sequence: sequence, record)
                 }
             } catch {
                 preconditionFailure("sealing record #\(sequence) failed: \(error)")
             }
-            record.wipe()
             var payload: [UInt8] = []
             payload.reserveCapacity(8 + box.count)
             BigEndian.append(sequence, to: &payload)
@@ -649,7 +793,7 @@ public final class SessionManager {
     // MARK: Receiving records and acknowledgements
 
     private func receiveRecord(_ signal: Signal, now: Instant) {
-        guard machine.state == .connected, let encryption = handshake?.encryption else {
+        guard machine.state == .connected, let ratchet = handshake?.ratchet else {
             reject(.state(.init(state: machine.state, event: .receiveMessage)))
             return
         }
@@ -680,23 +824,25 @@ public final class SessionManager {
             sendAck()
             return
         }
-        guard openAndDeliver(sequence: sequence, box: box, encryption: encryption) else { return }
+        guard openAndDeliver(sequence: sequence, box: box, ratchet: ratchet) else { return }
         // Deliver whatever the gap was holding back, in order.
         while let first = reorderBuffer.first, first.sequence <= nextReceiveSequence {
             reorderBuffer.removeFirst()
             if first.sequence == nextReceiveSequence {
-                _ = openAndDeliver(sequence: first.sequence, box: first.box, encryption: encryption)
+                _ = openAndDeliver(sequence: first.sequence, box: first.box, ratchet: ratchet)
             }
         }
         sendAck()
     }
 
     /// Open record `sequence` (the next expected) and hand its text to the UI.
-    private func openAndDeliver(sequence: UInt64, box: [UInt8], encryption: EncryptionHandler) -> Bool {
-        let record: SecureBytes
+    private func openAndDeliver(sequence: UInt64, box: [UInt8], ratchet: MessageRatchet) -> Bool {
+        // The plaintext is lent from the ratchet's guarded buffer (wiped when the closure returns);
+        // only the text the UI needs leaves it, as a String.
+        let decoded: Result<String, RecordError>
         do {
-            record = try box.withBytes { buffer throws(CryptoError) in
-                try encryption.openRecord(sequence: sequence, buffer)
+            decoded = try box.withBytes { buffer throws(CryptoError) in
+                try ratchet.openRecord(sequence: sequence, buffer) { ChatRecord.text(of: $0) }
             }
         } catch {
             reject(.crypto(error))
@@ -704,11 +850,11 @@ public final class SessionManager {
         }
         // The box authenticated, so the sequence number is consumed whatever the content.
         nextReceiveSequence = sequence + 1
-        defer { record.wipe() }
         let text: String
-        do {
-            text = try ChatRecord.text(of: record)
-        } catch {
+        switch decoded {
+        case let .success(value):
+            text = value
+        case let .failure(error):
             reject(.record(error))
             return true
         }
@@ -721,12 +867,12 @@ public final class SessionManager {
     }
 
     private func sendAck() {
-        guard let encryption = handshake?.encryption, machine.state == .connected else { return }
+        guard let ratchet = handshake?.ratchet, machine.state == .connected else { return }
         var body: [UInt8] = []
         BigEndian.append(nextReceiveSequence - 1, to: &body)
         let sealed: (counter: UInt64, box: [UInt8])
         do {
-            sealed = try body.withBytes { buffer throws(CryptoError) in try encryption.sealAck(buffer) }
+            sealed = try body.withBytes { buffer throws(CryptoError) in try ratchet.sealAck(buffer) }
         } catch {
             preconditionFailure("sealing an ack cannot fail: \(error)")
         }
@@ -737,7 +883,7 @@ public final class SessionManager {
     }
 
     private func receiveAck(_ signal: Signal, now: Instant) {
-        guard machine.state == .connected, let encryption = handshake?.encryption else {
+        guard machine.state == .connected, let ratchet = handshake?.ratchet else {
             reject(.state(.init(state: machine.state, event: .receiveMessage)))
             return
         }
@@ -749,7 +895,7 @@ public final class SessionManager {
         let body: SecureBytes
         do {
             body = try Array(payload[8...]).withBytes { buffer throws(CryptoError) in
-                try encryption.openAck(counter: counter, buffer)
+                try ratchet.openAck(counter: counter, buffer)
             }
         } catch {
             reject(.crypto(error))
@@ -783,6 +929,7 @@ public final class SessionManager {
         guard apply(event) else { return }
         reportUndeliverable(where: { _ in true }, reason: .sessionEnded)
         dropHandshake()
+        password?.wipe()
         transportIsUp = false
         joinRetransmitAt = nil
         outputs.append(.notice(.ended(reason)))
@@ -823,28 +970,64 @@ public final class SessionManager {
 
 /// A handshake under way (or completed, while CONNECTED).
 private struct HandshakeProgress {
-    var local: KeyExchangeHello
-    var keyExchangeFrame: [UInt8]
+    /// Our opening, and its frame for retransmission.
+    var local: HandshakeHello
+    var helloFrame: [UInt8]
+    /// With a password: our CPace run (its scalar), until confirmation or the end of the handshake.
+    var party: CPaceParty?
     var retransmitAt: Instant
     var retransmitInterval: Duration
     var attempts = 1
-    var peer: KeyExchangeHello?
-    var encryption: EncryptionHandler?
+
+    // The current pairing (our opening with the peer's `peer`), once the peer's opening arrived.
+    var peer: HandshakeHello?
+    /// Leads our KEY_CONFIRM and must lead the peer's: which pairing a confirmation is for.
+    var runID: [UInt8] = []
+    /// With a password: ISK, held back until the peer's tag verifies.
+    var pending: CPaceConfirmation?
+    /// Without a password: the transcript hash the peer must confirm.
     var transcript: [UInt8]?
-    var announcedPeer: InstanceID = .none
+    /// The session's cipher. Without a password it exists from the pairing on (it seals our
+    /// confirmation under a control key; no record before CONNECTED); with a password only once
+    /// the peer's tag verified.
+    var ratchet: MessageRatchet?
+    var safetyNumber: SafetyNumber?
     var confirmFrame: [UInt8]?
-    /// A confirmation that arrived before the peer's KEY_EXCHANGE (networks reorder).
+    /// A confirmation that arrived before the peer's opening (networks reorder).
     var earlyConfirmation: [UInt8]?
-    /// Peer keys already combined with this local key pair; never combine one twice (the same
-    /// session key would seal a different confirmation under the same nonce). Bounded.
-    var peerKeysUsed: [PublicKey] = []
+    /// Peer keys (or shares) already paired with our opening; never pair one twice (the same
+    /// keys would seal a second confirmation under the same nonce). Bounded.
+    var peerKeysUsed: [[UInt8]] = []
     static let peerKeysUsedMax = 8
 
-    init(local: KeyExchangeHello, keyExchangeFrame: [UInt8], retransmitAt: Instant, retransmitInterval: Duration) {
+    init(local: HandshakeHello, helloFrame: [UInt8], party: CPaceParty?, retransmitAt: Instant,
+         retransmitInterval: Duration) {
         self.local = local
-        self.keyExchangeFrame = keyExchangeFrame
+        self.helloFrame = helloFrame
+        self.party = party
         self.retransmitAt = retransmitAt
         self.retransmitInterval = retransmitInterval
+    }
+
+    /// Drop the current pairing (the peer began again) but keep our opening.
+    mutating func forgetPairing() {
+        pending?.wipe()
+        pending = nil
+        ratchet?.wipe()
+        ratchet = nil
+        peer = nil
+        runID = []
+        transcript = nil
+        safetyNumber = nil
+        confirmFrame = nil
+        earlyConfirmation = nil
+    }
+
+    /// Wipe every secret the handshake holds.
+    func wipe() {
+        party?.wipe()
+        pending?.wipe()
+        ratchet?.wipe()
     }
 }
 

@@ -20,6 +20,12 @@ public struct SessionConfiguration: Sendable {
     public var reorderBufferMax: Int
     /// Largest message text, in UTF-8 bytes.
     public var messageTextMaxBytes: Int
+    /// With a password: how many CPace runs may end without the peer's confirmation after this
+    /// side gave out its confirmation tag, over the session's whole life. Each such run may have
+    /// been a relay's password guess (a tag lets it test one guess), so one more ends the session
+    /// with `AuthenticationFailure.tooManyAttempts`: the code is spent. See docs/SECURITY.md
+    /// ("The guess budget") for the odds this leaves a relay and why honest reconnects fit.
+    public var passwordRunsUnconfirmedMax: Int
 
     public init(
         room: RoomCode,
@@ -31,12 +37,14 @@ public struct SessionConfiguration: Sendable {
         sendQueueMax: Int = 1024,
         inFlightMax: Int = 64,
         reorderBufferMax: Int = 64,
-        messageTextMaxBytes: Int = 4096
+        messageTextMaxBytes: Int = 4096,
+        passwordRunsUnconfirmedMax: Int = SessionConfiguration.passwordRunsUnconfirmedDefault
     ) {
         precondition(sendQueueMax >= 1 && inFlightMax >= 1 && reorderBufferMax >= 0)
         precondition(messageTextMaxBytes >= 1 && messageTextMaxBytes <= 16 * 1024)
         precondition(retransmitMax >= joinRetransmitInitial && retransmitMax >= handshakeRetransmitInitial)
         precondition(retransmitMax >= messageRetransmitInitial)
+        precondition(passwordRunsUnconfirmedMax >= 0 && passwordRunsUnconfirmedMax <= 64)
         self.room = room
         self.wireLimits = wireLimits
         self.joinRetransmitInitial = joinRetransmitInitial
@@ -47,7 +55,11 @@ public struct SessionConfiguration: Sendable {
         self.inFlightMax = inFlightMax
         self.reorderBufferMax = reorderBufferMax
         self.messageTextMaxBytes = messageTextMaxBytes
+        self.passwordRunsUnconfirmedMax = passwordRunsUnconfirmedMax
     }
+
+    /// The default guess budget (`passwordRunsUnconfirmedMax`).
+    public static let passwordRunsUnconfirmedDefault = 8
 }
 
 /// The local identifier of a message the user sent, for delivery status in the UI.
@@ -131,7 +143,7 @@ public enum FrameRejection: Hashable, Sendable, CustomStringConvertible {
     public var isSuspicious: Bool {
         switch self {
         case .crypto(.authenticationFailed), .crypto(.weakPublicKey), .crypto(.reflectedPublicKey),
-             .handshake(.confirmationFailed), .handshake(.inconsistentResume), .record:
+             .handshake(.confirmationFailed), .handshake(.inconsistentResume), .handshake(.invalidShare), .record:
             true
         default:
             false
@@ -149,15 +161,54 @@ public enum FrameRejection: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// How a session's key exchange is authenticated against a relay in the middle.
+public enum SessionAuthentication: String, Hashable, Sendable, CustomStringConvertible {
+    /// CPace with the shared password: a relay in the middle makes the handshake fail.
+    case password
+    /// X25519 without a password: only comparing safety numbers (`/verify`) shows a relay in
+    /// the middle.
+    case safetyNumber = "safety-number"
+
+    public var description: String { rawValue }
+}
+
+/// Why a handshake could not be authenticated. Every case ends the session for good: with a
+/// password, the code is spent (a relay may have used the run to test one guess).
+public enum AuthenticationFailure: Hashable, Sendable, CustomStringConvertible {
+    /// The peer's key confirmation did not verify: the two sides used different passwords, or
+    /// a relay in the middle guessed one and missed.
+    case passwordMismatch
+    /// More CPace runs than the budget ended unconfirmed after we gave out our confirmation tag
+    /// (each may have been a relay's guess).
+    case tooManyAttempts(Int)
+    /// We have a password; the peer's handshake has none (a plain KEY_EXCHANGE).
+    case peerHasNoPassword
+    /// The peer's handshake uses a password (PAKE); we have none.
+    case peerHasPassword
+
+    public var description: String {
+        switch self {
+        case .passwordMismatch: "the password did not match (or someone tried to intercept)"
+        case let .tooManyAttempts(count):
+            "\(count) password handshakes ended unconfirmed (someone may be guessing the password)"
+        case .peerHasNoPassword: "the peer joined without the password (or someone tried to intercept)"
+        case .peerHasPassword: "the peer uses a password and you joined without one"
+        }
+    }
+}
+
 /// Why a session ended for good.
 public enum SessionEndReason: Hashable, Sendable, CustomStringConvertible {
     case userQuit
     case relayRefused(RelayErrorCode)
+    /// The handshake could not be authenticated (DESTROYED before any message was encrypted).
+    case authenticationFailed(AuthenticationFailure)
 
     public var description: String {
         switch self {
         case .userQuit: "you left"
         case let .relayRefused(code): "the relay refused the room (\(code.rawValue))"
+        case let .authenticationFailed(failure): "authentication failed: \(failure)"
         }
     }
 }
@@ -173,7 +224,8 @@ public enum SessionNotice: Hashable, Sendable {
     /// The handshake is being retransmitted (attempt 2, 3, ...).
     case handshakeRetransmitted(attempt: Int)
     /// Keys confirmed. `resumed`: the same peer instance as before, the conversation continues.
-    case secured(resumed: Bool, peerFingerprint: String)
+    /// `safetyNumber`: this handshake's, the same on both sides unless someone is in the middle.
+    case secured(resumed: Bool, authentication: SessionAuthentication, safetyNumber: SafetyNumber)
     /// The relay sent an ERROR.
     case relayError(code: RelayErrorCode, message: String)
     /// A frame was refused (typed); nothing from it was shown.

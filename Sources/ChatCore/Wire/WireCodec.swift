@@ -217,7 +217,11 @@ public enum WireCodec {
         -> RoomCode
     {
         try withStringBytes(object, "room", in: bytes, required: true) { text throws(WireError) in
-            do throws(RoomCode.Invalid) { return try RoomCode(validating: text) } catch { throw .invalidRoomCode(error) }
+            do throws(RoomCode.Invalid) {
+                return try RoomCode(validating: text)
+            } catch {
+                throw .invalidRoomCode(error)
+            }
         }!
     }
 

@@ -17,8 +17,11 @@ final class InMemoryChat {
     static let room = try! RoomCode("ROOM1")
 
     @discardableResult
-    func addSession(room: RoomCode = InMemoryChat.room, connect: Bool = true) -> Int {
-        let session = SessionManager(configuration: SessionConfiguration(room: room), entropy: SystemEntropy())
+    func addSession(room: RoomCode = InMemoryChat.room, password: String? = nil, connect: Bool = true) -> Int {
+        let secret = password.map { try! Password($0) }  // Test passwords are valid.
+        defer { secret?.wipe() }
+        let session = SessionManager(
+            configuration: SessionConfiguration(room: room), password: secret, entropy: SystemEntropy())
         sessions.append(session)
         transportUp.append(false)
         log.append([])
@@ -130,6 +133,25 @@ final class InMemoryChat {
 
     func states(_ index: Int) -> [SessionState] {
         log[index].compactMap { if case let .stateChanged(_, to) = $0 { to } else { nil } }
+    }
+
+    func ended(_ index: Int) -> [SessionEndReason] {
+        log[index].compactMap { if case let .notice(.ended(reason)) = $0 { reason } else { nil } }
+    }
+
+    /// The SIGNAL kinds a session transmitted, in order, each with the state it was in.
+    func transmittedKinds(_ index: Int) -> [(kind: SignalKind, state: SessionState)] {
+        var state = SessionState.initial
+        var kinds: [(SignalKind, SessionState)] = []
+        for output in log[index] {
+            switch output {
+            case let .stateChanged(_, to): state = to
+            case let .transmit(frame):
+                if case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame) { kinds.append((signal.kind, state)) }
+            default: break
+            }
+        }
+        return kinds
     }
 
     /// Whether a frame is a SIGNAL of `kind`.
