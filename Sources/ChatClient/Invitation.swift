@@ -1,4 +1,5 @@
 import ChatCore
+import ChatNetworking
 
 /// What the user passes on to the peer when this client created the room: the code, and the
 /// exact commands that join it.
@@ -33,13 +34,19 @@ public struct Invitation: Hashable, Sendable {
         let passwordFlag = ownPassword ? " --password" : ""
         let caFlag = caFile != nil ? " --ca-file <the same CA certificate>" : ""
         if let prefix = sameMachineCommand, !prefix.isEmpty {
-            return Invitation(code: code, commands: [
-                "\(prefix) \(code)\(passwordFlag)",
-                "securechat \(code) --relay \(relay)\(caFlag)\(passwordFlag)",
-            ])
+            var commands = ["\(prefix) \(code)\(passwordFlag)"]
+            // Another machine cannot reach a relay on a loopback address: offer no command for it.
+            if !isLoopback(relay) { commands.append("securechat \(code) --relay \(relay)\(caFlag)\(passwordFlag)") }
+            return Invitation(code: code, commands: commands)
         }
         let relayFlag = relay != defaultRelay ? " --relay \(relay)" : ""
         return Invitation(code: code, commands: ["securechat \(code)\(relayFlag)\(caFlag)\(passwordFlag)"])
+    }
+
+    /// True when `relay` (a ws:// or wss:// URL) names a loopback host.
+    static func isLoopback(_ relay: String) -> Bool {
+        guard let url = try? WebSocketURL(relay) else { return false }
+        return url.host == "localhost" || url.host.hasPrefix("127.") || url.host == "::1" || url.host == "[::1]"
     }
 }
 

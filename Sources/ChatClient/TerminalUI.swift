@@ -252,7 +252,7 @@ final class TerminalUI: ClientRenderer {
         let encryption = status.encrypted ? "encrypted" : "not encrypted yet"
         let verification: String = switch (status.authentication, status.verified) {
         case (_, true): "verified"
-        case (.password, false): "password-authenticated"
+        case (.password, false): status.encrypted ? "password-authenticated" : "password set, not yet checked"
         case (.safetyNumber, false): "unverified (/verify)"
         }
         var parts = [stateText, "room \(status.room.value)", relay, peer, encryption, verification]

@@ -358,11 +358,15 @@ struct ClientHelperTests {
         #expect(Invitation.make(code: code, ownPassword: false, relay: "wss://chat.example:443",
                                 defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
             == ["securechat K7F3Q9XW-oyster-lemon --relay wss://chat.example:443"])
-        let both = Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
+        let both = Invitation.make(code: code, ownPassword: false, relay: "ws://192.168.1.20:8080",
                                    defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
         #expect(both.commands == ["./run.sh K7F3Q9XW-oyster-lemon",
-                                  "securechat K7F3Q9XW-oyster-lemon --relay ws://127.0.0.1:8080"])
+                                  "securechat K7F3Q9XW-oyster-lemon --relay ws://192.168.1.20:8080"])
         #expect(both.code == code)
+        // Another machine cannot reach a loopback relay: no command is offered for it.
+        let local = Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
+                                    defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
+        #expect(local.commands == ["./run.sh K7F3Q9XW-oyster-lemon"])
         // A password of one's own is not in the code: the peer is told to ask for it.
         let own = Invitation.make(code: "K7F3Q9XW", ownPassword: true, relay: ClientApp.defaultRelay,
                                   defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "")

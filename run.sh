@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Start securechat: a local relay (unless one is already running) and a chat client.
+#
+#   ./run.sh               create a new room; the client prints what the second person types
+#   ./run.sh CODE          join the room CODE (e.g. ./run.sh 7KQ3MX2P-orbit-velvet)
+#   ./run.sh CODE --json   any further arguments go to the client (see: ./run.sh --help)
+#
+# Environment: RELAY_HOST (default 127.0.0.1; 0.0.0.0 lets other machines connect), RELAY_PORT (8080).
+# On a fresh Debian machine (as root) it first installs what is missing and builds (a few minutes once).
+# Nothing is written to disk but the build itself: the relay logs to this terminal's stderr only when
+# something goes wrong, and the client keeps everything in memory.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+relay_host=${RELAY_HOST:-127.0.0.1}
+relay_port=${RELAY_PORT:-8080}
+
+scripts/install-deps.sh
+echo "run.sh: building relay and securechat (release; the first build takes a few minutes)..." >&2
+swift build -c release --product relay >&2
+swift build -c release --product securechat >&2
+bin=$(swift build -c release --show-bin-path)
+
+relay_up() { (exec 3<>"/dev/tcp/${1}/${relay_port}") 2>/dev/null; }
+connect_host=$relay_host
+if [ "$relay_host" = "0.0.0.0" ]; then
+    # Listening everywhere: connect (and tell the peer to connect) through this machine's address.
+    connect_host=$(hostname -I 2>/dev/null | awk '{print $1}')
+    [ -n "$connect_host" ] || connect_host=127.0.0.1
+fi
+
+relay_pid=""
+if relay_up "$connect_host"; then
+    echo "run.sh: using the relay already listening on ${connect_host}:${relay_port}" >&2
+else
+    "$bin/relay" --host "$relay_host" --port "$relay_port" --log-level warning >/dev/null &
+    relay_pid=$!
+    trap '[ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+        relay_up "$connect_host" && break
+        kill -0 "$relay_pid" 2>/dev/null || { echo "run.sh: the relay failed to start" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "run.sh: relay started on ws://${relay_host}:${relay_port} (it stops when this client exits)" >&2
+fi
+
+# The client prints the exact command for the second person; on this machine that is ./run.sh CODE.
+SECURECHAT_PEER_COMMAND="./run.sh" "$bin/securechat" --relay "ws://${connect_host}:${relay_port}" "$@"
