@@ -46,8 +46,12 @@ struct RelayBenchTests {
                 "--duration-seconds", "2", "--warmup-seconds", "0",
             ])
             let received = try #require(result["messages_received"] as? Int)
-            // 200 messages/s for 2 s; generous bounds, this is a shared machine.
-            #expect(received > 100 && received < 600, "received \(received)")
+            let seconds = try #require(result["seconds"] as? Double)
+            // 200 messages/s over the measured window (2 s, longer when the machine is starved: the
+            // open loop then catches up on its schedule); generous bounds on a shared machine.
+            let expected = 200 * seconds
+            #expect(Double(received) > expected * 0.25 && Double(received) < expected * 1.5 + 50,
+                    "received \(received) in \(seconds) s")
             #expect(result["frame_bytes"] as? Int == 511)
         }
     }
