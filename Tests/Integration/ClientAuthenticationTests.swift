@@ -91,7 +91,7 @@ struct ClientAuthenticationTests {
         }
     }
 
-    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, both commands; the peer joins with it")
+    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, the same-machine command; the peer joins with it")
     func createdRoom() async throws {
         try await withRelay { relay in
             let alice = try ClientProcess("alice", ["--relay", relay.url, "--json"],
@@ -103,7 +103,9 @@ struct ClientAuthenticationTests {
             #expect(String(parts[0]) == room["room"] as? String)
             #expect(parts.dropFirst().allSatisfy { $0.allSatisfy(\.isLowercase) })
             #expect(room["command"] as? String == "./run.sh \(code)")
-            #expect(room["remote_command"] as? String == "securechat \(code) --relay \(relay.url)")
+            // The relay is on loopback: another machine could not reach it, so no command is offered for one
+            // (the unit tests cover the command for a relay other machines can reach).
+            #expect(room["remote_command"] == nil, "\(room)")
             let bob = try ClientProcess("bob", [code, "--relay", relay.url, "--json"])
             try await alice.state("CONNECTED")
             try await bob.state("CONNECTED")
