@@ -7,21 +7,14 @@ import Glibc
 #endif
 
 /// A real `securechat` process in pipe mode: stdin is a pipe the test writes lines into,
-/// stdout and stderr are captured line by line (the relay engineer's `TestProcess.Lines`).
+/// stdout and stderr are captured line by line (a `TestProcess` with a stdin pipe).
 /// Optionally run under `strace -f`, whose trace goes to stderr.
 final class ClientProcess: Sendable {
     let name: String
-    let stdout = TestProcess.Lines()
-    let stderr = TestProcess.Lines()
-    private let process: Process
-    private let input: FileHandle
+    private let child: TestProcess
     private let inputOpen = Mutex(true)
-    /// The exit status, set by Process on its own thread.
-    private final class ExitBox: Sendable {
-        let status = Mutex<Int32?>(nil)
-    }
-
-    private let exitBox = ExitBox()
+    var stdout: TestProcess.Lines { child.stdout }
+    var stderr: TestProcess.Lines { child.stderr }
 
     /// The syscalls `strace` watches: everything that can create, write, rename or remove a file.
     static let tracedSyscalls = [
@@ -32,53 +25,23 @@ final class ClientProcess: Sendable {
     /// Start `securechat` with `arguments`; `name` labels failures.
     init(_ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil) throws {
         self.name = name
-        let process = Process()
-        let binary = buildProductsDirectory().appendingPathComponent("securechat").path
+        let binary = buildProductsDirectory().appendingPathComponent("securechat")
         if strace {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
-            process.arguments = ["-f", "-qq", "-e", "trace=" + Self.tracedSyscalls.joined(separator: ","), binary]
-                + arguments
+            child = try TestProcess(
+                name, arguments: ["-f", "-qq", "-e", "trace=" + Self.tracedSyscalls.joined(separator: ","), binary.path]
+                    + arguments,
+                environment: environment, executableURL: URL(fileURLWithPath: "/usr/bin/strace"), standardInput: true)
         } else {
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
+            child = try TestProcess(
+                name, arguments: arguments, environment: environment, executableURL: binary, standardInput: true)
         }
-        if let environment { process.environment = environment }
-        let inputPipe = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = inputPipe
-        process.standardOutput = out
-        process.standardError = err
-        let stdout = self.stdout
-        let stderr = self.stderr
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            stdout.append(data)
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            stderr.append(data)
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
-        let exitBox = self.exitBox
-        process.terminationHandler = { process in
-            exitBox.status.withLock { $0 = process.terminationStatus }
-        }
-        self.process = process
-        self.input = inputPipe.fileHandleForWriting
-        try process.run()
     }
 
-    deinit {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-    }
-
-    var processIdentifier: Int32 { process.processIdentifier }
+    var processIdentifier: Int32 { child.processIdentifier }
 
     /// Type one line (a message) on the client's stdin.
     func type(_ line: String) throws {
-        try input.write(contentsOf: Data((line + "\n").utf8))
+        try child.input!.write(contentsOf: Data((line + "\n").utf8))
     }
 
     /// Close stdin: the client sends what is pending, then leaves.
@@ -87,27 +50,20 @@ final class ClientProcess: Sendable {
             defer { open = false }
             return open
         }
-        if wasOpen { try input.close() }
+        if wasOpen { try child.input!.close() }
     }
 
     func send(signal: Int32) {
-        if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+        child.send(signal: signal)
     }
 
-    /// The exit status once the process has ended (polled: Process reports it on its own thread).
+    /// The exit status once the process has ended.
     func waitForExit(timeoutSeconds: Double = 30) async throws -> Int32 {
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
-        // Bounded by the deadline.
-        while ContinuousClock.now < deadline {
-            if let status = exitBox.status.withLock({ $0 }) { return status }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw TestTimeout(what: "\(name) to exit", seconds: timeoutSeconds)
+        try await child.waitForExit(timeoutSeconds: timeoutSeconds)
     }
 
     func kill() async {
-        send(signal: SIGKILL)
-        _ = try? await waitForExit(timeoutSeconds: 10)
+        await child.kill()
     }
 
     // MARK: JSON events (--json)

@@ -148,18 +148,33 @@ final class TestProcess: Sendable {
 
     private let exit = Mutex(ExitState())
 
-    /// Start `name` from the build products directory with `arguments`.
-    init(_ name: String, arguments: [String], environment: [String: String]? = nil) throws {
+    /// What the test writes into the child's stdin (nil unless started with `standardInput: true`).
+    let input: FileHandle?
+
+    /// Start `name` from the build products directory with `arguments` (or `executableURL`, when
+    /// given, for wrappers such as `strace`); `standardInput`: give it a pipe the test writes into,
+    /// else /dev/null.
+    init(
+        _ name: String, arguments: [String], environment: [String: String]? = nil, executableURL: URL? = nil,
+        standardInput: Bool = false
+    ) throws {
         self.name = name
         let process = Process()
-        process.executableURL = buildProductsDirectory().appendingPathComponent(name)
+        process.executableURL = executableURL ?? buildProductsDirectory().appendingPathComponent(name)
         process.arguments = arguments
         if let environment { process.environment = environment }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        if standardInput {
+            let inputPipe = Pipe()
+            process.standardInput = inputPipe
+            input = inputPipe.fileHandleForWriting
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            input = nil
+        }
         let stdout = self.stdout
         let stderr = self.stderr
         out.fileHandleForReading.readabilityHandler = { handle in
