@@ -21,9 +21,14 @@ public struct ClientOptions {
     public var json: Bool
     public var giveUpAfterSeconds: Int
     public var drainTimeoutSeconds: Int
+    /// Ping the relay after this long without a frame from it; as long again without one means the
+    /// connection is dead (a relay or network that vanished without a FIN), and the client reconnects.
+    public var keepaliveSeconds: Int
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
-                caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int) {
+                caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
+                keepaliveSeconds: Int = 15) {
+        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
         self.room = room
         self.password = password
         self.invitation = invitation
@@ -32,6 +37,7 @@ public struct ClientOptions {
         self.json = json
         self.giveUpAfterSeconds = giveUpAfterSeconds
         self.drainTimeoutSeconds = drainTimeoutSeconds
+        self.keepaliveSeconds = keepaliveSeconds
     }
 }
 
@@ -75,7 +81,8 @@ public enum ClientApp {
         do {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
-                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes)
+                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes,
+                keepaliveSeconds: options.keepaliveSeconds)
         } catch {
             stderr.write("securechat: \(error)\n")
             return .usage

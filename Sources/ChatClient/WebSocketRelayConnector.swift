@@ -12,14 +12,19 @@ import Glibc
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
 /// system trust store plus an optional CA file), with a small handler that turns WebSocket
-/// frames into mailbox events.
+/// frames into mailbox events and keeps the connection honest with pings.
 public final class WebSocketRelayConnector: RelayConnector {
     private let client: WebSocketClient
     private let url: WebSocketURL
+    private let keepaliveSeconds: Int
 
+    /// - Parameter keepaliveSeconds: ping the relay after this long without a frame from it; as
+    ///   long again without one closes the connection as dead (see `RelayFrameHandler`).
     /// - Throws: `WebSocketClientError.invalidCAFile` when the CA file cannot be used.
-    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int) throws {
+    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, keepaliveSeconds: Int = 15) throws {
+        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
         self.url = url
+        self.keepaliveSeconds = keepaliveSeconds
         self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
             caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
     }
@@ -28,10 +33,15 @@ public final class WebSocketRelayConnector: RelayConnector {
         let link = ChannelRelayLink()
         let client = self.client
         let url = self.url
+        let keepaliveSeconds = self.keepaliveSeconds
         Task {
             do {
                 _ = try await client.connect(to: url) { channel in
-                    try channel.pipeline.syncOperations.addHandler(RelayFrameHandler(id: id, mailbox: mailbox))
+                    // NIO's IdleStateHandler times the silence; the frame handler decides what it means.
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: .seconds(Int64(keepaliveSeconds))),
+                        RelayFrameHandler(id: id, mailbox: mailbox, keepaliveSeconds: keepaliveSeconds),
+                    ])
                     link.attach(channel)
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
                     mailbox.post(.transportUp(id))
@@ -116,21 +126,48 @@ final class ChannelRelayLink: RelayLink {
 
 /// On the upgraded channel: text frames to the mailbox, pings answered, a close frame answered
 /// and the connection closed; the end of the channel reported once.
+///
+/// Liveness: a relay (or a network path) can vanish without a FIN, and then nothing would ever
+/// tell the client, which would show "relay up" while its messages sat unacknowledged until TCP
+/// gave up (about 15 minutes). So after `keepaliveSeconds` without any frame from the relay the
+/// handler sends a ping; when another `keepaliveSeconds` pass without a frame (the pong, or
+/// anything else), it closes the connection as dead and the shell reconnects as after any loss.
 final class RelayFrameHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let id: ConnectionID
     private let mailbox: Mailbox
+    private let keepaliveSeconds: Int
     private var closeReason = "closed by the relay"
+    /// A ping went out and no frame has arrived since.
+    private var pingOutstanding = false
 
-    init(id: ConnectionID, mailbox: Mailbox) {
+    init(id: ConnectionID, mailbox: Mailbox, keepaliveSeconds: Int) {
+        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
         self.id = id
         self.mailbox = mailbox
+        self.keepaliveSeconds = keepaliveSeconds
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if pingOutstanding {
+            closeReason = "the relay stopped answering: no reply to a ping within \(keepaliveSeconds) s"
+            context.close(promise: nil)
+            return
+        }
+        pingOutstanding = true
+        let ping = WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: ByteBuffer())
+        context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        pingOutstanding = false  // Any frame shows the relay alive (a pong most simply).
         switch frame.opcode {
         case .text, .binary:
             var payload = frame.unmaskedData

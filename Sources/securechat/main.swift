@@ -71,6 +71,11 @@ struct Securechat: ParsableCommand {
                                valueName: "seconds"))
     var drainTimeout: Int = 30
 
+    @Option(help: ArgumentHelp(
+        "Ping the relay after this long without hearing from it; no answer within as long again means the "
+            + "connection is dead, and the client reconnects.", valueName: "seconds"))
+    var keepalive: Int = 15
+
     func validate() throws {
         if let code {
             let parsed = try parseCode(code)
@@ -82,6 +87,7 @@ struct Securechat: ParsableCommand {
         _ = try parseRelay()
         guard (1...86_400).contains(giveUpAfter) else { throw ValidationError("--give-up-after must be 1...86400") }
         guard (0...86_400).contains(drainTimeout) else { throw ValidationError("--drain-timeout must be 0...86400") }
+        guard (1...3_600).contains(keepalive) else { throw ValidationError("--keepalive must be 1...3600") }
     }
 
     private func parseCode(_ text: String) throws -> ChatCode {
@@ -116,7 +122,8 @@ struct Securechat: ParsableCommand {
             relayText: relay, caFilePath: caFile)
         return ClientOptions(
             room: chatCode.room, password: password, invitation: invitation, relay: try parseRelay(),
-            caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout)
+            caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout,
+            keepaliveSeconds: keepalive)
     }
 }
 

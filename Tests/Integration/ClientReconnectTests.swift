@@ -54,4 +54,39 @@ struct ClientReconnectTests {
         #expect(try await bob.waitForExit() == 0)
         await second.kill()
     }
+
+    @Test("A relay that stops answering without closing (SIGSTOP): both notice by the keepalive, retry, and resume after SIGCONT")
+    func relayStopsAnswering() async throws {
+        let relay = try await RelayProcess.start()
+        defer { Task { await relay.kill() } }
+        let room = uniqueRoom("FROZEN")
+        // A 2 s keepalive: silence for 2 s sends a ping, 2 s more without a frame means dead.
+        let (alice, bob) = try await connectedPair(relay, room: room, extra: ["--keepalive", "2", "--give-up-after", "120"])
+        try alice.type("before the freeze")
+        #expect(try await bob.messages(count: 1) == ["before the freeze"])
+
+        // The relay's process stops: its kernel keeps the TCP connections up, so no FIN or RST ever
+        // arrives; only the missing pong shows that nobody is there.
+        relay.process.send(signal: SIGSTOP)
+        for client in [alice, bob] {
+            let lost = try await client.event("relay_lost", timeoutSeconds: 20) {
+                $0["event"] as? String == "notice" && $0["kind"] as? String == "relay_lost"
+            }
+            #expect((lost["text"] as? String ?? "").contains("the relay stopped answering"), "\(lost)")
+            try await client.notice("retrying")
+        }
+        try alice.type("typed while the relay was frozen")
+
+        relay.process.send(signal: SIGCONT)
+        for client in [alice, bob] {
+            try await client.notice("reconnected", timeoutSeconds: 60)
+            try await client.notice("rekeyed", timeoutSeconds: 60)
+        }
+        #expect(try await bob.messages(count: 2, timeoutSeconds: 60) == ["before the freeze", "typed while the relay was frozen"])
+        try alice.closeInput()
+        try bob.closeInput()
+        #expect(try await alice.waitForExit() == 0)
+        #expect(try await bob.waitForExit() == 0)
+        await relay.kill()
+    }
 }
