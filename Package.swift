@@ -177,7 +177,12 @@ let package = Package(
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ChatCore", "ChatClient"],
+            dependencies: [
+                "ChatCore",
+                "ChatClient",
+                "RelayServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/Unit",
             exclude: ["Vectors"]
         ),

@@ -129,7 +129,7 @@ public struct RelayService: Service {
     private static func initialize(_ channel: any Channel, hub: RelayHub, sslContext: NIOSSLContext?) throws {
         let configuration = hub.configuration
         let metrics = hub.metrics
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let address = AddressKey.of(channel.remoteAddress)
         let admission = hub.accept(address: address)
         let boundHub = NIOLoopBound(hub, eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in boundHub.value.connectionClosed(address: address) }

@@ -50,9 +50,9 @@ struct Relay: AsyncParsableCommand {
 
     @Option(help: "Open connections across the relay; over it: TOO_MANY_CONNECTIONS and close 1013.")
     var connectionsMax = 16_384
-    @Option(help: "Open connections per IP address; over it: TOO_MANY_CONNECTIONS and close 1013.")
+    @Option(help: "Open connections per IPv4 address or IPv6 /64; over it: TOO_MANY_CONNECTIONS and close 1013.")
     var connectionsPerAddressMax = 64
-    @Option(help: "New room joins per IP address per minute; over it: JOIN_RATE_LIMITED.")
+    @Option(help: "New room joins per IPv4 address or IPv6 /64 per minute; over it: JOIN_RATE_LIMITED.")
     var joinsPerAddressPerMinute = 120
     @Option(help: "Rooms open at once; over it: TOO_MANY_ROOMS.")
     var roomsMax = 100_000

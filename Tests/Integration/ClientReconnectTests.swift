@@ -55,13 +55,14 @@ struct ClientReconnectTests {
         await second.kill()
     }
 
-    @Test("A relay that stops answering without closing (SIGSTOP): both notice by the keepalive, retry, and resume after SIGCONT")
+    @Test("A relay that stops answering without closing (SIGSTOP): both notice, retry, and resume after SIGCONT")
     func relayStopsAnswering() async throws {
         let relay = try await RelayProcess.start()
         defer { Task { await relay.kill() } }
         let room = uniqueRoom("FROZEN")
         // A 2 s keepalive: silence for 2 s sends a ping, 2 s more without a frame means dead.
-        let (alice, bob) = try await connectedPair(relay, room: room, extra: ["--keepalive", "2", "--give-up-after", "120"])
+        let (alice, bob) = try await connectedPair(
+            relay, room: room, extra: ["--keepalive", "2", "--give-up-after", "120"])
         try alice.type("before the freeze")
         #expect(try await bob.messages(count: 1) == ["before the freeze"])
 
@@ -82,7 +83,8 @@ struct ClientReconnectTests {
             try await client.notice("reconnected", timeoutSeconds: 60)
             try await client.notice("rekeyed", timeoutSeconds: 60)
         }
-        #expect(try await bob.messages(count: 2, timeoutSeconds: 60) == ["before the freeze", "typed while the relay was frozen"])
+        #expect(try await bob.messages(count: 2, timeoutSeconds: 60)
+            == ["before the freeze", "typed while the relay was frozen"])
         try alice.closeInput()
         try bob.closeInput()
         #expect(try await alice.waitForExit() == 0)
