@@ -33,6 +33,8 @@ final class TerminalUI: ClientRenderer {
     /// Rows from the cursor up to the status line, when the cursor is not where the line
     /// editor says (right after a line was finished: libedit moved below it).
     private var rowsAboveAfterLine: Int?
+    /// Display columns of the status bar as last drawn (the window's width then, less one).
+    private var statusWidthDrawn = 0
     /// Messages sent while not connected, to say when they finally went through. Bounded by
     /// the session's send queue.
     private var queuedIDs: [MessageID] = []
@@ -206,7 +208,14 @@ final class TerminalUI: ClientRenderer {
                     start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: point)
                 widthToCursor += Self.displayWidth(bytes)
             }
-            rowsAbove = widthToCursor / terminalColumns() + 1
+            // The status bar fills the width it was drawn at. After the window narrows, terminals
+            // that reflow (tmux, VTE, kitty, iTerm2, Windows Terminal) wrap it onto several rows,
+            // and so many must be erased, or the old bar's tail stays on screen as a second status
+            // line. One that clips instead (xterm) loses a row of scrollback from view: the lesser
+            // harm. The typed text is rewrapped at the new width in both.
+            let columns = terminalColumns()
+            let statusRows = max(1, (statusWidthDrawn + columns - 1) / columns)
+            rowsAbove = widthToCursor / columns + statusRows
         }
         out.write("\r\u{1B}[\(rowsAbove)A\u{1B}[J")
         rowsAboveAfterLine = nil
@@ -258,6 +267,7 @@ final class TerminalUI: ClientRenderer {
         var parts = [stateText, "room \(status.room.value)", relay, peer, encryption, verification]
         if status.pending > 0 { parts.append("\(status.pending) pending") }
         let columns = terminalColumns() - 1
+        statusWidthDrawn = columns
         var clipped = Self.clip(" " + parts.joined(separator: " | ") + " ", columns: columns)
         // A full-width bar: pad with spaces (the clipped text is all width-1 ASCII).
         clipped += String(repeating: " ", count: max(0, columns - Self.displayWidth(clipped)))

@@ -268,7 +268,51 @@ struct ClientTerminalTests {
             }
             let exitRow = try #require(final.firstIndex(of: "EXIT=143"))
             #expect(final.contains { $0.contains("session ended (signal 15); keys wiped") })
-            #expect(!final[0].isEmpty && final[0] == final[exitRow + 1], "stty before \(final[0]), after \(final[exitRow + 1])")
+            #expect(!final[0].isEmpty && final[0] == final[exitRow + 1],
+                    "stty before \(final[0]), after \(final[exitRow + 1])")
+        }
+    }
+
+    @Test("The window narrowed and widened mid-line: one status line at the new width, the typed text intact")
+    func resizeKeepsOneStatusLine() async throws {
+        try await withRelay { relay in
+            let room = uniqueRoom("WINCH")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"])
+            let tmux = Tmux()
+            defer { tmux.kill() }
+            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
+            let script = "LANG=C.UTF-8 NO_COLOR=1 '\(binary)' \(room) --relay \(relay.url); sleep 120"
+            try tmux.run(["new-session", "-d", "-x", "100", "-y", "30", "-s", tmux.session, "sh", "-c", script])
+            try await tmux.waitForScreen("the CONNECTED status line") { $0.contains { $0.hasPrefix(" CONNECTED |") } }
+            try await bob.state("CONNECTED")
+            let typed = "half way through a long line of typing"
+            try tmux.keys(typed)
+            try await tmux.waitForScreen("the half-typed line") { $0.contains("> " + typed) }
+
+            // tmux reflows on resize, as most terminals do: the old full-width bar wraps onto two
+            // rows, and the client must erase both before it draws the bar again.
+            let statusRows = { (screen: [String]) in screen.indices.filter { screen[$0].hasPrefix(" CONNECTED |") } }
+            for columns in [50, 30, 100] {
+                try tmux.run(["resize-window", "-t", tmux.session, "-x", String(columns), "-y", "30"])
+                let what = "one status line and the typed text at \(columns) columns"
+                let screen = try await tmux.waitForScreen(what) { screen in
+                    let rows = statusRows(screen)
+                    // At 30 columns the 40-column typed line wraps after its 30th column.
+                    let input = columns > typed.count + 2 ? "> " + typed : String(("> " + typed).prefix(columns))
+                    return rows.count == 1 && rows[0] + 1 < screen.count && screen[rows[0] + 1] == input
+                        && screen[rows[0]].count < columns
+                }
+                #expect(!screen.contains { $0.hasPrefix("peer here |") || $0.hasPrefix(" encrypted |") }, "\(screen)")
+                if columns == 50 {
+                    try bob.type("after the resize")
+                    let after = try await tmux.waitForScreen("bob's message") { $0.contains("peer > after the resize") }
+                    let messageRow = try #require(after.firstIndex(of: "peer > after the resize"))
+                    #expect(statusRows(after).count == 1 && messageRow < statusRows(after)[0], "\(after)")
+                }
+            }
+            try tmux.key("Enter")
+            #expect(try await bob.messages(count: 1) == [typed])
+            await bob.kill()
         }
     }
 }
