@@ -70,7 +70,8 @@ public final class SessionManager {
     private var sendQueue: [OutgoingMessage] = []
     private var nextSendSequence: UInt64 = 1
     private var retransmitAt: Instant?
-    private var retransmitInterval: Duration
+    /// The message retransmission timeout: measured round trips, doubled on each expiry.
+    private var retransmitEstimator: RetransmitEstimator
     private var nextReceiveSequence: UInt64 = 1
     /// Records that arrived ahead of `nextReceiveSequence`, sorted by sequence. Bounded.
     private var reorderBuffer: [(sequence: UInt64, box: [UInt8])] = []
@@ -100,7 +101,8 @@ public final class SessionManager {
         self.entropy = entropy
         self.localInstance = InstanceID.random(entropy: entropy)
         self.joinRetransmitInterval = configuration.joinRetransmitInitial
-        self.retransmitInterval = configuration.messageRetransmitInitial
+        self.retransmitEstimator = RetransmitEstimator(
+            minimum: configuration.messageRetransmitInitial, maximum: configuration.retransmitMax)
         self.recordScratch = SecureBytes(count: ChatRecord.paddedCount(textCount: configuration.messageTextMaxBytes))
     }
 
@@ -202,14 +204,15 @@ public final class SessionManager {
             guard let due = retransmitAt, due <= now else { break }
             // Go-back-N: resend every message in flight, oldest first, then back off.
             var resent = 0
-            for message in sendQueue where message.sequence != nil {
-                guard let frame = message.frame else { continue }
+            for index in sendQueue.indices where sendQueue[index].sequence != nil {
+                guard let frame = sendQueue[index].frame else { continue }
                 transmitFrame(frame)
+                sendQueue[index].transmissions += 1
                 resent += 1
             }
             statistics.retransmissions += resent
-            retransmitInterval = min(retransmitInterval * 2, configuration.retransmitMax)
-            retransmitAt = resent > 0 ? now.advanced(by: retransmitInterval) : nil
+            retransmitEstimator.backOff()
+            retransmitAt = resent > 0 ? now.advanced(by: retransmitEstimator.timeout) : nil
         default:
             break
         }
@@ -301,6 +304,12 @@ public final class SessionManager {
                 roomFullOnRejoin += 1
             case .roomFull, .invalidRoom, .alreadyJoined:
                 end(.relayRefused(code))
+            case .rateLimited:
+                // The relay holds what we sent and forwards it as its bucket refills: nothing was
+                // lost, so resending now would only queue duplicates ahead of the acknowledgements.
+                // Back off as if a timeout had expired (a congestion signal, as ECN is to TCP).
+                retransmitEstimator.backOff()
+                if retransmitAt != nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
             default:
                 break  // Advisory (rate limits, a SIGNAL with no peer): retransmission recovers.
             }
@@ -625,7 +634,8 @@ public final class SessionManager {
                 reject(.handshake(.inconsistentResume))
                 return
             }
-            acknowledge(through: peer.nextExpected - 1)
+            // Not a round trip: the messages went out before the connection or key changed.
+            acknowledge(through: peer.nextExpected - 1, roundTripEnd: nil)
         } else {
             renumberPendingMessages(from: peer.knownPeer == localInstance ? peer.nextExpected : 1)
         }
@@ -653,7 +663,6 @@ public final class SessionManager {
             outputs.append(
                 .notice(.secured(resumed: resumed, authentication: authentication, safetyNumber: safetyNumber)))
         }
-        retransmitInterval = configuration.messageRetransmitInitial
         retransmitAt = nil
         pump(now: now)
     }
@@ -750,19 +759,30 @@ public final class SessionManager {
             let frame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
             sendQueue[index].frame = frame
             transmitFrame(frame)
-            if retransmitAt == nil { retransmitAt = now.advanced(by: retransmitInterval) }
+            // A frame re-sealed after a re-key repeats a message already sent (its count goes past
+            // one): Karn's rule leaves it unsampled, like any retransmission.
+            sendQueue[index].transmissions += 1
+            sendQueue[index].sentAt = now
+            if retransmitAt == nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
         }
     }
 
-    /// The peer has everything through `sequence`: report those messages delivered.
-    private func acknowledge(through sequence: UInt64) {
+    /// The peer has everything through `sequence`: report those messages delivered and, when
+    /// `roundTripEnd` is given (an acknowledgement arrived then), time the newest of them that
+    /// was sent only once (Karn's rule) as a round-trip sample.
+    private func acknowledge(through sequence: UInt64, roundTripEnd: Instant?) {
         var delivered: [MessageID] = []
+        var roundTrip: Duration?
         while let first = sendQueue.first, let assigned = first.sequence, assigned <= sequence,
               first.boundPeer == peerInstance || peerInstance == nil {
+            if first.transmissions == 1, let sentAt = first.sentAt, let roundTripEnd {
+                roundTrip = roundTripEnd.duration(since: sentAt)
+            }
             delivered.append(first.id)
             first.text.wipe()
             sendQueue.removeFirst()
         }
+        if let roundTrip { retransmitEstimator.sample(roundTrip) }
         if !delivered.isEmpty { outputs.append(.delivered(delivered)) }
     }
 
@@ -911,12 +931,11 @@ public final class SessionManager {
             return
         }
         let before = sendQueue.count
-        acknowledge(through: through)
+        acknowledge(through: through, roundTripEnd: now)
         if sendQueue.count < before {
-            // Progress: reset the backoff, restart the timer for what is still in flight.
-            retransmitInterval = configuration.messageRetransmitInitial
+            // Progress: restart the timer for what is still in flight, at the measured timeout.
             let stillInFlight = sendQueue.contains { $0.frame != nil }
-            retransmitAt = stillInFlight ? now.advanced(by: retransmitInterval) : nil
+            retransmitAt = stillInFlight ? now.advanced(by: retransmitEstimator.timeout) : nil
             pump(now: now)
         }
     }
@@ -1042,4 +1061,8 @@ private struct OutgoingMessage {
     var sequence: UInt64?
     /// The sealed frame under the current key, kept for retransmission.
     var frame: [UInt8]?
+    /// When its current frame was first sent, and how often the message went out (in any frame):
+    /// only a message sent once gives a round-trip sample (Karn's rule).
+    var sentAt: Instant?
+    var transmissions = 0
 }
