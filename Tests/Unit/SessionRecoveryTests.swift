@@ -140,3 +140,19 @@ extension SessionRecoveryTests {
         #expect(session.state == .searching, "ROOM_FULL on a rejoin is retried")
     }
 }
+
+extension SessionRecoveryTests {
+    @Test("A late ROOM_FULL, after the relay let this connection in, is stale and ignored (simulator seed 1)")
+    func staleRoomFullAfterJoin() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        #expect(chat.sessions.allSatisfy { $0.state == .connected })
+        // The refusal of an earlier JOIN on this connection, delivered after the JOINED.
+        chat.inject(Self.roomFull, to: 1)
+        #expect(chat.sessions[1].state == .connected)
+        #expect(!chat.log[1].contains(.notice(.ended(.relayRefused(.roomFull)))))
+        chat.send(1, "still here")
+        #expect(chat.received(0) == ["still here"])
+    }
+}

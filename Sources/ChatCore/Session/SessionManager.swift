@@ -297,6 +297,12 @@ public final class SessionManager {
         case let .error(code, text):
             outputs.append(.notice(.relayError(code: code, message: text)))
             switch code {
+            case .roomFull where joined:
+                // The relay has let this connection in since: this refusal answered an earlier JOIN
+                // on it (the relay's answers to a JOIN and its retransmission can arrive in either
+                // order over a path that reorders). Ending here stranded the peer (found by the
+                // simulator, seed 1 with every fault kind).
+                break
             case .roomFull where joinedBefore && !joined && roomFullOnRejoin < Self.roomFullOnRejoinMax:
                 // We were in this room before: after a reconnect the relay may not yet have seen our
                 // previous connection close and still counts it. Ask again (the JOIN retransmission
