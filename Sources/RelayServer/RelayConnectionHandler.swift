@@ -44,6 +44,9 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     private var lastInboundNanoseconds: UInt64
     private var lastPingNanoseconds: UInt64 = 0
     private var closeSent = false
+    /// The client's close frame arrived while frames were held for the rate limit: the close is
+    /// answered once they have been sent on (its status code is kept to echo).
+    private var closeReceivedWhileHolding: WebSocketErrorCode?
     private var closeTimeout: Scheduled<Void>?
     /// Set by the hub while this connection is on its flush list.
     var flushPending = false
@@ -89,6 +92,14 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         resumeTask?.cancel()
         closeTimeout?.cancel()
         if let id {
+            // The client is gone, but the frames it sent before leaving that the relay read and
+            // held for the rate limit still go to the peer (at most `heldBytesMax`): the limit
+            // paces a live sender; it must not drop a departed one's last acknowledgements.
+            if !closeSent && !held.isEmpty {
+                while let first = held.popFirst() { process(first, from: id) }
+                heldBytes = 0
+                hub.flushPending()
+            }
             self.id = nil
             hub.unregister(id)
         }
@@ -111,7 +122,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         lastInboundNanoseconds = NIODeadline.now().uptimeNanoseconds
         switch frame.opcode {
         case .text:
-            guard !closeSent, let id else { return }
+            guard !closeSent, closeReceivedWhileHolding == nil, let id else { return }
             receiveText(frame, from: id)
         case .binary:
             guard !closeSent, let id else { return }
@@ -131,6 +142,10 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             if closeSent {
                 // The client answered our close frame: the handshake is complete.
                 context.close(promise: nil)
+            } else if !held.isEmpty {
+                // Keep order: the frames the client sent before its close (its last
+                // acknowledgements, say) still go to the peer, as the rate allows; then the close.
+                closeReceivedWhileHolding = closeReceivedWhileHolding ?? frame.closeStatus.code ?? .normalClosure
             } else {
                 // Echo the client's status code (RFC 6455 §5.5.1); the handshake is then complete
                 // and the server closes TCP first (§7.1.1).
@@ -224,7 +239,10 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
             process(first, from: id)
         }
         hub.flushPending()
-        if held.isEmpty {
+        if held.isEmpty, let code = closeReceivedWhileHolding {
+            closeReceivedWhileHolding = nil
+            close(code: code, error: nil, closeWhenWritten: true)
+        } else if held.isEmpty {
             rateLimitAnswered = false
             resume(.rateLimited)
         } else if !pauseReasons.contains(.peerBackpressure) {
