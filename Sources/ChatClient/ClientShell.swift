@@ -24,6 +24,17 @@ final class ClientShell {
     private var links: [(id: ConnectionID, link: any RelayLink)] = []
     private var exitStatus: ClientExitStatus?
     private var inputOpen = true
+    /// Links asked to close whose end has not been reported yet (bounded: every open link is in
+    /// `links`, at most `linksMax`, and each closing one leaves this list when its end arrives).
+    private var closingLinks: [ConnectionID] = []
+    /// The last links whose end was reported (a link can end before the driver asks to close it).
+    private var endedLinks: [ConnectionID] = []
+    private static let endedLinksKept = 16
+
+    /// At exit, how long to let closing links finish their WebSocket closing handshake (each
+    /// gives up after `RelayFrameHandler.closingHandshakeSeconds`), so the last frames reach the
+    /// relay before the process ends.
+    static let exitLingerMilliseconds: Int64 = 5_500
 
     /// Most links kept at once: the current one and one being closed.
     private static let linksMax = 4
@@ -62,6 +73,7 @@ final class ClientShell {
             if descriptors[0].revents != 0 { handleSignals() }
             if descriptors[1].revents != 0 {
                 for event in mailbox.take() {
+                    noteLinkEnd(event)
                     driver.handle(event, now: MonotonicClock.now())
                     perform()
                 }
@@ -71,11 +83,43 @@ final class ClientShell {
             perform()
             if exitStatus == nil { renderer.refreshStatus(driver.status) }
         }
-        for entry in links { entry.link.close() }
+        for entry in links { close(entry) }
         links.removeAll()
         let status = exitStatus ?? .internalFailure
         renderer.close(exitStatus: status)
+        lingerForClosingLinks()
         return status
+    }
+
+    private func close(_ entry: (id: ConnectionID, link: any RelayLink)) {
+        entry.link.close()
+        if !closingLinks.contains(entry.id) && !endedLinks.contains(entry.id) { closingLinks.append(entry.id) }
+    }
+
+    /// A link's end (closed, or failed to open) was reported: it is no longer closing.
+    private func noteLinkEnd(_ event: ClientEvent) {
+        switch event {
+        case let .transportClosed(id, _), let .transportFailed(id, _):
+            closingLinks.removeAll { $0 == id }
+            endedLinks.append(id)
+            if endedLinks.count > Self.endedLinksKept { endedLinks.removeFirst() }
+        default: break
+        }
+    }
+
+    /// Wait (bounded) until every closing link has ended. The terminal is already restored and
+    /// the keys wiped; this only lets the last frames and the close frame leave cleanly.
+    private func lingerForClosingLinks() {
+        let deadline = MonotonicClock.now().advanced(by: .milliseconds(Self.exitLingerMilliseconds))
+        // Bounded by the deadline.
+        while !closingLinks.isEmpty {
+            let now = MonotonicClock.now()
+            guard deadline > now else { return }
+            var descriptor = pollfd(fd: mailbox.readFD, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(clamping: (deadline.nanoseconds - now.nanoseconds + 999_999) / 1_000_000)
+            if poll(&descriptor, 1, milliseconds) < 0 && errno != EINTR { return }
+            for event in mailbox.take() { noteLinkEnd(event) }
+        }
     }
 
     private func timeoutMilliseconds() -> Int32 {
@@ -122,14 +166,14 @@ final class ClientShell {
             switch action {
             case let .connect(id):
                 if links.count >= Self.linksMax {
-                    links.removeFirst().link.close()
+                    close(links.removeFirst())
                 }
                 links.append((id, connector.open(id, mailbox: mailbox)))
             case let .send(id, frame):
                 links.first { $0.id == id }?.link.send(frame)
             case let .close(id):
                 if let index = links.firstIndex(where: { $0.id == id }) {
-                    links.remove(at: index).link.close()
+                    close(links.remove(at: index))
                 }
             case let .display(event):
                 renderer.render(event, status: driver.status)

@@ -38,11 +38,11 @@ public final class WebSocketRelayConnector: RelayConnector {
             do {
                 _ = try await client.connect(to: url) { channel in
                     // NIO's IdleStateHandler times the silence; the frame handler decides what it means.
+                    let handler = RelayFrameHandler(id: id, mailbox: mailbox, keepaliveSeconds: keepaliveSeconds)
                     try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: .seconds(Int64(keepaliveSeconds))),
-                        RelayFrameHandler(id: id, mailbox: mailbox, keepaliveSeconds: keepaliveSeconds),
+                        IdleStateHandler(readTimeout: .seconds(Int64(keepaliveSeconds))), handler,
                     ])
-                    link.attach(channel)
+                    link.attach(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
                     mailbox.post(.transportUp(id))
                     return true
@@ -93,14 +93,16 @@ public final class WebSocketRelayConnector: RelayConnector {
 final class ChannelRelayLink: RelayLink {
     private struct State {
         var channel: (any Channel)?
+        var handler: NIOLoopBound<RelayFrameHandler>?
         var closed = false
     }
 
     private let state = Mutex(State())
 
-    func attach(_ channel: any Channel) {
+    func attach(_ channel: any Channel, handler: NIOLoopBound<RelayFrameHandler>) {
         let closeNow = state.withLock { state -> Bool in
             state.channel = channel
+            state.handler = handler
             return state.closed
         }
         if closeNow { channel.close(mode: .all, promise: nil) }
@@ -113,14 +115,14 @@ final class ChannelRelayLink: RelayLink {
     }
 
     func close() {
-        let channel = state.withLock { state -> (any Channel)? in
+        let (channel, handler) = state.withLock { state -> ((any Channel)?, NIOLoopBound<RelayFrameHandler>?) in
+            let wasClosed = state.closed
             state.closed = true
-            return state.channel
+            return wasClosed ? (nil, nil) : (state.channel, state.handler)
         }
-        guard let channel else { return }
-        // A close frame first (RFC 6455 §5.5.1), then the TCP connection.
-        let goodbye = WebSocketFrame.close(code: .normalClosure, masked: true)
-        channel.writeAndFlush(goodbye).whenComplete { _ in channel.close(mode: .all, promise: nil) }
+        guard let channel, let handler else { return }
+        // After every frame sent before (the event loop runs its tasks in order).
+        channel.eventLoop.execute { handler.value.startClosingHandshake() }
     }
 }
 
@@ -142,12 +144,47 @@ final class RelayFrameHandler: ChannelInboundHandler {
     private var closeReason = "closed by the relay"
     /// A ping went out and no frame has arrived since.
     private var pingOutstanding = false
+    private var context: ChannelHandlerContext?
+    /// This client sent its close frame and waits for the relay's.
+    private var closing = false
+    /// How long to wait for the relay's close frame before closing TCP anyway. The relay answers
+    /// once it has read and sent on everything before the close, which a rate-limited burst can
+    /// hold back for seconds; a relay that answers nothing costs a leaving client this much.
+    static let closingHandshakeSeconds: Int64 = 5
 
     init(id: ConnectionID, mailbox: Mailbox, keepaliveSeconds: Int) {
         precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
         self.id = id
         self.mailbox = mailbox
         self.keepaliveSeconds = keepaliveSeconds
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Leave: a close frame after everything already written, then wait for the relay's close frame
+    /// (RFC 6455 §7.1.1: the server closes TCP first), reading meanwhile.
+    ///
+    /// Why wait: closing at once would drop what the relay has not read yet. A relay that
+    /// rate-limits holds this client's last frames (the acknowledgements of the peer's last
+    /// messages, say) and reads the rest only as its bucket refills; and a socket closed with
+    /// unread data is reset by the kernel, which discards what the relay had received but not
+    /// read. The peer would then report as undelivered messages that were shown here.
+    func startClosingHandshake() {
+        guard let context, !closing else { return }
+        closing = true
+        closeReason = "closed by this client"
+        let goodbye = WebSocketFrame.close(code: .normalClosure, masked: true)
+        context.writeAndFlush(wrapOutboundOut(goodbye), promise: nil)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .seconds(Self.closingHandshakeSeconds)) {
+            bound.value.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -168,6 +205,11 @@ final class RelayFrameHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         pingOutstanding = false  // Any frame shows the relay alive (a pong most simply).
+        if closing {
+            // Read and discard until the relay's close frame: then the handshake is complete.
+            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            return
+        }
         switch frame.opcode {
         case .text, .binary:
             var payload = frame.unmaskedData
