@@ -93,4 +93,31 @@ struct ClientPipeTests {
             await bob.kill()
         }
     }
+
+    @Test("A burst past the relay's rate limit, then end of input: every message is confirmed on both sides")
+    func burstThenLeave() async throws {
+        // A small budget, so that the burst is held by the relay and both leave while their last
+        // acknowledgements are still in its queue: the close must wait behind them.
+        try await withRelay(["--messages-per-second", "20", "--message-burst", "10"]) { relay in
+            let (alice, bob) = try await connectedPair(relay, room: uniqueRoom("BURST"), extra: ["--drain-timeout", "20"])
+            let count = 40
+            for index in 1...count {
+                try alice.type("alice \(index)")
+                try bob.type("bob \(index)")
+            }
+            #expect(try await bob.messages(count: count, timeoutSeconds: 60) == (1...count).map { "alice \($0)" })
+            #expect(try await alice.messages(count: count, timeoutSeconds: 60) == (1...count).map { "bob \($0)" })
+            try alice.closeInput()
+            try bob.closeInput()
+            #expect(try await alice.waitForExit(timeoutSeconds: 60) == 0)
+            #expect(try await bob.waitForExit(timeoutSeconds: 60) == 0)
+            for client in [alice, bob] {
+                let confirmed = client.events.filter { $0["event"] as? String == "delivered" }
+                    .flatMap { ($0["ids"] as? [Int]) ?? [] }
+                #expect(confirmed.sorted() == Array(1...count),
+                        "\(client.name) confirmed \(confirmed.count): \(client.stdout.all.suffix(12).joined(separator: "\n"))")
+                #expect(!client.events.contains { $0["event"] as? String == "undeliverable" }, "\(client.name)")
+            }
+        }
+    }
 }
