@@ -4,7 +4,9 @@
 Measures, on loopback against a real relay:
   1. time from both `securechat` processes started to both CONNECTED (JSON state events),
   2. the client's resident memory (VmRSS once CONNECTED, VmHWM after 500 messages each way),
-  3. `securechat --help` wall-clock start-up time.
+  3. how long those 500 messages each way take to arrive (typed at once: more than the relay's
+     default burst, so its rate limit, 50 frames/s per connection, sets the pace),
+  4. `securechat --help` wall-clock start-up time.
 
 Usage: swift build -c release --product securechat --product relay
        python3 scripts/bench-client.py [--runs 30] [--bin .build/release]
@@ -95,7 +97,7 @@ def main():
     arguments = parser.parse_args()
 
     relay, url = start_relay(arguments.bin)
-    connect_seconds, rss_connected_kb, hwm_after_kb = [], [], []
+    connect_seconds, rss_connected_kb, hwm_after_kb, burst_seconds = [], [], [], []
     try:
         for run in range(arguments.runs):
             room = f"BENCH{os.getpid()}X{run}"
@@ -107,12 +109,14 @@ def main():
             rss_connected_kb.append(proc_status(alice.process.pid, "VmRSS"))
             if run == 0:
                 # Memory under traffic: messages each way, waiting for all of them to arrive.
+                burst_started = time.perf_counter()
                 for index in range(arguments.messages):
                     alice.process.stdin.write(f"message {index} from alice\n".encode())
                     bob.process.stdin.write(f"message {index} from bob\n".encode())
                 count = arguments.messages
                 wait_for([alice, bob],
                          lambda c: sum(1 for e in c.events if e.get("event") == "message") >= count, 60)
+                burst_seconds.append(time.perf_counter() - burst_started)
                 hwm_after_kb.append(proc_status(alice.process.pid, "VmHWM"))
             for client in (alice, bob):
                 client.process.stdin.close()
@@ -131,6 +135,7 @@ def main():
     print(f"both CONNECTED after start: {summary(connect_seconds, 'ms', 1000)}")
     print(f"client RSS when CONNECTED:  {summary(rss_connected_kb, 'MiB', 1 / 1024)}")
     print(f"client peak RSS after {arguments.messages} messages each way: {hwm_after_kb[0] / 1024:.1f} MiB")
+    print(f"{arguments.messages} messages each way, typed at once, all delivered after {burst_seconds[0]:.1f} s")
     print(f"securechat --help:          {summary(help_seconds, 'ms', 1000)}")
 
 
