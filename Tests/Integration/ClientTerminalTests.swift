@@ -130,6 +130,14 @@ struct ClientTerminalTests {
             throw ClientTestFailure("screen never showed \(what):\n" + last.joined(separator: "\n"))
         }
 
+        /// The `securechat` binary under test.
+        static var securechat: String { buildProductsDirectory().appendingPathComponent("securechat").path }
+
+        /// Run `sh -c script` in a new detached session of `columns` x `rows`.
+        func start(_ script: String, columns: Int = 100, rows: Int = 30) throws {
+            try run(["new-session", "-d", "-x", String(columns), "-y", String(rows), "-s", session, "sh", "-c", script])
+        }
+
         func keys(_ text: String) throws {
             try run(["send-keys", "-t", session, "-l", text])
         }
@@ -150,13 +158,13 @@ struct ClientTerminalTests {
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"])
             let tmux = Tmux()
             defer { tmux.kill() }
-            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
             // stty -g before and after: the terminal settings must come back exactly. The shell
             // traps SIGINT (a handler, so the client still gets the default disposition) to
             // survive the Ctrl-C sent to the whole foreground process group.
-            let script = "trap : INT; stty -g; LANG=C.UTF-8 NO_COLOR=1 '\(binary)' \(room) --relay \(relay.url); "
+            let script = "trap : INT; stty -g; LANG=C.UTF-8 NO_COLOR=1 "
+                + "'\(Tmux.securechat)' \(room) --relay \(relay.url); "
                 + "echo EXIT=$?; stty -g; sleep 120"
-            try tmux.run(["new-session", "-d", "-x", "100", "-y", "30", "-s", tmux.session, "sh", "-c", script])
+            try tmux.start(script)
 
             try await tmux.waitForScreen("the CONNECTED status line") { $0.contains { $0.hasPrefix(" CONNECTED |") } }
             try await bob.state("CONNECTED")
@@ -196,10 +204,10 @@ struct ClientTerminalTests {
         try await withRelay { relay in
             let tmux = Tmux()
             defer { tmux.kill() }
-            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
-            let script = "trap : INT; stty -g; LANG=C.UTF-8 NO_COLOR=1 '\(binary)' --password --relay \(relay.url); "
+            let script = "trap : INT; stty -g; LANG=C.UTF-8 NO_COLOR=1 "
+                + "'\(Tmux.securechat)' --password --relay \(relay.url); "
                 + "echo EXIT=$?; stty -g; sleep 120"
-            try tmux.run(["new-session", "-d", "-x", "110", "-y", "40", "-s", tmux.session, "sh", "-c", script])
+            try tmux.start(script, columns: 110, rows: 40)
             let secret = "tin can telephone"
             try await tmux.waitForScreen("the password prompt") { $0.contains { $0.hasPrefix("Password:") } }
             try tmux.keys(secret)
@@ -251,9 +259,8 @@ struct ClientTerminalTests {
             let room = uniqueRoom("TERM")
             let tmux = Tmux()
             defer { tmux.kill() }
-            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
-            let script = "stty -g; '\(binary)' \(room) --relay \(relay.url); echo EXIT=$?; stty -g; sleep 120"
-            try tmux.run(["new-session", "-d", "-x", "100", "-y", "30", "-s", tmux.session, "sh", "-c", script])
+            let script = "stty -g; '\(Tmux.securechat)' \(room) --relay \(relay.url); echo EXIT=$?; stty -g; sleep 120"
+            try tmux.start(script)
             try await tmux.waitForScreen("the SEARCHING status line") { $0.contains { $0.hasPrefix(" SEARCHING |") } }
             // The pane runs sh; the client is its only child.
             let shellPID = try tmux.run(["list-panes", "-t", tmux.session, "-F", "#{pane_pid}"])
@@ -280,9 +287,8 @@ struct ClientTerminalTests {
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"])
             let tmux = Tmux()
             defer { tmux.kill() }
-            let binary = buildProductsDirectory().appendingPathComponent("securechat").path
-            let script = "LANG=C.UTF-8 NO_COLOR=1 '\(binary)' \(room) --relay \(relay.url); sleep 120"
-            try tmux.run(["new-session", "-d", "-x", "100", "-y", "30", "-s", tmux.session, "sh", "-c", script])
+            let script = "LANG=C.UTF-8 NO_COLOR=1 '\(Tmux.securechat)' \(room) --relay \(relay.url); sleep 120"
+            try tmux.start(script)
             try await tmux.waitForScreen("the CONNECTED status line") { $0.contains { $0.hasPrefix(" CONNECTED |") } }
             try await bob.state("CONNECTED")
             let typed = "half way through a long line of typing"
