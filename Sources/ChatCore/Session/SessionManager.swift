@@ -317,7 +317,7 @@ public final class SessionManager {
                 retransmitEstimator.backOff()
                 if retransmitAt != nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
             default:
-                break  // Advisory (rate limits, a SIGNAL with no peer): retransmission recovers.
+                break  // Advisory (a SIGNAL with no peer, a join rate limit): retransmission recovers.
             }
         case let .signal(signal):
             receiveSignal(signal, now: now)
