@@ -15,15 +15,7 @@ WARMUP="${WARMUP:-2}"
 ROOMS="${ROOMS:-16}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-10000}"
 IDLE_HOLD="${IDLE_HOLD:-20}"
-# PIN=1 (default): relay on CPU 0, load generator on CPU 1, so the two do not take turns on one
-# core (the tail latency at 10,000 msg/s is mostly such waits). PIN=0 lets the kernel place them.
-PIN="${PIN:-1}"
-RELAY_CPU=()
-BENCH_CPU=()
-if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    RELAY_CPU=(taskset -c 0)
-    BENCH_CPU=(taskset -c 1)
-fi
+source scripts/lib/pin-cpus.sh
 
 swift build -c release --product relay >/dev/null
 swift build -c release --product relay-bench >/dev/null

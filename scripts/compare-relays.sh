@@ -26,13 +26,7 @@ WINDOW="${WINDOW:-64}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-10000}"
 IDLE_HOLD="${IDLE_HOLD:-20}"
 RATE="${RATE:-}"
-PIN="${PIN:-1}"
-RELAY_CPU=()
-BENCH_CPU=()
-if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    RELAY_CPU=(taskset -c 0)
-    BENCH_CPU=(taskset -c 1)
-fi
+source scripts/lib/pin-cpus.sh
 
 echo "== build (release) and install"
 swift build -c release --product relay >/dev/null
