@@ -1,19 +1,5 @@
 import ChatCore
 
-/// Identifies one connection attempt to the relay. Events from an older attempt are ignored, so
-/// a late close from a connection that was already replaced cannot disturb the current one.
-public struct ConnectionID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let value: UInt64
-
-    public init(_ value: UInt64) {
-        self.value = value
-    }
-
-    public static func < (lhs: ConnectionID, rhs: ConnectionID) -> Bool { lhs.value < rhs.value }
-
-    public var description: String { "connection \(value)" }
-}
-
 /// Why a connection attempt failed.
 public struct TransportFailure: Hashable, Sendable, CustomStringConvertible {
     /// What went wrong, for the user (no secrets, no message text).

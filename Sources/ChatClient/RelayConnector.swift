@@ -1,3 +1,5 @@
+import ChatCore
+
 /// Opens connections to the relay. The shell calls `open` on its own thread; the connection
 /// reports `transportUp`, `transportFrame`, `transportClosed` or `transportFailed` (tagged with
 /// `id`) through the mailbox, from any thread.

@@ -127,16 +127,3 @@ public struct RelayConfiguration: Sendable, Hashable {
         RelayRooms<ConnectionID>.Limits(roomsMax: roomsMax, wire: WireLimits(frameSizeMaxBytes: frameSizeMaxBytes))
     }
 }
-
-/// A connection's identity in the room logic: a counter, never reused within a process.
-public struct ConnectionID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let value: UInt64
-
-    public init(_ value: UInt64) {
-        self.value = value
-    }
-
-    public static func < (lhs: ConnectionID, rhs: ConnectionID) -> Bool { lhs.value < rhs.value }
-
-    public var description: String { "c\(value)" }
-}

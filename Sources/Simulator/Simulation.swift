@@ -399,7 +399,7 @@ public final class Simulation {
                 if options.mitm, case .joined(_, let peers) = message {
                     // The client is in: its endpoint "finds" it and opens a handshake, and the client
                     // is told its peer is here (unless the room logic says so itself).
-                    if peers < RelayRooms<UInt64>.peersPerRoomMax {
+                    if peers < RoomCode.peersMax {
                         let found = WireCodec.encode(RelayMessage.peerFound)
                         record(.mitmSend, client: target, connection: connection, value: UInt64(found.count))
                         transmit(found, toRelay: false, client: target, connection: connection)
@@ -435,8 +435,8 @@ public final class Simulation {
         }
         if !roomMembers[roomIndex].contains(connection) { roomMembers[roomIndex].append(connection) }
         let held = rooms.occupancy(of: room)
-        if roomMembers[roomIndex].count > RelayRooms<UInt64>.peersPerRoomMax
-            || held > RelayRooms<UInt64>.peersPerRoomMax
+        if roomMembers[roomIndex].count > RoomCode.peersMax
+            || held > RoomCode.peersMax
         {
             fail(.roomCapacity, "room \(room) holds \(max(held, roomMembers[roomIndex].count)) peers")
         }

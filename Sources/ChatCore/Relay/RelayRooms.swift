@@ -28,9 +28,6 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         }
     }
 
-    /// The most peers a room holds.
-    public static var peersPerRoomMax: Int { 2 }
-
     public let limits: Limits
     /// Each room's peers, in join order (never more than two).
     private var rooms: [RoomCode: [Connection]] = [:]
@@ -96,18 +93,18 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
             // repeat PEER_FOUND if there is a peer, in case the first one was lost.
             let peers = rooms[room] ?? []
             var actions: [Action] = [.send(to: connection, .joined(room: room, peers: peers.count))]
-            if peers.count == Self.peersPerRoomMax { actions.append(.send(to: connection, .peerFound)) }
+            if peers.count == RoomCode.peersMax { actions.append(.send(to: connection, .peerFound)) }
             return actions
         }
         var peers = rooms[room] ?? []
-        guard peers.count < Self.peersPerRoomMax else { return [refusal(connection, .roomFull)] }
+        guard peers.count < RoomCode.peersMax else { return [refusal(connection, .roomFull)] }
         if peers.isEmpty && rooms.count >= limits.roomsMax { return [refusal(connection, .tooManyRooms)] }
         peers.append(connection)
         rooms[room] = peers
         membership[connection] = room
         checkInvariants(room)
         var actions: [Action] = [.send(to: connection, .joined(room: room, peers: peers.count))]
-        if peers.count == Self.peersPerRoomMax {
+        if peers.count == RoomCode.peersMax {
             actions.append(.send(to: peers[0], .peerFound))
             actions.append(.send(to: connection, .peerFound))
         }
@@ -141,7 +138,7 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
 
     private func checkInvariants(_ room: RoomCode) {
         let peers = rooms[room] ?? []
-        precondition(peers.count <= Self.peersPerRoomMax, "room over two peers")
+        precondition(peers.count <= RoomCode.peersMax, "room over two peers")
         assert(peers.allSatisfy { membership[$0] == room }, "room and membership disagree")
     }
 }

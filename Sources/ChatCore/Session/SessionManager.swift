@@ -265,7 +265,7 @@ public final class SessionManager {
             // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
             // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
             // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
-            if peers == RelayRooms<Int>.peersPerRoomMax, machine.state == .searching || machine.state == .disconnected {
+            if peers == RoomCode.peersMax, machine.state == .searching || machine.state == .disconnected {
                 outputs.append(.notice(.peerFound))
                 peerFoundAnnounced = true
                 peerArrived(now: now)

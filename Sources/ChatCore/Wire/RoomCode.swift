@@ -4,6 +4,9 @@
 public struct RoomCode: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The longest room code accepted.
     public static let lengthMax = 64
+    /// The most peers a room holds: a chat is between two people. The relay refuses a third JOIN
+    /// (`ROOM_FULL`), and a JOINED that counts this many tells a client its peer is there.
+    public static let peersMax = 2
 
     /// Why a candidate room code was refused.
     public enum Invalid: String, Error, Hashable, Sendable {
