@@ -112,6 +112,8 @@ let package = Package(
             name: "RelayBench",
             dependencies: [
                 "ChatNetworking",
+                // Its WebSocket masking keys come from SplitMix64 (no syscall per frame).
+                "SeededRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -151,10 +153,21 @@ let package = Package(
             ],
             path: "Sources/securechat"
         ),
+        .target(name: "SeededRandom", path: "Sources/SeededRandom"),
+        .target(
+            name: "ChatTesting",
+            dependencies: [
+                "ChatCore",
+                "SeededRandom",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/ChatTesting"
+        ),
         .target(
             name: "Simulator",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             path: "Sources/Simulator",
@@ -172,13 +185,14 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "ChatTesting"],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
             name: "UnitTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "ChatClient",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -190,6 +204,7 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -217,7 +232,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimulationTests",
-            dependencies: ["Simulator", "ChatCore"],
+            dependencies: ["Simulator", "ChatCore", "ChatTesting"],
             path: "Tests/Simulation"
         ),
     ]

@@ -1,4 +1,5 @@
 import ChatCore
+import ChatTesting
 
 /// What the caller fixes; every `nil` is drawn from the seed (TigerBeetle VOPR's swarm testing:
 /// each seed explores its own mix of faults, so a sweep covers combinations nobody thought of).

@@ -1,4 +1,5 @@
-@_spi(Simulation) import ChatCore
+@_spi(Simulation) @_spi(Testing) import ChatCore
+import ChatTesting
 import HeapModule
 
 /// One deterministic run: many virtual clients and one virtual relay on a virtual clock, over a
@@ -54,7 +55,9 @@ public final class Simulation {
 
     // Checking.
     private let transitions = TransitionTable()
-    private var ledger: [[MessageRecord]]
+    private var ledger: Ledger
+    /// What the relay must never see, per room: every message's canary and the room's password.
+    private var secrets: [SecretScanner] = []
     private var violation: Violation?
     private let trace: Trace
 
@@ -89,7 +92,7 @@ public final class Simulation {
         plantedRandom = Xoshiro256(seed: options.seed, stream: .planted)
         rooms = RelayRooms(limits: .init(roomsMax: max(settings.rooms, 1)))
         roomMembers = Array(repeating: [], count: settings.rooms)
-        ledger = Array(repeating: [], count: settings.peers)
+        ledger = Ledger(clients: settings.peers)
         trace = try Trace(tailCapacity: options.traceTailCount, filePath: traceFile)
     }
 
@@ -133,6 +136,12 @@ public final class Simulation {
         if settings.password {
             let codes = SeededEntropy(seed: options.seed, stream: .codes, index: 0)
             roomPasswords = (0..<settings.rooms).map { _ in ChatCode.generate(entropy: codes).password! }
+        }
+        secrets = (0..<settings.rooms).map { room in
+            var scanner = SecretScanner()
+            scanner.add(Canary.markerBytes, name: "a message's plaintext")
+            if settings.password { scanner.add(roomPasswords[room].prsForTesting, name: "the room's password") }
+            return scanner
         }
         if options.mitm {
             endpoints = Array(repeating: nil, count: settings.peers)
@@ -208,7 +217,7 @@ public final class Simulation {
     /// A new process for the client: a fresh `SessionManager` with its own seeded entropy.
     private func startIncarnation(_ client: VirtualClient) {
         let entropy = SeededEntropy(
-            seed: options.seed, incarnation: UInt64(client.index) << 16 | UInt64(client.incarnation))
+            seed: options.seed, stream: .entropy, index: UInt64(client.index) << 16 | UInt64(client.incarnation))
         let session = SessionManager(
             configuration: SessionConfiguration(room: client.room),
             password: settings.password ? roomPasswords[client.index / 2] : nil, entropy: entropy)
@@ -351,8 +360,8 @@ public final class Simulation {
         }
         record(.frameAtRelay, client: client, connection: connection, value: UInt64(frame.count))
         trace.mixBytes(frame)
-        if PlaintextScanner.frameLeaksPlaintext(frame) {
-            fail(.relayBlind, "the relay received plaintext from client \(client.index) on connection \(connection)")
+        if let secret = secrets[client.index / 2].find(in: frame) {
+            fail(.relayBlind, "the relay received \(secret) from client \(client.index) on connection \(connection)")
             return
         }
         var actions = rooms.receive(frame: frame, from: connection)
@@ -391,8 +400,8 @@ public final class Simulation {
                 if options.mitm && message == .peerLeft { continue }
                 let bytes = WireCodec.encode(message)
                 record(.relaySend, client: target, connection: connection, value: UInt64(bytes.count))
-                if PlaintextScanner.containsCanary(bytes) {
-                    fail(.relayBlind, "the relay sent plaintext to client \(target.index)")
+                if let secret = secrets[target.index / 2].find(in: bytes) {
+                    fail(.relayBlind, "the relay sent \(secret) to client \(target.index)")
                     return
                 }
                 transmit(bytes, toRelay: false, client: target, connection: connection)
@@ -484,12 +493,7 @@ public final class Simulation {
         counters.peerRestarts += 1
         record(.peerCrash, client: client)
         collectStatistics(session)
-        for index in ledger[client.index].indices
-        where ledger[client.index][index].incarnation == client.incarnation
-            && ledger[client.index][index].status == .pending
-        {
-            ledger[client.index][index].status = .lostWithSender
-        }
+        ledger.crashed(client.index, incarnation: client.incarnation)
         client.session = nil
         client.connectAttempt = 0
         let connection = client.connection
@@ -609,11 +613,10 @@ public final class Simulation {
             schedule(at: client.restartAt + 1, .userSend(client: Int32(client.index)))
             return
         }
-        let number = ledger[client.index].count
+        let number = ledger.typed(by: client.index, incarnation: client.incarnation, at: Instant(nanoseconds: now))
         let text = Canary.text(
             client: client.index, incarnation: Int(client.incarnation), number: number,
             fillerLength: Int(workloadRandom.below(48)), fillerSeed: workloadRandom.next())
-        ledger[client.index].append(MessageRecord(incarnation: client.incarnation, status: .refused, typedAt: now))
         counters.typed += 1
         record(.userSend, client: client, value: UInt64(number))
         client.typingNumber = number
@@ -725,7 +728,7 @@ public final class Simulation {
             return
         }
         client.idToNumber.append(number)
-        ledger[client.index][number].status = .pending
+        if let finding = ledger.accepted(by: client.index, number: number) { return fail(finding) }
         counters.accepted += 1
         record(.queued, client: client, value: UInt64(number))
     }
@@ -745,51 +748,13 @@ public final class Simulation {
             return
         }
         record(.received, client: receiver, value: UInt64(identity.number))
-        let senderIndex = identity.client
-        guard senderIndex == receiver.peerIndex, identity.number < ledger[senderIndex].count,
-            ledger[senderIndex][identity.number].incarnation == Int32(identity.incarnation),
-            ledger[senderIndex][identity.number].status != .refused
-        else {
-            fail(
-                .onlyFromPeer,
-                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex), "
-                    + "which its peer never sent")
-            return
+        if let finding = ledger.shown(
+            identity, to: receiver.index, incarnation: receiver.incarnation, peer: receiver.peerIndex)
+        {
+            return fail(finding)
         }
-        let record = ledger[senderIndex][identity.number]
-        guard record.receivedBy < 0 else {
-            fail(
-                .atMostOnce,
-                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
-                    + "again (first shown to incarnation \(record.receivedBy))")
-            return
-        }
-        let senderIncarnation = identity.incarnation
-        while receiver.lastShown.count <= senderIncarnation { receiver.lastShown.append(-1) }
-        let last = receiver.lastShown[senderIncarnation]
-        guard identity.number > last else {
-            fail(
-                .inOrder,
-                "client \(receiver.index) was shown message \(identity.number) of client \(senderIndex) "
-                    + "after message \(last)")
-            return
-        }
-        // Nothing skipped silently: each message between the last shown and this one was refused,
-        // shown to an earlier incarnation of this client, or reported undeliverable to its sender.
-        for skipped in (last + 1)..<identity.number {
-            let gap = ledger[senderIndex][skipped]
-            guard gap.incarnation == Int32(senderIncarnation) else { continue }
-            if gap.status == .refused || gap.status == .undeliverable || gap.receivedBy >= 0 { continue }
-            fail(
-                .lossReported,
-                "client \(receiver.index) was shown message \(identity.number) of client "
-                    + "\(senderIndex) but never message \(skipped), which its sender was not told is undeliverable")
-            return
-        }
-        receiver.lastShown[senderIncarnation] = identity.number
-        ledger[senderIndex][identity.number].receivedBy = receiver.incarnation
         counters.shown += 1
-        deliveryLatencies.append(now - record.typedAt)
+        deliveryLatencies.append(now - ledger.entries[identity.client][identity.number].typedAt.nanoseconds)
     }
 
     private func delivered(_ client: VirtualClient, _ ids: [MessageID]) {
@@ -799,36 +764,23 @@ public final class Simulation {
                 return
             }
             record(.delivered, client: client, value: UInt64(number))
-            let entry = ledger[client.index][number]
-            guard entry.status == .pending else {
-                fail(
-                    .lossReported,
-                    "client \(client.index) was told message \(number) was delivered after it was "
-                        + "already reported \(entry.status)")
-                return
-            }
             // With a relay in the middle, the ack comes from the relay's endpoint, which has the session
             // keys: without a password that is the point of the attack, so it is not checked.
-            guard entry.receivedBy >= 0 || options.mitm else {
-                fail(
-                    .lossReported,
-                    "client \(client.index) was told message \(number) was delivered, but its peer "
-                        + "never showed it")
-                return
+            if let finding = ledger.delivered(by: client.index, number: number, peerIsTrusted: !options.mitm) {
+                return fail(finding)
             }
-            ledger[client.index][number].status = .delivered
             counters.delivered += 1
         }
     }
 
     private func undeliverable(_ client: VirtualClient, _ ids: [MessageID], _ reason: UndeliverableReason) {
         for id in ids {
-            guard let number = number(of: id, at: client), ledger[client.index][number].status == .pending else {
-                fail(.lossReported, "client \(client.index) was told \(id) is undeliverable, but it was not pending")
+            guard let number = number(of: id, at: client) else {
+                fail(.lossReported, "client \(client.index) was told \(id) is undeliverable, but never queued it")
                 return
             }
             record(.undeliverable, client: client, value: UInt64(number))
-            ledger[client.index][number].status = .undeliverable
+            if let finding = ledger.undeliverable(by: client.index, number: number) { return fail(finding) }
             switch reason {
             case .peerChanged: counters.undeliverablePeerChanged += 1
             case .sessionEnded: counters.undeliverableSessionEnded += 1
@@ -858,6 +810,10 @@ public final class Simulation {
         violation = Violation(invariant: invariant, detail: detail, atNanoseconds: now, traceTail: trace.tailLines())
     }
 
+    private func fail(_ finding: Finding) {
+        fail(finding.invariant, finding.detail)
+    }
+
     @inline(__always)
     private func record(
         _ kind: TraceKind, client: VirtualClient? = nil, connection: UInt64 = 0, value: UInt64 = 0,
@@ -871,15 +827,7 @@ public final class Simulation {
     /// At convergence: every accepted message of a live process is delivered or reported, and
     /// authentication came out as the relay deserved.
     private func finalAccounting() {
-        for client in clients {
-            for (number, entry) in ledger[client.index].enumerated() where entry.status == .pending {
-                fail(
-                    .lossReported,
-                    "message \(number) of client \(client.index) is neither delivered nor reported "
-                        + "undeliverable after convergence")
-                return
-            }
-        }
+        if let finding = ledger.finalCheck() { return fail(finding) }
         checkAuthentication()
     }
 
@@ -1045,8 +993,8 @@ public final class Simulation {
                 }
                 let bytes = WireCodec.encode(RelayMessage.signal(signal))
                 record(.mitmSend, client: client, connection: connection, value: UInt64(bytes.count))
-                if PlaintextScanner.frameLeaksPlaintext(bytes) {
-                    fail(.relayBlind, "the relay's endpoint sent plaintext to client \(client.index)")
+                if let secret = secrets[client.index / 2].find(in: bytes) {
+                    fail(.relayBlind, "the relay's endpoint sent \(secret) to client \(client.index)")
                     return
                 }
                 transmit(bytes, toRelay: false, client: client, connection: connection)
@@ -1108,16 +1056,7 @@ public final class Simulation {
                 other += 1
             }
         }
-        var shownButUndeliverable = 0
-        var lostWithSender = 0
-        var pending = 0
-        for entries in ledger {
-            for entry in entries {
-                if entry.status == .undeliverable && entry.receivedBy >= 0 { shownButUndeliverable += 1 }
-                if entry.status == .lostWithSender { lostWithSender += 1 }
-                if entry.status == .pending { pending += 1 }
-            }
-        }
+        let (pending, lostWithSender, shownButUndeliverable) = ledger.tally()
         handshakeLatencies.sort()
         deliveryLatencies.sort()
         func milliseconds(_ value: UInt64?) -> Double { Double(value ?? 0) / Double(Self.nanosecondsPerMillisecond) }

@@ -1,4 +1,5 @@
 import ChatCore
+import ChatTesting
 import Foundation
 import Testing
 
@@ -74,19 +75,25 @@ struct IsolationTests {
     @Test("In the package graph, only the simulator product and the tests depend on the Simulator module")
     func packageGraph() throws {
         let (targets, products) = try Self.dependencyClosure()
-        #expect(targets["Simulator"] != nil, "the manifest has a Simulator target")
-        // The `Simulator` library product is no binary: it exists so that the separate Benchmarks/
-        // package can time whole simulations. Every executable is still checked, here and below.
-        for product in products where product.name != "simulator" && product.name != "Simulator" {
+        for module in Self.testingModules { #expect(targets[module] != nil, "the manifest has a \(module) target") }
+        // The shipped chat binaries and the libraries they are made of reach no testing module.
+        for product in products where ["relay", "securechat", "ChatCore", "ChatNetworking"].contains(product.name) {
             let reachable = Self.closure(of: product.targets, in: targets)
-            #expect(!reachable.contains("Simulator"), "product \(product.name) must not link the Simulator module")
+            for module in Self.testingModules {
+                #expect(!reachable.contains(module), "product \(product.name) must not link \(module)")
+            }
         }
-        // Every non-test target except the simulator's own: relay, securechat and their libraries.
-        for (name, _) in targets where !["Simulator", "SimulatorMain"].contains(name) && !name.hasSuffix("Tests") {
-            #expect(
-                !Self.closure(of: [name], in: targets).contains("Simulator"), "\(name) must not depend on Simulator")
+        for target in ["relay", "securechat", "RelayServer", "ChatClient", "ChatCore", "ChatNetworking"] {
+            #expect(targets[target] != nil, "the manifest has a \(target) target")
+            let reachable = Self.closure(of: [target], in: targets)
+            for module in Self.testingModules {
+                #expect(!reachable.contains(module), "\(target) must not depend on \(module)")
+            }
         }
     }
+
+    /// Modules that hold seeded randomness or test worlds: never in a shipped chat binary.
+    static let testingModules = ["Simulator", "ChatTesting", "SeededRandom", "FuzzHarness"]
 
     @Test("No source outside the simulator imports ChatCore's Simulation SPI")
     func spiImports() throws {
@@ -116,126 +123,12 @@ struct IsolationTests {
                 guard FileManager.default.isExecutableFile(atPath: path.path) else { continue }
                 let (status, symbols) = try runProcess(nm, ["--defined-only", path.path])
                 #expect(status == 0)
-                // Swift mangles the module name as `9Simulator` (length-prefixed) in every symbol of it.
-                #expect(!symbols.contains("9Simulator"), "\(binary) (\(configuration)) links Simulator symbols")
+                // Swift mangles a module name length-prefixed (`9Simulator`) in every symbol of it.
+                for module in Self.testingModules {
+                    #expect(!symbols.contains("\(module.utf8.count)\(module)"), "\(binary) (\(configuration)) links \(module)")
+                }
                 #expect(!symbols.contains("SeededEntropy"), "\(binary) (\(configuration)) contains SeededEntropy")
             }
         }
-    }
-}
-
-@Suite("The relay-blind scanner")
-struct PlaintextScannerTests {
-    @Test("A canary at any offset of a base64 payload is found without decoding, as decoding would")
-    func canaryAtEveryOffset() {
-        let marker = Array(Canary.marker.utf8)
-        for offset in 0..<9 {
-            for trailing in 0..<4 {
-                var payload = [UInt8](repeating: 0xA5, count: offset)
-                payload += marker
-                payload += [UInt8](repeating: 0x5A, count: trailing)
-                let frame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
-                #expect(!PlaintextScanner.containsCanary(frame), "the raw frame shows only base64")
-                #expect(PlaintextScanner.frameLeaksPlaintext(frame), "offset \(offset), trailing \(trailing)")
-                let keyFrame = WireCodec.encode(
-                    ClientMessage.signal(Signal(kind: .keyExchange, payload: [1], key: payload)))
-                #expect(PlaintextScanner.frameLeaksPlaintext(keyFrame))
-            }
-        }
-        let raw = Array(#"{"type":"SIGNAL","kind":"MSG","note":"PLAINTEXT-CANARY/1/0/2/x"}"#.utf8)
-        #expect(PlaintextScanner.frameLeaksPlaintext(raw))
-    }
-
-    @Test("Ciphertext and protocol frames are clean")
-    func cleanFrames() {
-        var generator = Xoshiro256(seed: 9, stream: .network)
-        for length in [0, 1, 16, 100, 1_000] {
-            let payload = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-            let frame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
-            #expect(!PlaintextScanner.frameLeaksPlaintext(frame))
-        }
-        #expect(!PlaintextScanner.frameLeaksPlaintext(WireCodec.encode(ClientMessage.join(try! RoomCode("SIM1")))))
-    }
-
-    @Test("Every simulated message carries the canary and parses back to its identity")
-    func canaryRoundTrip() {
-        let text = Canary.text(client: 17, incarnation: 2, number: 305, fillerLength: 20, fillerSeed: 4)
-        #expect(PlaintextScanner.containsCanary(Array(text.utf8)))
-        #expect(Canary.parse(text) == Canary.Identity(client: 17, incarnation: 2, number: 305))
-        #expect(Canary.parse("hello") == nil)
-        #expect(Canary.parse("PLAINTEXT-CANARY/1/2/") == nil)
-    }
-}
-
-@Suite("The simulator command")
-struct SimulatorCommandTests {
-    static func simulatorBinary() throws -> URL {
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("simulator")
-        let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/simulator")]
-        return try #require(
-            candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-            "build the simulator product first (swift build --build-tests builds it)")
-    }
-
-    static func hash(in output: String) -> String? {
-        output.split(separator: "\n").first { $0.hasPrefix("trace hash: ") }.map { String($0.dropFirst(12)) }
-    }
-
-    @Test("Same seed, same hash with SWIFT_DETERMINISTIC_HASHING set and unset; exit 0 on success")
-    func hashingEnvironment() throws {
-        let binary = try Self.simulatorBinary()
-        let arguments = [
-            "--seed", "21", "--peers", "20", "--messages", "6", "--fault-phase", "8", "--reset",
-            "--partition", "--relay-crash", "--peer-restart", "--drop", "0.05",
-        ]
-        var unset = ProcessInfo.processInfo.environment
-        unset.removeValue(forKey: "SWIFT_DETERMINISTIC_HASHING")
-        var set = unset
-        set["SWIFT_DETERMINISTIC_HASHING"] = "1"
-        let first = try runProcess(binary, arguments, environment: unset)
-        let second = try runProcess(binary, arguments, environment: set)
-        #expect(first.status == 0 && second.status == 0)
-        let hash = try #require(Self.hash(in: first.output))
-        #expect(Self.hash(in: second.output) == hash)
-    }
-
-    @Test("A violation exits 1 and prints the invariant, the trace tail, the seed and the command")
-    func violationOutput() throws {
-        let binary = try Self.simulatorBinary()
-        let (status, output) = try runProcess(
-            binary, ["--seed", "2", "--peers", "20", "--plant-bug", "skip-counter-check"])
-        #expect(status == 1)
-        #expect(output.contains("INVARIANT VIOLATED: at-most-once"))
-        #expect(output.contains("trace tail:"))
-        #expect(output.contains("seed: 2"))
-        #expect(output.contains("reproduce: simulator --seed 2 --peers 20 --plant-bug skip-counter-check"))
-    }
-
-    @Test("--json prints one object with the summary")
-    func json() throws {
-        let binary = try Self.simulatorBinary()
-        let (status, output) = try runProcess(binary, ["--seed", "3", "--peers", "10", "--json"])
-        #expect(status == 0)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
-        #expect(object["traceHash"] as? String != nil)
-        #expect((object["sessions"] as? [String: Any])?["total"] as? Int == 10)
-        #expect(object["violation"] == nil)
-    }
-}
-
-extension SimulatorCommandTests {
-    @Test("--trace writes every record as a line, with sizes and numbers but never message text")
-    func traceFile() throws {
-        let binary = try Self.simulatorBinary()
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trace-\(getpid()).txt")
-        defer { try? FileManager.default.removeItem(at: file) }
-        let (status, _) = try runProcess(
-            binary, ["--seed", "4", "--peers", "6", "--messages", "5", "--trace", file.path])
-        #expect(status == 0)
-        let text = try String(contentsOf: file, encoding: .utf8)
-        #expect(text.split(separator: "\n").count > 100)
-        #expect(text.contains("relay<-frame") && text.contains("received"))
-        #expect(!text.contains(Canary.marker), "no message text in the trace file")
     }
 }
