@@ -1,6 +1,7 @@
 import CClientSupport
 import ChatCore
 import ChatNetworking
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import CClientSupport
+import ClientCore
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import ChatCore
 import ChatNetworking
+import ClientCore
 import NIOCore
 import NIOPosix
 import NIOSSL

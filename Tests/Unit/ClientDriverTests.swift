@@ -2,6 +2,7 @@ import ChatCore
 import Testing
 
 @testable import ChatClient
+@testable import ClientCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,9 +1,5 @@
 import ChatCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Settings of a `ClientDriver`.
 public struct DriverConfiguration: Sendable {
     /// The session's own settings (room, limits, retransmission).
@@ -480,7 +476,7 @@ public final class ClientDriver {
             let why: String = switch endCause {
             case .gaveUp, .permanentFailure: "no relay"
             case .drainTimedOut: "the peer did not confirm in time"
-            case let .signal(number) where number != SIGINT: "signal \(number)"
+            case let .signal(number) where number != ClientEvent.interruptSignal: "signal \(number)"
             default: "\(reason)"
             }
             show(.notice(ClientNotice(.ended, .info, "session ended (\(why)); keys wiped")))
@@ -560,7 +556,7 @@ public final class ClientDriver {
         } else {
             switch endCause {
             case .gaveUp, .permanentFailure: status = .connectionFailed
-            case let .signal(number) where number != SIGINT: status = .signal(number)  // Ctrl-C is a quit key.
+            case let .signal(number) where number != ClientEvent.interruptSignal: status = .signal(number)  // Ctrl-C is a quit key.
             default: status = undeliveredAtExit > 0 ? .undelivered : .success
             }
         }

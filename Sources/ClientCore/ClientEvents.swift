@@ -36,6 +36,10 @@ public enum ClientEvent: Hashable, Sendable {
     case endOfInput
     /// A terminating signal arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT).
     case signal(Int32)
+
+    /// SIGINT's number: 2 on every POSIX system (`kill -2`, XSI), so ClientCore needs no C library
+    /// to treat Ctrl-C as a quit key.
+    public static let interruptSignal: Int32 = 2
 }
 
 /// What the driver asks its shell to do.
