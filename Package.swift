@@ -14,7 +14,7 @@
 //   CClientSupport     tiny C shim for the client: libedit's line callback and globals, prctl,
 //                      signalfd, the window size (variadic or global C that Swift cannot call)
 //   ClientCore         the client's sans-IO decisions: ClientDriver (connection lifecycle, reconnect policy,
-//                      give-up, drain, commands, exit status) and its event/action/display types
+//                      give-up, drain, keepalive, commands, exit status) and its event/action/display types
 //   ChatClient         the client shell around ClientDriver: poll loop, sockets, terminal UI, pipe/JSON
 //   securechat         executable: command line -> ChatClient
 //   Simulator          deterministic simulation: virtual clock, lossy network, virtual relay around
