@@ -20,7 +20,7 @@ struct ClientCoreIsolationTests {
         for line in text.split(separator: "\n") {
             let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let trimmed = code.trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("import ") || trimmed.hasPrefix("@testable import ") || trimmed.hasPrefix("@_exported import ") {
+            if trimmed.hasPrefix("import ") || trimmed.contains(" import ") {
                 if trimmed != "import ChatCore" { found.append(trimmed) }
                 continue
             }
