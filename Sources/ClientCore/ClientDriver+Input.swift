@@ -22,7 +22,10 @@ extension ClientDriver {
         let line = text.trimmingASCIIWhitespace()
         if line.isEmpty { return }
         if line.hasPrefix("//") {
-            send(String(text.dropFirst()), now: now)  // "//x" sends "/x".
+            // "//x" sends "/x": the first slash goes, the rest (leading blanks too) is sent as typed.
+            var message = text
+            if let slash = message.firstIndex(of: "/") { message.remove(at: slash) }
+            send(message, now: now)
             return
         }
         guard line.hasPrefix("/") else {
