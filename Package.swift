@@ -13,7 +13,9 @@
 //   CEditline          libedit from Debian (BSD licence), through pkg-config
 //   CClientSupport     tiny C shim for the client: libedit's line callback and globals, prctl,
 //                      signalfd, the window size (variadic or global C that Swift cannot call)
-//   ChatClient         the client shell: session driver, reconnect policy, terminal UI, pipe/JSON
+//   ClientCore         the client's sans-IO decisions: ClientDriver (connection lifecycle, reconnect policy,
+//                      give-up, drain, keepalive, commands, exit status) and its event/action/display types
+//   ChatClient         the client shell around ClientDriver: poll loop, sockets, terminal UI, pipe/JSON
 //   securechat         executable: command line -> ChatClient
 //   Simulator          deterministic simulation: virtual clock, lossy network, virtual relay around
 //                      RelayRooms, virtual clients around SessionManager, invariant checker, trace hash.
@@ -135,9 +137,14 @@ let package = Package(
             path: "Sources/CClientSupport"
         ),
         .target(
+            name: "ClientCore",
+            dependencies: ["ChatCore"],
+            path: "Sources/ClientCore"
+        ),
+        .target(
             name: "ChatClient",
             dependencies: [
-                "ChatCore", "ChatNetworking", "CClientSupport",
+                "ChatCore", "ClientCore", "ChatNetworking", "CClientSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -149,6 +156,7 @@ let package = Package(
             name: "securechat",
             dependencies: [
                 "ChatClient",
+                "ClientCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/securechat"
@@ -158,6 +166,7 @@ let package = Package(
             name: "ChatTesting",
             dependencies: [
                 "ChatCore",
+                "ClientCore",
                 "SeededRandom",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -193,6 +202,7 @@ let package = Package(
             dependencies: [
                 "ChatCore",
                 "ChatTesting",
+                "ClientCore",
                 "ChatClient",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import CClientSupport
 import ChatCore
 import ChatNetworking
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
@@ -81,8 +82,7 @@ public enum ClientApp {
         do {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
-                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes,
-                keepaliveSeconds: options.keepaliveSeconds)
+                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes)
         } catch {
             stderr.write("securechat: \(error)\n")
             return .usage
@@ -91,7 +91,8 @@ public enum ClientApp {
         let driver = ClientDriver(
             configuration: DriverConfiguration(
                 session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
-                giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds)),
+                giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
+                keepalive: .seconds(options.keepaliveSeconds)),
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()

@@ -1,5 +1,6 @@
 import CClientSupport
 import ChatCore
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
@@ -171,6 +172,10 @@ final class ClientShell {
                 links.append((id, connector.open(id, mailbox: mailbox)))
             case let .send(id, frame):
                 links.first { $0.id == id }?.link.send(frame)
+            case let .ping(id):
+                links.first { $0.id == id }?.link.ping()
+            case let .pong(id, payload):
+                links.first { $0.id == id }?.link.pong(payload)
             case let .close(id):
                 if let index = links.firstIndex(where: { $0.id == id }) {
                     close(links.remove(at: index))

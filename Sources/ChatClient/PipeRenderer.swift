@@ -1,4 +1,5 @@
 import ChatCore
+import ClientCore
 
 /// What the client shows; one implementation per mode.
 protocol ClientRenderer: AnyObject {

@@ -1,5 +1,6 @@
 import CClientSupport
 import ChatCore
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc

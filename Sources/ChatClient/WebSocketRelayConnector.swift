@@ -1,5 +1,6 @@
 import ChatCore
 import ChatNetworking
+import ClientCore
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -12,19 +13,14 @@ import Glibc
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
 /// system trust store plus an optional CA file), with a small handler that turns WebSocket
-/// frames into mailbox events and keeps the connection honest with pings.
+/// frames into mailbox events and carries out the driver's pings, pongs and closes.
 public final class WebSocketRelayConnector: RelayConnector {
     private let client: WebSocketClient
     private let url: WebSocketURL
-    private let keepaliveSeconds: Int
 
-    /// - Parameter keepaliveSeconds: ping the relay after this long without a frame from it; as
-    ///   long again without one closes the connection as dead (see `RelayFrameHandler`).
     /// - Throws: `WebSocketClientError.invalidCAFile` when the CA file cannot be used.
-    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, keepaliveSeconds: Int = 15) throws {
-        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
+    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int) throws {
         self.url = url
-        self.keepaliveSeconds = keepaliveSeconds
         self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
             caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
     }
@@ -33,15 +29,11 @@ public final class WebSocketRelayConnector: RelayConnector {
         let link = ChannelRelayLink()
         let client = self.client
         let url = self.url
-        let keepaliveSeconds = self.keepaliveSeconds
         Task {
             do {
                 _ = try await client.connect(to: url) { channel in
-                    // NIO's IdleStateHandler times the silence; the frame handler decides what it means.
-                    let handler = RelayFrameHandler(id: id, mailbox: mailbox, keepaliveSeconds: keepaliveSeconds)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: .seconds(Int64(keepaliveSeconds))), handler,
-                    ])
+                    let handler = RelayFrameHandler(id: id, mailbox: mailbox)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                     link.attach(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
                     mailbox.post(.transportUp(id))
@@ -109,9 +101,20 @@ final class ChannelRelayLink: RelayLink {
     }
 
     func send(_ frame: [UInt8]) {
+        write(.text, ByteBuffer(bytes: frame))
+    }
+
+    func ping() {
+        write(.ping, ByteBuffer())
+    }
+
+    func pong(_ payload: [UInt8]) {
+        write(.pong, ByteBuffer(bytes: payload))
+    }
+
+    private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
         guard let channel = state.withLock({ $0.closed ? nil : $0.channel }) else { return }
-        let message = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(bytes: frame))
-        channel.writeAndFlush(message, promise: nil)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data), promise: nil)
     }
 
     func close() {
@@ -126,24 +129,17 @@ final class ChannelRelayLink: RelayLink {
     }
 }
 
-/// On the upgraded channel: text frames to the mailbox, pings answered, a close frame answered
-/// and the connection closed; the end of the channel reported once.
-///
-/// Liveness: a relay (or a network path) can vanish without a FIN, and then nothing would ever
-/// tell the client, which would show "relay up" while its messages sat unacknowledged until TCP
-/// gave up (about 15 minutes). So after `keepaliveSeconds` without any frame from the relay the
-/// handler sends a ping; when another `keepaliveSeconds` pass without a frame (the pong, or
-/// anything else), it closes the connection as dead and the shell reconnects as after any loss.
+/// On the upgraded channel: text frames, pings and pongs to the mailbox, a close frame answered
+/// and the connection closed, the end of the channel reported once. It decides nothing: the
+/// driver answers pings, pings a quiet relay and closes a silent one (`ClientDriver.Keepalive`);
+/// this handler only runs the WebSocket closing handshake it is asked for.
 final class RelayFrameHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let id: ConnectionID
     private let mailbox: Mailbox
-    private let keepaliveSeconds: Int
     private var closeReason = "closed by the relay"
-    /// A ping went out and no frame has arrived since.
-    private var pingOutstanding = false
     private var context: ChannelHandlerContext?
     /// This client sent its close frame and waits for the relay's.
     private var closing = false
@@ -152,11 +148,9 @@ final class RelayFrameHandler: ChannelInboundHandler {
     /// hold back for seconds; a relay that answers nothing costs a leaving client this much.
     static let closingHandshakeSeconds: Int64 = 5
 
-    init(id: ConnectionID, mailbox: Mailbox, keepaliveSeconds: Int) {
-        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
+    init(id: ConnectionID, mailbox: Mailbox) {
         self.id = id
         self.mailbox = mailbox
-        self.keepaliveSeconds = keepaliveSeconds
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -187,24 +181,8 @@ final class RelayFrameHandler: ChannelInboundHandler {
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        if pingOutstanding {
-            closeReason = "the relay stopped answering: no reply to a ping within \(keepaliveSeconds) s"
-            context.close(promise: nil)
-            return
-        }
-        pingOutstanding = true
-        let ping = WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: ByteBuffer())
-        context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        pingOutstanding = false  // Any frame shows the relay alive (a pong most simply).
         if closing {
             // Read and discard until the relay's close frame: then the handshake is complete.
             if frame.opcode == .connectionClose { context.close(promise: nil) }
@@ -215,8 +193,10 @@ final class RelayFrameHandler: ChannelInboundHandler {
             var payload = frame.unmaskedData
             mailbox.post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []))
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            var payload = frame.unmaskedData
+            mailbox.post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []))
+        case .pong:
+            mailbox.post(.transportPong(id))
         case .connectionClose:
             let status = frame.closeStatus
             closeReason = "the relay closed the connection" + (status.code.map { " (\($0))" } ?? "")
@@ -225,7 +205,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             }
         default:
-            break  // Pongs; continuations are joined by the aggregator before they get here.
+            break  // Continuations are joined by the aggregator before they get here.
         }
     }
 

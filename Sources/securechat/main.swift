@@ -2,6 +2,7 @@ import ArgumentParser
 import ChatClient
 import ChatCore
 import ChatNetworking
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
