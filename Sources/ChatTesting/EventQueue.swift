@@ -67,6 +67,13 @@ public struct EventQueue<Event> {
         schedule(at: now.advanced(by: delay), event)
     }
 
+    /// Move the clock to `time` without an event (nothing may be due before it).
+    @inlinable
+    public mutating func advance(to time: Instant) {
+        precondition(heap.min.map { $0.time >= time } ?? true, "an event is due before \(time)")
+        clock = Swift.max(clock, time)
+    }
+
     /// Take the next event and move the clock to its time.
     @inlinable
     public mutating func pop() -> Event? {

@@ -20,6 +20,7 @@ public struct SimulationReport: Sendable, Codable {
     public var messages: Messages
     public var latency: Latency
     public var network: Network
+    public var relay: Relay
     public var core: Core
     public var liveness: Liveness
     public var authentication: Authentication
@@ -76,6 +77,18 @@ public struct SimulationReport: Sendable, Codable {
         public var peerRestarts: UInt64
         /// ERROR frames the clients received, by code.
         public var relayErrors: [String: Int]
+    }
+
+    /// What the relay's policy did (summed over relay processes).
+    public struct Relay: Sendable, Codable {
+        public var framesForwarded = 0
+        public var pingsSent = 0
+        /// Frames over a connection's rate limit, held until its bucket refilled.
+        public var rateLimited = 0
+        public var joinRateLimited = 0
+        public var idleTimeouts = 0
+        /// Connections refused over a connection cap.
+        public var refused = 0
     }
 
     public struct Core: Sendable, Codable {
@@ -190,6 +203,10 @@ extension SimulationReport {
                 + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "
                 + "\(network.peerRestarts) peer restarts"
                 + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
+        lines.append(
+            "relay:    \(relay.framesForwarded) frames forwarded, \(relay.rateLimited) held for the rate limit, "
+                + "\(relay.joinRateLimited) joins over the join rate, \(relay.pingsSent) pings, "
+                + "\(relay.idleTimeouts) idle timeouts, \(relay.refused) connections refused")
         lines.append(
             "core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
                 + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "

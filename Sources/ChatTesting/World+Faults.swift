@@ -1,0 +1,71 @@
+import ChatCore
+@_spi(Simulation) import RelayCore
+
+/// Faults the world can suffer; the scenario decides when.
+extension World {
+    /// `client`'s live connection breaks (a reset): each end notices when the reset reaches it.
+    public func reset(_ index: Int) {
+        let client = clients[index]
+        guard let link = client.links.last?.link, !links[Int(link.value)].broken else { return }
+        counters.resets += 1
+        record(.reset, client: index, link: link)
+        links[Int(link.value)].broken = true
+        queue.schedule(after: faults.oneWayDelay(), .clientSeesClose(link))
+        queue.schedule(after: faults.oneWayDelay(), .relaySeesClose(link))
+    }
+
+    /// Everything to and from `client` is lost for `duration` (a partition of its link).
+    public func cut(_ index: Int, for duration: Duration) {
+        let client = clients[index]
+        client.cutUntil = max(client.cutUntil, now.advanced(by: duration))
+        counters.partitions += 1
+        record(.partition, client: index, value: duration.wholeMilliseconds)
+    }
+
+    /// `client`'s process dies: nothing is said, its sockets close (the relay hears of it), and
+    /// the slot is empty until `startProcess`.
+    public func crashProcess(_ index: Int) {
+        let client = clients[index]
+        guard client.isRunning else { return }
+        counters.processCrashes += 1
+        record(.clientCrash, client: index)
+        closeAllLinks(of: client)
+        client.driver = nil
+    }
+
+    /// The relay process dies: every connection breaks (each client notices), all room state is
+    /// lost, and connects are refused until `restartRelay`.
+    public func crashRelay() {
+        guard relayUp else { return }
+        counters.relayCrashes += 1
+        record(.relayCrash)
+        relayUp = false
+        for (_, link) in relayLinks.sorted(by: { $0.key < $1.key }) {
+            links[Int(link.value)].broken = true
+            links[Int(link.value)].relayOpen = false
+            if links[Int(link.value)].clientOpen {
+                queue.schedule(after: faults.oneWayDelay(), .clientSeesClose(link))
+            }
+        }
+        relayLinks.removeAll()
+        for client in clients { client.relayLinks.removeAll() }
+        relayArmedTimer = nil
+    }
+
+    /// A fresh relay process starts listening (with no memory of the old one's rooms).
+    public func restartRelay() {
+        guard !relayUp else { return }
+        record(.relayRestart)
+        relayGeneration += 1
+        relay = Self.makeRelay(configuration, now: now)
+        relayUp = true
+        armRelayTimer()
+    }
+
+    /// Every fault stops: no more drops or duplicates, no cut link, the relay up.
+    public func heal() {
+        faults.active = false
+        restartRelay()
+        for client in clients { client.cutUntil = .zero }
+    }
+}
