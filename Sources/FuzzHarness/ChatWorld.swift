@@ -1,5 +1,6 @@
 import ChatCore
 import ChatTesting
+import RelayCore
 
 /// Two chat processes and the real relay room logic wired in memory, on a virtual clock, with
 /// every output checked as it appears.
