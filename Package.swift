@@ -216,8 +216,7 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore", "ChatTesting"],
-            dependencies: ["ChatCore", "RelayCore"],
+            dependencies: ["ChatCore", "ChatTesting", "RelayCore"],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
