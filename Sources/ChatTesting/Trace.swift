@@ -203,7 +203,7 @@ public struct TraceRecord: Sendable {
         return line
     }
 
-    static func formatTime(_ nanoseconds: UInt64) -> String {
+    public static func formatTime(_ nanoseconds: UInt64) -> String {
         let micros = nanoseconds / 1_000
         let fraction = String(micros % 1_000)
         return "t=\(micros / 1_000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)ms"

@@ -172,7 +172,7 @@ public struct WorldConfiguration {
     /// Bugs planted in the world's shells (none unless a self-test asks).
     public var plantedBugs: WorldPlantedBugs = []
     /// Bugs planted in every client process's session (ChatCore's `PlantedBugs`).
-    public var sessionPlantedBugs: PlantedBugs = []
+    @_spi(Simulation) public var sessionPlantedBugs: PlantedBugs = []
 
     public init(
         clients: Int, seed: UInt64, faults: NetworkFaults,

@@ -13,8 +13,8 @@ extension Simulation: WorldObserver {
         }
     }
 
-    public func world(_ world: World, relayReceives frame: [UInt8], from client: Int) -> Bool {
-        adversary?.intercept(frame, from: client) ?? true
+    public func world(_ world: World, relayReceives frame: [UInt8], from client: Int) {
+        adversary?.intercept(frame, from: client)
     }
 
     public func world(_ world: World, relayWillSend message: RelayMessage, to client: Int, link: LinkID) -> Bool {

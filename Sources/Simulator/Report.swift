@@ -1,3 +1,5 @@
+import ChatTesting
+
 /// The outcome of one run: what a person reads (`text`) and what a script reads (JSON, through
 /// `Codable` with sorted keys). Nothing in it depends on dictionary order or on wall time except
 /// the fields named `wall…` and `eventsPerSecond`.

@@ -1,5 +1,5 @@
-import ChatCore
-import ChatTesting
+@_spi(Simulation) import ChatCore
+@_spi(Simulation) import ChatTesting
 import ClientCore
 import RelayCore
 
