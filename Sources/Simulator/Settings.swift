@@ -115,8 +115,8 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case skipCounterCheck = "skip-counter-check"
     /// The client's display drops every fourth message its session delivered and acknowledged.
     case dropAcknowledged = "drop-acked-message"
-    /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses):
-    /// a client past its burst is held for ever.
+    /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses,
+    /// with a burst of 16): a client past its burst is held for ever.
     case bucketNeverRefills = "bucket-never-refills"
 
     /// The invariant this bug breaks: the checker must name it.
@@ -138,6 +138,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
+            configuration.relayLimits.messageBurst = 16
         }
     }
 }
