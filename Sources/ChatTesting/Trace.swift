@@ -219,6 +219,8 @@ public final class Trace {
     private var tailFilled = false
     private let file: UnsafeMutablePointer<FILE>?
     public private(set) var recordCount: UInt64 = 0
+    /// Called with every record as a line, when set (triage: `fuzz-explain --verbose`).
+    public var lineHandler: ((String) -> Void)?
 
     /// Why a trace file could not be opened.
     public struct FileError: Error, Hashable, Sendable {
@@ -257,6 +259,10 @@ public final class Trace {
         hasher.mix(connection)
         hasher.mix(value)
         recordCount &+= 1
+        if let lineHandler {
+            lineHandler(TraceRecord(
+                time: time, kind: kind, client: client, connection: connection, value: value, note: note).formatted)
+        }
         // Convergence checks go into the hash but not the tail, which they would flood.
         if kind == .convergenceCheck && file == nil { return }
         let entry = TraceRecord(

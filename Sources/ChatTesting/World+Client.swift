@@ -94,7 +94,7 @@ extension World {
         links[Int(link.value)].clientOpen = false
         guard !links[Int(link.value)].broken else { return }
         // After anything already in flight (frames take at most `delayMax`), as TCP keeps order.
-        queue.schedule(after: faults.delayMax + .microseconds(1), .relaySeesClose(link))
+        queue.schedule(after: closeDelay, .relaySeesClose(link))
     }
 
     private func display(_ event: DisplayEvent, at client: WorldClient) {
@@ -146,7 +146,7 @@ extension World {
         for (_, link) in client.links {
             links[Int(link.value)].clientOpen = false
             if !links[Int(link.value)].broken {
-                queue.schedule(after: faults.delayMax + .microseconds(1), .relaySeesClose(link))
+                queue.schedule(after: closeDelay, .relaySeesClose(link))
             }
         }
         client.links.removeAll()
@@ -155,13 +155,14 @@ extension World {
 
     // MARK: Connection events at the client
 
-    /// The link's client end is the current process's and still open.
-    private func clientEnd(_ link: LinkID) -> WorldClient? {
+    /// The link's client end is the current process's and still open (and, unless
+    /// `evenIfBroken`, not broken: a broken link still delivers the news of its end).
+    private func clientEnd(_ link: LinkID, evenIfBroken: Bool = false) -> WorldClient? {
         let state = links[Int(link.value)]
         let client = clients[Int(state.client)]
-        guard state.clientOpen, !state.broken, client.isRunning, client.incarnation == state.incarnation else {
-            return nil
-        }
+        guard state.clientOpen, evenIfBroken || !state.broken, client.isRunning,
+            client.incarnation == state.incarnation
+        else { return nil }
         return client
     }
 
@@ -206,7 +207,7 @@ extension World {
     }
 
     func clientSeesClose(_ link: LinkID) {
-        guard let client = clientEnd(link) else {
+        guard let client = clientEnd(link, evenIfBroken: true) else {
             links[Int(link.value)].clientOpen = false
             return
         }
@@ -232,5 +233,13 @@ extension SessionState {
         case .disconnected: 5
         case .destroyed: 6
         }
+    }
+}
+
+extension World {
+    /// A terminating signal reaches `client`'s process (SIGTERM is 15): it leaves as on `/quit`.
+    public func signal(_ number: Int32, at index: Int) {
+        guard clients[index].isRunning else { return }
+        handle(.signal(number), at: clients[index])
     }
 }

@@ -22,6 +22,11 @@ extension World {
         record(.partition, client: index, value: duration.wholeMilliseconds)
     }
 
+    /// `client`'s link works again (a cut ends early).
+    public func restore(_ index: Int) {
+        clients[index].cutUntil = now
+    }
+
     /// `client`'s process dies: nothing is said, its sockets close (the relay hears of it), and
     /// the slot is empty until `startProcess`.
     public func crashProcess(_ index: Int) {

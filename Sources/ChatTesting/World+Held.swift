@@ -38,9 +38,14 @@ extension World {
         }
     }
 
-    /// Frames waiting for `client` in `direction`, on any of its links.
+    /// Frames waiting for `client` in `direction`, on all of its links.
     public func heldCount(_ client: Int, _ direction: Direction) -> Int {
-        heldLink(client, direction).map { heldFrames($0, direction).count } ?? 0
+        var count = 0
+        for (_, link) in clients[client].links { count += heldFrames(link, direction).count }
+        for link in clients[client].relayLinks where !clients[client].links.contains(where: { $0.link == link }) {
+            count += heldFrames(link, direction).count
+        }
+        return count
     }
 
     /// The text frames waiting for `client` in `direction`, oldest first (for inspection).
@@ -65,6 +70,16 @@ extension World {
         let frame = takeHeld(link, direction, at: index % heldFrames(link, direction).count)
         if direction == .toClient { links[Int(link.value)].bytesToClient -= frame.byteCount }
         counters.framesDropped += 1
+    }
+
+    /// Move waiting frame number `index % count` behind the others (a relay that reorders).
+    public func moveHeldToBack(_ client: Int, _ direction: Direction, index: Int) {
+        guard let link = heldLink(client, direction) else { return }
+        let frame = takeHeld(link, direction, at: index % heldFrames(link, direction).count)
+        switch direction {
+        case .toRelay: links[Int(link.value)].heldToRelay.append(frame)
+        case .toClient: links[Int(link.value)].heldToClient.append(frame)
+        }
     }
 
     /// Replace the text of waiting frame number `index % count` (a tampering relay or network);
@@ -98,7 +113,6 @@ extension World {
         var deliveries = 0
         // Bounded by `deliveriesMax`.
         while deliveries < deliveriesMax {
-            runDue(until: now)
             var moved = false
             for index in clients.indices {
                 for direction in [Direction.toRelay, .toClient] where heldCount(index, direction) > 0 {
@@ -108,6 +122,7 @@ extension World {
                 }
             }
             if !moved && !hasEventDue(at: now) { return true }
+            runDue(until: now)
         }
         return false
     }
@@ -115,8 +130,9 @@ extension World {
     /// Let virtual time pass: run every timer and connection event up to `now + duration`, in
     /// order (frames stay held).
     public func advance(by duration: Duration) {
-        runDue(until: now.advanced(by: duration))
-        queue.advance(to: now.advanced(by: duration))
+        let end = now.advanced(by: duration)
+        runDue(until: end)
+        queue.advance(to: end)
     }
 
     private func hasEventDue(at time: Instant) -> Bool {

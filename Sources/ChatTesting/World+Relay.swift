@@ -43,6 +43,13 @@ extension World {
         if !toRelay { relayQueueGrew(link) }
     }
 
+    /// How long a close takes to reach the other end: after every frame already on its way (frames
+    /// take at most `delayMax`), as TCP keeps order. A held network keeps its frames apart from the
+    /// queue, so there the close is immediate.
+    var closeDelay: Duration {
+        faults.held ? .zero : faults.delayMax + .microseconds(1)
+    }
+
     // MARK: Connection events at the relay
 
     /// The relay's end of `link`, if this relay process holds it open.
@@ -139,7 +146,7 @@ extension World {
         observer?.world(self, relayClosed: link, client: Int(links[Int(link.value)].client))
         if links[Int(link.value)].clientOpen && !links[Int(link.value)].broken {
             // Behind the frames already on their way (TCP keeps order).
-            queue.schedule(after: faults.delayMax + .microseconds(1), .clientSeesClose(link))
+            queue.schedule(after: closeDelay, .clientSeesClose(link))
         }
     }
 
