@@ -190,7 +190,12 @@ let package = Package(
                 "SeededRandom",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
-            path: "Sources/ChatTesting"
+            path: "Sources/ChatTesting",
+            // Every simulated event runs through the world; see the Simulator target's settings.
+            swiftSettings: [
+                .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
         ),
         .target(
             name: "Simulator",

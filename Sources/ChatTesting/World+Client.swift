@@ -72,6 +72,7 @@ extension World {
     private func connect(_ client: WorldClient, _ id: ConnectionID) {
         let link = LinkID(UInt32(links.count))
         links.append(Link(client: Int32(client.index), incarnation: client.incarnation, clientID: id))
+        buffers.append(LinkBuffers())
         client.links.append((id, link))
         counters.connections += 1
         record(.connectAttempt, client: client.index, link: link)

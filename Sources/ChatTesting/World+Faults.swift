@@ -45,7 +45,7 @@ extension World {
         counters.relayCrashes += 1
         record(.relayCrash)
         relayUp = false
-        for (_, link) in relayLinks.sorted(by: { $0.key < $1.key }) {
+        for link in relayLinks.all {
             links[Int(link.value)].broken = true
             links[Int(link.value)].relayOpen = false
             if links[Int(link.value)].clientOpen {

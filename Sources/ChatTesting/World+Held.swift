@@ -12,10 +12,10 @@ extension World {
 
     func hold(_ frame: WireFrame, on link: LinkID, toRelay: Bool) {
         if toRelay {
-            links[Int(link.value)].heldToRelay.append(frame)
+            buffers[Int(link.value)].heldToRelay.append(frame)
         } else {
             links[Int(link.value)].bytesToClient += frame.byteCount
-            links[Int(link.value)].heldToClient.append(frame)
+            buffers[Int(link.value)].heldToClient.append(frame)
             relayQueueGrew(link)
         }
     }
@@ -28,13 +28,13 @@ extension World {
     }
 
     private func heldFrames(_ link: LinkID, _ direction: Direction) -> [WireFrame] {
-        direction == .toRelay ? links[Int(link.value)].heldToRelay : links[Int(link.value)].heldToClient
+        direction == .toRelay ? buffers[Int(link.value)].heldToRelay : buffers[Int(link.value)].heldToClient
     }
 
     private func takeHeld(_ link: LinkID, _ direction: Direction, at index: Int) -> WireFrame {
         switch direction {
-        case .toRelay: links[Int(link.value)].heldToRelay.remove(at: index)
-        case .toClient: links[Int(link.value)].heldToClient.remove(at: index)
+        case .toRelay: buffers[Int(link.value)].heldToRelay.remove(at: index)
+        case .toClient: buffers[Int(link.value)].heldToClient.remove(at: index)
         }
     }
 
@@ -77,8 +77,8 @@ extension World {
         guard let link = heldLink(client, direction) else { return }
         let frame = takeHeld(link, direction, at: index % heldFrames(link, direction).count)
         switch direction {
-        case .toRelay: links[Int(link.value)].heldToRelay.append(frame)
-        case .toClient: links[Int(link.value)].heldToClient.append(frame)
+        case .toRelay: buffers[Int(link.value)].heldToRelay.append(frame)
+        case .toClient: buffers[Int(link.value)].heldToClient.append(frame)
         }
     }
 
@@ -93,10 +93,10 @@ extension World {
         guard case let .text(bytes) = frames[position], let altered = change(bytes) else { return }
         let replaced = WireFrame.text(altered)
         switch (direction, duplicate) {
-        case (.toRelay, false): links[Int(link.value)].heldToRelay[position] = replaced
-        case (.toRelay, true): links[Int(link.value)].heldToRelay.append(replaced)
-        case (.toClient, false): links[Int(link.value)].heldToClient[position] = replaced
-        case (.toClient, true): links[Int(link.value)].heldToClient.append(replaced)
+        case (.toRelay, false): buffers[Int(link.value)].heldToRelay[position] = replaced
+        case (.toRelay, true): buffers[Int(link.value)].heldToRelay.append(replaced)
+        case (.toClient, false): buffers[Int(link.value)].heldToClient[position] = replaced
+        case (.toClient, true): buffers[Int(link.value)].heldToClient.append(replaced)
         }
     }
 

@@ -98,7 +98,7 @@ extension World {
             return
         }
         if links[Int(link.value)].readPaused {
-            links[Int(link.value)].waitingAtRelay.append(frame)
+            buffers[Int(link.value)].waitingAtRelay.append(frame)
             return
         }
         deliverToRelay(frame, id, link)
@@ -245,9 +245,9 @@ extension World {
         record(.relayResume, client: Int(links[Int(link.value)].client), link: link)
         // What waited in the socket buffer goes in, in order, until the relay pauses again.
         while !links[Int(link.value)].readPaused, relayLinks[id] != nil,
-            !links[Int(link.value)].waitingAtRelay.isEmpty
+            !buffers[Int(link.value)].waitingAtRelay.isEmpty
         {
-            let frame = links[Int(link.value)].waitingAtRelay.removeFirst()
+            let frame = buffers[Int(link.value)].waitingAtRelay.removeFirst()
             deliverToRelay(frame, id, link)
         }
     }

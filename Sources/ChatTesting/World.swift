@@ -24,6 +24,7 @@ public final class World {
     public var now: Instant { queue.now }
     public private(set) var clients: [WorldClient]
     var links: [Link] = []
+    var buffers: [LinkBuffers] = []
     public var faults: NetworkFaults
     public weak var observer: (any WorldObserver)?
     public internal(set) var counters = WorldCounters()
@@ -39,7 +40,7 @@ public final class World {
     public internal(set) var relayUp = true
     var relayGeneration: Int32 = 0
     /// The relay's connections, by its name for them (this generation only).
-    var relayLinks: [ConnectionID: LinkID] = [:]
+    var relayLinks = RelayConnectionTable()
     var relayArmedTimer: Instant?
     /// The connection whose input the relay is handling (the source of a forwarded SIGNAL).
     var relaySource: LinkID?

@@ -46,21 +46,53 @@ struct Link {
     var upgradeDue: Instant?
     /// The upgrade reached the client (it may send).
     var clientUp = false
-    /// The relay stopped reading it: frames wait here, in order (TCP's receive buffer).
+    /// The relay stopped reading it: frames wait in its `LinkBuffers`, in order (TCP's receive
+    /// buffer).
     var readPaused = false
-    var waitingAtRelay: [WireFrame] = []
     /// Bytes the relay wrote that have not yet reached the client, and whether the relay was told
     /// the connection is not writable (its outbound queue over the high watermark).
     var bytesToClient = 0
     var toldUnwritable = false
-    /// With a held network: frames on their way, oldest first, in each direction.
-    var heldToRelay: [WireFrame] = []
-    var heldToClient: [WireFrame] = []
 
     init(client: Int32, incarnation: Int32, clientID: ConnectionID) {
         self.client = client
         self.incarnation = incarnation
         self.clientID = clientID
+    }
+}
+
+/// The frames a link holds back: kept apart from `Link` so that a `Link` is plain data (reading
+/// one on every frame then costs no reference counting).
+struct LinkBuffers {
+    /// Frames that reached a relay that stopped reading the connection, oldest first.
+    var waitingAtRelay: [WireFrame] = []
+    /// With a held network: frames on their way, oldest first, in each direction.
+    var heldToRelay: [WireFrame] = []
+    var heldToClient: [WireFrame] = []
+}
+
+/// The relay's connections by its name for them (its `ConnectionID`s count up from 1 in each relay
+/// process): an array, not a dictionary, because it is read on every frame.
+struct RelayConnectionTable {
+    private var links: [LinkID?] = []
+
+    subscript(id: ConnectionID) -> LinkID? {
+        get { id.value < UInt64(links.count) ? links[Int(id.value)] : nil }
+        set {
+            let index = Int(id.value)
+            if index >= links.count {
+                guard newValue != nil else { return }
+                links.append(contentsOf: repeatElement(nil, count: index - links.count + 1))
+            }
+            links[index] = newValue
+        }
+    }
+
+    /// Every connection held, in the relay's order.
+    var all: [LinkID] { links.compactMap { $0 } }
+
+    mutating func removeAll() {
+        links.removeAll()
     }
 }
 
