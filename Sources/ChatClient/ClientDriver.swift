@@ -351,8 +351,14 @@ public final class ClientDriver {
             show(.refused("the session is ending; not sent"))
             return
         }
-        session.handle(.send(text), now: now)
-        process(session.drainOutputs(), now: now, sentText: text)
+        switch session.send(text, now: now) {
+        case let .success(id):
+            pendingTexts[id] = text
+            show(.sent(SentMessage(id: id, text: text), queued: session.state != .connected))
+        case let .failure(refusal):
+            show(.refused("not sent: \(refusal)"))
+        }
+        process(session.drainOutputs(), now: now)
     }
 
     private func endOfInput(now: Instant) {
@@ -388,7 +394,7 @@ public final class ClientDriver {
         process(session.drainOutputs(), now: now)
     }
 
-    private func process(_ outputs: [SessionOutput], now: Instant, sentText: String? = nil) {
+    private func process(_ outputs: [SessionOutput], now: Instant) {
         for output in outputs {
             switch output {
             case let .transmit(frame):
@@ -401,12 +407,6 @@ public final class ClientDriver {
                 show(.state(from: from, to: to))
             case let .received(message):
                 show(.message(message))
-            case let .queued(id):
-                let text = sentText ?? ""
-                pendingTexts[id] = text
-                show(.sent(SentMessage(id: id, text: text), queued: session.state != .connected))
-            case let .refused(refusal):
-                show(.refused("not sent: \(refusal)"))
             case let .delivered(ids):
                 for id in ids { pendingTexts[id] = nil }
                 show(.delivered(ids))

@@ -1,7 +1,7 @@
 /// One end of a chat: the sans-IO session that both the terminal client and the simulator run.
 ///
-/// Inputs arrive through `handle(_:now:)` and `handleTimeout(now:)`, each with the caller's
-/// `now`; outputs (frames to send, messages to show, state changes, notices) are drained with
+/// Inputs arrive through `handle(_:now:)`, `send(_:now:)` and `handleTimeout(now:)`, each with
+/// the caller's `now`; outputs (frames to send, messages to show, state changes, notices) are drained with
 /// `pollOutput()`, and `pollTimeout()` says when the next timer is due — the shape of quinn-proto
 /// and str0m. The session never reads a clock, never opens a socket, and takes randomness only
 /// from the `EntropySource` it is given.
@@ -176,7 +176,6 @@ public final class SessionManager {
         case .transportUp: transportUp(now: now)
         case .transportDown: transportDown()
         case let .frame(bytes): receiveFrame(bytes, now: now)
-        case let .send(text): send(text, now: now)
         case .quit: end(.userQuit)
         }
     }
@@ -692,23 +691,19 @@ public final class SessionManager {
 
     // MARK: Sending
 
-    private func send(_ text: String, now: Instant) {
-        guard machine.state != .destroyed else {
-            outputs.append(.refused(.sessionEnded))
-            return
-        }
+    /// The user sends a chat message at time `now`: its ID, under which `.delivered` or
+    /// `.undeliverable` reports it later, or why it was refused. An accepted message is sent at
+    /// once while CONNECTED (drain the outputs), else when the session next connects.
+    public func send(_ text: String, now: Instant) -> Result<MessageID, SendRefusal> {
+        advanceClock(to: now)
+        guard machine.state != .destroyed else { return .failure(.sessionEnded) }
         let utf8Count = text.utf8.count
-        guard utf8Count > 0 else {
-            outputs.append(.refused(.empty))
-            return
-        }
+        guard utf8Count > 0 else { return .failure(.empty) }
         guard utf8Count <= configuration.messageTextMaxBytes else {
-            outputs.append(.refused(.tooLong(maxBytes: configuration.messageTextMaxBytes)))
-            return
+            return .failure(.tooLong(maxBytes: configuration.messageTextMaxBytes))
         }
         guard sendQueue.count < configuration.sendQueueMax else {
-            outputs.append(.refused(.queueFull(max: configuration.sendQueueMax)))
-            return
+            return .failure(.queueFull(max: configuration.sendQueueMax))
         }
         // The text moves into guarded memory; the caller's String is the UI's copy.
         let secureText = SecureBytes(count: utf8Count) { buffer in
@@ -719,11 +714,11 @@ public final class SessionManager {
         // A message typed during a conversation belongs to that peer; one typed before any
         // conversation goes to whoever the first handshake confirms.
         sendQueue.append(OutgoingMessage(id: id, text: secureText, boundPeer: peerInstance))
-        outputs.append(.queued(id))
         if machine.state == .connected {
             _ = apply(.sendMessage)
             pump(now: now)
         }
+        return .success(id)
     }
 
     /// Seal and send queued messages while the window has room.
