@@ -159,7 +159,9 @@ public final class ChatWorld {
             process.tags[id] = Array(tag.utf8)
             sent[text] = SentMessage(side: side, instance: process.instance, id: id)
         case let .failure(reason):
-            if expected != reason { record("side \(side): refused \(reason), expected \(String(describing: expected))") }
+            if expected != reason {
+                record("side \(side): refused \(reason), expected \(String(describing: expected))")
+            }
         }
         drain(process)
     }
