@@ -28,20 +28,8 @@ public final class SessionManager {
     private var outputs: [SessionOutput] = []
     private var lastNow: Instant = .zero
 
-    // Transport and room.
-    private var transportIsUp = false
-    private var joined = false
-    private var joinRetransmitAt: Instant?
-    private var joinRetransmitInterval: Duration
-    /// JOINED said the room is full, so the handshake began; the relay's PEER_FOUND is still due.
-    private var peerFoundAnnounced = false
-    /// The relay accepted us into the room at least once (on any connection): it said JOINED or
-    /// PEER_FOUND, or a handshake through it completed.
-    private var joinedBefore = false
-    /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few (see `.error`).
-    private var roomFullOnRejoin = 0
-    /// With the JOIN backoff (1, 2, 4, 8, 8, ... s) ten refusals span about a minute.
-    private static let roomFullOnRejoinMax = 10
+    /// The transport and the room: JOIN, JOINED, PEER_FOUND, ROOM_FULL.
+    private var room: RoomMembership
 
     // Handshake.
     /// The X25519 key pair of a handshake without a password.
@@ -100,7 +88,8 @@ public final class SessionManager {
         self.authentication = password == nil ? .safetyNumber : .password
         self.entropy = entropy
         self.localInstance = InstanceID.random(entropy: entropy)
-        self.joinRetransmitInterval = configuration.joinRetransmitInitial
+        self.room = RoomMembership(
+            retransmitInitial: configuration.joinRetransmitInitial, retransmitMax: configuration.retransmitMax)
         self.retransmitEstimator = RetransmitEstimator(
             minimum: configuration.messageRetransmitInitial, maximum: configuration.retransmitMax)
         self.recordScratch = SecureBytes(count: ChatRecord.paddedCount(textCount: configuration.messageTextMaxBytes))
@@ -159,7 +148,7 @@ public final class SessionManager {
             if earliest == nil || candidate < earliest! { earliest = candidate }
         }
         switch machine.state {
-        case .searching: consider(joinRetransmitAt)
+        case .searching: consider(room.joinRetransmitAt)
         case .keySetup: consider(handshake?.retransmitAt)
         case .connected: consider(retransmitAt)
         default: break
@@ -185,11 +174,7 @@ public final class SessionManager {
         advanceClock(to: now)
         switch machine.state {
         case .searching:
-            if let due = joinRetransmitAt, due <= now, transportIsUp, !joined {
-                transmit(.join(configuration.room))
-                joinRetransmitInterval = min(joinRetransmitInterval * 2, configuration.retransmitMax)
-                joinRetransmitAt = now.advanced(by: joinRetransmitInterval)
-            }
+            if room.joinRetransmissionDue(now: now) { transmit(.join(configuration.room)) }
         case .keySetup:
             guard var progress = handshake, progress.retransmitAt <= now else { break }
             progress.attempts += 1
@@ -226,19 +211,13 @@ public final class SessionManager {
 
     private func transportUp(now: Instant) {
         guard apply(.transportUp) else { return }
-        transportIsUp = true
-        joined = false
-        peerFoundAnnounced = false
+        room.connect(now: now)
         transmit(.join(configuration.room))
-        joinRetransmitInterval = configuration.joinRetransmitInitial
-        joinRetransmitAt = now.advanced(by: joinRetransmitInterval)
     }
 
     private func transportDown() {
         guard apply(.transportDown) else { return }
-        transportIsUp = false
-        joined = false
-        joinRetransmitAt = nil
+        room.disconnect()
         dropHandshake()
     }
 
@@ -254,72 +233,70 @@ public final class SessionManager {
             return
         }
         switch message {
-        case let .joined(room, peers):
-            guard transportIsUp else { return }
-            joined = true
-            joinedBefore = true
-            roomFullOnRejoin = 0
-            joinRetransmitAt = nil
-            outputs.append(.notice(.joined(room: room, peersPresent: peers)))
-            // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
-            // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
-            // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
-            if peers == RoomCode.peersMax, machine.state == .searching || machine.state == .disconnected {
-                outputs.append(.notice(.peerFound))
-                peerFoundAnnounced = true
-                peerArrived(now: now)
-            }
-        case .peerFound:
-            joined = true
-            joinedBefore = true
-            joinRetransmitAt = nil
-            if peerFoundAnnounced {
-                peerFoundAnnounced = false  // The PEER_FOUND that JOINED already stood for.
-                return
-            }
-            switch machine.state {
-            case let state where state == .searching || (state == .disconnected && transportIsUp):
-                outputs.append(.notice(.peerFound))
-                peerArrived(now: now)
-            default:
-                // A duplicate (the relay repeats it after a repeated JOIN): the handshake
-                // under way, or the session, already covers that peer.
-                reject(.state(.init(state: machine.state, event: .peerFound)))
-            }
-        case .peerLeft:
-            let wasWithPeer = [.userFound, .keySetup, .connected].contains(machine.state)
-            guard apply(.peerLeft) else { return }
-            if wasWithPeer {
-                dropHandshake()
-                outputs.append(.notice(.peerLeft))
-            }
-        case let .error(code, text):
-            outputs.append(.notice(.relayError(code: code, message: text)))
-            switch code {
-            case .roomFull where joined:
-                // The relay has let this connection in since: this refusal answered an earlier JOIN
-                // on it (the relay's answers to a JOIN and its retransmission can arrive in either
-                // order over a path that reorders). Ending here stranded the peer (found by the
-                // simulator, seed 1 with every fault kind).
-                break
-            case .roomFull where joinedBefore && !joined && roomFullOnRejoin < Self.roomFullOnRejoinMax:
-                // We were in this room before: after a reconnect the relay may not yet have seen our
-                // previous connection close and still counts it. Ask again (the JOIN retransmission
-                // is running) before giving up; ending here stranded both peers (found by the simulator).
-                roomFullOnRejoin += 1
-            case .roomFull, .invalidRoom, .alreadyJoined:
-                end(.relayRefused(code))
-            case .rateLimited:
-                // The relay holds what we sent and forwards it as its bucket refills: nothing was
-                // lost, so resending now would only queue duplicates ahead of the acknowledgements.
-                // Back off as if a timeout had expired (a congestion signal, as ECN is to TCP).
-                retransmitEstimator.backOff()
-                if retransmitAt != nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
-            default:
-                break  // Advisory (a SIGNAL with no peer, a join rate limit): retransmission recovers.
-            }
+        case let .joined(room, peers): receiveJoined(room: room, peers: peers, now: now)
+        case .peerFound: receivePeerFound(now: now)
+        case .peerLeft: receivePeerLeft()
+        case let .error(code, text): receiveError(code, text, now: now)
         case let .signal(signal):
             receiveSignal(signal, now: now)
+        }
+    }
+
+    /// Whether a peer showing up (PEER_FOUND, or its hello) starts a handshake now.
+    private var awaitsPeer: Bool {
+        machine.state == .searching || (machine.state == .disconnected && room.isConnected)
+    }
+
+    private func receiveJoined(room roomCode: RoomCode, peers: Int, now: Instant) {
+        // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
+        // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
+        // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
+        let announcesPeer = peers == RoomCode.peersMax
+            && (machine.state == .searching || machine.state == .disconnected)
+        guard room.receiveJoined(announcesPeer: announcesPeer) else { return }
+        outputs.append(.notice(.joined(room: roomCode, peersPresent: peers)))
+        if announcesPeer {
+            outputs.append(.notice(.peerFound))
+            peerArrived(now: now)
+        }
+    }
+
+    private func receivePeerFound(now: Instant) {
+        if room.receivePeerFound() { return }  // The PEER_FOUND that JOINED already stood for.
+        guard awaitsPeer else {
+            // A duplicate (the relay repeats it after a repeated JOIN): the handshake under way,
+            // or the session, already covers that peer.
+            reject(.state(.init(state: machine.state, event: .peerFound)))
+            return
+        }
+        outputs.append(.notice(.peerFound))
+        peerArrived(now: now)
+    }
+
+    private func receivePeerLeft() {
+        let wasWithPeer = [.userFound, .keySetup, .connected].contains(machine.state)
+        guard apply(.peerLeft) else { return }
+        if wasWithPeer {
+            dropHandshake()
+            outputs.append(.notice(.peerLeft))
+        }
+    }
+
+    private func receiveError(_ code: RelayErrorCode, _ text: String, now: Instant) {
+        outputs.append(.notice(.relayError(code: code, message: text)))
+        switch code {
+        case .roomFull:
+            if room.receiveRoomFull() == .fatal { end(.relayRefused(code)) }
+        case .invalidRoom, .alreadyJoined:
+            end(.relayRefused(code))
+        case .rateLimited:
+            // The relay holds what we sent and forwards it as its bucket refills: nothing was
+            // lost, so resending now would only queue duplicates ahead of the acknowledgements.
+            // Back off as if a timeout had expired (a congestion signal, as ECN is to TCP).
+            retransmitEstimator.backOff()
+            if retransmitAt != nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
+        default:
+            break  // Advisory (a SIGNAL with no peer, a join rate limit): retransmission recovers.
         }
     }
 
@@ -423,7 +400,7 @@ public final class SessionManager {
             return
         }
         switch machine.state {
-        case let state where state == .searching || (state == .disconnected && transportIsUp):
+        case _ where awaitsPeer:
             // The peer's hello arrived before (or without) PEER_FOUND: a peer is evidently here.
             outputs.append(.notice(.peerFound))
             peerArrived(now: now)
@@ -657,7 +634,7 @@ public final class SessionManager {
         let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
         ratchet.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         reorderBuffer.removeAll()  // Records from before the re-key are under the old keys.
-        joinedBefore = true  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
+        room.handshakeCompleted()  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
         // Forward secrecy: the X25519 secret key or CPace scalar is not needed once confirmed.
         keyManager.wipeKeys()
@@ -950,8 +927,7 @@ public final class SessionManager {
         reportUndeliverable(where: { _ in true }, reason: .sessionEnded)
         dropHandshake()
         password?.wipe()
-        transportIsUp = false
-        joinRetransmitAt = nil
+        room.disconnect()
         outputs.append(.notice(.ended(reason)))
         outputs.append(.closeTransport)
     }
@@ -983,7 +959,7 @@ public final class SessionManager {
     }
 
     private func transmitFrame(_ frame: [UInt8]) {
-        guard transportIsUp else { return }
+        guard room.isConnected else { return }
         outputs.append(.transmit(frame))
     }
 }
