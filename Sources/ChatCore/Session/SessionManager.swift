@@ -25,7 +25,7 @@ public final class SessionManager {
     private let password: Password?
     private let entropy: any EntropySource
     private var machine = SessionStateMachine()
-    private var outputs: [SessionOutput] = []
+    private var outputs = SessionOutputs()
     private var lastNow: Instant = .zero
 
     /// The transport and the room: JOIN, JOINED, PEER_FOUND, ROOM_FULL.
@@ -34,8 +34,6 @@ public final class SessionManager {
     // Handshake.
     /// The X25519 key pair of a handshake without a password.
     private let keyManager = KeyManager()
-    /// Guarded scratch where each outgoing record is padded before sealing; wiped after each use.
-    private let recordScratch: SecureBytes
     /// This client's identity for the life of the process (not a key; public).
     public let localInstance: InstanceID
     private var localEpoch: UInt64 = 0
@@ -54,21 +52,17 @@ public final class SessionManager {
     private var peerInstance: InstanceID?
     /// The handshake epoch of the last confirmed handshake with `peerInstance`.
     private var peerEpoch: UInt64 = 0
-    private var nextMessageID: UInt64 = 1
-    private var sendQueue: [OutgoingMessage] = []
-    private var nextSendSequence: UInt64 = 1
-    private var retransmitAt: Instant?
-    /// The message retransmission timeout: measured round trips, doubled on each expiry.
-    private var retransmitEstimator: RetransmitEstimator
-    private var nextReceiveSequence: UInt64 = 1
-    /// Records that arrived ahead of `nextReceiveSequence`, sorted by sequence. Bounded.
-    private var reorderBuffer: [(sequence: UInt64, box: [UInt8])] = []
+    /// The conversation's messages: queue, numbering, retransmission, acknowledgements.
+    private var channel: ReliableChannel
 
     /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
-    @_spi(Simulation) public var plantedBugs: PlantedBugs = []
+    @_spi(Simulation) public var plantedBugs: PlantedBugs {
+        get { channel.plantedBugs }
+        set { channel.plantedBugs = newValue }
+    }
 
     /// Counters for tests, the simulator and the UI's status line.
-    public private(set) var statistics = Statistics()
+    public var statistics: Statistics { outputs.statistics }
 
     public struct Statistics: Hashable, Sendable {
         public var framesRejected = 0
@@ -90,17 +84,14 @@ public final class SessionManager {
         self.localInstance = InstanceID.random(entropy: entropy)
         self.room = RoomMembership(
             retransmitInitial: configuration.joinRetransmitInitial, retransmitMax: configuration.retransmitMax)
-        self.retransmitEstimator = RetransmitEstimator(
-            minimum: configuration.messageRetransmitInitial, maximum: configuration.retransmitMax)
-        self.recordScratch = SecureBytes(count: ChatRecord.paddedCount(textCount: configuration.messageTextMaxBytes))
+        self.channel = ReliableChannel(configuration: configuration)
     }
 
     deinit {
         handshake?.wipe()
         keyManager.wipeKeys()
         password?.wipe()
-        recordScratch.wipe()
-        for message in sendQueue { message.text.wipe() }
+        channel.wipe()
     }
 
     // MARK: Public view
@@ -109,10 +100,10 @@ public final class SessionManager {
     public var state: SessionState { machine.state }
 
     /// Messages accepted but not yet acknowledged by the peer.
-    public var pendingCount: Int { sendQueue.count }
+    public var pendingCount: Int { channel.queue.count }
 
     /// The IDs of messages accepted but not yet acknowledged, oldest first.
-    public var pendingMessageIDs: [MessageID] { sendQueue.map(\.id) }
+    public var pendingMessageIDs: [MessageID] { channel.queue.map(\.id) }
 
     /// The safety number of the handshake that secured the session, while CONNECTED (nil
     /// otherwise): the same on both sides unless someone is in the middle. Every handshake has
@@ -131,13 +122,12 @@ public final class SessionManager {
 
     /// The next output, or nil when there is none. Drain after every input.
     public func pollOutput() -> SessionOutput? {
-        outputs.isEmpty ? nil : outputs.removeFirst()
+        outputs.next()
     }
 
     /// Every pending output, oldest first.
     public func drainOutputs() -> [SessionOutput] {
-        defer { outputs.removeAll(keepingCapacity: true) }
-        return outputs
+        outputs.drain()
     }
 
     /// When `handleTimeout(now:)` should next be called, or nil when no timer is running.
@@ -150,7 +140,7 @@ public final class SessionManager {
         switch machine.state {
         case .searching: consider(room.joinRetransmitAt)
         case .keySetup: consider(handshake?.retransmitAt)
-        case .connected: consider(retransmitAt)
+        case .connected: consider(channel.retransmitAt)
         default: break
         }
         return earliest
@@ -169,6 +159,15 @@ public final class SessionManager {
         }
     }
 
+    /// The user sends a chat message at time `now`: its ID, under which `.delivered` or
+    /// `.undeliverable` reports it later, or why it was refused. An accepted message is sent at
+    /// once while CONNECTED (drain the outputs), else when the session next connects.
+    public func send(_ text: String, now: Instant) -> Result<MessageID, SendRefusal> {
+        advanceClock(to: now)
+        guard machine.state != .destroyed else { return .failure(.sessionEnded) }
+        return channel.send(text, now: now, into: &outputs)
+    }
+
     /// Run whatever timers are due at `now`.
     public func handleTimeout(now: Instant) {
         advanceClock(to: now)
@@ -185,18 +184,7 @@ public final class SessionManager {
             handshake = progress
             outputs.append(.notice(.handshakeRetransmitted(attempt: progress.attempts)))
         case .connected:
-            guard let due = retransmitAt, due <= now else { break }
-            // Go-back-N: resend every message in flight, oldest first, then back off.
-            var resent = 0
-            for index in sendQueue.indices where sendQueue[index].sequence != nil {
-                guard let frame = sendQueue[index].frame else { continue }
-                transmitFrame(frame)
-                sendQueue[index].transmissions += 1
-                resent += 1
-            }
-            statistics.retransmissions += resent
-            retransmitEstimator.backOff()
-            retransmitAt = resent > 0 ? now.advanced(by: retransmitEstimator.timeout) : nil
+            channel.retransmitIfDue(now: now, into: &outputs)
         default:
             break
         }
@@ -290,11 +278,7 @@ public final class SessionManager {
         case .invalidRoom, .alreadyJoined:
             end(.relayRefused(code))
         case .rateLimited:
-            // The relay holds what we sent and forwards it as its bucket refills: nothing was
-            // lost, so resending now would only queue duplicates ahead of the acknowledgements.
-            // Back off as if a timeout had expired (a congestion signal, as ECN is to TCP).
-            retransmitEstimator.backOff()
-            if retransmitAt != nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
+            channel.relayRateLimited(now: now)
         default:
             break  // Advisory (a SIGNAL with no peer, a join rate limit): retransmission recovers.
         }
@@ -304,8 +288,14 @@ public final class SessionManager {
         switch signal.kind {
         case .keyExchange, .pake: receiveHello(signal, now: now)
         case .keyConfirm: receiveKeyConfirm(signal, now: now)
-        case .message: receiveRecord(signal, now: now)
-        case .ack: receiveAck(signal, now: now)
+        case .message:
+            if !channel.receiveRecord(signal, into: &outputs) {
+                reject(.state(.init(state: machine.state, event: .receiveMessage)))
+            }
+        case .ack:
+            if !channel.receiveAck(signal, now: now, into: &outputs) {
+                reject(.state(.init(state: machine.state, event: .receiveMessage)))
+            }
         default: reject(.wire(.unknownKind(signal.kind.rawValue)))
         }
     }
@@ -328,7 +318,7 @@ public final class SessionManager {
         dropHandshake()
         localEpoch += 1
         let knownPeer = peerInstance ?? .none
-        let nextExpected = peerInstance == nil ? 1 : nextReceiveSequence
+        let nextExpected = peerInstance == nil ? 1 : channel.nextReceiveSequence
         let key: [UInt8]
         var party: CPaceParty?
         if let password {
@@ -414,7 +404,7 @@ public final class SessionManager {
             if current == hello {
                 // A repeat: the peer has not seen our confirmation yet. Answer with it (and only
                 // it: answering a hello with a hello could ping-pong forever).
-                statistics.duplicatesDropped += 1
+                outputs.statistics.duplicatesDropped += 1
                 if let confirm = handshake?.confirmFrame { transmitFrame(confirm) }
                 return
             }
@@ -507,7 +497,6 @@ public final class SessionManager {
             let master = SessionKeyDerivation.masterKey(handshakeSecret: shared, transcriptHash: transcript)
             shared.wipe()
             let ratchet = MessageRatchet(masterKey: master, localSide: localSide)
-            ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
             do {
                 proof = try transcript.withBytes { buffer throws(CryptoError) in
                     try ratchet.sealConfirmation(buffer)
@@ -537,7 +526,7 @@ public final class SessionManager {
     private func receiveKeyConfirm(_ signal: Signal, now: Instant) {
         guard machine.state == .keySetup, let progress = handshake else {
             if machine.state == .connected {
-                statistics.duplicatesDropped += 1  // A repeat of a confirmation already accepted.
+                outputs.statistics.duplicatesDropped += 1  // A repeat of a confirmation already accepted.
             } else {
                 reject(.state(.init(state: machine.state, event: .keyConfirmed)))
             }
@@ -572,7 +561,6 @@ public final class SessionManager {
             let master = SessionKeyDerivation.masterKey(handshakeSecret: isk, transcriptHash: pending.sidOutput)
             isk.wipe()
             ratchet = MessageRatchet(masterKey: master, localSide: pending.localSide)
-            ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
             passwordRunsUnconfirmed -= 1
             handshake?.pending = nil
             handshake?.ratchet = ratchet
@@ -601,52 +589,38 @@ public final class SessionManager {
     /// The peer holds our keys: decide how the conversation continues, and go CONNECTED.
     private func finishHandshake(peer: HandshakeHello, ratchet: MessageRatchet, now: Instant) {
         guard let local = handshake?.local else { return }
-        if let previous = peerInstance, previous != peer.instance {
-            // A different peer process: what was meant for the old one is not sent to this one.
-            retire(previous)
-            reportUndeliverable(where: { $0.boundPeer == previous }, reason: .peerChanged)
-            nextReceiveSequence = 1
-            reorderBuffer.removeAll()
-        }
         // Our sending side follows what the peer announced: if it remembers our conversation,
         // it expects our numbering to continue at `nextExpected`; if not, from 1.
         let resumed = peer.knownPeer == localInstance && peerInstance == peer.instance
-        if resumed {
-            guard peer.nextExpected <= nextSendSequence else {
-                reject(.handshake(.inconsistentResume))
-                return
-            }
-            // Not a round trip: the messages went out before the connection or key changed.
-            acknowledge(through: peer.nextExpected - 1, roundTripEnd: nil)
-        } else {
-            renumberPendingMessages(from: peer.knownPeer == localInstance ? peer.nextExpected : 1)
+        let continuation = ConversationContinuation(
+            peerChanged: peerInstance != nil && peerInstance != peer.instance,
+            sending: resumed
+                ? .resume(nextExpected: peer.nextExpected)
+                : .renumber(from: peer.knownPeer == localInstance ? peer.nextExpected : 1),
+            restartsReceiving: local.knownPeer != peer.instance)
+        if case let .resume(nextExpected) = continuation.sending, !channel.canResume(at: nextExpected) {
+            reject(.handshake(.inconsistentResume))
+            return
         }
-        if local.knownPeer != peer.instance {
-            // We announced another (or no) conversation, so the peer numbers its side from 1.
-            nextReceiveSequence = 1
-            reorderBuffer.removeAll()
+        if let previous = peerInstance, previous != peer.instance {
+            // A different peer process: what was meant for the old one is not sent to this one.
+            retire(previous)
         }
+        channel.continueConversation(continuation, into: &outputs)
         peerInstance = peer.instance
         peerEpoch = peer.epoch
-        for index in sendQueue.indices where sendQueue[index].boundPeer == nil {
-            sendQueue[index].boundPeer = peer.instance
-        }
-        let firstUnacknowledged = sendQueue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
-        ratchet.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
-        reorderBuffer.removeAll()  // Records from before the re-key are under the old keys.
         room.handshakeCompleted()  // Even if JOINED and PEER_FOUND were lost: the relay put us with the peer.
         guard apply(.keyConfirmed) else { return }
         // Forward secrecy: the X25519 secret key or CPace scalar is not needed once confirmed.
         keyManager.wipeKeys()
         handshake?.party?.wipe()
         handshake?.party = nil
-        statistics.handshakesCompleted += 1
+        outputs.statistics.handshakesCompleted += 1
         if let safetyNumber = handshake?.safetyNumber {
             outputs.append(
                 .notice(.secured(resumed: resumed, authentication: authentication, safetyNumber: safetyNumber)))
         }
-        retransmitAt = nil
-        pump(now: now)
+        channel.open(ratchet: ratchet, now: now, into: &outputs)
     }
 
     /// Forget the handshake and wipe its keys (the conversation state stays).
@@ -654,10 +628,7 @@ public final class SessionManager {
         handshake?.wipe()
         handshake = nil
         keyManager.wipeKeys()
-        retransmitAt = nil
-        reorderBuffer.removeAll()
-        // Records sealed under the old keys are useless now; messages are re-sealed after re-keying.
-        for index in sendQueue.indices { sendQueue[index].frame = nil }
+        channel.close()
     }
 
     private func retire(_ instance: InstanceID) {
@@ -666,265 +637,13 @@ public final class SessionManager {
         retiredPeerInstances.append(instance)
     }
 
-    // MARK: Sending
-
-    /// The user sends a chat message at time `now`: its ID, under which `.delivered` or
-    /// `.undeliverable` reports it later, or why it was refused. An accepted message is sent at
-    /// once while CONNECTED (drain the outputs), else when the session next connects.
-    public func send(_ text: String, now: Instant) -> Result<MessageID, SendRefusal> {
-        advanceClock(to: now)
-        guard machine.state != .destroyed else { return .failure(.sessionEnded) }
-        let utf8Count = text.utf8.count
-        guard utf8Count > 0 else { return .failure(.empty) }
-        guard utf8Count <= configuration.messageTextMaxBytes else {
-            return .failure(.tooLong(maxBytes: configuration.messageTextMaxBytes))
-        }
-        guard sendQueue.count < configuration.sendQueueMax else {
-            return .failure(.queueFull(max: configuration.sendQueueMax))
-        }
-        // The text moves into guarded memory; the caller's String is the UI's copy.
-        let secureText = SecureBytes(count: utf8Count) { buffer in
-            _ = buffer.initializeMemory(as: UInt8.self, from: text.utf8)
-        }
-        let id = MessageID(nextMessageID)
-        nextMessageID += 1
-        // A message typed during a conversation belongs to that peer; one typed before any
-        // conversation goes to whoever the first handshake confirms.
-        sendQueue.append(OutgoingMessage(id: id, text: secureText, boundPeer: peerInstance))
-        if machine.state == .connected {
-            _ = apply(.sendMessage)
-            pump(now: now)
-        }
-        return .success(id)
-    }
-
-    /// Seal and send queued messages while the window has room.
-    private func pump(now: Instant) {
-        guard machine.state == .connected, let ratchet = handshake?.ratchet else { return }
-        var inFlight = 0
-        for index in sendQueue.indices {
-            guard sendQueue[index].boundPeer == peerInstance else { continue }
-            guard inFlight < configuration.inFlightMax else { break }
-            inFlight += 1
-            if sendQueue[index].frame != nil { continue }
-            let sequence: UInt64
-            if let assigned = sendQueue[index].sequence {
-                sequence = assigned
-            } else {
-                sequence = nextSendSequence
-                nextSendSequence += 1
-                sendQueue[index].sequence = sequence
-            }
-            // The padded record is built in the session's guarded scratch (one allocation for the
-            // session's life: sodium_malloc per message cost more than the encryption) and wiped
-            // as soon as it is sealed.
-            let text = sendQueue[index].text
-            let box: [UInt8]
-            do {
-                box = try recordScratch.withUnsafeMutableBytes { scratch throws(CryptoError) in
-                    let count = ChatRecord.write(text: text, into: scratch)
-                    defer { Sodium.memzero(UnsafeMutableRawBufferPointer(rebasing: scratch[0..<count])) }
-                    let record = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
-                    return try ratchet.sealRecord(sequence: sequence, record)
-                }
-            } catch {
-                preconditionFailure("sealing record #\(sequence) failed: \(error)")
-            }
-            var payload: [UInt8] = []
-            payload.reserveCapacity(8 + box.count)
-            BigEndian.append(sequence, to: &payload)
-            payload.append(contentsOf: box)
-            let frame = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
-            sendQueue[index].frame = frame
-            transmitFrame(frame)
-            // A frame re-sealed after a re-key repeats a message already sent (its count goes past
-            // one): Karn's rule leaves it unsampled, like any retransmission.
-            sendQueue[index].transmissions += 1
-            sendQueue[index].sentAt = now
-            if retransmitAt == nil { retransmitAt = now.advanced(by: retransmitEstimator.timeout) }
-        }
-    }
-
-    /// The peer has everything through `sequence`: report those messages delivered and, when
-    /// `roundTripEnd` is given (an acknowledgement arrived then), time the newest of them that
-    /// was sent only once (Karn's rule) as a round-trip sample.
-    private func acknowledge(through sequence: UInt64, roundTripEnd: Instant?) {
-        var delivered: [MessageID] = []
-        var roundTrip: Duration?
-        while let first = sendQueue.first, let assigned = first.sequence, assigned <= sequence,
-              first.boundPeer == peerInstance || peerInstance == nil {
-            if first.transmissions == 1, let sentAt = first.sentAt, let roundTripEnd {
-                roundTrip = roundTripEnd.duration(since: sentAt)
-            }
-            delivered.append(first.id)
-            first.text.wipe()
-            sendQueue.removeFirst()
-        }
-        if let roundTrip { retransmitEstimator.sample(roundTrip) }
-        if !delivered.isEmpty { outputs.append(.delivered(delivered)) }
-    }
-
-    /// Forget sequence numbers of unacknowledged messages; they are numbered again from `first`.
-    private func renumberPendingMessages(from first: UInt64) {
-        for index in sendQueue.indices {
-            sendQueue[index].sequence = nil
-            sendQueue[index].frame = nil
-        }
-        nextSendSequence = first
-    }
-
-    private func reportUndeliverable(where predicate: (OutgoingMessage) -> Bool, reason: UndeliverableReason) {
-        var lost: [MessageID] = []
-        var kept: [OutgoingMessage] = []
-        for message in sendQueue {
-            if predicate(message) {
-                lost.append(message.id)
-                message.text.wipe()
-            } else {
-                kept.append(message)
-            }
-        }
-        sendQueue = kept
-        if !lost.isEmpty { outputs.append(.undeliverable(lost, reason)) }
-    }
-
-    // MARK: Receiving records and acknowledgements
-
-    private func receiveRecord(_ signal: Signal, now: Instant) {
-        guard machine.state == .connected, let ratchet = handshake?.ratchet else {
-            reject(.state(.init(state: machine.state, event: .receiveMessage)))
-            return
-        }
-        guard let payload = signal.payload, payload.count >= 8 else {
-            reject(.crypto(.truncated(length: signal.payload?.count ?? 0)))
-            return
-        }
-        let sequence = BigEndian.uint64(payload, at: 0)
-        let box = Array(payload[8...])
-        if sequence < nextReceiveSequence && !plantedBugs.contains(.skipCounterCheck) {
-            // Already delivered (a retransmission whose ack was lost, or a replay): never shown
-            // twice. Re-acknowledge so the sender stops.
-            statistics.duplicatesDropped += 1
-            reject(.crypto(.replayed(sequence: sequence, expected: nextReceiveSequence)))
-            sendAck()
-            return
-        }
-        if sequence > nextReceiveSequence {
-            // Ahead of a gap: hold it (unopened) until the gap fills, within bounds.
-            let distance = sequence - nextReceiveSequence
-            if distance <= UInt64(configuration.reorderBufferMax),
-               reorderBuffer.count < configuration.reorderBufferMax,
-               !reorderBuffer.contains(where: { $0.sequence == sequence }) {
-                let position = reorderBuffer.firstIndex(where: { $0.sequence > sequence }) ?? reorderBuffer.count
-                reorderBuffer.insert((sequence, box), at: position)
-            }
-            reject(.crypto(.outOfOrder(sequence: sequence, expected: nextReceiveSequence)))
-            sendAck()
-            return
-        }
-        guard openAndDeliver(sequence: sequence, box: box, ratchet: ratchet) else { return }
-        // Deliver whatever the gap was holding back, in order.
-        while let first = reorderBuffer.first, first.sequence <= nextReceiveSequence {
-            reorderBuffer.removeFirst()
-            if first.sequence == nextReceiveSequence {
-                _ = openAndDeliver(sequence: first.sequence, box: first.box, ratchet: ratchet)
-            }
-        }
-        sendAck()
-    }
-
-    /// Open record `sequence` (the next expected) and hand its text to the UI.
-    private func openAndDeliver(sequence: UInt64, box: [UInt8], ratchet: MessageRatchet) -> Bool {
-        // The plaintext is lent from the ratchet's guarded buffer (wiped when the closure returns);
-        // only the text the UI needs leaves it, as a String.
-        let decoded: Result<String, RecordError>
-        do {
-            decoded = try box.withBytes { buffer throws(CryptoError) in
-                try ratchet.openRecord(sequence: sequence, buffer) { ChatRecord.text(of: $0) }
-            }
-        } catch {
-            reject(.crypto(error))
-            return false
-        }
-        // The box authenticated, so the sequence number is consumed whatever the content.
-        nextReceiveSequence = sequence + 1
-        let text: String
-        switch decoded {
-        case let .success(value):
-            text = value
-        case let .failure(error):
-            reject(.record(error))
-            return true
-        }
-        if plantedBugs.contains(.dropAcknowledgedMessage) && sequence % PlantedBugs.droppedSequenceModulus == 0 {
-            return true
-        }
-        guard apply(.receiveMessage) else { return true }
-        outputs.append(.received(IncomingMessage(sequence: sequence, text: text)))
-        return true
-    }
-
-    private func sendAck() {
-        guard let ratchet = handshake?.ratchet, machine.state == .connected else { return }
-        var body: [UInt8] = []
-        BigEndian.append(nextReceiveSequence - 1, to: &body)
-        let sealed: (counter: UInt64, box: [UInt8])
-        do {
-            sealed = try body.withBytes { buffer throws(CryptoError) in try ratchet.sealAck(buffer) }
-        } catch {
-            preconditionFailure("sealing an ack cannot fail: \(error)")
-        }
-        var payload: [UInt8] = []
-        BigEndian.append(sealed.counter, to: &payload)
-        payload.append(contentsOf: sealed.box)
-        transmit(.signal(Signal(kind: .ack, payload: payload)))
-    }
-
-    private func receiveAck(_ signal: Signal, now: Instant) {
-        guard machine.state == .connected, let ratchet = handshake?.ratchet else {
-            reject(.state(.init(state: machine.state, event: .receiveMessage)))
-            return
-        }
-        guard let payload = signal.payload, payload.count >= 8 else {
-            reject(.crypto(.truncated(length: signal.payload?.count ?? 0)))
-            return
-        }
-        let counter = BigEndian.uint64(payload, at: 0)
-        let body: SecureBytes
-        do {
-            body = try Array(payload[8...]).withBytes { buffer throws(CryptoError) in
-                try ratchet.openAck(counter: counter, buffer)
-            }
-        } catch {
-            reject(.crypto(error))
-            return
-        }
-        guard body.count == 8 else {
-            reject(.crypto(.truncated(length: body.count)))
-            return
-        }
-        let through = body.withUnsafeBytes { BigEndian.uint64($0, at: 0) }
-        guard through < nextSendSequence else {
-            reject(.handshake(.inconsistentResume))
-            return
-        }
-        let before = sendQueue.count
-        acknowledge(through: through, roundTripEnd: now)
-        if sendQueue.count < before {
-            // Progress: restart the timer for what is still in flight, at the measured timeout.
-            let stillInFlight = sendQueue.contains { $0.frame != nil }
-            retransmitAt = stillInFlight ? now.advanced(by: retransmitEstimator.timeout) : nil
-            pump(now: now)
-        }
-    }
-
     // MARK: Ending
 
     private func end(_ reason: SessionEndReason) {
         guard machine.state != .destroyed else { return }
         let event: SessionEvent = reason == .userQuit ? .quit : .fatalError
         guard apply(event) else { return }
-        reportUndeliverable(where: { _ in true }, reason: .sessionEnded)
+        channel.abandonAll(.sessionEnded, into: &outputs)
         dropHandshake()
         password?.wipe()
         room.disconnect()
@@ -950,8 +669,7 @@ public final class SessionManager {
     }
 
     private func reject(_ rejection: FrameRejection) {
-        statistics.framesRejected += 1
-        outputs.append(.notice(.frameRejected(rejection)))
+        outputs.reject(rejection)
     }
 
     private func transmit(_ message: ClientMessage) {
@@ -960,7 +678,7 @@ public final class SessionManager {
 
     private func transmitFrame(_ frame: [UInt8]) {
         guard room.isConnected else { return }
-        outputs.append(.transmit(frame))
+        outputs.transmit(frame)
     }
 }
 
@@ -1025,21 +743,4 @@ private struct HandshakeProgress {
         pending?.wipe()
         ratchet?.wipe()
     }
-}
-
-/// A message the user sent that the peer has not acknowledged yet.
-private struct OutgoingMessage {
-    let id: MessageID
-    /// The text, in guarded memory until acknowledged (it may need re-sealing after a re-key).
-    let text: SecureBytes
-    /// The peer instance this message is for (nil: whoever the first handshake confirms).
-    var boundPeer: InstanceID?
-    /// Its sequence number in the conversation, once first sent.
-    var sequence: UInt64?
-    /// The sealed frame under the current key, kept for retransmission.
-    var frame: [UInt8]?
-    /// When its current frame was first sent, and how often the message went out (in any frame):
-    /// only a message sent once gives a round-trip sample (Karn's rule).
-    var sentAt: Instant?
-    var transmissions = 0
 }
