@@ -62,16 +62,12 @@ struct ReliableChannel {
         if case let .open(open) = state { open.ratchet } else { nil }
     }
 
-    /// Whether the peer's resume point is one we can have reached: it cannot expect a message
-    /// we never numbered.
-    func canResume(at nextExpected: UInt64) -> Bool {
-        nextExpected <= nextSendSequence
-    }
-
     // MARK: Sending
 
     /// Accept a message (sent at once when open, else when the channel opens) or refuse it.
-    mutating func send(_ text: String, now: Instant, into outputs: inout SessionOutputs) -> Result<MessageID, SendRefusal> {
+    mutating func send(
+        _ text: String, now: Instant, into outputs: inout SessionOutputs
+    ) -> Result<MessageID, SendRefusal> {
         let utf8Count = text.utf8.count
         guard utf8Count > 0 else { return .failure(.empty) }
         guard utf8Count <= configuration.messageTextMaxBytes else {
@@ -173,7 +169,9 @@ struct ReliableChannel {
     /// The peer has everything through `sequence`: report those messages delivered and, when
     /// `roundTripEnd` is given (an acknowledgement arrived then), time the newest of them that
     /// was sent only once (Karn's rule) as a round-trip sample.
-    private mutating func acknowledge(through sequence: UInt64, roundTripEnd: Instant?, into outputs: inout SessionOutputs) {
+    private mutating func acknowledge(
+        through sequence: UInt64, roundTripEnd: Instant?, into outputs: inout SessionOutputs
+    ) {
         var delivered: [MessageID] = []
         var roundTrip: Duration?
         while let first = queue.first, let assigned = first.sequence, assigned <= sequence {
