@@ -617,7 +617,13 @@ public final class Simulation {
         counters.typed += 1
         record(.userSend, client: client, value: UInt64(number))
         client.typingNumber = number
-        session.handle(.send(text), now: Instant(nanoseconds: now))
+        switch session.send(text, now: Instant(nanoseconds: now)) {
+        case .success(let id):
+            queued(client, id)
+        case .failure:
+            record(.refused, client: client, value: UInt64(max(client.typingNumber, 0)))
+            counters.refused += 1
+        }
         drain(client)
         client.typingNumber = -1
         client.nextSend += 1
@@ -658,11 +664,6 @@ public final class Simulation {
                 stateChanged(client, from: from, to: to)
             case .received(let message):
                 received(client, message)
-            case .queued(let id):
-                queued(client, id)
-            case .refused:
-                record(.refused, client: client, value: UInt64(max(client.typingNumber, 0)))
-                counters.refused += 1
             case .delivered(let ids):
                 delivered(client, ids)
             case .undeliverable(let ids, let reason):
