@@ -87,23 +87,10 @@ extension ClientDriver {
         process(outputs, now: now)
     }
 
-    /// The one call to the session's send, shaped like its coming API (`send(_:now:) ->
-    /// Result<MessageID, SendRefusal>`, branch session-split): that merge makes the body
-    /// `(session.send(text, now: now), session.drainOutputs())` and deletes the `.queued, .refused`
-    /// line in `process(_:now:)`.
+    /// The one call to the session's send: its answer, and what the session has to say after it
+    /// (the frames it sealed, a state change).
     func sessionSend(_ text: String, now: Instant) -> (Result<MessageID, SendRefusal>, [SessionOutput]) {
-        session.handle(.send(text), now: now)
-        var answer = Result<MessageID, SendRefusal>.failure(.sessionEnded)
-        var outputs = session.drainOutputs()
-        outputs.removeAll { output in
-            switch output {
-            case let .queued(id): answer = .success(id)
-            case let .refused(refusal): answer = .failure(refusal)
-            default: return false
-            }
-            return true
-        }
-        return (answer, outputs)
+        (session.send(text, now: now), session.drainOutputs())
     }
 
     func endOfInput(now: Instant) {

@@ -15,8 +15,6 @@ extension ClientDriver {
                 show(.state(from: from, to: to))
             case let .received(message):
                 show(.message(message))
-            case .queued, .refused:
-                break  // The answer to a send: `sessionSend` takes it (this line goes with the session-split merge).
             case let .delivered(ids):
                 for id in ids { pendingTexts[id] = nil }
                 show(.delivered(ids))

@@ -71,6 +71,11 @@ public enum ClientAction: Hashable, Sendable {
 public struct SentMessage: Hashable, Sendable {
     public let id: MessageID
     public let text: String
+
+    public init(id: MessageID, text: String) {
+        self.id = id
+        self.text = text
+    }
 }
 
 /// Something to show. The renderers (terminal, plain pipe, JSON) decide how.

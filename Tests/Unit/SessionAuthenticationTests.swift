@@ -42,7 +42,7 @@ final class DirectLink {
     }
 
     func send(_ index: Int, _ text: String) {
-        sides[index].handle(.send(text), now: now)
+        _ = sides[index].send(text, now: now)
         run()
     }
 
@@ -136,7 +136,7 @@ struct SessionAuthenticationTests {
         let relayToAlice = Self.session(password: "guessed-wrong")
         let bob = Self.session(password: "oyster-lemon")
         let relayToBob = Self.session(password: "guessed-wrong")
-        alice.handle(.send("for bob's eyes only"), now: .zero)
+        _ = alice.send("for bob's eyes only", now: .zero)
         let left = DirectLink(alice, relayToAlice)
         let right = DirectLink(relayToBob, bob)
         for (link, victim) in [(left, 0), (right, 1)] {
@@ -187,7 +187,7 @@ struct SessionAuthenticationTests {
                 let swapped = password == nil ? impostor : impostorShare
                 return [Signal(kind: signal.kind, payload: signal.payload, key: swapped)]
             }
-            link.sides[0].handle(.send("never sealed"), now: link.now)
+            _ = link.sides[0].send("never sealed", now: link.now)
             link.advance(by: .seconds(30))
             let connected = link.sides.map { $0.state == .connected }
             #expect(connected == [false, false], "\(password == nil ? "x25519" : "cpace"): \(connected)")

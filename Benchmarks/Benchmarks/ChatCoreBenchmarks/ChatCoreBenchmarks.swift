@@ -210,7 +210,7 @@ final class SessionPair {
     }
 
     func sendOneMessage() {
-        sessions[0].handle(.send(Self.text), now: .zero)
+        _ = sessions[0].send(Self.text, now: .zero)
         messagesSent += 1
         run()
     }

@@ -75,7 +75,7 @@ public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { "#\(value)" }
 }
 
-/// What the shell feeds into a session.
+/// What the shell feeds into a session (the user's messages go through `SessionManager.send(_:now:)`).
 public enum SessionInput: Hashable, Sendable {
     /// The connection to the relay is open.
     case transportUp
@@ -83,8 +83,6 @@ public enum SessionInput: Hashable, Sendable {
     case transportDown
     /// One text frame from the relay, as bytes.
     case frame([UInt8])
-    /// The user sends a chat message.
-    case send(String)
     /// The user leaves.
     case quit
 }
@@ -242,10 +240,6 @@ public enum SessionOutput: Hashable, Sendable {
     case stateChanged(from: SessionState, to: SessionState)
     /// A message from the peer, to show.
     case received(IncomingMessage)
-    /// The user's message was accepted and will be sent when connected.
-    case queued(MessageID)
-    /// The user's message was refused.
-    case refused(SendRefusal)
     /// The peer confirmed receipt of these messages.
     case delivered([MessageID])
     /// These messages will never be confirmed.

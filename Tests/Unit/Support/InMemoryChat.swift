@@ -44,9 +44,11 @@ final class InMemoryChat {
         run()
     }
 
-    func send(_ index: Int, _ text: String) {
-        sessions[index].handle(.send(text), now: now)
+    @discardableResult
+    func send(_ index: Int, _ text: String) -> Result<MessageID, SendRefusal> {
+        let result = sessions[index].send(text, now: now)
         run()
+        return result
     }
 
     /// Deliver a raw frame from the relay to a client, bypassing the tap.
