@@ -52,13 +52,17 @@ struct ClientHardeningTests {
     @Test("Control: under the same launcher a process that stays dumpable owns its /proc files and keeps its core limit")
     func controlProcess() async throws {
         let sleeper = try TestProcess(
-            "sleep", arguments: Array(Self.launcher.dropFirst()) + ["/bin/sleep", "30"],
+            "sleep", arguments: Array(Self.launcher.dropFirst()) + ["/bin/sleep", "600"],
             executableURL: URL(fileURLWithPath: Self.launcher[0]))
         defer { sleeper.send(signal: SIGKILL) }
         let pid = sleeper.processIdentifier
         // Wait for setpriv's exec (the uid changes just before it).
         for _ in 0..<200 where (try? Self.status(pid, "Name")) != "sleep" {
             try await Task.sleep(for: .milliseconds(10))
+        }
+        guard sleeper.isRunning else {
+            Issue.record("the control process ended: status \(try await sleeper.waitForExit())")
+            return
         }
         #expect(try Self.status(pid, "Name") == "sleep")
         #expect(try Self.procOwner(pid) == Self.nobody, "the kernel shows a dumpable process's /proc files as its own")
@@ -75,7 +79,7 @@ struct ClientHardeningTests {
     func lockedAndUndumpable() async throws {
         try await withRelay { relay in
             let room = uniqueRoom("HARD")
-            let binary = try Self.binaryForNobody()
+            let binary = try await offPool { try Self.binaryForNobody() }
             defer { try? FileManager.default.removeItem(at: binary.deletingLastPathComponent()) }
             let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json"], launcher: Self.launcher, binary: binary)
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"])

@@ -87,7 +87,7 @@ struct ClientHostileTextTests {
     }
 
     /// Every check on the terminal; returns the failures.
-    static func inspect(_ tmux: Tmux, screen: [String], expect hostile: [Hostile]) throws -> [String] {
+    static func inspect(_ tmux: Tmux, screen: [String], expect hostile: [Hostile]) async throws -> [String] {
         var failures: [String] = []
         for (number, row) in screen.enumerated() where !unprintable(row).isEmpty {
             failures.append("row \(number) holds \(unprintable(row)): \(row)")
@@ -96,11 +96,11 @@ struct ClientHostileTextTests {
         for message in hostile where !(joined.contains(message.name + "<") && joined.contains(">" + message.name)) {
             failures.append("the visible form of \(message.name) is not on screen")
         }
-        let title = try tmux.run(["display-message", "-p", "-t", tmux.session, "#{pane_title}"])
+        let title = try await tmux.runAsync(["display-message", "-p", "-t", tmux.session, "#{pane_title}"])
         if title.contains("HOSTILE") || title.contains("C1-TITLE") { failures.append("the peer set the title: \(title)") }
-        let buffers = try tmux.run(["list-buffers"])
+        let buffers = try await tmux.runAsync(["list-buffers"])
         if !buffers.isEmpty { failures.append("the peer wrote the clipboard: \(buffers)") }
-        let coloured = colours(try tmux.run(["capture-pane", "-p", "-e", "-t", tmux.session]))
+        let coloured = colours(try await tmux.runAsync(["capture-pane", "-p", "-e", "-t", tmux.session]))
         if !coloured.isEmpty { failures.append("the peer set colours \(coloured)") }
         return failures
     }
@@ -132,10 +132,10 @@ struct ClientHostileTextTests {
     static func showAttacks(relay: RelayProcess, tmux: Tmux) async throws {
         let room = uniqueRoom("EVIL")
         let script = "LANG=C.UTF-8 NO_COLOR=1 '\(Tmux.securechat)' \(room) --relay \(relay.url); sleep 120"
-        try tmux.start(script, columns: 120, rows: 45)
+        try await offPool { try tmux.start(script, columns: 120, rows: 45) }
         // Let applications write tmux's paste buffers (OSC 52) and the pane title, so that an
         // attack that got through would show.
-        try tmux.run(["set-option", "-g", "set-clipboard", "on"])
+        try await tmux.runAsync(["set-option", "-g", "set-clipboard", "on"])
         let mallory = try ClientProcess("mallory", [room, "--relay", relay.url])
         defer { mallory.send(signal: SIGKILL) }
         try await tmux.waitForScreen("the CONNECTED status line") { screen in
@@ -148,17 +148,17 @@ struct ClientHostileTextTests {
         let screen = try await tmux.waitForScreen("the last canary") { screen in
             screen.contains("peer > canary after the attacks")
         }
-        let failures = try inspect(tmux, screen: screen, expect: attacks) + screenIntact(screen)
+        let failures = try await inspect(tmux, screen: screen, expect: attacks) + screenIntact(screen)
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))\n\(screen.joined(separator: "\n"))")
 
-        try tmux.run(["clear-history", "-t", tmux.session])
+        try await tmux.runAsync(["clear-history", "-t", tmux.session])
         #expect(long.text.utf8.count <= 4096)
         try mallory.type(long.text)
         try mallory.type("canary after the long line")
         let longScreen = try await tmux.waitForScreen("the long line") { screen in
             screen.contains("peer > canary after the long line")
         }
-        let longFailures = try inspect(tmux, screen: longScreen, expect: [long])
+        let longFailures = try await inspect(tmux, screen: longScreen, expect: [long])
         #expect(longFailures.isEmpty, "\(longFailures.joined(separator: "\n"))\n\(longScreen.joined(separator: "\n"))")
     }
 
@@ -178,14 +178,14 @@ struct ClientHostileTextTests {
             try Data(("peer > " + message.text + "\r\nprinted " + message.name + "\r\n").utf8).write(to: file)
             let go = file.path + ".go"
             // The print waits until the clipboard option is set, as in the real test.
-            try tmux.start("while [ ! -e '\(go)' ]; do sleep 0.05; done; LANG=C.UTF-8 cat '\(file.path)'; printf '\\033(B\\r\\nDONE'; sleep 60",
-                           columns: 120, rows: 45)
-            try tmux.run(["set-option", "-g", "set-clipboard", "on"])
+            try await offPool { try tmux.start("while [ ! -e '\(go)' ]; do sleep 0.05; done; LANG=C.UTF-8 cat '\(file.path)'; printf '\\033(B\\r\\nDONE'; sleep 60",
+                           columns: 120, rows: 45) }
+            try await tmux.runAsync(["set-option", "-g", "set-clipboard", "on"])
             _ = FileManager.default.createFile(atPath: go, contents: nil)
-            let screen = try await tmux.waitForScreen("the raw print of \(message.name)", timeoutSeconds: 10) { screen in
+            let screen = try await tmux.waitForScreen("the raw print of \(message.name)") { screen in
                 screen.contains { $0.contains("DONE") }
             }
-            let failures = try Self.inspect(tmux, screen: screen, expect: [message])
+            let failures = try await Self.inspect(tmux, screen: screen, expect: [message])
             if !failures.isEmpty { caught.append(message.name) }
         }
         // Every attack but the C1 ones is caught: tmux, like most terminals in UTF-8, does not act

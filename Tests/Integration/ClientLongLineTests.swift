@@ -65,7 +65,7 @@ struct ClientLongLineTests {
                 bob.kill()
             }
             let script = "LANG=C.UTF-8 NO_COLOR=1 '\(Tmux.securechat)' \(room) --relay \(relay.url); sleep 120"
-            for tmux in [alice, bob] { try tmux.start(script, columns: 120, rows: 50) }
+            for tmux in [alice, bob] { try await offPool { try tmux.start(script, columns: 120, rows: 50) } }
             for tmux in [alice, bob] {
                 try await tmux.waitForScreen("the CONNECTED status line") { Self.statusRow($0) != nil }
             }
@@ -73,7 +73,7 @@ struct ClientLongLineTests {
             for columns in [120, 60] {
                 if columns != 120 {
                     for tmux in [alice, bob] {
-                        try tmux.run(["resize-window", "-t", tmux.session, "-x", String(columns), "-y", "50"])
+                        try await tmux.runAsync(["resize-window", "-t", tmux.session, "-x", String(columns), "-y", "50"])
                         try await tmux.waitForScreen("the status line at \(columns) columns") { screen in
                             Self.statusRow(screen).map { $0.count < columns } == true
                                 && screen.filter { $0.hasPrefix(" CONNECTED |") }.count == 1
@@ -88,8 +88,8 @@ struct ClientLongLineTests {
                 // where the editor's cursor wraps onto the next row before Enter.
                 for count in [columns, 2 * columns, 5 * columns, columns - 2] {
                     let line = Self.text("n\(count)c\(columns)", count: count)
-                    try alice.keys(line)
-                    try alice.key("Enter")
+                    try await alice.runAsync(["send-keys", "-t", alice.session, "-l", line])
+                    try await alice.runAsync(["send-keys", "-t", alice.session, "Enter"])
                     try await Self.expectBothScreens(alice: alice, bob: bob, text: line, columns: columns)
                     last = line
                 }

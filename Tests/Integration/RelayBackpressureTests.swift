@@ -32,7 +32,7 @@ struct RelayBackpressureTests {
     /// The most bytes waiting unread in any of the relay's established TCP connections on `port`
     /// (the kernel's receive queue, /proc/net/tcp): what it has not read from a client.
     static func unreadBytes(port: Int) throws -> Int {
-        let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+        let table = try readWhole("/proc/net/tcp")
         var most = 0
         for line in table.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -43,6 +43,25 @@ struct RelayBackpressureTests {
             most = max(most, unread)
         }
         return most
+    }
+
+    /// A /proc file read to its end. /proc files report a size of 0 and the kernel makes them a
+    /// page per read, so a reader that stops at the reported size or one read sees only the
+    /// first page (in a full test run, /proc/net/tcp holds far more sockets than fit).
+    static func readWhole(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TestTimeout(what: "open \(path) (errno \(errno))", seconds: 0) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        // Bounded by the file's end and 64 MiB.
+        while bytes.count < 64 << 20 {
+            let count = read(fd, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Whether every thread of `pid` is sleeping (state S: waiting in epoll, not runnable).
@@ -143,9 +162,13 @@ struct RelayBackpressureTests {
                 WebSocketFrame(
                     fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: joinFrame("SLOW")))
             )
-            let sender = try BlockingSender(port: relay.port)
-            try sender.write(BlockingSender.frame(joinFrame("SLOW")))
-            _ = try sender.read(until: "PEER_FOUND")
+            let port = relay.port
+            let sender = try await offPool {
+                let sender = try BlockingSender(port: port)
+                try sender.write(BlockingSender.frame(joinFrame("SLOW")))
+                _ = try sender.read(until: "PEER_FOUND")
+                return sender
+            }
             // The reader saw JOINED and PEER_FOUND; now it stops reading from its socket.
             try await reader.setOption(.autoRead, value: false).get()
             let pid = relay.process.processIdentifier
@@ -209,14 +232,19 @@ struct RelayBackpressureTests {
 
     @Test("The idle probe tells a sleeping process from a busy one (a starved relay would be runnable)")
     func idleProbeSelfCheck() async throws {
-        let sleeper = try TestProcess("sleep", arguments: ["30"], executableURL: URL(fileURLWithPath: "/bin/sleep"))
+        let sleeper = try TestProcess("sleep", arguments: ["600"], executableURL: URL(fileURLWithPath: "/bin/sleep"))
         let spinner = try TestProcess("sh", arguments: ["-c", "while :; do :; done"], executableURL: URL(fileURLWithPath: "/bin/sh"))
         defer {
             sleeper.send(signal: SIGKILL)
             spinner.send(signal: SIGKILL)
         }
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(Self.allThreadsSleeping(pid: sleeper.processIdentifier))
+        // Once it has started (a loaded machine may take a while), `sleep` sleeps.
+        var asleep = false
+        for _ in 0..<100 where !asleep {
+            try await Task.sleep(for: .milliseconds(50))
+            asleep = Self.allThreadsSleeping(pid: sleeper.processIdentifier)
+        }
+        #expect(asleep, "sleep \(sleeper.isRunning ? "never slept" : "ended")")
         // A busy loop is running or runnable at every sample.
         var everSleeping = false
         for _ in 0..<5 {

@@ -15,7 +15,9 @@ final class RecordingProxy: Sendable {
     private let listener: Int32
     /// Per accepted connection, in order: the bytes the client sent. Bounded by `bytesMax`.
     private let recorded = Mutex<[[UInt8]]>([])
-    private let sockets = Mutex<[Int32]>([])
+    /// The descriptors still open (the listener's first). A closed descriptor leaves this list
+    /// under the lock before `close`, so `stop` never touches a number the process reused.
+    private let open = Mutex<Set<Int32>>([])
     static let bytesMax = 64 << 20
 
     struct Failure: Error, CustomStringConvertible {
@@ -41,12 +43,10 @@ final class RecordingProxy: Sendable {
         }
         listener = fd
         port = Int(UInt16(bigEndian: actual.sin_port))
+        open.withLock { _ = $0.insert(fd) }
         Thread.detachNewThread { [self] in self.acceptLoop(listener: fd, relayPort: relayPort) }
     }
 
-    deinit {
-        stop()
-    }
 
     /// The URL clients use instead of the relay's.
     var url: String { "ws://127.0.0.1:\(port)" }
@@ -56,8 +56,16 @@ final class RecordingProxy: Sendable {
 
     /// Stop accepting and cut every connection.
     func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        for fd in sockets.withLock({ $0 }) { shutdown(fd, Int32(SHUT_RDWR)) }
+        open.withLock { descriptors in
+            for fd in descriptors { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
+    /// Close `fds` once, removing them from the open set first.
+    private func closeOnce(_ fds: [Int32]) {
+        open.withLock { descriptors in
+            for fd in fds where descriptors.remove(fd) != nil { close(fd) }
+        }
     }
 
     private static func loopback(port: UInt16) -> sockaddr_in {
@@ -74,7 +82,7 @@ final class RecordingProxy: Sendable {
             let client = accept(listener, nil, nil)
             guard client >= 0 else {
                 if errno == EINTR { continue }
-                close(listener)
+                closeOnce([listener])
                 return
             }
             let relay = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -89,21 +97,18 @@ final class RecordingProxy: Sendable {
                 if relay >= 0 { close(relay) }
                 continue
             }
-            sockets.withLock { $0 += [client, relay] }
+            open.withLock { $0.formUnion([client, relay]) }
             let index = recorded.withLock { recorded in
                 recorded.append([])
                 return recorded.count - 1
             }
             let finished = Mutex(0)
-            let closeBoth: @Sendable () -> Void = {
+            let closeBoth: @Sendable () -> Void = { [self] in
                 let done = finished.withLock { count in
                     count += 1
                     return count == 2
                 }
-                if done {
-                    close(client)
-                    close(relay)
-                }
+                if done { self.closeOnce([client, relay]) }
             }
             Thread.detachNewThread { [self] in
                 self.pump(from: client, to: relay) { bytes in
