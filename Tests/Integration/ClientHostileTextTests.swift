@@ -1,4 +1,6 @@
+import ChatCore
 import Foundation
+import NIOCore
 import Testing
 
 #if canImport(Glibc)
@@ -54,6 +56,59 @@ struct ClientHostileTextTests {
         return Hostile(name: "long", attack: body)
     }()
 
+    /// What securechat itself never sends but a modified client can: LF (and CR) inside a line,
+    /// and a 10 KiB line (securechat refuses to send more than 4,096 bytes; a receiver takes what
+    /// fits in a frame).
+    static let beyondTheClient: [Hostile] = [
+        Hostile(name: "lf", attack: "one\ntwo\r\nthree\rfour"),
+        {
+            let unit = "x" + esc + "[2J" + bel + "\u{202E}" + esc + "]52;c;QUJD" + bel
+            return Hostile(name: "long10", attack: String(repeating: unit, count: (10 * 1024 - 14) / unit.utf8.count))
+        }(),
+    ]
+
+    /// A peer made of the real session code with its text cap raised to 16 KiB, speaking to the
+    /// real relay: a hostile peer runs a modified client. Sends `texts` once connected and returns
+    /// when the receiver has acknowledged them all.
+    static func modifiedPeer(relay: RelayProcess, room: String, texts: [String]) async throws {
+        let configuration = SessionConfiguration(room: try RoomCode(room), messageTextMaxBytes: 16 * 1024)
+        let session = SessionManager(configuration: configuration, entropy: SystemEntropy())
+        let socket = try await TestWebSocket.connect(relay.url)
+        defer { socket.abort() }
+        let start = ContinuousClock.now
+        func now() -> Instant {
+            let elapsed = (ContinuousClock.now - start).components
+            return Instant(nanoseconds: UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000))
+        }
+        session.handle(.transportUp, now: now())
+        var queued = false
+        var delivered = 0
+        // Bounded by the deadline.
+        while ContinuousClock.now - start < .seconds(30) {
+            for output in session.drainOutputs() {
+                switch output {
+                case let .transmit(frame): try await socket.send(String(decoding: frame, as: UTF8.self))
+                case let .delivered(ids): delivered += ids.count
+                case .closeTransport: throw ClientTestFailure("the modified peer's session ended")
+                default: break
+                }
+            }
+            if delivered >= texts.count { return }
+            if !queued, session.state == .connected {
+                for text in texts { session.handle(.send(text), now: now()) }
+                queued = true
+                continue
+            }
+            do {
+                if case let .text(buffer)? = try await socket.next(timeoutSeconds: 0.05) {
+                    session.handle(.frame(Array(buffer.readableBytesView)), now: now())
+                }
+            } catch is TestTimeout {}
+            if let due = session.pollTimeout(), due <= now() { session.handleTimeout(now: now()) }
+        }
+        throw ClientTestFailure("the modified peer's \(texts.count) messages were not all acknowledged (\(delivered))")
+    }
+
     /// Scalars no terminal cell should hold: controls, format characters (bidi controls among
     /// them), line and paragraph separators, unassigned code points. Unicode's own categories,
     /// not the client's tables.
@@ -96,6 +151,12 @@ struct ClientHostileTextTests {
         for message in hostile where !(joined.contains(message.name + "<") && joined.contains(">" + message.name)) {
             failures.append("the visible form of \(message.name) is not on screen")
         }
+        // A short message stays on one row: a peer must not start lines of its own (a forged
+        // "you  > ..." line, say).
+        for message in hostile where message.attack.unicodeScalars.count <= 60
+            && !screen.contains(where: { $0.contains(message.name + "<") && $0.contains(">" + message.name) }) {
+            failures.append("\(message.name) is not on one row")
+        }
         let title = try await tmux.runAsync(["display-message", "-p", "-t", tmux.session, "#{pane_title}"])
         if title.contains("HOSTILE") || title.contains("C1-TITLE") { failures.append("the peer set the title: \(title)") }
         let buffers = try await tmux.runAsync(["list-buffers"])
@@ -114,7 +175,7 @@ struct ClientHostileTextTests {
         return failures
     }
 
-    @Test("C0, C1, ESC/CSI/OSC, OSC 52, bidi and a 4 KiB line from a real peer: the screen shows only printable text")
+    @Test("C0, C1, ESC/CSI/OSC, OSC 52, bidi, a 4 KiB line from a real peer, LF and 10 KiB from a modified one: only printable text on screen")
     func hostileTextIsHarmless() async throws {
         let relay = try await RelayProcess.start()
         let tmux = Tmux()
@@ -160,6 +221,17 @@ struct ClientHostileTextTests {
         }
         let longFailures = try await inspect(tmux, screen: longScreen, expect: [long])
         #expect(longFailures.isEmpty, "\(longFailures.joined(separator: "\n"))\n\(longScreen.joined(separator: "\n"))")
+
+        // The real client leaves; a modified one takes its place and sends what securechat cannot.
+        mallory.send(signal: SIGKILL)
+        try await tmux.waitForScreen("the peer gone") { screen in !screen.contains { $0.hasPrefix(" CONNECTED |") } }
+        try await tmux.runAsync(["clear-history", "-t", tmux.session])
+        try await modifiedPeer(relay: relay, room: room, texts: beyondTheClient.map(\.text) + ["canary after the modified peer"])
+        let lastScreen = try await tmux.waitForScreen("the modified peer's canary") { screen in
+            screen.contains("peer > canary after the modified peer")
+        }
+        let lastFailures = try await inspect(tmux, screen: lastScreen, expect: beyondTheClient)
+        #expect(lastFailures.isEmpty, "\(lastFailures.joined(separator: "\n"))\n\(lastScreen.joined(separator: "\n"))")
     }
 
     @Test("The oracle's self-check: the raw attacks, printed straight to the terminal, fail it")
@@ -169,7 +241,7 @@ struct ClientHostileTextTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         var caught: [String] = []
-        for message in Self.attacks + [Self.long] {
+        for message in Self.attacks + [Self.long] + Self.beyondTheClient {
             // A tmux server of its own for each (a new one on the old socket can race the old
             // one's exit).
             let tmux = Tmux()
@@ -191,6 +263,6 @@ struct ClientHostileTextTests {
         // Every attack but the C1 ones is caught: tmux, like most terminals in UTF-8, does not act
         // on C1 controls, so on it they are harmless and invisible to this oracle (the sanitizer's
         // unit tests cover them).
-        #expect(Set(caught) == ["c0", "csi", "esc", "title", "clip", "bidi", "reset", "long"], "caught \(caught)")
+        #expect(Set(caught) == ["c0", "csi", "esc", "title", "clip", "bidi", "reset", "long", "lf", "long10"], "caught \(caught)")
     }
 }
