@@ -144,6 +144,29 @@ struct RelayBackpressureTests {
         }
     }
 
+    /// Wait until the relay has stopped reading from the sender, shown by what it does, not only by
+    /// a count standing still (which a relay starved of CPU would also show): its count of frames
+    /// received unchanged for a second while the sender's bytes wait unread in its socket and every
+    /// relay thread sleeps. A starved relay would be runnable. Returns whether it did (within about
+    /// a minute) and the count.
+    static func waitUntilReadingStops(_ relay: RelayProcess) async throws -> (Bool, Double) {
+        let pid = relay.process.processIdentifier
+        var received = -1.0
+        for _ in 0..<60 {
+            let before = try await relay.metric("relay_frames_received_total") ?? -1
+            var sleepingWithBytesWaiting = false
+            for _ in 0..<10 {
+                try await Task.sleep(for: .milliseconds(100))
+                if allThreadsSleeping(pid: pid), try unreadBytes(port: relay.port) > 0 {
+                    sleepingWithBytesWaiting = true
+                }
+            }
+            received = try await relay.metric("relay_frames_received_total") ?? -1
+            if received == before && received > 2 && sleepingWithBytesWaiting { return (true, received) }
+        }
+        return (false, received)
+    }
+
     @Test("A reader that stops: the relay stops reading the sender, its memory stays flat under a load it could not hold, nothing is lost")
     func slowReader() async throws {
         let limits = [
@@ -190,24 +213,7 @@ struct RelayBackpressureTests {
                 }
                 finished.withLock { $0 = true }
             }
-            // Wait until the relay has stopped reading from the sender, shown by what it does, not
-            // only by a count standing still (which a relay starved of CPU would also show): its
-            // count of frames received unchanged for a second while the sender's bytes wait unread
-            // in its socket and every relay thread sleeps. A starved relay would be runnable.
-            var received = -1.0
-            var stoodStill = false
-            for _ in 0..<60 where !stoodStill {
-                let before = try await relay.metric("relay_frames_received_total") ?? -1
-                var sleepingWithBytesWaiting = false
-                for _ in 0..<10 {
-                    try await Task.sleep(for: .milliseconds(100))
-                    if Self.allThreadsSleeping(pid: pid), try Self.unreadBytes(port: relay.port) > 0 {
-                        sleepingWithBytesWaiting = true
-                    }
-                }
-                received = try await relay.metric("relay_frames_received_total") ?? -1
-                stoodStill = received == before && received > 2 && sleepingWithBytesWaiting
-            }
+            let (stoodStill, received) = try await Self.waitUntilReadingStops(relay)
             #expect(stoodStill, "the relay never stopped reading the sender while idle")
             // Two JOINs plus the SIGNALs it took: short of what the sender wrote, which waits in
             // the kernel's buffers between the sender and the relay (the sender's cost).
