@@ -72,7 +72,8 @@ struct ClientHardeningTests {
 
     static func coreLimit(_ limits: String) -> [String] {
         let line = limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") } ?? ""
-        return Array(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2).map(String.init))
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        return fields.dropFirst(4).prefix(2).map(String.init)
     }
 
     @Test("Connected, as user nobody: VmLck > 0, /proc/PID/status owned by root (not dumpable), core limit 0 0")
@@ -81,7 +82,8 @@ struct ClientHardeningTests {
             let room = uniqueRoom("HARD")
             let binary = try await offPool { try Self.binaryForNobody() }
             defer { try? FileManager.default.removeItem(at: binary.deletingLastPathComponent()) }
-            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json"], launcher: Self.launcher, binary: binary)
+            let alice = try ClientProcess(
+                "alice", [room, "--relay", relay.url, "--json"], launcher: Self.launcher, binary: binary)
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"])
             try await alice.state("CONNECTED")
             try await bob.state("CONNECTED")

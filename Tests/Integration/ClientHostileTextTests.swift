@@ -37,15 +37,19 @@ struct ClientHostileTextTests {
     static let attacks: [Hostile] = [
         Hostile(name: "c0", attack: scalars((UInt32(0x00)...0x1F).filter { $0 != 0x0A }) + "\u{7F}"),
         // C1 controls that are not sequence introducers, each between letters.
-        Hostile(name: "c1", attack: scalars((UInt32(0x80)...0x9F).filter { ![0x90, 0x98, 0x9B, 0x9D, 0x9E, 0x9F].contains($0) }
+        Hostile(name: "c1", attack: scalars((UInt32(0x80)...0x9F)
+            .filter { ![0x90, 0x98, 0x9B, 0x9D, 0x9E, 0x9F].contains($0) }
             .flatMap { [$0, 0x61] })),
         // C1 introducers, each with its terminator (ST, U+009C) so the text after it is plain.
-        Hostile(name: "c1seq", attack: "\u{90}1$r\u{9C}\u{98}sos\u{9C}\u{9B}2J\u{9D}2;C1-TITLE\u{9C}\u{9E}pm\u{9C}\u{9F}apc\u{9C}"),
-        Hostile(name: "csi", attack: esc + "[2J" + esc + "[H" + esc + "[31;41m" + esc + "[10;10H" + esc + "[?25l" + esc + "[5A"),
+        Hostile(name: "c1seq", attack: "\u{90}1$r\u{9C}\u{98}sos\u{9C}\u{9B}2J\u{9D}2;C1-TITLE\u{9C}"
+            + "\u{9E}pm\u{9C}\u{9F}apc\u{9C}"),
+        Hostile(name: "csi", attack: esc + "[2J" + esc + "[H" + esc + "[31;41m" + esc + "[10;10H" + esc + "[?25l"
+            + esc + "[5A"),
         Hostile(name: "esc", attack: esc + "7" + esc + "(0" + esc + "8" + esc + "#8" + esc + "M"),
         Hostile(name: "title", attack: esc + "]0;HOSTILE-TITLE" + bel + esc + "]2;HOSTILE-TITLE" + st),
         Hostile(name: "clip", attack: esc + "]52;c;" + Data("HOSTILE-CLIPBOARD".utf8).base64EncodedString() + bel),
-        Hostile(name: "bidi", attack: "abc" + scalars(Array(UInt32(0x202A)...0x202E) + Array(UInt32(0x2066)...0x2069)) + "def"),
+        Hostile(name: "bidi", attack: "abc" + scalars(Array(UInt32(0x202A)...0x202E) + Array(UInt32(0x2066)...0x2069))
+            + "def"),
         Hostile(name: "reset", attack: esc + "c"),
     ]
 
@@ -78,7 +82,8 @@ struct ClientHostileTextTests {
         let start = ContinuousClock.now
         func now() -> Instant {
             let elapsed = (ContinuousClock.now - start).components
-            return Instant(nanoseconds: UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000))
+            return Instant(
+                nanoseconds: UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000))
         }
         session.handle(.transportUp, now: now())
         var queued = false
@@ -158,7 +163,9 @@ struct ClientHostileTextTests {
             failures.append("\(message.name) is not on one row")
         }
         let title = try await tmux.runAsync(["display-message", "-p", "-t", tmux.session, "#{pane_title}"])
-        if title.contains("HOSTILE") || title.contains("C1-TITLE") { failures.append("the peer set the title: \(title)") }
+        if title.contains("HOSTILE") || title.contains("C1-TITLE") {
+            failures.append("the peer set the title: \(title)")
+        }
         let buffers = try await tmux.runAsync(["list-buffers"])
         if !buffers.isEmpty { failures.append("the peer wrote the clipboard: \(buffers)") }
         let coloured = colours(try await tmux.runAsync(["capture-pane", "-p", "-e", "-t", tmux.session]))
@@ -170,7 +177,9 @@ struct ClientHostileTextTests {
     /// status line.
     static func screenIntact(_ screen: [String]) -> [String] {
         var failures: [String] = []
-        if !screen.contains("peer > canary before the attacks") { failures.append("the screen was cleared or overwritten") }
+        if !screen.contains("peer > canary before the attacks") {
+            failures.append("the screen was cleared or overwritten")
+        }
         if screen.filter({ $0.hasPrefix(" CONNECTED |") }).count != 1 { failures.append("not one status line") }
         return failures
     }
@@ -226,7 +235,8 @@ struct ClientHostileTextTests {
         mallory.send(signal: SIGKILL)
         try await tmux.waitForScreen("the peer gone") { screen in !screen.contains { $0.hasPrefix(" CONNECTED |") } }
         try await tmux.runAsync(["clear-history", "-t", tmux.session])
-        try await modifiedPeer(relay: relay, room: room, texts: beyondTheClient.map(\.text) + ["canary after the modified peer"])
+        try await modifiedPeer(
+            relay: relay, room: room, texts: beyondTheClient.map(\.text) + ["canary after the modified peer"])
         let lastScreen = try await tmux.waitForScreen("the modified peer's canary") { screen in
             screen.contains("peer > canary after the modified peer")
         }
@@ -237,7 +247,8 @@ struct ClientHostileTextTests {
     @Test("The oracle's self-check: the raw attacks, printed straight to the terminal, fail it")
     func oracleFiresOnRawText() async throws {
         // The attacks as files the shell prints raw (no client, no sanitizer).
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         var caught: [String] = []
@@ -250,8 +261,9 @@ struct ClientHostileTextTests {
             try Data(("peer > " + message.text + "\r\nprinted " + message.name + "\r\n").utf8).write(to: file)
             let go = file.path + ".go"
             // The print waits until the clipboard option is set, as in the real test.
-            try await offPool { try tmux.start("while [ ! -e '\(go)' ]; do sleep 0.05; done; LANG=C.UTF-8 cat '\(file.path)'; printf '\\033(B\\r\\nDONE'; sleep 60",
-                           columns: 120, rows: 45) }
+            let script = "while [ ! -e '\(go)' ]; do sleep 0.05; done; LANG=C.UTF-8 cat '\(file.path)'; "
+                + "printf '\\033(B\\r\\nDONE'; sleep 60"
+            try await offPool { try tmux.start(script, columns: 120, rows: 45) }
             try await tmux.runAsync(["set-option", "-g", "set-clipboard", "on"])
             _ = FileManager.default.createFile(atPath: go, contents: nil)
             let screen = try await tmux.waitForScreen("the raw print of \(message.name)") { screen in
@@ -263,6 +275,7 @@ struct ClientHostileTextTests {
         // Every attack but the C1 ones is caught: tmux, like most terminals in UTF-8, does not act
         // on C1 controls, so on it they are harmless and invisible to this oracle (the sanitizer's
         // unit tests cover them).
-        #expect(Set(caught) == ["c0", "csi", "esc", "title", "clip", "bidi", "reset", "long", "lf", "long10"], "caught \(caught)")
+        let expected: Set = ["c0", "csi", "esc", "title", "clip", "bidi", "reset", "long", "lf", "long10"]
+        #expect(Set(caught) == expected, "caught \(caught)")
     }
 }

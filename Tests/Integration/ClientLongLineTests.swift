@@ -48,10 +48,11 @@ struct ClientLongLineTests {
         }
         let bobScreen = try await bob.waitForScreen("the message") { $0.contains(rows(received, columns: columns)[0]) }
         let what = "\(text.count) characters at \(columns) columns"
-        #expect(mismatch(aliceScreen, line: sent, columns: columns) == nil,
-                "sender, \(what): \(mismatch(aliceScreen, line: sent, columns: columns) ?? "")\n\(aliceScreen.joined(separator: "\n"))")
-        #expect(mismatch(bobScreen, line: received, columns: columns) == nil,
-                "peer, \(what): \(mismatch(bobScreen, line: received, columns: columns) ?? "")\n\(bobScreen.joined(separator: "\n"))")
+        let senderMismatch = mismatch(aliceScreen, line: sent, columns: columns)
+        #expect(senderMismatch == nil,
+                "sender, \(what): \(senderMismatch ?? "")\n\(aliceScreen.joined(separator: "\n"))")
+        let peerMismatch = mismatch(bobScreen, line: received, columns: columns)
+        #expect(peerMismatch == nil, "peer, \(what): \(peerMismatch ?? "")\n\(bobScreen.joined(separator: "\n"))")
     }
 
     @Test("Lines of 1, 2 and 5 window widths at 120 and 60 columns: every row on both screens, after the ack and a resize")
@@ -73,7 +74,8 @@ struct ClientLongLineTests {
             for columns in [120, 60] {
                 if columns != 120 {
                     for tmux in [alice, bob] {
-                        try await tmux.runAsync(["resize-window", "-t", tmux.session, "-x", String(columns), "-y", "50"])
+                        try await tmux.runAsync(
+                            ["resize-window", "-t", tmux.session, "-x", String(columns), "-y", "50"])
                         try await tmux.waitForScreen("the status line at \(columns) columns") { screen in
                             Self.statusRow(screen).map { $0.count < columns } == true
                                 && screen.filter { $0.hasPrefix(" CONNECTED |") }.count == 1

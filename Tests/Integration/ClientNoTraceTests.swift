@@ -46,9 +46,13 @@ struct ClientNoTraceTests {
             let relayPID = try #require(Self.onlyChild(of: relay.process.processIdentifier), "the traced relay")
             kill(relayPID, SIGTERM)
             #expect(try await relay.process.waitForExit() == 0)
-            let traces = [(alice.name, alice.stderr.all), (bob.name, bob.stderr.all), ("relay", relay.process.stderr.all)]
+            let traces = [
+                (alice.name, alice.stderr.all), (bob.name, bob.stderr.all), ("relay", relay.process.stderr.all),
+            ]
             for (name, lines) in traces {
-                let trace = lines.filter { line in ClientProcess.tracedSyscalls.contains { Self.calls(line, $0 + "(") } }
+                let trace = lines.filter { line in
+                    ClientProcess.tracedSyscalls.contains { Self.calls(line, $0 + "(") }
+                }
                 // The trace is live: the dynamic loader's read-only opens are in it.
                 #expect(trace.contains { $0.contains("O_RDONLY") }, "\(name): no trace captured")
                 let writes = Self.withoutCoverageProfile(trace.filter(Self.isWrite))

@@ -130,6 +130,7 @@ struct ClientPipeTests {
             "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",
             "--help", "-h",
         ]
-        #expect(listed == expected, "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
+        #expect(listed == expected,
+                "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
     }
 }

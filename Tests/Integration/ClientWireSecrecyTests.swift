@@ -16,7 +16,8 @@ struct ClientWireSecrecyTests {
     static func secrets(room: RoomCode, texts: [String]) -> [(name: String, bytes: [UInt8])] {
         let password = words.joined(separator: "-")
         let generator = Array(password.utf8).withUnsafeBytes { prs in
-            CPace.calculateGenerator(prs: prs, ci: CPaceParty.channelIdentifier(room: room), sid: []).withUnsafeBytes { Array($0) }
+            CPace.calculateGenerator(prs: prs, ci: CPaceParty.channelIdentifier(room: room), sid: [])
+                .withUnsafeBytes { Array($0) }
         }
         var secrets = words.map { (name: "word \($0)", bytes: Array($0.utf8)) }
         secrets.append((name: "password \(password)", bytes: Array(password.utf8)))
@@ -57,7 +58,8 @@ struct ClientWireSecrecyTests {
                 #expect(stream.frames.allSatisfy { $0.masked }, "connection \(index): an unmasked frame")
                 // The scan sees the protocol: the room in the JOIN, and the chat's records.
                 let texts = stream.messages.map { String(decoding: $0, as: UTF8.self) }
-                #expect(texts.contains { $0.contains(#""JOIN""#) && $0.contains(room) }, "connection \(index): \(texts)")
+                #expect(texts.contains { $0.contains(#""JOIN""#) && $0.contains(room) },
+                        "connection \(index): \(texts)")
                 #expect(texts.filter { $0.contains(#""MSG""#) }.count >= 2, "connection \(index): \(texts)")
                 var leaks = SecretScanner.leaks(in: stream.request, secrets: secrets).map { "request: \($0)" }
                 for (number, frame) in stream.frames.enumerated() {

@@ -66,7 +66,9 @@ struct RelayBackpressureTests {
 
     /// Whether every thread of `pid` is sleeping (state S: waiting in epoll, not runnable).
     static func allThreadsSleeping(pid: Int32) -> Bool {
-        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return false }
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else {
+            return false
+        }
         return !tasks.isEmpty && tasks.allSatisfy { task in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
                   let close = stat.lastIndex(of: ")") else { return false }
@@ -94,8 +96,9 @@ struct RelayBackpressureTests {
             guard fd >= 0, connected == 0 else { throw TestTimeout(what: "a connection to the relay", seconds: 0) }
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            try write(Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+            try write(Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
+                + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + "Sec-WebSocket-Version: 13\r\n\r\n").utf8))
             _ = try read(until: "\r\n\r\n")
         }
 
@@ -201,7 +204,8 @@ struct RelayBackpressureTests {
             // all of it and queue it toward the stalled reader: the kernel holds at most a few MB of
             // it (the relay's send buffer grows to tcp_wmem's 4 MB; the reader's receive buffer
             // stays small while nothing is read), so the relay's memory would grow by 35 MB or more.
-            let frame = BlockingSender.frame(signalFrame(kind: "MSG", payload: String(repeating: "QUJD", count: 15_000)))
+            let payload = String(repeating: "QUJD", count: 15_000)  // ~60 KB
+            let frame = BlockingSender.frame(signalFrame(kind: "MSG", payload: payload))
             let total = 670
             let growthMaxMiB = 16
             let sent = Mutex(0)
@@ -239,7 +243,8 @@ struct RelayBackpressureTests {
     @Test("The idle probe tells a sleeping process from a busy one (a starved relay would be runnable)")
     func idleProbeSelfCheck() async throws {
         let sleeper = try TestProcess("sleep", arguments: ["600"], executableURL: URL(fileURLWithPath: "/bin/sleep"))
-        let spinner = try TestProcess("sh", arguments: ["-c", "while :; do :; done"], executableURL: URL(fileURLWithPath: "/bin/sh"))
+        let spinner = try TestProcess(
+            "sh", arguments: ["-c", "while :; do :; done"], executableURL: URL(fileURLWithPath: "/bin/sh"))
         defer {
             sleeper.send(signal: SIGKILL)
             spinner.send(signal: SIGKILL)

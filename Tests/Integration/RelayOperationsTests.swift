@@ -125,7 +125,8 @@ struct RelayOperationsTests {
             "--help", "-h",
         ]
         let listed = helpOptions(text)
-        #expect(listed == expected, "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
+        #expect(listed == expected,
+                "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
         // The check can fail: with the option renamed "--portx", the text still holds the
         // substring "--port", but not the option.
         let withoutPort = text.replacingOccurrences(of: "  --port ", with: "  --portx ")

@@ -119,7 +119,8 @@ struct CodecProperties {
         }
         // The generator reaches the cap exactly (a 4-letter kind makes the frame a multiple of 4 long).
         let exact = (cap - 44) / 4 * 3
-        let atCap = WireCodec.encode(ClientMessage.signal(Signal(kind: .pake, payload: [UInt8](repeating: 7, count: exact))))
+        let atCap = WireCodec.encode(
+            ClientMessage.signal(Signal(kind: .pake, payload: [UInt8](repeating: 7, count: exact))))
         #expect(atCap.count == cap)
         #expect((try? WireCodec.decodeClientMessage(atCap)) != nil)
     }

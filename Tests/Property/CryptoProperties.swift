@@ -26,7 +26,8 @@ struct RatchetPair {
         let a = MessageRatchet(
             masterKey: firstMaster, localSide: firstSide, nextSendSequence: sequence, nextReceiveSequence: sequence)
         let b = MessageRatchet(
-            masterKey: secondMaster, localSide: firstSide.other, nextSendSequence: sequence, nextReceiveSequence: sequence)
+            masterKey: secondMaster, localSide: firstSide.other, nextSendSequence: sequence,
+            nextReceiveSequence: sequence)
         (low, high) = firstSide == .low ? (a, b) : (b, a)
     }
 }

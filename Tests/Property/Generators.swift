@@ -72,18 +72,20 @@ enum Generators {
     }
 
     /// ERROR message texts from 200 to 320 UTF-8 bytes: both sides of the 256-byte cap.
-    static let errorText = zip(Gen<Int>.int(in: 200...320), Gen<Int>.int(in: 0...(scalarPool.count - 1)).array(of: 1...6))
+    static let scalarPicks = Gen<Int>.int(in: 0...(scalarPool.count - 1)).array(of: 1...6)
+
+    static let errorText = zip(Gen<Int>.int(in: 200...320), scalarPicks)
         .map { budget, picks in text(bytes: budget, picks: picks) }
 
     /// Untrusted tokens (keys, types, error codes) of up to 1,200 UTF-8 bytes, combining marks
     /// and 4-byte scalars included: what the relay's error descriptions echo.
-    static let longToken = zip(Gen<Int>.int(in: 1...1_200), Gen<Int>.int(in: 0...(scalarPool.count - 1)).array(of: 1...6))
+    static let longToken = zip(Gen<Int>.int(in: 1...1_200), scalarPicks)
         .map { budget, picks in text(bytes: budget, picks: picks) }
 
     /// A SIGNAL whose payload is within 400 bytes of filling the 64 KiB frame cap, either side:
     /// every known kind (their lengths move the frame by a byte), payload bytes from a seed.
-    static let signalNearFrameCap = zip(Gen<Int>.int(in: -400...400), Gen.bool, Gen<Int>.int(in: 0...(SignalKind.known.count - 1)),
-                                        Gen<UInt64>.value())
+    static let signalNearFrameCap = zip(
+        Gen<Int>.int(in: -400...400), Gen.bool, Gen<Int>.int(in: 0...(SignalKind.known.count - 1)), Gen<UInt64>.value())
         .map { wide, near, kind, seed -> Signal in
             // Half the time within 3 bytes of the cap, where an off-by-one shows.
             let offset = near ? wide % 4 : wide
@@ -92,7 +94,8 @@ enum Generators {
             // Only the length matters to the cap; a few seeded bytes keep payloads apart.
             var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: seed), count: atCap + offset)
             for shift in stride(from: 0, to: 64, by: 8) where !payload.isEmpty {
-                payload[Int(seed >> UInt64(shift) & 0xFFFF) % payload.count] = UInt8(truncatingIfNeeded: seed >> UInt64(shift))
+                let byte = seed >> UInt64(shift)
+                payload[Int(byte & 0xFFFF) % payload.count] = UInt8(truncatingIfNeeded: byte)
             }
             return Signal(kind: SignalKind.known[kind], payload: payload)
         }

@@ -111,7 +111,8 @@ struct IsolationTests {
         // No silent pass: without nm, or without the binaries `swift test` builds beside this test
         // bundle (IntegrationTests depends on them), the check has not run, and that is a failure.
         let nm = URL(fileURLWithPath: "/usr/bin/nm")
-        try #require(FileManager.default.isExecutableFile(atPath: nm.path), "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
+        try #require(FileManager.default.isExecutableFile(atPath: nm.path),
+                     "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
         let ownBuild = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         var directories = [ownBuild]
         let release = packageRoot.appendingPathComponent(".build/release").resolvingSymlinksInPath()
@@ -122,7 +123,8 @@ struct IsolationTests {
                 let path = directory.appendingPathComponent(binary)
                 guard FileManager.default.isExecutableFile(atPath: path.path) else {
                     // A release build is optional; this run's own build is not.
-                    #expect(directory != ownBuild, "\(binary) is missing from \(directory.path): build it (swift build --build-tests)")
+                    #expect(directory != ownBuild,
+                            "\(binary) is missing from \(directory.path): build it (swift build --build-tests)")
                     continue
                 }
                 let (status, symbols) = try runProcess(nm, ["--defined-only", path.path])
@@ -140,7 +142,8 @@ struct IsolationTests {
     @Test("The symbol check can fire: the simulator binary itself holds Simulator symbols")
     func symbolCheckSelfTest() throws {
         let nm = URL(fileURLWithPath: "/usr/bin/nm")
-        try #require(FileManager.default.isExecutableFile(atPath: nm.path), "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
+        try #require(FileManager.default.isExecutableFile(atPath: nm.path),
+                     "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
         let (status, symbols) = try runProcess(nm, ["--defined-only", try SimulatorCommandTests.simulatorBinary().path])
         #expect(status == 0)
         #expect(symbols.contains("9Simulator"))

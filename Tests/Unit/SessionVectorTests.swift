@@ -39,8 +39,10 @@ struct SessionVectorTests {
         #expect(!cases.isEmpty)
         for vector in cases {
             let room = try RoomCode(try #require(vector["room"] as? String))
-            let local = SafetyNumber.Party(key: try Self.hex(vector, "local_key"), hello: try Self.hex(vector, "local_hello"))
-            let peer = SafetyNumber.Party(key: try Self.hex(vector, "peer_key"), hello: try Self.hex(vector, "peer_hello"))
+            let local = SafetyNumber.Party(
+                key: try Self.hex(vector, "local_key"), hello: try Self.hex(vector, "local_hello"))
+            let peer = SafetyNumber.Party(
+                key: try Self.hex(vector, "peer_key"), hello: try Self.hex(vector, "peer_hello"))
             let number = try #require(vector["number"] as? String)
             #expect(SafetyNumber(room: room, local: local, peer: peer).description == number)
             #expect(SafetyNumber(room: room, local: peer, peer: local).description == number)
@@ -78,7 +80,8 @@ struct SessionVectorTests {
             #expect(openings.first?.payload == (try Self.hex(party, "hello")), "\(index): the hello")
             let confirmations = sent.filter { $0.kind == .keyConfirm }
             #expect(confirmations.count == 1)
-            #expect(confirmations.first?.payload == (try Self.hex(party, "key_confirm_payload")), "\(index): KEY_CONFIRM")
+            #expect(confirmations.first?.payload == (try Self.hex(party, "key_confirm_payload")),
+                    "\(index): KEY_CONFIRM")
         }
         let records = Self.signals(chat, 0).filter { $0.kind == .message }.map(\.payload)
         let expectedRecords = try #require(vector["alice_msg_payloads"] as? [String]).map(TestVectors.hex)

@@ -35,7 +35,8 @@ struct SessionWipeTests {
         #expect(secretsBeforeQuit >= 9, "only \(secretsBeforeQuit) non-zero buffers before quit")
         #expect(observer.releasesNotZeroed == 0, "memory handed back with secret bytes in it")
         let live = observer.liveBuffers()
-        #expect(Self.nonZero(live) == 0, "\(Self.nonZero(live)) of \(live.count) live buffers still hold secrets after quit")
+        #expect(Self.nonZero(live) == 0,
+                "\(Self.nonZero(live)) of \(live.count) live buffers still hold secrets after quit")
         withExtendedLifetime(chat) {}
     }
 }

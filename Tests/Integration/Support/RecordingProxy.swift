@@ -30,7 +30,9 @@ final class RecordingProxy: Sendable {
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         var address = Self.loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 16) == 0 else {
             close(fd)
@@ -169,8 +171,9 @@ struct WebSocketStream {
 
     init(_ bytes: [UInt8]) throws {
         let end: [UInt8] = Array("\r\n\r\n".utf8)
-        guard let headerEnd = (0...(max(0, bytes.count - 4))).first(where: { Array(bytes[$0..<min($0 + 4, bytes.count)]) == end })
-        else { throw Malformed(description: "no complete HTTP request in \(bytes.count) bytes") }
+        guard let headerEnd = (0...(max(0, bytes.count - 4))).first(where: {
+            Array(bytes[$0..<min($0 + 4, bytes.count)]) == end
+        }) else { throw Malformed(description: "no complete HTTP request in \(bytes.count) bytes") }
         request = Array(bytes[0..<(headerEnd + 4)])
         frames = []
         messages = []

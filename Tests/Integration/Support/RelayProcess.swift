@@ -25,8 +25,8 @@ final class RelayProcess: Sendable {
             let binary = buildProductsDirectory().appendingPathComponent("relay")
             process = try TestProcess(
                 "relay",
-                arguments: ["-f", "-qq", "-e", "trace=" + ClientProcess.tracedSyscalls.joined(separator: ","), binary.path]
-                    + relayArguments,
+                arguments: ["-f", "-qq", "-e", "trace=" + ClientProcess.tracedSyscalls.joined(separator: ",")]
+                    + [binary.path] + relayArguments,
                 executableURL: URL(fileURLWithPath: "/usr/bin/strace"))
         } else {
             process = try TestProcess("relay", arguments: relayArguments)
