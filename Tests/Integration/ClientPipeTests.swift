@@ -120,4 +120,17 @@ struct ClientPipeTests {
             }
         }
     }
+
+    @Test("securechat --help lists exactly its options, each as a whole word")
+    func helpOptionsExact() async throws {
+        let help = try TestProcess("securechat", arguments: ["--help"])
+        #expect(try await help.waitForExit() == 0)
+        let listed = helpOptions(help.stdout.all.joined(separator: "\n"))
+        let expected: Set<String> = [
+            "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",
+            "--help", "-h",
+        ]
+        #expect(listed == expected,
+                "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
+    }
 }

@@ -111,6 +111,13 @@ struct ClientTerminalTests {
                 .map { String($0.reversed().drop { $0 == " " }.reversed()) }
         }
 
+        /// `run`, awaited off the cooperative pool (tmux's client is waited for with a blocking
+        /// waitpid).
+        @discardableResult
+        func runAsync(_ arguments: [String]) async throws -> String {
+            try await offPool { try self.run(arguments) }
+        }
+
         /// Wait until the screen satisfies `predicate`.
         @discardableResult
         func waitForScreen(
@@ -121,7 +128,7 @@ struct ClientTerminalTests {
             // Bounded by the deadline.
             while ContinuousClock.now < deadline {
                 // A capture can fail while the tmux server is still starting: try again.
-                if let screen = try? screen() {
+                if let screen = try? await offPool({ try self.screen() }) {
                     last = screen
                     if predicate(last) { return last }
                 }

@@ -118,22 +118,121 @@ struct IsolationTests {
         #expect(checked > 50, "the scan read \(checked) files: the source tree was not found")
     }
 
-    @Test("Built relay and securechat binaries, where present, contain no Simulator symbol")
+    @Test("The relay and securechat binaries this test run built contain no Simulator symbol (nor any release build's)")
     func builtBinaries() throws {
+        // No silent pass: without nm, or without the binaries `swift test` builds beside this test
+        // bundle (IntegrationTests depends on them), the check has not run, and that is a failure.
         let nm = URL(fileURLWithPath: "/usr/bin/nm")
-        guard FileManager.default.isExecutableFile(atPath: nm.path) else { return }
-        for configuration in ["debug", "release"] {
+        try #require(FileManager.default.isExecutableFile(atPath: nm.path),
+                     "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
+        let ownBuild = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        var directories = [ownBuild]
+        let release = packageRoot.appendingPathComponent(".build/release").resolvingSymlinksInPath()
+        if release.path != ownBuild.path { directories.append(release) }
+        var checked = 0
+        for directory in directories {
             for binary in ["relay", "securechat"] {
-                let path = packageRoot.appendingPathComponent(".build/\(configuration)/\(binary)")
-                guard FileManager.default.isExecutableFile(atPath: path.path) else { continue }
+                let path = directory.appendingPathComponent(binary)
+                guard FileManager.default.isExecutableFile(atPath: path.path) else {
+                    // A release build is optional; this run's own build is not.
+                    #expect(directory != ownBuild,
+                            "\(binary) is missing from \(directory.path): build it (swift build --build-tests)")
+                    continue
+                }
                 let (status, symbols) = try runProcess(nm, ["--defined-only", path.path])
-                #expect(status == 0)
+                #expect(status == 0, "nm \(path.path) failed")
+                #expect(symbols.count > 10_000, "nm printed almost nothing for \(path.path)")
                 // Swift mangles a module name length-prefixed (`9Simulator`) in every symbol of it.
                 for module in Self.testingModules {
-                    #expect(!symbols.contains("\(module.utf8.count)\(module)"), "\(binary) (\(configuration)) links \(module)")
+                    #expect(!symbols.contains("\(module.utf8.count)\(module)"), "\(path.path) links \(module)")
                 }
-                #expect(!symbols.contains("SeededEntropy"), "\(binary) (\(configuration)) contains SeededEntropy")
+                #expect(!symbols.contains("SeededEntropy"), "\(path.path) contains SeededEntropy")
+                checked += 1
             }
         }
+        #expect(checked >= 2, "only \(checked) binaries checked")
+    }
+
+    @Test("The symbol check can fire: the simulator binary itself holds Simulator symbols")
+    func symbolCheckSelfTest() throws {
+        let nm = URL(fileURLWithPath: "/usr/bin/nm")
+        try #require(FileManager.default.isExecutableFile(atPath: nm.path),
+                     "no /usr/bin/nm: run scripts/install-deps.sh (binutils)")
+        let (status, symbols) = try runProcess(nm, ["--defined-only", try SimulatorCommandTests.simulatorBinary().path])
+        #expect(status == 0)
+        #expect(symbols.contains("9Simulator"))
+    }
+}
+
+@Suite("The simulator command")
+struct SimulatorCommandTests {
+    static func simulatorBinary() throws -> URL {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("simulator")
+        let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/simulator")]
+        return try #require(
+            candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
+            "build the simulator product first (swift build --build-tests builds it)")
+    }
+
+    static func hash(in output: String) -> String? {
+        output.split(separator: "\n").first { $0.hasPrefix("trace hash: ") }.map { String($0.dropFirst(12)) }
+    }
+
+    @Test("Same seed, same hash with SWIFT_DETERMINISTIC_HASHING set and unset; exit 0 on success")
+    func hashingEnvironment() throws {
+        let binary = try Self.simulatorBinary()
+        let arguments = [
+            "--seed", "21", "--peers", "20", "--messages", "6", "--fault-phase", "8", "--reset",
+            "--partition", "--relay-crash", "--peer-restart", "--drop", "0.05",
+        ]
+        var unset = ProcessInfo.processInfo.environment
+        unset.removeValue(forKey: "SWIFT_DETERMINISTIC_HASHING")
+        var set = unset
+        set["SWIFT_DETERMINISTIC_HASHING"] = "1"
+        let first = try runProcess(binary, arguments, environment: unset)
+        let second = try runProcess(binary, arguments, environment: set)
+        #expect(first.status == 0 && second.status == 0)
+        let hash = try #require(Self.hash(in: first.output))
+        #expect(Self.hash(in: second.output) == hash)
+    }
+
+    @Test("A violation exits 1 and prints the invariant, the trace tail, the seed and the command")
+    func violationOutput() throws {
+        let binary = try Self.simulatorBinary()
+        let (status, output) = try runProcess(
+            binary, ["--seed", "2", "--peers", "20", "--plant-bug", "skip-counter-check"])
+        #expect(status == 1)
+        #expect(output.contains("INVARIANT VIOLATED: at-most-once"))
+        #expect(output.contains("trace tail:"))
+        #expect(output.contains("seed: 2"))
+        #expect(output.contains("reproduce: simulator --seed 2 --peers 20 --plant-bug skip-counter-check"))
+    }
+
+    @Test("--json prints one object with the summary")
+    func json() throws {
+        let binary = try Self.simulatorBinary()
+        let (status, output) = try runProcess(binary, ["--seed", "3", "--peers", "10", "--json"])
+        #expect(status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        #expect(object["traceHash"] as? String != nil)
+        #expect((object["sessions"] as? [String: Any])?["total"] as? Int == 10)
+        #expect(object["violation"] == nil)
+    }
+}
+
+extension SimulatorCommandTests {
+    @Test("--trace writes every record as a line, with sizes and numbers but never message text")
+    func traceFile() throws {
+        let binary = try Self.simulatorBinary()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trace-\(getpid()).txt")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, _) = try runProcess(
+            binary, ["--seed", "4", "--peers", "6", "--messages", "5", "--trace", file.path])
+        #expect(status == 0)
+        let text = try String(contentsOf: file, encoding: .utf8)
+        #expect(text.split(separator: "\n").count > 100)
+        #expect(text.contains("relay<-frame") && text.contains("received"))
+        #expect(!text.contains(Canary.marker), "no message text in the trace file")
     }
 }
