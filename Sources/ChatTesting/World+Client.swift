@@ -32,6 +32,11 @@ extension World {
     public func type(_ text: String, at index: Int) {
         guard clients[index].isRunning else { return }
         handle(.line(text), at: clients[index])
+        if configuration.plantedBugs.contains(.leakTypedText), let id = clients[index].links.last?.id {
+            let leak = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: Array(text.utf8))))
+            observer?.world(self, clientSent: leak, client: index)
+            sendFromClient(clients[index], id, .text(leak))
+        }
     }
 
     /// The user's input ends (pipe mode: the client drains, then leaves).
@@ -52,8 +57,10 @@ extension World {
     /// Carry out everything the driver asked for, in order; then re-arm its timer.
     func drainClient(_ client: WorldClient) {
         guard let driver = client.driver else { return }
+        defer { flushHeldMessage(at: client) }
         // Bounded: the driver produces a finite batch per input.
         while let action = driver.pollAction() {
+            if case .display(.message) = action {} else { flushHeldMessage(at: client) }
             switch action {
             case let .connect(id): connect(client, id)
             case let .send(id, bytes):
@@ -82,7 +89,7 @@ extension World {
         queue.schedule(after: faults.oneWayDelay(), relayUp ? .connectArrives(link) : .connectRefused(link))
     }
 
-    private func sendFromClient(_ client: WorldClient, _ id: ConnectionID, _ frame: WireFrame) {
+    func sendFromClient(_ client: WorldClient, _ id: ConnectionID, _ frame: WireFrame) {
         guard let link = client.link(for: id), links[Int(link.value)].clientUp else { return }
         transmit(frame, on: link, toRelay: true)
     }
@@ -99,6 +106,10 @@ extension World {
     }
 
     private func display(_ event: DisplayEvent, at client: WorldClient) {
+        if case .state(.connected, .disconnected) = event, configuration.plantedBugs.contains(.misreportTransition) {
+            show(.state(from: .connected, to: .searching), at: client)
+            return
+        }
         if case let .message(message) = event, !configuration.plantedBugs.isEmpty {
             for shown in plantedDisplay(message, at: client) { show(.message(shown), at: client) }
             return
@@ -123,15 +134,20 @@ extension World {
     private func plantedDisplay(_ message: IncomingMessage, at client: WorldClient) -> [IncomingMessage] {
         if configuration.plantedBugs.contains(.hideEveryFourthMessage) && message.sequence % 4 == 0 { return [] }
         guard configuration.plantedBugs.contains(.swapMessages) else { return [message] }
+        // Two messages shown by one input (a gap that filled) come out swapped.
         if let held = heldMessage[client.index] {
             heldMessage[client.index] = nil
             return [message, held]
         }
-        if plantedRandom.chance(1.0 / 8) {
-            heldMessage[client.index] = message
-            return []
-        }
-        return [message]
+        heldMessage[client.index] = message
+        return []
+    }
+
+    /// A message the swapping display held back is shown when its input's batch ends.
+    private func flushHeldMessage(at client: WorldClient) {
+        guard let held = heldMessage[client.index] else { return }
+        heldMessage[client.index] = nil
+        show(.message(held), at: client)
     }
 
     /// The process exits: its sockets close with it.

@@ -169,6 +169,12 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     public static let hideEveryFourthMessage = WorldPlantedBugs(rawValue: 1 << 1)
     /// The client's display shows two consecutive messages in swapped order, now and then.
     public static let swapMessages = WorldPlantedBugs(rawValue: 1 << 2)
+    /// The client's status display reports CONNECTED → SEARCHING where the session went through
+    /// DISCONNECTED (a transition the lifecycle does not have).
+    public static let misreportTransition = WorldPlantedBugs(rawValue: 1 << 3)
+    /// The client's shell sends each typed line in the clear, base64-encoded in a SIGNAL's payload
+    /// (what a record format that authenticated but did not encrypt would put on the wire).
+    public static let leakTypedText = WorldPlantedBugs(rawValue: 1 << 4)
 }
 
 /// Counts of what the world did, for a report.

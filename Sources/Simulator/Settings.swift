@@ -92,9 +92,8 @@ public struct SimulationOptions: Sendable, Hashable {
         if let seconds = faultPhaseSeconds, !(1...Self.faultPhaseSecondsMax).contains(seconds) {
             throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
         }
-        if mitm && plantedBug != nil {
-            throw .invalidOption(
-                "--plant-bug tests the checker against an honest relay; it cannot be combined with --mitm")
+        if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
+            throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
@@ -115,6 +114,12 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case skipCounterCheck = "skip-counter-check"
     /// The client's display drops every fourth message its session delivered and acknowledged.
     case dropAcknowledged = "drop-acked-message"
+    /// The client's display shows two consecutive messages in swapped order now and then.
+    case swapMessages = "swap-messages"
+    /// The client's status display reports CONNECTED → SEARCHING, skipping DISCONNECTED.
+    case misreportTransition = "misreport-transition"
+    /// The client's shell also sends each typed line in the clear, base64-encoded in a SIGNAL.
+    case leakTypedText = "leak-typed-text"
     /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses,
     /// with a burst of 16): a client past its burst is held for ever.
     case bucketNeverRefills = "bucket-never-refills"
@@ -126,8 +131,14 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .skipCounterCheck: .atMostOnce
         case .dropAcknowledged: .lossReported
         case .bucketNeverRefills: .liveness
+        case .swapMessages: .inOrder
+        case .misreportTransition: .legalTransitions
+        case .leakTypedText: .relayBlind
         }
     }
+
+    /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
+    public var needsRelayInTheMiddle: Bool { false }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -135,6 +146,9 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .relayWrongRoom: configuration.plantedBugs.insert(.forwardIntoNextRoom)
         case .skipCounterCheck: configuration.sessionPlantedBugs.insert(.skipCounterCheck)
         case .dropAcknowledged: configuration.plantedBugs.insert(.hideEveryFourthMessage)
+        case .swapMessages: configuration.plantedBugs.insert(.swapMessages)
+        case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
+        case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0

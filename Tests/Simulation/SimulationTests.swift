@@ -83,10 +83,22 @@ struct SimulationTests {
 
 @Suite("Simulator: the checker catches planted bugs")
 struct PlantedBugTests {
+    @Test("Every invariant has a planted bug that breaks it (a checker that cannot fire proves nothing)")
+    func everyInvariantHasAPlantedBug() {
+        let covered = Set(PlantedBug.allCases.map(\.expectedInvariant))
+        for invariant in Invariant.allCases {
+            #expect(covered.contains(invariant), "no planted bug breaks \(invariant.rawValue)")
+        }
+    }
+
     @Test("Each planted bug is caught and named", arguments: PlantedBug.allCases)
     func plantedBugIsCaught(bug: PlantedBug) throws {
         for seed: UInt64 in 1...3 {
-            let options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
+            var options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
+            if bug.needsRelayInTheMiddle {
+                options.mitm = true
+                options.password = true
+            }
             let report = try SimulationTests.run(options)
             #expect(
                 report.violation?.invariant == bug.expectedInvariant,
