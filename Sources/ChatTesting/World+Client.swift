@@ -19,9 +19,8 @@ extension World {
         let entropy = SeededEntropy(
             seed: configuration.seed, stream: .entropy,
             index: UInt64(index) << 16 | UInt64(UInt32(bitPattern: client.incarnation)))
-        let password = configuration.password(index / RoomCode.peersMax)
         let driver = ClientDriver(
-            configuration: configuration.driver(client.room), password: password, entropy: entropy)
+            configuration: client.driverConfiguration, password: client.password, entropy: entropy)
         driver.session.plantedBugs = configuration.sessionPlantedBugs
         client.driver = driver
         record(.clientStart, client: index, value: UInt64(client.incarnation))
@@ -46,6 +45,12 @@ extension World {
         handle(.endOfInput, at: clients[index])
     }
 
+    /// Hand `client`'s process any event, as its shell would (a test's stale connection event, a
+    /// signal, an unreadable line).
+    public func handle(_ event: ClientEvent, at index: Int) {
+        handle(event, at: clients[index])
+    }
+
     func handle(_ event: ClientEvent, at client: WorldClient) {
         guard let driver = client.driver, client.exitStatus == nil else { return }
         driver.handle(event, now: now)
@@ -66,7 +71,9 @@ extension World {
             case let .send(id, bytes):
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
-            case let .ping(id): sendFromClient(client, id, .ping([]))
+            case let .ping(id):
+                client.pingsSent += 1
+                sendFromClient(client, id, .ping([]))
             case let .pong(id, payload): sendFromClient(client, id, .pong(payload))
             case let .close(id): closeFromClient(client, id)
             case let .display(event): display(event, at: client)
@@ -83,6 +90,12 @@ extension World {
         client.links.append((id, link))
         counters.connections += 1
         record(.connectAttempt, client: client.index, link: link)
+        if let failure = connectFailure {
+            client.links.removeAll { $0.link == link }
+            links[Int(link.value)].clientOpen = false
+            handle(.transportFailed(id, failure), at: client)
+            return
+        }
         if client.cutUntil > now {
             return  // Lost on the way: the driver's connect timeout notices.
         }

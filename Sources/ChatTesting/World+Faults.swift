@@ -67,6 +67,28 @@ extension World {
         armRelayTimer()
     }
 
+    /// The relay process stops (SIGSTOP): nothing is read, written or timed out; connects hang.
+    public func freezeRelay() {
+        relayFrozen = true
+    }
+
+    /// The stopped relay runs again: it accepts the connects that waited, reads what its
+    /// connections sent meanwhile, then learns of the ones that closed.
+    public func thawRelay() {
+        guard relayFrozen else { return }
+        relayFrozen = false
+        let connects = frozenConnects
+        let closes = frozenCloses
+        frozenConnects.removeAll()
+        frozenCloses.removeAll()
+        for link in connects { connectArrives(link) }
+        for link in relayLinks.all where !links[Int(link.value)].readPaused {
+            if let id = links[Int(link.value)].relayID { deliverWaiting(id, link) }
+        }
+        for link in closes { relaySeesClose(link) }
+        drainRelay()
+    }
+
     /// Every fault stops: no more drops or duplicates, no cut link, the relay up.
     public func heal() {
         faults.active = false

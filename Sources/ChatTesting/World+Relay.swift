@@ -69,6 +69,10 @@ extension World {
             return
         }
         guard !state.broken, client.cutUntil <= now else { return }
+        if relayFrozen {
+            frozenConnects.append(link)
+            return
+        }
         let acceptance = relay.accept(from: client.address, now: now)
         links[Int(link.value)].relayID = acceptance.id
         links[Int(link.value)].relayGeneration = relayGeneration
@@ -97,7 +101,7 @@ extension World {
             record(.frameLost, client: Int(links[Int(link.value)].client), link: link, value: UInt64(frame.byteCount))
             return
         }
-        if links[Int(link.value)].readPaused {
+        if links[Int(link.value)].readPaused || relayFrozen {
             buffers[Int(link.value)].waitingAtRelay.append(frame)
             return
         }
@@ -125,6 +129,10 @@ extension World {
 
     func relaySeesClose(_ link: LinkID) {
         guard let id = relayEnd(link) else { return }
+        if relayFrozen {
+            frozenCloses.append(link)
+            return
+        }
         let client = Int(links[Int(link.value)].client)
         record(.relaySeesClose, client: client, link: link)
         links[Int(link.value)].relayOpen = false
@@ -243,7 +251,12 @@ extension World {
         guard let link = relayLinks[id] else { return }
         links[Int(link.value)].readPaused = false
         record(.relayResume, client: Int(links[Int(link.value)].client), link: link)
-        // What waited in the socket buffer goes in, in order, until the relay pauses again.
+        deliverWaiting(id, link)
+    }
+
+    /// What waited in the socket buffer goes in, in order, until the relay pauses again.
+    func deliverWaiting(_ id: ConnectionID, _ link: LinkID) {
+        // Bounded by the frames waiting.
         while !links[Int(link.value)].readPaused, relayLinks[id] != nil,
             !buffers[Int(link.value)].waitingAtRelay.isEmpty
         {

@@ -26,18 +26,25 @@ public final class World {
     var links: [Link] = []
     var buffers: [LinkBuffers] = []
     public var faults: NetworkFaults
+    /// Every connect fails with this (an untrusted certificate, say), while set.
+    public var connectFailure: TransportFailure?
     public weak var observer: (any WorldObserver)?
     public internal(set) var counters = WorldCounters()
     /// Draws for the planted shell bugs.
     var plantedRandom: Xoshiro256
     /// Messages a client's display held back (the `swapMessages` planted bug), by client.
-    var heldMessage: [IncomingMessage?]
+    var heldMessage: [IncomingMessage?] = []
     /// Every event, frame and decision, for the trace hash and a failure's tail.
     public let trace: Trace
 
     /// The relay process now (a crash replaces it with a fresh one), and whether it is up.
     public internal(set) var relay: RelayEngine<[UInt8]>
     public internal(set) var relayUp = true
+    /// The relay process is stopped (SIGSTOP): it reads, writes and times out nothing; connects
+    /// hang and closes wait until it is thawed.
+    public internal(set) var relayFrozen = false
+    var frozenConnects: [LinkID] = []
+    var frozenCloses: [LinkID] = []
     var relayGeneration: Int32 = 0
     /// The relay's connections, by its name for them (this generation only).
     var relayLinks = RelayConnectionTable()
@@ -49,17 +56,29 @@ public final class World {
         precondition(configuration.clients >= 1)
         self.configuration = configuration
         self.faults = configuration.faults
+        self.connectFailure = configuration.connectFailure
         self.trace = trace
         queue = EventQueue()
         plantedRandom = Xoshiro256(seed: configuration.seed, stream: .planted)
-        heldMessage = Array(repeating: nil, count: configuration.clients)
         relay = Self.makeRelay(configuration, now: .zero)
-        clients = (0..<configuration.clients).map { index in
-            WorldClient(
-                index: index, room: RoomCode.simulated(index / RoomCode.peersMax),
-                // 10.0.0.0/8, one address each: the relay's per-address limits see separate hosts.
-                address: .ipv4(0x0A00_0000 | UInt32(truncatingIfNeeded: index + 1)))
+        clients = []
+        for index in 0..<configuration.clients {
+            let room = RoomCode.simulated(index / RoomCode.peersMax)
+            addClient(room: room, driver: configuration.driver(room),
+                      password: configuration.password(index / RoomCode.peersMax))
         }
+    }
+
+    /// A client slot more, in `room` (any number may share a room: the relay decides who gets in),
+    /// whose processes run with `driver` and `password`. Start its process with `startProcess`.
+    @discardableResult
+    public func addClient(room: RoomCode, driver: DriverConfiguration, password: Password?) -> Int {
+        let index = clients.count
+        // 10.0.0.0/8, one address each: the relay's per-address limits see separate hosts.
+        let address = RelayAddress.ipv4(0x0A00_0000 | UInt32(truncatingIfNeeded: index + 1))
+        clients.append(WorldClient(index: index, room: room, address: address, driver: driver, password: password))
+        heldMessage.append(nil)
+        return index
     }
 
     static func makeRelay(_ configuration: WorldConfiguration, now: Instant) -> RelayEngine<[UInt8]> {
@@ -73,7 +92,8 @@ public final class World {
         }
     }
 
-    /// The other client of `client`'s room.
+    /// The other client of `client`'s room, in the simulator's layout (clients 2k and 2k+1 share
+    /// room k).
     public func peer(of client: Int) -> Int { client ^ 1 }
 
     /// Whether the relay holds an open connection of `client` (this relay process).
@@ -134,7 +154,7 @@ public final class World {
     }
 
     private func relayTimer() -> Bool {
-        guard relayUp, relayArmedTimer == now else { return false }
+        guard relayUp, !relayFrozen, relayArmedTimer == now else { return false }
         relayArmedTimer = nil
         record(.relayTimer)
         relay.handleTimeout(now: now)

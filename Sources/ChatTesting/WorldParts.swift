@@ -119,10 +119,18 @@ public final class WorldClient {
     var relayLinks: [LinkID] = []
     var armedTimer: Instant?
 
-    init(index: Int, room: RoomCode, address: RelayAddress) {
+    /// How this slot's processes are configured, and their password (nil: none).
+    let driverConfiguration: DriverConfiguration
+    let password: Password?
+    /// Pings the current and earlier processes sent (each answered unless the relay is frozen).
+    public internal(set) var pingsSent = 0
+
+    init(index: Int, room: RoomCode, address: RelayAddress, driver: DriverConfiguration, password: Password?) {
         self.index = index
         self.room = room
         self.address = address
+        self.driverConfiguration = driver
+        self.password = password
     }
 
     /// The process is running (started, not crashed, not exited).
@@ -199,8 +207,10 @@ public struct WorldConfiguration {
     /// The driver's settings for a client of `room` (the shipped defaults unless a scenario says
     /// otherwise).
     public var driver: (RoomCode) -> DriverConfiguration
-    /// Each room's password (nil: none), by room index.
+    /// Each room's password (nil: none), by room index. The world wipes nothing: the caller owns it.
     public var password: (Int) -> Password?
+    /// Every connect fails with this (an untrusted certificate, say), when set.
+    public var connectFailure: TransportFailure?
     /// The relay's limits, validated unless `uncheckedRelayLimits` (a planted relay bug).
     public var relayLimits: RelayLimits
     public var uncheckedRelayLimits = false
