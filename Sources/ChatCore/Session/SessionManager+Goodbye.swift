@@ -35,8 +35,11 @@ extension SessionManager {
         channel.goodbyeTimeout(now: now, into: &outputs)
     }
 
-    /// Leaving, and nothing is left in either direction: the session ends.
+    /// Leaving, and nothing is left in either direction: a last BYE (a peer that leaves too learns
+    /// that we have everything it sent), and the session ends.
     func finishLeavingIfDone(now: Instant) {
-        if lifecycle.state == .connected && channel.goodbyeComplete { end(.userQuit) }
+        guard lifecycle.state == .connected && channel.goodbyeComplete else { return }
+        channel.sayGoodbyeOnce(into: &outputs)
+        end(.userQuit)
     }
 }
