@@ -148,6 +148,24 @@ struct SessionAttackTests {
         _ = link
     }
 
+    @Test("3. With a password, a forged restart costs no password guess: refused before any tag is given")
+    func forgedRestartWithPassword() throws {
+        let alice = Self.session(Self.password)
+        let bob = Self.session(Self.password)
+        let link = DirectLink(alice, bob)
+        let forger = Self.session("guessed-wrong", entropy: ScriptedEntropy(prefix: bob.localInstance.bytes))
+        let pump = Pump([alice, forger])
+        pump.join(only: 1)
+        forger.handle(.transportDown, now: .zero)
+        pump.join(only: 1)
+        let forged = try #require(pump.sent(1).last { $0.kind == .pake })
+        pump.deliver(forged, to: 0)
+        #expect(!pump.sent(0).contains { $0.kind == .keyConfirm }, "no tag for a relay to test a guess on")
+        #expect(alice.passwordRunsUnconfirmed == 0 && alice.state == .connected)
+        #expect(pump.log[0].contains(.notice(.handshakeRefused(.continuityNotProven))))
+        _ = link
+    }
+
     // MARK: 4. Only authenticated state changes
 
     @Test("4. One opening from a fresh instance neither ends nor wedges a connected pair (both modes)")
@@ -197,6 +215,48 @@ struct SessionAttackTests {
         #expect(chat.sessions.allSatisfy { $0.state == .connected }, "\(chat.sessions.map(\.state))")
         chat.send(1, "after the re-key")
         #expect(chat.received(0).last == "after the re-key")
+    }
+
+    @Test("4. A stranger that completes a handshake with the wrong password is refused; the pair stays connected")
+    func wrongPasswordRekeyIsRefused() throws {
+        let alice = Self.session(Self.password)
+        let bob = Self.session(Self.password)
+        let link = DirectLink(alice, bob)
+        let number = try #require(alice.safetyNumber)
+        let stranger = Self.session("guessed-wrong")
+        let pump = Pump([alice, stranger])
+        pump.join(only: 1)
+        pump.run()  // The stranger's opening to Alice, her answer, both tags.
+        #expect(pump.log[0].contains(.notice(.handshakeRefused(.passwordMismatch))))
+        #expect(pump.log[0].contains(.notice(.reauthenticating(attempt: 1, of: 2))))
+        #expect(alice.state == .connected && alice.safetyNumber == number)
+        #expect(alice.passwordRunsUnconfirmed == 1, "the stranger's guess counts")
+        link.send(0, "still with bob")
+        #expect(link.received(1) == ["still with bob"])
+    }
+
+    @Test("4. A blocked handshake (every confirmation dropped) fails loudly after handshakeTimeout, not before")
+    func blockedHandshakeTimesOut() {
+        let link = DirectLink(Self.session(nil), Self.session(nil)) { _, signal in
+            signal.kind == .keyConfirm ? [] : [signal]
+        }
+        link.advance(by: .seconds(85))
+        #expect(link.sides.allSatisfy { $0.state == .keySetup })
+        link.advance(by: .seconds(10))
+        for index in 0..<2 {
+            #expect(link.log[index].contains(.notice(.ended(.authenticationFailed(.handshakeTimedOut)))))
+        }
+    }
+
+    @Test("A peer speaking protocol version 2 is refused at once with a typed reason, not left to stall")
+    func version2Peer() throws {
+        let victim = Self.session(nil)
+        let pump = Pump([victim])
+        pump.join()
+        let hello = Forge.hello(version: 2, instance: [UInt8](repeating: 4, count: 16), epoch: 1)  // 49 bytes, as v2.
+        pump.deliver(Signal(kind: .keyExchange, payload: hello, key: try Forge.impostorKey(password: false)), to: 0)
+        #expect(pump.ended(0) == [.incompatiblePeer(version: 2)])
+        #expect(victim.state == .destroyed)
     }
 
     // MARK: 5. No crash from the wire
