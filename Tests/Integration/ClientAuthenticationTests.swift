@@ -66,13 +66,13 @@ struct ClientAuthenticationTests {
                 $0["event"] as? String == "error" && $0["kind"] as? String == "authentication_failed"
             }
             let text = try #require(error?["text"] as? String)
-            #expect(text.hasPrefix(
-                "authentication failed: the password did not match (or someone tried to intercept)."))
+            #expect(text.hasPrefix("AUTHENTICATION FAILED: the password did not match."))
+            #expect(text.contains("mistyped") && text.contains("someone in the middle"))
             #expect(text.contains("This code is spent; start a new room with `securechat` and share the new code."))
             #expect(!alice.events.contains { $0["event"] as? String == "state" && $0["to"] as? String == "CONNECTED" })
             #expect(alice.events.contains { $0["event"] as? String == "undeliverable" })
             let bobSaid = bob.stderr.all.joined(separator: "\n")
-            #expect(bobSaid.contains("authentication failed: the password did not match"), "\(bobSaid)")
+            #expect(bobSaid.contains("AUTHENTICATION FAILED: the password did not match"), "\(bobSaid)")
             #expect(bob.stdout.all.isEmpty, "nothing was shown to bob")
         }
     }
