@@ -15,7 +15,10 @@ struct PauseReasons: OptionSet, Hashable, Sendable {
 ///
 /// The per-frame path reaches a record only through its mutating methods, called on
 /// `connections.values[index]`: that access is in place, while reading `values[index]` copies
-/// the whole record (a profile showed the copy).
+/// the whole record (a profile showed the copy). Inside them, the `Serving` data is taken out of
+/// its enum case, the case is set to `.modifying`, and the data is put back: without the
+/// placeholder, the copy in hand and the one in the case would share the held-frames buffer,
+/// and the first change to it would copy it.
 struct ConnectionRecord<Frame: RelayFrameBytes> {
     /// The per-address entry this connection is counted in (nil when it was refused before being
     /// counted, or dropped), so that its close is taken off exactly the entry it was added to.

@@ -2,10 +2,9 @@ import ChatCore
 
 /// Inbound frames: the rate limits, holding and release, the room logic, backpressure.
 ///
-/// A note on the in-place pattern below: a connection's `Serving` data is taken out of its
-/// enum case, the case is set to `.modifying`, and the data is put back. Without the
-/// placeholder, the copy in hand and the one in the dictionary would share the held-frames
-/// buffer, and the first change to it would copy it.
+/// A connection's data is changed in place through `ConnectionRecord`'s mutating methods on
+/// `connections.values[index]` (see there); engine-wide effects (actions, timers, counters)
+/// are applied here from what they return.
 extension RelayEngine {
     typealias Index = Dictionary<ConnectionID, ConnectionRecord<Frame>>.Index
 
@@ -74,7 +73,8 @@ extension RelayEngine {
             storedCounters.bytesReceived &+= size
             storedCounters.reject(.rateLimited)
             if answer {
-                actions.append(.send(id, .error(code: .rateLimited, message: RelayErrorCode.rateLimited.defaultMessage)))
+                let text = RelayErrorCode.rateLimited.defaultMessage
+                actions.append(.send(id, .error(code: .rateLimited, message: text)))
             }
             if pause { actions.append(.pauseReading(id)) }
             if let releaseAt { timers.insert(TimerEntry(deadline: releaseAt, connection: id)) }
@@ -93,11 +93,6 @@ extension RelayEngine {
         // Echo the client's status code (RFC 6455 §5.5.1); the handshake is then complete and the
         // server closes TCP first (§7.1.1).
         if heldNothing == true { close(id, code, error: nil, disconnectWhenWritten: true, now: now) }
-    }
-
-    /// Arm `serving`'s release timer unless armed.
-    mutating func armRelease(_ serving: inout Serving<Frame>, _ id: ConnectionID, now: Instant) {
-        if let at = serving.armRelease(now: now) { timers.insert(TimerEntry(deadline: at, connection: id)) }
     }
 
     /// The release timer fired: send on every held frame the buckets can pay for, in order;
