@@ -61,6 +61,12 @@ extension RelayEngine {
     @inline(__always)
     private mutating func receiveText(_ frame: Frame, at index: Index, from id: ConnectionID, now: Instant) {
         let size = frame.relayByteCount
+        // The NIO shell's decoder refuses such a frame from its header (`fault(.frameTooLarge)`)
+        // before it is buffered; a shell without one (the simulator) gets the same answer here.
+        guard size <= limits.frameSizeMaxBytes else {
+            fault(.frameTooLarge, on: id, now: now)
+            return
+        }
         switch connections.values[index].admitText(frame, size: size, now: now) {
         case .ignored:
             return
