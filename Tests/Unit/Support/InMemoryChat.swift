@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// Sessions wired in memory to one `RelayRooms`, on a hand-driven clock.
 ///
