@@ -25,6 +25,8 @@ public struct ClientOptions {
     /// Ping the relay after this long without a frame from it; as long again without one means the
     /// connection is dead (a relay or network that vanished without a FIN), and the client reconnects.
     public var keepaliveSeconds: Int
+    /// Notices carry the raw error after the words for people (`--verbose`).
+    public var verbose = false
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
                 caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
@@ -51,9 +53,13 @@ public enum ClientApp {
     /// PR_SET_DUMPABLE 0), and the terminating signals blocked and routed to a signalfd so
     /// every thread started later inherits the mask. Returns the signalfd.
     public static func prepareProcess() -> Result<Int32, ClientSetupError> {
-        guard scl_disable_core_dumps() == 0 else { return .failure(.process("cannot disable core dumps: errno \(errno)")) }
+        guard scl_disable_core_dumps() == 0 else {
+            return .failure(.process("cannot disable core dumps (\(String(cString: strerror(errno))))"))
+        }
         let signalFD = scl_signals_to_fd()
-        guard signalFD >= 0 else { return .failure(.process("cannot set up signal handling: errno \(errno)")) }
+        guard signalFD >= 0 else {
+            return .failure(.process("cannot set up signal handling (\(String(cString: strerror(errno))))"))
+        }
         return .success(signalFD)
     }
 
@@ -82,9 +88,9 @@ public enum ClientApp {
         do {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
-                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes)
+                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes, verbose: options.verbose)
         } catch {
-            stderr.write("securechat: \(error)\n")
+            stderr.write("securechat: error: \(error)\n")
             return .usage
         }
         let interactive = !options.json && isatty(0) == 1 && isatty(1) == 1
@@ -92,7 +98,7 @@ public enum ClientApp {
             configuration: DriverConfiguration(
                 session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
                 giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
-                keepalive: .seconds(options.keepaliveSeconds)),
+                keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose),
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()

@@ -31,6 +31,9 @@ struct Securechat: ParsableCommand {
             "$SECURECHAT_PEER_COMMAND CODE" for this machine and "securechat CODE --relay URL" for \
             another one.
 
+            Errors say what happened and what to do in one line; --verbose adds the raw error in \
+            brackets.
+
             Interactive (stdin is a terminal): type a line and press Enter to send it. \
             Commands: /help, /verify (show the safety number; /verify NUMBER checks the one your \
             peer reads out), /clear, /quit. Ctrl-C and Ctrl-D leave. NO_COLOR turns colours off.
@@ -77,6 +80,9 @@ struct Securechat: ParsableCommand {
             + "connection is dead, and the client reconnects.", valueName: "seconds"))
     var keepalive: Int = 15
 
+    @Flag(help: "Add the raw error (TLS, socket, the relay's own text) to each explanation, in brackets.")
+    var verbose = false
+
     func validate() throws {
         if let code {
             let parsed = try parseCode(code)
@@ -121,10 +127,12 @@ struct Securechat: ParsableCommand {
         let invitation = code != nil ? nil : ClientApp.invitation(
             code: self.password ? chatCode.room.value : chatCode.revealForSharing(), ownPassword: self.password,
             relayText: relay, caFilePath: caFile)
-        return ClientOptions(
+        var options = ClientOptions(
             room: chatCode.room, password: password, invitation: invitation, relay: try parseRelay(),
             caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout,
             keepaliveSeconds: keepalive)
+        options.verbose = verbose
+        return options
     }
 }
 

@@ -69,8 +69,9 @@ struct ClientPipeTests {
             let room = uniqueRoom("FULL")
             let (alice, bob) = try await connectedPair(relay, room: room)
             let carol = try ClientProcess("carol", [room, "--relay", relay.url, "--json"])
-            try await carol.event("ROOM_FULL") {
-                $0["event"] as? String == "error" && ($0["text"] as? String ?? "").contains("ROOM_FULL")
+            try await carol.event("the room-full error") {
+                $0["event"] as? String == "error" && $0["kind"] as? String == "relay_error"
+                    && ($0["text"] as? String ?? "").hasPrefix("the room already has two people in it")
             }
             #expect(try await carol.waitForExit() == 2)
             await alice.kill()
