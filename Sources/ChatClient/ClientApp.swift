@@ -27,6 +27,8 @@ public struct ClientOptions {
     public var keepaliveSeconds: Int
     /// Notices carry the raw error after the words for people (`--verbose`).
     public var verbose = false
+    /// Warnings of the start-up checks (the code on the command line), shown first.
+    public var notices: [ClientNotice] = []
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
                 caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
@@ -102,17 +104,20 @@ public enum ClientApp {
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
+        let notices = options.notices
         let mailbox = Mailbox()
         let shell: ClientShell
         if interactive {
             prepareLocale()
             let terminal = TerminalUI(status: driver.status, colors: colorsWanted())
+            for notice in notices { terminal.render(.notice(notice), status: driver.status) }
             shell = ClientShell(driver: driver, renderer: terminal, terminal: terminal, lineReader: nil,
                                 connector: connector, mailbox: mailbox, signalFD: signalFD)
         } else {
             let stdout = FileOutput(fd: 1)
             let renderer: any ClientRenderer = options.json
                 ? JSONRenderer(stdout: stdout) : PlainRenderer(stdout: stdout, stderr: stderr)
+            for notice in notices { renderer.render(.notice(notice), status: driver.status) }
             // A line may be a little longer than the session accepts, so that the session (not
             // the reader) refuses it with the exact limit.
             let reader = LineReader(fd: 0, lineMaxBytes: sessionConfiguration.messageTextMaxBytes * 4)

@@ -26,7 +26,8 @@ final class PlainRenderer: ClientRenderer {
         switch event {
         case let .roomCreated(room, invitation):
             note("room \(room.value) created; code \(invitation.code); on the other side run: "
-                + invitation.commands.joined(separator: "   or (another machine): "))
+                + invitation.commands.joined(separator: "   or (another machine): ")
+                + "   and type the code when it asks")
         case let .safetyNumber(number, authentication):
             let meaning = authentication == .password
                 ? "authenticated by the password" : "no password: compare it with your peer's"

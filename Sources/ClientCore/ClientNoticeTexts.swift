@@ -186,6 +186,15 @@ extension ClientNotice {
         return lines
     }
 
+    // MARK: Start-up warnings (the shell checks; the words are here)
+
+    /// A code given as an argument: it has been wiped from the process's arguments, but was
+    /// readable until then.
+    public static let codeOnCommandLine = ClientNotice(
+        .codeOnCommandLine, .warning,
+        "the code was on the command line, where other users of this machine could read it (ps, /proc) until it "
+            + "was wiped, and your shell may keep it in its history; next time use --join and type it when asked")
+
     // MARK: The relay link's problems, for people
 
     /// One line for people: what happened and what to do. Never a type, an errno or a path of the

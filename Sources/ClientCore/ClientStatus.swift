@@ -33,6 +33,8 @@ public struct ClientNotice: Hashable, Sendable {
         case unknownCommand = "unknown_command"
         case unreadableInput = "unreadable_input"
         case ended = "ended"
+        /// The code was given as an argument (visible to other users until wiped).
+        case codeOnCommandLine = "code_on_command_line"
     }
 
     public var kind: Kind
