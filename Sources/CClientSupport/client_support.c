@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -174,6 +175,49 @@ int scl_process_argv_erase(int index) {
     process_argv[process_argc - 1] = NULL;
     process_argc -= 1;
     return 0;
+}
+
+// ---- locked memory --------------------------------------------------------------------------
+
+static long long limit_bytes(rlim_t value) {
+    return value == RLIM_INFINITY ? -1 : (long long)value;
+}
+
+int scl_memlock_raise(long long *soft, long long *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return -1;
+    int result = 0;
+    if (limit.rlim_cur != limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        result = setrlimit(RLIMIT_MEMLOCK, &limit);
+        if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return -1;
+    }
+    *soft = limit_bytes(limit.rlim_cur);
+    *hard = limit_bytes(limit.rlim_max);
+    return result;
+}
+
+int scl_memlock_probe(size_t bytes) {
+    if (bytes == 0) return 0;
+    void *region = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) return errno;
+    int result = mlock(region, bytes) == 0 ? 0 : errno;
+    if (result == 0) munlock(region, bytes);
+    munmap(region, bytes);
+    return result;
+}
+
+long long scl_memlock_current(void) {
+    FILE *status = fopen("/proc/self/status", "re");
+    if (status == NULL) return -1;
+    char line[256];
+    long long kibibytes = -1;
+    // Bounded by the file (a few dozen lines).
+    while (fgets(line, sizeof line, status) != NULL) {
+        if (sscanf(line, "VmLck: %lld kB", &kibibytes) == 1) break;
+    }
+    fclose(status);
+    return kibibytes < 0 ? -1 : kibibytes * 1024;
 }
 
 int scl_window_size(int fd, int *columns, int *rows) {

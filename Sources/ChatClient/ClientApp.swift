@@ -27,8 +27,12 @@ public struct ClientOptions {
     public var keepaliveSeconds: Int
     /// Notices carry the raw error after the words for people (`--verbose`).
     public var verbose = false
-    /// Warnings of the start-up checks (the code on the command line), shown first.
+    /// The session's send queue, when the locked-memory check shortened it (`--require-locked-memory`).
+    public var sendQueueMax: Int?
+    /// Warnings of the start-up checks (the code on the command line, locked memory), shown first.
     public var notices: [ClientNotice] = []
+    /// The memory-lock limit, for the warning when a secret cannot be locked during the session.
+    public var memoryLockLimits = MemoryLockLimits(softBytes: nil, hardBytes: nil)
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
                 caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
@@ -85,7 +89,8 @@ public enum ClientApp {
     public static func run(_ options: ClientOptions, signalFD: Int32) -> ClientExitStatus {
         defer { options.password?.wipe() }  // Whichever way this returns; the session has its own copy.
         let stderr = FileOutput(fd: 2)
-        let sessionConfiguration = SessionConfiguration(room: options.room)
+        var sessionConfiguration = SessionConfiguration(room: options.room)
+        if let queue = options.sendQueueMax { sessionConfiguration.sendQueueMax = queue }
         let connector: WebSocketRelayConnector
         do {
             connector = try WebSocketRelayConnector(
@@ -105,6 +110,8 @@ public enum ClientApp {
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
         let notices = options.notices
+        let watch = LockedMemoryWatch(
+            limits: options.memoryLockLimits, alreadyWarned: notices.contains { $0.kind == .memoryNotLocked })
         let mailbox = Mailbox()
         let shell: ClientShell
         if interactive {
@@ -112,7 +119,7 @@ public enum ClientApp {
             let terminal = TerminalUI(status: driver.status, colors: colorsWanted())
             for notice in notices { terminal.render(.notice(notice), status: driver.status) }
             shell = ClientShell(driver: driver, renderer: terminal, terminal: terminal, lineReader: nil,
-                                connector: connector, mailbox: mailbox, signalFD: signalFD)
+                                connector: connector, mailbox: mailbox, signalFD: signalFD, lockedMemory: watch)
         } else {
             let stdout = FileOutput(fd: 1)
             let renderer: any ClientRenderer = options.json
@@ -122,7 +129,7 @@ public enum ClientApp {
             // the reader) refuses it with the exact limit.
             let reader = LineReader(fd: 0, lineMaxBytes: sessionConfiguration.messageTextMaxBytes * 4)
             shell = ClientShell(driver: driver, renderer: renderer, terminal: nil, lineReader: reader,
-                                connector: connector, mailbox: mailbox, signalFD: signalFD)
+                                connector: connector, mailbox: mailbox, signalFD: signalFD, lockedMemory: watch)
         }
         return shell.run()
     }

@@ -195,6 +195,45 @@ extension ClientNotice {
         "the code was on the command line, where other users of this machine could read it (ps, /proc) until it "
             + "was wiped, and your shell may keep it in its history; next time use --join and type it when asked")
 
+    /// Start-up: less memory can be locked than a conversation needs (`limit` nil: unlimited).
+    public static func lockedMemoryLow(limitBytes: Int, hardBytes: Int?, neededBytes: Int) -> ClientNotice {
+        ClientNotice(
+            .memoryNotLocked, .warning,
+            "only \(kibibytes(limitBytes)) of memory can be locked (RLIMIT_MEMLOCK, hard limit "
+                + "\(hardBytes.map(kibibytes) ?? "unlimited")) and a conversation can need up to "
+                + "\(kibibytes(neededBytes)): keys and messages past the limit may be swapped to disk. "
+                + raiseLimitAdvice(neededBytes))
+    }
+
+    /// Start-up with --require-locked-memory: why the client refuses to run.
+    public static func lockedMemoryRefusal(limitBytes: Int, hardBytes: Int?, neededBytes: Int) -> String {
+        "--require-locked-memory: only \(kibibytes(limitBytes)) of memory can be locked (RLIMIT_MEMLOCK, hard "
+            + "limit \(hardBytes.map(kibibytes) ?? "unlimited")) and a session can need up to "
+            + "\(kibibytes(neededBytes)); not starting. " + raiseLimitAdvice(neededBytes)
+    }
+
+    /// During the session: a secret could not be locked (the limit was reached since start).
+    public static func memoryNotLocked(limitBytes: Int?) -> ClientNotice {
+        let limit = limitBytes.map { " (RLIMIT_MEMLOCK, \(kibibytes($0)))" } ?? ""
+        return ClientNotice(
+            .memoryNotLocked, .warning,
+            "a key or message could not be locked in memory\(limit), so it may be swapped to disk; raise the "
+                + "limit with `ulimit -l` before the next chat (--require-locked-memory refuses to start without it)")
+    }
+
+    private static func raiseLimitAdvice(_ neededBytes: Int) -> String {
+        "Raise it with `ulimit -l \((neededBytes + 1023) / 1024)` (the hard limit is set by root: "
+            + "/etc/security/limits.conf, or LimitMEMLOCK= in systemd)."
+    }
+
+    /// Bytes as KiB or MiB, for people ("64 KiB", "8.9 MiB").
+    static func kibibytes(_ bytes: Int) -> String {
+        let kib = (bytes + 1023) / 1024
+        guard kib >= 1024 else { return "\(kib) KiB" }
+        let tenths = (kib * 10 + 512) / 1024
+        return tenths % 10 == 0 ? "\(tenths / 10) MiB" : "\(tenths / 10).\(tenths % 10) MiB"
+    }
+
     // MARK: The relay link's problems, for people
 
     /// One line for people: what happened and what to do. Never a type, an errno or a path of the

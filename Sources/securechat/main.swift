@@ -23,7 +23,9 @@ struct Securechat: ParsableCommand {
             the words are a password that authenticates the key exchange (CPace), so a relay in the \
             middle makes the handshake fail instead of reading the chat. A code works once: after a \
             failed authentication, start a new room. Keys live only in locked memory and are wiped on \
-            exit; nothing is ever written to disk.
+            exit; nothing is ever written to disk. The client raises its locked-memory limit \
+            (RLIMIT_MEMLOCK) to the hard limit and warns when secrets may still be swapped to disk; \
+            --require-locked-memory refuses to run instead.
 
             A room-only CODE (no words) has no password unless --password is given: the keys are then \
             authenticated only by comparing safety numbers (/verify) with your peer out of band. \
@@ -93,6 +95,11 @@ struct Securechat: ParsableCommand {
 
     @Flag(help: "Add the raw error (TLS, socket, the relay's own text) to each explanation, in brackets.")
     var verbose = false
+
+    @Flag(help: ArgumentHelp(
+        "Refuse to run unless every secret can be locked in RAM (RLIMIT_MEMLOCK; exit 5).",
+        discussion: "The send queue is shortened to what the limit can hold, if need be."))
+    var requireLockedMemory = false
 
     func validate() throws {
         if let code {
@@ -195,6 +202,8 @@ case let .failure(error):
     printError("securechat: \(error)")
     exit(ClientExitStatus.internalFailure.code)
 }
+// Also before any secret exists: every process may raise its soft limit to the hard one.
+let memoryLimits = MemoryLockLimits.raise()
 
 let command: Securechat
 do {
@@ -217,9 +226,21 @@ if let code = command.code {
     startNotices.append(.codeOnCommandLine)
 }
 
+// Before the first secret is allocated: can they all be locked in RAM?
+let memoryCheck: LockedMemoryCheck.Outcome
+switch LockedMemoryCheck.run(limits: memoryLimits, require: command.requireLockedMemory) {
+case let .success(outcome): memoryCheck = outcome
+case let .failure(error):
+    printError("securechat: error: \(error)")
+    exit(ClientExitStatus.internalFailure.code)
+}
+if let warning = memoryCheck.warning { startNotices.append(warning) }
+
 do {
     var options = try command.options(signalFD: signalFD)
     options.notices = startNotices
+    options.memoryLockLimits = memoryLimits
+    if command.requireLockedMemory { options.sendQueueMax = memoryCheck.sendQueueMax }
     exit(ClientApp.run(options, signalFD: signalFD).code)
 } catch let interrupted as Interrupted {
     exit(ClientExitStatus.signal(interrupted.signal).code)

@@ -22,11 +22,17 @@ final class ClientProcess: Sendable {
         "link", "linkat", "symlink", "symlinkat", "mkdir", "mkdirat", "truncate", "mknod", "mknodat",
     ]
 
-    /// Start `securechat` with `arguments`; `name` labels failures.
-    init(_ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil) throws {
+    /// Start `securechat` with `arguments`; `name` labels failures. `wrapper`: a command that runs
+    /// it (its path first, e.g. `prlimit --memlock=...`), followed by the binary and `arguments`.
+    init(_ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil,
+         wrapper: [String] = []) throws {
         self.name = name
         let binary = buildProductsDirectory().appendingPathComponent("securechat")
-        if strace {
+        if let command = wrapper.first {
+            child = try TestProcess(
+                name, arguments: Array(wrapper.dropFirst()) + [binary.path] + arguments, environment: environment,
+                executableURL: URL(fileURLWithPath: command), standardInput: true)
+        } else if strace {
             child = try TestProcess(
                 name, arguments: ["-f", "-qq", "-e", "trace=" + Self.tracedSyscalls.joined(separator: ","), binary.path]
                     + arguments,

@@ -73,6 +73,20 @@ int scl_process_argv(char ***argv);
 /// Returns 0, or -1 for an index out of range.
 int scl_process_argv_erase(int index);
 
+// ---- locked memory (RLIMIT_MEMLOCK) --------------------------------------------------------
+
+/// Raise the soft RLIMIT_MEMLOCK to the hard limit. Returns 0 or -1; `*soft` and `*hard` get the
+/// limits afterwards in bytes, -1 meaning unlimited.
+int scl_memlock_raise(long long *soft, long long *hard);
+
+/// Whether `bytes` more can be locked now: maps, locks, unlocks and unmaps that much anonymous
+/// memory (mlock counts against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK).
+/// Returns 0 when it could, else the errno of the failure.
+int scl_memlock_probe(size_t bytes);
+
+/// VmLck of /proc/self/status in bytes (memory locked now), or -1.
+long long scl_memlock_current(void);
+
 /// The terminal's size for `fd` (ioctl TIOCGWINSZ). Returns 0 or -1.
 int scl_window_size(int fd, int *columns, int *rows);
 
