@@ -58,6 +58,12 @@ else
     done
     echo "run.sh: relay started on ws://${relay_host}:${relay_port} (it stops when this client exits)" >&2
 fi
+if [ "$connect_host" != "127.0.0.1" ] && [ "$connect_host" != "localhost" ]; then
+    echo "run.sh: the relay is reached over plain ws:// (no TLS): anyone on the network path sees the room," \
+        "when and how much each of you sends, and your addresses (not your messages or the password, which" \
+        "are end-to-end encrypted). Use it on a network you trust; across the internet run relay with" \
+        "--tls-cert-file/--tls-key-file and wss:// (docs/RELAY.md)." >&2
+fi
 
 # The client prints the code and the exact command for the second person; on this machine that is
 # ./run.sh --join.

@@ -109,7 +109,7 @@ public enum ClientApp {
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
-        let notices = options.notices
+        let notices = options.notices + [options.relay.exposureWarning].compactMap { $0 }
         let watch = LockedMemoryWatch(
             limits: options.memoryLockLimits, alreadyWarned: notices.contains { $0.kind == .memoryNotLocked })
         let mailbox = Mailbox()

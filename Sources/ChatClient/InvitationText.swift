@@ -30,7 +30,6 @@ extension Invitation {
 
     /// True when `relay` (a ws:// or wss:// URL) names a loopback host.
     static func isLoopback(_ relay: String) -> Bool {
-        guard let url = try? WebSocketURL(relay) else { return false }
-        return url.host == "localhost" || url.host.hasPrefix("127.") || url.host == "::1" || url.host == "[::1]"
+        (try? WebSocketURL(relay))?.hostIsLoopback ?? false
     }
 }

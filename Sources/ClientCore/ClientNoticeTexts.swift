@@ -195,6 +195,15 @@ extension ClientNotice {
         "the code was on the command line, where other users of this machine could read it (ps, /proc) until it "
             + "was wiped, and your shell may keep it in its history; next time use --join and type it when asked")
 
+    /// The relay URL is ws:// to a host that is not this machine.
+    public static func unencryptedRelay(host: String) -> ClientNotice {
+        ClientNotice(
+            .unencryptedRelay, .warning,
+            "ws:// is not encrypted on the way to \(host): anyone on the network path sees the room, when and how "
+                + "much you send, and your address (not your messages or the password, which are end-to-end "
+                + "encrypted); use wss:// beyond a network you trust")
+    }
+
     /// Start-up: less memory can be locked than a conversation needs (`limit` nil: unlimited).
     public static func lockedMemoryLow(limitBytes: Int, hardBytes: Int?, neededBytes: Int) -> ClientNotice {
         ClientNotice(

@@ -38,7 +38,8 @@ struct Securechat: ParsableCommand {
             another one.
 
             Errors say what happened and what to do in one line; --verbose adds the raw error in \
-            brackets.
+            brackets. A plain ws:// relay that is not on this machine gets a warning: anyone on the \
+            network path sees the room, when and how much you send, and your address.
 
             Interactive (stdin is a terminal): type a line and press Enter to send it. \
             Commands: /help, /verify (show the safety number; /verify NUMBER checks the one your \

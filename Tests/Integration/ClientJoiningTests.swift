@@ -135,4 +135,23 @@ struct ClientJoiningTests {
             await alice.kill()
         }
     }
+
+    @Test("ws:// to a host that is not this machine: a warning naming what a network observer sees; none for loopback")
+    func unencryptedRelayWarning() async throws {
+        // 192.0.2.1 is TEST-NET-1 (RFC 5737): never a real host. The warning comes before any connection.
+        let remote = try ClientProcess("remote", [uniqueRoom("WS"), "--relay", "ws://192.0.2.1:9", "--json",
+                                                  "--give-up-after", "1"])
+        let warning = try await remote.event("the warning") { $0["kind"] as? String == "unencrypted_relay" }
+        #expect(warning["text"] as? String == "ws:// is not encrypted on the way to 192.0.2.1:9: anyone on the network "
+            + "path sees the room, when and how much you send, and your address (not your messages or the password, "
+            + "which are end-to-end encrypted); use wss:// beyond a network you trust")
+        _ = try await remote.waitForExit()
+        try await withRelay { relay in
+            let local = try ClientProcess("local", ["--join", "--relay", relay.url, "--json"])
+            try local.type(uniqueRoom("LOCAL"))
+            try await local.state("SEARCHING")
+            #expect(!local.events.contains { $0["kind"] as? String == "unencrypted_relay" })
+            await local.kill()
+        }
+    }
 }
