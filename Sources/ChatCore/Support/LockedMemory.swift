@@ -26,8 +26,8 @@ public enum LockedMemory {
 
     /// Check that a fresh guarded allocation is locked: locking it again succeeds when
     /// `sodium_malloc`'s own `mlock` did (pages already locked are not counted twice against the
-    /// limit) and fails as it did otherwise. One more system call per allocation, beside the five
-    /// of `sodium_malloc` itself.
+    /// limit) and fails as it did otherwise. Two more system calls per allocation (`sodium_mlock`'s
+    /// madvise, refused for an unaligned address, and mlock), beside the six of `sodium_malloc`.
     static func verify(_ pointer: UnsafeMutableRawPointer, count: Int) {
         if sodium_mlock(pointer, count) != 0 { unlockedCount.add(1, ordering: .relaxed) }
     }
