@@ -12,6 +12,7 @@ packages=(
     strace          # integration tests prove the client writes no file
     tmux            # integration tests drive the interactive terminal like a person
     procps          # ps/pgrep for the tests' process handling
+    util-linux      # setpriv and prlimit: tests read /proc as another user and limit locked memory
 )
 
 missing=()
