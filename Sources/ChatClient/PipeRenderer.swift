@@ -147,6 +147,7 @@ public let jsonEventsHelp = """
       refused        a line was not accepted: "reason"
       notice, error  "kind", "level", "text" (relay_lost, retrying,
                      reconnected, rekeyed, peer_left, authentication_failed,
-                     ...)
+                     code_on_command_line, unencrypted_relay,
+                     memory_not_locked, ...)
       exit           the last line: "code"
     """

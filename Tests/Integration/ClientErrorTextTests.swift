@@ -111,6 +111,20 @@ struct ClientErrorTextTests {
         }
     }
 
+    @Test("A CA file that is not one: which file, and what it must be (exit 1, before any connection)")
+    func unusableCAFile() async throws {
+        let client = try ClientProcess("client", [uniqueRoom("CA"), "--relay", "wss://127.0.0.1:9", "--ca-file",
+                                                  "/nonexistent/ca.pem"])
+        #expect(try await client.waitForExit() == 1)
+        let stderr = client.stderr.all
+        #expect(stderr.contains("securechat: error: cannot use the CA file /nonexistent/ca.pem; it must be a "
+            + "readable PEM file of certificates"), "\(stderr)")
+        for line in stderr {
+            let text = line.replacingOccurrences(of: "securechat: error: ", with: "")
+            for dump in Self.dumps { #expect(!text.contains(dump), "\(dump) in \(line)") }
+        }
+    }
+
     @Test("A closed port: nothing accepts connections there; is the relay running?")
     func closedPort() async throws {
         let port = try TinyServer.closedPort()
