@@ -46,7 +46,11 @@ public enum CodeInput {
             memset(value, 0, strlen(value))
             return .success(code)
         }
-        return interactive ? promptWithCompletion(signalFD: signalFD) : firstLine(fd: 0, signalFD: signalFD)
+        if interactive { return promptWithCompletion(signalFD: signalFD) }
+        // Pipe mode typed at a terminal (--json, or stdout redirected): a plain prompt on stderr,
+        // so the person knows what the first line is for.
+        if isatty(0) == 1 { Array(prompt.utf8).withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) } }
+        return firstLine(fd: 0, signalFD: signalFD)
     }
 
     /// Wait until `fd` or the signalfd is readable; a terminating signal ends the wait.
