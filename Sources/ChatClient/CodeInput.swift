@@ -15,6 +15,7 @@ import Glibc
 ///   typed, a second Tab lists the candidates);
 /// - otherwise (pipe mode): the first line of stdin; the lines after it are the messages.
 public enum CodeInput {
+    /// The variable `--join` reads the code from (scripts, `run.sh CODE`).
     public static let environmentVariable = "SECURECHAT_CODE"
     static let prompt = "Code (Tab completes the words): "
     /// The longest line read, in bytes (a code is at most `ChatCode.textLengthMax`).

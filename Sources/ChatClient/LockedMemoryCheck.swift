@@ -27,7 +27,9 @@ public enum LockedMemoryCheck {
     /// What the check decided: a warning to show (nil: enough), and the session's send queue size
     /// (smaller than the default only with `require`, so that a full queue still fits the limit).
     public struct Outcome: Sendable {
+        /// The warning to show when the client starts, if any.
         public var warning: ClientNotice?
+        /// The send queue's size for the session.
         public var sendQueueMax: Int
     }
 

@@ -34,7 +34,9 @@ public final class WebSocketRelayConnector: RelayConnector {
 
     /// Why the connector could not be made: worded for people, the raw error with --verbose.
     public struct SetupFailure: Error, CustomStringConvertible {
+        /// What went wrong (the CA file, in practice).
         public var problem: RelayProblem
+        /// The raw error, with --verbose.
         public var detail: String?
         public var description: String { ClientNotice.withDetail(ClientNotice.describe(problem), detail) }
     }

@@ -5,7 +5,9 @@ import Synchronization
 
 /// The validity period of a certificate, in seconds since the epoch.
 public struct CertificateValidity: Hashable, Sendable {
+    /// The certificate is not valid before this time.
     public var notBefore: Int
+    /// The certificate is not valid after this time.
     public var notAfter: Int
 
     public init(notBefore: Int, notAfter: Int) {
