@@ -12,7 +12,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     case connectionFailed
     /// The session ended with messages the peer never confirmed (they were reported).
     case undelivered
-    /// A local failure (the terminal or the process could not be set up).
+    /// A local failure (the terminal or the process could not be set up, or with
+    /// `--require-locked-memory` too little memory can be locked for the secrets).
     case internalFailure
     /// The handshake could not be authenticated: a different password, a peer with or without a
     /// password when this side has the opposite, or too many unconfirmed attempts. The code is spent.
@@ -44,7 +45,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
           3    the relay was unreachable past --give-up-after, or failed in a
                way retrying cannot fix (untrusted certificate, not a relay)
           4    messages were left undelivered at exit (each was reported)
-          5    local failure (terminal or process set-up)
+          5    local failure (terminal or process set-up; too little lockable
+               memory with --require-locked-memory)
           6    authentication failed: the password did not match (or someone
                tried to intercept); the code is spent, start a new room
           129, 131, 143  SIGHUP, SIGQUIT, SIGTERM (128 + signal); keys wiped

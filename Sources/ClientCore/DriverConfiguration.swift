@@ -24,6 +24,9 @@ public struct DriverConfiguration: Sendable {
     /// Ping the relay after this long without any frame from it; as long again without one closes
     /// the link as dead (a relay or path that vanished without a FIN) and the client reconnects.
     public var keepalive: Duration
+    /// Notices carry the raw detail after the words for people (`--verbose`): the relay's own
+    /// error text and code, a rejected frame's reason.
+    public var verbose: Bool
 
     public init(
         session: SessionConfiguration,
@@ -34,7 +37,8 @@ public struct DriverConfiguration: Sendable {
         reconnectMaximumDelay: Duration = .seconds(30),
         giveUpAfter: Duration = .seconds(300),
         drainTimeout: Duration = .seconds(30),
-        keepalive: Duration = .seconds(15)
+        keepalive: Duration = .seconds(15),
+        verbose: Bool = false
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
         self.session = session
@@ -46,5 +50,6 @@ public struct DriverConfiguration: Sendable {
         self.giveUpAfter = giveUpAfter
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
+        self.verbose = verbose
     }
 }
