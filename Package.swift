@@ -4,10 +4,13 @@
 //
 // One sans-IO core (ChatCore) and thin shells around it. Each target has one job:
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
-//   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
+//   ChatCore           wire codec, crypto, session state machine, rate limiter
 //                      (no sockets, no clocks, no global randomness)
+//   RelayCore          the relay's decisions, sans-IO like ChatCore: RelayRooms (room logic),
+//                      RelayLimits (every limit and default, validated), RelayEngine (admission,
+//                      per-connection policy, timers, shutdown)
 //   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
-//   RelayServer        the relay's NIO shell: config, pipeline, limits, metrics, TLS, lifecycle
+//   RelayServer        the relay's NIO shell around RelayEngine: sockets, pipeline, TLS, metrics export
 //   relay              executable: command line -> RelayServer
 //   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
 //   CEditline          libedit from Debian (BSD licence), through pkg-config
@@ -34,6 +37,7 @@ let package = Package(
     name: "securechat",
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
         .executable(name: "relay", targets: ["relay"]),
         .executable(name: "relay-bench", targets: ["RelayBench"]),
@@ -67,9 +71,22 @@ let package = Package(
             name: "ChatCore",
             dependencies: ["CSodium"],
             path: "Sources/ChatCore",
-            // Release builds export ChatCore's generic bodies (RelayRooms<Connection>, the codec)
-            // for specialization in the binaries: without it the relay spent ~9% of its CPU in
-            // runtime generic-metadata lookups (perf profile in BENCHMARKS.md). Root-package only.
+            // Release builds export ChatCore's function bodies (the codec, TokenBucket) for inlining
+            // and specialization in the binaries: without it (when the room logic was still here)
+            // the relay spent ~9% of its CPU in runtime generic-metadata lookups (perf profile in
+            // BENCHMARKS.md). Root-package only.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+        ),
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "ChatCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/RelayCore",
+            // As ChatCore: RelayEngine<ByteBuffer> and RelayRooms<ConnectionID> are specialized in
+            // the relay binary only if their bodies are exported.
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
@@ -87,6 +104,7 @@ let package = Package(
             name: "RelayServer",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 "ChatNetworking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -102,6 +120,7 @@ let package = Package(
         .executableTarget(
             name: "relay",
             dependencies: [
+                "RelayCore",
                 "RelayServer",
                 "ChatNetworking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -163,6 +182,7 @@ let package = Package(
             name: "Simulator",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             path: "Sources/Simulator",
@@ -180,7 +200,7 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "RelayCore"],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
@@ -188,6 +208,7 @@ let package = Package(
             dependencies: [
                 "ChatCore",
                 "ClientCore",
+                "RelayCore",
                 "ChatClient",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -199,6 +220,7 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -206,7 +228,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzTests",
-            dependencies: ["ChatCore", "FuzzHarness"],
+            dependencies: ["ChatCore", "RelayCore", "FuzzHarness"],
             path: "Tests/Fuzz"
         ),
         .testTarget(

@@ -26,7 +26,8 @@ final class PlainRenderer: ClientRenderer {
         switch event {
         case let .roomCreated(room, invitation):
             note("room \(room.value) created; code \(invitation.code); on the other side run: "
-                + invitation.commands.joined(separator: "   or (another machine): "))
+                + invitation.commands.joined(separator: "   or (another machine): ")
+                + "   and type the code when it asks")
         case let .safetyNumber(number, authentication):
             let meaning = authentication == .password
                 ? "authenticated by the password" : "no password: compare it with your peer's"
@@ -147,6 +148,7 @@ public let jsonEventsHelp = """
       notice, error  "kind", "level", "text" (relay_lost, retrying,
                      reconnected, rekeyed, peer_left, peer_leaving,
                      peer_restarted, reauthenticating, handshake_refused,
-                     authentication_failed, code_spent, ...)
+                     authentication_failed, code_spent, code_on_command_line,
+                     unencrypted_relay, memory_not_locked, ...)
       exit           the last line: "code"
     """

@@ -62,11 +62,11 @@ extension ClientDriver {
                             interactive: configuration.interactive))
             show(.safetyNumber(safetyNumber, authentication: authentication))
         case let .relayError(code, message):
-            notify(.relayError(code, message))
+            notify(.relayError(code, message, verbose: configuration.verbose))
         case let .frameRejected(rejection):
             // Ordinary network effects (duplicates, reordering) are routine; only what points at
             // tampering is worth the user's attention.
-            if rejection.isSuspicious { notify(.suspiciousFrame(rejection)) }
+            if rejection.isSuspicious { notify(.suspiciousFrame(rejection, verbose: configuration.verbose)) }
         case let .ended(reason):
             sessionEnded(reason)
         }

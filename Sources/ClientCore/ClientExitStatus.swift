@@ -12,7 +12,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     case connectionFailed
     /// The session ended with messages the peer never confirmed (they were reported).
     case undelivered
-    /// A local failure (the terminal or the process could not be set up).
+    /// A local failure (the terminal or the process could not be set up, or with
+    /// `--require-locked-memory` too little memory can be locked for the secrets).
     case internalFailure
     /// The handshake could not be authenticated: a different password, a peer with or without a
     /// password when this side has the opposite, keys substituted on the way, a peer that could
@@ -49,7 +50,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
           3    the relay was unreachable past --give-up-after, or failed in a
                way retrying cannot fix (untrusted certificate, not a relay)
           4    messages were left undelivered at exit (each was reported)
-          5    local failure (terminal or process set-up)
+          5    local failure (terminal or process set-up; too little lockable
+               memory with --require-locked-memory)
           6    authentication failed: a mistyped code, or someone in the middle
                (keys substituted, a wrong password, a blocked key exchange); the
                code is spent, start a new room

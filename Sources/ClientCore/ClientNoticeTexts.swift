@@ -15,7 +15,12 @@ extension ClientNotice {
     }
 
     static func relayUnreachable(_ reason: String) -> ClientNotice {
-        ClientNotice(.relayUnreachable, .warning, "cannot reach the relay (\(reason))")
+        ClientNotice(.relayUnreachable, .warning, "cannot reach the relay: \(reason)")
+    }
+
+    /// The driver's own deadline for opening a connection passed.
+    static func connectTimedOut(_ timeout: Duration) -> String {
+        "no answer within \(wholeSeconds(timeout)) s; check the address in --relay and any firewall in between"
     }
 
     /// A failure that retrying cannot fix (an untrusted certificate, not a relay).
@@ -119,13 +124,41 @@ extension ClientNotice {
             "re-keyed with fresh keys, proven by the previous ones (the safety number stays); conversation resumed")
     }
 
-    static func relayError(_ code: RelayErrorCode, _ message: String) -> ClientNotice {
+    /// The relay's ERROR, worded from its code alone: the relay's own text (which a hostile relay
+    /// chooses) and the code follow in brackets only with `verbose`.
+    static func relayError(_ code: RelayErrorCode, _ message: String, verbose: Bool) -> ClientNotice {
         let level: Level = [.roomFull, .invalidRoom, .alreadyJoined].contains(code) ? .error : .warning
-        return ClientNotice(.relayError, level, "relay: \(code.rawValue): \(message)")
+        let detail = verbose ? "relay: \(code.rawValue): \(message)" : nil
+        return ClientNotice(.relayError, level, withDetail(relayErrorText(code), detail))
     }
 
-    static func suspiciousFrame(_ rejection: FrameRejection) -> ClientNotice {
-        ClientNotice(.suspiciousFrame, .warning, "a frame failed authentication and was dropped (\(rejection))")
+    /// What a relay error code means for the user, and what to do (or what the client does).
+    static func relayErrorText(_ code: RelayErrorCode) -> String {
+        switch code {
+        case .roomFull: "the room already has two people in it; check the code with your peer, or start a new room"
+        case .invalidRoom: "the relay refused the room code as invalid; check the code"
+        case .alreadyJoined: "the relay says this connection is already in a room (a client bug); start again"
+        case .noPeer: "the peer is not in the room right now; what you send waits for it"
+        case .rateLimited:
+            "the relay is slowing this client down (too much sent too fast); nothing is lost, it goes out as allowed"
+        case .joinRateLimited: "the relay refuses joins from your address for now (too many); the client keeps trying"
+        case .tooManyConnections:
+            "the relay has too many connections (from your address, or in all); the client keeps trying"
+        case .tooManyRooms: "the relay is full (too many rooms); the client keeps trying, or use another relay"
+        case .idleTimeout: "the relay closed this connection as idle; the client reconnects"
+        case .shuttingDown: "the relay is shutting down; the client reconnects when it is back"
+        case .internalError: "the relay had an internal error; the client keeps trying"
+        case .frameTooLarge: "a message was larger than the relay accepts (a different version of securechat?)"
+        case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
+             .notJoined:
+            "the relay did not understand this client (a different version of securechat?); update both"
+        }
+    }
+
+    static func suspiciousFrame(_ rejection: FrameRejection, verbose: Bool) -> ClientNotice {
+        let text = "a message that failed its integrity check was dropped (someone on the path may be tampering); "
+            + "the session goes on"
+        return ClientNotice(.suspiciousFrame, .warning, withDetail(text, verbose ? "\(rejection)" : nil))
     }
 
     /// What the user is told when the handshake could not be authenticated: what happened, its
@@ -164,7 +197,11 @@ extension ClientNotice {
         case .gaveUp, .permanentFailure: "no relay"
         case .drainTimedOut: "the peer did not confirm in time"
         case let .signal(number) where number != ClientEvent.interruptSignal: "signal \(number)"
-        case .userQuit, .signal, nil: "\(reason)"
+        case .userQuit, .signal, nil:
+            switch reason {
+            case .relayRefused: "the relay refused the room"
+            case .userQuit, .authenticationFailed, .incompatiblePeer: "\(reason)"
+            }
         }
         return ClientNotice(.ended, .info, "session ended (\(why)); keys wiped")
     }
@@ -194,10 +231,124 @@ extension ClientNotice {
             lines += [
                 "No password: only comparing this number detects a relay in the middle. Compare all 60 digits",
                 "with your peer over another channel (phone, in person; not this chat), then type",
-                "/verify followed by the number your peer reads out. Every reconnect brings a new number.",
+                "/verify followed by the number your peer reads out. Reconnects keep the number (each re-key",
+                "proves the keys before it); a restarted peer is a new peer with a new number.",
             ]
         }
         return lines
+    }
+
+    // MARK: Start-up warnings (the shell checks; the words are here)
+
+    /// A code given as an argument: it has been wiped from the process's arguments, but was
+    /// readable until then.
+    public static let codeOnCommandLine = ClientNotice(
+        .codeOnCommandLine, .warning,
+        "the code was on the command line, where other users of this machine could read it (ps, /proc) until it "
+            + "was wiped, and your shell may keep it in its history; next time use --join and type it when asked")
+
+    /// The relay URL is ws:// to a host that is not this machine.
+    public static func unencryptedRelay(host: String) -> ClientNotice {
+        ClientNotice(
+            .unencryptedRelay, .warning,
+            "ws:// is not encrypted on the way to \(host): anyone on the network path sees the room, when and how "
+                + "much you send, and your address (not your messages or the password, which are end-to-end "
+                + "encrypted); use wss:// beyond a network you trust")
+    }
+
+    /// Start-up: less memory can be locked than a conversation needs (`limit` nil: unlimited).
+    public static func lockedMemoryLow(limitBytes: Int, hardBytes: Int?, neededBytes: Int) -> ClientNotice {
+        ClientNotice(
+            .memoryNotLocked, .warning,
+            "only \(kibibytes(limitBytes)) of memory can be locked (RLIMIT_MEMLOCK, hard limit "
+                + "\(hardBytes.map(kibibytes) ?? "unlimited")) and a conversation can need up to "
+                + "\(kibibytes(neededBytes)): keys and messages past the limit may be swapped to disk. "
+                + raiseLimitAdvice(neededBytes))
+    }
+
+    /// Start-up with --require-locked-memory: why the client refuses to run.
+    public static func lockedMemoryRefusal(limitBytes: Int, hardBytes: Int?, neededBytes: Int) -> String {
+        "--require-locked-memory: only \(kibibytes(limitBytes)) of memory can be locked (RLIMIT_MEMLOCK, hard "
+            + "limit \(hardBytes.map(kibibytes) ?? "unlimited")) and a session can need up to "
+            + "\(kibibytes(neededBytes)); not starting. " + raiseLimitAdvice(neededBytes)
+    }
+
+    /// During the session: a secret could not be locked (the limit was reached since start).
+    public static func memoryNotLocked(limitBytes: Int?) -> ClientNotice {
+        let limit = limitBytes.map { " (RLIMIT_MEMLOCK, \(kibibytes($0)))" } ?? ""
+        return ClientNotice(
+            .memoryNotLocked, .warning,
+            "a key or message could not be locked in memory\(limit), so it may be swapped to disk; raise the "
+                + "limit with `ulimit -l` before the next chat (--require-locked-memory refuses to start without it)")
+    }
+
+    private static func raiseLimitAdvice(_ neededBytes: Int) -> String {
+        "Raise it with `ulimit -l \((neededBytes + 1023) / 1024)` (the hard limit is set by root: "
+            + "/etc/security/limits.conf, or LimitMEMLOCK= in systemd)."
+    }
+
+    /// Bytes as KiB or MiB, for people ("64 KiB", "8.9 MiB").
+    static func kibibytes(_ bytes: Int) -> String {
+        let kib = (bytes + 1023) / 1024
+        guard kib >= 1024 else { return "\(kib) KiB" }
+        let tenths = (kib * 10 + 512) / 1024
+        return tenths % 10 == 0 ? "\(tenths / 10) MiB" : "\(tenths / 10).\(tenths % 10) MiB"
+    }
+
+    // MARK: The relay link's problems, for people
+
+    /// One line for people: what happened and what to do. Never a type, an errno or a path of the
+    /// build; the raw error is the `detail` shown with --verbose.
+    public static func describe(_ problem: RelayProblem) -> String {
+        switch problem {
+        case let .hostNotFound(host): "cannot find the host \(host); check its spelling in --relay, and the network"
+        case let .refused(endpoint):
+            "nothing accepts connections at \(endpoint); is the relay running? Check the address and port in --relay"
+        case let .unreachable(endpoint): "no route to \(endpoint); check the network and the address in --relay"
+        case let .timedOut(endpoint, seconds):
+            "no answer from \(endpoint) within \(seconds) s; check the address in --relay and any firewall in between"
+        case let .closedDuringHandshake(endpoint, true):
+            "\(endpoint) closed the connection during the handshake; is it a securechat relay?"
+        case let .closedDuringHandshake(endpoint, false):
+            "\(endpoint) closed the connection during the handshake; if the relay uses TLS, use wss:// in --relay"
+        case let .notWebSocket(endpoint):
+            "\(endpoint) answered, but it is not a securechat relay (a web server?); check the port and path in --relay"
+        case let .notHTTP(endpoint):
+            "\(endpoint) did not answer in HTTP; if the relay uses TLS, use wss:// in --relay"
+        case .certificateUntrusted:
+            "the relay's TLS certificate is not trusted (self-signed, or from a private CA?); "
+                + "pass that CA's certificate with --ca-file FILE"
+        case .certificateExpired:
+            "the relay's TLS certificate has expired; its operator must renew it (or this machine's clock is wrong)"
+        case .certificateNotYetValid: "the relay's TLS certificate is not valid yet; check this machine's clock"
+        case let .certificateWrongHost(host):
+            "the relay's TLS certificate is not for \(host); use the host name on its certificate in --relay"
+        case let .notTLS(endpoint): "\(endpoint) does not speak TLS; if it is a plain relay, use ws:// in --relay"
+        case .tlsFailed:
+            "the TLS handshake with the relay failed (no protocol version or cipher in common); it needs TLS 1.2+"
+        case let .caFileUnusable(path): "cannot use the CA file \(path); it must be a readable PEM file of certificates"
+        case .reset: "the connection was reset (by the relay or the network)"
+        case .unexpected: "an unexpected network error (--verbose shows it)"
+        }
+    }
+
+    /// Why an open connection ended: the relay's close frame (`closeCode` its status, nil when it
+    /// sent none), or none at all (`closeFrame` false: TCP closed or failed under it).
+    public static func linkClosed(closeFrame: Bool, closeCode: Int?) -> String {
+        guard closeFrame else { return "the connection closed" }
+        return switch closeCode {
+        case 1001: "the relay is going away (restarting?)"
+        case 1008: "the relay closed the connection for going past its limits"
+        case 1009: "a message was larger than the relay accepts"
+        case 1011: "the relay had an internal error"
+        default: "the relay closed the connection"
+        }
+    }
+
+    /// `text`, with the raw `detail` in brackets when there is one (--verbose).
+    public static func withDetail(_ text: String, _ detail: String?) -> String {
+        guard let detail, !detail.isEmpty else { return text }
+        return "\(text) [\(detail)]"
     }
 
     // MARK: Numbers without Foundation

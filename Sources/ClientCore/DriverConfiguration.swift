@@ -28,6 +28,9 @@ public struct DriverConfiguration: Sendable {
     /// Ping the relay after this long without any frame from it; as long again without one closes
     /// the link as dead (a relay or path that vanished without a FIN) and the client reconnects.
     public var keepalive: Duration
+    /// Notices carry the raw detail after the words for people (`--verbose`): the relay's own
+    /// error text and code, a rejected frame's reason.
+    public var verbose: Bool
 
     public init(
         session: SessionConfiguration,
@@ -39,7 +42,8 @@ public struct DriverConfiguration: Sendable {
         giveUpAfter: Duration = .seconds(300),
         drainTimeout: Duration = .seconds(30),
         keepalive: Duration = .seconds(15),
-        goodbyeTimeout: Duration = .seconds(5)
+        goodbyeTimeout: Duration = .seconds(5),
+        verbose: Bool = false
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
         self.session = session
@@ -52,5 +56,6 @@ public struct DriverConfiguration: Sendable {
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
         self.goodbyeTimeout = goodbyeTimeout
+        self.verbose = verbose
     }
 }

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// Two chat processes and the real relay room logic wired in memory, on a virtual clock, with
 /// every output checked as it appears.

@@ -1,5 +1,6 @@
 @_spi(Simulation) import ChatCore
 import HeapModule
+import RelayCore
 
 /// One deterministic run: many virtual clients and one virtual relay on a virtual clock, over a
 /// lossy virtual network, from one seed.

@@ -123,7 +123,7 @@ struct ClientAuthenticationTests {
         }
     }
 
-    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, the same-machine command; the peer joins with it")
+    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, the same-machine --join; the peer joins")
     func createdRoom() async throws {
         try await withRelay { relay in
             let alice = try ClientProcess("alice", ["--relay", relay.url, "--json"],
@@ -134,11 +134,12 @@ struct ClientAuthenticationTests {
             #expect(parts.count == 3, "ROOM-word-word: \(code)")
             #expect(String(parts[0]) == room["room"] as? String)
             #expect(parts.dropFirst().allSatisfy { $0.allSatisfy(\.isLowercase) })
-            #expect(room["command"] as? String == "./run.sh \(code)")
+            #expect(room["command"] as? String == "./run.sh --join")
             // The relay is on loopback: another machine could not reach it, so no command is offered for one
             // (the unit tests cover the command for a relay other machines can reach).
             #expect(room["remote_command"] == nil, "\(room)")
-            let bob = try ClientProcess("bob", [code, "--relay", relay.url, "--json"])
+            let bob = try ClientProcess("bob", ["--join", "--relay", relay.url, "--json"])
+            try bob.type(code)
             try await alice.state("CONNECTED")
             try await bob.state("CONNECTED")
             try await bob.event("password authentication") {

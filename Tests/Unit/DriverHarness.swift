@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 @testable import ClientCore
 

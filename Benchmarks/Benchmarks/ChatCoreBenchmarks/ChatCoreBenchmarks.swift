@@ -1,5 +1,6 @@
 import Benchmark
 import ChatCore
+import RelayCore
 import Simulator
 
 // Micro-benchmarks of ChatCore's hot paths and of the simulator: time, CPU and allocations per

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// Sessions wired in memory to one `RelayRooms`, on a hand-driven clock.
 ///
@@ -17,11 +18,14 @@ final class InMemoryChat {
     static let room = try! RoomCode("ROOM1")
 
     @discardableResult
-    func addSession(room: RoomCode = InMemoryChat.room, password: String? = nil, connect: Bool = true) -> Int {
+    func addSession(
+        room: RoomCode = InMemoryChat.room, password: String? = nil, connect: Bool = true,
+        entropy: any EntropySource = SystemEntropy()
+    ) -> Int {
         let secret = password.map { try! Password($0) }  // Test passwords are valid.
         defer { secret?.wipe() }
         let session = SessionManager(
-            configuration: SessionConfiguration(room: room), password: secret, entropy: SystemEntropy())
+            configuration: SessionConfiguration(room: room), password: secret, entropy: entropy)
         sessions.append(session)
         transportUp.append(false)
         log.append([])
