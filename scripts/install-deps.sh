@@ -13,7 +13,7 @@ packages=(
     tmux            # integration tests drive the interactive terminal like a person
     procps          # ps/pgrep for the tests' process handling
     binutils        # nm: the isolation test proves no shipped binary holds simulator symbols
-    util-linux      # prlimit and setpriv: the hardening test runs a client as another user
+    util-linux      # prlimit and setpriv: tests run a client as another user and limit locked memory
 )
 
 missing=()

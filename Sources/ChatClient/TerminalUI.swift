@@ -109,7 +109,8 @@ final class TerminalUI: ClientRenderer {
             for other in invitation.commands.dropFirst() {
                 lines.append("  (from another machine: " + other + ")")
             }
-            lines.append(style("Pass the code on privately (the words are the password); it works once.", dim))
+            lines.append(style("It asks for the code: pass it on privately (the words are the password); "
+                + "it works once.", dim))
             printLines(lines)
         case .safetyNumber:
             break  // /verify shows it; the status line shows whether it was verified.

@@ -54,13 +54,21 @@ extension World {
         return heldFrames(link, direction).compactMap { if case let .text(bytes) = $0 { bytes } else { nil } }
     }
 
-    /// Deliver the waiting frame number `index % count` (0: the oldest, as TCP would).
+    /// Deliver the waiting frame number `index % count` (0: the oldest, as TCP would), through
+    /// `heldTap` when one is set.
     public func deliverHeld(_ client: Int, _ direction: Direction, index: Int = 0) {
         guard let link = heldLink(client, direction) else { return }
         let frame = takeHeld(link, direction, at: index % heldFrames(link, direction).count)
-        switch direction {
-        case .toRelay: frameArrivesAtRelay(link, frame)
-        case .toClient: frameArrivesAtClient(link, frame)
+        var copies = [frame]
+        if let heldTap, case let .text(bytes) = frame {
+            copies = heldTap(client, direction, bytes).map { .text($0) }
+            if copies.isEmpty, direction == .toClient { links[Int(link.value)].bytesToClient -= frame.byteCount }
+        }
+        for copy in copies {
+            switch direction {
+            case .toRelay: frameArrivesAtRelay(link, copy)
+            case .toClient: frameArrivesAtClient(link, copy)
+            }
         }
     }
 

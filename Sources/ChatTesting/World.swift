@@ -29,6 +29,10 @@ public final class World {
     /// Every connect fails with this (an untrusted certificate, say), while set.
     public var connectFailure: TransportFailure?
     public weak var observer: (any WorldObserver)?
+    /// With a held network: sees every text frame as it is delivered (`client`, the direction) and
+    /// returns what arrives instead — nothing to drop it, several to duplicate it, other bytes to
+    /// tamper with it. A test's hostile network.
+    public var heldTap: ((_ client: Int, _ direction: Direction, _ frame: [UInt8]) -> [[UInt8]])?
     public internal(set) var counters = WorldCounters()
     /// Draws for the planted shell bugs.
     var plantedRandom: Xoshiro256

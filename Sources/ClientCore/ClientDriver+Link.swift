@@ -56,7 +56,8 @@ extension ClientDriver {
         switch link {
         case let .connecting(id, deadline, _) where deadline <= now:
             act(.close(id))
-            linkEnded(id, reason: "timed out", permanent: false, now: now)
+            let reason = ClientNotice.connectTimedOut(configuration.connectTimeout)
+            linkEnded(id, reason: reason, permanent: false, now: now)
         case let .up(id, .listening(pingAt), admission) where pingAt <= now:
             link = .up(id, .pinged(deadAt: now.advanced(by: configuration.keepalive)), admission)
             act(.ping(id))

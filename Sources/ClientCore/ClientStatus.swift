@@ -24,6 +24,11 @@ public struct ClientNotice: Hashable, Sendable {
         case rekeyed = "rekeyed"
         case relayError = "relay_error"
         case authenticationFailed = "authentication_failed"
+        case handshakeRefused = "handshake_refused"
+        case reauthenticating = "reauthenticating"
+        case codeSpent = "code_spent"
+        case incompatiblePeer = "incompatible_peer"
+        case peerLeaving = "peer_leaving"
         case verified = "verified"
         case verifyMismatch = "verify_mismatch"
         case suspiciousFrame = "suspicious_frame"
@@ -33,6 +38,12 @@ public struct ClientNotice: Hashable, Sendable {
         case unknownCommand = "unknown_command"
         case unreadableInput = "unreadable_input"
         case ended = "ended"
+        /// The code was given as an argument (visible to other users until wiped).
+        case codeOnCommandLine = "code_on_command_line"
+        /// The relay is reached over plain ws:// across a network.
+        case unencryptedRelay = "unencrypted_relay"
+        /// Secrets cannot all be locked in RAM (RLIMIT_MEMLOCK).
+        case memoryNotLocked = "memory_not_locked"
     }
 
     public var kind: Kind

@@ -10,8 +10,9 @@ public struct Invitation: Hashable, Sendable {
     /// The code to pass on, password words included: shown to this user, never sent, never logged.
     public var code: String
     /// The commands that join the room, the one to use first first: `$SECURECHAT_PEER_COMMAND
-    /// CODE` (the same machine; `run.sh` sets the variable) followed by `securechat CODE --relay
-    /// URL` (another machine), or just `securechat CODE` when the variable is unset.
+    /// --join` (the same machine; `run.sh` sets the variable) followed by `securechat --join --relay
+    /// URL` (another machine), or just `securechat --join` when the variable is unset. `--join` asks
+    /// for the code: it is never part of a command line.
     public var commands: [String]
 
     public init(code: String, commands: [String]) {

@@ -12,13 +12,72 @@ struct PauseReasons: OptionSet, Hashable, Sendable {
 }
 
 /// One accepted TCP connection, from accept to the shell's report that it closed.
+///
+/// The per-frame path reaches a record only through its mutating methods, called on
+/// `connections.values[index]`: that access is in place, while reading `values[index]` copies
+/// the whole record (a profile showed the copy). Inside them, the `Serving` data is taken out of
+/// its enum case, the case is set to `.modifying`, and the data is put back: without the
+/// placeholder, the copy in hand and the one in the case would share the held-frames buffer,
+/// and the first change to it would copy it.
 struct ConnectionRecord<Frame: RelayFrameBytes> {
     /// The per-address entry this connection is counted in (nil when it was refused before being
     /// counted, or dropped), so that its close is taken off exactly the entry it was added to.
     let countedUnder: AddressKey?
-    /// What the shell last reported: false while its outbound queue is over the high watermark.
-    var isWritable = true
     var state: ConnectionState<Frame>
+
+    enum Phase {
+        case upgrading, serving, closing, disconnecting
+    }
+
+    /// An inbound frame arrived (any frame shows the client is alive): note it, and say which
+    /// phase the connection is in.
+    mutating func noteInbound(now: Instant) -> Phase {
+        switch state {
+        case .upgrading:
+            return .upgrading
+        case var .serving(serving):
+            state = .modifying
+            serving.lastInbound = now
+            state = .serving(serving)
+            return .serving
+        case .closing:
+            return .closing
+        case .disconnecting, .modifying:
+            return .disconnecting
+        }
+    }
+
+    /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
+    /// waits behind held frames).
+    mutating func admitText(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
+        guard case var .serving(serving) = state else { return .ignored }
+        state = .modifying
+        defer { state = .serving(serving) }
+        serving.lastInbound = now
+        guard serving.closeAfterHeld == nil else { return .ignored }
+        // Keep order: once anything is held, everything after it waits too.
+        if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
+        return serving.hold(frame, size: size, now: now)
+    }
+
+    /// Change the serving data in place; nil (and `body` is not called) unless serving.
+    mutating func withServing<Result>(_ body: (inout Serving<Frame>) -> Result) -> Result? {
+        guard case var .serving(serving) = state else { return nil }
+        state = .modifying
+        defer { state = .serving(serving) }
+        return body(&serving)
+    }
+}
+
+/// What happened to an inbound text frame.
+enum TextAdmission {
+    /// Both buckets paid for it: hand it to the room logic.
+    case admitted
+    /// Held for the rate limit. `answer`: tell the client `RATE_LIMITED` (once per episode);
+    /// `pause`: reading was not paused yet; `releaseAt`: a release timer to arm.
+    case held(answer: Bool, pause: Bool, releaseAt: Instant?)
+    /// Not counted, not answered.
+    case ignored
 }
 
 /// A connection's state; each case carries the data valid in it.
@@ -80,6 +139,31 @@ struct Serving<Frame: RelayFrameBytes> {
         _ = messageBucket.tryConsume(1, now: now)
         _ = byteBucket.tryConsume(bytes, now: now)
         return true
+    }
+
+    /// Hold a frame over the rate: answer `RATE_LIMITED` once, stop reading, keep the frame until
+    /// the buckets can pay for it. A flooding client is slowed by TCP to its allowed rate and the
+    /// relay spends nothing on its excess (the rest of the read batch in hand is all it holds).
+    mutating func hold(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
+        let answer = !rateLimitAnswered
+        rateLimitAnswered = true
+        let pause = pauseReasons.isEmpty
+        pauseReasons.insert(.rateLimited)
+        // The bound is a backstop (a frame beyond it is dropped; the client was told RATE_LIMITED);
+        // the first frame is always held, so reading always resumes.
+        if held.isEmpty || heldBytes + size <= RelayLimits.heldBytesMax {
+            held.append(frame)
+            heldBytes += size
+        }
+        return .held(answer: answer, pause: pause, releaseAt: armRelease(now: now))
+    }
+
+    /// Arm the release for when the buckets can pay for the oldest held frame, unless armed:
+    /// returns the time to set a timer for.
+    mutating func armRelease(now: Instant) -> Instant? {
+        guard releaseAt == nil, let at = releaseTime(now: now) else { return nil }
+        releaseAt = at
+        return at
     }
 
     /// When both buckets can pay for the oldest held frame; nil if nothing is held or never (a

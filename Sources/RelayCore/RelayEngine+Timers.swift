@@ -45,12 +45,13 @@ extension RelayEngine {
             // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
             storedCounters.reject(.handshakeTimeout)
             disconnect(id)
-        case var .serving(serving):
-            guard let releaseAt = serving.releaseAt, releaseAt <= now else { return }
-            connections.values[index].state = .modifying
-            serving.releaseAt = nil
-            connections.values[index].state = .serving(serving)
-            releaseHeld(id, now: now)
+        case .serving:
+            let due = connections.values[index].withServing { serving in
+                guard let releaseAt = serving.releaseAt, releaseAt <= now else { return false }
+                serving.releaseAt = nil
+                return true
+            }
+            if due == true { releaseHeld(id, now: now) }
         case let .closing(closing) where closing.deadline <= now:
             disconnect(id)
         default:
@@ -63,30 +64,32 @@ extension RelayEngine {
         let pingNanoseconds = UInt64(limits.pingIntervalSeconds) * 1_000_000_000
         let idleNanoseconds = UInt64(limits.idleTimeoutSeconds) * 1_000_000_000
         for id in connections.keys.sorted() {
-            guard let index = connections.index(forKey: id),
-                case var .serving(serving) = connections.values[index].state
-            else { continue }
-            // A connection paused for its peer's backpressure cannot read its client's pongs; the
-            // peer's own idle timeout ends a dead peer, which resumes this one.
-            if serving.pauseReasons.contains(.peerBackpressure) {
-                connections.values[index].state = .modifying
-                serving.lastInbound = now
-                connections.values[index].state = .serving(serving)
-                continue
+            guard let index = connections.index(forKey: id) else { continue }
+            let verdict = connections.values[index].withServing { serving -> SweepVerdict in
+                // A connection paused for its peer's backpressure cannot read its client's pongs;
+                // the peer's own idle timeout ends a dead peer, which resumes this one.
+                if serving.pauseReasons.contains(.peerBackpressure) {
+                    serving.lastInbound = now
+                    return .alive
+                }
+                let quietNanoseconds = now.duration(since: serving.lastInbound).wholeNanoseconds
+                if quietNanoseconds >= idleNanoseconds { return .idle }
+                let pingDue = serving.lastPing.map { now.duration(since: $0).wholeNanoseconds >= pingNanoseconds }
+                if quietNanoseconds >= pingNanoseconds && pingDue ?? true {
+                    serving.lastPing = now
+                    return .ping
+                }
+                return .alive
             }
-            let quietNanoseconds = now.duration(since: serving.lastInbound).wholeNanoseconds
-            if quietNanoseconds >= idleNanoseconds {
+            switch verdict {
+            case .idle?:
                 storedCounters.reject(.idleTimeout)
                 close(id, .policyViolation, error: .idleTimeout, now: now)
-                continue
-            }
-            let pingDue = serving.lastPing.map { now.duration(since: $0).wholeNanoseconds >= pingNanoseconds } ?? true
-            if quietNanoseconds >= pingNanoseconds && pingDue {
-                connections.values[index].state = .modifying
-                serving.lastPing = now
-                connections.values[index].state = .serving(serving)
+            case .ping?:
                 storedCounters.pingsSent += 1
                 actions.append(.ping(id))
+            case .alive?, nil:
+                break
             }
         }
         pruneAddresses(now: now)
@@ -119,4 +122,9 @@ extension RelayEngine {
         }
         timers = Heap(live)
     }
+}
+
+/// What the sweep decided about one served connection.
+enum SweepVerdict {
+    case alive, ping, idle
 }

@@ -1,4 +1,5 @@
 import ChatCore
+import DequeModule
 import HeapModule
 
 /// The relay's decisions, sans-IO: admission, per-connection policy (token buckets, holding of
@@ -28,10 +29,12 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     var connections: [ConnectionID: ConnectionRecord<Frame>] = [:]
     var addresses: [AddressKey: AddressEntry] = [:]
     var nextConnectionID: UInt64 = 1
-    /// Actions not yet drained (from `actionCursor` on); the storage is reused, never shrunk.
-    var actions: [RelayAction<Frame>] = []
-    var actionCursor = 0
+    /// Actions not yet drained, oldest first. A deque, so that draining moves each action out
+    /// (no copy, no later destroy) and the storage is reused (it does not shrink).
+    var actions = Deque<RelayAction<Frame>>()
     var timers = Heap<TimerEntry>()
+    /// Connections whose outbound queue the shell reported over the high watermark (usually none).
+    var overWatermark = Set<ConnectionID>()
     var phase: Phase
 
     enum Phase {
@@ -68,16 +71,7 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// carried out while others wait (the shell may report new inputs meanwhile: their actions
     /// queue behind).
     public mutating func nextAction() -> RelayAction<Frame>? {
-        guard actionCursor < actions.count else {
-            if !actions.isEmpty {
-                actions.removeAll(keepingCapacity: true)
-                actionCursor = 0
-            }
-            return nil
-        }
-        let action = actions[actionCursor]
-        actionCursor += 1
-        return action
+        actions.popFirst()
     }
 
     /// Every count, for the metrics.
@@ -177,9 +171,13 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// The shell's report that the connection's outbound queue crossed a watermark: not writable
     /// above the high one, writable again below the low one.
     public mutating func writabilityChanged(_ id: ConnectionID, isWritable: Bool, now: Instant) {
-        guard let index = connections.index(forKey: id) else { return }
-        connections.values[index].isWritable = isWritable
-        guard case .serving = connections.values[index].state, let mate = rooms.peer(of: id) else { return }
+        guard connections.index(forKey: id) != nil else { return }
+        if isWritable {
+            overWatermark.remove(id)
+        } else {
+            overWatermark.insert(id)
+        }
+        guard case .serving = connections[id]?.state, let mate = rooms.peer(of: id) else { return }
         // The room-mate is what fills this queue: stop reading it while the queue is over the
         // mark, so a slow reader costs the relay at most the mark plus one read batch.
         if isWritable {
@@ -194,16 +192,20 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// departed one's last acknowledgements.
     public mutating func closed(_ id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
-        if case var .serving(serving) = connections.values[index].state {
-            let frames = serving.held
-            serving.held.removeAll()
-            serving.heldBytes = 0
-            connections.values[index].state = .serving(serving)
+        let held = connections.values[index].withServing { serving in
+            defer {
+                serving.held = []
+                serving.heldBytes = 0
+            }
+            return serving.held
+        }
+        if let held {
             // Bounded by the frames held (`RelayLimits.heldBytesMax`).
-            for frame in frames { process(frame, from: id, now: now) }
+            for frame in held { process(frame, from: id, now: now) }
             leaveRooms(id, now: now)
         }
         guard let record = connections.removeValue(forKey: id) else { return }
+        overWatermark.remove(id)
         storedCounters.connectionsOpen -= 1
         if let key = record.countedUnder, var entry = addresses[key] {
             entry.openConnections -= 1

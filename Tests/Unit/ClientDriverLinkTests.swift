@@ -148,7 +148,9 @@ struct ClientDriverLinkTests {
         lone.run(until: 25)
         let timedOut = lone.take()
         #expect(timedOut.closes == [ConnectionID(1)])
-        #expect(timedOut.notices.map(\.text).first == "cannot reach the relay (timed out)")
+        let text = "cannot reach the relay: no answer within 25 s; check the address in --relay and any firewall "
+            + "in between"
+        #expect(timedOut.notices.map(\.text).first == text)
         lone.handle(.signal(SIGTERM))
         #expect(lone.take().last == .exit(.signal(SIGTERM)))
         #expect(lone.driver.pollTimeout() == nil)

@@ -201,28 +201,29 @@ struct ClientDriverTests {
 
 @Suite("Client helpers: codes, JSON lines, display width")
 struct ClientHelperTests {
-    @Test("The invitation: the code and the peer's command; run.sh's same-machine command plus the remote one")
+    @Test("The invitation: the code and the peer's --join command; run.sh's same-machine command plus the remote one")
     func invitation() throws {
         let code = "K7F3Q9XW-oyster-lemon"
         #expect(Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
                                 defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
-            == ["securechat K7F3Q9XW-oyster-lemon"])
+            == ["securechat --join"])
         #expect(Invitation.make(code: code, ownPassword: false, relay: "wss://chat.example:443",
                                 defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
-            == ["securechat K7F3Q9XW-oyster-lemon --relay wss://chat.example:443"])
+            == ["securechat --join --relay wss://chat.example:443"])
         let both = Invitation.make(code: code, ownPassword: false, relay: "ws://192.168.1.20:8080",
                                    defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
-        #expect(both.commands == ["./run.sh K7F3Q9XW-oyster-lemon",
-                                  "securechat K7F3Q9XW-oyster-lemon --relay ws://192.168.1.20:8080"])
+        #expect(both.commands == ["./run.sh --join", "securechat --join --relay ws://192.168.1.20:8080"])
         #expect(both.code == code)
+        // No command carries the code: it is typed at the prompt, never on a command line.
+        #expect(!both.commands.contains { $0.contains("K7F3Q9XW") || $0.contains("oyster") })
         // Another machine cannot reach a loopback relay: no command is offered for it.
         let local = Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
                                     defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
-        #expect(local.commands == ["./run.sh K7F3Q9XW-oyster-lemon"])
+        #expect(local.commands == ["./run.sh --join"])
         // A password of one's own is not in the code: the peer is told to ask for it.
         let own = Invitation.make(code: "K7F3Q9XW", ownPassword: true, relay: ClientApp.defaultRelay,
                                   defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "")
-        #expect(own.commands == ["securechat K7F3Q9XW --password"])
+        #expect(own.commands == ["securechat --join --password"])
     }
 
     @Test("A wrong password: both drivers say \"authentication failed\" with a next step and exit 6")
@@ -237,8 +238,9 @@ struct ClientHelperTests {
                 if case let .notice(notice) = event, notice.kind == .authenticationFailed { notice.text } else { nil }
             }
             #expect(texts == [
-                "authentication failed: the password did not match (or someone tried to intercept). This code is "
-                    + "spent; start a new room with `securechat` and share the new code.",
+                "AUTHENTICATION FAILED: the password did not match. Either the code was mistyped (check every word "
+                    + "with your peer) or someone in the middle tried to intercept the chat. This code is spent; "
+                    + "start a new room with `securechat` and share the new code.",
             ])
             #expect(!harness.notices(index).contains(.secured))
         }

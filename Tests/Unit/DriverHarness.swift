@@ -15,6 +15,18 @@ final class DriverHarness: WorldObserver {
     private(set) var shown: [[DisplayEvent]] = []
     private(set) var exits: [ClientExitStatus?] = []
 
+    /// Sees every frame on its way to or from the relay (`toRelay`, the driver's index) and returns
+    /// what arrives instead: nothing to drop it, several to duplicate it, other bytes to tamper.
+    var tap: ((_ toRelay: Bool, _ driver: Int, _ frame: [UInt8]) -> [[UInt8]])? {
+        didSet {
+            guard let tap else {
+                world.heldTap = nil
+                return
+            }
+            world.heldTap = { client, direction, frame in tap(direction == .toRelay, client, frame) }
+        }
+    }
+
     /// Connection attempts fail for good (an untrusted certificate, say).
     var failPermanently = false {
         didSet {

@@ -296,8 +296,14 @@ struct RelayEngineTests {
         h.engine.fault(.frameTooLarge, on: b, now: h.now)
         #expect(h.actions() == [.close(b, .messageTooLarge, error: .frameTooLarge, disconnectWhenWritten: false)])
         #expect(h.engine.counters.rejections(.frameTooLarge) == 1)
+        // A shell that does not check the size itself gets the same answer from the engine.
+        let c = h.connect(.ipv4(3))
+        h.send([UInt8](repeating: 0x20, count: RelayLimits.defaults.frameSizeMaxBytes + 1), from: c)
+        #expect(h.actions() == [.close(c, .messageTooLarge, error: .frameTooLarge, disconnectWhenWritten: false)])
+        #expect(h.engine.counters.rejections(.frameTooLarge) == 2)
         #expect(h.engine.counters.rejections(.malformed) == 1)
         #expect(h.engine.counters.webSocketsOpen == 0)
+        #expect(h.engine.counters.framesReceived == 2, "the two JOINs; the oversized frame is not counted")
     }
 
     @Test("Closing: everything but the client's close answer is ignored; no answer within 2 s drops TCP")

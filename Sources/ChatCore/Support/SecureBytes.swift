@@ -3,8 +3,10 @@ import CSodium
 /// Secret bytes in libsodium guarded memory.
 ///
 /// The storage comes from `sodium_malloc`: it sits between guard pages (an overrun faults instead
-/// of reading a neighbour), it is `mlock`ed (never written to swap, so never to disk), and it is
-/// wiped with `sodium_memzero` when `wipe()` is called or the object is freed.
+/// of reading a neighbour), it is `mlock`ed (never written to swap, so never to disk) as far as
+/// RLIMIT_MEMLOCK allows, and it is wiped with `sodium_memzero` when `wipe()` is called or the
+/// object is freed. libsodium ignores a failed `mlock`, so `LockedMemory` checks every allocation
+/// and the client warns (or refuses to start) when secrets cannot be locked.
 ///
 /// Secret material lives only here. Callers reach the bytes through `withUnsafeBytes` /
 /// `withUnsafeMutableBytes`, which lend a pointer for the duration of a closure, so a key is
@@ -37,10 +39,11 @@ public final class SecureBytes {
         observer = context.observer
         let allocatedCount = max(count, 1)
         guard let allocation = isGuarded ? sodium_malloc(allocatedCount) : malloc(allocatedCount) else {
-            // Out of locked memory (RLIMIT_MEMLOCK) or address space: refusing to continue is
-            // safer than falling back to ordinary, swappable memory.
+            // Out of address space or mappings (sodium_malloc does not fail for want of locked
+            // memory: it ignores mlock's failure, which LockedMemory.verify reports instead).
             preconditionFailure("sodium_malloc(\(allocatedCount)) failed: no guarded memory left")
         }
+        if isGuarded { LockedMemory.verify(allocation, count: allocatedCount) }
         sodium_memzero(allocation, allocatedCount)
         self.count = count
         self.allocatedCount = allocatedCount
