@@ -112,6 +112,7 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
     case userEndsInput
     case heal
     case convergenceCheck
+    case goodbye
     // The malicious relay (`--mitm`): its endpoints toward each client.
     case mitmIntercept
     case mitmSend
@@ -155,6 +156,7 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
         case .userEndsInput: "user-ends-input"
         case .heal: "heal"
         case .convergenceCheck: "convergence-check"
+        case .goodbye: "goodbye"
         case .mitmIntercept: "  mitm-intercept"
         case .mitmSend: "  mitm-send"
         case .mitmDecrypted: "  mitm-decrypted"

@@ -192,6 +192,10 @@ extension World {
     private func relaySend(_ message: RelayMessage, to id: ConnectionID) {
         guard let link = relayLinks[id] else { return }
         let client = Int(links[Int(link.value)].client)
+        var message = message
+        if configuration.plantedBugs.contains(.admitThirdPeer), case .error(.roomFull, _) = message {
+            message = .joined(room: clients[client].room, peers: RoomCode.peersMax + 1)
+        }
         guard observer?.world(self, relayWillSend: message, to: client, link: link) ?? true else { return }
         let bytes = WireCodec.encode(message)
         record(.relaySend, client: client, link: link, value: UInt64(bytes.count))
@@ -206,7 +210,10 @@ extension World {
             link = stray
         }
         let client = Int(links[Int(link.value)].client)
-        let source = relaySource.map { Int(links[Int($0.value)].client) } ?? -1
+        // A frame the engine held (rate limit) and releases on a timer has no input link: it
+        // came from the other connection of the destination's room.
+        let sourceLink = relaySource ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
+        let source = sourceLink.map { Int(links[Int($0.value)].client) } ?? -1
         guard observer?.world(self, relayWillForward: frame, from: source, to: client, link: link) ?? true else {
             return
         }

@@ -189,9 +189,9 @@ final class ChatWorldChecker: WorldObserver {
             if state != .searching { record("side \(side): JOIN in \(state)") }
         case let .signal(signal):
             let allowed: [SessionState] = switch signal.kind {
-            case .keyExchange, .pake: [.keySetup]
-            case .keyConfirm: [.keySetup, .connected]
-            case .message, .ack: [.connected]
+            // Protocol v3 re-keys beside the keys in use: openings go out while CONNECTED too.
+            case .keyExchange, .pake, .keyConfirm: [.keySetup, .connected]
+            case .message, .ack, .goodbye: [.connected]
             default: []
             }
             if !allowed.contains(state) { record("side \(side): \(signal.kind) sent in \(state)") }

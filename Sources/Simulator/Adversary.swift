@@ -44,6 +44,8 @@ final class Adversary {
         let guess = simulation.settings.password ? try! Password("relay-guess-\(index)-\(generation)") : nil
         let room = world.clients[index].room
         let session = SessionManager(configuration: SessionConfiguration(room: room), password: guess, entropy: entropy)
+        // A relay that knows the clients' planted bug exploits it.
+        session.plantedBugs = world.configuration.sessionPlantedBugs
         guess?.wipe()
         session.handle(.transportUp, now: now)
         session.handle(.frame(WireCodec.encode(RelayMessage.joined(room: room, peers: 1))), now: now)

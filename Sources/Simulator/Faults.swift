@@ -97,7 +97,7 @@ extension Simulation {
         }
         if unconverged.isEmpty {
             convergedAt = world.now
-            finished = true
+            beginGoodbye()
             return
         }
         guard let deadline = livenessDeadline, world.now < deadline else {
@@ -111,18 +111,67 @@ extension Simulation {
             SimEvent.convergenceCheck.rawValue, at: min(world.now.advanced(by: Self.convergenceCheckInterval), deadline))
     }
 
-    /// CONNECTED with nothing left to send; or exited (a reported terminal failure); or alone with
-    /// nothing left to send because the peer's process exited for good.
+    /// CONNECTED with nothing left to send; or exited (a reported terminal failure); or alone
+    /// because the peer's process exited for good (what it still has pending can never be delivered:
+    /// the goodbye phase has it reported).
     func isConverged(_ index: Int) -> Bool {
         let client = world.clients[index]
         if client.exitStatus != nil { return true }
         guard let session = client.driver?.session else { return false }
-        if session.pendingCount > 0 { return false }
-        if session.state == .connected { return true }
         // With a relay in the middle the client's peer is the relay's endpoint, which never ends
         // for good: waiting for it is not an excuse.
         let peer = world.clients[world.peer(of: index)]
-        return !options.mitm && peer.exitStatus != nil
+        if !options.mitm && peer.exitStatus != nil { return true }
+        return session.pendingCount == 0 && session.state == .connected
+    }
+
+    // MARK: The goodbye phase
+
+    /// After convergence every user's input ends, as in pipe mode: each process drains, says
+    /// goodbye and exits. Every one must exit within the bound; two peers connected to each other
+    /// must both exit 0 (everything delivered, nothing reported undeliverable by the goodbye).
+    /// Skipped with a relay in the middle: there the peers' partners are the relay's endpoints.
+    func beginGoodbye() {
+        guard !options.mitm else {
+            finished = true
+            return
+        }
+        goodbye = Goodbye(
+            startedAt: world.now, deadline: world.now.advanced(by: .milliseconds(settings.goodbyeBoundMilliseconds)),
+            pairedRooms: (0..<settings.rooms).filter { room in
+                (0..<RoomCode.peersMax).allSatisfy { side in
+                    let client = world.clients[room * RoomCode.peersMax + side]
+                    return client.isRunning && client.driver?.session.state == .connected
+                }
+            })
+        record(.goodbye)
+        for index in 0..<settings.peers { world.endInput(at: index) }
+        world.schedule(SimEvent.goodbyeCheck.rawValue, at: world.now)
+    }
+
+    func goodbyeCheck() {
+        guard let goodbye else { return }
+        let running = (0..<settings.peers).filter { world.clients[$0].isRunning }
+        guard running.isEmpty else {
+            guard world.now < goodbye.deadline else {
+                let names = running.prefix(8).map { describe($0) }.joined(separator: "; ")
+                return fail(.liveness, "\(running.count) process(es) still running "
+                    + "\(settings.goodbyeBoundMilliseconds) ms after their input ended: \(names)")
+            }
+            let next = min(world.now.advanced(by: Self.convergenceCheckInterval), goodbye.deadline)
+            return world.schedule(SimEvent.goodbyeCheck.rawValue, at: next)
+        }
+        for room in goodbye.pairedRooms {
+            for side in 0..<RoomCode.peersMax {
+                let index = room * RoomCode.peersMax + side
+                let status = world.clients[index].exitStatus
+                guard status == .success else {
+                    return fail(.lossReported, "client \(index) left a connected peer with \(status.map { "\($0)" } ?? "no exit") "
+                        + "instead of exit 0: the goodbye lost what was in flight")
+                }
+            }
+        }
+        finished = true
     }
 
     func describe(_ index: Int) -> String {

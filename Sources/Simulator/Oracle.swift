@@ -170,6 +170,7 @@ extension UndeliverableReason {
         switch self {
         case .peerChanged: "peer changed"
         case .sessionEnded: "session ended"
+        case .peerLeft: "peer left"
         }
     }
 }

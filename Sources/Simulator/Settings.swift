@@ -123,6 +123,11 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses,
     /// with a burst of 16): a client past its burst is held for ever.
     case bucketNeverRefills = "bucket-never-refills"
+    /// The relay's shell tells a client the room refused (ROOM_FULL) that it joined instead.
+    case admitThirdPeer = "admit-third-peer"
+    /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
+    /// the relay in the middle, knowing it, agrees on keys with both sides.
+    case passwordLeftOut = "password-left-out"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -134,11 +139,13 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: .inOrder
         case .misreportTransition: .legalTransitions
         case .leakTypedText: .relayBlind
+        case .admitThirdPeer: .roomCapacity
+        case .passwordLeftOut: .authentication
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
-    public var needsRelayInTheMiddle: Bool { false }
+    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -149,6 +156,8 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: configuration.plantedBugs.insert(.swapMessages)
         case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
         case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
+        case .admitThirdPeer: configuration.plantedBugs.insert(.admitThirdPeer)
+        case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -188,6 +197,9 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var startSpreadMilliseconds: UInt64
     /// After the heal, every session must converge within this much virtual time.
     public var livenessBoundMilliseconds: UInt64
+    /// After every input ended: how long until every process must have exited (the drain timeout
+    /// for a client whose peer is gone for good, then the goodbye's own wait, and round trips).
+    public var goodbyeBoundMilliseconds: UInt64
     public var plantedBug: String?
     /// The rooms have passwords (CPace) or not (X25519 and safety numbers).
     public var password: Bool
@@ -274,6 +286,8 @@ extension ResolvedSettings {
             reconnectMax: reconnectMaxMilliseconds, connectTimeout: connectTimeoutMilliseconds,
             retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
             messagesPerPeer: messagesPerPeer, inFlightMax: driver.session.inFlightMax)
+        goodbyeBoundMilliseconds = driver.drainTimeout.wholeMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
+            + 16 * 2 * max(delayMaxMilliseconds, 1)
     }
 
     /// The liveness bound: once every fault has healed, how long convergence may take at most.

@@ -26,6 +26,8 @@ public final class Simulation {
     var livenessDeadline: Instant?
     var healedAt: Instant?
     var convergedAt: Instant?
+    /// The goodbye phase, once every session converged (`Faults.swift`).
+    var goodbye: Goodbye?
     var finished = false
 
     // Random streams (see Xoshiro256.Stream).
@@ -166,6 +168,7 @@ public final class Simulation {
         case .relayRestart: relayRestart()
         case .heal: heal()
         case .convergenceCheck: convergenceCheck()
+        case .goodbyeCheck: goodbyeCheck()
         case .mitmTimer: adversary?.timer(client)
         }
     }
@@ -200,7 +203,16 @@ enum SimEvent: UInt8 {
     case relayRestart
     case heal
     case convergenceCheck
+    case goodbyeCheck
     case mitmTimer
+}
+
+/// The goodbye phase: when it began, when every process must have exited, and the rooms whose
+/// two sides were connected to each other when their input ended.
+struct Goodbye {
+    var startedAt: Instant
+    var deadline: Instant
+    var pairedRooms: [Int]
 }
 
 /// What the scenario keeps about one client slot: its user's typing and what the oracle needs.

@@ -102,7 +102,10 @@ public final class SessionManager {
     /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
     @_spi(Simulation) public var plantedBugs: PlantedBugs {
         get { channel.plantedBugs }
-        set { channel.plantedBugs = newValue }
+        set {
+            channel.plantedBugs = newValue
+            handshake.plantedBugs = newValue
+        }
     }
 
     /// Copies of every key the session holds for its records right now (the current ratchet's
