@@ -82,6 +82,11 @@ struct HandshakeMachine {
     /// When our opening (and confirmation) are next retransmitted.
     var retransmitAt: Instant? { attempt?.opening.retransmission.at }
 
+    /// Our confirmation of the handshake in use (the peer needs it to use the keys).
+    var confirmFrame: [UInt8]? {
+        if case let .connected(confirmed, _) = state { confirmed.confirmFrame } else { nil }
+    }
+
     /// The safety number of the keys in use: the handshake that began the chain they continue.
     var safetyNumber: SafetyNumber? {
         if case let .connected(confirmed, _) = state { confirmed.safetyNumber } else { nil }

@@ -133,7 +133,9 @@ public final class SessionManager {
         case .keySetup: Self.earliest(handshake.retransmitAt, handshake.deadline)
         case .connected:
             // The records, the goodbye, and a re-key under way beside them.
-            Self.earliest(channel.retransmitAt, channel.goodbyeAt, handshake.retransmitAt, handshake.deadline)
+            Self.earliest(
+                channel.retransmitAt, channel.confirmationAt, channel.goodbyeAt, handshake.retransmitAt,
+                handshake.deadline)
         default: nil
         }
     }
@@ -182,6 +184,7 @@ public final class SessionManager {
             retransmitHandshake(now: now)
         case .connected:
             channel.retransmitIfDue(now: now, into: &outputs)
+            channel.resendConfirmationIfDue(now: now, into: &outputs)
             goodbyeTimeout(now: now)
             if handshake.isBlocked(now: now) {
                 handshake.dropAttempt()  // A re-key nobody completed: the keys in use stay.
