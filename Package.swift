@@ -45,6 +45,8 @@ let package = Package(
         .executable(name: "simulator", targets: ["SimulatorMain"]),
         // A product so that the separate Benchmarks/ package can time whole simulations.
         .library(name: "Simulator", targets: ["Simulator"]),
+        // The testing world, for the Benchmarks package (never shipped).
+        .library(name: "ChatTesting", targets: ["ChatTesting"]),
         // Test code, a product only so that the separate FuzzTesting/ package can link it into its
         // libFuzzer executables. No shipped binary depends on it.
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),

@@ -57,7 +57,6 @@ public final class World {
     var relaySource: LinkID?
 
     public init(configuration: WorldConfiguration, trace: Trace) {
-        precondition(configuration.clients >= 1)
         self.configuration = configuration
         self.faults = configuration.faults
         self.connectFailure = configuration.connectFailure

@@ -191,6 +191,8 @@ public final class ChatWorld {
         guard world.clients.allSatisfy({ $0.isRunning }) else { return }
         for _ in 0..<rounds {
             settle()
+            // A side that ended (its failure already judged by the checker) owes nothing more.
+            guard world.clients.allSatisfy({ $0.isRunning }) else { return }
             if isQuiescentAndConnected {
                 checker.checkSafetyNumbersMatch()
                 return
@@ -198,7 +200,7 @@ public final class ChatWorld {
             advance(by: .seconds(1))
         }
         settle()
-        if !isQuiescentAndConnected {
+        if world.clients.allSatisfy({ $0.isRunning }) && !isQuiescentAndConnected {
             let summary = processes.map { "\($0.session.state) pending \($0.session.pendingCount)" }
             checker.record("liveness: after healing, not both CONNECTED with nothing pending: \(summary)")
         }

@@ -1,5 +1,5 @@
-import ChatCore
-import ChatTesting
+@_spi(Simulation) import ChatCore
+@_spi(Simulation) import ChatTesting
 
 /// A relay in the middle (`--mitm`): it keeps the real relay (JOIN, JOINED, ROOM_FULL, its limits)
 /// but plays each client's peer itself, with an endpoint of its own toward every client: a real

@@ -23,9 +23,24 @@ func runProcess(
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let data = readToEnd(output.fileHandleForReading.fileDescriptor)
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Read a pipe to its end, retrying reads a signal interrupted (Foundation's
+/// `readDataToEndOfFile` traps on EINTR, which the test runner's own signals can cause).
+private func readToEnd(_ descriptor: Int32) -> [UInt8] {
+    var data: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count > 0 {
+            data.append(contentsOf: chunk[0..<count])
+        } else if count == 0 || errno != EINTR {
+            return data
+        }
+    }
 }
 
 @Suite("Seeded entropy never reaches a shipped binary")

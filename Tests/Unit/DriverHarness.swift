@@ -1,5 +1,6 @@
 import ChatCore
 import ChatTesting
+import Foundation
 import RelayCore
 
 @testable import ClientCore
@@ -40,7 +41,10 @@ final class DriverHarness: WorldObserver {
             clients: 0, seed: 0xD41E,
             faults: NetworkFaults(delayMicroseconds: 0...0, random: Xoshiro256(seed: 0xD41E, stream: .network)))
         configuration.faults.held = true
-        world = World(configuration: configuration, trace: try! Trace(tailCapacity: 1, filePath: nil))
+        let trace = try! Trace(tailCapacity: 1, filePath: nil)
+        // DRIVER_TRACE=1 swift test --filter X: every record of the world's trace on stdout.
+        if ProcessInfo.processInfo.environment["DRIVER_TRACE"] != nil { trace.lineHandler = { print($0) } }
+        world = World(configuration: configuration, trace: trace)
         world.observer = self
     }
 
@@ -93,10 +97,11 @@ final class DriverHarness: WorldObserver {
         handle(index, .line(text))
     }
 
+    /// The relay process dies: every connection closes, every room is forgotten, and new
+    /// connections are refused until `relayUp = true`.
     func crashRelay() {
         world.crashRelay()
         settle()
-        world.restartRelay()
     }
 
     /// Advance the clock in steps, running due timers and moving every frame.
