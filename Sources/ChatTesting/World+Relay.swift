@@ -192,10 +192,6 @@ extension World {
     private func relaySend(_ message: RelayMessage, to id: ConnectionID) {
         guard let link = relayLinks[id] else { return }
         let client = Int(links[Int(link.value)].client)
-        var message = message
-        if configuration.plantedBugs.contains(.admitThirdPeer), case .error(.roomFull, _) = message {
-            message = .joined(room: clients[client].room, peers: RoomCode.peersMax + 1)
-        }
         guard observer?.world(self, relayWillSend: message, to: client, link: link) ?? true else { return }
         let bytes = WireCodec.encode(message)
         record(.relaySend, client: client, link: link, value: UInt64(bytes.count))
@@ -251,6 +247,9 @@ extension World {
         record(.relayClose, client: Int(links[Int(link.value)].client), link: link, value: UInt64(code.rawValue))
         if let error { relaySend(.error(code: error, message: error.defaultMessage), to: id) }
         transmit(.close, on: link, toRelay: false)
+        // The engine let go of the connection (its room seat too) when it decided to close it,
+        // before the socket is gone.
+        observer?.world(self, relayClosed: link, client: Int(links[Int(link.value)].client))
         if disconnect { disconnectAtRelay(id, link) }
     }
 

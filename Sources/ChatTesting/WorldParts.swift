@@ -183,8 +183,6 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// The client's shell sends each typed line in the clear, base64-encoded in a SIGNAL's payload
     /// (what a record format that authenticated but did not encrypt would put on the wire).
     public static let leakTypedText = WorldPlantedBugs(rawValue: 1 << 4)
-    /// The relay's shell turns a ROOM_FULL refusal into JOINED: a third client believes it is in.
-    public static let admitThirdPeer = WorldPlantedBugs(rawValue: 1 << 5)
 }
 
 /// Counts of what the world did, for a report.

@@ -9,7 +9,6 @@ extension Simulation {
     /// authentication came out as the relay deserved.
     func finalAccounting() {
         if let finding = ledger.finalCheck() { return fail(finding) }
-        checkAuthentication()
     }
 
     /// The safety numbers of every room at convergence, and each client's authentication outcome.
@@ -40,9 +39,11 @@ extension Simulation {
             passwordRunsUnconfirmedMost: counters.passwordRunsUnconfirmedMost)
     }
 
-    private func checkAuthentication() {
+    /// At convergence (before the goodbye ends the sessions): the safety numbers and failures.
+    func checkAuthentication() {
         for client in world.clients { if let session = client.driver?.session { collectStatistics(session) } }
         let tally = tallyAuthentication()
+        authenticationAtConvergence = tally
         switch (options.mitm, settings.password) {
         case (false, _):
             // The one failure an honest relay can cause: password handshakes cut by the faults
@@ -163,7 +164,7 @@ extension Simulation {
                 convergenceMilliseconds: convergedAt.flatMap { end in
                     healedAt.map { end.duration(since: $0).wholeMilliseconds }
                 }),
-            authentication: tallyAuthentication())
+            authentication: authenticationAtConvergence ?? tallyAuthentication())
     }
 }
 

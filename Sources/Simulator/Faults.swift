@@ -97,7 +97,8 @@ extension Simulation {
         }
         if unconverged.isEmpty {
             convergedAt = world.now
-            beginGoodbye()
+            checkAuthentication()
+            if violation == nil { beginGoodbye() }
             return
         }
         guard let deadline = livenessDeadline, world.now < deadline else {

@@ -123,8 +123,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses,
     /// with a burst of 16): a client past its burst is held for ever.
     case bucketNeverRefills = "bucket-never-refills"
-    /// The relay's shell tells a client the room refused (ROOM_FULL) that it joined instead.
-    case admitThirdPeer = "admit-third-peer"
     /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
     /// the relay in the middle, knowing it, agrees on keys with both sides.
     case passwordLeftOut = "password-left-out"
@@ -139,7 +137,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: .inOrder
         case .misreportTransition: .legalTransitions
         case .leakTypedText: .relayBlind
-        case .admitThirdPeer: .roomCapacity
         case .passwordLeftOut: .authentication
         }
     }
@@ -156,7 +153,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: configuration.plantedBugs.insert(.swapMessages)
         case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
         case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
-        case .admitThirdPeer: configuration.plantedBugs.insert(.admitThirdPeer)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true

@@ -28,6 +28,8 @@ public final class Simulation {
     var convergedAt: Instant?
     /// The goodbye phase, once every session converged (`Faults.swift`).
     var goodbye: Goodbye?
+    /// The authentication tally taken at convergence, for the report.
+    var authenticationAtConvergence: SimulationReport.Authentication?
     var finished = false
 
     // Random streams (see Xoshiro256.Stream).

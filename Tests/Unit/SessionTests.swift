@@ -203,6 +203,24 @@ struct SessionTests {
         #expect(confirmationsToOne == before)
     }
 
+    @Test("A record lost ahead of others is sent again at the second duplicate ACK, not after its timeout")
+    func fastRetransmit() {
+        let chat = connectedPair()
+        var lost = 0
+        chat.tap = { to, frame in
+            if to == 1, lost == 0, InMemoryChat.isSignal(frame, .message) {
+                lost += 1
+                return []
+            }
+            return [frame]
+        }
+        for index in 1...4 { chat.send(0, "message \(index)") }
+        // No clock moved: only the duplicate ACKs of messages 2-4 can have brought message 1 again.
+        #expect(chat.received(1) == (1...4).map { "message \($0)" })
+        #expect(chat.sessions[0].pendingCount == 0)
+        #expect(chat.sessions[0].statistics.retransmissions == 1)
+    }
+
     @Test("Messages typed before CONNECTED are queued, never transmitted early, and sent after the handshake")
     func queuedBeforeConnected() {
         let chat = InMemoryChat()
