@@ -174,12 +174,14 @@ extension SimulationReport {
         lines.append(
             "liveness: healed at \(liveness.healedAtMilliseconds.map { "\($0) ms" } ?? "-"), bound "
                 + "\(liveness.boundMilliseconds) ms, \(converged)")
+        // Processes that exited, by their exit status's cause (after the goodbye phase, "left" is
+        // the expected end).
         let failed =
             sessions.failed.isEmpty
-            ? "0 failed"
-            : sessions.failed.keys.sorted().map { "\(sessions.failed[$0]!) failed (\($0))" }.joined(separator: ", ")
+            ? "0 exited"
+            : sessions.failed.keys.sorted().map { "\(sessions.failed[$0]!) \($0)" }.joined(separator: ", ")
         lines.append(
-            "sessions: \(sessions.connected) of \(sessions.total) connected, \(failed)"
+            "sessions: \(sessions.connected) of \(sessions.total) connected at the end; exited: \(failed)"
                 + (sessions.other > 0 ? ", \(sessions.other) neither" : ""))
         let undeliverableTotal = messages.undeliverable.values.reduce(0, +)
         let reasons = messages.undeliverable.keys.sorted().map { "\(messages.undeliverable[$0]!) \($0)" }
