@@ -45,6 +45,8 @@ let package = Package(
         .executable(name: "simulator", targets: ["SimulatorMain"]),
         // A product so that the separate Benchmarks/ package can time whole simulations.
         .library(name: "Simulator", targets: ["Simulator"]),
+        // The testing world, for the Benchmarks package (never shipped).
+        .library(name: "ChatTesting", targets: ["ChatTesting"]),
         // Test code, a product only so that the separate FuzzTesting/ package can link it into its
         // libFuzzer executables. No shipped binary depends on it.
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
@@ -133,6 +135,8 @@ let package = Package(
             name: "RelayBench",
             dependencies: [
                 "ChatNetworking",
+                // Its WebSocket masking keys come from SplitMix64 (no syscall per frame).
+                "SeededRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -178,10 +182,29 @@ let package = Package(
             ],
             path: "Sources/securechat"
         ),
+        .target(name: "SeededRandom", path: "Sources/SeededRandom"),
+        .target(
+            name: "ChatTesting",
+            dependencies: [
+                "ChatCore",
+                "ClientCore",
+                "RelayCore",
+                "SeededRandom",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/ChatTesting",
+            // Every simulated event runs through the world; see the Simulator target's settings.
+            swiftSettings: [
+                .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
         .target(
             name: "Simulator",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
+                "ClientCore",
                 "RelayCore",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -200,13 +223,14 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore", "RelayCore"],
+            dependencies: ["ChatCore", "ChatTesting", "RelayCore"],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
             name: "UnitTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "ClientCore",
                 "RelayCore",
                 "ChatClient",
@@ -220,6 +244,7 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "RelayCore",
                 "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -248,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimulationTests",
-            dependencies: ["Simulator", "ChatCore"],
+            dependencies: ["Simulator", "ChatCore", "ChatTesting"],
             path: "Tests/Simulation"
         ),
     ]

@@ -1,3 +1,4 @@
+import SeededRandom
 import Histogram
 import NIOCore
 import NIOWebSocket

@@ -136,7 +136,8 @@ struct SessionTests {
             return [frame]
         }
         chat.send(0, "second")
-        chat.tap = nil
+        // From now on only what the test injects reaches session 1 (no retransmission fills the gap).
+        chat.tap = { to, frame in to == 1 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
         guard case let .signal(signal)? = try? WireCodec.decodeRelayMessage(secondFrame!) else {
             Issue.record("no second MSG captured")
             return
@@ -174,6 +175,50 @@ struct SessionTests {
         chat.connect(1)
         chat.advance(by: .seconds(2))
         #expect(chat.sessions[0].state == .connected && chat.sessions[1].state == .connected)
+    }
+
+    @Test("A lost confirmation is sent again by its sender, not only in answer to the peer's opening")
+    func lostConfirmationIsResent() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        var confirmationsToOne = 0
+        chat.tap = { to, frame in
+            // Session 0's first confirmation is lost, and so is every opening session 1 repeats.
+            if to == 1, InMemoryChat.isSignal(frame, .keyConfirm) {
+                confirmationsToOne += 1
+                if confirmationsToOne == 1 { return [] }
+            }
+            if to == 0, InMemoryChat.isSignal(frame, .keyExchange), chat.sessions[0].state == .connected { return [] }
+            return [frame]
+        }
+        chat.addSession()
+        #expect(chat.sessions[0].state == .connected)
+        #expect(chat.sessions[1].state == .keySetup, "the lost confirmation leaves session 1 waiting")
+        chat.advance(by: .seconds(2))
+        #expect(chat.sessions[1].state == .connected)
+        #expect(confirmationsToOne >= 2)
+        // Session 1's ACK of the repeat shows session 0 that it has the keys: no more repeats.
+        let before = confirmationsToOne
+        chat.advance(by: .seconds(30))
+        #expect(confirmationsToOne == before)
+    }
+
+    @Test("A record lost ahead of others is sent again at the second duplicate ACK, not after its timeout")
+    func fastRetransmit() {
+        let chat = connectedPair()
+        var lost = 0
+        chat.tap = { to, frame in
+            if to == 1, lost == 0, InMemoryChat.isSignal(frame, .message) {
+                lost += 1
+                return []
+            }
+            return [frame]
+        }
+        for index in 1...4 { chat.send(0, "message \(index)") }
+        // No clock moved: only the duplicate ACKs of messages 2-4 can have brought message 1 again.
+        #expect(chat.received(1) == (1...4).map { "message \($0)" })
+        #expect(chat.sessions[0].pendingCount == 0)
+        #expect(chat.sessions[0].statistics.retransmissions == 1)
     }
 
     @Test("Messages typed before CONNECTED are queued, never transmitted early, and sent after the handshake")

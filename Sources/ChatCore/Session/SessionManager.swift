@@ -102,7 +102,10 @@ public final class SessionManager {
     /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
     @_spi(Simulation) public var plantedBugs: PlantedBugs {
         get { channel.plantedBugs }
-        set { channel.plantedBugs = newValue }
+        set {
+            channel.plantedBugs = newValue
+            handshake.plantedBugs = newValue
+        }
     }
 
     /// Copies of every key the session holds for its records right now (the current ratchet's
@@ -130,7 +133,9 @@ public final class SessionManager {
         case .keySetup: Self.earliest(handshake.retransmitAt, handshake.deadline)
         case .connected:
             // The records, the goodbye, and a re-key under way beside them.
-            Self.earliest(channel.retransmitAt, channel.goodbyeAt, handshake.retransmitAt, handshake.deadline)
+            Self.earliest(
+                channel.retransmitAt, channel.confirmationAt, channel.goodbyeAt, handshake.retransmitAt,
+                handshake.deadline)
         default: nil
         }
     }
@@ -179,6 +184,7 @@ public final class SessionManager {
             retransmitHandshake(now: now)
         case .connected:
             channel.retransmitIfDue(now: now, into: &outputs)
+            channel.resendConfirmationIfDue(now: now, into: &outputs)
             goodbyeTimeout(now: now)
             if handshake.isBlocked(now: now) {
                 handshake.dropAttempt()  // A re-key nobody completed: the keys in use stay.
