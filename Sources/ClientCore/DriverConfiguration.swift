@@ -27,6 +27,9 @@ public struct DriverConfiguration: Sendable {
     /// Notices carry the raw detail after the words for people (`--verbose`): the relay's own
     /// error text and code, a rejected frame's reason.
     public var verbose: Bool
+    /// How the shell reaches the relay (straight, through Tor or another proxy): shown in the
+    /// status line, `/status` and the connection notices.
+    public var route: RelayRoute
 
     public init(
         session: SessionConfiguration,
@@ -38,7 +41,8 @@ public struct DriverConfiguration: Sendable {
         giveUpAfter: Duration = .seconds(300),
         drainTimeout: Duration = .seconds(30),
         keepalive: Duration = .seconds(15),
-        verbose: Bool = false
+        verbose: Bool = false,
+        route: RelayRoute = .direct
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
         self.session = session
@@ -51,5 +55,6 @@ public struct DriverConfiguration: Sendable {
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
         self.verbose = verbose
+        self.route = route
     }
 }

@@ -33,6 +33,8 @@ public enum RelayProblem: Hashable, Sendable {
     case caFileUnusable(path: String)
     /// The connection was reset by the network or the relay.
     case reset
+    /// The SOCKS5 proxy on `route` failed: `relay` is the relay's host and port, as sent to it.
+    case proxy(ProxyProblem, route: RelayRoute, relay: String)
     /// Anything not classified above (its detail is shown with --verbose).
     case unexpected
 
@@ -46,6 +48,8 @@ public enum RelayProblem: Hashable, Sendable {
             true
         case .hostNotFound, .refused, .unreachable, .timedOut, .closedDuringHandshake, .reset, .unexpected:
             false
+        case let .proxy(problem, _, _):
+            problem.isPermanent
         }
     }
 }
