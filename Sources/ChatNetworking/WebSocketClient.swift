@@ -244,6 +244,10 @@ public final class WebSocketClient: Sendable {
             let handler = try NIOSSLClientHandler(
                 context: tlsContext, serverHostname: url.hostIsIPAddress ? nil : url.host)
             try channel.pipeline.syncOperations.addHandler(handler)
+            // Through a proxy the socket's peer is the proxy: only the relay's name may match.
+            if configuration.proxy != nil {
+                try channel.pipeline.syncOperations.addHandler(RelayNameVerifier(host: url.host))
+            }
         }
         let upgrader = NIOTypedWebSocketClientUpgrader<Output>(
             maxFrameSize: frameSizeMaxBytes,

@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// --proxy and --tor with real processes: the relay, two clients, and a real SOCKS5 proxy
+/// (microsocks). The relay is given to the clients by name, `localhost`: the relay binds it and
+/// microsocks resolves it with the machine's resolver (both take getaddrinfo's first answer, so they
+/// agree whether this machine lists 127.0.0.1 or ::1 first), while the clients must not look it up
+/// at all. A name of the test's own would need a resolver the test controls (a mount namespace
+/// over /etc/hosts): `localhost` is a name that every machine resolves the same way, with no setup.
+@Suite("securechat through a SOCKS5 proxy")
+struct ClientProxyTests {
+    /// What strace watches for the no-leak checks: every way to reach the network or the resolver's files.
+    static let networkSyscalls = ["connect", "socket", "open", "openat", "openat2"]
+    /// The resolver's files: opening any of them means a name lookup (glibc reads them in getaddrinfo).
+    static let resolverFiles = ["/etc/hosts", "/etc/resolv.conf", "/etc/host.conf", "/etc/gai.conf"]
+
+    /// The environment of the test, without any proxy setting of the machine's.
+    static func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["SECURECHAT_PROXY", "SECURECHAT_PROXY_USERNAME", "SECURECHAT_PROXY_PASSWORD"] {
+            environment.removeValue(forKey: name)
+        }
+        return environment.merging(extra) { $1 }
+    }
+
+    static func client(
+        _ name: String, room: String, relay: String, proxy: String?, extra: [String] = [], strace: Bool = false,
+        environment: [String: String] = environment()
+    ) throws -> ClientProcess {
+        try ClientProcess(
+            name, [room, "--relay", relay, "--json"] + (proxy.map { ["--proxy", $0] } ?? []) + extra,
+            strace: strace, traceSyscalls: networkSyscalls, environment: environment)
+    }
+
+    /// The lines of a strace of `networkSyscalls` that break the rule "only the proxy, no lookup":
+    /// a connect() to anything but 127.0.0.1:`proxyPort` (a Unix socket too: nscd), a UDP socket,
+    /// an open of a resolver file. `connects`: how many connect() calls went to the proxy.
+    static func leaks(_ lines: [String], proxyPort: Int) -> (violations: [String], connects: Int) {
+        var violations: [String] = []
+        var connects = 0
+        for line in lines {
+            if ClientNoTraceTests.calls(line, "connect(") {
+                if line.contains("sin_port=htons(\(proxyPort))") && line.contains("inet_addr(\"127.0.0.1\")") {
+                    connects += 1
+                } else {
+                    violations.append(line)
+                }
+            } else if ClientNoTraceTests.calls(line, "socket(") && line.contains("SOCK_DGRAM") {
+                violations.append(line)
+            } else if ["open(", "openat(", "openat2("].contains(where: { ClientNoTraceTests.calls(line, $0) }),
+                      let path = ClientNoTraceTests.quotedPath(line), resolverFiles.contains(path) {
+                violations.append(line)
+            }
+        }
+        return (violations, connects)
+    }
+
+    @Test("The strace filter flags a direct connect, a UDP socket and /etc/hosts, and passes the proxy")
+    func leakFilterSelfCheck() {
+        let proxy = #"[pid 9] connect(12, {sa_family=AF_INET, sin_port=htons(4000), sin_addr=inet_addr("127.0.0.1")}, 16)"#
+        let direct = #"connect(12, {sa_family=AF_INET, sin_port=htons(8080), sin_addr=inet_addr("127.0.0.1")}, 16) = 0"#
+        let udp = "[pid 9] socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC|SOCK_NONBLOCK, IPPROTO_IP) = 5"
+        let hosts = #"openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 5"#
+        let nscd = #"connect(5, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT"#
+        let result = Self.leaks([proxy, direct, udp, hosts, nscd, "socket(AF_INET, SOCK_STREAM, 0) = 3"], proxyPort: 4000)
+        #expect(result.violations == [direct, udp, hosts, nscd])
+        #expect(result.connects == 1)
+    }
+
+    @Test("Two clients chat through microsocks to a relay given by name; under strace their only connect() is to the proxy, no resolver file is opened, no UDP socket")
+    func chatThroughProxy() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        let proxy = try await Microsocks.start()
+        defer { Task { await relay.kill(); await proxy.kill() } }
+        let relayURL = "ws://localhost:\(relay.port)"
+        let room = uniqueRoom("SOCKS")
+        let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url, strace: true)
+        let bob = try Self.client("bob", room: room, relay: relayURL, proxy: proxy.url, strace: true)
+        try await alice.state("CONNECTED")
+        try await bob.state("CONNECTED")
+        try alice.type("through the proxy")
+        #expect(try await bob.messages(count: 1) == ["through the proxy"])
+        try bob.type("and back")
+        #expect(try await alice.messages(count: 1) == ["and back"])
+        // The first events say how the relay is reached.
+        let connecting = try #require(alice.events.first { $0["kind"] as? String == "connecting" })
+        #expect(connecting["via"] as? String == "proxy" && connecting["proxy"] as? String == "127.0.0.1:\(proxy.port)")
+        #expect((connecting["text"] as? String)?.hasSuffix("via proxy 127.0.0.1:\(proxy.port)") == true)
+        try alice.closeInput()
+        try bob.closeInput()
+        #expect(try await alice.waitForExit() == 0)
+        #expect(try await bob.waitForExit() == 0)
+        for client in [alice, bob] {
+            let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: proxy.port)
+            #expect(connects >= 1, "\(client.name): no connect() to the proxy in the trace")
+            #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
+        }
+    }
+
+    @Test("microsocks -u/-P: the credentials from the environment are sent and accepted; wrong ones give a clear error and exit 3")
+    func credentials() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        let proxy = try await Microsocks.start(username: "securechat-test", password: "not-a-secret-4711")
+        defer { Task { await relay.kill(); await proxy.kill() } }
+        let relayURL = "ws://localhost:\(relay.port)"
+        let room = uniqueRoom("AUTH")
+        let good = Self.environment(
+            ["SECURECHAT_PROXY_USERNAME": "securechat-test", "SECURECHAT_PROXY_PASSWORD": "not-a-secret-4711"])
+        let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url, environment: good)
+        let bob = try Self.client("bob", room: room, relay: relayURL, proxy: proxy.url, environment: good)
+        try await alice.state("CONNECTED")
+        try await bob.state("CONNECTED")
+        try alice.type("authenticated")
+        #expect(try await bob.messages(count: 1) == ["authenticated"])
+
+        let wrong = Self.environment(
+            ["SECURECHAT_PROXY_USERNAME": "securechat-test", "SECURECHAT_PROXY_PASSWORD": "wrong"])
+        let carol = try Self.client("carol", room: uniqueRoom("AUTH"), relay: relayURL, proxy: proxy.url, environment: wrong)
+        #expect(try await carol.waitForExit() == 3, "a refused password is permanent: no retrying")
+        let errors = carol.events.filter { $0["event"] as? String == "error" }.compactMap { $0["text"] as? String }
+        let expected = "cannot use the relay: the proxy at 127.0.0.1:\(proxy.port) refused the username and password; "
+            + "set SECURECHAT_PROXY_USERNAME and SECURECHAT_PROXY_PASSWORD to the proxy's"
+        #expect(errors.contains(expected), "\(errors)")
+        await alice.kill()
+        await bob.kill()
+    }
+
+    @Test("A .onion relay without a proxy: a usage error (exit 1) naming --tor, and not one socket opened (strace)")
+    func onionWithoutProxy() async throws {
+        let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
+        let client = try Self.client("onion", room: uniqueRoom("ONION"), relay: onion, proxy: nil, strace: true)
+        #expect(try await client.waitForExit() == 1)
+        let lines = client.stderr.all
+        #expect(lines.contains { $0.contains("is a Tor onion service, reachable only through Tor: add --tor") },
+                "\(lines.suffix(5))")
+        #expect(lines.contains { ClientNoTraceTests.calls($0, "openat(") }, "no trace captured")
+        let sockets = lines.filter { ClientNoTraceTests.calls($0, "socket(") || ClientNoTraceTests.calls($0, "connect(") }
+        #expect(sockets.isEmpty, "sockets opened:\n\(sockets.joined(separator: "\n"))")
+    }
+
+    @Test("Usage errors before anything is opened: wss:// to an IP address through a proxy, a proxy given by name, both --tor and --proxy")
+    func usageErrors() async throws {
+        let cases: [([String], String)] = [
+            (["--relay", "wss://127.0.0.1:8443", "--proxy", "socks5://127.0.0.1:1080"], "needs the relay's host name"),
+            (["--proxy", "socks5://proxy.example:1080"], "is not an IP address"),
+            (["--proxy", "socks5://user:pw@127.0.0.1:1080"], "SECURECHAT_PROXY_USERNAME"),
+            (["--tor", "--proxy", "socks5://127.0.0.1:1080"], "choose one"),
+        ]
+        for (arguments, expected) in cases {
+            let client = try ClientProcess("usage", [uniqueRoom("USE"), "--json"] + arguments,
+                                           environment: Self.environment())
+            #expect(try await client.waitForExit() == 1, "\(arguments)")
+            #expect(client.stderr.all.contains { $0.contains(expected) }, "\(arguments): \(client.stderr.all)")
+        }
+    }
+
+    @Test("The proxy killed mid-chat and restarted: both clients retry through it only (strace), reconnect and the conversation resumes")
+    func proxyKilledAndRestarted() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        let first = try await Microsocks.start()
+        defer { Task { await relay.kill() } }
+        let relayURL = "ws://localhost:\(relay.port)"
+        let room = uniqueRoom("PXRESTART")
+        let (alice, bob) = (
+            try Self.client("alice", room: room, relay: relayURL, proxy: first.url, extra: ["--give-up-after", "120"],
+                            strace: true),
+            try Self.client("bob", room: room, relay: relayURL, proxy: first.url, extra: ["--give-up-after", "120"],
+                            strace: true))
+        try await alice.state("CONNECTED")
+        try await bob.state("CONNECTED")
+        try alice.type("before the proxy died")
+        #expect(try await bob.messages(count: 1) == ["before the proxy died"])
+
+        await first.kill()
+        for client in [alice, bob] {
+            try await client.notice("relay_lost")
+            // A new attempt finds nothing at the proxy's port, and says so.
+            try await client.event("the proxy unreachable") {
+                $0["kind"] as? String == "relay_unreachable"
+                    && ($0["text"] as? String)?.contains("the proxy 127.0.0.1:\(first.port)") == true
+            }
+        }
+        try alice.type("typed while the proxy was down")
+        let second = try await Microsocks.start(port: first.port)
+        defer { Task { await second.kill() } }
+        for client in [alice, bob] {
+            try await client.notice("reconnected", timeoutSeconds: 60)
+            try await client.notice("rekeyed", timeoutSeconds: 60)
+        }
+        #expect(try await bob.messages(count: 2) == ["before the proxy died", "typed while the proxy was down"])
+        try bob.type("after the restart")
+        #expect(try await alice.messages(count: 1) == ["after the restart"])
+        try alice.closeInput()
+        try bob.closeInput()
+        #expect(try await alice.waitForExit() == 0)
+        #expect(try await bob.waitForExit() == 0)
+        for client in [alice, bob] {
+            let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: first.port)
+            #expect(connects >= 3, "\(client.name): expected the first connect, the refused ones and the reconnect")
+            #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
+        }
+    }
+
+    @Test("No relay behind the proxy: the typed SOCKS reply (5, connection refused) is shown, the client retries through the proxy and gets in once the relay starts")
+    func proxyCannotReachRelay() async throws {
+        let proxy = try await Microsocks.start()
+        defer { Task { await proxy.kill() } }
+        let relayPort = try freeLoopbackPort()
+        let relayURL = "ws://localhost:\(relayPort)"
+        let room = uniqueRoom("NORELAY")
+        let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url)
+        let refused = "cannot reach the relay: the proxy at 127.0.0.1:\(proxy.port) could not connect to "
+            + "localhost:\(relayPort): connection refused (is the relay running?) (SOCKS reply 5)"
+        try await alice.event("the SOCKS reply") { $0["text"] as? String == refused }
+        try await alice.notice("retrying")
+        let relay = try await RelayProcess.start(["--host", "localhost", "--port", String(relayPort)])
+        defer { Task { await relay.kill() } }
+        let bob = try Self.client("bob", room: room, relay: relayURL, proxy: proxy.url)
+        try await alice.state("CONNECTED", timeoutSeconds: 60)
+        try await bob.state("CONNECTED")
+        await alice.kill()
+        await bob.kill()
+    }
+
+    @Test("--tor with nothing on 127.0.0.1:9050: 'via Tor' from the first event, an error naming 9050 and 9150, retried until --give-up-after",
+          .enabled(if: !loopbackAccepts(port: 9050), "something listens on 9050 here"))
+    func torNotRunning() async throws {
+        let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
+        let client = try Self.client("tor", room: uniqueRoom("TOR"), relay: onion, proxy: nil,
+                                     extra: ["--tor", "--give-up-after", "2"])
+        #expect(try await client.waitForExit() == 3)
+        let connecting = try #require(client.events.first { $0["kind"] as? String == "connecting" })
+        #expect(connecting["via"] as? String == "tor" && connecting["text"] as? String == "connecting to the relay via Tor")
+        let texts = client.events.compactMap { $0["text"] as? String }
+        #expect(texts.contains { $0.contains("127.0.0.1:9050, Tor's SOCKS port: is Tor running?") && $0.contains("9150") },
+                "\(texts)")
+    }
+
+    @Test("wss:// through the proxy: SNI and verification against the relay's name, not the proxy's address")
+    func tlsThroughProxy() async throws {
+        let directory = try ClientErrorTextTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proxy = try await Microsocks.start()
+        defer { Task { await proxy.kill() } }
+        // A certificate for the relay's name: the chat works.
+        let named = directory.appendingPathComponent("named")
+        try FileManager.default.createDirectory(at: named, withIntermediateDirectories: true)
+        let (certificate, key) = try makeCertificate(in: named, names: "DNS:localhost", expired: false)
+        try await withRelay(["--host", "localhost", "--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+            let room = uniqueRoom("WSS")
+            let relayURL = "wss://localhost:\(relay.port)"
+            let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url,
+                                        extra: ["--ca-file", certificate])
+            let bob = try Self.client("bob", room: room, relay: relayURL, proxy: proxy.url,
+                                      extra: ["--ca-file", certificate])
+            try await alice.state("CONNECTED")
+            try await bob.state("CONNECTED")
+            await alice.kill()
+            await bob.kill()
+        }
+        // A certificate for 127.0.0.1 only, the proxy's address (and the relay's): checked against the
+        // socket's peer it would pass; checked against the relay's name, as it must be, it fails.
+        let addressOnly = directory.appendingPathComponent("address")
+        try FileManager.default.createDirectory(at: addressOnly, withIntermediateDirectories: true)
+        let (ipCertificate, ipKey) = try makeCertificate(in: addressOnly, names: "IP:127.0.0.1", expired: false)
+        try await withRelay(["--host", "localhost", "--tls-cert-file", ipCertificate, "--tls-key-file", ipKey]) { relay in
+            let client = try Self.client("wrong", room: uniqueRoom("WSS"), relay: "wss://localhost:\(relay.port)",
+                                         proxy: proxy.url, extra: ["--ca-file", ipCertificate])
+            #expect(try await client.waitForExit() == 3)
+            let errors = client.events.filter { $0["event"] as? String == "error" }.compactMap { $0["text"] as? String }
+            #expect(errors.contains { $0.contains("the relay's TLS certificate is not for localhost") }, "\(errors)")
+        }
+    }
+}
