@@ -99,6 +99,7 @@ public final class WebSocketRelayConnector: RelayConnector {
             case let .invalidCAFile(path, _): return .caFileUnusable(path: path)
             case .closedDuringHandshake: return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
             case .addressWithTLSThroughProxy: return .tlsFailed  // Refused on the command line before this.
+            case .onionWithoutProxy: return .onionWithoutTor(host: url.host)  // Also refused there first.
             }
         case let error as NIOSSLExtraError where error == .failedToValidateHostname:
             return .certificateWrongHost(host: url.host)

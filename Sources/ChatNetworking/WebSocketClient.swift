@@ -60,6 +60,8 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
     /// wss:// to an IP address through a proxy: NIOSSL would check the certificate against the
     /// address it is connected to, the proxy's, so the relay's identity could not be verified.
     case addressWithTLSThroughProxy
+    /// A `.onion` host without a proxy: reachable only through Tor, and never looked up.
+    case onionWithoutProxy
 
     public var description: String {
         switch self {
@@ -69,6 +71,7 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
         case .closedDuringHandshake: "the connection closed during the WebSocket handshake"
         case .addressWithTLSThroughProxy:
             "wss:// through a proxy needs the relay's host name (its certificate is checked against it)"
+        case .onionWithoutProxy: "a .onion relay is reachable only through Tor (a SOCKS5 proxy)"
         }
     }
 }
@@ -218,6 +221,9 @@ public final class WebSocketClient: Sendable {
             .connectTimeout(.seconds(connectTimeoutSeconds))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         guard let proxy = configuration.proxy else {
+            // Never a lookup or a connection for an onion name outside Tor (the command line refuses
+            // it first; this holds for every other caller).
+            if url.hostIsOnion { throw WebSocketClientError.onionWithoutProxy }
             return try await bootstrap.connect(host: url.host, port: url.port, channelInitializer: initializer)
         }
         if url.usesTLS && url.hostIsIPAddress { throw WebSocketClientError.addressWithTLSThroughProxy }

@@ -283,6 +283,7 @@ extension ClientNotice {
         case let .caFileUnusable(path): "cannot use the CA file \(path); it must be a readable PEM file of certificates"
         case .reset: "the connection was reset (by the relay or the network)"
         case let .proxy(problem, route, relay): describeProxy(problem, route: route, relay: relay)
+        case let .onionWithoutTor(host): "\(host) is a Tor onion service, reachable only through Tor: add --tor"
         case .unexpected: "an unexpected network error (--verbose shows it)"
         }
     }

@@ -132,7 +132,9 @@ struct ClientProxyTests {
     @Test("A .onion relay without a proxy: a usage error (exit 1) naming --tor, and not one socket opened (strace)")
     func onionWithoutProxy() async throws {
         let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
-        let client = try Self.client("onion", room: uniqueRoom("ONION"), relay: onion, proxy: nil, strace: true)
+        // --give-up-after: were the check missing, the client would try (and give up) instead of hanging the test.
+        let client = try Self.client("onion", room: uniqueRoom("ONION"), relay: onion, proxy: nil,
+                                     extra: ["--give-up-after", "2"], strace: true)
         #expect(try await client.waitForExit() == 1)
         let lines = client.stderr.all
         #expect(lines.contains { $0.contains("is a Tor onion service, reachable only through Tor: add --tor") },
