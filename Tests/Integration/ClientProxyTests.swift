@@ -242,6 +242,28 @@ struct ClientProxyTests {
                 "\(texts)")
     }
 
+    @Test("Interactive through a proxy (tmux): the status line says 'via proxy HOST:PORT', and so does /status")
+    func interactiveStatus() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        let proxy = try await Microsocks.start()
+        defer { Task { await relay.kill(); await proxy.kill() } }
+        let tmux = ClientTerminalTests.Tmux()
+        defer { tmux.kill() }
+        let script = "LANG=C.UTF-8 NO_COLOR=1 '\(ClientTerminalTests.Tmux.securechat)' \(uniqueRoom("TTYPX")) "
+            + "--relay ws://localhost:\(relay.port) --proxy \(proxy.url); sleep 120"
+        try tmux.start(script, columns: 160)
+        let endpoint = "127.0.0.1:\(proxy.port)"
+        try await tmux.waitForScreen("the status line via the proxy") { screen in
+            screen.contains { $0.hasPrefix(" SEARCHING |") && $0.contains("| relay up via proxy \(endpoint) |") }
+        }
+        try tmux.keys("/status")
+        try tmux.key("Enter")
+        try await tmux.waitForScreen("/status") { screen in
+            screen.contains("  relay    connected, via proxy \(endpoint); the relay sees the proxy's address")
+        }
+        try tmux.key("C-c")
+    }
+
     @Test("wss:// through the proxy: SNI and verification against the relay's name, not the proxy's address")
     func tlsThroughProxy() async throws {
         let directory = try ClientErrorTextTests.temporaryDirectory()
