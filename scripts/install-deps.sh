@@ -14,6 +14,8 @@ packages=(
     procps          # ps/pgrep for the tests' process handling
     binutils        # nm: the isolation test proves no shipped binary holds simulator symbols
     util-linux      # prlimit and setpriv: tests run a client as another user and limit locked memory
+    microsocks      # a real SOCKS5 proxy: the client's --proxy tests (ClientProxyTests)
+    tor             # checks docs/RELAY.md's onion-service torrc (networking off; RelayTorrcTests)
 )
 
 missing=()
