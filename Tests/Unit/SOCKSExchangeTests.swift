@@ -4,9 +4,12 @@ import NIOEmbedded
 import Testing
 
 /// The client's SOCKS5 exchange (RFC 1929 handler in front of NIOSOCKS's client) against recorded
-/// byte sequences: what microsocks 1.0.3 and Tor answer, byte for byte, and what the client must
-/// send them. The proxy's side was recorded with `strace -f -e trace=read,write -xx microsocks`
-/// while a real client connected through it (ClientProxyTests), then checked against RFC 1928/1929.
+/// byte sequences. Every microsocks sequence here (Debian's microsocks 1.0.3, with and without
+/// `-u alice -P s3cret`, a wrong password, and no relay behind it) was recorded with
+/// `strace -f -xx -e trace=write,recvfrom microsocks ...` while the real client connected through it
+/// to `ws://localhost:PORT`: what the client sent (recvfrom) and what microsocks answered (write).
+/// Only the two port bytes of the CONNECT request differ here (8080; the recording used a free port).
+/// Tor's onion-service reply code (F0) is from tor's socks-extensions.txt.
 @Suite("SOCKS5 exchange, byte for byte")
 struct SOCKSExchangeTests {
     static let credentials = try! SOCKSCredentials(username: Array("alice".utf8), password: Array("s3cret".utf8))
@@ -14,7 +17,7 @@ struct SOCKSExchangeTests {
     static let relayPort = 8080
     /// CONNECT localhost:8080 by name (address type 3): socks5h, nothing resolved by the client.
     static let connectRequest: [UInt8] = [0x05, 0x01, 0x00, 0x03, 0x09] + Array("localhost".utf8) + [0x1F, 0x90]
-    /// microsocks' success reply: version, succeeded, reserved, IPv4 0.0.0.0 port 0.
+    /// microsocks' success reply, recorded: version, succeeded, reserved, IPv4 0.0.0.0 port 0.
     static let microsocksSuccess: [UInt8] = [0x05, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
     static let upgradeRequest = Array("GET / HTTP/1.1\r\n".utf8)
     static let upgradeAnswer = Array("HTTP/1.1 101 Switching Protocols\r\n".utf8)
@@ -89,14 +92,14 @@ struct SOCKSExchangeTests {
         #expect(try client.sent() == Self.upgradeRequest)
     }
 
-    @Test("Wrong credentials: microsocks answers 01 01 and closes; a typed error, nothing more sent")
+    @Test("Wrong credentials: microsocks answers 01 02 and closes; a typed error, nothing more sent")
     func wrongCredentials() throws {
         let client = try Client(.usernamePasswordOnly(Self.credentials))
         _ = try client.sent()
         try client.proxySends([0x05, 0x02])
         _ = try client.sent()
-        try client.proxySends([0x01, 0x01])
-        #expect(client.record.error == .authenticationFailed(status: 1))
+        try client.proxySends([0x01, 0x02])
+        #expect(client.record.error == .authenticationFailed(status: 2))
         #expect(!client.channel.isActive)
         #expect(try client.sent().isEmpty, "no CONNECT after a refusal")
     }
