@@ -18,7 +18,10 @@ import NIOSOCKS
 /// on every byte passes through untouched.
 ///
 /// Bounded: before it passes bytes through it holds at most the two bytes of one answer (each
-/// answer is exactly two bytes); anything past them is handed on, never accumulated.
+/// answer is exactly two bytes); anything past them is handed on, never accumulated. NIOSOCKS then
+/// holds at most one CONNECT reply (262 bytes) before it decides. No trap is reachable from the
+/// proxy's bytes: NIOSOCKS's precondition on the chosen method only sees this handler's "none",
+/// and its traps on long names and bad ports are kept away by `SOCKSTunnel.targetAddress`.
 final class SOCKSAuthenticationHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer

@@ -27,6 +27,22 @@ struct ClientProxyTests {
         return environment.merging(extra) { $1 }
     }
 
+    /// Wait until `client`'s output has been read: its exit can be seen before the last of its
+    /// output (the final strace lines, the last JSON events) has come through the pipes. Not the end
+    /// of the streams: a child of a test running in parallel may have inherited a pipe's write end
+    /// and keep it open. So: until neither stream grew for half a second (bounded to 10 s).
+    static func outputEnded(_ client: ClientProcess) async throws {
+        var counts = (client.stdout.all.count, client.stderr.all.count)
+        var quiet = 0
+        // Bounded: 200 rounds of 50 ms.
+        for _ in 0..<200 where quiet < 10 {
+            try await Task.sleep(for: .milliseconds(50))
+            let now = (client.stdout.all.count, client.stderr.all.count)
+            quiet = now == counts ? quiet + 1 : 0
+            counts = now
+        }
+    }
+
     static func client(
         _ name: String, room: String, relay: String, proxy: String?, extra: [String] = [], strace: Bool = false,
         environment: [String: String] = environment()
@@ -95,6 +111,7 @@ struct ClientProxyTests {
         #expect(try await alice.waitForExit() == 0)
         #expect(try await bob.waitForExit() == 0)
         for client in [alice, bob] {
+            try await Self.outputEnded(client)
             let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: proxy.port)
             #expect(connects >= 1, "\(client.name): no connect() to the proxy in the trace")
             #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
@@ -121,6 +138,7 @@ struct ClientProxyTests {
             ["SECURECHAT_PROXY_USERNAME": "securechat-test", "SECURECHAT_PROXY_PASSWORD": "wrong"])
         let carol = try Self.client("carol", room: uniqueRoom("AUTH"), relay: relayURL, proxy: proxy.url, environment: wrong)
         #expect(try await carol.waitForExit() == 3, "a refused password is permanent: no retrying")
+        try await Self.outputEnded(carol)
         let errors = carol.events.filter { $0["event"] as? String == "error" }.compactMap { $0["text"] as? String }
         let expected = "cannot use the relay: the proxy at 127.0.0.1:\(proxy.port) refused the username and password; "
             + "set SECURECHAT_PROXY_USERNAME and SECURECHAT_PROXY_PASSWORD to the proxy's"
@@ -136,12 +154,37 @@ struct ClientProxyTests {
         let client = try Self.client("onion", room: uniqueRoom("ONION"), relay: onion, proxy: nil,
                                      extra: ["--give-up-after", "2"], strace: true)
         #expect(try await client.waitForExit() == 1)
+        try await Self.outputEnded(client)
         let lines = client.stderr.all
         #expect(lines.contains { $0.contains("is a Tor onion service, reachable only through Tor: add --tor") },
                 "\(lines.suffix(5))")
         #expect(lines.contains { ClientNoTraceTests.calls($0, "openat(") }, "no trace captured")
         let sockets = lines.filter { ClientNoTraceTests.calls($0, "socket(") || ClientNoTraceTests.calls($0, "connect(") }
         #expect(sockets.isEmpty, "sockets opened:\n\(sockets.joined(separator: "\n"))")
+    }
+
+    @Test("SECURECHAT_PROXY sets the proxy (strace: only the proxy is connected); SECURECHAT_PROXY=tor is --tor")
+    func proxyFromEnvironment() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        let proxy = try await Microsocks.start()
+        defer { Task { await relay.kill(); await proxy.kill() } }
+        let client = try Self.client(
+            "env", room: uniqueRoom("ENV"), relay: "ws://localhost:\(relay.port)", proxy: nil, strace: true,
+            environment: Self.environment(["SECURECHAT_PROXY": proxy.url]))
+        try await client.state("SEARCHING")
+        let connected = try #require(client.events.first { $0["kind"] as? String == "relay_connected" })
+        #expect(connected["via"] as? String == "proxy" && connected["proxy"] as? String == "127.0.0.1:\(proxy.port)")
+        try client.closeInput()
+        #expect(try await client.waitForExit() == 0)
+        try await Self.outputEnded(client)
+        let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: proxy.port)
+        #expect(connects >= 1 && violations.isEmpty, "\(violations)")
+
+        let tor = try Self.client(
+            "env-tor", room: uniqueRoom("ENV"), relay: "ws://localhost:\(relay.port)", proxy: nil,
+            environment: Self.environment(["SECURECHAT_PROXY": "tor"]))
+        try await tor.event("the first notice") { $0["kind"] as? String == "connecting" && $0["via"] as? String == "tor" }
+        await tor.kill()
     }
 
     @Test("Usage errors before anything is opened: wss:// to an IP address through a proxy, a proxy given by name, both --tor and --proxy")
@@ -156,6 +199,7 @@ struct ClientProxyTests {
             let client = try ClientProcess("usage", [uniqueRoom("USE"), "--json"] + arguments,
                                            environment: Self.environment())
             #expect(try await client.waitForExit() == 1, "\(arguments)")
+            try await Self.outputEnded(client)
             #expect(client.stderr.all.contains { $0.contains(expected) }, "\(arguments): \(client.stderr.all)")
         }
     }
@@ -201,6 +245,7 @@ struct ClientProxyTests {
         #expect(try await alice.waitForExit() == 0)
         #expect(try await bob.waitForExit() == 0)
         for client in [alice, bob] {
+            try await Self.outputEnded(client)
             let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: first.port)
             #expect(connects >= 3, "\(client.name): expected the first connect, the refused ones and the reconnect")
             #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
@@ -235,6 +280,7 @@ struct ClientProxyTests {
         let client = try Self.client("tor", room: uniqueRoom("TOR"), relay: onion, proxy: nil,
                                      extra: ["--tor", "--give-up-after", "2"])
         #expect(try await client.waitForExit() == 3)
+        try await Self.outputEnded(client)
         let connecting = try #require(client.events.first { $0["kind"] as? String == "connecting" })
         #expect(connecting["via"] as? String == "tor" && connecting["text"] as? String == "connecting to the relay via Tor")
         let texts = client.events.compactMap { $0["text"] as? String }
@@ -285,6 +331,17 @@ struct ClientProxyTests {
             try await bob.state("CONNECTED")
             await alice.kill()
             await bob.kill()
+            // Without --ca-file the certificate is untrusted, and the client takes a second look at it
+            // to tell an expired one from an untrusted one: that look goes through the proxy too.
+            let untrusting = try Self.client("untrusting", room: room, relay: relayURL, proxy: proxy.url, strace: true)
+            #expect(try await untrusting.waitForExit() == 3)
+            try await Self.outputEnded(untrusting)
+            let errors = untrusting.events.filter { $0["event"] as? String == "error" }
+                .compactMap { $0["text"] as? String }
+            #expect(errors.contains { $0.contains("certificate is not trusted") }, "\(errors)")
+            let (violations, connects) = Self.leaks(untrusting.stderr.all, proxyPort: proxy.port)
+            #expect(connects == 2, "the connection and the certificate's second look, both to the proxy")
+            #expect(violations.isEmpty, "the second look went around the proxy:\n\(violations.joined(separator: "\n"))")
         }
         // A certificate for 127.0.0.1 only, the proxy's address (and the relay's): checked against the
         // socket's peer it would pass; checked against the relay's name, as it must be, it fails.
@@ -295,6 +352,7 @@ struct ClientProxyTests {
             let client = try Self.client("wrong", room: uniqueRoom("WSS"), relay: "wss://localhost:\(relay.port)",
                                          proxy: proxy.url, extra: ["--ca-file", ipCertificate])
             #expect(try await client.waitForExit() == 3)
+            try await Self.outputEnded(client)
             let errors = client.events.filter { $0["event"] as? String == "error" }.compactMap { $0["text"] as? String }
             #expect(errors.contains { $0.contains("the relay's TLS certificate is not for localhost") }, "\(errors)")
         }

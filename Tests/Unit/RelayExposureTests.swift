@@ -37,4 +37,17 @@ struct RelayExposureTests {
         #expect(try WebSocketURL("ws://x.onion").hostIsOnion && WebSocketURL("ws://X.ONION.").hostIsOnion)
         #expect(try !WebSocketURL("ws://onion.example").hostIsOnion)
     }
+
+    @Test("The invitation for an onion relay tells the peer to add --tor")
+    func onionInvitation() {
+        let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
+        let invitation = Invitation.make(
+            code: "ROOM1-orbit-velvet", ownPassword: false, relay: onion, defaultRelay: ClientApp.defaultRelay,
+            caFile: nil, sameMachineCommand: nil)
+        #expect(invitation.commands == ["securechat --join --tor --relay \(onion)"])
+        let remote = Invitation.make(
+            code: "ROOM1-orbit-velvet", ownPassword: false, relay: onion, defaultRelay: ClientApp.defaultRelay,
+            caFile: nil, sameMachineCommand: "./run.sh")
+        #expect(remote.commands == ["./run.sh --join", "securechat --join --tor --relay \(onion)"])
+    }
 }
