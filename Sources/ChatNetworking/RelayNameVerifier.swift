@@ -40,7 +40,8 @@ final class RelayNameVerifier: ChannelInboundHandler, RemovableChannelHandler {
         let names = Array(certificate._subjectAlternativeNames())
         guard !names.isEmpty else { return true }
         return names.contains { name in
-            name.nameType == .dnsName && matches(host: host, pattern: String(decoding: Array(name.contents), as: UTF8.self))
+            name.nameType == .dnsName
+                && matches(host: host, pattern: String(decoding: Array(name.contents), as: UTF8.self))
         }
     }
 
@@ -48,8 +49,9 @@ final class RelayNameVerifier: ChannelInboundHandler, RemovableChannelHandler {
     /// one leftmost label. Stricter than some matchers (no partial-label wildcards): a certificate
     /// refused here is refused, never accepted by mistake.
     static func matches(host: String, pattern: String) -> Bool {
-        let host = host.lowercased().hasSuffix(".") ? String(host.lowercased().dropLast()) : host.lowercased()
-        let pattern = pattern.lowercased().hasSuffix(".") ? String(pattern.lowercased().dropLast()) : pattern.lowercased()
+        let withoutFinalDot = { (name: String) in name.hasSuffix(".") ? String(name.dropLast()) : name }
+        let host = withoutFinalDot(host.lowercased())
+        let pattern = withoutFinalDot(pattern.lowercased())
         guard !host.isEmpty, !pattern.isEmpty else { return false }
         if host == pattern { return true }
         // "*.example.org" matches "relay.example.org", not "example.org" nor "a.b.example.org"; a

@@ -80,7 +80,9 @@ public struct SOCKSProxy: Hashable, Sendable {
         var host = authority
         var portText: Substring?
         if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw .hostNotAnAddress(String(authority.prefix(64))) }
+            guard let close = authority.firstIndex(of: "]") else {
+                throw .hostNotAnAddress(String(authority.prefix(64)))
+            }
             host = authority[authority.index(after: authority.startIndex)..<close]
             let rest = authority[authority.index(after: close)...]
             if !rest.isEmpty {

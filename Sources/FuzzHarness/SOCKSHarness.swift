@@ -196,6 +196,7 @@ enum SOCKSModel {
             guard bytes.count >= 4, bytes[2] == 1 || bytes[2] == 5, bytes[3] == 0 else { return sent }
         }
         let host = Array(socksHarnessHost.utf8)
-        return sent + [5, 1, 0, 3, UInt8(host.count)] + host + [UInt8(socksHarnessPort >> 8), UInt8(socksHarnessPort & 0xFF)]
+        let port = [UInt8(socksHarnessPort >> 8), UInt8(socksHarnessPort & 0xFF)]
+        return sent + [5, 1, 0, 3, UInt8(host.count)] + host + port
     }
 }

@@ -189,8 +189,8 @@ struct Securechat: ParsableCommand {
     /// check an IP address against the socket's peer, which is the proxy).
     private func checkRoute(_ relay: WebSocketURL, proxy: SOCKSProxy?) throws {
         if relay.hostIsOnion && proxy == nil {
-            throw ValidationError("--relay: \(relay.host) is a Tor onion service, reachable only through Tor: add --tor "
-                + "(or --proxy); the client never tries to reach a .onion address directly")
+            throw ValidationError("--relay: \(relay.host) is a Tor onion service, reachable only through Tor: "
+                + "add --tor (or --proxy); the client never tries to reach a .onion address directly")
         }
         if proxy != nil && relay.usesTLS && relay.hostIsIPAddress {
             throw ValidationError("--relay: wss:// through a proxy needs the relay's host name, not an IP address "

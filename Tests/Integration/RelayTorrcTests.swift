@@ -39,7 +39,8 @@ struct RelayTorrcTests {
 
     @Test("tor accepts the documented torrc, and run with networking off it creates the onion address")
     func torrcWorks() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.tor), "no \(Self.tor): run scripts/install-deps.sh")
+        try #require(
+            FileManager.default.isExecutableFile(atPath: Self.tor), "no \(Self.tor): run scripts/install-deps.sh")
         let lines = try Self.documentedTorrc()
         // The service forwards to a relay on loopback, never to a public address.
         let ports = lines.filter { $0.hasPrefix("HiddenServicePort ") }
@@ -61,7 +62,8 @@ struct RelayTorrcTests {
         var address: String?
         // Bounded: 30 s at 100 ms.
         for _ in 0..<300 where address == nil && tor.isRunning {
-            address = (try? String(contentsOf: hostname, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            address = (try? String(contentsOf: hostname, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             if address == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
         let onion = try #require(address, "tor wrote no onion address; its log:\n\(tor.stdout.all.suffix(10))")

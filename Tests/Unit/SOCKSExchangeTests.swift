@@ -58,7 +58,9 @@ struct SOCKSExchangeTests {
         /// Everything the client sent since the last call.
         func sent() throws -> [UInt8] {
             var bytes: [UInt8] = []
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+                bytes += Array(buffer.readableBytesView)
+            }
             return bytes
         }
     }
@@ -196,7 +198,9 @@ struct SOCKSExchangeTests {
         #expect(throws: SOCKSProxyURLError.credentialsInURL) {
             try SOCKSProxy(url: "socks5://user:pw@127.0.0.1:1080", credentials: nil)
         }
-        #expect(throws: SOCKSProxyURLError.unsupportedScheme) { try SOCKSProxy(url: "http://127.0.0.1:8080", credentials: nil) }
+        #expect(throws: SOCKSProxyURLError.unsupportedScheme) {
+            try SOCKSProxy(url: "http://127.0.0.1:8080", credentials: nil)
+        }
         #expect(throws: SOCKSProxyURLError.invalidPort("70000")) {
             try SOCKSProxy(url: "socks5://127.0.0.1:70000", credentials: nil)
         }

@@ -9,7 +9,8 @@ let socksReplyIPv4: [UInt8] = [5, 0, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]
 let socksAfterReply = Array("HTTP/1.1 101 Switching Protocols\r\n".utf8)
 
 let socksSeeds: [(String, [UInt8])] = [
-    ("none-ipv4-reply-then-data", [socksConfig(passwordOnly: false, chunk: 7), 5, 0] + socksReplyIPv4 + socksAfterReply),
+    ("none-ipv4-reply-then-data",
+     [socksConfig(passwordOnly: false, chunk: 7), 5, 0] + socksReplyIPv4 + socksAfterReply),
     ("password-domain-reply-byte-by-byte", [socksConfig(passwordOnly: true, chunk: 0), 5, 2, 1, 0, 5, 0, 0, 3, 11]
         + Array("example.org".utf8) + [1, 187] + socksAfterReply),
     ("password-ipv6-reply", [socksConfig(passwordOnly: false, chunk: 2), 5, 2, 1, 0, 5, 0, 0, 4]
@@ -20,8 +21,10 @@ let socksSeeds: [(String, [UInt8])] = [
     ("none-picked-when-password-only", [socksConfig(passwordOnly: true, chunk: 7), 5, 0] + socksReplyIPv4),
     ("gssapi-picked", [socksConfig(passwordOnly: false, chunk: 7), 5, 1]),
     ("connection-refused-reply-5", [socksConfig(passwordOnly: false, chunk: 3), 5, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0]),
-    ("tor-onion-not-found-f0", [socksConfig(passwordOnly: true, chunk: 4), 5, 2, 1, 0, 5, 0xF0, 0, 1, 0, 0, 0, 0, 0, 0]),
-    ("http-proxy-answer", [socksConfig(passwordOnly: false, chunk: 5)] + Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8)),
+    ("tor-onion-not-found-f0",
+     [socksConfig(passwordOnly: true, chunk: 4), 5, 2, 1, 0, 5, 0xF0, 0, 1, 0, 0, 0, 0, 0, 0]),
+    ("http-proxy-answer",
+     [socksConfig(passwordOnly: false, chunk: 5)] + Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8)),
     ("socks4-answer", [socksConfig(passwordOnly: false, chunk: 7), 0, 0x5A, 0, 0, 0, 0, 0, 0]),
     ("reserved-byte-set", [socksConfig(passwordOnly: false, chunk: 7), 5, 0, 5, 0, 1, 1, 127, 0, 0, 1, 0, 80]),
     ("address-type-2", [socksConfig(passwordOnly: false, chunk: 7), 5, 0, 5, 0, 0, 2, 0, 0]),
