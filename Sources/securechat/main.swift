@@ -169,10 +169,15 @@ struct Securechat: ParsableCommand {
         }
     }
 
-    /// The proxy's username and password from the environment (both or neither), never argv.
+    /// The proxy's username and password from the environment (both or neither), never argv. The
+    /// password's value is overwritten once read, as SECURECHAT_CODE's: gone from /proc/PID/environ.
     static func proxyCredentials() throws -> SOCKSCredentials? {
-        let read = { (name: String) in getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
-        switch (read("SECURECHAT_PROXY_USERNAME"), read("SECURECHAT_PROXY_PASSWORD")) {
+        let read = { (name: String, wipe: Bool) -> String? in
+            guard let value = getenv(name), value.pointee != 0 else { return nil }
+            defer { if wipe { memset(value, 0, strlen(value)) } }
+            return String(cString: value)
+        }
+        switch (read("SECURECHAT_PROXY_USERNAME", false), read("SECURECHAT_PROXY_PASSWORD", true)) {
         case (nil, nil): return nil
         case let (username?, password?):
             do {

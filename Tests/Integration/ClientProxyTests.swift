@@ -135,6 +135,12 @@ struct ClientProxyTests {
         try await bob.state("CONNECTED")
         try alice.type("authenticated")
         #expect(try await bob.messages(count: 1) == ["authenticated"])
+        // The password is overwritten in the initial environment block once read (as SECURECHAT_CODE
+        // is): /proc/PID/environ no longer holds it; the username stays (it is no secret).
+        let environ = try String(contentsOfFile: "/proc/\(alice.processIdentifier)/environ", encoding: .utf8)
+        let variable = try #require(environ.range(of: "SECURECHAT_PROXY_PASSWORD="), "the variable was set")
+        #expect(environ[variable.upperBound...].first == "\0", "the password was not wiped")
+        #expect(!environ.contains("not-a-secret-4711") && environ.contains("SECURECHAT_PROXY_USERNAME=securechat-test"))
 
         let wrong = Self.environment(
             ["SECURECHAT_PROXY_USERNAME": "securechat-test", "SECURECHAT_PROXY_PASSWORD": "wrong"])
