@@ -13,10 +13,16 @@ import Glibc
 /// over /etc/hosts): `localhost` is a name that every machine resolves the same way, with no setup.
 @Suite("securechat through a SOCKS5 proxy")
 struct ClientProxyTests {
-    /// What strace watches for the no-leak checks: every way to reach the network or the resolver's files.
-    static let networkSyscalls = ["connect", "socket", "open", "openat", "openat2"]
-    /// The resolver's files: opening any of them means a name lookup (glibc reads them in getaddrinfo).
-    static let resolverFiles = ["/etc/hosts", "/etc/resolv.conf", "/etc/host.conf", "/etc/gai.conf"]
+    /// What strace watches for the no-leak checks: every way to reach the network (a socket, a
+    /// connect, a datagram sent to an address) or the resolver's files.
+    static let networkSyscalls = ["connect", "socket", "open", "openat", "openat2", "sendto", "sendmsg", "sendmmsg"]
+    /// The resolver's files: opening any of them means a name lookup (glibc's getaddrinfo reads
+    /// nsswitch.conf, host.conf, resolv.conf and hosts, in that order, as `directRunIsFlagged` shows).
+    static let resolverFiles = [
+        "/etc/hosts", "/etc/resolv.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/nsswitch.conf",
+    ]
+    /// Libraries glibc loads to resolve a name (NSS modules, the DNS stub resolver).
+    static let resolverLibraries = ["libnss_dns", "libnss_files", "libnss_resolve", "libnss_mdns", "libresolv"]
 
     /// The environment of the test, without any proxy setting of the machine's.
     static func environment(_ extra: [String: String] = [:]) -> [String: String] {
@@ -53,8 +59,10 @@ struct ClientProxyTests {
     }
 
     /// The lines of a strace of `networkSyscalls` that break the rule "only the proxy, no lookup":
-    /// a connect() to anything but 127.0.0.1:`proxyPort` (a Unix socket too: nscd), a UDP socket,
-    /// an open of a resolver file. `connects`: how many connect() calls went to the proxy.
+    /// a connect() to anything but 127.0.0.1:`proxyPort` (a Unix socket too: nscd); any socket but
+    /// a TCP one (UDP for DNS, netlink for getaddrinfo's AI_ADDRCONFIG, Unix for nscd); a datagram
+    /// sent to an address (DNS on port 53 among them); an open of a resolver file or of an NSS or
+    /// resolver library. `connects`: how many connect() calls went to the proxy.
     static func leaks(_ lines: [String], proxyPort: Int) -> (violations: [String], connects: Int) {
         var violations: [String] = []
         var connects = 0
@@ -65,17 +73,23 @@ struct ClientProxyTests {
                 } else {
                     violations.append(line)
                 }
-            } else if ClientNoTraceTests.calls(line, "socket(") && line.contains("SOCK_DGRAM") {
+            } else if ClientNoTraceTests.calls(line, "socket(") {
+                let tcp = (line.contains("socket(AF_INET,") || line.contains("socket(AF_INET6,"))
+                    && line.contains("SOCK_STREAM")
+                if !tcp { violations.append(line) }
+            } else if ["sendto(", "sendmsg(", "sendmmsg("].contains(where: { ClientNoTraceTests.calls(line, $0) }),
+                      line.contains("sa_family=") || line.contains("htons(53)") {
                 violations.append(line)
             } else if ["open(", "openat(", "openat2("].contains(where: { ClientNoTraceTests.calls(line, $0) }),
-                      let path = ClientNoTraceTests.quotedPath(line), resolverFiles.contains(path) {
+                      let path = ClientNoTraceTests.quotedPath(line),
+                      resolverFiles.contains(path) || resolverLibraries.contains(where: { path.contains("/\($0)") }) {
                 violations.append(line)
             }
         }
         return (violations, connects)
     }
 
-    @Test("The strace filter flags a direct connect, a UDP socket and /etc/hosts, and passes the proxy")
+    @Test("The strace filter flags a direct connect, non-TCP sockets (UDP, netlink, nscd), datagrams to an address, resolver files and NSS libraries, and passes the proxy")
     func leakFilterSelfCheck() {
         let proxy = #"[pid 9] connect(12, {sa_family=AF_INET, sin_port=htons(4000), "#
             + #"sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EINPROGRESS"#
@@ -84,9 +98,36 @@ struct ClientProxyTests {
         let hosts = #"openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 5"#
         let nscd = #"connect(5, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT"#
         let tcp = "socket(AF_INET, SOCK_STREAM, 0) = 3"
-        let result = Self.leaks([proxy, direct, udp, hosts, nscd, tcp], proxyPort: 4000)
-        #expect(result.violations == [direct, udp, hosts, nscd])
+        let netlink = "socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 6"
+        let unix = "[pid 9] socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0) = 16"
+        let dns = #"sendto(5, "\x12\x34\x01\x00", 33, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), "#
+            + #"sin_addr=inet_addr("10.0.0.1")}, 16) = 33"#
+        // glibc's stub resolver connects its UDP socket to port 53, then sends without an address.
+        let dnsConnect = #"connect(5, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.1")}, 16) = 0"#
+        let nsswitch = #"openat(AT_FDCWD, "/etc/nsswitch.conf", O_RDONLY|O_CLOEXEC) = 16"#
+        let nss = #"openat(AT_FDCWD, "/lib/x86_64-linux-gnu/libnss_dns.so.2", O_RDONLY|O_CLOEXEC) = 7"#
+        let certificates = #"openat(AT_FDCWD, "/etc/ssl/certs/ca-certificates.crt", O_RDONLY) = 11"#
+        let lines = [proxy, direct, udp, hosts, nscd, tcp, netlink, unix, dns, dnsConnect, nsswitch, nss, certificates]
+        let result = Self.leaks(lines, proxyPort: 4000)
+        #expect(result.violations == [direct, udp, hosts, nscd, netlink, unix, dns, dnsConnect, nsswitch, nss])
         #expect(result.connects == 1)
+    }
+
+    @Test("The instrument itself: a direct run to the relay by name, under the same strace, is flagged (it looks localhost up in a worker thread and connects to the relay)")
+    func directRunIsFlagged() async throws {
+        let relay = try await RelayProcess.start(["--host", "localhost"])
+        defer { Task { await relay.kill() } }
+        let client = try Self.client("direct", room: uniqueRoom("DIRECT"), relay: "ws://localhost:\(relay.port)",
+                                     proxy: nil, strace: true)
+        try await client.state("SEARCHING")
+        try client.closeInput()
+        #expect(try await client.waitForExit() == 0)
+        try await Self.outputEnded(client)
+        // Any port would do as "the proxy": none is in use, so every connect() is a violation.
+        let (violations, _) = Self.leaks(client.stderr.all, proxyPort: relay.port == 1 ? 2 : 1)
+        #expect(violations.contains { $0.contains("/etc/hosts") }, "the lookup was not seen:\n\(violations)")
+        #expect(violations.contains { $0.contains("connect(") && $0.contains("htons(\(relay.port))") },
+                "the connection to the relay was not seen:\n\(violations)")
     }
 
     @Test("Two clients chat through microsocks to a relay given by name; under strace their only connect() is to the proxy, no resolver file is opened, no UDP socket")
@@ -265,14 +306,14 @@ struct ClientProxyTests {
         }
     }
 
-    @Test("No relay behind the proxy: the typed SOCKS reply (5, connection refused) is shown, the client retries through the proxy and gets in once the relay starts")
+    @Test("No relay behind the proxy: the typed SOCKS reply (5, connection refused) is shown, the client retries through the proxy only (strace) and gets in once the relay starts")
     func proxyCannotReachRelay() async throws {
         let proxy = try await Microsocks.start()
         defer { Task { await proxy.kill() } }
         let relayPort = try freeLoopbackPort()
         let relayURL = "ws://localhost:\(relayPort)"
         let room = uniqueRoom("NORELAY")
-        let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url)
+        let alice = try Self.client("alice", room: room, relay: relayURL, proxy: proxy.url, strace: true)
         let refused = "cannot reach the relay: the proxy at 127.0.0.1:\(proxy.port) could not connect to "
             + "localhost:\(relayPort): connection refused (is the relay running?) (SOCKS reply 5)"
         try await alice.event("the SOCKS reply") { $0["text"] as? String == refused }
@@ -282,8 +323,47 @@ struct ClientProxyTests {
         let bob = try Self.client("bob", room: room, relay: relayURL, proxy: proxy.url)
         try await alice.state("CONNECTED", timeoutSeconds: 60)
         try await bob.state("CONNECTED")
-        await alice.kill()
-        await bob.kill()
+        try alice.closeInput()
+        try bob.closeInput()
+        #expect(try await alice.waitForExit() == 0)
+        #expect(try await bob.waitForExit() == 0)
+        try await Self.outputEnded(alice)
+        let (violations, connects) = Self.leaks(alice.stderr.all, proxyPort: proxy.port)
+        #expect(connects >= 2, "the refused attempt(s) and the one that got in, all to the proxy")
+        #expect(violations.isEmpty, "the retries went around the proxy:\n\(violations.joined(separator: "\n"))")
+    }
+
+    @Test("Fresh SOCKS credentials per run (IsolateSOCKSAuth), the same on every retry of a run; the relay's name, not an address, in each CONNECT")
+    func freshCredentialsPerRun() async throws {
+        let recorder = try SOCKSRecorder()
+        defer { recorder.stop() }
+        let relayURL = "ws://localhost:\(try freeLoopbackPort())"
+        var runs: [[SOCKSRecorder.Attempt]] = []
+        for name in ["first", "second"] {
+            let before = recorder.attempts.count
+            // The recorder answers every CONNECT with "general failure": the client retries (0.5 s, 1 s, ...).
+            let client = try Self.client(name, room: uniqueRoom("ISOLATE"), relay: relayURL, proxy: recorder.url,
+                                         extra: ["--give-up-after", "4"])
+            #expect(try await client.waitForExit() == 3, "\(name): gives up after 4 s of refusals")
+            let attempts = Array(recorder.attempts[before...])
+            #expect(attempts.count >= 2, "\(name): expected retries through the proxy, got \(attempts)")
+            runs.append(attempts)
+        }
+        let hex = { (text: String?) in text.map { $0.utf8.count == 32 && $0.allSatisfy(\.isHexDigit) } == true }
+        for attempts in runs {
+            for attempt in attempts {
+                // --proxy without credentials of the user's offers "none" and username/password.
+                #expect(attempt.methods == [0, 2], "\(attempt)")
+                #expect(hex(attempt.username) && hex(attempt.password), "random 32-hex-digit credentials: \(attempt)")
+                #expect(attempt.addressType == 3 && attempt.host == "localhost",
+                        "the name goes to the proxy: \(attempt)")
+            }
+            let credentials = Set(attempts.map { [$0.username ?? "", $0.password ?? ""] })
+            #expect(credentials.count == 1, "one run, one circuit: the same credentials on every retry")
+        }
+        let (first, second) = (runs[0][0], runs[1][0])
+        #expect(first.username != second.username && first.password != second.password,
+                "a second run must not share the first run's credentials (and so its Tor circuit)")
     }
 
     @Test("--tor with nothing on 127.0.0.1:9050: 'via Tor' from the first event, an error naming 9050 and 9150, retried until --give-up-after",
@@ -291,9 +371,12 @@ struct ClientProxyTests {
     func torNotRunning() async throws {
         let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
         let client = try Self.client("tor", room: uniqueRoom("TOR"), relay: onion, proxy: nil,
-                                     extra: ["--tor", "--give-up-after", "2"])
+                                     extra: ["--tor", "--give-up-after", "2"], strace: true)
         #expect(try await client.waitForExit() == 3)
         try await Self.outputEnded(client)
+        // Every retry knocks at Tor's port again, and at nothing else; the onion name is never looked up.
+        let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: 9050)
+        #expect(connects >= 2 && violations.isEmpty, "\(connects) connect(s) to 9050; around it:\n\(violations)")
         let connecting = try #require(client.events.first { $0["kind"] as? String == "connecting" })
         #expect(connecting["via"] as? String == "tor")
         #expect(connecting["text"] as? String == "connecting to the relay via Tor")
