@@ -32,7 +32,8 @@ public struct DriverConfiguration: Sendable {
     /// error text and code, a rejected frame's reason.
     public var verbose: Bool
     /// How the shell reaches the relay (straight, through Tor or another proxy): shown in the
-    /// status line, `/status` and the connection notices.
+    /// status line, `/status` and the connection notices; through a proxy it also lengthens the
+    /// first retransmission intervals and the goodbye's wait (set by `init`).
     public var route: RelayRoute
 
     public init(
@@ -50,7 +51,10 @@ public struct DriverConfiguration: Sendable {
         route: RelayRoute = .direct
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
-        self.session = session
+        // Through a proxy the session's first retransmissions and the goodbye's wait are made to
+        // suit seconds-long round trips (RelayRoute.sessionConfiguration): the route decides them,
+        // for the real client and for a simulation that gives the driver a proxied route alike.
+        self.session = route.sessionConfiguration(session)
         self.interactive = interactive
         self.invitation = invitation
         self.connectTimeout = connectTimeout
@@ -59,7 +63,7 @@ public struct DriverConfiguration: Sendable {
         self.giveUpAfter = giveUpAfter
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
-        self.goodbyeTimeout = goodbyeTimeout
+        self.goodbyeTimeout = route.goodbyeTimeout(goodbyeTimeout)
         self.verbose = verbose
         self.route = route
     }
