@@ -16,6 +16,10 @@ final class Microsocks: Sendable {
     /// Start microsocks on `port` (a free one when nil); `username`/`password`: require RFC 1929
     /// credentials (`-u`/`-P`; the test's own, not secrets). Returns once it accepts connections.
     static func start(port: Int? = nil, username: String? = nil, password: String? = nil) async throws -> Microsocks {
+        // Missing, it is a failure, not a skip: CI installs it (scripts/install-deps.sh).
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ClientTestFailure("no \(path): run scripts/install-deps.sh (Debian's microsocks)")
+        }
         let port = try port ?? freeLoopbackPort()
         var arguments = ["-i", "127.0.0.1", "-p", String(port)]
         if let username, let password { arguments += ["-u", username, "-P", password] }
