@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,15 @@ final class Microsocks: Sendable {
         let process = try TestProcess(
             "microsocks", arguments: arguments, executableURL: URL(fileURLWithPath: path))
         let proxy = Microsocks(port: port, process: process)
+        // Tests stop their proxy in a `defer { Task { ... } }`, which may not run before the test
+        // process exits (a lone test, a failure): no microsocks may outlive the tests.
+        Self.running.withLock { running in
+            if !running.exitHandlerRegistered {
+                running.exitHandlerRegistered = true
+                atexit { Microsocks.running.withLock { $0.processes.forEach { $0.send(signal: SIGKILL) } } }
+            }
+            running.processes.append(process)
+        }
         try await proxy.waitUntilListening()
         return proxy
     }
@@ -48,9 +58,15 @@ final class Microsocks: Sendable {
         throw ClientTestFailure("microsocks did not listen on \(port) within 10 s")
     }
 
+    /// The microsocks processes started and not yet killed, and whether the exit handler that
+    /// kills them is registered. `send(signal:)` signals only a process still running (not reaped,
+    /// so its id is not someone else's).
+    private static let running = Mutex<(processes: [TestProcess], exitHandlerRegistered: Bool)>(([], false))
+
     /// SIGKILL and wait.
     func kill() async {
         await process.kill()
+        Self.running.withLock { $0.processes.removeAll { $0 === process } }
     }
 }
 
