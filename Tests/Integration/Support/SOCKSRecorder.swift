@@ -24,7 +24,13 @@ final class SOCKSRecorder: Sendable {
     let port: Int
     private let listener: Int32
     private let recorded = Mutex<[Attempt]>([])
-    private let accepted = Mutex<[Int32]>([])
+    /// The connections still open. A connection leaves this set under the lock before it is
+    /// closed, so `stop` never shuts down a descriptor number the process has reused since (say,
+    /// Foundation's socket for watching a child process: shut down, it makes Foundation wait for
+    /// a child that is still running, and every test waiting for a process exit hangs).
+    private let accepted = Mutex<Set<Int32>>([])
+    /// The listener is open; it is closed (by the accept thread) under this lock, for the same reason.
+    private let listening = Mutex(true)
 
     init() throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -50,9 +56,13 @@ final class SOCKSRecorder: Sendable {
                 let connection = accept(fd, nil, nil)
                 guard connection >= 0 else {
                     if errno == EINTR { continue }
+                    self.listening.withLock { open in
+                        open = false
+                        close(fd)
+                    }
                     return
                 }
-                self.accepted.withLock { $0.append(connection) }
+                self.accepted.withLock { _ = $0.insert(connection) }
                 let index = self.recorded.withLock { recorded in
                     recorded.append(Attempt())
                     return recorded.count - 1
@@ -70,13 +80,20 @@ final class SOCKSRecorder: Sendable {
 
     /// Stop listening and cut every connection.
     func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-        for connection in accepted.withLock({ $0 }) { shutdown(connection, Int32(SHUT_RDWR)) }
+        listening.withLock { open in
+            if open { shutdown(listener, Int32(SHUT_RDWR)) }  // The accept thread then closes it.
+        }
+        accepted.withLock { open in
+            for connection in open { shutdown(connection, Int32(SHUT_RDWR)) }
+        }
     }
 
     private func serve(_ fd: Int32, index: Int) {
-        defer { close(fd) }
+        defer {
+            accepted.withLock { open in
+                if open.remove(fd) != nil { close(fd) }
+            }
+        }
         // A client that stops talking does not hold the thread: reads give up after 5 s.
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
