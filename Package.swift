@@ -9,7 +9,8 @@
 //   RelayCore          the relay's decisions, sans-IO like ChatCore: RelayRooms (room logic),
 //                      RelayLimits (every limit and default, validated), RelayEngine (admission,
 //                      per-connection policy, timers, shutdown)
-//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
+//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits,
+//                      the SOCKS5 tunnel (NIOSOCKS plus RFC 1929 in front of it) for --proxy and --tor
 //   RelayServer        the relay's NIO shell around RelayEngine: sockets, pipeline, TLS, metrics export
 //   relay              executable: command line -> RelayServer
 //   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
@@ -55,6 +56,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // NIOSOCKS only: the SOCKS5 client under --proxy and --tor.
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -99,6 +102,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOSOCKS", package: "swift-nio-extras"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             path: "Sources/ChatNetworking"
         ),
@@ -223,7 +228,12 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore", "ChatTesting", "RelayCore"],
+            dependencies: [
+                "ChatCore", "ChatTesting", "RelayCore", "ChatNetworking",
+                // FuzzSOCKSReply runs the client's SOCKS handlers on an EmbeddedChannel.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
@@ -234,8 +244,10 @@ let package = Package(
                 "ClientCore",
                 "RelayCore",
                 "ChatClient",
+                "ChatNetworking",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "Tests/Unit",
             exclude: ["Vectors"]

@@ -11,7 +11,7 @@
 // `fuzz-explain` replays a FuzzSession or FuzzRelayRooms input step by step, for triage.
 import PackageDescription
 
-let fuzzTargets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession"]
+let fuzzTargets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSOCKSReply"]
 
 let package = Package(
     name: "FuzzTesting",

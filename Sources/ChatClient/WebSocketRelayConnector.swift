@@ -12,21 +12,35 @@ import Glibc
 #endif
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
-/// system trust store plus an optional CA file), with a small handler that turns WebSocket
-/// frames into mailbox events and carries out the driver's pings, pongs and closes.
+/// system trust store plus an optional CA file, optionally through a SOCKS5 proxy), with a small
+/// handler that turns WebSocket frames into mailbox events and carries out the driver's pings,
+/// pongs and closes.
 public final class WebSocketRelayConnector: RelayConnector {
     private let client: WebSocketClient
     private let url: WebSocketURL
+    /// Straight to the relay, or through which proxy: the words of failures depend on it.
+    private let route: RelayRoute
     /// Failures carry NIO's raw error after the words for people (`--verbose`).
     private let verbose: Bool
 
+    /// How long the SOCKS, TLS and WebSocket handshakes may take through a proxy: Tor builds a
+    /// circuit, and reaching an onion service takes several round trips of a second or more each.
+    public static let proxiedHandshakeTimeoutSeconds: Int64 = 60
+
+    /// - Parameter proxy: every connection (and the certificate probe) goes through it; none is
+    ///   made to anything else, and no name is resolved.
     /// - Throws: `RelayProblem.caFileUnusable` when the CA file cannot be used.
-    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, verbose: Bool = false) throws {
+    public init(
+        url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, proxy: SOCKSProxy? = nil, verbose: Bool = false
+    ) throws {
         self.url = url
         self.verbose = verbose
+        self.route = proxy.map { $0.isTor ? .tor(endpoint: $0.endpoint) : .proxy(endpoint: $0.endpoint) } ?? .direct
         do {
             self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
-                caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
+                caFilePath: caFilePath,
+                handshakeTimeoutSeconds: proxy == nil ? 10 : Self.proxiedHandshakeTimeoutSeconds,
+                frameSizeMaxBytes: frameSizeMaxBytes, proxy: proxy))
         } catch {
             throw SetupFailure(problem: Self.classify(error, url: url), detail: verbose ? "\(error)" : nil)
         }
@@ -45,6 +59,7 @@ public final class WebSocketRelayConnector: RelayConnector {
         let link = ChannelRelayLink()
         let client = self.client
         let url = self.url
+        let route = self.route
         let verbose = self.verbose
         Task {
             do {
@@ -57,7 +72,7 @@ public final class WebSocketRelayConnector: RelayConnector {
                     return true
                 }
             } catch {
-                var problem = Self.classify(error, url: url)
+                var problem = Self.classify(error, url: url, route: route)
                 if problem == .certificateUntrusted {
                     problem = Self.certificateProblem(await client.presentedCertificateValidity(url))
                 }
@@ -69,8 +84,13 @@ public final class WebSocketRelayConnector: RelayConnector {
 
     /// What a failure to connect means (ClientCore decides from it whether to retry, and words it).
     /// NIO's and BoringSSL's errors are matched by type and code, never shown (but with --verbose).
-    static func classify(_ error: any Error, url: WebSocketURL) -> RelayProblem {
+    /// Through a proxy, a failure to open the TCP connection is the proxy's: it is the only
+    /// address the client connects to.
+    static func classify(_ error: any Error, url: WebSocketURL, route: RelayRoute = .direct) -> RelayProblem {
         let endpoint = url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)"
+        if route != .direct, let problem = proxyProblem(error) {
+            return .proxy(problem, route: route, relay: endpoint)
+        }
         switch error {
         case let error as WebSocketClientError:
             switch error {
@@ -78,6 +98,8 @@ public final class WebSocketRelayConnector: RelayConnector {
             case let .handshakeTimeout(seconds): return .timedOut(endpoint: endpoint, seconds: Int(seconds))
             case let .invalidCAFile(path, _): return .caFileUnusable(path: path)
             case .closedDuringHandshake: return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
+            case .addressWithTLSThroughProxy: return .tlsFailed  // Refused on the command line before this.
+            case .onionWithoutProxy: return .onionWithoutTor(host: url.host)  // Also refused there first.
             }
         case let error as NIOSSLExtraError where error == .failedToValidateHostname:
             return .certificateWrongHost(host: url.host)
@@ -104,6 +126,29 @@ public final class WebSocketRelayConnector: RelayConnector {
             // NIOHTTP1's parser error (the answer was not HTTP), without importing NIOHTTP1 for one name.
             if String(describing: type(of: error)) == "HTTPParserError" { return .notHTTP(endpoint: endpoint) }
             return .unexpected
+        }
+    }
+
+    /// A failure that is the proxy's: its typed SOCKS errors, and not reaching it at all.
+    private static func proxyProblem(_ error: any Error) -> ProxyProblem? {
+        switch error {
+        case let error as SOCKSProxyError:
+            switch error {
+            case let .connectionFailed(reply): return .refusedRelay(reply: reply)
+            case .authenticationFailed: return .authenticationFailed
+            case .noAcceptableMethod: return .noAcceptableMethod
+            case .unexpectedMethod, .notSOCKS5, .malformedReply: return .notSOCKS5
+            case .closedBeforeEstablished: return .closed
+            case let .timedOut(seconds): return .timedOut(seconds: Int(seconds))
+            case .targetNotRepresentable: return nil
+            }
+        case let error as IOError where [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ETIMEDOUT].contains(error.errnoCode):
+            return .unreachable
+        case let error as ChannelError:
+            if case .connectTimeout = error { return .unreachable }
+            return nil
+        default:
+            return nil
         }
     }
 
