@@ -59,9 +59,10 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case .connectionClose:
             let code = frame.closeStatus.code.map { CloseCode(rawValue: UInt16(webSocketErrorCode: $0)) }
             hub.receive(.close(code), from: id)
+        case .continuation:
+            // Only a fragment the aggregator let through unjoined (it joins every message).
+            hub.receive(.fragment, from: id)
         default:
-            // Continuations never get here (the aggregator joins them); anything else is a
-            // reserved opcode.
             hub.receive(.reserved, from: id)
         }
     }
@@ -107,6 +108,18 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
     }
 
+    /// Write a pong and report when it has left for the socket: the engine keeps one pong in
+    /// flight per connection, so a client that floods pings and never reads cannot make the relay
+    /// queue pongs (each costs a queued write, far more than its 2 counted bytes).
+    func writePong(_ data: ByteBuffer) {
+        guard let context, !closeSent else { return }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        let hub = self.hub
+        let id = self.id
+        written.futureResult.assumeIsolated().whenComplete { _ in hub.pongWritten(id) }
+        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: data)), promise: written)
+    }
+
     func flushNow() {
         context?.flush()
     }
@@ -141,5 +154,70 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(closeFrame), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// In front of the frame aggregator: charges every fragment of a message but the last (the
+/// aggregator then delivers the whole message, charged as one more) to the engine's buckets, so a
+/// message split into a thousand empty fragments costs its sender a thousand messages.
+final class FragmentCounter: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+
+    private let hub: RelayHub
+    private let id: ConnectionID
+
+    init(hub: RelayHub, id: ConnectionID) {
+        self.hub = hub
+        self.id = id
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !unwrapInboundIn(data).fin { hub.receive(.fragment, from: id) }
+        context.fireChannelRead(data)
+    }
+}
+
+/// `--trust-proxy proxy-protocol`: first in the pipeline, before TLS and HTTP see a byte. Reads
+/// the PROXY protocol v2 header (RelayCore's `ProxyProtocolV2` judges it), reports the client's
+/// address to the engine, then passes every later byte on untouched. A connection that does not
+/// begin with a valid header is reported (the engine closes it). It buffers at most
+/// `RelayLimits.proxyHeaderMaxBytes` plus one read.
+final class ProxyHeaderHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let hub: RelayHub
+    private let id: ConnectionID
+    private var buffered: ByteBuffer?
+    private var decided = false
+
+    init(hub: RelayHub, id: ConnectionID) {
+        self.hub = hub
+        self.id = id
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !decided else {
+            context.fireChannelRead(data)
+            return
+        }
+        var incoming = unwrapInboundIn(data)
+        var bytes = buffered ?? context.channel.allocator.buffer(capacity: incoming.readableBytes)
+        bytes.writeBuffer(&incoming)
+        switch bytes.withUnsafeReadableBytes({ ProxyProtocolV2.parse($0) }) {
+        case .incomplete where bytes.readableBytes < RelayLimits.proxyHeaderMaxBytes:
+            buffered = bytes
+        case .incomplete, .invalid:
+            decided = true
+            buffered = nil
+            hub.fault(.badProxyHeader, on: id)
+        case let .header(length, client):
+            decided = true
+            buffered = nil
+            hub.proxyHeaderRead(id, client: client)
+            bytes.moveReaderIndex(forwardBy: length)
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+            if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+        }
     }
 }
