@@ -39,7 +39,9 @@ struct MailboxTests {
     func emptyFramesBounded() {
         let mailbox = Mailbox()
         var keepReading = true
-        for _ in 0..<(Mailbox.capacity / 2) { keepReading = mailbox.postFromRelay(.transportPong(Self.id), resume: nil) }
+        for _ in 0..<(Mailbox.capacity / 2) {
+            keepReading = mailbox.postFromRelay(.transportPong(Self.id), resume: nil)
+        }
         #expect(!keepReading)
         for _ in 0..<Mailbox.capacity { _ = mailbox.postFromRelay(.transportPing(Self.id, []), resume: nil) }
         #expect(mailbox.droppedFrames == Mailbox.capacity / 2)
