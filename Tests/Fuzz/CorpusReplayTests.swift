@@ -13,7 +13,7 @@ struct CorpusReplayTests {
         .appendingPathComponent("FuzzTesting")
 
     /// Every fuzz target (the FuzzTesting executable names).
-    static let targets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession"]
+    static let targets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzProxyHeader"]
 
     /// The harness a target's executable calls.
     static func harness(_ target: String) -> ((UnsafeRawBufferPointer) -> Void)? {
@@ -22,6 +22,7 @@ struct CorpusReplayTests {
         case "FuzzClientFrame": fuzzClientFrame
         case "FuzzRelayRooms": fuzzRelayRooms
         case "FuzzSession": fuzzSession
+        case "FuzzProxyHeader": fuzzProxyHeader
         default: nil
         }
     }
