@@ -6,8 +6,19 @@ extension RelayEngine {
     /// A well-formed JOIN of `room`, presenting `token` if the client held a seat before.
     mutating func join(_ room: RoomCode, token: ReconnectToken?, from id: ConnectionID, now: Instant) {
         let current = rooms.room(of: id)
-        // A repeated JOIN of the same room is a client's retransmission: not a new join.
-        if current != room, let key = connections[id]?.countedUnder, var entry = addresses[key] {
+        // The seat this JOIN's token takes back, if any: a reserved one, or one still held by
+        // another connection.
+        var reclaimed: RelayRooms<ConnectionID>.SeatStatus = .none
+        if current == nil, let token {
+            reclaimed = rooms.seat(token, in: room)
+            if reclaimed == .held(id) { reclaimed = .none }
+        }
+        // A repeated JOIN of the same room is a client's retransmission: not a new join. Nor is
+        // one that takes its own seat back (its token proves it): the join rate bounds room
+        // scanning, and a client sharing its address with one that polls JOIN must get back in.
+        if current != room, reclaimed == .none, let key = connections[id]?.countedUnder,
+            var entry = addresses[key]
+        {
             let admitted = entry.joinBucket.tryConsume(RelayLimits.joinCostTokens, now: now)
             addresses[key] = entry
             guard admitted else {
@@ -15,21 +26,13 @@ extension RelayEngine {
                 return
             }
         }
-        var reclaims = false
-        if current == nil, let token {
-            switch rooms.seat(token, in: room) {
-            case let .held(old) where old != id:
-                // The seat's own client, on a new connection, while the relay still holds its old
-                // one (half-open: the client gave up on it first). Only that client has the token,
-                // so the old connection is closed, which reserves the seat, and the JOIN takes it.
-                close(old, .policyViolation, error: nil, now: now)
-                reclaims = true
-            case .reserved:
-                reclaims = true
-            case .held, .none:
-                break
-            }
+        if case let .held(old) = reclaimed {
+            // The seat's own client, on a new connection, while the relay still holds its old
+            // one (half-open: the client gave up on it first). Only that client has the token,
+            // so the old connection is closed, which reserves the seat, and the JOIN takes it.
+            close(old, .policyViolation, error: nil, now: now)
         }
+        let reclaims = reclaimed != .none
         let entropy = self.entropy
         let makeToken: (() -> ReconnectToken)? =
             limits.seatGraceSeconds > 0 ? { ReconnectToken(entropy: entropy) } : nil

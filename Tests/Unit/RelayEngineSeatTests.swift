@@ -41,6 +41,22 @@ struct RelayEngineSeatTests {
         ])
     }
 
+    @Test("Taking a seat back is not a new join: a JOIN with the token passes an address whose join budget a squatter spent")
+    func reclaimIsNotRateLimited() throws {
+        var h = try H { $0.joinsPerAddressPerMinute = 2 }
+        let (a, b) = h.pair()
+        let token = try #require(h.tokens[a])
+        h.engine.closed(a, now: h.now)
+        // Another client at a's address polls JOIN (a's first JOIN took one of its two tokens).
+        let squatter = h.connect(.ipv4(0x0A00_0001))
+        for _ in 0..<5 { h.join(squatter, "ROOM1") }
+        #expect(h.actions() == [.send(b, .peerLeft), .send(squatter, H.error(.roomFull))]
+            + Array(repeating: .send(squatter, H.error(.joinRateLimited)), count: 4))
+        let back = h.connect(.ipv4(0x0A00_0001))
+        h.join(back, "ROOM1", token: token)
+        #expect(h.actions().first == .send(back, .joined(room: Self.room, peers: 2)))
+    }
+
     @Test("The reservation ends after the grace period: the seat is anyone's, the old token a plain JOIN")
     func reservationExpires() throws {
         var h = try H { $0.seatGraceSeconds = 10 }
