@@ -50,16 +50,27 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
             if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
             return serving.overRate(now: now)
         case .closing:
-            return .closing
+            return discardWhileClosing() ? .closingPause : .closing
         case .disconnecting, .modifying:
             return .ignored
         }
     }
 
+    /// A frame read while the relay waits for the client's close: discarded, and counted. True
+    /// for the one past `RelayLimits.closingFramesMax`: reads stop then (the close handshake
+    /// timer ends the connection), or a flooder the relay closed would be read at full speed,
+    /// every frame decoded for nothing, until the timer.
+    mutating func discardWhileClosing() -> Bool {
+        guard case var .closing(closing) = state else { return false }
+        closing.framesDiscarded += 1
+        state = .closing(closing)
+        return closing.framesDiscarded == RelayLimits.closingFramesMax + 1
+    }
+
     /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
     /// waits behind held frames).
     mutating func admitText(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
-        guard case var .serving(serving) = state else { return .ignored }
+        guard case var .serving(serving) = state else { return discardWhileClosing() ? .closingPause : .ignored }
         state = .modifying
         defer { state = .serving(serving) }
         serving.lastInbound = now
@@ -87,6 +98,8 @@ enum ControlAdmission {
     case overRate(answer: Bool, pause: Bool, releaseAt: Instant?)
     /// The relay is closing the connection: only the client's close frame matters.
     case closing
+    /// As `closing`, and this frame is one too many to read while closing: stop reading.
+    case closingPause
     /// Not served (upgrading, or being dropped).
     case ignored
 }
@@ -100,6 +113,8 @@ enum TextAdmission {
     case held(answer: Bool, pause: Bool, releaseAt: Instant?)
     /// Not counted, not answered.
     case ignored
+    /// Discarded while closing, and one too many: stop reading.
+    case closingPause
 }
 
 /// A connection's state; each case carries the data valid in it.
@@ -249,6 +264,8 @@ struct Serving<Frame: RelayFrameBytes> {
 struct Closing {
     /// When TCP is closed if the client has not answered the close frame.
     var deadline: Instant
+    /// Frames read and discarded since (see `ConnectionRecord.discardWhileClosing`).
+    var framesDiscarded = 0
 }
 
 /// Per-address accounting. An entry lives while the address has open connections or a join

@@ -23,7 +23,8 @@ extension RelayEngine {
         case let .binary(byteCount): size = byteCount
         case .pong, .close, .fragment, .reserved: size = 0
         }
-        switch connections.values[index].admitControl(size: size, now: now) {
+        let admission = connections.values[index].admitControl(size: size, now: now)
+        switch admission {
         case .admitted:
             act(on: frame, from: id, now: now)
         case let .overRate(answer, pause, releaseAt):
@@ -35,10 +36,14 @@ extension RelayEngine {
             }
             storedCounters.reject(.rateLimited)
             noteHeld(id, answer: answer, pause: pause, releaseAt: releaseAt)
-        case .closing:
+        case .closing, .closingPause:
             // Everything is discarded now; a close frame is the client's answer to ours, which
             // completes the handshake.
-            if case .close = frame { disconnect(id) }
+            if case .close = frame {
+                disconnect(id)
+            } else if case .closingPause = admission {
+                actions.append(.pauseReading(id))
+            }
         case .ignored:
             return
         }
@@ -108,6 +113,8 @@ extension RelayEngine {
         switch connections.values[index].admitText(frame, size: size, now: now) {
         case .ignored:
             return
+        case .closingPause:
+            actions.append(.pauseReading(id))
         case .admitted:
             storedCounters.framesReceived &+= 1
             storedCounters.bytesReceived &+= size

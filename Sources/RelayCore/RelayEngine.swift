@@ -156,8 +156,10 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     }
 
     /// The TCP connection is gone (whatever its state). Frames it sent that were held for the
-    /// rate limit still go to its peer: the limit paces a live sender; it must not drop a
-    /// departed one's last acknowledgements.
+    /// rate limit still go to its peer (a burst's worth, `messageBurst`, the oldest first): the
+    /// limit paces a live sender; it must not drop a departed one's last acknowledgements. More
+    /// than a burst is a flood, not a session's last words, and processing all of it at once
+    /// stalled every other room (a megabyte of tiny frames is tens of thousands).
     public mutating func closed(_ id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
         let held = connections.values[index].withServing { serving in
@@ -167,8 +169,8 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
             }
             return serving.held
         }
-        // Bounded by the frames held (`RelayLimits.heldBytesMax`).
-        for frame in held ?? [] { process(frame, from: id, now: now) }
+        // Bounded by the message burst.
+        for frame in (held ?? []).prefix(limits.messageBurst) { process(frame, from: id, now: now) }
         // Gone without a close frame: its seat waits for its reconnect token. (A held frame
         // may have closed it already, for its protocol errors: it has left then.)
         if case .serving = connections[id]?.state { leaveRooms(id, now: now, freeSeat: false) }

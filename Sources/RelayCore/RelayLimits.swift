@@ -104,6 +104,10 @@ public struct RelayLimits: Hashable, Sendable {
     public static let heldBytesMax = 1 << 20
     /// Seconds the relay waits for the client's answer to its close frame before dropping TCP.
     public static let closeHandshakeTimeoutSeconds = 2
+    /// Frames read and discarded while the relay waits for a client's answer to its close frame,
+    /// past which it stops reading (the close handshake timeout then ends the connection). A
+    /// client answers at once, behind at most what it had in flight (a session's window is 64).
+    public static let closingFramesMax = 1024
     /// Seconds between sweeps of every connection for pings and idle timeouts.
     public static let sweepIntervalSeconds = 1
     /// The largest PROXY protocol v2 header accepted (16 fixed bytes plus addresses and TLVs);

@@ -126,6 +126,21 @@ struct RelayEngineHardeningTests {
         #expect(!h.actions().contains { if case .close = $0 { true } else { false } })
     }
 
+    @Test("While closing, the relay reads a client's frames only up to a bound, then stops until the close times out")
+    func closingReadsBounded() throws {
+        var h = try H()
+        let a = h.connect()
+        h.engine.fault(.frameTooLarge, on: a, now: h.now)
+        _ = h.actions()
+        for _ in 0..<RelayLimits.closingFramesMax { h.engine.receive(.binary(byteCount: 0), from: a, now: h.now) }
+        #expect(h.actions().isEmpty)
+        h.send(H.signal(1), from: a)
+        h.engine.receive(.ping([1]), from: a, now: h.now)
+        #expect(h.actions() == [.pauseReading(a)], "once")
+        h.advance(.seconds(RelayLimits.closeHandshakeTimeoutSeconds))
+        #expect(h.actions() == [.disconnect(a)])
+    }
+
     // MARK: JOIN deadline
 
     @Test("A connection that joins no room within the JOIN deadline gets JOIN_TIMEOUT and 1008; ROOM_FULL does not stop the clock")
