@@ -21,7 +21,8 @@ public func fuzzProxyHeader(_ data: UnsafeRawBufferPointer) {
             length >= ProxyProtocolV2.fixedBytes && length <= RelayLimits.proxyHeaderMaxBytes, "length \(length)")
         require(length <= bytes.count, "a header longer than its input")
         for cut in stride(from: 0, to: length, by: max(1, length / 64)) {
-            require(ProxyProtocolV2.parse(Array(bytes.prefix(cut))) == .incomplete, "prefix of \(cut) is not incomplete")
+            let prefixVerdict = ProxyProtocolV2.parse(Array(bytes.prefix(cut)))
+            require(prefixVerdict == .incomplete, "prefix of \(cut) is not incomplete")
         }
         require(ProxyProtocolV2.parse(bytes + [0x16, 0x03, 0x01]) == verdict, "trailing bytes changed the verdict")
         if let client { checkReencoded(client) }
