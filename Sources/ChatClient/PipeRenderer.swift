@@ -99,7 +99,7 @@ final class JSONRenderer: ClientRenderer {
         case let .undeliverable(messages, reason):
             line = JSONLine(event: "undeliverable")
             line.field("ids", messages.map(\.id.value))
-            line.field("reason", reason == .peerChanged ? "peer_changed" : "session_ended")
+            line.field("reason", reason.eventName)
         case let .refused(reason):
             line = JSONLine(event: "refused")
             line.field("reason", reason)
@@ -143,11 +143,12 @@ public let jsonEventsHelp = """
       sent           your line was accepted: "id", "queued" (not connected yet)
       delivered      the peer confirmed: "ids"
       undeliverable  never confirmed: "ids", "reason" (peer_changed,
-                     session_ended)
+                     session_ended, peer_left)
       refused        a line was not accepted: "reason"
       notice, error  "kind", "level", "text" (relay_lost, retrying,
-                     reconnected, rekeyed, peer_left, authentication_failed,
-                     code_on_command_line, unencrypted_relay,
-                     memory_not_locked, ...)
+                     reconnected, rekeyed, peer_left, peer_leaving,
+                     peer_restarted, reauthenticating, handshake_refused,
+                     authentication_failed, code_spent, code_on_command_line,
+                     unencrypted_relay, memory_not_locked, ...)
       exit           the last line: "code"
     """

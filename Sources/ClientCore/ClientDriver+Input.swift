@@ -9,7 +9,7 @@ extension ClientDriver {
         "  /verify   show the safety number to compare with your peer (out of band: phone, in person)",
         "  /verify N confirm that the number your peer read out is N (all 60 digits)",
         "  /clear    clear the screen",
-        "  /quit     leave (asks again if messages are not yet confirmed); also Ctrl-C, Ctrl-D",
+        "  /quit     leave, saying goodbye (asks again if messages are not yet confirmed); also Ctrl-D, Ctrl-C",
         "  //text    send a message that starts with /",
         "Anything else is sent to the peer, end-to-end encrypted.",
     ]
@@ -57,7 +57,9 @@ extension ClientDriver {
         }
     }
 
-    /// `/quit`: with messages the peer has not confirmed, only the second one in a row leaves.
+    /// `/quit`: with messages the peer has not confirmed, only the second one in a row leaves
+    /// (at once); with none, the client says goodbye (briefly bounded) so that what the peer is
+    /// sending still arrives.
     private func quitCommand(now: Instant) {
         let pending = session.pendingCount
         if pending > 0, case .running(quitAsked: false) = phase {
@@ -65,14 +67,24 @@ extension ClientDriver {
             notify(.confirmQuit(pending: pending))
             return
         }
-        quit(.userQuit, now: now)
+        leaveInteractively(now: now)
+    }
+
+    /// Leave from the keyboard: goodbye when nothing of ours is pending, else at once.
+    func leaveInteractively(now: Instant) {
+        guard session.pendingCount == 0 else {
+            quit(.userQuit, now: now)
+            return
+        }
+        let bound = min(configuration.goodbyeTimeout, configuration.drainTimeout)
+        leave(deadline: now.advanced(by: bound), now: now)
     }
 
     /// Hand a message to the session and report whether it was accepted.
     func send(_ text: String, now: Instant) {
         switch phase {
         case .running, .draining: break
-        case .ending, .ended, .exited:
+        case .leaving, .ending, .ended, .exited:
             show(.refused("the session is ending; not sent"))
             return
         }
@@ -95,7 +107,7 @@ extension ClientDriver {
 
     func endOfInput(now: Instant) {
         guard !configuration.interactive else {
-            quit(.userQuit, now: now)  // Ctrl-D.
+            leaveInteractively(now: now)  // Ctrl-D.
             return
         }
         guard case .running = phase else { return }

@@ -20,7 +20,8 @@ extension ClientDriver {
                 show(.delivered(ids))
             case let .undeliverable(ids, reason):
                 let lost = ids.map { SentMessage(id: $0, text: pendingTexts.removeValue(forKey: $0) ?? "") }
-                if reason == .sessionEnded { undeliveredAtEnd += ids.count }
+                // Lost for good: the exit status says so (a peer restart is the peer's doing).
+                if reason == .sessionEnded || reason == .peerLeft { undeliveredAtEnd += ids.count }
                 show(.undeliverable(lost, reason))
             case let .notice(notice):
                 sessionNotice(notice)
@@ -41,9 +42,17 @@ extension ClientDriver {
             notify(.peerFound)
         case .peerLeft:
             peer = .absent
-            notify(.peerLeft)
+            notify(peerSaidGoodbye ? .peerLeftForGood : .peerLeft)
         case .peerRestarted:
-            notify(.peerRestarted)
+            peerSaidGoodbye = false
+            notify(.peerRestarted(authentication: session.authentication, interactive: configuration.interactive))
+        case let .reauthenticating(attempt, budget):
+            notify(.reauthenticating(attempt: attempt, of: budget))
+        case let .handshakeRefused(failure):
+            notify(.handshakeRefused(failure))
+        case .peerLeaving:
+            peerSaidGoodbye = true
+            notify(.peerLeaving)
         case .handshakeRetransmitted:
             break  // Routine on a lossy link; the state shows KEY_SETUP meanwhile.
         case let .secured(resumed, authentication, safetyNumber):
@@ -65,7 +74,16 @@ extension ClientDriver {
 
     /// The session's last notice: say why, and decide the exit status (`settle` sends it).
     private func sessionEnded(_ reason: SessionEndReason) {
-        if case let .authenticationFailed(failure) = reason { notify(.authenticationFailed(failure)) }
+        switch reason {
+        case let .authenticationFailed(failure):
+            notify(.authenticationFailed(failure))  // It says that the code is spent.
+        case let .incompatiblePeer(version):
+            notify(.incompatiblePeer(version: version))
+        case .userQuit, .relayRefused:
+            // A password tag never confirmed may have been a relay's guess: re-running the code
+            // would give it more (issue 12: a relay ERROR after collecting tags invited that).
+            if session.passwordRunsUnconfirmed > 0 { notify(.codeSpent) }
+        }
         let cause: EndCause? = if case let .ending(cause) = phase { cause } else { nil }
         notify(.ended(reason, cause: cause))
         phase = .ended(exitStatus(reason, cause: cause))

@@ -36,8 +36,10 @@ public final class ClientDriver {
     var pendingTexts: [MessageID: String] = [:]
     /// The safety number the user confirmed with `/verify <number>` (for the status line).
     var verifiedNumber: SafetyNumber?
-    /// Messages reported undeliverable because the session ended (exit 4 when any).
+    /// Messages reported undeliverable because the session ended or the peer left (exit 4 when any).
     var undeliveredAtEnd = 0
+    /// The peer said goodbye (its PEER_LEFT then means it is gone for good).
+    var peerSaidGoodbye = false
 
     /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
     ///   session keeps its own copy, so the caller wipes this one when it likes.
@@ -92,7 +94,7 @@ public final class ClientDriver {
         if case .exited = phase { return nil }
         var earliest = session.pollTimeout()
         if let due = link.deadline { earliest = min(earliest ?? due, due) }
-        if case let .draining(deadline) = phase { earliest = min(earliest ?? deadline, deadline) }
+        if let deadline = phase.deadline { earliest = min(earliest ?? deadline, deadline) }
         return earliest
     }
 
@@ -126,15 +128,15 @@ public final class ClientDriver {
             process(session.drainOutputs(), now: now)
         }
         linkTimeout(now: now)
-        if case let .draining(deadline) = phase, deadline <= now { quit(.drainTimedOut, now: now) }
+        if let deadline = phase.deadline, deadline <= now { quit(.drainTimedOut, now: now) }
         settle(now: now)
     }
 
-    /// After every input: leave when input has ended and nothing is pending, and tell the shell
-    /// to exit once the session is over (it can also end from inside: the relay refused the room,
-    /// the handshake failed authentication).
+    /// After every input: say goodbye when input has ended and nothing is pending, and tell the
+    /// shell to exit once the session is over (it can also end from inside: the goodbye is done,
+    /// the relay refused the room, the handshake failed authentication).
     private func settle(now: Instant) {
-        if case .draining = phase, session.pendingCount == 0 { quit(.userQuit, now: now) }
+        if case let .draining(deadline) = phase, session.pendingCount == 0 { leave(deadline: deadline, now: now) }
         if case let .ended(status) = phase {
             phase = .exited(status)
             act(.exit(status))
@@ -143,14 +145,25 @@ public final class ClientDriver {
 
     // MARK: Ending
 
-    /// This client ends the session (the session's `ended` notice then decides the exit status).
+    /// This client ends the session now (the session's `ended` notice then decides the exit status).
     func quit(_ cause: EndCause, now: Instant) {
         switch phase {
-        case .running, .draining: break
+        case .running, .draining, .leaving: break
         case .ending, .ended, .exited: return
         }
         phase = .ending(cause)
         feed(.quit, now: now)
+    }
+
+    /// This client leaves saying goodbye: the session ends once the peer has had its say (its
+    /// records in flight arrived), or at `deadline`.
+    func leave(deadline: Instant, now: Instant) {
+        switch phase {
+        case .running, .draining: break
+        case .leaving, .ending, .ended, .exited: return
+        }
+        phase = .leaving(deadline: deadline)
+        feed(.leave, now: now)
     }
 
     /// The exit status once the session has ended for `reason`, this client having asked for it
@@ -159,6 +172,7 @@ public final class ClientDriver {
         switch reason {
         case .authenticationFailed: return .authenticationFailed
         case .relayRefused: return .relayRefused
+        case .incompatiblePeer: return .incompatiblePeer
         case .userQuit: break
         }
         switch cause {

@@ -70,6 +70,9 @@ extension ClientDriver {
         case running(quitAsked: Bool)
         /// Pipe mode after end of input: leave once nothing is pending, or at `deadline`.
         case draining(deadline: Instant)
+        /// Saying goodbye (the session's `.leave`): it ends once the peer has had its say, or the
+        /// driver ends it at `deadline`.
+        case leaving(deadline: Instant)
         /// This client asked the session to end, for `cause`; the session's `ended` notice follows
         /// within the same input.
         case ending(EndCause)
@@ -79,6 +82,19 @@ extension ClientDriver {
         case exited(ClientExitStatus)
     }
 
+}
+
+extension ClientDriver.Phase {
+    /// When the driver stops waiting (draining, or saying goodbye).
+    var deadline: Instant? {
+        switch self {
+        case let .draining(deadline), let .leaving(deadline): deadline
+        case .running, .ending, .ended, .exited: nil
+        }
+    }
+}
+
+extension ClientDriver {
     /// Why this client ended the session.
     enum EndCause: Hashable {
         case userQuit

@@ -104,3 +104,14 @@ public enum DisplayEvent: Hashable, Sendable {
     /// Clear the screen (interactive).
     case clear
 }
+
+extension UndeliverableReason {
+    /// The stable name of the reason in `--json` (`undeliverable` events); scripts match on it.
+    public var eventName: String {
+        switch self {
+        case .peerChanged: "peer_changed"
+        case .sessionEnded: "session_ended"
+        case .peerLeft: "peer_left"
+        }
+    }
+}

@@ -67,7 +67,44 @@ extension ClientNotice {
     static let peerFound = ClientNotice(.peerFound, .info, "peer found; exchanging keys")
     static let peerLeft = ClientNotice(
         .peerLeft, .warning, "the peer left (it quit or lost its connection); waiting for it to come back")
-    static let peerRestarted = ClientNotice(.peerRestarted, .info, "the peer reconnected; re-keying")
+    static let peerLeftForGood = ClientNotice(.peerLeft, .info, "the peer left the chat")
+    static let peerLeaving = ClientNotice(
+        .peerLeaving, .info, "the peer is leaving the chat; what you send from now on will not reach it")
+
+    /// A handshake with a new instance of the peer (its process restarted) was confirmed.
+    static func peerRestarted(authentication: SessionAuthentication, interactive: Bool) -> ClientNotice {
+        let text = switch authentication {
+        case .password:
+            "the peer restarted (a new process), authenticated again by the password: a new conversation"
+        case .safetyNumber:
+            "the peer restarted (a new process): this is a NEW, UNVERIFIED peer with a new safety number; "
+                + (interactive ? "compare it again with /verify" : "compare it again with your peer's")
+        }
+        return ClientNotice(.peerRestarted, .warning, text)
+    }
+
+    static func reauthenticating(attempt: Int, of budget: Int) -> ClientNotice {
+        ClientNotice(.reauthenticating, .warning,
+                     "the peer restarted: re-authenticating with the password, attempt \(attempt) of \(budget)")
+    }
+
+    /// While CONNECTED, a re-key that could not be authenticated was refused.
+    static func handshakeRefused(_ failure: AuthenticationFailure) -> ClientNotice {
+        ClientNotice(.handshakeRefused, .warning,
+                     "someone tried to take over the conversation and was refused (\(failure)); "
+                         + "the chat goes on with the keys you had")
+    }
+
+    static let codeSpent = ClientNotice(
+        .codeSpent, .warning,
+        "this code is spent: a password handshake was never confirmed (someone may have tried a guess). "
+            + "Do not use it again; start a new room with `securechat`.")
+
+    static func incompatiblePeer(version: UInt8) -> ClientNotice {
+        ClientNotice(.incompatiblePeer, .error,
+                     "the peer's securechat speaks session protocol version \(version) and this one "
+                         + "\(SessionProtocol.version): both need the same version; update the older one")
+    }
 
     /// A handshake completed: the first one (`first`), or a re-key.
     static func secured(
@@ -79,8 +116,12 @@ extension ClientNotice {
         case .safetyNumber: "no password: compare the safety number with your peer's"
         }
         if first { return ClientNotice(.secured, .info, "end-to-end encrypted; \(how)") }
-        let conversation = resumed ? "conversation resumed" : "the peer restarted: new conversation"
-        return ClientNotice(.rekeyed, .info, "re-keyed with fresh keys (a new safety number); \(how); \(conversation)")
+        guard resumed else {
+            return ClientNotice(.rekeyed, .info, "re-keyed with fresh keys (a new safety number); \(how); new conversation")
+        }
+        return ClientNotice(
+            .rekeyed, .info,
+            "re-keyed with fresh keys, proven by the previous ones (the safety number stays); conversation resumed")
     }
 
     /// The relay's ERROR, worded from its code alone: the relay's own text (which a hostile relay
@@ -124,22 +165,32 @@ extension ClientNotice {
         return ClientNotice(.suspiciousFrame, .warning, withDetail(text, verbose ? "\(rejection)" : nil))
     }
 
-    /// What the user is told when the handshake could not be authenticated: what happened and
-    /// what to do next.
+    /// What the user is told when the handshake could not be authenticated: what happened, its
+    /// two possible causes, and what to do next.
     static func authenticationFailed(_ failure: AuthenticationFailure) -> ClientNotice {
         let newRoom = "start a new room with `securechat` and share the new code"
+        let causes = "Either the code was mistyped (check every word with your peer) or someone in the middle "
+            + "tried to intercept the chat. This code is spent; \(newRoom)."
         let text = switch failure {
         case .passwordMismatch:
-            "authentication failed: the password did not match (or someone tried to intercept). "
-                + "This code is spent; \(newRoom)."
+            "AUTHENTICATION FAILED: the password did not match. \(causes)"
         case let .tooManyAttempts(count):
-            "authentication failed: \(count) handshakes ended before the peer proved the password "
+            "AUTHENTICATION FAILED: \(count) handshakes ended before the peer proved the password "
                 + "(someone may be guessing it). This code is spent; \(newRoom)."
+        case .confirmationMismatch:
+            "AUTHENTICATION FAILED: the keys did not match: someone in the middle substituted them on the way. "
+                + causes
+        case .continuityNotProven:
+            "AUTHENTICATION FAILED: the peer came back and could not prove the keys of your conversation: "
+                + "someone may be impersonating it. Start a new room with `securechat` and compare safety numbers."
+        case .handshakeTimedOut:
+            "AUTHENTICATION FAILED: the key exchange did not complete although your peer is in the room: "
+                + "someone in the middle may be blocking it. \(causes)"
         case .peerHasNoPassword:
-            "authentication failed: the peer joined without the password (or someone tried to "
+            "AUTHENTICATION FAILED: the peer joined without the password (or someone tried to "
                 + "intercept). This code is spent; \(newRoom), and make sure your peer types all of it."
         case .peerHasPassword:
-            "authentication failed: your peer uses a password and you joined without one. "
+            "AUTHENTICATION FAILED: your peer uses a password and you joined without one. "
                 + "Join again with the whole code your peer gave you (ROOM-word-word), or with --password."
         }
         return ClientNotice(.authenticationFailed, .error, text)
@@ -153,7 +204,7 @@ extension ClientNotice {
         case .userQuit, .signal, nil:
             switch reason {
             case .relayRefused: "the relay refused the room"
-            case .userQuit, .authenticationFailed: "\(reason)"
+            case .userQuit, .authenticationFailed, .incompatiblePeer: "\(reason)"
             }
         }
         return ClientNotice(.ended, .info, "session ended (\(why)); keys wiped")
@@ -184,7 +235,8 @@ extension ClientNotice {
             lines += [
                 "No password: only comparing this number detects a relay in the middle. Compare all 60 digits",
                 "with your peer over another channel (phone, in person; not this chat), then type",
-                "/verify followed by the number your peer reads out. Every reconnect brings a new number.",
+                "/verify followed by the number your peer reads out. Reconnects keep the number (each re-key",
+                "proves the keys before it); a restarted peer is a new peer with a new number.",
             ]
         }
         return lines

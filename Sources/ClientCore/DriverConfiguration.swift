@@ -19,8 +19,12 @@ public struct DriverConfiguration: Sendable {
     /// Give up (exit 3) when the relay has not accepted this client for this long: since the start,
     /// or since the link over which it last accepted it was lost.
     public var giveUpAfter: Duration
-    /// After end of input (pipe mode), wait this long for pending messages to be confirmed.
+    /// After end of input (pipe mode), wait this long for pending messages to be confirmed and
+    /// for the goodbye (what the peer sent before it learned that we leave).
     public var drainTimeout: Duration
+    /// Interactively (/quit, Ctrl-D), wait at most this long (and at most `drainTimeout`) for the
+    /// goodbye before leaving anyway.
+    public var goodbyeTimeout: Duration
     /// Ping the relay after this long without any frame from it; as long again without one closes
     /// the link as dead (a relay or path that vanished without a FIN) and the client reconnects.
     public var keepalive: Duration
@@ -38,6 +42,7 @@ public struct DriverConfiguration: Sendable {
         giveUpAfter: Duration = .seconds(300),
         drainTimeout: Duration = .seconds(30),
         keepalive: Duration = .seconds(15),
+        goodbyeTimeout: Duration = .seconds(5),
         verbose: Bool = false
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
@@ -50,6 +55,7 @@ public struct DriverConfiguration: Sendable {
         self.giveUpAfter = giveUpAfter
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
+        self.goodbyeTimeout = goodbyeTimeout
         self.verbose = verbose
     }
 }

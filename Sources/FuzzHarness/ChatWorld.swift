@@ -534,9 +534,9 @@ public final class ChatWorld {
             if process.state != .searching { record("side \(side): JOIN in \(process.state)") }
         case let .signal(signal):
             let allowed: [SessionState] = switch signal.kind {
-            case .keyExchange, .pake: [.keySetup]
-            case .keyConfirm: [.keySetup, .connected]
-            case .message, .ack: [.connected]
+            // Protocol v3 re-keys beside the keys in use: openings go out while CONNECTED too.
+            case .keyExchange, .pake, .keyConfirm: [.keySetup, .connected]
+            case .message, .ack, .goodbye: [.connected]
             default: []
             }
             if !allowed.contains(process.state) { record("side \(side): \(signal.kind) sent in \(process.state)") }

@@ -833,7 +833,7 @@ public final class Simulation {
             ledger[client.index][number].status = .undeliverable
             switch reason {
             case .peerChanged: counters.undeliverablePeerChanged += 1
-            case .sessionEnded: counters.undeliverableSessionEnded += 1
+            case .sessionEnded, .peerLeft: counters.undeliverableSessionEnded += 1
             }
         }
     }
@@ -1310,6 +1310,7 @@ extension SessionEndReason {
         case .userQuit: "quit"
         case .relayRefused(let code): "relay refused: \(code.rawValue)"
         case .authenticationFailed(let failure): "authentication failed: \(failure.causeName)"
+        case .incompatiblePeer(let version): "incompatible peer: version \(version)"
         }
     }
 }
@@ -1322,6 +1323,9 @@ extension AuthenticationFailure {
         case .tooManyAttempts: "too many attempts"
         case .peerHasNoPassword: "peer has no password"
         case .peerHasPassword: "peer has a password"
+        case .confirmationMismatch: "confirmation mismatch"
+        case .continuityNotProven: "continuity not proven"
+        case .handshakeTimedOut: "handshake timed out"
         }
     }
 }

@@ -238,8 +238,9 @@ struct ClientHelperTests {
                 if case let .notice(notice) = event, notice.kind == .authenticationFailed { notice.text } else { nil }
             }
             #expect(texts == [
-                "authentication failed: the password did not match (or someone tried to intercept). This code is "
-                    + "spent; start a new room with `securechat` and share the new code.",
+                "AUTHENTICATION FAILED: the password did not match. Either the code was mistyped (check every word "
+                    + "with your peer) or someone in the middle tried to intercept the chat. This code is spent; "
+                    + "start a new room with `securechat` and share the new code.",
             ])
             #expect(!harness.notices(index).contains(.secured))
         }

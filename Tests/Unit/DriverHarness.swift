@@ -21,6 +21,9 @@ final class DriverHarness {
     private(set) var shown: [[DisplayEvent]] = []
     private(set) var exits: [ClientExitStatus?] = []
     private var queue: [(toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])] = []
+    /// Sees every frame on its way to or from the relay (`toRelay`, the driver's index) and returns
+    /// what arrives instead: nothing to drop it, several to duplicate it, other bytes to tamper.
+    var tap: ((_ toRelay: Bool, _ driver: Int, _ frame: [UInt8]) -> [[UInt8]])?
 
     @discardableResult
     func add(room: String = "ROOM1", password: String? = nil, interactive: Bool = false,
@@ -117,7 +120,8 @@ final class DriverHarness {
                                       now: now)
             }
         case let .send(id, frame):
-            if open[index] == id && !relayFrozen { queue.append((true, index, id, frame)) }
+            guard open[index] == id && !relayFrozen else { return }
+            for copy in tap?(true, index, frame) ?? [frame] { queue.append((true, index, id, copy)) }
         case let .ping(id):
             pings[index] += 1
             if open[index] == id && !relayFrozen { drivers[index].handle(.transportPong(id), now: now) }
@@ -152,7 +156,9 @@ final class DriverHarness {
         case let .forward(connection): (connection, frame)
         }
         let index = to / 1_000_000
-        queue.append((false, index, ConnectionID(UInt64(to % 1_000_000)), bytes))
+        for copy in tap?(false, index, bytes) ?? [bytes] {
+            queue.append((false, index, ConnectionID(UInt64(to % 1_000_000)), copy))
+        }
     }
 
     // MARK: Queries

@@ -93,4 +93,42 @@ struct SessionVectorTests {
         #expect(chat.sessions[0].safetyNumber?.description == number)
         #expect(chat.sessions[1].safetyNumber?.description == number)
     }
+
+    @Test("Key continuity and the goodbye, byte for byte: the continued handshake after a reconnect, a record, BYEs")
+    func x25519ContinuedAndGoodbye() throws {
+        let first = try #require(try Self.vectors()["x25519_session"] as? [String: Any])
+        let vector = try #require(try Self.vectors()["x25519_continued"] as? [String: Any])
+        let alice = try #require(first["alice"] as? [String: Any])
+        let bob = try #require(first["bob"] as? [String: Any])
+        let room = try RoomCode(try #require(first["room"] as? String))
+        let chat = InMemoryChat()
+        chat.addSession(room: room, entropy: RepeatedByteEntropy(UInt8(try #require(alice["entropy_byte"] as? Int))))
+        chat.addSession(room: room, entropy: RepeatedByteEntropy(UInt8(try #require(bob["entropy_byte"] as? Int))))
+        for text in try #require(first["alice_texts"] as? [String]) { chat.send(0, text) }
+        let before = [Self.signals(chat, 0).count, Self.signals(chat, 1).count]
+        chat.disconnect(1)
+        chat.connect(1)
+        #expect(chat.sessions.allSatisfy { $0.state == .connected })
+        chat.send(0, try #require(vector["alice_text"] as? String))
+        chat.sessions[0].handle(.leave, now: chat.now)
+        chat.run()
+        #expect(chat.sessions[0].state == .destroyed && chat.ended(0) == [.userQuit])
+
+        for (index, name) in [(0, "alice"), (1, "bob")] {
+            let sent = Array(Self.signals(chat, index).dropFirst(before[index]))
+            let openings = sent.filter { $0.kind == .keyExchange }
+            let hello = try Self.hex(vector, "\(name)_hello")
+            #expect(openings.count == 1 && openings.first?.payload == hello, "\(name): the continued hello, with the id")
+            let confirmations = sent.filter { $0.kind == .keyConfirm }.map(\.payload)
+            #expect(confirmations == [try Self.hex(vector, "\(name)_key_confirm_payload")], "\(name): KEY_CONFIRM")
+            let goodbyes = sent.filter { $0.kind == .goodbye }.map(\.payload)
+            let expected = try #require(vector["\(name)_bye_payloads"] as? [String]).map(TestVectors.hex)
+            #expect(goodbyes == expected, "\(name): BYE")
+        }
+        let record = Self.signals(chat, 0).dropFirst(before[0]).filter { $0.kind == .message }.map(\.payload)
+        #expect(record == [try Self.hex(vector, "alice_msg_payload")])
+        let ack = Self.signals(chat, 1).dropFirst(before[1]).filter { $0.kind == .ack }.map(\.payload)
+        #expect(ack == [try Self.hex(vector, "bob_ack_payload")])
+        #expect(chat.sessions[1].safetyNumber?.description == (try #require(vector["safety_number"] as? String)))
+    }
 }

@@ -50,7 +50,7 @@ public final class CPaceParty {
     /// the run to the room (a run in one room cannot be relayed into another) and never goes on
     /// the wire (§4.1).
     public static func channelIdentifier(room: RoomCode) -> [UInt8] {
-        CPace.lvCat(Array("securechat/v2/cpace".utf8), Array(room.value.utf8))
+        CPace.lvCat(Array("securechat/v3/cpace".utf8), Array(room.value.utf8))
     }
 
     /// Start a run with the password of a chat code (PRS = its bytes, §4.3).
@@ -209,6 +209,24 @@ public final class CPaceConfirmation {
             isk.wipe()
             throw .confirmationFailed
         }
+        return isk
+    }
+
+    /// Lend ISK to `body` before the peer's tag has verified (nil once the run is over), for a
+    /// value that is only ever used if the peer later proves that it derived the same: securechat
+    /// keeps a secret hashed from it for key continuity, in case the peer confirmed this run and
+    /// its tag to us was lost. `body` must not keep ISK or use it as a key.
+    public func withUnconfirmedISK<R>(_ body: (SecureBytes) -> R) -> R? {
+        guard let isk else { return nil }
+        return body(isk)
+    }
+
+    /// Hand over ISK without checking a tag (the caller owns it), for a run that is authenticated
+    /// otherwise: securechat's continued handshakes key the session with ISK and a secret retained
+    /// from an earlier confirmed run, and confirm those keys instead, so that neither side's tag is
+    /// ever sent and the run tests no password. A run is over after this (nil if it was already).
+    public func releaseWithoutTag() -> SecureBytes? {
+        defer { isk = nil }
         return isk
     }
 

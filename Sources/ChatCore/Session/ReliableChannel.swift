@@ -35,11 +35,13 @@ struct ReliableChannel {
     private(set) var nextReceiveSequence: UInt64 = 1
     /// The message retransmission timeout: measured round trips, doubled on each expiry.
     private var estimator: RetransmitEstimator
-    private let configuration: SessionConfiguration
+    let configuration: SessionConfiguration
     /// Guarded scratch where each outgoing record is padded before sealing; wiped after each use.
     private let recordScratch: SecureBytes
     /// Broken behaviours for the simulator's self-tests; always empty otherwise.
     var plantedBugs: PlantedBugs = []
+    /// The goodbye: whether we leave, and what the peer said of its own (ReliableChannel+Goodbye.swift).
+    var farewell = Farewell()
 
     init(configuration: SessionConfiguration) {
         self.configuration = configuration
@@ -82,6 +84,13 @@ struct ReliableChannel {
         }
         let id = MessageID(nextMessageID)
         nextMessageID += 1
+        guard !farewell.peerLeaving else {
+            // The peer said goodbye: nothing numbered from now on will reach it. Said at once,
+            // not after retransmitting into the void.
+            secureText.wipe()
+            outputs.append(.undeliverable([id], .peerLeft))
+            return .success(id)
+        }
         queue.append(OutgoingMessage(id: id, text: secureText))
         pump(now: now, into: &outputs)
         return .success(id)
@@ -99,6 +108,8 @@ struct ReliableChannel {
             if let assigned = queue[index].sequence {
                 sequence = assigned
             } else {
+                // The peer is leaving: its goodbye waits only for what was numbered before.
+                if farewell.peerLeaving { break }
                 sequence = nextSendSequence
                 nextSendSequence += 1
                 queue[index].sequence = sequence
@@ -169,7 +180,7 @@ struct ReliableChannel {
     /// The peer has everything through `sequence`: report those messages delivered and, when
     /// `roundTripEnd` is given (an acknowledgement arrived then), time the newest of them that
     /// was sent only once (Karn's rule) as a round-trip sample.
-    private mutating func acknowledge(
+    mutating func acknowledge(
         through sequence: UInt64, roundTripEnd: Instant?, into outputs: inout SessionOutputs
     ) {
         var delivered: [MessageID] = []
@@ -188,7 +199,7 @@ struct ReliableChannel {
 
     /// An ACK from the peer. False when the channel is closed (nothing was read).
     mutating func receiveAck(_ signal: Signal, now: Instant, into outputs: inout SessionOutputs) -> Bool {
-        guard case var .open(open) = state else { return false }
+        guard case let .open(open) = state else { return false }
         guard let payload = signal.payload, payload.count >= 8 else {
             outputs.reject(.crypto(.truncated(length: signal.payload?.count ?? 0)))
             return true
@@ -214,14 +225,18 @@ struct ReliableChannel {
         }
         let before = queue.count
         acknowledge(through: through, roundTripEnd: now, into: &outputs)
-        if queue.count < before {
-            // Progress: restart the timer for what is still in flight, at the measured timeout.
-            let stillInFlight = queue.contains { $0.frame != nil }
-            open.retransmitAt = stillInFlight ? now.advanced(by: estimator.timeout) : nil
-            state = .open(open)
-            pump(now: now, into: &outputs)
-        }
+        if queue.count < before { progressed(now: now, into: &outputs) }
         return true
+    }
+
+    /// Progress on our messages: restart the timer for what is still in flight, at the measured
+    /// timeout, and send what the window now has room for.
+    mutating func progressed(now: Instant, into outputs: inout SessionOutputs) {
+        guard case var .open(open) = state else { return }
+        let stillInFlight = queue.contains { $0.frame != nil }
+        open.retransmitAt = stillInFlight ? now.advanced(by: estimator.timeout) : nil
+        state = .open(open)
+        pump(now: now, into: &outputs)
     }
 
     // MARK: Receiving records
@@ -261,6 +276,7 @@ struct ReliableChannel {
             }
         }
         sendAck(open.ratchet, into: &outputs)
+        nudgeGoodbye(open.ratchet, into: &outputs)
         return true
     }
 
@@ -330,6 +346,7 @@ struct ReliableChannel {
         if continuation.peerChanged {
             abandonAll(.peerChanged, into: &outputs)
             nextReceiveSequence = 1
+            farewell.peerChanged()
         }
         switch continuation.sending {
         case let .resume(nextExpected):
@@ -353,6 +370,8 @@ struct ReliableChannel {
         ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
         state = .open(Open(ratchet: ratchet))
         pump(now: now, into: &outputs)
+        // Leaving across a re-key: say so under the new keys at once.
+        if farewell.leaving != nil { sendGoodbye(ratchet, request: true, into: &outputs) }
     }
 
     /// The keys are gone (re-key, disconnect, end): wipe them; records sealed under them are
@@ -361,6 +380,14 @@ struct ReliableChannel {
         if case let .open(open) = state { open.ratchet.wipe() }
         state = .closed
         for index in queue.indices { queue[index].frame = nil }
+    }
+
+    /// Report the queued messages never numbered undeliverable for `reason` and forget them.
+    mutating func abandonUnnumbered(_ reason: UndeliverableReason, into outputs: inout SessionOutputs) {
+        let unsent = queue.filter { $0.sequence == nil }
+        for message in unsent { message.text.wipe() }
+        queue.removeAll { $0.sequence == nil }
+        if !unsent.isEmpty { outputs.append(.undeliverable(unsent.map(\.id), reason)) }
     }
 
     /// Report every queued message undeliverable and forget it.
@@ -409,6 +436,14 @@ struct ConversationContinuation {
     var sending: Sending
     /// We announced another conversation (or none), so the peer numbers its side from 1.
     var restartsReceiving: Bool
+
+    /// The first of our numbers the peer expects next (it cannot expect one we never numbered).
+    var expectedNext: UInt64 {
+        switch sending {
+        case let .resume(nextExpected): nextExpected
+        case let .renumber(first): first
+        }
+    }
 
     /// The same peer instance as before resumes the conversation.
     var resumes: Bool {

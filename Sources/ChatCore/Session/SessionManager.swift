@@ -6,33 +6,38 @@
 /// quinn-proto and str0m. The session never reads a clock, never opens a socket, and takes
 /// randomness only from the `EntropySource` it is given.
 ///
-/// Protocol (docs/PROTOCOL.md, "Session layer"): on PEER_FOUND both sides open a handshake. With
-/// a password it is CPace (SIGNAL kind PAKE: a ristretto255 share and the hello as associated
+/// Protocol v3 (docs/PROTOCOL.md, "Session layer"): on PEER_FOUND both sides open a handshake.
+/// With a password it is CPace (SIGNAL kind PAKE: a ristretto255 share and the hello as associated
 /// data); without one it is the original design's X25519 (KEY_EXCHANGE). Each side answers the
-/// peer's opening with a KEY_CONFIRM (the CPace tag, or its transcript hash sealed under the new
-/// keys) and enters CONNECTED only when the peer's confirmation verifies; with a password, one
-/// that does not verify ends the session ("authentication failed"). The session keys come from
-/// the handshake secret and transcript (`SessionKeyDerivation`) and feed a `MessageRatchet`:
-/// every record has its own key. Messages are numbered per conversation, acknowledged
-/// cumulatively, retransmitted with backoff until acknowledged, deduplicated and delivered in
-/// order; a conversation survives reconnects and re-keys, and whatever cannot be confirmed is
-/// reported as undeliverable.
+/// peer's opening with a KEY_CONFIRM naming the two openings and enters CONNECTED only when the
+/// peer's confirmation of the same pairing verifies. The password (or, without one, nothing but
+/// the safety number) authenticates the first handshake with a peer instance; later ones with it
+/// are keyed with a secret retained from the last, so they test no password and a relay cannot
+/// complete them. A confirmation that names our pairing and does not prove it, an opening of the
+/// other mode, or a handshake blocked past its bound ends the session ("authentication failed"),
+/// unless it is CONNECTED on keys already proven: then only that re-key is refused. Messages are
+/// numbered per conversation, acknowledged cumulatively, retransmitted with backoff until
+/// acknowledged, deduplicated and delivered in order; a conversation survives reconnects and
+/// re-keys; leaving says goodbye (BYE) so that nothing in flight is abandoned; and whatever
+/// cannot be confirmed is reported as undeliverable.
 ///
 /// Structure: a coordinator over three state machines whose states carry the data valid in them
 /// (as NIOHTTP2's `HTTP2ConnectionStateMachine`): `RoomMembership` (the transport and the room),
-/// `HandshakeMachine` (openings, pairings, confirmations) and `ReliableChannel` (the conversation's
-/// messages). They decide; the coordinator routes inputs to them, drives the documented lifecycle
-/// (`SessionStateMachine`, whose every change it reports) and turns their decisions into outputs.
+/// `HandshakeMachine` (openings, pairings, confirmations, continuity) and `ReliableChannel` (the
+/// conversation's messages and the goodbye). They decide; the coordinator routes inputs to them,
+/// drives the documented lifecycle (`SessionStateMachine`, whose every change it reports) and
+/// turns their decisions into outputs (handshake inputs in SessionManager+Handshake.swift, the
+/// goodbye in SessionManager+Goodbye.swift).
 public final class SessionManager {
     public let configuration: SessionConfiguration
     /// How this session authenticates its handshakes: `.password` when it was given one.
     public let authentication: SessionAuthentication
-    private let entropy: any EntropySource
-    private var lifecycle = SessionStateMachine()
-    private var room: RoomMembership
-    private var handshake: HandshakeMachine
-    private var channel: ReliableChannel
-    private var outputs = SessionOutputs()
+    let entropy: any EntropySource
+    var lifecycle = SessionStateMachine()
+    var room: RoomMembership
+    var handshake: HandshakeMachine
+    var channel: ReliableChannel
+    var outputs = SessionOutputs()
     private var lastNow: Instant = .zero
 
     /// Counters for tests, the simulator and the UI's status line.
@@ -79,14 +84,16 @@ public final class SessionManager {
     /// The IDs of messages accepted but not yet acknowledged, oldest first.
     public var pendingMessageIDs: [MessageID] { channel.queue.map(\.id) }
 
-    /// The safety number of the handshake that secured the session, while CONNECTED (nil
-    /// otherwise): the same on both sides unless someone is in the middle. Every handshake has
-    /// a new one, since keys are fresh each time.
+    /// The safety number of the keys in use, while CONNECTED (nil otherwise): the same on both
+    /// sides unless someone is in the middle. A re-key with the same peer instance continues the
+    /// handshake that began the chain (it proves the keys before it), so the number stays; a new
+    /// peer instance brings a new one.
     public var safetyNumber: SafetyNumber? { handshake.safetyNumber }
 
     /// With a password: CPace pairings for which we gave out our confirmation tag and the peer
     /// has not confirmed, over the session's life. Each may have been a relay's password guess;
-    /// `configuration.passwordRunsUnconfirmedMax` bounds them (the guess budget).
+    /// `configuration.passwordRunsUnconfirmedMax` bounds them (the guess budget). Above zero when
+    /// the session ends, the code is spent: it must not be used again.
     public var passwordRunsUnconfirmed: Int { handshake.passwordRunsUnconfirmed }
 
     /// Counters for tests, the simulator and the UI's status line.
@@ -118,13 +125,18 @@ public final class SessionManager {
 
     /// When `handleTimeout(now:)` should next be called, or nil when no timer is running.
     public func pollTimeout() -> Instant? {
-        // Each lifecycle state runs the timer of one layer.
         switch lifecycle.state {
         case .searching: room.joinRetransmitAt
-        case .keySetup: handshake.retransmitAt
-        case .connected: channel.retransmitAt
+        case .keySetup: Self.earliest(handshake.retransmitAt, handshake.deadline)
+        case .connected:
+            // The records, the goodbye, and a re-key under way beside them.
+            Self.earliest(channel.retransmitAt, channel.goodbyeAt, handshake.retransmitAt, handshake.deadline)
         default: nil
         }
+    }
+
+    private static func earliest(_ instants: Instant?...) -> Instant? {
+        instants.compactMap { $0 }.min()
     }
 
     // MARK: Inputs
@@ -136,13 +148,15 @@ public final class SessionManager {
         case .transportUp: transportUp(now: now)
         case .transportDown: transportDown()
         case let .frame(bytes): receiveFrame(bytes, now: now)
-        case .quit: end(.userQuit)
+        case .leave: leave(now: now)
+        case .quit: quit()
         }
     }
 
     /// The user sends a chat message at time `now`: its ID, under which `.delivered` or
     /// `.undeliverable` reports it later, or why it was refused. An accepted message is sent at
-    /// once while CONNECTED (drain the outputs), else when the session next connects.
+    /// once while CONNECTED (drain the outputs), else when the session next connects; after the
+    /// peer said goodbye it is reported undeliverable at once.
     public func send(_ text: String, now: Instant) -> Result<MessageID, SendRefusal> {
         advanceClock(to: now)
         guard lifecycle.state != .destroyed else { return .failure(.sessionEnded) }
@@ -156,15 +170,31 @@ public final class SessionManager {
         case .searching:
             if room.joinRetransmissionDue(now: now) { transmit(room.joinFrame(configuration.room)) }
         case .keySetup:
-            guard let frames = handshake.retransmitIfDue(now: now) else { break }
-            transmit(frames.hello)
-            if let confirmation = frames.confirmation { transmit(confirmation) }
-            outputs.notice(.handshakeRetransmitted(attempt: frames.attempt))
+            if handshake.isBlocked(now: now) {
+                // Frames flow (the peer's opening came, or the relay says it is here) and yet no
+                // confirmation verified within the bound: someone is blocking it. Said, not waited on.
+                end(.authenticationFailed(.handshakeTimedOut))
+                return
+            }
+            retransmitHandshake(now: now)
         case .connected:
             channel.retransmitIfDue(now: now, into: &outputs)
+            goodbyeTimeout(now: now)
+            if handshake.isBlocked(now: now) {
+                handshake.dropAttempt()  // A re-key nobody completed: the keys in use stay.
+            } else {
+                retransmitHandshake(now: now)
+            }
         default:
             break
         }
+    }
+
+    private func retransmitHandshake(now: Instant) {
+        guard let frames = handshake.retransmitIfDue(now: now) else { return }
+        transmit(frames.hello)
+        if let confirmation = frames.confirmation { transmit(confirmation) }
+        outputs.notice(.handshakeRetransmitted(attempt: frames.attempt))
     }
 
     private func advanceClock(to now: Instant) {
@@ -187,7 +217,7 @@ public final class SessionManager {
     }
 
     /// Whether a peer showing up (PEER_FOUND, or its hello) starts a handshake now.
-    private var awaitsPeer: Bool {
+    var awaitsPeer: Bool {
         lifecycle.state == .searching || (lifecycle.state == .disconnected && room.isConnected)
     }
 
@@ -243,6 +273,8 @@ public final class SessionManager {
             dropHandshake()
             outputs.notice(.peerLeft)
         }
+        // A peer that said goodbye is gone for good: what it never confirmed will not be.
+        channel.peerGone(into: &outputs)
     }
 
     private func receiveError(_ code: RelayErrorCode, _ text: String, now: Instant) {
@@ -269,136 +301,22 @@ public final class SessionManager {
             if !channel.receiveRecord(signal, into: &outputs) {
                 reject(.state(.init(state: lifecycle.state, event: .receiveMessage)))
             }
+            finishLeavingIfDone(now: now)
         case .ack:
             if !channel.receiveAck(signal, now: now, into: &outputs) {
                 reject(.state(.init(state: lifecycle.state, event: .receiveMessage)))
             }
+            finishLeavingIfDone(now: now)
+        case .goodbye:
+            receiveGoodbye(signal, now: now)
         default:
             reject(.wire(.unknownKind(signal.kind.rawValue)))
         }
     }
 
-    // MARK: Handshake
-
-    /// A peer is in the room: open a handshake.
-    private func peerArrived(now: Instant) {
-        guard apply(.peerFound) else { return }
-        startHandshake(now: now)
-    }
-
-    /// Open a fresh handshake (from USER_FOUND).
-    private func startHandshake(now: Instant) {
-        precondition(lifecycle.state == .userFound)
-        dropHandshake()
-        let frame = handshake.open(now: now, nextReceiveSequence: channel.nextReceiveSequence, entropy: entropy)
-        guard apply(.keysGenerated) else { return }
-        transmit(frame)
-    }
-
-    /// Begin a fresh handshake while one is under way or complete (the peer began again).
-    private func restartHandshake(now: Instant) {
-        guard apply(.peerRestarted) else { return }
-        dropHandshake()
-        if lifecycle.state == .disconnected {
-            guard apply(.peerFound) else { return }
-        }
-        startHandshake(now: now)
-    }
-
-    /// Forget the handshake and the keys (the conversation's queue and numbering stay).
-    private func dropHandshake() {
-        handshake.drop()
-        channel.close()
-    }
-
-    private func receiveHello(_ signal: Signal, now: Instant) {
-        let hello: HandshakeHello
-        switch handshake.screen(signal) {
-        case let .accepted(value): hello = value
-        case let .rejected(rejection):
-            reject(rejection)
-            return
-        case let .modeMismatch(failure):
-            end(.authenticationFailed(failure))
-            return
-        }
-        switch handshake.answer(hello) {
-        case .noHandshake:
-            guard awaitsPeer else {
-                reject(.state(.init(state: lifecycle.state, event: .peerFound)))
-                return
-            }
-            // The peer's hello arrived before (or without) PEER_FOUND: a peer is evidently here.
-            outputs.notice(.peerFound)
-            peerArrived(now: now)
-            pair(with: hello, now: now)
-        case .pair:
-            pair(with: hello, now: now)
-        case let .repeatOfPairing(confirmFrame):
-            outputs.statistics.duplicatesDropped += 1
-            transmit(confirmFrame)
-        case .stale:
-            reject(.handshake(.staleHello))
-        case let .peerRestarted(reusedOpening):
-            outputs.notice(.peerRestarted)
-            if let reusedOpening { transmit(reusedOpening) } else { restartHandshake(now: now) }
-            pair(with: hello, now: now)
-        }
-    }
-
-    /// Pair our opening with the peer's and send our confirmation.
-    private func pair(with hello: HandshakeHello, now: Instant) {
-        switch handshake.pair(with: hello) {
-        case .notOpened:
-            break
-        case let .rejected(rejection, runFinished):
-            reject(rejection)
-            if runFinished { restartHandshake(now: now) }
-        case let .guessBudgetSpent(count):
-            end(.authenticationFailed(.tooManyAttempts(count)))
-        case let .paired(confirmFrame, earlyConfirmation):
-            transmit(confirmFrame)
-            if let earlyConfirmation {
-                receiveKeyConfirm(Signal(kind: .keyConfirm, payload: earlyConfirmation), now: now)
-            }
-        }
-    }
-
-    private func receiveKeyConfirm(_ signal: Signal, now: Instant) {
-        switch handshake.receiveConfirmation(signal, nextSendSequence: channel.nextSendSequence) {
-        case .unexpected:
-            reject(.state(.init(state: lifecycle.state, event: .keyConfirmed)))
-        case .duplicate:
-            outputs.statistics.duplicatesDropped += 1  // A repeat of a confirmation already accepted.
-        case .held:
-            break  // It overtook the peer's hello: kept until that comes.
-        case .forAnotherPairing:
-            reject(.handshake(.staleConfirmation))  // A delayed copy from before a restart: not an attack.
-        case let .rejected(error):
-            reject(.handshake(error))
-        case .passwordMismatch:
-            end(.authenticationFailed(.passwordMismatch))
-        case let .confirmed(completion):
-            finishHandshake(completion, now: now)
-        }
-    }
-
-    /// The peer holds our keys: settle the conversation, hand the keys to the channel, and go
-    /// CONNECTED.
-    private func finishHandshake(_ completion: HandshakeMachine.Completion, now: Instant) {
-        channel.continueConversation(completion.continuation, into: &outputs)
-        room.handshakeCompleted()
-        guard apply(.keyConfirmed) else { return }
-        outputs.statistics.handshakesCompleted += 1
-        outputs.notice(.secured(
-            resumed: completion.continuation.resumes, authentication: authentication,
-            safetyNumber: completion.safetyNumber))
-        channel.open(ratchet: completion.ratchet, now: now, into: &outputs)
-    }
-
     // MARK: Ending
 
-    private func end(_ reason: SessionEndReason) {
+    func end(_ reason: SessionEndReason) {
         guard lifecycle.state != .destroyed else { return }
         let event: SessionEvent = reason == .userQuit ? .quit : .fatalError
         guard apply(event) else { return }
@@ -413,7 +331,7 @@ public final class SessionManager {
     // MARK: Helpers
 
     /// Apply a lifecycle event; report the change, or record the rejection and return false.
-    private func apply(_ event: SessionEvent) -> Bool {
+    func apply(_ event: SessionEvent) -> Bool {
         let before = lifecycle.state
         do {
             try lifecycle.apply(event)
@@ -427,16 +345,16 @@ public final class SessionManager {
         return true
     }
 
-    private func reject(_ rejection: FrameRejection) {
+    func reject(_ rejection: FrameRejection) {
         outputs.reject(rejection)
     }
 
-    private func transmit(_ message: ClientMessage) {
+    func transmit(_ message: ClientMessage) {
         transmit(WireCodec.encode(message))
     }
 
     /// Frames go out only while the transport is up.
-    private func transmit(_ frame: [UInt8]) {
+    func transmit(_ frame: [UInt8]) {
         guard room.isConnected else { return }
         outputs.transmit(frame)
     }
