@@ -63,6 +63,14 @@ final class RecordingProxy: Sendable {
         }
     }
 
+    /// Cut every proxied connection at both ends, as a network failure would (each side sees the
+    /// end of its stream, without a close frame), and keep accepting new ones.
+    func cutConnections() {
+        open.withLock { descriptors in
+            for fd in descriptors where fd != listener { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
     /// Close `fds` once, removing them from the open set first.
     private func closeOnce(_ fds: [Int32]) {
         open.withLock { descriptors in
