@@ -216,8 +216,11 @@ final class ProxyHeaderHandler: ChannelInboundHandler, RemovableChannelHandler {
             buffered = nil
             hub.proxyHeaderRead(id, client: client)
             bytes.moveReaderIndex(forwardBy: length)
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+            // Pass on what followed the header first: once removed, this handler's context no
+            // longer reaches the rest of the pipeline, and a proxy sends the header and the
+            // client's first bytes together (they were lost, and the upgrade never came).
             if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
     }
 }
