@@ -25,6 +25,8 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     private var readHeldBack = false
     /// Set by the hub while this connection is on its flush list.
     var flushPending = false
+    /// Stops decoding the rest of a read once reading is paused (set when the pipeline is built).
+    var gate: ReadGate?
 
     init(hub: RelayHub, id: ConnectionID, channel: any Channel) {
         self.hub = hub
@@ -126,10 +128,12 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
 
     func pauseReading() {
         readPaused = true
+        gate?.pause()
     }
 
     func resumeReading() {
         readPaused = false
+        gate?.resume()
         if readHeldBack, let context {
             readHeldBack = false
             context.read()
@@ -221,6 +225,88 @@ final class ProxyHeaderHandler: ChannelInboundHandler, RemovableChannelHandler {
             // client's first bytes together (they were lost, and the upgrade never came).
             if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
             context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+    }
+}
+
+/// Between the socket (after TLS) and the decoders: hands each read on in small slices and stops
+/// between two slices as soon as the engine pauses the connection, keeping the rest of the read,
+/// undecoded, until it resumes. Pausing otherwise takes effect only at the next socket read, and
+/// the rest of a 64 KiB read of 6-byte pings is 10,000 frames decoded and refused for nothing,
+/// once per refill of the rate limit, on the event loop every connection shares. What it keeps is
+/// one read at most: it holds back the socket read while it keeps anything.
+final class ReadGate: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = NIOAny
+
+    /// Bytes handed on at a time: what can still be decoded after the engine paused.
+    static let sliceBytes = 4096
+
+    private var pending: ByteBuffer?
+    private var paused = false
+    private var handingOn = false
+    private var readHeldBack = false
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if pending == nil {
+            pending = incoming
+        } else {
+            pending?.writeBuffer(&incoming)
+        }
+        handOn(context: context)
+    }
+
+    /// Hold back the socket read while anything read before is kept.
+    func read(context: ChannelHandlerContext) {
+        if pending != nil {
+            readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    func pause() {
+        paused = true
+    }
+
+    /// Hand on what was kept, after whatever the event loop is doing now (the engine's action
+    /// that resumed this connection must not be re-entered).
+    func resume() {
+        paused = false
+        guard pending != nil, let context else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (gate, context) = bound.value
+            guard gate.context != nil else { return }
+            gate.handOn(context: context)
+            context.fireChannelReadComplete()
+        }
+    }
+
+    private func handOn(context: ChannelHandlerContext) {
+        guard !handingOn else { return }
+        handingOn = true
+        defer { handingOn = false }
+        // Bounded by the bytes kept: each pass hands on a slice.
+        while !paused, var bytes = pending {
+            let slice = bytes.readSlice(length: min(Self.sliceBytes, bytes.readableBytes)) ?? ByteBuffer()
+            pending = bytes.readableBytes > 0 ? bytes : nil
+            context.fireChannelRead(wrapInboundOut(slice))
+        }
+        if pending == nil, readHeldBack {
+            readHeldBack = false
+            context.read()
         }
     }
 }

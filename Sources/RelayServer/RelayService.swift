@@ -149,6 +149,9 @@ public struct RelayService: Service {
         if let sslContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
         }
+        let gate = ReadGate()
+        handler.gate = gate
+        try channel.pipeline.syncOperations.addHandler(gate)
         let frameSizeMaxBytes = hub.configuration.limits.frameSizeMaxBytes
         let notWebSocket = NIOLoopBound(NotWebSocketHandler(hub: hub, id: handler.id), eventLoop: channel.eventLoop)
         let connection = NIOLoopBound(handler, eventLoop: channel.eventLoop)
