@@ -11,6 +11,10 @@ import Glibc
 /// one connection can make the relay hold stays within the figure docs/RELAY.md states.
 @Suite("relay: floods from a client that never reads", .serialized)
 struct RelayFloodTests {
+    /// What one connection can make the relay hold at most, with the default limits
+    /// (docs/RELAY.md, "Memory per connection").
+    static let connectionBoundMiB = 1.6
+
     /// The relay's resident and peak resident memory (KiB), from /proc.
     static func memoryKiB(pid: Int32) throws -> (resident: Int, peak: Int) {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
@@ -64,7 +68,7 @@ struct RelayFloodTests {
             // limit, so that the bench's catching up after a stall is not held), for the whole flood.
             let bench = try TestProcess("relay-bench", arguments: [
                 "load", "--url", relay.url, "--rooms", "1", "--rate", "20", "--message-bytes", "256",
-                "--duration-seconds", "26", "--warmup-seconds", "1", "--json",
+                "--duration-seconds", "26", "--warmup-seconds", "1", "--json", "--relay-pid", String(pid),
             ])
             try await Task.sleep(for: .seconds(2))
             let baselineKiB = try Self.memoryKiB(pid: pid).resident
@@ -79,12 +83,18 @@ struct RelayFloodTests {
             let growthMiB = Double(peakKiB - baselineKiB) / 1024
             let rejections = try await relay.metrics().split(separator: "\n")
                 .filter { $0.hasPrefix("relay_rejections_total{") && !$0.hasSuffix(" 0") }
+            let relayCPU = (result["relay_cpu_us_per_message"] as? Double ?? 0)
+                * Double(result["messages_received"] as? Int ?? 0) / 1e6
             let summary = "growth \(growthMiB) MiB, latency \(latency), errors \(errors), floods \(report), "
-                + "relay \(rejections)"
+                + "relay \(rejections), relay CPU \(relayCPU) s"
             // The bound the issue sets. Without the defences (every frame charged, own
             // backpressure, one pong in flight, the close after 16 protocol errors) the relay
             // answers into a queue that never drains: hundreds of MiB for a million pings.
             #expect(growthMiB < 32, "\(summary)")
+            // The bound per connection docs/RELAY.md states ("Memory per connection"), for every
+            // connection the floods took.
+            let connections = report.values.reduce(0) { $0 + $1.connections }
+            #expect(growthMiB < Double(connections) * Self.connectionBoundMiB, "\(summary)")
             // The issue's bound too, measured by relay-bench from each message's scheduled time.
             // The flooder costs the relay one socket read (64 KiB) per bucket refill at most; the
             // rest of a p99 on this shared 2-core machine is its scheduling (10-15 ms seen here).
