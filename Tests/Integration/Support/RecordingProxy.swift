@@ -101,7 +101,8 @@ final class RecordingProxy: Sendable {
             }
             if let until = holdUntil.withLock({ $0 }), until > ContinuousClock.now {
                 let wait = until - ContinuousClock.now
-                Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+                Thread.sleep(forTimeInterval: seconds)
             }
             let relay = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = Self.loopback(port: UInt16(relayPort))
