@@ -71,6 +71,15 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         actions.reserveCapacity(16)
     }
 
+    /// As `init(uncheckedLimits:now:entropy:)`, for a simulator written before reconnect tokens:
+    /// tokens come from a fixed-seed counter (deterministic, and so predictable: a squatter could
+    /// guess them, which is why no relay may use this). Pass the simulation's seeded source instead
+    /// where there is one.
+    @_spi(Simulation)
+    public init(uncheckedLimits limits: RelayLimits, now: Instant) {
+        self.init(uncheckedLimits: limits, now: now, entropy: CountingEntropy())
+    }
+
     // MARK: Outputs
 
     /// The next action to carry out, oldest first; nil when there is none. An action may be
@@ -237,5 +246,24 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         case .upgrading, .closing: connections.values[index].state = .disconnecting
         }
         actions.append(.disconnect(id))
+    }
+}
+
+/// SplitMix64 over a counter from zero: the same bytes in every run. Only for
+/// `RelayEngine.init(uncheckedLimits:now:)` (simulations).
+final class CountingEntropy: EntropySource {
+    private var state: UInt64 = 0
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        for index in buffer.indices {
+            if index % 8 == 0 {
+                state &+= 0x9E37_79B9_7F4A_7C15
+            }
+            var mixed = state
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            mixed ^= mixed >> 31
+            buffer[index] = UInt8(truncatingIfNeeded: mixed >> (8 * UInt64(index % 8)))
+        }
     }
 }

@@ -175,4 +175,23 @@ struct RelayEngineSeatTests {
         #expect(h.engine.counters.seatsReserved == 1)
         #expect(h.engine.timers.count < 200, "\(h.engine.timers.count) timers for 2 connections and 1 seat")
     }
+
+    @Test("The simulation init without an entropy source still gives seats tokens, the same in every run")
+    func simulationInitWithoutEntropy() throws {
+        func firstToken() -> ReconnectToken? {
+            let now = Instant(nanoseconds: 1_000_000_000)
+            var engine = RelayEngine<[UInt8]>(uncheckedLimits: .defaults, now: now)
+            let id = engine.accept(from: .ipv4(0x0A00_0001), now: now).id
+            engine.upgraded(id, now: now)
+            engine.receive(.text(Array(#"{"type":"JOIN","room":"ROOM1"}"#.utf8)), from: id, now: now)
+            // Bounded by the few actions one JOIN produces.
+            while let action = engine.nextAction() {
+                if case let .send(_, .joinedWithToken(_, _, token)) = action { return token }
+            }
+            return nil
+        }
+        let token = try #require(firstToken())
+        #expect(firstToken() == token)
+        #expect(token != ReconnectToken(high: 0, low: 0))
+    }
 }
