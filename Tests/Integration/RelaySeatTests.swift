@@ -8,42 +8,59 @@ import Testing
 /// `--seat-grace-seconds 0` (seats freed at once, as before reservations) the squatter takes it.
 @Suite("relay: a reconnecting peer keeps its seat", .serialized)
 struct RelaySeatTests {
-    /// What the squatter was answered, by `type` (and `code` for an ERROR), and how many JOINs it sent.
+    /// A raw WebSocket connection that JOINs a room every 10 ms on a thread of its own (not the
+    /// test's task pool, which the other tests crowd), and counts what it is answered by `type`
+    /// (and `code` for an ERROR).
     final class Squatter: Sendable {
-        let socket: TestWebSocket
+        let connection: Flooder
         let answers = Mutex<[String: Int]>([:])
         let joinsSent = Mutex(0)
+        private let stopped = Mutex(false)
 
-        init(_ socket: TestWebSocket) {
-            self.socket = socket
+        init(port: Int) throws {
+            connection = try Flooder(port: port)
         }
 
-        /// JOIN `room` every 10 ms until cancelled, reading every answer meanwhile.
-        func poll(room: String) async {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    // Bounded by cancellation.
-                    while !Task.isCancelled {
-                        let join = #"{"type":"JOIN","room":"\#(room)"}"#
-                        guard (try? await self.socket.send(join)) != nil else { return }
-                        self.joinsSent.withLock { $0 += 1 }
-                        try? await Task.sleep(for: .milliseconds(10))
-                    }
+        /// Start polling `room` and reading the answers, until `stop`.
+        func poll(room: String) {
+            let join = Flooder.text(#"{"type":"JOIN","room":"\#(room)"}"#)
+            Thread.detachNewThread { [self] in
+                // Bounded by `stop`.
+                while !stopped.withLock({ $0 }) {
+                    connection.sendAll(join)
+                    joinsSent.withLock { $0 += 1 }
+                    usleep(10_000)
                 }
-                group.addTask {
-                    // Bounded by cancellation and the connection's end.
-                    while !Task.isCancelled, let text = try? await self.socket.nextText(timeoutSeconds: 60) {
-                        let message = try? JSONMessage(text)
+            }
+            Thread.detachNewThread { [self] in
+                var bytes: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                // Bounded by `stop` and the connection's end.
+                while !stopped.withLock({ $0 }) {
+                    let count = read(connection.fd, &buffer, buffer.count)
+                    if count == 0 { return }
+                    if count < 0 {
+                        usleep(2000)
+                        continue
+                    }
+                    bytes += buffer[0..<count]
+                    let (frames, consumed) = Flooder.decodeFrames(bytes)
+                    bytes.removeFirst(consumed)
+                    for frame in frames where frame.opcode == 0x1 {
+                        let message = try? JSONMessage(frame.text)
                         let key = [message?.type, message?.code].compactMap { $0 }.joined(separator: " ")
-                        self.answers.withLock { $0[key, default: 0] += 1 }
+                        answers.withLock { $0[key, default: 0] += 1 }
                     }
                 }
-                await group.next()
-                group.cancelAll()
             }
         }
 
+        func stop() {
+            stopped.withLock { $0 = true }
+        }
+
         var joined: Int { answers.withLock { $0["JOINED", default: 0] } }
+        var refused: Int { answers.withLock { $0["ERROR ROOM_FULL", default: 0] } }
     }
 
     /// The relay's room code and token (if any) of each JOIN alice's client sent, per connection,
@@ -82,9 +99,9 @@ struct RelaySeatTests {
             try alice.type("before the cut")
             #expect(try await bob.messages(count: 1) == ["before the cut"])
             let relayRoom = try #require(try joins(through: proxy).first?.first).room
-            let squatter = Squatter(try await TestWebSocket.connect(relay.url))
-            let polling = Task { await squatter.poll(room: relayRoom) }
-            defer { polling.cancel() }
+            let squatter = try Squatter(port: relay.port)
+            squatter.poll(room: relayRoom)
+            defer { squatter.stop() }
             // Polling before the cut, so the squatter's JOIN is in flight at the moment the seat
             // would be free.
             try await Task.sleep(for: .milliseconds(300))
@@ -101,10 +118,10 @@ struct RelaySeatTests {
     func squatterPollingJoin() async throws {
         try await Self.squat(relayArguments: []) { relay, alice, bob, squatter, aliceJoins in
             let cut = ContinuousClock.now
-            let refusedBefore = squatter.answers.withLock { $0["ERROR ROOM_FULL", default: 0] }
+            let refusedBefore = squatter.refused
             try await alice.notice("reconnected", timeoutSeconds: 30)
             let back = ContinuousClock.now - cut
-            let refusedDuringOutage = squatter.answers.withLock { $0["ERROR ROOM_FULL", default: 0] } - refusedBefore
+            let refusedDuringOutage = squatter.refused - refusedBefore
             try await alice.notice("rekeyed", timeoutSeconds: 30)
             try alice.type("after the cut")
             try bob.type("bob after the cut")

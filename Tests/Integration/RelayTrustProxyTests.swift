@@ -121,13 +121,14 @@ extension Flooder {
                 continue
             }
             bytes += buffer[0..<count]
-            frames = Self.decode(bytes)
+            frames = Self.decodeFrames(bytes).frames
         }
         return frames
     }
 
-    /// Whole unmasked frames with payloads under 64 KiB (RFC 6455 §5.2); a partial one is left out.
-    static func decode(_ bytes: [UInt8]) -> [ServerFrame] {
+    /// Whole unmasked frames with payloads under 64 KiB (RFC 6455 §5.2), and the bytes they took;
+    /// a partial one is left out.
+    static func decodeFrames(_ bytes: [UInt8]) -> (frames: [ServerFrame], consumed: Int) {
         var frames: [ServerFrame] = []
         var offset = 0
         // Bounded: each pass consumes at least the 2-byte header.
@@ -144,6 +145,6 @@ extension Flooder {
             frames.append(ServerFrame(opcode: bytes[offset] & 0x0F, payload: Array(bytes[start..<(start + length)])))
             offset = start + length
         }
-        return frames
+        return (frames, offset)
     }
 }

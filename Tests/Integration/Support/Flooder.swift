@@ -7,7 +7,7 @@ import Glibc
 /// A WebSocket client that never reads: a small receive buffer, the upgrade request, the 101
 /// answer read, and from then on only writes, as fast as the kernel takes them. What the relay
 /// sends it piles up in the relay (or would, without the relay's defences).
-final class Flooder {
+final class Flooder: Sendable {
     let fd: Int32
 
     struct Failure: Error, CustomStringConvertible {
