@@ -171,4 +171,38 @@ struct RelayLimitsTests {
             #expect(try await relay.metric(#"relay_rejections_total{reason="idle_timeout"}"#) == 1)
         }
     }
+
+    @Test("JOIN deadline: a connection that joins no room in time gets JOIN_TIMEOUT and 1008; a joined one stays")
+    func joinDeadline() async throws {
+        try await withRelay(["--join-timeout-seconds", "2"]) { relay in
+            let (alice, bob) = try await joinedPair(relay, room: "DEADLINE")
+            let idler = try await TestWebSocket.connect(relay.url)
+            // Answered, but no room: ROOM_FULL does not stop the clock.
+            try await idler.send(joinFrame("DEADLINE"))
+            let (code, texts) = try await idler.untilClose(timeoutSeconds: 30)
+            #expect(code == .policyViolation)
+            #expect(try texts.map { try JSONMessage($0).code } == ["ROOM_FULL", "JOIN_TIMEOUT"])
+            try await expectForwarded(from: alice, to: bob)
+            #expect(try await relay.metric(#"relay_rejections_total{reason="join_timeout"}"#) == 1)
+        }
+    }
+
+    @Test("Connections without a room per address: the next one gets close 1013; joining a room frees the place")
+    func roomlessCap() async throws {
+        try await withRelay(["--roomless-connections-per-address-max", "2"]) { relay in
+            let first = try await TestWebSocket.connect(relay.url)
+            let second = try await TestWebSocket.connect(relay.url)
+            let third = try await TestWebSocket.connect(relay.url)
+            let (code, texts) = try await third.untilClose()
+            #expect(code == .tryAgainLater)
+            #expect(try texts.map { try JSONMessage($0).code } == ["TOO_MANY_CONNECTIONS"])
+            try await first.send(joinFrame("ROOMLESS"))
+            try await first.expect("JOINED")
+            let fourth = try await TestWebSocket.connect(relay.url)
+            try await fourth.send(joinFrame("ROOMLESS"))
+            try await fourth.expect("JOINED")
+            #expect(try await relay.metric(#"relay_rejections_total{reason="roomless_connections_max"}"#) == 1)
+            withExtendedLifetime(second) {}
+        }
+    }
 }
