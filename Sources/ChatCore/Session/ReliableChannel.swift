@@ -281,11 +281,19 @@ struct ReliableChannel {
     }
 
     /// A record ahead of a gap: hold it (unopened) until the gap fills, within bounds.
+    ///
+    /// A held record is not authenticated yet, so a newer copy of the same sequence replaces it:
+    /// keeping the first would let one bad copy (a record sealed under keys from before a re-key
+    /// and delayed in transit, or a forgery) take the slot of every genuine retransmission after
+    /// it, and the conversation would then move one record per retransmission timeout.
     private func hold(sequence: UInt64, box: [UInt8], in buffer: inout [(sequence: UInt64, box: [UInt8])]) {
         let distance = sequence - nextReceiveSequence
-        guard distance <= UInt64(configuration.reorderBufferMax), buffer.count < configuration.reorderBufferMax,
-              !buffer.contains(where: { $0.sequence == sequence })
-        else { return }
+        guard distance <= UInt64(configuration.reorderBufferMax) else { return }
+        if let held = buffer.firstIndex(where: { $0.sequence == sequence }) {
+            buffer[held].box = box
+            return
+        }
+        guard buffer.count < configuration.reorderBufferMax else { return }
         let position = buffer.firstIndex(where: { $0.sequence > sequence }) ?? buffer.count
         buffer.insert((sequence, box), at: position)
     }
