@@ -81,7 +81,8 @@ struct RelayTrustProxyTests {
             var held: [Flooder] = []
             for _ in 0..<4 { held.append(try Flooder(port: port)) }
             let room = uniqueRoom("SHARED")
-            #expect(try await offPool { try Self.outcome(port: port, address: nil, room: room) } == "served")
+            let outcome = try await offPool { try Self.outcome(port: port, address: nil, room: room) }
+            #expect(outcome == "served", "\(relay.process.stderr.all.suffix(20))")
             #expect(try await relay.metric(#"relay_rejections_total{reason="connections_per_address_max"}"#) == 0)
             withExtendedLifetime(held) {}
         }
