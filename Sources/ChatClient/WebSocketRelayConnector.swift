@@ -209,12 +209,22 @@ final class ChannelRelayLink: RelayLink {
         write(.ping, ByteBuffer())
     }
 
+    /// Answered on the event loop, at most one pong queued (see `RelayFrameHandler.pong`).
     func pong(_ payload: [UInt8]) {
-        write(.pong, ByteBuffer(bytes: payload))
+        guard let (channel, handler) = state.withLock({ state -> ((any Channel), NIOLoopBound<RelayFrameHandler>)? in
+            guard !state.closed, let channel = state.channel, let handler = state.handler else { return nil }
+            return (channel, handler)
+        }) else { return }
+        let data = ByteBuffer(bytes: payload)
+        channel.eventLoop.execute { handler.value.pong(data) }
     }
 
+    /// Frames are dropped, not queued, while the connection's outbound buffer is over its high
+    /// watermark (NIO's default, 64 KiB): a relay that reads nothing cannot make this process hold
+    /// what the session writes (its retransmissions would pile up), and every frame the session
+    /// sends is retransmitted until acknowledged anyway.
     private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
-        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }) else { return }
+        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }), channel.isWritable else { return }
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data), promise: nil)
     }
 
@@ -233,9 +243,12 @@ final class ChannelRelayLink: RelayLink {
 /// On the upgraded channel: text frames, pings and pongs to the mailbox, a close frame answered
 /// and the connection closed, the end of the channel reported once. It decides nothing: the
 /// driver answers pings, pings a quiet relay and closes a silent one (`ClientDriver.Keepalive`);
-/// this handler only runs the WebSocket closing handshake it is asked for.
-final class RelayFrameHandler: ChannelInboundHandler {
+/// this handler only runs the WebSocket closing handshake it is asked for, stops reading while
+/// the mailbox is full (TCP backpressure then reaches the relay), and keeps at most one pong
+/// queued.
+final class RelayFrameHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let id: ConnectionID
@@ -245,6 +258,14 @@ final class RelayFrameHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// This client sent its close frame and waits for the relay's.
     private var closing = false
+    /// The mailbox is full: `read` calls are held back until the shell has processed it.
+    private var readPaused = false
+    private var readHeldBack = false
+    /// A pong is written and not yet out (or the channel is over its watermark): the latest
+    /// ping's payload waits here instead of queueing behind it (RFC 6455 §5.5.3 allows answering
+    /// only the latest ping), so a relay that floods pings and reads nothing gets one pong.
+    private var pongInFlight = false
+    private var owedPong: ByteBuffer?
     /// How long to wait for the relay's close frame before closing TCP anyway. The relay answers
     /// once it has read and sent on everything before the close, which a rate-limited burst can
     /// hold back for seconds; a relay that answers nothing costs a leaving client this much.
@@ -294,12 +315,12 @@ final class RelayFrameHandler: ChannelInboundHandler {
         switch frame.opcode {
         case .text, .binary:
             var payload = frame.unmaskedData
-            mailbox.post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []))
+            post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
         case .ping:
             var payload = frame.unmaskedData
-            mailbox.post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []))
+            post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
         case .pong:
-            mailbox.post(.transportPong(id))
+            post(.transportPong(id), context: context)
         case .connectionClose:
             let status = frame.closeStatus
             let code = status.code.map { Int(UInt16(webSocketErrorCode: $0)) }
@@ -313,6 +334,62 @@ final class RelayFrameHandler: ChannelInboundHandler {
         default:
             break  // Continuations are joined by the aggregator before they get here.
         }
+    }
+
+    /// Hand a relay event to the mailbox; stop reading when it says it is full.
+    private func post(_ event: ClientEvent, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let resume: (@Sendable () -> Void)? = readPaused ? nil : { @Sendable in
+            bound.eventLoop.execute { bound.value.resumeReading() }
+        }
+        if !mailbox.postFromRelay(event, resume: resume) { readPaused = true }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func resumeReading() {
+        readPaused = false
+        guard readHeldBack, let context else { return }
+        readHeldBack = false
+        context.read()
+    }
+
+    /// Answer a ping the driver decided to answer: now if nothing is in the way, else owed.
+    func pong(_ payload: ByteBuffer) {
+        guard let context, !closing else { return }
+        guard !pongInFlight, context.channel.isWritable else {
+            owedPong = payload
+            return
+        }
+        pongInFlight = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(
+            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: payload)),
+            promise: written)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in bound.value.pongWritten() }
+    }
+
+    private func pongWritten() {
+        pongInFlight = false
+        if let owed = owedPong {
+            owedPong = nil
+            pong(owed)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, !pongInFlight, let owed = owedPong {
+            owedPong = nil
+            pong(owed)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

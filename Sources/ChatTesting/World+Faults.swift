@@ -62,7 +62,7 @@ extension World {
         guard !relayUp else { return }
         record(.relayRestart)
         relayGeneration += 1
-        relay = Self.makeRelay(configuration, now: now)
+        relay = Self.makeRelay(configuration, now: now, process: counters.relayCrashes)
         relayUp = true
         armRelayTimer()
     }

@@ -172,7 +172,10 @@ extension World {
             switch action {
             case let .send(id, message): relaySend(message, to: id)
             case let .forward(id, frame): relayForward(frame, to: id)
-            case let .pong(id, payload): relayWrite(.pong(payload), to: id)
+            case let .pong(id, payload):
+                relayWrite(.pong(payload), to: id)
+                // The shell reports each pong written: the engine keeps one in flight per connection.
+                relay.pongWritten(id, now: now)
             case let .ping(id): relayWrite(.ping([]), to: id)
             case let .close(id, code, error, disconnectWhenWritten):
                 relayClose(id, code: code, error: error, disconnect: disconnectWhenWritten)

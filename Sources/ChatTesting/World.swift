@@ -63,7 +63,7 @@ public final class World {
         self.trace = trace
         queue = EventQueue()
         plantedRandom = Xoshiro256(seed: configuration.seed, stream: .planted)
-        relay = Self.makeRelay(configuration, now: .zero)
+        relay = Self.makeRelay(configuration, now: .zero, process: 0)
         clients = []
         for index in 0..<configuration.clients {
             let room = RoomCode.simulated(index / RoomCode.peersMax)
@@ -84,12 +84,15 @@ public final class World {
         return index
     }
 
-    static func makeRelay(_ configuration: WorldConfiguration, now: Instant) -> RelayEngine<[UInt8]> {
+    static func makeRelay(
+        _ configuration: WorldConfiguration, now: Instant, process: UInt64
+    ) -> RelayEngine<[UInt8]> {
+        let entropy = SeededEntropy(seed: configuration.seed, stream: .relay, index: process)
         if configuration.uncheckedRelayLimits {
-            return RelayEngine(uncheckedLimits: configuration.relayLimits, now: now)
+            return RelayEngine(uncheckedLimits: configuration.relayLimits, now: now, entropy: entropy)
         }
         do {
-            return try RelayEngine(limits: configuration.relayLimits, now: now)
+            return try RelayEngine(limits: configuration.relayLimits, now: now, entropy: entropy)
         } catch {
             preconditionFailure("the world's relay limits are invalid: \(error)")
         }

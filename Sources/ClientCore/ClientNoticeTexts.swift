@@ -152,6 +152,10 @@ extension ClientNotice {
             "the relay has too many connections (from your address, or in all); the client keeps trying"
         case .tooManyRooms: "the relay is full (too many rooms); the client keeps trying, or use another relay"
         case .idleTimeout: "the relay closed this connection as idle; the client reconnects"
+        case .joinTimeout: "the relay closed this connection because no room was joined in time; the client reconnects"
+        case .tooManyErrors:
+            "the relay closed this connection after too many messages it did not understand "
+                + "(a different version of securechat?); the client reconnects"
         case .shuttingDown: "the relay is shutting down; the client reconnects when it is back"
         case .internalError: "the relay had an internal error; the client keeps trying"
         case .frameTooLarge: "a message was larger than the relay accepts (a different version of securechat?)"

@@ -69,6 +69,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
         case planted = 7
         /// The rooms' chat codes (their passwords).
         case codes = 8
+        /// The relay's reconnect tokens (`index`: the relay process, counted from 0).
+        case relay = 9
     }
 
     @inline(__always)

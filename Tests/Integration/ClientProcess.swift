@@ -47,6 +47,7 @@ final class ClientProcess: Sendable {
     }
 
     var processIdentifier: Int32 { child.processIdentifier }
+    var isRunning: Bool { child.isRunning }
 
     /// Type one line (a message) on the client's stdin.
     func type(_ line: String) throws {

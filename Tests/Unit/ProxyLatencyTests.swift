@@ -1,3 +1,4 @@
+import ChatTesting
 import ChatCore
 import RelayCore
 import Testing

@@ -173,7 +173,7 @@ public final class SessionManager {
         advanceClock(to: now)
         switch lifecycle.state {
         case .searching:
-            if room.joinRetransmissionDue(now: now) { transmit(.join(configuration.room)) }
+            if room.joinRetransmissionDue(now: now) { transmit(room.joinFrame(configuration.room)) }
         case .keySetup:
             if handshake.isBlocked(now: now) {
                 // Frames flow (the peer's opening came, or the relay says it is here) and yet no
@@ -213,7 +213,7 @@ public final class SessionManager {
     private func transportUp(now: Instant) {
         guard apply(.transportUp) else { return }
         room.connect(now: now)
-        transmit(.join(configuration.room))
+        transmit(room.joinFrame(configuration.room))
     }
 
     private func transportDown() {
@@ -237,7 +237,8 @@ public final class SessionManager {
             return
         }
         switch message {
-        case let .joined(room, peers): receiveJoined(room: room, peers: peers, now: now)
+        case let .joined(room, peers): receiveJoined(room: room, peers: peers, token: nil, now: now)
+        case let .joinedWithToken(room, peers, token): receiveJoined(room: room, peers: peers, token: token, now: now)
         case .peerFound: receivePeerFound(now: now)
         case .peerLeft: receivePeerLeft()
         case let .error(code, text): receiveError(code, text, now: now)
@@ -245,13 +246,13 @@ public final class SessionManager {
         }
     }
 
-    private func receiveJoined(room roomCode: RoomCode, peers: Int, now: Instant) {
+    private func receiveJoined(room roomCode: RoomCode, peers: Int, token: ReconnectToken?, now: Instant) {
         // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
         // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
         // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
         let announcesPeer = peers == RoomCode.peersMax
             && (lifecycle.state == .searching || lifecycle.state == .disconnected)
-        guard room.receiveJoined(announcesPeer: announcesPeer) else { return }
+        guard room.receiveJoined(announcesPeer: announcesPeer, token: token) else { return }
         outputs.notice(.joined(room: roomCode, peersPresent: peers))
         if announcesPeer {
             outputs.notice(.peerFound)
