@@ -34,6 +34,11 @@ step "relay in the middle, with passwords: seeds $mitm_seeds x $peers peers, eve
 step "relay in the middle, without passwords: seeds $mitm_seeds x $peers peers, every fault kind"
 "$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --mitm --no-password
 
+# Tor-like round trips (issue 17): 1-3 s, every fault kind; connect, JOIN, handshake and keepalive
+# timers must ride them out without losing liveness.
+step "Tor-like delays: seeds 1..5 x 200 peers, one-way delay 500..1500 ms, every fault kind"
+"$simulator" --seeds 1..5 --peers 200 --delay 500..1500 "${faults[@]}"
+
 step "determinism: same seed and build, same trace hash (SWIFT_DETERMINISTIC_HASHING unset and set)"
 hash_of() { "$@" | sed -n 's/^trace hash: //p'; }
 run=("$simulator" --peers "$peers" "${faults[@]}")

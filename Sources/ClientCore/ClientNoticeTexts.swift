@@ -142,6 +142,8 @@ extension ClientNotice {
     static func relayErrorText(_ code: RelayErrorCode) -> String {
         switch code {
         case .roomFull: "the room already has two people in it; check the code with your peer, or start a new room"
+        case .seatReserved:
+            "the room's other seat is held for a peer that is reconnecting (up to 30 s); the client keeps trying"
         case .invalidRoom: "the relay refused the room code as invalid; check the code"
         case .alreadyJoined: "the relay says this connection is already in a room (a client bug); start again"
         case .noPeer: "the peer is not in the room right now; what you send waits for it"

@@ -23,9 +23,13 @@ public final class ChatWorld {
         /// The password both processes (and every restarted one) use; nil: no password (X25519
         /// and safety numbers).
         public var password: String?
+        /// How long the relay keeps a departed peer's seat for its token (its default: 30 s). The
+        /// lifecycle model knows no reservations and sets 0.
+        public var seatGraceSeconds: Int
 
         public init(session: SessionConfiguration, settleDeliveriesMax: Int = 8192, historyMax: Int = 64,
-                    password: String? = nil) {
+                    password: String? = nil, seatGraceSeconds: Int = RelayLimits.defaults.seatGraceSeconds) {
+            self.seatGraceSeconds = seatGraceSeconds
             self.session = session
             self.settleDeliveriesMax = settleDeliveriesMax
             self.historyMax = historyMax
@@ -78,6 +82,7 @@ public final class ChatWorld {
                     giveUpAfter: .seconds(3600))
             },
             password: { _ in password })
+        world.relayLimits.seatGraceSeconds = configuration.seatGraceSeconds
         world.faults.held = true
         checker = ChatWorldChecker(configuration: configuration)
         self.world = World(configuration: world, trace: try! Trace(tailCapacity: 1, filePath: nil))

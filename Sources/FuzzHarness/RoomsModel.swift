@@ -83,7 +83,10 @@ public struct RoomsModel: Sendable {
             if let token, let seat = reserved {
                 rooms[index].seats[seat] = Seat(holder: connection, token: token, until: nil)
             } else {
-                if rooms[index].seats.count >= 2 { return [refuse(connection, .roomFull)] }
+                if rooms[index].seats.count >= 2 {
+                    let reserved = rooms[index].seats.contains { $0.holder == nil }
+                    return [refuse(connection, reserved ? .seatReserved : .roomFull)]
+                }
                 rooms[index].seats.append(Seat(holder: connection, token: newToken, until: nil))
             }
         } else {

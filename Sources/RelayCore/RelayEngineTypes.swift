@@ -143,6 +143,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
     case joinTimeout = "join_timeout"
     case tooManyErrors = "too_many_errors"
     case badProxyHeader = "bad_proxy_header"
+    case seatReserved = "seat_reserved"
 
     /// The reason for an `ERROR` code the room logic or codec produced.
     public init(_ code: RelayErrorCode) {
@@ -160,6 +161,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .idleTimeout: self = .idleTimeout
         case .joinTimeout: self = .joinTimeout
         case .tooManyErrors: self = .tooManyErrors
+        case .seatReserved: self = .seatReserved
         case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
             .shuttingDown, .internalError:
             self = .malformed
@@ -189,6 +191,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .joinTimeout: 17
         case .tooManyErrors: 18
         case .badProxyHeader: 19
+        case .seatReserved: 20
         }
     }
 }
@@ -204,7 +207,7 @@ extension RelayErrorCode {
             .invalidRoom, .alreadyJoined, .notJoined:
             true
         case .frameTooLarge, .roomFull, .noPeer, .rateLimited, .joinRateLimited, .tooManyConnections, .tooManyRooms,
-            .idleTimeout, .joinTimeout, .tooManyErrors, .shuttingDown, .internalError:
+            .idleTimeout, .joinTimeout, .tooManyErrors, .shuttingDown, .internalError, .seatReserved:
             false
         }
     }

@@ -170,7 +170,11 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
             seats[index].reservedUntil = nil
             reservations.removeValue(forKey: token)
         } else {
-            guard seats.count < RoomCode.peersMax else { return [refusal(connection, .roomFull)] }
+            guard seats.count < RoomCode.peersMax else {
+                // A reserved seat may free up (its peer does not come back in time): say so, so that
+                // a client whose JOINED was lost with its connection, or a restarted one, waits.
+                return [refusal(connection, seats.contains { $0.holder == nil } ? .seatReserved : .roomFull)]
+            }
             if seats.isEmpty && rooms.count >= limits.roomsMax { return [refusal(connection, .tooManyRooms)] }
             seats.append(Seat(holder: connection, token: makeToken?(), reservedUntil: nil))
         }

@@ -71,8 +71,8 @@ final class Adversary {
         switch message {
         case .peerLeft, .error(.noPeer, _):
             return false
-        case let .joined(_, peers):
-            if peers < RoomCode.peersMax {
+        case .joined, .joinedWithToken:
+            if let peers = message.joinedRoom?.peers, peers < RoomCode.peersMax {
                 simulation.record(.mitmSend, client: client)
                 world.relayInject(WireCodec.encode(RelayMessage.peerFound), to: client)
             }

@@ -19,7 +19,7 @@ extension Simulation: WorldObserver {
 
     public func world(_ world: World, relayWillSend message: RelayMessage, to client: Int, link: LinkID) -> Bool {
         guard violation == nil else { return false }
-        if case let .joined(room, _) = message { joined(client, room: room, link: link) }
+        if let (room, _) = message.joinedRoom { joined(client, room: room, link: link) }
         if case let .error(code, _) = message { counters.relayErrors[code.rawValue, default: 0] += 1 }
         return adversary?.relayWillSend(message, to: client) ?? true
     }

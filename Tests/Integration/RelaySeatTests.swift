@@ -60,7 +60,7 @@ struct RelaySeatTests {
         }
 
         var joined: Int { answers.withLock { $0["JOINED", default: 0] } }
-        var refused: Int { answers.withLock { $0["ERROR ROOM_FULL", default: 0] } }
+        var refused: Int { answers.withLock { $0["ERROR SEAT_RESERVED", default: 0] } }
     }
 
     /// The relay's room code and token (if any) of each JOIN alice's client sent, per connection,
@@ -130,7 +130,7 @@ struct RelaySeatTests {
             let answers = squatter.answers.withLock { $0 }
             let joins = squatter.joinsSent.withLock { $0 }
             let summary = "alice back after \(back); squatter sent \(joins) JOINs, was answered \(answers), "
-                + "\(refusedDuringOutage) ROOM_FULL during the outage"
+                + "\(refusedDuringOutage) SEAT_RESERVED during the outage"
             // The scenario: back within 5 s (the outage is 1 s, then the client's retry).
             #expect(back < .seconds(5), "\(summary)")
             #expect(squatter.joined == 0, "\(summary)")

@@ -106,7 +106,9 @@ struct SessionLifecycleModelTests {
     func randomLifecycles(password: Bool) async {
         await propertyCheck(count: 60, input: Self.steps) { steps in
             let world = ChatWorld(configuration: ChatWorld.Configuration(
-                session: SessionConfiguration(room: try! RoomCode("ROOM1")), password: password ? "oyster-lemon" : nil))
+                session: SessionConfiguration(room: try! RoomCode("ROOM1")), password: password ? "oyster-lemon" : nil,
+                // The model knows no seat reservations: a restarted process rejoins at once.
+                seatGraceSeconds: 0))
             var model = Model(sides: [SideModel(instance: world.processes[0].instance),
                                       SideModel(instance: world.processes[1].instance)])
             // Both processes start online and connect by themselves.

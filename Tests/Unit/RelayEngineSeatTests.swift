@@ -3,13 +3,13 @@ import ChatCore
 import Testing
 
 /// Seat reservation (issue 14) on the sans-IO engine: a departed peer's seat waits for its
-/// reconnect token for `seatGraceSeconds`; a JOIN without the token gets ROOM_FULL meanwhile.
+/// reconnect token for `seatGraceSeconds`; a JOIN without the token gets SEAT_RESERVED meanwhile.
 @Suite("Relay engine: seat reservation")
 struct RelayEngineSeatTests {
     typealias H = EngineHarness
     static let room = try! RoomCode("ROOM1")
 
-    @Test("A dropped peer's seat is reserved: a JOIN without its token gets ROOM_FULL; with it, the seat at once and PEER_FOUND to both")
+    @Test("A dropped peer's seat is reserved: a JOIN without its token gets SEAT_RESERVED; with it, the seat at once and PEER_FOUND to both")
     func reservedSeatTakenBack() throws {
         var h = try H()
         let (a, b) = h.pair()
@@ -20,7 +20,7 @@ struct RelayEngineSeatTests {
         #expect(h.engine.counters.seatsReserved == 1)
         let squatter = h.connect(.ipv4(9))
         h.join(squatter, "ROOM1")
-        #expect(h.actions() == [.send(squatter, H.error(.roomFull))])
+        #expect(h.actions() == [.send(squatter, H.error(.seatReserved))])
         let back = h.connect(.ipv4(0x0A00_0001))
         h.join(back, "ROOM1", token: token)
         #expect(h.rawActions() == [
@@ -50,7 +50,7 @@ struct RelayEngineSeatTests {
         // Another client at a's address polls JOIN (a's first JOIN took one of its two tokens).
         let squatter = h.connect(.ipv4(0x0A00_0001))
         for _ in 0..<5 { h.join(squatter, "ROOM1") }
-        #expect(h.actions() == [.send(b, .peerLeft), .send(squatter, H.error(.roomFull))]
+        #expect(h.actions() == [.send(b, .peerLeft), .send(squatter, H.error(.seatReserved))]
             + Array(repeating: .send(squatter, H.error(.joinRateLimited)), count: 4))
         let back = h.connect(.ipv4(0x0A00_0001))
         h.join(back, "ROOM1", token: token)

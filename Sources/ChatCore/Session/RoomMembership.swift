@@ -42,6 +42,9 @@ struct RoomMembership {
     /// The relay accepted us into the room at least once (on any connection): it said JOINED or
     /// PEER_FOUND, or a handshake through it completed.
     private(set) var admittedBefore = false
+    /// A connection went down with our JOIN unanswered: the relay may have seated us (and now keeps
+    /// the seat reserved for a token whose JOINED was lost with that connection).
+    private(set) var mayHoldSeat = false
     /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few.
     private var roomFullOnRejoin = 0
     /// The reconnect token of our seat, from the relay's last JOINED (nil when it sent none).
@@ -50,6 +53,10 @@ struct RoomMembership {
     private(set) var reconnectToken: ReconnectToken?
     /// With the JOIN backoff (1, 2, 4, 8, 8, ... s) ten refusals span about a minute.
     static let roomFullOnRejoinMax = 10
+    /// SEAT_RESERVED answers since we last joined: ten span about a minute, twice the relay's
+    /// default reservation (30 s).
+    private var seatReservedAnswers = 0
+    static let seatReservedMax = 10
 
     private let retransmitInitial: Duration
     private let retransmitMax: Duration
@@ -81,6 +88,7 @@ struct RoomMembership {
             offline.admittedSinceDown = false
             state = .offline(offline)
         case .joining:
+            mayHoldSeat = true
             state = .offline(Offline())
         case let .joined(announced):
             state = .offline(Offline(peerFoundAnnounced: announced))
@@ -117,6 +125,7 @@ struct RoomMembership {
         reconnectToken = token
         admittedBefore = true
         roomFullOnRejoin = 0
+        seatReservedAnswers = 0
         return true
     }
 
@@ -149,11 +158,24 @@ struct RoomMembership {
             // seed 1 with every fault kind).
             return .tolerated
         }
-        guard admittedBefore, roomFullOnRejoin < Self.roomFullOnRejoinMax else { return .fatal }
-        // We were in this room before: after a reconnect the relay may not yet have seen our
-        // previous connection close and still counts it. Ask again (the JOIN retransmission is
-        // running) before giving up; ending here stranded both peers (found by the simulator).
+        guard admittedBefore || mayHoldSeat, roomFullOnRejoin < Self.roomFullOnRejoinMax else { return .fatal }
+        // We were in this room before (or may have been: a JOIN went out on a connection that
+        // died before its answer): after a reconnect the relay may not yet have seen our previous
+        // connection close and still counts it, or keeps that seat reserved for its token. Ask
+        // again (the JOIN retransmission is running) before giving up; ending here stranded both
+        // peers (found by the simulator, and by FuzzSession's reconnect regression once seats
+        // were reserved: the JOINED that carried the token was lost with the connection).
         roomFullOnRejoin += 1
+        return .tolerated
+    }
+
+    /// The relay refused a JOIN with SEAT_RESERVED: the room's other seat waits for a peer that is
+    /// reconnecting (perhaps ourselves, with a token whose JOINED we never saw, or our previous
+    /// process). It frees once that reservation ends; ask again, a bounded number of times.
+    mutating func receiveSeatReserved() -> RoomFullVerdict {
+        if isJoined { return .tolerated }
+        guard seatReservedAnswers < Self.seatReservedMax else { return .fatal }
+        seatReservedAnswers += 1
         return .tolerated
     }
 

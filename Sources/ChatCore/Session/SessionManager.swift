@@ -288,6 +288,8 @@ public final class SessionManager {
         switch code {
         case .roomFull:
             if room.receiveRoomFull() == .fatal { end(.relayRefused(code)) }
+        case .seatReserved:
+            if room.receiveSeatReserved() == .fatal { end(.relayRefused(code)) }
         case .invalidRoom, .alreadyJoined:
             end(.relayRefused(code))
         case .rateLimited:

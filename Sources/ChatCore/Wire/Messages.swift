@@ -135,6 +135,8 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
     case idleTimeout = "IDLE_TIMEOUT"
     case joinTimeout = "JOIN_TIMEOUT"
     case tooManyErrors = "TOO_MANY_ERRORS"
+    /// The room's second seat is reserved for a peer that is reconnecting (with its token).
+    case seatReserved = "SEAT_RESERVED"
     case shuttingDown = "SHUTTING_DOWN"
     case internalError = "INTERNAL_ERROR"
 
@@ -161,6 +163,7 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
         case .idleTimeout: "connection idle for too long"
         case .joinTimeout: "no room joined in time"
         case .tooManyErrors: "too many protocol errors"
+        case .seatReserved: "a seat is held for a peer that is reconnecting"
         case .shuttingDown: "the relay is shutting down"
         case .internalError: "internal relay error"
         }
