@@ -114,6 +114,7 @@ extension World {
         client.links.removeAll { $0.link == link }
         links[Int(link.value)].clientOpen = false
         guard !links[Int(link.value)].broken else { return }
+        links[Int(link.value)].closedByClientFrame = true
         // After anything already in flight (frames take at most `delayMax`), as TCP keeps order.
         queue.schedule(after: closeDelay, .relaySeesClose(link))
     }

@@ -138,6 +138,8 @@ extension World {
         links[Int(link.value)].relayOpen = false
         relayLinks[id] = nil
         relaySource = link
+        // A clean close (the client's close frame, then the FIN): the relay frees the seat.
+        if links[Int(link.value)].closedByClientFrame { relay.receive(.close(.normalClosure), from: id, now: now) }
         relay.closed(id, now: now)
         performRelayActions()
         relaySource = nil

@@ -37,6 +37,9 @@ struct Link {
     var relayGeneration: Int32 = -1
     /// The client side still has it open.
     var clientOpen = true
+    /// The client closed it with a close frame (1000: the driver's own close), which reaches the
+    /// relay with the FIN; a crash or a reset closes without one.
+    var closedByClientFrame = false
     /// The relay side has it open (accepted and not yet reported closed).
     var relayOpen = false
     /// Reset or cut off by a crash: nothing more gets through; the closes are on their way.
