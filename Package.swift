@@ -4,6 +4,7 @@
 //
 // One sans-IO core (ChatCore) and thin shells around it. Each target has one job:
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
+//   CBuildInfo         the version and commit for --version (set by scripts/release.sh only)
 //   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
 //                      (no sockets, no clocks, no global randomness)
 //   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
@@ -27,6 +28,16 @@
 //   Tests/Fuzz         replays the libFuzzer corpus and every regression input
 //   Tests/Integration  the real binaries as subprocesses on loopback
 import PackageDescription
+
+// The version and commit for `relay --version` and `securechat --version`, set only by scripts/release.sh
+// (see Sources/CBuildInfo/build_info.c); a plain `swift build` leaves them out. Only [0-9A-Za-z.+-] pass,
+// so the values can never break the C string literal they become.
+func releaseDefine(_ name: String) -> [CSetting] {
+    guard let value = Context.environment[name], !value.isEmpty,
+        value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".+-".contains($0)) })
+    else { return [] }
+    return [.define(name, to: "\"\(value)\"")]
+}
 
 let package = Package(
     name: "securechat",
@@ -60,6 +71,11 @@ let package = Package(
             path: "Sources/CSodium",
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(
+            name: "CBuildInfo",
+            path: "Sources/CBuildInfo",
+            cSettings: releaseDefine("SECURECHAT_RELEASE_VERSION") + releaseDefine("SECURECHAT_RELEASE_COMMIT")
         ),
         .target(
             name: "ChatCore",
@@ -102,6 +118,7 @@ let package = Package(
             dependencies: [
                 "RelayServer",
                 "ChatNetworking",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -147,6 +164,7 @@ let package = Package(
             name: "securechat",
             dependencies: [
                 "ChatClient",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/securechat"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBuildInfo
 import ChatClient
 import ChatCore
 import ChatNetworking
@@ -42,7 +43,8 @@ struct Securechat: ParsableCommand {
             \(jsonEventsHelp)
 
             \(ClientExitStatus.helpText)
-            """
+            """,
+        version: "securechat " + String(cString: securechat_build_description())
     )
 
     @Argument(help: "The code your peer gave you (ROOM-word-word, or a room alone). Omit it to create a room.")
