@@ -67,15 +67,18 @@ flags=(
     # C/C++ (BoringSSL, CNIOLinux): __FILE__ in their error and assertion macros (BoringSSL puts
     # one in every OPENSSL_PUT_ERROR), __PRETTY_FUNCTION__ of lambdas, and any debug info.
     -Xcc "-ffile-prefix-map=$root=."
-    # No debug info at all: its compilation directories and file tables are the main carrier of
+    # No Swift debug info: its compilation directories and file tables are the main carrier of
     # build paths, and a release binary has no use for it (a crash is reproduced from the commit).
+    # (-g0 reaches the clang importer; SwiftPM's own -g after it still gives C files debug info,
+    # with the mapped paths, which --strip-all below drops.)
     -Xswiftc -gnone -Xcc -g0
     # Each Swift object file carries a .swift_modhash section: an MD5 of its LLVM module, kept for
     # incremental code generation, and the module records its absolute source file name. 434 of
     # securechat's 692 hashes differed between two checkouts; a one-file module built with -gnone
     # and the path mapped still hashed differently at two paths, and identically with this off.
     -Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen
-    # No symbol table either (smaller; the Swift runtime does not need it).
+    # No debug sections and no symbol table in the output (smaller; the Swift runtime does not
+    # need them).
     -Xlinker --strip-all
     # The build ID is a hash of the linked output, so equal inputs give an equal ID.
     -Xlinker --build-id=sha1
