@@ -29,16 +29,6 @@
 //   Tests/Integration  the real binaries as subprocesses on loopback
 import PackageDescription
 
-// The version and commit for `relay --version` and `securechat --version`, set only by scripts/release.sh
-// (see Sources/CBuildInfo/build_info.c); a plain `swift build` leaves them out. Only [0-9A-Za-z.+-] pass,
-// so the values can never break the C string literal they become.
-func releaseDefine(_ name: String) -> [CSetting] {
-    guard let value = Context.environment[name], !value.isEmpty,
-        value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".+-".contains($0)) })
-    else { return [] }
-    return [.define(name, to: "\"\(value)\"")]
-}
-
 let package = Package(
     name: "securechat",
     products: [
@@ -74,8 +64,7 @@ let package = Package(
         ),
         .target(
             name: "CBuildInfo",
-            path: "Sources/CBuildInfo",
-            cSettings: releaseDefine("SECURECHAT_RELEASE_VERSION") + releaseDefine("SECURECHAT_RELEASE_COMMIT")
+            path: "Sources/CBuildInfo"
         ),
         .target(
             name: "ChatCore",

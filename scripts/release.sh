@@ -36,9 +36,19 @@ if [ -n "$(git status --porcelain -- Package.swift VERSION Sources)" ]; then
     echo "release: warning: uncommitted changes under Sources/ or Package.swift; the binaries" \
         "say ${commit} and are not reproducible from any commit" >&2
 fi
-# Read by Package.swift (Context.environment) and compiled into CBuildInfo only: --version prints
-# "VERSION (commit HASH)". Both depend on the commit alone, so they cannot break reproducibility.
-export SECURECHAT_RELEASE_VERSION=$version SECURECHAT_RELEASE_COMMIT=$commit
+# --version prints "VERSION (commit HASH)": Sources/CBuildInfo/build_info.c includes this header when
+# it is on the include path (-I below). Both values depend on the commit alone, so they cannot break
+# reproducibility; only [0-9A-Za-z.+-] is allowed, so they cannot break the C string either.
+for value in "$version" "$commit"; do
+    [[ "$value" =~ ^[0-9A-Za-z.+-]+$ ]] || { echo "release: unexpected characters in '$value'" >&2; exit 1; }
+done
+info_dir="$root/.build-release/release-info"
+info="#define SECURECHAT_RELEASE_VERSION \"$version\"
+#define SECURECHAT_RELEASE_COMMIT \"$commit\""
+mkdir -p "$info_dir"
+# Rewritten only when it changes: a new file date alone would recompile build_info.c and relink.
+[ "$(cat "$info_dir/securechat_release_info.h" 2>/dev/null)" = "$info" ] \
+    || echo "$info" > "$info_dir/securechat_release_info.h"
 # Any tool that stamps a date (clang's __DATE__/__TIME__, archivers) takes the commit's instead of
 # now. The two-build comparison found no timestamp in the binaries; this keeps it that way.
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
@@ -62,6 +72,8 @@ flags=(
     --static-swift-stdlib        # libswiftCore & co. inside the binary: no Swift on the target
     --scratch-path "$root/.build-release"
     "${resolve[@]}"
+    # The version header above (its path is on no output; only build_info.c includes it).
+    -Xcc "-I$info_dir"
     # Swift: #file/#filePath strings (dependencies in Swift 5 mode) and any debug info.
     -Xswiftc -file-prefix-map -Xswiftc "$root=."
     # C/C++ (BoringSSL, CNIOLinux): __FILE__ in their error and assertion macros (BoringSSL puts
