@@ -49,12 +49,17 @@ mkdir -p "$info_dir"
 # Rewritten only when it changes: a new file date alone would recompile build_info.c and relink.
 [ "$(cat "$info_dir/securechat_release_info.h" 2>/dev/null)" = "$info" ] \
     || echo "$info" > "$info_dir/securechat_release_info.h"
-# Any tool that stamps a date (clang's __DATE__/__TIME__, archivers) takes the commit's instead of
-# now. The two-build comparison found no timestamp in the binaries; this keeps it that way.
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
-export SOURCE_DATE_EPOCH
-# No locale- or zone-dependent output from any tool in the build.
-export LC_ALL=C TZ=UTC
+# The build's whole environment, so that nothing set in the caller's shell (CC, SDKROOT, SWIFT_EXEC,
+# ...) can change the output: swift's directory and the system's on PATH, HOME (git's and SwiftPM's
+# configuration), and:
+# - SOURCE_DATE_EPOCH: any tool that stamps a date (clang's __DATE__/__TIME__, archivers) takes the
+#   commit's instead of now. The two-build comparison found no timestamp in the binaries; this
+#   keeps it that way.
+# - LC_ALL=C, TZ=UTC: no locale- or zone-dependent output from any tool.
+build_env=(
+    env -i PATH="$(dirname "$(command -v swift)"):/usr/local/bin:/usr/bin:/bin" HOME="${HOME:-}"
+    SOURCE_DATE_EPOCH="$(git log -1 --format=%ct HEAD)" LC_ALL=C TZ=UTC
+)
 
 # ---- Dependencies: pinned versions when given, else resolved and recorded -----------------------
 resolve=()
@@ -100,9 +105,11 @@ flags=(
 
 for product in $products; do
     echo "release: building $product ($version, commit $commit)" >&2
-    swift build "${flags[@]}" --product "$product" >&2
+    # Through a pipe: on a terminal SwiftPM would add -color-diagnostics to every command, and
+    # switching between a terminal and a pipe would recompile everything (not change the output).
+    "${build_env[@]}" swift build "${flags[@]}" --product "$product" 2>&1 | cat >&2
 done
-bin=$(swift build "${flags[@]}" --show-bin-path)
+bin=$("${build_env[@]}" swift build "${flags[@]}" --show-bin-path)
 
 # ---- The output ------------------------------------------------------------------------------------
 for product in $products; do
@@ -114,9 +121,10 @@ cp Package.resolved "$out/Package.resolved"
 {
     echo "version=$version"
     echo "commit=$commit"
-    echo "source_date_epoch=$SOURCE_DATE_EPOCH"
+    echo "source_date_epoch=$(git log -1 --format=%ct HEAD)"
     echo "products=$products"
     echo "swift=$(swift --version 2>&1 | head -1)"
+    echo "swift_path=$(command -v swift)"
     # The Debian packages whose headers and linker went into the build, with their versions.
     dpkg-query -W -f='debian=${Package} ${Version}\n' libc6-dev libsodium-dev libedit-dev libstdc++-12-dev \
         binutils 2>/dev/null || true
