@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, then runs every test securechat has.
 #   1. a clean build of every target, failing on any compiler warning from our code;
-#   2. `swift test`: Tests/Unit, Tests/Property, Tests/Fuzz (corpus replay), Tests/Integration
-#      (real relay and client processes), Tests/Simulation;
-#   3. the simulator sweep (20 seeds x 1000 peers, every fault kind) and its determinism check;
-#   4. every libFuzzer target for FUZZ_SECONDS (default 60) seconds each.
+#   2. the release binaries (scripts/release.sh) and a Debian 12 root without Swift for them
+#      (scripts/make-debian-root.sh);
+#   3. `swift test`: Tests/Unit, Tests/Property, Tests/Fuzz (corpus replay), Tests/Integration
+#      (real relay and client processes, and the release binaries in the Debian root), Tests/Simulation;
+#   4. reproducibility of securechat: a fresh clone at another path builds it again, byte for byte
+#      (scripts/check-reproducible.sh --against; the full check of all three is a separate script);
+#   5. the simulator sweep (20 seeds x 1000 peers, every fault kind) and its determinism check;
+#   6. every libFuzzer target for FUZZ_SECONDS (default 60) seconds each.
 # Usage: scripts/test.sh            (CI: .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +30,27 @@ if grep -E "^(/[^:]*/)?(Sources|Tests|Package\.swift)[^:]*:[0-9]+:[0-9]+: warnin
 fi
 echo "warnings: 0"
 
+step "release binaries and a Debian 12 root without Swift"
+scripts/release.sh .build-release/dist
+scripts/make-debian-root.sh .build-release/debian12-root
+# Tests/Integration/ReleaseBinaryTests runs these; without the two variables it is skipped.
+export SECURECHAT_RELEASE_DIR="$PWD/.build-release/dist" SECURECHAT_DEBIAN_ROOT="$PWD/.build-release/debian12-root"
+
 step "swift test"
 swift test 2>&1 | tee "$log"
 grep -E "Test run with [0-9]+ tests" "$log" | tail -1
+if grep -q "Release binaries on Debian 12 without Swift.*skipped" "$log"; then
+    echo "error: the release-binary tests were skipped" >&2
+    exit 1
+fi
+
+step "reproducibility: securechat rebuilt in a fresh clone at another path"
+if [ -n "$(git status --porcelain -- Package.swift VERSION Sources)" ]; then
+    # The release build above is of the modified tree; a clone of HEAD cannot match it.
+    echo "SKIPPED: uncommitted changes under Sources/ or Package.swift (CI's checkout has none)"
+else
+    RELEASE_PRODUCTS=securechat scripts/check-reproducible.sh --against .build-release/dist
+fi
 
 step "simulator sweep and determinism check"
 scripts/sim-sweep.sh
