@@ -24,7 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "make-debian-root: needs root (debootstrap and chroot)" >&2
     exit 1
 fi
-command -v debootstrap >/dev/null 2>&1 || { echo "make-debian-root: no debootstrap (scripts/install-deps.sh)" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "make-debian-root: no debootstrap (scripts/install-deps.sh installs it)" >&2
+    exit 1
+fi
 rm -rf "$dir.partial"
 mkdir -p "$(dirname "$dir")"
 started=$(date +%s)

@@ -62,7 +62,8 @@ struct ReleaseBinaryTests {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: setup.binary(product)))
             #expect(bytes.range(of: Data(checkout.utf8)) == nil, "\(product) contains \(checkout)")
             // The mapped form is there (BoringSSL's __FILE__), so the search above looks at real strings.
-            #expect(product == "simulator" || bytes.range(of: Data(".build-release/checkouts/swift-nio-ssl/".utf8)) != nil)
+            let mapped = Data(".build-release/checkouts/swift-nio-ssl/".utf8)
+            #expect(product == "simulator" || bytes.range(of: mapped) != nil, "\(product): no mapped path")
         }
     }
 
@@ -220,21 +221,20 @@ struct ReleaseSetup {
         -> TestProcess
     {
         try TestProcess(
-            name, arguments: ["--mount", "--propagation", "private", "/bin/sh", "-c", Self.enterRoot, root, path] + arguments,
-            environment: Self.rootEnvironment, executableURL: URL(fileURLWithPath: "/usr/bin/unshare"),
-            standardInput: standardInput)
+            name, arguments: enterRootArguments(path, arguments), environment: Self.rootEnvironment,
+            executableURL: URL(fileURLWithPath: "/usr/bin/unshare"), standardInput: standardInput)
     }
 
-    /// Run by /bin/sh in the new mount namespace with $0 = the root and "$@" = the command.
-    static let enterRoot = #"mount -t proc proc "$0/proc" && exec chroot "$0" "$@""#
+    /// unshare's arguments: /bin/sh, in the new mount namespace, mounts /proc and execs chroot.
+    func enterRootArguments(_ path: String, _ arguments: [String]) -> [String] {
+        let script = #"mount -t proc proc "$0/proc" && exec chroot "$0" "$@""#  // $0: the root
+        return ["--mount", "--propagation", "private", "/bin/sh", "-c", script, root, path] + arguments
+    }
     static let rootEnvironment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
 
     /// `path` (inside the root) with `arguments`, run to its end (see `processInRoot`).
     func runInRoot(_ path: String, _ arguments: [String]) async throws -> Finished {
-        try await runToEnd(
-            "/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", Self.enterRoot, root, path]
-                + arguments,
-            environment: Self.rootEnvironment)
+        try await runToEnd("/usr/bin/unshare", enterRootArguments(path, arguments), environment: Self.rootEnvironment)
     }
 }
 
