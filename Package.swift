@@ -5,16 +5,21 @@
 // One sans-IO core (ChatCore) and thin shells around it. Each target has one job:
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
 //   CBuildInfo         the version and commit for --version (set by scripts/release.sh only)
-//   ChatCore           wire codec, crypto, session state machine, rate limiter, room logic
+//   ChatCore           wire codec, crypto, session state machine, rate limiter
 //                      (no sockets, no clocks, no global randomness)
+//   RelayCore          the relay's decisions, sans-IO like ChatCore: RelayRooms (room logic),
+//                      RelayLimits (every limit and default, validated), RelayEngine (admission,
+//                      per-connection policy, timers, shutdown)
 //   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
-//   RelayServer        the relay's NIO shell: config, pipeline, limits, metrics, TLS, lifecycle
+//   RelayServer        the relay's NIO shell around RelayEngine: sockets, pipeline, TLS, metrics export
 //   relay              executable: command line -> RelayServer
 //   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
 //   CEditline          libedit from Debian (BSD licence), through pkg-config
 //   CClientSupport     tiny C shim for the client: libedit's line callback and globals, prctl,
 //                      signalfd, the window size (variadic or global C that Swift cannot call)
-//   ChatClient         the client shell: session driver, reconnect policy, terminal UI, pipe/JSON
+//   ClientCore         the client's sans-IO decisions: ClientDriver (connection lifecycle, reconnect policy,
+//                      give-up, drain, keepalive, commands, exit status) and its event/action/display types
+//   ChatClient         the client shell around ClientDriver: poll loop, sockets, terminal UI, pipe/JSON
 //   securechat         executable: command line -> ChatClient
 //   Simulator          deterministic simulation: virtual clock, lossy network, virtual relay around
 //                      RelayRooms, virtual clients around SessionManager, invariant checker, trace hash.
@@ -33,6 +38,7 @@ let package = Package(
     name: "securechat",
     products: [
         .library(name: "ChatCore", targets: ["ChatCore"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "ChatNetworking", targets: ["ChatNetworking"]),
         .executable(name: "relay", targets: ["relay"]),
         .executable(name: "relay-bench", targets: ["RelayBench"]),
@@ -70,9 +76,22 @@ let package = Package(
             name: "ChatCore",
             dependencies: ["CSodium"],
             path: "Sources/ChatCore",
-            // Release builds export ChatCore's generic bodies (RelayRooms<Connection>, the codec)
-            // for specialization in the binaries: without it the relay spent ~9% of its CPU in
-            // runtime generic-metadata lookups (perf profile in BENCHMARKS.md). Root-package only.
+            // Release builds export ChatCore's function bodies (the codec, TokenBucket) for inlining
+            // and specialization in the binaries: without it (when the room logic was still here)
+            // the relay spent ~9% of its CPU in runtime generic-metadata lookups (perf profile in
+            // BENCHMARKS.md). Root-package only.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+        ),
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "ChatCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/RelayCore",
+            // As ChatCore: RelayEngine<ByteBuffer> and RelayRooms<ConnectionID> are specialized in
+            // the relay binary only if their bodies are exported.
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(
@@ -90,6 +109,7 @@ let package = Package(
             name: "RelayServer",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 "ChatNetworking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -105,6 +125,7 @@ let package = Package(
         .executableTarget(
             name: "relay",
             dependencies: [
+                "RelayCore",
                 "RelayServer",
                 "ChatNetworking",
                 "CBuildInfo",
@@ -139,9 +160,14 @@ let package = Package(
             path: "Sources/CClientSupport"
         ),
         .target(
+            name: "ClientCore",
+            dependencies: ["ChatCore"],
+            path: "Sources/ClientCore"
+        ),
+        .target(
             name: "ChatClient",
             dependencies: [
-                "ChatCore", "ChatNetworking", "CClientSupport",
+                "ChatCore", "ClientCore", "ChatNetworking", "CClientSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -153,6 +179,7 @@ let package = Package(
             name: "securechat",
             dependencies: [
                 "ChatClient",
+                "ClientCore",
                 "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -162,6 +189,7 @@ let package = Package(
             name: "Simulator",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             path: "Sources/Simulator",
@@ -179,13 +207,15 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore"],
+            dependencies: ["ChatCore", "RelayCore"],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
             name: "UnitTests",
             dependencies: [
                 "ChatCore",
+                "ClientCore",
+                "RelayCore",
                 "ChatClient",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -197,6 +227,7 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "RelayCore",
                 "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -204,7 +235,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzTests",
-            dependencies: ["ChatCore", "FuzzHarness"],
+            dependencies: ["ChatCore", "RelayCore", "FuzzHarness"],
             path: "Tests/Fuzz"
         ),
         .testTarget(

@@ -30,6 +30,7 @@ let package = Package(
             name: "ChatCoreBenchmarks",
             dependencies: [
                 .product(name: "ChatCore", package: "securechat"),
+                .product(name: "RelayCore", package: "securechat"),
                 .product(name: "Simulator", package: "securechat"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],

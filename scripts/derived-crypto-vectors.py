@@ -46,7 +46,7 @@ def cpace_confirmation() -> None:
 
 def safety_number(room: bytes, a: tuple, b: tuple) -> str:
     first, second = sorted([lv_cat(*a), lv_cat(*b)], reverse=True)  # Larger first, as o_cat.
-    digest = hashlib.sha512(lv_cat(b"securechat/v2/safety-number", room, first, second)).digest()
+    digest = hashlib.sha512(lv_cat(b"securechat/v3/safety-number", room, first, second)).digest()
     groups = [int.from_bytes(digest[i * 5:i * 5 + 5], "big") % 100000 for i in range(12)]
     return " ".join(f"{g:05d}" for g in groups)
 

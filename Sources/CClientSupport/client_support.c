@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -77,6 +78,39 @@ void scl_editline_resize(void) {
     rl_resize_terminal();
 }
 
+// Completion: libedit calls the attempted-completion function without a context pointer, so the
+// Swift completer waits here. libedit's defaults are kept to restore them afterwards.
+static char **(*word_completer)(const char *, int, int) = NULL;
+static const char *default_word_breaks = NULL;
+static int default_append = ' ';
+static char word_breaks_buffer[16];
+
+static char **attempt_completion(const char *word, int start, int end) {
+    char **matches = word_completer != NULL ? word_completer(word, start, end) : NULL;
+    // Without this, libedit falls back to completing file names.
+    if (matches == NULL) rl_attempted_completion_over = 1;
+    return matches;
+}
+
+void scl_editline_complete_with(char **(*completer)(const char *, int, int), const char *word_breaks, int append) {
+    if (default_word_breaks == NULL) {
+        default_word_breaks = rl_basic_word_break_characters;
+        default_append = rl_completion_append_character;
+    }
+    if (completer == NULL) {
+        word_completer = NULL;
+        rl_attempted_completion_function = NULL;
+        rl_basic_word_break_characters = default_word_breaks;
+        rl_completion_append_character = default_append;
+        return;
+    }
+    snprintf(word_breaks_buffer, sizeof word_breaks_buffer, "%s", word_breaks);
+    word_completer = completer;
+    rl_attempted_completion_function = attempt_completion;
+    rl_basic_word_break_characters = word_breaks_buffer;
+    rl_completion_append_character = append;
+}
+
 // ---- process and terminal -------------------------------------------------------------------
 
 int scl_disable_core_dumps(void) {
@@ -94,6 +128,96 @@ long long scl_core_limit(void) {
 
 int scl_get_dumpable(void) {
     return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+}
+
+// ---- argv -----------------------------------------------------------------------------------
+
+static int process_argc = 0;
+static char **process_argv = NULL;
+
+// glibc calls .init_array functions with (argc, argv, envp) before main, with the kernel's argv:
+// the strings /proc/PID/cmdline reads (Swift's runtime captures its CommandLine the same way).
+static void capture_argv(int argc, char **argv, char **envp) {
+    (void)envp;
+    process_argc = argc;
+    process_argv = argv;
+}
+
+__attribute__((section(".init_array"), used)) static void (*const capture_argv_entry)(int, char **, char **) =
+    capture_argv;
+
+int scl_process_argv(char ***argv) {
+    *argv = process_argv;
+    return process_argc;
+}
+
+int scl_process_argv_erase(int index) {
+    if (process_argv == NULL || index < 1 || index >= process_argc) return -1;
+    // The kernel lays the strings out back to back: argv[0] NUL argv[1] NUL ... (the area
+    // /proc/PID/cmdline shows). Check that nobody has rewritten them.
+    int contiguous = 1;
+    for (int i = 1; i < process_argc; i++) {
+        if (process_argv[i] != process_argv[i - 1] + strlen(process_argv[i - 1]) + 1) contiguous = 0;
+    }
+    char *gone = process_argv[index];
+    size_t gone_length = strlen(gone) + 1;
+    if (!contiguous) {
+        memset(gone, 0, gone_length - 1);
+        return 0;
+    }
+    char *last = process_argv[process_argc - 1];
+    char *end = last + strlen(last) + 1;
+    char *rest = gone + gone_length;
+    size_t rest_length = (size_t)(end - rest);
+    memmove(gone, rest, rest_length);
+    memset(gone + rest_length, 0, gone_length);
+    for (int i = index; i < process_argc - 1; i++) process_argv[i] = process_argv[i + 1] - gone_length;
+    process_argv[process_argc - 1] = NULL;
+    process_argc -= 1;
+    return 0;
+}
+
+// ---- locked memory --------------------------------------------------------------------------
+
+static long long limit_bytes(rlim_t value) {
+    return value == RLIM_INFINITY ? -1 : (long long)value;
+}
+
+int scl_memlock_raise(long long *soft, long long *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return -1;
+    int result = 0;
+    if (limit.rlim_cur != limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        result = setrlimit(RLIMIT_MEMLOCK, &limit);
+        if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return -1;
+    }
+    *soft = limit_bytes(limit.rlim_cur);
+    *hard = limit_bytes(limit.rlim_max);
+    return result;
+}
+
+int scl_memlock_probe(size_t bytes) {
+    if (bytes == 0) return 0;
+    void *region = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) return errno;
+    int result = mlock(region, bytes) == 0 ? 0 : errno;
+    if (result == 0) munlock(region, bytes);
+    munmap(region, bytes);
+    return result;
+}
+
+long long scl_memlock_current(void) {
+    FILE *status = fopen("/proc/self/status", "re");
+    if (status == NULL) return -1;
+    char line[256];
+    long long kibibytes = -1;
+    // Bounded by the file (a few dozen lines).
+    while (fgets(line, sizeof line, status) != NULL) {
+        if (sscanf(line, "VmLck: %lld kB", &kibibytes) == 1) break;
+    }
+    fclose(status);
+    return kibibytes < 0 ? -1 : kibibytes * 1024;
 }
 
 int scl_window_size(int fd, int *columns, int *rows) {

@@ -1,6 +1,7 @@
 import CClientSupport
 import ChatCore
 import ChatNetworking
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,14 @@ public struct ClientOptions {
     /// Ping the relay after this long without a frame from it; as long again without one means the
     /// connection is dead (a relay or network that vanished without a FIN), and the client reconnects.
     public var keepaliveSeconds: Int
+    /// Notices carry the raw error after the words for people (`--verbose`).
+    public var verbose = false
+    /// The session's send queue, when the locked-memory check shortened it (`--require-locked-memory`).
+    public var sendQueueMax: Int?
+    /// Warnings of the start-up checks (the code on the command line, locked memory), shown first.
+    public var notices: [ClientNotice] = []
+    /// The memory-lock limit, for the warning when a secret cannot be locked during the session.
+    public var memoryLockLimits = MemoryLockLimits(softBytes: nil, hardBytes: nil)
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
                 caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
@@ -50,9 +59,13 @@ public enum ClientApp {
     /// PR_SET_DUMPABLE 0), and the terminating signals blocked and routed to a signalfd so
     /// every thread started later inherits the mask. Returns the signalfd.
     public static func prepareProcess() -> Result<Int32, ClientSetupError> {
-        guard scl_disable_core_dumps() == 0 else { return .failure(.process("cannot disable core dumps: errno \(errno)")) }
+        guard scl_disable_core_dumps() == 0 else {
+            return .failure(.process("cannot disable core dumps (\(String(cString: strerror(errno))))"))
+        }
         let signalFD = scl_signals_to_fd()
-        guard signalFD >= 0 else { return .failure(.process("cannot set up signal handling: errno \(errno)")) }
+        guard signalFD >= 0 else {
+            return .failure(.process("cannot set up signal handling (\(String(cString: strerror(errno))))"))
+        }
         return .success(signalFD)
     }
 
@@ -76,41 +89,47 @@ public enum ClientApp {
     public static func run(_ options: ClientOptions, signalFD: Int32) -> ClientExitStatus {
         defer { options.password?.wipe() }  // Whichever way this returns; the session has its own copy.
         let stderr = FileOutput(fd: 2)
-        let sessionConfiguration = SessionConfiguration(room: options.room)
+        var sessionConfiguration = SessionConfiguration(room: options.room)
+        if let queue = options.sendQueueMax { sessionConfiguration.sendQueueMax = queue }
         let connector: WebSocketRelayConnector
         do {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
-                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes,
-                keepaliveSeconds: options.keepaliveSeconds)
+                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes, verbose: options.verbose)
         } catch {
-            stderr.write("securechat: \(error)\n")
+            stderr.write("securechat: error: \(error)\n")
             return .usage
         }
         let interactive = !options.json && isatty(0) == 1 && isatty(1) == 1
         let driver = ClientDriver(
             configuration: DriverConfiguration(
                 session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
-                giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds)),
+                giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
+                keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose),
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
+        let notices = options.notices + [options.relay.exposureWarning].compactMap { $0 }
+        let watch = LockedMemoryWatch(
+            limits: options.memoryLockLimits, alreadyWarned: notices.contains { $0.kind == .memoryNotLocked })
         let mailbox = Mailbox()
         let shell: ClientShell
         if interactive {
             prepareLocale()
             let terminal = TerminalUI(status: driver.status, colors: colorsWanted())
+            for notice in notices { terminal.render(.notice(notice), status: driver.status) }
             shell = ClientShell(driver: driver, renderer: terminal, terminal: terminal, lineReader: nil,
-                                connector: connector, mailbox: mailbox, signalFD: signalFD)
+                                connector: connector, mailbox: mailbox, signalFD: signalFD, lockedMemory: watch)
         } else {
             let stdout = FileOutput(fd: 1)
             let renderer: any ClientRenderer = options.json
                 ? JSONRenderer(stdout: stdout) : PlainRenderer(stdout: stdout, stderr: stderr)
+            for notice in notices { renderer.render(.notice(notice), status: driver.status) }
             // A line may be a little longer than the session accepts, so that the session (not
             // the reader) refuses it with the exact limit.
             let reader = LineReader(fd: 0, lineMaxBytes: sessionConfiguration.messageTextMaxBytes * 4)
             shell = ClientShell(driver: driver, renderer: renderer, terminal: nil, lineReader: reader,
-                                connector: connector, mailbox: mailbox, signalFD: signalFD)
+                                connector: connector, mailbox: mailbox, signalFD: signalFD, lockedMemory: watch)
         }
         return shell.run()
     }

@@ -1,5 +1,6 @@
 import CClientSupport
 import ChatCore
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +22,7 @@ final class ClientShell {
     private let connector: any RelayConnector
     private let mailbox: Mailbox
     private let signalFD: Int32
+    private let lockedMemory: LockedMemoryWatch
     private var links: [(id: ConnectionID, link: any RelayLink)] = []
     private var exitStatus: ClientExitStatus?
     private var inputOpen = true
@@ -40,7 +42,7 @@ final class ClientShell {
     private static let linksMax = 4
 
     init(driver: ClientDriver, renderer: any ClientRenderer, terminal: TerminalUI?, lineReader: LineReader?,
-         connector: any RelayConnector, mailbox: Mailbox, signalFD: Int32) {
+         connector: any RelayConnector, mailbox: Mailbox, signalFD: Int32, lockedMemory: LockedMemoryWatch) {
         precondition((terminal == nil) != (lineReader == nil), "exactly one input source")
         self.driver = driver
         self.renderer = renderer
@@ -49,6 +51,7 @@ final class ClientShell {
         self.connector = connector
         self.mailbox = mailbox
         self.signalFD = signalFD
+        self.lockedMemory = lockedMemory
     }
 
     /// Run until the driver exits; returns the exit status. The terminal is restored on return.
@@ -81,6 +84,9 @@ final class ClientShell {
             if inputOpen && descriptors[2].revents != 0 { readInput() }
             driver.handleTimeout(now: MonotonicClock.now())
             perform()
+            if exitStatus == nil, let warning = lockedMemory.check() {
+                renderer.render(.notice(warning), status: driver.status)
+            }
             if exitStatus == nil { renderer.refreshStatus(driver.status) }
         }
         for entry in links { close(entry) }
@@ -171,6 +177,10 @@ final class ClientShell {
                 links.append((id, connector.open(id, mailbox: mailbox)))
             case let .send(id, frame):
                 links.first { $0.id == id }?.link.send(frame)
+            case let .ping(id):
+                links.first { $0.id == id }?.link.ping()
+            case let .pong(id, payload):
+                links.first { $0.id == id }?.link.pong(payload)
             case let .close(id):
                 if let index = links.firstIndex(where: { $0.id == id }) {
                     close(links.remove(at: index))

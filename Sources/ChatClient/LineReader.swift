@@ -1,3 +1,5 @@
+import ClientCore
+
 #if canImport(Glibc)
 import Glibc
 #endif

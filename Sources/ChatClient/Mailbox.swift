@@ -1,4 +1,5 @@
 import CClientSupport
+import ClientCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -11,9 +12,10 @@ import Glibc
 /// live on the thread that runs `ClientShell`. `post` appends under a lock and writes a byte to
 /// a pipe that the shell polls, so the shell wakes at once and takes the events in order.
 public final class Mailbox: Sendable {
-    /// Most events waiting. Past it, frames are dropped (and counted): the session's
-    /// retransmission recovers them, and the relay's rate limits make it unreachable in practice;
-    /// connection events are always kept.
+    /// Most events waiting. Past it, frames, pings and pongs are dropped (and counted): the
+    /// session's retransmission recovers frames, a ping unanswered or a pong missed costs at most
+    /// a reconnection, and the relay's rate limits make it unreachable in practice; connection
+    /// events are always kept.
     public static let capacity = 8192
 
     private struct State {
@@ -42,7 +44,7 @@ public final class Mailbox: Sendable {
     /// Queue an event for the shell (any thread).
     public func post(_ event: ClientEvent) {
         let accepted = state.withLock { state -> Bool in
-            if case .transportFrame = event, state.events.count >= Self.capacity {
+            if event.isDroppable, state.events.count >= Self.capacity {
                 state.dropped += 1
                 return false
             }
@@ -69,6 +71,18 @@ public final class Mailbox: Sendable {
         }
     }
 
-    /// Frames dropped because the mailbox was full.
+    /// Frames (pings and pongs included) dropped because the mailbox was full.
     public var droppedFrames: Int { state.withLock { $0.dropped } }
+}
+
+extension ClientEvent {
+    /// What a full mailbox may drop: what the relay sends (a relay could flood pings), never the
+    /// connection's own events.
+    fileprivate var isDroppable: Bool {
+        switch self {
+        case .transportFrame, .transportPing, .transportPong: true
+        case .start, .transportUp, .transportClosed, .transportFailed, .line, .unreadableLine, .endOfInput, .signal:
+            false
+        }
+    }
 }

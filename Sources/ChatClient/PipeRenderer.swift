@@ -1,4 +1,5 @@
 import ChatCore
+import ClientCore
 
 /// What the client shows; one implementation per mode.
 protocol ClientRenderer: AnyObject {
@@ -25,7 +26,8 @@ final class PlainRenderer: ClientRenderer {
         switch event {
         case let .roomCreated(room, invitation):
             note("room \(room.value) created; code \(invitation.code); on the other side run: "
-                + invitation.commands.joined(separator: "   or (another machine): "))
+                + invitation.commands.joined(separator: "   or (another machine): ")
+                + "   and type the code when it asks")
         case let .safetyNumber(number, authentication):
             let meaning = authentication == .password
                 ? "authenticated by the password" : "no password: compare it with your peer's"
@@ -97,7 +99,7 @@ final class JSONRenderer: ClientRenderer {
         case let .undeliverable(messages, reason):
             line = JSONLine(event: "undeliverable")
             line.field("ids", messages.map(\.id.value))
-            line.field("reason", reason == .peerChanged ? "peer_changed" : "session_ended")
+            line.field("reason", reason.eventName)
         case let .refused(reason):
             line = JSONLine(event: "refused")
             line.field("reason", reason)
@@ -141,10 +143,12 @@ public let jsonEventsHelp = """
       sent           your line was accepted: "id", "queued" (not connected yet)
       delivered      the peer confirmed: "ids"
       undeliverable  never confirmed: "ids", "reason" (peer_changed,
-                     session_ended)
+                     session_ended, peer_left)
       refused        a line was not accepted: "reason"
       notice, error  "kind", "level", "text" (relay_lost, retrying,
-                     reconnected, rekeyed, peer_left, authentication_failed,
-                     ...)
+                     reconnected, rekeyed, peer_left, peer_leaving,
+                     peer_restarted, reauthenticating, handshake_refused,
+                     authentication_failed, code_spent, code_on_command_line,
+                     unencrypted_relay, memory_not_locked, ...)
       exit           the last line: "code"
     """

@@ -1,5 +1,6 @@
 import CClientSupport
 import ChatCore
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
@@ -35,6 +36,11 @@ final class TerminalUI: ClientRenderer {
     private var rowsAboveAfterLine: Int?
     /// Display columns of the status bar as last drawn (the window's width then, less one).
     private var statusWidthDrawn = 0
+    /// No key has reached the line editor since its prompt was installed. libedit's readline
+    /// interface updates `rl_end`/`rl_point` only when it reads a key, so until then they still
+    /// describe the line just sent: measuring the typed text from them erased rows of the
+    /// message printed above the prompt (the sender's own long line lost its wrapped rows).
+    private var lineUntouched = true
     /// Messages sent while not connected, to say when they finally went through. Bounded by
     /// the session's send queue.
     private var queuedIDs: [MessageID] = []
@@ -60,6 +66,7 @@ final class TerminalUI: ClientRenderer {
         for _ in 0..<4096 {
             if !handlerInstalled { drawBlock() }
             let state = scl_editline_read_char()
+            lineUntouched = false
             if state == 1 {
                 guard let raw = scl_editline_take_line() else { continue }
                 let length = strlen(raw)
@@ -102,7 +109,8 @@ final class TerminalUI: ClientRenderer {
             for other in invitation.commands.dropFirst() {
                 lines.append("  (from another machine: " + other + ")")
             }
-            lines.append(style("Pass the code on privately (the words are the password); it works once.", dim))
+            lines.append(style("It asks for the code: pass it on privately (the words are the password); "
+                + "it works once.", dim))
             printLines(lines)
         case .safetyNumber:
             break  // /verify shows it; the status line shows whether it was verified.
@@ -203,7 +211,7 @@ final class TerminalUI: ClientRenderer {
             let buffer = scl_editline_buffer(&length)
             let point = Int(max(0, min(scl_editline_point(), length)))
             var widthToCursor = Self.displayWidth(Self.prompt)
-            if let buffer, point > 0 {
+            if let buffer, point > 0, !lineUntouched {
                 let bytes = UnsafeBufferPointer(
                     start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: point)
                 widthToCursor += Self.displayWidth(bytes)
@@ -235,6 +243,7 @@ final class TerminalUI: ClientRenderer {
         } else {
             scl_editline_install(Self.prompt)
             handlerInstalled = true
+            lineUntouched = true
         }
         blockVisible = true
     }

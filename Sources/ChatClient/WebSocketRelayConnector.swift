@@ -1,5 +1,6 @@
 import ChatCore
 import ChatNetworking
+import ClientCore
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -12,80 +13,127 @@ import Glibc
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
 /// system trust store plus an optional CA file), with a small handler that turns WebSocket
-/// frames into mailbox events and keeps the connection honest with pings.
+/// frames into mailbox events and carries out the driver's pings, pongs and closes.
 public final class WebSocketRelayConnector: RelayConnector {
     private let client: WebSocketClient
     private let url: WebSocketURL
-    private let keepaliveSeconds: Int
+    /// Failures carry NIO's raw error after the words for people (`--verbose`).
+    private let verbose: Bool
 
-    /// - Parameter keepaliveSeconds: ping the relay after this long without a frame from it; as
-    ///   long again without one closes the connection as dead (see `RelayFrameHandler`).
-    /// - Throws: `WebSocketClientError.invalidCAFile` when the CA file cannot be used.
-    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, keepaliveSeconds: Int = 15) throws {
-        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
+    /// - Throws: `RelayProblem.caFileUnusable` when the CA file cannot be used.
+    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, verbose: Bool = false) throws {
         self.url = url
-        self.keepaliveSeconds = keepaliveSeconds
-        self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
-            caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
+        self.verbose = verbose
+        do {
+            self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
+                caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
+        } catch {
+            throw SetupFailure(problem: Self.classify(error, url: url), detail: verbose ? "\(error)" : nil)
+        }
+    }
+
+    /// Why the connector could not be made: worded for people, the raw error with --verbose.
+    public struct SetupFailure: Error, CustomStringConvertible {
+        /// What went wrong (the CA file, in practice).
+        public var problem: RelayProblem
+        /// The raw error, with --verbose.
+        public var detail: String?
+        public var description: String { ClientNotice.withDetail(ClientNotice.describe(problem), detail) }
     }
 
     public func open(_ id: ConnectionID, mailbox: Mailbox) -> any RelayLink {
         let link = ChannelRelayLink()
         let client = self.client
         let url = self.url
-        let keepaliveSeconds = self.keepaliveSeconds
+        let verbose = self.verbose
         Task {
             do {
                 _ = try await client.connect(to: url) { channel in
-                    // NIO's IdleStateHandler times the silence; the frame handler decides what it means.
-                    let handler = RelayFrameHandler(id: id, mailbox: mailbox, keepaliveSeconds: keepaliveSeconds)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: .seconds(Int64(keepaliveSeconds))), handler,
-                    ])
+                    let handler = RelayFrameHandler(id: id, mailbox: mailbox, verbose: verbose)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                     link.attach(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
                     mailbox.post(.transportUp(id))
                     return true
                 }
             } catch {
-                mailbox.post(.transportFailed(id, Self.classify(error)))
+                var problem = Self.classify(error, url: url)
+                if problem == .certificateUntrusted {
+                    problem = Self.certificateProblem(await client.presentedCertificateValidity(url))
+                }
+                mailbox.post(.transportFailed(id, TransportFailure(problem, detail: verbose ? "\(error)" : nil)))
             }
         }
         return link
     }
 
-    /// Which failures retrying cannot fix: TLS (an untrusted or mismatched certificate, no
-    /// common protocol) and a server that is not a WebSocket endpoint. Refused connections,
-    /// timeouts and resets are transient: the relay may be restarting.
-    static func classify(_ error: any Error) -> TransportFailure {
+    /// What a failure to connect means (ClientCore decides from it whether to retry, and words it).
+    /// NIO's and BoringSSL's errors are matched by type and code, never shown (but with --verbose).
+    static func classify(_ error: any Error, url: WebSocketURL) -> RelayProblem {
+        let endpoint = url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)"
         switch error {
         case let error as WebSocketClientError:
             switch error {
-            case .upgradeRefused, .invalidCAFile: return TransportFailure(reason: "\(error)", permanent: true)
-            case .handshakeTimeout, .closedDuringHandshake: return TransportFailure(reason: "\(error)", permanent: false)
+            case .upgradeRefused: return .notWebSocket(endpoint: endpoint)
+            case let .handshakeTimeout(seconds): return .timedOut(endpoint: endpoint, seconds: Int(seconds))
+            case let .invalidCAFile(path, _): return .caFileUnusable(path: path)
+            case .closedDuringHandshake: return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
             }
+        case let error as NIOSSLExtraError where error == .failedToValidateHostname:
+            return .certificateWrongHost(host: url.host)
         case let error as NIOSSLError:
-            return TransportFailure(reason: "TLS: \(error)", permanent: true)
+            if case let .handshakeFailed(boringSSL) = error { return tlsProblem(boringSSL, endpoint: endpoint) }
+            return .tlsFailed
         case let error as BoringSSLError:
-            return TransportFailure(reason: "TLS: \(error)", permanent: true)
+            return tlsProblem(error, endpoint: endpoint)
+        case let error as NIOConnectionError:
+            if let failure = error.connectionErrors.last?.error { return classify(failure, url: url) }
+            return .hostNotFound(host: url.host)
+        case let error as IOError:
+            return socketProblem(error.errnoCode, endpoint: endpoint)
+        case let error as ChannelError:
+            switch error {
+            case let .connectTimeout(amount):
+                return .timedOut(endpoint: endpoint, seconds: Int(amount.nanoseconds / 1_000_000_000))
+            case .ioOnClosedChannel, .alreadyClosed, .eof, .outputClosed, .inputClosed:
+                return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
+            default:
+                return .unexpected
+            }
         default:
-            return TransportFailure(reason: Self.shortReason(error), permanent: false)
+            // NIOHTTP1's parser error (the answer was not HTTP), without importing NIOHTTP1 for one name.
+            if String(describing: type(of: error)) == "HTTPParserError" { return .notHTTP(endpoint: endpoint) }
+            return .unexpected
         }
     }
 
-    /// A one-line reason (NIO's descriptions are long and repeat the address).
-    private static func shortReason(_ error: any Error) -> String {
-        if let error = error as? NIOConnectionError {
-            if let ioError = error.connectionErrors.last?.error as? IOError {
-                return String(cString: strerror(ioError.errnoCode)).lowercased()
-            }
-            if error.connectionErrors.isEmpty { return "cannot resolve the relay's host name" }
-        }
-        if let error = error as? ChannelError, case .connectTimeout = error {
-            return "connection timed out"
-        }
+    /// A failed TLS handshake, from BoringSSL's error stack (its reason names are stable).
+    private static func tlsProblem(_ error: BoringSSLError, endpoint: String) -> RelayProblem {
         let text = "\(error)"
-        return text.count <= 160 ? text : String(text.prefix(157)) + "..."
+        if text.contains("CERTIFICATE_VERIFY_FAILED") { return .certificateUntrusted }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("eofDuringHandshake") {
+            return .notTLS(endpoint: endpoint)
+        }
+        return .tlsFailed
+    }
+
+    /// A socket's errno, for people.
+    static func socketProblem(_ code: Int32, endpoint: String) -> RelayProblem {
+        switch code {
+        case ECONNREFUSED: .refused(endpoint: endpoint)
+        case ENETUNREACH, EHOSTUNREACH: .unreachable(endpoint: endpoint)
+        case ETIMEDOUT: .timedOut(endpoint: endpoint, seconds: 0)
+        case ECONNRESET, EPIPE, ECONNABORTED: .reset
+        default: .unexpected
+        }
+    }
+
+    /// An unverifiable certificate, told apart by its dates (BoringSSL reports them all alike).
+    static func certificateProblem(_ validity: CertificateValidity?, now: Int = time(nil)) -> RelayProblem {
+        guard let validity else { return .certificateUntrusted }
+        if validity.notAfter < now { return .certificateExpired }
+        if validity.notBefore > now { return .certificateNotYetValid }
+        return .certificateUntrusted
     }
 }
 
@@ -109,9 +157,20 @@ final class ChannelRelayLink: RelayLink {
     }
 
     func send(_ frame: [UInt8]) {
+        write(.text, ByteBuffer(bytes: frame))
+    }
+
+    func ping() {
+        write(.ping, ByteBuffer())
+    }
+
+    func pong(_ payload: [UInt8]) {
+        write(.pong, ByteBuffer(bytes: payload))
+    }
+
+    private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
         guard let channel = state.withLock({ $0.closed ? nil : $0.channel }) else { return }
-        let message = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(bytes: frame))
-        channel.writeAndFlush(message, promise: nil)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data), promise: nil)
     }
 
     func close() {
@@ -126,24 +185,18 @@ final class ChannelRelayLink: RelayLink {
     }
 }
 
-/// On the upgraded channel: text frames to the mailbox, pings answered, a close frame answered
-/// and the connection closed; the end of the channel reported once.
-///
-/// Liveness: a relay (or a network path) can vanish without a FIN, and then nothing would ever
-/// tell the client, which would show "relay up" while its messages sat unacknowledged until TCP
-/// gave up (about 15 minutes). So after `keepaliveSeconds` without any frame from the relay the
-/// handler sends a ping; when another `keepaliveSeconds` pass without a frame (the pong, or
-/// anything else), it closes the connection as dead and the shell reconnects as after any loss.
+/// On the upgraded channel: text frames, pings and pongs to the mailbox, a close frame answered
+/// and the connection closed, the end of the channel reported once. It decides nothing: the
+/// driver answers pings, pings a quiet relay and closes a silent one (`ClientDriver.Keepalive`);
+/// this handler only runs the WebSocket closing handshake it is asked for.
 final class RelayFrameHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let id: ConnectionID
     private let mailbox: Mailbox
-    private let keepaliveSeconds: Int
-    private var closeReason = "closed by the relay"
-    /// A ping went out and no frame has arrived since.
-    private var pingOutstanding = false
+    private let verbose: Bool
+    private var closeReason = ClientNotice.linkClosed(closeFrame: false, closeCode: nil)
     private var context: ChannelHandlerContext?
     /// This client sent its close frame and waits for the relay's.
     private var closing = false
@@ -152,11 +205,10 @@ final class RelayFrameHandler: ChannelInboundHandler {
     /// hold back for seconds; a relay that answers nothing costs a leaving client this much.
     static let closingHandshakeSeconds: Int64 = 5
 
-    init(id: ConnectionID, mailbox: Mailbox, keepaliveSeconds: Int) {
-        precondition(keepaliveSeconds > 0, "the keepalive interval must be positive")
+    init(id: ConnectionID, mailbox: Mailbox, verbose: Bool) {
         self.id = id
         self.mailbox = mailbox
-        self.keepaliveSeconds = keepaliveSeconds
+        self.verbose = verbose
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -178,7 +230,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
     func startClosingHandshake() {
         guard let context, !closing else { return }
         closing = true
-        closeReason = "closed by this client"
+        closeReason = "closed by this client"  // Never shown: the driver has moved on.
         let goodbye = WebSocketFrame.close(code: .normalClosure, masked: true)
         context.writeAndFlush(wrapOutboundOut(goodbye), promise: nil)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -187,24 +239,8 @@ final class RelayFrameHandler: ChannelInboundHandler {
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        if pingOutstanding {
-            closeReason = "the relay stopped answering: no reply to a ping within \(keepaliveSeconds) s"
-            context.close(promise: nil)
-            return
-        }
-        pingOutstanding = true
-        let ping = WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: ByteBuffer())
-        context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        pingOutstanding = false  // Any frame shows the relay alive (a pong most simply).
         if closing {
             // Read and discard until the relay's close frame: then the handshake is complete.
             if frame.opcode == .connectionClose { context.close(promise: nil) }
@@ -215,22 +251,32 @@ final class RelayFrameHandler: ChannelInboundHandler {
             var payload = frame.unmaskedData
             mailbox.post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []))
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            var payload = frame.unmaskedData
+            mailbox.post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []))
+        case .pong:
+            mailbox.post(.transportPong(id))
         case .connectionClose:
             let status = frame.closeStatus
-            closeReason = "the relay closed the connection" + (status.code.map { " (\($0))" } ?? "")
+            let code = status.code.map { Int(UInt16(webSocketErrorCode: $0)) }
+            closeReason = ClientNotice.withDetail(
+                ClientNotice.linkClosed(closeFrame: true, closeCode: code),
+                verbose ? "close code \(code.map(String.init) ?? "none")" : nil)
             let echo = WebSocketFrame.close(code: status.code ?? .normalClosure, masked: true)
             context.writeAndFlush(wrapOutboundOut(echo)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         default:
-            break  // Pongs; continuations are joined by the aggregator before they get here.
+            break  // Continuations are joined by the aggregator before they get here.
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        closeReason = "\(error)"
+        let problem: RelayProblem = if let error = error as? IOError {
+            WebSocketRelayConnector.socketProblem(error.errnoCode, endpoint: "the relay")
+        } else {
+            .unexpected
+        }
+        closeReason = ClientNotice.withDetail(ClientNotice.describe(problem), verbose ? "\(error)" : nil)
         context.close(promise: nil)
     }
 

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
+import Synchronization
 
 /// Settings of a ``WebSocketClient``.
 public struct WebSocketClientConfiguration: Sendable {
@@ -99,9 +100,9 @@ public enum WebSocketMessage: Sendable {
 /// ```
 public final class WebSocketClient: Sendable {
     public let configuration: WebSocketClientConfiguration
-    private let eventLoopGroup: any EventLoopGroup
+    let eventLoopGroup: any EventLoopGroup
     /// Built once: loading the system trust store is far slower than a handshake.
-    private let tlsContext: NIOSSLContext
+    let tlsContext: NIOSSLContext
 
     /// - Parameters:
     ///   - configuration: trust, timeouts and limits.
@@ -172,6 +173,7 @@ public final class WebSocketClient: Sendable {
         let frameSizeMaxBytes = configuration.frameSizeMaxBytes
         let handshakeTimeoutSeconds = configuration.handshakeTimeoutSeconds
         let tlsContext = url.usesTLS ? self.tlsContext : nil
+        let timedOut = HandshakeTimeout()
         let upgradeResult: EventLoopFuture<Output> = try await ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(.seconds(configuration.connectTimeoutSeconds))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -226,6 +228,7 @@ public final class WebSocketClient: Sendable {
                     // Bound the handshake: a server that accepts TCP and then says nothing must not
                     // hold the caller forever.
                     let timeout = channel.eventLoop.scheduleTask(in: .seconds(handshakeTimeoutSeconds)) {
+                        timedOut.fired.store(true, ordering: .relaxed)
                         channel.close(mode: .all, promise: nil)
                     }
                     result.whenComplete { _ in timeout.cancel() }
@@ -234,12 +237,30 @@ public final class WebSocketClient: Sendable {
             }
         do {
             return try await upgradeResult.get()
-        } catch let error as WebSocketClientError {
-            throw error
-        } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
-            throw WebSocketClientError.closedDuringHandshake
+        } catch {
+            let timedOut = timedOut.fired.load(ordering: .relaxed)
+            throw Self.handshakeFailure(error, timedOut: timedOut, handshakeTimeoutSeconds)
         }
     }
+
+    /// The error to report for a failed handshake: ours when the timeout closed the channel (the
+    /// close fails the upgrade with whatever error the pipeline saw first) or the connection ended
+    /// before the upgrade (NIO's upgrade handler reports that as an inappropriate operation for its
+    /// state); otherwise the pipeline's own (TLS, resolution, connection).
+    private static func handshakeFailure(_ error: any Error, timedOut: Bool, _ seconds: Int64) -> any Error {
+        if error is WebSocketClientError { return error }
+        if timedOut { return WebSocketClientError.handshakeTimeout(seconds: seconds) }
+        if let error = error as? ChannelError,
+           error == .ioOnClosedChannel || error == .alreadyClosed || error == .inappropriateOperationForState {
+            return WebSocketClientError.closedDuringHandshake
+        }
+        return error
+    }
+}
+
+/// Set when the handshake timeout closed the channel, so the failure is reported as a timeout.
+private final class HandshakeTimeout: Sendable {
+    let fired = Atomic(false)
 }
 
 /// An open WebSocket connection, lent to the closure of ``WebSocketClient/withConnection(to:_:)``.

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// Two chat processes and the real relay room logic wired in memory, on a virtual clock, with
 /// every output checked as it appears.
@@ -150,11 +151,20 @@ public final class ChatWorld {
         } else {
             expected = nil
         }
-        process.pendingSend = (text, tag, expected)
-        process.session.handle(.send(text), now: now)
+        switch process.session.send(text, now: now) {
+        case let .success(id):
+            if let expected { record("side \(side): queued \(id), expected refusal \(expected)") }
+            if let last = process.queued.last, id <= last { record("side \(side): message IDs not increasing") }
+            process.queued.append(id)
+            process.texts[id] = text
+            process.tags[id] = Array(tag.utf8)
+            sent[text] = SentMessage(side: side, instance: process.instance, id: id)
+        case let .failure(reason):
+            if expected != reason {
+                record("side \(side): refused \(reason), expected \(String(describing: expected))")
+            }
+        }
         drain(process)
-        if process.pendingSend != nil { record("side \(side): send produced neither queued nor refused") }
-        process.pendingSend = nil
     }
 
     /// The user on side `side` quits.
@@ -425,25 +435,6 @@ public final class ChatWorld {
             process.state = to
         case let .received(message):
             checkShown(message, by: process)
-        case let .queued(id):
-            guard let (text, tag, expected) = process.pendingSend else {
-                record("side \(side): queued \(id) without a send")
-                return
-            }
-            process.pendingSend = nil
-            if let expected { record("side \(side): queued \(id), expected refusal \(expected)") }
-            if let last = process.queued.last, id <= last { record("side \(side): message IDs not increasing") }
-            process.queued.append(id)
-            process.texts[id] = text
-            process.tags[id] = Array(tag.utf8)
-            sent[text] = SentMessage(side: side, instance: process.instance, id: id)
-        case let .refused(reason):
-            guard let (_, _, expected) = process.pendingSend else {
-                record("side \(side): refusal \(reason) without a send")
-                return
-            }
-            process.pendingSend = nil
-            if expected != reason { record("side \(side): refused \(reason), expected \(String(describing: expected))") }
         case let .delivered(ids):
             for id in ids {
                 resolve(id, of: process, as: "delivered")
@@ -543,9 +534,9 @@ public final class ChatWorld {
             if process.state != .searching { record("side \(side): JOIN in \(process.state)") }
         case let .signal(signal):
             let allowed: [SessionState] = switch signal.kind {
-            case .keyExchange, .pake: [.keySetup]
-            case .keyConfirm: [.keySetup, .connected]
-            case .message, .ack: [.connected]
+            // Protocol v3 re-keys beside the keys in use: openings go out while CONNECTED too.
+            case .keyExchange, .pake, .keyConfirm: [.keySetup, .connected]
+            case .message, .ack, .goodbye: [.connected]
             default: []
             }
             if !allowed.contains(process.state) { record("side \(side): \(signal.kind) sent in \(process.state)") }
@@ -596,8 +587,6 @@ public final class PeerProcess {
     public internal(set) var shown: [String] = []
     /// The last (sequence, sender's ID) shown from each sender instance.
     var lastShown: [Int: (sequence: UInt64, id: MessageID)] = [:]
-    /// The send in progress: its text, tag and the refusal expected (nil: it should be queued).
-    var pendingSend: (text: String, tag: String, expected: SendRefusal?)?
 
     init(side: Int, instance: Int, session: SessionManager) {
         self.side = side

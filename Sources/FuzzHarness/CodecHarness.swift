@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 // The codec harnesses. Each takes arbitrary bytes and checks, with `precondition` (so that
 // libFuzzer records a crash), much more than "no crash":

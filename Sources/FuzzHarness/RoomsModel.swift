@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// A deliberately naive reference model of the relay's room logic (docs/PROTOCOL.md §1), to
 /// compare `RelayRooms` against step by step.

@@ -1,3 +1,4 @@
+import ChatCore
 import NIOCore
 import NIOHTTP1
 
@@ -24,15 +25,17 @@ final class NotWebSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let metrics: RelayMetrics
+    private let hub: RelayHub
+    private let id: ConnectionID
 
-    init(metrics: RelayMetrics) {
-        self.metrics = metrics
+    init(hub: RelayHub, id: ConnectionID) {
+        self.hub = hub
+        self.id = id
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .end = unwrapInboundIn(data) else { return }
-        metrics.reject(.notWebSocket)
+        hub.refusedPlainHTTP(id)
         respond(
             context: context, status: .upgradeRequired,
             body: Array("this is a WebSocket relay: connect with ws:// or wss://\n".utf8)
@@ -46,12 +49,13 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let metrics: RelayMetrics
+    /// The metrics in Prometheus text format, rendered on the relay's event loop.
+    private let exposition: @Sendable () -> EventLoopFuture<[UInt8]>
     private let isHealthy: @Sendable () -> Bool
     private var requestHead: HTTPRequestHead?
 
-    init(metrics: RelayMetrics, isHealthy: @escaping @Sendable () -> Bool) {
-        self.metrics = metrics
+    init(exposition: @escaping @Sendable () -> EventLoopFuture<[UInt8]>, isHealthy: @escaping @Sendable () -> Bool) {
+        self.exposition = exposition
         self.isHealthy = isHealthy
     }
 
@@ -73,10 +77,17 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
                     body: Array((healthy ? "ok\n" : "shutting down\n").utf8)
                 )
             case (.GET, "/metrics"):
-                respond(
-                    context: context, status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                    body: metrics.exposition()
-                )
+                exposition().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                    switch result {
+                    case let .success(body):
+                        respond(
+                            context: context, status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                            body: body
+                        )
+                    case .failure:
+                        respond(context: context, status: .serviceUnavailable, body: Array("shutting down\n".utf8))
+                    }
+                }
             default:
                 respond(context: context, status: .notFound, body: Array("try /healthz or /metrics\n".utf8))
             }

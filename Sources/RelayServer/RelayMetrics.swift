@@ -1,46 +1,9 @@
-import ChatCore
 import Prometheus
+import RelayCore
 
-/// Why the relay refused or ended something; one Prometheus label value each.
-public enum RejectionReason: String, CaseIterable, Sendable {
-    case frameTooLarge = "frame_too_large"
-    case malformed = "malformed"
-    case invalidRoom = "invalid_room"
-    case roomFull = "room_full"
-    case alreadyJoined = "already_joined"
-    case notJoined = "not_joined"
-    case noPeer = "no_peer"
-    case rateLimited = "rate_limited"
-    case joinRateLimited = "join_rate_limited"
-    case connectionsMax = "connections_max"
-    case connectionsPerAddressMax = "connections_per_address_max"
-    case roomsMax = "rooms_max"
-    case handshakeTimeout = "handshake_timeout"
-    case idleTimeout = "idle_timeout"
-    case notWebSocket = "not_websocket"
-
-    /// The reason for an `ERROR` code the room logic or codec produced.
-    init(_ code: RelayErrorCode) {
-        switch code {
-        case .frameTooLarge: self = .frameTooLarge
-        case .invalidRoom: self = .invalidRoom
-        case .roomFull: self = .roomFull
-        case .alreadyJoined: self = .alreadyJoined
-        case .notJoined: self = .notJoined
-        case .noPeer: self = .noPeer
-        case .rateLimited: self = .rateLimited
-        case .joinRateLimited: self = .joinRateLimited
-        case .tooManyConnections: self = .connectionsMax
-        case .tooManyRooms: self = .roomsMax
-        case .idleTimeout: self = .idleTimeout
-        case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
-            .shuttingDown, .internalError:
-            self = .malformed
-        }
-    }
-}
-
-/// The relay's Prometheus metrics: counts only (no room codes, no addresses, no payloads).
+/// The relay's Prometheus metrics: counts only (no room codes, no addresses, no payloads). The
+/// counting is RelayEngine's (`RelayCounters`); the shell copies the counts here when `/metrics`
+/// is scraped.
 ///
 /// swift-prometheus's registry is used directly rather than through the swift-metrics facade:
 /// the relay owns its registry (tests run several relays in one process space) and there is no
@@ -90,8 +53,24 @@ public final class RelayMetrics: Sendable {
         MetricNameDescriptor(namespace: "relay", subsystem: nil, metricName: metric, unitName: "", helpText: help)
     }
 
-    func reject(_ reason: RejectionReason) {
-        rejections[RejectionReason.allCases.firstIndex(of: reason)!].increment()
+    /// Bring the registry up to `counters`; `previous` is what the last call exported (counters
+    /// only grow, so each Prometheus counter is incremented by the difference).
+    func export(_ counters: RelayCounters, since previous: RelayCounters) {
+        func add(_ counter: Counter, _ now: Int, _ before: Int) {
+            if now > before { counter.increment(by: Int64(now - before)) }
+        }
+        add(connectionsAccepted, counters.connectionsAccepted, previous.connectionsAccepted)
+        connectionsOpen.set(Int64(counters.connectionsOpen))
+        webSocketsOpen.set(Int64(counters.webSocketsOpen))
+        roomsOpen.set(Int64(counters.roomsOpen))
+        add(framesReceived, counters.framesReceived, previous.framesReceived)
+        add(bytesReceived, counters.bytesReceived, previous.bytesReceived)
+        add(framesForwarded, counters.framesForwarded, previous.framesForwarded)
+        add(bytesForwarded, counters.bytesForwarded, previous.bytesForwarded)
+        add(pingsSent, counters.pingsSent, previous.pingsSent)
+        for (reason, counter) in zip(RejectionReason.allCases, rejections) {
+            add(counter, counters.rejections(reason), previous.rejections(reason))
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
+import RelayCore
 import ServiceLifecycle
 
 /// Where a running relay listens (the actual ports when 0 was asked for).
@@ -22,7 +23,7 @@ public struct RelayAddresses: Sendable, Hashable, CustomStringConvertible {
 /// (SIGTERM/SIGINT through the `ServiceGroup`), then says goodbye to every peer with close 1001.
 ///
 /// Why plain SwiftNIO and not hummingbird-websocket: the relay's per-frame work is a synchronous
-/// call into ChatCore's `RelayRooms` and a write to the peer's channel, which is exactly a NIO
+/// call into RelayCore's `RelayEngine` and a write to the peer's channel, which is exactly a NIO
 /// channel handler; hummingbird-websocket hands every connection to an async task with an
 /// inbound `AsyncSequence`, which adds a task switch per frame and a task per idle connection,
 /// and would still need NIO-level code for read pausing, the handshake timeout and per-address
@@ -35,7 +36,7 @@ public struct RelayService: Service {
     /// - Parameter onListening: called once both listeners are bound (the binary prints the line).
     public init(
         configuration: RelayConfiguration, logger: Logger, onListening: @escaping @Sendable (RelayAddresses) -> Void
-    ) throws(RelayConfiguration.Invalid) {
+    ) throws(InvalidRelaySetting) {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
@@ -52,7 +53,7 @@ public struct RelayService: Service {
         let metrics = RelayMetrics()
         let hub = try await loop.submit {
             NIOLoopBound(
-                RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger),
+                try RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger),
                 eventLoop: loop)
         }.get()
 
@@ -66,7 +67,9 @@ public struct RelayService: Service {
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelOption(
                     .writeBufferWaterMark,
-                    value: .init(low: configuration.outboundQueueLowBytes, high: configuration.outboundQueueHighBytes)
+                    value: .init(
+                        low: configuration.limits.outboundQueueLowBytes,
+                        high: configuration.limits.outboundQueueHighBytes)
                 )
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -76,13 +79,14 @@ public struct RelayService: Service {
                 .bind(host: configuration.host, port: configuration.port).get()
             if configuration.metricsPort >= 0 {
                 let isHealthy: @Sendable () -> Bool = { [server] in server.isActive }
+                let exposition: @Sendable () -> EventLoopFuture<[UInt8]> = { loop.submit { hub.value.exportMetrics() } }
                 metricsServer = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                             try channel.pipeline.syncOperations.addHandler(
-                                MetricsHTTPHandler(metrics: metrics, isHealthy: isHealthy)
+                                MetricsHTTPHandler(exposition: exposition, isHealthy: isHealthy)
                             )
                         }
                     }
@@ -102,12 +106,12 @@ public struct RelayService: Service {
                 return "http://\(Self.urlHost(configuration.metricsHost)):\(port)"
             }
         )
-        try await loop.submit { hub.value.startSweeping() }.get()
+        try await loop.submit { hub.value.start() }.get()
         logger.info(
             "relay started",
             metadata: [
-                "tls": "\(configuration.usesTLS)", "connections_max": "\(configuration.connectionsMax)",
-                "frame_size_max_bytes": "\(configuration.frameSizeMaxBytes)",
+                "tls": "\(configuration.usesTLS)", "connections_max": "\(configuration.limits.connectionsMax)",
+                "frame_size_max_bytes": "\(configuration.limits.frameSizeMaxBytes)",
             ]
         )
         onListening(addresses)
@@ -119,47 +123,32 @@ public struct RelayService: Service {
         try? await server.close()
         try await loop.flatSubmit { hub.value.shutdown() }.get()
         try? await metricsServer?.close()
-        let remaining = try await loop.submit { hub.value.openConnectionCount }.get()
+        let remaining = try await loop.submit { hub.value.engine.openConnectionCount }.get()
         logger.info("relay stopped", metadata: ["connections_left": "\(remaining)"])
         try await group.shutdownGracefully()
     }
 
-    /// Set up an accepted connection: admission, handshake timeout, TLS, HTTP with the
-    /// WebSocket upgrader. Runs on the hub's event loop.
+    /// Set up an accepted connection: admission (the engine's), TLS, HTTP with the WebSocket
+    /// upgrader. The engine times the handshake. Runs on the hub's event loop.
     private static func initialize(_ channel: any Channel, hub: RelayHub, sslContext: NIOSSLContext?) throws {
-        let configuration = hub.configuration
-        let metrics = hub.metrics
-        let address = AddressKey.of(channel.remoteAddress)
-        let admission = hub.accept(address: address)
-        let boundHub = NIOLoopBound(hub, eventLoop: channel.eventLoop)
-        channel.closeFuture.whenComplete { _ in boundHub.value.connectionClosed(address: address) }
-        if admission == .drop {
+        guard let handler = hub.accept(channel) else {
             hub.logger.debug("connection dropped: far over the connection caps")
             channel.close(promise: nil)
             return
         }
-        // Slowloris on the handshake: TLS and the HTTP upgrade must finish within the timeout.
-        let logger = hub.logger
-        let handshakeTimeout = channel.eventLoop.scheduleTask(
-            in: .seconds(Int64(configuration.handshakeTimeoutSeconds))
-        ) {
-            logger.debug("handshake timeout: closing the socket")
-            metrics.reject(.handshakeTimeout)
-            channel.close(promise: nil)
-        }
         if let sslContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
         }
-        let frameSizeMaxBytes = configuration.frameSizeMaxBytes
-        let notWebSocket = NIOLoopBound(NotWebSocketHandler(metrics: metrics), eventLoop: channel.eventLoop)
+        let frameSizeMaxBytes = hub.configuration.limits.frameSizeMaxBytes
+        let notWebSocket = NIOLoopBound(NotWebSocketHandler(hub: hub, id: handler.id), eventLoop: channel.eventLoop)
+        let connection = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: frameSizeMaxBytes,
             // The relay answers protocol errors itself: a typed ERROR, then the close code.
             automaticErrorHandling: false,
             shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
             upgradePipelineHandler: { channel, _ in
-                handshakeTimeout.cancel()
-                return channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture {
                     channel.pipeline.syncOperations.removeHandler(notWebSocket.value, promise: nil)
                     try channel.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(
@@ -168,9 +157,7 @@ public struct RelayService: Service {
                             maxAccumulatedFrameSize: frameSizeMaxBytes
                         )
                     )
-                    try channel.pipeline.syncOperations.addHandler(
-                        RelayConnectionHandler(hub: boundHub.value, address: address, admission: admission)
-                    )
+                    try channel.pipeline.syncOperations.addHandler(connection.value)
                 }
             }
         )
@@ -187,7 +174,7 @@ public struct RelayService: Service {
         }
         let chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
         guard !chain.isEmpty else {
-            throw RelayConfiguration.Invalid(flag: "tls-cert-file", reason: "no PEM certificate in \(certificateFile)")
+            throw InvalidRelaySetting(flag: "tls-cert-file", reason: "no PEM certificate in \(certificateFile)")
         }
         let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(

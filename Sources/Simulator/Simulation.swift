@@ -1,5 +1,6 @@
 @_spi(Simulation) import ChatCore
 import HeapModule
+import RelayCore
 
 /// One deterministic run: many virtual clients and one virtual relay on a virtual clock, over a
 /// lossy virtual network, from one seed.
@@ -617,7 +618,13 @@ public final class Simulation {
         counters.typed += 1
         record(.userSend, client: client, value: UInt64(number))
         client.typingNumber = number
-        session.handle(.send(text), now: Instant(nanoseconds: now))
+        switch session.send(text, now: Instant(nanoseconds: now)) {
+        case .success(let id):
+            queued(client, id)
+        case .failure:
+            record(.refused, client: client, value: UInt64(max(client.typingNumber, 0)))
+            counters.refused += 1
+        }
         drain(client)
         client.typingNumber = -1
         client.nextSend += 1
@@ -658,11 +665,6 @@ public final class Simulation {
                 stateChanged(client, from: from, to: to)
             case .received(let message):
                 received(client, message)
-            case .queued(let id):
-                queued(client, id)
-            case .refused:
-                record(.refused, client: client, value: UInt64(max(client.typingNumber, 0)))
-                counters.refused += 1
             case .delivered(let ids):
                 delivered(client, ids)
             case .undeliverable(let ids, let reason):
@@ -831,7 +833,7 @@ public final class Simulation {
             ledger[client.index][number].status = .undeliverable
             switch reason {
             case .peerChanged: counters.undeliverablePeerChanged += 1
-            case .sessionEnded: counters.undeliverableSessionEnded += 1
+            case .sessionEnded, .peerLeft: counters.undeliverableSessionEnded += 1
             }
         }
     }
@@ -1308,6 +1310,7 @@ extension SessionEndReason {
         case .userQuit: "quit"
         case .relayRefused(let code): "relay refused: \(code.rawValue)"
         case .authenticationFailed(let failure): "authentication failed: \(failure.causeName)"
+        case .incompatiblePeer(let version): "incompatible peer: version \(version)"
         }
     }
 }
@@ -1320,6 +1323,9 @@ extension AuthenticationFailure {
         case .tooManyAttempts: "too many attempts"
         case .peerHasNoPassword: "peer has no password"
         case .peerHasPassword: "peer has a password"
+        case .confirmationMismatch: "confirmation mismatch"
+        case .continuityNotProven: "continuity not proven"
+        case .handshakeTimedOut: "handshake timed out"
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CBuildInfo
 import ChatNetworking
 import Logging
+import RelayCore
 import RelayServer
 import ServiceLifecycle
 
@@ -27,53 +28,56 @@ struct Relay: AsyncParsableCommand {
     )
 
     @Option(help: "Address to bind the WebSocket listener to.")
-    var host = "127.0.0.1"
+    var host = RelayConfiguration.defaults.host
     @Option(help: "WebSocket port (0: any free port, printed at startup).")
-    var port = 8080
+    var port = RelayConfiguration.defaults.port
     @Option(help: "PEM certificate chain; with --tls-key-file the relay serves wss://.")
     var tlsCertFile: String?
     @Option(help: "PEM private key for --tls-cert-file.")
     var tlsKeyFile: String?
     @Option(help: "Address of the /healthz and /metrics listener.")
-    var metricsHost = "127.0.0.1"
+    var metricsHost = RelayConfiguration.defaults.metricsHost
     @Option(help: "Metrics port (0: any free port; --metrics-port=-1: no metrics listener).")
-    var metricsPort = 9090
+    var metricsPort = RelayConfiguration.defaults.metricsPort
 
     @Option(help: "Largest WebSocket message accepted; larger ones get FRAME_TOO_LARGE and close 1009.")
-    var frameSizeMaxBytes = 64 * 1024
+    var frameSizeMaxBytes = RelayLimits.defaults.frameSizeMaxBytes
     @Option(help: "Messages per second per connection (token bucket rate); over it: RATE_LIMITED.")
-    var messagesPerSecond = 50
+    var messagesPerSecond = RelayLimits.defaults.messagesPerSecond
     @Option(help: "Message burst per connection (token bucket size).")
-    var messageBurst = 100
+    var messageBurst = RelayLimits.defaults.messageBurst
     @Option(help: "Bytes per second per connection (token bucket rate).")
-    var bytesPerSecond = 1024 * 1024
+    var bytesPerSecond = RelayLimits.defaults.bytesPerSecond
     @Option(help: "Byte burst per connection (token bucket size; at least --frame-size-max-bytes).")
-    var byteBurst = 1024 * 1024
+    var byteBurst = RelayLimits.defaults.byteBurst
 
     @Option(help: "Open connections across the relay; over it: TOO_MANY_CONNECTIONS and close 1013.")
-    var connectionsMax = 16_384
+    var connectionsMax = RelayLimits.defaults.connectionsMax
     @Option(help: "Open connections per IPv4 address or IPv6 /64; over it: TOO_MANY_CONNECTIONS and close 1013.")
-    var connectionsPerAddressMax = 64
+    var connectionsPerAddressMax = RelayLimits.defaults.connectionsPerAddressMax
     @Option(help: "New room joins per IPv4 address or IPv6 /64 per minute; over it: JOIN_RATE_LIMITED.")
-    var joinsPerAddressPerMinute = 120
+    var joinsPerAddressPerMinute = RelayLimits.defaults.joinsPerAddressPerMinute
     @Option(help: "Rooms open at once; over it: TOO_MANY_ROOMS.")
-    var roomsMax = 100_000
+    var roomsMax = RelayLimits.defaults.roomsMax
 
     @Option(help: "Seconds from accept to a finished TLS and WebSocket handshake; then the socket is closed.")
-    var handshakeTimeoutSeconds = 10
+    var handshakeTimeoutSeconds = RelayLimits.defaults.handshakeTimeoutSeconds
     @Option(help: "Seconds without any inbound frame (pongs count); then IDLE_TIMEOUT and close 1008.")
-    var idleTimeoutSeconds = 75
+    var idleTimeoutSeconds = RelayLimits.defaults.idleTimeoutSeconds
     @Option(help: "Seconds of quiet after which the relay pings a connection (must be below the idle timeout).")
-    var pingIntervalSeconds = 20
+    var pingIntervalSeconds = RelayLimits.defaults.pingIntervalSeconds
     @Option(help: "Seconds to wait at shutdown for peers to answer the close frame.")
-    var shutdownGraceSeconds = 3
+    var shutdownGraceSeconds = RelayLimits.defaults.shutdownGraceSeconds
     @Option(help: "Outbound bytes queued to a peer above which the sender's reads pause.")
-    var outboundQueueHighBytes = 256 * 1024
+    var outboundQueueHighBytes = RelayLimits.defaults.outboundQueueHighBytes
     @Option(help: "Outbound bytes below which the paused sender resumes.")
-    var outboundQueueLowBytes = 64 * 1024
+    var outboundQueueLowBytes = RelayLimits.defaults.outboundQueueLowBytes
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    // Every default above comes from its one definition (RelayConfiguration for the addresses,
+    // RelayLimits for the limits), so `--help` shows what the relay does without the flag.
 
     func makeConfiguration() -> RelayConfiguration {
         var configuration = RelayConfiguration()
@@ -83,21 +87,21 @@ struct Relay: AsyncParsableCommand {
         configuration.tlsKeyFile = tlsKeyFile
         configuration.metricsHost = metricsHost
         configuration.metricsPort = metricsPort
-        configuration.frameSizeMaxBytes = frameSizeMaxBytes
-        configuration.messagesPerSecond = messagesPerSecond
-        configuration.messageBurst = messageBurst
-        configuration.bytesPerSecond = bytesPerSecond
-        configuration.byteBurst = byteBurst
-        configuration.connectionsMax = connectionsMax
-        configuration.connectionsPerAddressMax = connectionsPerAddressMax
-        configuration.joinsPerAddressPerMinute = joinsPerAddressPerMinute
-        configuration.roomsMax = roomsMax
-        configuration.handshakeTimeoutSeconds = handshakeTimeoutSeconds
-        configuration.idleTimeoutSeconds = idleTimeoutSeconds
-        configuration.pingIntervalSeconds = pingIntervalSeconds
-        configuration.shutdownGraceSeconds = shutdownGraceSeconds
-        configuration.outboundQueueHighBytes = outboundQueueHighBytes
-        configuration.outboundQueueLowBytes = outboundQueueLowBytes
+        configuration.limits.frameSizeMaxBytes = frameSizeMaxBytes
+        configuration.limits.messagesPerSecond = messagesPerSecond
+        configuration.limits.messageBurst = messageBurst
+        configuration.limits.bytesPerSecond = bytesPerSecond
+        configuration.limits.byteBurst = byteBurst
+        configuration.limits.connectionsMax = connectionsMax
+        configuration.limits.connectionsPerAddressMax = connectionsPerAddressMax
+        configuration.limits.joinsPerAddressPerMinute = joinsPerAddressPerMinute
+        configuration.limits.roomsMax = roomsMax
+        configuration.limits.handshakeTimeoutSeconds = handshakeTimeoutSeconds
+        configuration.limits.idleTimeoutSeconds = idleTimeoutSeconds
+        configuration.limits.pingIntervalSeconds = pingIntervalSeconds
+        configuration.limits.shutdownGraceSeconds = shutdownGraceSeconds
+        configuration.limits.outboundQueueHighBytes = outboundQueueHighBytes
+        configuration.limits.outboundQueueLowBytes = outboundQueueLowBytes
         return configuration
     }
 

@@ -3,23 +3,30 @@ import CBuildInfo
 import ChatClient
 import ChatCore
 import ChatNetworking
+import ClientCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `securechat [CODE] [--relay URL]`: an ephemeral, end-to-end encrypted chat.
+/// `securechat [--join] [--relay URL]`: an ephemeral, end-to-end encrypted chat.
 struct Securechat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "securechat",
         abstract: "Ephemeral, end-to-end encrypted chat through a blind relay.",
         discussion: """
-            Without CODE, creates a room and prints its code, ROOM-word-word, and the command your \
-            peer should type; with CODE, joins that room. Only the room part ever reaches the relay: \
+            Without --join, creates a room and prints its code, ROOM-word-word, and the command your \
+            peer should type: securechat --join, which asks for the code (Tab completes its words; \
+            without a terminal it reads the environment variable SECURECHAT_CODE, else the first line \
+            of stdin). A code given as an argument still works, but other users of the machine can \
+            read arguments (ps, /proc) and the shell keeps them in its history: the client wipes it \
+            from its arguments at once and warns. Only the room part ever reaches the relay: \
             the words are a password that authenticates the key exchange (CPace), so a relay in the \
             middle makes the handshake fail instead of reading the chat. A code works once: after a \
             failed authentication, start a new room. Keys live only in locked memory and are wiped on \
-            exit; nothing is ever written to disk.
+            exit; nothing is ever written to disk. The client raises its locked-memory limit \
+            (RLIMIT_MEMLOCK) to the hard limit and warns when secrets may still be swapped to disk; \
+            --require-locked-memory refuses to run instead.
 
             A room-only CODE (no words) has no password unless --password is given: the keys are then \
             authenticated only by comparing safety numbers (/verify) with your peer out of band. \
@@ -28,8 +35,12 @@ struct Securechat: ParsableCommand {
             password is never taken from the command line, where other users can read it.
 
             When SECURECHAT_PEER_COMMAND is set (run.sh sets it), a new room's invitation shows \
-            "$SECURECHAT_PEER_COMMAND CODE" for this machine and "securechat CODE --relay URL" for \
+            "$SECURECHAT_PEER_COMMAND --join" for this machine and "securechat --join --relay URL" for \
             another one.
+
+            Errors say what happened and what to do in one line; --verbose adds the raw error in \
+            brackets. A plain ws:// relay that is not on this machine gets a warning: anyone on the \
+            network path sees the room, when and how much you send, and your address.
 
             Interactive (stdin is a terminal): type a line and press Enter to send it. \
             Commands: /help, /verify (show the safety number; /verify NUMBER checks the one your \
@@ -47,8 +58,15 @@ struct Securechat: ParsableCommand {
         version: "securechat " + String(cString: securechat_build_description())
     )
 
-    @Argument(help: "The code your peer gave you (ROOM-word-word, or a room alone). Omit it to create a room.")
+    @Argument(help: ArgumentHelp(
+        "The code your peer gave you: better typed at the prompt of --join (other users can read arguments).",
+        valueName: "code"))
     var code: String?
+
+    @Flag(help: ArgumentHelp(
+        "Join a room: asks for the code (Tab completes its words).",
+        discussion: "Without a terminal: SECURECHAT_CODE, else the first line of stdin."))
+    var join = false
 
     @Flag(help: ArgumentHelp(
         "Use a password of your own (asked on the terminal, or from SECURECHAT_PASSWORD without one).",
@@ -77,6 +95,14 @@ struct Securechat: ParsableCommand {
         "Ping the relay after this long without hearing from it; no answer within as long again means the "
             + "connection is dead, and the client reconnects.", valueName: "seconds"))
     var keepalive: Int = 15
+
+    @Flag(help: "Add the raw error (TLS, socket, the relay's own text) to each explanation, in brackets.")
+    var verbose = false
+
+    @Flag(help: ArgumentHelp(
+        "Refuse to run unless every secret can be locked in RAM (RLIMIT_MEMLOCK; exit 5).",
+        discussion: "The send queue is shortened to what the limit can hold, if need be."))
+    var requireLockedMemory = false
 
     func validate() throws {
         if let code {
@@ -108,29 +134,60 @@ struct Securechat: ParsableCommand {
         }
     }
 
-    /// The options, with the password asked for (or read from the environment) if --password.
-    func options(signalFD: Int32) throws -> ClientOptions {
-        let chatCode = try code.map(parseCode) ?? ChatCode.generate(entropy: SystemEntropy())
-        var password = chatCode.password
-        if self.password {
-            switch PasswordInput.read(confirm: code == nil, signalFD: signalFD) {
-            case let .success(own): password = own
-            case let .failure(.interrupted(signal)): throw PasswordInterrupted(signal: signal)
+    /// Whether the client will run interactively (as `ClientApp.run` decides).
+    var interactive: Bool { !json && isatty(0) == 1 && isatty(1) == 1 }
+
+    /// The code: the argument, or with --join the prompt, SECURECHAT_CODE or stdin's first line
+    /// (asked again, up to three times, when a typed code is not valid); nil to create a room.
+    func chatCode(signalFD: Int32) throws -> ChatCode? {
+        if let code { return try parseCode(code) }
+        guard join else { return nil }
+        let attempts = interactive ? 3 : 1
+        for attempt in 1...attempts {
+            switch CodeInput.read(interactive: interactive, signalFD: signalFD) {
+            case let .success(text):
+                do {
+                    return try ChatCode.parse(text)
+                } catch {
+                    if attempt == attempts { throw ValidationError("invalid code: \(error)") }
+                    printError("securechat: invalid code: \(error); try again")
+                }
+            case let .failure(.interrupted(signal)): throw Interrupted(signal: signal)
             case let .failure(failure): throw ValidationError("\(failure)")
             }
         }
-        let invitation = code != nil ? nil : ClientApp.invitation(
+        return nil
+    }
+
+    /// The options, with the code and the password asked for (or read from the environment).
+    func options(signalFD: Int32) throws -> ClientOptions {
+        let joining = try chatCode(signalFD: signalFD)
+        if self.password, let joining, joining.wordCount > 0 {
+            throw ValidationError("the code already carries a password (its words); --password is for room-only codes")
+        }
+        let chatCode = joining ?? ChatCode.generate(entropy: SystemEntropy())
+        var password = chatCode.password
+        if self.password {
+            switch PasswordInput.read(confirm: joining == nil, signalFD: signalFD) {
+            case let .success(own): password = own
+            case let .failure(.interrupted(signal)): throw Interrupted(signal: signal)
+            case let .failure(failure): throw ValidationError("\(failure)")
+            }
+        }
+        let invitation = joining != nil ? nil : ClientApp.invitation(
             code: self.password ? chatCode.room.value : chatCode.revealForSharing(), ownPassword: self.password,
             relayText: relay, caFilePath: caFile)
-        return ClientOptions(
+        var options = ClientOptions(
             room: chatCode.room, password: password, invitation: invitation, relay: try parseRelay(),
             caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout,
             keepaliveSeconds: keepalive)
+        options.verbose = verbose
+        return options
     }
 }
 
-/// Ctrl-C (or another terminating signal) at the password prompt.
-struct PasswordInterrupted: Error {
+/// Ctrl-C (or another terminating signal) at the code or password prompt.
+struct Interrupted: Error {
     var signal: Int32
 }
 
@@ -148,6 +205,8 @@ case let .failure(error):
     printError("securechat: \(error)")
     exit(ClientExitStatus.internalFailure.code)
 }
+// Also before any secret exists: every process may raise its soft limit to the hard one.
+let memoryLimits = MemoryLockLimits.raise()
 
 let command: Securechat
 do {
@@ -162,10 +221,31 @@ do {
     exit(ClientExitStatus.usage.code)
 }
 
+// A code typed as an argument: out of /proc/PID/cmdline (and ps) at once; the warning is shown
+// when the client starts.
+var startNotices: [ClientNotice] = []
+if let code = command.code {
+    CommandLineSecret.erase(code)
+    startNotices.append(.codeOnCommandLine)
+}
+
+// Before the first secret is allocated: can they all be locked in RAM?
+let memoryCheck: LockedMemoryCheck.Outcome
+switch LockedMemoryCheck.run(limits: memoryLimits, require: command.requireLockedMemory) {
+case let .success(outcome): memoryCheck = outcome
+case let .failure(error):
+    printError("securechat: error: \(error)")
+    exit(ClientExitStatus.internalFailure.code)
+}
+if let warning = memoryCheck.warning { startNotices.append(warning) }
+
 do {
-    let options = try command.options(signalFD: signalFD)
+    var options = try command.options(signalFD: signalFD)
+    options.notices = startNotices
+    options.memoryLockLimits = memoryLimits
+    if command.requireLockedMemory { options.sendQueueMax = memoryCheck.sendQueueMax }
     exit(ClientApp.run(options, signalFD: signalFD).code)
-} catch let interrupted as PasswordInterrupted {
+} catch let interrupted as Interrupted {
     exit(ClientExitStatus.signal(interrupted.signal).code)
 } catch {
     printError("securechat: \(error)")

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 import Foundation
 import FuzzHarness
 import Testing

@@ -1,3 +1,4 @@
+import ChatCore
 import Foundation
 import Testing
 
@@ -66,14 +67,45 @@ struct ClientAuthenticationTests {
                 $0["event"] as? String == "error" && $0["kind"] as? String == "authentication_failed"
             }
             let text = try #require(error?["text"] as? String)
-            #expect(text.hasPrefix(
-                "authentication failed: the password did not match (or someone tried to intercept)."))
+            #expect(text.hasPrefix("AUTHENTICATION FAILED: the password did not match."))
+            #expect(text.contains("mistyped") && text.contains("someone in the middle"))
             #expect(text.contains("This code is spent; start a new room with `securechat` and share the new code."))
             #expect(!alice.events.contains { $0["event"] as? String == "state" && $0["to"] as? String == "CONNECTED" })
             #expect(alice.events.contains { $0["event"] as? String == "undeliverable" })
             let bobSaid = bob.stderr.all.joined(separator: "\n")
-            #expect(bobSaid.contains("authentication failed: the password did not match"), "\(bobSaid)")
+            #expect(bobSaid.contains("AUTHENTICATION FAILED: the password did not match"), "\(bobSaid)")
             #expect(bob.stdout.all.isEmpty, "nothing was shown to bob")
+        }
+    }
+
+    @Test("Keys swapped in transit by a proxy before the real relay: both clients exit 6 at once, blaming someone in the middle")
+    func keysSwappedInTransit() async throws {
+        let share = try CPaceParty(
+            password: try Password("guessed-wrong"), channelIdentifier: CPaceParty.channelIdentifier(room: try RoomCode("X")),
+            associatedData: [], setting: .symmetric, entropy: SystemEntropy()).share
+        let x25519 = KeyManager().generateKeyPair(entropy: SystemEntropy()).bytes
+        for (code, impostor) in [(Self.code("SWAP"), share), (uniqueRoom("SWAPX"), x25519)] {
+            try await withRelay { relay in
+                let proxy = try KeySwappingProxy(upstreamPort: relay.port, impostorKey: impostor)
+                defer { proxy.stop() }
+                let url = "ws://127.0.0.1:\(proxy.port)"
+                let started = ContinuousClock.now
+                let alice = try ClientProcess("alice", [code, "--relay", url, "--json"])
+                let bob = try ClientProcess("bob", [code, "--relay", url, "--json"])
+                #expect(try await alice.waitForExit() == 6)
+                #expect(try await bob.waitForExit() == 6)
+                // Not after a timeout: as soon as the confirmations crossed (well under the 90 s bound).
+                #expect(ContinuousClock.now - started < .seconds(20))
+                #expect(proxy.swaps >= 2)
+                for client in [alice, bob] {
+                    let error = client.events.first {
+                        $0["event"] as? String == "error" && $0["kind"] as? String == "authentication_failed"
+                    }
+                    let text = try #require(error?["text"] as? String)
+                    #expect(text.contains("someone in the middle substituted them"), "\(text)")
+                    #expect(!client.events.contains { $0["event"] as? String == "state" && $0["to"] as? String == "CONNECTED" })
+                }
+            }
         }
     }
 
@@ -91,7 +123,7 @@ struct ClientAuthenticationTests {
         }
     }
 
-    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, the same-machine command; the peer joins with it")
+    @Test("A new room prints ROOM-word-word and, with SECURECHAT_PEER_COMMAND, the same-machine --join; the peer joins")
     func createdRoom() async throws {
         try await withRelay { relay in
             let alice = try ClientProcess("alice", ["--relay", relay.url, "--json"],
@@ -102,11 +134,12 @@ struct ClientAuthenticationTests {
             #expect(parts.count == 3, "ROOM-word-word: \(code)")
             #expect(String(parts[0]) == room["room"] as? String)
             #expect(parts.dropFirst().allSatisfy { $0.allSatisfy(\.isLowercase) })
-            #expect(room["command"] as? String == "./run.sh \(code)")
+            #expect(room["command"] as? String == "./run.sh --join")
             // The relay is on loopback: another machine could not reach it, so no command is offered for one
             // (the unit tests cover the command for a relay other machines can reach).
             #expect(room["remote_command"] == nil, "\(room)")
-            let bob = try ClientProcess("bob", [code, "--relay", relay.url, "--json"])
+            let bob = try ClientProcess("bob", ["--join", "--relay", relay.url, "--json"])
+            try bob.type(code)
             try await alice.state("CONNECTED")
             try await bob.state("CONNECTED")
             try await bob.event("password authentication") {

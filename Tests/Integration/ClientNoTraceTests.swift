@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("securechat leaves no trace on disk")
 struct ClientNoTraceTests {
     /// Whether one strace line shows a file being created, written, renamed or removed.
@@ -24,9 +28,10 @@ struct ClientNoTraceTests {
         return rest.hasPrefix(name)
     }
 
-    @Test("Under strace -f, neither client opens a file for writing, creates, renames or unlinks one")
+    @Test("Under strace -f, neither client nor the relay opens a file for writing, creates, renames or unlinks one")
     func noFileWritten() async throws {
-        try await withRelay { relay in
+        let relay = try await RelayProcess.start(strace: true)
+        do {
             let (alice, bob) = try await connectedPair(relay, room: uniqueRoom("TRACE"), strace: true)
             try alice.type("hello under strace")
             try bob.type("hello back")
@@ -36,16 +41,35 @@ struct ClientNoTraceTests {
             try bob.closeInput()
             #expect(try await alice.waitForExit() == 0)
             #expect(try await bob.waitForExit() == 0)
-            for client in [alice, bob] {
-                let trace = client.stderr.all.filter { line in
+            // The relay's whole life is traced, its shutdown too: SIGTERM to the relay itself (strace
+            // would only detach on one), and strace exits with it.
+            let relayPID = try #require(Self.onlyChild(of: relay.process.processIdentifier), "the traced relay")
+            kill(relayPID, SIGTERM)
+            #expect(try await relay.process.waitForExit() == 0)
+            let traces = [
+                (alice.name, alice.stderr.all), (bob.name, bob.stderr.all), ("relay", relay.process.stderr.all),
+            ]
+            for (name, lines) in traces {
+                let trace = lines.filter { line in
                     ClientProcess.tracedSyscalls.contains { Self.calls(line, $0 + "(") }
                 }
                 // The trace is live: the dynamic loader's read-only opens are in it.
-                #expect(trace.contains { $0.contains("O_RDONLY") }, "\(client.name): no trace captured")
+                #expect(trace.contains { $0.contains("O_RDONLY") }, "\(name): no trace captured")
                 let writes = Self.withoutCoverageProfile(trace.filter(Self.isWrite))
-                #expect(writes.isEmpty, "\(client.name) touched files:\n\(writes.joined(separator: "\n"))")
+                #expect(writes.isEmpty, "\(name) touched files:\n\(writes.joined(separator: "\n"))")
             }
+        } catch {
+            await relay.kill()
+            throw error
         }
+    }
+
+    /// The one child process of `pid` (the program strace started), from /proc.
+    static func onlyChild(of pid: Int32) -> Int32? {
+        let path = "/proc/\(pid)/task/\(pid)/children"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let children = text.split(separator: " ").compactMap { Int32($0) }
+        return children.count == 1 ? children[0] : nil
     }
 
     /// `writes` less the coverage runtime's own: under `swift test --enable-code-coverage`

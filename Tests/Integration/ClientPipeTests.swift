@@ -69,8 +69,9 @@ struct ClientPipeTests {
             let room = uniqueRoom("FULL")
             let (alice, bob) = try await connectedPair(relay, room: room)
             let carol = try ClientProcess("carol", [room, "--relay", relay.url, "--json"])
-            try await carol.event("ROOM_FULL") {
-                $0["event"] as? String == "error" && ($0["text"] as? String ?? "").contains("ROOM_FULL")
+            try await carol.event("the room-full error") {
+                $0["event"] as? String == "error" && $0["kind"] as? String == "relay_error"
+                    && ($0["text"] as? String ?? "").hasPrefix("the room already has two people in it")
             }
             #expect(try await carol.waitForExit() == 2)
             await alice.kill()
@@ -119,5 +120,18 @@ struct ClientPipeTests {
                 #expect(!client.events.contains { $0["event"] as? String == "undeliverable" }, "\(client.name)")
             }
         }
+    }
+
+    @Test("securechat --help lists exactly its options, each as a whole word")
+    func helpOptionsExact() async throws {
+        let help = try TestProcess("securechat", arguments: ["--help"])
+        #expect(try await help.waitForExit() == 0)
+        let listed = helpOptions(help.stdout.all.joined(separator: "\n"))
+        let expected: Set<String> = [
+            "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",
+            "--join", "--verbose", "--require-locked-memory", "--version", "--help", "-h",
+        ]
+        #expect(listed == expected,
+                "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
     }
 }

@@ -22,11 +22,20 @@ final class ClientProcess: Sendable {
         "link", "linkat", "symlink", "symlinkat", "mkdir", "mkdirat", "truncate", "mknod", "mknodat",
     ]
 
-    /// Start `securechat` with `arguments`; `name` labels failures.
-    init(_ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil) throws {
+    /// Start `securechat` with `arguments`; `name` labels failures. `launcher`: a program and its
+    /// arguments that exec the client (`prlimit ...`, `setpriv ...`), so the process is still the
+    /// client's; `binary`: another copy of the client to run.
+    init(
+        _ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil,
+        launcher: [String] = [], binary: URL? = nil
+    ) throws {
         self.name = name
-        let binary = buildProductsDirectory().appendingPathComponent("securechat")
-        if strace {
+        let binary = binary ?? buildProductsDirectory().appendingPathComponent("securechat")
+        if let program = launcher.first {
+            child = try TestProcess(
+                name, arguments: Array(launcher.dropFirst()) + [binary.path] + arguments, environment: environment,
+                executableURL: URL(fileURLWithPath: program), standardInput: true)
+        } else if strace {
             child = try TestProcess(
                 name, arguments: ["-f", "-qq", "-e", "trace=" + Self.tracedSyscalls.joined(separator: ","), binary.path]
                     + arguments,

@@ -111,6 +111,13 @@ struct ClientTerminalTests {
                 .map { String($0.reversed().drop { $0 == " " }.reversed()) }
         }
 
+        /// `run`, awaited off the cooperative pool (tmux's client is waited for with a blocking
+        /// waitpid).
+        @discardableResult
+        func runAsync(_ arguments: [String]) async throws -> String {
+            try await offPool { try self.run(arguments) }
+        }
+
         /// Wait until the screen satisfies `predicate`.
         @discardableResult
         func waitForScreen(
@@ -121,7 +128,7 @@ struct ClientTerminalTests {
             // Bounded by the deadline.
             while ContinuousClock.now < deadline {
                 // A capture can fail while the tmux server is still starting: try again.
-                if let screen = try? screen() {
+                if let screen = try? await offPool({ try self.screen() }) {
                     last = screen
                     if predicate(last) { return last }
                 }
@@ -219,9 +226,10 @@ struct ClientTerminalTests {
             #expect(!created.contains { $0.contains("tin can") }, "the password was echoed")
             // A password of one's own is not in the code: the peer is told to add --password.
             let invitation = try #require(created.first { $0.hasPrefix("Ask your peer to run:") })
-            let command = invitation.split(separator: " ", omittingEmptySubsequences: true)
-            let room = try #require(command.firstIndex(of: "securechat").map { String(command[$0 + 1]) })
-            #expect(invitation.hasSuffix("--password"))
+            let header = try #require(created.first { $0.hasPrefix("Room ") }).split(separator: " ")
+            let room = String(header[1])
+            #expect(invitation.hasSuffix("securechat --join --relay \(relay.url) --password"), "\(invitation)")
+            #expect(!invitation.contains(room), "the code is typed at the prompt, not on a command line")
 
             let bob = try ClientProcess("bob", [room, "--password", "--relay", relay.url, "--json"],
                                         environment: ProcessInfo.processInfo.environment.merging(

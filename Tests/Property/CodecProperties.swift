@@ -56,6 +56,75 @@ struct CodecProperties {
         }
     }
 
+    @Test("ERROR texts at and past the 256-byte cap: they round-trip up to it and are a typed error past it")
+    func errorTextCap() async {
+        let cap = WireLimits.default.errorMessageMaxBytes
+        // The edges themselves, then the generator's spread around them.
+        var texts = [String(repeating: "a", count: cap - 1), String(repeating: "a", count: cap),
+                     String(repeating: "a", count: cap + 1), String(repeating: "\u{1F600}", count: cap / 4),
+                     String(repeating: "\u{1F600}", count: cap / 4 + 1), "e" + String(repeating: "\u{301}", count: 300)]
+        texts += (0..<4).map { Generators.text(bytes: cap + $0 - 2, picks: [4, 5, 8, 9]) }
+        for text in texts { Self.checkErrorText(text, cap: cap) }
+        #expect(texts.contains { $0.utf8.count == cap } && texts.contains { $0.utf8.count > cap })
+        await propertyCheck(count: 300, input: Generators.errorText,
+                            Gen<Int>.int(in: 0...(RelayErrorCode.allCases.count - 1))) { text, code in
+            Self.checkErrorText(text, cap: cap, code: RelayErrorCode.allCases[code])
+        }
+    }
+
+    static func checkErrorText(_ text: String, cap: Int, code: RelayErrorCode = .malformedJSON) {
+        let message = RelayMessage.error(code: code, message: text)
+        let decoded = Result { () throws(WireError) in try WireCodec.decodeRelayMessage(WireCodec.encode(message)) }
+        if text.utf8.count <= cap {
+            #expect((try? decoded.get()) == message, "\(text.utf8.count) bytes")
+        } else {
+            #expect(throws: WireError.fieldTooLong("message", max: cap)) { try decoded.get() }
+        }
+    }
+
+    @Test("Long untrusted keys, types and codes (combining marks, 4-byte scalars): every relay reply stays readable")
+    func longTokens() async {
+        await propertyCheck(count: 200, input: Generators.longToken, Gen<Int>.int(in: 0...4)) { token, place in
+            let frames = [
+                #"{"type":"JOIN","room":"R",""# + token + #"":1}"#,
+                #"{"type":""# + token + #""}"#,
+                #"{"type":"JOIN",""# + token + #"":"A",""# + token + #"":"B"}"#,
+                #"{"type":"ERROR","code":""# + token + #""}"#,
+                #"{""# + token + #"":[1]}"#,
+            ]
+            checkDecoders(Array(frames[place].utf8))
+        }
+    }
+
+    @Test("SIGNAL frames at and past the 64 KiB frame cap: accepted up to it, frameTooLarge past it, by every decoder")
+    func frameCap() async {
+        let cap = WireLimits.default.frameSizeMaxBytes
+        await propertyCheck(count: 30, input: Generators.signalNearFrameCap) { signal in
+            let frame = WireCodec.encode(ClientMessage.signal(signal))
+            let inspected = frame.withUnsafeBytes { buffer in
+                Result { () throws(WireError) in try WireCodec.inspectClientFrame(buffer) }
+            }
+            let decoded = Result { () throws(WireError) in try WireCodec.decodeClientMessage(frame) }
+            let fromRelay = Result { () throws(WireError) in try WireCodec.decodeRelayMessage(frame) }
+            if frame.count <= cap {
+                #expect((try? inspected.get()) == .signal, "\(frame.count) bytes")
+                #expect((try? decoded.get()) == .signal(signal))
+                #expect((try? fromRelay.get()) == .signal(signal))
+            } else {
+                let tooLarge = WireError.frameTooLarge(size: frame.count, max: cap)
+                #expect(throws: tooLarge) { try inspected.get() }
+                #expect(throws: tooLarge) { try decoded.get() }
+                #expect(throws: tooLarge) { try fromRelay.get() }
+            }
+        }
+        // The generator reaches the cap exactly (a 4-letter kind makes the frame a multiple of 4 long).
+        let exact = (cap - 44) / 4 * 3
+        let atCap = WireCodec.encode(
+            ClientMessage.signal(Signal(kind: .pake, payload: [UInt8](repeating: 7, count: exact))))
+        #expect(atCap.count == cap)
+        #expect((try? WireCodec.decodeClientMessage(atCap)) != nil)
+    }
+
     /// Both decoders on `bytes`: a success round-trips; a failure is a `WireError` (the type
     /// system guarantees it) whose relay reply a client can decode.
     func checkDecoders(_ bytes: [UInt8]) {

@@ -9,7 +9,9 @@ struct RatchetPair {
     let low: MessageRatchet
     let high: MessageRatchet
 
-    init(seed: UInt64) {
+    /// `sequence`: the number of each direction's first record (a resumed conversation's ratchet
+    /// starts where the last one stopped).
+    init(seed: UInt64, sequence: UInt64 = 1) {
         let entropy = SeededEntropy(seed: seed)
         let first = KeyManager()
         let second = KeyManager()
@@ -21,8 +23,11 @@ struct RatchetPair {
         let secondMaster = SessionKeyDerivation.masterKey(
             handshakeSecret: try! second.sharedSecret(with: firstKey), transcriptHash: transcript)
         let firstSide: MessageRatchet.Side = firstKey < secondKey ? .low : .high
-        let a = MessageRatchet(masterKey: firstMaster, localSide: firstSide)
-        let b = MessageRatchet(masterKey: secondMaster, localSide: firstSide.other)
+        let a = MessageRatchet(
+            masterKey: firstMaster, localSide: firstSide, nextSendSequence: sequence, nextReceiveSequence: sequence)
+        let b = MessageRatchet(
+            masterKey: secondMaster, localSide: firstSide.other, nextSendSequence: sequence,
+            nextReceiveSequence: sequence)
         (low, high) = firstSide == .low ? (a, b) : (b, a)
     }
 }
@@ -78,6 +83,37 @@ struct CryptoProperties {
             #expect(throws: CryptoError.authenticationFailed) { try open(tampered) }
             // The failure consumed nothing: the genuine box still opens, once.
             #expect(try open(box).copy == plaintext)
+        }
+    }
+
+    @Test("At any sequence number, up to the last: records round-trip, tampering fails, the full number is in the nonce")
+    func largeSequences() async {
+        await propertyCheck(count: 60, input: Generators.sequenceStart, Gen<UInt64>.value(in: 0...999)) { start, seed in
+            let pair = RatchetPair(seed: seed, sequence: start)
+            let plaintext = Array("record at \(start)".utf8)
+            var boxes: [[UInt8]] = []
+            for sequence in start..<(start + 3) {
+                let box = try plaintext.withUnsafeBytes { try pair.low.sealRecord(sequence: sequence, $0) }
+                var tampered = box
+                tampered[Int(sequence % UInt64(box.count))] ^= 0x01
+                #expect(throws: CryptoError.authenticationFailed) {
+                    try tampered.withUnsafeBytes { try pair.high.openRecord(sequence: sequence, $0) }
+                }
+                #expect(try box.withUnsafeBytes { try pair.high.openRecord(sequence: sequence, $0) }.copy == plaintext)
+                boxes.append(box)
+            }
+            // The same keys with the chain started elsewhere: the same chain key seals under a
+            // different nonce only if the whole 64-bit sequence number is in it.
+            let elsewhere = start &+ (1 << 32) == 0 ? 1 : start &+ (1 << 32)
+            let shifted = RatchetPair(seed: seed, sequence: elsewhere)
+            let shiftedBox = try plaintext.withUnsafeBytes { try shifted.low.sealRecord(sequence: elsewhere, $0) }
+            #expect(shiftedBox != boxes[0], "sequence \(start) and \(elsewhere) share a nonce")
+            // After the last sequence number there is no other: sealing refuses instead of wrapping.
+            if start == UInt64.max - 3 {
+                #expect(throws: CryptoError.sequenceExhausted) {
+                    try plaintext.withUnsafeBytes { try pair.low.sealRecord(sequence: UInt64.max, $0) }
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 import FuzzHarness
 import PropertyBased
 import Testing

@@ -1,162 +1,13 @@
 import ChatCore
+import RelayCore
 import Testing
 
 @testable import ChatClient
+@testable import ClientCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// `ClientDriver`s wired in memory to one `RelayRooms`, on a hand-driven clock: connections
-/// open at once while the relay is up and are refused while it is down; a relay crash closes
-/// every connection and forgets every room.
-final class DriverHarness {
-    var rooms = RelayRooms<Int>()
-    var relayUp = true
-    /// Connection attempts fail for good (an untrusted certificate, say).
-    var failPermanently = false
-    private(set) var drivers: [ClientDriver] = []
-    private(set) var now = Instant.zero
-    private var open: [ConnectionID?] = []
-    private(set) var shown: [[DisplayEvent]] = []
-    private(set) var exits: [ClientExitStatus?] = []
-    private var queue: [(toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])] = []
-
-    @discardableResult
-    func add(room: String = "ROOM1", password: String? = nil, interactive: Bool = false,
-             giveUpAfter: Duration = .seconds(300), drainTimeout: Duration = .seconds(30)) -> Int {
-        let configuration = DriverConfiguration(
-            session: SessionConfiguration(room: try! RoomCode(room)), interactive: interactive,
-            giveUpAfter: giveUpAfter, drainTimeout: drainTimeout)
-        let secret = password.map { try! Password($0) }
-        drivers.append(ClientDriver(configuration: configuration, password: secret, entropy: SystemEntropy()))
-        secret?.wipe()
-        open.append(nil)
-        shown.append([])
-        exits.append(nil)
-        let index = drivers.count - 1
-        handle(index, .start)
-        return index
-    }
-
-    func handle(_ index: Int, _ event: ClientEvent) {
-        drivers[index].handle(event, now: now)
-        settle()
-    }
-
-    func line(_ index: Int, _ text: String) {
-        handle(index, .line(text))
-    }
-
-    func crashRelay() {
-        relayUp = false
-        rooms = RelayRooms<Int>()
-        queue.removeAll()
-        for index in drivers.indices {
-            guard let id = open[index] else { continue }
-            open[index] = nil
-            drivers[index].handle(.transportClosed(id, reason: "connection reset"), now: now)
-        }
-        settle()
-    }
-
-    /// Advance the clock in steps, running due timers.
-    func advance(by duration: Duration, step: Duration = .milliseconds(100)) {
-        let end = now.advanced(by: duration)
-        var rounds = 0
-        while now < end {
-            rounds += 1
-            precondition(rounds < 1_000_000)
-            now = min(end, now.advanced(by: step))
-            for driver in drivers {
-                if let due = driver.pollTimeout(), due <= now { driver.handleTimeout(now: now) }
-            }
-            settle()
-        }
-    }
-
-    private func key(_ index: Int, _ id: ConnectionID) -> Int { index * 1_000_000 + Int(id.value) }
-
-    /// Carry out actions and move frames until nothing moves (bounded).
-    func settle() {
-        var rounds = 0
-        while true {
-            rounds += 1
-            precondition(rounds < 100_000, "did not settle")
-            var acted = false
-            for index in drivers.indices {
-                while let action = drivers[index].pollAction() {
-                    acted = true
-                    perform(action, index)
-                }
-            }
-            if !queue.isEmpty {
-                acted = true
-                let item = queue.removeFirst()
-                deliver(item)
-            }
-            if !acted { return }
-        }
-    }
-
-    private func perform(_ action: ClientAction, _ index: Int) {
-        switch action {
-        case let .connect(id):
-            if failPermanently {
-                drivers[index].handle(.transportFailed(id, TransportFailure(reason: "bad certificate", permanent: true)),
-                                      now: now)
-            } else if relayUp {
-                open[index] = id
-                drivers[index].handle(.transportUp(id), now: now)
-            } else {
-                drivers[index].handle(.transportFailed(id, TransportFailure(reason: "refused", permanent: false)),
-                                      now: now)
-            }
-        case let .send(id, frame):
-            if open[index] == id { queue.append((true, index, id, frame)) }
-        case let .close(id):
-            guard open[index] == id else { return }
-            open[index] = nil
-            for relayAction in rooms.disconnect(key(index, id)) { route(relayAction, frame: []) }
-        case let .display(event):
-            shown[index].append(event)
-        case let .exit(status):
-            exits[index] = status
-        }
-    }
-
-    private func deliver(_ item: (toRelay: Bool, driver: Int, connection: ConnectionID, frame: [UInt8])) {
-        guard open[item.driver] == item.connection else { return }
-        if item.toRelay {
-            for action in rooms.receive(frame: item.frame, from: key(item.driver, item.connection)) {
-                route(action, frame: item.frame)
-            }
-        } else {
-            drivers[item.driver].handle(.transportFrame(item.connection, item.frame), now: now)
-        }
-    }
-
-    private func route(_ action: RelayRooms<Int>.Action, frame: [UInt8]) {
-        let (to, bytes): (Int, [UInt8]) = switch action {
-        case let .send(connection, message): (connection, WireCodec.encode(message))
-        case let .forward(connection): (connection, frame)
-        }
-        let index = to / 1_000_000
-        queue.append((false, index, ConnectionID(UInt64(to % 1_000_000)), bytes))
-    }
-
-    // MARK: Queries
-
-    func messages(_ index: Int) -> [String] {
-        shown[index].compactMap { if case let .message(message) = $0 { message.text } else { nil } }
-    }
-
-    func notices(_ index: Int) -> [ClientNotice.Kind] {
-        shown[index].compactMap { if case let .notice(notice) = $0 { notice.kind } else { nil } }
-    }
-
-    func state(_ index: Int) -> SessionState { drivers[index].session.state }
-}
 
 @Suite("ClientDriver: connection lifecycle, input and exit status, in memory")
 struct ClientDriverTests {
@@ -286,7 +137,8 @@ struct ClientDriverTests {
         #expect(harness.notices(alice).last == .verified)
         #expect(harness.drivers[alice].status.verified)
         harness.line(alice, "//not a command")
-        #expect(harness.messages(bob) == ["/not a command"])
+        harness.line(alice, "  //indented")
+        #expect(harness.messages(bob) == ["/not a command", "  /indented"])
         harness.line(alice, "/frobnicate")
         #expect(harness.notices(alice).last == .unknownCommand)
         harness.line(alice, "/clear")
@@ -349,28 +201,29 @@ struct ClientDriverTests {
 
 @Suite("Client helpers: codes, JSON lines, display width")
 struct ClientHelperTests {
-    @Test("The invitation: the code and the peer's command; run.sh's same-machine command plus the remote one")
+    @Test("The invitation: the code and the peer's --join command; run.sh's same-machine command plus the remote one")
     func invitation() throws {
         let code = "K7F3Q9XW-oyster-lemon"
         #expect(Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
                                 defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
-            == ["securechat K7F3Q9XW-oyster-lemon"])
+            == ["securechat --join"])
         #expect(Invitation.make(code: code, ownPassword: false, relay: "wss://chat.example:443",
                                 defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: nil).commands
-            == ["securechat K7F3Q9XW-oyster-lemon --relay wss://chat.example:443"])
+            == ["securechat --join --relay wss://chat.example:443"])
         let both = Invitation.make(code: code, ownPassword: false, relay: "ws://192.168.1.20:8080",
                                    defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
-        #expect(both.commands == ["./run.sh K7F3Q9XW-oyster-lemon",
-                                  "securechat K7F3Q9XW-oyster-lemon --relay ws://192.168.1.20:8080"])
+        #expect(both.commands == ["./run.sh --join", "securechat --join --relay ws://192.168.1.20:8080"])
         #expect(both.code == code)
+        // No command carries the code: it is typed at the prompt, never on a command line.
+        #expect(!both.commands.contains { $0.contains("K7F3Q9XW") || $0.contains("oyster") })
         // Another machine cannot reach a loopback relay: no command is offered for it.
         let local = Invitation.make(code: code, ownPassword: false, relay: ClientApp.defaultRelay,
                                     defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "./run.sh")
-        #expect(local.commands == ["./run.sh K7F3Q9XW-oyster-lemon"])
+        #expect(local.commands == ["./run.sh --join"])
         // A password of one's own is not in the code: the peer is told to ask for it.
         let own = Invitation.make(code: "K7F3Q9XW", ownPassword: true, relay: ClientApp.defaultRelay,
                                   defaultRelay: ClientApp.defaultRelay, caFile: nil, sameMachineCommand: "")
-        #expect(own.commands == ["securechat K7F3Q9XW --password"])
+        #expect(own.commands == ["securechat --join --password"])
     }
 
     @Test("A wrong password: both drivers say \"authentication failed\" with a next step and exit 6")
@@ -385,8 +238,9 @@ struct ClientHelperTests {
                 if case let .notice(notice) = event, notice.kind == .authenticationFailed { notice.text } else { nil }
             }
             #expect(texts == [
-                "authentication failed: the password did not match (or someone tried to intercept). This code is "
-                    + "spent; start a new room with `securechat` and share the new code.",
+                "AUTHENTICATION FAILED: the password did not match. Either the code was mistyped (check every word "
+                    + "with your peer) or someone in the middle tried to intercept the chat. This code is spent; "
+                    + "start a new room with `securechat` and share the new code.",
             ])
             #expect(!harness.notices(index).contains(.secured))
         }

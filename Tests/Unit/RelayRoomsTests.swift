@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 import Testing
 
 @Suite("Relay room logic (sans-IO)")

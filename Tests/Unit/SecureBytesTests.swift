@@ -1,4 +1,4 @@
-import ChatCore
+@_spi(Testing) import ChatCore
 import Testing
 
 @Suite("SecureBytes: guarded memory")
@@ -31,5 +31,29 @@ struct SecureBytesTests {
         let empty = SecureBytes(count: 0)
         #expect(empty.count == 0)
         #expect(empty.testCopy.isEmpty)
+    }
+
+    @Test("wipe and free zero the guarded bytes: the memory read at the moment it is handed back holds zeros")
+    func releasedMemoryIsZero() {
+        let observer = SecureBytesObserver()
+        SecureBytes.observingAllocations(observer) {
+            let secret = SecureBytes(count: 64)
+            secret.withUnsafeMutableBytes { bytes in for index in bytes.indices { bytes[index] = 0xA5 } }
+            // The observer sees the live buffer and what it holds...
+            #expect(observer.liveBuffers().map(\.testCopy) == [[UInt8](repeating: 0xA5, count: 64)])
+            secret.wipe()
+            // ...and, at release, what was left in the memory before it went back: zeros.
+            #expect(observer.releaseCount == 1)
+            #expect(observer.releasesNotZeroed == 0, "wipe left secret bytes in the freed memory")
+            #expect(observer.liveBuffers().isEmpty)
+            // Freed without a wipe (deinit): zeroed as well.
+            do {
+                let dropped = [UInt8](repeating: 0x5A, count: 33).withUnsafeBytes { SecureBytes(copying: $0) }
+                #expect(dropped.count == 33)
+            }
+            #expect(observer.releaseCount == 2)
+            #expect(observer.releasesNotZeroed == 0, "deinit left secret bytes in the freed memory")
+        }
+        #expect(observer.allocationCount == 2)
     }
 }

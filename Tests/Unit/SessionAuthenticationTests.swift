@@ -42,7 +42,7 @@ final class DirectLink {
     }
 
     func send(_ index: Int, _ text: String) {
-        sides[index].handle(.send(text), now: now)
+        _ = sides[index].send(text, now: now)
         run()
     }
 
@@ -136,7 +136,7 @@ struct SessionAuthenticationTests {
         let relayToAlice = Self.session(password: "guessed-wrong")
         let bob = Self.session(password: "oyster-lemon")
         let relayToBob = Self.session(password: "guessed-wrong")
-        alice.handle(.send("for bob's eyes only"), now: .zero)
+        _ = alice.send("for bob's eyes only", now: .zero)
         let left = DirectLink(alice, relayToAlice)
         let right = DirectLink(relayToBob, bob)
         for (link, victim) in [(left, 0), (right, 1)] {
@@ -170,12 +170,14 @@ struct SessionAuthenticationTests {
         #expect(direct.sides[0].safetyNumber == direct.sides[1].safetyNumber)
     }
 
-    @Test("A key or share swapped in flight (no endpoint of the relay's own): nobody connects, nothing is sealed")
+    @Test("A key or share swapped in flight (no endpoint of the relay's own): nobody connects, both fail loudly")
     func keySubstitution() throws {
         // A relay that only swaps Alice's key for one of its own on the way to Bob. Bob pairs with
-        // the impostor key, Alice with Bob's real one: their transcripts differ, so each side's
-        // confirmation names a pairing the other never saw, and neither ever accepts a key. (A relay
-        // that completes the handshake itself is the man in the middle of the tests above.)
+        // the impostor key, Alice with Bob's real one: each one's confirmation names the same two
+        // openings as the other's pairing but carries another run id, which is tampering: both end
+        // with "authentication failed" (before protocol v3 each dropped the other's as stale and
+        // the two stalled in KEY_SETUP without a word). A relay that completes the handshake
+        // itself is the man in the middle of the tests above.
         let impostor = KeyManager().generateKeyPair(entropy: SystemEntropy()).bytes
         let impostorShare = try CPaceParty(
             password: try Password("guessed-wrong"),
@@ -187,7 +189,10 @@ struct SessionAuthenticationTests {
                 let swapped = password == nil ? impostor : impostorShare
                 return [Signal(kind: signal.kind, payload: signal.payload, key: swapped)]
             }
-            link.sides[0].handle(.send("never sealed"), now: link.now)
+            for index in 0..<2 {
+                #expect(link.log[index].contains(.notice(.ended(.authenticationFailed(.confirmationMismatch)))))
+            }
+            _ = link.sides[0].send("never sealed", now: link.now)
             link.advance(by: .seconds(30))
             let connected = link.sides.map { $0.state == .connected }
             #expect(connected == [false, false], "\(password == nil ? "x25519" : "cpace"): \(connected)")
@@ -207,7 +212,7 @@ struct SessionAuthenticationTests {
         }
     }
 
-    @Test("Re-key with a password: a reconnect runs CPace again; the conversation resumes; the number changes")
+    @Test("Re-key with a password: a reconnect re-keys without a password tag; the conversation resumes; the number stays")
     func passwordRekey() throws {
         let chat = InMemoryChat()
         chat.addSession(password: "oyster-lemon")
@@ -220,7 +225,16 @@ struct SessionAuthenticationTests {
         #expect(chat.sessions[0].state == .connected && chat.sessions[1].state == .connected)
         #expect(chat.sessions[0].statistics.handshakesCompleted == 2)
         let secondNumber = try #require(chat.sessions[0].safetyNumber)
-        #expect(secondNumber != firstNumber && chat.sessions[1].safetyNumber == secondNumber)
+        #expect(secondNumber == firstNumber && chat.sessions[1].safetyNumber == secondNumber)
+        // The re-key was keyed with the retained secret: the KEY_CONFIRMs after the first carry a
+        // sealed transcript (80 bytes), never a password tag (64) a relay could test a guess on.
+        let proofSizes = chat.log[1].compactMap { output -> Int? in
+            guard case let .transmit(frame) = output, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
+                  signal.kind == .keyConfirm else { return nil }
+            return (signal.payload?.count ?? 0) - 64  // Less the run id and the two openings it names.
+        }
+        #expect(proofSizes.first == 64 && proofSizes.count >= 2 && proofSizes.dropFirst().allSatisfy { $0 == 80 },
+                "\(proofSizes)")
         #expect(chat.received(1) == ["before", "while away"])
         let secured = SessionNotice.secured(resumed: true, authentication: .password, safetyNumber: secondNumber)
         #expect(chat.log[1].contains(.notice(secured)))
@@ -244,8 +258,7 @@ struct SessionAuthenticationTests {
         var ended: SessionEndReason?
         for attempt in 0..<12 where ended == nil {
             let instance = [UInt8](repeating: UInt8(attempt + 1), count: 16)
-            let hello = [2] + instance + [0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 16)
-                + [0, 0, 0, 0, 0, 0, 0, 1]
+            let hello = Forge.hello(version: SessionProtocol.version, instance: instance, epoch: 1)
             let guess = try CPaceParty(
                 password: try Password("guess-\(attempt)"),
                 channelIdentifier: CPaceParty.channelIdentifier(room: InMemoryChat.room),
@@ -271,8 +284,7 @@ struct SessionAuthenticationTests {
         let chat = InMemoryChat()
         chat.addSession(password: "oyster-lemon")
         // Before the peer exists: shares that are not group elements never reach the CPace run.
-        let hello = [2] + [UInt8](repeating: 9, count: 16) + [0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 16)
-            + [0, 0, 0, 0, 0, 0, 0, 1]
+        let hello = Forge.hello(version: SessionProtocol.version, instance: [UInt8](repeating: 9, count: 16), epoch: 1)
         for share in [[UInt8](repeating: 0, count: 32), [UInt8](repeating: 0xFF, count: 32)] {
             chat.inject(WireCodec.encode(RelayMessage.signal(Signal(kind: .pake, payload: hello, key: share))), to: 0)
             #expect(chat.rejections(0).last == .handshake(.invalidShare))

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 import Testing
 
 @Suite("Error descriptions stay within what the relay may send back")

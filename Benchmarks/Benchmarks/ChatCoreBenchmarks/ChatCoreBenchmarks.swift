@@ -1,5 +1,6 @@
 import Benchmark
 import ChatCore
+import RelayCore
 import Simulator
 
 // Micro-benchmarks of ChatCore's hot paths and of the simulator: time, CPU and allocations per
@@ -209,7 +210,7 @@ final class SessionPair {
     }
 
     func sendOneMessage() {
-        sessions[0].handle(.send(Self.text), now: .zero)
+        _ = sessions[0].send(Self.text, now: .zero)
         messagesSent += 1
         run()
     }

@@ -40,6 +40,14 @@ void scl_editline_redisplay(void);
 /// The terminal was resized.
 void scl_editline_resize(void);
 
+/// Tab completion for the next lines: `completer` is called with the word before the cursor and
+/// its start and end offsets in the line, and returns readline's match array (malloc'd: the
+/// substitution, then the candidates, then NULL) or NULL for none (then nothing is completed,
+/// not even file names). `word_breaks` ends words; `append` follows a unique completion.
+/// `completer` NULL restores libedit's defaults (file-name completion).
+void scl_editline_complete_with(char **(*completer)(const char *word, int start, int end), const char *word_breaks,
+                                int append);
+
 // ---- process and terminal ------------------------------------------------------------------
 
 /// No core dumps: setrlimit(RLIMIT_CORE, 0) and prctl(PR_SET_DUMPABLE, 0) (which also stops
@@ -52,6 +60,32 @@ long long scl_core_limit(void);
 
 /// prctl(PR_GET_DUMPABLE): 0 or 1, or -1 on error.
 int scl_get_dumpable(void);
+
+// ---- the command line as other users see it (/proc/PID/cmdline, ps) ------------------------
+
+/// The process's own argv, captured before main (glibc passes argc and argv to .init_array
+/// functions): the strings the kernel shows in /proc/PID/cmdline. Returns argc; `*argv` set.
+int scl_process_argv(char ***argv);
+
+/// Remove argument `index` (1...argc-1) from the memory /proc/PID/cmdline reads: the later
+/// arguments move down over it and the freed end is zeroed (as setproctitle does). When the
+/// strings are not contiguous (someone rewrote argv), the argument is zeroed in place instead.
+/// Returns 0, or -1 for an index out of range.
+int scl_process_argv_erase(int index);
+
+// ---- locked memory (RLIMIT_MEMLOCK) --------------------------------------------------------
+
+/// Raise the soft RLIMIT_MEMLOCK to the hard limit. Returns 0 or -1; `*soft` and `*hard` get the
+/// limits afterwards in bytes, -1 meaning unlimited.
+int scl_memlock_raise(long long *soft, long long *hard);
+
+/// Whether `bytes` more can be locked now: maps, locks, unlocks and unmaps that much anonymous
+/// memory (mlock counts against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK).
+/// Returns 0 when it could, else the errno of the failure.
+int scl_memlock_probe(size_t bytes);
+
+/// VmLck of /proc/self/status in bytes (memory locked now), or -1.
+long long scl_memlock_current(void);
 
 /// The terminal's size for `fd` (ioctl TIOCGWINSZ). Returns 0 or -1.
 int scl_window_size(int fd, int *columns, int *rows);

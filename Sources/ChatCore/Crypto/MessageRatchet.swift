@@ -1,33 +1,5 @@
 import CSodium
 
-/// Derivation of a session's master key from what the handshake agreed.
-public enum SessionKeyDerivation {
-    /// Domain separation for the master key.
-    static let label = Array("securechat/v2/session-master".utf8)
-
-    /// master = BLAKE2b-256(key: handshakeSecret, message: label || transcriptHash).
-    ///
-    /// `handshakeSecret` is CPace's ISK (64 bytes) or the raw X25519 shared secret (32 bytes);
-    /// `transcriptHash` binds the keys to everything both sides said in the handshake. CPace's
-    /// §10.3 recommends running ISK through a KDF before use; keyed BLAKE2b is libsodium's
-    /// (`crypto_generichash`), and it accepts keys of 16 to 64 bytes.
-    public static func masterKey(handshakeSecret: SecureBytes, transcriptHash: [UInt8]) -> SecureBytes {
-        precondition((16...64).contains(handshakeSecret.count), "BLAKE2b keys are 16...64 bytes")
-        Sodium.ensureInitialized()
-        let message = label + transcriptHash
-        return SecureBytes(count: SodiumSizes.kdfKey) { out in
-            handshakeSecret.withUnsafeBytes { key in
-                message.withUnsafeBytes { input in
-                    _ = crypto_generichash(
-                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count,
-                        input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count),
-                        key.baseAddress!.assumingMemoryBound(to: UInt8.self), key.count)
-                }
-            }
-        }
-    }
-}
-
 /// Session encryption with forward secrecy inside the session: Signal's symmetric-key ratchet.
 ///
 /// From the master key come four keys (libsodium's `crypto_kdf_derive_from_key`, keyed BLAKE2b,
@@ -56,6 +28,7 @@ public final class MessageRatchet {
         case record = 1
         case confirm = 2
         case ack = 3
+        case goodbye = 4
     }
 
     /// Which side sealed a box: the two directions of a session. Which side is which is decided
@@ -316,25 +289,49 @@ public final class MessageRatchet {
 
     /// Seal an acknowledgement; returns its counter and box. Each ack uses a fresh counter.
     public func sealAck(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> (counter: UInt64, box: [UInt8]) {
+        try sealCounted(purpose: .ack, body)
+    }
+
+    /// Open a peer acknowledgement. Acks older than the newest one opened are replays.
+    public func openAck(counter: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        try openCounted(purpose: .ack, counter: counter, ciphertext)
+    }
+
+    /// Seal a goodbye (BYE). It shares the acknowledgements' counter: each BYE also says what we
+    /// received, so an ack it overtakes is not missed.
+    public func sealGoodbye(_ body: UnsafeRawBufferPointer) throws(CryptoError) -> (counter: UInt64, box: [UInt8]) {
+        try sealCounted(purpose: .goodbye, body)
+    }
+
+    /// Open a peer goodbye; one older than the newest ack or goodbye opened is a replay.
+    public func openGoodbye(counter: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+        try openCounted(purpose: .goodbye, counter: counter, ciphertext)
+    }
+
+    private func sealCounted(
+        purpose: Purpose, _ body: UnsafeRawBufferPointer
+    ) throws(CryptoError) -> (counter: UInt64, box: [UInt8]) {
         guard !isWiped else { throw .noKeys }
         let counter = nextAckCounter
         guard counter < UInt64.max else { throw .sequenceExhausted }
         let box = sendControl.withUnsafeBytes { key in
-            Self.seal(key: key, purpose: .ack, side: localSide, counter: counter, body)
+            Self.seal(key: key, purpose: purpose, side: localSide, counter: counter, body)
         }
         nextAckCounter += 1
         return (counter, box)
     }
 
-    /// Open a peer acknowledgement. Acks older than the newest one opened are replays.
-    public func openAck(counter: UInt64, _ ciphertext: UnsafeRawBufferPointer) throws(CryptoError) -> SecureBytes {
+    private func openCounted(
+        purpose: Purpose, counter: UInt64, _ ciphertext: UnsafeRawBufferPointer
+    ) throws(CryptoError) -> SecureBytes {
         guard !isWiped else { throw .noKeys }
         guard counter > lastOpenedAckCounter else {
-            throw .replayed(sequence: counter, expected: lastOpenedAckCounter + 1)
+            // The peer chose the last counter (it may be UInt64.max): no arithmetic that can trap.
+            throw .replayed(sequence: counter, expected: lastOpenedAckCounter &+ 1)
         }
         guard ciphertext.count >= Self.macBytes else { throw .truncated(length: ciphertext.count) }
         let body = try Self.openControl(
-            key: receiveControl, purpose: .ack, side: localSide.other, counter: counter, ciphertext)
+            key: receiveControl, purpose: purpose, side: localSide.other, counter: counter, ciphertext)
         lastOpenedAckCounter = counter
         return body
     }

@@ -20,7 +20,7 @@ public struct SafetyNumber: Hashable, Sendable, CustomStringConvertible {
     /// log2(10^60), rounded down: the bits a match must collide on.
     public static let entropyBits = 199
     /// Domain separation: this hash is used for nothing else.
-    static let label = Array("securechat/v2/safety-number".utf8)
+    static let label = Array("securechat/v3/safety-number".utf8)
 
     /// One side of the handshake as it appeared on the wire.
     public struct Party: Hashable, Sendable {

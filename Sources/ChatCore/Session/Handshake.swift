@@ -4,7 +4,7 @@ import CSodium
 /// so that a conversation can resume (and be told apart from a new peer) after a reconnect.
 public struct InstanceID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static let byteCount = 16
-    /// All zeros: "no instance" in a key confirmation.
+    /// All zeros: "no instance" in a hello.
     public static let none = InstanceID(unchecked: [UInt8](repeating: 0, count: byteCount))
 
     public let bytes: [UInt8]
@@ -53,6 +53,8 @@ public enum HandshakeError: Error, Hashable, Sendable, CustomStringConvertible {
     case confirmationFailed
     /// A key confirmation for another run of the handshake (a delayed copy from an earlier one).
     case staleConfirmation
+    /// Our own key confirmation, sent back to us (by a relay).
+    case reflectedConfirmation
     /// The hello claims more than we ever sent, or an ack acknowledges what was never sent.
     case inconsistentResume
     /// A handshake message arrived when none was expected.
@@ -67,9 +69,31 @@ public enum HandshakeError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalidShare: "PAKE share is not a valid ristretto255 element"
         case .confirmationFailed: "key confirmation failed"
         case .staleConfirmation: "key confirmation for another handshake run"
+        case .reflectedConfirmation: "our own key confirmation, reflected"
         case .inconsistentResume: "the peer claims messages never sent"
         case .unexpected: "unexpected handshake message"
         }
+    }
+}
+
+/// The session protocol (docs/PROTOCOL.md, "Session layer").
+public enum SessionProtocol {
+    /// The version byte that leads every hello; a peer with another one is refused
+    /// (`SessionEndReason.incompatiblePeer`).
+    public static let version: UInt8 = HandshakeHello.version
+}
+
+/// Which opening a KEY_CONFIRM pairs: the opener's instance and that opening's epoch (an
+/// instance's epochs only grow, so the two name one opening).
+struct HelloReference: Hashable {
+    static let byteCount = InstanceID.byteCount + 8
+
+    let instance: InstanceID
+    let epoch: UInt64
+
+    func append(to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: instance.bytes)
+        BigEndian.append(epoch, to: &bytes)
     }
 }
 
@@ -77,15 +101,18 @@ public enum HandshakeError: Error, Hashable, Sendable, CustomStringConvertible {
 /// hello.
 ///
 /// Wire form: `key` = the sender's ephemeral X25519 public key (kind KEY_EXCHANGE, no password)
-/// or its CPace share Y (kind PAKE, with a password); `payload` = the hello: version (1 byte, = 2)
-/// ‖ instance ID (16) ‖ handshake epoch (8, big-endian, grows with every new key or share) ‖ the
-/// peer instance whose conversation the sender remembers (16; zeros: none) ‖ the next sequence
-/// number the sender expects from that peer (8; 1 when none). In PAKE the hello is CPace's
-/// associated data, so ISK authenticates it; without a password the transcript hash covers it.
+/// or its CPace share Y (kind PAKE, with a password); `payload` = the hello: version (1 byte, = 3)
+/// ‖ instance ID (16) ‖ handshake epoch (8, big-endian, grows with every opening) ‖ the peer
+/// instance whose conversation the sender remembers (16; zeros: none) ‖ the next sequence number
+/// the sender expects from that peer (8; 1 when none) ‖ the number of retained secrets (1, at
+/// most 4) ‖ their ids (16 each, newest first). In PAKE the hello is CPace's associated data, so
+/// ISK authenticates it; without a password the transcript hash covers it.
 struct HandshakeHello: Hashable {
-    static let version: UInt8 = 2
+    static let version: UInt8 = 3
     static let keyByteCount = 32
-    static let payloadByteCount = 1 + InstanceID.byteCount + 8 + InstanceID.byteCount + 8
+    /// The payload without the retained-secret ids.
+    static let fixedByteCount = 1 + InstanceID.byteCount + 8 + InstanceID.byteCount + 8 + 1
+    static let payloadByteCountMax = fixedByteCount + RetainedSecret.idsMax * RetainedSecret.idByteCount
 
     /// `.keyExchange` or `.pake`.
     var kind: SignalKind
@@ -96,39 +123,52 @@ struct HandshakeHello: Hashable {
     var knownPeer: InstanceID
     /// The next sequence number the sender expects from `knownPeer` (1 when none).
     var nextExpected: UInt64
+    /// The ids of the secrets the sender keeps from earlier handshakes, newest first (at most 4):
+    /// a handshake that both sides can key with one of them needs no password and proves
+    /// continuity (`KeyContinuity`).
+    var retainedIDs: [[UInt8]]
 
     init(kind: SignalKind, key: [UInt8], instance: InstanceID, epoch: UInt64, knownPeer: InstanceID,
-         nextExpected: UInt64) {
+         nextExpected: UInt64, retainedIDs: [[UInt8]]) {
         precondition(kind == .keyExchange || kind == .pake)
         precondition(key.count == Self.keyByteCount && nextExpected >= 1)
+        precondition(retainedIDs.count <= RetainedSecret.idsMax)
         self.kind = kind
         self.key = key
         self.instance = instance
         self.epoch = epoch
         self.knownPeer = knownPeer
         self.nextExpected = nextExpected
+        self.retainedIDs = retainedIDs
     }
 
-    /// The hello payload for `instance`, `epoch` and the resume point: what CPace takes as AD
-    /// before the share exists.
-    static func payload(instance: InstanceID, epoch: UInt64, knownPeer: InstanceID, nextExpected: UInt64)
-        -> [UInt8]
-    {
+    /// The hello payload: what CPace takes as AD before the share exists.
+    static func payload(
+        instance: InstanceID, epoch: UInt64, knownPeer: InstanceID, nextExpected: UInt64, retainedIDs: [[UInt8]]
+    ) -> [UInt8] {
         var bytes = [version]
-        bytes.reserveCapacity(payloadByteCount)
+        bytes.reserveCapacity(fixedByteCount + retainedIDs.count * RetainedSecret.idByteCount)
         bytes.append(contentsOf: instance.bytes)
         BigEndian.append(epoch, to: &bytes)
         bytes.append(contentsOf: knownPeer.bytes)
         BigEndian.append(nextExpected, to: &bytes)
+        bytes.append(UInt8(retainedIDs.count))
+        for id in retainedIDs { bytes.append(contentsOf: id) }
         return bytes
     }
 
     var payload: [UInt8] {
-        Self.payload(instance: instance, epoch: epoch, knownPeer: knownPeer, nextExpected: nextExpected)
+        Self.payload(
+            instance: instance, epoch: epoch, knownPeer: knownPeer, nextExpected: nextExpected,
+            retainedIDs: retainedIDs)
     }
 
     var signal: Signal {
         Signal(kind: kind, payload: payload, key: key)
+    }
+
+    var reference: HelloReference {
+        HelloReference(instance: instance, epoch: epoch)
     }
 
     /// The party as the safety number sees it.
@@ -143,7 +183,10 @@ struct HandshakeHello: Hashable {
         guard version == Self.version else { throw .unsupportedVersion(version) }
         let instanceRange = 1..<(1 + InstanceID.byteCount)
         let knownRange = (instanceRange.upperBound + 8)..<(instanceRange.upperBound + 8 + InstanceID.byteCount)
-        guard payload.count == Self.payloadByteCount,
+        let countIndex = knownRange.upperBound + 8
+        guard payload.count >= Self.fixedByteCount,
+              case let count = Int(payload[countIndex]), count <= RetainedSecret.idsMax,
+              payload.count == Self.fixedByteCount + count * RetainedSecret.idByteCount,
               let instance = InstanceID(payload[instanceRange]), instance != .none,
               let knownPeer = InstanceID(payload[knownRange])
         else { throw .malformedHello }
@@ -155,13 +198,17 @@ struct HandshakeHello: Hashable {
         self.epoch = BigEndian.uint64(payload, at: instanceRange.upperBound)
         self.knownPeer = knownPeer
         self.nextExpected = nextExpected
+        self.retainedIDs = (0..<count).map { index in
+            let start = Self.fixedByteCount + index * RetainedSecret.idByteCount
+            return Array(payload[start..<(start + RetainedSecret.idByteCount)])
+        }
     }
 }
 
 /// The transcript hash binds the session keys of a handshake without a password to everything
 /// both sides said in it.
 enum Transcript {
-    static let context = Array("securechat/v2/transcript".utf8)
+    static let context = Array("securechat/v3/transcript".utf8)
 
     /// BLAKE2b-256 over the context, the room and both (key, hello), low side first (lengths 2
     /// bytes each).
@@ -182,7 +229,6 @@ enum Transcript {
         output.append(contentsOf: bytes)
     }
 }
-
 /// Hash functions over public data.
 public enum Digest {
     /// Unkeyed BLAKE2b (`crypto_generichash`) with a 16...64-byte output.

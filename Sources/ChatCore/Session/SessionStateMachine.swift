@@ -34,7 +34,8 @@ public enum SessionEvent: String, CaseIterable, Hashable, Sendable, CustomString
     case peerLeft
     /// The peer began a new handshake (it reconnected or restarted).
     case peerRestarted
-    /// The user sends a chat message.
+    /// The user sends a chat message. (This and `receiveMessage` are CONNECTED's self-loops: they
+    /// change nothing, so `SessionManager` does not apply them.)
     case sendMessage
     /// A chat message arrives from the peer.
     case receiveMessage

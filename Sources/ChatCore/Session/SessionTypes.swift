@@ -20,12 +20,18 @@ public struct SessionConfiguration: Sendable {
     public var reorderBufferMax: Int
     /// Largest message text, in UTF-8 bytes.
     public var messageTextMaxBytes: Int
-    /// With a password: how many CPace runs may end without the peer's confirmation after this
-    /// side gave out its confirmation tag, over the session's whole life. Each such run may have
-    /// been a relay's password guess (a tag lets it test one guess), so one more ends the session
-    /// with `AuthenticationFailure.tooManyAttempts`: the code is spent. See docs/SECURITY.md
-    /// ("The guess budget") for the odds this leaves a relay and why honest reconnects fit.
+    /// With a password: how many CPace tags this side may give out that the peer never confirms,
+    /// over the session's whole life (the process's run). Each may have been a relay's password
+    /// guess (a tag lets it test one), so at this count no further password handshake starts:
+    /// without keys in use the session ends with `AuthenticationFailure.tooManyAttempts` (the
+    /// code is spent). Only the first handshake with each peer instance uses the password; later
+    /// ones continue with a retained secret. See docs/SECURITY.md ("The guess budget").
     public var passwordRunsUnconfirmedMax: Int
+    /// A handshake not confirmed this long after its first opening counts as blocked: without
+    /// keys in use the session ends ("authentication failed": frames flow and nothing verifies),
+    /// while CONNECTED the re-key is dropped. Above the relay's idle timeout (75 s), so that an
+    /// honest peer whose path died is reported by PEER_LEFT first.
+    public var handshakeTimeout: Duration
 
     public init(
         room: RoomCode,
@@ -38,13 +44,15 @@ public struct SessionConfiguration: Sendable {
         inFlightMax: Int = 64,
         reorderBufferMax: Int = 64,
         messageTextMaxBytes: Int = 4096,
-        passwordRunsUnconfirmedMax: Int = SessionConfiguration.passwordRunsUnconfirmedDefault
+        passwordRunsUnconfirmedMax: Int = SessionConfiguration.passwordRunsUnconfirmedDefault,
+        handshakeTimeout: Duration = .seconds(90)
     ) {
         precondition(sendQueueMax >= 1 && inFlightMax >= 1 && reorderBufferMax >= 0)
         precondition(messageTextMaxBytes >= 1 && messageTextMaxBytes <= 16 * 1024)
         precondition(retransmitMax >= joinRetransmitInitial && retransmitMax >= handshakeRetransmitInitial)
         precondition(retransmitMax >= messageRetransmitInitial)
         precondition(passwordRunsUnconfirmedMax >= 0 && passwordRunsUnconfirmedMax <= 64)
+        precondition(handshakeTimeout > retransmitMax)
         self.room = room
         self.wireLimits = wireLimits
         self.joinRetransmitInitial = joinRetransmitInitial
@@ -56,10 +64,11 @@ public struct SessionConfiguration: Sendable {
         self.reorderBufferMax = reorderBufferMax
         self.messageTextMaxBytes = messageTextMaxBytes
         self.passwordRunsUnconfirmedMax = passwordRunsUnconfirmedMax
+        self.handshakeTimeout = handshakeTimeout
     }
 
     /// The default guess budget (`passwordRunsUnconfirmedMax`).
-    public static let passwordRunsUnconfirmedDefault = 8
+    public static let passwordRunsUnconfirmedDefault = 2
 }
 
 /// The local identifier of a message the user sent, for delivery status in the UI.
@@ -75,7 +84,7 @@ public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { "#\(value)" }
 }
 
-/// What the shell feeds into a session.
+/// What the shell feeds into a session (the user's messages go through `SessionManager.send(_:now:)`).
 public enum SessionInput: Hashable, Sendable {
     /// The connection to the relay is open.
     case transportUp
@@ -83,9 +92,12 @@ public enum SessionInput: Hashable, Sendable {
     case transportDown
     /// One text frame from the relay, as bytes.
     case frame([UInt8])
-    /// The user sends a chat message.
-    case send(String)
-    /// The user leaves.
+    /// The user leaves, saying goodbye: while CONNECTED the session tells the peer (BYE), waits
+    /// until its own messages are confirmed and every record the peer sent before learning of it
+    /// has arrived, and then ends (`.ended(.userQuit)`); otherwise it ends at once. The caller
+    /// bounds the wait (`.quit` ends it).
+    case leave
+    /// The user leaves now (a single BYE tells a connected peer, then the session ends).
     case quit
 }
 
@@ -121,11 +133,14 @@ public enum UndeliverableReason: Hashable, Sendable, CustomStringConvertible {
     case peerChanged
     /// The session ended (quit or a fatal failure) before the peer acknowledged them.
     case sessionEnded
+    /// The peer said goodbye (BYE): it left before they reached it, or they were sent after.
+    case peerLeft
 
     public var description: String {
         switch self {
         case .peerChanged: "the peer restarted before confirming them"
         case .sessionEnded: "the session ended before the peer confirmed them"
+        case .peerLeft: "the peer left the chat"
         }
     }
 }
@@ -185,6 +200,16 @@ public enum AuthenticationFailure: Hashable, Sendable, CustomStringConvertible {
     case peerHasNoPassword
     /// The peer's handshake uses a password (PAKE); we have none.
     case peerHasPassword
+    /// A confirmation named our pairing and did not prove it (another transcript, or a proof
+    /// that does not open), or named an opening we never made: the keys or hellos were
+    /// substituted on the way.
+    case confirmationMismatch
+    /// The peer instance whose keys we confirmed came back unable to key with any secret we keep
+    /// for it (without a password): someone else using its public identity.
+    case continuityNotProven
+    /// The handshake was not confirmed within `SessionConfiguration.handshakeTimeout` while the
+    /// peer was in the room: blocked.
+    case handshakeTimedOut
 
     public var description: String {
         switch self {
@@ -193,6 +218,9 @@ public enum AuthenticationFailure: Hashable, Sendable, CustomStringConvertible {
             "\(count) password handshakes ended unconfirmed (someone may be guessing the password)"
         case .peerHasNoPassword: "the peer joined without the password (or someone tried to intercept)"
         case .peerHasPassword: "the peer uses a password and you joined without one"
+        case .confirmationMismatch: "the keys did not match (someone in the middle substituted them)"
+        case .continuityNotProven: "the peer could not prove the earlier keys (someone may be impersonating it)"
+        case .handshakeTimedOut: "the handshake did not complete although the peer is there (someone may be blocking it)"
         }
     }
 }
@@ -203,12 +231,16 @@ public enum SessionEndReason: Hashable, Sendable, CustomStringConvertible {
     case relayRefused(RelayErrorCode)
     /// The handshake could not be authenticated (DESTROYED before any message was encrypted).
     case authenticationFailed(AuthenticationFailure)
+    /// The peer speaks another version of the session protocol (its hello's first byte).
+    case incompatiblePeer(version: UInt8)
 
     public var description: String {
         switch self {
         case .userQuit: "you left"
         case let .relayRefused(code): "the relay refused the room (\(code.rawValue))"
         case let .authenticationFailed(failure): "authentication failed: \(failure)"
+        case let .incompatiblePeer(version):
+            "the peer speaks session protocol version \(version), this client \(HandshakeHello.version)"
         }
     }
 }
@@ -219,8 +251,20 @@ public enum SessionNotice: Hashable, Sendable {
     case joined(room: RoomCode, peersPresent: Int)
     case peerFound
     case peerLeft
-    /// The peer started a new handshake (it reconnected or restarted); we re-key.
+    /// The handshake just confirmed is with a new instance of the peer (its process restarted):
+    /// a new conversation (messages meant for the old one were reported undeliverable) and,
+    /// without a password, a new and unverified peer. Reported with the `secured` notice.
     case peerRestarted
+    /// With a password: a password handshake beyond the session's first gave out its tag (the
+    /// peer began again as a new process, or someone is trying): `attempt` of the unconfirmed
+    /// tags allowed (`passwordRunsUnconfirmedMax`).
+    case reauthenticating(attempt: Int, of: Int)
+    /// While CONNECTED, a new handshake that could not be authenticated was refused; the session
+    /// carries on with its proven keys.
+    case handshakeRefused(AuthenticationFailure)
+    /// The peer said goodbye: it leaves once what it sent has arrived; what is sent to it from
+    /// now on is reported undeliverable (`peerLeft`).
+    case peerLeaving
     /// The handshake is being retransmitted (attempt 2, 3, ...).
     case handshakeRetransmitted(attempt: Int)
     /// Keys confirmed. `resumed`: the same peer instance as before, the conversation continues.
@@ -242,10 +286,6 @@ public enum SessionOutput: Hashable, Sendable {
     case stateChanged(from: SessionState, to: SessionState)
     /// A message from the peer, to show.
     case received(IncomingMessage)
-    /// The user's message was accepted and will be sent when connected.
-    case queued(MessageID)
-    /// The user's message was refused.
-    case refused(SendRefusal)
     /// The peer confirmed receipt of these messages.
     case delivered([MessageID])
     /// These messages will never be confirmed.

@@ -1,10 +1,15 @@
 extension SecureBytes {
-    /// Whether new `SecureBytes` come from libsodium's guarded allocator: true, except inside
-    /// `withOrdinaryMemoryInSimulation`. A task-local, so the choice is scoped to the simulator's
-    /// call stack: nothing else in the process (tests running beside it) is affected.
-    @TaskLocal static var guardedMemory = true
+    /// How new `SecureBytes` are allocated in the current task: from libsodium's guarded allocator
+    /// (always, except inside `withOrdinaryMemoryInSimulation`), and whether a test observes them
+    /// (`observingAllocations`, SecureBytes+Testing.swift). One task-local for both, so an
+    /// allocation costs one task-local lookup. Scoped to the caller's call stack: nothing else in
+    /// the process (tests running beside it) is affected.
+    struct AllocationContext: Sendable {
+        var guarded = true
+        var observer: SecureBytesObserver?
+    }
 
-    static var allocatesGuardedMemory: Bool { guardedMemory }
+    @TaskLocal static var allocationContext = AllocationContext()
 
     /// Run `body` with new `SecureBytes` backed by ordinary heap memory (still zeroed on wipe and
     /// on free), for the simulator only.
@@ -18,6 +23,8 @@ extension SecureBytes {
     /// no shipped binary uses.
     @_spi(Simulation)
     public static func withOrdinaryMemoryInSimulation<R>(_ body: () throws -> R) rethrows -> R {
-        try $guardedMemory.withValue(false, operation: body)
+        var context = allocationContext
+        context.guarded = false
+        return try $allocationContext.withValue(context, operation: body)
     }
 }

@@ -3,8 +3,10 @@ import CSodium
 /// Secret bytes in libsodium guarded memory.
 ///
 /// The storage comes from `sodium_malloc`: it sits between guard pages (an overrun faults instead
-/// of reading a neighbour), it is `mlock`ed (never written to swap, so never to disk), and it is
-/// wiped with `sodium_memzero` when `wipe()` is called or the object is freed.
+/// of reading a neighbour), it is `mlock`ed (never written to swap, so never to disk) as far as
+/// RLIMIT_MEMLOCK allows, and it is wiped with `sodium_memzero` when `wipe()` is called or the
+/// object is freed. libsodium ignores a failed `mlock`, so `LockedMemory` checks every allocation
+/// and the client warns (or refuses to start) when secrets cannot be locked.
 ///
 /// Secret material lives only here. Callers reach the bytes through `withUnsafeBytes` /
 /// `withUnsafeMutableBytes`, which lend a pointer for the duration of a closure, so a key is
@@ -23,23 +25,30 @@ public final class SecureBytes {
     /// over the same libsodium calls from C; BENCHMARKS.md).
     @exclusivity(unchecked) private var pointer: UnsafeMutableRawPointer?
     /// From `sodium_malloc` (always, except in the simulator: SecureBytes+Simulation.swift).
-    private let isGuarded = SecureBytes.allocatesGuardedMemory
+    private let isGuarded: Bool
+    /// A test watching this allocation (SecureBytes+Testing.swift); nil otherwise.
+    private let observer: SecureBytesObserver?
 
     /// Allocate `count` zeroed bytes of guarded memory (`count` may be zero).
     public init(count: Int) {
         precondition(count >= 0, "negative SecureBytes size")
         precondition(count <= Self.countMax, "SecureBytes is for keys and messages, not bulk data")
         Sodium.ensureInitialized()
+        let context = Self.allocationContext
+        isGuarded = context.guarded
+        observer = context.observer
         let allocatedCount = max(count, 1)
         guard let allocation = isGuarded ? sodium_malloc(allocatedCount) : malloc(allocatedCount) else {
-            // Out of locked memory (RLIMIT_MEMLOCK) or address space: refusing to continue is
-            // safer than falling back to ordinary, swappable memory.
+            // Out of address space or mappings (sodium_malloc does not fail for want of locked
+            // memory: it ignores mlock's failure, which LockedMemory.verify reports instead).
             preconditionFailure("sodium_malloc(\(allocatedCount)) failed: no guarded memory left")
         }
+        if isGuarded { LockedMemory.verify(allocation, count: allocatedCount) }
         sodium_memzero(allocation, allocatedCount)
         self.count = count
         self.allocatedCount = allocatedCount
         self.pointer = allocation
+        observer?.allocated(self)
     }
 
     /// Allocate guarded memory and let `initializer` fill it in place.
@@ -65,10 +74,7 @@ public final class SecureBytes {
     }
 
     deinit {
-        if let pointer {
-            sodium_memzero(pointer, allocatedCount)
-            if isGuarded { sodium_free(pointer) } else { free(pointer) }
-        }
+        if let pointer { release(pointer) }
     }
 
     /// True once `wipe()` has run: the bytes are gone and any access is a programming error.
@@ -77,9 +83,16 @@ public final class SecureBytes {
     /// Zero the bytes and release the guarded allocation now, rather than at deinit.
     public func wipe() {
         guard let pointer else { return }
-        sodium_memzero(pointer, allocatedCount)
-        if isGuarded { sodium_free(pointer) } else { free(pointer) }
+        release(pointer)
         self.pointer = nil
+    }
+
+    /// Zero the allocation and hand it back. An observing test sees the bytes in between: the
+    /// last moment anything can read them.
+    private func release(_ pointer: UnsafeMutableRawPointer) {
+        sodium_memzero(pointer, allocatedCount)
+        observer?.released(ObjectIdentifier(self), bytes: UnsafeRawBufferPointer(start: pointer, count: allocatedCount))
+        if isGuarded { sodium_free(pointer) } else { free(pointer) }
     }
 
     /// Lend the bytes read-only for the duration of `body`. The pointer must not escape.

@@ -15,9 +15,11 @@ public struct SignalKind: Hashable, Comparable, Sendable, CustomStringConvertibl
     public static let ack = SignalKind(unchecked: "ACK")
     /// A CPace share (password-authenticated key exchange).
     public static let pake = SignalKind(unchecked: "PAKE")
+    /// A sealed goodbye: the sender leaves, or answers one that does (protocol v3).
+    public static let goodbye = SignalKind(unchecked: "BYE")
 
     /// Every kind this client understands.
-    public static let known: [SignalKind] = [.keyExchange, .keyConfirm, .message, .ack, .pake]
+    public static let known: [SignalKind] = [.keyExchange, .keyConfirm, .message, .ack, .pake, .goodbye]
 
     public let rawValue: String
 

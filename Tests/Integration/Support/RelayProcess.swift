@@ -16,10 +16,21 @@ final class RelayProcess: Sendable {
     }
 
     /// Start `relay --port 0 --metrics-port 0` plus `arguments`, and wait for its startup line.
-    static func start(_ arguments: [String] = []) async throws -> RelayProcess {
-        let process = try TestProcess(
-            "relay", arguments: ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"] + arguments
-        )
+    /// `strace`: run it under `strace -f` watching `ClientProcess.tracedSyscalls`; the trace goes
+    /// to stderr with the relay's log.
+    static func start(_ arguments: [String] = [], strace: Bool = false) async throws -> RelayProcess {
+        let relayArguments = ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"] + arguments
+        let process: TestProcess
+        if strace {
+            let binary = buildProductsDirectory().appendingPathComponent("relay")
+            process = try TestProcess(
+                "relay",
+                arguments: ["-f", "-qq", "-e", "trace=" + ClientProcess.tracedSyscalls.joined(separator: ",")]
+                    + [binary.path] + relayArguments,
+                executableURL: URL(fileURLWithPath: "/usr/bin/strace"))
+        } else {
+            process = try TestProcess("relay", arguments: relayArguments)
+        }
         guard
             let line = try await process.stdout.first(
                 timeoutSeconds: 30, where: { $0.hasPrefix("relay listening on ") })

@@ -248,3 +248,15 @@ final class TestProcess: Sendable {
         _ = try? await waitForExit(timeoutSeconds: 10)
     }
 }
+
+/// Run blocking `work` (a child's waitpid, a blocking socket, a large file copy) on a thread of its
+/// own and await it: on Swift's cooperative pool (two threads on a 2-core machine, shared by every
+/// test running in parallel) a blocking call stalls every other test's tasks, their timeouts and
+/// their sleeps included.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try work() })
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import ChatCore
+import RelayCore
 
 /// Sessions wired in memory to one `RelayRooms`, on a hand-driven clock.
 ///
@@ -17,11 +18,14 @@ final class InMemoryChat {
     static let room = try! RoomCode("ROOM1")
 
     @discardableResult
-    func addSession(room: RoomCode = InMemoryChat.room, password: String? = nil, connect: Bool = true) -> Int {
+    func addSession(
+        room: RoomCode = InMemoryChat.room, password: String? = nil, connect: Bool = true,
+        entropy: any EntropySource = SystemEntropy()
+    ) -> Int {
         let secret = password.map { try! Password($0) }  // Test passwords are valid.
         defer { secret?.wipe() }
         let session = SessionManager(
-            configuration: SessionConfiguration(room: room), password: secret, entropy: SystemEntropy())
+            configuration: SessionConfiguration(room: room), password: secret, entropy: entropy)
         sessions.append(session)
         transportUp.append(false)
         log.append([])
@@ -43,9 +47,11 @@ final class InMemoryChat {
         run()
     }
 
-    func send(_ index: Int, _ text: String) {
-        sessions[index].handle(.send(text), now: now)
+    @discardableResult
+    func send(_ index: Int, _ text: String) -> Result<MessageID, SendRefusal> {
+        let result = sessions[index].send(text, now: now)
         run()
+        return result
     }
 
     /// Deliver a raw frame from the relay to a client, bypassing the tap.

@@ -48,3 +48,19 @@ final class SeededEntropy: EntropySource {
         }
     }
 }
+
+/// An entropy source that returns one byte value, always: every random value a session draws (its
+/// instance ID, its X25519 secret key) is that byte repeated, whatever order they are drawn in, so
+/// an outside implementation can compute the session's frames from the protocol's text alone
+/// (scripts/session-vectors.py).
+final class RepeatedByteEntropy: EntropySource {
+    let byte: UInt8
+
+    init(_ byte: UInt8) {
+        self.byte = byte
+    }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        for index in buffer.indices { buffer[index] = byte }
+    }
+}

@@ -12,11 +12,16 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     case connectionFailed
     /// The session ended with messages the peer never confirmed (they were reported).
     case undelivered
-    /// A local failure (the terminal or the process could not be set up).
+    /// A local failure (the terminal or the process could not be set up, or with
+    /// `--require-locked-memory` too little memory can be locked for the secrets).
     case internalFailure
     /// The handshake could not be authenticated: a different password, a peer with or without a
-    /// password when this side has the opposite, or too many unconfirmed attempts. The code is spent.
+    /// password when this side has the opposite, keys substituted on the way, a peer that could
+    /// not prove the earlier keys, a blocked handshake, or too many unconfirmed attempts. The
+    /// code is spent.
     case authenticationFailed
+    /// The peer's securechat speaks another version of the session protocol.
+    case incompatiblePeer
     /// Ended by SIGTERM, SIGHUP or SIGQUIT: 128 + the signal number, as shells report it.
     case signal(Int32)
 
@@ -29,6 +34,7 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
         case .undelivered: 4
         case .internalFailure: 5
         case .authenticationFailed: 6
+        case .incompatiblePeer: 7
         case let .signal(number): 128 + number
         }
     }
@@ -44,9 +50,12 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
           3    the relay was unreachable past --give-up-after, or failed in a
                way retrying cannot fix (untrusted certificate, not a relay)
           4    messages were left undelivered at exit (each was reported)
-          5    local failure (terminal or process set-up)
-          6    authentication failed: the password did not match (or someone
-               tried to intercept); the code is spent, start a new room
+          5    local failure (terminal or process set-up; too little lockable
+               memory with --require-locked-memory)
+          6    authentication failed: a mistyped code, or someone in the middle
+               (keys substituted, a wrong password, a blocked key exchange); the
+               code is spent, start a new room
+          7    the peer runs a securechat that speaks another protocol version
           129, 131, 143  SIGHUP, SIGQUIT, SIGTERM (128 + signal); keys wiped
         """
 }

@@ -16,7 +16,9 @@ public struct TransportFailure: Hashable, Sendable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// Everything the shell feeds into a `ClientDriver`.
+/// Everything the shell feeds into a `ClientDriver`. Connection events carry the `ConnectionID`
+/// of the `.connect` action that opened them; events of a connection that is no longer the
+/// current one are ignored.
 public enum ClientEvent: Hashable, Sendable {
     /// Begin: announce the room and open the first connection.
     case start
@@ -24,6 +26,10 @@ public enum ClientEvent: Hashable, Sendable {
     case transportUp(ConnectionID)
     /// One text frame from the relay.
     case transportFrame(ConnectionID, [UInt8])
+    /// A ping from the relay, with its payload (the driver answers with `.pong`).
+    case transportPing(ConnectionID, [UInt8])
+    /// A pong from the relay (the answer to `.ping`).
+    case transportPong(ConnectionID)
     /// The connection closed (after it was up, or while it was being opened).
     case transportClosed(ConnectionID, reason: String)
     /// Opening the connection failed.
@@ -36,6 +42,10 @@ public enum ClientEvent: Hashable, Sendable {
     case endOfInput
     /// A terminating signal arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT).
     case signal(Int32)
+
+    /// SIGINT's number: 2 on every POSIX system (`kill -2`, XSI), so ClientCore needs no C library
+    /// to treat Ctrl-C as a quit key.
+    public static let interruptSignal: Int32 = 2
 }
 
 /// What the driver asks its shell to do.
@@ -44,7 +54,12 @@ public enum ClientAction: Hashable, Sendable {
     case connect(ConnectionID)
     /// Send one text frame on the connection.
     case send(ConnectionID, [UInt8])
-    /// Close the connection.
+    /// Send a ping on the connection (the relay has been quiet for `keepalive`).
+    case ping(ConnectionID)
+    /// Answer the relay's ping with this payload.
+    case pong(ConnectionID, [UInt8])
+    /// Close the connection (the shell runs the WebSocket closing handshake, bounded). The driver
+    /// has already moved on: whatever the connection reports afterwards is ignored.
     case close(ConnectionID)
     /// Show something to the user.
     case display(DisplayEvent)
@@ -56,6 +71,11 @@ public enum ClientAction: Hashable, Sendable {
 public struct SentMessage: Hashable, Sendable {
     public let id: MessageID
     public let text: String
+
+    public init(id: MessageID, text: String) {
+        self.id = id
+        self.text = text
+    }
 }
 
 /// Something to show. The renderers (terminal, plain pipe, JSON) decide how.
@@ -85,82 +105,13 @@ public enum DisplayEvent: Hashable, Sendable {
     case clear
 }
 
-/// A notice, with a stable machine-readable kind (for `--json`) and a text for people.
-public struct ClientNotice: Hashable, Sendable {
-    public enum Level: String, Hashable, Sendable {
-        case info
-        case warning
-        case error
+extension UndeliverableReason {
+    /// The stable name of the reason in `--json` (`undeliverable` events); scripts match on it.
+    public var eventName: String {
+        switch self {
+        case .peerChanged: "peer_changed"
+        case .sessionEnded: "session_ended"
+        case .peerLeft: "peer_left"
+        }
     }
-
-    /// Stable names; scripts match on them.
-    public enum Kind: String, Hashable, Sendable {
-        case connecting = "connecting"
-        case relayConnected = "relay_connected"
-        case relayLost = "relay_lost"
-        case relayUnreachable = "relay_unreachable"
-        case retrying = "retrying"
-        case reconnected = "reconnected"
-        case joined = "joined"
-        case peerFound = "peer_found"
-        case peerLeft = "peer_left"
-        case peerRestarted = "peer_restarted"
-        case secured = "secured"
-        case rekeyed = "rekeyed"
-        case relayError = "relay_error"
-        case authenticationFailed = "authentication_failed"
-        case verified = "verified"
-        case verifyMismatch = "verify_mismatch"
-        case suspiciousFrame = "suspicious_frame"
-        case draining = "draining"
-        case gaveUp = "gave_up"
-        case confirmQuit = "confirm_quit"
-        case unknownCommand = "unknown_command"
-        case unreadableInput = "unreadable_input"
-        case ended = "ended"
-    }
-
-    public var kind: Kind
-    public var level: Level
-    /// For people. Any part that came from the network is sanitized by the renderer.
-    public var text: String
-
-    public init(_ kind: Kind, _ level: Level = .info, _ text: String) {
-        self.kind = kind
-        self.level = level
-        self.text = text
-    }
-}
-
-/// The state of the relay link, for the status line.
-public enum RelayLinkState: Hashable, Sendable {
-    case connecting
-    case up
-    case retrying
-    case closed
-}
-
-/// Whether the peer is in the room, as far as the client knows.
-public enum PeerPresence: String, Hashable, Sendable {
-    case absent
-    case present
-    case unknown
-}
-
-/// What the status line shows.
-public struct ClientStatus: Hashable, Sendable {
-    public var state: SessionState
-    public var room: RoomCode
-    public var relay: RelayLinkState
-    public var peer: PeerPresence
-    /// Messages accepted and not yet confirmed by the peer.
-    public var pending: Int
-    /// How the session's handshakes are authenticated (a password, or safety numbers only).
-    public var authentication: SessionAuthentication
-    /// The user confirmed the current safety number with `/verify <number>` (reset by every
-    /// re-key, which brings a new number).
-    public var verified: Bool
-
-    /// Messages are end-to-end encrypted right now.
-    public var encrypted: Bool { state == .connected }
 }

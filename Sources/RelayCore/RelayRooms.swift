@@ -1,8 +1,10 @@
+import ChatCore
+
 /// The relay's room logic, sans-IO: join with the two-peer cap, forward to the other peer, leave.
 ///
-/// The relay binary and the simulator's virtual relay both run this type; the networking layer
-/// only moves bytes and applies connection-level limits. `Connection` is whatever identifies a
-/// connection in the shell (a channel identifier, a simulator connection number).
+/// `RelayEngine` is its one caller in the relay (it adds admission, rate limits and connection
+/// policy around it); the fuzz harness and model tests drive it directly. `Connection` is
+/// whatever identifies a connection (the engine's `ConnectionID`, a test's integer).
 ///
 /// It never iterates a dictionary into an output: every action is about one or two named
 /// connections, and whole-relay operations walk connections in sorted order.
@@ -111,11 +113,28 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         return actions
     }
 
+    /// Where a well-formed SIGNAL goes.
+    public enum SignalRoute: Hashable, Sendable {
+        /// Forward it, byte for byte, to this connection (the other peer).
+        case forward(to: Connection)
+        /// Answer the sender with this `ERROR` code instead.
+        case refuse(RelayErrorCode)
+    }
+
+    /// `connection` sent a well-formed SIGNAL: where it goes. The relay's per-frame path uses this
+    /// form, which allocates nothing (`signal(from:)` returns an array).
+    public func route(signalFrom connection: Connection) -> SignalRoute {
+        guard let room = membership[connection] else { return .refuse(.notJoined) }
+        guard let peer = rooms[room]?.first(where: { $0 != connection }) else { return .refuse(.noPeer) }
+        return .forward(to: peer)
+    }
+
     /// `connection` sent a well-formed SIGNAL: forward it to the other peer.
     public func signal(from connection: Connection) -> [Action] {
-        guard membership[connection] != nil else { return [refusal(connection, .notJoined)] }
-        guard let peer = peer(of: connection) else { return [refusal(connection, .noPeer)] }
-        return [.forward(to: peer)]
+        switch route(signalFrom: connection) {
+        case let .forward(to: peer): [.forward(to: peer)]
+        case let .refuse(code): [refusal(connection, code)]
+        }
     }
 
     /// `connection` is gone: leave its room and tell the other peer.

@@ -1,0 +1,91 @@
+import ChatCore
+
+/// What the session reports, turned into actions and display events.
+extension ClientDriver {
+    func process(_ outputs: [SessionOutput], now: Instant) {
+        for output in outputs {
+            switch output {
+            case let .transmit(frame):
+                if case let .up(id, _, _) = link { act(.send(id, frame)) }
+            case let .stateChanged(from, to):
+                switch to {
+                case .userFound, .keySetup, .connected: peer = .present
+                case .initial, .searching, .disconnected, .destroyed: break
+                }
+                show(.state(from: from, to: to))
+            case let .received(message):
+                show(.message(message))
+            case let .delivered(ids):
+                for id in ids { pendingTexts[id] = nil }
+                show(.delivered(ids))
+            case let .undeliverable(ids, reason):
+                let lost = ids.map { SentMessage(id: $0, text: pendingTexts.removeValue(forKey: $0) ?? "") }
+                // Lost for good: the exit status says so (a peer restart is the peer's doing).
+                if reason == .sessionEnded || reason == .peerLeft { undeliveredAtEnd += ids.count }
+                show(.undeliverable(lost, reason))
+            case let .notice(notice):
+                sessionNotice(notice)
+            case .closeTransport:
+                closeLink()
+            }
+        }
+    }
+
+    private func sessionNotice(_ notice: SessionNotice) {
+        switch notice {
+        case let .joined(_, peersPresent):
+            admitted()
+            peer = peersPresent >= 2 ? .present : .absent
+            notify(.joined(peerPresent: peersPresent >= 2))
+        case .peerFound:
+            peer = .present
+            notify(.peerFound)
+        case .peerLeft:
+            peer = .absent
+            notify(peerSaidGoodbye ? .peerLeftForGood : .peerLeft)
+        case .peerRestarted:
+            peerSaidGoodbye = false
+            notify(.peerRestarted(authentication: session.authentication, interactive: configuration.interactive))
+        case let .reauthenticating(attempt, budget):
+            notify(.reauthenticating(attempt: attempt, of: budget))
+        case let .handshakeRefused(failure):
+            notify(.handshakeRefused(failure))
+        case .peerLeaving:
+            peerSaidGoodbye = true
+            notify(.peerLeaving)
+        case .handshakeRetransmitted:
+            break  // Routine on a lossy link; the state shows KEY_SETUP meanwhile.
+        case let .secured(resumed, authentication, safetyNumber):
+            peer = .present
+            let first = session.statistics.handshakesCompleted <= 1
+            notify(.secured(first: first, resumed: resumed, authentication: authentication,
+                            interactive: configuration.interactive))
+            show(.safetyNumber(safetyNumber, authentication: authentication))
+        case let .relayError(code, message):
+            notify(.relayError(code, message, verbose: configuration.verbose))
+        case let .frameRejected(rejection):
+            // Ordinary network effects (duplicates, reordering) are routine; only what points at
+            // tampering is worth the user's attention.
+            if rejection.isSuspicious { notify(.suspiciousFrame(rejection, verbose: configuration.verbose)) }
+        case let .ended(reason):
+            sessionEnded(reason)
+        }
+    }
+
+    /// The session's last notice: say why, and decide the exit status (`settle` sends it).
+    private func sessionEnded(_ reason: SessionEndReason) {
+        switch reason {
+        case let .authenticationFailed(failure):
+            notify(.authenticationFailed(failure))  // It says that the code is spent.
+        case let .incompatiblePeer(version):
+            notify(.incompatiblePeer(version: version))
+        case .userQuit, .relayRefused:
+            // A password tag never confirmed may have been a relay's guess: re-running the code
+            // would give it more (issue 12: a relay ERROR after collecting tags invited that).
+            if session.passwordRunsUnconfirmed > 0 { notify(.codeSpent) }
+        }
+        let cause: EndCause? = if case let .ending(cause) = phase { cause } else { nil }
+        notify(.ended(reason, cause: cause))
+        phase = .ended(exitStatus(reason, cause: cause))
+    }
+}

@@ -1,0 +1,13 @@
+import NIOCore
+import RelayCore
+
+/// The NIO relay's engine holds and forwards the very `ByteBuffer`s NIO read (zero-copy).
+extension ByteBuffer: RelayFrameBytes {
+    @inlinable
+    public var relayByteCount: Int { readableBytes }
+
+    @inlinable
+    public func withRelayBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        withUnsafeReadableBytes(body)
+    }
+}

@@ -1,0 +1,93 @@
+import ChatCore
+@_spi(Simulation) @testable import RelayCore
+
+/// A `RelayEngine<[UInt8]>` on a hand-driven clock, with helpers to connect, join and send, and
+/// to drain the actions each step produced.
+struct EngineHarness {
+    typealias Action = RelayAction<[UInt8]>
+
+    var engine: RelayEngine<[UInt8]>
+    /// An arbitrary origin far from zero, so nothing depends on the clock starting at 0.
+    private(set) var now = Instant(nanoseconds: 1_000_000_000_000)
+    let start: Instant
+
+    init(_ configure: (inout RelayLimits) -> Void = { _ in }) throws {
+        var limits = RelayLimits()
+        configure(&limits)
+        start = now
+        engine = try RelayEngine(limits: limits, now: now)
+    }
+
+    private init(engine: RelayEngine<[UInt8]>, now: Instant) {
+        self.engine = engine
+        self.now = now
+        start = now
+    }
+
+    /// An engine over limits that skip validation (the simulator's planted-bug hook).
+    static func unchecked(_ configure: (inout RelayLimits) -> Void) -> EngineHarness {
+        var limits = RelayLimits()
+        configure(&limits)
+        let now = Instant(nanoseconds: 1_000_000_000_000)
+        return EngineHarness(engine: RelayEngine(uncheckedLimits: limits, now: now), now: now)
+    }
+
+    /// Every action queued so far, in order.
+    mutating func actions() -> [Action] {
+        var drained: [Action] = []
+        while let action = engine.nextAction() { drained.append(action) }
+        return drained
+    }
+
+    /// Move the clock forward by `duration`, firing every timer at its own deadline on the way,
+    /// as an event loop would.
+    mutating func advance(_ duration: Duration) {
+        let target = now.advanced(by: duration)
+        // Bounded: each call fires at least the earliest timer, and the sweep moves forward a second.
+        for _ in 0..<100_000 {
+            guard let deadline = engine.pollTimeout(), deadline <= target else { break }
+            now = max(now, deadline)
+            engine.handleTimeout(now: now)
+        }
+        now = target
+    }
+
+    mutating func accept(_ address: RelayAddress = .ipv4(0x0A00_0001)) -> Acceptance {
+        engine.accept(from: address, now: now)
+    }
+
+    /// Accept and upgrade a connection that admission serves.
+    mutating func connect(_ address: RelayAddress = .ipv4(0x0A00_0001)) -> ConnectionID {
+        let acceptance = accept(address)
+        precondition(acceptance.disposition == .serve, "admission did not serve \(address)")
+        engine.upgraded(acceptance.id, now: now)
+        return acceptance.id
+    }
+
+    mutating func send(_ bytes: [UInt8], from id: ConnectionID) {
+        engine.receive(.text(bytes), from: id, now: now)
+    }
+
+    mutating func join(_ id: ConnectionID, _ room: String) {
+        send(WireCodec.encode(ClientMessage.join(try! RoomCode(room))), from: id)
+    }
+
+    /// Two connections (from two addresses) joined to `room`; the actions so far are drained.
+    mutating func pair(_ room: String = "ROOM1") -> (ConnectionID, ConnectionID) {
+        let first = connect(.ipv4(0x0A00_0001))
+        let second = connect(.ipv4(0x0A00_0002))
+        join(first, room)
+        join(second, room)
+        _ = actions()
+        return (first, second)
+    }
+
+    static func signal(_ marker: UInt8, payloadBytes: Int = 1) -> [UInt8] {
+        let payload = [UInt8](repeating: marker, count: payloadBytes)
+        return WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
+    }
+
+    static func error(_ code: RelayErrorCode) -> RelayMessage {
+        .error(code: code, message: code.defaultMessage)
+    }
+}
