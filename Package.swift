@@ -10,7 +10,8 @@
 //   RelayCore          the relay's decisions, sans-IO like ChatCore: RelayRooms (room logic),
 //                      RelayLimits (every limit and default, validated), RelayEngine (admission,
 //                      per-connection policy, timers, shutdown)
-//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits
+//   ChatNetworking     WebSocket plumbing shared by the binaries: ws/wss client, URL parsing, rlimits,
+//                      the SOCKS5 tunnel (NIOSOCKS plus RFC 1929 in front of it) for --proxy and --tor
 //   RelayServer        the relay's NIO shell around RelayEngine: sockets, pipeline, TLS, metrics export
 //   relay              executable: command line -> RelayServer
 //   RelayBench         executable `relay-bench`: load generator speaking only the original protocol
@@ -46,6 +47,8 @@ let package = Package(
         .executable(name: "simulator", targets: ["SimulatorMain"]),
         // A product so that the separate Benchmarks/ package can time whole simulations.
         .library(name: "Simulator", targets: ["Simulator"]),
+        // The testing world, for the Benchmarks package (never shipped).
+        .library(name: "ChatTesting", targets: ["ChatTesting"]),
         // Test code, a product only so that the separate FuzzTesting/ package can link it into its
         // libFuzzer executables. No shipped binary depends on it.
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
@@ -54,6 +57,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // NIOSOCKS only: the SOCKS5 client under --proxy and --tor.
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -102,6 +107,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOSOCKS", package: "swift-nio-extras"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             path: "Sources/ChatNetworking"
         ),
@@ -139,6 +146,8 @@ let package = Package(
             name: "RelayBench",
             dependencies: [
                 "ChatNetworking",
+                // Its WebSocket masking keys come from SplitMix64 (no syscall per frame).
+                "SeededRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -185,10 +194,29 @@ let package = Package(
             ],
             path: "Sources/securechat"
         ),
+        .target(name: "SeededRandom", path: "Sources/SeededRandom"),
+        .target(
+            name: "ChatTesting",
+            dependencies: [
+                "ChatCore",
+                "ClientCore",
+                "RelayCore",
+                "SeededRandom",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/ChatTesting",
+            // Every simulated event runs through the world; see the Simulator target's settings.
+            swiftSettings: [
+                .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
         .target(
             name: "Simulator",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
+                "ClientCore",
                 "RelayCore",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -207,18 +235,26 @@ let package = Package(
         ),
         .target(
             name: "FuzzHarness",
-            dependencies: ["ChatCore", "RelayCore"],
+            dependencies: [
+                "ChatCore", "ChatTesting", "RelayCore", "ChatNetworking",
+                // FuzzSOCKSReply runs the client's SOCKS handlers on an EmbeddedChannel.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             path: "Sources/FuzzHarness"
         ),
         .testTarget(
             name: "UnitTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "ClientCore",
                 "RelayCore",
                 "ChatClient",
+                "ChatNetworking",
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "Tests/Unit",
             exclude: ["Vectors"]
@@ -227,6 +263,7 @@ let package = Package(
             name: "PropertyTests",
             dependencies: [
                 "ChatCore",
+                "ChatTesting",
                 "RelayCore",
                 "FuzzHarness",
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -249,13 +286,14 @@ let package = Package(
                 "securechat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/Integration"
         ),
         .testTarget(
             name: "SimulationTests",
-            dependencies: ["Simulator", "ChatCore"],
+            dependencies: ["Simulator", "ChatCore", "ChatTesting"],
             path: "Tests/Simulation"
         ),
     ]

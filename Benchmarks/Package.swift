@@ -32,6 +32,7 @@ let package = Package(
                 .product(name: "ChatCore", package: "securechat"),
                 .product(name: "RelayCore", package: "securechat"),
                 .product(name: "Simulator", package: "securechat"),
+                .product(name: "ChatTesting", package: "securechat"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/ChatCoreBenchmarks",

@@ -11,7 +11,9 @@
 // `fuzz-explain` replays a FuzzSession or FuzzRelayRooms input step by step, for triage.
 import PackageDescription
 
-let fuzzTargets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession"]
+let fuzzTargets = [
+    "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSOCKSReply", "FuzzProxyHeader",
+]
 
 let package = Package(
     name: "FuzzTesting",
@@ -32,6 +34,7 @@ let package = Package(
             dependencies: [
                 .product(name: "FuzzHarness", package: "securechat"),
                 .product(name: "ChatCore", package: "securechat"),
+                .product(name: "RelayCore", package: "securechat"),
             ],
             path: "Sources/make-corpus"
         ),

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${1:-60}
-targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession})
+targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession FuzzSOCKSReply FuzzProxyHeader})
 configuration=${FUZZ_CONFIGURATION:-release}
 fuzz_dir="$root/FuzzTesting"
 scratch="$fuzz_dir/.build-fuzz"
@@ -27,7 +27,8 @@ export SWIFT_BACKTRACE=enable=no
 max_len() {
     case "$1" in
         FuzzRelayFrame | FuzzClientFrame) echo 8192 ;;
-        FuzzRelayRooms) echo 1024 ;;
+        FuzzRelayRooms | FuzzSOCKSReply) echo 1024 ;;
+        FuzzProxyHeader) echo 1280 ;;
         *) echo 4096 ;;
     esac
 }

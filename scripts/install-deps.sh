@@ -14,6 +14,8 @@ packages=(
     procps          # ps/pgrep for the tests' process handling
     binutils        # ld.gold links the Swift binaries; nm for the isolation test; readelf for the release test
     util-linux      # prlimit and setpriv: tests run a client as another user and limit locked memory
+    microsocks      # a real SOCKS5 proxy: the client's --proxy tests (ClientProxyTests)
+    tor             # checks docs/RELAY.md's onion-service torrc (networking off; RelayTorrcTests)
     debootstrap     # scripts/make-debian-root.sh: a Debian 12 without Swift for the release-binary test
     debian-archive-keyring  # ... and the keys that debootstrap checks the Debian packages against
     diffoscope-minimal  # scripts/check-reproducible.sh: shows what differs between two builds
@@ -33,6 +35,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # tor is here for its binary only (RelayTorrcTests runs it offline). On a machine with systemd,
+    # Debian starts the daemon on install: it would reach out to the Tor network from this machine
+    # and hold 127.0.0.1:9050, which ClientProxyTests needs free. Stop what this script started.
+    if [[ " ${missing[*]} " == *" tor "* ]] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        echo "install-deps: stopping and disabling the tor service Debian started (the tests run tor themselves)"
+        systemctl disable --now tor.service >/dev/null 2>&1 || true
+    fi
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

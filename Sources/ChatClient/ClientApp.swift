@@ -33,6 +33,14 @@ public struct ClientOptions {
     public var notices: [ClientNotice] = []
     /// The memory-lock limit, for the warning when a secret cannot be locked during the session.
     public var memoryLockLimits = MemoryLockLimits(softBytes: nil, hardBytes: nil)
+    /// Every connection goes through this SOCKS5 proxy (`--proxy`, `--tor`, `SECURECHAT_PROXY`).
+    public var proxy: SOCKSProxy?
+
+    /// How the relay is reached, for the status line and the notices.
+    public var route: RelayRoute {
+        guard let proxy else { return .direct }
+        return proxy.isTor ? .tor(endpoint: proxy.endpoint) : .proxy(endpoint: proxy.endpoint)
+    }
 
     public init(room: RoomCode, password: Password?, invitation: Invitation?, relay: WebSocketURL,
                 caFilePath: String?, json: Bool, giveUpAfterSeconds: Int, drainTimeoutSeconds: Int,
@@ -54,6 +62,11 @@ public struct ClientOptions {
 public enum ClientApp {
     /// The relay `./run.sh` starts.
     public static let defaultRelay = "ws://127.0.0.1:8080"
+
+    /// The driver's deadline for opening a connection through a proxy: past the connector's own
+    /// handshake timeout (`WebSocketRelayConnector.proxiedHandshakeTimeoutSeconds`), so that the
+    /// proxy's typed error, when there is one, is what the user reads.
+    public static let proxiedConnectTimeout = Duration.seconds(75)
 
     /// First thing in `main`, before any thread exists: no core dumps (RLIMIT_CORE 0,
     /// PR_SET_DUMPABLE 0), and the terminating signals blocked and routed to a signalfd so
@@ -95,7 +108,8 @@ public enum ClientApp {
         do {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
-                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes, verbose: options.verbose)
+                frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes, proxy: options.proxy,
+                verbose: options.verbose)
         } catch {
             stderr.write("securechat: error: \(error)\n")
             return .usage
@@ -104,12 +118,13 @@ public enum ClientApp {
         let driver = ClientDriver(
             configuration: DriverConfiguration(
                 session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
+                connectTimeout: options.proxy == nil ? .seconds(25) : Self.proxiedConnectTimeout,
                 giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
-                keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose),
+                keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose, route: options.route),
             password: options.password, entropy: SystemEntropy())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
-        let notices = options.notices + [options.relay.exposureWarning].compactMap { $0 }
+        let notices = options.notices + [options.relay.exposureWarning(route: options.route)].compactMap { $0 }
         let watch = LockedMemoryWatch(
             limits: options.memoryLockLimits, alreadyWarned: notices.contains { $0.kind == .memoryNotLocked })
         let mailbox = Mailbox()

@@ -80,6 +80,7 @@ final class ClientShell {
                     driver.handle(event, now: MonotonicClock.now())
                     perform()
                 }
+                mailbox.processed()
             }
             if inputOpen && descriptors[2].revents != 0 { readInput() }
             driver.handleTimeout(now: MonotonicClock.now())
@@ -125,6 +126,7 @@ final class ClientShell {
             let milliseconds = Int32(clamping: (deadline.nanoseconds - now.nanoseconds + 999_999) / 1_000_000)
             if poll(&descriptor, 1, milliseconds) < 0 && errno != EINTR { return }
             for event in mailbox.take() { noteLinkEnd(event) }
+            mailbox.processed()
         }
     }
 

@@ -17,15 +17,19 @@ extension Invitation {
         // The peer types the code at the prompt of --join: never on a command line, where other
         // users can read it (ps, /proc) and the shell keeps it in its history.
         let passwordFlag = ownPassword ? " --password" : ""
+        // An onion service is reachable through Tor only: the peer needs --tor too.
+        let torFlag = ((try? WebSocketURL(relay))?.hostIsOnion ?? false) ? " --tor" : ""
         let caFlag = caFile != nil ? " --ca-file <the same CA certificate>" : ""
         if let prefix = sameMachineCommand, !prefix.isEmpty {
             var commands = ["\(prefix) --join\(passwordFlag)"]
             // Another machine cannot reach a relay on a loopback address: offer no command for it.
-            if !isLoopback(relay) { commands.append("securechat --join --relay \(relay)\(caFlag)\(passwordFlag)") }
+            if !isLoopback(relay) {
+                commands.append("securechat --join\(torFlag) --relay \(relay)\(caFlag)\(passwordFlag)")
+            }
             return Invitation(code: code, commands: commands)
         }
         let relayFlag = relay != defaultRelay ? " --relay \(relay)" : ""
-        return Invitation(code: code, commands: ["securechat --join\(relayFlag)\(caFlag)\(passwordFlag)"])
+        return Invitation(code: code, commands: ["securechat --join\(torFlag)\(relayFlag)\(caFlag)\(passwordFlag)"])
     }
 
     /// True when `relay` (a ws:// or wss:// URL) names a loopback host.

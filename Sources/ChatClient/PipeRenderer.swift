@@ -112,6 +112,11 @@ final class JSONRenderer: ClientRenderer {
             line.field("kind", notice.kind.rawValue)
             line.field("level", notice.level.rawValue)
             line.field("text", notice.text)
+            if [.connecting, .relayConnected, .reconnected].contains(notice.kind) {
+                // How the relay is reached, from the first event on: scripts check it there.
+                line.field("via", status.route.kind)
+                if let proxy = status.route.proxyEndpoint { line.field("proxy", proxy) }
+            }
         case .info, .clear:
             return
         }
@@ -149,6 +154,8 @@ public let jsonEventsHelp = """
                      reconnected, rekeyed, peer_left, peer_leaving,
                      peer_restarted, reauthenticating, handshake_refused,
                      authentication_failed, code_spent, code_on_command_line,
-                     unencrypted_relay, memory_not_locked, ...)
+                     unencrypted_relay, memory_not_locked, ...); connecting,
+                     relay_connected and reconnected add "via" (direct, tor,
+                     proxy) and, through a proxy, "proxy" (its HOST:PORT)
       exit           the last line: "code"
     """

@@ -273,7 +273,8 @@ final class TerminalUI: ClientRenderer {
         case (.password, false): status.encrypted ? "password-authenticated" : "password set, not yet checked"
         case (.safetyNumber, false): "unverified (/verify)"
         }
-        var parts = [stateText, "room \(status.room.value)", relay, peer, encryption, verification]
+        let route = status.route.summary.map { " " + $0 } ?? ""
+        var parts = [stateText, "room \(status.room.value)", relay + route, peer, encryption, verification]
         if status.pending > 0 { parts.append("\(status.pending) pending") }
         let columns = terminalColumns() - 1
         statusWidthDrawn = columns

@@ -12,21 +12,35 @@ import Glibc
 #endif
 
 /// The production `RelayConnector`: ChatNetworking's WebSocket client (ws:// and wss://, the
-/// system trust store plus an optional CA file), with a small handler that turns WebSocket
-/// frames into mailbox events and carries out the driver's pings, pongs and closes.
+/// system trust store plus an optional CA file, optionally through a SOCKS5 proxy), with a small
+/// handler that turns WebSocket frames into mailbox events and carries out the driver's pings,
+/// pongs and closes.
 public final class WebSocketRelayConnector: RelayConnector {
     private let client: WebSocketClient
     private let url: WebSocketURL
+    /// Straight to the relay, or through which proxy: the words of failures depend on it.
+    private let route: RelayRoute
     /// Failures carry NIO's raw error after the words for people (`--verbose`).
     private let verbose: Bool
 
+    /// How long the SOCKS, TLS and WebSocket handshakes may take through a proxy: Tor builds a
+    /// circuit, and reaching an onion service takes several round trips of a second or more each.
+    public static let proxiedHandshakeTimeoutSeconds: Int64 = 60
+
+    /// - Parameter proxy: every connection (and the certificate probe) goes through it; none is
+    ///   made to anything else, and no name is resolved.
     /// - Throws: `RelayProblem.caFileUnusable` when the CA file cannot be used.
-    public init(url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, verbose: Bool = false) throws {
+    public init(
+        url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, proxy: SOCKSProxy? = nil, verbose: Bool = false
+    ) throws {
         self.url = url
         self.verbose = verbose
+        self.route = proxy.map { $0.isTor ? .tor(endpoint: $0.endpoint) : .proxy(endpoint: $0.endpoint) } ?? .direct
         do {
             self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
-                caFilePath: caFilePath, frameSizeMaxBytes: frameSizeMaxBytes))
+                caFilePath: caFilePath,
+                handshakeTimeoutSeconds: proxy == nil ? 10 : Self.proxiedHandshakeTimeoutSeconds,
+                frameSizeMaxBytes: frameSizeMaxBytes, proxy: proxy))
         } catch {
             throw SetupFailure(problem: Self.classify(error, url: url), detail: verbose ? "\(error)" : nil)
         }
@@ -45,6 +59,7 @@ public final class WebSocketRelayConnector: RelayConnector {
         let link = ChannelRelayLink()
         let client = self.client
         let url = self.url
+        let route = self.route
         let verbose = self.verbose
         Task {
             do {
@@ -57,7 +72,7 @@ public final class WebSocketRelayConnector: RelayConnector {
                     return true
                 }
             } catch {
-                var problem = Self.classify(error, url: url)
+                var problem = Self.classify(error, url: url, route: route)
                 if problem == .certificateUntrusted {
                     problem = Self.certificateProblem(await client.presentedCertificateValidity(url))
                 }
@@ -69,8 +84,13 @@ public final class WebSocketRelayConnector: RelayConnector {
 
     /// What a failure to connect means (ClientCore decides from it whether to retry, and words it).
     /// NIO's and BoringSSL's errors are matched by type and code, never shown (but with --verbose).
-    static func classify(_ error: any Error, url: WebSocketURL) -> RelayProblem {
+    /// Through a proxy, a failure to open the TCP connection is the proxy's: it is the only
+    /// address the client connects to.
+    static func classify(_ error: any Error, url: WebSocketURL, route: RelayRoute = .direct) -> RelayProblem {
         let endpoint = url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)"
+        if route != .direct, let problem = proxyProblem(error) {
+            return .proxy(problem, route: route, relay: endpoint)
+        }
         switch error {
         case let error as WebSocketClientError:
             switch error {
@@ -78,6 +98,8 @@ public final class WebSocketRelayConnector: RelayConnector {
             case let .handshakeTimeout(seconds): return .timedOut(endpoint: endpoint, seconds: Int(seconds))
             case let .invalidCAFile(path, _): return .caFileUnusable(path: path)
             case .closedDuringHandshake: return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
+            case .addressWithTLSThroughProxy: return .tlsFailed  // Refused on the command line before this.
+            case .onionWithoutProxy: return .onionWithoutTor(host: url.host)  // Also refused there first.
             }
         case let error as NIOSSLExtraError where error == .failedToValidateHostname:
             return .certificateWrongHost(host: url.host)
@@ -104,6 +126,29 @@ public final class WebSocketRelayConnector: RelayConnector {
             // NIOHTTP1's parser error (the answer was not HTTP), without importing NIOHTTP1 for one name.
             if String(describing: type(of: error)) == "HTTPParserError" { return .notHTTP(endpoint: endpoint) }
             return .unexpected
+        }
+    }
+
+    /// A failure that is the proxy's: its typed SOCKS errors, and not reaching it at all.
+    private static func proxyProblem(_ error: any Error) -> ProxyProblem? {
+        switch error {
+        case let error as SOCKSProxyError:
+            switch error {
+            case let .connectionFailed(reply): return .refusedRelay(reply: reply)
+            case .authenticationFailed: return .authenticationFailed
+            case .noAcceptableMethod: return .noAcceptableMethod
+            case .unexpectedMethod, .notSOCKS5, .malformedReply: return .notSOCKS5
+            case .closedBeforeEstablished: return .closed
+            case let .timedOut(seconds): return .timedOut(seconds: Int(seconds))
+            case .targetNotRepresentable: return nil
+            }
+        case let error as IOError where [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ETIMEDOUT].contains(error.errnoCode):
+            return .unreachable
+        case let error as ChannelError:
+            if case .connectTimeout = error { return .unreachable }
+            return nil
+        default:
+            return nil
         }
     }
 
@@ -164,12 +209,22 @@ final class ChannelRelayLink: RelayLink {
         write(.ping, ByteBuffer())
     }
 
+    /// Answered on the event loop, at most one pong queued (see `RelayFrameHandler.pong`).
     func pong(_ payload: [UInt8]) {
-        write(.pong, ByteBuffer(bytes: payload))
+        guard let (channel, handler) = state.withLock({ state -> ((any Channel), NIOLoopBound<RelayFrameHandler>)? in
+            guard !state.closed, let channel = state.channel, let handler = state.handler else { return nil }
+            return (channel, handler)
+        }) else { return }
+        let data = ByteBuffer(bytes: payload)
+        channel.eventLoop.execute { handler.value.pong(data) }
     }
 
+    /// Frames are dropped, not queued, while the connection's outbound buffer is over its high
+    /// watermark (NIO's default, 64 KiB): a relay that reads nothing cannot make this process hold
+    /// what the session writes (its retransmissions would pile up), and every frame the session
+    /// sends is retransmitted until acknowledged anyway.
     private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
-        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }) else { return }
+        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }), channel.isWritable else { return }
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data), promise: nil)
     }
 
@@ -188,9 +243,12 @@ final class ChannelRelayLink: RelayLink {
 /// On the upgraded channel: text frames, pings and pongs to the mailbox, a close frame answered
 /// and the connection closed, the end of the channel reported once. It decides nothing: the
 /// driver answers pings, pings a quiet relay and closes a silent one (`ClientDriver.Keepalive`);
-/// this handler only runs the WebSocket closing handshake it is asked for.
-final class RelayFrameHandler: ChannelInboundHandler {
+/// this handler only runs the WebSocket closing handshake it is asked for, stops reading while
+/// the mailbox is full (TCP backpressure then reaches the relay), and keeps at most one pong
+/// queued.
+final class RelayFrameHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let id: ConnectionID
@@ -200,6 +258,14 @@ final class RelayFrameHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// This client sent its close frame and waits for the relay's.
     private var closing = false
+    /// The mailbox is full: `read` calls are held back until the shell has processed it.
+    private var readPaused = false
+    private var readHeldBack = false
+    /// A pong is written and not yet out (or the channel is over its watermark): the latest
+    /// ping's payload waits here instead of queueing behind it (RFC 6455 §5.5.3 allows answering
+    /// only the latest ping), so a relay that floods pings and reads nothing gets one pong.
+    private var pongInFlight = false
+    private var owedPong: ByteBuffer?
     /// How long to wait for the relay's close frame before closing TCP anyway. The relay answers
     /// once it has read and sent on everything before the close, which a rate-limited burst can
     /// hold back for seconds; a relay that answers nothing costs a leaving client this much.
@@ -249,12 +315,12 @@ final class RelayFrameHandler: ChannelInboundHandler {
         switch frame.opcode {
         case .text, .binary:
             var payload = frame.unmaskedData
-            mailbox.post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []))
+            post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
         case .ping:
             var payload = frame.unmaskedData
-            mailbox.post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []))
+            post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
         case .pong:
-            mailbox.post(.transportPong(id))
+            post(.transportPong(id), context: context)
         case .connectionClose:
             let status = frame.closeStatus
             let code = status.code.map { Int(UInt16(webSocketErrorCode: $0)) }
@@ -268,6 +334,62 @@ final class RelayFrameHandler: ChannelInboundHandler {
         default:
             break  // Continuations are joined by the aggregator before they get here.
         }
+    }
+
+    /// Hand a relay event to the mailbox; stop reading when it says it is full.
+    private func post(_ event: ClientEvent, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let resume: (@Sendable () -> Void)? = readPaused ? nil : { @Sendable in
+            bound.eventLoop.execute { bound.value.resumeReading() }
+        }
+        if !mailbox.postFromRelay(event, resume: resume) { readPaused = true }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func resumeReading() {
+        readPaused = false
+        guard readHeldBack, let context else { return }
+        readHeldBack = false
+        context.read()
+    }
+
+    /// Answer a ping the driver decided to answer: now if nothing is in the way, else owed.
+    func pong(_ payload: ByteBuffer) {
+        guard let context, !closing else { return }
+        guard !pongInFlight, context.channel.isWritable else {
+            owedPong = payload
+            return
+        }
+        pongInFlight = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(
+            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: payload)),
+            promise: written)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in bound.value.pongWritten() }
+    }
+
+    private func pongWritten() {
+        pongInFlight = false
+        if let owed = owedPong {
+            owedPong = nil
+            pong(owed)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, !pongInFlight, let owed = owedPong {
+            owedPong = nil
+            pong(owed)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -13,7 +13,15 @@ extension WebSocketURL {
     }
 
     /// The warning for plain ws:// across a network (nil for wss:// or a loopback relay).
-    public var exposureWarning: ClientNotice? {
-        usesTLS || hostIsLoopback ? nil : .unencryptedRelay(host: hostHeader)
+    public var exposureWarning: ClientNotice? { exposureWarning(route: .direct) }
+
+    /// The same for a relay reached on `route`. Through a proxy the path at risk is the one beyond
+    /// it, and an onion service has none: Tor encrypts the whole way to it.
+    public func exposureWarning(route: RelayRoute) -> ClientNotice? {
+        if usesTLS || hostIsLoopback { return nil }
+        switch route {
+        case .direct: return .unencryptedRelay(host: hostHeader)
+        case .tor, .proxy: return hostIsOnion ? nil : .unencryptedRelayBeyondProxy(host: hostHeader, route: route)
+        }
     }
 }

@@ -31,24 +31,26 @@ extension WebSocketClient {
         let tlsContext = self.tlsContext
         let serverHostname = url.hostIsIPAddress ? nil : url.host
         do {
-            let channel = try await ClientBootstrap(group: eventLoopGroup)
-                .connectTimeout(.seconds(timeoutSeconds))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let handler = try NIOSSLClientHandler(
-                            context: tlsContext, serverHostname: serverHostname,
-                            customVerificationCallback: { certificates, verification in
-                                if let leaf = certificates.first {
-                                    let validity = CertificateValidity(
-                                        notBefore: Int(leaf.notValidBefore), notAfter: Int(leaf.notValidAfter))
-                                    seen.withLock { $0 = validity }
-                                }
-                                verification.succeed(.failed)
-                            })
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                    }
+            // Through the proxy when there is one, like every connection: this second look must
+            // not be the one that reaches the relay directly (or resolves its name).
+            let channel = try await openChannel(
+                to: url, connectTimeoutSeconds: timeoutSeconds, socks: SOCKSHandshakeRecord()
+            ) { channel in
+                channel.eventLoop.makeCompletedFuture { () -> any Channel in
+                    let handler = try NIOSSLClientHandler(
+                        context: tlsContext, serverHostname: serverHostname,
+                        customVerificationCallback: { certificates, verification in
+                            if let leaf = certificates.first {
+                                let validity = CertificateValidity(
+                                    notBefore: Int(leaf.notValidBefore), notAfter: Int(leaf.notValidAfter))
+                                seen.withLock { $0 = validity }
+                            }
+                            verification.succeed(.failed)
+                        })
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return channel
                 }
-                .connect(host: url.host, port: url.port).get()
+            }
             // The handshake fails once the certificate is refused, which closes the channel.
             channel.eventLoop.scheduleTask(in: .seconds(timeoutSeconds)) { channel.close(promise: nil) }
             try? await channel.closeFuture.get()

@@ -21,6 +21,9 @@ public struct WebSocketClientConfiguration: Sendable {
     /// How many inbound messages ``WebSocketConnection/inbound`` buffers before the client stops
     /// reading from the socket (TCP backpressure then reaches the sender).
     public var inboundBufferMessagesMax: Int
+    /// Every connection goes through this SOCKS5 proxy, which gets the relay's host name: the
+    /// client then connects to nothing else and resolves no name. nil: straight to the relay.
+    public var proxy: SOCKSProxy?
 
     public init(
         caFilePath: String? = nil,
@@ -28,7 +31,8 @@ public struct WebSocketClientConfiguration: Sendable {
         connectTimeoutSeconds: Int64 = 10,
         handshakeTimeoutSeconds: Int64 = 10,
         frameSizeMaxBytes: Int = 1 << 20,
-        inboundBufferMessagesMax: Int = 256
+        inboundBufferMessagesMax: Int = 256,
+        proxy: SOCKSProxy? = nil
     ) {
         precondition(connectTimeoutSeconds > 0 && handshakeTimeoutSeconds > 0, "timeouts must be positive")
         precondition(frameSizeMaxBytes >= 125 && frameSizeMaxBytes <= Int(UInt32.max), "frame cap out of range")
@@ -39,6 +43,7 @@ public struct WebSocketClientConfiguration: Sendable {
         self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
         self.frameSizeMaxBytes = frameSizeMaxBytes
         self.inboundBufferMessagesMax = inboundBufferMessagesMax
+        self.proxy = proxy
     }
 }
 
@@ -52,6 +57,11 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
     case invalidCAFile(path: String, reason: String)
     /// The connection ended before the upgrade finished.
     case closedDuringHandshake
+    /// wss:// to an IP address through a proxy: NIOSSL would check the certificate against the
+    /// address it is connected to, the proxy's, so the relay's identity could not be verified.
+    case addressWithTLSThroughProxy
+    /// A `.onion` host without a proxy: reachable only through Tor, and never looked up.
+    case onionWithoutProxy
 
     public var description: String {
         switch self {
@@ -59,6 +69,9 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
         case let .handshakeTimeout(seconds): "the WebSocket handshake did not finish within \(seconds) s"
         case let .invalidCAFile(path, reason): "cannot load CA file \(path): \(reason)"
         case .closedDuringHandshake: "the connection closed during the WebSocket handshake"
+        case .addressWithTLSThroughProxy:
+            "wss:// through a proxy needs the relay's host name (its certificate is checked against it)"
+        case .onionWithoutProxy: "a .onion relay is reachable only through Tor (a SOCKS5 proxy)"
         }
     }
 }
@@ -170,63 +183,17 @@ public final class WebSocketClient: Sendable {
         to url: WebSocketURL,
         configureUpgradedChannel: @escaping @Sendable (any Channel) throws -> Output
     ) async throws -> Output {
-        let frameSizeMaxBytes = configuration.frameSizeMaxBytes
         let handshakeTimeoutSeconds = configuration.handshakeTimeoutSeconds
-        let tlsContext = url.usesTLS ? self.tlsContext : nil
         let timedOut = HandshakeTimeout()
-        let upgradeResult: EventLoopFuture<Output> = try await ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(.seconds(configuration.connectTimeoutSeconds))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connect(host: url.host, port: url.port) { channel in
+        let socks = SOCKSHandshakeRecord()
+        do {
+            let upgradeResult: EventLoopFuture<Output> = try await openChannel(
+                to: url, connectTimeoutSeconds: configuration.connectTimeoutSeconds, socks: socks
+            ) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tlsContext {
-                        let handler = try NIOSSLClientHandler(
-                            context: tlsContext, serverHostname: url.hostIsIPAddress ? nil : url.host
-                        )
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                    }
-                    let upgrader = NIOTypedWebSocketClientUpgrader<Output>(
-                        maxFrameSize: frameSizeMaxBytes,
-                        enableAutomaticErrorHandling: true,
-                        upgradePipelineHandler: { channel, _ in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(
-                                    NIOWebSocketFrameAggregator(
-                                        minNonFinalFragmentSize: 0,
-                                        maxAccumulatedFrameCount: 1024,
-                                        maxAccumulatedFrameSize: frameSizeMaxBytes
-                                    )
-                                )
-                                return try configureUpgradedChannel(channel)
-                            }
-                        }
-                    )
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Host", value: url.hostHeader)
-                    headers.add(name: "Content-Length", value: "0")
-                    let requestHead = HTTPRequestHead(
-                        version: .http1_1, method: .GET, uri: url.requestTarget, headers: headers
-                    )
-                    let upgradeConfiguration = NIOTypedHTTPClientUpgradeConfiguration<Output>(
-                        upgradeRequestHead: requestHead,
-                        upgraders: [upgrader],
-                        notUpgradingCompletionHandler: { channel in
-                            channel.close(promise: nil)
-                            return channel.eventLoop.makeFailedFuture(WebSocketClientError.upgradeRefused)
-                        }
-                    )
-                    var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(
-                        upgradeConfiguration: upgradeConfiguration
-                    )
-                    // A server may send frames in the same segment as its 101 response (the relay
-                    // does when it refuses a connection): hand those bytes to the WebSocket decoder
-                    // instead of dropping them with the HTTP decoder (NIO's default).
-                    pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
-                    let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: pipelineConfiguration
-                    )
-                    // Bound the handshake: a server that accepts TCP and then says nothing must not
-                    // hold the caller forever.
+                    let result = try self.addHandshakeHandlers(to: channel, url: url, configureUpgradedChannel)
+                    // Bound the handshake (SOCKS, TLS, HTTP upgrade): a server that accepts TCP and
+                    // then says nothing must not hold the caller forever.
                     let timeout = channel.eventLoop.scheduleTask(in: .seconds(handshakeTimeoutSeconds)) {
                         timedOut.fired.store(true, ordering: .relaxed)
                         channel.close(mode: .all, promise: nil)
@@ -235,25 +202,121 @@ public final class WebSocketClient: Sendable {
                     return result
                 }
             }
-        do {
             return try await upgradeResult.get()
         } catch {
-            let timedOut = timedOut.fired.load(ordering: .relaxed)
-            throw Self.handshakeFailure(error, timedOut: timedOut, handshakeTimeoutSeconds)
+            throw handshakeFailure(
+                error, timedOut: timedOut.fired.load(ordering: .relaxed), handshakeTimeoutSeconds, socks: socks)
         }
     }
 
-    /// The error to report for a failed handshake: ours when the timeout closed the channel (the
-    /// close fails the upgrade with whatever error the pipeline saw first) or the connection ended
-    /// before the upgrade (NIO's upgrade handler reports that as an inappropriate operation for its
-    /// state); otherwise the pipeline's own (TLS, resolution, connection).
-    private static func handshakeFailure(_ error: any Error, timedOut: Bool, _ seconds: Int64) -> any Error {
-        if error is WebSocketClientError { return error }
-        if timedOut { return WebSocketClientError.handshakeTimeout(seconds: seconds) }
-        if let error = error as? ChannelError,
-           error == .ioOnClosedChannel || error == .alreadyClosed || error == .inappropriateOperationForState {
-            return WebSocketClientError.closedDuringHandshake
+    /// A TCP connection for `url`, with `initializer` run on the new channel. Without a proxy, to
+    /// the relay's host (resolved by NIO). With one, to the proxy's numeric address only, with the
+    /// SOCKS handlers first in the pipeline and the relay's host name sent to the proxy: nothing
+    /// is resolved, and there is no path that reaches the relay without the proxy.
+    func openChannel<Output: Sendable>(
+        to url: WebSocketURL, connectTimeoutSeconds: Int64, socks: SOCKSHandshakeRecord,
+        _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output {
+        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(.seconds(connectTimeoutSeconds))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        guard let proxy = configuration.proxy else {
+            // Never a lookup or a connection for an onion name outside Tor (the command line refuses
+            // it first; this holds for every other caller).
+            if url.hostIsOnion { throw WebSocketClientError.onionWithoutProxy }
+            return try await bootstrap.connect(host: url.host, port: url.port, channelInitializer: initializer)
         }
+        if url.usesTLS && url.hostIsIPAddress { throw WebSocketClientError.addressWithTLSThroughProxy }
+        return try await bootstrap.connect(to: proxy.address) { channel in
+            do {
+                try SOCKSTunnel.addHandlers(
+                    to: channel, authentication: proxy.authentication, host: url.host, port: url.port, record: socks)
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            return initializer(channel)
+        }
+    }
+
+    /// TLS (with SNI and certificate verification against the relay's host name, never against the
+    /// address the socket is connected to, which may be a proxy's), the HTTP upgrade to WebSocket,
+    /// and the caller's handlers once upgraded. Returns the upgrade's result.
+    private func addHandshakeHandlers<Output: Sendable>(
+        to channel: any Channel, url: WebSocketURL,
+        _ configureUpgradedChannel: @escaping @Sendable (any Channel) throws -> Output
+    ) throws -> EventLoopFuture<Output> {
+        let frameSizeMaxBytes = configuration.frameSizeMaxBytes
+        if url.usesTLS {
+            let handler = try NIOSSLClientHandler(
+                context: tlsContext, serverHostname: url.hostIsIPAddress ? nil : url.host)
+            try channel.pipeline.syncOperations.addHandler(handler)
+            // Through a proxy the socket's peer is the proxy: only the relay's name may match.
+            if configuration.proxy != nil {
+                try channel.pipeline.syncOperations.addHandler(RelayNameVerifier(host: url.host))
+            }
+        }
+        let upgrader = NIOTypedWebSocketClientUpgrader<Output>(
+            maxFrameSize: frameSizeMaxBytes,
+            enableAutomaticErrorHandling: true,
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0,
+                            maxAccumulatedFrameCount: 1024,
+                            maxAccumulatedFrameSize: frameSizeMaxBytes
+                        )
+                    )
+                    return try configureUpgradedChannel(channel)
+                }
+            }
+        )
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: url.hostHeader)
+        headers.add(name: "Content-Length", value: "0")
+        let requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.requestTarget, headers: headers)
+        let upgradeConfiguration = NIOTypedHTTPClientUpgradeConfiguration<Output>(
+            upgradeRequestHead: requestHead,
+            upgraders: [upgrader],
+            notUpgradingCompletionHandler: { channel in
+                channel.close(promise: nil)
+                return channel.eventLoop.makeFailedFuture(WebSocketClientError.upgradeRefused)
+            }
+        )
+        var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(
+            upgradeConfiguration: upgradeConfiguration
+        )
+        // A server may send frames in the same segment as its 101 response (the relay does when it
+        // refuses a connection): hand those bytes to the WebSocket decoder instead of dropping them
+        // with the HTTP decoder (NIO's default).
+        pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
+        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+            configuration: pipelineConfiguration
+        )
+    }
+
+    /// The error to report for a failed handshake: the proxy's own typed error when it caused it;
+    /// ours when the timeout closed the channel (the close fails the upgrade with whatever error
+    /// the pipeline saw first) or the connection ended before the upgrade (NIO's upgrade handler
+    /// reports that as an inappropriate operation for its state); otherwise the pipeline's own
+    /// (TLS, resolution, connection).
+    private func handshakeFailure(
+        _ error: any Error, timedOut: Bool, _ seconds: Int64, socks: SOCKSHandshakeRecord
+    ) -> any Error {
+        if let proxyError = socks.error { return proxyError }
+        if error is WebSocketClientError || error is SOCKSProxyError { return error }
+        let closed = if let error = error as? ChannelError {
+            error == .ioOnClosedChannel || error == .alreadyClosed || error == .inappropriateOperationForState
+                || error == .eof
+        } else {
+            false
+        }
+        if configuration.proxy != nil && !socks.established {
+            if timedOut { return SOCKSProxyError.timedOut(seconds: seconds) }
+            if closed { return SOCKSProxyError.closedBeforeEstablished }
+        }
+        if timedOut { return WebSocketClientError.handshakeTimeout(seconds: seconds) }
+        if closed { return WebSocketClientError.closedDuringHandshake }
         return error
     }
 }

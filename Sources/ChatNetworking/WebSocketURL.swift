@@ -35,6 +35,13 @@ public struct WebSocketURL: Hashable, Sendable, CustomStringConvertible {
     /// Whether the connection uses TLS.
     public var usesTLS: Bool { scheme == .wss }
 
+    /// Whether `host` is a Tor onion service (`….onion`): reachable only through Tor, and never to
+    /// be looked up or connected to directly.
+    public var hostIsOnion: Bool {
+        let name = host.hasSuffix(".") ? host.dropLast() : Substring(host)
+        return name == "onion" || name.hasSuffix(".onion")
+    }
+
     /// Whether `host` is an IPv4 or IPv6 literal (and so must not be sent as TLS SNI).
     public var hostIsIPAddress: Bool { Self.isIPv4Literal(host) || host.contains(":") }
 

@@ -8,6 +8,7 @@ extension ClientDriver {
         "  /help     this list",
         "  /verify   show the safety number to compare with your peer (out of band: phone, in person)",
         "  /verify N confirm that the number your peer read out is N (all 60 digits)",
+        "  /status   the session, the room, the relay and how it is reached (direct, via Tor, via a proxy)",
         "  /clear    clear the screen",
         "  /quit     leave, saying goodbye (asks again if messages are not yet confirmed); also Ctrl-D, Ctrl-C",
         "  //text    send a message that starts with /",
@@ -52,6 +53,8 @@ extension ClientDriver {
             }
         case "/clear":
             show(.clear)
+        case "/status":
+            show(.info(ClientNotice.statusReport(status)))
         default:
             notify(.unknownCommand(command))
         }

@@ -15,7 +15,7 @@ extension ClientDriver {
         if let invitation = configuration.invitation {
             show(.roomCreated(room: configuration.session.room, invitation: invitation))
         }
-        notify(.connecting)
+        notify(.connecting(configuration.route))
         connect(Outage(since: now, afterLoss: false), now: now)
     }
 
@@ -29,7 +29,7 @@ extension ClientDriver {
     func linkOpened(_ id: ConnectionID, now: Instant) {
         guard case let .connecting(current, _, outage) = link, current == id else { return }
         link = .up(id, listening(now), .awaited(since: outage.since))
-        notify(outage.afterLoss ? .reconnected : .relayConnected)
+        notify(outage.afterLoss ? .reconnected : .relayConnected(configuration.route))
         feed(.transportUp, now: now)
     }
 

@@ -58,7 +58,7 @@ public final class ClientDriver {
         ClientStatus(
             state: session.state, room: configuration.session.room, relay: link.relayState, peer: peer,
             pending: session.pendingCount, authentication: session.authentication,
-            verified: verifiedNumber != nil && verifiedNumber == session.safetyNumber)
+            verified: verifiedNumber != nil && verifiedNumber == session.safetyNumber, route: configuration.route)
     }
 
     /// True once the driver has asked the shell to exit (`ClientAction.exit`); it then ignores

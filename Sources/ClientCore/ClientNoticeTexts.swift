@@ -6,8 +6,14 @@ import ChatCore
 extension ClientNotice {
     // MARK: The relay link
 
-    static let connecting = ClientNotice(.connecting, .info, "connecting to the relay")
-    static let relayConnected = ClientNotice(.relayConnected, .info, "connected to the relay")
+    static func connecting(_ route: RelayRoute) -> ClientNotice {
+        ClientNotice(.connecting, .info, "connecting to the relay" + (route.summary.map { " " + $0 } ?? ""))
+    }
+
+    static func relayConnected(_ route: RelayRoute) -> ClientNotice {
+        ClientNotice(.relayConnected, .info, "connected to the relay" + (route.summary.map { " " + $0 } ?? ""))
+    }
+
     static let reconnected = ClientNotice(.reconnected, .info, "reconnected to the relay; re-keying with fresh keys")
 
     static func relayLost(_ reason: String) -> ClientNotice {
@@ -146,6 +152,10 @@ extension ClientNotice {
             "the relay has too many connections (from your address, or in all); the client keeps trying"
         case .tooManyRooms: "the relay is full (too many rooms); the client keeps trying, or use another relay"
         case .idleTimeout: "the relay closed this connection as idle; the client reconnects"
+        case .joinTimeout: "the relay closed this connection because no room was joined in time; the client reconnects"
+        case .tooManyErrors:
+            "the relay closed this connection after too many messages it did not understand "
+                + "(a different version of securechat?); the client reconnects"
         case .shuttingDown: "the relay is shutting down; the client reconnects when it is back"
         case .internalError: "the relay had an internal error; the client keeps trying"
         case .frameTooLarge: "a message was larger than the relay accepts (a different version of securechat?)"
@@ -328,6 +338,8 @@ extension ClientNotice {
             "the TLS handshake with the relay failed (no protocol version or cipher in common); it needs TLS 1.2+"
         case let .caFileUnusable(path): "cannot use the CA file \(path); it must be a readable PEM file of certificates"
         case .reset: "the connection was reset (by the relay or the network)"
+        case let .proxy(problem, route, relay): describeProxy(problem, route: route, relay: relay)
+        case let .onionWithoutTor(host): "\(host) is a Tor onion service, reachable only through Tor: add --tor"
         case .unexpected: "an unexpected network error (--verbose shows it)"
         }
     }

@@ -86,6 +86,8 @@ public struct ClientStatus: Hashable, Sendable {
     /// The user confirmed the current safety number with `/verify <number>` (reset by every
     /// re-key, which brings a new number).
     public var verified: Bool
+    /// How the relay is reached (straight, via Tor, via a proxy).
+    public var route: RelayRoute = .direct
 
     /// Messages are end-to-end encrypted right now.
     public var encrypted: Bool { state == .connected }

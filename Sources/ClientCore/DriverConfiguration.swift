@@ -31,6 +31,10 @@ public struct DriverConfiguration: Sendable {
     /// Notices carry the raw detail after the words for people (`--verbose`): the relay's own
     /// error text and code, a rejected frame's reason.
     public var verbose: Bool
+    /// How the shell reaches the relay (straight, through Tor or another proxy): shown in the
+    /// status line, `/status` and the connection notices; through a proxy it also lengthens the
+    /// first retransmission intervals and the goodbye's wait (set by `init`).
+    public var route: RelayRoute
 
     public init(
         session: SessionConfiguration,
@@ -43,10 +47,14 @@ public struct DriverConfiguration: Sendable {
         drainTimeout: Duration = .seconds(30),
         keepalive: Duration = .seconds(15),
         goodbyeTimeout: Duration = .seconds(5),
-        verbose: Bool = false
+        verbose: Bool = false,
+        route: RelayRoute = .direct
     ) {
         precondition(connectTimeout > .zero && giveUpAfter > .zero && drainTimeout >= .zero && keepalive > .zero)
-        self.session = session
+        // Through a proxy the session's first retransmissions and the goodbye's wait are made to
+        // suit seconds-long round trips (RelayRoute.sessionConfiguration): the route decides them,
+        // for the real client and for a simulation that gives the driver a proxied route alike.
+        self.session = route.sessionConfiguration(session)
         self.interactive = interactive
         self.invitation = invitation
         self.connectTimeout = connectTimeout
@@ -55,7 +63,8 @@ public struct DriverConfiguration: Sendable {
         self.giveUpAfter = giveUpAfter
         self.drainTimeout = drainTimeout
         self.keepalive = keepalive
-        self.goodbyeTimeout = goodbyeTimeout
+        self.goodbyeTimeout = route.goodbyeTimeout(goodbyeTimeout)
         self.verbose = verbose
+        self.route = route
     }
 }

@@ -33,6 +33,10 @@ public enum RelayProblem: Hashable, Sendable {
     case caFileUnusable(path: String)
     /// The connection was reset by the network or the relay.
     case reset
+    /// A `.onion` relay without a proxy: it is reachable only through Tor.
+    case onionWithoutTor(host: String)
+    /// The SOCKS5 proxy on `route` failed: `relay` is the relay's host and port, as sent to it.
+    case proxy(ProxyProblem, route: RelayRoute, relay: String)
     /// Anything not classified above (its detail is shown with --verbose).
     case unexpected
 
@@ -42,10 +46,12 @@ public enum RelayProblem: Hashable, Sendable {
     public var isPermanent: Bool {
         switch self {
         case .notWebSocket, .notHTTP, .certificateUntrusted, .certificateExpired, .certificateNotYetValid,
-             .certificateWrongHost, .notTLS, .tlsFailed, .caFileUnusable:
+             .certificateWrongHost, .notTLS, .tlsFailed, .caFileUnusable, .onionWithoutTor:
             true
         case .hostNotFound, .refused, .unreachable, .timedOut, .closedDuringHandshake, .reset, .unexpected:
             false
+        case let .proxy(problem, _, _):
+            problem.isPermanent
         }
     }
 }

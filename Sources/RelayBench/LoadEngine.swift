@@ -1,3 +1,5 @@
+import Foundation
+import SeededRandom
 import Histogram
 import NIOCore
 import NIOWebSocket
@@ -213,6 +215,10 @@ final class BenchClientHandler: ChannelInboundHandler {
         guard let context, worker.isSending else { return }
         switch worker.mode {
         case let .openLoop(rate):
+            // A staggered schedule may start after `now`: `now &- start` would wrap to a huge
+            // elapsed time, and the first pump would send a whole batch at once (which the
+            // relay's rate limit then held, and every latency measured after it was the backlog's).
+            guard now >= scheduleStartNanoseconds else { return }
             // Message k is due at start + k / rate (message 0 at the start itself).
             let elapsed = Double(now &- scheduleStartNanoseconds)
             let due = UInt64(elapsed * rate / 1e9) + 1
@@ -294,6 +300,11 @@ final class BenchClientHandler: ChannelInboundHandler {
             }
         case .error:
             worker.stats.errorFrames += 1
+            // The first few, so that a run with errors says which (bench traffic only: no secret).
+            if worker.stats.errorFrames <= 5 {
+                let text = String(decoding: buffer.readableBytesView.prefix(200), as: UTF8.self)
+                FileHandle.standardError.write(Data("relay-bench: ERROR frame received: \(text)\n".utf8))
+            }
         case .other:
             break
         }

@@ -8,7 +8,10 @@ struct PauseReasons: OptionSet, Hashable, Sendable {
     static let rateLimited = PauseReasons(rawValue: 1 << 0)
     /// The room-mate's outbound queue is over its high watermark.
     static let peerBackpressure = PauseReasons(rawValue: 1 << 1)
-    // Issue 14 adds `ownBackpressure` here: the connection's own outbound queue is over the mark.
+    /// The connection's own outbound queue is over its high watermark: its client is not
+    /// reading, so nothing it sends is read either (what it sends would only be answered into
+    /// that queue: pongs, ERRORs, JOINEDs).
+    static let ownBackpressure = PauseReasons(rawValue: 1 << 2)
 }
 
 /// One accepted TCP connection, from accept to the shell's report that it closed.
@@ -21,36 +24,53 @@ struct PauseReasons: OptionSet, Hashable, Sendable {
 /// and the first change to it would copy it.
 struct ConnectionRecord<Frame: RelayFrameBytes> {
     /// The per-address entry this connection is counted in (nil when it was refused before being
-    /// counted, or dropped), so that its close is taken off exactly the entry it was added to.
-    let countedUnder: AddressKey?
+    /// counted, or dropped, or no address is known), so that its close is taken off exactly the
+    /// entry (and the wider IPv6 prefixes) it was added to. Set at accept, or when a PROXY header
+    /// names the client.
+    var countedUnder: AddressKey?
+    /// Counted among its address's room-less connections (until it joins a room, or closes).
+    var roomless: Bool
     var state: ConnectionState<Frame>
 
     enum Phase {
         case upgrading, serving, closing, disconnecting
     }
 
-    /// An inbound frame arrived (any frame shows the client is alive): note it, and say which
-    /// phase the connection is in.
-    mutating func noteInbound(now: Instant) -> Phase {
+    /// A frame other than text arrived (any frame shows the client is alive): charge it to the
+    /// buckets (one message, `size` bytes), note it, and say what to do with it.
+    mutating func admitControl(size: Int, now: Instant) -> ControlAdmission {
         switch state {
         case .upgrading:
-            return .upgrading
+            return .ignored
         case var .serving(serving):
             state = .modifying
+            defer { state = .serving(serving) }
             serving.lastInbound = now
-            state = .serving(serving)
-            return .serving
+            // Keep order with held text: nothing overtakes it, so over the rate means over the rate.
+            if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
+            return serving.overRate(now: now)
         case .closing:
-            return .closing
+            return discardWhileClosing() ? .closingPause : .closing
         case .disconnecting, .modifying:
-            return .disconnecting
+            return .ignored
         }
+    }
+
+    /// A frame read while the relay waits for the client's close: discarded, and counted. True
+    /// for the one past `RelayLimits.closingFramesMax`: reads stop then (the close handshake
+    /// timer ends the connection), or a flooder the relay closed would be read at full speed,
+    /// every frame decoded for nothing, until the timer.
+    mutating func discardWhileClosing() -> Bool {
+        guard case var .closing(closing) = state else { return false }
+        closing.framesDiscarded += 1
+        state = .closing(closing)
+        return closing.framesDiscarded == RelayLimits.closingFramesMax + 1
     }
 
     /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
     /// waits behind held frames).
     mutating func admitText(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
-        guard case var .serving(serving) = state else { return .ignored }
+        guard case var .serving(serving) = state else { return discardWhileClosing() ? .closingPause : .ignored }
         state = .modifying
         defer { state = .serving(serving) }
         serving.lastInbound = now
@@ -69,6 +89,21 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
     }
 }
 
+/// What happened to an inbound frame other than text.
+enum ControlAdmission {
+    /// The buckets paid for it: act on it.
+    case admitted
+    /// Over the rate: not acted on (a ping over the rate gets no pong, a binary frame no
+    /// ERROR), reads pause until the buckets are full again. As `TextAdmission.held`.
+    case overRate(answer: Bool, pause: Bool, releaseAt: Instant?)
+    /// The relay is closing the connection: only the client's close frame matters.
+    case closing
+    /// As `closing`, and this frame is one too many to read while closing: stop reading.
+    case closingPause
+    /// Not served (upgrading, or being dropped).
+    case ignored
+}
+
 /// What happened to an inbound text frame.
 enum TextAdmission {
     /// Both buckets paid for it: hand it to the room logic.
@@ -78,6 +113,8 @@ enum TextAdmission {
     case held(answer: Bool, pause: Bool, releaseAt: Instant?)
     /// Not counted, not answered.
     case ignored
+    /// Discarded while closing, and one too many: stop reading.
+    case closingPause
 }
 
 /// A connection's state; each case carries the data valid in it.
@@ -99,6 +136,8 @@ struct Upgrading {
     var deadline: Instant
     /// Set when admission refused it: told why (and closed) once the upgrade is done.
     var refusal: (code: RelayErrorCode, reason: RejectionReason)?
+    /// `--trust-proxy proxy-protocol`: the PROXY header naming the client has not been read yet.
+    var awaitsProxyHeader = false
 }
 
 struct Serving<Frame: RelayFrameBytes> {
@@ -121,6 +160,17 @@ struct Serving<Frame: RelayFrameBytes> {
     var lastInbound: Instant
     /// The last ping the relay sent.
     var lastPing: Instant?
+    /// When the connection is closed unless it has joined a room (nil once it has).
+    var joinDeadline: Instant?
+    /// Protocol errors so far (`RelayLimits.protocolErrorsMax` closes the connection).
+    var protocolErrors = 0
+    /// A pong was handed to the shell and is not written yet: pings read meanwhile owe one pong
+    /// (RFC 6455 §5.5.3 allows answering only the latest ping), so pongs to a client that does
+    /// not read cannot pile up in the outbound queue, which counts bytes (2 per empty pong) and
+    /// not the few hundred each queued write costs.
+    var pongInFlight = false
+    /// The payload of the latest ping read while a pong was in flight.
+    var owedPong: Frame?
 
     init(limits: RelayLimits, now: Instant) {
         messageBucket = TokenBucket(
@@ -128,6 +178,37 @@ struct Serving<Frame: RelayFrameBytes> {
         byteBucket = TokenBucket(
             ratePerSecond: UInt64(limits.bytesPerSecond), burst: UInt64(limits.byteBurst), now: now)
         lastInbound = now
+        joinDeadline = now.advanced(by: .seconds(limits.joinTimeoutSeconds))
+    }
+
+    /// A ping to answer: true to send its pong now; false when one is in flight (this payload
+    /// is then owed, replacing any owed before).
+    mutating func answerPing(_ payload: Frame) -> Bool {
+        guard pongInFlight else {
+            pongInFlight = true
+            return true
+        }
+        owedPong = payload
+        return false
+    }
+
+    /// The pong in flight was written: the owed one, to send now (it is then in flight), if any.
+    mutating func pongWritten() -> Frame? {
+        guard let owed = owedPong else {
+            pongInFlight = false
+            return nil
+        }
+        owedPong = nil
+        return owed
+    }
+
+    /// A frame other than text over the rate: as `hold`, without keeping the frame.
+    mutating func overRate(now: Instant) -> ControlAdmission {
+        let answer = !rateLimitAnswered
+        rateLimitAnswered = true
+        let pause = pauseReasons.isEmpty
+        pauseReasons.insert(.rateLimited)
+        return .overRate(answer: answer, pause: pause, releaseAt: armRelease(now: now))
     }
 
     /// Charge both token buckets for a frame of `size` bytes if both have the tokens (a refused
@@ -166,11 +247,13 @@ struct Serving<Frame: RelayFrameBytes> {
         return at
     }
 
-    /// When both buckets can pay for the oldest held frame; nil if nothing is held or never (a
-    /// bucket that does not refill, or a frame larger than the byte burst: only possible with
-    /// limits that skipped validation).
+    /// When both buckets can pay for the oldest held frame; with nothing held (reads paused for
+    /// frames over the rate that were not kept), when the message bucket is full again: a client
+    /// flooding pings or binary frames then costs one read batch per burst's worth of refill, not
+    /// one per token. Nil if never (a bucket that does not refill, or a frame larger than the
+    /// byte burst: only possible with limits that skipped validation).
     mutating func releaseTime(now: Instant) -> Instant? {
-        guard let first = held.first else { return nil }
+        guard let first = held.first else { return messageBucket.whenAvailable(messageBucket.burst, now: now) }
         guard let messageReady = messageBucket.whenAvailable(1, now: now),
             let byteReady = byteBucket.whenAvailable(UInt64(first.relayByteCount), now: now)
         else { return nil }
@@ -181,23 +264,43 @@ struct Serving<Frame: RelayFrameBytes> {
 struct Closing {
     /// When TCP is closed if the client has not answered the close frame.
     var deadline: Instant
+    /// Frames read and discarded since (see `ConnectionRecord.discardWhileClosing`).
+    var framesDiscarded = 0
 }
 
 /// Per-address accounting. An entry lives while the address has open connections or a join
 /// bucket that is not yet full again (so disconnecting does not reset the join rate).
 struct AddressEntry {
     var openConnections: Int
+    /// Open connections not (yet) in a room.
+    var roomlessConnections: Int
     var joinBucket: TokenBucket
 }
 
-/// A connection's timer in the engine's heap. Entries are not removed when a timer is disarmed
-/// or the connection closes: a popped entry only makes the engine look at the connection's
-/// current deadlines, and the heap is rebuilt when stale entries outnumber live connections.
+/// A timer in the engine's heap: a connection's (handshake, JOIN deadline, held-frame release,
+/// close handshake) or a reserved seat's expiry. Entries are not removed when a timer is
+/// disarmed or its subject goes away: a popped entry only makes the engine look at the subject's
+/// current deadlines, and the heap is rebuilt when stale entries outnumber live ones.
 struct TimerEntry: Comparable {
+    enum Subject: Comparable {
+        case connection(ConnectionID)
+        case seat(ReconnectToken)
+    }
+
     var deadline: Instant
-    var connection: ConnectionID
+    var subject: Subject
+
+    init(deadline: Instant, connection: ConnectionID) {
+        self.deadline = deadline
+        subject = .connection(connection)
+    }
+
+    init(deadline: Instant, seat: ReconnectToken) {
+        self.deadline = deadline
+        subject = .seat(seat)
+    }
 
     static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
-        (lhs.deadline, lhs.connection) < (rhs.deadline, rhs.connection)
+        lhs.deadline != rhs.deadline ? lhs.deadline < rhs.deadline : lhs.subject < rhs.subject
     }
 }

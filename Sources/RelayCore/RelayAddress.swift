@@ -47,30 +47,45 @@ public enum RelayAddress: Hashable, Sendable {
     }
 }
 
+extension AddressKey {
+    /// The wider IPv6 prefixes this /64 lies in, /56 then /48, each with its own cap (empty for
+    /// any other key). One site or customer is normally given a /56 or a /48, so it holds 256 or
+    /// 65,536 /64s: without these tiers one allocation could fill the relay's global cap with
+    /// /64s that are each under the per-address cap.
+    public var widerPrefixes: [AddressKey] {
+        guard kind == .ipv6Prefix64 else { return [] }
+        return [
+            AddressKey(kind: .ipv6Prefix56, bits: bits & ~0xFF),
+            AddressKey(kind: .ipv6Prefix48, bits: bits & ~0xFFFF),
+        ]
+    }
+}
+
 /// The key the relay's per-address limits (connections, join rate) count a client under.
 ///
 /// IPv4: the address. IPv6: its /64 prefix, because a single host or home network is normally
 /// given a whole /64 and can pick any of its 2^64 addresses at will: counting exact IPv6
-/// addresses would give one attacker an unlimited number of budgets. (Issue 14's tiered /56 and
-/// /48 caps would be further kinds here, each with its own table in the engine.)
+/// addresses would give one attacker an unlimited number of budgets. The /56 and /48 prefixes
+/// around a /64 (`widerPrefixes`) are keys of their own kinds, for the tiered caps.
 public struct AddressKey: Hashable, Sendable, CustomStringConvertible {
     enum Kind: UInt8, Hashable, Sendable {
-        case ipv4, ipv6Prefix64, unix, unknown
+        case ipv4, ipv6Prefix64, ipv6Prefix56, ipv6Prefix48, unix, unknown
     }
 
     let kind: Kind
-    /// The IPv4 address, or the first 64 bits of the IPv6 address.
+    /// The IPv4 address, or the first 64 bits of the IPv6 address (the bits past the prefix zero).
     let bits: UInt64
 
-    /// `192.0.2.17`, `2001:db8:1:2::/64` (four groups, lowercase hex without leading zeros),
-    /// `unix` or `unknown`.
+    /// `192.0.2.17`, `2001:db8:1:2::/64`, `2001:db8:1:200::/56` (four groups, lowercase hex
+    /// without leading zeros), `unix` or `unknown`.
     public var description: String {
         switch kind {
         case .ipv4:
             return (0..<4).map { String((bits >> (24 - 8 * $0)) & 0xFF) }.joined(separator: ".")
-        case .ipv6Prefix64:
+        case .ipv6Prefix64, .ipv6Prefix56, .ipv6Prefix48:
+            let length = kind == .ipv6Prefix64 ? 64 : kind == .ipv6Prefix56 ? 56 : 48
             return (0..<4).map { String((bits >> (48 - 16 * $0)) & 0xFFFF, radix: 16) }.joined(separator: ":")
-                + "::/64"
+                + "::/\(length)"
         case .unix:
             return "unix"
         case .unknown:

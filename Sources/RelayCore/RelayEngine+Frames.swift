@@ -8,38 +8,78 @@ import ChatCore
 extension RelayEngine {
     typealias Index = Dictionary<ConnectionID, ConnectionRecord<Frame>>.Index
 
-    /// One complete inbound frame from a connection.
+    /// One complete inbound frame from a connection. Every frame of every kind is charged to the
+    /// connection's message and byte buckets (a text frame its size; a ping or binary frame its
+    /// payload; a pong, a close, or a fragment before the last one message and no bytes): a
+    /// client that floods pings or binary frames is paused like one that floods text.
     public mutating func receive(_ frame: InboundFrame<Frame>, from id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
-        if case let .text(payload) = frame {
+        let size: Int
+        switch frame {
+        case let .text(payload):
             receiveText(payload, at: index, from: id, now: now)
             return
+        case let .ping(payload): size = payload.relayByteCount
+        case let .binary(byteCount): size = byteCount
+        case .pong, .close, .fragment, .reserved: size = 0
         }
-        switch connections.values[index].noteInbound(now: now) {
-        case .serving:
-            break
-        case .closing:
+        let admission = connections.values[index].admitControl(size: size, now: now)
+        switch admission {
+        case .admitted:
+            act(on: frame, from: id, now: now)
+        case let .overRate(answer, pause, releaseAt):
+            // The end of the connection is never over the rate: the close is answered (behind
+            // any held frames), and nothing more is to be said or paused on it.
+            if case let .close(code) = frame {
+                receiveClose(code ?? .normalClosure, from: id, now: now)
+                return
+            }
+            storedCounters.reject(.rateLimited)
+            noteHeld(id, answer: answer, pause: pause, releaseAt: releaseAt)
+        case .closing, .closingPause:
             // Everything is discarded now; a close frame is the client's answer to ours, which
             // completes the handshake.
-            if case .close = frame { disconnect(id) }
-            return
-        case .upgrading, .disconnecting:
+            if case .close = frame {
+                disconnect(id)
+            } else if case .closingPause = admission {
+                actions.append(.pauseReading(id))
+            }
+        case .ignored:
             return
         }
+    }
+
+    /// A frame other than text that the buckets paid for.
+    private mutating func act(on frame: InboundFrame<Frame>, from id: ConnectionID, now: Instant) {
         switch frame {
-        case .text:
+        case .text, .pong, .fragment:
             break
         case .binary:
-            reply(.malformedJSON, "binary frames are not part of the protocol; send JSON text", to: id)
+            reply(.malformedJSON, "binary frames are not part of the protocol; send JSON text", to: id, now: now)
         case let .ping(payload):
-            actions.append(.pong(id, payload))
-        case .pong:
-            break
+            answerPing(payload, on: id)
         case let .close(code):
             receiveClose(code ?? .normalClosure, from: id, now: now)
         case .reserved:
             close(id, .protocolError, error: nil, now: now)
         }
+    }
+
+    /// Answer a ping, unless a pong is still in flight (then this one is owed).
+    private mutating func answerPing(_ payload: Frame, on id: ConnectionID) {
+        guard let index = connections.index(forKey: id),
+            connections.values[index].withServing({ $0.answerPing(payload) }) == true
+        else { return }
+        actions.append(.pong(id, payload))
+    }
+
+    /// The shell wrote the pong it was last given on this connection (or the connection ended):
+    /// the owed pong, if a ping came meanwhile, goes now.
+    public mutating func pongWritten(_ id: ConnectionID, now: Instant) {
+        guard let index = connections.index(forKey: id),
+            let owed = connections.values[index].withServing({ $0.pongWritten() }) ?? nil
+        else { return }
+        actions.append(.pong(id, owed))
     }
 
     /// Something went wrong below the frame level on a connection.
@@ -53,6 +93,9 @@ extension RelayEngine {
             storedCounters.reject(.malformed)
             close(id, .protocolError, error: nil, now: now)
         case .ioError:
+            disconnect(id)
+        case .badProxyHeader:
+            storedCounters.reject(.badProxyHeader)
             disconnect(id)
         }
     }
@@ -70,6 +113,8 @@ extension RelayEngine {
         switch connections.values[index].admitText(frame, size: size, now: now) {
         case .ignored:
             return
+        case .closingPause:
+            actions.append(.pauseReading(id))
         case .admitted:
             storedCounters.framesReceived &+= 1
             storedCounters.bytesReceived &+= size
@@ -78,13 +123,18 @@ extension RelayEngine {
             storedCounters.framesReceived &+= 1
             storedCounters.bytesReceived &+= size
             storedCounters.reject(.rateLimited)
-            if answer {
-                let text = RelayErrorCode.rateLimited.defaultMessage
-                actions.append(.send(id, .error(code: .rateLimited, message: text)))
-            }
-            if pause { actions.append(.pauseReading(id)) }
-            if let releaseAt { timers.insert(TimerEntry(deadline: releaseAt, connection: id)) }
+            noteHeld(id, answer: answer, pause: pause, releaseAt: releaseAt)
         }
+    }
+
+    /// A frame over the rate: `RATE_LIMITED` once per episode, reads paused, the release armed.
+    private mutating func noteHeld(_ id: ConnectionID, answer: Bool, pause: Bool, releaseAt: Instant?) {
+        if answer {
+            let text = RelayErrorCode.rateLimited.defaultMessage
+            actions.append(.send(id, .error(code: .rateLimited, message: text)))
+        }
+        if pause { actions.append(.pauseReading(id)) }
+        if let releaseAt { timers.insert(TimerEntry(deadline: releaseAt, connection: id)) }
     }
 
     private mutating func receiveClose(_ code: CloseCode, from id: ConnectionID, now: Instant) {
@@ -97,8 +147,10 @@ extension RelayEngine {
             return false
         }
         // Echo the client's status code (RFC 6455 §5.5.1); the handshake is then complete and the
-        // server closes TCP first (§7.1.1).
-        if heldNothing == true { close(id, code, error: nil, disconnectWhenWritten: true, now: now) }
+        // server closes TCP first (§7.1.1). A client that says goodbye frees its seat.
+        if heldNothing == true {
+            close(id, code, error: nil, disconnectWhenWritten: true, freeSeat: code.saysGoodbye, now: now)
+        }
     }
 
     /// The release timer fired: send on every held frame the buckets can pay for, in order;
@@ -130,7 +182,7 @@ extension RelayEngine {
             case let .send(frame)?:
                 process(frame, from: id, now: now)
             case let .close(code)?:
-                close(id, code, error: nil, disconnectWhenWritten: true, now: now)
+                close(id, code, error: nil, disconnectWhenWritten: true, freeSeat: code.saysGoodbye, now: now)
                 return
             case let .done(resume, releaseAt)?:
                 if resume { actions.append(.resumeReading(id)) }
@@ -150,15 +202,15 @@ extension RelayEngine {
         }
         switch decoded {
         case let .failure(error):
-            reply(error.relayErrorCode, error.description, to: id)
-        case let .success(.join(room)):
-            join(room, from: id, now: now)
+            reply(error.relayErrorCode, error.description, to: id, now: now)
+        case let .success(.join(room, token)):
+            join(room, token: token, from: id, now: now)
         case .success(.signal):
             switch rooms.route(signalFrom: id) {
             case let .forward(to: peer):
                 forward(frame, from: id, to: peer)
             case let .refuse(code):
-                reply(code, code.defaultMessage, to: id)
+                reply(code, code.defaultMessage, to: id, now: now)
             }
         }
     }
@@ -172,25 +224,13 @@ extension RelayEngine {
         if !overWatermark.isEmpty && overWatermark.contains(peer) { pause(id, .peerBackpressure) }
     }
 
-    private mutating func join(_ room: RoomCode, from id: ConnectionID, now: Instant) {
-        // A repeated JOIN of the same room is a client's retransmission: not a new join.
-        if rooms.room(of: id) != room, let key = connections[id]?.countedUnder, var entry = addresses[key] {
-            let admitted = entry.joinBucket.tryConsume(RelayLimits.joinCostTokens, now: now)
-            addresses[key] = entry
-            guard admitted else {
-                reply(.joinRateLimited, RelayErrorCode.joinRateLimited.defaultMessage, to: id)
-                return
-            }
-        }
-        perform(rooms.join(id, room: room))
-    }
-
     /// Carry out the room logic's answers.
-    mutating func perform(_ roomActions: [RelayRooms<ConnectionID>.Action]) {
+    mutating func perform(_ roomActions: [RelayRooms<ConnectionID>.Action], now: Instant) {
         for action in roomActions {
             switch action {
+            case let .send(to: target, .error(code, text)):
+                reply(code, text, to: target, now: now)
             case let .send(to: target, message):
-                if case let .error(code, _) = message { storedCounters.reject(RejectionReason(code)) }
                 actions.append(.send(target, message))
             case .forward:
                 // Only SIGNALs forward, and `process` routes those itself with the frame at hand.
@@ -199,11 +239,21 @@ extension RelayEngine {
         }
     }
 
-    /// Answer a connection with an `ERROR` (counted by its reason). Every protocol-level refusal
-    /// goes through here (issue 14's "N errors, then close 1008" is a count in `Serving`).
-    private mutating func reply(_ code: RelayErrorCode, _ text: String, to id: ConnectionID) {
+    /// Answer a connection with an `ERROR` (counted by its reason). Every refusal goes through
+    /// here; a protocol error also counts toward the connection's `protocolErrorsMax`, and the
+    /// one past it closes the connection with `TOO_MANY_ERRORS` and 1008.
+    mutating func reply(_ code: RelayErrorCode, _ text: String, to id: ConnectionID, now: Instant) {
         storedCounters.reject(RejectionReason(code))
         actions.append(.send(id, .error(code: code, message: text)))
+        guard code.countsAsProtocolError, let index = connections.index(forKey: id) else { return }
+        let errorsMax = limits.protocolErrorsMax
+        let over = connections.values[index].withServing { serving in
+            serving.protocolErrors += 1
+            return serving.protocolErrors > errorsMax
+        }
+        guard over == true else { return }
+        storedCounters.reject(.tooManyErrors)
+        close(id, .policyViolation, error: .tooManyErrors, now: now)
     }
 
     // MARK: Pausing reads
@@ -217,19 +267,26 @@ extension RelayEngine {
         if wasReading == true { actions.append(.pauseReading(id)) }
     }
 
-    /// The room-mate of `id` drained (or left): read `id` again, and release what it held for
-    /// the rate limit, which was waiting on the room-mate too.
-    mutating func resumeAfterBackpressure(_ id: ConnectionID, now: Instant) {
+    /// `reason` no longer holds for `id` (its room-mate drained or left, or its own queue
+    /// drained): read again if nothing else keeps it paused, and release what it held for the rate
+    /// limit, which was waiting on the room-mate too.
+    mutating func unpause(_ id: ConnectionID, _ reason: PauseReasons, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
         let outcome = connections.values[index].withServing { serving -> (resume: Bool, releaseAt: Instant?)? in
-            guard serving.pauseReasons.contains(.peerBackpressure) else { return nil }
-            serving.pauseReasons.remove(.peerBackpressure)
-            return (serving.pauseReasons.isEmpty, serving.held.isEmpty ? nil : serving.armRelease(now: now))
+            guard serving.pauseReasons.contains(reason) else { return nil }
+            serving.pauseReasons.remove(reason)
+            let release = reason == .peerBackpressure && !serving.held.isEmpty
+            return (serving.pauseReasons.isEmpty, release ? serving.armRelease(now: now) : nil)
         }
         guard let outcome = outcome ?? nil else { return }
         if outcome.resume { actions.append(.resumeReading(id)) }
         if let at = outcome.releaseAt { timers.insert(TimerEntry(deadline: at, connection: id)) }
     }
+}
+
+extension CloseCode {
+    /// The client's own close says it is done (1000, 1001): its seat is freed, not reserved.
+    var saysGoodbye: Bool { self == .normalClosure || self == .goingAway }
 }
 
 /// One step of releasing held frames.

@@ -1,9 +1,9 @@
 import ChatCore
 import HeapModule
 
-/// Timers: handshake deadlines, releases of held frames, close-handshake deadlines (one heap),
-/// the once-a-second sweep (pings, idle timeouts, pruning of address entries), the shutdown's
-/// grace period.
+/// Timers: handshake deadlines, JOIN deadlines, releases of held frames, close-handshake
+/// deadlines and reserved seats' expiries (one heap), the once-a-second sweep (pings, idle
+/// timeouts, pruning of address entries), the shutdown's grace period.
 extension RelayEngine {
     /// When `handleTimeout(now:)` is next due (nil: never). It may be early (a timer that was
     /// disarmed since); calling `handleTimeout` then does nothing.
@@ -23,7 +23,10 @@ extension RelayEngine {
         while budget > 0, let first = timers.min, first.deadline <= now {
             budget -= 1
             _ = timers.removeMin()
-            fireTimers(of: first.connection, now: now)
+            switch first.subject {
+            case let .connection(id): fireTimers(of: id, now: now)
+            case let .seat(token): expireSeat(token, now: now)
+            }
         }
         switch phase {
         case let .running(nextSweep) where nextSweep <= now:
@@ -46,12 +49,18 @@ extension RelayEngine {
             storedCounters.reject(.handshakeTimeout)
             disconnect(id)
         case .serving:
-            let due = connections.values[index].withServing { serving in
-                guard let releaseAt = serving.releaseAt, releaseAt <= now else { return false }
-                serving.releaseAt = nil
-                return true
+            let due = connections.values[index].withServing { serving -> (release: Bool, joinLate: Bool) in
+                let release = serving.releaseAt.map { $0 <= now } ?? false
+                if release { serving.releaseAt = nil }
+                return (release, serving.joinDeadline.map { $0 <= now } ?? false)
             }
-            if due == true { releaseHeld(id, now: now) }
+            if due?.joinLate == true {
+                // Joined no room in time: a connection that never joins holds a slot for nothing.
+                storedCounters.reject(.joinTimeout)
+                close(id, .policyViolation, error: .joinTimeout, now: now)
+            } else if due?.release == true {
+                releaseHeld(id, now: now)
+            }
         case let .closing(closing) where closing.deadline <= now:
             disconnect(id)
         default:
@@ -67,8 +76,11 @@ extension RelayEngine {
             guard let index = connections.index(forKey: id) else { continue }
             let verdict = connections.values[index].withServing { serving -> SweepVerdict in
                 // A connection paused for its peer's backpressure cannot read its client's pongs;
-                // the peer's own idle timeout ends a dead peer, which resumes this one.
-                if serving.pauseReasons.contains(.peerBackpressure) {
+                // the peer's own idle timeout ends a dead peer, which resumes this one. One paused
+                // for its own backpressure is not spared: its client reads nothing, and the idle
+                // timeout is what ends a client that never reads.
+                let reasons = serving.pauseReasons
+                if reasons.contains(.peerBackpressure) && !reasons.contains(.ownBackpressure) {
                     serving.lastInbound = now
                     return .alive
                 }
@@ -104,22 +116,26 @@ extension RelayEngine {
         }
     }
 
-    /// Rebuild the heap from the live deadlines once stale entries outnumber the connections, so
-    /// that connections that come and go cannot grow it without bound.
+    /// Rebuild the heap from the live deadlines once stale entries outnumber the live subjects,
+    /// so that connections and seats that come and go cannot grow it without bound.
     private mutating func compactTimers() {
-        guard timers.count > 2 * connections.count + 64 else { return }
+        let seats = rooms.reservedSeatCount
+        guard timers.count > 2 * (connections.count + seats) + 64 else { return }
         var live: [TimerEntry] = []
-        live.reserveCapacity(connections.count)
-        // Dictionary order does not matter: the heap orders entries by (deadline, connection).
+        live.reserveCapacity(connections.count + seats)
+        // Dictionary order does not matter: the heap orders entries by (deadline, subject).
         for (id, record) in connections {
             switch record.state {
             case let .upgrading(upgrading): live.append(TimerEntry(deadline: upgrading.deadline, connection: id))
             case let .serving(serving):
-                if let at = serving.releaseAt { live.append(TimerEntry(deadline: at, connection: id)) }
+                for at in [serving.releaseAt, serving.joinDeadline].compactMap({ $0 }) {
+                    live.append(TimerEntry(deadline: at, connection: id))
+                }
             case let .closing(closing): live.append(TimerEntry(deadline: closing.deadline, connection: id))
             case .disconnecting, .modifying: break
             }
         }
+        for seat in rooms.reservedSeats { live.append(TimerEntry(deadline: seat.until, seat: seat.token)) }
         timers = Heap(live)
     }
 }

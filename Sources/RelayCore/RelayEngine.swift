@@ -22,12 +22,16 @@ import HeapModule
 public struct RelayEngine<Frame: RelayFrameBytes> {
     /// The limits this engine enforces.
     public let limits: RelayLimits
+    /// Where reconnect tokens come from (`SystemEntropy` in the relay; seeded in the simulator).
+    let entropy: any EntropySource
     /// The room logic (read-only: every change goes through the engine).
     public internal(set) var rooms: RelayRooms<ConnectionID>
 
     var storedCounters = RelayCounters()
     var connections: [ConnectionID: ConnectionRecord<Frame>] = [:]
     var addresses: [AddressKey: AddressEntry] = [:]
+    /// Open connections per wider IPv6 prefix (/56 and /48 keys); an entry goes with its last one.
+    var prefixConnections: [AddressKey: Int] = [:]
     var nextConnectionID: UInt64 = 1
     /// Actions not yet drained, oldest first. A deque, so that draining moves each action out
     /// (no copy, no later destroy) and the storage is reused (it does not shrink).
@@ -46,10 +50,11 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         case stopped
     }
 
-    /// An engine enforcing `limits`, which must pass `validate()`.
-    public init(limits: RelayLimits, now: Instant) throws(InvalidRelaySetting) {
+    /// An engine enforcing `limits`, which must pass `validate()`, drawing reconnect tokens from
+    /// `entropy`.
+    public init(limits: RelayLimits, now: Instant, entropy: any EntropySource) throws(InvalidRelaySetting) {
         try limits.validate()
-        self.init(uncheckedLimits: limits, now: now)
+        self.init(uncheckedLimits: limits, now: now, entropy: entropy)
     }
 
     /// An engine enforcing `limits` without validating them: for the simulator's planted relay
@@ -58,11 +63,21 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// ends (no release timer is ever armed for it). Every count must still be non-negative and
     /// each burst at least 1 (`TokenBucket`'s preconditions).
     @_spi(Simulation)
-    public init(uncheckedLimits limits: RelayLimits, now: Instant) {
+    public init(uncheckedLimits limits: RelayLimits, now: Instant, entropy: any EntropySource) {
         self.limits = limits
+        self.entropy = entropy
         rooms = RelayRooms(limits: limits.roomLimits)
         phase = .running(nextSweep: now.advanced(by: .seconds(RelayLimits.sweepIntervalSeconds)))
         actions.reserveCapacity(16)
+    }
+
+    /// As `init(uncheckedLimits:now:entropy:)`, for a simulator written before reconnect tokens:
+    /// tokens come from a fixed-seed counter (deterministic, and so predictable: a squatter could
+    /// guess them, which is why no relay may use this). Pass the simulation's seeded source instead
+    /// where there is one.
+    @_spi(Simulation)
+    public init(uncheckedLimits limits: RelayLimits, now: Instant) {
+        self.init(uncheckedLimits: limits, now: now, entropy: CountingEntropy())
     }
 
     // MARK: Outputs
@@ -78,6 +93,7 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     public var counters: RelayCounters {
         var counters = storedCounters
         counters.roomsOpen = rooms.roomCount
+        counters.seatsReserved = rooms.reservedSeatCount
         return counters
     }
 
@@ -92,71 +108,24 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
 
     // MARK: Connection lifecycle
 
-    /// A TCP connection was accepted from `address`: number it, count it and decide.
-    public mutating func accept(from address: RelayAddress, now: Instant) -> Acceptance {
-        let id = ConnectionID(nextConnectionID)
-        nextConnectionID += 1
-        storedCounters.connectionsAccepted += 1
-        storedCounters.connectionsOpen += 1
-        let (disposition, countedUnder) = admit(address, now: now)
-        switch disposition {
-        case .serve:
-            upgrading(id, countedUnder: countedUnder, refusal: nil, now: now)
-        case let .refuse(code, reason):
-            upgrading(id, countedUnder: countedUnder, refusal: (code, reason), now: now)
-        case .drop:
-            connections[id] = ConnectionRecord(countedUnder: countedUnder, state: .disconnecting)
-        }
-        return Acceptance(id: id, disposition: disposition)
-    }
-
-    private mutating func upgrading(
-        _ id: ConnectionID, countedUnder: AddressKey?, refusal: (RelayErrorCode, RejectionReason)?, now: Instant
-    ) {
-        let deadline = now.advanced(by: .seconds(limits.handshakeTimeoutSeconds))
-        connections[id] = ConnectionRecord(
-            countedUnder: countedUnder, state: .upgrading(Upgrading(deadline: deadline, refusal: refusal)))
-        timers.insert(TimerEntry(deadline: deadline, connection: id))
-    }
-
-    private mutating func admit(
-        _ address: RelayAddress, now: Instant
-    ) -> (Acceptance.Disposition, countedUnder: AddressKey?) {
-        let open = storedCounters.connectionsOpen
-        if isShuttingDown { return (.drop, nil) }
-        if open > limits.connectionsMax + RelayLimits.refusalSlack { return (.drop, nil) }
-        if open > limits.connectionsMax { return (.refuse(.tooManyConnections, .connectionsMax), nil) }
-        let key = address.limitsKey
-        if addresses[key] == nil {
-            guard addresses.count < limits.addressesTrackedMax else {
-                return (.refuse(.tooManyConnections, .connectionsMax), nil)
-            }
-            let perMinute = UInt64(limits.joinsPerAddressPerMinute)
-            addresses[key] = AddressEntry(
-                openConnections: 0,
-                joinBucket: TokenBucket(
-                    ratePerSecond: perMinute, burst: perMinute * RelayLimits.joinCostTokens, now: now)
-            )
-        }
-        addresses[key]!.openConnections += 1
-        if addresses[key]!.openConnections > limits.connectionsPerAddressMax {
-            return (.refuse(.tooManyConnections, .connectionsPerAddressMax), key)
-        }
-        return (.serve, key)
-    }
-
     /// The connection finished its TLS and WebSocket upgrade.
     public mutating func upgraded(_ id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id),
             case let .upgrading(upgrading) = connections.values[index].state
         else { return }
-        if let refusal = upgrading.refusal {
+        if upgrading.awaitsProxyHeader {
+            // The shell reads the PROXY header before anything else; an upgrade without one
+            // means there was none.
+            fault(.badProxyHeader, on: id, now: now)
+        } else if let refusal = upgrading.refusal {
             storedCounters.reject(refusal.reason)
             close(id, .tryAgainLater, error: refusal.code, now: now)
         } else if isShuttingDown {
             close(id, .goingAway, error: .shuttingDown, now: now)
         } else {
-            connections.values[index].state = .serving(Serving(limits: limits, now: now))
+            let serving = Serving<Frame>(limits: limits, now: now)
+            if let deadline = serving.joinDeadline { timers.insert(TimerEntry(deadline: deadline, connection: id)) }
+            connections.values[index].state = .serving(serving)
             storedCounters.webSocketsOpen += 1
         }
     }
@@ -177,19 +146,29 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         } else {
             overWatermark.insert(id)
         }
-        guard case .serving = connections[id]?.state, let mate = rooms.peer(of: id) else { return }
+        guard case .serving = connections[id]?.state else { return }
+        // Its own client is not reading: stop reading it too, or every ping, JOIN or bad frame
+        // it sends is answered into a queue that never drains.
+        if isWritable {
+            unpause(id, .ownBackpressure, now: now)
+        } else {
+            pause(id, .ownBackpressure)
+        }
+        guard let mate = rooms.peer(of: id) else { return }
         // The room-mate is what fills this queue: stop reading it while the queue is over the
         // mark, so a slow reader costs the relay at most the mark plus one read batch.
         if isWritable {
-            resumeAfterBackpressure(mate, now: now)
+            unpause(mate, .peerBackpressure, now: now)
         } else {
             pause(mate, .peerBackpressure)
         }
     }
 
     /// The TCP connection is gone (whatever its state). Frames it sent that were held for the
-    /// rate limit still go to its peer: the limit paces a live sender; it must not drop a
-    /// departed one's last acknowledgements.
+    /// rate limit still go to its peer (a burst's worth, `messageBurst`, the oldest first): the
+    /// limit paces a live sender; it must not drop a departed one's last acknowledgements. More
+    /// than a burst is a flood, not a session's last words, and processing all of it at once
+    /// stalled every other room (a megabyte of tiny frames is tens of thousands).
     public mutating func closed(_ id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
         let held = connections.values[index].withServing { serving in
@@ -199,18 +178,15 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
             }
             return serving.held
         }
-        if let held {
-            // Bounded by the frames held (`RelayLimits.heldBytesMax`).
-            for frame in held { process(frame, from: id, now: now) }
-            leaveRooms(id, now: now)
-        }
+        // Bounded by the message burst.
+        for frame in (held ?? []).prefix(limits.messageBurst) { process(frame, from: id, now: now) }
+        // Gone without a close frame: its seat waits for its reconnect token. (A held frame
+        // may have closed it already, for its protocol errors: it has left then.)
+        if case .serving = connections[id]?.state { leaveRooms(id, now: now, freeSeat: false) }
         guard let record = connections.removeValue(forKey: id) else { return }
         overWatermark.remove(id)
         storedCounters.connectionsOpen -= 1
-        if let key = record.countedUnder, var entry = addresses[key] {
-            entry.openConnections -= 1
-            addresses[key] = entry
-        }
+        uncount(record)
         if case .shuttingDown = phase, storedCounters.connectionsOpen == 0 { finishShutdown() }
     }
 
@@ -238,10 +214,11 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// connection leaves its room at once (its room-mate learns now that it left), anything held
     /// is dropped, and reads resume so the client's answer is seen (and the kernel does not reset
     /// the connection over unread bytes before the client has the close). TCP closes when the
-    /// client answers, or after `closeHandshakeTimeoutSeconds`.
+    /// client answers, or after `closeHandshakeTimeoutSeconds`. The seat is reserved for the
+    /// client's reconnect token unless `freeSeat` (the client said goodbye itself).
     mutating func close(
         _ id: ConnectionID, _ code: CloseCode, error: RelayErrorCode?, disconnectWhenWritten: Bool = false,
-        now: Instant
+        freeSeat: Bool = false, now: Instant
     ) {
         guard let index = connections.index(forKey: id) else { return }
         let wasServing: Serving<Frame>?
@@ -255,19 +232,8 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         timers.insert(TimerEntry(deadline: deadline, connection: id))
         actions.append(.close(id, code, error: error, disconnectWhenWritten: disconnectWhenWritten))
         guard let wasServing else { return }
-        leaveRooms(id, now: now)
+        leaveRooms(id, now: now, freeSeat: freeSeat)
         if !wasServing.pauseReasons.isEmpty { actions.append(.resumeReading(id)) }
-    }
-
-    /// A served connection stops being served: it leaves its room, the peer is told (except at
-    /// shutdown, where every peer is told `SHUTTING_DOWN` and a `PEER_LEFT` first would mislead),
-    /// and the peer reads again if it was paused for this connection's backpressure.
-    private mutating func leaveRooms(_ id: ConnectionID, now: Instant) {
-        storedCounters.webSocketsOpen -= 1
-        let mate = rooms.peer(of: id)
-        let roomActions = rooms.disconnect(id)
-        if !isShuttingDown { perform(roomActions) }
-        if let mate { resumeAfterBackpressure(mate, now: now) }
     }
 
     /// Close TCP now. A served connection stays served until `closed` (which sends on what it
@@ -280,5 +246,24 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         case .upgrading, .closing: connections.values[index].state = .disconnecting
         }
         actions.append(.disconnect(id))
+    }
+}
+
+/// SplitMix64 over a counter from zero: the same bytes in every run. Only for
+/// `RelayEngine.init(uncheckedLimits:now:)` (simulations).
+final class CountingEntropy: EntropySource {
+    private var state: UInt64 = 0
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        for index in buffer.indices {
+            if index % 8 == 0 {
+                state &+= 0x9E37_79B9_7F4A_7C15
+            }
+            var mixed = state
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            mixed ^= mixed >> 31
+            buffer[index] = UInt8(truncatingIfNeeded: mixed >> (8 * UInt64(index % 8)))
+        }
     }
 }

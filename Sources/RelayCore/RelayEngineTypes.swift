@@ -55,6 +55,9 @@ public enum InboundFrame<Frame: RelayFrameBytes> {
     case ping(Frame)
     /// A pong (only keeps the connection from going idle).
     case pong
+    /// A fragment of a message other than its last (the shell's aggregator joins fragments and
+    /// delivers the whole message as `.text`; each earlier fragment is charged one message here).
+    case fragment
     /// A close frame and its status code, if it carried one.
     case close(CloseCode?)
     /// A frame with an opcode the WebSocket protocol reserves.
@@ -69,6 +72,9 @@ public enum TransportFault: Hashable, Sendable {
     case malformedFrame
     /// The socket failed (reset, TLS error): nothing more can be said on it.
     case ioError
+    /// `--trust-proxy proxy-protocol`: the connection did not begin with a valid PROXY protocol
+    /// v2 header.
+    case badProxyHeader
 }
 
 /// What the engine decided about a newly accepted TCP connection.
@@ -95,7 +101,8 @@ public enum RelayAction<Frame: RelayFrameBytes> {
     case send(ConnectionID, RelayMessage)
     /// Write this frame, byte for byte, to the connection as a text frame (a SIGNAL).
     case forward(ConnectionID, Frame)
-    /// Answer a ping with a pong carrying its payload.
+    /// Answer a ping with a pong carrying its payload; report `pongWritten` once it is written
+    /// (the engine keeps one pong in flight per connection and owes the latest ping's meanwhile).
     case pong(ConnectionID, Frame)
     /// Send a ping (empty payload).
     case ping(ConnectionID)
@@ -131,6 +138,11 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
     case handshakeTimeout = "handshake_timeout"
     case idleTimeout = "idle_timeout"
     case notWebSocket = "not_websocket"
+    case connectionsPerPrefixMax = "connections_per_prefix_max"
+    case roomlessConnectionsMax = "roomless_connections_max"
+    case joinTimeout = "join_timeout"
+    case tooManyErrors = "too_many_errors"
+    case badProxyHeader = "bad_proxy_header"
 
     /// The reason for an `ERROR` code the room logic or codec produced.
     public init(_ code: RelayErrorCode) {
@@ -146,6 +158,8 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .tooManyConnections: self = .connectionsMax
         case .tooManyRooms: self = .roomsMax
         case .idleTimeout: self = .idleTimeout
+        case .joinTimeout: self = .joinTimeout
+        case .tooManyErrors: self = .tooManyErrors
         case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
             .shuttingDown, .internalError:
             self = .malformed
@@ -170,6 +184,28 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .handshakeTimeout: 12
         case .idleTimeout: 13
         case .notWebSocket: 14
+        case .connectionsPerPrefixMax: 15
+        case .roomlessConnectionsMax: 16
+        case .joinTimeout: 17
+        case .tooManyErrors: 18
+        case .badProxyHeader: 19
+        }
+    }
+}
+
+extension RelayErrorCode {
+    /// Whether this answer counts toward the connection's protocol errors: a frame no client
+    /// following the protocol sends. `NO_PEER` (a SIGNAL racing the peer's departure), `ROOM_FULL`,
+    /// the rate limits and `TOO_MANY_ROOMS` are races or policy a correct client meets, so they
+    /// are not counted (each is bounded by the rate limits instead).
+    var countsAsProtocolError: Bool {
+        switch self {
+        case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
+            .invalidRoom, .alreadyJoined, .notJoined:
+            true
+        case .frameTooLarge, .roomFull, .noPeer, .rateLimited, .joinRateLimited, .tooManyConnections, .tooManyRooms,
+            .idleTimeout, .joinTimeout, .tooManyErrors, .shuttingDown, .internalError:
+            false
         }
     }
 }
@@ -195,6 +231,11 @@ public struct RelayCounters: Hashable, Sendable {
     public var bytesForwarded = 0
     /// WebSocket pings sent (`pings_sent_total`).
     public var pingsSent = 0
+    /// Seats reserved for a departed peer right now (`seats_reserved`).
+    public var seatsReserved = 0
+    /// Seats taken back with their reconnect token (`seats_reclaimed_total`), from a reservation
+    /// or from a connection of the same client that had not closed yet.
+    public var seatsReclaimed = 0
     /// Refusals and forced closes, indexed like `RejectionReason.allCases` (`rejections_total`).
     public private(set) var rejectionCounts = [Int](repeating: 0, count: RejectionReason.allCases.count)
 

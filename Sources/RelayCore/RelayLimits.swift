@@ -43,6 +43,13 @@ public struct RelayLimits: Hashable, Sendable {
     public var connectionsMax: Int = 16_384
     /// Open connections from one address (an IPv4 address or an IPv6 /64, see `AddressKey`).
     public var connectionsPerAddressMax: Int = 64
+    /// Open connections from one IPv6 /56 (256 /64s: a home or small site allocation).
+    public var connectionsPerIPv6Prefix56Max: Int = 256
+    /// Open connections from one IPv6 /48 (65,536 /64s: a site or customer allocation).
+    public var connectionsPerIPv6Prefix48Max: Int = 1024
+    /// Open connections from one address that are not in a room (accepted, upgrading, or served
+    /// and not yet joined): a connection that never joins costs a slot only this address pays for.
+    public var roomlessConnectionsPerAddressMax: Int = 16
     /// New room joins per address per minute (a token bucket with a burst of the same size).
     public var joinsPerAddressPerMinute: Int = 120
     /// Rooms open at once.
@@ -52,6 +59,9 @@ public struct RelayLimits: Hashable, Sendable {
 
     /// Seconds from TCP accept to a finished TLS + WebSocket upgrade (slowloris on the handshake).
     public var handshakeTimeoutSeconds: Int = 10
+    /// Seconds from the upgrade to the first JOIN that puts the connection in a room; then
+    /// `JOIN_TIMEOUT` and close 1008.
+    public var joinTimeoutSeconds: Int = 30
     /// Seconds without any inbound frame (pongs count) before a connection is closed.
     public var idleTimeoutSeconds: Int = 75
     /// Seconds between the relay's pings on a quiet connection (a live client's pong keeps it
@@ -59,6 +69,21 @@ public struct RelayLimits: Hashable, Sendable {
     public var pingIntervalSeconds: Int = 20
     /// Seconds the relay waits for peers to answer its close frames at shutdown.
     public var shutdownGraceSeconds: Int = 3
+
+    // MARK: Seats and protocol errors
+
+    /// Seconds a departed peer's seat stays reserved for a JOIN with its reconnect token (a JOIN
+    /// without it gets `ROOM_FULL` meanwhile); 0 frees seats at once, as before reservations.
+    public var seatGraceSeconds: Int = 30
+    /// Protocol errors (frames the relay cannot use: malformed, unknown, binary, a SIGNAL before
+    /// JOIN, a second room) a connection may send; the next one closes it with
+    /// `TOO_MANY_ERRORS` and 1008.
+    public var protocolErrorsMax: Int = 16
+
+    // MARK: Proxies
+
+    /// Where client addresses come from (`--trust-proxy`).
+    public var trustProxy: TrustProxy = .none
 
     // MARK: Outbound backpressure
 
@@ -79,8 +104,15 @@ public struct RelayLimits: Hashable, Sendable {
     public static let heldBytesMax = 1 << 20
     /// Seconds the relay waits for the client's answer to its close frame before dropping TCP.
     public static let closeHandshakeTimeoutSeconds = 2
+    /// Frames read and discarded while the relay waits for a client's answer to its close frame,
+    /// past which it stops reading (the close handshake timeout then ends the connection). A
+    /// client answers at once, behind at most what it had in flight (a session's window is 64).
+    public static let closingFramesMax = 1024
     /// Seconds between sweeps of every connection for pings and idle timeouts.
     public static let sweepIntervalSeconds = 1
+    /// The largest PROXY protocol v2 header accepted (16 fixed bytes plus addresses and TLVs);
+    /// a longer one closes the connection. HAProxy's own headers with TLVs fit in a few hundred.
+    public static let proxyHeaderMaxBytes = 16 + 1024
     /// Join tokens one JOIN costs: the join bucket counts tokens per second, so a JOIN costs 60
     /// tokens refilled at `joinsPerAddressPerMinute` tokens per second, exact for any rate.
     public static let joinCostTokens: UInt64 = 60
@@ -111,15 +143,15 @@ public struct RelayLimits: Hashable, Sendable {
             "must be at least --frame-size-max-bytes (else a full-size frame never passes) and at most 4 GiB"
         )
         try require((1...1_000_000).contains(connectionsMax), "connections-max", "must be 1 to 1,000,000")
-        try require(
-            (1...connectionsMax).contains(connectionsPerAddressMax), "connections-per-address-max",
-            "must be 1 to --connections-max"
-        )
+        try validateAddressCaps(require)
         try require(
             (1...1_000_000).contains(joinsPerAddressPerMinute), "joins-per-address-per-minute", "must be 1 to 1,000,000"
         )
         try require((1...10_000_000).contains(roomsMax), "rooms-max", "must be 1 to 10,000,000")
         try require((1...3600).contains(handshakeTimeoutSeconds), "handshake-timeout-seconds", "must be 1 to 3600")
+        try require((1...3600).contains(joinTimeoutSeconds), "join-timeout-seconds", "must be 1 to 3600")
+        try require((0...3600).contains(seatGraceSeconds), "seat-grace-seconds", "must be 0 to 3600")
+        try require((1...1_000_000).contains(protocolErrorsMax), "protocol-errors-max", "must be 1 to 1,000,000")
         try require((1...86_400).contains(pingIntervalSeconds), "ping-interval-seconds", "must be 1 to 86400")
         try require(
             idleTimeoutSeconds > pingIntervalSeconds && idleTimeoutSeconds <= 86_400, "idle-timeout-seconds",
@@ -132,4 +164,36 @@ public struct RelayLimits: Hashable, Sendable {
             "outbound-queue-high-bytes", "need 1 <= low < high <= 64 MiB"
         )
     }
+
+    /// Each per-address cap on its own: the tiers need not nest (the smallest that applies is
+    /// what binds), so raising one flag never makes another's default invalid.
+    private func validateAddressCaps(
+        _ require: (Bool, String, String) throws(InvalidRelaySetting) -> Void
+    ) throws(InvalidRelaySetting) {
+        try require(
+            (1...connectionsMax).contains(connectionsPerAddressMax), "connections-per-address-max",
+            "must be 1 to --connections-max"
+        )
+        for (value, flag) in [
+            (connectionsPerIPv6Prefix56Max, "connections-per-ipv6-56-max"),
+            (connectionsPerIPv6Prefix48Max, "connections-per-ipv6-48-max"),
+            (roomlessConnectionsPerAddressMax, "roomless-connections-per-address-max"),
+        ] {
+            try require((1...1_000_000).contains(value), flag, "must be 1 to 1,000,000")
+        }
+    }
+}
+
+/// Where the relay learns a client's address, for the per-address caps (`--trust-proxy`).
+public enum TrustProxy: String, CaseIterable, Hashable, Sendable {
+    /// Clients connect directly: the socket's peer address is the client's.
+    case none
+    /// Every client arrives through a proxy that hides its address (a Tor onion service, a
+    /// reverse proxy without the PROXY protocol): the per-address caps and join rate are off;
+    /// the global caps, the per-connection limits and the JOIN deadline still hold.
+    case sharedAddress = "shared-address"
+    /// The proxy sends a PROXY protocol v2 header first (HAProxy `send-proxy-v2`, nginx
+    /// `proxy_protocol on`): the caps are keyed on the source address it reports. A connection
+    /// without a valid header is closed.
+    case proxyProtocol = "proxy-protocol"
 }

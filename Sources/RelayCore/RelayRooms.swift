@@ -1,10 +1,20 @@
 import ChatCore
 
-/// The relay's room logic, sans-IO: join with the two-peer cap, forward to the other peer, leave.
+/// The relay's room logic, sans-IO: join with the two-peer cap, forward to the other peer, leave,
+/// and seat reservation (a departed peer's seat kept for its reconnect token).
 ///
-/// `RelayEngine` is its one caller in the relay (it adds admission, rate limits and connection
-/// policy around it); the fuzz harness and model tests drive it directly. `Connection` is
-/// whatever identifies a connection (the engine's `ConnectionID`, a test's integer).
+/// `RelayEngine` is its one caller in the relay (it adds admission, rate limits, connection
+/// policy and the reservations' timers around it); the fuzz harness and model tests drive it
+/// directly. `Connection` is whatever identifies a connection (the engine's `ConnectionID`, a
+/// test's integer).
+///
+/// A room has at most two seats. A seat is held by a live connection, or reserved: its peer's
+/// connection ended and the seat waits, until `reservedUntil`, for a JOIN with its token. A
+/// reserved seat counts against the two-peer cap (a JOIN without its token gets `ROOM_FULL`) but
+/// is not a peer: SIGNALs are not forwarded to it and `JOINED`'s `peers` counts live connections.
+/// Seats get a token only when the caller supplies one (`join(_:room:token:makeToken:)`); the
+/// token-less entry points (`receive(frame:from:)`, `join(_:room:)`, `disconnect(_:)`) behave
+/// exactly as the room logic did before reservations.
 ///
 /// It never iterates a dictionary into an output: every action is about one or two named
 /// connections, and whole-relay operations walk connections in sorted order.
@@ -30,25 +40,57 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         }
     }
 
+    /// One place in a room.
+    struct Seat: Hashable, Sendable {
+        /// The live connection in it; nil while it is reserved.
+        var holder: Connection?
+        /// What a JOIN must present to take it back (nil: a seat given without one).
+        var token: ReconnectToken?
+        /// While reserved: when the reservation ends.
+        var reservedUntil: Instant?
+    }
+
+    /// Who holds a seat.
+    public enum SeatStatus: Hashable, Sendable {
+        /// No seat in that room has that token.
+        case none
+        /// Reserved: its peer is gone and it waits for the token.
+        case reserved
+        /// Held by this live connection.
+        case held(Connection)
+    }
+
+    /// What a departure did.
+    public struct Departure: Hashable, Sendable {
+        /// Messages for the peer that stays (`PEER_LEFT`).
+        public var actions: [Action]
+        /// The token of the seat now reserved, if the seat was kept (arm its expiry).
+        public var reserved: ReconnectToken?
+    }
+
     public let limits: Limits
-    /// Each room's peers, in join order (never more than two).
-    private var rooms: [RoomCode: [Connection]] = [:]
-    /// The room each joined connection is in.
+    /// Each room's seats, in join order (never more than two).
+    private var rooms: [RoomCode: [Seat]] = [:]
+    /// The room each live connection is in.
     private var membership: [Connection: RoomCode] = [:]
+    /// The room of each reserved seat, by its token.
+    private var reservations: [ReconnectToken: RoomCode] = [:]
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
     }
 
-    /// Open rooms.
+    /// Open rooms (a room with only reserved seats is open).
     public var roomCount: Int { rooms.count }
     /// Connections that have joined a room.
     public var joinedConnectionCount: Int { membership.count }
+    /// Seats reserved for a departed peer.
+    public var reservedSeatCount: Int { reservations.count }
 
-    /// The other peer in `connection`'s room, if any.
+    /// The other live peer in `connection`'s room, if any.
     public func peer(of connection: Connection) -> Connection? {
-        guard let room = membership[connection], let peers = rooms[room] else { return nil }
-        return peers.first { $0 != connection }
+        guard let room = membership[connection], let seats = rooms[room] else { return nil }
+        return Self.otherHolder(in: seats, than: connection)
     }
 
     /// The room `connection` has joined.
@@ -56,7 +98,7 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         membership[connection]
     }
 
-    /// How many peers `room` holds (0 when it is not open).
+    /// How many seats `room` holds, live or reserved (0 when it is not open; never over two).
     public func occupancy(of room: RoomCode) -> Int {
         rooms[room]?.count ?? 0
     }
@@ -66,7 +108,23 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         membership.keys.sorted()
     }
 
-    /// Handle one text frame from `connection`.
+    /// Every reserved seat's token and expiry, sorted by token (to rebuild timers).
+    public var reservedSeats: [(token: ReconnectToken, until: Instant)] {
+        reservations.keys.sorted().compactMap { token in
+            guard let room = reservations[token],
+                let until = rooms[room]?.first(where: { $0.token == token })?.reservedUntil
+            else { return nil }
+            return (token, until)
+        }
+    }
+
+    /// Who holds the seat of `room` whose token is `token`.
+    public func seat(_ token: ReconnectToken, in room: RoomCode) -> SeatStatus {
+        guard let seat = rooms[room]?.first(where: { $0.token == token }) else { return .none }
+        return seat.holder.map { .held($0) } ?? .reserved
+    }
+
+    /// Handle one text frame from `connection` (no tokens are given out; see the type's notes).
     public mutating func receive(frame: UnsafeRawBufferPointer, from connection: Connection) -> [Action] {
         let decoded: ClientFrame
         do {
@@ -75,8 +133,8 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
             return [.send(to: connection, .error(code: error.relayErrorCode, message: error.description))]
         }
         switch decoded {
-        case let .join(room):
-            return join(connection, room: room)
+        case let .join(room, token):
+            return join(connection, room: room, token: token, makeToken: nil)
         case .signal:
             return signal(from: connection)
         }
@@ -87,27 +145,52 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         frame.withUnsafeBytes { receive(frame: $0, from: connection) }
     }
 
-    /// `connection` asks to join `room`.
+    /// `connection` asks to join `room` (no token presented, none given out).
     public mutating func join(_ connection: Connection, room: RoomCode) -> [Action] {
+        join(connection, room: room, token: nil, makeToken: nil)
+    }
+
+    /// `connection` asks to join `room`, presenting `token` if it held a seat there before. A
+    /// reserved seat with that token is its again at once; otherwise it takes a free seat, which
+    /// gets a token from `makeToken` (none when nil). A seat with that token held by a live
+    /// connection is not taken here: the engine closes that connection first (which reserves the
+    /// seat), so a half-open old connection cannot lock its own client out.
+    public mutating func join(
+        _ connection: Connection, room: RoomCode, token: ReconnectToken?, makeToken: (() -> ReconnectToken)?
+    ) -> [Action] {
         if let current = membership[connection] {
             guard current == room else { return [refusal(connection, .alreadyJoined)] }
             // A repeated JOIN (the client retransmits until it sees JOINED): answer again, and
             // repeat PEER_FOUND if there is a peer, in case the first one was lost.
-            let peers = rooms[room] ?? []
-            var actions: [Action] = [.send(to: connection, .joined(room: room, peers: peers.count))]
-            if peers.count == RoomCode.peersMax { actions.append(.send(to: connection, .peerFound)) }
-            return actions
+            return welcome(connection, to: room, announceToOther: false)
         }
-        var peers = rooms[room] ?? []
-        guard peers.count < RoomCode.peersMax else { return [refusal(connection, .roomFull)] }
-        if peers.isEmpty && rooms.count >= limits.roomsMax { return [refusal(connection, .tooManyRooms)] }
-        peers.append(connection)
-        rooms[room] = peers
+        var seats = rooms[room] ?? []
+        if let token, let index = seats.firstIndex(where: { $0.token == token && $0.holder == nil }) {
+            seats[index].holder = connection
+            seats[index].reservedUntil = nil
+            reservations.removeValue(forKey: token)
+        } else {
+            guard seats.count < RoomCode.peersMax else { return [refusal(connection, .roomFull)] }
+            if seats.isEmpty && rooms.count >= limits.roomsMax { return [refusal(connection, .tooManyRooms)] }
+            seats.append(Seat(holder: connection, token: makeToken?(), reservedUntil: nil))
+        }
+        rooms[room] = seats
         membership[connection] = room
         checkInvariants(room)
-        var actions: [Action] = [.send(to: connection, .joined(room: room, peers: peers.count))]
-        if peers.count == RoomCode.peersMax {
-            actions.append(.send(to: peers[0], .peerFound))
+        return welcome(connection, to: room, announceToOther: true)
+    }
+
+    /// JOINED (with the seat's token, if it has one), then PEER_FOUND to both when the other seat
+    /// is live (to the other peer only when `connection` just arrived).
+    private func welcome(_ connection: Connection, to room: RoomCode, announceToOther: Bool) -> [Action] {
+        let seats = rooms[room] ?? []
+        let live = seats.reduce(0) { $0 + ($1.holder == nil ? 0 : 1) }
+        let token = seats.first { $0.holder == connection }?.token
+        let joined: RelayMessage = token.map { .joinedWithToken(room: room, peers: live, token: $0) }
+            ?? .joined(room: room, peers: live)
+        var actions: [Action] = [.send(to: connection, joined)]
+        if let other = Self.otherHolder(in: seats, than: connection) {
+            if announceToOther { actions.append(.send(to: other, .peerFound)) }
             actions.append(.send(to: connection, .peerFound))
         }
         return actions
@@ -125,7 +208,9 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
     /// form, which allocates nothing (`signal(from:)` returns an array).
     public func route(signalFrom connection: Connection) -> SignalRoute {
         guard let room = membership[connection] else { return .refuse(.notJoined) }
-        guard let peer = rooms[room]?.first(where: { $0 != connection }) else { return .refuse(.noPeer) }
+        guard let seats = rooms[room], let peer = Self.otherHolder(in: seats, than: connection) else {
+            return .refuse(.noPeer)
+        }
         return .forward(to: peer)
     }
 
@@ -137,18 +222,59 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
         }
     }
 
-    /// `connection` is gone: leave its room and tell the other peer.
+    /// `connection` is gone: leave its room (freeing the seat) and tell the other peer.
     public mutating func disconnect(_ connection: Connection) -> [Action] {
-        guard let room = membership.removeValue(forKey: connection) else { return [] }
-        var peers = rooms[room] ?? []
-        peers.removeAll { $0 == connection }
-        if peers.isEmpty {
-            rooms.removeValue(forKey: room)
-            return []
+        leave(connection, reserveUntil: nil).actions
+    }
+
+    /// `connection` is gone: the other live peer is told `PEER_LEFT`; the seat is reserved until
+    /// `reserveUntil` if it has a token (else, or with nil, it is freed, and an empty room closes).
+    public mutating func leave(_ connection: Connection, reserveUntil: Instant?) -> Departure {
+        guard let room = membership.removeValue(forKey: connection), var seats = rooms[room],
+            let index = seats.firstIndex(where: { $0.holder == connection })
+        else { return Departure(actions: [], reserved: nil) }
+        var reserved: ReconnectToken?
+        if let reserveUntil, let token = seats[index].token {
+            seats[index].holder = nil
+            seats[index].reservedUntil = reserveUntil
+            reservations[token] = room
+            reserved = token
+        } else {
+            seats.remove(at: index)
         }
-        rooms[room] = peers
-        checkInvariants(room)
-        return peers.map { .send(to: $0, .peerLeft) }
+        let others = seats.compactMap(\.holder)
+        if seats.isEmpty {
+            rooms.removeValue(forKey: room)
+        } else {
+            rooms[room] = seats
+            checkInvariants(room)
+        }
+        return Departure(actions: others.map { .send(to: $0, .peerLeft) }, reserved: reserved)
+    }
+
+    /// The reservation of the seat with `token` ends if it is due at `now`: the seat is freed
+    /// (and an empty room closes). False when it is not due (it was taken back, or reserved
+    /// again later) or unknown.
+    public mutating func expireReservation(_ token: ReconnectToken, now: Instant) -> Bool {
+        guard let room = reservations[token], var seats = rooms[room],
+            let index = seats.firstIndex(where: { $0.token == token && $0.holder == nil }),
+            let until = seats[index].reservedUntil, until <= now
+        else { return false }
+        reservations.removeValue(forKey: token)
+        seats.remove(at: index)
+        if seats.isEmpty {
+            rooms.removeValue(forKey: room)
+        } else {
+            rooms[room] = seats
+        }
+        return true
+    }
+
+    private static func otherHolder(in seats: [Seat], than connection: Connection) -> Connection? {
+        for seat in seats {
+            if let holder = seat.holder, holder != connection { return holder }
+        }
+        return nil
     }
 
     private func refusal(_ connection: Connection, _ code: RelayErrorCode) -> Action {
@@ -156,8 +282,8 @@ public struct RelayRooms<Connection: Hashable & Comparable & Sendable>: Sendable
     }
 
     private func checkInvariants(_ room: RoomCode) {
-        let peers = rooms[room] ?? []
-        precondition(peers.count <= RoomCode.peersMax, "room over two peers")
-        assert(peers.allSatisfy { membership[$0] == room }, "room and membership disagree")
+        let seats = rooms[room] ?? []
+        precondition(seats.count <= RoomCode.peersMax, "room over two seats")
+        assert(seats.allSatisfy { $0.holder.map { membership[$0] == room } ?? true }, "room and membership disagree")
     }
 }

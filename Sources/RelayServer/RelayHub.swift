@@ -30,6 +30,7 @@ final class RelayHub {
     /// the end of any other input.
     private var pendingFlush: [RelayConnectionHandler] = []
     private var isFlushing = false
+    private var isDraining = false
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
     private var shutdownPromise: EventLoopPromise<Void>?
@@ -44,7 +45,7 @@ final class RelayHub {
         self.eventLoop = eventLoop
         self.metrics = metrics
         self.logger = logger
-        engine = try RelayEngine(limits: configuration.limits, now: Self.now)
+        engine = try RelayEngine(limits: configuration.limits, now: Self.now, entropy: SystemEntropy())
     }
 
     /// The engine's clock: the event loop's monotonic clock.
@@ -79,6 +80,21 @@ final class RelayHub {
         let handler = RelayConnectionHandler(hub: self, id: id, channel: channel)
         handlers[id] = handler
         return handler
+    }
+
+    /// `--trust-proxy proxy-protocol`: the connection's PROXY header named its client (nil: the
+    /// proxy's own connection, a health check).
+    func proxyHeaderRead(_ id: ConnectionID, client: RelayAddress?) {
+        engine.proxyHeaderRead(id, client: client, now: Self.now)
+        run()
+    }
+
+    /// The pong last written on `id` left for the socket (or the channel closed, which can
+    /// report it while an action is being carried out: the loop draining them then takes the
+    /// new ones).
+    func pongWritten(_ id: ConnectionID) {
+        engine.pongWritten(id, now: Self.now)
+        if !isDraining { run() }
     }
 
     func upgraded(_ id: ConnectionID) {
@@ -153,6 +169,9 @@ final class RelayHub {
         // Bounded by what the inputs queued: a few actions per frame, at most a few per
         // connection for a sweep or a shutdown. Carrying one out may report new inputs
         // (writability changes inside a write or flush); theirs queue behind and are drained here.
+        let wasDraining = isDraining
+        isDraining = true
+        defer { isDraining = wasDraining }
         while let action = engine.nextAction() {
             perform(action)
         }
@@ -170,7 +189,7 @@ final class RelayHub {
             markForFlush(handler)
         case let .pong(id, payload):
             guard let handler = handlers[id] else { return }
-            handler.write(.pong, payload)
+            handler.writePong(payload)
             markForFlush(handler)
         case let .ping(id):
             guard let handler = handlers[id] else { return }

@@ -20,6 +20,8 @@ public final class RelayMetrics: Sendable {
     let framesForwarded: Counter
     let bytesForwarded: Counter
     let pingsSent: Counter
+    let seatsReserved: Gauge
+    let seatsReclaimed: Counter
     private let rejections: [Counter]
 
     public init() {
@@ -38,6 +40,10 @@ public final class RelayMetrics: Sendable {
         bytesForwarded = registry.makeCounter(
             descriptor: Self.name("bytes_forwarded_total", "payload bytes of SIGNAL frames forwarded"))
         pingsSent = registry.makeCounter(descriptor: Self.name("pings_sent_total", "WebSocket pings sent"))
+        seatsReserved = registry.makeGauge(
+            descriptor: Self.name("seats_reserved", "seats reserved for a departed peer's reconnect token"))
+        seatsReclaimed = registry.makeCounter(
+            descriptor: Self.name("seats_reclaimed_total", "seats taken back with their reconnect token"))
         let registry = self.registry
         rejections = RejectionReason.allCases.map { reason in
             registry.makeCounter(
@@ -68,6 +74,8 @@ public final class RelayMetrics: Sendable {
         add(framesForwarded, counters.framesForwarded, previous.framesForwarded)
         add(bytesForwarded, counters.bytesForwarded, previous.bytesForwarded)
         add(pingsSent, counters.pingsSent, previous.pingsSent)
+        seatsReserved.set(Int64(counters.seatsReserved))
+        add(seatsReclaimed, counters.seatsReclaimed, previous.seatsReclaimed)
         for (reason, counter) in zip(RejectionReason.allCases, rejections) {
             add(counter, counters.rejections(reason), previous.rejections(reason))
         }

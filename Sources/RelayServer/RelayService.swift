@@ -30,6 +30,8 @@ public struct RelayAddresses: Sendable, Hashable, CustomStringConvertible {
 /// admission at accept time. BENCHMARKS.md records what was and was not measured.
 public struct RelayService: Service {
     public let configuration: RelayConfiguration
+    /// Socket reads per readable event (NIO's `maxMessagesPerRead`); see where it is set.
+    static let readsPerBatch: UInt = 1
     private let logger: Logger
     private let onListening: @Sendable (RelayAddresses) -> Void
 
@@ -64,7 +66,12 @@ public struct RelayService: Service {
                 .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.maxMessagesPerRead, value: 16)
+                // One read (at most 64 KiB, NIO's adaptive buffer) per readable event: a read batch
+                // is what the engine sees before a pause takes effect, so this bounds what one
+                // flooding connection costs between two turns of every other connection (16
+                // reads of 6-byte pings were 175,000 frames, a 350 ms stall of a debug build).
+                // Reads short of the buffer, the usual case, ended the batch at one read anyway.
+                .childChannelOption(.maxMessagesPerRead, value: RelayService.readsPerBatch)
                 .childChannelOption(
                     .writeBufferWaterMark,
                     value: .init(
@@ -136,12 +143,19 @@ public struct RelayService: Service {
             channel.close(promise: nil)
             return
         }
+        if hub.configuration.limits.trustProxy == .proxyProtocol {
+            try channel.pipeline.syncOperations.addHandler(ProxyHeaderHandler(hub: hub, id: handler.id))
+        }
         if let sslContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
         }
+        let gate = ReadGate()
+        handler.gate = gate
+        try channel.pipeline.syncOperations.addHandler(gate)
         let frameSizeMaxBytes = hub.configuration.limits.frameSizeMaxBytes
         let notWebSocket = NIOLoopBound(NotWebSocketHandler(hub: hub, id: handler.id), eventLoop: channel.eventLoop)
         let connection = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        let fragments = NIOLoopBound(FragmentCounter(hub: hub, id: handler.id), eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: frameSizeMaxBytes,
             // The relay answers protocol errors itself: a typed ERROR, then the close code.
@@ -150,6 +164,7 @@ public struct RelayService: Service {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     channel.pipeline.syncOperations.removeHandler(notWebSocket.value, promise: nil)
+                    try channel.pipeline.syncOperations.addHandler(fragments.value)
                     try channel.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0,

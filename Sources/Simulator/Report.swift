@@ -1,3 +1,5 @@
+import ChatTesting
+
 /// The outcome of one run: what a person reads (`text`) and what a script reads (JSON, through
 /// `Codable` with sorted keys). Nothing in it depends on dictionary order or on wall time except
 /// the fields named `wall…` and `eventsPerSecond`.
@@ -20,6 +22,7 @@ public struct SimulationReport: Sendable, Codable {
     public var messages: Messages
     public var latency: Latency
     public var network: Network
+    public var relay: Relay
     public var core: Core
     public var liveness: Liveness
     public var authentication: Authentication
@@ -76,6 +79,18 @@ public struct SimulationReport: Sendable, Codable {
         public var peerRestarts: UInt64
         /// ERROR frames the clients received, by code.
         public var relayErrors: [String: Int]
+    }
+
+    /// What the relay's policy did (summed over relay processes).
+    public struct Relay: Sendable, Codable {
+        public var framesForwarded = 0
+        public var pingsSent = 0
+        /// Frames over a connection's rate limit, held until its bucket refilled.
+        public var rateLimited = 0
+        public var joinRateLimited = 0
+        public var idleTimeouts = 0
+        /// Connections refused over a connection cap.
+        public var refused = 0
     }
 
     public struct Core: Sendable, Codable {
@@ -159,12 +174,14 @@ extension SimulationReport {
         lines.append(
             "liveness: healed at \(liveness.healedAtMilliseconds.map { "\($0) ms" } ?? "-"), bound "
                 + "\(liveness.boundMilliseconds) ms, \(converged)")
+        // Processes that exited, by their exit status's cause (after the goodbye phase, "left" is
+        // the expected end).
         let failed =
             sessions.failed.isEmpty
-            ? "0 failed"
-            : sessions.failed.keys.sorted().map { "\(sessions.failed[$0]!) failed (\($0))" }.joined(separator: ", ")
+            ? "0 exited"
+            : sessions.failed.keys.sorted().map { "\(sessions.failed[$0]!) \($0)" }.joined(separator: ", ")
         lines.append(
-            "sessions: \(sessions.connected) of \(sessions.total) connected, \(failed)"
+            "sessions: \(sessions.connected) of \(sessions.total) connected at the end; exited: \(failed)"
                 + (sessions.other > 0 ? ", \(sessions.other) neither" : ""))
         let undeliverableTotal = messages.undeliverable.values.reduce(0, +)
         let reasons = messages.undeliverable.keys.sorted().map { "\(messages.undeliverable[$0]!) \($0)" }
@@ -190,6 +207,10 @@ extension SimulationReport {
                 + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "
                 + "\(network.peerRestarts) peer restarts"
                 + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
+        lines.append(
+            "relay:    \(relay.framesForwarded) frames forwarded, \(relay.rateLimited) held for the rate limit, "
+                + "\(relay.joinRateLimited) joins over the join rate, \(relay.pingsSent) pings, "
+                + "\(relay.idleTimeouts) idle timeouts, \(relay.refused) connections refused")
         lines.append(
             "core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
                 + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "

@@ -1,4 +1,7 @@
-import ChatCore
+@_spi(Simulation) import ChatCore
+@_spi(Simulation) import ChatTesting
+import ClientCore
+import RelayCore
 
 /// What the caller fixes; every `nil` is drawn from the seed (TigerBeetle VOPR's swarm testing:
 /// each seed explores its own mix of faults, so a sweep covers combinations nobody thought of).
@@ -89,9 +92,8 @@ public struct SimulationOptions: Sendable, Hashable {
         if let seconds = faultPhaseSeconds, !(1...Self.faultPhaseSecondsMax).contains(seconds) {
             throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
         }
-        if mitm && plantedBug != nil {
-            throw .invalidOption(
-                "--plant-bug tests the checker against an honest relay; it cannot be combined with --mitm")
+        if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
+            throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
@@ -99,14 +101,31 @@ public struct SimulationOptions: Sendable, Hashable {
     }
 }
 
-/// A deliberately broken behaviour the simulator can switch on (`--plant-bug NAME`).
+/// A deliberately broken behaviour the simulator can switch on (`--plant-bug NAME`), to prove the
+/// checker catches it: each names the invariant it must break. None is a branch in a shipped hot
+/// path where it can be avoided: the relay and display bugs are planted in the world's shells or in
+/// a relay configuration validation would refuse; the session bug is ChatCore's `PlantedBugs`
+/// (reachable only through the `Simulation` SPI).
 public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
-    /// The virtual relay also forwards some SIGNALs to a connection in another room.
+    /// The relay's shell writes some forwarded SIGNALs to a connection of the next room.
     case relayWrongRoom = "relay-wrong-room"
-    /// Clients skip the record counter check (ChatCore `PlantedBugs.skipCounterCheck`).
+    /// Clients skip the record counter check and keep opened records' keys (ChatCore
+    /// `PlantedBugs.skipCounterCheck`): a replay is shown again.
     case skipCounterCheck = "skip-counter-check"
-    /// Clients acknowledge but do not show every fourth message (`PlantedBugs.dropAcknowledgedMessage`).
+    /// The client's display drops every fourth message its session delivered and acknowledged.
     case dropAcknowledged = "drop-acked-message"
+    /// The client's display shows two consecutive messages in swapped order now and then.
+    case swapMessages = "swap-messages"
+    /// The client's status display reports CONNECTED → SEARCHING, skipping DISCONNECTED.
+    case misreportTransition = "misreport-transition"
+    /// The client's shell also sends each typed line in the clear, base64-encoded in a SIGNAL.
+    case leakTypedText = "leak-typed-text"
+    /// The relay's message bucket never refills (`messagesPerSecond` 0, which validation refuses,
+    /// with a burst of 16): a client past its burst is held for ever.
+    case bucketNeverRefills = "bucket-never-refills"
+    /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
+    /// the relay in the middle, knowing it, agrees on keys with both sides.
+    case passwordLeftOut = "password-left-out"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -114,6 +133,31 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .relayWrongRoom: .onlyFromPeer
         case .skipCounterCheck: .atMostOnce
         case .dropAcknowledged: .lossReported
+        case .bucketNeverRefills: .liveness
+        case .swapMessages: .inOrder
+        case .misreportTransition: .legalTransitions
+        case .leakTypedText: .relayBlind
+        case .passwordLeftOut: .authentication
+        }
+    }
+
+    /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
+    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
+
+    /// Plant the bug in the world a run builds.
+    func plant(in configuration: inout WorldConfiguration) {
+        switch self {
+        case .relayWrongRoom: configuration.plantedBugs.insert(.forwardIntoNextRoom)
+        case .skipCounterCheck: configuration.sessionPlantedBugs.insert(.skipCounterCheck)
+        case .dropAcknowledged: configuration.plantedBugs.insert(.hideEveryFourthMessage)
+        case .swapMessages: configuration.plantedBugs.insert(.swapMessages)
+        case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
+        case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
+        case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
+        case .bucketNeverRefills:
+            configuration.uncheckedRelayLimits = true
+            configuration.relayLimits.messagesPerSecond = 0
+            configuration.relayLimits.messageBurst = 16
         }
     }
 }
@@ -149,6 +193,9 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var startSpreadMilliseconds: UInt64
     /// After the heal, every session must converge within this much virtual time.
     public var livenessBoundMilliseconds: UInt64
+    /// After every input ended: how long until every process must have exited (the drain timeout
+    /// for a client whose peer is gone for good, then the goodbye's own wait, and round trips).
+    public var goodbyeBoundMilliseconds: UInt64
     public var plantedBug: String?
     /// The rooms have passwords (CPace) or not (X25519 and safety numbers).
     public var password: Bool
@@ -157,8 +204,7 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
-    // The client's reconnect policy and session timers (ChatCore's defaults).
-    public var reconnectInitialMilliseconds: UInt64
+    // The shipped client's timers (ClientCore's and ChatCore's defaults, as `securechat` runs).
     public var reconnectMaxMilliseconds: UInt64
     public var connectTimeoutMilliseconds: UInt64
     public var retransmitMaxMilliseconds: UInt64
@@ -169,10 +215,6 @@ extension ResolvedSettings {
     public static func resolve(_ options: SimulationOptions) -> ResolvedSettings {
         ResolvedSettings(options: options)
     }
-
-    static let reconnectInitialMilliseconds: UInt64 = 100
-    static let reconnectMaxMilliseconds: UInt64 = 5_000
-    static let connectTimeoutMilliseconds: UInt64 = 2_000
 
     /// Resolve `options`: draw every setting from the seed's settings stream, in a fixed order
     /// whatever was given, then apply what was given. So `--seed 7 --drop 0.1` differs from
@@ -232,15 +274,16 @@ extension ResolvedSettings {
         mitm = options.mitm
         self.sources = sources
 
-        reconnectInitialMilliseconds = Self.reconnectInitialMilliseconds
-        reconnectMaxMilliseconds = Self.reconnectMaxMilliseconds
-        connectTimeoutMilliseconds = Self.connectTimeoutMilliseconds
-        let session = SessionConfiguration(room: RoomCode.simulated(0))
-        retransmitMaxMilliseconds = session.retransmitMax.wholeMilliseconds
+        let driver = DriverConfiguration(session: SessionConfiguration(room: RoomCode.simulated(0)), interactive: false)
+        reconnectMaxMilliseconds = driver.reconnectMaximumDelay.wholeMilliseconds
+        connectTimeoutMilliseconds = driver.connectTimeout.wholeMilliseconds
+        retransmitMaxMilliseconds = driver.session.retransmitMax.wholeMilliseconds
         livenessBoundMilliseconds = Self.livenessBound(
             reconnectMax: reconnectMaxMilliseconds, connectTimeout: connectTimeoutMilliseconds,
             retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
-            messagesPerPeer: messagesPerPeer, inFlightMax: session.inFlightMax)
+            messagesPerPeer: messagesPerPeer, inFlightMax: driver.session.inFlightMax)
+        goodbyeBoundMilliseconds = driver.drainTimeout.wholeMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
+            + 16 * 2 * max(delayMaxMilliseconds, 1)
     }
 
     /// The liveness bound: once every fault has healed, how long convergence may take at most.
@@ -256,20 +299,16 @@ extension ResolvedSettings {
     ///   `inFlightMax` per round trip.
     /// Round trips are bounded by two maximum delays; 16 of them cover the exchanges above with
     /// room for a re-key when a peer's reconnect crosses our handshake.
+    /// - the relay's rate limit: frames over a client's burst wait for its bucket to refill, so the
+    ///   message and acknowledgement frames of every window pass at `messagesPerSecond` at worst.
     static func livenessBound(
         reconnectMax: UInt64, connectTimeout: UInt64, retransmitMax: UInt64, delayMax: UInt64,
         messagesPerPeer: Int, inFlightMax: Int
     ) -> UInt64 {
         let roundTrip = 2 * max(delayMax, 1)
         let windows = UInt64((messagesPerPeer + inFlightMax - 1) / inFlightMax)
-        return reconnectMax + connectTimeout + 3 * retransmitMax + (16 + 2 * windows) * roundTrip
-    }
-}
-
-extension RoomCode {
-    /// The room of simulated room number `index`.
-    static func simulated(_ index: Int) -> RoomCode {
-        try! RoomCode("SIM\(index)")  // `SIM` + digits always matches ^[A-Z0-9]+$ within the cap
+        let rateLimited = UInt64(2 * messagesPerPeer * 1_000 / RelayLimits.defaults.messagesPerSecond)
+        return reconnectMax + connectTimeout + 3 * retransmitMax + (16 + 2 * windows) * roundTrip + rateLimited
     }
 }
 

@@ -55,6 +55,18 @@ struct Relay: AsyncParsableCommand {
     var connectionsMax = RelayLimits.defaults.connectionsMax
     @Option(help: "Open connections per IPv4 address or IPv6 /64; over it: TOO_MANY_CONNECTIONS and close 1013.")
     var connectionsPerAddressMax = RelayLimits.defaults.connectionsPerAddressMax
+    @Option(name: .customLong("connections-per-ipv6-56-max"), help: "Open connections per IPv6 /56; over it: as above.")
+    var connectionsPerIPv6Prefix56Max = RelayLimits.defaults.connectionsPerIPv6Prefix56Max
+    @Option(name: .customLong("connections-per-ipv6-48-max"), help: "Open connections per IPv6 /48; over it: as above.")
+    var connectionsPerIPv6Prefix48Max = RelayLimits.defaults.connectionsPerIPv6Prefix48Max
+    @Option(help: "Open connections not (yet) in a room per address; over it: as above.")
+    var roomlessConnectionsPerAddressMax = RelayLimits.defaults.roomlessConnectionsPerAddressMax
+    @Option(
+        help: ArgumentHelp(
+            "Where client addresses come from: none (direct), shared-address (behind a Tor onion service or a "
+                + "proxy that hides them: per-address caps off), proxy-protocol (a PROXY v2 header names them).",
+            valueName: "mode"))
+    var trustProxy = RelayLimits.defaults.trustProxy
     @Option(help: "New room joins per IPv4 address or IPv6 /64 per minute; over it: JOIN_RATE_LIMITED.")
     var joinsPerAddressPerMinute = RelayLimits.defaults.joinsPerAddressPerMinute
     @Option(help: "Rooms open at once; over it: TOO_MANY_ROOMS.")
@@ -68,6 +80,12 @@ struct Relay: AsyncParsableCommand {
     var pingIntervalSeconds = RelayLimits.defaults.pingIntervalSeconds
     @Option(help: "Seconds to wait at shutdown for peers to answer the close frame.")
     var shutdownGraceSeconds = RelayLimits.defaults.shutdownGraceSeconds
+    @Option(help: "Seconds from the upgrade to joining a room; then JOIN_TIMEOUT and close 1008.")
+    var joinTimeoutSeconds = RelayLimits.defaults.joinTimeoutSeconds
+    @Option(help: "Seconds a departed peer's seat waits for its reconnect token (0: freed at once).")
+    var seatGraceSeconds = RelayLimits.defaults.seatGraceSeconds
+    @Option(help: "Protocol errors a connection may make; the next one gets TOO_MANY_ERRORS and close 1008.")
+    var protocolErrorsMax = RelayLimits.defaults.protocolErrorsMax
     @Option(help: "Outbound bytes queued to a peer above which the sender's reads pause.")
     var outboundQueueHighBytes = RelayLimits.defaults.outboundQueueHighBytes
     @Option(help: "Outbound bytes below which the paused sender resumes.")
@@ -94,12 +112,19 @@ struct Relay: AsyncParsableCommand {
         configuration.limits.byteBurst = byteBurst
         configuration.limits.connectionsMax = connectionsMax
         configuration.limits.connectionsPerAddressMax = connectionsPerAddressMax
+        configuration.limits.connectionsPerIPv6Prefix56Max = connectionsPerIPv6Prefix56Max
+        configuration.limits.connectionsPerIPv6Prefix48Max = connectionsPerIPv6Prefix48Max
+        configuration.limits.roomlessConnectionsPerAddressMax = roomlessConnectionsPerAddressMax
+        configuration.limits.trustProxy = trustProxy
         configuration.limits.joinsPerAddressPerMinute = joinsPerAddressPerMinute
         configuration.limits.roomsMax = roomsMax
         configuration.limits.handshakeTimeoutSeconds = handshakeTimeoutSeconds
         configuration.limits.idleTimeoutSeconds = idleTimeoutSeconds
         configuration.limits.pingIntervalSeconds = pingIntervalSeconds
         configuration.limits.shutdownGraceSeconds = shutdownGraceSeconds
+        configuration.limits.joinTimeoutSeconds = joinTimeoutSeconds
+        configuration.limits.seatGraceSeconds = seatGraceSeconds
+        configuration.limits.protocolErrorsMax = protocolErrorsMax
         configuration.limits.outboundQueueHighBytes = outboundQueueHighBytes
         configuration.limits.outboundQueueLowBytes = outboundQueueLowBytes
         return configuration
@@ -139,3 +164,4 @@ struct Relay: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension TrustProxy: ExpressibleByArgument {}

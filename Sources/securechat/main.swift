@@ -38,13 +38,24 @@ struct Securechat: ParsableCommand {
             "$SECURECHAT_PEER_COMMAND --join" for this machine and "securechat --join --relay URL" for \
             another one.
 
+            Tor and other SOCKS5 proxies: --tor reaches the relay through the Tor daemon on this machine \
+            (127.0.0.1:9050), with fresh random SOCKS credentials per run so that Tor gives this run \
+            circuits of its own (IsolateSOCKSAuth); --proxy socks5://HOST:PORT through any SOCKS5 proxy \
+            (HOST an IP address; SECURECHAT_PROXY sets the same, "tor" for --tor; the proxy's username \
+            and password, if it wants them, come from SECURECHAT_PROXY_USERNAME and \
+            SECURECHAT_PROXY_PASSWORD, never from the command line). The relay's host name goes to the \
+            proxy: with a proxy the client connects to nothing else and looks up no name, not even on \
+            reconnects or errors. A .onion relay is refused without a proxy. The relay then sees the \
+            proxy's (or Tor's) address instead of yours, but still the room and when and how much you \
+            send.
+
             Errors say what happened and what to do in one line; --verbose adds the raw error in \
             brackets. A plain ws:// relay that is not on this machine gets a warning: anyone on the \
             network path sees the room, when and how much you send, and your address.
 
             Interactive (stdin is a terminal): type a line and press Enter to send it. \
             Commands: /help, /verify (show the safety number; /verify NUMBER checks the one your \
-            peer reads out), /clear, /quit. Ctrl-C and Ctrl-D leave. NO_COLOR turns colours off.
+            peer reads out), /status (the session, and how the relay is reached), /clear, /quit. Ctrl-C and Ctrl-D leave. NO_COLOR turns colours off.
 
             Pipe mode (stdin is not a terminal): each line of stdin is one message; each \
             message from the peer is one line on stdout (control characters made visible); \
@@ -81,6 +92,15 @@ struct Securechat: ParsableCommand {
                                valueName: "path"))
     var caFile: String?
 
+    @Option(help: ArgumentHelp(
+        "Reach the relay through this SOCKS5 proxy, socks5://HOST:PORT (HOST an IP address); also SECURECHAT_PROXY.",
+        discussion: "Credentials, if the proxy wants them: SECURECHAT_PROXY_USERNAME, SECURECHAT_PROXY_PASSWORD.",
+        valueName: "url"))
+    var proxy: String?
+
+    @Flag(help: "Reach the relay through Tor (socks5://127.0.0.1:9050, a fresh circuit for this run).")
+    var tor = false
+
     @Flag(help: "Pipe mode: write one JSON object per event on stdout instead of plain lines.")
     var json = false
 
@@ -112,7 +132,8 @@ struct Securechat: ParsableCommand {
                     + "room-only codes")
             }
         }
-        _ = try parseRelay()
+        let relayURL = try parseRelay()
+        try checkRoute(relayURL, proxy: try proxySetting(credentials: nil))
         guard (1...86_400).contains(giveUpAfter) else { throw ValidationError("--give-up-after must be 1...86400") }
         guard (0...86_400).contains(drainTimeout) else { throw ValidationError("--drain-timeout must be 0...86400") }
         guard (1...3_600).contains(keepalive) else { throw ValidationError("--keepalive must be 1...3600") }
@@ -131,6 +152,56 @@ struct Securechat: ParsableCommand {
             return try WebSocketURL(relay)
         } catch {
             throw ValidationError("--relay: \(error)")
+        }
+    }
+
+    /// The proxy from --tor, --proxy or SECURECHAT_PROXY (in that order), or nil. `credentials`:
+    /// for a --proxy, the user's (nil: random ones, which a proxy that needs none ignores).
+    func proxySetting(credentials: SOCKSCredentials?) throws -> SOCKSProxy? {
+        if tor && proxy != nil { throw ValidationError("--tor and --proxy: choose one") }
+        if tor { return .tor() }
+        let fromEnvironment = getenv("SECURECHAT_PROXY").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        guard let text = proxy ?? fromEnvironment else { return nil }
+        let source = proxy != nil ? "--proxy" : "SECURECHAT_PROXY"
+        if text.lowercased() == "tor" { return .tor() }
+        do {
+            return try SOCKSProxy(url: text, credentials: credentials)
+        } catch {
+            throw ValidationError("\(source): \(error)")
+        }
+    }
+
+    /// The proxy's username and password from the environment (both or neither), never argv. The
+    /// password's value is overwritten once read, as SECURECHAT_CODE's: gone from /proc/PID/environ.
+    static func proxyCredentials() throws -> SOCKSCredentials? {
+        let read = { (name: String, wipe: Bool) -> String? in
+            guard let value = getenv(name), value.pointee != 0 else { return nil }
+            defer { if wipe { memset(value, 0, strlen(value)) } }
+            return String(cString: value)
+        }
+        switch (read("SECURECHAT_PROXY_USERNAME", false), read("SECURECHAT_PROXY_PASSWORD", true)) {
+        case (nil, nil): return nil
+        case let (username?, password?):
+            do {
+                return try SOCKSCredentials(username: Array(username.utf8), password: Array(password.utf8))
+            } catch {
+                throw ValidationError("SECURECHAT_PROXY_USERNAME/PASSWORD: \(error)")
+            }
+        default: throw ValidationError("set both SECURECHAT_PROXY_USERNAME and SECURECHAT_PROXY_PASSWORD, or neither")
+        }
+    }
+
+    /// Fail closed before anything is opened: an onion service only through a proxy, and wss://
+    /// through one only to a name (the certificate is checked against the relay's name; NIOSSL would
+    /// check an IP address against the socket's peer, which is the proxy).
+    private func checkRoute(_ relay: WebSocketURL, proxy: SOCKSProxy?) throws {
+        if relay.hostIsOnion && proxy == nil {
+            throw ValidationError("--relay: \(relay.host) is a Tor onion service, reachable only through Tor: "
+                + "add --tor (or --proxy); the client never tries to reach a .onion address directly")
+        }
+        if proxy != nil && relay.usesTLS && relay.hostIsIPAddress {
+            throw ValidationError("--relay: wss:// through a proxy needs the relay's host name, not an IP address "
+                + "(its certificate is checked against the name)")
         }
     }
 
@@ -182,6 +253,7 @@ struct Securechat: ParsableCommand {
             caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout,
             keepaliveSeconds: keepalive)
         options.verbose = verbose
+        options.proxy = try proxySetting(credentials: try Self.proxyCredentials())
         return options
     }
 }

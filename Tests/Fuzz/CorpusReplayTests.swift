@@ -13,7 +13,9 @@ struct CorpusReplayTests {
         .appendingPathComponent("FuzzTesting")
 
     /// Every fuzz target (the FuzzTesting executable names).
-    static let targets = ["FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession"]
+    static let targets = [
+        "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSOCKSReply", "FuzzProxyHeader",
+    ]
 
     /// The harness a target's executable calls.
     static func harness(_ target: String) -> ((UnsafeRawBufferPointer) -> Void)? {
@@ -22,6 +24,8 @@ struct CorpusReplayTests {
         case "FuzzClientFrame": fuzzClientFrame
         case "FuzzRelayRooms": fuzzRelayRooms
         case "FuzzSession": fuzzSession
+        case "FuzzSOCKSReply": fuzzSOCKSReply
+        case "FuzzProxyHeader": fuzzProxyHeader
         default: nil
         }
     }

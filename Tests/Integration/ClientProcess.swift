@@ -24,10 +24,10 @@ final class ClientProcess: Sendable {
 
     /// Start `securechat` with `arguments`; `name` labels failures. `launcher`: a program and its
     /// arguments that exec the client (`prlimit ...`, `setpriv ...`), so the process is still the
-    /// client's; `binary`: another copy of the client to run.
+    /// client's; `binary`: another copy of the client to run. `traceSyscalls`: what `strace` watches.
     init(
-        _ name: String, _ arguments: [String], strace: Bool = false, environment: [String: String]? = nil,
-        launcher: [String] = [], binary: URL? = nil
+        _ name: String, _ arguments: [String], strace: Bool = false, traceSyscalls: [String] = tracedSyscalls,
+        environment: [String: String]? = nil, launcher: [String] = [], binary: URL? = nil
     ) throws {
         self.name = name
         let binary = binary ?? buildProductsDirectory().appendingPathComponent("securechat")
@@ -37,7 +37,7 @@ final class ClientProcess: Sendable {
                 executableURL: URL(fileURLWithPath: program), standardInput: true)
         } else if strace {
             child = try TestProcess(
-                name, arguments: ["-f", "-qq", "-e", "trace=" + Self.tracedSyscalls.joined(separator: ","), binary.path]
+                name, arguments: ["-f", "-qq", "-e", "trace=" + traceSyscalls.joined(separator: ","), binary.path]
                     + arguments,
                 environment: environment, executableURL: URL(fileURLWithPath: "/usr/bin/strace"), standardInput: true)
         } else {
@@ -47,6 +47,7 @@ final class ClientProcess: Sendable {
     }
 
     var processIdentifier: Int32 { child.processIdentifier }
+    var isRunning: Bool { child.isRunning }
 
     /// Type one line (a message) on the client's stdin.
     func type(_ line: String) throws {

@@ -171,4 +171,36 @@ struct RelayLimitsTests {
             #expect(try await relay.metric(#"relay_rejections_total{reason="idle_timeout"}"#) == 1)
         }
     }
+
+    @Test("JOIN deadline: a connection that joins no room in time gets JOIN_TIMEOUT and 1008")
+    func joinDeadline() async throws {
+        try await withRelay(["--join-timeout-seconds", "2"]) { relay in
+            // No room-mates here: on a starved machine a pair could miss the 2 s deadline itself.
+            // (That ROOM_FULL answers do not stop the clock is RelayEngineHardeningTests.joinDeadline.)
+            let idler = try await TestWebSocket.connect(relay.url)
+            let (code, texts) = try await idler.untilClose(timeoutSeconds: 30)
+            #expect(code == .policyViolation)
+            #expect(try texts.map { try JSONMessage($0).code } == ["JOIN_TIMEOUT"], "\(texts)")
+            #expect(try await relay.metric(#"relay_rejections_total{reason="join_timeout"}"#) == 1)
+        }
+    }
+
+    @Test("Connections without a room per address: the next one gets close 1013; joining a room frees the place")
+    func roomlessCap() async throws {
+        try await withRelay(["--roomless-connections-per-address-max", "2"]) { relay in
+            let first = try await TestWebSocket.connect(relay.url)
+            let second = try await TestWebSocket.connect(relay.url)
+            let third = try await TestWebSocket.connect(relay.url)
+            let (code, texts) = try await third.untilClose()
+            #expect(code == .tryAgainLater)
+            #expect(try texts.map { try JSONMessage($0).code } == ["TOO_MANY_CONNECTIONS"])
+            try await first.send(joinFrame("ROOMLESS"))
+            try await first.expect("JOINED")
+            let fourth = try await TestWebSocket.connect(relay.url)
+            try await fourth.send(joinFrame("ROOMLESS"))
+            try await fourth.expect("JOINED")
+            #expect(try await relay.metric(#"relay_rejections_total{reason="roomless_connections_max"}"#) == 1)
+            withExtendedLifetime(second) {}
+        }
+    }
 }

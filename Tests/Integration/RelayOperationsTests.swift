@@ -122,6 +122,8 @@ struct RelayOperationsTests {
             "--byte-burst", "--connections-max", "--connections-per-address-max", "--joins-per-address-per-minute",
             "--rooms-max", "--handshake-timeout-seconds", "--idle-timeout-seconds", "--ping-interval-seconds",
             "--outbound-queue-high-bytes", "--outbound-queue-low-bytes", "--shutdown-grace-seconds", "--log-level",
+            "--connections-per-ipv6-56-max", "--connections-per-ipv6-48-max", "--roomless-connections-per-address-max",
+            "--trust-proxy", "--join-timeout-seconds", "--seat-grace-seconds", "--protocol-errors-max",
             "--version", "--help", "-h",
         ]
         let listed = helpOptions(text)

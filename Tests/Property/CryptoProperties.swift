@@ -1,4 +1,5 @@
 import ChatCore
+import ChatTesting
 import FuzzHarness
 import PropertyBased
 import Testing

@@ -37,7 +37,7 @@ enum Generators {
         }
 
     /// Any relay message; SIGNALs carry a kind a client knows (it refuses the others).
-    static let relayMessage = zip(Gen<Int>.int(in: 0...4), room, Gen<Int>.int(in: 1...2),
+    static let relayMessage = zip(Gen<Int>.int(in: 0...5), room, Gen<Int>.int(in: 1...2),
                                   Gen<Int>.int(in: 0...(SignalKind.known.count - 1)), bytes.optional, bytes.optional,
                                   Gen<Int>.int(in: 0...(RelayErrorCode.allCases.count - 1)), text)
         .map { which, room, peers, kind, payload, key, code, message -> RelayMessage in
@@ -46,6 +46,8 @@ enum Generators {
             case 1: .peerFound
             case 2: .peerLeft
             case 3: .signal(Signal(kind: SignalKind.known[kind], payload: payload, key: key))
+            case 4: .joinedWithToken(room: room, peers: peers, token: ReconnectToken(
+                high: UInt64(payload?.count ?? 0) << 32 | UInt64(code), low: UInt64(key?.count ?? 0) &* 0x9E37_79B9))
             default: .error(code: RelayErrorCode.allCases[code], message: message)
             }
         }

@@ -11,15 +11,19 @@ import Testing
 @Suite("Relay room logic against a reference model", .shrinking)
 struct RelayRoomsModelTests {
     /// Steps from small integers (so they shrink): (kind, connection, argument, frame bytes).
-    static let steps = zip(Gen<Int>.int(in: 0...7), Gen<Int>.int(in: 0...(RoomsScenario.connectionCount - 1)),
+    static let steps = zip(Gen<Int>.int(in: 0...11), Gen<Int>.int(in: 0...(RoomsScenario.connectionCount - 1)),
                            Gen<Int>.int(in: 0...5), Generators.clientMessage, Generators.edits)
         .map { kind, connection, argument, message, edits -> RoomsStep in
             switch kind {
-            case 0, 1, 2: .join(connection: connection, room: argument % RoomsScenario.rooms.count)
-            case 3, 4: .signal(connection: connection, kind: argument % RoomsScenario.kinds.count)
+            case 0, 1: .join(connection: connection, room: argument % RoomsScenario.rooms.count)
+            case 2, 3: .joinWithToken(connection: connection, room: argument % 2, token: argument == 5 ? 255 : argument)
+            case 4: .signal(connection: connection, kind: argument % RoomsScenario.kinds.count)
             case 5: .frame(connection: connection, bytes: WireCodec.encode(message))
             case 6: .frame(connection: connection, bytes: mutate(WireCodec.encode(message), edits))
-            default: .disconnect(connection: connection)
+            case 7: .disconnect(connection: connection)
+            case 8, 9: .leave(connection: connection)
+            case 10: .advance(seconds: argument * 8)
+            default: .signal(connection: connection, kind: argument % RoomsScenario.kinds.count)
             }
         }
         .array(of: 0...60)
@@ -44,6 +48,8 @@ struct RelayRoomsModelTests {
             for connection in 0..<RoomsScenario.connectionCount {
                 #expect(scenario.apply(.disconnect(connection: connection)).isEmpty)
             }
+            // Reserved seats end with their grace period.
+            #expect(scenario.apply(.advance(seconds: Int(RoomsScenario.graceSeconds))).isEmpty)
             #expect(scenario.relay.roomCount == 0)
             #expect(scenario.relay.joinedConnectionCount == 0)
         }

@@ -3,13 +3,16 @@ import FuzzHarness
 import PropertyBased
 import Testing
 
-/// Model-based test of two real `SessionManager`s (real handshake, real crypto) through the real
-/// relay room logic (`ChatWorld`), against a small reference model of what the users should see.
+/// Model-based test of two real clients (`ClientDriver` with its `SessionManager`: real handshake,
+/// real crypto) through the real relay (`RelayEngine`), wired by the fuzz harness's `ChatWorld`,
+/// against a small reference model of what the users should see.
 ///
-/// Each step is a user or connection event; the network then settles (a reliable FIFO link, as
-/// WebSocket over TCP), and the model predicts every side's lifecycle state, the messages each
-/// side has shown, and which of its messages it reported delivered or undeliverable and why.
-/// `ChatWorld` also checks its own invariants after every output. Failing sequences shrink.
+/// Each step is a user or network event: a side goes offline (its link cut and its connection
+/// broken) or back online (it reconnects by itself), a user sends, quits (SIGTERM) or restarts the
+/// process, or a second passes. The network then settles (a reliable FIFO link, as WebSocket over
+/// TCP), and the model predicts every side's lifecycle state, the messages each side has shown, and
+/// which of its messages it reported delivered or undeliverable and why. `ChatWorld` also checks
+/// its own invariants after every output. Failing sequences shrink.
 @Suite("Two sessions against a lifecycle model", .shrinking)
 struct SessionLifecycleModelTests {
     enum Step: Hashable, Sendable, CustomStringConvertible {
@@ -31,8 +34,11 @@ struct SessionLifecycleModelTests {
     struct SideModel {
         var instance: Int
         var alive = true
-        var up = false
-        var everUp = false
+        /// The side's link works (it was not sent offline, or came back).
+        var online = true
+        var up = true
+        /// The current process has been connected at least once (a process started offline is INIT).
+        var everUp = true
         /// Whether a peer was present at some point during the current connection.
         var hadPeerThisConnection = false
         /// The peer instance of the last confirmed handshake (the conversation).
@@ -103,18 +109,24 @@ struct SessionLifecycleModelTests {
                 session: SessionConfiguration(room: try! RoomCode("ROOM1")), password: password ? "oyster-lemon" : nil))
             var model = Model(sides: [SideModel(instance: world.processes[0].instance),
                                       SideModel(instance: world.processes[1].instance)])
+            // Both processes start online and connect by themselves.
+            world.settle()
+            model.pair()
             for (index, step) in steps.enumerated() {
-                let wasPaired = model.paired
+                // A restarted process pairs anew even when both sides stay up.
+                var wasPaired = model.paired
                 switch step {
                 case let .connect(side):
-                    world.transportUp(side)
+                    world.reconnect(side)
+                    model.sides[side].online = true
                     if model.sides[side].alive && !model.sides[side].up {
                         model.sides[side].up = true
                         model.sides[side].everUp = true
                         model.sides[side].hadPeerThisConnection = false
                     }
                 case let .disconnect(side):
-                    world.transportDown(side)
+                    world.disconnect(side)
+                    model.sides[side].online = false
                     model.sides[side].up = false
                 case let .send(side):
                     world.send(side, Array("m".utf8))
@@ -133,7 +145,10 @@ struct SessionLifecycleModelTests {
                     }
                 case let .restart(side):
                     world.restart(side)
-                    model.sides[side] = SideModel(instance: world.processes[side].instance)
+                    let online = model.sides[side].online
+                    model.sides[side] = SideModel(
+                        instance: world.processes[side].instance, online: online, up: online, everUp: online)
+                    wasPaired = false
                 case .tick:
                     world.advance(by: .seconds(1))
                 }

@@ -83,10 +83,25 @@ struct SimulationTests {
 
 @Suite("Simulator: the checker catches planted bugs")
 struct PlantedBugTests {
+    @Test("Every invariant has a planted bug that breaks it (a checker that cannot fire proves nothing)")
+    func everyInvariantHasAPlantedBug() {
+        let covered = Set(PlantedBug.allCases.map(\.expectedInvariant))
+        // room-capacity has none yet: no workload makes a third connection JOIN a room (a room
+        // squatter), so a relay that admitted one would not be seen; it comes with the squatter
+        // workload (issues 14 and 19). Listed here so that it cannot be forgotten.
+        for invariant in Invariant.allCases where invariant != .roomCapacity {
+            #expect(covered.contains(invariant), "no planted bug breaks \(invariant.rawValue)")
+        }
+    }
+
     @Test("Each planted bug is caught and named", arguments: PlantedBug.allCases)
     func plantedBugIsCaught(bug: PlantedBug) throws {
         for seed: UInt64 in 1...3 {
-            let options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
+            var options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
+            if bug.needsRelayInTheMiddle {
+                options.mitm = true
+                options.password = true
+            }
             let report = try SimulationTests.run(options)
             #expect(
                 report.violation?.invariant == bug.expectedInvariant,
@@ -166,12 +181,5 @@ struct AuthenticationSimulationTests {
         let mitm = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true, mitm: true))
         let mitmAgain = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true, mitm: true))
         #expect(mitm.traceHash == mitmAgain.traceHash)
-    }
-
-    @Test("--mitm with a planted bug is refused before anything runs")
-    func mitmOptions() {
-        #expect(throws: SimulationError.self) {
-            try Simulation(options: SimulationTests.allFaults(seed: 1, plantedBug: .skipCounterCheck, mitm: true))
-        }
     }
 }

@@ -1,5 +1,6 @@
 import CSodium
 @_spi(Testing) import ChatCore
+import ChatTesting
 import Testing
 
 @Suite("Chat codes: ROOM-word-word, the wordlist, and a password that never reaches the wire")

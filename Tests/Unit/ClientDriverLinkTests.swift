@@ -173,7 +173,6 @@ struct ClientDriverLinkTests {
         }
         harness.line(alice, "typed while the relay was frozen")
         harness.relayFrozen = false
-        harness.rooms = RelayRooms<Int>()  // The frozen relay saw its connections closed.
         harness.advance(by: .seconds(60))
         for index in [alice, bob] {
             #expect(harness.notices(index).contains(.reconnected) && harness.state(index) == .connected)

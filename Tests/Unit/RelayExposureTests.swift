@@ -22,4 +22,32 @@ struct RelayExposureTests {
         #expect(try WebSocketURL("ws://192.168.1.20:8080").exposureWarning?.text.hasPrefix(
             "ws:// is not encrypted on the way to 192.168.1.20:8080: anyone on the network path sees the room") == true)
     }
+
+    @Test("Through Tor or a proxy: no warning for an onion service; beyond the proxy, one that names the hop")
+    func throughProxy() throws {
+        let tor = RelayRoute.tor(endpoint: "127.0.0.1:9050")
+        #expect(try WebSocketURL("ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion")
+            .exposureWarning(route: tor) == nil)
+        #expect(try WebSocketURL("wss://relay.example").exposureWarning(route: tor) == nil)
+        let text = try #require(try WebSocketURL("ws://relay.example:8080").exposureWarning(route: tor)?.text)
+        #expect(text.hasPrefix("ws:// is not encrypted between Tor's exit relay and relay.example:8080"), "\(text)")
+        #expect(text.contains("not your address"))
+        let proxied = try WebSocketURL("ws://relay.example").exposureWarning(route: .proxy(endpoint: "10.0.0.2:1080"))
+        #expect(proxied?.text.hasPrefix("ws:// is not encrypted between the proxy and relay.example") == true)
+        #expect(try WebSocketURL("ws://x.onion").hostIsOnion && WebSocketURL("ws://X.ONION.").hostIsOnion)
+        #expect(try !WebSocketURL("ws://onion.example").hostIsOnion)
+    }
+
+    @Test("The invitation for an onion relay tells the peer to add --tor")
+    func onionInvitation() {
+        let onion = "ws://abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion"
+        let invitation = Invitation.make(
+            code: "ROOM1-orbit-velvet", ownPassword: false, relay: onion, defaultRelay: ClientApp.defaultRelay,
+            caFile: nil, sameMachineCommand: nil)
+        #expect(invitation.commands == ["securechat --join --tor --relay \(onion)"])
+        let remote = Invitation.make(
+            code: "ROOM1-orbit-velvet", ownPassword: false, relay: onion, defaultRelay: ClientApp.defaultRelay,
+            caFile: nil, sameMachineCommand: "./run.sh")
+        #expect(remote.commands == ["./run.sh --join", "securechat --join --tor --relay \(onion)"])
+    }
 }

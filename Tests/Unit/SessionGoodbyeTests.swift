@@ -16,22 +16,21 @@ struct SessionGoodbyeTests {
             let chat = InMemoryChat()
             chat.addSession(password: password)
             chat.addSession(password: password)
-            // Bob's first record to Alice is lost: the other eleven wait, unopened, behind it.
-            var dropped = false
+            // Bob's first record to Alice is lost, and so is its fast retransmission: the other
+            // eleven wait, unopened, behind it.
+            var lost: [UInt8]?
             chat.tap = { to, frame in
-                if to == 0, !dropped, InMemoryChat.isSignal(frame, .message) {
-                    dropped = true
-                    return []
-                }
-                return [frame]
+                guard to == 0, InMemoryChat.isSignal(frame, .message), lost == nil || lost == frame else { return [frame] }
+                lost = frame
+                return []
             }
             for index in 1...12 { chat.send(1, "bob \(index)") }
-            chat.tap = nil
             #expect(chat.received(0).isEmpty)
             chat.sessions[0].handle(.leave, now: chat.now)
             chat.run()
             #expect(chat.sessions[0].state == .connected, "Alice waits for what Bob sent")
             #expect(Self.sent(chat, 0, kind: .goodbye) >= 1)
+            chat.tap = nil
             chat.advance(by: .seconds(3))
             #expect(chat.received(0) == (1...12).map { "bob \($0)" })
             #expect(chat.sessions[0].state == .destroyed)

@@ -121,6 +121,106 @@ struct SessionTests {
         #expect(chat.delivered(0) == [MessageID(1), MessageID(2)])
     }
 
+    @Test("A bad copy held ahead of a gap does not take the slot of the genuine copy that follows it")
+    func badCopyAheadOfGap() {
+        let chat = connectedPair()
+        var firstFrame: [UInt8]?
+        chat.tap = { to, frame in
+            if to == 1, firstFrame == nil, InMemoryChat.isSignal(frame, .message) { firstFrame = frame; return [] }
+            return [frame]
+        }
+        chat.send(0, "first")
+        var secondFrame: [UInt8]?
+        chat.tap = { to, frame in
+            if to == 1, InMemoryChat.isSignal(frame, .message) { secondFrame = frame; return [] }
+            return [frame]
+        }
+        chat.send(0, "second")
+        // From now on only what the test injects reaches session 1 (no retransmission fills the gap).
+        chat.tap = { to, frame in to == 1 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        guard case let .signal(signal)? = try? WireCodec.decodeRelayMessage(secondFrame!) else {
+            Issue.record("no second MSG captured")
+            return
+        }
+        // Record 2 with its sequence intact and its box altered (as a copy sealed under old keys
+        // looks), held first; then the genuine record 2; then the gap fills.
+        var payload = signal.payload!
+        payload[payload.count - 1] ^= 0x01
+        chat.inject(WireCodec.encode(RelayMessage.signal(Signal(kind: .message, payload: payload))), to: 1)
+        chat.inject(secondFrame!, to: 1)
+        #expect(chat.received(1).isEmpty)
+        chat.inject(firstFrame!, to: 1)
+        #expect(chat.received(1) == ["first", "second"], "both shown as soon as the gap fills")
+        #expect(!chat.rejections(1).contains(.crypto(.authenticationFailed)))
+    }
+
+    @Test("A copy of the peer's confirmed opening that arrives after the peer left is dropped, not a failure")
+    func confirmedOpeningAfterPeerLeft() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        var openings: [[UInt8]] = []
+        chat.tap = { to, frame in
+            if to == 0, InMemoryChat.isSignal(frame, .keyExchange) { openings.append(frame) }
+            return [frame]
+        }
+        chat.addSession()
+        chat.tap = nil
+        #expect(chat.sessions[0].state == .connected)
+        chat.disconnect(1)
+        #expect(chat.sessions[0].state != .connected, "the relay's PEER_LEFT reached session 0")
+        for opening in openings { chat.inject(opening, to: 0) }
+        #expect(!openings.isEmpty)
+        #expect(chat.ended(0).isEmpty, "a network duplicate must not end the session")
+        #expect(chat.rejections(0).contains(.handshake(.staleHello)))
+        chat.connect(1)
+        chat.advance(by: .seconds(2))
+        #expect(chat.sessions[0].state == .connected && chat.sessions[1].state == .connected)
+    }
+
+    @Test("A lost confirmation is sent again by its sender, not only in answer to the peer's opening")
+    func lostConfirmationIsResent() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        var confirmationsToOne = 0
+        chat.tap = { to, frame in
+            // Session 0's first confirmation is lost, and so is every opening session 1 repeats.
+            if to == 1, InMemoryChat.isSignal(frame, .keyConfirm) {
+                confirmationsToOne += 1
+                if confirmationsToOne == 1 { return [] }
+            }
+            if to == 0, InMemoryChat.isSignal(frame, .keyExchange), chat.sessions[0].state == .connected { return [] }
+            return [frame]
+        }
+        chat.addSession()
+        #expect(chat.sessions[0].state == .connected)
+        #expect(chat.sessions[1].state == .keySetup, "the lost confirmation leaves session 1 waiting")
+        chat.advance(by: .seconds(2))
+        #expect(chat.sessions[1].state == .connected)
+        #expect(confirmationsToOne >= 2)
+        // Session 1's ACK of the repeat shows session 0 that it has the keys: no more repeats.
+        let before = confirmationsToOne
+        chat.advance(by: .seconds(30))
+        #expect(confirmationsToOne == before)
+    }
+
+    @Test("A record lost ahead of others is sent again at the second duplicate ACK, not after its timeout")
+    func fastRetransmit() {
+        let chat = connectedPair()
+        var lost = 0
+        chat.tap = { to, frame in
+            if to == 1, lost == 0, InMemoryChat.isSignal(frame, .message) {
+                lost += 1
+                return []
+            }
+            return [frame]
+        }
+        for index in 1...4 { chat.send(0, "message \(index)") }
+        // No clock moved: only the duplicate ACKs of messages 2-4 can have brought message 1 again.
+        #expect(chat.received(1) == (1...4).map { "message \($0)" })
+        #expect(chat.sessions[0].pendingCount == 0)
+        #expect(chat.sessions[0].statistics.retransmissions == 1)
+    }
+
     @Test("Messages typed before CONNECTED are queued, never transmitted early, and sent after the handshake")
     func queuedBeforeConnected() {
         let chat = InMemoryChat()

@@ -20,6 +20,8 @@ struct WireCodecTests {
     static let relayMessages: [RelayMessage] = [
         .joined(room: room, peers: 1),
         .joined(room: room, peers: 2),
+        .joinedWithToken(room: room, peers: 1, token: ReconnectToken(high: 0x0123_4567_89AB_CDEF, low: 0)),
+        .joinedWithToken(room: room, peers: 2, token: ReconnectToken(high: .max, low: 0xFEDC_BA98_7654_3210)),
         .peerFound,
         .peerLeft,
         .signal(Signal(kind: .message, payload: [0xFF, 0x00], key: nil)),
@@ -33,7 +35,7 @@ struct WireCodecTests {
         // The relay's blind inspection agrees on what the frame is.
         let inspected = try encoded.withUnsafeBytes { try WireCodec.inspectClientFrame($0) }
         switch message {
-        case let .join(room): #expect(inspected == .join(room))
+        case let .join(room): #expect(inspected == .join(room, token: nil))
         case .signal: #expect(inspected == .signal)
         }
     }
@@ -100,6 +102,13 @@ struct WireCodecTests {
         (#"{"type":"SIGNAL","kind":"MSG","key":"*"}"#, .invalidBase64(field: "key")),
         (#"{"type":"SIGNAL","kind":"MSG","payload":1}"#, .wrongFieldType("payload", expected: .string)),
         ("{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1}", .tooManyFields(max: 8)),
+        (#"{"type":"JOIN","room":"R1","token":"0123456789ABCDEF0123456789abcdef"}"#, .invalidToken),
+        (#"{"type":"JOIN","room":"R1","token":"0123456789abcdef0123456789abcde"}"#, .invalidToken),
+        (#"{"type":"JOIN","room":"R1","token":"0123456789abcdef0123456789abcdef0"}"#, .invalidToken),
+        (#"{"type":"JOIN","room":"R1","token":"0123456789abcdef0123456789abcdeg"}"#, .invalidToken),
+        (#"{"type":"JOIN","room":"R1","token":""}"#, .invalidToken),
+        (#"{"type":"JOIN","room":"R1","token":17}"#, .wrongFieldType("token", expected: .string)),
+        (#"{"type":"SIGNAL","kind":"MSG","token":"0123456789abcdef0123456789abcdef"}"#, .unknownField("token")),
     ]
 
     @Test("Each malformed client frame gives its typed error", arguments: malformed)
@@ -135,7 +144,31 @@ struct WireCodecTests {
         ("{\"type\":\"ERROR\",\"code\":\"ROOM_FULL\",\"message\":\"\(String(repeating: "x", count: 257))\"}",
          .fieldTooLong("message", max: 256)),
         (#"{"type":"ERROR","code":"ROOM_FULL","message":"\ud800"}"#, .malformedJSON(offset: 52, reason: .badEscape)),
+        (#"{"type":"JOINED","room":"R1","peers":1,"token":"0123"}"#, .invalidToken),
+        (#"{"type":"PEER_FOUND","token":"0123456789abcdef0123456789abcdef"}"#, .unknownField("token")),
     ]
+
+    @Test("The reconnect token: JOIN and JOINED carry it as 32 lowercase hex digits; without it they are as before")
+    func reconnectToken() throws {
+        let token = try #require(ReconnectToken(hex: "0123456789abcdef00ff00ff00ff00fe"))
+        #expect(token == ReconnectToken(high: 0x0123_4567_89AB_CDEF, low: 0x00FF_00FF_00FF_00FE))
+        #expect(token.hex == "0123456789abcdef00ff00ff00ff00fe")
+        let join = WireCodec.encodeJoin(Self.room, token: token)
+        #expect(String(decoding: join, as: UTF8.self)
+            == #"{"type":"JOIN","room":"ROOM1","token":"0123456789abcdef00ff00ff00ff00fe"}"#)
+        #expect(try join.withUnsafeBytes { try WireCodec.inspectClientFrame($0) } == .join(Self.room, token: token))
+        // The relay's full decoder checks the token and leaves it out (ClientMessage has none).
+        #expect(try WireCodec.decodeClientMessage(join) == .join(Self.room))
+        #expect(WireCodec.encodeJoin(Self.room, token: nil) == WireCodec.encode(ClientMessage.join(Self.room)))
+        let joined = #"{"type":"JOINED","room":"ROOM1","peers":2,"token":"0123456789abcdef00ff00ff00ff00fe"}"#
+        #expect(try WireCodec.decodeRelayMessage(joined.bytes) == .joinedWithToken(room: Self.room, peers: 2, token: token))
+        #expect(WireCodec.encode(RelayMessage.joinedWithToken(room: Self.room, peers: 2, token: token)) == joined.bytes)
+        // A JOINED from a relay that reserves no seats is what it always was.
+        let plain = #"{"type":"JOINED","room":"ROOM1","peers":1}"#
+        #expect(try WireCodec.decodeRelayMessage(plain.bytes) == .joined(room: Self.room, peers: 1))
+        #expect(RelayMessage.joinedWithToken(room: Self.room, peers: 2, token: token).joinedRoom?.peers == 2)
+        #expect(RelayMessage.peerFound.joinedRoom == nil)
+    }
 
     @Test("Each malformed relay frame gives its typed error", arguments: malformedRelay)
     func malformedRelayFrames(input: String, expected: WireError) {

@@ -1,5 +1,6 @@
 import Benchmark
 import ChatCore
+import ChatTesting
 import RelayCore
 import Simulator
 
@@ -188,72 +189,26 @@ final class RatchetPair {
     }
 }
 
-/// Two sessions joined through one `RelayRooms`, frames moved in memory (as the unit tests'
-/// InMemoryChat), brought to CONNECTED before measuring.
+/// Two sessions joined through one `RelayRooms` in ChatTesting's `SessionRoom` (the session unit
+/// tests' world, without its log), brought to CONNECTED before measuring.
 final class SessionPair {
-    private let sessions: [SessionManager]
-    private var rooms = RelayRooms<Int>()
-    private var queue: [(toRelay: Bool, connection: Int, frame: [UInt8])] = []
+    private let room = SessionRoom(keepsLog: false)
     private var messagesSent = 0
-    private var messagesReceived = 0
-    private var queueHead = 0
     static let text = String(repeating: "x", count: 100)
 
     init() {
-        let room = try! RoomCode("BENCHROOM")
-        sessions = (0..<2).map { _ in
-            SessionManager(configuration: SessionConfiguration(room: room), entropy: SystemEntropy())
-        }
-        for session in sessions { session.handle(.transportUp, now: .zero) }
-        run()
-        precondition(sessions.allSatisfy { $0.state == .connected }, "the benchmark sessions must connect")
+        let code = try! RoomCode("BENCHROOM")
+        for _ in 0..<2 { room.addSession(room: code) }
+        precondition(room.sessions.allSatisfy { $0.state == .connected }, "the benchmark sessions must connect")
     }
 
     func sendOneMessage() {
-        _ = sessions[0].send(Self.text, now: .zero)
+        room.send(0, Self.text)
         messagesSent += 1
-        run()
     }
 
     func checkAllDelivered() {
-        precondition(messagesReceived == messagesSent, "every benchmark message must arrive")
-        precondition(sessions[0].pendingCount == 0, "every benchmark message must be acknowledged")
-    }
-
-    /// Move frames until none is left (bounded: one message makes a handful of frames).
-    private func run() {
-        for _ in 0..<1_000 {
-            collectOutputs()
-            guard queueHead < queue.count else {
-                queue.removeAll(keepingCapacity: true)
-                queueHead = 0
-                return
-            }
-            let item = queue[queueHead]
-            queueHead += 1
-            if item.toRelay {
-                for action in rooms.receive(frame: item.frame, from: item.connection) {
-                    switch action {
-                    case let .send(to, message): queue.append((false, to, WireCodec.encode(message)))
-                    case let .forward(to): queue.append((false, to, item.frame))
-                    }
-                }
-            } else {
-                sessions[item.connection].handle(.frame(item.frame), now: .zero)
-            }
-        }
-        preconditionFailure("the in-memory sessions did not settle")
-    }
-
-    private func collectOutputs() {
-        for (index, session) in sessions.enumerated() {
-            while let output = session.pollOutput() {
-                switch output {
-                case let .transmit(frame): queue.append((true, index, frame))
-                case .received: messagesReceived += 1
-                default: break
-                }
-            }
-        }
+        precondition(room.receivedCounts[1] == messagesSent, "every benchmark message must arrive")
+        precondition(room.sessions[0].pendingCount == 0, "every benchmark message must be acknowledged")
     }
 }

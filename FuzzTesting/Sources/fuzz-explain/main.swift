@@ -48,14 +48,7 @@ case "FuzzRelayRooms":
     var reader = FuzzReader(bytes)
     var scenario = RoomsScenario()
     var index = 0
-    while let op = reader.byte() {
-        let connection = Int(reader.byte() ?? 0) % RoomsScenario.connectionCount
-        let step: RoomsStep = switch op % 4 {
-        case 0: .join(connection: connection, room: Int(reader.byte() ?? 0) % RoomsScenario.rooms.count)
-        case 1: .signal(connection: connection, kind: Int(reader.byte() ?? 0) % RoomsScenario.kinds.count)
-        case 2: .frame(connection: connection, bytes: reader.chunk(maxLength: 1024))
-        default: .disconnect(connection: connection)
-        }
+    while let step = RoomsStep.read(from: &reader) {
         let problems = scenario.apply(step)
         print(String(format: "%4d ", index) + "\(step)")
         if !problems.isEmpty {

@@ -9,6 +9,7 @@
 import ChatCore
 import Foundation
 import FuzzHarness
+import RelayCore
 
 let packageDirectory = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -38,6 +39,10 @@ let ristrettoBase: [UInt8] = [
 
 var clientFrames: [(String, [UInt8])] = [
     ("join", bytes(#"{"type":"JOIN","room":"ROOM1"}"#)),
+    ("join-token", bytes(#"{"type":"JOIN","room":"ROOM1","token":"0123456789abcdef0123456789abcdef"}"#)),
+    ("join-token-uppercase", bytes(#"{"type":"JOIN","room":"ROOM1","token":"0123456789ABCDEF0123456789ABCDEF"}"#)),
+    ("join-token-short", bytes(#"{"type":"JOIN","room":"ROOM1","token":"0123"}"#)),
+    ("join-token-escaped", bytes(#"{"type":"JOIN","room":"ROOM1","token":"\u0030123456789abcdef0123456789abcdef"}"#)),
     ("join-python-spacing", bytes(#"{"type": "JOIN", "room": "ROOM1"}"#)),
     ("join-whitespace-everywhere", bytes(" \t\r\n{ \"type\" :\n\"JOIN\" , \"room\" : \"R\" }\n ")),
     ("join-room-max-length", bytes(#"{"type":"JOIN","room":""# + String(repeating: "Z9", count: 32) + #""}"#)),
@@ -139,6 +144,8 @@ var relayFrames: [(String, [UInt8])] = [
     ("joined-3", bytes(#"{"type":"JOINED","room":"ROOM1","peers":3}"#)),
     ("joined-peers-string", bytes(#"{"type":"JOINED","room":"ROOM1","peers":"2"}"#)),
     ("joined-peers-missing", bytes(#"{"type":"JOINED","room":"ROOM1"}"#)),
+    ("joined-token", bytes(#"{"type":"JOINED","room":"ROOM1","peers":1,"token":"00000000000000000000000000000001"}"#)),
+    ("joined-token-number", bytes(#"{"type":"JOINED","room":"ROOM1","peers":1,"token":1}"#)),
     ("joined-room-max", WireCodec.encode(RelayMessage.joined(room: try! RoomCode(String(repeating: "Q", count: 64)), peers: 2))),
     ("peer-found", WireCodec.encode(RelayMessage.peerFound)),
     ("peer-found-extra", bytes(#"{"type":"PEER_FOUND","room":"ROOM1"}"#)),
@@ -186,6 +193,24 @@ let roomScenarios: [(String, [RoomsStep])] = [
                         .frame(connection: 1, bytes: bytes(#"{"type":"SIGNAL","kind":"MSG","payload":"QQ=="}"#))]),
     ("disconnect-unknown", [.disconnect(connection: 5), .join(connection: 5, room: 0), .disconnect(connection: 5),
                             .disconnect(connection: 5)]),
+    // Seat reservation: tokens are given out in order (#0, #1, ...); 255 presents a made-up one.
+    ("seat-reserved-and-taken-back", [.joinWithToken(connection: 0, room: 0, token: 255),
+                                      .joinWithToken(connection: 1, room: 0, token: 0), .leave(connection: 0),
+                                      .join(connection: 2, room: 0), .joinWithToken(connection: 3, room: 0, token: 0),
+                                      .signal(connection: 3, kind: 2), .signal(connection: 1, kind: 3)]),
+    ("seat-expires", [.joinWithToken(connection: 0, room: 1, token: 255),
+                      .joinWithToken(connection: 1, room: 1, token: 255), .leave(connection: 1),
+                      .advance(seconds: 29), .join(connection: 2, room: 1), .advance(seconds: 1),
+                      .join(connection: 2, room: 1), .joinWithToken(connection: 3, room: 1, token: 1)]),
+    ("both-seats-reserved", [.joinWithToken(connection: 0, room: 2, token: 255),
+                             .joinWithToken(connection: 1, room: 2, token: 255), .leave(connection: 0),
+                             .leave(connection: 1), .advance(seconds: 10), .joinWithToken(connection: 2, room: 2, token: 1),
+                             .signal(connection: 2, kind: 0), .advance(seconds: 25), .leave(connection: 2),
+                             .advance(seconds: 39)]),
+    ("seat-token-elsewhere", [.joinWithToken(connection: 0, room: 0, token: 255), .leave(connection: 0),
+                              .joinWithToken(connection: 1, room: 1, token: 0), .joinWithToken(connection: 1, room: 0, token: 0),
+                              .disconnect(connection: 1), .joinWithToken(connection: 2, room: 0, token: 0),
+                              .frame(connection: 4, bytes: bytes(#"{"type":"JOIN","room":"ROOM1","token":"00"}"#))]),
 ]
 
 // MARK: Session scenarios
@@ -343,6 +368,31 @@ let sessionScenarios: [(String, [WorldStep])] = [
         + (0..<16).map { .replay(side: a, index: UInt8($0)) } + [.send(side: a, body: text("new b")), .settle]),
 ]
 
+// MARK: PROXY protocol v2 headers
+
+let ipv4Addresses: [UInt8] = [192, 0, 2, 17, 10, 0, 0, 1, 0xC3, 0x50, 0x01, 0xBB]
+let ipv6Addresses: [UInt8] = [0x20, 0x01, 0x0D, 0xB8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7]
+    + [UInt8](repeating: 0, count: 15) + [1, 0xC3, 0x50, 0x01, 0xBB]
+let proxyHeaders: [(String, [UInt8])] = [
+    ("tcp4", proxyHeader(family: 0x11, body: ipv4Addresses) + bytes("GET / HTTP/1.1\r\n")),
+    ("tcp6-with-tlvs", proxyHeader(family: 0x21, body: ipv6Addresses + [0x05, 0x00, 0x03, 0x61, 0x62, 0x63,
+                                                                       0x20, 0x00, 0x05, 0x01, 0, 0, 0, 0])),
+    ("udp4", proxyHeader(family: 0x12, body: ipv4Addresses)),
+    ("local", ProxyProtocolV2.signature + [0x20, 0x00, 0x00, 0x00]),
+    ("local-with-addresses", ProxyProtocolV2.signature + [0x20, 0x11, 0x00, 0x0C] + ipv4Addresses),
+    ("unspec", proxyHeader(family: 0x00, body: [])),
+    ("unix", proxyHeader(family: 0x31, body: [UInt8](repeating: 0x2F, count: 216))),
+    ("truncated", Array(proxyHeader(family: 0x11, body: ipv4Addresses).prefix(20))),
+    ("signature-only", ProxyProtocolV2.signature),
+    ("version-1-text", bytes("PROXY TCP4 192.0.2.17 10.0.0.1 50000 443\r\n")),
+    ("tls-client-hello", [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03]),
+    ("bad-version", ProxyProtocolV2.signature + [0x11, 0x11, 0x00, 0x0C] + ipv4Addresses),
+    ("bad-command", ProxyProtocolV2.signature + [0x2F, 0x11, 0x00, 0x0C] + ipv4Addresses),
+    ("bad-family", ProxyProtocolV2.signature + [0x21, 0x51, 0x00, 0x0C] + ipv4Addresses),
+    ("short-for-ipv6", ProxyProtocolV2.signature + [0x21, 0x21, 0x00, 0x0C] + ipv4Addresses),
+    ("length-max", ProxyProtocolV2.signature + [0x21, 0x11, 0xFF, 0xFF]),
+]
+
 // MARK: Write
 
 let fileManager = FileManager.default
@@ -362,3 +412,5 @@ try write("FuzzRelayFrame", clientFrames, suffix: ".json")
 try write("FuzzClientFrame", relayFrames, suffix: ".json")
 try write("FuzzRelayRooms", roomScenarios.map { ($0.0, encodeRoomsInput($0.1)) }, suffix: ".bin")
 try write("FuzzSession", sessionScenarios.map { ($0.0, encodeSessionInput($0.1)) }, suffix: ".bin")
+try write("FuzzSOCKSReply", socksSeeds, suffix: ".bin")
+try write("FuzzProxyHeader", proxyHeaders, suffix: ".bin")

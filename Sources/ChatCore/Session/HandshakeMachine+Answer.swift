@@ -83,7 +83,9 @@ extension HandshakeMachine {
     func answer(_ hello: HandshakeHello) -> Answer {
         switch state {
         case .idle:
-            return .noHandshake
+            // The confirmed peer's opening again after it left (a copy the network duplicated or
+            // a relay replays): taken for a fresh one, it would fail as a forged restart.
+            return isStale(hello) ? .stale : .noHandshake
         case let .handshaking(attempt):
             return answer(hello, during: attempt)
         case let .connected(confirmed, rekey):

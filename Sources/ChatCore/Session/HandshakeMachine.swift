@@ -57,6 +57,8 @@ struct HandshakeMachine {
     private(set) var deadline: Instant?
     /// The session's own copy of the password (wiped when the session ends), or nil.
     let password: Password?
+    /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
+    var plantedBugs: PlantedBugs = []
     let configuration: SessionConfiguration
 
     init(configuration: SessionConfiguration, password: Password?, localInstance: InstanceID) {
@@ -79,6 +81,11 @@ struct HandshakeMachine {
 
     /// When our opening (and confirmation) are next retransmitted.
     var retransmitAt: Instant? { attempt?.opening.retransmission.at }
+
+    /// Our confirmation of the handshake in use (the peer needs it to use the keys).
+    var confirmFrame: [UInt8]? {
+        if case let .connected(confirmed, _) = state { confirmed.confirmFrame } else { nil }
+    }
 
     /// The safety number of the keys in use: the handshake that began the chain they continue.
     var safetyNumber: SafetyNumber? {
@@ -111,8 +118,9 @@ struct HandshakeMachine {
             let party: CPaceParty
             do {
                 // One share answers one peer share (the draft's §10.9: scalars are never reused).
+                let keyedWith = plantedBugs.contains(.passwordLeftOutOfHandshake) ? Password.plantedConstant : password
                 party = try CPaceParty(
-                    password: password, channelIdentifier: CPaceParty.channelIdentifier(room: configuration.room),
+                    password: keyedWith, channelIdentifier: CPaceParty.channelIdentifier(room: configuration.room),
                     associatedData: payload, setting: .symmetric, entropy: entropy)
             } catch {
                 preconditionFailure("a \(payload.count)-byte hello is within CPace's AD bound: \(error)")

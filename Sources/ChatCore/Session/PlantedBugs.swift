@@ -19,7 +19,16 @@ public struct PlantedBugs: OptionSet, Hashable, Sendable {
     /// The receiver acknowledges every record but silently drops every fourth one instead of
     /// showing it (breaks "every loss is reported": the sender is told it was delivered).
     public static let dropAcknowledgedMessage = PlantedBugs(rawValue: 1 << 1)
+    /// The handshake leaves the room's password out of CPace (it keys the generator with a
+    /// constant instead): a relay in the middle with the same bug agrees on keys with each side
+    /// and reads every message (breaks "authentication").
+    public static let passwordLeftOutOfHandshake = PlantedBugs(rawValue: 1 << 2)
 
     /// Every fourth record is dropped by `dropAcknowledgedMessage`.
     static let droppedSequenceModulus: UInt64 = 4
+}
+
+extension Password {
+    /// The constant `PlantedBugs.passwordLeftOutOfHandshake` keys CPace with.
+    static var plantedConstant: Password { Password(words: [0, 0]) }
 }

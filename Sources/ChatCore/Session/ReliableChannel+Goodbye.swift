@@ -94,6 +94,7 @@ extension ReliableChannel {
             return .rejected(.crypto(error))
         }
         defer { body.wipe() }
+        peerHasKeys()
         guard body.count == Farewell.bodyByteCount else { return .rejected(.crypto(.truncated(length: body.count))) }
         let (flags, received, sent, confirmed) = body.withUnsafeBytes { bytes in
             (bytes[0], BigEndian.uint64(bytes, at: 1), BigEndian.uint64(bytes, at: 9), BigEndian.uint64(bytes, at: 17))

@@ -23,7 +23,18 @@ struct ReliableChannel {
         var retransmitAt: Instant?
         /// Records that arrived ahead of `nextReceiveSequence`, sorted by sequence. Bounded.
         var reorderBuffer: [(sequence: UInt64, box: [UInt8])] = []
+        /// Our KEY_CONFIRM, sent again with backoff until a frame the peer sealed under these keys
+        /// opens. Until then the peer may lack it (its copy was lost) and wait in KEY_SETUP while
+        /// we send records it cannot open yet; its own hello retransmissions would get it an
+        /// answer too, but only at their backoff, and only if both directions pass.
+        var confirmation: (frame: [UInt8], at: Instant, interval: Duration)?
+        /// ACKs in a row that confirmed nothing new while records were in flight (fast retransmit).
+        var duplicateAcks = 0
     }
+
+    /// Duplicate ACKs that resend the oldest record in flight at once: TCP's fast retransmit
+    /// (RFC 5681 §3.2) with 2 rather than 3, for windows of a dozen records.
+    static let fastRetransmitThreshold = 2
 
     private(set) var state: State = .closed
     /// Messages accepted and not yet acknowledged, oldest first. Every one belongs to the current
@@ -57,6 +68,11 @@ struct ReliableChannel {
     /// When the messages in flight are next retransmitted, while the channel is open.
     var retransmitAt: Instant? {
         if case let .open(open) = state { open.retransmitAt } else { nil }
+    }
+
+    /// When our confirmation is next sent again, until the peer shows that it has the keys.
+    var confirmationAt: Instant? {
+        if case let .open(open) = state { open.confirmation?.at } else { nil }
     }
 
     /// The open channel's ratchet (tests only).
@@ -160,8 +176,32 @@ struct ReliableChannel {
             resent += 1
         }
         outputs.statistics.retransmissions += resent
+        open.duplicateAcks = 0
         estimator.backOff()
         open.retransmitAt = resent > 0 ? now.advanced(by: estimator.timeout) : nil
+        state = .open(open)
+    }
+
+    /// Our confirmation, again, when due (see `Open.confirmation`).
+    mutating func resendConfirmationIfDue(now: Instant, into outputs: inout SessionOutputs) {
+        guard case var .open(open) = state, let confirmation = open.confirmation, confirmation.at <= now else { return }
+        outputs.transmit(confirmation.frame)
+        let interval = min(confirmation.interval * 2, configuration.retransmitMax)
+        open.confirmation = (confirmation.frame, now.advanced(by: interval), interval)
+        state = .open(open)
+    }
+
+    /// The peer sent its confirmation again: it has not heard from us under these keys. An ACK
+    /// shows it that we have them (and stops its repeats).
+    func reacknowledge(into outputs: inout SessionOutputs) {
+        guard case let .open(open) = state else { return }
+        sendAck(open.ratchet, into: &outputs)
+    }
+
+    /// A frame the peer sealed under the current keys opened: it has our confirmation.
+    mutating func peerHasKeys() {
+        guard case var .open(open) = state, open.confirmation != nil else { return }
+        open.confirmation = nil
         state = .open(open)
     }
 
@@ -214,6 +254,7 @@ struct ReliableChannel {
             outputs.reject(.crypto(error))
             return true
         }
+        peerHasKeys()
         guard body.count == 8 else {
             outputs.reject(.crypto(.truncated(length: body.count)))
             return true
@@ -225,14 +266,34 @@ struct ReliableChannel {
         }
         let before = queue.count
         acknowledge(through: through, roundTripEnd: now, into: &outputs)
-        if queue.count < before { progressed(now: now, into: &outputs) }
+        if queue.count < before {
+            progressed(now: now, into: &outputs)
+        } else {
+            duplicateAck(into: &outputs)
+        }
         return true
+    }
+
+    /// An ACK that confirmed nothing new: the peer acknowledges every record that arrives, so
+    /// records past a gap did. At the threshold the oldest record in flight (the gap, most
+    /// likely) goes again at once, rather than after a timeout that may have backed off to
+    /// seconds; once per timeout round.
+    private mutating func duplicateAck(into outputs: inout SessionOutputs) {
+        guard case var .open(open) = state, let oldest = queue.firstIndex(where: { $0.frame != nil }) else { return }
+        open.duplicateAcks += 1
+        if open.duplicateAcks == Self.fastRetransmitThreshold, let frame = queue[oldest].frame {
+            outputs.transmit(frame)
+            queue[oldest].transmissions += 1
+            outputs.statistics.retransmissions += 1
+        }
+        state = .open(open)
     }
 
     /// Progress on our messages: restart the timer for what is still in flight, at the measured
     /// timeout, and send what the window now has room for.
     mutating func progressed(now: Instant, into outputs: inout SessionOutputs) {
         guard case var .open(open) = state else { return }
+        open.duplicateAcks = 0
         let stillInFlight = queue.contains { $0.frame != nil }
         open.retransmitAt = stillInFlight ? now.advanced(by: estimator.timeout) : nil
         state = .open(open)
@@ -268,6 +329,7 @@ struct ReliableChannel {
             return true
         }
         guard openAndDeliver(sequence: sequence, box: box, ratchet: open.ratchet, into: &outputs) else { return true }
+        open.confirmation = nil  // It authenticated: the peer has the keys.
         // Deliver whatever the gap was holding back, in order.
         while let first = open.reorderBuffer.first, first.sequence <= nextReceiveSequence {
             open.reorderBuffer.removeFirst()
@@ -281,11 +343,19 @@ struct ReliableChannel {
     }
 
     /// A record ahead of a gap: hold it (unopened) until the gap fills, within bounds.
+    ///
+    /// A held record is not authenticated yet, so a newer copy of the same sequence replaces it:
+    /// keeping the first would let one bad copy (a record sealed under keys from before a re-key
+    /// and delayed in transit, or a forgery) take the slot of every genuine retransmission after
+    /// it, and the conversation would then move one record per retransmission timeout.
     private func hold(sequence: UInt64, box: [UInt8], in buffer: inout [(sequence: UInt64, box: [UInt8])]) {
         let distance = sequence - nextReceiveSequence
-        guard distance <= UInt64(configuration.reorderBufferMax), buffer.count < configuration.reorderBufferMax,
-              !buffer.contains(where: { $0.sequence == sequence })
-        else { return }
+        guard distance <= UInt64(configuration.reorderBufferMax) else { return }
+        if let held = buffer.firstIndex(where: { $0.sequence == sequence }) {
+            buffer[held].box = box
+            return
+        }
+        guard buffer.count < configuration.reorderBufferMax else { return }
         let position = buffer.firstIndex(where: { $0.sequence > sequence }) ?? buffer.count
         buffer.insert((sequence, box), at: position)
     }
@@ -364,11 +434,15 @@ struct ReliableChannel {
     }
 
     /// Open with the confirmed handshake's ratchet and send what waits.
-    mutating func open(ratchet: MessageRatchet, now: Instant, into outputs: inout SessionOutputs) {
+    mutating func open(
+        ratchet: MessageRatchet, confirmation: [UInt8]?, now: Instant, into outputs: inout SessionOutputs
+    ) {
         let firstUnacknowledged = queue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
         ratchet.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
         ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
-        state = .open(Open(ratchet: ratchet))
+        let interval = configuration.handshakeRetransmitInitial
+        state = .open(Open(
+            ratchet: ratchet, confirmation: confirmation.map { ($0, now.advanced(by: interval), interval) }))
         pump(now: now, into: &outputs)
         // Leaving across a re-key: say so under the new keys at once.
         if farewell.leaving != nil { sendGoodbye(ratchet, request: true, into: &outputs) }

@@ -44,6 +44,10 @@ struct RoomMembership {
     private(set) var admittedBefore = false
     /// ROOM_FULL answers to JOINs since we last joined; a rejoin tolerates a few.
     private var roomFullOnRejoin = 0
+    /// The reconnect token of our seat, from the relay's last JOINED (nil when it sent none).
+    /// Memory only; every JOIN presents it, so after a reconnect the relay gives the seat back at
+    /// once, however fast someone else polls JOIN (docs/PROTOCOL.md, "Seat reservation").
+    private(set) var reconnectToken: ReconnectToken?
     /// With the JOIN backoff (1, 2, 4, 8, 8, ... s) ten refusals span about a minute.
     static let roomFullOnRejoinMax = 10
 
@@ -93,10 +97,16 @@ struct RoomMembership {
         return true
     }
 
+    /// The JOIN to send for `room`, with our seat's reconnect token if the relay gave us one.
+    func joinFrame(_ room: RoomCode) -> [UInt8] {
+        WireCodec.encodeJoin(room, token: reconnectToken)
+    }
+
     /// JOINED: false when it must be ignored (no connection it could answer). `announcesPeer`:
     /// it said the room is full and the caller starts the handshake on it, so the relay's
-    /// PEER_FOUND that is still due stands for nothing new.
-    mutating func receiveJoined(announcesPeer: Bool) -> Bool {
+    /// PEER_FOUND that is still due stands for nothing new. `token`: the seat's reconnect token
+    /// (nil from a relay that reserves no seats, which makes an earlier token useless).
+    mutating func receiveJoined(announcesPeer: Bool, token: ReconnectToken?) -> Bool {
         let announcedBefore: Bool
         switch state {
         case .offline: return false
@@ -104,6 +114,7 @@ struct RoomMembership {
         case let .joined(announced): announcedBefore = announced
         }
         state = .joined(peerFoundAnnounced: announcesPeer || announcedBefore)
+        reconnectToken = token
         admittedBefore = true
         roomFullOnRejoin = 0
         return true

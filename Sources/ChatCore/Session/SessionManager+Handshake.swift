@@ -117,7 +117,10 @@ extension SessionManager {
         case .unexpected:
             reject(.state(.init(state: lifecycle.state, event: .keyConfirmed)))
         case .duplicate:
-            outputs.statistics.duplicatesDropped += 1  // A repeat of a confirmation already accepted.
+            // A repeat of a confirmation already accepted: the peer has not yet heard from us
+            // under the keys (ReliableChannel.Open.confirmation).
+            outputs.statistics.duplicatesDropped += 1
+            channel.reacknowledge(into: &outputs)
         case .held:
             break  // It overtook the peer's hello: kept until that comes.
         case let .pairSetAside(hello):
@@ -152,6 +155,6 @@ extension SessionManager {
         outputs.notice(.secured(
             resumed: completion.continuation.resumes, authentication: authentication,
             safetyNumber: completion.safetyNumber))
-        channel.open(ratchet: completion.ratchet, now: now, into: &outputs)
+        channel.open(ratchet: completion.ratchet, confirmation: handshake.confirmFrame, now: now, into: &outputs)
     }
 }

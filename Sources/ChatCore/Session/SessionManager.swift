@@ -102,7 +102,10 @@ public final class SessionManager {
     /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
     @_spi(Simulation) public var plantedBugs: PlantedBugs {
         get { channel.plantedBugs }
-        set { channel.plantedBugs = newValue }
+        set {
+            channel.plantedBugs = newValue
+            handshake.plantedBugs = newValue
+        }
     }
 
     /// Copies of every key the session holds for its records right now (the current ratchet's
@@ -130,7 +133,9 @@ public final class SessionManager {
         case .keySetup: Self.earliest(handshake.retransmitAt, handshake.deadline)
         case .connected:
             // The records, the goodbye, and a re-key under way beside them.
-            Self.earliest(channel.retransmitAt, channel.goodbyeAt, handshake.retransmitAt, handshake.deadline)
+            Self.earliest(
+                channel.retransmitAt, channel.confirmationAt, channel.goodbyeAt, handshake.retransmitAt,
+                handshake.deadline)
         default: nil
         }
     }
@@ -168,7 +173,7 @@ public final class SessionManager {
         advanceClock(to: now)
         switch lifecycle.state {
         case .searching:
-            if room.joinRetransmissionDue(now: now) { transmit(.join(configuration.room)) }
+            if room.joinRetransmissionDue(now: now) { transmit(room.joinFrame(configuration.room)) }
         case .keySetup:
             if handshake.isBlocked(now: now) {
                 // Frames flow (the peer's opening came, or the relay says it is here) and yet no
@@ -179,6 +184,7 @@ public final class SessionManager {
             retransmitHandshake(now: now)
         case .connected:
             channel.retransmitIfDue(now: now, into: &outputs)
+            channel.resendConfirmationIfDue(now: now, into: &outputs)
             goodbyeTimeout(now: now)
             if handshake.isBlocked(now: now) {
                 handshake.dropAttempt()  // A re-key nobody completed: the keys in use stay.
@@ -207,7 +213,7 @@ public final class SessionManager {
     private func transportUp(now: Instant) {
         guard apply(.transportUp) else { return }
         room.connect(now: now)
-        transmit(.join(configuration.room))
+        transmit(room.joinFrame(configuration.room))
     }
 
     private func transportDown() {
@@ -231,7 +237,8 @@ public final class SessionManager {
             return
         }
         switch message {
-        case let .joined(room, peers): receiveJoined(room: room, peers: peers, now: now)
+        case let .joined(room, peers): receiveJoined(room: room, peers: peers, token: nil, now: now)
+        case let .joinedWithToken(room, peers, token): receiveJoined(room: room, peers: peers, token: token, now: now)
         case .peerFound: receivePeerFound(now: now)
         case .peerLeft: receivePeerLeft()
         case let .error(code, text): receiveError(code, text, now: now)
@@ -239,13 +246,13 @@ public final class SessionManager {
         }
     }
 
-    private func receiveJoined(room roomCode: RoomCode, peers: Int, now: Instant) {
+    private func receiveJoined(room roomCode: RoomCode, peers: Int, token: ReconnectToken?, now: Instant) {
         // A full room means the peer is here, whether or not its PEER_FOUND arrives: if both
         // PEER_FOUNDs were lost, waiting for them would wait forever (the JOIN is no longer
         // retransmitted once JOINED arrives). A PEER_FOUND that still comes is a duplicate.
         let announcesPeer = peers == RoomCode.peersMax
             && (lifecycle.state == .searching || lifecycle.state == .disconnected)
-        guard room.receiveJoined(announcesPeer: announcesPeer) else { return }
+        guard room.receiveJoined(announcesPeer: announcesPeer, token: token) else { return }
         outputs.notice(.joined(room: roomCode, peersPresent: peers))
         if announcesPeer {
             outputs.notice(.peerFound)

@@ -71,8 +71,13 @@ public struct Signal: Hashable, Sendable {
 }
 
 /// A message from a client to the relay.
+///
+/// A JOIN's reconnect token is not here: `WireCodec.encodeJoin(_:token:)` writes a JOIN with one,
+/// the relay's `WireCodec.inspectClientFrame` returns it (`ClientFrame.join(_:token:)`), and
+/// `decodeClientMessage` checks it and leaves it out, so that code written before the token reads
+/// every JOIN as it did (the tools and the testing worlds decode what clients send).
 public enum ClientMessage: Hashable, Sendable {
-    /// `{"type":"JOIN","room":"ROOM1"}`
+    /// `{"type":"JOIN","room":"ROOM1"}` (and `"token":"<32 hex>"` after a reconnect).
     case join(RoomCode)
     /// `{"type":"SIGNAL","kind":"MSG","payload":"<base64>","key":"<base64, optional>"}`
     case signal(Signal)
@@ -80,8 +85,14 @@ public enum ClientMessage: Hashable, Sendable {
 
 /// A message from the relay to a client.
 public enum RelayMessage: Hashable, Sendable {
-    /// The JOIN was accepted; `peers` counts the connections now in the room (1 or 2).
+    /// The JOIN was accepted; `peers` counts the connections now in the room (1 or 2). From a
+    /// relay that reserves seats this comes as `joinedWithToken`.
     case joined(room: RoomCode, peers: Int)
+    /// JOINED with the reconnect token of the seat the JOIN took (`"token":"<32 hex>"`): the
+    /// client presents it in its JOIN after a reconnect to take the seat back during the grace
+    /// period. A separate case, not a third value of `joined`, so that code matching
+    /// `.joined(room, peers)` keeps compiling; `joinedRoom` reads either.
+    case joinedWithToken(room: RoomCode, peers: Int, token: ReconnectToken)
     /// A second peer is in the room (sent to both).
     case peerFound
     /// The other peer's connection ended.
@@ -90,6 +101,16 @@ public enum RelayMessage: Hashable, Sendable {
     case signal(Signal)
     /// A refusal, with a stable machine-readable code and a human-readable message.
     case error(code: RelayErrorCode, message: String)
+}
+
+extension RelayMessage {
+    /// The room and peer count of a JOINED, with or without a token; nil for any other message.
+    public var joinedRoom: (room: RoomCode, peers: Int)? {
+        switch self {
+        case let .joined(room, peers), let .joinedWithToken(room, peers, _): (room, peers)
+        case .peerFound, .peerLeft, .signal, .error: nil
+        }
+    }
 }
 
 /// The stable error codes of the relay protocol. The raw values never change meaning.
@@ -112,6 +133,8 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
     case tooManyConnections = "TOO_MANY_CONNECTIONS"
     case tooManyRooms = "TOO_MANY_ROOMS"
     case idleTimeout = "IDLE_TIMEOUT"
+    case joinTimeout = "JOIN_TIMEOUT"
+    case tooManyErrors = "TOO_MANY_ERRORS"
     case shuttingDown = "SHUTTING_DOWN"
     case internalError = "INTERNAL_ERROR"
 
@@ -136,6 +159,8 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
         case .tooManyConnections: "too many connections"
         case .tooManyRooms: "the relay is at its room limit"
         case .idleTimeout: "connection idle for too long"
+        case .joinTimeout: "no room joined in time"
+        case .tooManyErrors: "too many protocol errors"
         case .shuttingDown: "the relay is shutting down"
         case .internalError: "internal relay error"
         }

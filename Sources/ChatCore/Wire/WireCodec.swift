@@ -17,7 +17,8 @@ public struct WireLimits: Hashable, Sendable {
 /// What the relay needs to know about a client frame: which room to join, or that it is a
 /// well-formed SIGNAL to forward as it is. The SIGNAL's payload is validated but never decoded.
 public enum ClientFrame: Hashable, Sendable {
-    case join(RoomCode)
+    /// A JOIN, with the reconnect token of the seat it asks back, if any.
+    case join(RoomCode, token: ReconnectToken?)
     case signal
 }
 
@@ -32,8 +33,8 @@ public enum WireCodec {
         let object = try scan(bytes, limits: limits)
         switch try messageType(object, in: bytes) {
         case "JOIN":
-            try object.rejectUnknownFields(allowed: ["type", "room"])
-            return .join(try roomCode(object, in: bytes))
+            try object.rejectUnknownFields(allowed: ["type", "room", "token"])
+            return .join(try roomCode(object, in: bytes), token: try token(object, in: bytes))
         case "SIGNAL":
             try object.rejectUnknownFields(allowed: ["type", "kind", "payload", "key"])
             _ = try kindToken(object, in: bytes)
@@ -45,15 +46,18 @@ public enum WireCodec {
         }
     }
 
-    /// Decode a client frame completely (payloads decoded). Used by tests, fuzzers and tools.
+    /// Decode a client frame completely (payloads decoded). Used by tests, fuzzers and tools. A
+    /// JOIN's reconnect token is checked and left out (see `ClientMessage`).
     public static func decodeClientMessage(
         _ bytes: UnsafeRawBufferPointer, limits: WireLimits = .default
     ) throws(WireError) -> ClientMessage {
         let object = try scan(bytes, limits: limits)
         switch try messageType(object, in: bytes) {
         case "JOIN":
-            try object.rejectUnknownFields(allowed: ["type", "room"])
-            return .join(try roomCode(object, in: bytes))
+            try object.rejectUnknownFields(allowed: ["type", "room", "token"])
+            let room = try roomCode(object, in: bytes)
+            _ = try token(object, in: bytes)
+            return .join(room)
         case "SIGNAL":
             return .signal(try signal(object, in: bytes, knownKindsOnly: false))
         case let other:
@@ -68,16 +72,25 @@ public enum WireCodec {
     }
 
     public static func encode(_ message: ClientMessage) -> [UInt8] {
-        var output: [UInt8] = []
         switch message {
         case let .join(room):
-            output.reserveCapacity(32 + room.value.utf8.count)
-            output.append(contentsOf: #"{"type":"JOIN","room":"#.utf8)
-            JSONString.appendQuoted(room.value, to: &output)
-            output.append(UInt8(ascii: "}"))
+            return encodeJoin(room, token: nil)
         case let .signal(signal):
+            var output: [UInt8] = []
             appendSignal(signal, to: &output)
+            return output
         }
+    }
+
+    /// A JOIN of `room`, presenting the reconnect token of the seat held there before, if any:
+    /// `{"type":"JOIN","room":"ROOM1","token":"<32 hex>"}`.
+    public static func encodeJoin(_ room: RoomCode, token: ReconnectToken?) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(80 + room.value.utf8.count)
+        output.append(contentsOf: #"{"type":"JOIN","room":"#.utf8)
+        JSONString.appendQuoted(room.value, to: &output)
+        appendToken(token, to: &output)
+        output.append(UInt8(ascii: "}"))
         return output
     }
 
@@ -90,13 +103,14 @@ public enum WireCodec {
         let object = try scan(bytes, limits: limits)
         switch try messageType(object, in: bytes) {
         case "JOINED":
-            try object.rejectUnknownFields(allowed: ["type", "room", "peers"])
+            try object.rejectUnknownFields(allowed: ["type", "room", "peers", "token"])
             let room = try roomCode(object, in: bytes)
             guard let peersValue = object.value("peers") else { throw .missingField("peers") }
             guard case let .integer(peers) = peersValue, (1...2).contains(peers) else {
                 throw .wrongFieldType("peers", expected: .smallInteger)
             }
-            return .joined(room: room, peers: Int(peers))
+            guard let token = try token(object, in: bytes) else { return .joined(room: room, peers: Int(peers)) }
+            return .joinedWithToken(room: room, peers: Int(peers), token: token)
         case "PEER_FOUND":
             try object.rejectUnknownFields(allowed: ["type"])
             return .peerFound
@@ -129,12 +143,9 @@ public enum WireCodec {
         var output: [UInt8] = []
         switch message {
         case let .joined(room, peers):
-            precondition((1...2).contains(peers))
-            output.append(contentsOf: #"{"type":"JOINED","room":"#.utf8)
-            JSONString.appendQuoted(room.value, to: &output)
-            output.append(contentsOf: #","peers":"#.utf8)
-            output.append(contentsOf: String(peers).utf8)
-            output.append(UInt8(ascii: "}"))
+            appendJoined(room, peers: peers, token: nil, to: &output)
+        case let .joinedWithToken(room, peers, token):
+            appendJoined(room, peers: peers, token: token, to: &output)
         case .peerFound:
             output.append(contentsOf: #"{"type":"PEER_FOUND"}"#.utf8)
         case .peerLeft:
@@ -176,6 +187,34 @@ public enum WireCodec {
             throw .frameTooLarge(size: bytes.count, max: limits.frameSizeMaxBytes)
         }
         return try FlatJSONObject(scanning: bytes)
+    }
+
+    private static func appendJoined(_ room: RoomCode, peers: Int, token: ReconnectToken?, to output: inout [UInt8]) {
+        precondition((1...2).contains(peers))
+        output.append(contentsOf: #"{"type":"JOINED","room":"#.utf8)
+        JSONString.appendQuoted(room.value, to: &output)
+        output.append(contentsOf: #","peers":"#.utf8)
+        output.append(contentsOf: String(peers).utf8)
+        appendToken(token, to: &output)
+        output.append(UInt8(ascii: "}"))
+    }
+
+    /// `,"token":"<32 hex>"`, or nothing.
+    private static func appendToken(_ token: ReconnectToken?, to output: inout [UInt8]) {
+        guard let token else { return }
+        output.append(contentsOf: #","token":""#.utf8)
+        token.appendHex(to: &output)
+        output.append(UInt8(ascii: "\""))
+    }
+
+    /// The optional `token` field: 32 lowercase hexadecimal digits.
+    private static func token(_ object: FlatJSONObject, in bytes: UnsafeRawBufferPointer) throws(WireError)
+        -> ReconnectToken?
+    {
+        try withStringBytes(object, "token", in: bytes, required: false) { text throws(WireError) in
+            guard let token = ReconnectToken(hex: text) else { throw .invalidToken }
+            return token
+        }
     }
 
     private static func appendSignal(_ signal: Signal, to output: inout [UInt8]) {

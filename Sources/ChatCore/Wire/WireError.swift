@@ -52,6 +52,8 @@ public enum WireError: Error, Hashable, Sendable {
     case invalidUTF8(field: String)
     /// An `ERROR` carries a code this side does not know.
     case unknownErrorCode(String)
+    /// A `token` field is not 32 lowercase hexadecimal digits.
+    case invalidToken
 
     /// The stable, machine-readable code the relay sends back for this failure.
     public var relayErrorCode: RelayErrorCode {
@@ -65,7 +67,7 @@ public enum WireError: Error, Hashable, Sendable {
         case .invalidKind, .unknownKind: .invalidKind
         case .invalidBase64: .invalidBase64
         case .invalidRoomCode: .invalidRoom
-        case .unknownErrorCode: .invalidField
+        case .unknownErrorCode, .invalidToken: .invalidField
         }
     }
 }
@@ -108,6 +110,7 @@ extension WireError: CustomStringConvertible {
         case let .invalidRoomCode(reason): "invalid room code: \(reason.rawValue)"
         case let .invalidUTF8(field): "field \"\(field)\" is not valid UTF-8"
         case let .unknownErrorCode(code): "unknown error code \"\(Self.excerpt(code))\""
+        case .invalidToken: "field \"token\" must be 32 lowercase hexadecimal digits"
         }
     }
 }

@@ -18,6 +18,8 @@ final class RecordingProxy: Sendable {
     /// The descriptors still open (the listener's first). A closed descriptor leaves this list
     /// under the lock before `close`, so `stop` never touches a number the process reused.
     private let open = Mutex<Set<Int32>>([])
+    /// New connections wait until then before the proxy connects them to the relay.
+    private let holdUntil = Mutex<ContinuousClock.Instant?>(nil)
     static let bytesMax = 64 << 20
 
     struct Failure: Error, CustomStringConvertible {
@@ -63,6 +65,16 @@ final class RecordingProxy: Sendable {
         }
     }
 
+    /// Cut every proxied connection at both ends, as a network failure would (each side sees the
+    /// end of its stream, without a close frame), and keep accepting new ones; a connection
+    /// accepted within `holdSeconds` reaches the relay only then (the outage lasts that long).
+    func cutConnections(holdSeconds: Double = 0) {
+        holdUntil.withLock { $0 = ContinuousClock.now + .milliseconds(Int(holdSeconds * 1000)) }
+        open.withLock { descriptors in
+            for fd in descriptors where fd != listener { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
     /// Close `fds` once, removing them from the open set first.
     private func closeOnce(_ fds: [Int32]) {
         open.withLock { descriptors in
@@ -86,6 +98,11 @@ final class RecordingProxy: Sendable {
                 if errno == EINTR { continue }
                 closeOnce([listener])
                 return
+            }
+            if let until = holdUntil.withLock({ $0 }), until > ContinuousClock.now {
+                let wait = until - ContinuousClock.now
+                let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+                Thread.sleep(forTimeInterval: seconds)
             }
             let relay = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = Self.loopback(port: UInt16(relayPort))

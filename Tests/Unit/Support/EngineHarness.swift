@@ -1,3 +1,4 @@
+import ChatTesting
 import ChatCore
 @_spi(Simulation) @testable import RelayCore
 
@@ -15,7 +16,7 @@ struct EngineHarness {
         var limits = RelayLimits()
         configure(&limits)
         start = now
-        engine = try RelayEngine(limits: limits, now: now)
+        engine = try RelayEngine(limits: limits, now: now, entropy: SeededEntropy(seed: 14))
     }
 
     private init(engine: RelayEngine<[UInt8]>, now: Instant) {
@@ -29,11 +30,26 @@ struct EngineHarness {
         var limits = RelayLimits()
         configure(&limits)
         let now = Instant(nanoseconds: 1_000_000_000_000)
-        return EngineHarness(engine: RelayEngine(uncheckedLimits: limits, now: now), now: now)
+        return EngineHarness(
+            engine: RelayEngine(uncheckedLimits: limits, now: now, entropy: SeededEntropy(seed: 14)), now: now)
     }
 
-    /// Every action queued so far, in order.
+    /// The reconnect token each connection was last given in a JOINED.
+    private(set) var tokens: [ConnectionID: ReconnectToken] = [:]
+
+    /// Every action queued so far, in order, with each JOINED's reconnect token noted in `tokens`
+    /// and left out (`.joined(room:peers:)`), so that tests of everything else need not know the
+    /// seeded tokens. `rawActions()` keeps them.
     mutating func actions() -> [Action] {
+        rawActions().map { action in
+            guard case let .send(id, .joinedWithToken(room, peers, token)) = action else { return action }
+            tokens[id] = token
+            return .send(id, .joined(room: room, peers: peers))
+        }
+    }
+
+    /// Every action queued so far, in order, as the engine produced them.
+    mutating func rawActions() -> [Action] {
         var drained: [Action] = []
         while let action = engine.nextAction() { drained.append(action) }
         return drained
@@ -68,8 +84,8 @@ struct EngineHarness {
         engine.receive(.text(bytes), from: id, now: now)
     }
 
-    mutating func join(_ id: ConnectionID, _ room: String) {
-        send(WireCodec.encode(ClientMessage.join(try! RoomCode(room))), from: id)
+    mutating func join(_ id: ConnectionID, _ room: String, token: ReconnectToken? = nil) {
+        send(WireCodec.encodeJoin(try! RoomCode(room), token: token), from: id)
     }
 
     /// Two connections (from two addresses) joined to `room`; the actions so far are drained.

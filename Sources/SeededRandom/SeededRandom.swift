@@ -1,11 +1,15 @@
-import ChatCore
+// The one home of seeded pseudo-randomness in the project: the simulator, the fuzz harness, the
+// tests (through ChatTesting's `SeededEntropy`) and the load generator all draw from these two
+// generators. No dependencies, so that relay-bench can use them without linking the chat core; no
+// shipped chat binary (`securechat`, `relay`) links this module (IsolationTests checks).
 
 /// SplitMix64 (Steele, Lea and Flood 2014): turns one 64-bit seed into well-mixed 64-bit values.
 ///
-/// Used only to seed `Xoshiro256` and to derive independent streams from the run's seed. Written
-/// here rather than taken from a package because it is eight lines and must never change between
-/// builds: a trace hash is only comparable if the generator is bit-for-bit the same.
-public struct SplitMix64: Sendable {
+/// Seeds `Xoshiro256` and derives independent streams from a run's seed; the load generator uses it
+/// directly for WebSocket masking keys. Written here rather than taken from a package because it is
+/// eight lines and must never change between builds: a trace hash is only comparable if the
+/// generator is bit-for-bit the same.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     public private(set) var state: UInt64
 
     public init(seed: UInt64) {
@@ -65,6 +69,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
         case planted = 7
         /// The rooms' chat codes (their passwords).
         case codes = 8
+        /// The relay's reconnect tokens (`index`: the relay process, counted from 0).
+        case relay = 9
     }
 
     @inline(__always)
@@ -115,34 +121,5 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
     public mutating func pick<T>(_ choices: [T]) -> T {
         precondition(!choices.isEmpty)
         return choices[Int(below(UInt64(choices.count)))]
-    }
-}
-
-/// A reproducible `EntropySource`: the simulator's clients draw their keys and instance IDs here.
-///
-/// It exists only in the `Simulator` module. ChatCore cannot construct it, and no shipped binary
-/// links this module (SimulationTests checks the package graph and the built binaries), so a
-/// predictable key can never reach a real session.
-final class SeededEntropy: EntropySource {
-    private var generator: Xoshiro256
-
-    init(seed: UInt64, incarnation: UInt64) {
-        generator = Xoshiro256(seed: seed, stream: .entropy, index: incarnation)
-    }
-
-    init(seed: UInt64, stream: Xoshiro256.Stream, index: UInt64) {
-        generator = Xoshiro256(seed: seed, stream: stream, index: index)
-    }
-
-    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        var offset = 0
-        while offset < buffer.count {
-            var word = generator.next().littleEndian
-            let chunk = min(8, buffer.count - offset)
-            withUnsafeBytes(of: &word) { source in
-                buffer.baseAddress!.advanced(by: offset).copyMemory(from: source.baseAddress!, byteCount: chunk)
-            }
-            offset += chunk
-        }
     }
 }

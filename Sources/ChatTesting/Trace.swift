@@ -71,43 +71,48 @@ public struct TraceHasher: Sendable {
     }
 }
 
-/// What a trace line is about.
+/// What a trace line is about. The world records the network, the relay and what each client
+/// shows; the simulator adds its workload, faults and adversary.
 public enum TraceKind: UInt8, Sendable, CaseIterable {
-    // Inputs (events taken from the queue).
+    // Connections and frames (the world).
     case connectAttempt = 1
-    case connectEstablished
+    case linkUp
     case connectFailed
     case frameAtRelay
     case frameAtClient
-    case relayLearnsClose
-    case clientLearnsClose
-    case timer
-    case userSend
-    case reset
-    case partition
-    case peerCrash
-    case peerRestart
-    case relayCrash
-    case relayRestart
-    case heal
-    case convergenceCheck
-    // Network decisions.
+    case relaySeesClose
+    case clientSeesClose
+    case clientTimer
+    case relayTimer
     case frameDropped
     case frameDuplicated
     case frameLost
-    // Session outputs.
+    case relaySend
+    case relayForward
+    case relayClose
+    case relayPause
+    case relayResume
+    // What a client shows (the world, from its driver's display events).
     case stateChanged
     case received
     case queued
     case refused
     case delivered
     case undeliverable
-    case ended
-    case rejected
-    case closeTransport
-    // Relay outputs.
-    case relaySend
-    case relayForward
+    case exited
+    // Faults (the world carries them out; the simulator schedules them).
+    case reset
+    case partition
+    case clientCrash
+    case clientStart
+    case relayCrash
+    case relayRestart
+    // The workload and the phases (the simulator).
+    case userTypes
+    case userEndsInput
+    case heal
+    case convergenceCheck
+    case goodbye
     // The malicious relay (`--mitm`): its endpoints toward each client.
     case mitmIntercept
     case mitmSend
@@ -118,36 +123,40 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
     var label: String {
         switch self {
         case .connectAttempt: "connect-attempt"
-        case .connectEstablished: "connected"
+        case .linkUp: "link-up"
         case .connectFailed: "connect-failed"
         case .frameAtRelay: "relay<-frame"
         case .frameAtClient: "client<-frame"
-        case .relayLearnsClose: "relay-sees-close"
-        case .clientLearnsClose: "client-sees-close"
-        case .timer: "timer"
-        case .userSend: "user-send"
-        case .reset: "reset"
-        case .partition: "partition"
-        case .peerCrash: "peer-crash"
-        case .peerRestart: "peer-restart"
-        case .relayCrash: "relay-crash"
-        case .relayRestart: "relay-restart"
-        case .heal: "heal"
-        case .convergenceCheck: "convergence-check"
+        case .relaySeesClose: "relay-sees-close"
+        case .clientSeesClose: "client-sees-close"
+        case .clientTimer: "timer"
+        case .relayTimer: "relay-timer"
         case .frameDropped: "  net-drop"
         case .frameDuplicated: "  net-dup"
         case .frameLost: "  net-lost"
+        case .relaySend: "  relay-send"
+        case .relayForward: "  relay-forward"
+        case .relayClose: "  relay-close"
+        case .relayPause: "  relay-pause"
+        case .relayResume: "  relay-resume"
         case .stateChanged: "  state"
         case .received: "  received"
         case .queued: "  queued"
         case .refused: "  refused"
         case .delivered: "  delivered"
         case .undeliverable: "  undeliverable"
-        case .ended: "  ended"
-        case .rejected: "  rejected"
-        case .closeTransport: "  close-transport"
-        case .relaySend: "  relay-send"
-        case .relayForward: "  relay-forward"
+        case .exited: "  exited"
+        case .reset: "reset"
+        case .partition: "partition"
+        case .clientCrash: "client-crash"
+        case .clientStart: "client-start"
+        case .relayCrash: "relay-crash"
+        case .relayRestart: "relay-restart"
+        case .userTypes: "user-types"
+        case .userEndsInput: "user-ends-input"
+        case .heal: "heal"
+        case .convergenceCheck: "convergence-check"
+        case .goodbye: "goodbye"
         case .mitmIntercept: "  mitm-intercept"
         case .mitmSend: "  mitm-send"
         case .mitmDecrypted: "  mitm-decrypted"
@@ -173,7 +182,7 @@ public struct TraceRecord: Sendable {
     public var formatted: String {
         var line = Self.formatTime(time) + " " + kind.label
         if client >= 0 { line += " c\(client)" }
-        if connection != 0 { line += " conn\(connection)" }
+        if connection != 0 { line += " link\(connection)" }
         switch kind {
         case .stateChanged:
             let from = SessionState.allCases[Int(value >> 8)]
@@ -183,11 +192,11 @@ public struct TraceRecord: Sendable {
              .mitmSend:
             line += " \(value)B"
         case .relayForward:
-            line += " to-conn\(value)"
-        case .received, .queued, .delivered, .undeliverable, .userSend:
+            line += " to-c\(value)"
+        case .received, .queued, .delivered, .undeliverable, .userTypes:
             line += " msg\(value)"
-        case .partition, .timer, .connectAttempt:
-            line += value == 0 ? "" : " \(value)ms"
+        case .partition:
+            line += " \(value)ms"
         default:
             if value != 0 { line += " \(value)" }
         }
@@ -196,7 +205,7 @@ public struct TraceRecord: Sendable {
         return line
     }
 
-    static func formatTime(_ nanoseconds: UInt64) -> String {
+    public static func formatTime(_ nanoseconds: UInt64) -> String {
         let micros = nanoseconds / 1_000
         let fraction = String(micros % 1_000)
         return "t=\(micros / 1_000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)ms"
@@ -205,21 +214,29 @@ public struct TraceRecord: Sendable {
 
 /// The trace: every record feeds the hash; the last `tailCapacity` are kept for a failure report;
 /// with a file, every record is also written there as a line.
-final class Trace {
-    private(set) var hasher = TraceHasher()
+public final class Trace {
+    public private(set) var hasher = TraceHasher()
     private var tail: [TraceRecord]
     private var tailNext = 0
     private var tailFilled = false
     private let file: UnsafeMutablePointer<FILE>?
-    private(set) var recordCount: UInt64 = 0
+    public private(set) var recordCount: UInt64 = 0
+    /// Called with every record as a line, when set (triage: `fuzz-explain --verbose`).
+    public var lineHandler: ((String) -> Void)?
 
-    init(tailCapacity: Int, filePath: String?) throws(SimulationError) {
+    /// Why a trace file could not be opened.
+    public struct FileError: Error, Hashable, Sendable {
+        public var path: String
+        public var errno: Int32
+    }
+
+    public init(tailCapacity: Int, filePath: String?) throws(FileError) {
         precondition(tailCapacity >= 1)
         tail = []
         tail.reserveCapacity(tailCapacity)
         if let filePath {
             guard let handle = fopen(filePath, "w") else {
-                throw .traceFile(path: filePath, errno: errno)
+                throw FileError(path: filePath, errno: errno)
             }
             file = handle
         } else {
@@ -235,7 +252,7 @@ final class Trace {
     }
 
     @inline(__always)
-    func record(
+    public func record(
         _ kind: TraceKind, time: UInt64, client: Int32 = -1, connection: UInt64 = 0, value: UInt64 = 0,
         note: StaticString = ""
     ) {
@@ -244,6 +261,10 @@ final class Trace {
         hasher.mix(connection)
         hasher.mix(value)
         recordCount &+= 1
+        if let lineHandler {
+            lineHandler(TraceRecord(
+                time: time, kind: kind, client: client, connection: connection, value: value, note: note).formatted)
+        }
         // Convergence checks go into the hash but not the tail, which they would flood.
         if kind == .convergenceCheck && file == nil { return }
         let entry = TraceRecord(
@@ -265,17 +286,17 @@ final class Trace {
 
     /// Mix bytes that belong to the record just made (a frame's content).
     @inline(__always)
-    func mixBytes(_ bytes: [UInt8]) {
+    public func mixBytes(_ bytes: [UInt8]) {
         hasher.mix(bytes: bytes)
     }
 
     /// The last records, oldest first, formatted.
-    func tailLines() -> [String] {
+    public func tailLines() -> [String] {
         let ordered = tailFilled ? Array(tail[tailNext...] + tail[..<tailNext]) : tail
         return ordered.map(\.formatted)
     }
 
-    func flush() {
+    public func flush() {
         if let file { fflush(file) }
     }
 }

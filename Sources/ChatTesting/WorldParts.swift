@@ -1,0 +1,246 @@
+@_spi(Simulation) import ChatCore
+import ClientCore
+import RelayCore
+
+/// Everything that happens in a world, as queued. Frames carry their bytes; the scenario's own
+/// events (the workload, the fault schedule, checks) ride as `.scenario`, which the world hands
+/// back to whoever runs it.
+public enum WorldEvent: Sendable {
+    /// A client's connect reaches the relay.
+    case connectArrives(LinkID)
+    /// The relay's answer to a connect (the finished upgrade) reaches the client.
+    case upgradeArrives(LinkID)
+    /// A connect found no relay listening: the client learns it.
+    case connectRefused(LinkID)
+    case toRelay(LinkID, WireFrame)
+    case toClient(LinkID, WireFrame)
+    /// The client's end of the connection closed (a close, a reset, a crashed process): the relay
+    /// learns it.
+    case relaySeesClose(LinkID)
+    /// The relay's end closed (or the connection broke): the client learns it.
+    case clientSeesClose(LinkID)
+    case clientTimer(client: Int32)
+    case relayTimer
+    /// The scenario's own event: a kind and a client (or -1), both its to interpret.
+    case scenario(kind: UInt8, client: Int32)
+}
+
+/// One virtual connection between a client process and the relay, as each end sees it.
+struct Link {
+    let client: Int32
+    /// The client process (incarnation) that opened it.
+    let incarnation: Int32
+    /// The driver's name for it.
+    let clientID: ConnectionID
+    /// The relay's name for it, once a relay accepted it, and which relay process that was.
+    var relayID: ConnectionID?
+    var relayGeneration: Int32 = -1
+    /// The client side still has it open.
+    var clientOpen = true
+    /// The relay side has it open (accepted and not yet reported closed).
+    var relayOpen = false
+    /// Reset or cut off by a crash: nothing more gets through; the closes are on their way.
+    var broken = false
+    /// When the relay's finished upgrade reaches the client: nothing the relay writes arrives
+    /// there before it.
+    var upgradeDue: Instant?
+    /// The upgrade reached the client (it may send).
+    var clientUp = false
+    /// The relay stopped reading it: frames wait in its `LinkBuffers`, in order (TCP's receive
+    /// buffer).
+    var readPaused = false
+    /// Bytes the relay wrote that have not yet reached the client, and whether the relay was told
+    /// the connection is not writable (its outbound queue over the high watermark).
+    var bytesToClient = 0
+    var toldUnwritable = false
+
+    init(client: Int32, incarnation: Int32, clientID: ConnectionID) {
+        self.client = client
+        self.incarnation = incarnation
+        self.clientID = clientID
+    }
+}
+
+/// The frames a link holds back: kept apart from `Link` so that a `Link` is plain data (reading
+/// one on every frame then costs no reference counting).
+struct LinkBuffers {
+    /// Frames that reached a relay that stopped reading the connection, oldest first.
+    var waitingAtRelay: [WireFrame] = []
+    /// With a held network: frames on their way, oldest first, in each direction.
+    var heldToRelay: [WireFrame] = []
+    var heldToClient: [WireFrame] = []
+}
+
+/// The relay's connections by its name for them (its `ConnectionID`s count up from 1 in each relay
+/// process): an array, not a dictionary, because it is read on every frame.
+struct RelayConnectionTable {
+    private var links: [LinkID?] = []
+
+    subscript(id: ConnectionID) -> LinkID? {
+        get { id.value < UInt64(links.count) ? links[Int(id.value)] : nil }
+        set {
+            let index = Int(id.value)
+            if index >= links.count {
+                guard newValue != nil else { return }
+                links.append(contentsOf: repeatElement(nil, count: index - links.count + 1))
+            }
+            links[index] = newValue
+        }
+    }
+
+    /// Every connection held, in the relay's order.
+    var all: [LinkID] { links.compactMap { $0 } }
+
+    mutating func removeAll() {
+        links.removeAll()
+    }
+}
+
+/// One client slot: the process running in it now (the real `ClientDriver`), and what the world
+/// needs to wire it.
+public final class WorldClient {
+    public let index: Int
+    public let room: RoomCode
+    /// The address the relay's admission sees (each client its own, as on the internet).
+    public let address: RelayAddress
+    /// The process running now, or the one that exited; nil before the start and between a crash
+    /// and the restart.
+    public internal(set) var driver: ClientDriver?
+    /// Which process this is (0, then 1 after the first restart, ...).
+    public internal(set) var incarnation: Int32 = 0
+    var started = false
+    /// How the current process exited, once it did.
+    public internal(set) var exitStatus: ClientExitStatus?
+    /// The link is cut (everything to and from the client is lost) until then.
+    public internal(set) var cutUntil: Instant = .zero
+    /// The current process's open links, by the driver's name.
+    var links: [(id: ConnectionID, link: LinkID)] = []
+    /// Links of this slot the relay accepted and may still hold (pruned when it lets go).
+    var relayLinks: [LinkID] = []
+    var armedTimer: Instant?
+
+    /// How this slot's processes are configured, and their password (nil: none).
+    let driverConfiguration: DriverConfiguration
+    let password: Password?
+    /// Pings the current and earlier processes sent (each answered unless the relay is frozen).
+    public internal(set) var pingsSent = 0
+
+    init(index: Int, room: RoomCode, address: RelayAddress, driver: DriverConfiguration, password: Password?) {
+        self.index = index
+        self.room = room
+        self.address = address
+        self.driverConfiguration = driver
+        self.password = password
+    }
+
+    /// The process is running (started, not crashed, not exited).
+    public var isRunning: Bool { driver != nil && exitStatus == nil }
+
+    func link(for id: ConnectionID) -> LinkID? {
+        links.first { $0.id == id }?.link
+    }
+}
+
+/// What a scenario (the simulator, a test) learns from the world as it runs, and where it may
+/// intervene. Every call happens synchronously, in the world's deterministic order.
+public protocol WorldObserver: AnyObject {
+    /// `client` put `frame` on its link, before the network decides its fate.
+    func world(_ world: World, clientSent frame: [UInt8], client: Int)
+    /// A text frame from `client` reached the relay (before the relay handles it).
+    func world(_ world: World, relayReceives frame: [UInt8], from client: Int)
+    /// The relay is about to send `message` to `client`. Return false to suppress it (a malicious
+    /// relay's choice).
+    func world(_ world: World, relayWillSend message: RelayMessage, to client: Int, link: LinkID) -> Bool
+    /// The relay is about to forward a SIGNAL from `source` to `client`. Return false to suppress it.
+    func world(_ world: World, relayWillForward frame: [UInt8], from source: Int, to client: Int, link: LinkID)
+        -> Bool
+    /// The relay learned that `client`'s connection `link` closed.
+    func world(_ world: World, relayClosed link: LinkID, client: Int)
+    /// `client`'s process shows `event`.
+    func world(_ world: World, client: Int, displays event: DisplayEvent)
+    /// `client`'s process exited with `status`.
+    func world(_ world: World, client: Int, exited status: ClientExitStatus)
+}
+
+/// Deliberate bugs in the world's shells (not in shipped code), for the checker's self-tests: the
+/// scenario names the invariant each must break.
+public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+
+    public init(rawValue: UInt8) {
+        self.rawValue = rawValue
+    }
+
+    /// The relay's shell writes one forwarded SIGNAL in eight to a connection of the next room too.
+    public static let forwardIntoNextRoom = WorldPlantedBugs(rawValue: 1 << 0)
+    /// The client's display drops every fourth message its session delivered (and acknowledged).
+    public static let hideEveryFourthMessage = WorldPlantedBugs(rawValue: 1 << 1)
+    /// The client's display shows two consecutive messages in swapped order, now and then.
+    public static let swapMessages = WorldPlantedBugs(rawValue: 1 << 2)
+    /// The client's status display reports CONNECTED → SEARCHING where the session went through
+    /// DISCONNECTED (a transition the lifecycle does not have).
+    public static let misreportTransition = WorldPlantedBugs(rawValue: 1 << 3)
+    /// The client's shell sends each typed line in the clear, base64-encoded in a SIGNAL's payload
+    /// (what a record format that authenticated but did not encrypt would put on the wire).
+    public static let leakTypedText = WorldPlantedBugs(rawValue: 1 << 4)
+}
+
+/// Counts of what the world did, for a report.
+public struct WorldCounters: Sendable {
+    public var framesSent: UInt64 = 0
+    public var framesDropped: UInt64 = 0
+    public var framesDuplicated: UInt64 = 0
+    /// Frames that arrived on a closed or broken connection, or a cut link.
+    public var framesLost: UInt64 = 0
+    public var connections: UInt64 = 0
+    public var connectFailures: UInt64 = 0
+    public var resets: UInt64 = 0
+    public var partitions: UInt64 = 0
+    public var relayCrashes: UInt64 = 0
+    public var processCrashes: UInt64 = 0
+}
+
+/// How the world is built.
+public struct WorldConfiguration {
+    /// Client slots; `RoomCode.peersMax` per room, in order (clients 0 and 1 share room 0, ...).
+    public var clients: Int
+    /// The driver's settings for a client of `room` (the shipped defaults unless a scenario says
+    /// otherwise).
+    public var driver: (RoomCode) -> DriverConfiguration
+    /// Each room's password (nil: none), by room index. The world wipes nothing: the caller owns it.
+    public var password: (Int) -> Password?
+    /// Every connect fails with this (an untrusted certificate, say), when set.
+    public var connectFailure: TransportFailure?
+    /// The relay's limits, validated unless `uncheckedRelayLimits` (a planted relay bug).
+    public var relayLimits: RelayLimits
+    public var uncheckedRelayLimits = false
+    /// Seed of every client process's entropy.
+    public var seed: UInt64
+    public var faults: NetworkFaults
+    /// Bugs planted in the world's shells (none unless a self-test asks).
+    public var plantedBugs: WorldPlantedBugs = []
+    /// Bugs planted in every client process's session (ChatCore's `PlantedBugs`).
+    @_spi(Simulation) public var sessionPlantedBugs: PlantedBugs = []
+
+    public init(
+        clients: Int, seed: UInt64, faults: NetworkFaults,
+        driver: @escaping (RoomCode) -> DriverConfiguration = {
+            DriverConfiguration(session: SessionConfiguration(room: $0), interactive: false)
+        },
+        password: @escaping (Int) -> Password? = { _ in nil }, relayLimits: RelayLimits = .defaults
+    ) {
+        self.clients = clients
+        self.seed = seed
+        self.faults = faults
+        self.driver = driver
+        self.password = password
+        self.relayLimits = relayLimits
+    }
+}
+
+extension RoomCode {
+    /// The room of simulated room number `index`.
+    public static func simulated(_ index: Int) -> RoomCode {
+        try! RoomCode("SIM\(index)")  // `SIM` + digits always matches ^[A-Z0-9]+$ within the cap
+    }
+}

@@ -1,0 +1,176 @@
+@_spi(Testing) import ChatCore
+import ChatTesting
+import ClientCore
+
+/// The oracle: what the simulation checks as the world runs. It sees what each client's process
+/// shows its user (the ledger's input), every frame a client sends (the relay-blind scan), every
+/// forward and JOINED the relay makes (only-from-peer, room capacity), and decides at the end.
+extension Simulation: WorldObserver {
+    public func world(_ world: World, clientSent frame: [UInt8], client: Int) {
+        guard violation == nil else { return }
+        if let secret = secrets[client / RoomCode.peersMax].find(in: frame) {
+            fail(.relayBlind, "client \(client) sent \(secret) to the relay")
+        }
+    }
+
+    public func world(_ world: World, relayReceives frame: [UInt8], from client: Int) {
+        adversary?.intercept(frame, from: client)
+    }
+
+    public func world(_ world: World, relayWillSend message: RelayMessage, to client: Int, link: LinkID) -> Bool {
+        guard violation == nil else { return false }
+        if case let .joined(room, _) = message { joined(client, room: room, link: link) }
+        if case let .error(code, _) = message { counters.relayErrors[code.rawValue, default: 0] += 1 }
+        return adversary?.relayWillSend(message, to: client) ?? true
+    }
+
+    public func world(
+        _ world: World, relayWillForward frame: [UInt8], from source: Int, to client: Int, link: LinkID
+    ) -> Bool {
+        guard violation == nil else { return false }
+        // The target must be in the sender's room: its peer, or (when the relay has not yet seen
+        // the sender's previous connection close) the sender itself, whose old link then drops it.
+        guard source >= 0, client / RoomCode.peersMax == source / RoomCode.peersMax else {
+            fail(
+                .onlyFromPeer,
+                "the relay forwarded a SIGNAL from client \(source) to client \(client), outside the sender's room")
+            return false
+        }
+        return adversary == nil
+    }
+
+    public func world(_ world: World, relayClosed link: LinkID, client: Int) {
+        roomMembers[client / RoomCode.peersMax].removeAll { $0 == link }
+        adversary?.relayClosed(link, client: client)
+    }
+
+    public func world(_ world: World, client: Int, exited status: ClientExitStatus) {
+        record(.exited, client: client, value: UInt64(status.code))
+    }
+
+    /// The relay said JOINED on `link`: count it against the room's capacity, from what the relay
+    /// said rather than from the room logic's own count.
+    private func joined(_ client: Int, room: RoomCode, link: LinkID) {
+        let index = client / RoomCode.peersMax
+        guard room == world.clients[client].room else {
+            fail(.onlyFromPeer, "the relay put client \(client) into room \(room), not \(world.clients[client].room)")
+            return
+        }
+        if !roomMembers[index].contains(link) { roomMembers[index].append(link) }
+        let held = world.relay.rooms.occupancy(of: room)
+        if roomMembers[index].count > RoomCode.peersMax || held > RoomCode.peersMax {
+            fail(.roomCapacity, "room \(room) holds \(max(held, roomMembers[index].count)) peers")
+        }
+    }
+
+    // MARK: What each client shows
+
+    public func world(_ world: World, client index: Int, displays event: DisplayEvent) {
+        guard violation == nil else { return }
+        switch event {
+        case let .state(from, to): stateChanged(index, from: from, to: to)
+        case let .message(message): shown(index, message)
+        case let .sent(sent, _): accepted(index, sent)
+        case .refused: counters.refused += 1
+        case let .delivered(ids): delivered(index, ids)
+        case let .undeliverable(lost, reason): undeliverable(index, lost, reason)
+        case let .notice(notice) where notice.kind == .suspiciousFrame: counters.suspicious += 1
+        default: break
+        }
+    }
+
+    private func stateChanged(_ index: Int, from: SessionState, to: SessionState) {
+        guard from == users[index].observedState, Lifecycle.isLegal(from: from, to: to) else {
+            fail(
+                .legalTransitions,
+                "client \(index) reported \(from) -> \(to) while last seen in \(users[index].observedState)")
+            return
+        }
+        users[index].observedState = to
+        if to == .connected && options.mitm && settings.password {
+            fail(.authentication, "client \(index) reached CONNECTED with a relay in the middle despite the password")
+            return
+        }
+        switch to {
+        case .userFound:
+            users[index].userFoundAt = world.now
+        case .connected:
+            if let start = users[index].userFoundAt { handshakeLatencies.append(world.now.nanoseconds - start.nanoseconds) }
+            users[index].userFoundAt = nil
+        default:
+            break
+        }
+    }
+
+    private func accepted(_ index: Int, _ sent: SentMessage) {
+        let number = users[index].typing
+        guard number >= 0, let identity = Canary.parse(sent.text), identity.number == number,
+            sent.id.value == UInt64(users[index].numbers.count + 1)
+        else {
+            fail(.lossReported, "client \(index) accepted \(sent.id) out of the blue")
+            return
+        }
+        users[index].numbers.append(number)
+        if let finding = ledger.accepted(by: index, number: number) { return fail(finding) }
+        counters.accepted += 1
+    }
+
+    /// The ledger number of a message ID of the client's current process.
+    private func number(of id: MessageID, at index: Int) -> Int? {
+        let position = Int(id.value) - 1
+        guard position >= 0, position < users[index].numbers.count else { return nil }
+        return users[index].numbers[position]
+    }
+
+    private func shown(_ index: Int, _ message: IncomingMessage) {
+        guard let identity = Canary.parse(message.text) else {
+            fail(.onlyFromPeer, "client \(index) was shown a message nobody sent (\(message.text.utf8.count) bytes)")
+            return
+        }
+        if let finding = ledger.shown(
+            identity, to: index, incarnation: world.clients[index].incarnation, peer: world.peer(of: index))
+        {
+            return fail(finding)
+        }
+        counters.shown += 1
+        let typedAt = ledger.entries[identity.client][identity.number].typedAt
+        deliveryLatencies.append(world.now.nanoseconds - typedAt.nanoseconds)
+    }
+
+    private func delivered(_ index: Int, _ ids: [MessageID]) {
+        for id in ids {
+            guard let number = number(of: id, at: index) else {
+                fail(.lossReported, "client \(index) was told \(id) was delivered, but never accepted it")
+                return
+            }
+            // With a relay in the middle, the ack comes from the relay's endpoint, which has the session
+            // keys: without a password that is the point of the attack, so it is not checked.
+            if let finding = ledger.delivered(by: index, number: number, peerIsTrusted: !options.mitm) {
+                return fail(finding)
+            }
+            counters.delivered += 1
+        }
+    }
+
+    private func undeliverable(_ index: Int, _ lost: [SentMessage], _ reason: UndeliverableReason) {
+        for message in lost {
+            guard let number = number(of: message.id, at: index) else {
+                fail(.lossReported, "client \(index) was told \(message.id) is undeliverable, but never accepted it")
+                return
+            }
+            if let finding = ledger.undeliverable(by: index, number: number) { return fail(finding) }
+            counters.undeliverable[reason.causeName, default: 0] += 1
+        }
+    }
+}
+
+extension UndeliverableReason {
+    /// A stable cause name for the report.
+    var causeName: String {
+        switch self {
+        case .peerChanged: "peer changed"
+        case .sessionEnded: "session ended"
+        case .peerLeft: "peer left"
+        }
+    }
+}
