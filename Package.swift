@@ -4,6 +4,7 @@
 //
 // One sans-IO core (ChatCore) and thin shells around it. Each target has one job:
 //   CSodium            libsodium 1.0.18 from Debian, through pkg-config, plus a tiny shim
+//   CBuildInfo         the version and commit for --version (set by scripts/release.sh only)
 //   ChatCore           wire codec, crypto, session state machine, rate limiter
 //                      (no sockets, no clocks, no global randomness)
 //   RelayCore          the relay's decisions, sans-IO like ChatCore: RelayRooms (room logic),
@@ -73,6 +74,10 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .target(
+            name: "CBuildInfo",
+            path: "Sources/CBuildInfo"
+        ),
+        .target(
             name: "ChatCore",
             dependencies: ["CSodium"],
             path: "Sources/ChatCore",
@@ -130,6 +135,7 @@ let package = Package(
                 "RelayCore",
                 "RelayServer",
                 "ChatNetworking",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -183,6 +189,7 @@ let package = Package(
             dependencies: [
                 "ChatClient",
                 "ClientCore",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/securechat"

@@ -32,9 +32,19 @@ relay_port=${RELAY_PORT:-8080}
 
 scripts/install-deps.sh
 echo "run.sh: building relay and securechat (release; the first build takes a few minutes)..." >&2
-swift build -c release --product relay >&2
-swift build -c release --product securechat >&2
-bin=$(swift build -c release --show-bin-path)
+# One `swift build` of the whole package (the simulator and relay-bench too, under a minute more the
+# first time) rather than one per product: one plan and one SwiftPM start instead of three. And the
+# same build every time, whoever starts it from wherever, so that a start on a built checkout does
+# no build work (docs/RELEASE.md has the figure and the command):
+# - the output goes through a pipe even on a terminal: on a terminal SwiftPM adds -color-diagnostics
+#   to every compile command, and a changed command recompiles every Swift module (4 minutes here),
+#   so a start from a terminal after a build from a script (or the other way round) rebuilt all;
+# - the environment is PATH (swift's directory, then the system's) and HOME only: SwiftPM
+#   re-evaluates the manifest and re-plans the build (2 to 14 s here) whenever any variable differs
+#   from the previous build's, and every terminal has its own (TMUX_PANE, TERM, SHLVL, ...).
+swift_dir=$(dirname "$(command -v swift)")
+env -i PATH="$swift_dir:/usr/local/bin:/usr/bin:/bin" HOME="${HOME:-}" swift build -c release 2>&1 | cat >&2
+bin=.build/release  # SwiftPM's link to .build/<triple>/release
 
 relay_up() { (exec 3<>"/dev/tcp/${1}/${relay_port}") 2>/dev/null; }
 connect_host=$relay_host

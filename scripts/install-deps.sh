@@ -12,10 +12,13 @@ packages=(
     strace          # integration tests prove the client writes no file
     tmux            # integration tests drive the interactive terminal like a person
     procps          # ps/pgrep for the tests' process handling
-    binutils        # nm: the isolation test proves no shipped binary holds simulator symbols
+    binutils        # ld.gold links the Swift binaries; nm for the isolation test; readelf for the release test
     util-linux      # prlimit and setpriv: tests run a client as another user and limit locked memory
     microsocks      # a real SOCKS5 proxy: the client's --proxy tests (ClientProxyTests)
     tor             # checks docs/RELAY.md's onion-service torrc (networking off; RelayTorrcTests)
+    debootstrap     # scripts/make-debian-root.sh: a Debian 12 without Swift for the release-binary test
+    debian-archive-keyring  # ... and the keys that debootstrap checks the Debian packages against
+    diffoscope-minimal  # scripts/check-reproducible.sh: shows what differs between two builds
 )
 
 missing=()

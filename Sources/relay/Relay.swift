@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBuildInfo
 import ChatNetworking
 import Logging
 import RelayCore
@@ -22,7 +23,8 @@ struct Relay: AsyncParsableCommand {
             /healthz and /metrics (Prometheus, counts only) are served on the metrics port. \
             Nothing is written to disk; at the default log level no room code, payload or address \
             is logged. SIGTERM or SIGINT: every peer gets SHUTTING_DOWN and close 1001, then exit.
-            """
+            """,
+        version: "relay " + String(cString: securechat_build_description())
     )
 
     @Option(help: "Address to bind the WebSocket listener to.")

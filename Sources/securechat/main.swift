@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBuildInfo
 import ChatClient
 import ChatCore
 import ChatNetworking
@@ -64,7 +65,8 @@ struct Securechat: ParsableCommand {
             \(jsonEventsHelp)
 
             \(ClientExitStatus.helpText)
-            """
+            """,
+        version: "securechat " + String(cString: securechat_build_description())
     )
 
     @Argument(help: ArgumentHelp(

@@ -129,7 +129,7 @@ struct ClientPipeTests {
         let listed = helpOptions(help.stdout.all.joined(separator: "\n"))
         let expected: Set<String> = [
             "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",
-            "--join", "--verbose", "--require-locked-memory", "--proxy", "--tor", "--help", "-h",
+            "--join", "--verbose", "--require-locked-memory", "--proxy", "--tor", "--version", "--help", "-h",
         ]
         #expect(listed == expected,
                 "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")
