@@ -126,6 +126,8 @@ struct ClientPipeTests {
     func helpOptionsExact() async throws {
         let help = try TestProcess("securechat", arguments: ["--help"])
         #expect(try await help.waitForExit() == 0)
+        // The exit can be seen before the pipe's last bytes are read: wait for the last option.
+        _ = try await help.stdout.first(timeoutSeconds: 10) { $0.contains("-h, --help") }
         let listed = helpOptions(help.stdout.all.joined(separator: "\n"))
         let expected: Set<String> = [
             "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",

@@ -113,6 +113,8 @@ struct RelayOperationsTests {
     func helpAndValidation() async throws {
         let help = try TestProcess("relay", arguments: ["--help"])
         #expect(try await help.waitForExit() == 0)
+        // The exit can be seen before the pipe's last bytes are read: wait for the last option.
+        _ = try await help.stdout.first(timeoutSeconds: 10) { $0.contains("-h, --help") }
         let text = help.stdout.all.joined(separator: "\n")
         // Exactly these options, each as a whole word at the head of an OPTIONS line (a substring
         // check is satisfied by any text holding it: another flag's description, "--port-range").

@@ -209,7 +209,17 @@ struct ReleaseSetup {
         var files = extra
         for product in products { files[product] = binary(product) }
         for (name, source) in files.sorted(by: { $0.key < $1.key }) {
-            try FileManager.default.copyItem(atPath: source, toPath: installed.hostDirectory + "/" + name)
+            // Copied by cp, not in this process: a file this (multithreaded) test process held open
+            // for writing is inherited by every process another test forks meanwhile, and exec of
+            // the copy then fails with ETXTBSY ("Text file busy", seen in CI).
+            let copy = Process()
+            copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+            copy.arguments = [source, installed.hostDirectory + "/" + name]
+            try copy.run()
+            copy.waitUntilExit()
+            guard copy.terminationStatus == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: installed.hostDirectory + "/" + name])
+            }
         }
         return installed
     }
