@@ -24,15 +24,17 @@ simulator="$(swift build -c release --show-bin-path)/simulator"
 # Every fault kind on; delay, workload and fault-phase length are drawn from each seed.
 faults=(--reset --partition --relay-crash --peer-restart --drop 0.05 --dup 0.05)
 
-step "sweep: seeds $seeds x $peers peers, every fault kind, passwords or not as each seed draws"
-"$simulator" --seeds "$seeds" --peers "$peers" "${faults[@]}"
+# Room squatters (a stranger with the room part polling JOIN) in every fifth room: the two-peer cap.
+squatters=$(( peers / 10 ))
+step "sweep: seeds $seeds x $peers peers, every fault kind, $squatters squatters, passwords or not as each seed draws"
+"$simulator" --seeds "$seeds" --peers "$peers" "${faults[@]}" --squatters "$squatters"
 
 # The authentication invariant: with passwords every session fails authentication and the relay
 # decrypts nothing; without, every room's two sides show different safety numbers.
 step "relay in the middle, with passwords: seeds $mitm_seeds x $peers peers, every fault kind"
-"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --mitm --password
+"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --squatters "$squatters" --mitm --password
 step "relay in the middle, without passwords: seeds $mitm_seeds x $peers peers, every fault kind"
-"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --mitm --no-password
+"$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --squatters "$squatters" --mitm --no-password
 
 # Tor-like round trips (issue 17): 1-3 s, every fault kind; connect, JOIN, handshake and keepalive
 # timers must ride them out without losing liveness.

@@ -1,4 +1,4 @@
-@_spi(Simulation) import ChatCore
+@_spi(Simulation) @_spi(Testing) import ChatCore
 import ClientCore
 
 /// The client side: what a client shell does (start the process, feed it lines, open and close
@@ -33,6 +33,13 @@ extension World {
         handle(.line(text), at: clients[index])
         if configuration.plantedBugs.contains(.leakTypedText), let id = clients[index].links.last?.id {
             let leak = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: Array(text.utf8))))
+            observer?.world(self, clientSent: leak, client: index)
+            sendFromClient(clients[index], id, .text(leak))
+        }
+        if configuration.plantedBugs.contains(.leakSessionKey), let id = clients[index].links.last?.id,
+            let key = clients[index].driver?.session.heldRecordKeysForTesting().first
+        {
+            let leak = WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: key)))
             observer?.world(self, clientSent: leak, client: index)
             sendFromClient(clients[index], id, .text(leak))
         }
@@ -198,6 +205,7 @@ extension World {
     }
 
     func upgradeArrives(_ link: LinkID) {
+        if isSquatterLink(link) { return squatterUp(link) }
         guard let client = clientEnd(link), client.cutUntil <= now else { return }
         links[Int(link.value)].clientUp = true
         record(.linkUp, client: client.index, link: link)
@@ -205,6 +213,7 @@ extension World {
     }
 
     func connectRefused(_ link: LinkID) {
+        if isSquatterLink(link) { return squatterSeesClose(link) }
         guard let client = clientEnd(link) else { return }
         links[Int(link.value)].clientOpen = false
         client.links.removeAll { $0.link == link }
@@ -217,6 +226,7 @@ extension World {
     func frameArrivesAtClient(_ link: LinkID, _ frame: WireFrame) {
         links[Int(link.value)].bytesToClient -= frame.byteCount
         relayQueueDrained(link)
+        if isSquatterLink(link) { return squatterReceives(link, frame) }
         let state = links[Int(link.value)]
         guard let client = clientEnd(link), client.cutUntil <= now else {
             counters.framesLost += 1
@@ -238,6 +248,7 @@ extension World {
     }
 
     func clientSeesClose(_ link: LinkID) {
+        if isSquatterLink(link) { return squatterSeesClose(link) }
         guard let client = clientEnd(link, evenIfBroken: true) else {
             links[Int(link.value)].clientOpen = false
             return

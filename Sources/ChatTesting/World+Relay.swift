@@ -197,6 +197,12 @@ extension World {
     private func relaySend(_ message: RelayMessage, to id: ConnectionID) {
         guard let link = relayLinks[id] else { return }
         let client = Int(links[Int(link.value)].client)
+        var message = message
+        if configuration.plantedBugs.contains(.thirdPeerJoins), clients[client].isSquatter,
+            case let .error(code, _) = message, code == .roomFull || code == .seatReserved
+        {
+            message = .joined(room: clients[client].room, peers: RoomCode.peersMax)
+        }
         guard observer?.world(self, relayWillSend: message, to: client, link: link) ?? true else { return }
         let bytes = WireCodec.encode(message)
         record(.relaySend, client: client, link: link, value: UInt64(bytes.count))

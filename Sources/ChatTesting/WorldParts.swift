@@ -127,6 +127,8 @@ public final class WorldClient {
     let password: Password?
     /// Pings the current and earlier processes sent (each answered unless the relay is frozen).
     public internal(set) var pingsSent = 0
+    /// A squatter's slot (`World.addSquatter`): no process, only JOIN attempts.
+    public internal(set) var isSquatter = false
 
     init(index: Int, room: RoomCode, address: RelayAddress, driver: DriverConfiguration, password: Password?) {
         self.index = index
@@ -186,6 +188,12 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// The client's shell sends each typed line in the clear, base64-encoded in a SIGNAL's payload
     /// (what a record format that authenticated but did not encrypt would put on the wire).
     public static let leakTypedText = WorldPlantedBugs(rawValue: 1 << 4)
+    /// The relay's shell answers a squatter's refused JOIN (ROOM_FULL, SEAT_RESERVED) with JOINED:
+    /// a third peer in a full room.
+    public static let thirdPeerJoins = WorldPlantedBugs(rawValue: 1 << 5)
+    /// The client's shell sends, with each typed line, one of the session's current record keys
+    /// in the clear (base64 in a SIGNAL's payload).
+    public static let leakSessionKey = WorldPlantedBugs(rawValue: 1 << 6)
 }
 
 /// Counts of what the world did, for a report.

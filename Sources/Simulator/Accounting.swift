@@ -26,7 +26,7 @@ extension Simulation {
                 unpaired += 1
             }
         }
-        let failedClients = world.clients.filter { $0.exitStatus == .authenticationFailed }
+        let failedClients = peerClients.filter { $0.exitStatus == .authenticationFailed }
         let spent = failedClients.filter(spentGuessBudget).count
         var failures: [String: Int] = [:]
         if failedClients.count > spent { failures["authentication failed"] = failedClients.count - spent }
@@ -41,7 +41,7 @@ extension Simulation {
 
     /// At convergence (before the goodbye ends the sessions): the safety numbers and failures.
     func checkAuthentication() {
-        for client in world.clients { if let session = client.driver?.session { collectStatistics(session) } }
+        for client in peerClients { if let session = client.driver?.session { collectStatistics(session) } }
         let tally = tallyAuthentication()
         authenticationAtConvergence = tally
         switch (options.mitm, settings.password) {
@@ -49,7 +49,7 @@ extension Simulation {
             // The one failure an honest relay can cause: password handshakes cut by the faults
             // (crashes, resets) before their confirmation, until the budget of unconfirmed tags was
             // spent. docs/SECURITY.md states that trade; any other cause is a bug.
-            let failed = world.clients.first { $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) }
+            let failed = peerClients.first { $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) }
             if let client = failed {
                 fail(.authentication, "client \(client.index) failed authentication with an honest relay")
             } else if tally.roomsSafetyNumbersDiffering > 0 {
@@ -60,7 +60,7 @@ extension Simulation {
             // Every process exited: authentication failed (or, for a process restarted late, the
             // relay refused it before it could try). CONNECTED was never reached (checked as it
             // happens) and the relay decrypted nothing.
-            let unfinished = world.clients.first {
+            let unfinished = peerClients.first {
                 $0.exitStatus != .authenticationFailed && $0.exitStatus != .relayRefused
             }
             if let client = unfinished {
@@ -72,7 +72,7 @@ extension Simulation {
         case (true, false):
             // Every room whose two sides are connected shows two different numbers, and every
             // client is connected (or was refused by the relay after a late restart).
-            let unconnected = world.clients.first { client in
+            let unconnected = peerClients.first { client in
                 client.exitStatus != .relayRefused && client.driver?.session.state != .connected
             }
             if tally.roomsSafetyNumbersMatching > 0 || tally.roomsSafetyNumbersDiffering == 0 {
@@ -114,7 +114,7 @@ extension Simulation {
         var connected = 0
         var other = 0
         var failed: [String: Int] = [:]
-        for client in world.clients {
+        for client in peerClients {
             if let status = client.exitStatus {
                 failed[status.causeName, default: 0] += 1
             } else if client.driver?.session.state == .connected {
@@ -135,7 +135,7 @@ extension Simulation {
             staleTimers: counters.staleTimers, traceRecords: trace.recordCount,
             virtualMilliseconds: world.now.milliseconds, wallSeconds: wallSeconds,
             eventsPerSecond: wallSeconds > 0 ? Double(events) / wallSeconds : 0,
-            sessions: .init(total: world.clients.count, connected: connected, failed: failed, other: other),
+            sessions: .init(total: peerClients.count, connected: connected, failed: failed, other: other),
             messages: .init(
                 typed: counters.typed, refused: counters.refused, accepted: counters.accepted,
                 delivered: counters.delivered, undeliverable: counters.undeliverable, lostWithSender: lostWithSender,
@@ -152,7 +152,9 @@ extension Simulation {
                 framesDuplicated: network.framesDuplicated, framesLost: network.framesLost,
                 connections: network.connections, connectFailures: network.connectFailures, resets: network.resets,
                 partitions: network.partitions, relayCrashes: network.relayCrashes,
-                peerRestarts: network.processCrashes, relayErrors: counters.relayErrors),
+                peerRestarts: network.processCrashes, relayErrors: counters.relayErrors,
+                squatterJoins: counters.squats, squatterJoinsRefused: counters.squatsRefused,
+                squatterJoinsSeated: counters.squatsSeated),
             relay: relayTotals,
             core: .init(
                 handshakesCompleted: counters.handshakesCompleted, retransmissions: counters.retransmissions,

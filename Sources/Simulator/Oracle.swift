@@ -8,12 +8,14 @@ import ClientCore
 extension Simulation: WorldObserver {
     public func world(_ world: World, clientSent frame: [UInt8], client: Int) {
         guard violation == nil else { return }
-        if let secret = secrets[client / RoomCode.peersMax].find(in: frame) {
+        let room = roomIndex(of: client)
+        if let secret = secrets[room].find(in: frame) ?? keyScanners[room]?.find(in: frame) {
             fail(.relayBlind, "client \(client) sent \(secret) to the relay")
         }
     }
 
     public func world(_ world: World, relayReceives frame: [UInt8], from client: Int) {
+        guard client < settings.peers else { return }
         adversary?.intercept(frame, from: client)
     }
 
@@ -21,6 +23,10 @@ extension Simulation: WorldObserver {
         guard violation == nil else { return false }
         if let (room, _) = message.joinedRoom { joined(client, room: room, link: link) }
         if case let .error(code, _) = message { counters.relayErrors[code.rawValue, default: 0] += 1 }
+        guard client < settings.peers else {
+            squatterAnswered(message)
+            return true
+        }
         return adversary?.relayWillSend(message, to: client) ?? true
     }
 
@@ -30,7 +36,7 @@ extension Simulation: WorldObserver {
         guard violation == nil else { return false }
         // The target must be in the sender's room: its peer, or (when the relay has not yet seen
         // the sender's previous connection close) the sender itself, whose old link then drops it.
-        guard source >= 0, client / RoomCode.peersMax == source / RoomCode.peersMax else {
+        guard source >= 0, roomIndex(of: client) == roomIndex(of: source) else {
             fail(
                 .onlyFromPeer,
                 "the relay forwarded a SIGNAL from client \(source) to client \(client), outside the sender's room")
@@ -40,7 +46,8 @@ extension Simulation: WorldObserver {
     }
 
     public func world(_ world: World, relayClosed link: LinkID, client: Int) {
-        roomMembers[client / RoomCode.peersMax].removeAll { $0 == link }
+        roomMembers[roomIndex(of: client)].removeAll { $0 == link }
+        guard client < settings.peers else { return }
         adversary?.relayClosed(link, client: client)
     }
 
@@ -51,7 +58,7 @@ extension Simulation: WorldObserver {
     /// The relay said JOINED on `link`: count it against the room's capacity, from what the relay
     /// said rather than from the room logic's own count.
     private func joined(_ client: Int, room: RoomCode, link: LinkID) {
-        let index = client / RoomCode.peersMax
+        let index = roomIndex(of: client)
         guard room == world.clients[client].room else {
             fail(.onlyFromPeer, "the relay put client \(client) into room \(room), not \(world.clients[client].room)")
             return
@@ -70,7 +77,9 @@ extension Simulation: WorldObserver {
         switch event {
         case let .state(from, to): stateChanged(index, from: from, to: to)
         case let .message(message): shown(index, message)
-        case let .sent(sent, _): accepted(index, sent)
+        case let .sent(sent, _):
+            accepted(index, sent)
+            sampleKeys(of: index)
         case .refused: counters.refused += 1
         case let .delivered(ids): delivered(index, ids)
         case let .undeliverable(lost, reason): undeliverable(index, lost, reason)
@@ -97,6 +106,7 @@ extension Simulation: WorldObserver {
         case .connected:
             if let start = users[index].userFoundAt { handshakeLatencies.append(world.now.nanoseconds - start.nanoseconds) }
             users[index].userFoundAt = nil
+            sampleKeys(of: index)
         default:
             break
         }
@@ -171,6 +181,40 @@ extension UndeliverableReason {
         case .peerChanged: "peer changed"
         case .sessionEnded: "session ended"
         case .peerLeft: "peer left"
+        }
+    }
+}
+
+/// The relay-blind scan's keys. Searching every frame for every key every session ever held would
+/// cost more than the rest of the run, so the scan samples: in one room of `keySampleRoomInterval`
+/// (room 0 always), every key a client's session holds for its records when it connects and after
+/// each message it sends is searched for in every later frame of that room, the newest
+/// `keySampleNeedlesMax` of them at a time.
+extension Simulation {
+    static let keySampleRoomInterval = 32
+    static let keySampleNeedlesMax = 64
+
+    func sampleKeys(of client: Int) {
+        let room = roomIndex(of: client)
+        guard room % Self.keySampleRoomInterval == 0, let session = world.clients[client].driver?.session else {
+            return
+        }
+        var scanner = keyScanners[room] ?? SecretScanner()
+        let keys = session.heldRecordKeysForTesting()
+        if scanner.count + keys.count > Self.keySampleNeedlesMax { scanner.removeAll() }
+        for key in keys where key.contains(where: { $0 != 0 }) { scanner.add(key, name: "a session key of room \(room)") }
+        keyScanners[room] = scanner
+    }
+}
+
+extension Simulation {
+    /// What the relay told a squatter: a seat (only if one freed while its JOIN was on the way) or
+    /// a refusal.
+    func squatterAnswered(_ message: RelayMessage) {
+        switch message {
+        case .joined, .joinedWithToken: counters.squatsSeated += 1
+        case .error(.roomFull, _), .error(.seatReserved, _): counters.squatsRefused += 1
+        default: break
         }
     }
 }

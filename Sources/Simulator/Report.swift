@@ -77,8 +77,13 @@ public struct SimulationReport: Sendable, Codable {
         public var partitions: UInt64
         public var relayCrashes: UInt64
         public var peerRestarts: UInt64
-        /// ERROR frames the clients received, by code.
+        /// ERROR frames the clients (and squatters) received, by code.
         public var relayErrors: [String: Int]
+        /// JOINs squatters sent into full rooms (`--squatters`).
+        public var squatterJoins: Int
+        /// The relay's answers to them: ROOM_FULL or SEAT_RESERVED, or a seat that freed meanwhile.
+        public var squatterJoinsRefused: Int
+        public var squatterJoinsSeated: Int
     }
 
     /// What the relay's policy did (summed over relay processes).
@@ -205,7 +210,8 @@ extension SimulationReport {
         lines.append(
             "          \(network.connections) connections, \(network.connectFailures) failed connects, "
                 + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "
-                + "\(network.peerRestarts) peer restarts"
+                + "\(network.peerRestarts) peer restarts, \(network.squatterJoins) squatter JOINs into full rooms "
+                + "(\(network.squatterJoinsRefused) refused, \(network.squatterJoinsSeated) seated)"
                 + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
         lines.append(
             "relay:    \(relay.framesForwarded) frames forwarded, \(relay.rateLimited) held for the rate limit, "

@@ -36,6 +36,9 @@ public struct SimulationOptions: Sendable, Hashable {
     /// The relay is malicious: it sits in the middle of every room with endpoints of its own
     /// (with a guessed password in password mode), substituting its keys for the peers'.
     public var mitm: Bool
+    /// Strangers who know a room's room part and keep trying to JOIN it while it is full (the
+    /// two-peer cap's workload). Each probes one room (squatter k the room k modulo the rooms).
+    public var squatters: Int
     /// Trace records kept for a failure report.
     public var traceTailCount: Int
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
@@ -47,9 +50,10 @@ public struct SimulationOptions: Sendable, Hashable {
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
-        traceTailCount: Int = 40, guardedMemory: Bool = false
+        traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0
     ) {
         self.guardedMemory = guardedMemory
+        self.squatters = squatters
         self.peers = peers
         self.seed = seed
         self.drop = drop
@@ -92,6 +96,12 @@ public struct SimulationOptions: Sendable, Hashable {
         if let seconds = faultPhaseSeconds, !(1...Self.faultPhaseSecondsMax).contains(seconds) {
             throw .invalidOption("--fault-phase must be from 1 to \(Self.faultPhaseSecondsMax) seconds")
         }
+        guard squatters >= 0 && squatters <= peers / 2 else {
+            throw .invalidOption("--squatters must be from 0 to the number of rooms (\(peers / 2))")
+        }
+        if let plantedBug, plantedBug.needsSquatters, squatters == 0 {
+            throw .invalidOption("--plant-bug \(plantedBug.rawValue) lets a squatter in: add --squatters N")
+        }
         if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
             throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
@@ -126,6 +136,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
     /// the relay in the middle, knowing it, agrees on keys with both sides.
     case passwordLeftOut = "password-left-out"
+    /// The client's shell also sends one of the session's current record keys in the clear.
+    case leakSessionKey = "leak-session-key"
+    /// The relay's shell answers a squatter's refused JOIN with JOINED: a third peer in the room.
+    case thirdPeerJoins = "third-peer-joins"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -137,12 +151,16 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: .inOrder
         case .misreportTransition: .legalTransitions
         case .leakTypedText: .relayBlind
+        case .leakSessionKey: .relayBlind
+        case .thirdPeerJoins: .roomCapacity
         case .passwordLeftOut: .authentication
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
     public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
+    /// Only a squatter's JOIN can show this bug.
+    public var needsSquatters: Bool { self == .thirdPeerJoins }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -153,6 +171,8 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .swapMessages: configuration.plantedBugs.insert(.swapMessages)
         case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
         case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
+        case .leakSessionKey: configuration.plantedBugs.insert(.leakSessionKey)
+        case .thirdPeerJoins: configuration.plantedBugs.insert(.thirdPeerJoins)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
@@ -201,6 +221,8 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var password: Bool
     /// The relay is a man in the middle (`--mitm`).
     public var mitm: Bool
+    /// Squatters probing full rooms (`--squatters`).
+    public var squatters: Int
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -272,6 +294,7 @@ extension ResolvedSettings {
         password = options.password ?? drawnPassword
         source("password", options.password != nil)
         mitm = options.mitm
+        squatters = options.squatters
         self.sources = sources
 
         let driver = DriverConfiguration(session: SessionConfiguration(room: RoomCode.simulated(0)), interactive: false)

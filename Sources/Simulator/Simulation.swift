@@ -47,6 +47,10 @@ public final class Simulation {
     var ledger: Ledger
     /// What the relay must never see, per room: every message's canary and the room's password.
     var secrets: [SecretScanner] = []
+    /// Sampled rooms' session keys (`Oracle.swift`): the keys their clients held at sampled moments.
+    var keyScanners: [Int: SecretScanner] = [:]
+    /// The room index each squatter slot (after the peers' slots) probes.
+    var squatterRooms: [Int] = []
     var violation: Violation?
     var counters = Counters()
     var relayTotals = SimulationReport.Relay()
@@ -91,7 +95,20 @@ public final class Simulation {
             return scanner
         }
         if options.mitm { adversary = Adversary(simulation: self) }
+        for squatter in 0..<settings.squatters {
+            let room = squatter % settings.rooms
+            squatterRooms.append(room)
+            world.addSquatter(room: RoomCode.simulated(room))
+        }
     }
+
+    /// The room of client slot `client`: two peers per room in order, then the squatters'.
+    func roomIndex(of client: Int) -> Int {
+        client < settings.peers ? client / RoomCode.peersMax : squatterRooms[client - settings.peers]
+    }
+
+    /// The peers' slots (the squatters' come after them and run no process).
+    var peerClients: ArraySlice<WorldClient> { world.clients.prefix(settings.peers) }
 
     deinit {
         for password in roomPasswords { password.wipe() }
@@ -150,6 +167,7 @@ public final class Simulation {
             scheduleWorkload(for: index, spread: spread)
             scheduleFaults(for: index, after: .zero.advanced(by: spread))
         }
+        for squatter in 0..<settings.squatters { scheduleSquat(settings.peers + squatter) }
         for _ in 0..<settings.relayCrashes {
             let at = faultRandom.inRange(spread.wholeNanoseconds...(faultPhaseEnd.nanoseconds - 1))
             world.schedule(SimEvent.relayCrash.rawValue, at: Instant(nanoseconds: at))
@@ -172,6 +190,7 @@ public final class Simulation {
         case .convergenceCheck: convergenceCheck()
         case .goodbyeCheck: goodbyeCheck()
         case .mitmTimer: adversary?.timer(client)
+        case .squat: squat(client)
         }
     }
 
@@ -207,6 +226,7 @@ enum SimEvent: UInt8 {
     case convergenceCheck
     case goodbyeCheck
     case mitmTimer
+    case squat
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose
@@ -253,4 +273,8 @@ struct Counters {
     var relayDecrypted = 0
     /// Key confirmations (CPace tags) the relay's endpoints received: each let it test one guess.
     var relayGuesses = 0
+    /// JOINs squatters sent into full rooms.
+    var squats = 0
+    var squatsRefused = 0
+    var squatsSeated = 0
 }

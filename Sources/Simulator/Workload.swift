@@ -48,3 +48,27 @@ extension Simulation {
         }
     }
 }
+
+/// The squatters (`--squatters`): strangers who know a room's room part (all the relay sees of a
+/// code) and keep trying to take a seat in it. A squatter tries only while the relay holds both of
+/// its room's seats (live or reserved), so that every attempt tests the two-peer cap and none
+/// takes a seat an honest peer is about to need; a seat that frees while its JOIN is on the way is
+/// taken and given back at once (a clean close frees it).
+extension Simulation {
+    /// The squatter's next attempt, 0.5 to 3 s from now, while the fault phase lasts.
+    func scheduleSquat(_ index: Int) {
+        let at = world.now.advanced(by: .milliseconds(Int64(workloadRandom.inRange(500...3_000))))
+        guard at < faultPhaseEnd else { return }
+        world.schedule(SimEvent.squat.rawValue, client: Int32(index), at: at)
+    }
+
+    func squat(_ index: Int) {
+        let room = RoomCode.simulated(roomIndex(of: index))
+        if world.relayUp, !world.relayFrozen, world.relay.rooms.occupancy(of: room) == RoomCode.peersMax,
+            world.squat(index)
+        {
+            counters.squats += 1
+        }
+        scheduleSquat(index)
+    }
+}

@@ -90,6 +90,12 @@ struct SimulatorCommand: ParsableCommand {
     @Flag(help: "A malicious relay: it sits in the middle of every room, substituting its own keys.")
     var mitm = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Strangers who know a room's code and keep trying to JOIN it while it is full (room k gets squatter k).",
+            valueName: "N"))
+    var squatters = 0
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -113,8 +119,11 @@ struct SimulatorCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Switch on a deliberately broken behaviour to prove the checker catches it: relay-wrong-room, "
-                + "skip-counter-check or drop-acked-message. For the simulator's self-tests.",
+            "Switch on a deliberately broken behaviour to prove the checker catches it (for the simulator's "
+                + "self-tests), one per invariant: "
+                + PlantedBug.allCases.map { "\($0.rawValue) (\($0.expectedInvariant.rawValue))" }
+                    .joined(separator: ", ")
+                + ".",
             visibility: .hidden))
     var plantBug: String?
 
@@ -209,7 +218,7 @@ struct SimulatorCommand: ParsableCommand {
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
-            traceTailCount: traceTail, guardedMemory: guardedMemory)
+            traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -227,6 +236,7 @@ struct SimulatorCommand: ParsableCommand {
         if let messages { words += ["--messages", String(messages)] }
         if let faultPhase { words += ["--fault-phase", String(faultPhase)] }
         if mitm { words.append("--mitm") }
+        if squatters > 0 { words += ["--squatters", String(squatters)] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")

@@ -86,10 +86,7 @@ struct PlantedBugTests {
     @Test("Every invariant has a planted bug that breaks it (a checker that cannot fire proves nothing)")
     func everyInvariantHasAPlantedBug() {
         let covered = Set(PlantedBug.allCases.map(\.expectedInvariant))
-        // room-capacity has none yet: no workload makes a third connection JOIN a room (a room
-        // squatter), so a relay that admitted one would not be seen; it comes with the squatter
-        // workload (issues 14 and 19). Listed here so that it cannot be forgotten.
-        for invariant in Invariant.allCases where invariant != .roomCapacity {
+        for invariant in Invariant.allCases {
             #expect(covered.contains(invariant), "no planted bug breaks \(invariant.rawValue)")
         }
     }
@@ -102,6 +99,7 @@ struct PlantedBugTests {
                 options.mitm = true
                 options.password = true
             }
+            if bug.needsSquatters { options.squatters = options.peers / 2 }
             let report = try SimulationTests.run(options)
             #expect(
                 report.violation?.invariant == bug.expectedInvariant,
@@ -115,6 +113,20 @@ struct PlantedBugTests {
         for seed: UInt64 in 1...3 {
             let report = try SimulationTests.run(SimulationTests.allFaults(seed: seed))
             #expect(report.passed)
+        }
+    }
+
+    /// The workload that `third-peer-joins` needs, without the bug: every room has a squatter
+    /// that keeps trying while the room is full, and the relay refuses every try.
+    @Test("Squatters JOINing full rooms are all refused, and every invariant holds")
+    func squattersAreRefused() throws {
+        for seed: UInt64 in 1...3 {
+            var options = SimulationTests.allFaults(seed: seed)
+            options.squatters = options.peers / 2
+            let report = try SimulationTests.run(options)
+            #expect(report.passed, "seed \(seed): \(AuthenticationSimulationTests.describe(report))")
+            let network = report.network
+            #expect(network.squatterJoins > 0 && network.squatterJoinsRefused > 0, "seed \(seed): no squatter refused")
         }
     }
 }
