@@ -202,7 +202,9 @@ extension Simulation {
         var scanner = keyScanners[room] ?? SecretScanner()
         let keys = session.heldRecordKeysForTesting()
         if scanner.count + keys.count > Self.keySampleNeedlesMax { scanner.removeAll() }
-        for key in keys where key.contains(where: { $0 != 0 }) { scanner.add(key, name: "a session key of room \(room)") }
+        for key in keys where key.contains(where: { $0 != 0 }) {
+            scanner.add(key, name: "a session key of room \(room)")
+        }
         keyScanners[room] = scanner
     }
 }

@@ -18,18 +18,7 @@ struct ClientJoiningTests {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Not readDataToEndOfFile: Foundation traps (try!) when read is interrupted by a signal,
-        // which other tests' children make likely in this process.
-        let fd = output.fileHandleForReading.fileDescriptor
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        // Bounded by the pipe's end of file (the command exits).
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            data += chunk[0..<count]
-        }
+        let data = readAll(output.fileHandleForReading.fileDescriptor)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw ClientTestFailure("\(command.joined(separator: " ")) as uid 65534: exit \(process.terminationStatus)")

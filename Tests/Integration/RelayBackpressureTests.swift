@@ -52,16 +52,7 @@ struct RelayBackpressureTests {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw TestTimeout(what: "open \(path) (errno \(errno))", seconds: 0) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        // Bounded by the file's end and 64 MiB.
-        while bytes.count < 64 << 20 {
-            let count = read(fd, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes += chunk[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return String(decoding: readAll(fd, limitBytes: 64 << 20), as: UTF8.self)
     }
 
     /// Whether every thread of `pid` is sleeping (state S: waiting in epoll, not runnable).

@@ -105,6 +105,10 @@ struct RelaySeatTests {
             // Polling before the cut, so the squatter's JOIN is in flight at the moment the seat
             // would be free.
             try await Task.sleep(for: .milliseconds(300))
+            // What the squatter learns (docs/SECURITY.md): with both peers there, ROOM_FULL only;
+            // SEAT_RESERVED (below) only once one of them has dropped.
+            let beforeCut = squatter.answers.withLock { $0 }
+            #expect(beforeCut["ERROR ROOM_FULL", default: 0] >= 1 && squatter.refused == 0, "\(beforeCut)")
             // Alice's outage lasts at least a second: the squatter knocks all that time.
             proxy.cutConnections(holdSeconds: 1)
             try await alice.notice("relay_lost")

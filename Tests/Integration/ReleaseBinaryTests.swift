@@ -303,20 +303,3 @@ func runToEnd(
         }
     }
 }
-
-/// What `handle` delivers up to its end of file (at most `limitBytes`; a command that prints more is
-/// killed by `runToEnd`'s timeout). Not `readDataToEndOfFile`: Foundation traps when a read is
-/// interrupted by a signal, which other tests' children make likely in this process (it crashed the
-/// whole suite once); an interrupted read here is retried.
-func readToEnd(_ handle: FileHandle, limitBytes: Int = 16 << 20) -> Data {
-    let fd = handle.fileDescriptor
-    var data = Data()
-    var chunk = [UInt8](repeating: 0, count: 65_536)
-    while data.count < limitBytes {
-        let count = read(fd, &chunk, chunk.count)
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { break }
-        data.append(contentsOf: chunk[0..<count])
-    }
-    return data
-}

@@ -260,3 +260,26 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
         }
     }
 }
+
+/// Every byte `descriptor` delivers up to its end of file (at most `limitBytes`). Not
+/// `readDataToEndOfFile`: Foundation traps when a read is interrupted by a signal, which other
+/// tests' children make likely in this process (it crashed the whole suite once); an interrupted
+/// read here is retried. The one read loop of the integration tests.
+func readAll(_ descriptor: Int32, limitBytes: Int = 16 << 20) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    // Bounded by the end of file and `limitBytes`.
+    while bytes.count < limitBytes {
+        let count = read(descriptor, &chunk, chunk.count)
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes += chunk[0..<count]
+    }
+    return bytes
+}
+
+/// What `handle` delivers up to its end of file (at most `limitBytes`; a command that prints more
+/// is killed by its caller's timeout).
+func readToEnd(_ handle: FileHandle, limitBytes: Int = 16 << 20) -> Data {
+    Data(readAll(handle.fileDescriptor, limitBytes: limitBytes))
+}
