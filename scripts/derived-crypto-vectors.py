@@ -15,22 +15,12 @@ import hashlib
 import hmac
 import json
 import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cpace_encoding import lv_cat  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def prepend_len(data: bytes) -> bytes:
-    """draft-irtf-cfrg-cpace Appendix A.1.1 (LEB128 length, then the data)."""
-    length, encoded = len(data), b""
-    while True:
-        encoded += bytes([length if length < 128 else (length & 0x7F) | 0x80])
-        length >>= 7
-        if length == 0:
-            return encoded + data
-
-
-def lv_cat(*parts: bytes) -> bytes:
-    return b"".join(prepend_len(part) for part in parts)
 
 
 def cpace_confirmation() -> None:

@@ -30,34 +30,14 @@ Three groups of answers:
 """
 import hashlib
 import json
+import pathlib
 import sys
 
 from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base, crypto_secretbox_easy
 
-
-# ---- PROTOCOL.md "Password mode: CPace" / draft-irtf-cfrg-cpace Appendix A.1.1 -------------------
-
-def prepend_len(data: bytes) -> bytes:
-    """LEB128 length, then the data (CPace's prepend_len)."""
-    length, encoded = len(data), b""
-    while True:
-        encoded += bytes([length if length < 128 else (length & 0x7F) | 0x80])
-        length >>= 7
-        if length == 0:
-            return encoded + data
-
-
-def lv_cat(*parts: bytes) -> bytes:
-    return b"".join(prepend_len(part) for part in parts)
-
-
-def lexicographically_larger(a: bytes, b: bytes) -> bool:
-    """CPace's order (Appendix A.3.2): the first differing byte decides; on a common prefix the longer."""
-    for x, y in zip(a, b):
-        if x != y:
-            return x > y
-    return len(a) > len(b)
-
+# CPace's encodings (PROTOCOL.md "Password mode: CPace", draft-irtf-cfrg-cpace Appendix A.1.1, A.3.2).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cpace_encoding import lexicographically_larger, lv_cat  # noqa: E402
 
 # ---- PROTOCOL.md "Session keys" -----------------------------------------------------------------
 

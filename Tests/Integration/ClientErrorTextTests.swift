@@ -44,14 +44,29 @@ struct ClientErrorTextTests {
         return directory
     }
 
+    /// A relay serving TLS with a certificate made for the test: self-signed for localhost, or for
+    /// `names` (and `expired`) from `makeCertificate`; the directory is removed afterwards.
+    static func withTLSRelay(
+        names: String? = nil, expired: Bool = false,
+        _ body: (RelayProcess, _ certificate: String) async throws -> Void
+    ) async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var certificate = directory.appendingPathComponent("cert.pem").path
+        var key = directory.appendingPathComponent("key.pem").path
+        if let names {
+            (certificate, key) = try makeCertificate(in: directory, names: names, expired: expired)
+        } else {
+            try makeSelfSignedCertificate(certificate: certificate, key: key)
+        }
+        try await withRelay(["--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+            try await body(relay, certificate)
+        }
+    }
+
     @Test("TLS: a self-signed certificate, untrusted: what it means and --ca-file; --verbose adds BoringSSL's reason")
     func untrustedCertificate() async throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let certificate = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
-        try makeSelfSignedCertificate(certificate: certificate, key: key)
-        try await withRelay(["--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+        try await Self.withTLSRelay { relay, _ in
             let (status, texts) = try await Self.run(["--relay", relay.url])
             #expect(status == 3)
             Self.check(texts, contains: "cannot use the relay: the relay's TLS certificate is not trusted "
@@ -64,10 +79,7 @@ struct ClientErrorTextTests {
 
     @Test("TLS: an expired certificate, trusted with --ca-file: it has expired, and whose job renewing is")
     func expiredCertificate() async throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let (certificate, key) = try makeCertificate(in: directory, names: "IP:127.0.0.1,DNS:localhost", expired: true)
-        try await withRelay(["--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+        try await Self.withTLSRelay(names: "IP:127.0.0.1,DNS:localhost", expired: true) { relay, certificate in
             let (status, texts) = try await Self.run(["--relay", relay.url, "--ca-file", certificate])
             #expect(status == 3)
             Self.check(texts, contains: "cannot use the relay: the relay's TLS certificate has expired; its operator "
@@ -77,10 +89,7 @@ struct ClientErrorTextTests {
 
     @Test("TLS: a trusted certificate for another name: use the name on the certificate")
     func mismatchedCertificate() async throws {
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let (certificate, key) = try makeCertificate(in: directory, names: "DNS:relay.example", expired: false)
-        try await withRelay(["--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+        try await Self.withTLSRelay(names: "DNS:relay.example") { relay, certificate in
             let (status, texts) = try await Self.run(["--relay", relay.url, "--ca-file", certificate])
             #expect(status == 3)
             Self.check(texts, contains: "cannot use the relay: the relay's TLS certificate is not for 127.0.0.1; use "
@@ -97,12 +106,7 @@ struct ClientErrorTextTests {
             Self.check(texts, contains: "cannot use the relay: 127.0.0.1:\(relay.port) does not speak TLS; if it is a "
                 + "plain relay, use ws:// in --relay")
         }
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let certificate = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
-        try makeSelfSignedCertificate(certificate: certificate, key: key)
-        try await withRelay(["--tls-cert-file", certificate, "--tls-key-file", key]) { relay in
+        try await Self.withTLSRelay { relay, _ in
             let plainURL = relay.url.replacingOccurrences(of: "wss://", with: "ws://")
             let (status, texts) = try await Self.run(["--relay", plainURL])
             #expect(status == 3)

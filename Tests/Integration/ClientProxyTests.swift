@@ -49,6 +49,19 @@ struct ClientProxyTests {
         }
     }
 
+    /// After `client` exited: once its output is read, its strace shows at least `connectsAtLeast`
+    /// connect() calls to the proxy at `proxyPort` and nothing that went around it.
+    static func expectOnlyThroughProxy(
+        _ client: ClientProcess, proxyPort: Int, connectsAtLeast: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        try await outputEnded(client)
+        let (violations, connects) = leaks(client.stderr.all, proxyPort: proxyPort)
+        let summary = "\(client.name): \(connects) connect() call(s) to the proxy, expected at least \(connectsAtLeast)"
+        #expect(connects >= connectsAtLeast, "\(summary)", sourceLocation: sourceLocation)
+        #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))",
+                sourceLocation: sourceLocation)
+    }
+
     static func client(
         _ name: String, room: String, relay: String, proxy: String?, extra: [String] = [], strace: Bool = false,
         environment: [String: String] = environment()
@@ -154,10 +167,7 @@ struct ClientProxyTests {
         #expect(try await alice.waitForExit() == 0)
         #expect(try await bob.waitForExit() == 0)
         for client in [alice, bob] {
-            try await Self.outputEnded(client)
-            let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: proxy.port)
-            #expect(connects >= 1, "\(client.name): no connect() to the proxy in the trace")
-            #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
+            try await Self.expectOnlyThroughProxy(client, proxyPort: proxy.port, connectsAtLeast: 1)
         }
     }
 
@@ -228,9 +238,7 @@ struct ClientProxyTests {
         #expect(connected["via"] as? String == "proxy" && connected["proxy"] as? String == "127.0.0.1:\(proxy.port)")
         try client.closeInput()
         #expect(try await client.waitForExit() == 0)
-        try await Self.outputEnded(client)
-        let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: proxy.port)
-        #expect(connects >= 1 && violations.isEmpty, "\(violations)")
+        try await Self.expectOnlyThroughProxy(client, proxyPort: proxy.port, connectsAtLeast: 1)
 
         let tor = try Self.client(
             "env-tor", room: uniqueRoom("ENV"), relay: "ws://localhost:\(relay.port)", proxy: nil,
@@ -299,10 +307,8 @@ struct ClientProxyTests {
         #expect(try await alice.waitForExit() == 0)
         #expect(try await bob.waitForExit() == 0)
         for client in [alice, bob] {
-            try await Self.outputEnded(client)
-            let (violations, connects) = Self.leaks(client.stderr.all, proxyPort: first.port)
-            #expect(connects >= 3, "\(client.name): expected the first connect, the refused ones and the reconnect")
-            #expect(violations.isEmpty, "\(client.name) went around the proxy:\n\(violations.joined(separator: "\n"))")
+            // The first connect, the refused ones and the reconnect.
+            try await Self.expectOnlyThroughProxy(client, proxyPort: first.port, connectsAtLeast: 3)
         }
     }
 
@@ -327,10 +333,8 @@ struct ClientProxyTests {
         try bob.closeInput()
         #expect(try await alice.waitForExit() == 0)
         #expect(try await bob.waitForExit() == 0)
-        try await Self.outputEnded(alice)
-        let (violations, connects) = Self.leaks(alice.stderr.all, proxyPort: proxy.port)
-        #expect(connects >= 2, "the refused attempt(s) and the one that got in, all to the proxy")
-        #expect(violations.isEmpty, "the retries went around the proxy:\n\(violations.joined(separator: "\n"))")
+        // The refused attempt(s) and the one that got in, all to the proxy.
+        try await Self.expectOnlyThroughProxy(alice, proxyPort: proxy.port, connectsAtLeast: 2)
     }
 
     @Test("Fresh SOCKS credentials per run (IsolateSOCKSAuth), the same on every retry of a run; the relay's name, not an address, in each CONNECT")
