@@ -45,4 +45,22 @@ struct Base64DecodeTests {
             #expect(Array(text.utf8).withUnsafeBytes { Base64.decode($0) } == nil, "\(text)")
         }
     }
+
+    @Test("Every byte at every position of 4 to 12 characters, padded or not: same verdict as libsodium")
+    func everyByteEveryPosition() {
+        // isCanonical checks the alphabet branch-free over the whole text (so that it vectorizes):
+        // check it byte by byte against libsodium's strict decoder.
+        let bases = ["QUJD", "QUI=", "QQ==", "QUJDREVG", "QUJDREU=", "QUJDRA==", "QUJDREVGR0hJ", "QUJDREVGR0g="]
+        for base in bases {
+            for position in 0..<base.utf8.count {
+                for byte in 0...255 {
+                    var text = Array(base.utf8)
+                    text[position] = UInt8(byte)
+                    let canonical = text.withUnsafeBytes { Base64.isCanonical($0) }
+                    #expect(canonical == (Self.sodiumDecode(text) != nil), "\(base) [\(position)] = \(byte)")
+                    #expect(canonical == (text.withUnsafeBytes { Base64.decode($0) } != nil))
+                }
+            }
+        }
+    }
 }
