@@ -191,16 +191,29 @@ public enum Canary {
         // session's encryption of the message.
         var bytes = markerBytes
         bytes.reserveCapacity(markerBytes.count + 24 + fillerLength)
-        for field in [client, incarnation, number] {
-            bytes.append(contentsOf: String(field).utf8)
-            bytes.append(UInt8(ascii: "/"))
-        }
+        appendField(client, to: &bytes)
+        appendField(incarnation, to: &bytes)
+        appendField(number, to: &bytes)
         var state = fillerSeed
         for _ in 0..<fillerLength {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             bytes.append(UInt8(ascii: "a") + UInt8((state >> 33) % 26))
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `value` in decimal (as `String(value)` writes it), then a slash; without a String per field.
+    private static func appendField(_ value: Int, to bytes: inout [UInt8]) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        let magnitude = value.magnitude
+        var divisor: UInt = 1
+        // Bounded: at most 19 steps (UInt.max has 20 digits).
+        while divisor <= magnitude / 10 { divisor *= 10 }
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(magnitude / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
+        bytes.append(UInt8(ascii: "/"))
     }
 
     /// The identity of a received text, or nil when it is not a well-formed simulated message.
