@@ -64,6 +64,13 @@ struct SecretScannerTests {
         #expect(Canary.parse(text) == Canary.Identity(client: 17, incarnation: 2, number: 305))
         #expect(Canary.parse("hello") == nil)
         #expect(Canary.parse("PLAINTEXT-CANARY/1/2/") == nil)
+        // The fields are written as String(value) would write them.
+        for (client, incarnation, number) in [(0, 0, 0), (9, 10, 99), (100, 1_000_000, 123_456_789_012)] {
+            let text = Canary.text(
+                client: client, incarnation: incarnation, number: number, fillerLength: 0, fillerSeed: 1)
+            #expect(text == "\(Canary.marker)\(client)/\(incarnation)/\(number)/")
+            #expect(Canary.parse(text) == Canary.Identity(client: client, incarnation: incarnation, number: number))
+        }
     }
 }
 

@@ -55,7 +55,7 @@ enum ChatRecord {
         let length = Int(bytes[1]) << 8 | Int(bytes[2])
         guard headerBytes + length <= bytes.count else { return .failure(.badLength) }
         let textBytes = UnsafeRawBufferPointer(rebasing: bytes[headerBytes..<(headerBytes + length)])
-        guard let text = String(validating: textBytes, as: UTF8.self) else { return .failure(.invalidUTF8) }
+        guard let text = UTF8Text.string(validating: textBytes) else { return .failure(.invalidUTF8) }
         return .success(text)
     }
 }

@@ -72,9 +72,19 @@ public enum Base64 {
         var padding = 0
         if text[count - 1] == UInt8(ascii: "=") { padding = text[count - 2] == UInt8(ascii: "=") ? 2 : 1 }
         let dataCount = count - padding
-        for index in 0..<dataCount where sextet(text[index]) == nil {
-            return false
+        // Every byte checked without an early exit and without branches, so that the compiler
+        // vectorizes the loop: about 1.5 instructions a byte instead of 13 (isCanonical was 5% of
+        // a simulation's instructions, BENCHMARKS.md). Same alphabet as `sextet`.
+        var outside: UInt8 = 0
+        for index in 0..<dataCount {
+            let byte = text[index]
+            let letter: UInt8 = (byte | 0x20) &- UInt8(ascii: "a") < 26 ? 1 : 0  // A-Z and a-z only
+            let digit: UInt8 = byte &- UInt8(ascii: "0") < 10 ? 1 : 0
+            let plus: UInt8 = byte == UInt8(ascii: "+") ? 1 : 0
+            let slash: UInt8 = byte == UInt8(ascii: "/") ? 1 : 0
+            outside |= (letter | digit | plus | slash) ^ 1
         }
+        guard outside == 0 else { return false }
         // The last data character must not carry bits that the padding says do not exist.
         if padding > 0, let last = sextet(text[dataCount - 1]) {
             let unusedBitsMask: UInt8 = padding == 1 ? 0b11 : 0b1111

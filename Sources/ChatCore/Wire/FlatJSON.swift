@@ -139,6 +139,17 @@ private struct Scanner {
         let start = offset
         var hasEscapes = false
         while offset < input.count {
+            // Eight bytes at a time (base64 payloads are most of a frame's strings): past them when
+            // none stops the string, else straight to the first that does.
+            if offset + 8 <= input.count {
+                let word = UInt64(littleEndian: input.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                let stops = JSONString.stoppingBytes(word)
+                if stops == 0 {
+                    offset += 8
+                    continue
+                }
+                offset += stops.trailingZeroBitCount / 8
+            }
             let byte = input[offset]
             switch byte {
             case UInt8(ascii: "\""):
@@ -209,6 +220,23 @@ private struct Scanner {
 
 /// JSON string escapes (RFC 8259 §7).
 enum JSONString {
+    /// The high bit of each byte of `word` (little-endian: byte 0 in the low bits) that stops a
+    /// JSON string's plain run: a quote, a backslash or a control character (below 0x20). Zero when
+    /// none does; otherwise the lowest flag marks exactly the first such byte (flags above it may
+    /// be false: the usual bit tricks, `(x - n) & ~x & 0x80` per byte, borrow only upwards).
+    /// About 2 instructions a byte in `scanString` instead of 7 (BENCHMARKS.md).
+    @inline(__always)
+    static func stoppingBytes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        let quotes = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+        let backslashes = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+        let zeroQuote = (quotes &- ones) & ~quotes
+        let zeroBackslash = (backslashes &- ones) & ~backslashes
+        let control = (word &- ones &* 0x20) & ~word
+        return (zeroQuote | zeroBackslash | control) & highBits
+    }
+
     static func hexValue(_ byte: UInt8) -> UInt16? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt16(byte - UInt8(ascii: "0"))

@@ -278,7 +278,7 @@ public enum WireCodec {
     ) throws(WireError) -> String {
         try withStringBytes(object, name, in: bytes, required: true) { text throws(WireError) in
             guard text.count <= maxBytes else { throw .fieldTooLong("\(name)", max: maxBytes) }
-            guard let string = String(validating: text, as: UTF8.self) else { throw .invalidUTF8(field: "\(name)") }
+            guard let string = UTF8Text.string(validating: text) else { throw .invalidUTF8(field: "\(name)") }
             return string
         }!
     }
