@@ -39,6 +39,25 @@ step "relay in the middle, without passwords: seeds $mitm_seeds x $peers peers, 
 step "Tor-like delays: seeds 1..5 x 200 peers, one-way delay 500..1500 ms, every fault kind"
 "$simulator" --seeds 1..5 --peers 200 --delay 500..1500 "${faults[@]}"
 
+# Users leaving at random (issue 13): half the users end their input in the middle of the faults,
+# with messages in flight both ways; clean-leave requires each goodbye to leave nothing unread.
+step "random leavers: seeds 1..5 x 200 peers, every fault kind, --leave-randomly"
+"$simulator" --seeds 1..5 --peers 200 "${faults[@]}" --leave-randomly
+
+# The planted bug of clean-leave (issue 19: each invariant's planted bug runs once and is caught):
+# shells that walk away as soon as their own messages are confirmed.
+step "planted bug leave-early must be caught as clean-leave"
+set +e
+planted=$("$simulator" --seed 1 --peers 200 "${faults[@]}" --plant-bug leave-early)
+status=$?
+set -e
+if [[ $status -ne 1 ]] || ! grep -q "^INVARIANT VIOLATED: clean-leave " <<<"$planted"; then
+    echo "$planted" | head -20
+    echo "error: the planted bug leave-early was not caught as clean-leave (exit $status)" >&2
+    exit 1
+fi
+echo "caught: $(grep -A1 "^INVARIANT VIOLATED" <<<"$planted" | tail -1)"
+
 step "determinism: same seed and build, same trace hash (SWIFT_DETERMINISTIC_HASHING unset and set)"
 hash_of() { "$@" | sed -n 's/^trace hash: //p'; }
 run=("$simulator" --peers "$peers" "${faults[@]}")

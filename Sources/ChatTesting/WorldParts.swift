@@ -125,6 +125,8 @@ public final class WorldClient {
     /// How this slot's processes are configured, and their password (nil: none).
     let driverConfiguration: DriverConfiguration
     let password: Password?
+    /// The current process's input ended (pipe mode's end of input).
+    public internal(set) var inputEnded = false
     /// Pings the current and earlier processes sent (each answered unless the relay is frozen).
     public internal(set) var pingsSent = 0
 
@@ -186,6 +188,10 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// The client's shell sends each typed line in the clear, base64-encoded in a SIGNAL's payload
     /// (what a record format that authenticated but did not encrypt would put on the wire).
     public static let leakTypedText = WorldPlantedBugs(rawValue: 1 << 4)
+    /// The client's shell walks away once the user's input ended and its own messages are
+    /// confirmed: it interrupts the process (Ctrl-C), whose goodbye then ends at once, whatever the
+    /// peer still has in flight (pipe mode's leave before issue 13's goodbye).
+    public static let leaveWhenOwnConfirmed = WorldPlantedBugs(rawValue: 1 << 7)
 }
 
 /// Counts of what the world did, for a report.

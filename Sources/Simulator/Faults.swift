@@ -58,8 +58,10 @@ extension Simulation {
     func processRestart(_ index: Int) {
         users[index] = User(
             sendTimes: users[index].sendTimes, nextSend: users[index].nextSend, typing: -1, numbers: [],
-            observedState: .initial, userFoundAt: nil, restartAt: nil)
+            observedState: .initial, userFoundAt: nil, restartAt: nil, leaves: users[index].leaves,
+            inputEnded: users[index].inputEnded)
         world.startProcess(index)
+        if users[index].inputEnded { endInput(index) }
         if let mean = settings.peerRestartMeanIntervalMilliseconds {
             scheduleFault(.processCrash, client: index, meanMilliseconds: mean, after: world.now)
         }
@@ -140,13 +142,16 @@ extension Simulation {
         goodbye = Goodbye(
             startedAt: world.now, deadline: world.now.advanced(by: .milliseconds(settings.goodbyeBoundMilliseconds)),
             pairedRooms: (0..<settings.rooms).filter { room in
+                // A room with a random leaver is checked as that user leaves (its peer may rightly
+                // have reported messages typed after the goodbye undeliverable).
                 (0..<RoomCode.peersMax).allSatisfy { side in
                     let client = world.clients[room * RoomCode.peersMax + side]
                     return client.isRunning && client.driver?.session.state == .connected
+                        && !users[room * RoomCode.peersMax + side].leaves
                 }
             })
         record(.goodbye)
-        for index in 0..<settings.peers { world.endInput(at: index) }
+        for index in 0..<settings.peers where !users[index].inputEnded { endInput(index) }
         world.schedule(SimEvent.goodbyeCheck.rawValue, at: world.now)
     }
 
@@ -167,7 +172,8 @@ extension Simulation {
                 let index = room * RoomCode.peersMax + side
                 let status = world.clients[index].exitStatus
                 guard status == .success else {
-                    return fail(.lossReported, "client \(index) left a connected peer with \(status.map { "\($0)" } ?? "no exit") "
+                    let exit = status.map { "\($0)" } ?? "no exit"
+                    return fail(.cleanLeave, "client \(index) left a connected peer with \(exit) "
                         + "instead of exit 0: the goodbye lost what was in flight")
                 }
             }

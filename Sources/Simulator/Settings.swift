@@ -41,15 +41,19 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
     /// (slower: an mmap, mprotects and an mlock per allocation), rather than ordinary memory.
     public var guardedMemory: Bool
+    /// Users leave at random times (`--leave-randomly`): each client's input ends, with probability
+    /// one half, at a random moment of the fault phase, while messages are in flight both ways.
+    public var leaveRandomly: Bool
 
     public init(
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
-        traceTailCount: Int = 40, guardedMemory: Bool = false
+        traceTailCount: Int = 40, guardedMemory: Bool = false, leaveRandomly: Bool = false
     ) {
         self.guardedMemory = guardedMemory
+        self.leaveRandomly = leaveRandomly
         self.peers = peers
         self.seed = seed
         self.drop = drop
@@ -95,6 +99,9 @@ public struct SimulationOptions: Sendable, Hashable {
         if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
             throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
+        if (leaveRandomly || plantedBug?.needsRandomLeaving == true) && mitm {
+            throw .invalidOption("--leave-randomly checks the goodbye between the two peers: not with --mitm")
+        }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
         }
@@ -126,6 +133,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
     /// the relay in the middle, knowing it, agrees on keys with both sides.
     case passwordLeftOut = "password-left-out"
+    /// The clients' shells walk away (Ctrl-C) as soon as their own messages are confirmed after the
+    /// input ended, ignoring the peer's records in flight (WorldPlantedBugs.leaveWhenOwnConfirmed).
+    /// Runs with random leavers (`--leave-randomly` is implied).
+    case leaveEarly = "leave-early"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -138,11 +149,15 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .misreportTransition: .legalTransitions
         case .leakTypedText: .relayBlind
         case .passwordLeftOut: .authentication
+        case .leaveEarly: .cleanLeave
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
     public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
+
+    /// The bug only shows when users leave while messages are in flight: it implies `--leave-randomly`.
+    public var needsRandomLeaving: Bool { self == .leaveEarly }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -154,6 +169,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
         case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
+        case .leaveEarly: configuration.plantedBugs.insert(.leaveWhenOwnConfirmed)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -201,6 +217,15 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var password: Bool
     /// The relay is a man in the middle (`--mitm`).
     public var mitm: Bool
+    /// Users leave at random times in the fault phase (`--leave-randomly`, or implied by a planted bug).
+    public var leaveRandomly: Bool
+    /// The clients' `--drain-timeout`: the shipped 30 s; with random leavers, the fault phase plus
+    /// `leaveSpareMilliseconds`, so that every leaver's deadline comes that long after the heal.
+    public var drainTimeoutMilliseconds: UInt64
+    /// How much drain time is "to spare": once every fault has healed, a goodbye between two running
+    /// processes finishes within this (the liveness bound, one BYE retransmission at its cap, and
+    /// round trips). A leaver whose deadline came this long after the heal must not run into it.
+    public var leaveSpareMilliseconds: UInt64
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -282,7 +307,12 @@ extension ResolvedSettings {
             reconnectMax: reconnectMaxMilliseconds, connectTimeout: connectTimeoutMilliseconds,
             retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
             messagesPerPeer: messagesPerPeer, inFlightMax: driver.session.inFlightMax)
-        goodbyeBoundMilliseconds = driver.drainTimeout.wholeMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
+        leaveRandomly = options.leaveRandomly || options.plantedBug?.needsRandomLeaving == true
+        let roundTrip = 2 * max(delayMaxMilliseconds, 1)
+        leaveSpareMilliseconds = livenessBoundMilliseconds + retransmitMaxMilliseconds + 8 * roundTrip
+        drainTimeoutMilliseconds = leaveRandomly
+            ? faultPhaseMilliseconds + leaveSpareMilliseconds : driver.drainTimeout.wholeMilliseconds
+        goodbyeBoundMilliseconds = drainTimeoutMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
             + 16 * 2 * max(delayMaxMilliseconds, 1)
     }
 
