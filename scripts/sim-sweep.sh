@@ -4,8 +4,9 @@
 # swept), the same faults under a malicious relay in the middle with and without passwords, and
 # the determinism check. Exits non-zero on any failure.
 #
-#   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers; relay in the middle: seeds 1..5
-#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 scripts/sim-sweep.sh
+#   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers; relay in the middle: seeds 1..5;
+#                                          # random leavers: seeds 1..20, 200 peers
+#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 SIM_LEAVE_SEEDS=1..200 scripts/sim-sweep.sh
 #
 # On a violation the simulator prints the invariant, the trace tail, the seed and the exact
 # command that reproduces it.
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 seeds=${SIM_SEEDS:-1..20}
 peers=${SIM_PEERS:-1000}
 mitm_seeds=${SIM_MITM_SEEDS:-1..5}
+leave_seeds=${SIM_LEAVE_SEEDS:-1..20}
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
@@ -41,8 +43,10 @@ step "Tor-like delays: seeds 1..5 x 200 peers, one-way delay 500..1500 ms, every
 
 # Users leaving at random (issue 13): half the users end their input in the middle of the faults,
 # with messages in flight both ways; clean-leave requires each goodbye to leave nothing unread.
-step "random leavers: seeds 1..5 x 200 peers, every fault kind, --leave-randomly"
-"$simulator" --seeds 1..5 --peers 200 "${faults[@]}" --leave-randomly
+step "random leavers: seeds $leave_seeds x 200 peers, every fault kind, --leave-randomly"
+"$simulator" --seeds "$leave_seeds" --peers 200 "${faults[@]}" --leave-randomly
+step "random leavers with Tor-like delays: seeds 1..3 x 200 peers, delay 500..1500 ms, every fault kind"
+"$simulator" --seeds 1..3 --peers 200 --delay 500..1500 "${faults[@]}" --leave-randomly
 
 # The planted bug of clean-leave (issue 19: each invariant's planted bug runs once and is caught):
 # shells that walk away as soon as their own messages are confirmed.
