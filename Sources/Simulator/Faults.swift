@@ -125,6 +125,9 @@ extension Simulation {
         // for good: waiting for it is not an excuse.
         let peer = world.clients[world.peer(of: index)]
         if !options.mitm && peer.exitStatus != nil { return true }
+        // Connected to the peer's current process, not to one that has since restarted: a fresh
+        // instance's handshake runs beside the keys in use until this side confirms it too.
+        if !options.mitm && peer.isRunning && users[index].securedWith != peer.incarnation { return false }
         return session.pendingCount == 0 && session.state == .connected
     }
 

@@ -107,7 +107,7 @@ extension Simulation: WorldObserver {
         case let .delivered(ids): delivered(index, ids)
         case let .undeliverable(lost, reason): undeliverable(index, lost, reason)
         case let .notice(notice) where notice.kind == .suspiciousFrame: counters.suspicious += 1
-        case let .notice(notice) where notice.kind == .secured:
+        case let .notice(notice) where notice.kind == .secured || notice.kind == .rekeyed:
             users[index].securedWith = world.clients[world.peer(of: index)].incarnation
         default: break
         }
