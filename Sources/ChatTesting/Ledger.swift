@@ -28,6 +28,18 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// the same safety number; with a relay in the middle, passwords make every session fail and
     /// the relay decrypt nothing, and without them the two sides' safety numbers differ.
     case authentication = "authentication"
+    /// Leaving with drain time to spare leaves nothing unread (the goodbye, issue 13). A client
+    /// whose input ended and that exits 0 before its drain deadline finished its goodbye: at that
+    /// moment nothing it sent is pending (each message was shown to the peer or reported), and its
+    /// peer's process, if it is the one the leaver last secured a conversation with, has nothing
+    /// pending either: every message it accepted was shown to the leaver and confirmed (the records
+    /// it sent before learning of the goodbye), or was already reported undeliverable (`peer left`:
+    /// never sent, because it learned of the goodbye first). And "to spare" has a number: a leaver whose
+    /// drain deadline came at least the simulation's goodbye bound (`leaveSpareMilliseconds`: the
+    /// liveness bound plus a capped BYE retransmission and round trips) after the faults healed must
+    /// not run into it while its peer's process runs; nor may two connected peers that leave after
+    /// convergence exit with anything but 0.
+    case cleanLeave = "clean-leave"
 
     /// One line for people.
     public var summary: String {
@@ -41,6 +53,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .roomCapacity: "no room ever above two peers"
         case .liveness: "every session converges after the faults heal"
         case .authentication: "a relay in the middle is always detected, an honest one never"
+        case .cleanLeave: "leaving with drain time to spare leaves no peer record unread"
         }
     }
 }
@@ -207,6 +220,29 @@ public struct Ledger: Sendable {
                         "message \(number) of client \(client) was skipped by its receiver and never reported")
                 }
             }
+        }
+        return nil
+    }
+
+    /// `client`'s process `incarnation` left cleanly: it exited 0 before its drain deadline, so its
+    /// goodbye finished. Nothing it sent may be pending; nor may anything `peer`'s process
+    /// `peerIncarnation` sent, when that process was the other side of the leaver's conversation
+    /// (nil: no process of the peer running now ever was, so it owes the leaver nothing).
+    public func leftCleanly(_ client: Int, incarnation: Int32, peer: Int, peerIncarnation: Int32?) -> Finding? {
+        if let number = entries[client].indices.first(where: {
+            entries[client][$0].incarnation == incarnation && entries[client][$0].status == .pending
+        }) {
+            return Finding(.cleanLeave, "client \(client) left cleanly with its message \(number) still pending")
+        }
+        guard let peerIncarnation else { return nil }
+        if let number = entries[peer].indices.first(where: {
+            entries[peer][$0].incarnation == peerIncarnation && entries[peer][$0].status == .pending
+        }) {
+            let fate = entries[peer][number].shownBy >= 0 ? "shown but never confirmed" : "neither shown nor reported"
+            return Finding(
+                .cleanLeave,
+                "client \(client) left cleanly (exit 0, drain time to spare) while message \(number) of its peer "
+                    + "\(peer) was \(fate): the peer will report it undeliverable")
         }
         return nil
     }

@@ -14,6 +14,7 @@ extension World {
         if client.started { client.incarnation += 1 }
         client.started = true
         client.exitStatus = nil
+        client.inputEnded = false
         client.links.removeAll()
         client.armedTimer = nil
         let entropy = SeededEntropy(
@@ -49,6 +50,7 @@ extension World {
     public func endInput(at index: Int) {
         guard clients[index].isRunning else { return }
         record(.userEndsInput, client: index)
+        clients[index].inputEnded = true
         handle(.endOfInput, at: clients[index])
     }
 
@@ -87,7 +89,21 @@ extension World {
             case let .exit(status): exit(client, status)
             }
         }
+        if leavesEarly(client) {
+            driver.handle(.signal(ClientEvent.interruptSignal), now: now)
+            drainClient(client)  // Once: the driver has exited after the interrupt.
+            return
+        }
         armClientTimer(client)
+    }
+
+    /// The planted `leaveWhenOwnConfirmed`: the shell interrupts a process whose input ended as
+    /// soon as nothing of its own is pending.
+    private func leavesEarly(_ client: WorldClient) -> Bool {
+        guard configuration.plantedBugs.contains(.leaveWhenOwnConfirmed), client.inputEnded,
+            client.exitStatus == nil, let driver = client.driver
+        else { return false }
+        return driver.session.pendingCount == 0
     }
 
     private func connect(_ client: WorldClient, _ id: ConnectionID) {

@@ -125,6 +125,8 @@ public final class WorldClient {
     /// How this slot's processes are configured, and their password (nil: none).
     let driverConfiguration: DriverConfiguration
     let password: Password?
+    /// The current process's input ended (pipe mode's end of input).
+    public internal(set) var inputEnded = false
     /// Pings the current and earlier processes sent (each answered unless the relay is frozen).
     public internal(set) var pingsSent = 0
     /// A squatter's slot (`World.addSquatter`): no process, only JOIN attempts.
@@ -170,9 +172,9 @@ public protocol WorldObserver: AnyObject {
 /// Deliberate bugs in the world's shells (not in shipped code), for the checker's self-tests: the
 /// scenario names the invariant each must break.
 public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt8
+    public let rawValue: UInt16
 
-    public init(rawValue: UInt8) {
+    public init(rawValue: UInt16) {
         self.rawValue = rawValue
     }
 
@@ -194,6 +196,10 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// The client's shell sends, with each typed line, one of the session's current record keys
     /// in the clear (base64 in a SIGNAL's payload).
     public static let leakSessionKey = WorldPlantedBugs(rawValue: 1 << 6)
+    /// The client's shell walks away once the user's input ended and its own messages are
+    /// confirmed: it interrupts the process (Ctrl-C), whose goodbye then ends at once, whatever the
+    /// peer still has in flight (pipe mode's leave before issue 13's goodbye).
+    public static let leaveWhenOwnConfirmed = WorldPlantedBugs(rawValue: 1 << 7)
 }
 
 /// Counts of what the world did, for a report.

@@ -71,6 +71,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
         case codes = 8
         /// The relay's reconnect tokens (`index`: the relay process, counted from 0).
         case relay = 9
+        /// Which users end their input early, and when (`--leave-randomly`).
+        case leaving = 10
     }
 
     @inline(__always)

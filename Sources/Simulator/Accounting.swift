@@ -166,7 +166,14 @@ extension Simulation {
                 convergenceMilliseconds: convergedAt.flatMap { end in
                     healedAt.map { end.duration(since: $0).wholeMilliseconds }
                 }),
-            authentication: authenticationAtConvergence ?? tallyAuthentication())
+            authentication: authenticationAtConvergence ?? tallyAuthentication(),
+            leaving: settings.leaveRandomly
+                ? .init(
+                    leavers: counters.leavers, leftCleanly: counters.leftCleanly,
+                    leftAtDeadline: counters.leftAtDeadline,
+                    drainTimeoutMilliseconds: settings.drainTimeoutMilliseconds,
+                    spareMilliseconds: settings.leaveSpareMilliseconds)
+                : nil)
     }
 }
 

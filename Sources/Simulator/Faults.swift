@@ -58,8 +58,10 @@ extension Simulation {
     func processRestart(_ index: Int) {
         users[index] = User(
             sendTimes: users[index].sendTimes, nextSend: users[index].nextSend, typing: -1, numbers: [],
-            observedState: .initial, userFoundAt: nil, restartAt: nil)
+            observedState: .initial, userFoundAt: nil, restartAt: nil, leaves: users[index].leaves,
+            inputEnded: users[index].inputEnded)
         world.startProcess(index)
+        if users[index].inputEnded { endInput(index) }
         if let mean = settings.peerRestartMeanIntervalMilliseconds {
             scheduleFault(.processCrash, client: index, meanMilliseconds: mean, after: world.now)
         }
@@ -123,6 +125,9 @@ extension Simulation {
         // for good: waiting for it is not an excuse.
         let peer = world.clients[world.peer(of: index)]
         if !options.mitm && peer.exitStatus != nil { return true }
+        // Connected to the peer's current process, not to one that has since restarted: a fresh
+        // instance's handshake runs beside the keys in use until this side confirms it too.
+        if !options.mitm && peer.isRunning && users[index].securedWith != peer.incarnation { return false }
         return session.pendingCount == 0 && session.state == .connected
     }
 
@@ -140,13 +145,16 @@ extension Simulation {
         goodbye = Goodbye(
             startedAt: world.now, deadline: world.now.advanced(by: .milliseconds(settings.goodbyeBoundMilliseconds)),
             pairedRooms: (0..<settings.rooms).filter { room in
+                // A room with a random leaver is checked as that user leaves (its peer may rightly
+                // have reported messages typed after the goodbye undeliverable).
                 (0..<RoomCode.peersMax).allSatisfy { side in
                     let client = world.clients[room * RoomCode.peersMax + side]
                     return client.isRunning && client.driver?.session.state == .connected
+                        && !users[room * RoomCode.peersMax + side].leaves
                 }
             })
         record(.goodbye)
-        for index in 0..<settings.peers { world.endInput(at: index) }
+        for index in 0..<settings.peers where !users[index].inputEnded { endInput(index) }
         world.schedule(SimEvent.goodbyeCheck.rawValue, at: world.now)
     }
 
@@ -167,7 +175,8 @@ extension Simulation {
                 let index = room * RoomCode.peersMax + side
                 let status = world.clients[index].exitStatus
                 guard status == .success else {
-                    return fail(.lossReported, "client \(index) left a connected peer with \(status.map { "\($0)" } ?? "no exit") "
+                    let exit = status.map { "\($0)" } ?? "no exit"
+                    return fail(.cleanLeave, "client \(index) left a connected peer with \(exit) "
                         + "instead of exit 0: the goodbye lost what was in flight")
                 }
             }

@@ -53,6 +53,38 @@ extension Simulation: WorldObserver {
 
     public func world(_ world: World, client: Int, exited status: ClientExitStatus) {
         record(.exited, client: client, value: UInt64(status.code))
+        if violation == nil && users[client].inputEnded { leaverExited(client, status) }
+    }
+
+    /// A process whose input ended exited: what the goodbye promises (`clean-leave`). Exit 0
+    /// before the drain deadline means the goodbye finished: nothing of either side may be left
+    /// pending. Running into the deadline is allowed only without time to spare.
+    private func leaverExited(_ index: Int, _ status: ClientExitStatus) {
+        guard let deadline = users[index].drainDeadline else { return }
+        let peer = world.peer(of: index)
+        let peerClient = world.clients[peer]
+        if status == .success && world.now < deadline {
+            if users[index].leaves { counters.leftCleanly += 1 }
+            // Only the peer process this one last secured a conversation with can have sent it records.
+            let partner = users[index].securedWith.flatMap {
+                peerClient.isRunning && $0 == peerClient.incarnation ? $0 : nil
+            }
+            if let finding = ledger.leftCleanly(
+                index, incarnation: world.clients[index].incarnation, peer: peer, peerIncarnation: partner)
+            {
+                fail(finding)
+            }
+            return
+        }
+        guard world.now >= deadline else { return }
+        if users[index].leaves { counters.leftAtDeadline += 1 }
+        let spare = Duration.milliseconds(settings.leaveSpareMilliseconds)
+        guard let healedAt, deadline >= healedAt.advanced(by: spare), peerClient.isRunning else { return }
+        fail(
+            .cleanLeave,
+            "client \(index) ran into its drain deadline \(deadline.duration(since: healedAt).wholeMilliseconds) ms "
+                + "after the faults healed (a goodbye takes at most \(settings.leaveSpareMilliseconds) ms then) "
+                + "while its peer ran: \(describe(peer))")
     }
 
     /// The relay said JOINED on `link`: count it against the room's capacity, from what the relay
@@ -84,6 +116,8 @@ extension Simulation: WorldObserver {
         case let .delivered(ids): delivered(index, ids)
         case let .undeliverable(lost, reason): undeliverable(index, lost, reason)
         case let .notice(notice) where notice.kind == .suspiciousFrame: counters.suspicious += 1
+        case let .notice(notice) where notice.kind == .secured || notice.kind == .rekeyed:
+            users[index].securedWith = world.clients[world.peer(of: index)].incarnation
         default: break
         }
     }

@@ -26,6 +26,8 @@ public struct SimulationReport: Sendable, Codable {
     public var core: Core
     public var liveness: Liveness
     public var authentication: Authentication
+    /// Users who left at random (`--leave-randomly`); nil without them.
+    public var leaving: Leaving?
 
     public struct Sessions: Sendable, Codable {
         public var total: Int
@@ -130,6 +132,18 @@ public struct SimulationReport: Sendable, Codable {
         public var passwordRunsUnconfirmedMost: Int
     }
 
+    public struct Leaving: Sendable, Codable {
+        /// Users whose input ended at a random moment of the fault phase.
+        public var leavers: Int
+        /// Their processes that exited 0 before the drain deadline (the goodbye finished), and
+        /// those that ran into it.
+        public var leftCleanly: Int
+        public var leftAtDeadline: Int
+        /// The clients' drain timeout, and how much of it counts as time to spare after the heal.
+        public var drainTimeoutMilliseconds: UInt64
+        public var spareMilliseconds: UInt64
+    }
+
     public struct Liveness: Sendable, Codable {
         public var healedAtMilliseconds: UInt64?
         public var boundMilliseconds: UInt64
@@ -174,6 +188,12 @@ extension SimulationReport {
         lines.append(
             "workload: \(s.messagesPerPeer) messages per peer\(given("messages")) over a "
                 + "\(s.faultPhaseMilliseconds / 1_000) s fault phase\(given("fault-phase"))")
+        if let leaving {
+            lines.append(
+                "leaving:  \(leaving.leavers) users left at random: \(leaving.leftCleanly) process(es) cleanly, "
+                    + "\(leaving.leftAtDeadline) at the drain deadline (drain \(leaving.drainTimeoutMilliseconds) ms, "
+                    + "to spare after the heal: \(leaving.spareMilliseconds) ms)")
+        }
         let converged =
             liveness.convergenceMilliseconds.map { "converged \($0) ms after the heal" } ?? "did not converge"
         lines.append(

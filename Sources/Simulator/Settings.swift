@@ -44,16 +44,20 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
     /// (slower: an mmap, mprotects and an mlock per allocation), rather than ordinary memory.
     public var guardedMemory: Bool
+    /// Users leave at random times (`--leave-randomly`): each client's input ends, with probability
+    /// one half, at a random moment of the fault phase, while messages are in flight both ways.
+    public var leaveRandomly: Bool
 
     public init(
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
-        traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0
+        traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0, leaveRandomly: Bool = false
     ) {
         self.guardedMemory = guardedMemory
         self.squatters = squatters
+        self.leaveRandomly = leaveRandomly
         self.peers = peers
         self.seed = seed
         self.drop = drop
@@ -105,6 +109,9 @@ public struct SimulationOptions: Sendable, Hashable {
         if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
             throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
+        if (leaveRandomly || plantedBug?.needsRandomLeaving == true) && mitm {
+            throw .invalidOption("--leave-randomly checks the goodbye between the two peers: not with --mitm")
+        }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
         }
@@ -140,6 +147,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case leakSessionKey = "leak-session-key"
     /// The relay's shell answers a squatter's refused JOIN with JOINED: a third peer in the room.
     case thirdPeerJoins = "third-peer-joins"
+    /// The clients' shells walk away (Ctrl-C) as soon as their own messages are confirmed after the
+    /// input ended, ignoring the peer's records in flight (WorldPlantedBugs.leaveWhenOwnConfirmed).
+    /// Runs with random leavers (`--leave-randomly` is implied).
+    case leaveEarly = "leave-early"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -154,6 +165,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .leakSessionKey: .relayBlind
         case .thirdPeerJoins: .roomCapacity
         case .passwordLeftOut: .authentication
+        case .leaveEarly: .cleanLeave
         }
     }
 
@@ -161,6 +173,9 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
     /// Only a squatter's JOIN can show this bug.
     public var needsSquatters: Bool { self == .thirdPeerJoins }
+
+    /// The bug only shows when users leave while messages are in flight: it implies `--leave-randomly`.
+    public var needsRandomLeaving: Bool { self == .leaveEarly }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -174,6 +189,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .leakSessionKey: configuration.plantedBugs.insert(.leakSessionKey)
         case .thirdPeerJoins: configuration.plantedBugs.insert(.thirdPeerJoins)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
+        case .leaveEarly: configuration.plantedBugs.insert(.leaveWhenOwnConfirmed)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -223,6 +239,15 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var mitm: Bool
     /// Squatters probing full rooms (`--squatters`).
     public var squatters: Int
+    /// Users leave at random times in the fault phase (`--leave-randomly`, or implied by a planted bug).
+    public var leaveRandomly: Bool
+    /// The clients' `--drain-timeout`: the shipped 30 s; with random leavers, the fault phase plus
+    /// `leaveSpareMilliseconds`, so that every leaver's deadline comes that long after the heal.
+    public var drainTimeoutMilliseconds: UInt64
+    /// How much drain time is "to spare": once every fault has healed, a goodbye between two running
+    /// processes finishes within this (the liveness bound, one BYE retransmission at its cap, and
+    /// round trips). A leaver whose deadline came this long after the heal must not run into it.
+    public var leaveSpareMilliseconds: UInt64
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -305,7 +330,12 @@ extension ResolvedSettings {
             reconnectMax: reconnectMaxMilliseconds, connectTimeout: connectTimeoutMilliseconds,
             retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
             messagesPerPeer: messagesPerPeer, inFlightMax: driver.session.inFlightMax)
-        goodbyeBoundMilliseconds = driver.drainTimeout.wholeMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
+        leaveRandomly = options.leaveRandomly || options.plantedBug?.needsRandomLeaving == true
+        let roundTrip = 2 * max(delayMaxMilliseconds, 1)
+        leaveSpareMilliseconds = livenessBoundMilliseconds + retransmitMaxMilliseconds + 8 * roundTrip
+        drainTimeoutMilliseconds = leaveRandomly
+            ? faultPhaseMilliseconds + leaveSpareMilliseconds : driver.drainTimeout.wholeMilliseconds
+        goodbyeBoundMilliseconds = drainTimeoutMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
             + 16 * 2 * max(delayMaxMilliseconds, 1)
     }
 

@@ -36,6 +36,7 @@ public final class Simulation {
     var faultRandom: Xoshiro256
     var workloadRandom: Xoshiro256
     var plantedRandom: Xoshiro256
+    var leaveRandom: Xoshiro256
 
     // The scenario's view of each client.
     var users: [User]
@@ -74,6 +75,7 @@ public final class Simulation {
         faultRandom = Xoshiro256(seed: options.seed, stream: .faults)
         workloadRandom = Xoshiro256(seed: options.seed, stream: .workload)
         plantedRandom = Xoshiro256(seed: options.seed, stream: .planted)
+        leaveRandom = Xoshiro256(seed: options.seed, stream: .leaving)
         ledger = Ledger(clients: settings.peers)
         users = (0..<settings.peers).map { _ in User() }
         roomMembers = Array(repeating: [], count: settings.rooms)
@@ -122,6 +124,12 @@ public final class Simulation {
         var configuration = WorldConfiguration(
             clients: settings.peers, seed: settings.seed, faults: faults,
             password: { passwords.isEmpty ? nil : passwords[$0] })
+        if settings.leaveRandomly {
+            let drain = Duration.milliseconds(settings.drainTimeoutMilliseconds)
+            configuration.driver = {
+                DriverConfiguration(session: SessionConfiguration(room: $0), interactive: false, drainTimeout: drain)
+            }
+        }
         if let bug = settings.plantedBug.flatMap(PlantedBug.init(rawValue:)) { bug.plant(in: &configuration) }
         return configuration
     }
@@ -165,6 +173,7 @@ public final class Simulation {
         let spread = Duration.milliseconds(settings.startSpreadMilliseconds)
         for index in 0..<settings.peers {
             scheduleWorkload(for: index, spread: spread)
+            scheduleLeaving(for: index, spread: spread)
             scheduleFaults(for: index, after: .zero.advanced(by: spread))
         }
         for squatter in 0..<settings.squatters { scheduleSquat(settings.peers + squatter) }
@@ -191,6 +200,7 @@ public final class Simulation {
         case .goodbyeCheck: goodbyeCheck()
         case .mitmTimer: adversary?.timer(client)
         case .squat: squat(client)
+        case .userLeaves: userLeaves(client)
         }
     }
 
@@ -227,6 +237,7 @@ enum SimEvent: UInt8 {
     case goodbyeCheck
     case mitmTimer
     case squat
+    case userLeaves
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose
@@ -251,6 +262,14 @@ struct User {
     var userFoundAt: Instant?
     /// When the current process crashed, the restart is due.
     var restartAt: Instant?
+    /// The user leaves at a random moment (`--leave-randomly`).
+    var leaves = false
+    /// The user's input ended (a process started after that ends its input at once), and the
+    /// current process's drain deadline.
+    var inputEnded = false
+    var drainDeadline: Instant?
+    /// The peer's process incarnation the current process last secured a conversation with.
+    var securedWith: Int32?
 }
 
 /// Running totals for the report.
@@ -277,4 +296,9 @@ struct Counters {
     var squats = 0
     var squatsRefused = 0
     var squatsSeated = 0
+    /// Users who left at random; of their processes, those that left cleanly (exit 0 before the
+    /// drain deadline) and those that ran into the deadline.
+    var leavers = 0
+    var leftCleanly = 0
+    var leftAtDeadline = 0
 }

@@ -16,6 +16,29 @@ extension Simulation {
         if let first = times.first { world.schedule(SimEvent.userTypes.rawValue, client: Int32(index), at: first) }
     }
 
+    /// With random leavers, half the users end their input at a random moment of the fault phase,
+    /// drawn from their own stream (so every other draw is that of the same seed without leavers).
+    func scheduleLeaving(for index: Int, spread: Duration) {
+        guard settings.leaveRandomly, leaveRandom.chance(0.5) else { return }
+        let at = Instant(nanoseconds: leaveRandom.inRange(spread.wholeNanoseconds...faultPhaseEnd.nanoseconds))
+        world.schedule(SimEvent.userLeaves.rawValue, client: Int32(index), at: at)
+    }
+
+    func userLeaves(_ index: Int) {
+        counters.leavers += 1
+        users[index].leaves = true
+        endInput(index)
+    }
+
+    /// The user's input ends (pipe mode): the process drains, says goodbye and exits by its drain
+    /// deadline. A process that is down ends its input as soon as it is back.
+    func endInput(_ index: Int) {
+        users[index].inputEnded = true
+        guard world.clients[index].isRunning else { return }
+        users[index].drainDeadline = world.now.advanced(by: .milliseconds(settings.drainTimeoutMilliseconds))
+        world.endInput(at: index)
+    }
+
     func start(_ index: Int) {
         world.startProcess(index)
         users[index].observedState = .initial
@@ -24,6 +47,7 @@ extension Simulation {
     /// The user types the next message: a canary text that names it. A user whose process is down
     /// types again once it is back.
     func userTypes(_ index: Int) {
+        guard !users[index].inputEnded else { return }  // The user left: nothing more is typed.
         guard world.clients[index].isRunning else {
             let retry = users[index].restartAt.map { $0.advanced(by: .nanoseconds(1)) } ?? world.now
             if users[index].restartAt != nil {

@@ -40,9 +40,12 @@ struct SimulatorCommand: ParsableCommand {
             that no session fails authentication and every room's safety numbers match. The summary's \
             "auth" lines count them.
 
+            --leave-randomly makes half the users leave (end of input) at random moments of the fault \
+            phase; clean-leave then requires that a client which exits 0 before its drain deadline left \
+            nothing of its peer's unread, and that no leaver runs into its deadline with time to spare.
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
-            (relay-wrong-room, skip-counter-check, drop-acked-message) to prove the checker names the \
-            invariant it breaks.
+            (one per invariant) to prove the checker names the invariant it breaks.
 
             Examples:
               simulator --peers 1000 --drop 0.05
@@ -96,6 +99,13 @@ struct SimulatorCommand: ParsableCommand {
             valueName: "N"))
     var squatters = 0
 
+    @Flag(
+        help: """
+            Users leave at random: half of them end their input (pipe mode) at a random moment of the \
+            fault phase; the clients' drain timeout lets each goodbye finish after the heal (clean-leave).
+            """)
+    var leaveRandomly = false
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -119,11 +129,9 @@ struct SimulatorCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Switch on a deliberately broken behaviour to prove the checker catches it (for the simulator's "
-                + "self-tests), one per invariant: "
-                + PlantedBug.allCases.map { "\($0.rawValue) (\($0.expectedInvariant.rawValue))" }
-                    .joined(separator: ", ")
-                + ".",
+            "Switch on a deliberately broken behaviour to prove the checker catches it: "
+                + PlantedBug.allCases.map { "\($0.rawValue) (breaks \($0.expectedInvariant.rawValue))" }
+                    .joined(separator: ", ") + ". For the simulator's self-tests.",
             visibility: .hidden))
     var plantBug: String?
 
@@ -218,7 +226,8 @@ struct SimulatorCommand: ParsableCommand {
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
-            traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters)
+            traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
+            leaveRandomly: leaveRandomly)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -237,6 +246,7 @@ struct SimulatorCommand: ParsableCommand {
         if let faultPhase { words += ["--fault-phase", String(faultPhase)] }
         if mitm { words.append("--mitm") }
         if squatters > 0 { words += ["--squatters", String(squatters)] }
+        if leaveRandomly { words.append("--leave-randomly") }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")

@@ -143,6 +143,24 @@ struct LedgerTests {
         #expect(skipped.delivered(by: 0, number: 0)?.invariant == .lossReported, "delivered, yet skipped")
     }
 
+    @Test("Leaving cleanly with either side's message pending is clean-leave; another conversation's peer owes nothing")
+    func cleanLeave() {
+        // Client 0 (the peer) sent three; client 1 leaves cleanly.
+        var ledger = Self.ledger(typing: 3)
+        #expect(Self.shown(0, &ledger) == nil)
+        #expect(ledger.delivered(by: 0, number: 0) == nil)
+        #expect(Self.shown(1, &ledger) == nil)
+        #expect(ledger.undeliverable(by: 0, number: 2) == nil, "never sent: the peer learned of the goodbye first")
+        let shownUnconfirmed = ledger.leftCleanly(1, incarnation: 0, peer: 0, peerIncarnation: 0)
+        #expect(shownUnconfirmed?.invariant == .cleanLeave, "message 1 was shown but the peer still waits")
+        #expect(ledger.leftCleanly(1, incarnation: 0, peer: 0, peerIncarnation: nil) == nil)
+        #expect(ledger.delivered(by: 0, number: 1) == nil)
+        #expect(ledger.leftCleanly(1, incarnation: 0, peer: 0, peerIncarnation: 0) == nil)
+        // The leaver's own message still pending.
+        let own = Self.ledger(typing: 1)
+        #expect(own.leftCleanly(0, incarnation: 0, peer: 1, peerIncarnation: nil)?.invariant == .cleanLeave)
+    }
+
     @Test("A crashed sender takes its pending messages with it")
     func crash() {
         var ledger = Self.ledger(typing: 2)

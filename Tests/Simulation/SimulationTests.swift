@@ -56,6 +56,18 @@ struct SimulationTests {
         #expect(report.sessions.connected + report.sessions.failed.values.reduce(0, +) == report.sessions.total)
     }
 
+    @Test("Users leaving at random mid-faults: every goodbye leaves nothing unread (clean-leave)", arguments: 1...4)
+    func randomLeavers(seed: UInt64) throws {
+        var options = Self.allFaults(seed: seed)
+        options.leaveRandomly = true
+        let report = try Self.run(options)
+        #expect(report.violation == nil, "\(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "")")
+        let leaving = try #require(report.leaving)
+        // Leavers there were, and most of them finished their goodbye before the deadline.
+        #expect(leaving.leavers > 0 && leaving.leftCleanly * 2 > leaving.leavers)
+        #expect(report.messages.stillPending == 0)
+    }
+
     @Test("Settings not given are drawn from the seed; given ones are kept", arguments: [3, 4] as [UInt64])
     func swarm(seed: UInt64) throws {
         let drawn = ResolvedSettings.resolve(SimulationOptions(peers: 10, seed: seed))

@@ -109,6 +109,48 @@ struct SessionGoodbyeTests {
         #expect(chat.sessions[0].state == .destroyed)
     }
 
+    @Test("Leaving while a link is down (the peer did not say goodbye) waits for the keys, then says goodbye")
+    func leaveWhileDisconnectedWaits() {
+        for password in ["oyster-lemon", nil] as [String?] {
+            let chat = InMemoryChat()
+            chat.addSession(password: password)
+            chat.addSession(password: password)
+            // Bob's record to Alice is lost, then Bob's link drops; Alice, with nothing of her own
+            // pending, leaves. (The simulator's clean-leave found this: she ended at once, and Bob
+            // later reported his message undeliverable although she had drain time to spare.)
+            chat.tap = { to, frame in to == 0 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+            chat.send(1, "in flight")
+            chat.disconnect(1)
+            #expect(chat.sessions[0].state != .connected)
+            chat.sessions[0].handle(.leave, now: chat.now)
+            chat.run()
+            #expect(chat.sessions[0].state != .destroyed, "Alice waits: Bob's record may still come")
+            chat.tap = nil
+            chat.connect(1)
+            chat.advance(by: .seconds(5))
+            #expect(chat.received(0) == ["in flight"])
+            #expect(chat.sessions[0].state == .destroyed && chat.ended(0) == [.userQuit])
+            #expect(chat.delivered(1) == [MessageID(1)] && chat.undeliverable(1).isEmpty)
+            let bobHeardTheGoodbye = chat.log[1].contains(.notice(.peerLeaving))
+            #expect(bobHeardTheGoodbye)
+        }
+    }
+
+    @Test("Leaving after the peer said goodbye and its connection ended: it is gone for good, so end at once")
+    func leaveAfterPeerGone() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        chat.sessions[1].handle(.leave, now: chat.now)
+        chat.run()
+        #expect(chat.sessions[1].state == .destroyed)
+        chat.disconnect(1)
+        #expect(chat.sessions[0].state != .connected)
+        chat.sessions[0].handle(.leave, now: chat.now)
+        chat.run()
+        #expect(chat.sessions[0].state == .destroyed)
+    }
+
     @Test("A replayed BYE is refused; so is a sealed one whose numbers the conversation never reached")
     func forgedGoodbyes() throws {
         let chat = InMemoryChat()

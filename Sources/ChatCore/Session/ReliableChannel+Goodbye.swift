@@ -17,6 +17,8 @@ struct Farewell {
     var peerLeaving = false
     /// The peer's latest BYE: the last record it sent us, and the last of those we confirmed.
     var peerReport: (sentThrough: UInt64, confirmedThrough: UInt64)?
+    /// The peer said goodbye and then its connection ended: it is gone for good.
+    var peerGone = false
 
     static let bodyByteCount = 25
     static let leavingFlag: UInt8 = 1
@@ -26,6 +28,7 @@ struct Farewell {
     mutating func peerChanged() {
         peerLeaving = false
         peerReport = nil
+        peerGone = false
     }
 }
 
@@ -76,6 +79,7 @@ extension ReliableChannel {
     /// not confirm never will be.
     mutating func peerGone(into outputs: inout SessionOutputs) {
         guard farewell.peerLeaving else { return }
+        farewell.peerGone = true
         abandonAll(.peerLeft, into: &outputs)
     }
 

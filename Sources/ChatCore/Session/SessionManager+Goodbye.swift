@@ -1,11 +1,18 @@
 // The coordinator's side of the goodbye (ReliableChannel+Goodbye.swift has the protocol).
 
 extension SessionManager {
-    /// `.leave`: say goodbye while CONNECTED and end once it is done; without keys, end now.
+    /// `.leave`: say goodbye while CONNECTED and end once it is done. Without keys, end now,
+    /// unless there is a conversation whose peer may still have records for us in flight (a link
+    /// dropped; the peer did not say goodbye and leave): then the goodbye waits for the keys to come
+    /// back (`ReliableChannel.open` sends the BYE), and the caller's deadline bounds the wait.
     func leave(now: Instant) {
         guard lifecycle.state != .destroyed else { return }
         guard lifecycle.state == .connected else {
-            end(.userQuit)
+            if handshake.confirmedPeer != nil && !channel.farewell.peerGone {
+                channel.startLeaving(now: now, into: &outputs)
+            } else {
+                end(.userQuit)
+            }
             return
         }
         channel.startLeaving(now: now, into: &outputs)

@@ -94,8 +94,9 @@ public enum SessionInput: Hashable, Sendable {
     case frame([UInt8])
     /// The user leaves, saying goodbye: while CONNECTED the session tells the peer (BYE), waits
     /// until its own messages are confirmed and every record the peer sent before learning of it
-    /// has arrived, and then ends (`.ended(.userQuit)`); otherwise it ends at once. The caller
-    /// bounds the wait (`.quit` ends it).
+    /// has arrived, and then ends (`.ended(.userQuit)`). Without keys it waits for them to come
+    /// back (and then says goodbye) if there is a conversation whose peer has not said goodbye and
+    /// gone; otherwise it ends at once. The caller bounds the wait (`.quit` ends it).
     case leave
     /// The user leaves now (a single BYE tells a connected peer, then the session ends).
     case quit
