@@ -21,6 +21,8 @@ public func sessionProgramSeeds() -> [(String, [UInt8])] {
             ("honest-backwards", join + (0..<12).reversed().map { .deliverPeer(index: UInt8($0)) }),
             ("honest-twice", honest + (0..<12).map { .deliverPeer(index: UInt8($0)) }),
             ("stranger-opens", join + [hello { _ in }, .forgeConfirm(opening: 0, variant: .valid), .send(body: [])]),
+            ("typed-before-stranger-opens", join + [.send(body: []), hello { $0.epoch = 2 },
+                                                    .forgeConfirm(opening: 0, variant: .valid)]),
             ("stranger-knows-victim-max-next", join + [
                 hello { $0.knownPeer = .victim; $0.nextExpected = .max }, .forgeConfirm(opening: 0, variant: .valid),
                 .send(body: []), .repeatLast]),
