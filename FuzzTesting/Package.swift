@@ -12,7 +12,8 @@
 import PackageDescription
 
 let fuzzTargets = [
-    "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSOCKSReply", "FuzzProxyHeader",
+    "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
+    "FuzzProxyHeader",
 ]
 
 let package = Package(

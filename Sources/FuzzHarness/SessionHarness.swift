@@ -154,14 +154,14 @@ extension ChatWorld {
     }
 }
 
-/// Encode a scenario as a `fuzzSession` input.
+/// Encode a scenario as a `fuzzSessionWorld` input.
 public func encodeSessionInput(_ steps: [WorldStep]) -> [UInt8] {
     var writer = FuzzWriter()
     for step in steps { step.write(to: &writer) }
     return writer.bytes
 }
 
-/// Decode a `fuzzSession` input into its steps (at most `stepsMax`).
+/// Decode a `fuzzSessionWorld` input into its steps (at most `stepsMax`).
 public func decodeSessionInput(_ data: UnsafeRawBufferPointer, stepsMax: Int = sessionStepsMax) -> [WorldStep] {
     var reader = FuzzReader(data)
     var steps: [WorldStep] = []
@@ -169,7 +169,7 @@ public func decodeSessionInput(_ data: UnsafeRawBufferPointer, stepsMax: Int = s
     return steps
 }
 
-/// The most steps one `fuzzSession` input runs (inputs are at most a few KiB anyway).
+/// The most steps one `fuzzSessionWorld` input runs (inputs are at most a few KiB anyway).
 public let sessionStepsMax = 2048
 
 /// Two sessions, the relay's room logic and a network between them, driven by arbitrary bytes
@@ -181,7 +181,7 @@ public let sessionStepsMax = 2048
 /// (X25519) and with one (CPace), so both handshakes meet every scenario. Every `ChatWorld`
 /// invariant is checked after every step; when no hostile step occurred, liveness is checked at
 /// the end, and in both worlds the two sides must show the same safety number.
-public func fuzzSession(_ data: UnsafeRawBufferPointer) {
+public func fuzzSessionWorld(_ data: UnsafeRawBufferPointer) {
     let steps = decodeSessionInput(data)
     for configuration in [ChatWorld.Configuration.small, .smallWithPassword] {
         let mode = configuration.password == nil ? "no password" : "password"

@@ -14,7 +14,8 @@ struct CorpusReplayTests {
 
     /// Every fuzz target (the FuzzTesting executable names).
     static let targets = [
-        "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSOCKSReply", "FuzzProxyHeader",
+        "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
+        "FuzzProxyHeader",
     ]
 
     /// The harness a target's executable calls.
@@ -24,6 +25,7 @@ struct CorpusReplayTests {
         case "FuzzClientFrame": fuzzClientFrame
         case "FuzzRelayRooms": fuzzRelayRooms
         case "FuzzSession": fuzzSession
+        case "FuzzSessionWorld": fuzzSessionWorld
         case "FuzzSOCKSReply": fuzzSOCKSReply
         case "FuzzProxyHeader": fuzzProxyHeader
         default: nil

@@ -31,14 +31,14 @@ struct RegressionTests {
         #expect(try WireCodec.decodeRelayMessage(WireCodec.encode(reply)) == reply)
     }
 
-    /// FuzzSession: a connection blip during the handshake (both JOINs reach the relay, then one
+    /// FuzzSessionWorld (then called FuzzSession): a connection blip during the handshake (both JOINs reach the relay, then one
     /// side's connection drops before anything else is delivered, then it reconnects) made each
     /// side see the other's fresh KEY_EXCHANGE as a restart and answer with a fresh one of its own,
     /// forever: the network never settled and the handshake never completed.
     @Test("Regression: a reconnect during the handshake does not make the two sides re-key forever")
     func handshakePingPong() throws {
-        let data = try Self.input("FuzzSession", "handshake-ping-pong-after-reconnect.bin")
-        data.withUnsafeBytes { fuzzSession($0) }
+        let data = try Self.input("FuzzSessionWorld", "handshake-ping-pong-after-reconnect.bin")
+        data.withUnsafeBytes { fuzzSessionWorld($0) }
 
         // Without a password (X25519) and with one (CPace, whose share is answered again the same way).
         for configuration in [ChatWorld.Configuration.small, .smallWithPassword] {
@@ -63,6 +63,44 @@ struct RegressionTests {
             connectsAndChats()
             #expect(world.violations.isEmpty, "\(world.violations)")
         }
+    }
+
+    /// FuzzSession, issue 12 item 5a: a peer holding the password opens claiming to remember the
+    /// victim's conversation (knownPeer = the victim) and to expect message 2^64 - 1 next, in a
+    /// handshake that does not resume (the victim never met this instance), and confirms with the
+    /// right run id and tag. The victim renumbered its sending from 2^64 - 1 and the next message
+    /// overflowed the counter (a trap). Now the resume point is bounded by what the victim
+    /// numbered: the confirmation is refused (inconsistentResume) and nothing is numbered.
+    @Test("Regression 5a: a peer's nextExpected of UInt64.max in a non-resumed handshake is refused, no overflow")
+    func extremeNextExpected() throws {
+        let data = try Self.input("FuzzSession", "next-expected-max-non-resumed.bin")
+        data.withUnsafeBytes { fuzzSession($0) }
+        let (password, ops) = decodeSessionProgram([UInt8](data))
+        #expect(password)
+        let run = SessionRun(password: password)
+        for op in ops { run.apply(op) }
+        #expect(run.violations.isEmpty, "\(run.violations)")
+        #expect(run.rejections.contains(.handshake(.inconsistentResume)), "\(run.rejections)")
+        #expect(run.victim.state == .keySetup)
+        #expect(run.victim.pendingCount == 1, "the message waits for keys; it was never numbered 2^64 - 1")
+    }
+
+    /// FuzzSession, issue 12 item 5b: the same kind of confirmation (a verified CPace tag for a
+    /// pairing the conversation refuses as an inconsistent resume) delivered twice. The repeat
+    /// reached a `preconditionFailure` ("a pairing without a password has its ratchet and
+    /// transcript"). Now a verified pairing keeps its keys, and the repeat is judged (and refused)
+    /// again.
+    @Test("Regression 5b: a KEY_CONFIRM repeated after an inconsistentResume rejection is refused again, no trap")
+    func repeatedConfirmationAfterInconsistentResume() throws {
+        let data = try Self.input("FuzzSession", "confirmation-repeated-after-inconsistent-resume.bin")
+        data.withUnsafeBytes { fuzzSession($0) }
+        let (password, ops) = decodeSessionProgram([UInt8](data))
+        let run = SessionRun(password: password)
+        for op in ops { run.apply(op) }
+        #expect(run.violations.isEmpty, "\(run.violations)")
+        #expect(run.rejections.filter { $0 == .handshake(.inconsistentResume) }.count >= 2, "\(run.rejections)")
+        #expect(run.victim.state == .keySetup)
+        #expect(run.victim.statistics.handshakesCompleted == 0)
     }
 
     /// Seat reservation: a process that restarts (new keys, no token) finds its old seat reserved

@@ -1,4 +1,4 @@
-// Two sessions, the relay and a hostile network, driven by arbitrary steps.
+// One real session against a recorded peer and a forging one, driven by a program of operations.
 // Nothing but the libFuzzer entry (libFuzzer provides main): the harness is FuzzHarness.fuzzSession, which Tests/Fuzz also runs.
 import FuzzHarness
 

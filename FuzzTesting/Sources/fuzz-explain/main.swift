@@ -1,14 +1,15 @@
-// Explains a FuzzSession or FuzzRelayRooms input (a crash file, a corpus entry) step by step:
+// Explains a FuzzSession, FuzzSessionWorld or FuzzRelayRooms input (a crash file, a corpus entry) step by step:
 // each decoded step, what it did, and the first broken invariant, without stopping the process.
 //
 //   swift run --package-path FuzzTesting fuzz-explain FuzzSession <input-file> [--verbose]
+//   swift run --package-path FuzzTesting fuzz-explain FuzzSessionWorld <input-file> [--verbose]
 import ChatCore
 import Foundation
 import FuzzHarness
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3, let data = FileManager.default.contents(atPath: arguments[2]) else {
-    print("usage: fuzz-explain FuzzSession|FuzzRelayRooms <input-file> [--verbose]")
+    print("usage: fuzz-explain FuzzSession|FuzzSessionWorld|FuzzRelayRooms <input-file> [--verbose]")
     exit(2)
 }
 let verbose = arguments.contains("--verbose")
@@ -22,7 +23,7 @@ func describe(_ frame: [UInt8]) -> String {
 }
 
 switch arguments[1] {
-case "FuzzSession":
+case "FuzzSessionWorld":
     let steps = bytes.withUnsafeBytes { decodeSessionInput($0) }
     let world = ChatWorld()
     if verbose { world.trace = { print($0) } }
@@ -44,6 +45,21 @@ case "FuzzSession":
         }
     }
     print("no violation (\(steps.count) steps, adversarial: \(world.isAdversarial))")
+case "FuzzSession":
+    let (password, ops) = decodeSessionProgram(bytes)
+    let run = SessionRun(password: password)
+    if verbose { run.trace = { print($0) } }
+    print("mode: \(password ? "password (CPace)" : "no password (X25519)")")
+    for (index, op) in ops.enumerated() {
+        run.apply(op)
+        let session = run.victim
+        print(String(format: "%4d ", index) + "\(op)  →  \(session.state) pending \(session.pendingCount)  t=\(run.now)")
+        if !run.violations.isEmpty {
+            print("VIOLATION:\n  " + run.violations.joined(separator: "\n  "))
+            exit(1)
+        }
+    }
+    print("no violation (\(ops.count) operations)")
 case "FuzzRelayRooms":
     var reader = FuzzReader(bytes)
     var scenario = RoomsScenario()

@@ -411,6 +411,7 @@ func write(_ target: String, _ seeds: [(String, [UInt8])], suffix: String) throw
 try write("FuzzRelayFrame", clientFrames, suffix: ".json")
 try write("FuzzClientFrame", relayFrames, suffix: ".json")
 try write("FuzzRelayRooms", roomScenarios.map { ($0.0, encodeRoomsInput($0.1)) }, suffix: ".bin")
-try write("FuzzSession", sessionScenarios.map { ($0.0, encodeSessionInput($0.1)) }, suffix: ".bin")
+try write("FuzzSessionWorld", sessionScenarios.map { ($0.0, encodeSessionInput($0.1)) }, suffix: ".bin")
+try write("FuzzSession", sessionProgramSeeds(), suffix: ".bin")
 try write("FuzzSOCKSReply", socksSeeds, suffix: ".bin")
 try write("FuzzProxyHeader", proxyHeaders, suffix: ".bin")
