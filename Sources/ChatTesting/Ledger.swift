@@ -28,6 +28,10 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// the same safety number; with a relay in the middle, passwords make every session fail and
     /// the relay decrypt nothing, and without them the two sides' safety numbers differ.
     case authentication = "authentication"
+    /// A relay in the middle receives no more password tags (each tests one guess) than
+    /// docs/SECURITY.md states: 2 per side and run, 4 per code (both sides, across process
+    /// restarts) while the users heed "the code is spent".
+    case guessBound = "guess-bound"
 
     /// One line for people.
     public var summary: String {
@@ -41,6 +45,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .roomCapacity: "no room ever above two peers"
         case .liveness: "every session converges after the faults heal"
         case .authentication: "a relay in the middle is always detected, an honest one never"
+        case .guessBound: "a relay in the middle tests no more password guesses than documented"
         }
     }
 }

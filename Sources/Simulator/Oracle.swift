@@ -36,7 +36,7 @@ extension Simulation: WorldObserver {
                 "the relay forwarded a SIGNAL from client \(source) to client \(client), outside the sender's room")
             return false
         }
-        return adversary == nil
+        return adversary?.relayWillForward(frame, to: client) ?? true
     }
 
     public func world(_ world: World, relayClosed link: LinkID, client: Int) {
@@ -46,6 +46,7 @@ extension Simulation: WorldObserver {
 
     public func world(_ world: World, client: Int, exited status: ClientExitStatus) {
         record(.exited, client: client, value: UInt64(status.code))
+        if status == .relayRefused { relayRefused(client) }
     }
 
     /// The relay said JOINED on `link`: count it against the room's capacity, from what the relay
@@ -75,6 +76,7 @@ extension Simulation: WorldObserver {
         case let .delivered(ids): delivered(index, ids)
         case let .undeliverable(lost, reason): undeliverable(index, lost, reason)
         case let .notice(notice) where notice.kind == .suspiciousFrame: counters.suspicious += 1
+        case let .notice(notice) where notice.kind == .codeSpent: users[index].toldCodeSpent = true
         default: break
         }
     }
@@ -87,8 +89,9 @@ extension Simulation: WorldObserver {
             return
         }
         users[index].observedState = to
-        if to == .connected && options.mitm && settings.password {
-            fail(.authentication, "client \(index) reached CONNECTED with a relay in the middle despite the password")
+        if to == .connected && attackerBlocksConnection {
+            fail(.authentication, "client \(index) reached CONNECTED with a relay in the middle "
+                + (settings.attack == .substituteKeys ? "substituting every key" : "despite the password"))
             return
         }
         switch to {
@@ -145,7 +148,7 @@ extension Simulation: WorldObserver {
             }
             // With a relay in the middle, the ack comes from the relay's endpoint, which has the session
             // keys: without a password that is the point of the attack, so it is not checked.
-            if let finding = ledger.delivered(by: index, number: number, peerIsTrusted: !options.mitm) {
+            if let finding = ledger.delivered(by: index, number: number, peerIsTrusted: !attackerPlaysPeer) {
                 return fail(finding)
             }
             counters.delivered += 1

@@ -36,6 +36,8 @@ public struct SimulationOptions: Sendable, Hashable {
     /// The relay is malicious: it sits in the middle of every room with endpoints of its own
     /// (with a guessed password in password mode), substituting its keys for the peers'.
     public var mitm: Bool
+    /// Which relay in the middle (`--attack`); nil: the planted bug's, or `endpoints`.
+    public var attack: MitmAttack?
     /// Trace records kept for a failure report.
     public var traceTailCount: Int
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
@@ -47,8 +49,9 @@ public struct SimulationOptions: Sendable, Hashable {
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
-        traceTailCount: Int = 40, guardedMemory: Bool = false
+        traceTailCount: Int = 40, guardedMemory: Bool = false, attack: MitmAttack? = nil
     ) {
+        self.attack = attack
         self.guardedMemory = guardedMemory
         self.peers = peers
         self.seed = seed
@@ -95,6 +98,7 @@ public struct SimulationOptions: Sendable, Hashable {
         if let plantedBug, plantedBug.needsRelayInTheMiddle, !mitm {
             throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks what a relay in the middle tests: add --mitm")
         }
+        if let attack, !mitm { throw .invalidOption("--attack \(attack.rawValue) needs --mitm") }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
         }
@@ -126,6 +130,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The clients leave the password out of CPace (ChatCore `PlantedBugs.passwordLeftOutOfHandshake`);
     /// the relay in the middle, knowing it, agrees on keys with both sides.
     case passwordLeftOut = "password-left-out"
+    /// The clients ignore the guess budget (`passwordRunsUnconfirmedMax` 64 instead of 2: a client
+    /// that gives a fresh tag to every opening); a relay injecting fresh-instance openings collects
+    /// tag after tag.
+    case guessBudgetIgnored = "guess-budget-ignored"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -138,11 +146,15 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .misreportTransition: .legalTransitions
         case .leakTypedText: .relayBlind
         case .passwordLeftOut: .authentication
+        case .guessBudgetIgnored: .guessBound
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
-    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
+    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut || self == .guessBudgetIgnored }
+
+    /// The relay in the middle that shows the bug (when `--attack` does not say).
+    public var attack: MitmAttack? { self == .guessBudgetIgnored ? .freshInstance : nil }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -154,6 +166,12 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .misreportTransition: configuration.plantedBugs.insert(.misreportTransition)
         case .leakTypedText: configuration.plantedBugs.insert(.leakTypedText)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
+        case .guessBudgetIgnored:
+            configuration.driver = { room in
+                var driver = DriverConfiguration(session: SessionConfiguration(room: room), interactive: false)
+                driver.session.passwordRunsUnconfirmedMax = 64
+                return driver
+            }
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -201,6 +219,8 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var password: Bool
     /// The relay is a man in the middle (`--mitm`).
     public var mitm: Bool
+    /// Which attack it runs (`--attack`), with `--mitm`.
+    public var attack: MitmAttack?
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -272,6 +292,7 @@ extension ResolvedSettings {
         password = options.password ?? drawnPassword
         source("password", options.password != nil)
         mitm = options.mitm
+        attack = options.mitm ? (options.attack ?? options.plantedBug?.attack ?? .endpoints) : nil
         self.sources = sources
 
         let driver = DriverConfiguration(session: SessionConfiguration(room: RoomCode.simulated(0)), interactive: false)

@@ -42,6 +42,8 @@ public final class Simulation {
     /// Each room's password (its code's words) when the run has passwords; empty otherwise.
     var roomPasswords: [Password] = []
     var adversary: Adversary?
+    /// The password tags a relay in the middle received (`guess-bound`).
+    var guesses: GuessCount
 
     // Checking.
     var ledger: Ledger
@@ -71,6 +73,7 @@ public final class Simulation {
         workloadRandom = Xoshiro256(seed: options.seed, stream: .workload)
         plantedRandom = Xoshiro256(seed: options.seed, stream: .planted)
         ledger = Ledger(clients: settings.peers)
+        guesses = GuessCount(clients: settings.peers)
         users = (0..<settings.peers).map { _ in User() }
         roomMembers = Array(repeating: [], count: settings.rooms)
         do {
@@ -90,7 +93,7 @@ public final class Simulation {
             if !roomPasswords.isEmpty { scanner.add(roomPasswords[room].prsForTesting, name: "the room's password") }
             return scanner
         }
-        if options.mitm { adversary = Adversary(simulation: self) }
+        if let attack = settings.attack { adversary = Adversary(simulation: self, attack: attack) }
     }
 
     deinit {
@@ -155,6 +158,7 @@ public final class Simulation {
             world.schedule(SimEvent.relayCrash.rawValue, at: Instant(nanoseconds: at))
         }
         world.schedule(SimEvent.heal.rawValue, at: faultPhaseEnd)
+        adversary?.scheduleInjections()
     }
 
     /// Handle one of the scenario's own events.
@@ -172,6 +176,8 @@ public final class Simulation {
         case .convergenceCheck: convergenceCheck()
         case .goodbyeCheck: goodbyeCheck()
         case .mitmTimer: adversary?.timer(client)
+        case .mitmInject: adversary?.inject(client)
+        case .rerun: rerun(client)
         }
     }
 
@@ -207,6 +213,10 @@ enum SimEvent: UInt8 {
     case convergenceCheck
     case goodbyeCheck
     case mitmTimer
+    /// The relay in the middle injects a forged opening (`MitmAttack.injects`).
+    case mitmInject
+    /// The user runs the same code again after the relay refused the last run (`--mitm`).
+    case rerun
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose
@@ -229,8 +239,10 @@ struct User {
     /// The state the current process's last state change reported.
     var observedState: SessionState = .initial
     var userFoundAt: Instant?
-    /// When the current process crashed, the restart is due.
+    /// When the current process crashed (or was refused by the relay), the restart is due.
     var restartAt: Instant?
+    /// The current process said that the code is spent: its user will not run it again.
+    var toldCodeSpent = false
 }
 
 /// Running totals for the report.

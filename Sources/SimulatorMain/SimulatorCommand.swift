@@ -40,6 +40,18 @@ struct SimulatorCommand: ParsableCommand {
             that no session fails authentication and every room's safety numbers match. The summary's \
             "auth" lines count them.
 
+            --attack NAME picks the relay in the middle (default endpoints, the above): \
+            substitute-keys replaces the key of every PAKE / KEY_EXCHANGE opening it forwards with \
+            another valid one (every session must fail authentication, none may connect); \
+            forged-restart sends CONNECTED pairs forged restart hellos (the peer's public instance ID, \
+            a higher epoch); reflect-confirm sends every KEY_CONFIRM back to its sender; \
+            fresh-instance sends CONNECTED pairs openings from new instances, and with passwords ends \
+            some runs with an ERROR (its users run the code again unless told it is spent). Those three \
+            forward the honest traffic: the peers must stay connected to each other, with matching \
+            safety numbers, and converge. The guess-bound invariant counts the password tags the relay \
+            receives for openings it made or altered: at most 2 per side and run, 4 per code (plus 2 for \
+            each run re-run after a crash that had given one), as docs/SECURITY.md states.
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (relay-wrong-room, skip-counter-check, drop-acked-message) to prove the checker names the \
             invariant it breaks.
@@ -90,6 +102,12 @@ struct SimulatorCommand: ParsableCommand {
     @Flag(help: "A malicious relay: it sits in the middle of every room, substituting its own keys.")
     var mitm = false
 
+    @Option(
+        help: ArgumentHelp(
+            "With --mitm, the attack: endpoints (default), substitute-keys, forged-restart, reflect-confirm or "
+                + "fresh-instance.", valueName: "NAME"))
+    var attack: String?
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -134,6 +152,10 @@ struct SimulatorCommand: ParsableCommand {
         }
         if let delay, Self.parseRange(delay, parse: { UInt64($0) }) == nil {
             throw ValidationError("--delay must look like MIN..MAX in virtual milliseconds, with MIN <= MAX")
+        }
+        if let attack, MitmAttack(rawValue: attack) == nil {
+            throw ValidationError(
+                "--attack must be one of: \(MitmAttack.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let plantBug, PlantedBug(rawValue: plantBug) == nil {
             throw ValidationError(
@@ -209,7 +231,7 @@ struct SimulatorCommand: ParsableCommand {
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
-            traceTailCount: traceTail, guardedMemory: guardedMemory)
+            traceTailCount: traceTail, guardedMemory: guardedMemory, attack: attack.flatMap(MitmAttack.init(rawValue:)))
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -227,6 +249,7 @@ struct SimulatorCommand: ParsableCommand {
         if let messages { words += ["--messages", String(messages)] }
         if let faultPhase { words += ["--fault-phase", String(faultPhase)] }
         if mitm { words.append("--mitm") }
+        if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")
