@@ -217,6 +217,52 @@ struct SessionAttackTests {
         #expect(chat.received(0).last == "after the re-key")
     }
 
+    @Test("4. A forged restart between the peer's confirmation and ours leaves both on the same keys (both modes)")
+    func forgedRestartMidRekeyKeepsKeysInStep() throws {
+        // Found by the simulator's forged-restart attacker: Bob had paired a re-key and sent his
+        // confirmation; Alice took it and switched keys; then a forged hello (Alice's public
+        // instance, a higher epoch) made Bob start again and wipe that pairing, so Alice's
+        // confirmation found nothing and the two sides sealed under different keys for good.
+        for password in [Self.password, nil] as [String?] {
+            let alice = Self.session(password)
+            let bob = Self.session(password)
+            let pump = Pump([alice, bob])
+            pump.join()
+            pump.run()
+            #expect(alice.state == .connected && bob.state == .connected)
+            // Alice reconnects without Bob hearing of it; the relay holds her confirmations back.
+            var held: [Signal] = []
+            var dropBobsOpenings = false
+            pump.tap = { from, to, signal in
+                if from == 0, signal.kind == .keyConfirm {
+                    held.append(signal)
+                    return []
+                }
+                if from == 1, dropBobsOpenings, signal.kind == .pake || signal.kind == .keyExchange { return [] }
+                return [(to, signal)]
+            }
+            alice.handle(.transportDown, now: .zero)
+            pump.join(only: 0)
+            pump.run()
+            #expect(alice.state == .connected, "Alice took Bob's confirmation of the re-key")
+            let opening = try #require(pump.sent(0).last { $0.kind == .pake || $0.kind == .keyExchange })
+            // The relay's forgery: Alice's instance, a higher epoch, a key of its own. Bob's next
+            // openings never reach Alice (the relay drops them).
+            dropBobsOpenings = true
+            let forged = Forge.hello(
+                version: 3, instance: alice.localInstance.bytes, epoch: Forge.epoch(of: opening.payload!) + 5,
+                knownPeer: bob.localInstance.bytes)
+            pump.deliver(Signal(kind: opening.kind, payload: forged, key: try Forge.impostorKey(password: password != nil)),
+                         to: 1)
+            // Now Alice's confirmation arrives.
+            for signal in held { pump.deliver(signal, to: 1) }
+            _ = alice.send("after the re-key", now: .zero)
+            pump.run()
+            #expect(pump.received(1).last == "after the re-key", "\(password == nil ? "x25519" : "cpace")")
+            #expect(alice.state == .connected && bob.state == .connected && pump.ended(1).isEmpty)
+        }
+    }
+
     @Test("4. A stranger that completes a handshake with the wrong password is refused; the pair stays connected")
     func wrongPasswordRekeyIsRefused() throws {
         let alice = Self.session(Self.password)

@@ -144,7 +144,9 @@ extension HandshakeMachine {
             if confirmation.receiver.epoch == confirmed.localEpoch, confirmation.sender == confirmed.peer.reference {
                 return .duplicate
             }
-            guard let rekey else { return .rejected(.staleConfirmation) }
+            guard let rekey else {
+                return judgeSuperseded(confirmation, nextSendSequence: nextSendSequence) ?? .rejected(.staleConfirmation)
+            }
             return judge(confirmation, attempt: rekey, nextSendSequence: nextSendSequence)
         }
     }
@@ -152,6 +154,7 @@ extension HandshakeMachine {
     private mutating func judge(
         _ confirmation: KeyConfirmation, attempt: Attempt, nextSendSequence: UInt64
     ) -> ConfirmationResult {
+        if let result = judgeSuperseded(confirmation, nextSendSequence: nextSendSequence) { return result }
         let openingEpoch = attempt.opening.hello.epoch
         // For an opening of ours that was replaced: a delayed copy.
         if confirmation.receiver.epoch < openingEpoch { return .rejected(.staleConfirmation) }
@@ -205,7 +208,7 @@ extension HandshakeMachine {
     /// How the conversation continues with `peer`: our sending side follows what the peer
     /// announced (if it remembers our conversation, it expects our numbering to continue at
     /// `nextExpected`; if not, from 1), and the peer's side follows what we announced.
-    private func continuation(local: HandshakeHello, peer: HandshakeHello) -> ConversationContinuation {
+    func continuation(local: HandshakeHello, peer: HandshakeHello) -> ConversationContinuation {
         let previous = confirmedPeer?.instance
         let resumed = peer.knownPeer == localInstance && previous == peer.instance
         return ConversationContinuation(
@@ -219,5 +222,55 @@ extension HandshakeMachine {
     /// A different instance (the peer restarted), or the same one later.
     static func isNewer(_ reference: HelloReference, than other: HelloReference) -> Bool {
         reference.instance != other.instance || reference.epoch > other.epoch
+    }
+}
+
+// The superseded pairing (issue 12, found by the simulator's forged-restart and fresh-instance
+// attackers): a restart used to wipe a pairing whose confirmation had gone out, so an opening
+// nobody authenticated left the peer on that pairing's keys and us on the old ones.
+extension HandshakeMachine {
+    /// Replace the handshake under way: a paired one is kept as `superseded` (our confirmation of
+    /// it is out), anything else is wiped.
+    mutating func supersedeAttempt() {
+        guard let attempt else { return }
+        guard case let .paired(opening, pairing) = attempt else { return attempt.wipe() }
+        dropSuperseded()
+        opening.secret.wipe()  // Its key answered the peer's: used up.
+        superseded = Superseded(opening: opening, pairing: pairing)
+    }
+
+    mutating func dropSuperseded() {
+        superseded?.wipe()
+        superseded = nil
+    }
+
+    /// The peer's confirmation of the superseded pairing: when it proves it, that pairing is
+    /// confirmed (the peer is on its keys), and the handshake under way, if any, goes on beside
+    /// it. Nil when `confirmation` is not for that pairing; anything that does not prove it is
+    /// dropped, never a failure (we moved on from it).
+    mutating func judgeSuperseded(_ confirmation: KeyConfirmation, nextSendSequence: UInt64) -> ConfirmationResult? {
+        guard let old = superseded, confirmation.receiver == old.opening.hello.reference,
+              confirmation.sender == old.pairing.peer.reference
+        else { return nil }
+        guard confirmation.runID == old.pairing.runID,
+              case let .verified(_, ratchet, retained) = old.pairing.proof.check(
+                  confirmation.proof, peer: old.pairing.peer.instance, safetyNumber: old.pairing.safetyNumber)
+        else { return .rejected(.staleConfirmation) }
+        let continuation = continuation(local: old.opening.hello, peer: old.pairing.peer)
+        guard continuation.expectedNext <= nextSendSequence else { return .rejected(.inconsistentResume) }
+        if case .tag = old.pairing.proof { passwordRunsUnconfirmed -= 1 }
+        superseded = nil
+        let ongoing = attempt
+        let ongoingDeadline = deadline
+        var ongoingSecret: RetainedSecret?
+        if case let .paired(_, pairing)? = ongoing, case let .sealed(_, _, next) = pairing.proof { ongoingSecret = next }
+        complete(opening: old.opening, pairing: old.pairing, retained: retained, keeping: ongoingSecret)
+        if let ongoing {
+            setAttempt(ongoing)
+            deadline = ongoingDeadline
+        }
+        return .confirmed(Completion(
+            continuation: continuation, ratchet: ratchet, safetyNumber: old.pairing.safetyNumber,
+            continued: old.pairing.continued))
     }
 }

@@ -38,6 +38,19 @@ extension HandshakeMachine {
         }
     }
 
+    /// A pairing replaced by a restart after our confirmation of it went out (its opening's
+    /// secret is wiped: its key answered the peer's; the pairing's keys wait for the peer's
+    /// confirmation).
+    struct Superseded {
+        let opening: Opening
+        let pairing: Pairing
+
+        func wipe() {
+            opening.secret.wipe()
+            pairing.proof.wipe()
+        }
+    }
+
     /// Our side of a handshake: one hello, one key or share, answering one peer opening at most.
     struct Opening {
         let hello: HandshakeHello

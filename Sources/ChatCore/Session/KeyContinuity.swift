@@ -88,12 +88,14 @@ struct KeyContinuity {
         }
     }
 
-    /// The handshake of `secret` is confirmed: it is the only one kept.
-    mutating func confirm(_ secret: RetainedSecret) {
-        for held in secrets where held.id != secret.id { held.secret.wipe() }
+    /// The handshake of `secret` is confirmed: it is the only one kept, with `keeping` (the
+    /// tentative secret of a handshake still under way beside it, `HandshakeMachine.judgeSuperseded`).
+    mutating func confirm(_ secret: RetainedSecret, keeping: RetainedSecret? = nil) {
+        for held in secrets where held.id != secret.id && held.id != keeping?.id { held.secret.wipe() }
         var kept = secret
         kept.confirmed = true
         secrets = [kept]
+        if let keeping, keeping.id != secret.id { secrets.append(keeping) }
     }
 
     func wipe() {
