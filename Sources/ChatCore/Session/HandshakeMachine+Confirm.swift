@@ -216,7 +216,8 @@ extension HandshakeMachine {
             sending: resumed
                 ? .resume(nextExpected: peer.nextExpected)
                 : .renumber(from: peer.knownPeer == localInstance ? peer.nextExpected : 1),
-            restartsReceiving: local.knownPeer != peer.instance)
+            restartsReceiving: local.knownPeer != peer.instance,
+            receivingFrom: local.knownPeer == peer.instance ? local.nextExpected : 1)
     }
 
     /// A different instance (the peer restarted), or the same one later.
