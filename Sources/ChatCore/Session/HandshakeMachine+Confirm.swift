@@ -64,7 +64,7 @@ extension HandshakeMachine {
                 defer { master.wipe() }
                 return RetainedSecret(master: master, peer: peer.instance, safetyNumber: safetyNumber, confirmed: false)
             }
-            if let tentative { continuity.keepTentative(tentative) }
+            if let tentative { continuity.keepTentative(tentative, sparing: supersededSecretIDs) }
             derived = Derivation(
                 runID: Array(pending.sidOutput.prefix(KeyConfirmation.runIDByteCount)), proof: pending.localTag,
                 peerProof: .tag(pending))
@@ -75,7 +75,9 @@ extension HandshakeMachine {
             case let .refused(rejection): return .rejected(rejection, runFinished: !opening.secret.canAnswer)
             }
         }
-        if case let .sealed(_, _, next) = derived.peerProof { continuity.keepTentative(next) }
+        if case let .sealed(_, _, next) = derived.peerProof {
+            continuity.keepTentative(next, sparing: supersededSecretIDs)
+        }
         let confirmation = KeyConfirmation(
             runID: derived.runID, receiver: peer.reference, sender: opening.hello.reference, proof: derived.proof)
         let pairing = Pairing(
@@ -235,14 +237,23 @@ extension HandshakeMachine {
     mutating func supersedeAttempt() {
         guard let attempt else { return }
         guard case let .paired(opening, pairing) = attempt else { return attempt.wipe() }
-        dropSuperseded()
         opening.secret.wipe()  // Its key answered the peer's: used up.
-        superseded = Superseded(opening: opening, pairing: pairing)
+        if superseded.count == Self.supersededMax { wipeSuperseded(superseded.removeFirst()) }
+        superseded.append(Superseded(opening: opening, pairing: pairing))
     }
 
     mutating func dropSuperseded() {
-        superseded?.wipe()
-        superseded = nil
+        for old in superseded { wipeSuperseded(old) }
+        superseded.removeAll()
+    }
+
+    /// The tentative secrets superseded pairings hold (kept alive for them).
+    var supersededSecretIDs: [[UInt8]] { superseded.compactMap { $0.tentative?.id } }
+
+    /// Wipe a superseded pairing, and its tentative secret unless the continuity list still has it.
+    private func wipeSuperseded(_ old: Superseded) {
+        old.wipe()
+        if let secret = old.tentative, !continuity.ids.contains(secret.id) { secret.secret.wipe() }
     }
 
     /// The peer's confirmation of the superseded pairing: when it proves it, that pairing is
@@ -250,9 +261,10 @@ extension HandshakeMachine {
     /// it. Nil when `confirmation` is not for that pairing; anything that does not prove it is
     /// dropped, never a failure (we moved on from it).
     mutating func judgeSuperseded(_ confirmation: KeyConfirmation, nextSendSequence: UInt64) -> ConfirmationResult? {
-        guard let old = superseded, confirmation.receiver == old.opening.hello.reference,
-              confirmation.sender == old.pairing.peer.reference
-        else { return nil }
+        guard let index = superseded.firstIndex(where: {
+            confirmation.receiver == $0.opening.hello.reference && confirmation.sender == $0.pairing.peer.reference
+        }) else { return nil }
+        let old = superseded[index]
         guard confirmation.runID == old.pairing.runID,
               case let .verified(_, ratchet, retained) = old.pairing.proof.check(
                   confirmation.proof, peer: old.pairing.peer.instance, safetyNumber: old.pairing.safetyNumber)
@@ -260,7 +272,7 @@ extension HandshakeMachine {
         let continuation = continuation(local: old.opening.hello, peer: old.pairing.peer)
         guard continuation.expectedNext <= nextSendSequence else { return .rejected(.inconsistentResume) }
         if case .tag = old.pairing.proof { passwordRunsUnconfirmed -= 1 }
-        superseded = nil
+        superseded.remove(at: index)
         let ongoing = attempt
         let ongoingDeadline = deadline
         var ongoingSecret: RetainedSecret?

@@ -48,8 +48,12 @@ struct HandshakeMachine {
     /// The pairing a restart replaced after our confirmation of it went out: the peer may already
     /// hold its keys (it confirmed it before the opening that made us restart reached us, or
     /// that opening was a relay's forgery). Its confirmation is still taken (`judgeSuperseded`),
-    /// so an unauthenticated opening cannot leave the two sides on different keys. One at most.
-    var superseded: Superseded?
+    /// so an unauthenticated opening cannot leave the two sides on different keys. Newest last,
+    /// at most `supersededMax` (a relay's forged openings that pair, by listing the peer's public
+    /// retained-secret ids, each take a place: one slot let the next forgery push the real pairing
+    /// out).
+    var superseded: [Superseded] = []
+    static let supersededMax = 4
     /// With a password: CPace pairings for which we gave out our confirmation tag and the peer
     /// has not confirmed, over the session's life. Each may have been a relay's password guess;
     /// `SessionConfiguration.passwordRunsUnconfirmedMax` bounds them (the guess budget).
@@ -223,7 +227,7 @@ struct HandshakeMachine {
     /// Wipe every secret (the session is going away).
     func wipe() {
         attempt?.wipe()
-        superseded?.wipe()
+        for old in superseded { old.wipe(); old.tentative?.secret.wipe() }
         continuity.wipe()
         password?.wipe()
     }

@@ -49,6 +49,11 @@ extension HandshakeMachine {
             opening.secret.wipe()
             pairing.proof.wipe()
         }
+
+        /// The secret this pairing would leave, while the peer may still confirm it.
+        var tentative: RetainedSecret? {
+            if case let .sealed(_, _, next) = pairing.proof { next } else { nil }
+        }
     }
 
     /// Our side of a handshake: one hello, one key or share, answering one peer opening at most.
