@@ -210,7 +210,10 @@ struct HandshakeMachine {
     /// Abandon the handshake under way, keeping the keys in use (if any) and the superseded
     /// pairing (the peer may yet confirm it).
     mutating func dropAttempt() {
-        attempt?.wipe()
+        // A paired attempt stays confirmable: a refusal caused by someone else's frame (a forged
+        // confirmation naming an opening of ours we never made) must not undo a pairing the peer
+        // may already have taken.
+        supersedeAttempt()
         switch state {
         case .idle, .handshaking: state = .idle
         case let .connected(confirmed, _): state = .connected(confirmed, rekey: nil)
