@@ -236,7 +236,10 @@ extension HandshakeMachine {
     /// it is out), anything else is wiped.
     mutating func supersedeAttempt() {
         guard let attempt else { return }
-        guard case let .paired(opening, pairing) = attempt else { return attempt.wipe() }
+        // Only a re-key beside the keys in use: a pairing of a handshake without keys (the first,
+        // or after a reconnect) announced no conversation or an older one, and confirming it after
+        // another would restart the numbering (records shown twice; found on seed 8).
+        guard case .connected = state, case let .paired(opening, pairing) = attempt else { return attempt.wipe() }
         opening.secret.wipe()  // Its key answered the peer's: used up.
         if superseded.count == Self.supersededMax { wipeSuperseded(superseded.removeFirst()) }
         superseded.append(Superseded(opening: opening, pairing: pairing))
@@ -265,6 +268,10 @@ extension HandshakeMachine {
             confirmation.receiver == $0.opening.hello.reference && confirmation.sender == $0.pairing.peer.reference
         }) else { return nil }
         let old = superseded[index]
+        // Never back to a pairing older than the one in use.
+        guard case let .connected(confirmed, _) = state, old.opening.hello.epoch > confirmed.localEpoch else {
+            return .rejected(.staleConfirmation)
+        }
         guard confirmation.runID == old.pairing.runID,
               case let .verified(_, ratchet, retained) = old.pairing.proof.check(
                   confirmation.proof, peer: old.pairing.peer.instance, safetyNumber: old.pairing.safetyNumber)
