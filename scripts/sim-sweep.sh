@@ -5,8 +5,8 @@
 # the determinism check. Exits non-zero on any failure.
 #
 #   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers; relay in the middle: seeds 1..5;
-#                                          # random leavers: seeds 1..20, 200 peers
-#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 SIM_LEAVE_SEEDS=1..200 scripts/sim-sweep.sh
+#                                          # random leavers: seeds 1..20, 200 peers; each --attack: seeds 1..2 x 200
+#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 SIM_LEAVE_SEEDS=1..200 SIM_ATTACK_SEEDS=1..10 scripts/sim-sweep.sh
 #
 # On a violation the simulator prints the invariant, the trace tail, the seed and the exact
 # command that reproduces it.
@@ -37,6 +37,37 @@ step "relay in the middle, with passwords: seeds $mitm_seeds x $peers peers, eve
 "$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --squatters "$squatters" --mitm --password
 step "relay in the middle, without passwords: seeds $mitm_seeds x $peers peers, every fault kind"
 "$simulator" --seeds "$mitm_seeds" --peers "$peers" "${faults[@]}" --squatters "$squatters" --mitm --no-password
+
+# The dumb attackers of issue 12 (each with and without passwords): they forward the honest
+# traffic and tamper with it. substitute-keys must make every session fail authentication;
+# forged-restart, reflect-confirm and fresh-instance must leave the pairs connected to each other
+# with matching safety numbers (or failed loudly) and converging; guess-bound counts the password
+# tags the relay receives against docs/SECURITY.md's bounds (2 per side and run, 4 per code).
+attack_seeds=${SIM_ATTACK_SEEDS:-1..2}
+attack_peers=${SIM_ATTACK_PEERS:-200}
+for attack in substitute-keys forged-restart reflect-confirm fresh-instance; do
+    for mode in --password --no-password; do
+        step "relay in the middle, --attack $attack $mode: seeds $attack_seeds x $attack_peers peers, every fault kind"
+        "$simulator" --seeds "$attack_seeds" --peers "$attack_peers" "${faults[@]}" --mitm --attack "$attack" "$mode"
+    done
+done
+
+# Each planted bug once: the simulator must catch it under the invariant it names (exit 1 with
+# that name); a bug that goes unseen fails the sweep.
+step "planted bugs: each caught under its own invariant"
+for bug in guess-budget-ignored; do
+    expected=guess-bound
+    if out=$("$simulator" --seed 1 --peers 40 "${faults[@]}" --mitm --password --plant-bug "$bug" 2>&1); then
+        echo "error: planted bug $bug was not caught" >&2
+        exit 1
+    fi
+    if ! grep -q "INVARIANT VIOLATED: $expected " <<<"$out"; then
+        echo "error: planted bug $bug was not caught as $expected:" >&2
+        grep "INVARIANT VIOLATED" <<<"$out" >&2 || true
+        exit 1
+    fi
+    echo "$bug: caught as $expected"
+done
 
 # Tor-like round trips (issue 17): 1-3 s, every fault kind; connect, JOIN, handshake and keepalive
 # timers must ride them out without losing liveness.

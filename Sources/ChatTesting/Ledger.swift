@@ -40,6 +40,10 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// not run into it while its peer's process runs; nor may two connected peers that leave after
     /// convergence exit with anything but 0.
     case cleanLeave = "clean-leave"
+    /// A relay in the middle receives no more password tags (each tests one guess) than
+    /// docs/SECURITY.md states: 2 per side and run, 4 per code (both sides, across process
+    /// restarts) while the users heed "the code is spent".
+    case guessBound = "guess-bound"
 
     /// One line for people.
     public var summary: String {
@@ -54,6 +58,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .liveness: "every session converges after the faults heal"
         case .authentication: "a relay in the middle is always detected, an honest one never"
         case .cleanLeave: "leaving with drain time to spare leaves no peer record unread"
+        case .guessBound: "a relay in the middle tests no more password guesses than documented"
         }
     }
 }

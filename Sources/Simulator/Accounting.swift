@@ -36,6 +36,7 @@ extension Simulation {
             roomsSafetyNumbersDiffering: mismatched, roomsNotBothConnected: unpaired,
             sessionsFailedAuthentication: failedClients.count, failures: failures,
             recordsDecryptedByRelay: counters.relayDecrypted, relayGuesses: counters.relayGuesses,
+            relayGuessesPerRunMost: guesses.perRunMost, relayGuessesPerCodeMost: guesses.perCodeMost,
             passwordRunsUnconfirmedMost: counters.passwordRunsUnconfirmedMost)
     }
 
@@ -44,24 +45,36 @@ extension Simulation {
         for client in peerClients { if let session = client.driver?.session { collectStatistics(session) } }
         let tally = tallyAuthentication()
         authenticationAtConvergence = tally
-        switch (options.mitm, settings.password) {
-        case (false, _):
+        switch (settings.attack, settings.password) {
+        case (nil, _), (.forgedRestart?, _), (.reflectConfirm?, _), (.freshInstance?, _):
             // The one failure an honest relay can cause: password handshakes cut by the faults
             // (crashes, resets) before their confirmation, until the budget of unconfirmed tags was
-            // spent. docs/SECURITY.md states that trade; any other cause is a bug.
-            let failed = peerClients.first { $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) }
+            // spent. docs/SECURITY.md states that trade; any other cause is a bug. A relay that only
+            // injects into CONNECTED pairs or reflects confirmations must not cause one either:
+            // nothing unauthenticated ends a session that has keys, and a reflection is dropped.
+            // A forged opening that lands on a session without keys in use (its peer just left, a
+            // reconnect under way) may end it, loudly: that is the documented outcome of an opening
+            // that cannot be authenticated; those failures are counted, not excused silently.
+            let mayFail = settings.attack == .forgedRestart || settings.attack == .freshInstance
+            let failed = peerClients.first {
+                $0.exitStatus == .authenticationFailed && !spentGuessBudget($0) && !mayFail
+            }
+            let relay = settings.attack.map { "a relay in the middle (\($0.rawValue))" } ?? "an honest relay"
             if let client = failed {
-                fail(.authentication, "client \(client.index) failed authentication with an honest relay")
+                fail(.authentication, "client \(client.index) failed authentication with \(relay)")
             } else if tally.roomsSafetyNumbersDiffering > 0 {
                 fail(.authentication, "\(tally.roomsSafetyNumbersDiffering) room(s) show different safety numbers "
-                    + "although the relay is honest")
+                    + "with \(relay), which holds no keys")
             }
-        case (true, true):
+        case (.endpoints?, true), (.substituteKeys?, _):
             // Every process exited: authentication failed (or, for a process restarted late, the
             // relay refused it before it could try). CONNECTED was never reached (checked as it
             // happens) and the relay decrypted nothing.
+            // Substituting keys, the relay holds no endpoint of its own: a process restarted after
+            // its peer had failed is left alone in the room (never CONNECTED: checked as it happens).
             let unfinished = peerClients.first {
                 $0.exitStatus != .authenticationFailed && $0.exitStatus != .relayRefused
+                    && !(settings.attack == .substituteKeys && world.clients[world.peer(of: $0.index)].exitStatus != nil)
             }
             if let client = unfinished {
                 fail(.authentication, "client \(client.index) did not fail authentication with a relay in the middle "
@@ -69,7 +82,7 @@ extension Simulation {
             } else if tally.recordsDecryptedByRelay > 0 {
                 fail(.authentication, "the relay decrypted \(tally.recordsDecryptedByRelay) record(s) despite passwords")
             }
-        case (true, false):
+        case (.endpoints?, false):
             // Every room whose two sides are connected shows two different numbers, and every
             // client is connected (or was refused by the relay after a late restart).
             let unconnected = peerClients.first { client in

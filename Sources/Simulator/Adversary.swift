@@ -12,10 +12,22 @@
 /// failed) is replaced at once by a fresh one with a new guess, up to `generationsMax` times per
 /// client: a persistent attacker. Records an endpoint decrypts are counted, and so are the CPace
 /// tags it receives (each tests one guess).
+///
+/// The other attacks (`MitmAttack`, `Attacks.swift`) forward the honest peers' traffic and tamper
+/// with it instead.
 final class Adversary {
     unowned let simulation: Simulation
+    let attack: MitmAttack
     private var endpoints: [Endpoint?]
     static let generationsMax = 64
+    /// The forwarding attacks' own choices (when to inject, what to forge).
+    var random: Xoshiro256
+    /// Each client's latest opening the relay saw (its public instance, epoch and retained ids).
+    var lastHello: [WireForms.Hello?]
+    /// Valid keys made so far (each from a throwaway session of its own).
+    var keysMade: UInt64 = 0
+    /// The client process (incarnation) the relay already refused once with an ERROR.
+    var refusedIncarnation: [Int32]
 
     final class Endpoint {
         let session: SessionManager
@@ -28,14 +40,19 @@ final class Adversary {
         }
     }
 
-    init(simulation: Simulation) {
+    init(simulation: Simulation, attack: MitmAttack) {
         self.simulation = simulation
+        self.attack = attack
+        random = Xoshiro256(seed: simulation.settings.seed, stream: .planted, index: 1)
         endpoints = (0..<simulation.settings.peers).map { _ in nil }
+        lastHello = endpoints.map { _ in nil }
+        refusedIncarnation = endpoints.map { _ in -1 }
+        guard attack == .endpoints else { return }
         for index in endpoints.indices { endpoints[index] = makeEndpoint(for: index, generation: 0) }
     }
 
-    private var world: World { simulation.world }
-    private var now: Instant { simulation.world.now }
+    var world: World { simulation.world }
+    var now: Instant { simulation.world.now }
 
     private func makeEndpoint(for index: Int, generation: Int) -> Endpoint {
         let entropy = SeededEntropy(
@@ -57,17 +74,21 @@ final class Adversary {
 
     /// A frame from `client` reached the relay: a SIGNAL goes to the client's endpoint.
     func intercept(_ frame: [UInt8], from client: Int) {
-        guard case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
-            let endpoint = endpoints[client]
-        else { return }
+        guard case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame) else { return }
         simulation.record(.mitmIntercept, client: client, value: UInt64(frame.count))
-        if signal.kind == .keyConfirm && simulation.settings.password { simulation.counters.relayGuesses += 1 }
+        if let hello = WireForms.hello(signal) { lastHello[client] = hello }
+        if let confirmation = WireForms.confirmation(signal), confirmation.isTag {
+            tagReceived(receiver: confirmation.receiver, sender: confirmation.sender, from: client)
+        }
+        guard attack == .endpoints else { return tamperWithSent(signal, from: client) }
+        guard let endpoint = endpoints[client] else { return }
         feed(.frame(WireCodec.encode(RelayMessage.signal(signal))), to: endpoint, client: client)
     }
 
     /// The relay's own messages: its endpoint answers for the peer, so the peer's departure and the
     /// relay's "no peer" are not the client's business. A JOINED lets the endpoint find the client.
     func relayWillSend(_ message: RelayMessage, to client: Int) -> Bool {
+        guard attack == .endpoints else { return forwardingRelayWillSend(message, to: client) }
         switch message {
         case .peerLeft, .error(.noPeer, _):
             return false
@@ -126,6 +147,7 @@ final class Adversary {
             switch output {
             case let .transmit(frame):
                 guard case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame) else { continue }
+                if let hello = WireForms.hello(signal) { simulation.guesses.fabricated(hello.reference, toward: client) }
                 let bytes = WireCodec.encode(RelayMessage.signal(signal))
                 simulation.record(.mitmSend, client: client, value: UInt64(bytes.count))
                 world.relayInject(bytes, to: client)

@@ -48,6 +48,7 @@ extension Simulation {
     func processCrash(_ index: Int) {
         guard let driver = world.clients[index].driver, world.clients[index].isRunning else { return }
         collectStatistics(driver.session)
+        if adversary != nil { guesses.crashed(index, instance: driver.session.localInstance.bytes) }
         ledger.crashed(index, incarnation: world.clients[index].incarnation)
         world.crashProcess(index)
         let restartAt = world.now.advanced(by: .milliseconds(faultRandom.inRange(500...3_000)))
@@ -119,15 +120,17 @@ extension Simulation {
     /// the goodbye phase has it reported).
     func isConverged(_ index: Int) -> Bool {
         let client = world.clients[index]
+        // A user about to run the code again is not done.
+        if users[index].restartAt != nil { return false }
         if client.exitStatus != nil { return true }
         guard let session = client.driver?.session else { return false }
-        // With a relay in the middle the client's peer is the relay's endpoint, which never ends
-        // for good: waiting for it is not an excuse.
+        // When the relay's endpoint plays the client's peer, that peer never ends for good:
+        // waiting for it is not an excuse.
         let peer = world.clients[world.peer(of: index)]
-        if !options.mitm && peer.exitStatus != nil { return true }
+        if !attackerPlaysPeer && peer.exitStatus != nil && users[world.peer(of: index)].restartAt == nil { return true }
         // Connected to the peer's current process, not to one that has since restarted: a fresh
         // instance's handshake runs beside the keys in use until this side confirms it too.
-        if !options.mitm && peer.isRunning && users[index].securedWith != peer.incarnation { return false }
+        if !attackerPlaysPeer && peer.isRunning && users[index].securedWith != peer.incarnation { return false }
         return session.pendingCount == 0 && session.state == .connected
     }
 
@@ -136,9 +139,9 @@ extension Simulation {
     /// After convergence every user's input ends, as in pipe mode: each process drains, says
     /// goodbye and exits. Every one must exit within the bound; two peers connected to each other
     /// must both exit 0 (everything delivered, nothing reported undeliverable by the goodbye).
-    /// Skipped with a relay in the middle: there the peers' partners are the relay's endpoints.
+    /// Skipped when the relay's endpoints play the peers.
     func beginGoodbye() {
-        guard !options.mitm else {
+        guard !attackerPlaysPeer else {
             finished = true
             return
         }

@@ -42,7 +42,7 @@ extension Simulation: WorldObserver {
                 "the relay forwarded a SIGNAL from client \(source) to client \(client), outside the sender's room")
             return false
         }
-        return adversary == nil
+        return adversary?.relayWillForward(frame, to: client) ?? true
     }
 
     public func world(_ world: World, relayClosed link: LinkID, client: Int) {
@@ -53,6 +53,7 @@ extension Simulation: WorldObserver {
 
     public func world(_ world: World, client: Int, exited status: ClientExitStatus) {
         record(.exited, client: client, value: UInt64(status.code))
+        if status == .relayRefused { relayRefused(client) }
         if violation == nil && users[client].inputEnded { leaverExited(client, status) }
     }
 
@@ -118,6 +119,7 @@ extension Simulation: WorldObserver {
         case let .notice(notice) where notice.kind == .suspiciousFrame: counters.suspicious += 1
         case let .notice(notice) where notice.kind == .secured || notice.kind == .rekeyed:
             users[index].securedWith = world.clients[world.peer(of: index)].incarnation
+        case let .notice(notice) where notice.kind == .codeSpent: users[index].toldCodeSpent = true
         default: break
         }
     }
@@ -130,8 +132,9 @@ extension Simulation: WorldObserver {
             return
         }
         users[index].observedState = to
-        if to == .connected && options.mitm && settings.password {
-            fail(.authentication, "client \(index) reached CONNECTED with a relay in the middle despite the password")
+        if to == .connected && attackerBlocksConnection {
+            fail(.authentication, "client \(index) reached CONNECTED with a relay in the middle "
+                + (settings.attack == .substituteKeys ? "substituting every key" : "despite the password"))
             return
         }
         switch to {
@@ -189,7 +192,7 @@ extension Simulation: WorldObserver {
             }
             // With a relay in the middle, the ack comes from the relay's endpoint, which has the session
             // keys: without a password that is the point of the attack, so it is not checked.
-            if let finding = ledger.delivered(by: index, number: number, peerIsTrusted: !options.mitm) {
+            if let finding = ledger.delivered(by: index, number: number, peerIsTrusted: !attackerPlaysPeer) {
                 return fail(finding)
             }
             counters.delivered += 1

@@ -127,6 +127,9 @@ public struct SimulationReport: Sendable, Codable {
         public var recordsDecryptedByRelay: Int
         /// CPace confirmation tags the relay's endpoints received (each tested one guessed password).
         public var relayGuesses: Int
+        /// The most of them one client run gave, and one code over all its runs (`guess-bound`).
+        public var relayGuessesPerRunMost: Int
+        public var relayGuessesPerCodeMost: Int
         /// The most CPace runs one client session gave its tag in and saw unconfirmed (the guess
         /// budget it used; `SessionConfiguration.passwordRunsUnconfirmedMax` bounds it).
         public var passwordRunsUnconfirmedMost: Int
@@ -241,7 +244,8 @@ extension SimulationReport {
             "core:     \(core.handshakesCompleted) handshakes, \(core.retransmissions) retransmissions, "
                 + "\(core.duplicatesDropped) duplicates dropped, \(core.framesRejected) frames rejected "
                 + "(\(core.suspiciousRejections) suspicious)")
-        let relay = authentication.mitm ? "malicious relay in the middle" : "honest relay"
+        let relay = authentication.mitm
+            ? "malicious relay in the middle (\(s.attack?.rawValue ?? "endpoints"))" : "honest relay"
         let mode = (authentication.password ? "passwords (CPace)" : "no passwords (X25519)") + given("password")
         let causes = authentication.failures.keys.sorted().map { "\(authentication.failures[$0]!) \($0)" }
         lines.append(
@@ -256,7 +260,9 @@ extension SimulationReport {
                     : "")
                 + (authentication.mitm
                     ? "; the relay decrypted \(authentication.recordsDecryptedByRelay) record(s) and tested "
-                        + "\(authentication.relayGuesses) password guess(es)"
+                        + "\(authentication.relayGuesses) password guess(es) (at most "
+                        + "\(authentication.relayGuessesPerRunMost) per run, \(authentication.relayGuessesPerCodeMost) "
+                        + "per code)"
                     : ""))
         lines.append(
             "run:      \(events) events in \(virtualMilliseconds) virtual ms; "

@@ -39,6 +39,8 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Strangers who know a room's room part and keep trying to JOIN it while it is full (the
     /// two-peer cap's workload). Each probes one room (squatter k the room k modulo the rooms).
     public var squatters: Int
+    /// Which relay in the middle (`--attack`); nil: the planted bug's, or `endpoints`.
+    public var attack: MitmAttack?
     /// Trace records kept for a failure report.
     public var traceTailCount: Int
     /// Back the clients' `SecureBytes` with libsodium's guarded allocator, as the binaries do
@@ -53,8 +55,10 @@ public struct SimulationOptions: Sendable, Hashable {
         delayMilliseconds: ClosedRange<UInt64>? = nil, reset: Bool? = nil, partition: Bool? = nil,
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
-        traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0, leaveRandomly: Bool = false
+        traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0, leaveRandomly: Bool = false,
+        attack: MitmAttack? = nil
     ) {
+        self.attack = attack
         self.guardedMemory = guardedMemory
         self.squatters = squatters
         self.leaveRandomly = leaveRandomly
@@ -112,6 +116,7 @@ public struct SimulationOptions: Sendable, Hashable {
         if (leaveRandomly || plantedBug?.needsRandomLeaving == true) && mitm {
             throw .invalidOption("--leave-randomly checks the goodbye between the two peers: not with --mitm")
         }
+        if let attack, !mitm { throw .invalidOption("--attack \(attack.rawValue) needs --mitm") }
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
         }
@@ -151,6 +156,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// input ended, ignoring the peer's records in flight (WorldPlantedBugs.leaveWhenOwnConfirmed).
     /// Runs with random leavers (`--leave-randomly` is implied).
     case leaveEarly = "leave-early"
+    /// The clients ignore the guess budget (`passwordRunsUnconfirmedMax` 64 instead of 2: a client
+    /// that gives a fresh tag to every opening); a relay injecting fresh-instance openings collects
+    /// tag after tag.
+    case guessBudgetIgnored = "guess-budget-ignored"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -166,16 +175,20 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .thirdPeerJoins: .roomCapacity
         case .passwordLeftOut: .authentication
         case .leaveEarly: .cleanLeave
+        case .guessBudgetIgnored: .guessBound
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
-    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut }
+    public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut || self == .guessBudgetIgnored }
     /// Only a squatter's JOIN can show this bug.
     public var needsSquatters: Bool { self == .thirdPeerJoins }
 
     /// The bug only shows when users leave while messages are in flight: it implies `--leave-randomly`.
     public var needsRandomLeaving: Bool { self == .leaveEarly }
+
+    /// The relay in the middle that shows the bug (when `--attack` does not say).
+    public var attack: MitmAttack? { self == .guessBudgetIgnored ? .freshInstance : nil }
 
     /// Plant the bug in the world a run builds.
     func plant(in configuration: inout WorldConfiguration) {
@@ -190,6 +203,12 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .thirdPeerJoins: configuration.plantedBugs.insert(.thirdPeerJoins)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
         case .leaveEarly: configuration.plantedBugs.insert(.leaveWhenOwnConfirmed)
+        case .guessBudgetIgnored:
+            configuration.driver = { room in
+                var driver = DriverConfiguration(session: SessionConfiguration(room: room), interactive: false)
+                driver.session.passwordRunsUnconfirmedMax = 64
+                return driver
+            }
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -248,6 +267,8 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     /// processes finishes within this (the liveness bound, one BYE retransmission at its cap, and
     /// round trips). A leaver whose deadline came this long after the heal must not run into it.
     public var leaveSpareMilliseconds: UInt64
+    /// Which attack it runs (`--attack`), with `--mitm`.
+    public var attack: MitmAttack?
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -320,6 +341,7 @@ extension ResolvedSettings {
         source("password", options.password != nil)
         mitm = options.mitm
         squatters = options.squatters
+        attack = options.mitm ? (options.attack ?? options.plantedBug?.attack ?? .endpoints) : nil
         self.sources = sources
 
         let driver = DriverConfiguration(session: SessionConfiguration(room: RoomCode.simulated(0)), interactive: false)

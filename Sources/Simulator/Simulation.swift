@@ -43,6 +43,8 @@ public final class Simulation {
     /// Each room's password (its code's words) when the run has passwords; empty otherwise.
     var roomPasswords: [Password] = []
     var adversary: Adversary?
+    /// The password tags a relay in the middle received (`guess-bound`).
+    var guesses: GuessCount
 
     // Checking.
     var ledger: Ledger
@@ -77,6 +79,7 @@ public final class Simulation {
         plantedRandom = Xoshiro256(seed: options.seed, stream: .planted)
         leaveRandom = Xoshiro256(seed: options.seed, stream: .leaving)
         ledger = Ledger(clients: settings.peers)
+        guesses = GuessCount(clients: settings.peers)
         users = (0..<settings.peers).map { _ in User() }
         roomMembers = Array(repeating: [], count: settings.rooms)
         do {
@@ -96,7 +99,7 @@ public final class Simulation {
             if !roomPasswords.isEmpty { scanner.add(roomPasswords[room].prsForTesting, name: "the room's password") }
             return scanner
         }
-        if options.mitm { adversary = Adversary(simulation: self) }
+        if let attack = settings.attack { adversary = Adversary(simulation: self, attack: attack) }
         for squatter in 0..<settings.squatters {
             let room = squatter % settings.rooms
             squatterRooms.append(room)
@@ -182,6 +185,7 @@ public final class Simulation {
             world.schedule(SimEvent.relayCrash.rawValue, at: Instant(nanoseconds: at))
         }
         world.schedule(SimEvent.heal.rawValue, at: faultPhaseEnd)
+        adversary?.scheduleInjections()
     }
 
     /// Handle one of the scenario's own events.
@@ -201,6 +205,8 @@ public final class Simulation {
         case .mitmTimer: adversary?.timer(client)
         case .squat: squat(client)
         case .userLeaves: userLeaves(client)
+        case .mitmInject: adversary?.inject(client)
+        case .rerun: rerun(client)
         }
     }
 
@@ -238,6 +244,10 @@ enum SimEvent: UInt8 {
     case mitmTimer
     case squat
     case userLeaves
+    /// The relay in the middle injects a forged opening (`MitmAttack.injects`).
+    case mitmInject
+    /// The user runs the same code again after the relay refused the last run (`--mitm`).
+    case rerun
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose
@@ -260,7 +270,7 @@ struct User {
     /// The state the current process's last state change reported.
     var observedState: SessionState = .initial
     var userFoundAt: Instant?
-    /// When the current process crashed, the restart is due.
+    /// When the current process crashed (or was refused by the relay), the restart is due.
     var restartAt: Instant?
     /// The user leaves at a random moment (`--leave-randomly`).
     var leaves = false
@@ -270,6 +280,8 @@ struct User {
     var drainDeadline: Instant?
     /// The peer's process incarnation the current process last secured a conversation with.
     var securedWith: Int32?
+    /// The current process said that the code is spent: its user will not run it again.
+    var toldCodeSpent = false
 }
 
 /// Running totals for the report.

@@ -96,3 +96,32 @@ extension Simulation {
         scheduleSquat(index)
     }
 }
+
+/// A relay in the middle: who the clients' peer really is, and the users' re-runs.
+extension Simulation {
+    /// The relay's endpoints play every client's peer (`--attack endpoints`).
+    var attackerPlaysPeer: Bool { settings.attack == .endpoints }
+
+    /// No session may ever reach CONNECTED: the relay plays the peer with a wrong password, or
+    /// substitutes every key.
+    var attackerBlocksConnection: Bool {
+        (settings.attack == .endpoints && settings.password) || settings.attack == .substituteKeys
+    }
+
+    /// A relay ERROR ended `index`'s run. With a relay in the middle its user runs the same code
+    /// again 0.5-3 s later, unless the client said the code is spent (the user heeds it): the
+    /// `guess-bound` invariant counts the tags across those runs.
+    func relayRefused(_ index: Int) {
+        guard let adversary, !users[index].toldCodeSpent, users[index].restartAt == nil else { return }
+        let at = world.now.advanced(by: .milliseconds(adversary.random.inRange(500...3_000)))
+        users[index].restartAt = at
+        world.schedule(SimEvent.rerun.rawValue, client: Int32(index), at: at)
+    }
+
+    func rerun(_ index: Int) {
+        guard !world.clients[index].isRunning else { return }
+        users[index] = User(sendTimes: users[index].sendTimes, nextSend: users[index].nextSend)
+        record(.clientStart, client: index, value: 1)
+        world.startProcess(index)
+    }
+}

@@ -44,6 +44,18 @@ struct SimulatorCommand: ParsableCommand {
             phase; clean-leave then requires that a client which exits 0 before its drain deadline left \
             nothing of its peer's unread, and that no leaver runs into its deadline with time to spare.
 
+            --attack NAME picks the relay in the middle (default endpoints, the above): \
+            substitute-keys replaces the key of every PAKE / KEY_EXCHANGE opening it forwards with \
+            another valid one (every session must fail authentication, none may connect); \
+            forged-restart sends CONNECTED pairs forged restart hellos (the peer's public instance ID, \
+            a higher epoch); reflect-confirm sends every KEY_CONFIRM back to its sender; \
+            fresh-instance sends CONNECTED pairs openings from new instances, and with passwords ends \
+            some runs with an ERROR (its users run the code again unless told it is spent). Those three \
+            forward the honest traffic: the peers must stay connected to each other, with matching \
+            safety numbers, and converge. The guess-bound invariant counts the password tags the relay \
+            receives for openings it made or altered: at most 2 per side and run, 4 per code (plus 2 for \
+            each run re-run after a crash that had given one), as docs/SECURITY.md states.
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (one per invariant) to prove the checker names the invariant it breaks.
 
@@ -106,6 +118,12 @@ struct SimulatorCommand: ParsableCommand {
             """)
     var leaveRandomly = false
 
+    @Option(
+        help: ArgumentHelp(
+            "With --mitm, the attack: endpoints (default), substitute-keys, forged-restart, reflect-confirm or "
+                + "fresh-instance.", valueName: "NAME"))
+    var attack: String?
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -151,6 +169,10 @@ struct SimulatorCommand: ParsableCommand {
         }
         if let delay, Self.parseRange(delay, parse: { UInt64($0) }) == nil {
             throw ValidationError("--delay must look like MIN..MAX in virtual milliseconds, with MIN <= MAX")
+        }
+        if let attack, MitmAttack(rawValue: attack) == nil {
+            throw ValidationError(
+                "--attack must be one of: \(MitmAttack.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let plantBug, PlantedBug(rawValue: plantBug) == nil {
             throw ValidationError(
@@ -227,7 +249,7 @@ struct SimulatorCommand: ParsableCommand {
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
-            leaveRandomly: leaveRandomly)
+            leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)))
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -247,6 +269,7 @@ struct SimulatorCommand: ParsableCommand {
         if mitm { words.append("--mitm") }
         if squatters > 0 { words += ["--squatters", String(squatters)] }
         if leaveRandomly { words.append("--leave-randomly") }
+        if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
         return words.joined(separator: " ")

@@ -194,6 +194,28 @@ struct AuthenticationSimulationTests {
         }
     }
 
+    @Test("The dumb relays in the middle (issue 12), both modes: loud failure or the real peer, never the relay",
+          arguments: MitmAttack.allCases.filter { $0 != .endpoints })
+    func dumbAttackers(attack: MitmAttack) throws {
+        for password in [true, false] {
+            var options = SimulationTests.allFaults(seed: 21, password: password, mitm: true)
+            options.attack = attack
+            let report = try SimulationTests.run(options)
+            let mode = password ? "password" : "no password"
+            #expect(report.passed, "\(attack.rawValue), \(mode): \(Self.describe(report))")
+            let auth = report.authentication
+            #expect(auth.recordsDecryptedByRelay == 0 && auth.roomsSafetyNumbersDiffering == 0)
+            #expect(auth.relayGuessesPerRunMost <= 2 && auth.relayGuessesPerCodeMost <= 4 || !password)
+            if attack == .substituteKeys {
+                #expect(report.sessions.connected == 0 && auth.roomsSafetyNumbersMatching == 0)
+                #expect(auth.sessionsFailedAuthentication > 0)
+            } else {
+                #expect(auth.roomsSafetyNumbersMatching > 0 && report.messages.shown > 0, "\(attack.rawValue), \(mode)")
+            }
+            if attack == .freshInstance && password { #expect(auth.relayGuesses > 0, "the relay collected tags") }
+        }
+    }
+
     @Test("A password run replays to the same trace hash; passwords change the run")
     func determinismWithPasswords() throws {
         let first = try SimulationTests.run(SimulationTests.allFaults(seed: 31, password: true))

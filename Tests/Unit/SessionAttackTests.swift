@@ -217,6 +217,68 @@ struct SessionAttackTests {
         #expect(chat.received(0).last == "after the re-key")
     }
 
+    @Test("4. A forged restart between the peer's confirmation and ours leaves both on the same keys (both modes)")
+    func forgedRestartMidRekeyKeepsKeysInStep() throws {
+        // Found by the simulator's forged-restart attacker: Bob had paired a re-key and sent his
+        // confirmation; Alice took it and switched keys; then a forged hello (Alice's public
+        // instance, a higher epoch) made Bob start again and wipe that pairing, so Alice's
+        // confirmation found nothing and the two sides sealed under different keys for good.
+        for (password, forgesHello) in [(Self.password, true), (nil, true), (Self.password, false), (nil, false)]
+            as [(String?, Bool)]
+        {
+            let alice = Self.session(password)
+            let bob = Self.session(password)
+            let pump = Pump([alice, bob])
+            pump.join()
+            pump.run()
+            #expect(alice.state == .connected && bob.state == .connected)
+            // Alice reconnects without Bob hearing of it; the relay holds her confirmations back.
+            var held: [Signal] = []
+            var dropBobsOpenings = false
+            pump.tap = { from, to, signal in
+                if from == 0, signal.kind == .keyConfirm {
+                    held.append(signal)
+                    return []
+                }
+                if from == 1, dropBobsOpenings, signal.kind == .pake || signal.kind == .keyExchange { return [] }
+                return [(to, signal)]
+            }
+            alice.handle(.transportDown, now: .zero)
+            pump.join(only: 0)
+            pump.run()
+            #expect(alice.state == .connected, "Alice took Bob's confirmation of the re-key")
+            let opening = try #require(pump.sent(0).last { $0.kind == .pake || $0.kind == .keyExchange })
+            // The relay's forgery, one of two: a hello with Alice's instance, a higher epoch and a key
+            // of its own; or a confirmation naming an opening of Bob's he never made (refused: it
+            // must not undo his pairing either; found on the next seed, through dropAttempt). Bob's
+            // next openings never reach Alice (the relay drops them).
+            dropBobsOpenings = true
+            let aliceEpoch = Forge.epoch(of: opening.payload!)
+            if forgesHello {
+                let forged = Forge.hello(
+                    version: 3, instance: alice.localInstance.bytes, epoch: aliceEpoch + 5,
+                    knownPeer: bob.localInstance.bytes)
+                pump.deliver(
+                    Signal(kind: opening.kind, payload: forged, key: try Forge.impostorKey(password: password != nil)),
+                    to: 1)
+            } else {
+                let bobOpening = try #require(pump.sent(1).last { $0.kind == opening.kind })
+                let fake = Forge.confirmation(
+                    version: 3, runID: [UInt8](repeating: 7, count: 16), proof: [UInt8](repeating: 9, count: 64),
+                    receiver: (bob.localInstance.bytes, Forge.epoch(of: bobOpening.payload!) + 7),
+                    sender: (alice.localInstance.bytes, aliceEpoch))
+                pump.deliver(Signal(kind: .keyConfirm, payload: fake), to: 1)
+            }
+            // Now Alice's confirmation arrives.
+            for signal in held { pump.deliver(signal, to: 1) }
+            _ = alice.send("after the re-key", now: .zero)
+            pump.run()
+            #expect(pump.received(1).last == "after the re-key",
+                    "\(password == nil ? "x25519" : "cpace"), forged \(forgesHello ? "hello" : "confirmation")")
+            #expect(alice.state == .connected && bob.state == .connected && pump.ended(1).isEmpty)
+        }
+    }
+
     @Test("4. A stranger that completes a handshake with the wrong password is refused; the pair stays connected")
     func wrongPasswordRekeyIsRefused() throws {
         let alice = Self.session(Self.password)

@@ -158,6 +158,30 @@ public final class MessageRatchet {
         nextReceiveSequence = receive
     }
 
+    /// The most chain steps `skip` takes per direction: a gap beyond it leaves the keys out of
+    /// step (records then fail to open) rather than spend unbounded time.
+    static let skipMax: UInt64 = 65_536
+
+    /// Move the chains on to `sendTo` and `receiveTo` without using the keys in between (each
+    /// overwritten at once): their records were carried by earlier keys. Only before the first
+    /// record, after `resume`.
+    func skip(sendTo send: UInt64, receiveTo receive: UInt64) {
+        precondition(recordsSealed == 0 && recordsOpened == 0, "skip only before the first record")
+        guard !isWiped else { return }
+        for (chain, from, to) in [(sendChain, nextSendSequence, send), (receiveChain, nextReceiveSequence, receive)] {
+            guard to > from else { continue }
+            stepScratch.withUnsafeMutableBytes { scratch in
+                defer { Sodium.memzero(scratch) }
+                for _ in 0..<min(to - from, Self.skipMax) {
+                    Self.step(chain, into: scratch)
+                    Self.overwrite(chain, with: Self.nextChainSlot(scratch))
+                }
+            }
+        }
+        nextSendSequence = max(nextSendSequence, send)
+        nextReceiveSequence = max(nextReceiveSequence, receive)
+    }
+
     // MARK: Chat records (ratcheted)
 
     /// Seal record `sequence`, which must be exactly `nextSendSequence`: its message key is made,

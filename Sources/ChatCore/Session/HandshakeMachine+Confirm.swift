@@ -64,7 +64,7 @@ extension HandshakeMachine {
                 defer { master.wipe() }
                 return RetainedSecret(master: master, peer: peer.instance, safetyNumber: safetyNumber, confirmed: false)
             }
-            if let tentative { continuity.keepTentative(tentative) }
+            if let tentative { continuity.keepTentative(tentative, sparing: supersededSecretIDs) }
             derived = Derivation(
                 runID: Array(pending.sidOutput.prefix(KeyConfirmation.runIDByteCount)), proof: pending.localTag,
                 peerProof: .tag(pending))
@@ -75,7 +75,9 @@ extension HandshakeMachine {
             case let .refused(rejection): return .rejected(rejection, runFinished: !opening.secret.canAnswer)
             }
         }
-        if case let .sealed(_, _, next) = derived.peerProof { continuity.keepTentative(next) }
+        if case let .sealed(_, _, next) = derived.peerProof {
+            continuity.keepTentative(next, sparing: supersededSecretIDs)
+        }
         let confirmation = KeyConfirmation(
             runID: derived.runID, receiver: peer.reference, sender: opening.hello.reference, proof: derived.proof)
         let pairing = Pairing(
@@ -144,7 +146,9 @@ extension HandshakeMachine {
             if confirmation.receiver.epoch == confirmed.localEpoch, confirmation.sender == confirmed.peer.reference {
                 return .duplicate
             }
-            guard let rekey else { return .rejected(.staleConfirmation) }
+            guard let rekey else {
+                return judgeSuperseded(confirmation, nextSendSequence: nextSendSequence) ?? .rejected(.staleConfirmation)
+            }
             return judge(confirmation, attempt: rekey, nextSendSequence: nextSendSequence)
         }
     }
@@ -152,6 +156,7 @@ extension HandshakeMachine {
     private mutating func judge(
         _ confirmation: KeyConfirmation, attempt: Attempt, nextSendSequence: UInt64
     ) -> ConfirmationResult {
+        if let result = judgeSuperseded(confirmation, nextSendSequence: nextSendSequence) { return result }
         let openingEpoch = attempt.opening.hello.epoch
         // For an opening of ours that was replaced: a delayed copy.
         if confirmation.receiver.epoch < openingEpoch { return .rejected(.staleConfirmation) }
@@ -205,7 +210,7 @@ extension HandshakeMachine {
     /// How the conversation continues with `peer`: our sending side follows what the peer
     /// announced (if it remembers our conversation, it expects our numbering to continue at
     /// `nextExpected`; if not, from 1), and the peer's side follows what we announced.
-    private func continuation(local: HandshakeHello, peer: HandshakeHello) -> ConversationContinuation {
+    func continuation(local: HandshakeHello, peer: HandshakeHello) -> ConversationContinuation {
         let previous = confirmedPeer?.instance
         let resumed = peer.knownPeer == localInstance && previous == peer.instance
         return ConversationContinuation(
@@ -213,11 +218,79 @@ extension HandshakeMachine {
             sending: resumed
                 ? .resume(nextExpected: peer.nextExpected)
                 : .renumber(from: peer.knownPeer == localInstance ? peer.nextExpected : 1),
-            restartsReceiving: local.knownPeer != peer.instance)
+            restartsReceiving: local.knownPeer != peer.instance,
+            receivingFrom: local.knownPeer == peer.instance ? local.nextExpected : 1)
     }
 
     /// A different instance (the peer restarted), or the same one later.
     static func isNewer(_ reference: HelloReference, than other: HelloReference) -> Bool {
         reference.instance != other.instance || reference.epoch > other.epoch
+    }
+}
+
+// The superseded pairing (issue 12, found by the simulator's forged-restart and fresh-instance
+// attackers): a restart used to wipe a pairing whose confirmation had gone out, so an opening
+// nobody authenticated left the peer on that pairing's keys and us on the old ones.
+extension HandshakeMachine {
+    /// Replace the handshake under way: a paired one is kept as `superseded` (our confirmation of
+    /// it is out), anything else is wiped.
+    mutating func supersedeAttempt() {
+        guard let attempt else { return }
+        // Only a re-key beside the keys in use: a pairing of a handshake without keys (the first,
+        // or after a reconnect) announced no conversation or an older one, and confirming it after
+        // another would restart the numbering (records shown twice; found on seed 8).
+        guard case .connected = state, case let .paired(opening, pairing) = attempt else { return attempt.wipe() }
+        opening.secret.wipe()  // Its key answered the peer's: used up.
+        if superseded.count == Self.supersededMax { wipeSuperseded(superseded.removeFirst()) }
+        superseded.append(Superseded(opening: opening, pairing: pairing))
+    }
+
+    mutating func dropSuperseded() {
+        for old in superseded { wipeSuperseded(old) }
+        superseded.removeAll()
+    }
+
+    /// The tentative secrets superseded pairings hold (kept alive for them).
+    var supersededSecretIDs: [[UInt8]] { superseded.compactMap { $0.tentative?.id } }
+
+    /// Wipe a superseded pairing, and its tentative secret unless the continuity list still has it.
+    private func wipeSuperseded(_ old: Superseded) {
+        old.wipe()
+        if let secret = old.tentative, !continuity.ids.contains(secret.id) { secret.secret.wipe() }
+    }
+
+    /// The peer's confirmation of the superseded pairing: when it proves it, that pairing is
+    /// confirmed (the peer is on its keys), and the handshake under way, if any, goes on beside
+    /// it. Nil when `confirmation` is not for that pairing; anything that does not prove it is
+    /// dropped, never a failure (we moved on from it).
+    mutating func judgeSuperseded(_ confirmation: KeyConfirmation, nextSendSequence: UInt64) -> ConfirmationResult? {
+        guard let index = superseded.firstIndex(where: {
+            confirmation.receiver == $0.opening.hello.reference && confirmation.sender == $0.pairing.peer.reference
+        }) else { return nil }
+        let old = superseded[index]
+        // Never back to a pairing older than the one in use.
+        guard case let .connected(confirmed, _) = state, old.opening.hello.epoch > confirmed.localEpoch else {
+            return .rejected(.staleConfirmation)
+        }
+        guard confirmation.runID == old.pairing.runID,
+              case let .verified(_, ratchet, retained) = old.pairing.proof.check(
+                  confirmation.proof, peer: old.pairing.peer.instance, safetyNumber: old.pairing.safetyNumber)
+        else { return .rejected(.staleConfirmation) }
+        let continuation = continuation(local: old.opening.hello, peer: old.pairing.peer)
+        guard continuation.expectedNext <= nextSendSequence else { return .rejected(.inconsistentResume) }
+        if case .tag = old.pairing.proof { passwordRunsUnconfirmed -= 1 }
+        superseded.remove(at: index)
+        let ongoing = attempt
+        let ongoingDeadline = deadline
+        var ongoingSecret: RetainedSecret?
+        if case let .paired(_, pairing)? = ongoing, case let .sealed(_, _, next) = pairing.proof { ongoingSecret = next }
+        complete(opening: old.opening, pairing: old.pairing, retained: retained, keeping: ongoingSecret)
+        if let ongoing {
+            setAttempt(ongoing)
+            deadline = ongoingDeadline
+        }
+        return .confirmed(Completion(
+            continuation: continuation, ratchet: ratchet, safetyNumber: old.pairing.safetyNumber,
+            continued: old.pairing.continued))
     }
 }

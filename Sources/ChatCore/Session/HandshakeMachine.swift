@@ -45,6 +45,15 @@ struct HandshakeMachine {
     var retiredPeers: [InstanceID] = []
     var answered: [HelloReference] = []
     var continuity = KeyContinuity()
+    /// The pairing a restart replaced after our confirmation of it went out: the peer may already
+    /// hold its keys (it confirmed it before the opening that made us restart reached us, or
+    /// that opening was a relay's forgery). Its confirmation is still taken (`judgeSuperseded`),
+    /// so an unauthenticated opening cannot leave the two sides on different keys. Newest last,
+    /// at most `supersededMax` (a relay's forged openings that pair, by listing the peer's public
+    /// retained-secret ids, each take a place: one slot let the next forgery push the real pairing
+    /// out).
+    var superseded: [Superseded] = []
+    static let supersededMax = 4
     /// With a password: CPace pairings for which we gave out our confirmation tag and the peer
     /// has not confirmed, over the session's life. Each may have been a relay's password guess;
     /// `SessionConfiguration.passwordRunsUnconfirmedMax` bounds them (the guess budget).
@@ -54,7 +63,7 @@ struct HandshakeMachine {
     var passwordTagsGiven = 0
     /// While handshaking: when the handshake counts as blocked (`SessionConfiguration.handshakeTimeout`
     /// after the first opening of this spell; restarts within the spell keep it).
-    private(set) var deadline: Instant?
+    var deadline: Instant?
     /// The session's own copy of the password (wiped when the session ends), or nil.
     let password: Password?
     /// Broken behaviours for the simulator's self-tests (PlantedBugs.swift); always empty otherwise.
@@ -105,7 +114,7 @@ struct HandshakeMachine {
     /// wiped); while CONNECTED it runs beside the keys in use. `nextReceiveSequence`: the
     /// conversation's next expected record from the peer.
     mutating func open(now: Instant, nextReceiveSequence: UInt64, entropy: any EntropySource) -> [UInt8] {
-        attempt?.wipe()
+        supersedeAttempt()
         localEpoch += 1
         let knownPeer = confirmedPeer?.instance ?? .none
         let nextExpected = confirmedPeer == nil ? 1 : nextReceiveSequence
@@ -193,13 +202,18 @@ struct HandshakeMachine {
     /// stays: epoch, confirmed peer, retained secrets, budget).
     mutating func drop() {
         attempt?.wipe()
+        dropSuperseded()
         state = .idle
         deadline = nil
     }
 
-    /// Abandon the handshake under way, keeping the keys in use (if any).
+    /// Abandon the handshake under way, keeping the keys in use (if any) and the superseded
+    /// pairing (the peer may yet confirm it).
     mutating func dropAttempt() {
-        attempt?.wipe()
+        // A paired attempt stays confirmable: a refusal caused by someone else's frame (a forged
+        // confirmation naming an opening of ours we never made) must not undo a pairing the peer
+        // may already have taken.
+        supersedeAttempt()
         switch state {
         case .idle, .handshaking: state = .idle
         case let .connected(confirmed, _): state = .connected(confirmed, rekey: nil)
@@ -216,6 +230,7 @@ struct HandshakeMachine {
     /// Wipe every secret (the session is going away).
     func wipe() {
         attempt?.wipe()
+        for old in superseded { old.wipe(); old.tentative?.secret.wipe() }
         continuity.wipe()
         password?.wipe()
     }
@@ -238,10 +253,13 @@ struct HandshakeMachine {
     /// The verified pairing becomes the session's: remember the peer (retiring the one it
     /// replaces: only now, when the successor is authenticated), keep its retained secret alone,
     /// and wipe our opening's secret (forward secrecy). Its keys are the channel's from now on.
-    mutating func complete(opening: Opening, pairing: Pairing, retained: RetainedSecret) {
+    mutating func complete(
+        opening: Opening, pairing: Pairing, retained: RetainedSecret, keeping: RetainedSecret? = nil
+    ) {
         if let previous = confirmedPeer?.instance, previous != pairing.peer.instance { retire(previous) }
         confirmedPeer = ConfirmedPeer(instance: pairing.peer.instance, epoch: pairing.peer.epoch)
-        continuity.confirm(retained)
+        continuity.confirm(retained, keeping: keeping)
+        dropSuperseded()
         opening.secret.wipe()
         state = .connected(
             Confirmed(peer: pairing.peer, localEpoch: opening.hello.epoch, confirmFrame: pairing.confirmFrame,

@@ -38,6 +38,24 @@ extension HandshakeMachine {
         }
     }
 
+    /// A pairing replaced by a restart after our confirmation of it went out (its opening's
+    /// secret is wiped: its key answered the peer's; the pairing's keys wait for the peer's
+    /// confirmation).
+    struct Superseded {
+        let opening: Opening
+        let pairing: Pairing
+
+        func wipe() {
+            opening.secret.wipe()
+            pairing.proof.wipe()
+        }
+
+        /// The secret this pairing would leave, while the peer may still confirm it.
+        var tentative: RetainedSecret? {
+            if case let .sealed(_, _, next) = pairing.proof { next } else { nil }
+        }
+    }
+
     /// Our side of a handshake: one hello, one key or share, answering one peer opening at most.
     struct Opening {
         let hello: HandshakeHello

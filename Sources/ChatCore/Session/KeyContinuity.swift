@@ -77,23 +77,28 @@ struct KeyContinuity {
         return nil
     }
 
-    /// Keep the secret of a pairing the peer may confirm (keys derived, ours sent).
-    mutating func keepTentative(_ secret: RetainedSecret) {
+    /// Keep the secret of a pairing the peer may confirm (keys derived, ours sent). One dropped
+    /// from the list is wiped unless its id is in `sparing` (a superseded pairing still holds it:
+    /// it is wiped with that pairing).
+    mutating func keepTentative(_ secret: RetainedSecret, sparing: [[UInt8]] = []) {
         guard !secrets.contains(where: { $0.id == secret.id }) else { return }
         secrets.insert(secret, at: 0)
         // Drop the oldest unconfirmed ones first: the confirmed one anchors the chain.
         while secrets.count > RetainedSecret.idsMax {
             let index = secrets.lastIndex(where: { !$0.confirmed }) ?? secrets.count - 1
-            secrets.remove(at: index).secret.wipe()
+            let dropped = secrets.remove(at: index)
+            if !sparing.contains(dropped.id) { dropped.secret.wipe() }
         }
     }
 
-    /// The handshake of `secret` is confirmed: it is the only one kept.
-    mutating func confirm(_ secret: RetainedSecret) {
-        for held in secrets where held.id != secret.id { held.secret.wipe() }
+    /// The handshake of `secret` is confirmed: it is the only one kept, with `keeping` (the
+    /// tentative secret of a handshake still under way beside it, `HandshakeMachine.judgeSuperseded`).
+    mutating func confirm(_ secret: RetainedSecret, keeping: RetainedSecret? = nil) {
+        for held in secrets where held.id != secret.id && held.id != keeping?.id { held.secret.wipe() }
         var kept = secret
         kept.confirmed = true
         secrets = [kept]
+        if let keeping, keeping.id != secret.id { secrets.append(keeping) }
     }
 
     func wipe() {

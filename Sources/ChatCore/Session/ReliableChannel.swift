@@ -44,6 +44,9 @@ struct ReliableChannel {
     private var nextMessageID: UInt64 = 1
     private(set) var nextSendSequence: UInt64 = 1
     private(set) var nextReceiveSequence: UInt64 = 1
+    /// Where the next keys' chains stand (send, receive), as the confirmed handshake's hellos
+    /// said (`continueConversation`); taken by `open`.
+    private var anchors: (send: UInt64, receive: UInt64)?
     /// The message retransmission timeout: measured round trips, doubled on each expiry.
     private var estimator: RetransmitEstimator
     let configuration: SessionConfiguration
@@ -436,6 +439,7 @@ struct ReliableChannel {
             nextSendSequence = first
         }
         if continuation.restartsReceiving { nextReceiveSequence = 1 }
+        anchors = (continuation.expectedNext, continuation.receivingFrom)
     }
 
     /// Open with the confirmed handshake's ratchet and send what waits.
@@ -443,7 +447,18 @@ struct ReliableChannel {
         ratchet: MessageRatchet, confirmation: [UInt8]?, now: Instant, into outputs: inout SessionOutputs
     ) {
         let firstUnacknowledged = queue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence
-        ratchet.resume(nextSendSequence: firstUnacknowledged, nextReceiveSequence: nextReceiveSequence)
+        // Chain position 0 stands where the two hellos of the handshake said, on both sides; then
+        // each chain steps over what the old keys carried after that (records acknowledged or
+        // received under them while this handshake ran beside them: a re-key while CONNECTED).
+        // Anchored at our current numbers instead, the two sides' keys for a record differed
+        // whenever records crossed the re-key, and the record was refused for good (issue 12's
+        // fresh-instance attacker wedged CONNECTED pairs so).
+        let (sendAnchor, receiveAnchor) = anchors ?? (firstUnacknowledged, nextReceiveSequence)
+        anchors = nil
+        ratchet.resume(
+            nextSendSequence: min(sendAnchor, firstUnacknowledged),
+            nextReceiveSequence: min(receiveAnchor, nextReceiveSequence))
+        ratchet.skip(sendTo: firstUnacknowledged, receiveTo: nextReceiveSequence)
         ratchet.retainsOpenedKeys = plantedBugs.contains(.skipCounterCheck)
         let interval = configuration.handshakeRetransmitInitial
         state = .open(Open(
@@ -515,6 +530,9 @@ struct ConversationContinuation {
     var sending: Sending
     /// We announced another conversation (or none), so the peer numbers its side from 1.
     var restartsReceiving: Bool
+    /// The number the peer's records under the new keys start from: what our hello announced
+    /// (1 when it named another conversation). Both sides anchor the new chains there.
+    var receivingFrom: UInt64 = 1
 
     /// The first of our numbers the peer expects next (it cannot expect one we never numbered).
     var expectedNext: UInt64 {
