@@ -42,6 +42,8 @@ extension Simulation: WorldObserver {
                 "the relay forwarded a SIGNAL from client \(source) to client \(client), outside the sender's room")
             return false
         }
+        // A squatter that briefly held a seat reads nothing: no attacker plays its peer.
+        guard client < settings.peers else { return true }
         return adversary?.relayWillForward(frame, to: client) ?? true
     }
 
