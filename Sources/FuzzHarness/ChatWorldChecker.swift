@@ -176,22 +176,9 @@ final class ChatWorldChecker: WorldObserver {
     // MARK: Frames and accounting
 
     private func checkTransmitted(_ frame: [UInt8], by side: Int) {
-        let message: ClientMessage
-        let inspected: ClientFrame
-        do {
-            inspected = try WireCodec.inspectClientFrame(frame)
-            message = try WireCodec.decodeClientMessage(frame)
-        } catch {
-            record("side \(side): transmitted a frame the relay refuses: \(error)")
-            return
-        }
-        // A JOIN may carry the reconnect token, which `ClientMessage` does not hold.
-        let canonical = if case let .join(room, token) = inspected {
-            WireCodec.encodeJoin(room, token: token)
-        } else {
-            WireCodec.encode(message)
-        }
-        if canonical != frame { record("side \(side): transmitted a non-canonical frame") }
+        let (decoded, problem) = TransmittedFrame.check(frame)
+        if let problem { record("side \(side): \(problem)") }
+        guard let message = decoded else { return }
         // The state the session had when it produced the frame: the driver's actions come in the
         // order of the session's outputs, so the state changes displayed so far (the session's own
         // state may already be further on, when one input both sent and ended).

@@ -50,21 +50,9 @@ extension SessionRun {
     }
 
     private func checkTransmitted(_ frame: [UInt8]) {
-        let message: ClientMessage
-        let inspected: ClientFrame
-        do {
-            inspected = try WireCodec.inspectClientFrame(frame)
-            message = try WireCodec.decodeClientMessage(frame)
-        } catch {
-            record("transmitted a frame the relay refuses: \(error)")
-            return
-        }
-        let canonical = if case let .join(room, token) = inspected {
-            WireCodec.encodeJoin(room, token: token)
-        } else {
-            WireCodec.encode(message)
-        }
-        if canonical != frame { record("transmitted a non-canonical frame") }
+        let (decoded, problem) = TransmittedFrame.check(frame)
+        if let problem { record(problem) }
+        guard let message = decoded else { return }
         switch message {
         case let .join(room):
             if room != SessionFixture.configuration.room { record("joined \(room)") }

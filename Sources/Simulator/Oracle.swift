@@ -238,13 +238,14 @@ extension Simulation {
         guard room % Self.keySampleRoomInterval == 0, let session = world.clients[client].driver?.session else {
             return
         }
-        var scanner = keyScanners[room] ?? SecretScanner()
         let keys = session.heldRecordKeysForTesting()
-        if scanner.count + keys.count > Self.keySampleNeedlesMax { scanner.removeAll() }
-        for key in keys where key.contains(where: { $0 != 0 }) {
-            scanner.add(key, name: "a session key of room \(room)")
+        // In place: the room's scanner is not copied for each sample.
+        if keyScanners[room].map({ $0.count + keys.count > Self.keySampleNeedlesMax }) ?? true {
+            keyScanners[room] = SecretScanner()
         }
-        keyScanners[room] = scanner
+        for key in keys where key.contains(where: { $0 != 0 }) {
+            keyScanners[room]?.add(key, name: "a session key of room \(room)")
+        }
     }
 }
 

@@ -51,7 +51,7 @@ public final class Simulation {
     /// What the relay must never see, per room: every message's canary and the room's password.
     var secrets: [SecretScanner] = []
     /// Sampled rooms' session keys (`Oracle.swift`): the keys their clients held at sampled moments.
-    var keyScanners: [Int: SecretScanner] = [:]
+    var keyScanners: [SecretScanner?] = []
     /// The room index each squatter slot (after the peers' slots) probes.
     var squatterRooms: [Int] = []
     var violation: Violation?
@@ -82,6 +82,7 @@ public final class Simulation {
         guesses = GuessCount(clients: settings.peers)
         users = (0..<settings.peers).map { _ in User() }
         roomMembers = Array(repeating: [], count: settings.rooms)
+        keyScanners = Array(repeating: nil, count: settings.rooms)
         do {
             trace = try Trace(tailCapacity: options.traceTailCount, filePath: traceFile)
         } catch {
