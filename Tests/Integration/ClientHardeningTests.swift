@@ -37,9 +37,33 @@ struct ClientHardeningTests {
         chmod(directory.path, 0o755)
         let copy = directory.appendingPathComponent("securechat")
         try? FileManager.default.removeItem(at: copy)
-        try FileManager.default.copyItem(at: buildProductsDirectory().appendingPathComponent("securechat"), to: copy)
-        chmod(copy.path, 0o755)
+        let original = buildProductsDirectory().appendingPathComponent("securechat")
+        // A hard link has no writer. A copy's write descriptor can be inherited, for a moment, by a
+        // process another test forks meanwhile, and exec then fails with "Text file busy" (ETXTBSY).
+        if link(original.path, copy.path) != 0 {
+            try FileManager.default.copyItem(at: original, to: copy)
+            chmod(copy.path, 0o755)
+            try waitUntilExecutable(copy)
+        }
         return copy
+    }
+
+    /// Waits until no process holds the copy open for writing (open(O_WRONLY) fails with ETXTBSY
+    /// only while it is being executed, so the test is: run it once with --version).
+    static func waitUntilExecutable(_ binary: URL) throws {
+        for _ in 0..<100 {
+            let probe = Process()
+            probe.executableURL = binary
+            probe.arguments = ["--version"]
+            probe.standardOutput = FileHandle.nullDevice
+            probe.standardError = FileHandle.nullDevice
+            if (try? probe.run()) != nil {
+                probe.waitUntilExit()
+                return
+            }
+            usleep(20_000)
+        }
+        throw ClientTestFailure("\(binary.path) stayed busy (ETXTBSY) for 2 s")
     }
 
     /// Run as `nobody`, with a core limit the client must lower itself (the test runner's own may
