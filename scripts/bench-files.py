@@ -12,7 +12,7 @@ time, so the key exchange is included for both), and the peak RSS of sender and 
 The received file is compared with the sent one byte for byte; a mismatch fails the run. The tools alternate
 within a round so that both see the same machine load.
 
-Usage: swift build -c release --product securechat --product relay
+Usage: for p in securechat relay; do swift build -c release --product $p; done   (one --product per build: SwiftPM keeps only the last)
        Benchmarks/magic-wormhole/install.sh
        python3 scripts/bench-files.py [--size-mib 1024] [--rounds 3] [--bin .build/release] [--only securechat]
 Only loopback is used; every wait is bounded; the files live in a temporary directory removed at the end.
