@@ -235,16 +235,25 @@ extension RelayEngine {
         guard let state = cluster, state.available != available else { return }
         cluster?.available = available
         if available {
-            for id in state.seats.keys.sorted() {
-                guard let seat = state.seats[id] else { continue }
-                let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
-                actions.append(.cluster(.join(id, request)))
-            }
+            clusterReregister(now: now)
         } else {
             for id in state.pending.keys.sorted() {
                 guard let request = state.pending[id] else { continue }
                 clusterJoinAnswered(id, request, .unavailable, now: now)
             }
+        }
+    }
+
+    /// Register every local seat again, in `ConnectionID` order: Redis came back, or this node's
+    /// heartbeat key had expired (the event loop stalled past its TTL, so the other nodes took this
+    /// one for dead and told its connections' mates PEER_LEFT): the JOIN script is idempotent for a
+    /// seat Redis still has and announces it to the mate's node again.
+    public mutating func clusterReregister(now: Instant) {
+        guard let state = cluster, state.available else { return }
+        for id in state.seats.keys.sorted() {
+            guard let seat = state.seats[id] else { continue }
+            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            actions.append(.cluster(.join(id, request)))
         }
     }
 

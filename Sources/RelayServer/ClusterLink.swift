@@ -71,6 +71,8 @@ final class ClusterLink {
         var message: ([UInt8]) -> Void
         var nodesGone: ([String]) -> Void
         var partnerNodes: () -> [String]
+        /// This node's heartbeat key had expired: re-register every seat.
+        var reregister: () -> Void
     }
 
     private struct Waiter {
@@ -286,7 +288,7 @@ final class ClusterLink {
         }
         let started = NIODeadline.now()
         send(heartbeatCommand) { reply in
-            guard reply == .simpleString(Array("OK".utf8)) else {
+            guard reply == .null || reply == .bulkString(Array("1".utf8)) else {
                 link.value.logger.error("redis did not accept the heartbeat; reconnecting")
                 link.value.command?.close(promise: nil)
                 return
@@ -302,7 +304,10 @@ final class ClusterLink {
     }
 
     private var heartbeatCommand: [[UInt8]] {
-        [Array("SET".utf8), nodeKey, Array("1".utf8), Array("PX".utf8), Array(String(ClusterTiming.nodeTTLMilliseconds).utf8)]
+        [
+            Array("SET".utf8), nodeKey, Array("1".utf8), Array("PX".utf8),
+            Array(String(ClusterTiming.nodeTTLMilliseconds).utf8), Array("GET".utf8),
+        ]
     }
 
     private func commandReply(_ value: RESPValue) {
@@ -424,6 +429,12 @@ final class ClusterLink {
         let started = NIODeadline.now()
         send(heartbeatCommand) { reply in
             if reply != nil { link.value.lastRoundTripNanoseconds = UInt64((NIODeadline.now() - started).nanoseconds) }
+            // SET ... GET answers the old value: none means the key had expired, and the other
+            // nodes have taken this one for dead meanwhile.
+            if reply == .null {
+                link.value.logger.warning("this node's heartbeat had expired in redis; registering its seats again")
+                link.value.events?.reregister()
+            }
         }
         // Bounded by the distinct nodes of local room-mates.
         for partnerNode in events?.partnerNodes() ?? [] {

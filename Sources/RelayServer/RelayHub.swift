@@ -87,7 +87,8 @@ final class RelayHub {
             availability: { available in hub.value.clusterInput { $0.clusterAvailabilityChanged(available, now: $1) } },
             message: { bytes in hub.value.clusterMessage(bytes) },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
-            partnerNodes: { hub.value.engine.clusterPartnerNodes }
+            partnerNodes: { hub.value.engine.clusterPartnerNodes },
+            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } }
         )
         logger.info("cluster node starting", metadata: ["node": "\(link.node)"])
         link.start()

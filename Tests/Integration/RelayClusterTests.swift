@@ -313,34 +313,41 @@ struct RelayClusterTests {
     @Test("200 rooms, peers on random nodes: every SIGNAL arrives, in order, at the other peer only")
     func manyRooms() async throws {
         try await withCluster(nodes: 3, Self.loose) { _, nodes in
-            var pairs: [(TestWebSocket, TestWebSocket)] = []
-            for index in 0..<200 {
-                let room = uniqueRoom("MANY\(index)X")
-                let first = try await TestWebSocket.connect(nodes[Int.random(in: 0..<3)].url)
-                let second = try await TestWebSocket.connect(nodes[Int.random(in: 0..<3)].url)
-                try await first.send(joinFrame(room))
-                try await first.expect("JOINED")
-                try await second.send(joinFrame(room))
-                try await second.expect("JOINED")
-                try await second.expect("PEER_FOUND")
-                try await first.expect("PEER_FOUND")
-                pairs.append((first, second))
-            }
-            for (index, (first, second)) in pairs.enumerated() {
-                for message in 0..<5 {
-                    try await first.send(signalFrame(kind: "MSG", payload: base64("\(index) to second \(message)")))
-                    try await second.send(signalFrame(kind: "MSG", payload: base64("\(index) to first \(message)")))
-                }
-            }
-            for (index, (first, second)) in pairs.enumerated() {
-                for message in 0..<5 {
-                    #expect(try await second.nextText()
-                        == signalFrame(kind: "MSG", payload: base64("\(index) to second \(message)")))
-                    #expect(try await first.nextText()
-                        == signalFrame(kind: "MSG", payload: base64("\(index) to first \(message)")))
+            let urls = nodes.map(\.url)
+            // Rooms in parallel, 20 at a time (each a pair of real connections on random nodes).
+            for batch in 0..<10 {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in (batch * 20)..<(batch * 20 + 20) {
+                        group.addTask { try await Self.chatInRoom(index, urls: urls) }
+                    }
+                    try await group.waitForAll()
                 }
             }
         }
+    }
+
+    /// Two peers of a fresh room on random nodes send 5 SIGNALs each way; each gets exactly the
+    /// other's, in order.
+    static func chatInRoom(_ index: Int, urls: [String]) async throws {
+        let room = uniqueRoom("MANY\(index)X")
+        let first = try await TestWebSocket.connect(urls.randomElement()!)
+        let second = try await TestWebSocket.connect(urls.randomElement()!)
+        try await first.send(joinFrame(room))
+        try await first.expect("JOINED")
+        try await second.send(joinFrame(room))
+        try await second.expect("JOINED")
+        try await second.expect("PEER_FOUND")
+        try await first.expect("PEER_FOUND")
+        for message in 0..<5 {
+            try await first.send(signalFrame(kind: "MSG", payload: base64("\(index) to second \(message)")))
+            try await second.send(signalFrame(kind: "MSG", payload: base64("\(index) to first \(message)")))
+        }
+        for message in 0..<5 {
+            #expect(try await second.nextText() == signalFrame(kind: "MSG", payload: base64("\(index) to second \(message)")))
+            #expect(try await first.nextText() == signalFrame(kind: "MSG", payload: base64("\(index) to first \(message)")))
+        }
+        try await first.close()
+        try await second.close()
     }
 
     @Test("What Redis and its operator see: no room code, token, plaintext or payload stored; no plaintext or room code on the wire to Redis")
@@ -376,6 +383,28 @@ struct RelayClusterTests {
             #expect(!watched.contains(room))
             await alice.kill()
             await bob.kill()
+        }
+    }
+
+    @Test("A node stalled past its heartbeat's TTL (SIGSTOP 6 s): its peer's partner is told PEER_LEFT, then PEER_FOUND again when it resumes; SIGNALs flow again")
+    func nodeStalls() async throws {
+        try await withCluster(nodes: 2) { _, nodes in
+            let room = uniqueRoom("STALL")
+            let alice = try await TestWebSocket.connect(nodes[0].url)
+            let bob = try await TestWebSocket.connect(nodes[1].url)
+            try await alice.send(joinFrame(room))
+            try await alice.expect("JOINED")
+            try await bob.send(joinFrame(room))
+            try await bob.expect("JOINED")
+            try await bob.expect("PEER_FOUND")
+            try await alice.expect("PEER_FOUND")
+            nodes[0].process.send(signal: SIGSTOP)
+            try await bob.expect("PEER_LEFT", timeoutSeconds: 10)
+            try await Task.sleep(for: .seconds(1))
+            nodes[0].process.send(signal: SIGCONT)
+            try await bob.expect("PEER_FOUND", timeoutSeconds: 10)
+            try await expectForwarded(from: bob, to: alice)
+            try await expectForwarded(from: alice, to: bob)
         }
     }
 
