@@ -13,7 +13,7 @@ import PackageDescription
 
 let fuzzTargets = [
     "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
-    "FuzzProxyHeader",
+    "FuzzProxyHeader", "FuzzRESP",
 ]
 
 let package = Package(

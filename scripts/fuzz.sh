@@ -17,7 +17,7 @@ root=$(pwd)
 seconds=${1:-60}
 # FuzzSessionWorld (the two-process world, ~200 execs/s) is not in the default list: FuzzSession
 # fuzzes the session protocol itself far faster; run it by name.
-targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession FuzzSessionWorld FuzzSOCKSReply FuzzProxyHeader})
+targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession FuzzSessionWorld FuzzSOCKSReply FuzzProxyHeader FuzzRESP})
 configuration=${FUZZ_CONFIGURATION:-release}
 fuzz_dir="$root/FuzzTesting"
 scratch="$fuzz_dir/.build-fuzz"
@@ -31,6 +31,7 @@ max_len() {
         FuzzRelayFrame | FuzzClientFrame) echo 8192 ;;
         FuzzRelayRooms | FuzzSOCKSReply) echo 1024 ;;
         FuzzProxyHeader) echo 1280 ;;
+        FuzzRESP) echo 4096 ;;
         FuzzSession) echo 2048 ;;
         *) echo 4096 ;;
     esac

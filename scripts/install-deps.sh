@@ -19,6 +19,8 @@ packages=(
     debootstrap     # scripts/make-debian-root.sh: a Debian 12 without Swift for the release-binary test
     debian-archive-keyring  # ... and the keys that debootstrap checks the Debian packages against
     diffoscope-minimal  # scripts/check-reproducible.sh: shows what differs between two builds
+    redis-server    # a real Redis for the cluster relay's tests (RelayClusterTests start their own)
+    redis-tools     # redis-cli: the cluster tests read what Redis holds and watch what it sees
 )
 
 missing=()
@@ -41,6 +43,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [[ " ${missing[*]} " == *" tor "* ]] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
         echo "install-deps: stopping and disabling the tor service Debian started (the tests run tor themselves)"
         systemctl disable --now tor.service >/dev/null 2>&1 || true
+    fi
+    # redis-server likewise: Debian starts a daemon on 127.0.0.1:6379. The tests start their own
+    # on free ports with persistence off; a system one would only hold memory and a port.
+    if [[ " ${missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        echo "install-deps: stopping and disabling the redis-server service Debian started (the tests run their own)"
+        systemctl disable --now redis-server.service >/dev/null 2>&1 || true
     fi
 fi
 

@@ -190,6 +190,7 @@ extension World {
                 }
             case let .resumeReading(id): resumeReading(id)
             case .shutdownComplete: break
+            case .cluster: break  // The simulated relay is a single node.
             }
         }
     }

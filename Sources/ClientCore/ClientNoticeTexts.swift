@@ -160,6 +160,7 @@ extension ClientNotice {
                 + "(a different version of securechat?); the client reconnects"
         case .shuttingDown: "the relay is shutting down; the client reconnects when it is back"
         case .internalError: "the relay had an internal error; the client keeps trying"
+        case .clusterUnavailable: "the relay cannot reach the rest of its cluster right now; the client keeps trying"
         case .frameTooLarge: "a message was larger than the relay accepts (a different version of securechat?)"
         case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
              .notJoined:

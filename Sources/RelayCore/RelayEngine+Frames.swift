@@ -206,6 +206,10 @@ extension RelayEngine {
         case let .success(.join(room, token)):
             join(room, token: token, from: id, now: now)
         case .success(.signal):
+            if cluster != nil {
+                clusterRoute(frame, from: id, now: now)
+                return
+            }
             switch rooms.route(signalFrom: id) {
             case let .forward(to: peer):
                 forward(frame, from: id, to: peer)

@@ -5,6 +5,10 @@ import ChatCore
 extension RelayEngine {
     /// A well-formed JOIN of `room`, presenting `token` if the client held a seat before.
     mutating func join(_ room: RoomCode, token: ReconnectToken?, from id: ConnectionID, now: Instant) {
+        if cluster != nil {
+            clusterJoinChecked(room, token: token, from: id, now: now)
+            return
+        }
         let current = rooms.room(of: id)
         // The seat this JOIN's token takes back, if any: a reserved one, or one still held by
         // another connection.
@@ -49,6 +53,10 @@ extension RelayEngine {
     /// is shutting down.
     mutating func leaveRooms(_ id: ConnectionID, now: Instant, freeSeat: Bool) {
         storedCounters.webSocketsOpen -= 1
+        if cluster != nil {
+            clusterLeave(id, reserve: !(freeSeat || isShuttingDown || limits.seatGraceSeconds == 0), now: now)
+            return
+        }
         let mate = rooms.peer(of: id)
         let grace = limits.seatGraceSeconds
         let reserveUntil = freeSeat || isShuttingDown || grace == 0 ? nil : now.advanced(by: .seconds(grace))
@@ -58,6 +66,19 @@ extension RelayEngine {
         }
         if !isShuttingDown { perform(departure.actions, now: now) }
         if let mate { unpause(mate, .peerBackpressure, now: now) }
+    }
+
+    /// A JOIN in cluster mode: the address's join rate is charged unless the JOIN repeats the
+    /// connection's room (a retransmission) or is already waiting for Redis; an address over its
+    /// rate may still take back its own seat with its token (Redis checks the token).
+    private mutating func clusterJoinChecked(_ room: RoomCode, token: ReconnectToken?, from id: ConnectionID, now: Instant) {
+        let repeated = cluster?.seats[id]?.room == room || cluster?.pending[id] != nil
+        var overJoinRate = false
+        if !repeated, let key = connections[id]?.countedUnder, var entry = addresses[key] {
+            overJoinRate = !entry.joinBucket.tryConsume(RelayLimits.joinCostTokens, now: now)
+            addresses[key] = entry
+        }
+        clusterJoin(room, token: token, overJoinRate: overJoinRate, from: id, now: now)
     }
 
     /// A reserved seat's timer came due: free it if its reservation has ended (a seat taken back,

@@ -40,6 +40,9 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// Connections whose outbound queue the shell reported over the high watermark (usually none).
     var overWatermark = Set<ConnectionID>()
     var phase: Phase
+    /// Cluster mode (`relay --redis`): the node's seats; nil for a single relay, which keeps
+    /// every room in `rooms`.
+    var cluster: ClusterState?
 
     enum Phase {
         /// Serving; the next sweep (pings, idle timeouts, pruning) is due then.
@@ -55,6 +58,15 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     public init(limits: RelayLimits, now: Instant, entropy: any EntropySource) throws(InvalidRelaySetting) {
         try limits.validate()
         self.init(uncheckedLimits: limits, now: now, entropy: entropy)
+    }
+
+    /// A node of a cluster relay, `clusterNode` its identity in Redis: rooms are Redis's
+    /// (`ClusterCommand`s out, answers in); nothing is served until `clusterAvailabilityChanged`.
+    public init(
+        limits: RelayLimits, now: Instant, entropy: any EntropySource, clusterNode: String
+    ) throws(InvalidRelaySetting) {
+        try self.init(limits: limits, now: now, entropy: entropy)
+        cluster = ClusterState(node: clusterNode)
     }
 
     /// An engine enforcing `limits` without validating them: for the simulator's planted relay
@@ -92,8 +104,12 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
     /// Every count, for the metrics.
     public var counters: RelayCounters {
         var counters = storedCounters
-        counters.roomsOpen = rooms.roomCount
-        counters.seatsReserved = rooms.reservedSeatCount
+        if let cluster {
+            counters.roomsOpen = Set(cluster.seats.values.map(\.room)).count
+        } else {
+            counters.roomsOpen = rooms.roomCount
+            counters.seatsReserved = rooms.reservedSeatCount
+        }
         return counters
     }
 
@@ -154,7 +170,7 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
         } else {
             pause(id, .ownBackpressure)
         }
-        guard let mate = rooms.peer(of: id) else { return }
+        guard let mate = localMate(of: id) else { return }
         // The room-mate is what fills this queue: stop reading it while the queue is over the
         // mark, so a slow reader costs the relay at most the mark plus one read batch.
         if isWritable {

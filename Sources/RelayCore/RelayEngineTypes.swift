@@ -119,6 +119,8 @@ public enum RelayAction<Frame: RelayFrameBytes> {
     case resumeReading(ConnectionID)
     /// The shutdown is over: every connection closed, or the grace period ran out.
     case shutdownComplete
+    /// Cluster mode: ask Redis (`ClusterCommand`).
+    case cluster(ClusterCommand<Frame>)
 }
 
 /// Why the relay refused or ended something; one Prometheus label value each.
@@ -144,6 +146,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
     case tooManyErrors = "too_many_errors"
     case badProxyHeader = "bad_proxy_header"
     case seatReserved = "seat_reserved"
+    case clusterUnavailable = "cluster_unavailable"
 
     /// The reason for an `ERROR` code the room logic or codec produced.
     public init(_ code: RelayErrorCode) {
@@ -162,6 +165,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .joinTimeout: self = .joinTimeout
         case .tooManyErrors: self = .tooManyErrors
         case .seatReserved: self = .seatReserved
+        case .clusterUnavailable: self = .clusterUnavailable
         case .malformedJSON, .unknownType, .unknownField, .missingField, .invalidField, .invalidKind, .invalidBase64,
             .shuttingDown, .internalError:
             self = .malformed
@@ -192,6 +196,7 @@ public enum RejectionReason: String, CaseIterable, Hashable, Sendable {
         case .tooManyErrors: 18
         case .badProxyHeader: 19
         case .seatReserved: 20
+        case .clusterUnavailable: 21
         }
     }
 }
@@ -207,7 +212,8 @@ extension RelayErrorCode {
             .invalidRoom, .alreadyJoined, .notJoined:
             true
         case .frameTooLarge, .roomFull, .noPeer, .rateLimited, .joinRateLimited, .tooManyConnections, .tooManyRooms,
-            .idleTimeout, .joinTimeout, .tooManyErrors, .shuttingDown, .internalError, .seatReserved:
+            .idleTimeout, .joinTimeout, .tooManyErrors, .shuttingDown, .internalError, .seatReserved,
+            .clusterUnavailable:
             false
         }
     }
@@ -255,6 +261,7 @@ public struct RelayCounters: Hashable, Sendable {
 }
 
 extension RelayAction: Equatable where Frame: Equatable {}
+
 extension RelayAction: Hashable where Frame: Hashable {}
 extension InboundFrame: Equatable where Frame: Equatable {}
 extension InboundFrame: Hashable where Frame: Hashable {}

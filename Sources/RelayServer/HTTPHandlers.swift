@@ -43,7 +43,17 @@ final class NotWebSocketHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 }
 
-/// The operations listener: `GET /healthz` (200 `ok`, 503 while shutting down) and
+/// What `/healthz` says.
+enum RelayHealth: Sendable {
+    case ok
+    /// A cluster node that cannot reach Redis: it forwards between its local pairs but takes no
+    /// new JOIN (503, so that a load balancer sends new clients elsewhere).
+    case degraded
+    case shuttingDown
+}
+
+/// The operations listener: `GET /healthz` (200 `ok`; 503 `degraded` for a cluster node without
+/// Redis, 503 while shutting down) and
 /// `GET /metrics` (Prometheus text format). Counts only; nothing here names a room or an address.
 final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -51,12 +61,15 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     /// The metrics in Prometheus text format, rendered on the relay's event loop.
     private let exposition: @Sendable () -> EventLoopFuture<[UInt8]>
-    private let isHealthy: @Sendable () -> Bool
+    private let health: @Sendable () -> EventLoopFuture<RelayHealth>
     private var requestHead: HTTPRequestHead?
 
-    init(exposition: @escaping @Sendable () -> EventLoopFuture<[UInt8]>, isHealthy: @escaping @Sendable () -> Bool) {
+    init(
+        exposition: @escaping @Sendable () -> EventLoopFuture<[UInt8]>,
+        health: @escaping @Sendable () -> EventLoopFuture<RelayHealth>
+    ) {
         self.exposition = exposition
-        self.isHealthy = isHealthy
+        self.health = health
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -71,11 +84,16 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
             switch (head.method, path) {
             case (.GET, "/healthz"):
-                let healthy = isHealthy()
-                respond(
-                    context: context, status: healthy ? .ok : .serviceUnavailable,
-                    body: Array((healthy ? "ok\n" : "shutting down\n").utf8)
-                )
+                health().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                    let health = (try? result.get()) ?? .shuttingDown
+                    let text: String
+                    switch health {
+                    case .ok: text = "ok\n"
+                    case .degraded: text = "degraded: cluster unavailable (redis)\n"
+                    case .shuttingDown: text = "shutting down\n"
+                    }
+                    respond(context: context, status: health == .ok ? .ok : .serviceUnavailable, body: Array(text.utf8))
+                }
             case (.GET, "/metrics"):
                 exposition().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
                     switch result {

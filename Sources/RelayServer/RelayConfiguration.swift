@@ -28,6 +28,16 @@ public struct RelayConfiguration: Sendable, Hashable {
     /// PEM private key for `wss://`.
     public var tlsKeyFile: String?
 
+    // MARK: Cluster
+
+    /// Cluster mode: the Redis that holds the rooms, `redis://HOST:PORT` (`--redis`); nil: a
+    /// single relay, as without the flag.
+    public var redisURL: String?
+    /// A file holding the Redis password (never on the command line).
+    public var redisPasswordFile: String?
+    /// This node's name in logs, metrics and Redis (`--node-id`; nil: a random one).
+    public var nodeName: String?
+
     // MARK: Limits
 
     /// Every limit the relay enforces (rates, caps, timeouts, watermarks).
@@ -49,6 +59,12 @@ public struct RelayConfiguration: Sendable, Hashable {
             (tlsCertificateFile == nil) == (tlsKeyFile == nil), "tls-cert-file",
             "give both --tls-cert-file and --tls-key-file"
         )
+        if let redisURL { _ = try RedisEndpoint(url: redisURL) }
+        try require(redisPasswordFile == nil || redisURL != nil, "redis-password-file", "needs --redis")
+        try require(nodeName == nil || redisURL != nil, "node-id", "needs --redis")
+        try require(
+            nodeName.map(ClusterNodeName.isValid) ?? true, "node-id",
+            "1-\(ClusterNodeName.lengthMax) characters of A-Z, a-z, 0-9, - and _")
         try limits.validate()
     }
 }

@@ -18,6 +18,14 @@ import RelayCore
 /// anyway, so a second relay loop would buy no parallelism and would add a lock and a hop per
 /// frame; the multi-loop variant was therefore not built or measured (BENCHMARKS.md says so). A
 /// deployment that needs more cores runs more relay processes.
+/// Cluster mode's settings (`relay --redis`), resolved before the hub starts.
+struct ClusterSetup: Sendable {
+    var endpoint: RedisEndpoint
+    var password: [UInt8]?
+    /// The node's name and incarnation (`name.hex8`).
+    var identity: String
+}
+
 final class RelayHub {
     let configuration: RelayConfiguration
     let eventLoop: any EventLoop
@@ -37,16 +45,34 @@ final class RelayHub {
     private var shutdownDone: EventLoopFuture<Void>?
     /// The counts as last copied into `metrics`.
     private var exportedCounters = RelayCounters()
+    /// Cluster mode's Redis connections (nil: a single relay).
+    private let link: ClusterLink?
+    private var exportedLink = (publishErrors: 0, reconnects: 0, malformed: 0)
+    /// Pub/sub messages from Redis that did not parse (dropped).
+    private var malformedClusterMessages = 0
 
     init(
-        configuration: RelayConfiguration, eventLoop: any EventLoop, metrics: RelayMetrics, logger: Logger
+        configuration: RelayConfiguration, eventLoop: any EventLoop, metrics: RelayMetrics, logger: Logger,
+        cluster: ClusterSetup? = nil
     ) throws(InvalidRelaySetting) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.metrics = metrics
         self.logger = logger
-        engine = try RelayEngine(limits: configuration.limits, now: Self.now, entropy: SystemEntropy())
+        if let cluster {
+            engine = try RelayEngine(
+                limits: configuration.limits, now: Self.now, entropy: SystemEntropy(), clusterNode: cluster.identity)
+            link = ClusterLink(
+                endpoint: cluster.endpoint, password: cluster.password, node: cluster.identity, eventLoop: eventLoop,
+                logger: logger)
+        } else {
+            engine = try RelayEngine(limits: configuration.limits, now: Self.now, entropy: SystemEntropy())
+            link = nil
+        }
     }
+
+    /// A cluster node that cannot reach Redis (`/healthz` says degraded).
+    var isClusterDegraded: Bool { link.map { !$0.isAvailable } ?? false }
 
     /// The engine's clock: the event loop's monotonic clock.
     static var now: Instant { Instant(nanoseconds: NIODeadline.now().uptimeNanoseconds) }
@@ -55,6 +81,62 @@ final class RelayHub {
     func start() {
         eventLoop.preconditionInEventLoop()
         scheduleTimer()
+        guard let link else { return }
+        let hub = NIOLoopBound(self, eventLoop: eventLoop)
+        link.events = ClusterLink.Events(
+            availability: { available in hub.value.clusterInput { $0.clusterAvailabilityChanged(available, now: $1) } },
+            message: { bytes in hub.value.clusterMessage(bytes) },
+            nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
+            partnerNodes: { hub.value.engine.clusterPartnerNodes },
+            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } }
+        )
+        logger.info("cluster node starting", metadata: ["node": "\(link.node)"])
+        link.start()
+    }
+
+    /// After the shutdown: the last leaves reach Redis, and this node's heartbeat key goes.
+    func stopCluster() -> EventLoopFuture<Void> {
+        link?.stop() ?? eventLoop.makeSucceededVoidFuture()
+    }
+
+    // MARK: Cluster inputs
+
+    /// An input from Redis to the engine; may arrive while actions are being carried out (an
+    /// answer given at once because Redis is down): the draining loop takes its actions then.
+    private func clusterInput(_ body: (inout RelayEngine<ByteBuffer>, Instant) -> Void) {
+        body(&engine, Self.now)
+        if !isDraining { run() }
+    }
+
+    /// A message on this node's pub/sub channel.
+    private func clusterMessage(_ bytes: [UInt8]) {
+        guard let message = ClusterWire.parse(bytes) else {
+            malformedClusterMessages += 1
+            return
+        }
+        switch message {
+        case let .notice(notice):
+            clusterInput { $0.clusterNotice(notice, now: $1) }
+        case let .signal(to, from, bodyOffset):
+            let frame = ByteBuffer(bytes: bytes[bodyOffset...])
+            clusterInput { $0.clusterSignal(to: to, from: from, frame, now: $1) }
+        }
+    }
+
+    private func performCluster(_ command: ClusterCommand<ByteBuffer>) {
+        guard let link else { return }
+        switch command {
+        case let .join(id, request):
+            let hub = NIOLoopBound(self, eventLoop: eventLoop)
+            link.join(id, request) { reply in
+                hub.value.clusterInput { $0.clusterJoinAnswered(id, request, reply, now: $1) }
+            }
+        case let .leave(id, room, reserve, partner):
+            let graceMilliseconds = reserve ? Int64(configuration.limits.seatGraceSeconds) * 1000 : 0
+            link.leave(id, room: room, graceMilliseconds: graceMilliseconds, partner: partner)
+        case let .signal(to, from, frame):
+            link.publish(to: to, from: from, frame)
+        }
     }
 
     // MARK: Inputs
@@ -153,6 +235,14 @@ final class RelayHub {
         let counters = engine.counters
         metrics.export(counters, since: exportedCounters)
         exportedCounters = counters
+        if let link {
+            let now = (link.publishErrors, link.reconnects, malformedClusterMessages)
+            metrics.exportCluster(
+                available: link.isAvailable, roundTripNanoseconds: link.lastRoundTripNanoseconds,
+                publishErrors: now.0 - exportedLink.publishErrors, reconnects: now.1 - exportedLink.reconnects,
+                malformed: now.2 - exportedLink.malformed)
+            exportedLink = (now.0, now.1, now.2)
+        }
         return metrics.exposition()
     }
 
@@ -207,6 +297,8 @@ final class RelayHub {
         case .shutdownComplete:
             shutdownPromise?.succeed(())
             shutdownPromise = nil
+        case let .cluster(command):
+            performCluster(command)
         }
     }
 

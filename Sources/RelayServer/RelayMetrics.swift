@@ -23,6 +23,11 @@ public final class RelayMetrics: Sendable {
     let seatsReserved: Gauge
     let seatsReclaimed: Counter
     private let rejections: [Counter]
+    let clusterAvailable: Gauge
+    let clusterRoundTrip: Gauge
+    let clusterPublishErrors: Counter
+    let clusterReconnects: Counter
+    let clusterMalformed: Counter
 
     public init() {
         connectionsAccepted = registry.makeCounter(
@@ -44,6 +49,16 @@ public final class RelayMetrics: Sendable {
             descriptor: Self.name("seats_reserved", "seats reserved for a departed peer's reconnect token"))
         seatsReclaimed = registry.makeCounter(
             descriptor: Self.name("seats_reclaimed_total", "seats taken back with their reconnect token"))
+        clusterAvailable = registry.makeGauge(
+            descriptor: Self.name("cluster_available", "1 while this cluster node's redis answers (0: single relay too)"))
+        clusterRoundTrip = registry.makeGauge(
+            descriptor: Self.name("cluster_redis_rtt_microseconds", "the last heartbeat's round trip to redis"))
+        clusterPublishErrors = registry.makeCounter(
+            descriptor: Self.name("cluster_publish_errors_total", "SIGNALs to another node that redis did not take"))
+        clusterReconnects = registry.makeCounter(
+            descriptor: Self.name("cluster_reconnects_total", "connection attempts to redis after a failure"))
+        clusterMalformed = registry.makeCounter(
+            descriptor: Self.name("cluster_malformed_messages_total", "pub/sub messages that did not parse"))
         let registry = self.registry
         rejections = RejectionReason.allCases.map { reason in
             registry.makeCounter(
@@ -79,6 +94,17 @@ public final class RelayMetrics: Sendable {
         for (reason, counter) in zip(RejectionReason.allCases, rejections) {
             add(counter, counters.rejections(reason), previous.rejections(reason))
         }
+    }
+
+    /// Cluster mode's figures; the counts are increments since the last call.
+    func exportCluster(
+        available: Bool, roundTripNanoseconds: UInt64, publishErrors: Int, reconnects: Int, malformed: Int
+    ) {
+        clusterAvailable.set(Int64(available ? 1 : 0))
+        clusterRoundTrip.set(Int64(roundTripNanoseconds / 1000))
+        if publishErrors > 0 { clusterPublishErrors.increment(by: Int64(publishErrors)) }
+        if reconnects > 0 { clusterReconnects.increment(by: Int64(reconnects)) }
+        if malformed > 0 { clusterMalformed.increment(by: Int64(malformed)) }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,3 +1,4 @@
+import Foundation
 import ChatCore
 import Logging
 import NIOCore
@@ -53,9 +54,11 @@ public struct RelayService: Service {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let metrics = RelayMetrics()
+        let cluster = try Self.clusterSetup(configuration)
         let hub = try await loop.submit {
             NIOLoopBound(
-                try RelayHub(configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger),
+                try RelayHub(
+                    configuration: configuration, eventLoop: loop, metrics: metrics, logger: logger, cluster: cluster),
                 eventLoop: loop)
         }.get()
 
@@ -85,7 +88,12 @@ public struct RelayService: Service {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
             if configuration.metricsPort >= 0 {
-                let isHealthy: @Sendable () -> Bool = { [server] in server.isActive }
+                let health: @Sendable () -> EventLoopFuture<RelayHealth> = { [server] in
+                    loop.submit {
+                        guard server.isActive else { return .shuttingDown }
+                        return hub.value.isClusterDegraded ? .degraded : .ok
+                    }
+                }
                 let exposition: @Sendable () -> EventLoopFuture<[UInt8]> = { loop.submit { hub.value.exportMetrics() } }
                 metricsServer = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -93,7 +101,7 @@ public struct RelayService: Service {
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                             try channel.pipeline.syncOperations.addHandler(
-                                MetricsHTTPHandler(exposition: exposition, isHealthy: isHealthy)
+                                MetricsHTTPHandler(exposition: exposition, health: health)
                             )
                         }
                     }
@@ -129,6 +137,7 @@ public struct RelayService: Service {
         logger.info("relay shutting down: closing listeners, then every connection with 1001")
         try? await server.close()
         try await loop.flatSubmit { hub.value.shutdown() }.get()
+        try await loop.flatSubmit { hub.value.stopCluster() }.get()
         try? await metricsServer?.close()
         let remaining = try await loop.submit { hub.value.engine.openConnectionCount }.get()
         logger.info("relay stopped", metadata: ["connections_left": "\(remaining)"])
@@ -181,6 +190,28 @@ public struct RelayService: Service {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(notWebSocket.value)
+    }
+
+    /// Cluster mode's settings: the endpoint, the password read from its file (one trailing
+    /// newline dropped), and this node's identity: its name and a random incarnation, so that a
+    /// node restarted under the same name never mistakes the seats of its previous life.
+    private static func clusterSetup(_ configuration: RelayConfiguration) throws -> ClusterSetup? {
+        guard let url = configuration.redisURL else { return nil }
+        let endpoint = try RedisEndpoint(url: url)
+        var password: [UInt8]?
+        if let file = configuration.redisPasswordFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw InvalidRelaySetting(flag: "redis-password-file", reason: "cannot read \(file)")
+            }
+            var bytes = [UInt8](data)
+            if bytes.last == 10 { bytes.removeLast() }
+            if bytes.last == 13 { bytes.removeLast() }
+            password = bytes
+        }
+        let entropy = SystemEntropy()
+        let name = configuration.nodeName ?? "node-" + String(entropy.nextUInt64() & 0xFFFF_FFFF, radix: 16)
+        let incarnation = String(format: "%08x", UInt32(truncatingIfNeeded: entropy.nextUInt64()))
+        return ClusterSetup(endpoint: endpoint, password: password, identity: name + "." + incarnation)
     }
 
     private static func makeSSLContext(_ configuration: RelayConfiguration) throws -> NIOSSLContext? {

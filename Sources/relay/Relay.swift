@@ -40,6 +40,13 @@ struct Relay: AsyncParsableCommand {
     @Option(help: "Metrics port (0: any free port; --metrics-port=-1: no metrics listener).")
     var metricsPort = RelayConfiguration.defaults.metricsPort
 
+    @Option(help: "Cluster mode: the Redis that holds the rooms of every node, redis://HOST:PORT (default: none, one node).")
+    var redis: String?
+    @Option(help: "A file holding the Redis password (never put it on the command line).")
+    var redisPasswordFile: String?
+    @Option(help: "This node's name in logs, metrics and Redis (with --redis; default: random).")
+    var nodeId: String?
+
     @Option(help: "Largest WebSocket message accepted; larger ones get FRAME_TOO_LARGE and close 1009.")
     var frameSizeMaxBytes = RelayLimits.defaults.frameSizeMaxBytes
     @Option(help: "Messages per second per connection (token bucket rate); over it: RATE_LIMITED.")
@@ -105,6 +112,9 @@ struct Relay: AsyncParsableCommand {
         configuration.tlsKeyFile = tlsKeyFile
         configuration.metricsHost = metricsHost
         configuration.metricsPort = metricsPort
+        configuration.redisURL = redis
+        configuration.redisPasswordFile = redisPasswordFile
+        configuration.nodeName = nodeId
         configuration.limits.frameSizeMaxBytes = frameSizeMaxBytes
         configuration.limits.messagesPerSecond = messagesPerSecond
         configuration.limits.messageBurst = messageBurst

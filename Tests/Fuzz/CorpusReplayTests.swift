@@ -15,7 +15,7 @@ struct CorpusReplayTests {
     /// Every fuzz target (the FuzzTesting executable names).
     static let targets = [
         "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
-        "FuzzProxyHeader",
+        "FuzzProxyHeader", "FuzzRESP",
     ]
 
     /// The harness a target's executable calls.
@@ -28,6 +28,7 @@ struct CorpusReplayTests {
         case "FuzzSessionWorld": fuzzSessionWorld
         case "FuzzSOCKSReply": fuzzSOCKSReply
         case "FuzzProxyHeader": fuzzProxyHeader
+        case "FuzzRESP": fuzzRESP
         default: nil
         }
     }

@@ -393,6 +393,26 @@ let proxyHeaders: [(String, [UInt8])] = [
     ("length-max", ProxyProtocolV2.signature + [0x21, 0x11, 0xFF, 0xFF]),
 ]
 
+/// FuzzRESP: Redis's replies and pub/sub messages as the cluster relay reads them.
+let respSignal = "S 3 7 n2.0000abcd\n{\"type\":\"SIGNAL\",\"kind\":\"MSG\",\"payload\":\"aGk=\"}"
+let respSeeds: [(String, [UInt8])] = [
+    ("ok", "+OK\r\n"),
+    ("error", "-NOSCRIPT No matching script\r\n"),
+    ("integer", ":-42\r\n"),
+    ("bulk", "$5\r\nhello\r\n"),
+    ("null-bulk", "$-1\r\n"),
+    ("join-admitted", "*6\r\n$8\r\nadmitted\r\n$11\r\nn2.0000abcd\r\n$1\r\n7\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n"),
+    ("join-refused", "*2\r\n$7\r\nrefused\r\n$9\r\nROOM_FULL\r\n"),
+    ("pubsub-signal", "*3\r\n$7\r\nmessage\r\n$17\r\nsc:ch:n1.0000abcd\r\n$\(respSignal.utf8.count)\r\n\(respSignal)\r\n"),
+    ("pubsub-found", "*3\r\n$7\r\nmessage\r\n$17\r\nsc:ch:n1.0000abcd\r\n$17\r\nF 3 7 n2.0000abcd\r\n"),
+    ("subscribe", "*3\r\n$9\r\nsubscribe\r\n$17\r\nsc:ch:n1.0000abcd\r\n:1\r\n"),
+    ("resp3-types", "%2\r\n+a\r\n,3.5\r\n+b\r\n#t\r\n"),
+    ("resp3-push", ">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\nE 1234\r\n"),
+    ("resp3-misc", "~3\r\n_\r\n(12345678901234567890\r\n=7\r\ntxt:abc\r\n"),
+    ("attribute", "|1\r\n+key\r\n+value\r\n:7\r\n"),
+    ("nested", "*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n!3\r\nbad\r\n"),
+].map { ($0.0, Array($0.1.utf8)) }
+
 // MARK: Write
 
 let fileManager = FileManager.default
@@ -415,3 +435,4 @@ try write("FuzzSessionWorld", sessionScenarios.map { ($0.0, encodeSessionInput($
 try write("FuzzSession", sessionProgramSeeds(), suffix: ".bin")
 try write("FuzzSOCKSReply", socksSeeds, suffix: ".bin")
 try write("FuzzProxyHeader", proxyHeaders, suffix: ".bin")
+try write("FuzzRESP", respSeeds, suffix: ".bin")

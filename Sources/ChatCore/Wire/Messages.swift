@@ -139,6 +139,8 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
     case seatReserved = "SEAT_RESERVED"
     case shuttingDown = "SHUTTING_DOWN"
     case internalError = "INTERNAL_ERROR"
+    /// A cluster relay node cannot reach the cluster's Redis: it takes no new JOIN (retryable).
+    case clusterUnavailable = "CLUSTER_UNAVAILABLE"
 
     /// The default human-readable text for the code.
     public var defaultMessage: String {
@@ -166,6 +168,7 @@ public enum RelayErrorCode: String, CaseIterable, Hashable, Sendable {
         case .seatReserved: "a seat is held for a peer that is reconnecting"
         case .shuttingDown: "the relay is shutting down"
         case .internalError: "internal relay error"
+        case .clusterUnavailable: "the relay cannot reach its cluster right now; try again"
         }
     }
 }

@@ -20,6 +20,8 @@ final class RecordingProxy: Sendable {
     private let open = Mutex<Set<Int32>>([])
     /// New connections wait until then before the proxy connects them to the relay.
     private let holdUntil = Mutex<ContinuousClock.Instant?>(nil)
+    /// Where new connections go (`retarget`: a load balancer moving clients to another relay).
+    private let target: Mutex<Int>
     static let bytesMax = 64 << 20
 
     struct Failure: Error, CustomStringConvertible {
@@ -28,6 +30,7 @@ final class RecordingProxy: Sendable {
 
     /// Listen on 127.0.0.1 (a kernel-chosen port) and forward each connection to `relayPort`.
     init(relayPort: Int) throws {
+        target = Mutex(relayPort)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         var address = Self.loopback(port: 0)
@@ -48,7 +51,12 @@ final class RecordingProxy: Sendable {
         listener = fd
         port = Int(UInt16(bigEndian: actual.sin_port))
         open.withLock { _ = $0.insert(fd) }
-        Thread.detachNewThread { [self] in self.acceptLoop(listener: fd, relayPort: relayPort) }
+        Thread.detachNewThread { [self] in self.acceptLoop(listener: fd) }
+    }
+
+    /// Send connections accepted from now on to `relayPort` (open ones stay where they are).
+    func retarget(relayPort: Int) {
+        target.withLock { $0 = relayPort }
     }
 
 
@@ -90,7 +98,7 @@ final class RecordingProxy: Sendable {
         return address
     }
 
-    private func acceptLoop(listener: Int32, relayPort: Int) {
+    private func acceptLoop(listener: Int32) {
         // Bounded by the listener: `stop` shuts it down and accept fails.
         while true {
             let client = accept(listener, nil, nil)
@@ -105,7 +113,7 @@ final class RecordingProxy: Sendable {
                 Thread.sleep(forTimeInterval: seconds)
             }
             let relay = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = Self.loopback(port: UInt16(relayPort))
+            var address = Self.loopback(port: UInt16(target.withLock { $0 }))
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     connect(relay, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

@@ -25,6 +25,20 @@ struct EngineHarness {
         start = now
     }
 
+    /// A cluster node's engine (`clusterNode` its identity), Redis reported available.
+    static func cluster(_ node: String = "n1.00000001", _ configure: (inout RelayLimits) -> Void = { _ in }) throws
+        -> EngineHarness
+    {
+        var limits = RelayLimits()
+        configure(&limits)
+        let now = Instant(nanoseconds: 1_000_000_000_000)
+        var harness = EngineHarness(
+            engine: try RelayEngine(limits: limits, now: now, entropy: SeededEntropy(seed: 14), clusterNode: node),
+            now: now)
+        harness.engine.clusterAvailabilityChanged(true, now: now)
+        return harness
+    }
+
     /// An engine over limits that skip validation (the simulator's planted-bug hook).
     static func unchecked(_ configure: (inout RelayLimits) -> Void) -> EngineHarness {
         var limits = RelayLimits()

@@ -1,0 +1,112 @@
+import ChatCore
+
+/// The messages nodes send each other through their Redis pub/sub channels, sans-IO. Text headers
+/// (the Lua scripts write the notices), decimal connection numbers, a node identity
+/// (`ClusterNodeName.isValidIdentity`):
+///
+/// - `F <to> <partner-connection> <partner-node>`: `to` has a new room-mate (`peerFound`)
+/// - `L <to> <partner-connection> <partner-node>`: `to`'s room-mate left (`peerLeft`)
+/// - `E <to>`: `to` lost its seat to its own token's JOIN elsewhere (`evicted`)
+/// - `S <to> <from-connection> <from-node>\n` then the SIGNAL frame's bytes, untouched
+///
+/// A payload is only ever a client's SIGNAL (ciphertext and routing fields); Redis relays it and
+/// stores nothing. Anything that does not parse is dropped (and counted by the shell).
+public enum ClusterWire {
+    /// A parsed message; for a signal, the frame's bytes start at `bodyOffset`.
+    public enum Message: Hashable, Sendable {
+        case notice(ClusterNotice)
+        case signal(to: UInt64, from: ClusterPeer, bodyOffset: Int)
+    }
+
+    /// The header of a SIGNAL for `to` from local connection `from` (the frame follows it).
+    public static func signalHeader(to: ClusterPeer, from: ClusterPeer) -> [UInt8] {
+        Array("S \(to.connection) \(from.connection) \(from.node)\n".utf8)
+    }
+
+    /// The text of a notice (the scripts write the same; tests and the shell's direct
+    /// PEER_LEFT use this).
+    public static func encode(_ notice: ClusterNotice) -> [UInt8] {
+        switch notice {
+        case let .peerFound(to, partner): Array("F \(to) \(partner.connection) \(partner.node)".utf8)
+        case let .peerLeft(to, partner): Array("L \(to) \(partner.connection) \(partner.node)".utf8)
+        case let .evicted(to): Array("E \(to)".utf8)
+        }
+    }
+
+    /// Parse one pub/sub message; nil when it is not one of the above.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> Message? {
+        guard bytes.count >= 3, bytes[1] == UInt8(ascii: " ") else { return nil }
+        let kind = bytes[0]
+        // The header ends at the first newline (signals) or at the end (notices); it is short.
+        var end = 2
+        while end < bytes.count, bytes[end] != 10, end < 200 { end += 1 }
+        guard end < 200 else { return nil }
+        let fields = bytes[2..<end].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
+        switch kind {
+        case UInt8(ascii: "E"):
+            guard end == bytes.count, fields.count == 1, let to = number(fields[0]) else { return nil }
+            return .notice(.evicted(to: to))
+        case UInt8(ascii: "F"), UInt8(ascii: "L"), UInt8(ascii: "S"):
+            guard fields.count == 3, let to = number(fields[0]), let connection = number(fields[1]) else { return nil }
+            let node = String(decoding: fields[2], as: UTF8.self)
+            guard ClusterNodeName.isValidIdentity(node) else { return nil }
+            let peer = ClusterPeer(node: node, connection: connection)
+            if kind == UInt8(ascii: "S") {
+                guard end < bytes.count else { return nil }
+                return .signal(to: to, from: peer, bodyOffset: end + 1)
+            }
+            guard end == bytes.count else { return nil }
+            return .notice(kind == UInt8(ascii: "F") ? .peerFound(to: to, partner: peer) : .peerLeft(to: to, partner: peer))
+        default:
+            return nil
+        }
+    }
+
+    /// Array form of `parse`.
+    public static func parse(_ bytes: [UInt8]) -> Message? {
+        bytes.withUnsafeBytes { parse($0) }
+    }
+
+    /// 1-20 decimal digits that fit a UInt64.
+    static func number(_ digits: Slice<UnsafeRawBufferPointer>) -> UInt64? {
+        guard (1...20).contains(digits.count) else { return nil }
+        var value: UInt64 = 0
+        for digit in digits {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit) else { return nil }
+            let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    /// The Redis key of a room: a hash tag of the room code's BLAKE2b-128 (so Redis and its
+    /// operator see no room code, only a hash of it; see docs/RELAY.md for what that hides).
+    public static func roomKey(_ room: RoomCode) -> String {
+        "sc:{\(hex(Digest.blake2b(Array(room.value.utf8), outputByteCount: 16)))}"
+    }
+
+    /// What Redis stores of a reconnect token: its BLAKE2b-128 (Redis never holds a token that
+    /// would take a seat).
+    public static func tokenHash(_ token: ReconnectToken?) -> String {
+        guard let token else { return "" }
+        return hex(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16))
+    }
+
+    /// The key whose presence (with a TTL) says a node is alive.
+    public static func nodeKeyPrefix() -> String { "sc:node:" }
+    /// The pub/sub channel of a node.
+    public static func channelPrefix() -> String { "sc:ch:" }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

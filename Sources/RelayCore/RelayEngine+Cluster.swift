@@ -1,0 +1,285 @@
+import ChatCore
+
+/// Cluster mode (`relay --redis`): Redis holds the rooms, this node its own connections' seats.
+///
+/// The decisions are here, sans-IO: a JOIN becomes a `ClusterCommand.join` (or `CLUSTER_UNAVAILABLE`
+/// while Redis does not answer); Redis's answer seats the connection or refuses it; a SIGNAL goes
+/// to a local room-mate directly or to a remote one's node (`ClusterCommand.signal`); a departure
+/// tells a local room-mate at once and Redis (`ClusterCommand.leave`), whose script tells a remote
+/// one. Notices from other nodes (`ClusterNotice`) are checked against the seat they name, so a
+/// stale or replayed one changes nothing. The shell does the Redis I/O and the heartbeats.
+extension RelayEngine {
+    /// This node's identity in Redis (nil: not a cluster node).
+    public var clusterNode: String? { cluster?.node }
+
+    /// The nodes that hold a room-mate of a local connection (sorted, without this node): the
+    /// shell checks that they are alive (`clusterNodesGone`).
+    public var clusterPartnerNodes: [String] {
+        guard let cluster else { return [] }
+        let nodes = Set(cluster.seats.values.compactMap(\.partner?.node)).subtracting([cluster.node])
+        return nodes.sorted()
+    }
+
+    /// Local connections seated in cluster mode (for tests and metrics).
+    public var clusterSeatCount: Int { cluster?.seats.count ?? 0 }
+
+    /// The room-mate of `id` on this node, if any (single relay: from `rooms`).
+    func localMate(of id: ConnectionID) -> ConnectionID? {
+        guard let cluster else { return rooms.peer(of: id) }
+        guard let partner = cluster.seats[id]?.partner, partner.node == cluster.node else { return nil }
+        return ConnectionID(partner.connection)
+    }
+
+    func peer(_ id: ConnectionID) -> ClusterPeer? {
+        cluster.map { ClusterPeer(node: $0.node, connection: id.value) }
+    }
+
+    // MARK: JOIN
+
+    /// A well-formed JOIN in cluster mode, after the connection's checks; `overJoinRate`: the
+    /// address's join bucket is empty (only a seat with the presented token may be taken back).
+    mutating func clusterJoin(
+        _ room: RoomCode, token: ReconnectToken?, overJoinRate: Bool, from id: ConnectionID, now: Instant
+    ) {
+        guard let state = cluster else { return }
+        if let seat = state.seats[id] {
+            guard seat.room == room else {
+                return reply(.alreadyJoined, RelayErrorCode.alreadyJoined.defaultMessage, to: id, now: now)
+            }
+            // A retransmitted JOIN: answer again (its first answer may have been lost).
+            welcomeSeated(id, seat, announce: false)
+            return
+        }
+        if let pending = state.pending[id] {
+            // The answer is on its way; a JOIN of another room meanwhile is a client's error.
+            if pending.room != room {
+                reply(.alreadyJoined, RelayErrorCode.alreadyJoined.defaultMessage, to: id, now: now)
+            }
+            return
+        }
+        if overJoinRate && token == nil {
+            reply(.joinRateLimited, RelayErrorCode.joinRateLimited.defaultMessage, to: id, now: now)
+            return
+        }
+        guard state.available else {
+            reply(.clusterUnavailable, RelayErrorCode.clusterUnavailable.defaultMessage, to: id, now: now)
+            return
+        }
+        guard state.seats.count + state.pending.count < limits.roomsMax else {
+            reply(.tooManyRooms, RelayErrorCode.tooManyRooms.defaultMessage, to: id, now: now)
+            return
+        }
+        let newToken = limits.seatGraceSeconds > 0 ? ReconnectToken(entropy: entropy) : nil
+        let request = ClusterJoinRequest(room: room, token: token, newToken: newToken, reclaimOnly: overJoinRate)
+        cluster?.pending[id] = request
+        actions.append(.cluster(.join(id, request)))
+    }
+
+    /// Redis answered the JOIN script for `id`.
+    public mutating func clusterJoinAnswered(
+        _ id: ConnectionID, _ request: ClusterJoinRequest, _ reply: ClusterJoinReply, now: Instant
+    ) {
+        guard cluster != nil else { return }
+        if request.rejoin {
+            rejoinAnswered(id, request, reply, now: now)
+            return
+        }
+        guard cluster?.pending[id] == request, case .serving = connections[id]?.state else {
+            // The connection left (or closed) while Redis was deciding: give back what it got.
+            if cluster?.pending[id] == request { cluster?.pending[id] = nil }
+            if case .admitted = reply { actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil))) }
+            return
+        }
+        cluster?.pending[id] = nil
+        switch reply {
+        case .unavailable:
+            self.reply(.clusterUnavailable, RelayErrorCode.clusterUnavailable.defaultMessage, to: id, now: now)
+        case let .refused(code):
+            self.reply(code, code.defaultMessage, to: id, now: now)
+        case let .admitted(partner, reclaimed, evicted):
+            if let evicted { evictLocal(evicted, now: now) }
+            let token = reclaimed ? request.token : request.newToken
+            let seat = ClusterSeat(room: request.room, token: token, partner: partner)
+            cluster?.seats[id] = seat
+            enteredRoom(id)
+            if reclaimed { storedCounters.seatsReclaimed += 1 }
+            welcomeSeated(id, seat, announce: true)
+        }
+    }
+
+    /// JOINED (with the seat's token), then PEER_FOUND to both when there is a room-mate (to a
+    /// local room-mate only when `announce`: a remote one hears it from the JOIN script).
+    private mutating func welcomeSeated(_ id: ConnectionID, _ seat: ClusterSeat, announce: Bool) {
+        let peers = seat.partner == nil ? 1 : 2
+        let joined: RelayMessage = seat.token.map { .joinedWithToken(room: seat.room, peers: peers, token: $0) }
+            ?? .joined(room: seat.room, peers: peers)
+        actions.append(.send(id, joined))
+        guard let partner = seat.partner, let me = peer(id) else { return }
+        if announce, partner.node == me.node { introduce(me, to: ConnectionID(partner.connection)) }
+        actions.append(.send(id, .peerFound))
+    }
+
+    /// Local connection `id` has room-mate `partner` now: PEER_LEFT first if it had another
+    /// (as a single relay says when a seat changes hands), then PEER_FOUND; nothing if unchanged.
+    private mutating func introduce(_ partner: ClusterPeer, to id: ConnectionID) {
+        guard let seat = cluster?.seats[id], seat.partner != partner else { return }
+        if seat.partner != nil { actions.append(.send(id, .peerLeft)) }
+        cluster?.seats[id]?.partner = partner
+        actions.append(.send(id, .peerFound))
+    }
+
+    /// A seat's holder lost it to its own token's JOIN: if it is local, close it (its seat is no
+    /// longer its own, so no leave goes to Redis; a local room-mate is told it left).
+    private mutating func evictLocal(_ evicted: ClusterPeer, now: Instant) {
+        guard evicted.node == cluster?.node else { return }
+        let id = ConnectionID(evicted.connection)
+        dropSeat(id, tellRedis: false, reserve: false, now: now)
+        close(id, .policyViolation, error: nil, now: now)
+    }
+
+    // MARK: Leaving
+
+    /// A served connection leaves in cluster mode: its local room-mate is told now, Redis by a
+    /// `leave` (whose script tells a remote room-mate).
+    mutating func clusterLeave(_ id: ConnectionID, reserve: Bool, now: Instant) {
+        cluster?.pending[id] = nil
+        dropSeat(id, tellRedis: true, reserve: reserve, now: now)
+    }
+
+    private mutating func dropSeat(_ id: ConnectionID, tellRedis: Bool, reserve: Bool, now: Instant) {
+        guard let seat = cluster?.seats.removeValue(forKey: id) else { return }
+        if tellRedis {
+            let reserve = reserve && seat.token != nil
+            actions.append(.cluster(.leave(id, room: seat.room, reserve: reserve, partner: seat.partner)))
+        }
+        guard let mate = localMateID(seat), let me = peer(id), cluster?.seats[mate]?.partner == me else { return }
+        cluster?.seats[mate]?.partner = nil
+        if !isShuttingDown { actions.append(.send(mate, .peerLeft)) }
+        unpause(mate, .peerBackpressure, now: now)
+    }
+
+    private func localMateID(_ seat: ClusterSeat) -> ConnectionID? {
+        guard let partner = seat.partner, partner.node == cluster?.node else { return nil }
+        return ConnectionID(partner.connection)
+    }
+
+    // MARK: SIGNALs
+
+    /// A well-formed SIGNAL from a local connection in cluster mode.
+    mutating func clusterRoute(_ frame: Frame, from id: ConnectionID, now: Instant) {
+        guard let seat = cluster?.seats[id] else {
+            return reply(.notJoined, RelayErrorCode.notJoined.defaultMessage, to: id, now: now)
+        }
+        guard let partner = seat.partner else {
+            return reply(.noPeer, RelayErrorCode.noPeer.defaultMessage, to: id, now: now)
+        }
+        storedCounters.framesForwarded &+= 1
+        storedCounters.bytesForwarded &+= frame.relayByteCount
+        if partner.node == cluster?.node {
+            let mate = ConnectionID(partner.connection)
+            actions.append(.forward(mate, frame))
+            if !overWatermark.isEmpty && overWatermark.contains(mate) { pause(id, .peerBackpressure) }
+        } else {
+            actions.append(.cluster(.signal(to: partner, from: id, frame)))
+        }
+    }
+
+    /// A SIGNAL from another node for local connection `to`: forwarded if `from` is its
+    /// room-mate (anything else is stale: dropped).
+    public mutating func clusterSignal(to: UInt64, from: ClusterPeer, _ frame: Frame, now: Instant) {
+        let id = ConnectionID(to)
+        guard let seat = cluster?.seats[id], seat.partner == from, case .serving = connections[id]?.state else {
+            return
+        }
+        storedCounters.framesForwarded &+= 1
+        storedCounters.bytesForwarded &+= frame.relayByteCount
+        actions.append(.forward(id, frame))
+    }
+
+    // MARK: Notices, node failures, Redis availability
+
+    /// A control message from another node.
+    public mutating func clusterNotice(_ notice: ClusterNotice, now: Instant) {
+        switch notice {
+        case let .peerFound(to, partner):
+            introduce(partner, to: ConnectionID(to))
+        case let .peerLeft(to, partner):
+            let id = ConnectionID(to)
+            guard cluster?.seats[id]?.partner == partner else { return }
+            cluster?.seats[id]?.partner = nil
+            actions.append(.send(id, .peerLeft))
+        case let .evicted(to):
+            let id = ConnectionID(to)
+            guard cluster?.seats[id] != nil else { return }
+            dropSeat(id, tellRedis: false, reserve: false, now: now)
+            close(id, .policyViolation, error: nil, now: now)
+        }
+    }
+
+    /// These nodes' heartbeats have expired in Redis: their connections are gone. Every local
+    /// room-mate of one is told PEER_LEFT (the JOIN script frees their seats when it next reads
+    /// the room).
+    public mutating func clusterNodesGone(_ nodes: [String], now: Instant) {
+        guard let cluster, !nodes.isEmpty else { return }
+        for id in cluster.seats.keys.sorted() {
+            guard let partner = cluster.seats[id]?.partner, nodes.contains(partner.node) else { continue }
+            self.cluster?.seats[id]?.partner = nil
+            actions.append(.send(id, .peerLeft))
+        }
+    }
+
+    /// Redis answers again (`true`: every local seat is registered again, in `ConnectionID`
+    /// order, since Redis may have lost them) or no longer does (`false`: pending JOINs are
+    /// answered `CLUSTER_UNAVAILABLE`; local room-mates keep talking).
+    public mutating func clusterAvailabilityChanged(_ available: Bool, now: Instant) {
+        guard let state = cluster, state.available != available else { return }
+        cluster?.available = available
+        if available {
+            clusterReregister(now: now)
+        } else {
+            for id in state.pending.keys.sorted() {
+                guard let request = state.pending[id] else { continue }
+                clusterJoinAnswered(id, request, .unavailable, now: now)
+            }
+        }
+    }
+
+    /// Register every local seat again, in `ConnectionID` order: Redis came back, or this node's
+    /// heartbeat key had expired (the event loop stalled past its TTL, so the other nodes took this
+    /// one for dead and told its connections' mates PEER_LEFT): the JOIN script is idempotent for a
+    /// seat Redis still has and announces it to the mate's node again.
+    public mutating func clusterReregister(now: Instant) {
+        guard let state = cluster, state.available else { return }
+        for id in state.seats.keys.sorted() {
+            guard let seat = state.seats[id] else { continue }
+            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            actions.append(.cluster(.join(id, request)))
+        }
+    }
+
+    /// The answer to a re-registration: the room-mate Redis names now replaces the one the seat
+    /// had (PEER_LEFT / PEER_FOUND as it changes); a seat Redis gave to someone else meanwhile
+    /// ends its connection (the client reconnects and JOINs again).
+    private mutating func rejoinAnswered(
+        _ id: ConnectionID, _ request: ClusterJoinRequest, _ reply: ClusterJoinReply, now: Instant
+    ) {
+        guard let seat = cluster?.seats[id], seat.room == request.room else { return }
+        switch reply {
+        case .unavailable:
+            return
+        case .refused:
+            dropSeat(id, tellRedis: false, reserve: false, now: now)
+            close(id, .tryAgainLater, error: .clusterUnavailable, now: now)
+        case let .admitted(partner, _, evicted):
+            if let evicted { evictLocal(evicted, now: now) }
+            if let partner, let me = peer(id), partner.node == me.node {
+                introduce(me, to: ConnectionID(partner.connection))
+            }
+            // No room-mate in Redis: after a Redis restart the mate's node may not have
+            // registered its seat yet (it then announces itself); a mate that left meanwhile is
+            // told by its node's replayed leave. So the seat keeps the mate it had: a PEER_LEFT
+            // now would make the client give up what the mate never acknowledged.
+            if let partner { introduce(partner, to: id) }
+        }
+    }
+}

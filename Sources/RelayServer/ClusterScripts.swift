@@ -1,0 +1,118 @@
+/// The Lua scripts that make room membership atomic across the cluster (Redis runs each one
+/// alone: a race of JOINs from many nodes is a sequence of these). The decisions they make are the
+/// single relay's (`RelayRooms`): two seats at most, a reserved seat taken back by its token,
+/// `SEAT_RESERVED` vs `ROOM_FULL`; plus the cluster's own: a seat whose node's heartbeat key
+/// (`sc:node:<id>`, refreshed every second with a TTL) is gone is freed.
+///
+/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats
+/// `{n: node, c: connection, t: token hash, u: reserved-until ms}`; a reserved seat has `n == ""`.
+/// Nothing else about a room is stored: no payload, no room code, no token.
+enum ClusterScripts {
+    /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
+    /// (or ""), reclaim-only ("1": the address is over its join rate), node key prefix, channel
+    /// prefix, rejoin ("1": a re-registration). Returns {"admitted", partner node, partner
+    /// connection, reclaimed "1"/"0", evicted node, evicted connection} or {"refused", CODE}.
+    /// Publishes `F` to a remote room-mate's node and `E` to an evicted holder's node.
+    static let join = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local node, conn, tok, newtok = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+        local raw = redis.call('GET', KEYS[1])
+        local seats = {}
+        if raw then seats = cjson.decode(raw) end
+        local kept = {}
+        for _, s in ipairs(seats) do
+          local alive
+          if s.n == '' then alive = tonumber(s.u) > now
+          elseif s.n == node then alive = true
+          else alive = redis.call('EXISTS', ARGV[6] .. s.n) == 1 end
+          if alive then table.insert(kept, s) end
+        end
+        seats = kept
+        local index = nil
+        for i, s in ipairs(seats) do
+          if s.n == node and s.c == conn then index = i end
+        end
+        local reclaimed, evn, evc = '0', '', ''
+        if not index and tok ~= '' then
+          for i, s in ipairs(seats) do
+            if s.t == tok then
+              index = i
+              reclaimed = '1'
+              if s.n ~= '' then evn = s.n; evc = s.c end
+              s.n = node; s.c = conn; s.u = 0
+            end
+          end
+        end
+        if not index then
+          if ARGV[5] == '1' then return {'refused', 'JOIN_RATE_LIMITED'} end
+          if #seats >= 2 then
+            for _, s in ipairs(seats) do
+              if s.n == '' then return {'refused', 'SEAT_RESERVED'} end
+            end
+            return {'refused', 'ROOM_FULL'}
+          end
+          table.insert(seats, {n = node, c = conn, t = newtok, u = 0})
+          index = #seats
+        end
+        local pn, pc = '', ''
+        for i, s in ipairs(seats) do
+          if i ~= index and s.n ~= '' then pn = s.n; pc = s.c end
+        end
+        redis.call('SET', KEYS[1], cjson.encode(seats))
+        if pn ~= '' and pn ~= node then
+          redis.call('PUBLISH', ARGV[7] .. pn, 'F ' .. pc .. ' ' .. conn .. ' ' .. node)
+        end
+        if evn ~= '' and evn ~= node then
+          redis.call('PUBLISH', ARGV[7] .. evn, 'E ' .. evc)
+        end
+        return {'admitted', pn, pc, reclaimed, evn, evc}
+        """
+
+    /// KEYS[1] room; ARGV: node, connection, grace ms ("0": free the seat), channel prefix, the
+    /// room-mate the node knew (node, connection; or ""). Reserves or frees the seat this
+    /// connection holds and publishes `L` to a remote room-mate's node (the known one if Redis
+    /// no longer has the seat, e.g. after a restart). Returns 1 if it held a seat, else 0.
+    static let leave = """
+        local node, conn, grace, chan = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+        local function hint()
+          if ARGV[5] ~= '' and ARGV[5] ~= node then
+            redis.call('PUBLISH', chan .. ARGV[5], 'L ' .. ARGV[6] .. ' ' .. conn .. ' ' .. node)
+          end
+        end
+        local raw = redis.call('GET', KEYS[1])
+        if not raw then hint() return 0 end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local seats = cjson.decode(raw)
+        local kept, found = {}, false
+        for _, s in ipairs(seats) do
+          if s.n == node and s.c == conn then
+            found = true
+            if grace > 0 and s.t ~= '' then
+              s.n = ''; s.c = ''; s.u = now + grace
+              table.insert(kept, s)
+            end
+          elseif s.n ~= '' or tonumber(s.u) > now then
+            table.insert(kept, s)
+          end
+        end
+        if not found then hint() return 0 end
+        local live, untilms = false, 0
+        for _, s in ipairs(kept) do
+          if s.n ~= '' then
+            live = true
+            if s.n ~= node then
+              redis.call('PUBLISH', chan .. s.n, 'L ' .. s.c .. ' ' .. conn .. ' ' .. node)
+            end
+          elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+        end
+        if #kept == 0 then
+          redis.call('DEL', KEYS[1])
+        else
+          redis.call('SET', KEYS[1], cjson.encode(kept))
+          if not live then redis.call('PEXPIRE', KEYS[1], untilms - now + 1000) end
+        end
+        return 1
+        """
+}

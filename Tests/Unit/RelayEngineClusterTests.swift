@@ -1,0 +1,234 @@
+import ChatCore
+@_spi(Simulation) @testable import RelayCore
+import Testing
+
+/// Cluster mode's decisions on the sans-IO engine, with Redis's answers played by the test: a
+/// JOIN waits for the script's answer, SIGNALs go to a local mate or to the mate's node, notices
+/// from other nodes are checked against the seat they name, a dead node's mates are told.
+@Suite("Relay engine: cluster mode")
+struct RelayEngineClusterTests {
+    typealias H = EngineHarness
+    static let room = try! RoomCode("ROOM1")
+    static let me = "n1.00000001"
+    static let remote = ClusterPeer(node: "n2.00000002", connection: 7)
+
+    /// The JOIN command the engine just asked Redis, drained.
+    static func joinCommand(_ h: inout H) throws -> (ConnectionID, ClusterJoinRequest) {
+        let actions = h.rawActions()
+        guard actions.count == 1, case let .cluster(.join(id, request)) = actions[0] else {
+            throw TestFailure("expected one cluster JOIN, got \(actions)")
+        }
+        return (id, request)
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    @Test("A JOIN becomes the JOIN script's command; JOINED (with the seat's token) and PEER_FOUND only once Redis admits it")
+    func joinWaitsForRedis() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        h.join(a, "ROOM1")
+        let (id, request) = try Self.joinCommand(&h)
+        #expect(id == a && request.room == Self.room && request.token == nil && request.newToken != nil)
+        #expect(!request.reclaimOnly && !request.rejoin)
+        // A retransmitted JOIN while Redis decides asks nothing more.
+        h.join(a, "ROOM1")
+        #expect(h.rawActions().isEmpty)
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: Self.remote, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.rawActions() == [
+            .send(a, .joinedWithToken(room: Self.room, peers: 2, token: request.newToken!)), .send(a, .peerFound),
+        ])
+        // A SIGNAL goes to the remote mate's node, byte for byte.
+        h.send(H.signal(3), from: a)
+        #expect(h.rawActions() == [.cluster(.signal(to: Self.remote, from: a, H.signal(3)))])
+        #expect(h.engine.clusterPartnerNodes == ["n2.00000002"])
+    }
+
+    @Test("Refusals are Redis's: ROOM_FULL and SEAT_RESERVED as typed ERRORs; an unanswered JOIN is CLUSTER_UNAVAILABLE")
+    func refusals() throws {
+        var h = try H.cluster()
+        for (reply, code) in [
+            (ClusterJoinReply.refused(.roomFull), RelayErrorCode.roomFull), (.refused(.seatReserved), .seatReserved),
+            (.unavailable, .clusterUnavailable),
+        ] {
+            let a = h.connect(.ipv4(UInt32.random(in: 1...0xFFFF)))
+            h.join(a, "ROOM1")
+            let (_, request) = try Self.joinCommand(&h)
+            h.engine.clusterJoinAnswered(a, request, reply, now: h.now)
+            #expect(h.rawActions() == [.send(a, H.error(code))])
+        }
+        #expect(h.engine.counters.rejections(.clusterUnavailable) == 1)
+    }
+
+    @Test("Redis down: a JOIN is refused CLUSTER_UNAVAILABLE at once and pending JOINs are answered so; a local pair keeps forwarding")
+    func redisDown() throws {
+        var h = try H.cluster()
+        let (a, b) = (h.connect(.ipv4(1)), h.connect(.ipv4(2)))
+        h.join(a, "ROOM1")
+        let (_, first) = try Self.joinCommand(&h)
+        h.engine.clusterJoinAnswered(a, first, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        _ = h.actions()
+        h.join(b, "ROOM1")
+        let (_, second) = try Self.joinCommand(&h)
+        let local = ClusterPeer(node: Self.me, connection: a.value)
+        h.engine.clusterJoinAnswered(b, second, .admitted(partner: local, reclaimed: false, evicted: nil), now: h.now)
+        _ = h.actions()
+        let c = h.connect(.ipv4(3))
+        h.join(c, "ROOM2")
+        _ = try Self.joinCommand(&h)
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        #expect(h.actions() == [.send(c, H.error(.clusterUnavailable))])
+        let d = h.connect(.ipv4(4))
+        h.join(d, "ROOM3")
+        #expect(h.actions() == [.send(d, H.error(.clusterUnavailable))])
+        h.send(H.signal(1), from: a)
+        h.send(H.signal(2), from: b)
+        #expect(h.actions() == [.forward(b, H.signal(1)), .forward(a, H.signal(2))])
+        // Back: every seat is registered again, in ConnectionID order.
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        let rejoins = h.rawActions()
+        #expect(rejoins.count == 2)
+        guard case let .cluster(.join(firstID, again)) = rejoins[0] else { throw TestFailure("\(rejoins)") }
+        #expect(firstID == a && again.rejoin && again.newToken == first.newToken && again.room == Self.room)
+    }
+
+    @Test("Two peers on one node: the second's admission names the first; PEER_FOUND to both; a departure tells the mate at once and Redis")
+    func localPair() throws {
+        var h = try H.cluster()
+        let (a, b) = (h.connect(.ipv4(1)), h.connect(.ipv4(2)))
+        h.join(a, "ROOM1")
+        let (_, first) = try Self.joinCommand(&h)
+        h.engine.clusterJoinAnswered(a, first, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(a, .joined(room: Self.room, peers: 1))])
+        h.join(b, "ROOM1")
+        let (_, second) = try Self.joinCommand(&h)
+        let local = ClusterPeer(node: Self.me, connection: a.value)
+        h.engine.clusterJoinAnswered(b, second, .admitted(partner: local, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(b, .joined(room: Self.room, peers: 2)), .send(a, .peerFound), .send(b, .peerFound)])
+        h.engine.closed(a, now: h.now)
+        #expect(h.rawActions() == [
+            .cluster(.leave(a, room: Self.room, reserve: true, partner: ClusterPeer(node: Self.me, connection: b.value))),
+            .send(b, .peerLeft),
+        ])
+        h.send(H.signal(1), from: b)
+        #expect(h.actions() == [.send(b, H.error(.noPeer))])
+    }
+
+    @Test("Notices from other nodes act only on the seat they name: a stale PEER_LEFT or SIGNAL from a former mate changes nothing")
+    func staleNotices() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        h.join(a, "ROOM1")
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        _ = h.actions()
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions() == [.send(a, .peerFound)])
+        let stranger = ClusterPeer(node: "n3.00000003", connection: 7)
+        h.engine.clusterNotice(.peerLeft(to: a.value, partner: stranger), now: h.now)
+        h.engine.clusterSignal(to: a.value, from: stranger, H.signal(9), now: h.now)
+        h.engine.clusterSignal(to: 999, from: Self.remote, H.signal(9), now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterSignal(to: a.value, from: Self.remote, H.signal(4), now: h.now)
+        #expect(h.actions() == [.forward(a, H.signal(4))])
+        // The seat changes hands on the other side (a reconnect there): PEER_LEFT, then PEER_FOUND.
+        let successor = ClusterPeer(node: "n3.00000003", connection: 8)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: successor), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound)])
+        h.engine.clusterSignal(to: a.value, from: Self.remote, H.signal(5), now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterNotice(.peerLeft(to: a.value, partner: successor), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft)])
+    }
+
+    @Test("A dead node: every local mate of one of its connections is told PEER_LEFT; others are not")
+    func deadNode() throws {
+        var h = try H.cluster()
+        var seated: [ConnectionID] = []
+        for (index, partner) in [Self.remote, ClusterPeer(node: "n3.00000003", connection: 1)].enumerated() {
+            let id = h.connect(.ipv4(UInt32(index + 1)))
+            h.join(id, "ROOM\(index)")
+            let (_, request) = try Self.joinCommand(&h)
+            h.engine.clusterJoinAnswered(id, request, .admitted(partner: partner, reclaimed: false, evicted: nil), now: h.now)
+            _ = h.actions()
+            seated.append(id)
+        }
+        _ = h.actions()
+        #expect(h.engine.clusterPartnerNodes == ["n2.00000002", "n3.00000003"])
+        h.engine.clusterNodesGone(["n2.00000002"], now: h.now)
+        #expect(h.actions() == [.send(seated[0], .peerLeft)])
+        #expect(h.engine.clusterPartnerNodes == ["n3.00000003"])
+    }
+
+    @Test("A connection that leaves while Redis decides gives back the seat it is then given")
+    func leftWhilePending() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        h.join(a, "ROOM1")
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.closed(a, now: h.now)
+        _ = h.actions()
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.cluster(.leave(a, room: Self.room, reserve: false, partner: nil))])
+        #expect(h.engine.clusterSeatCount == 0)
+    }
+
+    @Test("A JOIN with its token takes the seat back (the same token in JOINED); a half-open old connection on this node is closed")
+    func reclaimEvictsOldConnection() throws {
+        var h = try H.cluster()
+        let old = h.connect(.ipv4(1))
+        h.join(old, "ROOM1")
+        let (_, first) = try Self.joinCommand(&h)
+        h.engine.clusterJoinAnswered(old, first, .admitted(partner: Self.remote, reclaimed: false, evicted: nil), now: h.now)
+        let token = try #require(first.newToken)
+        _ = h.actions()
+        let fresh = h.connect(.ipv4(1))
+        h.join(fresh, "ROOM1", token: token)
+        let (_, second) = try Self.joinCommand(&h)
+        #expect(second.token == token)
+        let evicted = ClusterPeer(node: Self.me, connection: old.value)
+        h.engine.clusterJoinAnswered(fresh, second, .admitted(partner: Self.remote, reclaimed: true, evicted: evicted), now: h.now)
+        let actions = h.rawActions()
+        #expect(actions.contains(.close(old, .policyViolation, error: nil, disconnectWhenWritten: false)))
+        #expect(actions.contains(.send(fresh, .joinedWithToken(room: Self.room, peers: 2, token: token))))
+        #expect(!actions.contains { if case .cluster(.leave) = $0 { true } else { false } }, "the seat is not the old one's")
+        #expect(h.engine.counters.seatsReclaimed == 1)
+    }
+
+    @Test("Over the address's join rate, only a JOIN with a token is asked of Redis (reclaim-only); one without is refused here")
+    func joinRate() throws {
+        var h = try H.cluster { $0.joinsPerAddressPerMinute = 1 }
+        let a = h.connect(.ipv4(1))
+        h.join(a, "ROOM1")
+        _ = try Self.joinCommand(&h)
+        let b = h.connect(.ipv4(1))
+        h.join(b, "ROOM2")
+        #expect(h.actions() == [.send(b, H.error(.joinRateLimited))])
+        let c = h.connect(.ipv4(1))
+        let token = ReconnectToken(high: 1, low: 2)
+        h.join(c, "ROOM3", token: token)
+        let (_, request) = try Self.joinCommand(&h)
+        #expect(request.reclaimOnly && request.token == token)
+    }
+
+    @Test("The pub/sub messages parse strictly: each notice round-trips, signals carry their frame's offset, junk is nil")
+    func wire() {
+        for notice in [
+            ClusterNotice.peerFound(to: 3, partner: Self.remote), .peerLeft(to: UInt64.max, partner: Self.remote),
+            .evicted(to: 0),
+        ] {
+            #expect(ClusterWire.parse(ClusterWire.encode(notice)) == .notice(notice))
+        }
+        let header = ClusterWire.signalHeader(to: Self.remote, from: ClusterPeer(node: "n1.0a", connection: 5))
+        let frame = Array(#"{"type":"SIGNAL"}"#.utf8)
+        #expect(ClusterWire.parse(header + frame) == .signal(to: 7, from: ClusterPeer(node: "n1.0a", connection: 5),
+                                                              bodyOffset: header.count))
+        for junk in ["", "F", "F 1 2", "F 1 2 bad node", "F x 2 n.1", "E 1 2", "S 1 2 n.1", "X 1 2 n.1",
+                     "F 99999999999999999999 1 n.1", "F 1 2 n/1"] {
+            #expect(ClusterWire.parse(Array(junk.utf8)) == nil, "\(junk)")
+        }
+    }
+}
