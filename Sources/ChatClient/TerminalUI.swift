@@ -150,6 +150,12 @@ final class TerminalUI: ClientRenderer {
             case .warning: printLines([style("-- " + text, yellow)])
             case .error: printLines([style("!! " + text, red)])
             }
+        case let .file(event, savedAs):
+            switch event {
+            case .progress: break  // The status block shows it.
+            case .failed: printLines([style("!! " + FileEventText.line(event, savedAs: savedAs), red)])
+            case .offered, .done: printLines([style("-- " + FileEventText.line(event, savedAs: savedAs), dim)])
+            }
         case let .info(lines):
             printLines(lines.map(TerminalText.sanitize))
         case .clear:

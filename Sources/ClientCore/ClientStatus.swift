@@ -44,6 +44,10 @@ public struct ClientNotice: Hashable, Sendable {
         case unencryptedRelay = "unencrypted_relay"
         /// Secrets cannot all be locked in RAM (RLIMIT_MEMLOCK).
         case memoryNotLocked = "memory_not_locked"
+        /// A file could not be offered, stored or answered (the text says which and why).
+        case fileProblem = "file_problem"
+        /// A file offer waits for `/accept` or `/reject`.
+        case fileOffered = "file_offered"
     }
 
     public var kind: Kind

@@ -124,6 +124,21 @@ struct Securechat: ParsableCommand {
         discussion: "The send queue is shortened to what the limit can hold, if need be."))
     var requireLockedMemory = false
 
+    @Option(name: .customLong("send"), help: ArgumentHelp(
+        "Offer this file to the peer, end-to-end encrypted (repeatable); in pipe mode the client exits once "
+            + "every file was received and confirmed (exit 8 if one was refused or failed).", valueName: "path"))
+    var send: [String] = []
+
+    @Option(name: .customLong("accept-files"), help: ArgumentHelp(
+        "Accept every file the peer offers into this directory (never overwriting: name (1).ext).",
+        discussion: "Without it, pipe mode declines offers; interactively, /accept or /reject.",
+        valueName: "dir"))
+    var acceptFiles: String?
+
+    @Option(name: .customLong("max-file-bytes"), help: ArgumentHelp(
+        "Refuse offered files larger than this many bytes.", valueName: "bytes"))
+    var maxFileBytes: UInt64?
+
     func validate() throws {
         if let code {
             let parsed = try parseCode(code)
@@ -137,6 +152,12 @@ struct Securechat: ParsableCommand {
         guard (1...86_400).contains(giveUpAfter) else { throw ValidationError("--give-up-after must be 1...86400") }
         guard (0...86_400).contains(drainTimeout) else { throw ValidationError("--drain-timeout must be 0...86400") }
         guard (1...3_600).contains(keepalive) else { throw ValidationError("--keepalive must be 1...3600") }
+        if let acceptFiles {
+            var info = stat()
+            guard stat(acceptFiles, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw ValidationError("--accept-files: \(acceptFiles) is not a directory")
+            }
+        }
     }
 
     private func parseCode(_ text: String) throws -> ChatCode {
@@ -254,6 +275,9 @@ struct Securechat: ParsableCommand {
             keepaliveSeconds: keepalive)
         options.verbose = verbose
         options.proxy = try proxySetting(credentials: try Self.proxyCredentials())
+        options.files.sendPaths = send
+        options.files.acceptDirectory = acceptFiles
+        if let maxFileBytes { options.files.maxFileBytes = min(maxFileBytes, FileTransfers.fileBytesMax) }
         return options
     }
 }
