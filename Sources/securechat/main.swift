@@ -24,7 +24,7 @@ struct Securechat: ParsableCommand {
             the words are a password that authenticates the key exchange (CPace), so a relay in the \
             middle makes the handshake fail instead of reading the chat. A code works once: after a \
             failed authentication, start a new room. Keys live only in locked memory and are wiped on \
-            exit; nothing is ever written to disk. The client raises its locked-memory limit \
+            exit; nothing is ever written to disk but files you accept. The client raises its locked-memory limit \
             (RLIMIT_MEMLOCK) to the hard limit and warns when secrets may still be swapped to disk; \
             --require-locked-memory refuses to run instead.
 
@@ -61,6 +61,12 @@ struct Securechat: ParsableCommand {
             message from the peer is one line on stdout (control characters made visible); \
             states and notices go to stderr. At end of input, pending messages are sent \
             (waiting up to --drain-timeout for the peer to confirm them), then it leaves.
+
+            Files: --send PATH offers a file (repeatable; interactively /send PATH), end-to-end \
+            encrypted in 45 KiB chunks and checked by its BLAKE2b-256 hash; in pipe mode the client \
+            leaves once every file was stored and confirmed (exit 8 if one was refused or failed). \
+            --accept-files DIR accepts every offer into DIR (interactively /accept [DIR], /reject, \
+            /cancel); the peer's name is reduced to a safe basename and nothing is ever overwritten.
 
             \(jsonEventsHelp)
 

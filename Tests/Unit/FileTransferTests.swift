@@ -268,6 +268,30 @@ struct FileTransferTests {
         #expect(Set(pair.writes.map(\.offset)).count == pair.writes.count)  // Never a chunk written twice.
     }
 
+    @Test("The last acknowledgement lost: the receiver's DONE (a record) still completes the transfer")
+    func lostLastAck() {
+        let file = Self.file(1000)
+        var (lossy, _) = Self.offered(file)
+        lossy.runSender()
+        lossy.runReceiver()
+        lossy.sendWindow(file)
+        for signal in lossy.chunksInFlight { lossy.receiver.receiveSignal(signal, now: lossy.now) }
+        lossy.chunksInFlight.removeAll()
+        for action in lossy.receiver.drainActions() {
+            switch action {
+            case .signal: break  // The FACK, lost.
+            case let .store(id): lossy.receiver.stored(id)
+            default: break
+            }
+        }
+        for action in lossy.receiver.drainActions() {
+            if case let .control(bytes) = action { lossy.sender.receiveControl(bytes, now: lossy.now) }
+        }
+        lossy.runSender()
+        #expect(lossy.sender.isIdle)
+        #expect(lossy.senderEvents.contains { if case .done = $0 { true } else { false } })
+    }
+
     @Test("A window with no acknowledgement for the stall timeout goes back")
     func stall() {
         let file = Self.file(8 * 1024)

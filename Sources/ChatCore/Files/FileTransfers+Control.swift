@@ -30,7 +30,9 @@ extension FileTransfers {
         case let .cancel(id, code):
             receiveCancel(id, code: code)
         case let .done(id, hash):
-            guard let index = index(of: id, .outgoing), transfers[index].phase == .confirming else {
+            // Also while chunks still move: the last acknowledgement travels outside the reliable
+            // channel and may be lost, but `DONE` (a record) says the receiver stored every chunk.
+            guard let index = index(of: id, .outgoing), transfers[index].phase != .offered else {
                 statistics.messagesRejected += 1
                 return
             }
