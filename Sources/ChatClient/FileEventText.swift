@@ -13,9 +13,9 @@ enum FileEventText {
         case let .progress(info, direction, bytes):
             "\(direction == .outgoing ? "sending" : "receiving") \(name(info)): \(percent(bytes, of: info.sizeBytes))% "
                 + "(\(bytes) of \(info.sizeBytes) bytes)"
-        case let .done(info, .outgoing):
+        case let .done(info, .outgoing, _):
             "sent \(name(info)): the peer stored it, BLAKE2b-256 \(FileHex.encode(info.hash)) matched"
-        case let .done(info, .incoming):
+        case let .done(info, .incoming, _):
             "received \(name(info)) as \(TerminalText.sanitize(savedAs ?? "?")), BLAKE2b-256 "
                 + "\(FileHex.encode(info.hash)) checked"
         case let .failed(info, direction, failure):

@@ -141,12 +141,13 @@ final class JSONRenderer: ClientRenderer {
             line = JSONLine(event: "file_progress")
             line.field("direction", direction.rawValue)
             line.field("bytes", bytes)
-        case let .done(offer, direction):
+        case let .done(offer, direction, resent):
             info = offer
             line = JSONLine(event: "file_done")
             line.field("direction", direction.rawValue)
             line.field("hash", FileHex.encode(offer.hash))
             if let savedAs { line.field("path", savedAs) }
+            if direction == .outgoing { line.field("chunks_resent", resent) }
         case let .failed(offer, direction, failure):
             info = offer
             line = JSONLine(event: "file_failed")
@@ -200,6 +201,7 @@ public let jsonEventsHelp = """
                      by the receiver, or written); at most 4 a second each
       file_done      stored and its hash checked: "direction", "id", "name",
                      "size", "hash", and "path" where it was saved (incoming)
+                     or "chunks_resent" after reconnects (outgoing)
       file_failed    "direction", "id", "name", "size", "reason"
                      (rejected_declined, rejected_too_large, rejected_no_space,
                      rejected_storage, rejected_busy, cancelled,

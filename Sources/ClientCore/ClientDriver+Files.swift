@@ -156,7 +156,7 @@ extension ClientDriver {
             phase = .draining(deadline: max(deadline, now.advanced(by: configuration.drainTimeout)))
         }
         var savedAs: String?
-        if case let .done(info, .incoming) = event, let index = savedPaths.firstIndex(where: { $0.id == info.id }) {
+        if case let .done(info, .incoming, _) = event, let index = savedPaths.firstIndex(where: { $0.id == info.id }) {
             savedAs = savedPaths.remove(at: index).path
         }
         show(.file(event, savedAs: savedAs))

@@ -74,10 +74,15 @@ public final class ClientDriver {
 
     /// The status line's content.
     public var status: ClientStatus {
-        ClientStatus(
+        var status = ClientStatus(
             state: session.state, room: configuration.session.room, relay: link.relayState, peer: peer,
             pending: session.pendingCount, authentication: session.authentication,
             verified: verifiedNumber != nil && verifiedNumber == session.safetyNumber, route: configuration.route)
+        status.transfers = files.active.map {
+            FileTransferStatus(
+                id: $0.info.id, name: $0.info.name, direction: $0.direction, sizeBytes: $0.info.sizeBytes, bytes: $0.bytes)
+        }
+        return status
     }
 
     /// True once the driver has asked the shell to exit (`ClientAction.exit`); it then ignores

@@ -96,6 +96,95 @@ struct ClientFileTransferTests {
         }
     }
 
+    @Test("The relay killed (-9) mid-transfer and restarted: the transfer completes without starting over")
+    func relayRestart() async throws {
+        let base = try Self.directory("restart")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 40 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // Slow enough (8 MiB/s) that the kill lands mid-transfer.
+        let limits = ["--bytes-per-second", "8388608", "--byte-burst", "1048576", "--messages-per-second", "1000",
+                      "--message-burst", "1000"]
+        let first = try await RelayProcess.start(limits)
+        defer { Task { await first.kill() } }
+        let room = uniqueRoom("RESTART")
+        let bob = try ClientProcess("bob", [room, "--relay", first.url, "--json", "--accept-files", inbox.path])
+        let alice = try ClientProcess("alice", [room, "--relay", first.url, "--json", "--send", source.path,
+                                                "--drain-timeout", "60"])
+        try alice.closeInput()
+        let before = try await alice.event("a third acknowledged", timeoutSeconds: 60) {
+            $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size / 3
+        }
+        await first.kill()  // SIGKILL: chunks in flight are lost with it.
+        try await alice.notice("relay_lost")
+        let second = try await RelayProcess.start(["--port", String(first.port)] + limits)
+        defer { Task { await second.kill() } }
+        #expect(try await alice.waitForExit(timeoutSeconds: 120) == 0, "\(alice.stderr.all.suffix(10))")
+        try bob.closeInput()
+        #expect(try await bob.waitForExit(timeoutSeconds: 60) == 0)
+        #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+        // Progress never went back below what was acknowledged before the kill...
+        let acknowledged = Self.event(alice, "file_progress").compactMap { $0["bytes"] as? Int }
+        #expect(acknowledged == acknowledged.sorted() && acknowledged.contains { $0 >= before["bytes"] as? Int ?? 0 })
+        // ...and what was sent again is at most the window in flight at the kill (24 chunks of 45 KiB,
+        // 2.6% of the file), not the file.
+        let done = Self.event(alice, "file_done").first
+        let resent = done?["chunks_resent"] as? Int ?? -1
+        #expect(resent >= 0 && resent <= 24, "\(String(describing: done))")
+        #expect(resent * 45 * 1024 < size / 20)
+    }
+
+    @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
+    func terminalSendAndAccept() async throws {
+        let base = try Self.directory("tty")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        let bobInbox = base.appendingPathComponent("bob-inbox")
+        for url in [inbox, bobInbox] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        let fromBob = base.appendingPathComponent("from-bob.bin")
+        let fromAlice = base.appendingPathComponent("from-alice.txt")
+        try Self.randomFile(at: fromBob, bytes: 12 * 1024 * 1024)
+        try Data("a short file from the terminal\n".utf8).write(to: fromAlice)
+        // 2 MiB/s: the 12 MiB transfer takes several seconds, long enough to see its progress.
+        try await withRelay(["--bytes-per-second", "2097152", "--byte-burst", "1048576"]) { relay in
+            let room = uniqueRoom("TTYFILE")
+            let tmux = ClientTerminalTests.Tmux()
+            defer { tmux.kill() }
+            try tmux.start("LANG=C.UTF-8 NO_COLOR=1 '\(ClientTerminalTests.Tmux.securechat)' \(room) --relay \(relay.url); "
+                + "echo EXIT=$?; sleep 120", columns: 160)
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--send", fromBob.path,
+                                                "--accept-files", bobInbox.path])
+            try await tmux.waitForScreen("CONNECTED") { $0.contains { $0.hasPrefix(" CONNECTED |") } }
+            try await tmux.waitForScreen("the offer") { $0.contains { $0.contains("the peer offers \"from-bob.bin\"") } }
+            try tmux.keys("/accept \(inbox.path)")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the progress line") { screen in
+                screen.contains { $0.hasPrefix(" CONNECTED |") && $0.contains("receiving from-bob.bin") && $0.contains("%") }
+            }
+            try await tmux.waitForScreen("the file received", timeoutSeconds: 60) { screen in
+                screen.contains { $0.contains("received \"from-bob.bin\" as \(inbox.path)/from-bob.bin") }
+            }
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("from-bob.bin")) == Data(contentsOf: fromBob))
+            try await bob.event("bob's file confirmed") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "outgoing"
+            }
+            try tmux.keys("/send \(fromAlice.path)")
+            try tmux.key("Enter")
+            try await bob.event("alice's file stored") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "incoming"
+            }
+            try await tmux.waitForScreen("the send confirmed") { $0.contains { $0.contains("sent \"from-alice.txt\"") } }
+            #expect(try Data(contentsOf: bobInbox.appendingPathComponent("from-alice.txt")) == Data(contentsOf: fromAlice))
+            try tmux.keys("/quit")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the exit") { $0.contains("EXIT=0") }
+            await bob.kill()
+        }
+    }
+
     @Test("Refusals: declined (no --accept-files) and too large (--max-file-bytes); the sender exits 8, nothing written")
     func refusals() async throws {
         let base = try Self.directory("refuse")

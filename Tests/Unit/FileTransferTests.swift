@@ -126,7 +126,7 @@ struct FileTransferTests {
         #expect(pair.stored)
         #expect(pair.writes.map(\.offset) == (0..<11).map { UInt64($0 * 1024) })
         #expect(pair.senderEvents.contains(.done(FileOfferInfo(id: id, name: "report.pdf", sizeBytes: UInt64(file.count),
-                                                              hash: Self.hash(file)), .outgoing)))
+                                                              hash: Self.hash(file)), .outgoing, chunksResent: 0)))
         #expect(pair.receiverEvents.contains { if case .done = $0 { true } else { false } })
         #expect(pair.sender.isIdle && pair.receiver.isIdle)
         #expect(pair.released.count == 1 && pair.released[0].deletePart == false)
@@ -265,6 +265,7 @@ struct FileTransferTests {
         pair.run(file)
         #expect(pair.disk == file)
         #expect(pair.sender.statistics.chunksResent == 4)
+        #expect(pair.senderEvents.contains { if case .done(_, .outgoing, 4) = $0 { true } else { false } })
         #expect(Set(pair.writes.map(\.offset)).count == pair.writes.count)  // Never a chunk written twice.
     }
 

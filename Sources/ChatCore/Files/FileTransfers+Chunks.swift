@@ -44,10 +44,9 @@ extension FileTransfers {
     /// sender goes back to it; the receiver says where it stands.
     public mutating func connected(now: Instant) {
         for index in transfers.indices {
-            guard case let .moving(done, next, _) = transfers[index].phase else { continue }
+            guard case let .moving(done, _, _) = transfers[index].phase else { continue }
             if transfers[index].direction == .outgoing {
-                statistics.chunksResent += Int(next - done)
-                transfers[index].phase = .moving(done: done, next: done, heardAt: now)
+                goBack(at: index, now: now)
             } else {
                 acknowledge(at: index, count: done)
             }
@@ -70,9 +69,16 @@ extension FileTransfers {
         for index in transfers.indices where transfers[index].direction == .outgoing {
             guard case let .moving(done, next, heardAt) = transfers[index].phase, next > done,
                   heardAt.advanced(by: configuration.stallTimeout) <= now else { continue }
-            statistics.chunksResent += Int(next - done)
-            transfers[index].phase = .moving(done: done, next: done, heardAt: now)
+            goBack(at: index, now: now)
         }
+    }
+
+    /// Send again from the last acknowledged chunk.
+    private mutating func goBack(at index: Int, now: Instant) {
+        guard case let .moving(done, next, _) = transfers[index].phase else { return }
+        statistics.chunksResent += Int(next - done)
+        transfers[index].resent += Int(next - done)
+        transfers[index].phase = .moving(done: done, next: done, heardAt: now)
     }
 
     // MARK: Receiving

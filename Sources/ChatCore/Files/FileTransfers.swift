@@ -31,8 +31,9 @@ public enum FileEvent: Hashable, Sendable {
     case offered(FileOfferInfo, FileDirection)
     /// Bytes acknowledged by the receiver (outgoing) or written (incoming); never goes back.
     case progress(FileOfferInfo, FileDirection, bytes: UInt64)
-    /// The receiver stored the file and both sides' BLAKE2b-256 matched the offer's.
-    case done(FileOfferInfo, FileDirection)
+    /// The receiver stored the file and both sides' BLAKE2b-256 matched the offer's;
+    /// `chunksResent`: chunks the sender sent again after going back (0 for incoming).
+    case done(FileOfferInfo, FileDirection, chunksResent: Int)
     case failed(FileOfferInfo, FileDirection, FileFailure)
 }
 
@@ -111,6 +112,8 @@ public struct FileTransfers {
         var hasher: FileHasher?
         var progressAt: Instant?
         var reported: UInt64 = 0
+        /// Chunks sent again after going back (a reconnect, a stall).
+        var resent = 0
 
         var chunkCount: UInt64 {
             (info.sizeBytes + UInt64(chunkBytes) - 1) / UInt64(chunkBytes)
@@ -222,7 +225,7 @@ public struct FileTransfers {
         statistics.completed += 1
         transfer.key.wipe()
         pending.append(.release(transfer.info.id, deletePart: false))
-        pending.append(.event(.done(transfer.info, transfer.direction)))
+        pending.append(.event(.done(transfer.info, transfer.direction, chunksResent: transfer.resent)))
     }
 
     mutating func end(at index: Int, _ failure: FileFailure) {
