@@ -38,7 +38,7 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
 
     /// A frame other than text arrived (any frame shows the client is alive): charge it to the
     /// buckets (one message, `size` bytes), note it, and say what to do with it.
-    mutating func admitControl(size: Int, now: Instant) -> ControlAdmission {
+    mutating func admitControl(size: Int, paired: Bool, now: Instant) -> ControlAdmission {
         switch state {
         case .upgrading:
             return .ignored
@@ -46,6 +46,7 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
             state = .modifying
             defer { state = .serving(serving) }
             serving.lastInbound = now
+            serving.setPaired(paired, now: now)
             // Keep order with held text: nothing overtakes it, so over the rate means over the rate.
             if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
             return serving.overRate(now: now)
@@ -69,11 +70,12 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
 
     /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
     /// waits behind held frames).
-    mutating func admitText(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
+    mutating func admitText(_ frame: Frame, size: Int, paired: Bool, now: Instant) -> TextAdmission {
         guard case var .serving(serving) = state else { return discardWhileClosing() ? .closingPause : .ignored }
         state = .modifying
         defer { state = .serving(serving) }
         serving.lastInbound = now
+        serving.setPaired(paired, now: now)
         guard serving.closeAfterHeld == nil else { return .ignored }
         // Keep order: once anything is held, everything after it waits too.
         if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
@@ -140,9 +142,40 @@ struct Upgrading {
     var awaitsProxyHeader = false
 }
 
+/// The rates and bursts of one tier of the per-connection limits (`RelayLimits`: alone in a
+/// room or not yet in one, or paired).
+struct RateTier: Equatable {
+    var messagesPerSecond: UInt64
+    var messageBurst: UInt64
+    var bytesPerSecond: UInt64
+    var byteBurst: UInt64
+
+    static func lone(_ limits: RelayLimits) -> RateTier {
+        RateTier(
+            messagesPerSecond: UInt64(limits.messagesPerSecond), messageBurst: UInt64(limits.messageBurst),
+            bytesPerSecond: UInt64(limits.bytesPerSecond), byteBurst: UInt64(limits.byteBurst))
+    }
+
+    /// Each paired field, or its lone value where that is higher (0: none of its own).
+    static func paired(_ limits: RelayLimits) -> RateTier {
+        RateTier(
+            messagesPerSecond: UInt64(max(limits.messagesPerSecond, limits.pairedMessagesPerSecond)),
+            messageBurst: UInt64(max(limits.messageBurst, limits.pairedMessageBurst)),
+            bytesPerSecond: UInt64(max(limits.bytesPerSecond, limits.pairedBytesPerSecond)),
+            byteBurst: UInt64(max(limits.byteBurst, limits.pairedByteBurst)))
+    }
+}
+
 struct Serving<Frame: RelayFrameBytes> {
     var messageBucket: TokenBucket
     var byteBucket: TokenBucket
+    /// The buckets' rates while the connection has no room-mate, and while it has one (the bulk
+    /// allowance: a file transfer between two peers should not crawl at a chat's rate).
+    let loneTier: RateTier
+    let pairedTier: RateTier
+    /// Whether the buckets run at the paired tier (the engine says on every frame, so no pairing
+    /// path can forget it). A change keeps the tokens held, so pairing gives no fresh burst.
+    private(set) var paired = false
     /// Frames read while a bucket was empty, oldest first, sent on in order as the buckets
     /// refill. Reading stops at the first one, so only the rest of the read batch in hand can
     /// follow it (`RelayLimits.heldBytesMax` is the backstop).
@@ -173,10 +206,10 @@ struct Serving<Frame: RelayFrameBytes> {
     var owedPong: Frame?
 
     init(limits: RelayLimits, now: Instant) {
-        messageBucket = TokenBucket(
-            ratePerSecond: UInt64(limits.messagesPerSecond), burst: UInt64(limits.messageBurst), now: now)
-        byteBucket = TokenBucket(
-            ratePerSecond: UInt64(limits.bytesPerSecond), burst: UInt64(limits.byteBurst), now: now)
+        loneTier = .lone(limits)
+        pairedTier = .paired(limits)
+        messageBucket = TokenBucket(ratePerSecond: loneTier.messagesPerSecond, burst: loneTier.messageBurst, now: now)
+        byteBucket = TokenBucket(ratePerSecond: loneTier.bytesPerSecond, burst: loneTier.byteBurst, now: now)
         lastInbound = now
         joinDeadline = now.advanced(by: .seconds(limits.joinTimeoutSeconds))
     }
@@ -209,6 +242,17 @@ struct Serving<Frame: RelayFrameBytes> {
         let pause = pauseReasons.isEmpty
         pauseReasons.insert(.rateLimited)
         return .overRate(answer: answer, pause: pause, releaseAt: armRelease(now: now))
+    }
+
+    /// Run the buckets at the paired tier or the lone one from `now`.
+    @inline(__always)
+    mutating func setPaired(_ paired: Bool, now: Instant) {
+        guard paired != self.paired else { return }
+        self.paired = paired
+        let tier = paired ? pairedTier : loneTier
+        guard loneTier != pairedTier else { return }
+        messageBucket.retune(ratePerSecond: tier.messagesPerSecond, burst: tier.messageBurst, now: now)
+        byteBucket.retune(ratePerSecond: tier.bytesPerSecond, burst: tier.byteBurst, now: now)
     }
 
     /// Charge both token buckets for a frame of `size` bytes if both have the tokens (a refused

@@ -23,7 +23,7 @@ extension RelayEngine {
         case let .binary(byteCount): size = byteCount
         case .pong, .close, .fragment, .reserved: size = 0
         }
-        let admission = connections.values[index].admitControl(size: size, now: now)
+        let admission = connections.values[index].admitControl(size: size, paired: hasRoomMate(id), now: now)
         switch admission {
         case .admitted:
             act(on: frame, from: id, now: now)
@@ -47,6 +47,14 @@ extension RelayEngine {
         case .ignored:
             return
         }
+    }
+
+    /// Whether `id` has a room-mate (on this node or, in cluster mode, on another): its frames are
+    /// then charged to the paired tier of the rate limits (`RelayLimits.pairedBytesPerSecond`).
+    @inline(__always)
+    func hasRoomMate(_ id: ConnectionID) -> Bool {
+        if let cluster { return cluster.seats[id]?.partner != nil }
+        return rooms.peer(of: id) != nil
     }
 
     /// A frame other than text that the buckets paid for.
@@ -110,7 +118,7 @@ extension RelayEngine {
             fault(.frameTooLarge, on: id, now: now)
             return
         }
-        switch connections.values[index].admitText(frame, size: size, now: now) {
+        switch connections.values[index].admitText(frame, size: size, paired: hasRoomMate(id), now: now) {
         case .ignored:
             return
         case .closingPause:
@@ -158,7 +166,9 @@ extension RelayEngine {
     mutating func releaseHeld(_ id: ConnectionID, now: Instant) {
         // Bounded by the frames held; stops early for the buckets or the peer's backpressure.
         while let index = connections.index(forKey: id) {
+            let paired = hasRoomMate(id)
             let step = connections.values[index].withServing { serving -> ReleaseStep<Frame> in
+                serving.setPaired(paired, now: now)
                 if let first = serving.held.first, !serving.pauseReasons.contains(.peerBackpressure),
                     serving.admit(first.relayByteCount, now: now)
                 {

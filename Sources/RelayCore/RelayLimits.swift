@@ -36,6 +36,19 @@ public struct RelayLimits: Hashable, Sendable {
     public var bytesPerSecond: Int = 1024 * 1024
     /// Bytes a connection may send in a burst (token bucket size); at least `frameSizeMaxBytes`.
     public var byteBurst: Int = 1024 * 1024
+    /// The paired tier (the bulk allowance): a connection whose room has its peer pays from its own
+    /// buckets at these rates (or the lone ones, if higher), so that a file transfer between two
+    /// peers is not held to a chat's rate. A stranger alone in a room, or a connection that has not
+    /// joined, keeps the lone rates above. Memory stays bounded either way: reads pause on the
+    /// room-mate's backpressure. 0 in a field: that field's lone value (`removePairedAllowance`).
+    /// Messages per second while paired.
+    public var pairedMessagesPerSecond: Int = 16_384
+    /// Message burst while paired.
+    public var pairedMessageBurst: Int = 4096
+    /// Bytes per second while paired.
+    public var pairedBytesPerSecond: Int = 512 * 1024 * 1024
+    /// Byte burst while paired.
+    public var pairedByteBurst: Int = 16 * 1024 * 1024
 
     // MARK: Connection and room caps
 
@@ -127,6 +140,26 @@ public struct RelayLimits: Hashable, Sendable {
         RelayRooms<ConnectionID>.Limits(roomsMax: roomsMax, wire: WireLimits(frameSizeMaxBytes: frameSizeMaxBytes))
     }
 
+    /// No bulk allowance: a paired connection keeps the lone rates (`relay --no-paired-allowance`).
+    public mutating func removePairedAllowance() {
+        pairedMessagesPerSecond = 0
+        pairedMessageBurst = 0
+        pairedBytesPerSecond = 0
+        pairedByteBurst = 0
+    }
+
+    /// The paired tier's ranges (each is used only where it is above its lone counterpart).
+    private func validatePairedTier(
+        _ require: (Bool, String, String) throws(InvalidRelaySetting) -> Void
+    ) throws(InvalidRelaySetting) {
+        try require(
+            (0...(1 << 30)).contains(pairedMessagesPerSecond), "paired-messages-per-second", "must be 0 to 2^30")
+        try require((0...(1 << 30)).contains(pairedMessageBurst), "paired-message-burst", "must be 0 to 2^30")
+        try require(
+            (0...(1 << 32)).contains(pairedBytesPerSecond), "paired-bytes-per-second", "must be 0 B to 4 GiB")
+        try require((0...(1 << 32)).contains(pairedByteBurst), "paired-byte-burst", "must be 0 B to 4 GiB")
+    }
+
     /// Check every limit and their relations.
     public func validate() throws(InvalidRelaySetting) {
         func require(_ condition: Bool, _ flag: String, _ reason: String) throws(InvalidRelaySetting) {
@@ -136,6 +169,7 @@ public struct RelayLimits: Hashable, Sendable {
             (128...(16 << 20)).contains(frameSizeMaxBytes), "frame-size-max-bytes", "must be 128 B to 16 MiB"
         )
         try require((1...(1 << 30)).contains(messagesPerSecond), "messages-per-second", "must be 1 to 2^30")
+        try validatePairedTier(require)
         try require((1...(1 << 30)).contains(messageBurst), "message-burst", "must be 1 to 2^30")
         try require((1...(1 << 32)).contains(bytesPerSecond), "bytes-per-second", "must be 1 B to 4 GiB")
         try require(

@@ -213,6 +213,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
             configuration.relayLimits.messageBurst = 16
+            configuration.relayLimits.removePairedAllowance()
         }
     }
 }

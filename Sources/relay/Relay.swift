@@ -57,6 +57,16 @@ struct Relay: AsyncParsableCommand {
     var bytesPerSecond = RelayLimits.defaults.bytesPerSecond
     @Option(help: "Byte burst per connection (token bucket size; at least --frame-size-max-bytes).")
     var byteBurst = RelayLimits.defaults.byteBurst
+    @Option(help: "Messages per second per connection while its room has both peers (a file transfer).")
+    var pairedMessagesPerSecond = RelayLimits.defaults.pairedMessagesPerSecond
+    @Option(help: "Message burst per connection while paired.")
+    var pairedMessageBurst = RelayLimits.defaults.pairedMessageBurst
+    @Option(help: "Bytes per second per connection while paired (lower it to cap file transfers).")
+    var pairedBytesPerSecond = RelayLimits.defaults.pairedBytesPerSecond
+    @Option(help: "Byte burst per connection while paired.")
+    var pairedByteBurst = RelayLimits.defaults.pairedByteBurst
+    @Flag(help: "No bulk allowance: a paired connection keeps the rates above (as --paired-… 0).")
+    var noPairedAllowance = false
 
     @Option(help: "Open connections across the relay; over it: TOO_MANY_CONNECTIONS and close 1013.")
     var connectionsMax = RelayLimits.defaults.connectionsMax
@@ -120,6 +130,11 @@ struct Relay: AsyncParsableCommand {
         configuration.limits.messageBurst = messageBurst
         configuration.limits.bytesPerSecond = bytesPerSecond
         configuration.limits.byteBurst = byteBurst
+        configuration.limits.pairedMessagesPerSecond = pairedMessagesPerSecond
+        configuration.limits.pairedMessageBurst = pairedMessageBurst
+        configuration.limits.pairedBytesPerSecond = pairedBytesPerSecond
+        configuration.limits.pairedByteBurst = pairedByteBurst
+        if noPairedAllowance { configuration.limits.removePairedAllowance() }
         configuration.limits.connectionsMax = connectionsMax
         configuration.limits.connectionsPerAddressMax = connectionsPerAddressMax
         configuration.limits.connectionsPerIPv6Prefix56Max = connectionsPerIPv6Prefix56Max

@@ -107,7 +107,7 @@ struct ClientFileTransferTests {
         try Self.randomFile(at: source, bytes: size)
         // Slow enough (8 MiB/s) that the kill lands mid-transfer.
         let limits = ["--bytes-per-second", "8388608", "--byte-burst", "1048576", "--messages-per-second", "1000",
-                      "--message-burst", "1000"]
+                      "--message-burst", "1000", "--no-paired-allowance"]
         let first = try await RelayProcess.start(limits)
         defer { Task { await first.kill() } }
         let room = uniqueRoom("RESTART")
@@ -149,7 +149,7 @@ struct ClientFileTransferTests {
         try Self.randomFile(at: fromBob, bytes: 12 * 1024 * 1024)
         try Data("a short file from the terminal\n".utf8).write(to: fromAlice)
         // 2 MiB/s: the 12 MiB transfer takes several seconds, long enough to see its progress.
-        try await withRelay(["--bytes-per-second", "2097152", "--byte-burst", "1048576"]) { relay in
+        try await withRelay(["--bytes-per-second", "2097152", "--byte-burst", "1048576", "--no-paired-allowance"]) { relay in
             let room = uniqueRoom("TTYFILE")
             let tmux = ClientTerminalTests.Tmux()
             defer { tmux.kill() }

@@ -99,7 +99,7 @@ struct ClientPipeTests {
     func burstThenLeave() async throws {
         // A small budget, so that the burst is held by the relay and both leave while their last
         // acknowledgements are still in its queue: the close must wait behind them.
-        try await withRelay(["--messages-per-second", "20", "--message-burst", "10"]) { relay in
+        try await withRelay(["--messages-per-second", "20", "--message-burst", "10", "--no-paired-allowance"]) { relay in
             let (alice, bob) = try await connectedPair(relay, room: uniqueRoom("BURST"), extra: ["--drain-timeout", "20"])
             let count = 40
             for index in 1...count {

@@ -8,7 +8,7 @@ import Testing
 struct RelayLimitsTests {
     @Test("Message token bucket: a flood gets RATE_LIMITED and is slowed to the rate, losslessly; other rooms unaffected")
     func messageRate() async throws {
-        try await withRelay(["--messages-per-second", "10", "--message-burst", "5"]) { relay in
+        try await withRelay(["--messages-per-second", "10", "--message-burst", "5", "--no-paired-allowance"]) { relay in
             let (flooder, victim) = try await joinedPair(relay, room: "FLOOD")
             let (alice, bob) = try await joinedPair(relay, room: "CALM")
             let floodCount = 40
@@ -41,7 +41,7 @@ struct RelayLimitsTests {
     @Test("Byte token bucket: frames beyond the byte burst get RATE_LIMITED and wait for the bucket")
     func byteRate() async throws {
         try await withRelay(
-            ["--frame-size-max-bytes", "1024", "--bytes-per-second", "1024", "--byte-burst", "2048"]
+            ["--frame-size-max-bytes", "1024", "--bytes-per-second", "1024", "--byte-burst", "2048", "--no-paired-allowance"]
         ) { relay in
             let (alice, bob) = try await joinedPair(relay, room: "BYTES")
             let big = signalFrame(kind: "MSG", payload: String(repeating: "QUJD", count: 225))  // ~950 bytes

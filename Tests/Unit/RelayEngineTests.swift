@@ -103,6 +103,7 @@ struct RelayEngineTests {
         var h = try H {
             $0.messagesPerSecond = 10
             $0.messageBurst = 4
+            $0.removePairedAllowance()
         }
         let (a, b) = h.pair()  // each JOIN took one token: three left
         let frames = (0..<6).map { H.signal(UInt8($0)) }
@@ -128,12 +129,63 @@ struct RelayEngineTests {
         #expect(answers.count == 1)
     }
 
+    @Test("Paired tier: alone in a room, the lone rate; with the peer there, the paired rate; alone again, the lone rate")
+    func pairedTier() throws {
+        var h = try H {
+            $0.messagesPerSecond = 1
+            $0.messageBurst = 3
+            $0.pairedMessagesPerSecond = 1000
+            $0.pairedMessageBurst = 8
+        }
+        // Alone (a stranger who joined an empty room): the JOIN took one token, two frames pass.
+        let a = h.connect()
+        h.join(a, "TIER")
+        _ = h.actions()
+        for marker in 0..<3 { h.send(H.signal(UInt8(marker)), from: a) }
+        let alone = h.actions()
+        #expect(alone.filter { $0 == .send(a, H.error(.noPeer)) }.count == 2, "\(alone)")
+        #expect(alone.contains(.send(a, H.error(.rateLimited))), "the third frame is over the lone burst: \(alone)")
+        // Its peer arrives. Frames sent meanwhile wait behind the held one (order); from the
+        // release on, the buckets refill at the paired rate (1000 a second): all 8 are through
+        // within 10 ms, where the lone rate (1 a second) would take 8 s. Pairing kept the tokens
+        // the connection had (none): no fresh burst.
+        let b = h.connect()
+        h.join(b, "TIER")
+        _ = h.actions()
+        for marker in 3..<10 { h.send(H.signal(UInt8(marker)), from: a) }
+        h.advance(.seconds(1))
+        var paired = h.actions()
+        h.advance(.milliseconds(10))
+        paired += h.actions()
+        let forwarded = paired.filter { if case .forward(b, _) = $0 { true } else { false } }
+        #expect(forwarded.count == 8, "the held frame and 7 more reach the peer at once: \(paired)")
+        #expect(paired.contains(.resumeReading(a)) && !paired.contains(.send(a, H.error(.rateLimited))))
+        // The peer leaves: back to the lone tier, whose burst (3) caps the tokens kept.
+        h.engine.closed(b, now: h.now)
+        _ = h.actions()
+        for marker in 10..<14 { h.send(H.signal(UInt8(marker)), from: a) }
+        #expect(h.actions().contains(.pauseReading(a)), "alone again, 4 frames are over the lone burst")
+    }
+
+    @Test("--no-paired-allowance: 0 in a paired field is its lone value; the flags' ranges are checked")
+    func pairedAllowanceRemoved() throws {
+        var limits = RelayLimits.defaults
+        #expect(limits.pairedBytesPerSecond > limits.bytesPerSecond, "the default has an allowance")
+        limits.removePairedAllowance()
+        #expect([limits.pairedMessagesPerSecond, limits.pairedMessageBurst, limits.pairedBytesPerSecond,
+                 limits.pairedByteBurst] == [0, 0, 0, 0])
+        try limits.validate()
+        limits.pairedBytesPerSecond = -1
+        #expect(throws: InvalidRelaySetting.self) { try limits.validate() }
+    }
+
     @Test("Byte bucket: a frame the bytes cannot pay for waits until they can")
     func byteBucket() throws {
         var h = try H {
             $0.frameSizeMaxBytes = 256
             $0.bytesPerSecond = 100
             $0.byteBurst = 256
+            $0.removePairedAllowance()
         }
         let (a, b) = h.pair()
         let big = H.signal(7, payloadBytes: 120)  // ~200 bytes of JSON
@@ -156,6 +208,7 @@ struct RelayEngineTests {
         var h = try H {
             $0.messagesPerSecond = 10
             $0.messageBurst = 2
+            $0.removePairedAllowance()
         }
         let (a, b) = h.pair()
         h.send(H.signal(0), from: a)
@@ -178,6 +231,7 @@ struct RelayEngineTests {
         var h = try H {
             $0.messagesPerSecond = 1
             $0.messageBurst = 2
+            $0.removePairedAllowance()
         }
         let (a, b) = h.pair()
         for marker in 0..<3 { h.send(H.signal(UInt8(marker)), from: a) }
@@ -192,9 +246,11 @@ struct RelayEngineTests {
         var h = H.unchecked {
             $0.messagesPerSecond = 0
             $0.messageBurst = 2
+            $0.removePairedAllowance()
         }
         var limits = RelayLimits()
         limits.messagesPerSecond = 0
+        limits.removePairedAllowance()
         #expect(throws: InvalidRelaySetting(flag: "messages-per-second", reason: "must be 1 to 2^30")) {
             _ = try RelayEngine<[UInt8]>(limits: limits, now: .zero, entropy: SeededEntropy(seed: 1))
         }

@@ -7,9 +7,9 @@ public struct TokenBucket: Hashable, Sendable {
     private static let nanoPerToken: UInt64 = 1_000_000_000
 
     /// Tokens added per second.
-    public let ratePerSecond: UInt64
+    public private(set) var ratePerSecond: UInt64
     /// The bucket's capacity in tokens (the largest burst).
-    public let burst: UInt64
+    public private(set) var burst: UInt64
     private var nanoTokens: UInt64
     private var lastRefill: Instant
 
@@ -21,6 +21,17 @@ public struct TokenBucket: Hashable, Sendable {
         self.burst = burst
         self.nanoTokens = burst * Self.nanoPerToken
         self.lastRefill = now
+    }
+
+    /// Change the rate and the capacity at `now`, keeping the tokens it holds (at most the new
+    /// capacity): what was earned at the old rate stays earned, nothing more is given.
+    public mutating func retune(ratePerSecond: UInt64, burst: UInt64, now: Instant) {
+        precondition(burst >= 1 && burst <= 1 << 32, "burst must be in 1...2^32 tokens")
+        precondition(ratePerSecond <= 1 << 32, "rate must be at most 2^32 tokens/s")
+        refill(now: now)
+        self.ratePerSecond = ratePerSecond
+        self.burst = burst
+        nanoTokens = min(nanoTokens, burst * Self.nanoPerToken)
     }
 
     /// Whole tokens available at `now`.
