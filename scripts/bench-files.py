@@ -7,7 +7,8 @@ receiver on loopback:
     (`--send FILE` and `--accept-files DIR`, the code from SECURECHAT_CODE with `--join`);
   - magic-wormhole 0.24: a local mailbox server and transit relay (Benchmarks/magic-wormhole/install.sh),
     `wormhole send --code` and `wormhole receive --accept-file`.
-It prints the wall time from both processes started to the receiver's exit, MB/s (10^6 bytes per second of that
+It prints the wall time from both processes started to the receiver's exit (securechat: to its `file_done` event;
+pipe mode then leaves at the end of its input), MB/s (10^6 bytes per second of that
 time, so the key exchange is included for both), and the peak RSS of sender and receiver (ru_maxrss from wait4).
 The received file is compared with the sent one byte for byte; a mismatch fails the run. The tools alternate
 within a round so that both see the same machine load.
@@ -64,15 +65,27 @@ def reap(process, name, deadline):
     raise RuntimeError(f"{name} did not finish within {TIMEOUT_SECONDS} s")
 
 
-def transfer(sender_command, receiver_command, environment, received_path, sent_path):
-    """Starts both, waits for both; returns (seconds to the receiver's exit, sender KiB, receiver KiB)."""
+def transfer(sender_command, receiver_command, environment, received_path, sent_path, until_event=None):
+    """Starts both, waits for both; returns (seconds to the receiver's exit, or to its JSON event
+    `until_event`, after which its stdin is closed so that it leaves; sender KiB; receiver KiB)."""
     started = time.monotonic()
     deadline = started + TIMEOUT_SECONDS
-    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sender = subprocess.Popen(sender_command, env=environment, **quiet)
-    receiver = subprocess.Popen(receiver_command, env=environment, **quiet)
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receiver = subprocess.Popen(receiver_command, env=environment, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE if until_event else subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    sender = subprocess.Popen(sender_command, env=environment, stdin=subprocess.DEVNULL, **quiet)
+    if until_event:
+        # Pipe mode leaves at the end of its input: the receiver's stdin stays open until the file is in.
+        for line in receiver.stdout:
+            if f'"event":"{until_event}"' in line.decode(errors="replace").replace(" ", ""):
+                break
+        seconds = time.monotonic() - started
+        receiver.stdin.close()
+        receiver.stdout.close()
     receiver_kib = reap(receiver, "receiver", deadline)
-    seconds = time.monotonic() - started
+    if not until_event:
+        seconds = time.monotonic() - started
     sender_kib = reap(sender, "sender", deadline)
     if not files_equal(sent_path, received_path):
         raise RuntimeError(f"{received_path} differs from {sent_path}")
@@ -100,8 +113,8 @@ def securechat_round(binary_dir, sent_path, work):
         inbox = tempfile.mkdtemp(dir=work, prefix="inbox-")
         environment = dict(os.environ, SECURECHAT_CODE=f"FILES{secrets.randbelow(10**9)}-apple-banana")
         client = [f"{binary_dir}/securechat", "--join", "--relay", url]
-        result = transfer(client + ["--send", sent_path], client + ["--accept-files", inbox], environment,
-                          os.path.join(inbox, os.path.basename(sent_path)), sent_path)
+        result = transfer(client + ["--send", sent_path], client + ["--json", "--accept-files", inbox], environment,
+                          os.path.join(inbox, os.path.basename(sent_path)), sent_path, until_event="file_done")
         shutil.rmtree(inbox)
         return result
     finally:
