@@ -126,6 +126,8 @@ struct RelayOperationsTests {
             "--outbound-queue-high-bytes", "--outbound-queue-low-bytes", "--shutdown-grace-seconds", "--log-level",
             "--connections-per-ipv6-56-max", "--connections-per-ipv6-48-max", "--roomless-connections-per-address-max",
             "--trust-proxy", "--join-timeout-seconds", "--seat-grace-seconds", "--protocol-errors-max",
+            "--paired-messages-per-second", "--paired-message-burst", "--paired-bytes-per-second",
+            "--paired-byte-burst", "--no-paired-allowance",
             "--redis", "--redis-password-file", "--node-id", "--version", "--help", "-h",
         ]
         let listed = helpOptions(text)
