@@ -96,6 +96,10 @@ struct ClusterState: Sendable {
     var seats: [ConnectionID: ClusterSeat] = [:]
     /// JOINs sent to Redis and not yet answered.
     var pending: [ConnectionID: ClusterJoinRequest] = [:]
+    /// A room-mate announced (PEER_FOUND from its node) while the JOIN's own answer was still on its
+    /// way: Redis's notice and its answer travel on two connections, so the notice can come first.
+    /// At most one per pending JOIN; dropped with it.
+    var announced: [ConnectionID: ClusterPeer] = [:]
 
     init(node: String) {
         self.node = node

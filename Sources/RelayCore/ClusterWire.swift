@@ -56,7 +56,8 @@ public enum ClusterWire {
                 return .signal(to: to, from: peer, bodyOffset: end + 1)
             }
             guard end == bytes.count else { return nil }
-            return .notice(kind == UInt8(ascii: "F") ? .peerFound(to: to, partner: peer) : .peerLeft(to: to, partner: peer))
+            let found = kind == UInt8(ascii: "F")
+            return .notice(found ? .peerFound(to: to, partner: peer) : .peerLeft(to: to, partner: peer))
         default:
             return nil
         }

@@ -87,17 +87,22 @@ extension RelayEngine {
         guard cluster?.pending[id] == request, case .serving = connections[id]?.state else {
             // The connection left (or closed) while Redis was deciding: give back what it got.
             if cluster?.pending[id] == request { cluster?.pending[id] = nil }
-            if case .admitted = reply { actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil))) }
+            if case .admitted = reply {
+                actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil)))
+            }
             return
         }
         cluster?.pending[id] = nil
+        let announced = cluster?.announced.removeValue(forKey: id)
         switch reply {
         case .unavailable:
             self.reply(.clusterUnavailable, RelayErrorCode.clusterUnavailable.defaultMessage, to: id, now: now)
         case let .refused(code):
             self.reply(code, code.defaultMessage, to: id, now: now)
-        case let .admitted(partner, reclaimed, evicted):
+        case .admitted(var partner, let reclaimed, let evicted):
             if let evicted { evictLocal(evicted, now: now) }
+            // A mate that joined after this JOIN's script ran is newer than its answer.
+            if let announced { partner = announced }
             let token = reclaimed ? request.token : request.newToken
             let seat = ClusterSeat(room: request.room, token: token, partner: partner)
             cluster?.seats[id] = seat
@@ -143,6 +148,7 @@ extension RelayEngine {
     /// `leave` (whose script tells a remote room-mate).
     mutating func clusterLeave(_ id: ConnectionID, reserve: Bool, now: Instant) {
         cluster?.pending[id] = nil
+        cluster?.announced[id] = nil
         dropSeat(id, tellRedis: true, reserve: reserve, now: now)
     }
 
@@ -202,9 +208,15 @@ extension RelayEngine {
     public mutating func clusterNotice(_ notice: ClusterNotice, now: Instant) {
         switch notice {
         case let .peerFound(to, partner):
-            introduce(partner, to: ConnectionID(to))
+            let id = ConnectionID(to)
+            if cluster?.pending[id] != nil {
+                cluster?.announced[id] = partner
+            } else {
+                introduce(partner, to: id)
+            }
         case let .peerLeft(to, partner):
             let id = ConnectionID(to)
+            if cluster?.announced[id] == partner { cluster?.announced[id] = nil }
             guard cluster?.seats[id]?.partner == partner else { return }
             cluster?.seats[id]?.partner = nil
             actions.append(.send(id, .peerLeft))
@@ -241,6 +253,7 @@ extension RelayEngine {
                 guard let request = state.pending[id] else { continue }
                 clusterJoinAnswered(id, request, .unavailable, now: now)
             }
+            cluster?.announced = [:]
         }
     }
 

@@ -429,10 +429,11 @@ struct RelayClusterTests {
         }
     }
 
-    @Test("Cluster flags: a password in the URL, rediss://, a node id without --redis or with bad characters are refused at startup")
+    @Test("Cluster flags: a password in the URL, another scheme, a CA file without rediss://, a node id without --redis or with bad characters are refused at startup")
     func flagValidation() async throws {
         for (arguments, flag) in [
-            (["--redis", "redis://:secret@127.0.0.1:6379"], "--redis"), (["--redis", "rediss://127.0.0.1:6379"], "--redis"),
+            (["--redis", "redis://:secret@127.0.0.1:6379"], "--redis"), (["--redis", "http://127.0.0.1:6379"], "--redis"),
+            (["--redis", "redis://127.0.0.1:6379", "--redis-ca-file", "/etc/hostname"], "--redis-ca-file"),
             (["--node-id", "a"], "--node-id"), (["--redis", "redis://127.0.0.1:6379", "--node-id", "a b"], "--node-id"),
             (["--redis-password-file", "/nonexistent"], "--redis-password-file"),
         ] {
@@ -474,5 +475,75 @@ struct RelayClusterTests {
         await node.kill()
         await refused.kill()
         await process.kill()
+    }
+
+    @Test("rediss://: nodes reach a TLS-only Redis with --redis-ca-file and pair across nodes; without the CA (or with redis://) they are not served")
+    func redisOverTLS() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        try makeSelfSignedCertificate(certificate: certificate, key: key)
+        let port = try freeLoopbackPort()
+        let redis = try TestProcess(
+            "redis-server",
+            arguments: ["--port", "0", "--tls-port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                        "--tls-cert-file", certificate, "--tls-key-file", key, "--tls-ca-cert-file", certificate,
+                        "--tls-auth-clients", "no"],
+            executableURL: URL(fileURLWithPath: "/usr/bin/redis-server"))
+        defer { Task { await redis.kill() } }
+        _ = try await redis.stdout.first(timeoutSeconds: 20) { $0.contains("Ready to accept connections") }
+        let url = "rediss://127.0.0.1:\(port)"
+        let first = try await RelayProcess.start(["--redis", url, "--redis-ca-file", certificate])
+        defer { Task { await first.kill() } }
+        let second = try await RelayProcess.start(["--redis", url, "--redis-ca-file", certificate])
+        defer { Task { await second.kill() } }
+        let untrusting = try await RelayProcess.start(["--redis", url])
+        defer { Task { await untrusting.kill() } }
+        let plain = try await RelayProcess.start(["--redis", "redis://127.0.0.1:\(port)"])
+        defer { Task { await plain.kill() } }
+        try await waitHealthy(first)
+        try await waitHealthy(second)
+        let room = uniqueRoom("TLS")
+        let alice = try await TestWebSocket.connect(first.url)
+        let bob = try await TestWebSocket.connect(second.url)
+        try await alice.send(joinFrame(room))
+        try await alice.expect("JOINED")
+        try await bob.send(joinFrame(room))
+        try await bob.expect("JOINED")
+        try await bob.expect("PEER_FOUND")
+        try await alice.expect("PEER_FOUND")
+        try await expectForwarded(from: alice, to: bob)
+        try await expectForwarded(from: bob, to: alice)
+        for node in [untrusting, plain] {
+            try await waitHealthy(node, expected: "degraded")
+            let socket = try await TestWebSocket.connect(node.url)
+            try await socket.send(joinFrame(room))
+            try await socket.expect("ERROR", code: "CLUSTER_UNAVAILABLE")
+        }
+        for node in [first, second, untrusting, plain] { await node.kill() }
+        await redis.kill()
+    }
+
+    @Test("relay-bench with several --url: each room's two clients on different nodes; messages flow, JOIN latency reported")
+    func benchAcrossNodes() async throws {
+        let limits = ["--messages-per-second", "100000", "--message-burst", "100000"] + Self.loose
+        try await withCluster(nodes: 2, limits) { _, nodes in
+            let bench = try TestProcess(
+                "relay-bench",
+                arguments: ["load", "--url", nodes[0].url, "--url", nodes[1].url, "--rooms", "4", "--window", "4",
+                            "--duration-seconds", "1", "--warmup-seconds", "0", "--json"])
+            #expect(try await bench.waitForExit(timeoutSeconds: 60) == 0, "\(bench.stderr.all.suffix(5))")
+            let output = bench.stdout.all.joined(separator: "\n")
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            #expect((result["messages_received"] as? Int ?? 0) > 0)
+            let errors = try #require(result["errors"] as? [String: Int])
+            #expect(errors.values.allSatisfy { $0 == 0 }, "errors: \(errors)")
+            let join = try #require(result["join_to_peer_found_us"] as? [String: Double])
+            #expect((join["p50"] ?? 0) > 0 && (join["p99"] ?? 0) >= (join["p50"] ?? 0))
+            // Both nodes forwarded: the peers were split.
+            for node in nodes { #expect(try await node.metric("relay_frames_forwarded_total") ?? 0 > 0) }
+        }
     }
 }

@@ -126,7 +126,7 @@ struct RelayOperationsTests {
             "--outbound-queue-high-bytes", "--outbound-queue-low-bytes", "--shutdown-grace-seconds", "--log-level",
             "--connections-per-ipv6-56-max", "--connections-per-ipv6-48-max", "--roomless-connections-per-address-max",
             "--trust-proxy", "--join-timeout-seconds", "--seat-grace-seconds", "--protocol-errors-max",
-            "--redis", "--redis-password-file", "--node-id", "--version", "--help", "-h",
+            "--redis", "--redis-password-file", "--redis-ca-file", "--node-id", "--version", "--help", "-h",
         ]
         let listed = helpOptions(text)
         #expect(listed == expected,

@@ -144,6 +144,26 @@ struct RelayEngineClusterTests {
         #expect(h.actions() == [.send(a, .peerLeft)])
     }
 
+    @Test("A mate's PEER_FOUND that overtakes the JOIN's own answer (two Redis connections) is kept for it, not lost")
+    func peerFoundBeforeAnswer() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        h.join(a, "ROOM1")
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(a, .joined(room: Self.room, peers: 2)), .send(a, .peerFound)])
+        // And one that came and went before the answer leaves nothing behind.
+        let b = h.connect(.ipv4(2))
+        h.join(b, "ROOM2")
+        let (_, second) = try Self.joinCommand(&h)
+        h.engine.clusterNotice(.peerFound(to: b.value, partner: Self.remote), now: h.now)
+        h.engine.clusterNotice(.peerLeft(to: b.value, partner: Self.remote), now: h.now)
+        h.engine.clusterJoinAnswered(b, second, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(b, .joined(room: try RoomCode("ROOM2"), peers: 1))])
+    }
+
     @Test("A dead node: every local mate of one of its connections is told PEER_LEFT; others are not")
     func deadNode() throws {
         var h = try H.cluster()
