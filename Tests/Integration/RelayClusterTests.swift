@@ -256,6 +256,35 @@ struct RelayClusterTests {
         await restarted.kill()
     }
 
+    @Test("CLUSTER_UNAVAILABLE is retryable: securechat clients started while Redis is down keep retrying their JOIN and connect once it is back")
+    func clientsRetryWhileRedisDown() async throws {
+        let redis = try await RedisServer.start()
+        let first = try await RelayProcess.start(["--redis", redis.url])
+        let second = try await RelayProcess.start(["--redis", redis.url])
+        defer { Task { await first.kill(); await second.kill() } }
+        try await waitHealthy(first)
+        try await waitHealthy(second)
+        await redis.kill()
+        try await waitHealthy(first, expected: "degraded")
+        try await waitHealthy(second, expected: "degraded")
+        let room = uniqueRoom("RETRY")
+        let alice = try ClientProcess("alice", [room, "--relay", first.url, "--json"])
+        let bob = try ClientProcess("bob", [room, "--relay", second.url, "--json"])
+        try await alice.notice("relay_error")
+        try await bob.notice("relay_error")
+        let restarted = try await RedisServer.start(port: redis.port)
+        defer { Task { await restarted.kill() } }
+        try await alice.state("CONNECTED", timeoutSeconds: 60)
+        try await bob.state("CONNECTED", timeoutSeconds: 60)
+        try alice.type("after the outage")
+        #expect(try await bob.messages(count: 1) == ["after the outage"])
+        await alice.kill()
+        await bob.kill()
+        await first.kill()
+        await second.kill()
+        await restarted.kill()
+    }
+
     @Test("Two securechat clients on different nodes connect, chat both ways, and nothing is lost")
     func clientsAcrossNodes() async throws {
         try await withCluster(nodes: 2) { _, nodes in
