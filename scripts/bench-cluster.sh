@@ -6,6 +6,7 @@
 #
 #   scripts/bench-cluster.sh              # about 2 minutes plus the release build
 #   DURATION=5 scripts/bench-cluster.sh   # shorter runs
+#   MEMORY_ONLY=1 scripts/bench-cluster.sh # Redis memory per room only
 #
 # Everything runs on this machine (2 cores here): Redis, three relays and the load generator
 # share them, so the split runs measure the cost of the extra hop on a shared CPU, not scaling.
@@ -59,6 +60,31 @@ done
 sleep 2  # every node's first heartbeat
 echo "redis on $REDIS_PORT; nodes ${URLS[*]}"
 
+# Memory first, on an empty Redis (the load runs leave rooms behind for a while).
+memory() {
+    before="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
+    rooms=$((IDLE_CONNECTIONS / 2))
+    echo "== Redis memory: $IDLE_CONNECTIONS idle connections, $rooms rooms, peers on two nodes"
+    "$BIN/relay-bench" idle --url "${URLS[0]}" --url "${URLS[1]}" --connections "$IDLE_CONNECTIONS" \
+        --hold-seconds 10 --connect-concurrency 200 >"$WORK/idle.out" &
+    IDLE_PID=$!
+    keys=0
+    for _ in $(seq 1 300); do   # until every room is in Redis (at most 30 s)
+        keys="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | wc -l)"
+        [ "$keys" -ge "$rooms" ] && break
+        sleep 0.1
+    done
+    during="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
+    sample="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | head -1 || true)"
+    wait "$IDLE_PID" || true
+    grep -E "opened|still" "$WORK/idle.out" || cat "$WORK/idle.out"
+    echo "room keys in redis: $keys"
+    echo "used_memory: $before -> $during bytes: $(( (during - before) / (keys > 0 ? keys : 1) )) bytes per room"
+    echo "MEMORY USAGE of one room key: $(redis-cli -p "$REDIS_PORT" memory usage "$sample" 2>/dev/null || echo n/a) bytes"
+}
+memory
+echo
+
 run() {
     local label="$1"
     shift
@@ -67,9 +93,20 @@ run() {
         --duration-seconds "$DURATION" --warmup-seconds "$WARMUP"
     echo
 }
+if [ -z "${MEMORY_ONLY:-}" ]; then
 run "one node (cluster mode, both peers on it)" --url "${URLS[0]}"
 run "two nodes (the peers of every room split)" --url "${URLS[0]}" --url "${URLS[1]}"
 run "three nodes (the peers of every room split)" --url "${URLS[0]}" --url "${URLS[1]}" --url "${URLS[2]}"
+
+rate() {
+    echo "== open loop at 5,000 msg/s: $1"
+    shift
+    "$BIN/relay-bench" load "$@" --rooms "$ROOMS" --message-bytes 256 --rate 5000 \
+        --duration-seconds "$DURATION" --warmup-seconds "$WARMUP" | grep -E "messages/s|latency|errors"
+    echo
+}
+rate "one node" --url "${URLS[0]}"
+rate "peers on two nodes" --url "${URLS[0]}" --url "${URLS[1]}"
 
 join() {
     echo "== JOIN to PEER_FOUND, $JOIN_ROOMS rooms: $1"
@@ -80,23 +117,5 @@ join() {
 }
 join "one node" --url "${URLS[0]}"
 join "peers on two nodes" --url "${URLS[0]}" --url "${URLS[1]}"
+fi
 
-before="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
-rooms=$((IDLE_CONNECTIONS / 2))
-echo "== Redis memory: $IDLE_CONNECTIONS idle connections, $rooms rooms, peers on two nodes"
-"$BIN/relay-bench" idle --url "${URLS[0]}" --url "${URLS[1]}" --connections "$IDLE_CONNECTIONS" \
-    --hold-seconds 10 --connect-concurrency 200 >"$WORK/idle.out" &
-IDLE_PID=$!
-keys=0
-for _ in $(seq 1 300); do   # until every room is in Redis (at most 30 s)
-    keys="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | wc -l)"
-    [ "$keys" -ge "$rooms" ] && break
-    sleep 0.1
-done
-during="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
-sample="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | head -1)"
-wait "$IDLE_PID" || true
-grep -E "opened|still" "$WORK/idle.out" || cat "$WORK/idle.out"
-echo "room keys in redis: $keys"
-echo "used_memory: $before -> $during bytes: $(( (during - before) / (keys > 0 ? keys : 1) )) bytes per room"
-echo "MEMORY USAGE of one room key: $(redis-cli -p "$REDIS_PORT" memory usage "$sample" 2>/dev/null || echo n/a) bytes"

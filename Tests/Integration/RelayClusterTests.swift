@@ -285,6 +285,41 @@ struct RelayClusterTests {
         await restarted.kill()
     }
 
+    @Test("A Redis restart mid-chat, peers on two nodes: what is typed during the outage arrives after it, once and in order, without the clients reconnecting")
+    func redisRestartMidChat() async throws {
+        try await withCluster(nodes: 2) { redis, nodes in
+            let room = uniqueRoom("RESTART")
+            let alice = try ClientProcess("alice", [room, "--relay", nodes[0].url, "--json"])
+            let bob = try ClientProcess("bob", [room, "--relay", nodes[1].url, "--json"])
+            try await alice.state("CONNECTED")
+            try await bob.state("CONNECTED")
+            let before = (1...3).map { "before \($0)" }
+            for line in before { try alice.type(line) }
+            #expect(try await bob.messages(count: 3) == before)
+            await redis.kill()
+            for node in nodes { try await waitHealthy(node, expected: "degraded") }
+            let during = (1...3).map { "during \($0)" }
+            for line in during { try alice.type(line) }
+            let fromBob = (1...3).map { "bob during \($0)" }
+            for line in fromBob { try bob.type(line) }
+            try await Task.sleep(for: .seconds(1))
+            let restarted = try await RedisServer.start(port: redis.port)
+            defer { Task { await restarted.kill() } }
+            #expect(try await bob.messages(count: 6, timeoutSeconds: 60) == before + during)
+            #expect(try await alice.messages(count: 3, timeoutSeconds: 60) == fromBob)
+            try await Task.sleep(for: .seconds(1))
+            #expect(bob.messageTexts == before + during)
+            #expect(alice.messageTexts == fromBob)
+            // The room is back in Redis: a third party is refused.
+            let third = try await TestWebSocket.connect(nodes[0].url)
+            try await third.send(joinFrame(room))
+            try await third.expect("ERROR", code: "ROOM_FULL")
+            await alice.kill()
+            await bob.kill()
+            await restarted.kill()
+        }
+    }
+
     @Test("Two securechat clients on different nodes connect, chat both ways, and nothing is lost")
     func clientsAcrossNodes() async throws {
         try await withCluster(nodes: 2) { _, nodes in
@@ -395,6 +430,18 @@ struct RelayClusterTests {
             let secret = "the plaintext nobody but bob may read"
             try alice.type(secret)
             #expect(try await bob.messages(count: 1) == [secret])
+            // A raw pair too, whose reconnect tokens the test can read, one seat reserved.
+            let rawRoom = uniqueRoom("TOKENROOM")
+            let carol = try await TestWebSocket.connect(nodes[0].url)
+            let dave = try await TestWebSocket.connect(nodes[1].url)
+            try await carol.send(joinFrame(rawRoom))
+            let carolToken = try #require(try await carol.expect("JOINED").object["token"] as? String)
+            try await dave.send(joinFrame(rawRoom))
+            let daveToken = try #require(try await dave.expect("JOINED").object["token"] as? String)
+            try await dave.expect("PEER_FOUND")
+            try await carol.expect("PEER_FOUND")
+            carol.abort()
+            try await dave.expect("PEER_LEFT")
             // What Redis stores: every key and value.
             let keys = try await redis.cli(["--scan"]).split(separator: "\n").map(String.init)
             var stored = keys.joined(separator: "\n")
@@ -402,6 +449,8 @@ struct RelayClusterTests {
             #expect(keys.contains { $0.hasPrefix("sc:{") }, "the room is in redis: \(keys)")
             #expect(keys.allSatisfy { $0.hasPrefix("sc:{") || $0.hasPrefix("sc:node:") }, "\(keys)")
             #expect(!stored.contains(room) && !stored.lowercased().contains(room.lowercased()))
+            #expect(!stored.contains(rawRoom) && !stored.contains(carolToken) && !stored.contains(daveToken))
+            #expect(stored.contains(#""n":"""#), "the seats were read: \(stored)")
             #expect(!stored.contains("SIGNAL") && !stored.contains("payload"))
             // What its operator watches go by: SIGNALs (ciphertext) published, never the plaintext
             // or the room code.
@@ -409,7 +458,8 @@ struct RelayClusterTests {
             let watched = monitor.stdout.all.joined(separator: "\n")
             #expect(watched.contains("PUBLISH") && watched.contains("SIGNAL"), "the monitor saw the traffic")
             #expect(!watched.contains(secret) && !watched.contains(base64(secret)))
-            #expect(!watched.contains(room))
+            #expect(!watched.contains(room) && !watched.contains(rawRoom))
+            #expect(!watched.contains(carolToken) && !watched.contains(daveToken))
             await alice.kill()
             await bob.kill()
         }
