@@ -127,6 +127,7 @@ extension RelayEngine {
     /// Local connection `id` has room-mate `partner` now: PEER_LEFT first if it had another
     /// (as a single relay says when a seat changes hands), then PEER_FOUND; nothing if unchanged.
     private mutating func introduce(_ partner: ClusterPeer, to id: ConnectionID) {
+        cluster?.unconfirmed[id] = nil
         guard let seat = cluster?.seats[id], seat.partner != partner else { return }
         if seat.partner != nil { actions.append(.send(id, .peerLeft)) }
         cluster?.seats[id]?.partner = partner
@@ -153,6 +154,7 @@ extension RelayEngine {
     }
 
     private mutating func dropSeat(_ id: ConnectionID, tellRedis: Bool, reserve: Bool, now: Instant) {
+        cluster?.unconfirmed[id] = nil
         guard let seat = cluster?.seats.removeValue(forKey: id) else { return }
         if tellRedis {
             let reserve = reserve && seat.token != nil
@@ -270,6 +272,19 @@ extension RelayEngine {
         }
     }
 
+    /// A heartbeat went to Redis (once a second): seats still waiting for their mate's node to
+    /// announce itself count down; at zero they ask Redis again (`rejoinAnswered` decides).
+    public mutating func clusterHeartbeat(now: Instant) {
+        guard let state = cluster, state.available, !state.unconfirmed.isEmpty else { return }
+        for id in state.unconfirmed.keys.sorted() {
+            guard let left = state.unconfirmed[id], left > 0, let seat = state.seats[id] else { continue }
+            cluster?.unconfirmed[id] = left - 1
+            guard left == 1 else { continue }
+            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            actions.append(.cluster(.join(id, request)))
+        }
+    }
+
     /// The answer to a re-registration: the room-mate Redis names now replaces the one the seat
     /// had (PEER_LEFT / PEER_FOUND as it changes); a seat Redis gave to someone else meanwhile
     /// ends its connection (the client reconnects and JOINs again).
@@ -289,10 +304,20 @@ extension RelayEngine {
                 introduce(me, to: ConnectionID(partner.connection))
             }
             // No room-mate in Redis: after a Redis restart the mate's node may not have
-            // registered its seat yet (it then announces itself); a mate that left meanwhile is
-            // told by its node's replayed leave. So the seat keeps the mate it had: a PEER_LEFT
-            // now would make the client give up what the mate never acknowledged.
-            if let partner { introduce(partner, to: id) }
+            // registered its seat yet (it then announces itself). So the seat keeps the mate it
+            // had for a few heartbeats (`clusterHeartbeat`): a PEER_LEFT now would make the client
+            // give up what the mate never acknowledged. Asked again and still alone: PEER_LEFT.
+            if let partner {
+                introduce(partner, to: id)
+            } else if seat.partner != nil {
+                if cluster?.unconfirmed[id] == 0 {
+                    cluster?.unconfirmed[id] = nil
+                    cluster?.seats[id]?.partner = nil
+                    actions.append(.send(id, .peerLeft))
+                } else if cluster?.unconfirmed[id] == nil {
+                    cluster?.unconfirmed[id] = ClusterState.unconfirmedHeartbeats
+                }
+            }
         }
     }
 }

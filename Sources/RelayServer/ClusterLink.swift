@@ -77,6 +77,8 @@ final class ClusterLink {
         var partnerNodes: () -> [String]
         /// This node's heartbeat key had expired: re-register every seat.
         var reregister: () -> Void
+        /// A heartbeat was sent (once a second while Redis answers).
+        var heartbeat: () -> Void
     }
 
     private struct Waiter {
@@ -211,7 +213,14 @@ final class ClusterLink {
     }
 
     private func runLeave(_ keyAndArgs: [[UInt8]]) {
-        evaluate(.leave, key: String(decoding: keyAndArgs[0], as: UTF8.self), Array(keyAndArgs.dropFirst())) { _ in }
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        evaluate(.leave, key: String(decoding: keyAndArgs[0], as: UTF8.self), Array(keyAndArgs.dropFirst())) { reply in
+            // Lost with the connection (it may not have run): again once Redis is back. The script
+            // is idempotent: a seat already gone only repeats a PEER_LEFT its mate's node ignores.
+            guard reply == nil, !link.value.stopped else { return }
+            if link.value.leaveBacklog.count >= ClusterTiming.leaveBacklogMax { link.value.leaveBacklog.removeFirst() }
+            link.value.leaveBacklog.append(keyAndArgs)
+        }
     }
 
     func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
@@ -457,6 +466,7 @@ final class ClusterLink {
                 link.value.events?.reregister()
             }
         }
+        events?.heartbeat()
         // Bounded by the distinct nodes of local room-mates.
         for partnerNode in events?.partnerNodes() ?? [] {
             send([Array("EXISTS".utf8), Array((ClusterWire.nodeKeyPrefix() + partnerNode).utf8)]) { reply in

@@ -91,7 +91,8 @@ final class RelayHub {
             message: { bytes in hub.value.clusterMessage(bytes) },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
             partnerNodes: { hub.value.engine.clusterPartnerNodes },
-            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } }
+            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } },
+            heartbeat: { hub.value.clusterInput { $0.clusterHeartbeat(now: $1) } }
         )
         logger.info("cluster node starting", metadata: ["node": "\(link.node)"])
         link.start()

@@ -320,6 +320,33 @@ struct RelayClusterTests {
         }
     }
 
+    @Test("A peer leaves while Redis is down: its node keeps the departure and, once Redis is back, its partner on another node is told PEER_LEFT")
+    func leaveWhileRedisDown() async throws {
+        try await withCluster(nodes: 2) { redis, nodes in
+            let room = uniqueRoom("GONE")
+            let alice = try await TestWebSocket.connect(nodes[0].url)
+            let bob = try await TestWebSocket.connect(nodes[1].url)
+            try await alice.send(joinFrame(room))
+            try await alice.expect("JOINED")
+            try await bob.send(joinFrame(room))
+            try await bob.expect("JOINED")
+            try await bob.expect("PEER_FOUND")
+            try await alice.expect("PEER_FOUND")
+            await redis.kill()
+            for node in nodes { try await waitHealthy(node, expected: "degraded") }
+            try await alice.close()
+            let restarted = try await RedisServer.start(port: redis.port)
+            defer { Task { await restarted.kill() } }
+            try await bob.expect("PEER_LEFT", timeoutSeconds: 15)
+            let carol = try await TestWebSocket.connect(nodes[0].url)
+            try await carol.send(joinFrame(room))
+            #expect(try await carol.expect("JOINED", timeoutSeconds: 15).object["peers"] as? Int == 2)
+            try await carol.expect("PEER_FOUND")
+            try await bob.expect("PEER_FOUND")
+            await restarted.kill()
+        }
+    }
+
     @Test("Two securechat clients on different nodes connect, chat both ways, and nothing is lost")
     func clientsAcrossNodes() async throws {
         try await withCluster(nodes: 2) { _, nodes in
