@@ -8,7 +8,7 @@ Measures, on loopback against a real relay:
      default burst, so its rate limit, 50 frames/s per connection, sets the pace),
   4. `securechat --help` wall-clock start-up time.
 
-Usage: swift build -c release --product securechat --product relay
+Usage: for p in securechat relay; do swift build -c release --product $p; done   (one --product per build: SwiftPM keeps only the last)
        python3 scripts/bench-client.py [--runs 30] [--bin .build/release]
 Only loopback is used; every loop is bounded; nothing is written to disk.
 """

@@ -14,7 +14,7 @@ Against release builds on loopback:
      pushes 48 KiB SIGNALs, 60 KiB binary frames and pings as fast as the socket takes them.
      Reports the client's peak RSS (VmHWM) and what was pushed.
 
-Usage: swift build -c release --product relay --product relay-bench --product securechat
+Usage: for p in relay relay-bench securechat; do swift build -c release --product $p; done   (SwiftPM keeps only the last --product)
        python3 scripts/bench-floods.py [--bin .build/release] [--phase-seconds 8] [--connections 100]
 Only loopback is used; every loop is bounded by a deadline; nothing is written to disk.
 """

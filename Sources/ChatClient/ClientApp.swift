@@ -35,6 +35,8 @@ public struct ClientOptions {
     public var memoryLockLimits = MemoryLockLimits(softBytes: nil, hardBytes: nil)
     /// Every connection goes through this SOCKS5 proxy (`--proxy`, `--tor`, `SECURECHAT_PROXY`).
     public var proxy: SOCKSProxy?
+    /// File transfers: `--send`, `--accept-files`, `--max-file-bytes`.
+    public var files = FilePolicy()
 
     /// How the relay is reached, for the status line and the notices.
     public var route: RelayRoute {
@@ -115,13 +117,16 @@ public enum ClientApp {
             return .usage
         }
         let interactive = !options.json && isatty(0) == 1 && isatty(1) == 1
+        var driverConfiguration = DriverConfiguration(
+            session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
+            connectTimeout: options.proxy == nil ? .seconds(25) : Self.proxiedConnectTimeout,
+            giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
+            keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose, route: options.route)
+        driverConfiguration.files = options.files
+        // The store touches the disk only when a transfer asks: a chat-only session writes nothing.
         let driver = ClientDriver(
-            configuration: DriverConfiguration(
-                session: sessionConfiguration, interactive: interactive, invitation: options.invitation,
-                connectTimeout: options.proxy == nil ? .seconds(25) : Self.proxiedConnectTimeout,
-                giveUpAfter: .seconds(options.giveUpAfterSeconds), drainTimeout: .seconds(options.drainTimeoutSeconds),
-                keepalive: .seconds(options.keepaliveSeconds), verbose: options.verbose, route: options.route),
-            password: options.password, entropy: SystemEntropy())
+            configuration: driverConfiguration, password: options.password, entropy: SystemEntropy(),
+            fileStore: DiskFileStore())
         // The session keeps (and wipes) its own copy of the password; this one is done with.
         options.password?.wipe()
         let notices = options.notices + [options.relay.exposureWarning(route: options.route)].compactMap { $0 }

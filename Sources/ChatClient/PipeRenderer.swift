@@ -48,6 +48,8 @@ final class PlainRenderer: ClientRenderer {
             note("state \(to.rawValue)")
         case let .notice(notice):
             note((notice.level == .info ? "" : "\(notice.level.rawValue): ") + TerminalText.sanitize(notice.text))
+        case let .file(event, savedAs):
+            note(FileEventText.line(event, savedAs: savedAs))
         }
     }
 
@@ -117,10 +119,45 @@ final class JSONRenderer: ClientRenderer {
                 line.field("via", status.route.kind)
                 if let proxy = status.route.proxyEndpoint { line.field("proxy", proxy) }
             }
+        case let .file(event, savedAs):
+            line = Self.fileLine(event, savedAs: savedAs)
         case .info, .clear:
             return
         }
         stdout.write(line.line)
+    }
+
+    static func fileLine(_ event: FileEvent, savedAs: String?) -> JSONLine {
+        var line: JSONLine
+        let info: FileOfferInfo
+        switch event {
+        case let .offered(offer, direction):
+            info = offer
+            line = JSONLine(event: "file_offer")
+            line.field("direction", direction.rawValue)
+            line.field("hash", FileHex.encode(offer.hash))
+        case let .progress(offer, direction, bytes):
+            info = offer
+            line = JSONLine(event: "file_progress")
+            line.field("direction", direction.rawValue)
+            line.field("bytes", bytes)
+        case let .done(offer, direction, resent):
+            info = offer
+            line = JSONLine(event: "file_done")
+            line.field("direction", direction.rawValue)
+            line.field("hash", FileHex.encode(offer.hash))
+            if let savedAs { line.field("path", savedAs) }
+            if direction == .outgoing { line.field("chunks_resent", resent) }
+        case let .failed(offer, direction, failure):
+            info = offer
+            line = JSONLine(event: "file_failed")
+            line.field("direction", direction.rawValue)
+            line.field("reason", failure.eventName)
+        }
+        line.field("id", info.id.description)
+        line.field("name", info.name)
+        line.field("size", info.sizeBytes)
+        return line
     }
 
     func refreshStatus(_ status: ClientStatus) {}
@@ -157,5 +194,18 @@ public let jsonEventsHelp = """
                      unencrypted_relay, memory_not_locked, ...); connecting,
                      relay_connected and reconnected add "via" (direct, tor,
                      proxy) and, through a proxy, "proxy" (its HOST:PORT)
+      file_offer     a file offered: "direction" (outgoing: yours; incoming:
+                     the peer's), "id", "name" (as offered: untrusted), "size",
+                     "hash" (BLAKE2b-256, hex)
+      file_progress  "direction", "id", "name", "size", "bytes" (acknowledged
+                     by the receiver, or written); at most 4 a second each
+      file_done      stored and its hash checked: "direction", "id", "name",
+                     "size", "hash", and "path" where it was saved (incoming)
+                     or "chunks_resent" after reconnects (outgoing)
+      file_failed    "direction", "id", "name", "size", "reason"
+                     (rejected_declined, rejected_too_large, rejected_no_space,
+                     rejected_storage, rejected_busy, cancelled,
+                     cancelled_by_peer, hash_mismatch, protocol_error,
+                     storage, session_ended, peer_changed)
       exit           the last line: "code"
     """

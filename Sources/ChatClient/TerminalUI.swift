@@ -150,6 +150,12 @@ final class TerminalUI: ClientRenderer {
             case .warning: printLines([style("-- " + text, yellow)])
             case .error: printLines([style("!! " + text, red)])
             }
+        case let .file(event, savedAs):
+            switch event {
+            case .progress: break  // The status block shows it.
+            case .failed: printLines([style("!! " + FileEventText.line(event, savedAs: savedAs), red)])
+            case .offered, .done: printLines([style("-- " + FileEventText.line(event, savedAs: savedAs), dim)])
+            }
         case let .info(lines):
             printLines(lines.map(TerminalText.sanitize))
         case .clear:
@@ -248,6 +254,9 @@ final class TerminalUI: ClientRenderer {
         blockVisible = true
     }
 
+    /// When each transfer under way first showed, and its bytes then (for the rate).
+    private var transferStarts: [(id: FileID, at: Instant, bytes: UInt64)] = []
+
     private func statusLine() -> String {
         let stateText: String
         let stateColor: String
@@ -276,6 +285,7 @@ final class TerminalUI: ClientRenderer {
         let route = status.route.summary.map { " " + $0 } ?? ""
         var parts = [stateText, "room \(status.room.value)", relay + route, peer, encryption, verification]
         if status.pending > 0 { parts.append("\(status.pending) pending") }
+        parts += transferParts()
         let columns = terminalColumns() - 1
         statusWidthDrawn = columns
         var clipped = Self.clip(" " + parts.joined(separator: " | ") + " ", columns: columns)
@@ -284,6 +294,35 @@ final class TerminalUI: ClientRenderer {
         guard colors, clipped.hasPrefix(" " + stateText) else { return "\u{1B}[7m" + clipped }
         // Colour only the state word, inside the reverse-video bar.
         return "\u{1B}[7m " + stateColor + stateText + "\u{1B}[39m" + String(clipped.dropFirst(1 + stateText.count))
+    }
+
+    /// Each transfer under way, croc-style: direction, name, percent, bytes, rate and ETA (the rate
+    /// since the transfer first showed here).
+    private func transferParts() -> [String] {
+        let now = MonotonicClock.now()
+        transferStarts.removeAll { start in !status.transfers.contains { $0.id == start.id } }
+        return status.transfers.prefix(3).map { transfer in
+            if !transferStarts.contains(where: { $0.id == transfer.id }) {
+                transferStarts.append((transfer.id, now, transfer.bytes))
+            }
+            let start = transferStarts.first { $0.id == transfer.id }!
+            let seconds = Double(now.nanoseconds - start.at.nanoseconds) / 1e9
+            let rate = seconds > 0.5 ? Double(transfer.bytes - min(transfer.bytes, start.bytes)) / seconds : 0
+            let name = String(TerminalText.sanitize(transfer.name).prefix(24))
+            var text = (transfer.direction == .outgoing ? "sending " : "receiving ") + name
+                + " \(transfer.percent)% of \(Self.megabytes(transfer.sizeBytes))"
+            if rate > 0 {
+                let eta = Double(transfer.sizeBytes - transfer.bytes) / rate
+                text += " \(Self.megabytes(UInt64(rate)))/s ETA \(Int(eta.rounded())) s"
+            }
+            return text
+        }
+    }
+
+    static func megabytes(_ bytes: UInt64) -> String {
+        let value = Double(bytes) / 1_000_000
+        return value < 10 ? String(Int(value * 10) / 10) + "." + String(Int(value * 10) % 10) + " MB"
+            : "\(Int(value)) MB"
     }
 
     // MARK: Helpers

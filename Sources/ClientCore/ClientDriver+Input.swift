@@ -10,6 +10,9 @@ extension ClientDriver {
         "  /verify N confirm that the number your peer read out is N (all 60 digits)",
         "  /status   the session, the room, the relay and how it is reached (direct, via Tor, via a proxy)",
         "  /clear    clear the screen",
+        "  /send PATH      offer a file (end-to-end encrypted, checked by its BLAKE2b-256 hash)",
+        "  /accept [DIR]   receive the file offered (into DIR, else --accept-files, else here)",
+        "  /reject   refuse the file offered; /cancel stops the oldest transfer, either way",
         "  /quit     leave, saying goodbye (asks again if messages are not yet confirmed); also Ctrl-D, Ctrl-C",
         "  //text    send a message that starts with /",
         "Anything else is sent to the peer, end-to-end encrypted.",
@@ -55,6 +58,18 @@ extension ClientDriver {
             show(.clear)
         case "/status":
             show(.info(ClientNotice.statusReport(status)))
+        case "/send":
+            if words.count > 1 {
+                offerFile(path: String(words[1]).trimmingASCIIWhitespace(), now: now)
+            } else {
+                notify(.fileProblem("/send needs a path: /send PATH"))
+            }
+        case "/accept":
+            acceptCommand(words.count > 1 ? String(words[1]).trimmingASCIIWhitespace() : nil, now: now)
+        case "/reject":
+            rejectCommand(now: now)
+        case "/cancel":
+            cancelCommand(now: now)
         default:
             notify(.unknownCommand(command))
         }

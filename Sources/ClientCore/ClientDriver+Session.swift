@@ -15,23 +15,29 @@ extension ClientDriver {
                 show(.state(from: from, to: to))
             case let .received(message):
                 show(.message(message))
-            case let .delivered(ids):
+            case let .delivered(allIDs):
+                let ids = allIDs.filter { fileControlIDs.remove($0) == nil }
                 for id in ids { pendingTexts[id] = nil }
-                show(.delivered(ids))
-            case let .undeliverable(ids, reason):
+                if !ids.isEmpty { show(.delivered(ids)) }
+            case let .undeliverable(allIDs, reason):
+                // A file message lost fails its transfer through the session's end or the peer change.
+                let ids = allIDs.filter { fileControlIDs.remove($0) == nil }
+                if ids.isEmpty { continue }
                 let lost = ids.map { SentMessage(id: $0, text: pendingTexts.removeValue(forKey: $0) ?? "") }
                 // Lost for good: the exit status says so (a peer restart is the peer's doing).
                 if reason == .sessionEnded || reason == .peerLeft { undeliveredAtEnd += ids.count }
                 show(.undeliverable(lost, reason))
             case let .notice(notice):
-                sessionNotice(notice)
+                sessionNotice(notice, now: now)
             case .closeTransport:
                 closeLink()
+            case let .file(message):
+                receiveFileMessage(message, now: now)
             }
         }
     }
 
-    private func sessionNotice(_ notice: SessionNotice) {
+    private func sessionNotice(_ notice: SessionNotice, now: Instant) {
         switch notice {
         case let .joined(_, peersPresent):
             admitted()
@@ -56,6 +62,7 @@ extension ClientDriver {
         case .handshakeRetransmitted:
             break  // Routine on a lossy link; the state shows KEY_SETUP meanwhile.
         case let .secured(resumed, authentication, safetyNumber):
+            filesSecured(resumed: resumed, now: now)
             peer = .present
             let first = session.statistics.handshakesCompleted <= 1
             notify(.secured(first: first, resumed: resumed, authentication: authentication,
@@ -68,6 +75,8 @@ extension ClientDriver {
             // tampering is worth the user's attention.
             if rejection.isSuspicious { notify(.suspiciousFrame(rejection, verbose: configuration.verbose)) }
         case let .ended(reason):
+            files.failAll(.sessionEnded)
+            pumpFiles(now: now)
             sessionEnded(reason)
         }
     }

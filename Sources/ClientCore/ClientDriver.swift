@@ -41,11 +41,30 @@ public final class ClientDriver {
     /// The peer said goodbye (its PEER_LEFT then means it is gone for good).
     var peerSaidGoodbye = false
 
+    /// File transfers (ClientDriver+Files.swift): the decisions, the store that does the I/O,
+    /// which store file belongs to which transfer, and the session messages that carry them.
+    var files: FileTransfers
+    let fileStore: (any FileStore)?
+    var storedFiles: [(id: FileID, direction: FileDirection, file: StoredFile)] = []
+    var savedPaths: [(id: FileID, path: String)] = []
+    /// File control messages in the session's queue: their delivery is not the user's news.
+    var fileControlIDs: Set<MessageID> = []
+    /// A handshake was confirmed before (a later one that does not resume is a new peer).
+    var securedBefore = false
+    /// Files that could not even be offered (unreadable `--send` paths).
+    var fileFailuresLocal = 0
+
     /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
     ///   session keeps its own copy, so the caller wipes this one when it likes.
-    public init(configuration: DriverConfiguration, password: Password? = nil, entropy: any EntropySource) {
+    ///   - fileStore: the disk for file transfers (nil: none are possible, as in the simulator).
+    public init(
+        configuration: DriverConfiguration, password: Password? = nil, entropy: any EntropySource,
+        fileStore: (any FileStore)? = nil
+    ) {
         self.configuration = configuration
         self.entropy = entropy
+        self.fileStore = fileStore
+        self.files = FileTransfers(configuration: configuration.files.transfer)
         self.session = SessionManager(configuration: configuration.session, password: password, entropy: entropy)
         self.backoff = ReconnectBackoff(
             initialDelay: configuration.reconnectInitialDelay, maximumDelay: configuration.reconnectMaximumDelay)
@@ -55,10 +74,15 @@ public final class ClientDriver {
 
     /// The status line's content.
     public var status: ClientStatus {
-        ClientStatus(
+        var status = ClientStatus(
             state: session.state, room: configuration.session.room, relay: link.relayState, peer: peer,
             pending: session.pendingCount, authentication: session.authentication,
             verified: verifiedNumber != nil && verifiedNumber == session.safetyNumber, route: configuration.route)
+        status.transfers = files.active.map {
+            FileTransferStatus(
+                id: $0.info.id, name: $0.info.name, direction: $0.direction, sizeBytes: $0.info.sizeBytes, bytes: $0.bytes)
+        }
+        return status
     }
 
     /// True once the driver has asked the shell to exit (`ClientAction.exit`); it then ignores
@@ -95,6 +119,7 @@ public final class ClientDriver {
         var earliest = session.pollTimeout()
         if let due = link.deadline { earliest = min(earliest ?? due, due) }
         if let deadline = phase.deadline { earliest = min(earliest ?? deadline, deadline) }
+        if let due = files.pollTimeout() { earliest = min(earliest ?? due, due) }
         return earliest
     }
 
@@ -104,7 +129,9 @@ public final class ClientDriver {
     public func handle(_ event: ClientEvent, now: Instant) {
         if case .exited = phase { return }
         switch event {
-        case .start: start(now: now)
+        case .start:
+            start(now: now)
+            for path in configuration.files.sendPaths { offerFile(path: path, now: now) }
         case let .transportUp(id): linkOpened(id, now: now)
         case let .transportFrame(id, bytes): if heard(id, now: now) { feed(.frame(bytes), now: now) }
         case let .transportPing(id, payload): if heard(id, now: now) { act(.pong(id, payload)) }
@@ -117,6 +144,7 @@ public final class ClientDriver {
         case .endOfInput: endOfInput(now: now)
         case let .signal(number): quit(.signal(number), now: now)
         }
+        pumpFiles(now: now)
         settle(now: now)
     }
 
@@ -128,6 +156,8 @@ public final class ClientDriver {
             process(session.drainOutputs(), now: now)
         }
         linkTimeout(now: now)
+        if let due = files.pollTimeout(), due <= now { files.handleTimeout(now: now) }
+        pumpFiles(now: now)
         if let deadline = phase.deadline, deadline <= now { quit(.drainTimedOut, now: now) }
         settle(now: now)
     }
@@ -136,7 +166,9 @@ public final class ClientDriver {
     /// shell to exit once the session is over (it can also end from inside: the goodbye is done,
     /// the relay refused the room, the handshake failed authentication).
     private func settle(now: Instant) {
-        if case let .draining(deadline) = phase, session.pendingCount == 0 { leave(deadline: deadline, now: now) }
+        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle {
+            leave(deadline: deadline, now: now)
+        }
         if case let .ended(status) = phase {
             phase = .exited(status)
             act(.exit(status))
@@ -178,7 +210,9 @@ public final class ClientDriver {
         switch cause {
         case .gaveUp, .permanentFailure: return .connectionFailed
         case let .signal(number) where number != ClientEvent.interruptSignal: return .signal(number)  // Ctrl-C quits.
-        case .userQuit, .signal, .drainTimedOut, nil: return undeliveredAtEnd > 0 ? .undelivered : .success
+        case .userQuit, .signal, .drainTimedOut, nil:
+            if undeliveredAtEnd > 0 { return .undelivered }
+            return fileFailures > 0 ? .filesFailed : .success
         }
     }
 

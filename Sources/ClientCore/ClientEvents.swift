@@ -103,6 +103,8 @@ public enum DisplayEvent: Hashable, Sendable {
     case info([String])
     /// Clear the screen (interactive).
     case clear
+    /// A file transfer's news; `savedAs`: where a received file now is (with `.done`).
+    case file(FileEvent, savedAs: String?)
 }
 
 extension UndeliverableReason {

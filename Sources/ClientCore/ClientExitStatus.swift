@@ -22,6 +22,8 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
     case authenticationFailed
     /// The peer's securechat speaks another version of the session protocol.
     case incompatiblePeer
+    /// A file transfer was refused, cancelled or failed (each was reported); messages all delivered.
+    case filesFailed
     /// Ended by SIGTERM, SIGHUP or SIGQUIT: 128 + the signal number, as shells report it.
     case signal(Int32)
 
@@ -35,6 +37,7 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
         case .internalFailure: 5
         case .authenticationFailed: 6
         case .incompatiblePeer: 7
+        case .filesFailed: 8
         case let .signal(number): 128 + number
         }
     }
@@ -56,6 +59,7 @@ public enum ClientExitStatus: Hashable, Sendable, CustomStringConvertible {
                (keys substituted, a wrong password, a blocked key exchange); the
                code is spent, start a new room
           7    the peer runs a securechat that speaks another protocol version
+          8    a file transfer was refused, cancelled or failed (each was reported)
           129, 131, 143  SIGHUP, SIGQUIT, SIGTERM (128 + signal); keys wiped
         """
 }

@@ -47,6 +47,15 @@ extension ClientNotice {
         "the relay stopped answering: no reply to a ping within \(wholeSeconds(keepalive)) s"
     }
 
+    // MARK: Files
+
+    static func fileProblem(_ text: String) -> ClientNotice {
+        ClientNotice(.fileProblem, .warning, text)
+    }
+
+    static let fileOffered = ClientNotice(
+        .fileOffered, .info, "the peer offers a file: /accept [DIR] to receive it, /reject to refuse it")
+
     // MARK: Input
 
     static func unknownCommand(_ command: String) -> ClientNotice {

@@ -44,6 +44,10 @@ public struct ClientNotice: Hashable, Sendable {
         case unencryptedRelay = "unencrypted_relay"
         /// Secrets cannot all be locked in RAM (RLIMIT_MEMLOCK).
         case memoryNotLocked = "memory_not_locked"
+        /// A file could not be offered, stored or answered (the text says which and why).
+        case fileProblem = "file_problem"
+        /// A file offer waits for `/accept` or `/reject`.
+        case fileOffered = "file_offered"
     }
 
     public var kind: Kind
@@ -88,7 +92,32 @@ public struct ClientStatus: Hashable, Sendable {
     public var verified: Bool
     /// How the relay is reached (straight, via Tor, via a proxy).
     public var route: RelayRoute = .direct
+    /// File transfers under way, oldest first (the terminal's progress line).
+    public var transfers: [FileTransferStatus] = []
 
     /// Messages are end-to-end encrypted right now.
     public var encrypted: Bool { state == .connected }
+}
+
+/// One transfer as the status area shows it: whole percents, so the status changes at most 100
+/// times per transfer (the terminal redraws on change).
+public struct FileTransferStatus: Hashable, Sendable {
+    public var id: FileID
+    /// As offered (the peer's, for an incoming file: renderers sanitize it).
+    public var name: String
+    public var direction: FileDirection
+    public var sizeBytes: UInt64
+    /// Whole percent acknowledged (outgoing) or written (incoming).
+    public var percent: UInt64
+    /// The bytes at that percent, for the rate.
+    public var bytes: UInt64
+
+    public init(id: FileID, name: String, direction: FileDirection, sizeBytes: UInt64, bytes: UInt64) {
+        self.id = id
+        self.name = name
+        self.direction = direction
+        self.sizeBytes = sizeBytes
+        self.percent = sizeBytes == 0 ? 100 : bytes * 100 / sizeBytes
+        self.bytes = sizeBytes == 0 ? 0 : percent * sizeBytes / 100
+    }
 }

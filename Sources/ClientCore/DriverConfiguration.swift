@@ -35,6 +35,8 @@ public struct DriverConfiguration: Sendable {
     /// status line, `/status` and the connection notices; through a proxy it also lengthens the
     /// first retransmission intervals and the goodbye's wait (set by `init`).
     public var route: RelayRoute
+    /// File transfers: what to send, where to accept (set after `init`).
+    public var files = FilePolicy()
 
     public init(
         session: SessionConfiguration,

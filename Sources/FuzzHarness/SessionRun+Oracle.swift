@@ -25,7 +25,7 @@ extension SessionRun {
             if reason == .sessionEnded && state != .destroyed { record("undeliverable(sessionEnded) while \(state)") }
         case let .notice(.frameRejected(rejection)):
             if rejections.count < 64 { rejections.append(rejection) }
-        case .notice, .closeTransport: break
+        case .notice, .closeTransport, .file: break
         }
     }
 

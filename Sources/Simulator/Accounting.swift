@@ -202,6 +202,7 @@ extension ClientExitStatus {
         case .internalFailure: "internal failure"
         case .authenticationFailed: "authentication failed"
         case .incompatiblePeer: "incompatible peer"
+        case .filesFailed: "files failed"
         case let .signal(number): "signal \(number)"
         }
     }

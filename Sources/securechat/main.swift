@@ -24,7 +24,7 @@ struct Securechat: ParsableCommand {
             the words are a password that authenticates the key exchange (CPace), so a relay in the \
             middle makes the handshake fail instead of reading the chat. A code works once: after a \
             failed authentication, start a new room. Keys live only in locked memory and are wiped on \
-            exit; nothing is ever written to disk. The client raises its locked-memory limit \
+            exit; nothing is ever written to disk but files you accept. The client raises its locked-memory limit \
             (RLIMIT_MEMLOCK) to the hard limit and warns when secrets may still be swapped to disk; \
             --require-locked-memory refuses to run instead.
 
@@ -61,6 +61,12 @@ struct Securechat: ParsableCommand {
             message from the peer is one line on stdout (control characters made visible); \
             states and notices go to stderr. At end of input, pending messages are sent \
             (waiting up to --drain-timeout for the peer to confirm them), then it leaves.
+
+            Files: --send PATH offers a file (repeatable; interactively /send PATH), end-to-end \
+            encrypted in 45 KiB chunks and checked by its BLAKE2b-256 hash; in pipe mode the client \
+            leaves once every file was stored and confirmed (exit 8 if one was refused or failed). \
+            --accept-files DIR accepts every offer into DIR (interactively /accept [DIR], /reject, \
+            /cancel); the peer's name is reduced to a safe basename and nothing is ever overwritten.
 
             \(jsonEventsHelp)
 
@@ -124,6 +130,21 @@ struct Securechat: ParsableCommand {
         discussion: "The send queue is shortened to what the limit can hold, if need be."))
     var requireLockedMemory = false
 
+    @Option(name: .customLong("send"), help: ArgumentHelp(
+        "Offer this file to the peer, end-to-end encrypted (repeatable); in pipe mode the client exits once "
+            + "every file was received and confirmed (exit 8 if one was refused or failed).", valueName: "path"))
+    var send: [String] = []
+
+    @Option(name: .customLong("accept-files"), help: ArgumentHelp(
+        "Accept every file the peer offers into this directory (never overwriting: name (1).ext).",
+        discussion: "Without it, pipe mode declines offers; interactively, /accept or /reject.",
+        valueName: "dir"))
+    var acceptFiles: String?
+
+    @Option(name: .customLong("max-file-bytes"), help: ArgumentHelp(
+        "Refuse offered files larger than this many bytes.", valueName: "bytes"))
+    var maxFileBytes: UInt64?
+
     func validate() throws {
         if let code {
             let parsed = try parseCode(code)
@@ -137,6 +158,12 @@ struct Securechat: ParsableCommand {
         guard (1...86_400).contains(giveUpAfter) else { throw ValidationError("--give-up-after must be 1...86400") }
         guard (0...86_400).contains(drainTimeout) else { throw ValidationError("--drain-timeout must be 0...86400") }
         guard (1...3_600).contains(keepalive) else { throw ValidationError("--keepalive must be 1...3600") }
+        if let acceptFiles {
+            var info = stat()
+            guard stat(acceptFiles, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw ValidationError("--accept-files: \(acceptFiles) is not a directory")
+            }
+        }
     }
 
     private func parseCode(_ text: String) throws -> ChatCode {
@@ -254,6 +281,9 @@ struct Securechat: ParsableCommand {
             keepaliveSeconds: keepalive)
         options.verbose = verbose
         options.proxy = try proxySetting(credentials: try Self.proxyCredentials())
+        options.files.sendPaths = send
+        options.files.acceptDirectory = acceptFiles
+        if let maxFileBytes { options.files.maxFileBytes = min(maxFileBytes, FileTransfers.fileBytesMax) }
         return options
     }
 }

@@ -132,6 +132,7 @@ struct ClientPipeTests {
         let expected: Set<String> = [
             "--password", "--relay", "--ca-file", "--json", "--give-up-after", "--drain-timeout", "--keepalive",
             "--join", "--verbose", "--require-locked-memory", "--proxy", "--tor", "--version", "--help", "-h",
+            "--send", "--accept-files", "--max-file-bytes",
         ]
         #expect(listed == expected,
                 "missing \(expected.subtracting(listed).sorted()), unexpected \(listed.subtracting(expected).sorted())")

@@ -20,6 +20,8 @@ public enum RecordError: Error, Hashable, Sendable, CustomStringConvertible {
 /// message's length only to within a block.
 enum ChatRecord {
     static let typeText: UInt8 = 1
+    /// A file control message (docs/PROTOCOL.md, "File transfer"): opaque bytes for `FileTransfers`.
+    static let typeFile: UInt8 = 2
     static let headerBytes = 3
     static let paddingBlockBytes = 32
 
@@ -31,12 +33,12 @@ enum ChatRecord {
 
     /// Write the padded record for `text` at the start of `record` (guarded scratch memory that
     /// holds at least `paddedCount(textCount:)` bytes); returns the record's length.
-    static func write(text: SecureBytes, into record: UnsafeMutableRawBufferPointer) -> Int {
+    static func write(text: SecureBytes, type: UInt8 = typeText, into record: UnsafeMutableRawBufferPointer) -> Int {
         precondition(text.count <= Int(UInt16.max))
         let unpadded = headerBytes + text.count
         let padded = paddedCount(textCount: text.count)
         precondition(record.count >= padded, "record scratch too small")
-        record[0] = typeText
+        record[0] = type
         record[1] = UInt8(text.count >> 8)
         record[2] = UInt8(text.count & 0xFF)
         text.withUnsafeBytes { source in
@@ -44,6 +46,20 @@ enum ChatRecord {
         }
         Sodium.memzero(UnsafeMutableRawBufferPointer(rebasing: record[unpadded..<padded]))
         return padded
+    }
+
+    /// What a decrypted record holds: text for the chat, or a file control message.
+    enum Content {
+        case text(String)
+        case file([UInt8])
+    }
+
+    /// The content of a decrypted record of either type.
+    static func content(of bytes: UnsafeRawBufferPointer) -> Result<Content, RecordError> {
+        guard bytes.count >= headerBytes, bytes[0] == typeFile else { return text(of: bytes).map(Content.text) }
+        let length = Int(bytes[1]) << 8 | Int(bytes[2])
+        guard headerBytes + length <= bytes.count else { return .failure(.badLength) }
+        return .success(.file(Array(bytes[headerBytes..<(headerBytes + length)])))
     }
 
     /// The text of a decrypted record.

@@ -106,6 +106,27 @@ struct ReliableChannel {
             }
             if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: text.utf8) }
         }
+        return enqueue(secureText, type: ChatRecord.typeText, now: now, into: &outputs)
+    }
+
+    /// Accept a file control message (a record of type 2), as `send` does a text.
+    mutating func sendFileControl(
+        _ bytes: [UInt8], now: Instant, into outputs: inout SessionOutputs
+    ) -> Result<MessageID, SendRefusal> {
+        guard !bytes.isEmpty else { return .failure(.empty) }
+        guard bytes.count <= configuration.messageTextMaxBytes else {
+            return .failure(.tooLong(maxBytes: configuration.messageTextMaxBytes))
+        }
+        guard queue.count < configuration.sendQueueMax else {
+            return .failure(.queueFull(max: configuration.sendQueueMax))
+        }
+        let secure = bytes.withUnsafeBytes { SecureBytes(copying: $0) }
+        return enqueue(secure, type: ChatRecord.typeFile, now: now, into: &outputs)
+    }
+
+    private mutating func enqueue(
+        _ secureText: SecureBytes, type: UInt8, now: Instant, into outputs: inout SessionOutputs
+    ) -> Result<MessageID, SendRefusal> {
         let id = MessageID(nextMessageID)
         nextMessageID += 1
         guard !farewell.peerLeaving else {
@@ -115,7 +136,7 @@ struct ReliableChannel {
             outputs.append(.undeliverable([id], .peerLeft))
             return .success(id)
         }
-        queue.append(OutgoingMessage(id: id, text: secureText))
+        queue.append(OutgoingMessage(id: id, text: secureText, recordType: type))
         pump(now: now, into: &outputs)
         return .success(id)
     }
@@ -138,7 +159,8 @@ struct ReliableChannel {
                 nextSendSequence += 1
                 queue[index].sequence = sequence
             }
-            let frame = sealedFrame(text: queue[index].text, sequence: sequence, ratchet: open.ratchet)
+            let frame = sealedFrame(
+                text: queue[index].text, type: queue[index].recordType, sequence: sequence, ratchet: open.ratchet)
             queue[index].frame = frame
             outputs.transmit(frame)
             // A frame re-sealed after a re-key repeats a message already sent (its count goes past
@@ -151,13 +173,13 @@ struct ReliableChannel {
     }
 
     /// The MESSAGE frame of record `sequence`.
-    private func sealedFrame(text: SecureBytes, sequence: UInt64, ratchet: MessageRatchet) -> [UInt8] {
+    private func sealedFrame(text: SecureBytes, type: UInt8, sequence: UInt64, ratchet: MessageRatchet) -> [UInt8] {
         // The padded record is built in the guarded scratch (one allocation for the session's life:
         // sodium_malloc per message cost more than the encryption) and wiped as soon as it is sealed.
         let box: [UInt8]
         do {
             box = try recordScratch.withUnsafeMutableBytes { scratch throws(CryptoError) in
-                let count = ChatRecord.write(text: text, into: scratch)
+                let count = ChatRecord.write(text: text, type: type, into: scratch)
                 defer { Sodium.memzero(UnsafeMutableRawBufferPointer(rebasing: scratch[0..<count])) }
                 let record = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
                 return try ratchet.sealRecord(sequence: sequence, record)
@@ -374,10 +396,10 @@ struct ReliableChannel {
     ) -> Bool {
         // The plaintext is lent from the ratchet's guarded buffer (wiped when the closure returns);
         // only the text the UI needs leaves it, as a String.
-        let decoded: Result<String, RecordError>
+        let decoded: Result<ChatRecord.Content, RecordError>
         do {
             decoded = try box.withBytes { buffer throws(CryptoError) in
-                try ratchet.openRecord(sequence: sequence, buffer) { ChatRecord.text(of: $0) }
+                try ratchet.openRecord(sequence: sequence, buffer) { ChatRecord.content(of: $0) }
             }
         } catch {
             outputs.reject(.crypto(error))
@@ -387,8 +409,11 @@ struct ReliableChannel {
         nextReceiveSequence = sequence + 1
         let text: String
         switch decoded {
-        case let .success(value):
+        case let .success(.text(value)):
             text = value
+        case let .success(.file(bytes)):
+            outputs.append(.file(.control(bytes)))
+            return true
         case let .failure(error):
             outputs.reject(.record(error))
             return true
@@ -505,6 +530,8 @@ struct OutgoingMessage {
     let id: MessageID
     /// The text, in guarded memory until acknowledged (it may need re-sealing after a re-key).
     let text: SecureBytes
+    /// The record type: chat text, or a file control message.
+    var recordType: UInt8 = ChatRecord.typeText
     /// Its sequence number in the conversation, once first sent.
     var sequence: UInt64?
     /// The sealed frame under the current keys, kept for retransmission; nil while closed.

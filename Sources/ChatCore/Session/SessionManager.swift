@@ -174,6 +174,22 @@ public final class SessionManager {
         return channel.send(text, now: now, into: &outputs)
     }
 
+    /// A file control message (docs/PROTOCOL.md, "File transfer"), sent like a chat message: a
+    /// record of type 2, numbered, sealed, acknowledged and retransmitted in order with the chat.
+    public func sendFileControl(_ bytes: [UInt8], now: Instant) -> Result<MessageID, SendRefusal> {
+        advanceClock(to: now)
+        guard lifecycle.state != .destroyed else { return .failure(.sessionEnded) }
+        return channel.sendFileControl(bytes, now: now, into: &outputs)
+    }
+
+    /// Transmit a file chunk or acknowledgement now, outside the reliable channel; false (and
+    /// nothing sent) unless CONNECTED. The transfers resend what is lost.
+    public func transmitFileSignal(_ signal: Signal) -> Bool {
+        guard lifecycle.state == .connected, room.isConnected else { return false }
+        outputs.transmit(WireCodec.encode(ClientMessage.signal(signal)))
+        return true
+    }
+
     /// Run whatever timers are due at `now`.
     public func handleTimeout(now: Instant) {
         advanceClock(to: now)
@@ -323,6 +339,14 @@ public final class SessionManager {
             finishLeavingIfDone(now: now)
         case .goodbye:
             receiveGoodbye(signal, now: now)
+        case .fileChunk, .fileAck:
+            // Sealed under a file's key, which only the transfers hold: handed on unread, and only
+            // on keys in use (the transfers trust the peer the keys prove).
+            guard lifecycle.state == .connected else {
+                reject(.state(.init(state: lifecycle.state, event: .receiveMessage)))
+                return
+            }
+            outputs.append(.file(.signal(signal)))
         default:
             reject(.wire(.unknownKind(signal.kind.rawValue)))
         }

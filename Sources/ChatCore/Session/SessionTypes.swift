@@ -295,4 +295,15 @@ public enum SessionOutput: Hashable, Sendable {
     case notice(SessionNotice)
     /// The session is over; close the connection.
     case closeTransport
+    /// A file message from the peer, for `FileTransfers` (docs/PROTOCOL.md, "File transfer").
+    case file(FileSessionMessage)
+}
+
+/// What the session hands on, unread, to the file transfers.
+public enum FileSessionMessage: Hashable, Sendable {
+    /// A file control record (type 2), opened and in order like a chat record.
+    case control([UInt8])
+    /// An `FCHUNK` or `FACK` SIGNAL, received while CONNECTED (sealed under a file's key, which
+    /// only the transfers hold).
+    case signal(Signal)
 }

@@ -17,9 +17,15 @@ public struct SignalKind: Hashable, Comparable, Sendable, CustomStringConvertibl
     public static let pake = SignalKind(unchecked: "PAKE")
     /// A sealed goodbye: the sender leaves, or answers one that does (protocol v3).
     public static let goodbye = SignalKind(unchecked: "BYE")
+    /// A chunk of a file, sealed under the file's own key (docs/PROTOCOL.md, "File transfer").
+    public static let fileChunk = SignalKind(unchecked: "FCHUNK")
+    /// The receiver's acknowledgement of a file's chunks, sealed under the file's key.
+    public static let fileAck = SignalKind(unchecked: "FACK")
 
     /// Every kind this client understands.
-    public static let known: [SignalKind] = [.keyExchange, .keyConfirm, .message, .ack, .pake, .goodbye]
+    public static let known: [SignalKind] = [
+        .keyExchange, .keyConfirm, .message, .ack, .pake, .goodbye, .fileChunk, .fileAck,
+    ]
 
     public let rawValue: String
 

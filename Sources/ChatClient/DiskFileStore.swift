@@ -1,0 +1,133 @@
+import ChatCore
+import ClientCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real disk for file transfers. It obeys the driver; what it refuses on its own is what
+/// the kernel must enforce: received files are created new (`O_CREAT|O_EXCL`) and never through
+/// a symlink (`O_NOFOLLOW`), relative to the download directory's descriptor (`openat`), so a
+/// name cannot leave the directory, and a finished `.part` takes its final name with `linkat`,
+/// which fails rather than replace an existing name (no overwrite, whatever appears meanwhile).
+/// Created files are private to the user (0600).
+final class DiskFileStore: FileStore {
+    private struct Entry {
+        var fd: Int32
+        /// For a received file: the directory's descriptor, the `.part`'s name, the safe name.
+        var directoryFD: Int32 = -1
+        var directory = ""
+        var partName = ""
+        var name = ""
+    }
+
+    /// Alternatives tried for a taken name: `name (1).ext` … `name (999).ext`.
+    static let alternativesMax = 1_000
+    private var entries: [Int: Entry] = [:]
+    private var nextID = 1
+
+    func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(Self.error()) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            return .failure(FileStoreError("not a regular file"))
+        }
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return .success((add(Entry(fd: fd)), name, UInt64(info.st_size)))
+    }
+
+    func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
+        guard let entry = entries[file.rawValue] else { return .failure(FileStoreError("not open")) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        // Bounded: each round reads at least one byte or ends.
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { buffer in
+                pread(entry.fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            }
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { return .failure(Self.error()) }
+            if got == 0 { break }
+            done += got
+        }
+        return .success(done == count ? bytes : Array(bytes[0..<done]))
+    }
+
+    func freeBytes(directory: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return nil }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize)
+    }
+
+    func createPart(directory: String, name: String) -> Result<StoredFile, FileStoreError> {
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { return .failure(Self.error()) }
+        for index in 0..<Self.alternativesMax {
+            let partName = SafeFileName.alternative(name, index: index) + ".part"
+            let fd = openat(directoryFD, partName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd < 0 && errno == EEXIST { continue }
+            guard fd >= 0 else {
+                let failure = Self.error()
+                close(directoryFD)
+                return .failure(failure)
+            }
+            let entry = Entry(fd: fd, directoryFD: directoryFD, directory: directory, partName: partName, name: name)
+            return .success(add(entry))
+        }
+        close(directoryFD)
+        return .failure(FileStoreError("every name like \(name) is taken"))
+    }
+
+    func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError> {
+        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
+        var done = 0
+        // Bounded: each round writes at least one byte or fails.
+        while done < bytes.count {
+            let wrote = bytes.withUnsafeBytes { buffer in
+                pwrite(entry.fd, buffer.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            }
+            if wrote < 0 && errno == EINTR { continue }
+            guard wrote > 0 else { return .failure(Self.error()) }
+            done += wrote
+        }
+        return .success(())
+    }
+
+    func commit(_ file: StoredFile) -> Result<String, FileStoreError> {
+        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
+        guard fsync(entry.fd) == 0 else { return .failure(Self.error()) }
+        for index in 0..<Self.alternativesMax {
+            let finalName = SafeFileName.alternative(entry.name, index: index)
+            // linkat never replaces: an existing name (file, symlink, anything) is EEXIST.
+            if linkat(entry.directoryFD, entry.partName, entry.directoryFD, finalName, 0) == 0 {
+                unlinkat(entry.directoryFD, entry.partName, 0)
+                entries[file.rawValue]?.partName = ""
+                return .success(entry.directory + (entry.directory.hasSuffix("/") ? "" : "/") + finalName)
+            }
+            guard errno == EEXIST else { return .failure(Self.error()) }
+        }
+        return .failure(FileStoreError("every name like \(entry.name) is taken"))
+    }
+
+    func release(_ file: StoredFile, deletePart: Bool) {
+        guard let entry = entries.removeValue(forKey: file.rawValue) else { return }
+        close(entry.fd)
+        if entry.directoryFD >= 0 {
+            if deletePart && !entry.partName.isEmpty { unlinkat(entry.directoryFD, entry.partName, 0) }
+            close(entry.directoryFD)
+        }
+    }
+
+    private func add(_ entry: Entry) -> StoredFile {
+        let id = nextID
+        nextID += 1
+        entries[id] = entry
+        return StoredFile(rawValue: id)
+    }
+
+    private static func error() -> FileStoreError {
+        FileStoreError(String(cString: strerror(errno)))
+    }
+}

@@ -1,0 +1,105 @@
+import CSodium
+
+/// A file's key: 32 random bytes drawn by the sender for each offer, carried to the receiver
+/// inside the sealed `OFFER` record, used only for that file's chunks and acknowledgements
+/// (docs/PROTOCOL.md, "File transfer"). Kept in guarded memory and wiped when the transfer ends.
+///
+/// Chunks and acknowledgements are XSalsa20-Poly1305 (`crypto_secretbox_easy`) boxes whose nonce
+/// is a purpose byte ‖ 15 zero bytes ‖ a 64-bit counter: the chunk's index for a chunk (5), the
+/// acknowledged count for an acknowledgement (6). A key belongs to one file, so a chunk cannot
+/// be moved to another file; its nonce is its index, so it cannot be moved to another offset.
+final class FileKey {
+    static let byteCount = 32
+    static let purposeChunk: UInt8 = 5
+    static let purposeAck: UInt8 = 6
+    private let key: SecureBytes
+
+    init(copying bytes: [UInt8]) {
+        precondition(bytes.count == Self.byteCount, "a file key is 32 bytes")
+        key = bytes.withUnsafeBytes { SecureBytes(copying: $0) }
+    }
+
+    static func random(entropy: any EntropySource) -> FileKey {
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        bytes.withUnsafeMutableBytes { entropy.fill($0) }
+        defer { Sodium.memzero(&bytes) }
+        return FileKey(copying: bytes)
+    }
+
+    /// A copy of the key for the `OFFER` record (the caller wipes it once encoded).
+    func exported() -> [UInt8] {
+        key.withUnsafeBytes { Array($0) }
+    }
+
+    func wipe() {
+        key.wipe()
+    }
+
+    func seal(purpose: UInt8, counter: UInt64, _ plaintext: [UInt8]) -> [UInt8] {
+        var box = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_secretbox_MACBYTES))
+        let nonce = Self.nonce(purpose: purpose, counter: counter)
+        let status = key.withUnsafeBytes { keyBytes in
+            crypto_secretbox_easy(
+                &box, plaintext, UInt64(plaintext.count), nonce,
+                keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        precondition(status == 0, "crypto_secretbox_easy cannot fail for in-range lengths")
+        return box
+    }
+
+    /// The plaintext, or nil when the box does not authenticate under this key and nonce.
+    func open(purpose: UInt8, counter: UInt64, _ box: ArraySlice<UInt8>) -> [UInt8]? {
+        let mac = Int(crypto_secretbox_MACBYTES)
+        guard box.count >= mac else { return nil }
+        var plaintext = [UInt8](repeating: 0, count: box.count - mac)
+        let nonce = Self.nonce(purpose: purpose, counter: counter)
+        let status = key.withUnsafeBytes { keyBytes in
+            box.withUnsafeBufferPointer { boxBytes in
+                crypto_secretbox_open_easy(
+                    &plaintext, boxBytes.baseAddress!, UInt64(box.count), nonce,
+                    keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        return status == 0 ? plaintext : nil
+    }
+
+    private static func nonce(purpose: UInt8, counter: UInt64) -> [UInt8] {
+        var nonce = [UInt8](repeating: 0, count: Int(crypto_secretbox_NONCEBYTES) - 8)
+        nonce[0] = purpose
+        BigEndian.append(counter, to: &nonce)
+        return nonce
+    }
+}
+
+/// BLAKE2b-256 (`crypto_generichash`, unkeyed) over a file fed in pieces: the sender hashes the
+/// file before offering it, the receiver hashes what it writes, in order, as it writes it.
+public final class FileHasher {
+    public static let digestBytes = 32
+    /// libsodium's state is an aligned struct Swift imports as opaque: its own allocation.
+    private let state: UnsafeMutableRawPointer
+    private var finished = false
+
+    public init() {
+        Sodium.ensureInitialized()
+        state = UnsafeMutableRawPointer.allocate(byteCount: crypto_generichash_statebytes(), alignment: 64)
+        _ = crypto_generichash_init(OpaquePointer(state), nil, 0, Self.digestBytes)
+    }
+
+    deinit {
+        state.deallocate()
+    }
+
+    public func update(_ bytes: [UInt8]) {
+        precondition(!finished, "a finished hasher takes no more input")
+        _ = crypto_generichash_update(OpaquePointer(state), bytes, UInt64(bytes.count))
+    }
+
+    /// The digest; the hasher takes no more input afterwards.
+    public func finish() -> [UInt8] {
+        precondition(!finished, "finished twice")
+        finished = true
+        var digest = [UInt8](repeating: 0, count: Self.digestBytes)
+        _ = crypto_generichash_final(OpaquePointer(state), &digest, Self.digestBytes)
+        return digest
+    }
+}

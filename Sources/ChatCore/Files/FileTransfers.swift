@@ -1,0 +1,250 @@
+/// The tunables of file transfers (docs/PROTOCOL.md, "File transfer").
+public struct FileTransferConfiguration: Hashable, Sendable {
+    /// Plaintext bytes per chunk: the largest that keeps a sealed chunk's SIGNAL under the relay's
+    /// default 64 KiB frame cap after base64 (46,120 bytes of payload → 61,496 characters).
+    public var chunkBytes = 45 * 1024
+    /// Chunks sent and not yet acknowledged, per transfer (about 1.1 MB: under the relay's 1 MiB
+    /// of held frames plus one frame, so a rate-limited relay holds, rather than refuses, them).
+    public var windowChunks = 24
+    /// The receiver acknowledges every this many chunks (and the last).
+    public var ackEveryChunks = 4
+    /// Chunks in flight and no acknowledgement for this long: send again from the last one
+    /// acknowledged (a frame lost with a connection the session did not notice).
+    public var stallTimeout: Duration = .seconds(10)
+    /// Transfers under way at once (both directions); more offers are refused `busy`.
+    public var transfersMax = 16
+    /// At most one progress event per transfer per this interval (4 a second).
+    public var progressInterval: Duration = .milliseconds(250)
+
+    public init() {}
+}
+
+/// Which way a file moves, seen from this side.
+public enum FileDirection: String, Hashable, Sendable {
+    case outgoing
+    case incoming
+}
+
+/// What the UI hears about transfers.
+public enum FileEvent: Hashable, Sendable {
+    /// An offer went out (outgoing) or came in (incoming; answer with `accept` or `reject`).
+    case offered(FileOfferInfo, FileDirection)
+    /// Bytes acknowledged by the receiver (outgoing) or written (incoming); never goes back.
+    case progress(FileOfferInfo, FileDirection, bytes: UInt64)
+    /// The receiver stored the file and both sides' BLAKE2b-256 matched the offer's;
+    /// `chunksResent`: chunks the sender sent again after going back (0 for incoming).
+    case done(FileOfferInfo, FileDirection, chunksResent: Int)
+    case failed(FileOfferInfo, FileDirection, FileFailure)
+}
+
+/// What the transfers ask of the driver, in order.
+public enum FileAction: Hashable, Sendable {
+    /// Send this file control message as a session record (`SessionManager.sendFileControl`).
+    case control([UInt8])
+    /// Transmit this chunk or acknowledgement now (`SessionManager.transmitFileSignal`).
+    case signal(Signal)
+    /// Write these bytes at `offset` of the incoming file's `.part`.
+    case write(FileID, offset: UInt64, bytes: [UInt8])
+    /// Every byte arrived and the hash matched: give the `.part` its final name, then call
+    /// `stored(_:)` (or `fail(_:_:)` with `.storage`).
+    case store(FileID)
+    /// The transfer is over: close its file; an incoming `.part` that did not become the file
+    /// (`deletePart`) is deleted.
+    case release(FileID, deletePart: Bool)
+    case event(FileEvent)
+}
+
+/// A chunk the sender may send now; read its bytes and pass them to `sealChunk`.
+public struct FileChunkRequest: Hashable, Sendable {
+    public let id: FileID
+    public let index: UInt64
+    public let offset: UInt64
+    public let length: Int
+}
+
+/// Every file transfer of a session, both directions: the sans-IO decisions (offers, answers,
+/// the chunk window, acknowledgements, go-back on a reconnect or a stall, the hash check, typed
+/// failures). The driver carries out its `FileAction`s with a file store and the session.
+///
+/// Chunks travel outside the session's reliable channel (SIGNAL kind `FCHUNK`), so that chat
+/// records never queue behind a file: each is sealed under the file's own key, bound to its
+/// index by the nonce. The receiver takes exactly the next chunk in order; an earlier one (a
+/// resend or a relay's replay) or a later one (after a loss) is dropped, never written, and the
+/// sender goes back to the last acknowledged chunk when the keys come back or nothing is
+/// acknowledged for `stallTimeout`.
+public struct FileTransfers {
+    /// Largest file size an offer may state (2^50 bytes: chunk offsets never overflow).
+    public static let fileBytesMax: UInt64 = 1 << 50
+
+    /// Counters for tests and the simulator.
+    public struct Statistics: Hashable, Sendable {
+        /// Chunks sent again (after a go-back).
+        public var chunksResent = 0
+        /// Chunks that did not open under the file's key, or came out of order (never written).
+        public var chunksRejected = 0
+        /// Chunks already written that came again (never written twice).
+        public var duplicateChunks = 0
+        /// File messages refused: malformed, or for no transfer in a state to take them.
+        public var messagesRejected = 0
+        public var failedOutgoing = 0
+        public var failedIncoming = 0
+        public var completed = 0
+    }
+
+    enum Phase: Hashable {
+        /// Outgoing: waiting for the answer. Incoming: waiting for the user (or policy).
+        case offered
+        /// Chunks move: `done` acknowledged (outgoing) or written (incoming); `next` the next to
+        /// send (outgoing; equal to `done` incoming); `heardAt` the last acknowledgement.
+        case moving(done: UInt64, next: UInt64, heardAt: Instant)
+        /// Incoming: every chunk written and the hash matched; the driver renames the `.part`.
+        case storing
+        /// Outgoing: every chunk acknowledged; waiting for the receiver's `DONE`.
+        case confirming
+    }
+
+    struct Transfer {
+        let info: FileOfferInfo
+        let direction: FileDirection
+        let chunkBytes: Int
+        let key: FileKey
+        var phase: Phase = .offered
+        var hasher: FileHasher?
+        var progressAt: Instant?
+        var reported: UInt64 = 0
+        /// Chunks sent again after going back (a reconnect, a stall).
+        var resent = 0
+
+        var chunkCount: UInt64 {
+            (info.sizeBytes + UInt64(chunkBytes) - 1) / UInt64(chunkBytes)
+        }
+
+        func length(ofChunk index: UInt64) -> Int {
+            Int(min(UInt64(chunkBytes), info.sizeBytes - index * UInt64(chunkBytes)))
+        }
+    }
+
+    public let configuration: FileTransferConfiguration
+    var transfers: [Transfer] = []
+    var pending: [FileAction] = []
+    public internal(set) var statistics = Statistics()
+
+    public init(configuration: FileTransferConfiguration = FileTransferConfiguration()) {
+        self.configuration = configuration
+    }
+
+    /// No transfer under way (nothing offered, moving or awaiting its end).
+    public var isIdle: Bool { transfers.isEmpty }
+
+    /// The transfers under way, oldest first, for the status line.
+    public var active: [(info: FileOfferInfo, direction: FileDirection, bytes: UInt64)] {
+        transfers.map { ($0.info, $0.direction, $0.reported) }
+    }
+
+    /// Incoming offers waiting for an answer, oldest first.
+    public var awaitingAnswer: [FileOfferInfo] {
+        transfers.filter { $0.direction == .incoming && $0.phase == .offered }.map(\.info)
+    }
+
+    /// Every pending action, oldest first.
+    public mutating func drainActions() -> [FileAction] {
+        defer { pending.removeAll(keepingCapacity: true) }
+        return pending
+    }
+
+    func index(of id: FileID, _ direction: FileDirection) -> Int? {
+        transfers.firstIndex { $0.info.id == id && $0.direction == direction }
+    }
+
+    // MARK: Offering (sender)
+
+    /// Offer a file of `sizeBytes` whose BLAKE2b-256 is `hash`, under `name` (the receiver
+    /// sanitizes it). Nil when too many transfers are under way or the size is out of range.
+    public mutating func offer(name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource)
+        -> FileID?
+    {
+        guard transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
+              hash.count == FileHasher.digestBytes else { return nil }
+        var nameBytes = Array(name.utf8.prefix(FileControl.nameMaxBytes))
+        while !nameBytes.isEmpty, String(validating: nameBytes, as: UTF8.self) == nil { nameBytes.removeLast() }
+        let wireName = nameBytes.isEmpty ? SafeFileName.fallback : String(decoding: nameBytes, as: UTF8.self)
+        let info = FileOfferInfo(id: .random(entropy: entropy), name: wireName, sizeBytes: sizeBytes, hash: hash)
+        let key = FileKey.random(entropy: entropy)
+        var keyBytes = key.exported()
+        pending.append(.control(FileControl.offer(info, chunkBytes: configuration.chunkBytes, key: keyBytes).encode()))
+        Sodium.memzero(&keyBytes)
+        transfers.append(Transfer(info: info, direction: .outgoing, chunkBytes: configuration.chunkBytes, key: key))
+        pending.append(.event(.offered(info, .outgoing)))
+        return info.id
+    }
+
+    // MARK: Answering (receiver)
+
+    /// Accept an incoming offer (its `.part` is open): the sender starts with chunk 0.
+    public mutating func accept(_ id: FileID, now: Instant) {
+        guard let index = index(of: id, .incoming), transfers[index].phase == .offered else { return }
+        pending.append(.control(FileControl.accept(
+            id, startChunk: 0, prefixHash: [UInt8](repeating: 0, count: FileControl.hashBytes)).encode()))
+        transfers[index].hasher = FileHasher()
+        transfers[index].phase = .moving(done: 0, next: 0, heardAt: now)
+        if transfers[index].chunkCount == 0 { finishReceiving(at: index) }
+    }
+
+    /// Refuse an incoming offer.
+    public mutating func reject(_ id: FileID, _ refusal: FileRefusal) {
+        guard let index = index(of: id, .incoming), transfers[index].phase == .offered else { return }
+        pending.append(.control(FileControl.reject(id, refusal).encode()))
+        end(at: index, .rejected(refusal))
+    }
+
+    /// The driver gave the `.part` its final name: tell the sender, and report the file done.
+    public mutating func stored(_ id: FileID) {
+        guard let index = index(of: id, .incoming), transfers[index].phase == .storing else { return }
+        pending.append(.control(FileControl.done(id, hash: transfers[index].info.hash).encode()))
+        succeed(at: index)
+    }
+
+    /// Cancel a transfer in either direction (the user's `/cancel`, or a local failure: the
+    /// file could not be read or written).
+    public mutating func fail(_ id: FileID, _ direction: FileDirection, _ failure: FileFailure) {
+        guard let index = index(of: id, direction) else { return }
+        pending.append(.control(FileControl.cancel(id, code: failure.cancelCode).encode()))
+        end(at: index, failure)
+    }
+
+    /// The session ended or the peer changed: every transfer ends with `failure` (nothing is
+    /// sent: there is no one to tell).
+    public mutating func failAll(_ failure: FileFailure) {
+        while !transfers.isEmpty { end(at: 0, failure) }
+    }
+
+    // MARK: Ending
+
+    mutating func succeed(at index: Int) {
+        let transfer = transfers.remove(at: index)
+        statistics.completed += 1
+        transfer.key.wipe()
+        pending.append(.release(transfer.info.id, deletePart: false))
+        pending.append(.event(.done(transfer.info, transfer.direction, chunksResent: transfer.resent)))
+    }
+
+    mutating func end(at index: Int, _ failure: FileFailure) {
+        let transfer = transfers.remove(at: index)
+        transfer.key.wipe()
+        if transfer.direction == .outgoing {
+            statistics.failedOutgoing += 1
+        } else if transfer.phase != .offered {
+            statistics.failedIncoming += 1  // An offer refused here is a choice, not a failure.
+        }
+        pending.append(.release(transfer.info.id, deletePart: transfer.direction == .incoming))
+        pending.append(.event(.failed(transfer.info, transfer.direction, failure)))
+    }
+
+    /// A progress event, at most one per `progressInterval` (the `done` event says 100%).
+    mutating func reportProgress(at index: Int, bytes: UInt64, now: Instant) {
+        transfers[index].reported = bytes
+        if let last = transfers[index].progressAt, now < last.advanced(by: configuration.progressInterval) { return }
+        transfers[index].progressAt = now
+        pending.append(.event(.progress(transfers[index].info, transfers[index].direction, bytes: bytes)))
+    }
+}

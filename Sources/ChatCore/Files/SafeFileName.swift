@@ -1,0 +1,62 @@
+/// The name under which a received file is stored: an offered name reduced to one safe
+/// basename (croc's CVE-2023-43616..43620 are the lesson: the name is the peer's, hostile until
+/// proven otherwise).
+///
+/// Rules, in order: the last component after any `/` or `\` (no directory is ever named by the
+/// peer); Unicode controls, format characters (bidi overrides and isolates, zero-width
+/// characters), line and paragraph separators, private-use, surrogate and unassigned scalars
+/// removed; leading dots, dashes and spaces removed (no hidden file, no option-like name, no `..`);
+/// trailing dots and spaces removed; at most `bytesMax` UTF-8 bytes (a short extension kept); and
+/// `file` when nothing is left.
+public enum SafeFileName {
+    /// Room under NAME_MAX (255) for " (999)" and ".part".
+    public static let bytesMax = 200
+    static let extensionBytesMax = 16
+    public static let fallback = "file"
+
+    public static func make(_ offered: String) -> String {
+        let last = offered.split(omittingEmptySubsequences: false) { $0 == "/" || $0 == "\\" }.last.map(String.init)
+            ?? ""
+        var scalars = String.UnicodeScalarView(last.unicodeScalars.filter(isAllowed))
+        while let first = scalars.first, first == "." || first == "-" || first == " " { scalars.removeFirst() }
+        while let end = scalars.last, end == "." || end == " " { scalars.removeLast() }
+        let name = shortened(String(scalars))
+        return name.isEmpty ? fallback : name
+    }
+
+    static func isAllowed(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
+            false
+        default:
+            scalar != "/" && scalar != "\\"
+        }
+    }
+
+    /// At most `bytesMax` UTF-8 bytes, cut at a character boundary, keeping a short extension.
+    static func shortened(_ name: String) -> String {
+        guard name.utf8.count > bytesMax else { return name }
+        var stem = name
+        var suffix = ""
+        if let dot = name.lastIndex(of: "."), dot != name.startIndex,
+           name.utf8.distance(from: dot, to: name.endIndex) <= extensionBytesMax {
+            stem = String(name[..<dot])
+            suffix = String(name[dot...])
+        }
+        var kept = ""
+        for character in stem {
+            guard kept.utf8.count + character.utf8.count + suffix.utf8.count <= bytesMax else { break }
+            kept.append(character)
+        }
+        return kept + suffix
+    }
+
+    /// The `index`-th alternative to `name` when it is taken: `name (1).ext`, `name (2).ext`, …
+    public static func alternative(_ name: String, index: Int) -> String {
+        guard index > 0 else { return name }
+        if let dot = name.lastIndex(of: "."), dot != name.startIndex {
+            return "\(name[..<dot]) (\(index))\(name[dot...])"
+        }
+        return "\(name) (\(index))"
+    }
+}

@@ -1,0 +1,212 @@
+import ChatCore
+
+/// File transfers: the driver carries out `FileTransfers`' actions with the session and the
+/// file store, and decides what to do with an incoming offer (`FilePolicy`, or the user).
+extension ClientDriver {
+    /// The most actions carried out per pump (each transfer's window bounds the chunks; this
+    /// bounds the loop whatever happens).
+    static let fileActionsPerPumpMax = 4_096
+
+    /// Offer the file at `path` (`--send`, `/send`): read it once to hash it, then offer it.
+    func offerFile(path: String, now: Instant) {
+        guard let store = fileStore else {
+            notify(.fileProblem("file transfers are not available here"))
+            return
+        }
+        let opened: (file: StoredFile, name: String, sizeBytes: UInt64)
+        switch store.openForReading(path: path) {
+        case let .success(value): opened = value
+        case let .failure(error):
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): \(error)"))
+            return
+        }
+        guard let hash = hashFile(opened.file, sizeBytes: opened.sizeBytes, store: store) else {
+            store.release(opened.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): it could not be read"))
+            return
+        }
+        guard let id = files.offer(name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy) else {
+            store.release(opened.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): too many transfers under way"))
+            return
+        }
+        storedFiles.append((id, .outgoing, opened.file))
+        pumpFiles(now: now)
+    }
+
+    /// BLAKE2b-256 of the whole file, read in chunks; nil if it could not be read in full.
+    private func hashFile(_ file: StoredFile, sizeBytes: UInt64, store: any FileStore) -> [UInt8]? {
+        let hasher = FileHasher()
+        let step = UInt64(1 << 20)
+        var offset: UInt64 = 0
+        // Bounded by the file's size, one MiB per round.
+        while offset < sizeBytes {
+            let count = Int(min(step, sizeBytes - offset))
+            guard case let .success(bytes) = store.read(file, offset: offset, count: count), bytes.count == count
+            else { return nil }
+            hasher.update(bytes)
+            offset += UInt64(count)
+        }
+        return hasher.finish()
+    }
+
+    /// Accept the incoming offer `info` into `directory`, unless the policy refuses it.
+    func acceptOffer(_ info: FileOfferInfo, into directory: String, now: Instant) {
+        guard let store = fileStore else {
+            files.reject(info.id, .storage)
+            return
+        }
+        if info.sizeBytes > configuration.files.maxFileBytes {
+            files.reject(info.id, .tooLarge)
+        } else if let free = store.freeBytes(directory: directory), free < info.sizeBytes {
+            files.reject(info.id, .noSpace)
+        } else {
+            switch store.createPart(directory: directory, name: SafeFileName.make(info.name)) {
+            case let .success(file):
+                storedFiles.append((info.id, .incoming, file))
+                files.accept(info.id, now: now)
+            case let .failure(error):
+                notify(.fileProblem("cannot store \(SafeFileName.make(info.name)) in \(directory): \(error)"))
+                files.reject(info.id, .storage)
+            }
+        }
+        pumpFiles(now: now)
+    }
+
+    /// What the session handed on for the transfers.
+    func receiveFileMessage(_ message: FileSessionMessage, now: Instant) {
+        switch message {
+        case let .control(bytes): files.receiveControl(bytes, now: now)
+        case let .signal(signal): files.receiveSignal(signal, now: now)
+        }
+    }
+
+    /// The session has keys (again): a new peer instance ends every transfer; otherwise the
+    /// transfers go on from the last acknowledged chunk.
+    func filesSecured(resumed: Bool, now: Instant) {
+        if securedBefore && !resumed { files.failAll(.peerChanged) }
+        securedBefore = true
+        files.connected(now: now)
+    }
+
+    /// Carry out what the transfers ask, then send the chunks the windows allow.
+    func pumpFiles(now: Instant) {
+        var budget = Self.fileActionsPerPumpMax
+        while budget > 0 {
+            let actions = files.drainActions()
+            if actions.isEmpty {
+                guard sendNextChunk(now: now) else { return }
+            }
+            for action in actions { perform(action, now: now) }
+            budget -= max(1, actions.count)
+        }
+    }
+
+    /// Read, seal and send the next chunk a window allows; false when there is none to send now.
+    private func sendNextChunk(now: Instant) -> Bool {
+        guard session.state == .connected, let store = fileStore, let request = files.nextChunk(),
+              let file = storedFile(request.id, .outgoing) else { return false }
+        let bytes: [UInt8]
+        switch store.read(file, offset: request.offset, count: request.length) {
+        case let .success(read): bytes = read
+        case .failure: bytes = []  // Not the chunk's length: the transfer fails (storage).
+        }
+        guard let signal = files.sealChunk(request, bytes) else { return true }
+        guard session.transmitFileSignal(signal) else { return false }
+        process(session.drainOutputs(), now: now)
+        return true
+    }
+
+    private func perform(_ action: FileAction, now: Instant) {
+        switch action {
+        case let .control(bytes):
+            switch session.sendFileControl(bytes, now: now) {
+            case let .success(id): fileControlIDs.insert(id)
+            case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
+            }
+            process(session.drainOutputs(), now: now)
+        case let .signal(signal):
+            if session.transmitFileSignal(signal) { process(session.drainOutputs(), now: now) }
+        case let .write(id, offset, bytes):
+            guard let file = storedFile(id, .incoming), let store = fileStore else { return }
+            if case .failure = store.write(file, offset: offset, bytes: bytes) { files.fail(id, .incoming, .storage) }
+        case let .store(id):
+            guard let file = storedFile(id, .incoming), let store = fileStore else { return }
+            switch store.commit(file) {
+            case let .success(path):
+                savedPaths.append((id, path))
+                files.stored(id)
+            case .failure:
+                files.fail(id, .incoming, .storage)
+            }
+        case let .release(id, deletePart):
+            guard let index = storedFiles.firstIndex(where: { $0.id == id }) else { return }
+            fileStore?.release(storedFiles.remove(at: index).file, deletePart: deletePart)
+        case let .event(event):
+            fileEvent(event, now: now)
+        }
+    }
+
+    private func fileEvent(_ event: FileEvent, now: Instant) {
+        if case let .draining(deadline) = phase {
+            // A transfer moving is not a peer that went silent: the drain waits while it moves.
+            phase = .draining(deadline: max(deadline, now.advanced(by: configuration.drainTimeout)))
+        }
+        var savedAs: String?
+        if case let .done(info, .incoming, _) = event, let index = savedPaths.firstIndex(where: { $0.id == info.id }) {
+            savedAs = savedPaths.remove(at: index).path
+        }
+        show(.file(event, savedAs: savedAs))
+        guard case let .offered(info, .incoming) = event else { return }
+        if let directory = configuration.files.acceptDirectory {
+            acceptOffer(info, into: directory, now: now)
+        } else if !configuration.interactive {
+            files.reject(info.id, .declined)
+        } else {
+            notify(.fileOffered)
+        }
+    }
+
+    private func storedFile(_ id: FileID, _ direction: FileDirection) -> StoredFile? {
+        storedFiles.first { $0.id == id && $0.direction == direction }?.file
+    }
+
+    /// Transfers that failed or were refused, here or at the peer (exit 8 when any).
+    var fileFailures: Int {
+        fileFailuresLocal + files.statistics.failedOutgoing + files.statistics.failedIncoming
+    }
+
+    // MARK: Commands
+
+    /// `/accept [DIR]`: the oldest offer waiting, into DIR (else `--accept-files`, else `.`).
+    func acceptCommand(_ directory: String?, now: Instant) {
+        guard let offer = files.awaitingAnswer.first else {
+            notify(.fileProblem("no file offer is waiting"))
+            return
+        }
+        acceptOffer(offer, into: directory ?? configuration.files.acceptDirectory ?? ".", now: now)
+    }
+
+    /// `/reject`: the oldest offer waiting.
+    func rejectCommand(now: Instant) {
+        guard let offer = files.awaitingAnswer.first else {
+            notify(.fileProblem("no file offer is waiting"))
+            return
+        }
+        files.reject(offer.id, .declined)
+        pumpFiles(now: now)
+    }
+
+    /// `/cancel`: the oldest transfer under way, either direction.
+    func cancelCommand(now: Instant) {
+        guard let transfer = files.active.first else {
+            notify(.fileProblem("no transfer is under way"))
+            return
+        }
+        files.fail(transfer.info.id, transfer.direction, .cancelled)
+        pumpFiles(now: now)
+    }
+}

@@ -1,0 +1,57 @@
+import ChatCore
+
+/// A file the store has open, named by the store (the driver never sees a descriptor).
+public struct StoredFile: Hashable, Sendable {
+    public let rawValue: Int
+
+    public init(rawValue: Int) {
+        self.rawValue = rawValue
+    }
+}
+
+/// Why the store could not do what the driver asked (for the user; no file content).
+public struct FileStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var reason: String
+
+    public init(_ reason: String) {
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+}
+
+/// The disk, as file transfers need it: the only I/O they do, behind a protocol so that the
+/// shell supplies the real one (ChatClient's `DiskFileStore`: O_NOFOLLOW, O_EXCL, pread/pwrite,
+/// statvfs, no overwrite) and a simulation could supply one in memory. Every decision (what to
+/// write where, what to refuse) is the driver's and `FileTransfers`'; the store only obeys.
+public protocol FileStore: AnyObject {
+    /// Open a regular file to send (the user's own path); its base name and size.
+    func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError>
+    /// Exactly `count` bytes at `offset` (fewer only at the end of a file that shrank).
+    func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
+    /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
+    func freeBytes(directory: String) -> UInt64?
+    /// Create `name.part` (or `name (n).part`) in `directory`, new (O_EXCL), never through a
+    /// symlink; `name` is already a safe basename.
+    func createPart(directory: String, name: String) -> Result<StoredFile, FileStoreError>
+    func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError>
+    /// Give a complete `.part` its final name (the first of `name`, `name (1).ext`, … not taken:
+    /// never overwriting); the path it now has.
+    func commit(_ file: StoredFile) -> Result<String, FileStoreError>
+    /// Close the file; delete it first when it is a `.part` that did not become the file.
+    func release(_ file: StoredFile, deletePart: Bool)
+}
+
+/// What the client does with files: what to offer at the start, where to put what is offered.
+public struct FilePolicy: Sendable {
+    /// `--send PATH` (repeatable): offered as soon as the session starts.
+    public var sendPaths: [String] = []
+    /// `--accept-files DIR`: every offer is accepted into DIR. Nil: in pipe mode offers are
+    /// declined, interactively the user answers `/accept` or `/reject`.
+    public var acceptDirectory: String?
+    /// `--max-file-bytes`: larger offers are refused (`too_large`).
+    public var maxFileBytes: UInt64 = FileTransfers.fileBytesMax
+    public var transfer = FileTransferConfiguration()
+
+    public init() {}
+}

@@ -1,0 +1,344 @@
+import ChatCore
+import Foundation
+import NIOCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File transfer between real `securechat` processes through a real relay (pipe mode), and from
+/// a modified peer (the real session and transfer code with a hostile name) to a real client.
+@Suite("securechat file transfer against a real relay")
+struct ClientFileTransferTests {
+    /// A relay whose per-connection rate does not stretch a 20 MiB test over half a minute; the
+    /// default relay's throughput is measured in BENCHMARKS.md, not here.
+    static let fastRelay = [
+        "--bytes-per-second", "268435456", "--byte-burst", "268435456",
+        "--messages-per-second", "100000", "--message-burst", "100000",
+    ]
+
+    /// A fresh directory under the system's temporary directory.
+    static func directory(_ name: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("securechat-files-\(name)-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func randomFile(at url: URL, bytes: Int) throws {
+        var generator = SystemRandomNumberGenerator()
+        var data = Data(count: bytes)
+        data.withUnsafeMutableBytes { buffer in
+            let words = buffer.bindMemory(to: UInt64.self)
+            for index in words.indices { words[index] = generator.next() }
+        }
+        try data.write(to: url)
+    }
+
+    /// BLAKE2b-256 by coreutils' `b2sum`, an implementation independent of the client's.
+    static func b2sum(_ url: URL) async throws -> String {
+        let process = try TestProcess("b2sum", arguments: ["-l", "256", url.path],
+                                      executableURL: URL(fileURLWithPath: "/usr/bin/b2sum"))
+        #expect(try await process.waitForExit() == 0)
+        let line = try await process.stdout.first(timeoutSeconds: 10) { !$0.isEmpty }
+        return String(line?.split(separator: " ").first ?? "")
+    }
+
+    static func listing(_ url: URL) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
+    }
+
+    static func event(_ client: ClientProcess, _ name: String) -> [[String: Any]] {
+        client.events.filter { $0["event"] as? String == name }
+    }
+
+    @Test("A 20 MiB file each way at once: both stored under their names, BLAKE2b-256 checked, both exit 0")
+    func bothWays() async throws {
+        let base = try Self.directory("both")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let aliceIn = base.appendingPathComponent("alice-in")
+        let bobIn = base.appendingPathComponent("bob-in")
+        for url in [aliceIn, bobIn] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        let fromAlice = base.appendingPathComponent("from-alice.bin")
+        let fromBob = base.appendingPathComponent("from-bob.bin")
+        try Self.randomFile(at: fromAlice, bytes: 20 * 1024 * 1024 + 12_345)
+        try Self.randomFile(at: fromBob, bytes: 20 * 1024 * 1024)
+        try await withRelay(Self.fastRelay) { relay in
+            let room = uniqueRoom("FILES")
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", fromAlice.path,
+                                                    "--accept-files", aliceIn.path])
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--send", fromBob.path,
+                                                "--accept-files", bobIn.path])
+            try alice.closeInput()
+            try bob.closeInput()
+            #expect(try await alice.waitForExit(timeoutSeconds: 120) == 0, "\(alice.stderr.all.suffix(10))")
+            #expect(try await bob.waitForExit(timeoutSeconds: 120) == 0, "\(bob.stderr.all.suffix(10))")
+            for (client, source, target) in [(alice, fromAlice, bobIn), (bob, fromBob, aliceIn)] {
+                let stored = target.appendingPathComponent(source.lastPathComponent)
+                #expect(try Self.listing(target) == [source.lastPathComponent])
+                #expect(try Data(contentsOf: stored) == Data(contentsOf: source))
+                let expected = try await Self.b2sum(source)
+                let done = Self.event(client, "file_done")
+                #expect(done.count == 2, "\(client.name): \(done)")
+                #expect(done.allSatisfy { $0["hash"] as? String == expected || $0["direction"] as? String == "incoming" })
+                #expect(Self.event(client, "file_failed").isEmpty)
+                // Progress: at most 4 a second per transfer, never backwards.
+                for direction in ["outgoing", "incoming"] {
+                    let bytes = Self.event(client, "file_progress")
+                        .filter { $0["direction"] as? String == direction }.compactMap { $0["bytes"] as? Int }
+                    #expect(!bytes.isEmpty && bytes == bytes.sorted(), "\(client.name) \(direction)")
+                }
+            }
+            let aliceStored = Self.event(bob, "file_done").first { $0["direction"] as? String == "incoming" }
+            #expect(aliceStored?["hash"] as? String == (try await Self.b2sum(fromAlice)))
+            #expect(aliceStored?["path"] as? String == bobIn.appendingPathComponent("from-alice.bin").path)
+        }
+    }
+
+    @Test("The relay killed (-9) mid-transfer and restarted: the transfer completes without starting over")
+    func relayRestart() async throws {
+        let base = try Self.directory("restart")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 40 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // Slow enough (8 MiB/s) that the kill lands mid-transfer.
+        let limits = ["--bytes-per-second", "8388608", "--byte-burst", "1048576", "--messages-per-second", "1000",
+                      "--message-burst", "1000"]
+        let first = try await RelayProcess.start(limits)
+        defer { Task { await first.kill() } }
+        let room = uniqueRoom("RESTART")
+        let bob = try ClientProcess("bob", [room, "--relay", first.url, "--json", "--accept-files", inbox.path])
+        let alice = try ClientProcess("alice", [room, "--relay", first.url, "--json", "--send", source.path,
+                                                "--drain-timeout", "60"])
+        try alice.closeInput()
+        let before = try await alice.event("a third acknowledged", timeoutSeconds: 60) {
+            $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size / 3
+        }
+        await first.kill()  // SIGKILL: chunks in flight are lost with it.
+        try await alice.notice("relay_lost")
+        let second = try await RelayProcess.start(["--port", String(first.port)] + limits)
+        defer { Task { await second.kill() } }
+        #expect(try await alice.waitForExit(timeoutSeconds: 120) == 0, "\(alice.stderr.all.suffix(10))")
+        try bob.closeInput()
+        #expect(try await bob.waitForExit(timeoutSeconds: 60) == 0)
+        #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+        // Progress never went back below what was acknowledged before the kill...
+        let acknowledged = Self.event(alice, "file_progress").compactMap { $0["bytes"] as? Int }
+        #expect(acknowledged == acknowledged.sorted() && acknowledged.contains { $0 >= before["bytes"] as? Int ?? 0 })
+        // ...and what was sent again is at most the window in flight at the kill (24 chunks of 45 KiB,
+        // 2.6% of the file), not the file.
+        let done = Self.event(alice, "file_done").first
+        let resent = done?["chunks_resent"] as? Int ?? -1
+        #expect(resent >= 0 && resent <= 24, "\(String(describing: done))")
+        #expect(resent * 45 * 1024 < size / 20)
+    }
+
+    @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
+    func terminalSendAndAccept() async throws {
+        let base = try Self.directory("tty")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        let bobInbox = base.appendingPathComponent("bob-inbox")
+        for url in [inbox, bobInbox] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        let fromBob = base.appendingPathComponent("from-bob.bin")
+        let fromAlice = base.appendingPathComponent("from-alice.txt")
+        try Self.randomFile(at: fromBob, bytes: 12 * 1024 * 1024)
+        try Data("a short file from the terminal\n".utf8).write(to: fromAlice)
+        // 2 MiB/s: the 12 MiB transfer takes several seconds, long enough to see its progress.
+        try await withRelay(["--bytes-per-second", "2097152", "--byte-burst", "1048576"]) { relay in
+            let room = uniqueRoom("TTYFILE")
+            let tmux = ClientTerminalTests.Tmux()
+            defer { tmux.kill() }
+            try tmux.start("LANG=C.UTF-8 NO_COLOR=1 '\(ClientTerminalTests.Tmux.securechat)' \(room) --relay \(relay.url); "
+                + "echo EXIT=$?; sleep 120", columns: 160)
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--send", fromBob.path,
+                                                "--accept-files", bobInbox.path])
+            try await tmux.waitForScreen("CONNECTED") { $0.contains { $0.hasPrefix(" CONNECTED |") } }
+            try await tmux.waitForScreen("the offer") { $0.contains { $0.contains("the peer offers \"from-bob.bin\"") } }
+            try tmux.keys("/accept \(inbox.path)")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the progress line") { screen in
+                screen.contains { $0.hasPrefix(" CONNECTED |") && $0.contains("receiving from-bob.bin") && $0.contains("%") }
+            }
+            try await tmux.waitForScreen("the file received", timeoutSeconds: 60) { screen in
+                screen.contains { $0.contains("received \"from-bob.bin\" as \(inbox.path)/from-bob.bin") }
+            }
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("from-bob.bin")) == Data(contentsOf: fromBob))
+            try await bob.event("bob's file confirmed") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "outgoing"
+            }
+            try tmux.keys("/send \(fromAlice.path)")
+            try tmux.key("Enter")
+            try await bob.event("alice's file stored") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "incoming"
+            }
+            try await tmux.waitForScreen("the send confirmed") { $0.contains { $0.contains("sent \"from-alice.txt\"") } }
+            #expect(try Data(contentsOf: bobInbox.appendingPathComponent("from-alice.txt")) == Data(contentsOf: fromAlice))
+            try tmux.keys("/quit")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the exit") { $0.contains("EXIT=0") }
+            await bob.kill()
+        }
+    }
+
+    @Test("Refusals: declined (no --accept-files) and too large (--max-file-bytes); the sender exits 8, nothing written")
+    func refusals() async throws {
+        let base = try Self.directory("refuse")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let source = base.appendingPathComponent("offer.bin")
+        try Self.randomFile(at: source, bytes: 100_000)
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let cases: [(receiver: [String], reason: String)] = [
+            ([], "rejected_declined"),
+            (["--accept-files", inbox.path, "--max-file-bytes", "99999"], "rejected_too_large"),
+        ]
+        try await withRelay { relay in
+            for (receiverOptions, reason) in cases {
+                let room = uniqueRoom("REFUSE")
+                let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json"] + receiverOptions)
+                let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
+                try alice.closeInput()
+                try await bob.event("the offer") {
+                    $0["event"] as? String == "file_offer" && $0["direction"] as? String == "incoming"
+                        && $0["name"] as? String == "offer.bin" && $0["size"] as? Int == 100_000
+                }
+                #expect(try await alice.waitForExit(timeoutSeconds: 60) == 8, "\(reason): \(alice.stderr.all.suffix(5))")
+                let failed = Self.event(alice, "file_failed")
+                #expect(failed.count == 1 && failed.first?["reason"] as? String == reason, "\(failed)")
+                try bob.closeInput()
+                #expect(try await bob.waitForExit() == 0)
+                #expect(try Self.listing(inbox).isEmpty)
+            }
+        }
+    }
+
+    @Test("A file that cannot be read is reported and the sender exits 8 without offering it")
+    func unreadableFile() async throws {
+        try await withRelay { relay in
+            let alice = try ClientProcess(
+                "alice", [uniqueRoom("NOFILE"), "--relay", relay.url, "--json", "--send", "/nonexistent/file"])
+            try alice.closeInput()
+            try await alice.notice("file_problem")
+            #expect(try await alice.waitForExit() == 8)
+            #expect(Self.event(alice, "file_offer").isEmpty)
+        }
+    }
+
+    /// A modified peer: the real session and transfer code, offering `files` (name, content) with
+    /// names the real client could never send (they are not a file's basename), to the real relay.
+    /// Returns once every transfer ended, with the `FileEvent`s it saw.
+    static func modifiedSender(relay: RelayProcess, room: String, files: [(name: String, content: [UInt8])])
+        async throws -> [FileEvent]
+    {
+        let session = SessionManager(configuration: SessionConfiguration(room: try RoomCode(room)), entropy: SystemEntropy())
+        var transfers = FileTransfers()
+        let socket = try await TestWebSocket.connect(relay.url)
+        defer { socket.abort() }
+        let start = ContinuousClock.now
+        func now() -> Instant {
+            let elapsed = (ContinuousClock.now - start).components
+            return Instant(
+                nanoseconds: UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000))
+        }
+        var contents: [(FileID, [UInt8])] = []
+        var events: [FileEvent] = []
+        session.handle(.transportUp, now: now())
+        // Bounded by the deadline.
+        while ContinuousClock.now - start < .seconds(60) {
+            for output in session.drainOutputs() {
+                switch output {
+                case let .transmit(frame): try await socket.send(String(decoding: frame, as: UTF8.self))
+                case let .file(.control(bytes)): transfers.receiveControl(bytes, now: now())
+                case let .file(.signal(signal)): transfers.receiveSignal(signal, now: now())
+                case .closeTransport: throw ClientTestFailure("the modified peer's session ended")
+                default: break
+                }
+            }
+            if contents.isEmpty, session.state == .connected {
+                for file in files {
+                    let hasher = FileHasher()
+                    hasher.update(file.content)
+                    let id = transfers.offer(name: file.name, sizeBytes: UInt64(file.content.count), hash: hasher.finish(),
+                                             entropy: SystemEntropy())!
+                    contents.append((id, file.content))
+                }
+            }
+            for action in transfers.drainActions() {
+                switch action {
+                case let .control(bytes): _ = session.sendFileControl(bytes, now: now())
+                case let .signal(signal): _ = session.transmitFileSignal(signal)
+                case let .event(event): events.append(event)
+                case .write, .store, .release: break
+                }
+            }
+            while session.state == .connected, let request = transfers.nextChunk() {
+                let content = contents.first { $0.0 == request.id }!.1
+                let chunk = Array(content[Int(request.offset)..<(Int(request.offset) + request.length)])
+                if let signal = transfers.sealChunk(request, chunk) { _ = session.transmitFileSignal(signal) }
+            }
+            if !contents.isEmpty, transfers.isIdle, session.drainOutputs().isEmpty { return events }
+            do {
+                if case let .text(buffer)? = try await socket.next(timeoutSeconds: 0.02) {
+                    session.handle(.frame(Array(buffer.readableBytesView)), now: now())
+                }
+            } catch is TestTimeout {}
+            if let due = session.pollTimeout(), due <= now() { session.handleTimeout(now: now()) }
+        }
+        throw ClientTestFailure("the modified peer's transfers did not end: \(events)")
+    }
+
+    @Test("Hostile names land as safe basenames in the download directory; nothing outside it changes, nothing is overwritten")
+    func hostileNames() async throws {
+        let base = try Self.directory("hostile")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        // Already there: a file the peer names (never overwritten), and a symlink pointing out of
+        // the directory under a name the peer uses (never followed, never replaced).
+        try Data("mine".utf8).write(to: inbox.appendingPathComponent("x"))
+        try FileManager.default.createSymbolicLink(atPath: inbox.appendingPathComponent("b").path,
+                                                   withDestinationPath: base.appendingPathComponent("escaped").path)
+        try FileManager.default.createSymbolicLink(atPath: inbox.appendingPathComponent("report.txt.part").path,
+                                                   withDestinationPath: base.appendingPathComponent("escaped-part").path)
+        let hostile: [(name: String, content: [UInt8], stored: String)] = [
+            ("../../x", Array("up two".utf8), "x (1)"),
+            ("a/b", Array("slash".utf8), "b (1)"),
+            ("..", Array("dots".utf8), "file"),
+            ("\u{1B}[2J\u{07}ev\nil\u{202E}txt.exe", Array("controls".utf8), "[2Jeviltxt.exe"),
+            (".profile", Array("hidden".utf8), "profile"),
+            ("--help", Array("dash".utf8), "help"),
+            ("report.txt", Array("part".utf8), "report.txt"),
+        ]
+        try await withRelay { relay in
+            let room = uniqueRoom("HOSTILE")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let events = try await Self.modifiedSender(
+                relay: relay, room: room, files: hostile.map { ($0.name, $0.content) })
+            let done = events.filter { if case .done = $0 { true } else { false } }
+            #expect(done.count == hostile.count, "\(events)")
+            // Bob shows each file_done right after sending its DONE: the last may still be in the pipe.
+            for _ in 0..<500 where Self.event(bob, "file_done").count < hostile.count {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(Self.event(bob, "file_done").count == hostile.count)
+            // The modified peer left without a goodbye: bob would wait for it; SIGTERM ends it.
+            bob.send(signal: SIGTERM)
+            #expect(try await bob.waitForExit() == 128 + SIGTERM)
+        }
+        #expect(try Self.listing(base) == ["inbox"])
+        var expected = Set(hostile.map(\.stored))
+        expected.formUnion(["x", "b", "report.txt.part"])
+        #expect(Set(try Self.listing(inbox)) == expected)
+        #expect(try Data(contentsOf: inbox.appendingPathComponent("x")) == Data("mine".utf8))
+        for file in hostile {
+            #expect(try Data(contentsOf: inbox.appendingPathComponent(file.stored)) == Data(file.content), "\(file.stored)")
+        }
+        let link = try FileManager.default.destinationOfSymbolicLink(atPath: inbox.appendingPathComponent("b").path)
+        #expect(link == base.appendingPathComponent("escaped").path)
+    }
+}
