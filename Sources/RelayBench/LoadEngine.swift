@@ -150,8 +150,10 @@ final class BenchClientHandler: ChannelInboundHandler {
     typealias OutboundOut = WebSocketFrame
 
     private let worker: LoadWorker
-    private let peerFound: EventLoopPromise<Void>
+    /// Succeeds with the nanoseconds from the JOIN to PEER_FOUND.
+    private let peerFound: EventLoopPromise<UInt64>
     private var peerFoundSeen = false
+    private var joinSentNanoseconds: UInt64 = 0
     private var context: ChannelHandlerContext?
     /// The other client of the room (set once both are connected; same event loop).
     var peer: BenchClientHandler?
@@ -166,7 +168,7 @@ final class BenchClientHandler: ChannelInboundHandler {
     /// The most messages one pump writes (bounds the time spent before reads are served).
     static let pumpBatchMax = 256
 
-    init(worker: LoadWorker, peerFound: EventLoopPromise<Void>) {
+    init(worker: LoadWorker, peerFound: EventLoopPromise<UInt64>) {
         self.worker = worker
         self.peerFound = peerFound
     }
@@ -184,6 +186,7 @@ final class BenchClientHandler: ChannelInboundHandler {
         let frame = WebSocketFrame(
             fin: true, opcode: .text, maskKey: .random(using: &worker.maskGenerator), data: BenchWire.join(room: room)
         )
+        joinSentNanoseconds = NIODeadline.now().uptimeNanoseconds
         context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: .seconds(Self.pairingTimeoutSeconds)) {
@@ -296,7 +299,7 @@ final class BenchClientHandler: ChannelInboundHandler {
         case .peerFound:
             if !peerFoundSeen {
                 peerFoundSeen = true
-                peerFound.succeed(())
+                peerFound.succeed(NIODeadline.now().uptimeNanoseconds &- joinSentNanoseconds)
             }
         case .error:
             worker.stats.errorFrames += 1

@@ -29,8 +29,11 @@ struct RelayBench: AsyncParsableCommand {
 }
 
 struct CommonOptions: ParsableArguments {
-    @Option(help: "Relay URL (ws:// or wss://).")
-    var url: String
+    @Option(
+        help: ArgumentHelp(
+            "Relay URL (ws:// or wss://). Repeat it for a cluster's nodes: the two clients of each room then go to "
+                + "different ones (load); connections go round robin (idle)."))
+    var url: [String] = []
     @Option(help: "PEM file of extra trusted certificates for wss://.")
     var caFile: String?
     @Option(help: "Event loop threads of the load generator.")
@@ -39,13 +42,20 @@ struct CommonOptions: ParsableArguments {
     var json = false
 
     func validateCommon() throws {
+        guard !url.isEmpty, url.count <= 64 else { throw ValidationError("--url: give 1 to 64") }
         do {
-            _ = try WebSocketURL(url)
+            _ = try urls()
         } catch {
             throw ValidationError("--url: \(error)")
         }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
     }
+}
+
+extension CommonOptions {
+    func urls() throws -> [WebSocketURL] { try url.map { try WebSocketURL($0) } }
+    /// The URLs as the report names them.
+    var urlText: String { url.joined(separator: " ") }
 }
 
 /// A room code no other run will use: `PREFIX` + random base-36 + index (A-Z0-9 only).
@@ -155,7 +165,7 @@ struct Load: AsyncParsableCommand {
 
     func run() async throws {
         _ = try? FileDescriptorLimit.raise()
-        let url = try WebSocketURL(common.url)
+        let urls = try common.urls()
         let clientCount = rooms * 2
         let mode: LoadMode =
             rate.map { .openLoop(perClientMessagesPerSecond: Double($0) / Double(clientCount)) }
@@ -180,15 +190,17 @@ struct Load: AsyncParsableCommand {
         let run = UInt32.random(in: 0...UInt32.max)
 
         // Connect and pair every room's two clients on the same event loop.
-        var peerFoundFutures: [EventLoopFuture<Void>] = []
+        var peerFoundFutures: [EventLoopFuture<UInt64>] = []
         var connectFailures = 0
         for room in 0..<rooms {
             let slot = room % loops.count
             let worker = workers[slot]
             let loop = loops[slot]
             var pair: [NIOLoopBound<BenchClientHandler>] = []
-            for _ in 0..<2 {
-                let promise = loop.makePromise(of: Void.self)
+            for client in 0..<2 {
+                let promise = loop.makePromise(of: UInt64.self)
+                // With several URLs the room's two clients are on different nodes.
+                let url = urls[(room + client) % urls.count]
                 do {
                     let handler = try await clientsPerLoop[slot].connect(to: url) { channel in
                         let handler = BenchClientHandler(worker: worker.value, peerFound: promise)
@@ -217,9 +229,10 @@ struct Load: AsyncParsableCommand {
         }
         // Each client fails its own PEER_FOUND promise after 30 s (see BenchClientHandler.join).
         var pairingFailures = 0
+        var joinLatencies: [UInt64] = []
         for future in peerFoundFutures {
             do {
-                try await future.get()
+                joinLatencies.append(try await future.get())
             } catch {
                 pairingFailures += 1
             }
@@ -248,13 +261,13 @@ struct Load: AsyncParsableCommand {
 
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let report = LoadReport(
-            url: common.url, rooms: rooms, clients: clientCount,
+            url: common.urlText, rooms: rooms, clients: clientCount,
             frameBytes: BenchWire.frameBytesMin
                 + BenchWire.filler(frameBytes: messageBytes).count,
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
             seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
             relayCPUSeconds: relayCPU, ownCPUSeconds: ownCPU, relayRunQueueWaitMilliseconds: relayWait,
-            ownRunQueueWaitMilliseconds: ownWait
+            ownRunQueueWaitMilliseconds: ownWait, joinToPeerFoundNanoseconds: joinLatencies.sorted()
         )
         print(common.json ? report.json : report.text)
     }
@@ -275,6 +288,16 @@ struct LoadReport {
     /// Time spent waiting for a CPU during the measurement, relay and load generator.
     var relayRunQueueWaitMilliseconds: Double?
     var ownRunQueueWaitMilliseconds: Double?
+    /// Every paired client's time from its JOIN to its PEER_FOUND, sorted (rooms set up one at a
+    /// time, before the load).
+    var joinToPeerFoundNanoseconds: [UInt64] = []
+
+    func joinMicroseconds(_ percentile: Double) -> Double {
+        guard !joinToPeerFoundNanoseconds.isEmpty else { return 0 }
+        let index = min(joinToPeerFoundNanoseconds.count - 1,
+                        Int((percentile / 100 * Double(joinToPeerFoundNanoseconds.count)).rounded(.up)) - 1)
+        return Double(joinToPeerFoundNanoseconds[max(0, index)]) / 1000
+    }
 
     /// Relay CPU microseconds per forwarded message (each forwarded message is one received here).
     var relayMicrosecondsPerMessage: Double? {
@@ -304,6 +327,8 @@ struct LoadReport {
               MB/s         \(format(megabytesPerSecond, 2))
               latency us   p50 \(format(percentileMicroseconds(50))) p99 \(format(percentileMicroseconds(99))) \
             p99.9 \(format(percentileMicroseconds(99.9))) max \(format(percentileMicroseconds(100)))
+              JOIN us      p50 \(format(joinMicroseconds(50))) p99 \(format(joinMicroseconds(99))) \
+            max \(format(joinMicroseconds(100))) (JOIN to PEER_FOUND, every client)
               CPU us/msg   relay \(relayMicrosecondsPerMessage.map { format($0, 2) } ?? "n/a (no --relay-pid)"), \
             load generator \(format(ownMicrosecondsPerMessage, 2))
               CPU wait ms  relay \(relayRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a"), \
@@ -320,6 +345,8 @@ struct LoadReport {
         "messages_per_second":\(messagesPerSecond),"megabytes_per_second":\(megabytesPerSecond),\
         "latency_us":{"p50":\(percentileMicroseconds(50)),"p99":\(percentileMicroseconds(99)),\
         "p99_9":\(percentileMicroseconds(99.9)),"max":\(percentileMicroseconds(100))},\
+        "join_to_peer_found_us":{"p50":\(joinMicroseconds(50)),"p99":\(joinMicroseconds(99)),\
+        "max":\(joinMicroseconds(100))},\
         "relay_cpu_us_per_message":\(relayMicrosecondsPerMessage ?? -1),\
         "load_generator_cpu_us_per_message":\(ownMicrosecondsPerMessage),\
         "relay_run_queue_wait_ms":\(relayRunQueueWaitMilliseconds ?? -1),\
@@ -360,7 +387,7 @@ struct Idle: AsyncParsableCommand {
 
     func run() async throws {
         let limits = try? FileDescriptorLimit.raise()
-        let url = try WebSocketURL(common.url)
+        let urls = try common.urls()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         let client = try WebSocketClient(
             configuration: WebSocketClientConfiguration(
@@ -383,7 +410,7 @@ struct Idle: AsyncParsableCommand {
             func launch(_ index: Int) {
                 group.addTask {
                     do {
-                        let channel = try await client.connect(to: url) { channel in
+                        let channel = try await client.connect(to: urls[index % urls.count]) { channel in
                             try channel.pipeline.syncOperations.addHandler(IdleClientHandler(tally: tally))
                             return channel
                         }
@@ -431,7 +458,7 @@ struct Idle: AsyncParsableCommand {
         if common.json {
             print(
                 """
-                {"url":"\(common.url)","requested":\(total),"opened":\(channels.count),"still_up":\(stillUp),\
+                {"url":"\(common.urlText)","requested":\(total),"opened":\(channels.count),"still_up":\(stillUp),\
                 "closed_early":\(closedEarly),"close_codes":{\(closeCodesJSON)},\
                 "failed":\(failures.values.reduce(0, +)),"hold_seconds":\(holdSeconds),\
                 "connect_seconds":\(connectSeconds),"relay_rss_kib_before":\(relayRSSBefore ?? -1),\
@@ -441,7 +468,7 @@ struct Idle: AsyncParsableCommand {
         } else {
             print(
                 """
-                relay-bench idle: \(common.url)
+                relay-bench idle: \(common.urlText)
                   requested \(total), opened \(channels.count) in \(connectSeconds) s, \
                 still up after \(holdSeconds) s: \
                 \(stillUp), closed early \(closedEarly)

@@ -96,6 +96,15 @@ struct ClusterState: Sendable {
     var seats: [ConnectionID: ClusterSeat] = [:]
     /// JOINs sent to Redis and not yet answered.
     var pending: [ConnectionID: ClusterJoinRequest] = [:]
+    /// A room-mate announced (PEER_FOUND from its node) while the JOIN's own answer was still on its
+    /// way: Redis's notice and its answer travel on two connections, so the notice can come first.
+    /// At most one per pending JOIN; dropped with it.
+    var announced: [ConnectionID: ClusterPeer] = [:]
+    /// Seats whose re-registration found no room-mate in Redis while the seat had one: the mate's
+    /// node announces itself when it registers again; if it has not after this many heartbeats,
+    /// the seat asks Redis once more and, still alone, tells its client PEER_LEFT.
+    var unconfirmed: [ConnectionID: Int] = [:]
+    static let unconfirmedHeartbeats = 3
 
     init(node: String) {
         self.node = node

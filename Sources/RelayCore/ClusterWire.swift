@@ -56,7 +56,8 @@ public enum ClusterWire {
                 return .signal(to: to, from: peer, bodyOffset: end + 1)
             }
             guard end == bytes.count else { return nil }
-            return .notice(kind == UInt8(ascii: "F") ? .peerFound(to: to, partner: peer) : .peerLeft(to: to, partner: peer))
+            let found = kind == UInt8(ascii: "F")
+            return .notice(found ? .peerFound(to: to, partner: peer) : .peerLeft(to: to, partner: peer))
         default:
             return nil
         }
@@ -81,17 +82,20 @@ public enum ClusterWire {
         return value
     }
 
-    /// The Redis key of a room: a hash tag of the room code's BLAKE2b-128 (so Redis and its
-    /// operator see no room code, only a hash of it; see docs/RELAY.md for what that hides).
+    /// The Redis key of a room: a hash tag of the first 64 bits of the room code's BLAKE2b (so
+    /// Redis and its operator see no room code, only a hash of it; see docs/RELAY.md for what that
+    /// hides). Two rooms share a key only by a 64-bit collision (billions of rooms at once).
     public static func roomKey(_ room: RoomCode) -> String {
-        "sc:{\(hex(Digest.blake2b(Array(room.value.utf8), outputByteCount: 16)))}"
+        "sc:{\(hex(Array(Digest.blake2b(Array(room.value.utf8), outputByteCount: 16).prefix(8))))}"
     }
 
-    /// What Redis stores of a reconnect token: its BLAKE2b-128 (Redis never holds a token that
-    /// would take a seat).
+    /// What Redis stores of a reconnect token: the first 64 bits of its BLAKE2b (Redis never holds
+    /// a token that would take a seat; a seat's two tokens are compared, so 64 bits never collide
+    /// in practice, and finding a 128-bit token with a given 64-bit hash within the grace period is
+    /// out of reach). 16 hex digits instead of 32 keep a room under 300 bytes of Redis memory.
     public static func tokenHash(_ token: ReconnectToken?) -> String {
         guard let token else { return "" }
-        return hex(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16))
+        return hex(Array(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16).prefix(8)))
     }
 
     /// The key whose presence (with a TTL) says a node is alive.

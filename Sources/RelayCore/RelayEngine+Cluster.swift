@@ -87,17 +87,22 @@ extension RelayEngine {
         guard cluster?.pending[id] == request, case .serving = connections[id]?.state else {
             // The connection left (or closed) while Redis was deciding: give back what it got.
             if cluster?.pending[id] == request { cluster?.pending[id] = nil }
-            if case .admitted = reply { actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil))) }
+            if case .admitted = reply {
+                actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil)))
+            }
             return
         }
         cluster?.pending[id] = nil
+        let announced = cluster?.announced.removeValue(forKey: id)
         switch reply {
         case .unavailable:
             self.reply(.clusterUnavailable, RelayErrorCode.clusterUnavailable.defaultMessage, to: id, now: now)
         case let .refused(code):
             self.reply(code, code.defaultMessage, to: id, now: now)
-        case let .admitted(partner, reclaimed, evicted):
+        case .admitted(var partner, let reclaimed, let evicted):
             if let evicted { evictLocal(evicted, now: now) }
+            // A mate that joined after this JOIN's script ran is newer than its answer.
+            if let announced { partner = announced }
             let token = reclaimed ? request.token : request.newToken
             let seat = ClusterSeat(room: request.room, token: token, partner: partner)
             cluster?.seats[id] = seat
@@ -122,6 +127,7 @@ extension RelayEngine {
     /// Local connection `id` has room-mate `partner` now: PEER_LEFT first if it had another
     /// (as a single relay says when a seat changes hands), then PEER_FOUND; nothing if unchanged.
     private mutating func introduce(_ partner: ClusterPeer, to id: ConnectionID) {
+        cluster?.unconfirmed[id] = nil
         guard let seat = cluster?.seats[id], seat.partner != partner else { return }
         if seat.partner != nil { actions.append(.send(id, .peerLeft)) }
         cluster?.seats[id]?.partner = partner
@@ -143,10 +149,12 @@ extension RelayEngine {
     /// `leave` (whose script tells a remote room-mate).
     mutating func clusterLeave(_ id: ConnectionID, reserve: Bool, now: Instant) {
         cluster?.pending[id] = nil
+        cluster?.announced[id] = nil
         dropSeat(id, tellRedis: true, reserve: reserve, now: now)
     }
 
     private mutating func dropSeat(_ id: ConnectionID, tellRedis: Bool, reserve: Bool, now: Instant) {
+        cluster?.unconfirmed[id] = nil
         guard let seat = cluster?.seats.removeValue(forKey: id) else { return }
         if tellRedis {
             let reserve = reserve && seat.token != nil
@@ -202,9 +210,15 @@ extension RelayEngine {
     public mutating func clusterNotice(_ notice: ClusterNotice, now: Instant) {
         switch notice {
         case let .peerFound(to, partner):
-            introduce(partner, to: ConnectionID(to))
+            let id = ConnectionID(to)
+            if cluster?.pending[id] != nil {
+                cluster?.announced[id] = partner
+            } else {
+                introduce(partner, to: id)
+            }
         case let .peerLeft(to, partner):
             let id = ConnectionID(to)
+            if cluster?.announced[id] == partner { cluster?.announced[id] = nil }
             guard cluster?.seats[id]?.partner == partner else { return }
             cluster?.seats[id]?.partner = nil
             actions.append(.send(id, .peerLeft))
@@ -241,6 +255,7 @@ extension RelayEngine {
                 guard let request = state.pending[id] else { continue }
                 clusterJoinAnswered(id, request, .unavailable, now: now)
             }
+            cluster?.announced = [:]
         }
     }
 
@@ -252,6 +267,19 @@ extension RelayEngine {
         guard let state = cluster, state.available else { return }
         for id in state.seats.keys.sorted() {
             guard let seat = state.seats[id] else { continue }
+            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            actions.append(.cluster(.join(id, request)))
+        }
+    }
+
+    /// A heartbeat went to Redis (once a second): seats still waiting for their mate's node to
+    /// announce itself count down; at zero they ask Redis again (`rejoinAnswered` decides).
+    public mutating func clusterHeartbeat(now: Instant) {
+        guard let state = cluster, state.available, !state.unconfirmed.isEmpty else { return }
+        for id in state.unconfirmed.keys.sorted() {
+            guard let left = state.unconfirmed[id], left > 0, let seat = state.seats[id] else { continue }
+            cluster?.unconfirmed[id] = left - 1
+            guard left == 1 else { continue }
             let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
             actions.append(.cluster(.join(id, request)))
         }
@@ -276,10 +304,20 @@ extension RelayEngine {
                 introduce(me, to: ConnectionID(partner.connection))
             }
             // No room-mate in Redis: after a Redis restart the mate's node may not have
-            // registered its seat yet (it then announces itself); a mate that left meanwhile is
-            // told by its node's replayed leave. So the seat keeps the mate it had: a PEER_LEFT
-            // now would make the client give up what the mate never acknowledged.
-            if let partner { introduce(partner, to: id) }
+            // registered its seat yet (it then announces itself). So the seat keeps the mate it
+            // had for a few heartbeats (`clusterHeartbeat`): a PEER_LEFT now would make the client
+            // give up what the mate never acknowledged. Asked again and still alone: PEER_LEFT.
+            if let partner {
+                introduce(partner, to: id)
+            } else if seat.partner != nil {
+                if cluster?.unconfirmed[id] == 0 {
+                    cluster?.unconfirmed[id] = nil
+                    cluster?.seats[id]?.partner = nil
+                    actions.append(.send(id, .peerLeft))
+                } else if cluster?.unconfirmed[id] == nil {
+                    cluster?.unconfirmed[id] = ClusterState.unconfirmedHeartbeats
+                }
+            }
         }
     }
 }

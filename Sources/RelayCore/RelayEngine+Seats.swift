@@ -71,7 +71,9 @@ extension RelayEngine {
     /// A JOIN in cluster mode: the address's join rate is charged unless the JOIN repeats the
     /// connection's room (a retransmission) or is already waiting for Redis; an address over its
     /// rate may still take back its own seat with its token (Redis checks the token).
-    private mutating func clusterJoinChecked(_ room: RoomCode, token: ReconnectToken?, from id: ConnectionID, now: Instant) {
+    private mutating func clusterJoinChecked(
+        _ room: RoomCode, token: ReconnectToken?, from id: ConnectionID, now: Instant
+    ) {
         let repeated = cluster?.seats[id]?.room == room || cluster?.pending[id] != nil
         var overJoinRate = false
         if !repeated, let key = connections[id]?.countedUnder, var entry = addresses[key] {

@@ -4,20 +4,24 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RelayCore
 
-/// Where the cluster's Redis is: `redis://HOST:PORT` (`--redis`), the password from a file.
+/// Where the cluster's Redis is: `redis://HOST:PORT` or, over TLS, `rediss://HOST:PORT` (`--redis`).
 public struct RedisEndpoint: Sendable, Hashable {
     public var host: String
     public var port: Int
+    /// `rediss://`: TLS (NIOSSL), the server's certificate checked against the system's roots or
+    /// `--redis-ca-file`, and its name against HOST.
+    public var usesTLS: Bool
 
-    /// Parse `redis://HOST:PORT` (or `redis://HOST`, port 6379; `[v6]` hosts). A password in the
+    /// Parse `redis[s]://HOST:PORT` (or without `:PORT`, 6379; `[v6]` hosts). A password in the
     /// URL is refused: it would be on the command line (`--redis-password-file` instead).
     public init(url: String) throws(InvalidRelaySetting) {
         func invalid(_ reason: String) -> InvalidRelaySetting { InvalidRelaySetting(flag: "redis", reason: reason) }
-        if url.hasPrefix("rediss://") { throw invalid("rediss:// (TLS) is not supported yet; use redis://") }
-        guard url.hasPrefix("redis://") else { throw invalid("must be redis://HOST:PORT") }
-        var rest = Substring(url.dropFirst("redis://".count))
+        usesTLS = url.hasPrefix("rediss://")
+        guard usesTLS || url.hasPrefix("redis://") else { throw invalid("must be redis://HOST:PORT or rediss://") }
+        var rest = Substring(url.dropFirst(usesTLS ? "rediss://".count : "redis://".count))
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard !rest.contains("@") else { throw invalid("no password in the URL; use --redis-password-file") }
         guard !rest.contains("/") else { throw invalid("no database or path: redis://HOST:PORT") }
@@ -73,6 +77,8 @@ final class ClusterLink {
         var partnerNodes: () -> [String]
         /// This node's heartbeat key had expired: re-register every seat.
         var reregister: () -> Void
+        /// A heartbeat was sent (once a second while Redis answers).
+        var heartbeat: () -> Void
     }
 
     private struct Waiter {
@@ -108,8 +114,14 @@ final class ClusterLink {
     private(set) var reconnects = 0
     private(set) var lastRoundTripNanoseconds: UInt64 = 0
 
-    init(endpoint: RedisEndpoint, password: [UInt8]?, node: String, eventLoop: any EventLoop, logger: Logger) {
+    private let sslContext: NIOSSLContext?
+
+    init(
+        endpoint: RedisEndpoint, password: [UInt8]?, sslContext: NIOSSLContext?, node: String,
+        eventLoop: any EventLoop, logger: Logger
+    ) {
         self.endpoint = endpoint
+        self.sslContext = sslContext
         self.password = password
         self.node = node
         self.eventLoop = eventLoop
@@ -201,7 +213,14 @@ final class ClusterLink {
     }
 
     private func runLeave(_ keyAndArgs: [[UInt8]]) {
-        evaluate(.leave, key: String(decoding: keyAndArgs[0], as: UTF8.self), Array(keyAndArgs.dropFirst())) { _ in }
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        evaluate(.leave, key: String(decoding: keyAndArgs[0], as: UTF8.self), Array(keyAndArgs.dropFirst())) { reply in
+            // Lost with the connection (it may not have run): again once Redis is back. The script
+            // is idempotent: a seat already gone only repeats a PEER_LEFT its mate's node ignores.
+            guard reply == nil, !link.value.stopped else { return }
+            if link.value.leaveBacklog.count >= ClusterTiming.leaveBacklogMax { link.value.leaveBacklog.removeFirst() }
+            link.value.leaveBacklog.append(keyAndArgs)
+        }
     }
 
     func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
@@ -342,7 +361,9 @@ final class ClusterLink {
                 case let .success(channel):
                     link.value.subscriber = channel
                     var commands: [[UInt8]] = []
-                    if let password = link.value.password { commands += [RESPEncoding.command([Array("AUTH".utf8), password])] }
+                    if let password = link.value.password {
+                        commands.append(RESPEncoding.command([Array("AUTH".utf8), password]))
+                    }
                     let channelName = Array((ClusterWire.channelPrefix() + link.value.node).utf8)
                     commands.append(RESPEncoding.command([Array("SUBSCRIBE".utf8), channelName]))
                     channel.writeAndFlush(channel.allocator.buffer(bytes: commands.flatMap { $0 }), promise: nil)
@@ -382,11 +403,20 @@ final class ClusterLink {
         _ onValue: @escaping (RESPValue) -> Void, closed: @escaping () -> Void
     ) -> EventLoopFuture<any Channel> {
         let handler = NIOLoopBound(RedisValueHandler(onValue: onValue, onClose: closed), eventLoop: eventLoop)
+        let sslContext = self.sslContext
+        // SNI and the name check want a host name; an IP address is checked against the
+        // certificate's IP addresses instead (NIOSSL does that when no name is given).
+        let serverHostname = endpoint.host.contains(":") || endpoint.host.allSatisfy({ $0.isNumber || $0 == "." })
+            ? nil : endpoint.host
         return ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.milliseconds(ClusterTiming.commandTimeoutMilliseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
                     try channel.pipeline.syncOperations.addHandler(handler.value)
                 }
@@ -436,6 +466,7 @@ final class ClusterLink {
                 link.value.events?.reregister()
             }
         }
+        events?.heartbeat()
         // Bounded by the distinct nodes of local room-mates.
         for partnerNode in events?.partnerNodes() ?? [] {
             send([Array("EXISTS".utf8), Array((ClusterWire.nodeKeyPrefix() + partnerNode).utf8)]) { reply in

@@ -5,7 +5,8 @@
 /// (`sc:node:<id>`, refreshed every second with a TTL) is gone is freed.
 ///
 /// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats
-/// `{n: node, c: connection, t: token hash, u: reserved-until ms}`; a reserved seat has `n == ""`.
+/// `{n: node, c: connection, t: token hash, u: reserved-until ms}`; a reserved seat has `n == ""`
+/// (and `u`; a live one has none).
 /// Nothing else about a room is stored: no payload, no room code, no token.
 enum ClusterScripts {
     /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
@@ -40,7 +41,7 @@ enum ClusterScripts {
               index = i
               reclaimed = '1'
               if s.n ~= '' then evn = s.n; evc = s.c end
-              s.n = node; s.c = conn; s.u = 0
+              s.n = node; s.c = conn; s.u = nil
             end
           end
         end
@@ -52,7 +53,7 @@ enum ClusterScripts {
             end
             return {'refused', 'ROOM_FULL'}
           end
-          table.insert(seats, {n = node, c = conn, t = newtok, u = 0})
+          table.insert(seats, {n = node, c = conn, t = newtok})
           index = #seats
         end
         local pn, pc = '', ''

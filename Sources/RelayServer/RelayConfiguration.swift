@@ -35,6 +35,8 @@ public struct RelayConfiguration: Sendable, Hashable {
     public var redisURL: String?
     /// A file holding the Redis password (never on the command line).
     public var redisPasswordFile: String?
+    /// PEM certificates to trust for `rediss://` (default: the system's roots).
+    public var redisCAFile: String?
     /// This node's name in logs, metrics and Redis (`--node-id`; nil: a random one).
     public var nodeName: String?
 
@@ -59,7 +61,8 @@ public struct RelayConfiguration: Sendable, Hashable {
             (tlsCertificateFile == nil) == (tlsKeyFile == nil), "tls-cert-file",
             "give both --tls-cert-file and --tls-key-file"
         )
-        if let redisURL { _ = try RedisEndpoint(url: redisURL) }
+        let endpoint = try redisURL.map { url throws(InvalidRelaySetting) in try RedisEndpoint(url: url) }
+        try require(redisCAFile == nil || endpoint?.usesTLS == true, "redis-ca-file", "needs --redis rediss://")
         try require(redisPasswordFile == nil || redisURL != nil, "redis-password-file", "needs --redis")
         try require(nodeName == nil || redisURL != nil, "node-id", "needs --redis")
         try require(

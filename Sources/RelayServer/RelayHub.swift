@@ -1,6 +1,7 @@
 import ChatCore
 import Logging
 import NIOCore
+import NIOSSL
 import RelayCore
 
 /// The relay's NIO shell state, confined to one event loop: the engine (RelayCore's
@@ -22,6 +23,8 @@ import RelayCore
 struct ClusterSetup: Sendable {
     var endpoint: RedisEndpoint
     var password: [UInt8]?
+    /// For `rediss://`.
+    var sslContext: NIOSSLContext?
     /// The node's name and incarnation (`name.hex8`).
     var identity: String
 }
@@ -63,8 +66,8 @@ final class RelayHub {
             engine = try RelayEngine(
                 limits: configuration.limits, now: Self.now, entropy: SystemEntropy(), clusterNode: cluster.identity)
             link = ClusterLink(
-                endpoint: cluster.endpoint, password: cluster.password, node: cluster.identity, eventLoop: eventLoop,
-                logger: logger)
+                endpoint: cluster.endpoint, password: cluster.password, sslContext: cluster.sslContext,
+                node: cluster.identity, eventLoop: eventLoop, logger: logger)
         } else {
             engine = try RelayEngine(limits: configuration.limits, now: Self.now, entropy: SystemEntropy())
             link = nil
@@ -88,7 +91,8 @@ final class RelayHub {
             message: { bytes in hub.value.clusterMessage(bytes) },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
             partnerNodes: { hub.value.engine.clusterPartnerNodes },
-            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } }
+            reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } },
+            heartbeat: { hub.value.clusterInput { $0.clusterHeartbeat(now: $1) } }
         )
         logger.info("cluster node starting", metadata: ["node": "\(link.node)"])
         link.start()

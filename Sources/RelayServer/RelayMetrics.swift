@@ -50,7 +50,7 @@ public final class RelayMetrics: Sendable {
         seatsReclaimed = registry.makeCounter(
             descriptor: Self.name("seats_reclaimed_total", "seats taken back with their reconnect token"))
         clusterAvailable = registry.makeGauge(
-            descriptor: Self.name("cluster_available", "1 while this cluster node's redis answers (0: single relay too)"))
+            descriptor: Self.name("cluster_available", "1 while this node's redis answers (0 for a single relay)"))
         clusterRoundTrip = registry.makeGauge(
             descriptor: Self.name("cluster_redis_rtt_microseconds", "the last heartbeat's round trip to redis"))
         clusterPublishErrors = registry.makeCounter(

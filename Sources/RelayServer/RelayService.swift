@@ -211,7 +211,17 @@ public struct RelayService: Service {
         let entropy = SystemEntropy()
         let name = configuration.nodeName ?? "node-" + String(entropy.nextUInt64() & 0xFFFF_FFFF, radix: 16)
         let incarnation = String(format: "%08x", UInt32(truncatingIfNeeded: entropy.nextUInt64()))
-        return ClusterSetup(endpoint: endpoint, password: password, identity: name + "." + incarnation)
+        var sslContext: NIOSSLContext?
+        if endpoint.usesTLS {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if let caFile = configuration.redisCAFile {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            }
+            sslContext = try NIOSSLContext(configuration: tls)
+        }
+        return ClusterSetup(
+            endpoint: endpoint, password: password, sslContext: sslContext, identity: name + "." + incarnation)
     }
 
     private static func makeSSLContext(_ configuration: RelayConfiguration) throws -> NIOSSLContext? {

@@ -40,8 +40,10 @@ struct Relay: AsyncParsableCommand {
     @Option(help: "Metrics port (0: any free port; --metrics-port=-1: no metrics listener).")
     var metricsPort = RelayConfiguration.defaults.metricsPort
 
-    @Option(help: "Cluster mode: the Redis that holds the rooms of every node, redis://HOST:PORT (default: none, one node).")
+    @Option(help: "Cluster mode: the Redis holding every node's rooms, redis[s]://HOST:PORT (default: none, one node).")
     var redis: String?
+    @Option(help: "PEM certificates to trust for a rediss:// Redis (default: the system's roots).")
+    var redisCaFile: String?
     @Option(help: "A file holding the Redis password (never put it on the command line).")
     var redisPasswordFile: String?
     @Option(help: "This node's name in logs, metrics and Redis (with --redis; default: random).")
@@ -124,6 +126,7 @@ struct Relay: AsyncParsableCommand {
         configuration.metricsPort = metricsPort
         configuration.redisURL = redis
         configuration.redisPasswordFile = redisPasswordFile
+        configuration.redisCAFile = redisCaFile
         configuration.nodeName = nodeId
         configuration.limits.frameSizeMaxBytes = frameSizeMaxBytes
         configuration.limits.messagesPerSecond = messagesPerSecond

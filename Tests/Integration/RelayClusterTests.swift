@@ -256,6 +256,97 @@ struct RelayClusterTests {
         await restarted.kill()
     }
 
+    @Test("CLUSTER_UNAVAILABLE is retryable: securechat clients started while Redis is down keep retrying their JOIN and connect once it is back")
+    func clientsRetryWhileRedisDown() async throws {
+        let redis = try await RedisServer.start()
+        let first = try await RelayProcess.start(["--redis", redis.url])
+        let second = try await RelayProcess.start(["--redis", redis.url])
+        defer { Task { await first.kill(); await second.kill() } }
+        try await waitHealthy(first)
+        try await waitHealthy(second)
+        await redis.kill()
+        try await waitHealthy(first, expected: "degraded")
+        try await waitHealthy(second, expected: "degraded")
+        let room = uniqueRoom("RETRY")
+        let alice = try ClientProcess("alice", [room, "--relay", first.url, "--json"])
+        let bob = try ClientProcess("bob", [room, "--relay", second.url, "--json"])
+        try await alice.notice("relay_error")
+        try await bob.notice("relay_error")
+        let restarted = try await RedisServer.start(port: redis.port)
+        defer { Task { await restarted.kill() } }
+        try await alice.state("CONNECTED", timeoutSeconds: 60)
+        try await bob.state("CONNECTED", timeoutSeconds: 60)
+        try alice.type("after the outage")
+        #expect(try await bob.messages(count: 1) == ["after the outage"])
+        await alice.kill()
+        await bob.kill()
+        await first.kill()
+        await second.kill()
+        await restarted.kill()
+    }
+
+    @Test("A Redis restart mid-chat, peers on two nodes: what is typed during the outage arrives after it, once and in order, without the clients reconnecting")
+    func redisRestartMidChat() async throws {
+        try await withCluster(nodes: 2) { redis, nodes in
+            let room = uniqueRoom("RESTART")
+            let alice = try ClientProcess("alice", [room, "--relay", nodes[0].url, "--json"])
+            let bob = try ClientProcess("bob", [room, "--relay", nodes[1].url, "--json"])
+            try await alice.state("CONNECTED")
+            try await bob.state("CONNECTED")
+            let before = (1...3).map { "before \($0)" }
+            for line in before { try alice.type(line) }
+            #expect(try await bob.messages(count: 3) == before)
+            await redis.kill()
+            for node in nodes { try await waitHealthy(node, expected: "degraded") }
+            let during = (1...3).map { "during \($0)" }
+            for line in during { try alice.type(line) }
+            let fromBob = (1...3).map { "bob during \($0)" }
+            for line in fromBob { try bob.type(line) }
+            try await Task.sleep(for: .seconds(1))
+            let restarted = try await RedisServer.start(port: redis.port)
+            defer { Task { await restarted.kill() } }
+            #expect(try await bob.messages(count: 6, timeoutSeconds: 60) == before + during)
+            #expect(try await alice.messages(count: 3, timeoutSeconds: 60) == fromBob)
+            try await Task.sleep(for: .seconds(1))
+            #expect(bob.messageTexts == before + during)
+            #expect(alice.messageTexts == fromBob)
+            // The room is back in Redis: a third party is refused.
+            let third = try await TestWebSocket.connect(nodes[0].url)
+            try await third.send(joinFrame(room))
+            try await third.expect("ERROR", code: "ROOM_FULL")
+            await alice.kill()
+            await bob.kill()
+            await restarted.kill()
+        }
+    }
+
+    @Test("A peer leaves while Redis is down: its node keeps the departure and, once Redis is back, its partner on another node is told PEER_LEFT")
+    func leaveWhileRedisDown() async throws {
+        try await withCluster(nodes: 2) { redis, nodes in
+            let room = uniqueRoom("GONE")
+            let alice = try await TestWebSocket.connect(nodes[0].url)
+            let bob = try await TestWebSocket.connect(nodes[1].url)
+            try await alice.send(joinFrame(room))
+            try await alice.expect("JOINED")
+            try await bob.send(joinFrame(room))
+            try await bob.expect("JOINED")
+            try await bob.expect("PEER_FOUND")
+            try await alice.expect("PEER_FOUND")
+            await redis.kill()
+            for node in nodes { try await waitHealthy(node, expected: "degraded") }
+            try await alice.close()
+            let restarted = try await RedisServer.start(port: redis.port)
+            defer { Task { await restarted.kill() } }
+            try await bob.expect("PEER_LEFT", timeoutSeconds: 15)
+            let carol = try await TestWebSocket.connect(nodes[0].url)
+            try await carol.send(joinFrame(room))
+            #expect(try await carol.expect("JOINED", timeoutSeconds: 15).object["peers"] as? Int == 2)
+            try await carol.expect("PEER_FOUND")
+            try await bob.expect("PEER_FOUND")
+            await restarted.kill()
+        }
+    }
+
     @Test("Two securechat clients on different nodes connect, chat both ways, and nothing is lost")
     func clientsAcrossNodes() async throws {
         try await withCluster(nodes: 2) { _, nodes in
@@ -366,6 +457,18 @@ struct RelayClusterTests {
             let secret = "the plaintext nobody but bob may read"
             try alice.type(secret)
             #expect(try await bob.messages(count: 1) == [secret])
+            // A raw pair too, whose reconnect tokens the test can read, one seat reserved.
+            let rawRoom = uniqueRoom("TOKENROOM")
+            let carol = try await TestWebSocket.connect(nodes[0].url)
+            let dave = try await TestWebSocket.connect(nodes[1].url)
+            try await carol.send(joinFrame(rawRoom))
+            let carolToken = try #require(try await carol.expect("JOINED").object["token"] as? String)
+            try await dave.send(joinFrame(rawRoom))
+            let daveToken = try #require(try await dave.expect("JOINED").object["token"] as? String)
+            try await dave.expect("PEER_FOUND")
+            try await carol.expect("PEER_FOUND")
+            carol.abort()
+            try await dave.expect("PEER_LEFT")
             // What Redis stores: every key and value.
             let keys = try await redis.cli(["--scan"]).split(separator: "\n").map(String.init)
             var stored = keys.joined(separator: "\n")
@@ -373,6 +476,8 @@ struct RelayClusterTests {
             #expect(keys.contains { $0.hasPrefix("sc:{") }, "the room is in redis: \(keys)")
             #expect(keys.allSatisfy { $0.hasPrefix("sc:{") || $0.hasPrefix("sc:node:") }, "\(keys)")
             #expect(!stored.contains(room) && !stored.lowercased().contains(room.lowercased()))
+            #expect(!stored.contains(rawRoom) && !stored.contains(carolToken) && !stored.contains(daveToken))
+            #expect(stored.contains(#""n":"""#), "the seats were read: \(stored)")
             #expect(!stored.contains("SIGNAL") && !stored.contains("payload"))
             // What its operator watches go by: SIGNALs (ciphertext) published, never the plaintext
             // or the room code.
@@ -380,7 +485,8 @@ struct RelayClusterTests {
             let watched = monitor.stdout.all.joined(separator: "\n")
             #expect(watched.contains("PUBLISH") && watched.contains("SIGNAL"), "the monitor saw the traffic")
             #expect(!watched.contains(secret) && !watched.contains(base64(secret)))
-            #expect(!watched.contains(room))
+            #expect(!watched.contains(room) && !watched.contains(rawRoom))
+            #expect(!watched.contains(carolToken) && !watched.contains(daveToken))
             await alice.kill()
             await bob.kill()
         }
@@ -429,10 +535,11 @@ struct RelayClusterTests {
         }
     }
 
-    @Test("Cluster flags: a password in the URL, rediss://, a node id without --redis or with bad characters are refused at startup")
+    @Test("Cluster flags: a password in the URL, another scheme, a CA file without rediss://, a node id without --redis or with bad characters are refused at startup")
     func flagValidation() async throws {
         for (arguments, flag) in [
-            (["--redis", "redis://:secret@127.0.0.1:6379"], "--redis"), (["--redis", "rediss://127.0.0.1:6379"], "--redis"),
+            (["--redis", "redis://:secret@127.0.0.1:6379"], "--redis"), (["--redis", "http://127.0.0.1:6379"], "--redis"),
+            (["--redis", "redis://127.0.0.1:6379", "--redis-ca-file", "/etc/hostname"], "--redis-ca-file"),
             (["--node-id", "a"], "--node-id"), (["--redis", "redis://127.0.0.1:6379", "--node-id", "a b"], "--node-id"),
             (["--redis-password-file", "/nonexistent"], "--redis-password-file"),
         ] {
@@ -474,5 +581,75 @@ struct RelayClusterTests {
         await node.kill()
         await refused.kill()
         await process.kill()
+    }
+
+    @Test("rediss://: nodes reach a TLS-only Redis with --redis-ca-file and pair across nodes; without the CA (or with redis://) they are not served")
+    func redisOverTLS() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        try makeSelfSignedCertificate(certificate: certificate, key: key)
+        let port = try freeLoopbackPort()
+        let redis = try TestProcess(
+            "redis-server",
+            arguments: ["--port", "0", "--tls-port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                        "--tls-cert-file", certificate, "--tls-key-file", key, "--tls-ca-cert-file", certificate,
+                        "--tls-auth-clients", "no"],
+            executableURL: URL(fileURLWithPath: "/usr/bin/redis-server"))
+        defer { Task { await redis.kill() } }
+        _ = try await redis.stdout.first(timeoutSeconds: 20) { $0.contains("Ready to accept connections") }
+        let url = "rediss://127.0.0.1:\(port)"
+        let first = try await RelayProcess.start(["--redis", url, "--redis-ca-file", certificate])
+        defer { Task { await first.kill() } }
+        let second = try await RelayProcess.start(["--redis", url, "--redis-ca-file", certificate])
+        defer { Task { await second.kill() } }
+        let untrusting = try await RelayProcess.start(["--redis", url])
+        defer { Task { await untrusting.kill() } }
+        let plain = try await RelayProcess.start(["--redis", "redis://127.0.0.1:\(port)"])
+        defer { Task { await plain.kill() } }
+        try await waitHealthy(first)
+        try await waitHealthy(second)
+        let room = uniqueRoom("TLS")
+        let alice = try await TestWebSocket.connect(first.url)
+        let bob = try await TestWebSocket.connect(second.url)
+        try await alice.send(joinFrame(room))
+        try await alice.expect("JOINED")
+        try await bob.send(joinFrame(room))
+        try await bob.expect("JOINED")
+        try await bob.expect("PEER_FOUND")
+        try await alice.expect("PEER_FOUND")
+        try await expectForwarded(from: alice, to: bob)
+        try await expectForwarded(from: bob, to: alice)
+        for node in [untrusting, plain] {
+            try await waitHealthy(node, expected: "degraded")
+            let socket = try await TestWebSocket.connect(node.url)
+            try await socket.send(joinFrame(room))
+            try await socket.expect("ERROR", code: "CLUSTER_UNAVAILABLE")
+        }
+        for node in [first, second, untrusting, plain] { await node.kill() }
+        await redis.kill()
+    }
+
+    @Test("relay-bench with several --url: each room's two clients on different nodes; messages flow, JOIN latency reported")
+    func benchAcrossNodes() async throws {
+        let limits = ["--messages-per-second", "100000", "--message-burst", "100000"] + Self.loose
+        try await withCluster(nodes: 2, limits) { _, nodes in
+            let bench = try TestProcess(
+                "relay-bench",
+                arguments: ["load", "--url", nodes[0].url, "--url", nodes[1].url, "--rooms", "4", "--window", "4",
+                            "--duration-seconds", "1", "--warmup-seconds", "0", "--json"])
+            #expect(try await bench.waitForExit(timeoutSeconds: 60) == 0, "\(bench.stderr.all.suffix(5))")
+            let output = bench.stdout.all.joined(separator: "\n")
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            #expect((result["messages_received"] as? Int ?? 0) > 0)
+            let errors = try #require(result["errors"] as? [String: Int])
+            #expect(errors.values.allSatisfy { $0 == 0 }, "errors: \(errors)")
+            let join = try #require(result["join_to_peer_found_us"] as? [String: Double])
+            #expect((join["p50"] ?? 0) > 0 && (join["p99"] ?? 0) >= (join["p50"] ?? 0))
+            // Both nodes forwarded: the peers were split.
+            for node in nodes { #expect(try await node.metric("relay_frames_forwarded_total") ?? 0 > 0) }
+        }
     }
 }

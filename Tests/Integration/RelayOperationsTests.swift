@@ -128,7 +128,7 @@ struct RelayOperationsTests {
             "--trust-proxy", "--join-timeout-seconds", "--seat-grace-seconds", "--protocol-errors-max",
             "--paired-messages-per-second", "--paired-message-burst", "--paired-bytes-per-second",
             "--paired-byte-burst", "--no-paired-allowance",
-            "--redis", "--redis-password-file", "--node-id", "--version", "--help", "-h",
+            "--redis", "--redis-password-file", "--redis-ca-file", "--node-id", "--version", "--help", "-h",
         ]
         let listed = helpOptions(text)
         #expect(listed == expected,

@@ -144,6 +144,65 @@ struct RelayEngineClusterTests {
         #expect(h.actions() == [.send(a, .peerLeft)])
     }
 
+    @Test("A mate's PEER_FOUND that overtakes the JOIN's own answer (two Redis connections) is kept for it, not lost")
+    func peerFoundBeforeAnswer() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        h.join(a, "ROOM1")
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(a, .joined(room: Self.room, peers: 2)), .send(a, .peerFound)])
+        // And one that came and went before the answer leaves nothing behind.
+        let b = h.connect(.ipv4(2))
+        h.join(b, "ROOM2")
+        let (_, second) = try Self.joinCommand(&h)
+        h.engine.clusterNotice(.peerFound(to: b.value, partner: Self.remote), now: h.now)
+        h.engine.clusterNotice(.peerLeft(to: b.value, partner: Self.remote), now: h.now)
+        h.engine.clusterJoinAnswered(b, second, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(b, .joined(room: try RoomCode("ROOM2"), peers: 1))])
+    }
+
+    @Test("After Redis comes back empty, a seat keeps its remote mate until the mate's node registers again; if it never does, PEER_LEFT after three heartbeats")
+    func mateConfirmedAfterRestart() throws {
+        var h = try H.cluster()
+        var seated: [ConnectionID] = []
+        var requests: [ClusterJoinRequest] = []
+        for index in 0..<2 {
+            let id = h.connect(.ipv4(UInt32(index + 1)))
+            h.join(id, "ROOM\(index)")
+            let (_, request) = try Self.joinCommand(&h)
+            h.engine.clusterJoinAnswered(id, request, .admitted(partner: Self.remote, reclaimed: false, evicted: nil), now: h.now)
+            _ = h.actions()
+            seated.append(id)
+            requests.append(request)
+        }
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        let rejoins = h.rawActions()
+        #expect(rejoins.count == 2)
+        for (id, request) in zip(seated, requests) {
+            let again = ClusterJoinRequest(room: request.room, token: nil, newToken: request.newToken, rejoin: true)
+            h.engine.clusterJoinAnswered(id, again, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        }
+        #expect(h.actions().isEmpty, "no PEER_LEFT yet: the mates' nodes may not have registered")
+        // The first seat's mate announces itself; the second's never does.
+        h.engine.clusterNotice(.peerFound(to: seated[0].value, partner: Self.remote), now: h.now)
+        #expect(h.actions().isEmpty, "the same mate: nothing to tell")
+        h.engine.clusterHeartbeat(now: h.now)
+        h.engine.clusterHeartbeat(now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterHeartbeat(now: h.now)
+        let asked = h.rawActions()
+        guard asked.count == 1, case let .cluster(.join(id, verify)) = asked[0] else { throw TestFailure("\(asked)") }
+        #expect(id == seated[1] && verify.rejoin)
+        h.engine.clusterJoinAnswered(id, verify, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [.send(seated[1], .peerLeft)])
+        h.engine.clusterHeartbeat(now: h.now)
+        #expect(h.actions().isEmpty)
+    }
+
     @Test("A dead node: every local mate of one of its connections is told PEER_LEFT; others are not")
     func deadNode() throws {
         var h = try H.cluster()
