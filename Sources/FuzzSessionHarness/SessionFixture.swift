@@ -1,5 +1,6 @@
 import ChatCore
 import ChatTesting
+import Synchronization
 
 /// The handshakes `fuzzSession` reuses: computed once per process, per mode.
 ///
@@ -13,6 +14,10 @@ public final class SessionFixture: @unchecked Sendable {
     public let password: Bool
     /// The peer's frames to the victim, as the relay delivers them (SIGNALs), in recorded order.
     public let peerFrames: [[UInt8]]
+    /// The same frames decoded (for tampering), each once.
+    let peerSignals: [Signal?]
+    /// The version byte of the hellos in the recording.
+    let helloVersion: UInt8
     /// The texts of the peer's messages, in the order it sent them.
     public let peerTexts: [String]
     /// The victim operations of the recorded run: replayed, the victim ends CONNECTED, having
@@ -108,6 +113,13 @@ public final class SessionFixture: @unchecked Sendable {
         }
         precondition(victim.pendingCount == 0 && peer.pendingCount == 0, "the recorded messages are delivered")
         peerFrames = frames
+        peerSignals = frames.map { frame in
+            if case let .signal(signal)? = try? WireCodec.decodeRelayMessage(frame) { signal } else { nil }
+        }
+        helloVersion = peerSignals.lazy.compactMap { signal -> UInt8? in
+            guard let signal, signal.kind == .pake || signal.kind == .keyExchange else { return nil }
+            return signal.payload?.first
+        }.first ?? 3
         peerTexts = texts
         honestScript = script
         guard let peerOpening, let payload = peerOpening.payload, let key = peerOpening.key,
@@ -119,12 +131,18 @@ public final class SessionFixture: @unchecked Sendable {
 }
 
 /// What a peer holding the password (or, without one, anybody) computes for forged openings:
-/// shares, keys and confirmations, cached (bounded) so that most inputs reuse them.
-final class SessionForge {
-    private var confirmations: [[UInt8]: (runID: [UInt8], proof: [UInt8])] = [:]
-    private var shares: [[UInt8]: [UInt8]] = [:]
+/// shares, keys and confirmations, cached (bounded) so that most inputs reuse them. Shared by
+/// concurrent tests (Tests/Fuzz), hence the locks.
+final class SessionForge: Sendable {
+    private struct Confirmation: Sendable {
+        let runID: [UInt8]
+        let proof: [UInt8]
+    }
+
+    private let confirmations = Mutex<[[UInt8]: Confirmation]>([:])
+    private let shares = Mutex<[[UInt8]: [UInt8]]>([:])
     static let cacheMax = 4096
-    nonisolated(unsafe) static let shared = SessionForge()
+    static let shared = SessionForge()
 
     static func seed(_ bytes: [UInt8]) -> UInt64 {
         bytes.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
@@ -141,15 +159,17 @@ final class SessionForge {
     /// The key a forged opening carries.
     func key(hello: [UInt8], password: String?) -> [UInt8] {
         let cacheKey = hello + Array((password ?? "").utf8) + [0xFF]
-        if let cached = shares[cacheKey] { return cached }
+        if let cached = shares.withLock({ $0[cacheKey] }) { return cached }
         let key: [UInt8]
         if let password {
             key = party(hello: hello, password: password).share
         } else {
             key = KeyManager().generateKeyPair(entropy: SeededEntropy(seed: Self.seed(hello))).bytes
         }
-        if shares.count >= Self.cacheMax { shares.removeAll() }
-        shares[cacheKey] = key
+        shares.withLock { shares in
+            if shares.count >= Self.cacheMax { shares.removeAll() }
+            shares[cacheKey] = key
+        }
         return key
     }
 
@@ -157,14 +177,16 @@ final class SessionForge {
     /// receiving the victim's opening; nil if CPace refuses the victim's share.
     func confirmation(hello: [UInt8], victimHello: [UInt8], victimShare: [UInt8]) -> (runID: [UInt8], proof: [UInt8])? {
         let cacheKey = hello + [0xFE] + victimHello + victimShare
-        if let cached = confirmations[cacheKey] { return cached }
+        if let cached = confirmations.withLock({ $0[cacheKey] }) { return (cached.runID, cached.proof) }
         guard let pending = try? party(hello: hello, password: SessionFixture.passwordText)
             .receive(peerShare: victimShare, peerAssociatedData: victimHello)
         else { return nil }
-        let result = (Array(pending.sidOutput.prefix(16)), pending.localTag)
+        let result = Confirmation(runID: Array(pending.sidOutput.prefix(16)), proof: pending.localTag)
         pending.wipe()
-        if confirmations.count >= Self.cacheMax { confirmations.removeAll() }
-        confirmations[cacheKey] = result
-        return result
+        confirmations.withLock { confirmations in
+            if confirmations.count >= Self.cacheMax { confirmations.removeAll() }
+            confirmations[cacheKey] = result
+        }
+        return (result.runID, result.proof)
     }
 }
