@@ -7,12 +7,14 @@ import Testing
 /// older than the pairing in use, and at most `HandshakeMachine.supersededMax` of them.
 @Suite("Superseded pairings: only beside keys in use, never older than the keys in use, at most 4")
 struct SessionSupersededTests {
-    /// A session without a password; `instance`: the first byte of its instance ID (the rest
-    /// random), for tests that need the restart rule's order between two instances fixed.
+    /// A session without a password. `instance` (then `tag`): the first bytes of its instance ID,
+    /// for tests that need the restart rule's order between two instances fixed; its keys stay random.
     static func session(instance: UInt8? = nil, tag: UInt8 = 0) -> SessionManager {
-        let entropy: any EntropySource = instance.map { ScriptedEntropy(prefix: [$0, tag] + [UInt8](repeating: 0x5A, count: 14)) }
-            ?? SystemEntropy()
-        return SessionManager(configuration: SessionConfiguration(room: InMemoryChat.room), password: nil, entropy: entropy)
+        let entropy: any EntropySource = instance.map {
+            ScriptedEntropy(prefix: [$0, tag] + [UInt8](repeating: 0x5A, count: 14))
+        } ?? SystemEntropy()
+        let configuration = SessionConfiguration(room: InMemoryChat.room)
+        return SessionManager(configuration: configuration, password: nil, entropy: entropy)
     }
 
     static func isOpening(_ signal: Signal) -> Bool { signal.kind == .keyExchange || signal.kind == .pake }
@@ -82,8 +84,8 @@ struct SessionSupersededTests {
         #expect(pump.ended(0).isEmpty && pump.ended(1).isEmpty)
     }
 
-    /// The peer's confirmation of `stranger`'s pairing with the victim, after the stranger
-    /// received the victim's answer: (the victim's answering opening, the stranger's confirmation).
+    /// `stranger`'s confirmation of its pairing with the victim, once it has the victim's answer
+    /// (`victimSent`: the victim's opening and confirmation for it).
     static func strangerConfirmation(_ stranger: SessionManager, victimSent: [Signal]) -> Signal? {
         let strangerPump = Pump([stranger])
         for signal in victimSent where isOpening(signal) || signal.kind == .keyConfirm {
