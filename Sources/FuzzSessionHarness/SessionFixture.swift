@@ -1,6 +1,5 @@
 import ChatCore
 import ChatTesting
-import Synchronization
 
 /// The handshakes `fuzzSession` reuses: computed once per process, per mode.
 ///
@@ -131,17 +130,15 @@ public final class SessionFixture: @unchecked Sendable {
 }
 
 /// What a peer holding the password (or, without one, anybody) computes for forged openings:
-/// shares, keys and confirmations, cached (bounded) so that most inputs reuse them. Shared by
-/// concurrent tests (Tests/Fuzz), hence the locks.
+/// shares, keys and confirmations, cached (`SlotCache`, bounded) so that most inputs reuse them.
 final class SessionForge: Sendable {
     private struct Confirmation: Sendable {
         let runID: [UInt8]
         let proof: [UInt8]
     }
 
-    private let confirmations = Mutex<[[UInt8]: Confirmation]>([:])
-    private let shares = Mutex<[[UInt8]: [UInt8]]>([:])
-    static let cacheMax = 4096
+    private let confirmations = SlotCache<Confirmation>(slots: 4096)
+    private let shares = SlotCache<[UInt8]>(slots: 4096)
     static let shared = SessionForge()
 
     static func seed(_ bytes: [UInt8]) -> UInt64 {
@@ -159,17 +156,14 @@ final class SessionForge: Sendable {
     /// The key a forged opening carries.
     func key(hello: [UInt8], password: String?) -> [UInt8] {
         let cacheKey = hello + Array((password ?? "").utf8) + [0xFF]
-        if let cached = shares.withLock({ $0[cacheKey] }) { return cached }
+        if let cached = shares[cacheKey] { return cached }
         let key: [UInt8]
         if let password {
             key = party(hello: hello, password: password).share
         } else {
             key = KeyManager().generateKeyPair(entropy: SeededEntropy(seed: Self.seed(hello))).bytes
         }
-        shares.withLock { shares in
-            if shares.count >= Self.cacheMax { shares.removeAll() }
-            shares[cacheKey] = key
-        }
+        shares[cacheKey] = key
         return key
     }
 
@@ -177,16 +171,13 @@ final class SessionForge: Sendable {
     /// receiving the victim's opening; nil if CPace refuses the victim's share.
     func confirmation(hello: [UInt8], victimHello: [UInt8], victimShare: [UInt8]) -> (runID: [UInt8], proof: [UInt8])? {
         let cacheKey = hello + [0xFE] + victimHello + victimShare
-        if let cached = confirmations.withLock({ $0[cacheKey] }) { return (cached.runID, cached.proof) }
+        if let cached = confirmations[cacheKey] { return (cached.runID, cached.proof) }
         guard let pending = try? party(hello: hello, password: SessionFixture.passwordText)
             .receive(peerShare: victimShare, peerAssociatedData: victimHello)
         else { return nil }
         let result = Confirmation(runID: Array(pending.sidOutput.prefix(16)), proof: pending.localTag)
         pending.wipe()
-        confirmations.withLock { confirmations in
-            if confirmations.count >= Self.cacheMax { confirmations.removeAll() }
-            confirmations[cacheKey] = result
-        }
+        confirmations[cacheKey] = result
         return (result.runID, result.proof)
     }
 }
