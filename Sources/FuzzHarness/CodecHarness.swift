@@ -122,20 +122,3 @@ public func checkRelayReply(_ reply: RelayMessage) {
     }
     require(decoded == reply, "a client reads the relay's reply differently: \(reply) vs \(decoded)")
 }
-
-extension Result where Failure == WireError {
-    /// `Result(catching:)` for a typed-throwing body (the standard one is untyped here).
-    init(_ body: () throws(WireError) -> Success) {
-        do { self = .success(try body()) } catch { self = .failure(error) }
-    }
-}
-
-extension WireCodec {
-    /// `inspectClientFrame` for an array (the codec only offers the zero-copy buffer form).
-    static func inspectClientFrame(_ bytes: [UInt8]) throws(WireError) -> ClientFrame {
-        let result: Result<ClientFrame, WireError> = bytes.withUnsafeBytes { buffer in
-            Result { () throws(WireError) in try WireCodec.inspectClientFrame(buffer) }
-        }
-        return try result.get()
-    }
-}

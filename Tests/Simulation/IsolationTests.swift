@@ -108,7 +108,7 @@ struct IsolationTests {
     }
 
     /// Modules that hold seeded randomness or test worlds: never in a shipped chat binary.
-    static let testingModules = ["Simulator", "ChatTesting", "SeededRandom", "FuzzHarness"]
+    static let testingModules = ["Simulator", "ChatTesting", "SeededRandom", "FuzzHarness", "FuzzSessionHarness"]
 
     @Test("No source outside the testing modules imports the Simulation SPI or a testing module")
     func spiImports() throws {

@@ -1,6 +1,8 @@
 // One real session against a recorded peer and a forging one, driven by a program of operations.
-// Nothing but the libFuzzer entry (libFuzzer provides main): the harness is FuzzHarness.fuzzSession, which Tests/Fuzz also runs.
-import FuzzHarness
+// Nothing but the libFuzzer entry (libFuzzer provides main): the harness is FuzzSessionHarness.fuzzSession,
+// which Tests/Fuzz also runs. It links that module alone (ChatCore, ChatTesting), not FuzzHarness: NIO's
+// coverage counters would be cleared and scanned on every input for nothing.
+import FuzzSessionHarness
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzerTestOneInput(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {

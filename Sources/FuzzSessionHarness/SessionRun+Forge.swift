@@ -23,10 +23,7 @@ extension SessionRun {
 
     /// The version byte of the victim's hellos (the one a forged hello copies).
     var victimVersion: UInt8 {
-        latestOpening?.payload?.first ?? fixture.peerFrames.lazy.compactMap { frame -> UInt8? in
-            guard case let .signal(signal)? = try? WireCodec.decodeRelayMessage(frame) else { return nil }
-            return signal.kind == .pake || signal.kind == .keyExchange ? signal.payload?.first : nil
-        }.first ?? 3
+        latestOpening?.payload?.first ?? fixture.helloVersion
     }
 
     /// A hello payload (docs/PROTOCOL.md): version, instance, epoch, the conversation remembered,

@@ -39,13 +39,11 @@ public final class SessionRun {
     var latestOpening: Signal?
     /// This input's forged openings (bounded).
     var forged: [(hello: [UInt8], instance: [UInt8], epoch: UInt64)] = []
-    var secrets = SecretScanner()
     static let remembered = 16
 
     public init(password: Bool) {
         fixture = SessionFixture.fixture(password: password)
         victim = fixture.makeVictim()
-        secrets.add(Canary.markerBytes, name: "a message")
     }
 
     static func victimText(_ number: Int, body: [UInt8]) -> String {
@@ -76,7 +74,7 @@ public final class SessionRun {
             guard !sentSignals.isEmpty else { return }
             deliver(WireCodec.encode(RelayMessage.signal(sentSignals[sentSignals.count - 1 - Int(back) % sentSignals.count])))
         case let .tamper(index, position, mask, key):
-            tamper(fixture.peerFrames[Int(index) % fixture.peerFrames.count], position: Int(position), mask: mask, key: key)
+            tamper(Int(index) % fixture.peerFrames.count, position: Int(position), mask: mask, key: key)
         case let .raw(bytes): deliver(bytes)
         case let .leave(quit): input(quit ? .quit : .leave)
         }
@@ -121,22 +119,29 @@ public final class SessionRun {
         now = end
     }
 
-    func relay(_ event: SessionOp.RelayEvent) {
+    /// The relay's frames for `relay` events, encoded once.
+    static let relayFrames: [SessionOp.RelayEvent: [UInt8]] = {
         let room = SessionFixture.configuration.room
+        return [
+            .joinedWithPeer: SessionFixture.joined(peers: 2),
+            .joinedAlone: SessionFixture.joined(peers: 1),
+            .peerFound: WireCodec.encode(RelayMessage.peerFound),
+            .peerLeft: WireCodec.encode(RelayMessage.peerLeft),
+            .roomFull: WireCodec.encode(RelayMessage.error(code: .roomFull, message: "room \(room.value) full")),
+            .seatReserved: WireCodec.encode(RelayMessage.error(code: .seatReserved, message: "reserved")),
+        ]
+    }()
+
+    func relay(_ event: SessionOp.RelayEvent) {
         switch event {
         case .transportDown: input(.transportDown)
         case .transportUp: input(.transportUp)
-        case .joinedWithPeer: deliver(SessionFixture.joined(peers: 2))
-        case .joinedAlone: deliver(SessionFixture.joined(peers: 1))
-        case .peerFound: deliver(WireCodec.encode(RelayMessage.peerFound))
-        case .peerLeft: deliver(WireCodec.encode(RelayMessage.peerLeft))
-        case .roomFull: deliver(WireCodec.encode(RelayMessage.error(code: .roomFull, message: "room \(room.value) full")))
-        case .seatReserved: deliver(WireCodec.encode(RelayMessage.error(code: .seatReserved, message: "reserved")))
+        default: deliver(Self.relayFrames[event]!)  // Every other event has its frame.
         }
     }
 
-    func tamper(_ frame: [UInt8], position: Int, mask: UInt8, key: Bool) {
-        guard case var .signal(signal)? = try? WireCodec.decodeRelayMessage(frame) else { return }
+    func tamper(_ index: Int, position: Int, mask: UInt8, key: Bool) {
+        guard var signal = fixture.peerSignals[index] else { return }
         if key {
             guard var field = signal.key, !field.isEmpty else { return }
             field[position % field.count] ^= mask

@@ -63,7 +63,7 @@ public struct FuzzWriter {
 
 /// `precondition` that keeps its message in optimized builds (at -O Swift drops precondition
 /// messages), so that a fuzzer crash names the invariant that broke. It traps in every build.
-func require(
+package func require(
     _ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line
 ) {
     if !condition { fatalError(message(), file: file, line: line) }

@@ -13,6 +13,10 @@ public final class SessionFixture: @unchecked Sendable {
     public let password: Bool
     /// The peer's frames to the victim, as the relay delivers them (SIGNALs), in recorded order.
     public let peerFrames: [[UInt8]]
+    /// The same frames decoded (for tampering), each once.
+    let peerSignals: [Signal?]
+    /// The version byte of the hellos in the recording.
+    let helloVersion: UInt8
     /// The texts of the peer's messages, in the order it sent them.
     public let peerTexts: [String]
     /// The victim operations of the recorded run: replayed, the victim ends CONNECTED, having
@@ -108,6 +112,13 @@ public final class SessionFixture: @unchecked Sendable {
         }
         precondition(victim.pendingCount == 0 && peer.pendingCount == 0, "the recorded messages are delivered")
         peerFrames = frames
+        peerSignals = frames.map { frame in
+            if case let .signal(signal)? = try? WireCodec.decodeRelayMessage(frame) { signal } else { nil }
+        }
+        helloVersion = peerSignals.lazy.compactMap { signal -> UInt8? in
+            guard let signal, signal.kind == .pake || signal.kind == .keyExchange else { return nil }
+            return signal.payload?.first
+        }.first ?? 3
         peerTexts = texts
         honestScript = script
         guard let peerOpening, let payload = peerOpening.payload, let key = peerOpening.key,
@@ -119,12 +130,16 @@ public final class SessionFixture: @unchecked Sendable {
 }
 
 /// What a peer holding the password (or, without one, anybody) computes for forged openings:
-/// shares, keys and confirmations, cached (bounded) so that most inputs reuse them.
-final class SessionForge {
-    private var confirmations: [[UInt8]: (runID: [UInt8], proof: [UInt8])] = [:]
-    private var shares: [[UInt8]: [UInt8]] = [:]
-    static let cacheMax = 4096
-    nonisolated(unsafe) static let shared = SessionForge()
+/// shares, keys and confirmations, cached (`SlotCache`, bounded) so that most inputs reuse them.
+final class SessionForge: Sendable {
+    private struct Confirmation: Sendable {
+        let runID: [UInt8]
+        let proof: [UInt8]
+    }
+
+    private let confirmations = SlotCache<Confirmation>(slots: 4096)
+    private let shares = SlotCache<[UInt8]>(slots: 4096)
+    static let shared = SessionForge()
 
     static func seed(_ bytes: [UInt8]) -> UInt64 {
         bytes.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
@@ -148,7 +163,6 @@ final class SessionForge {
         } else {
             key = KeyManager().generateKeyPair(entropy: SeededEntropy(seed: Self.seed(hello))).bytes
         }
-        if shares.count >= Self.cacheMax { shares.removeAll() }
         shares[cacheKey] = key
         return key
     }
@@ -157,14 +171,13 @@ final class SessionForge {
     /// receiving the victim's opening; nil if CPace refuses the victim's share.
     func confirmation(hello: [UInt8], victimHello: [UInt8], victimShare: [UInt8]) -> (runID: [UInt8], proof: [UInt8])? {
         let cacheKey = hello + [0xFE] + victimHello + victimShare
-        if let cached = confirmations[cacheKey] { return cached }
+        if let cached = confirmations[cacheKey] { return (cached.runID, cached.proof) }
         guard let pending = try? party(hello: hello, password: SessionFixture.passwordText)
             .receive(peerShare: victimShare, peerAssociatedData: victimHello)
         else { return nil }
-        let result = (Array(pending.sidOutput.prefix(16)), pending.localTag)
+        let result = Confirmation(runID: Array(pending.sidOutput.prefix(16)), proof: pending.localTag)
         pending.wipe()
-        if confirmations.count >= Self.cacheMax { confirmations.removeAll() }
         confirmations[cacheKey] = result
-        return result
+        return (result.runID, result.proof)
     }
 }
