@@ -174,14 +174,7 @@ extension ClientDriver {
         storedFiles.first { $0.id == id && $0.direction == direction }?.file
     }
 
-    /// A receiver in pipe mode (`--accept-files` and nothing to send) at end of input stays until
-    /// the peer says goodbye (or the drain's deadline passes): the peer may still be offering its
-    /// files, and `securechat --accept-files DIR < /dev/null` must wait for them.
-    var awaitsOffers: Bool {
-        configuration.files.acceptDirectory != nil && configuration.files.sendPaths.isEmpty && !peerSaidGoodbye
-    }
-
-        /// Transfers that failed or were refused, here or at the peer (exit 8 when any).
+    /// Transfers that failed or were refused, here or at the peer (exit 8 when any).
     var fileFailures: Int {
         fileFailuresLocal + files.statistics.failedOutgoing + files.statistics.failedIncoming
     }

@@ -166,7 +166,7 @@ public final class ClientDriver {
     /// shell to exit once the session is over (it can also end from inside: the goodbye is done,
     /// the relay refused the room, the handshake failed authentication).
     private func settle(now: Instant) {
-        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle, !awaitsOffers {
+        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle {
             leave(deadline: deadline, now: now)
         }
         if case let .ended(status) = phase {

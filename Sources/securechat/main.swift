@@ -66,9 +66,7 @@ struct Securechat: ParsableCommand {
             encrypted in 45 KiB chunks and checked by its BLAKE2b-256 hash; in pipe mode the client \
             leaves once every file was stored and confirmed (exit 8 if one was refused or failed). \
             --accept-files DIR accepts every offer into DIR (interactively /accept [DIR], /reject, \
-            /cancel); the peer's name is reduced to a safe basename and nothing is ever overwritten. \
-            A receiver with --accept-files and nothing to send stays after end of input until the \
-            peer leaves.
+            /cancel); the peer's name is reduced to a safe basename and nothing is ever overwritten.
 
             \(jsonEventsHelp)
 
