@@ -14,7 +14,7 @@ import PackageDescription
 
 let fuzzTargets = [
     "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
-    "FuzzProxyHeader", "FuzzRESP",
+    "FuzzProxyHeader", "FuzzRESP", "FuzzFiles",
 ]
 
 let package = Package(

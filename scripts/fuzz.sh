@@ -17,7 +17,7 @@ root=$(pwd)
 seconds=${1:-60}
 # FuzzSessionWorld (the two-process world, ~200 execs/s) is not in the default list: FuzzSession
 # fuzzes the session protocol itself far faster; run it by name.
-targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession FuzzSessionWorld FuzzSOCKSReply FuzzProxyHeader FuzzRESP})
+targets=(${FUZZ_TARGETS:-FuzzRelayFrame FuzzClientFrame FuzzRelayRooms FuzzSession FuzzSessionWorld FuzzSOCKSReply FuzzProxyHeader FuzzRESP FuzzFiles})
 configuration=${FUZZ_CONFIGURATION:-release}
 fuzz_dir="$root/FuzzTesting"
 scratch="$fuzz_dir/.build-fuzz"

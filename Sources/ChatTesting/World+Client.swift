@@ -21,7 +21,8 @@ extension World {
             seed: configuration.seed, stream: .entropy,
             index: UInt64(index) << 16 | UInt64(UInt32(bitPattern: client.incarnation)))
         let driver = ClientDriver(
-            configuration: client.driverConfiguration, password: client.password, entropy: entropy)
+            configuration: client.driverConfiguration, password: client.password, entropy: entropy,
+            fileStore: client.fileStore)
         driver.session.plantedBugs = configuration.sessionPlantedBugs
         client.driver = driver
         record(.clientStart, client: index, value: UInt64(client.incarnation))

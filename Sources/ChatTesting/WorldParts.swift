@@ -125,6 +125,8 @@ public final class WorldClient {
     /// How this slot's processes are configured, and their password (nil: none).
     let driverConfiguration: DriverConfiguration
     let password: Password?
+    /// The disk the client's file transfers use (nil: none, as in the simulator's workload).
+    public var fileStore: (any FileStore)?
     /// The current process's input ended (pipe mode's end of input).
     public internal(set) var inputEnded = false
     /// Pings the current and earlier processes sent (each answered unless the relay is frozen).

@@ -15,7 +15,7 @@ struct CorpusReplayTests {
     /// Every fuzz target (the FuzzTesting executable names).
     static let targets = [
         "FuzzRelayFrame", "FuzzClientFrame", "FuzzRelayRooms", "FuzzSession", "FuzzSessionWorld", "FuzzSOCKSReply",
-        "FuzzProxyHeader", "FuzzRESP",
+        "FuzzProxyHeader", "FuzzRESP", "FuzzFiles",
     ]
 
     /// The harness a target's executable calls.
@@ -29,6 +29,7 @@ struct CorpusReplayTests {
         case "FuzzSOCKSReply": fuzzSOCKSReply
         case "FuzzProxyHeader": fuzzProxyHeader
         case "FuzzRESP": fuzzRESP
+        case "FuzzFiles": fuzzFiles
         default: nil
         }
     }
@@ -64,6 +65,17 @@ struct CorpusReplayTests {
     @Test("Every regression input of every target replays cleanly", arguments: targets)
     func regressions(target: String) throws {
         _ = try Self.replay("Regressions", target, mayBeEmpty: true)
+    }
+
+    @Test("FuzzFiles seeds reach a stored file, through tampering, replays, reconnects and hostile messages")
+    func fileSeedsComplete() throws {
+        for file in try Self.inputs("Corpus", "FuzzFiles") {
+            let data = try Data(contentsOf: file)
+            #expect(data.withUnsafeBytes { fuzzFilesStored($0) }, "\(file.lastPathComponent)")
+        }
+        // Genuine chunks never answered: nothing stored (the window stops the sender).
+        let unanswered = [UInt8](repeating: 0, count: 0) + (0..<8).flatMap { _ in [UInt8(4), 0, 0] }
+        #expect(!unanswered.withUnsafeBytes { fuzzFilesStored($0) })
     }
 
     @Test("The regression corpus is not empty")

@@ -74,13 +74,16 @@ final class DriverHarness: WorldObserver {
     @discardableResult
     func add(room: String = "ROOM1", password: String? = nil, interactive: Bool = false,
              giveUpAfter: Duration = .seconds(300), drainTimeout: Duration = .seconds(30),
-             keepalive: Duration = .seconds(15)) -> Int {
-        let configuration = DriverConfiguration(
+             keepalive: Duration = .seconds(15), files: FilePolicy = FilePolicy(),
+             fileStore: (any FileStore)? = nil) -> Int {
+        var configuration = DriverConfiguration(
             session: SessionConfiguration(room: try! RoomCode(room)), interactive: interactive,
             giveUpAfter: giveUpAfter, drainTimeout: drainTimeout, keepalive: keepalive)
+        configuration.files = files
         let secret = password.map { try! Password($0) }
         if let secret { passwords.append(secret) }
         let index = world.addClient(room: configuration.session.room, driver: configuration, password: secret)
+        world.clients[index].fileStore = fileStore
         shown.append([])
         exits.append(nil)
         world.startProcess(index)

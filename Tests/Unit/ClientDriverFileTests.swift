@@ -1,0 +1,156 @@
+import ChatCore
+import ChatTesting
+import Testing
+
+@testable import ClientCore
+
+/// The driver's side of file transfers, sans-IO: two real `ClientDriver`s and the real relay in
+/// the testing world, each with an in-memory disk. The policy (accept, refuse, where), the exit
+/// status, a relay crash mid-transfer.
+@Suite("ClientDriver: file transfers through the world's relay, in-memory disks")
+struct ClientDriverFileTests {
+    static func content(_ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
+    }
+
+    /// Alice sends `data` as /src/NAME to bob, whose policy and disk the caller chooses.
+    static func pair(_ data: [UInt8], name: String = "notes.txt", bob bobFiles: FilePolicy,
+                     bobStore: InMemoryFileStore = InMemoryFileStore())
+        -> (DriverHarness, InMemoryFileStore, InMemoryFileStore)
+    {
+        let harness = DriverHarness()
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/" + name] = data
+        var aliceFiles = FilePolicy()
+        aliceFiles.sendPaths = ["/src/" + name]
+        harness.add(files: aliceFiles, fileStore: aliceStore)
+        harness.add(files: bobFiles, fileStore: bobStore)
+        return (harness, aliceStore, bobStore)
+    }
+
+    static func accepting(_ directory: String = "/dl") -> FilePolicy {
+        var policy = FilePolicy()
+        policy.acceptDirectory = directory
+        return policy
+    }
+
+    static func fileEvents(_ harness: DriverHarness, _ index: Int) -> [FileEvent] {
+        harness.shown[index].compactMap { if case let .file(event, _) = $0 { event } else { nil } }
+    }
+
+    @Test("Pipe mode: the file is stored under its name, both see it done, the sender exits 0 once confirmed")
+    func sendAndStore() {
+        let data = Self.content(200_000)
+        let (harness, _, bobStore) = Self.pair(data, bob: Self.accepting())
+        harness.handle(0, .endOfInput)
+        harness.advance(by: .seconds(10))
+        #expect(bobStore.files["/dl/notes.txt"] == data)
+        #expect(bobStore.files.keys.allSatisfy { !$0.hasSuffix(".part") })
+        #expect(harness.exits[0] == .success)
+        #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, 0) = $0 { true } else { false } })
+        #expect(harness.shown[1].contains { if case .file(.done(_, .incoming, _), "/dl/notes.txt") = $0 { true } else { false } })
+        // File control messages are not the user's chat: no `sent`/`delivered` for them.
+        #expect(!harness.shown[0].contains { if case .delivered = $0 { true } else { false } })
+    }
+
+    @Test("Refused for each reason before anything is written; the sender exits 8 (files failed)")
+    func refusals() {
+        var tooLarge = Self.accepting()
+        tooLarge.maxFileBytes = 1_000
+        let full = InMemoryFileStore()
+        full.freeBytes = 5_000
+        let cases: [(FilePolicy, InMemoryFileStore, FileRefusal)] = [
+            (FilePolicy(), InMemoryFileStore(), .declined),  // Pipe mode without --accept-files.
+            (tooLarge, InMemoryFileStore(), .tooLarge),
+            (Self.accepting(), full, .noSpace),
+        ]
+        for (policy, store, refusal) in cases {
+            let (harness, _, bobStore) = Self.pair(Self.content(10_000), bob: policy, bobStore: store)
+            harness.handle(0, .endOfInput)
+            harness.advance(by: .seconds(5))
+            #expect(bobStore.files.isEmpty, "\(refusal)")
+            #expect(harness.exits[0] == .filesFailed, "\(refusal)")
+            #expect(Self.fileEvents(harness, 0).contains {
+                if case .failed(_, .outgoing, .rejected(refusal)) = $0 { true } else { false }
+            }, "\(refusal)")
+        }
+    }
+
+    @Test("A name already taken is never replaced: the file lands as name (1).ext")
+    func noOverwrite() {
+        let store = InMemoryFileStore()
+        store.files["/dl/notes.txt"] = Array("mine".utf8)
+        let data = Self.content(3_000)
+        let (harness, _, bobStore) = Self.pair(data, bob: Self.accepting(), bobStore: store)
+        harness.advance(by: .seconds(5))
+        #expect(bobStore.files["/dl/notes.txt"] == Array("mine".utf8))
+        #expect(bobStore.files["/dl/notes (1).txt"] == data)
+    }
+
+    @Test("A disk that fails mid-transfer: the .part is deleted, both sides report it, the sender exits 8")
+    func storageFailure() {
+        let store = InMemoryFileStore()
+        store.failWrites = true
+        let (harness, _, bobStore) = Self.pair(Self.content(100_000), bob: Self.accepting(), bobStore: store)
+        harness.handle(0, .endOfInput)
+        harness.advance(by: .seconds(5))
+        #expect(bobStore.files.isEmpty)
+        #expect(Self.fileEvents(harness, 1).contains { if case .failed(_, .incoming, .storage) = $0 { true } else { false } })
+        #expect(harness.exits[0] == .filesFailed)
+    }
+
+    @Test("The relay crashes mid-transfer and comes back: the transfer continues from the last acknowledged chunk")
+    func relayCrash() {
+        let data = Self.content(2_000_000)
+        let (harness, _, bobStore) = Self.pair(data, bob: Self.accepting())
+        harness.handle(0, .endOfInput)
+        // Move until some but not all of the file was acknowledged.
+        for _ in 0..<200 {
+            harness.advance(by: .milliseconds(10), step: .milliseconds(10))
+            let acknowledged = harness.drivers[0].files.active.first?.bytes ?? 0
+            if acknowledged > 500_000 { break }
+        }
+        let before = harness.drivers[0].files.active.first?.bytes ?? 0
+        #expect(before > 0 && before < UInt64(data.count), "\(before)")
+        harness.crashRelay()
+        harness.advance(by: .seconds(2))
+        harness.relayUp = true
+        harness.advance(by: .seconds(60))
+        #expect(bobStore.files["/dl/notes.txt"] == data)
+        #expect(harness.exits[0] == .success)
+        let resent = Self.fileEvents(harness, 0).compactMap { if case let .done(_, .outgoing, count) = $0 { count } else { nil } }
+        #expect(resent.count == 1 && resent[0] <= FileTransferConfiguration().windowChunks, "\(resent)")
+        // Progress never went back: the last one before the crash was not repeated from zero.
+        let progress = Self.fileEvents(harness, 0).compactMap {
+            if case let .progress(_, .outgoing, bytes) = $0 { bytes } else { nil }
+        }
+        #expect(progress == progress.sorted() && progress.contains { $0 >= before })
+    }
+
+    @Test("Interactive: an offer waits for /accept DIR; /reject refuses the next; /cancel with nothing under way says so")
+    func commands() {
+        let harness = DriverHarness()
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/a.bin"] = Self.content(5_000)
+        aliceStore.files["/src/b.bin"] = Self.content(6_000)
+        let bobStore = InMemoryFileStore()
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(interactive: true, fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        harness.line(0, "/send /src/a.bin")
+        harness.advance(by: .seconds(1))
+        #expect(harness.notices(1).contains(.fileOffered))
+        #expect(bobStore.files.isEmpty)
+        harness.line(1, "/accept /inbox")
+        harness.advance(by: .seconds(3))
+        #expect(bobStore.files["/inbox/a.bin"] == Self.content(5_000))
+        harness.line(0, "/send /src/b.bin")
+        harness.advance(by: .seconds(1))
+        harness.line(1, "/reject")
+        harness.advance(by: .seconds(1))
+        #expect(Self.fileEvents(harness, 0).contains { if case .failed(_, .outgoing, .rejected(.declined)) = $0 { true } else { false } })
+        harness.line(1, "/cancel")
+        #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
+        #expect(bobStore.files.count == 1)
+    }
+}
