@@ -87,6 +87,8 @@ final class ClusterLink {
     let eventLoop: any EventLoop
     let logger: Logger
     private let password: [UInt8]?
+    /// The largest bulk string Redis may send: a SIGNAL (the relay's largest frame) plus its header.
+    private let bulkMaxBytes: Int
     var events: Events?
 
     private var command: (any Channel)?
@@ -108,8 +110,12 @@ final class ClusterLink {
     private(set) var reconnects = 0
     private(set) var lastRoundTripNanoseconds: UInt64 = 0
 
-    init(endpoint: RedisEndpoint, password: [UInt8]?, node: String, eventLoop: any EventLoop, logger: Logger) {
+    init(
+        endpoint: RedisEndpoint, password: [UInt8]?, node: String, frameSizeMaxBytes: Int, eventLoop: any EventLoop,
+        logger: Logger
+    ) {
         self.endpoint = endpoint
+        bulkMaxBytes = frameSizeMaxBytes + ClusterWire.signalHeaderMaxBytes
         self.password = password
         self.node = node
         self.eventLoop = eventLoop
@@ -156,12 +162,15 @@ final class ClusterLink {
 
     // MARK: Engine commands
 
-    func join(_ id: ConnectionID, _ request: ClusterJoinRequest, answer: @escaping (ClusterJoinReply) -> Void) {
+    func join(
+        _ id: ConnectionID, _ request: ClusterJoinRequest, graceMilliseconds: Int64,
+        answer: @escaping (ClusterJoinReply) -> Void
+    ) {
         guard commandReady else { return answer(.unavailable) }
         let args: [String] = [
             node, String(id.value), ClusterWire.tokenHash(request.token), ClusterWire.tokenHash(request.newToken),
             request.reclaimOnly ? "1" : "0", ClusterWire.nodeKeyPrefix(), ClusterWire.channelPrefix(),
-            request.rejoin ? "1" : "0",
+            request.rejoin ? "1" : "0", String(graceMilliseconds),
         ]
         evaluate(.join, key: ClusterWire.roomKey(request.room), args.map { Array($0.utf8) }) { reply in
             answer(Self.joinReply(reply))
@@ -382,12 +391,14 @@ final class ClusterLink {
         _ onValue: @escaping (RESPValue) -> Void, closed: @escaping () -> Void
     ) -> EventLoopFuture<any Channel> {
         let handler = NIOLoopBound(RedisValueHandler(onValue: onValue, onClose: closed), eventLoop: eventLoop)
+        let bulkMaxBytes = bulkMaxBytes
         return ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.milliseconds(ClusterTiming.commandTimeoutMilliseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+                    let decoder = RESPDecoder(bulkMaxBytes: bulkMaxBytes)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
                     try channel.pipeline.syncOperations.addHandler(handler.value)
                 }
             }
@@ -454,8 +465,13 @@ final class RESPDecoder: ByteToMessageDecoder {
         var failure: RESPParser.Failure
     }
 
-    /// A SIGNAL is at most a frame (1 MiB is far above the relay's cap) plus its header.
-    private let parser = RESPParser(bulkMaxBytes: 2 << 20)
+    private let parser: RESPParser
+
+    /// `bulkMaxBytes`: a SIGNAL is at most the relay's largest frame plus its header; a cap below
+    /// that would drop the subscriber connection for one SIGNAL the relay itself accepted.
+    init(bulkMaxBytes: Int) {
+        parser = RESPParser(bulkMaxBytes: bulkMaxBytes)
+    }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         switch buffer.withUnsafeReadableBytes({ parser.parse($0) }) {
