@@ -59,6 +59,20 @@ struct RelayClusterAttackTests {
         try await expectForwarded(from: bob, to: back)
     }
 
+    /// Read `flooder`'s socket (non-blocking) until its JOINED has arrived, for up to 10 s.
+    static func awaitJoined(_ flooder: Flooder) async throws {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        // Bounded: 1,000 polls of 10 ms.
+        for _ in 0..<1000 {
+            let count = read(flooder.fd, &chunk, chunk.count)
+            if count > 0 { received += chunk[0..<count] }
+            if String(decoding: received, as: UTF8.self).contains("JOINED") { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ClientTestFailure("the receiver was never JOINED: \(String(decoding: received, as: UTF8.self))")
+    }
+
     @Test("Review 2: kill -9 of a node: its peer's seat stays reserved (a squatter polling JOIN through another node never gets in); the token takes it back")
     func killedNodesSeatIsReserved() async throws {
         try await withCluster(nodes: 2, RelayClusterTests.loose) { _, nodes in
@@ -139,10 +153,12 @@ struct RelayClusterAttackTests {
             var senders: [RelayBackpressureTests.BlockingSender] = []
             for index in 0..<pairs {
                 let room = uniqueRoom("FLOODX\(index)")
-                // The receiver: a small receive window, JOIN, then it never reads.
+                // The receiver: a small receive window, JOIN, its JOINED read (so that it is seated
+                // before its sender JOINs), then it never reads again.
                 let receiver = try Flooder(port: b.port)
                 _ = receiver.flood(Flooder.text(joinFrame(room)), frameCount: 1, count: 1, stallSeconds: 2,
                                    deadline: .now + .seconds(5))
+                try await Self.awaitJoined(receiver)
                 receivers.append(receiver)
                 let port = a.port
                 senders.append(try await offPool {
