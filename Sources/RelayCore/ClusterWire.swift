@@ -12,6 +12,10 @@ import ChatCore
 /// A payload is only ever a client's SIGNAL (ciphertext and routing fields); Redis relays it and
 /// stores nothing. Anything that does not parse is dropped (and counted by the shell).
 public enum ClusterWire {
+    /// A SIGNAL's header is shorter than this (`parse` refuses a longer one); a pub/sub message is
+    /// at most this plus a frame.
+    public static let signalHeaderMaxBytes = 200
+
     /// A parsed message; for a signal, the frame's bytes start at `bodyOffset`.
     public enum Message: Hashable, Sendable {
         case notice(ClusterNotice)
@@ -39,8 +43,8 @@ public enum ClusterWire {
         let kind = bytes[0]
         // The header ends at the first newline (signals) or at the end (notices); it is short.
         var end = 2
-        while end < bytes.count, bytes[end] != 10, end < 200 { end += 1 }
-        guard end < 200 else { return nil }
+        while end < bytes.count, bytes[end] != 10, end < signalHeaderMaxBytes { end += 1 }
+        guard end < signalHeaderMaxBytes else { return nil }
         let fields = bytes[2..<end].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
         switch kind {
         case UInt8(ascii: "E"):

@@ -87,8 +87,8 @@ extension RelayEngine {
         guard cluster?.pending[id] == request, case .serving = connections[id]?.state else {
             // The connection left (or closed) while Redis was deciding: give back what it got.
             if cluster?.pending[id] == request { cluster?.pending[id] = nil }
-            if case .admitted = reply {
-                actions.append(.cluster(.leave(id, room: request.room, reserve: false, partner: nil)))
+            if case let .admitted(_, reclaimed, evicted) = reply {
+                gaveUpWhilePending(id, request, reclaimed, evicted, now: now)
             }
             return
         }
@@ -110,6 +110,18 @@ extension RelayEngine {
             if reclaimed { storedCounters.seatsReclaimed += 1 }
             welcomeSeated(id, seat, announce: true)
         }
+    }
+
+    /// The connection left (or closed) while Redis was deciding, and Redis seated it: give the seat
+    /// back. One taken back with the client's token stays reserved for it (the client has the
+    /// token and reconnects); one it never heard of is freed. A local connection the JOIN evicted
+    /// from that seat is closed, as it would have been.
+    private mutating func gaveUpWhilePending(
+        _ id: ConnectionID, _ request: ClusterJoinRequest, _ reclaimed: Bool, _ evicted: ClusterPeer?, now: Instant
+    ) {
+        if let evicted { evictLocal(evicted, now: now) }
+        let reserve = reclaimed && request.token != nil && limits.seatGraceSeconds > 0
+        actions.append(.cluster(.leave(id, room: request.room, reserve: reserve, partner: nil)))
     }
 
     /// JOINED (with the seat's token), then PEER_FOUND to both when there is a room-mate (to a
@@ -181,9 +193,15 @@ extension RelayEngine {
         guard let partner = seat.partner else {
             return reply(.noPeer, RelayErrorCode.noPeer.defaultMessage, to: id, now: now)
         }
+        let local = partner.node == cluster?.node
+        // A local mate's seat must name the sender back: a stale partner (the mate's seat has
+        // another room-mate now) gets nothing from it.
+        if local, cluster?.seats[ConnectionID(partner.connection)]?.partner != peer(id) {
+            return reply(.noPeer, RelayErrorCode.noPeer.defaultMessage, to: id, now: now)
+        }
         storedCounters.framesForwarded &+= 1
         storedCounters.bytesForwarded &+= frame.relayByteCount
-        if partner.node == cluster?.node {
+        if local {
             let mate = ConnectionID(partner.connection)
             actions.append(.forward(mate, frame))
             if !overWatermark.isEmpty && overWatermark.contains(mate) { pause(id, .peerBackpressure) }
@@ -193,10 +211,17 @@ extension RelayEngine {
     }
 
     /// A SIGNAL from another node for local connection `to`: forwarded if `from` is its
-    /// room-mate (anything else is stale: dropped).
+    /// room-mate (anything else is stale: dropped). The remote sender cannot be paused, so a
+    /// receiver whose outbound queue is over the high watermark loses it (counted): what it costs
+    /// this node is bounded by the watermark plus the frame that crossed it. The client's reliable
+    /// channel sends it again.
     public mutating func clusterSignal(to: UInt64, from: ClusterPeer, _ frame: Frame, now: Instant) {
         let id = ConnectionID(to)
         guard let seat = cluster?.seats[id], seat.partner == from, case .serving = connections[id]?.state else {
+            return
+        }
+        guard overWatermark.isEmpty || !overWatermark.contains(id) else {
+            storedCounters.clusterSignalsDropped &+= 1
             return
         }
         storedCounters.framesForwarded &+= 1
@@ -267,7 +292,9 @@ extension RelayEngine {
         guard let state = cluster, state.available else { return }
         for id in state.seats.keys.sorted() {
             guard let seat = state.seats[id] else { continue }
-            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            // With its token: a seat Redis reserved meanwhile (its node was taken for dead) is
+            // taken back; the script takes no held seat for a rejoin.
+            let request = ClusterJoinRequest(room: seat.room, token: seat.token, newToken: seat.token, rejoin: true)
             actions.append(.cluster(.join(id, request)))
         }
     }

@@ -49,12 +49,14 @@ extension RelayEngine {
     /// A served connection stops being served: it leaves its room, the peer is told (except at
     /// shutdown, where every peer is told `SHUTTING_DOWN` and a `PEER_LEFT` first would mislead),
     /// and the peer reads again if it was paused for this connection's backpressure. Its seat is
-    /// reserved for `seatGraceSeconds` unless `freeSeat` (the client said goodbye) or the relay
-    /// is shutting down.
+    /// reserved for `seatGraceSeconds` unless `freeSeat` (the client said goodbye) or a single
+    /// relay is shutting down (a cluster node's seats are reserved then too).
     mutating func leaveRooms(_ id: ConnectionID, now: Instant, freeSeat: Bool) {
         storedCounters.webSocketsOpen -= 1
         if cluster != nil {
-            clusterLeave(id, reserve: !(freeSeat || isShuttingDown || limits.seatGraceSeconds == 0), now: now)
+            // A node that shuts down reserves its seats too: its clients reconnect through another
+            // node with their tokens, and a squatter there must not take a seat meanwhile.
+            clusterLeave(id, reserve: !(freeSeat || limits.seatGraceSeconds == 0), now: now)
             return
         }
         let mate = rooms.peer(of: id)

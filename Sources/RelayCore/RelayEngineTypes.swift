@@ -245,6 +245,9 @@ public struct RelayCounters: Hashable, Sendable {
     /// Seats taken back with their reconnect token (`seats_reclaimed_total`), from a reservation
     /// or from a connection of the same client that had not closed yet.
     public var seatsReclaimed = 0
+    /// SIGNALs from another node dropped because their local receiver's outbound queue was over
+    /// the high watermark (`cluster_signals_dropped_total`): the remote sender cannot be paused.
+    public var clusterSignalsDropped = 0
     /// Refusals and forced closes, indexed like `RejectionReason.allCases` (`rejections_total`).
     public private(set) var rejectionCounts = [Int](repeating: 0, count: RejectionReason.allCases.count)
 

@@ -93,6 +93,8 @@ final class ClusterLink {
     let eventLoop: any EventLoop
     let logger: Logger
     private let password: [UInt8]?
+    /// The largest bulk string Redis may send: a SIGNAL (the relay's largest frame) plus its header.
+    private let bulkMaxBytes: Int
     var events: Events?
 
     private var command: (any Channel)?
@@ -118,10 +120,11 @@ final class ClusterLink {
 
     init(
         endpoint: RedisEndpoint, password: [UInt8]?, sslContext: NIOSSLContext?, node: String,
-        eventLoop: any EventLoop, logger: Logger
+        frameSizeMaxBytes: Int, eventLoop: any EventLoop, logger: Logger
     ) {
         self.endpoint = endpoint
         self.sslContext = sslContext
+        bulkMaxBytes = frameSizeMaxBytes + ClusterWire.signalHeaderMaxBytes
         self.password = password
         self.node = node
         self.eventLoop = eventLoop
@@ -168,12 +171,15 @@ final class ClusterLink {
 
     // MARK: Engine commands
 
-    func join(_ id: ConnectionID, _ request: ClusterJoinRequest, answer: @escaping (ClusterJoinReply) -> Void) {
+    func join(
+        _ id: ConnectionID, _ request: ClusterJoinRequest, graceMilliseconds: Int64,
+        answer: @escaping (ClusterJoinReply) -> Void
+    ) {
         guard commandReady else { return answer(.unavailable) }
         let args: [String] = [
             node, String(id.value), ClusterWire.tokenHash(request.token), ClusterWire.tokenHash(request.newToken),
             request.reclaimOnly ? "1" : "0", ClusterWire.nodeKeyPrefix(), ClusterWire.channelPrefix(),
-            request.rejoin ? "1" : "0",
+            request.rejoin ? "1" : "0", String(graceMilliseconds),
         ]
         evaluate(.join, key: ClusterWire.roomKey(request.room), args.map { Array($0.utf8) }) { reply in
             answer(Self.joinReply(reply))
@@ -408,6 +414,7 @@ final class ClusterLink {
         // certificate's IP addresses instead (NIOSSL does that when no name is given).
         let serverHostname = endpoint.host.contains(":") || endpoint.host.allSatisfy({ $0.isNumber || $0 == "." })
             ? nil : endpoint.host
+        let bulkMaxBytes = bulkMaxBytes
         return ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.milliseconds(ClusterTiming.commandTimeoutMilliseconds))
@@ -417,7 +424,8 @@ final class ClusterLink {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
                     }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+                    let decoder = RESPDecoder(bulkMaxBytes: bulkMaxBytes)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
                     try channel.pipeline.syncOperations.addHandler(handler.value)
                 }
             }
@@ -485,8 +493,13 @@ final class RESPDecoder: ByteToMessageDecoder {
         var failure: RESPParser.Failure
     }
 
-    /// A SIGNAL is at most a frame (1 MiB is far above the relay's cap) plus its header.
-    private let parser = RESPParser(bulkMaxBytes: 2 << 20)
+    private let parser: RESPParser
+
+    /// `bulkMaxBytes`: a SIGNAL is at most the relay's largest frame plus its header; a cap below
+    /// that would drop the subscriber connection for one SIGNAL the relay itself accepted.
+    init(bulkMaxBytes: Int) {
+        parser = RESPParser(bulkMaxBytes: bulkMaxBytes)
+    }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         switch buffer.withUnsafeReadableBytes({ parser.parse($0) }) {

@@ -2,7 +2,8 @@
 /// alone: a race of JOINs from many nodes is a sequence of these). The decisions they make are the
 /// single relay's (`RelayRooms`): two seats at most, a reserved seat taken back by its token,
 /// `SEAT_RESERVED` vs `ROOM_FULL`; plus the cluster's own: a seat whose node's heartbeat key
-/// (`sc:node:<id>`, refreshed every second with a TTL) is gone is freed.
+/// (`sc:node:<id>`, refreshed every second with a TTL) is gone is reserved for its token for the
+/// grace (freed if it has none), as a departed peer's seat is.
 ///
 /// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats
 /// `{n: node, c: connection, t: token hash, u: reserved-until ms}`; a reserved seat has `n == ""`
@@ -11,25 +12,47 @@
 enum ClusterScripts {
     /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
     /// (or ""), reclaim-only ("1": the address is over its join rate), node key prefix, channel
-    /// prefix, rejoin ("1": a re-registration). Returns {"admitted", partner node, partner
-    /// connection, reclaimed "1"/"0", evicted node, evicted connection} or {"refused", CODE}.
+    /// prefix, rejoin ("1": a re-registration, which takes back only a reserved seat with its
+    /// token, never a held one), grace ms ("0": a dead node's seats are freed). Returns
+    /// {"admitted", partner node, partner connection, reclaimed "1"/"0", evicted node, evicted
+    /// connection} or {"refused", CODE}.
     /// Publishes `F` to a remote room-mate's node and `E` to an evicted holder's node.
     static let join = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local node, conn, tok, newtok = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+        local grace = tonumber(ARGV[9]) or 0
         local raw = redis.call('GET', KEYS[1])
         local seats = {}
         if raw then seats = cjson.decode(raw) end
-        local kept = {}
+        local kept, changed = {}, false
         for _, s in ipairs(seats) do
           local alive
           if s.n == '' then alive = tonumber(s.u) > now
           elseif s.n == node then alive = true
-          else alive = redis.call('EXISTS', ARGV[6] .. s.n) == 1 end
-          if alive then table.insert(kept, s) end
+          elseif redis.call('EXISTS', ARGV[6] .. s.n) == 1 then alive = true
+          elseif grace > 0 and s.t ~= '' then
+            -- Its node died (kill -9, a stall past the TTL): the seat waits for its token.
+            s.n = ''; s.c = ''; s.u = now + grace; alive = true; changed = true
+          else alive = false end
+          if alive then table.insert(kept, s) else changed = true end
         end
         seats = kept
+        -- A refusal still stores what changed (a dead node's seat reserved once, not again by
+        -- each JOIN); a room with no live seat expires with its last reservation.
+        local function refuse(code)
+          if changed then
+            local live, untilms = false, 0
+            for _, s in ipairs(seats) do
+              if s.n ~= '' then live = true
+              elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+            end
+            if #seats == 0 then redis.call('DEL', KEYS[1])
+            elseif live then redis.call('SET', KEYS[1], cjson.encode(seats))
+            else redis.call('SET', KEYS[1], cjson.encode(seats), 'PX', untilms - now + 1000) end
+          end
+          return {'refused', code}
+        end
         local index = nil
         for i, s in ipairs(seats) do
           if s.n == node and s.c == conn then index = i end
@@ -37,7 +60,7 @@ enum ClusterScripts {
         local reclaimed, evn, evc = '0', '', ''
         if not index and tok ~= '' then
           for i, s in ipairs(seats) do
-            if s.t == tok then
+            if s.t == tok and (ARGV[8] ~= '1' or s.n == '') then
               index = i
               reclaimed = '1'
               if s.n ~= '' then evn = s.n; evc = s.c end
@@ -46,12 +69,12 @@ enum ClusterScripts {
           end
         end
         if not index then
-          if ARGV[5] == '1' then return {'refused', 'JOIN_RATE_LIMITED'} end
+          if ARGV[5] == '1' then return refuse('JOIN_RATE_LIMITED') end
           if #seats >= 2 then
             for _, s in ipairs(seats) do
-              if s.n == '' then return {'refused', 'SEAT_RESERVED'} end
+              if s.n == '' then return refuse('SEAT_RESERVED') end
             end
-            return {'refused', 'ROOM_FULL'}
+            return refuse('ROOM_FULL')
           end
           table.insert(seats, {n = node, c = conn, t = newtok})
           index = #seats

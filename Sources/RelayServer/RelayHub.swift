@@ -67,7 +67,8 @@ final class RelayHub {
                 limits: configuration.limits, now: Self.now, entropy: SystemEntropy(), clusterNode: cluster.identity)
             link = ClusterLink(
                 endpoint: cluster.endpoint, password: cluster.password, sslContext: cluster.sslContext,
-                node: cluster.identity, eventLoop: eventLoop, logger: logger)
+                node: cluster.identity, frameSizeMaxBytes: configuration.limits.frameSizeMaxBytes,
+                eventLoop: eventLoop, logger: logger)
         } else {
             engine = try RelayEngine(limits: configuration.limits, now: Self.now, entropy: SystemEntropy())
             link = nil
@@ -132,7 +133,8 @@ final class RelayHub {
         switch command {
         case let .join(id, request):
             let hub = NIOLoopBound(self, eventLoop: eventLoop)
-            link.join(id, request) { reply in
+            let graceMilliseconds = Int64(configuration.limits.seatGraceSeconds) * 1000
+            link.join(id, request, graceMilliseconds: graceMilliseconds) { reply in
                 hub.value.clusterInput { $0.clusterJoinAnswered(id, request, reply, now: $1) }
             }
         case let .leave(id, room, reserve, partner):

@@ -28,6 +28,7 @@ public final class RelayMetrics: Sendable {
     let clusterPublishErrors: Counter
     let clusterReconnects: Counter
     let clusterMalformed: Counter
+    let clusterSignalsDropped: Counter
 
     public init() {
         connectionsAccepted = registry.makeCounter(
@@ -59,6 +60,9 @@ public final class RelayMetrics: Sendable {
             descriptor: Self.name("cluster_reconnects_total", "connection attempts to redis after a failure"))
         clusterMalformed = registry.makeCounter(
             descriptor: Self.name("cluster_malformed_messages_total", "pub/sub messages that did not parse"))
+        clusterSignalsDropped = registry.makeCounter(
+            descriptor: Self.name(
+                "cluster_signals_dropped_total", "SIGNALs from another node dropped: the receiver's queue was full"))
         let registry = self.registry
         rejections = RejectionReason.allCases.map { reason in
             registry.makeCounter(
@@ -91,6 +95,7 @@ public final class RelayMetrics: Sendable {
         add(pingsSent, counters.pingsSent, previous.pingsSent)
         seatsReserved.set(Int64(counters.seatsReserved))
         add(seatsReclaimed, counters.seatsReclaimed, previous.seatsReclaimed)
+        add(clusterSignalsDropped, counters.clusterSignalsDropped, previous.clusterSignalsDropped)
         for (reason, counter) in zip(RejectionReason.allCases, rejections) {
             add(counter, counters.rejections(reason), previous.rejections(reason))
         }

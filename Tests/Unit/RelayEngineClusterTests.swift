@@ -93,6 +93,8 @@ struct RelayEngineClusterTests {
         #expect(rejoins.count == 2)
         guard case let .cluster(.join(firstID, again)) = rejoins[0] else { throw TestFailure("\(rejoins)") }
         #expect(firstID == a && again.rejoin && again.newToken == first.newToken && again.room == Self.room)
+        // With its token: a seat Redis reserved while this node was taken for dead is taken back.
+        #expect(again.token == first.newToken)
     }
 
     @Test("Two peers on one node: the second's admission names the first; PEER_FOUND to both; a departure tells the mate at once and Redis")
@@ -255,6 +257,78 @@ struct RelayEngineClusterTests {
         #expect(actions.contains(.send(fresh, .joinedWithToken(room: Self.room, peers: 2, token: token))))
         #expect(!actions.contains { if case .cluster(.leave) = $0 { true } else { false } }, "the seat is not the old one's")
         #expect(h.engine.counters.seatsReclaimed == 1)
+    }
+
+    /// `id` seated in ROOM1 with room-mate `partner`; returns the JOIN request (its new token).
+    static func seat(_ h: inout H, _ id: ConnectionID, partner: ClusterPeer?) throws -> ClusterJoinRequest {
+        h.join(id, "ROOM1")
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.clusterJoinAnswered(id, request, .admitted(partner: partner, reclaimed: false, evicted: nil), now: h.now)
+        _ = h.actions()
+        return request
+    }
+
+    @Test("Review 8: a SIGNAL to a local mate whose seat names another room-mate now is refused NO_PEER, not forwarded")
+    func localForwardChecksTheMatesSeat() throws {
+        var h = try H.cluster()
+        let (a, b) = (h.connect(.ipv4(1)), h.connect(.ipv4(2)))
+        _ = try Self.seat(&h, a, partner: nil)
+        _ = try Self.seat(&h, b, partner: ClusterPeer(node: Self.me, connection: a.value))
+        h.send(H.signal(1), from: a)
+        #expect(h.actions() == [.forward(b, H.signal(1))])
+        // Redis gives b another room-mate (on another node); a's seat still names b.
+        h.engine.clusterNotice(.peerFound(to: b.value, partner: Self.remote), now: h.now)
+        #expect(h.actions() == [.send(b, .peerLeft), .send(b, .peerFound)])
+        let forwarded = h.engine.counters.framesForwarded
+        h.send(H.signal(2), from: a)
+        #expect(h.actions() == [.send(a, H.error(.noPeer))])
+        #expect(h.engine.counters.framesForwarded == forwarded)
+    }
+
+    @Test("Review 12: closed while its reclaiming JOIN was at Redis: the seat stays reserved for its token, the local connection it evicted is closed")
+    func closedWhileReclaiming() throws {
+        var h = try H.cluster()
+        let old = h.connect(.ipv4(1))
+        let token = try #require(try Self.seat(&h, old, partner: Self.remote).newToken)
+        let fresh = h.connect(.ipv4(1))
+        h.join(fresh, "ROOM1", token: token)
+        let (_, request) = try Self.joinCommand(&h)
+        h.engine.closed(fresh, now: h.now)
+        _ = h.actions()
+        let evicted = ClusterPeer(node: Self.me, connection: old.value)
+        h.engine.clusterJoinAnswered(fresh, request, .admitted(partner: Self.remote, reclaimed: true, evicted: evicted), now: h.now)
+        let actions = h.rawActions()
+        #expect(actions.contains(.close(old, .policyViolation, error: nil, disconnectWhenWritten: false)), "\(actions)")
+        #expect(actions.contains(.cluster(.leave(fresh, room: Self.room, reserve: true, partner: nil))), "\(actions)")
+        #expect(!actions.contains(.cluster(.leave(fresh, room: Self.room, reserve: false, partner: nil))))
+        #expect(h.engine.clusterSeatCount == 0)
+    }
+
+    @Test("Review 1: a SIGNAL from another node for a receiver over its high watermark is dropped and counted; forwarded again once it drains")
+    func remoteSignalOverWatermark() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        _ = try Self.seat(&h, a, partner: Self.remote)
+        h.engine.writabilityChanged(a, isWritable: false, now: h.now)
+        _ = h.actions()
+        for marker: UInt8 in 1...3 { h.engine.clusterSignal(to: a.value, from: Self.remote, H.signal(marker), now: h.now) }
+        #expect(h.actions().isEmpty)
+        #expect(h.engine.counters.clusterSignalsDropped == 3)
+        h.engine.writabilityChanged(a, isWritable: true, now: h.now)
+        _ = h.actions()
+        h.engine.clusterSignal(to: a.value, from: Self.remote, H.signal(4), now: h.now)
+        #expect(h.actions() == [.forward(a, H.signal(4))])
+        #expect(h.engine.counters.clusterSignalsDropped == 3)
+    }
+
+    @Test("Review 2: a node shutting down reserves its seats for their tokens (its clients reconnect through another node)")
+    func shutdownReserves() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        _ = try Self.seat(&h, a, partner: Self.remote)
+        h.engine.beginShutdown(now: h.now)
+        let actions = h.rawActions()
+        #expect(actions.contains(.cluster(.leave(a, room: Self.room, reserve: true, partner: Self.remote))), "\(actions)")
     }
 
     @Test("Over the address's join rate, only a JOIN with a token is asked of Redis (reclaim-only); one without is refused here")
