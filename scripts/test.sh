@@ -8,7 +8,7 @@
 #   4. reproducibility of securechat: a fresh clone at another path builds it again, byte for byte
 #      (scripts/check-reproducible.sh --against; the full check of all three is a separate script);
 #   5. the simulator sweep (20 seeds x 1000 peers, every fault kind) and its determinism check;
-#   6. every libFuzzer target for FUZZ_SECONDS (default 45) seconds each.
+#   6. every libFuzzer target for FUZZ_SECONDS (default 40) seconds each.
 # Usage: scripts/test.sh            (CI: .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +76,7 @@ fi
 step "simulator sweep and determinism check"
 scripts/sim-sweep.sh
 
-step "fuzz every target for ${FUZZ_SECONDS:-45} s"
-scripts/fuzz.sh "${FUZZ_SECONDS:-45}"
+step "fuzz every target for ${FUZZ_SECONDS:-40} s"
+scripts/fuzz.sh "${FUZZ_SECONDS:-40}"
 
 step "done: every test passed"

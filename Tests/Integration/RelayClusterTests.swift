@@ -86,6 +86,21 @@ func waitHealthy(_ node: RelayProcess, expected: String = "ok", timeoutSeconds: 
 func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
 /// A JOIN presenting a reconnect token.
+/// Alice JOINs `room` through `first`, then Bob through `second`; both have seen PEER_FOUND.
+func pairAcross(
+    _ room: String, _ first: RelayProcess, _ second: RelayProcess
+) async throws -> (TestWebSocket, TestWebSocket) {
+    let alice = try await TestWebSocket.connect(first.url)
+    let bob = try await TestWebSocket.connect(second.url)
+    try await alice.send(joinFrame(room))
+    try await alice.expect("JOINED")
+    try await bob.send(joinFrame(room))
+    try await bob.expect("JOINED")
+    try await bob.expect("PEER_FOUND")
+    try await alice.expect("PEER_FOUND")
+    return (alice, bob)
+}
+
 func joinFrame(_ room: String, token: String) -> String {
     #"{"type": "JOIN", "room": "\#(room)", "token": "\#(token)"}"#
 }
@@ -324,14 +339,7 @@ struct RelayClusterTests {
     func leaveWhileRedisDown() async throws {
         try await withCluster(nodes: 2) { redis, nodes in
             let room = uniqueRoom("GONE")
-            let alice = try await TestWebSocket.connect(nodes[0].url)
-            let bob = try await TestWebSocket.connect(nodes[1].url)
-            try await alice.send(joinFrame(room))
-            try await alice.expect("JOINED")
-            try await bob.send(joinFrame(room))
-            try await bob.expect("JOINED")
-            try await bob.expect("PEER_FOUND")
-            try await alice.expect("PEER_FOUND")
+            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
             await redis.kill()
             for node in nodes { try await waitHealthy(node, expected: "degraded") }
             try await alice.close()
@@ -496,14 +504,7 @@ struct RelayClusterTests {
     func nodeStalls() async throws {
         try await withCluster(nodes: 2) { _, nodes in
             let room = uniqueRoom("STALL")
-            let alice = try await TestWebSocket.connect(nodes[0].url)
-            let bob = try await TestWebSocket.connect(nodes[1].url)
-            try await alice.send(joinFrame(room))
-            try await alice.expect("JOINED")
-            try await bob.send(joinFrame(room))
-            try await bob.expect("JOINED")
-            try await bob.expect("PEER_FOUND")
-            try await alice.expect("PEER_FOUND")
+            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
             nodes[0].process.send(signal: SIGSTOP)
             try await bob.expect("PEER_LEFT", timeoutSeconds: 10)
             try await Task.sleep(for: .seconds(1))
@@ -518,14 +519,7 @@ struct RelayClusterTests {
     func nodeStops() async throws {
         try await withCluster(nodes: 2) { _, nodes in
             let room = uniqueRoom("STOP")
-            let alice = try await TestWebSocket.connect(nodes[0].url)
-            let bob = try await TestWebSocket.connect(nodes[1].url)
-            try await alice.send(joinFrame(room))
-            try await alice.expect("JOINED")
-            try await bob.send(joinFrame(room))
-            try await bob.expect("JOINED")
-            try await bob.expect("PEER_FOUND")
-            try await alice.expect("PEER_FOUND")
+            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
             let stopped = ContinuousClock.now
             nodes[0].process.send(signal: SIGTERM)
             try await alice.expect("ERROR", code: "SHUTTING_DOWN")
