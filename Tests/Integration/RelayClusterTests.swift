@@ -86,19 +86,20 @@ func waitHealthy(_ node: RelayProcess, expected: String = "ok", timeoutSeconds: 
 func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
 /// A JOIN presenting a reconnect token.
-/// Alice JOINs `room` through `first`, then Bob through `second`; both have seen PEER_FOUND.
+/// Alice JOINs `room` through `first`, then Bob through `second`; both have seen PEER_FOUND. Also
+/// returns the reconnect token Alice's JOINED carried (nil with `--seat-grace-seconds 0`).
 func pairAcross(
     _ room: String, _ first: RelayProcess, _ second: RelayProcess
-) async throws -> (TestWebSocket, TestWebSocket) {
+) async throws -> (TestWebSocket, TestWebSocket, String?) {
     let alice = try await TestWebSocket.connect(first.url)
     let bob = try await TestWebSocket.connect(second.url)
     try await alice.send(joinFrame(room))
-    try await alice.expect("JOINED")
+    let token = try await alice.expect("JOINED").object["token"] as? String
     try await bob.send(joinFrame(room))
     try await bob.expect("JOINED")
     try await bob.expect("PEER_FOUND")
     try await alice.expect("PEER_FOUND")
-    return (alice, bob)
+    return (alice, bob, token)
 }
 
 func joinFrame(_ room: String, token: String) -> String {
@@ -180,14 +181,8 @@ struct RelayClusterTests {
     func seatAcrossNodes() async throws {
         try await withCluster(nodes: 3) { _, nodes in
             let room = uniqueRoom("SEAT")
-            let alice = try await TestWebSocket.connect(nodes[0].url)
-            let bob = try await TestWebSocket.connect(nodes[1].url)
-            try await alice.send(joinFrame(room))
-            let token = try #require(try await alice.expect("JOINED").object["token"] as? String)
-            try await bob.send(joinFrame(room))
-            try await bob.expect("JOINED")
-            try await bob.expect("PEER_FOUND")
-            try await alice.expect("PEER_FOUND")
+            let (alice, bob, aliceToken) = try await pairAcross(room, nodes[0], nodes[1])
+            let token = try #require(aliceToken)
             alice.abort()  // no close frame: the seat is reserved
             try await bob.expect("PEER_LEFT")
             let squatter = try await TestWebSocket.connect(nodes[2].url)
@@ -209,14 +204,8 @@ struct RelayClusterTests {
     func nodeDies() async throws {
         try await withCluster(nodes: 3) { _, nodes in
             let room = uniqueRoom("KILL")
-            let alice = try await TestWebSocket.connect(nodes[0].url)
-            let bob = try await TestWebSocket.connect(nodes[1].url)
-            try await alice.send(joinFrame(room))
-            let token = try #require(try await alice.expect("JOINED").object["token"] as? String)
-            try await bob.send(joinFrame(room))
-            try await bob.expect("JOINED")
-            try await bob.expect("PEER_FOUND")
-            try await alice.expect("PEER_FOUND")
+            let (alice, bob, aliceToken) = try await pairAcross(room, nodes[0], nodes[1])
+            let token = try #require(aliceToken)
             try await expectForwarded(from: alice, to: bob)
 
             let killed = ContinuousClock.now
@@ -339,7 +328,7 @@ struct RelayClusterTests {
     func leaveWhileRedisDown() async throws {
         try await withCluster(nodes: 2) { redis, nodes in
             let room = uniqueRoom("GONE")
-            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
+            let (alice, bob, _) = try await pairAcross(room, nodes[0], nodes[1])
             await redis.kill()
             for node in nodes { try await waitHealthy(node, expected: "degraded") }
             try await alice.close()
@@ -504,7 +493,7 @@ struct RelayClusterTests {
     func nodeStalls() async throws {
         try await withCluster(nodes: 2) { _, nodes in
             let room = uniqueRoom("STALL")
-            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
+            let (alice, bob, _) = try await pairAcross(room, nodes[0], nodes[1])
             nodes[0].process.send(signal: SIGSTOP)
             try await bob.expect("PEER_LEFT", timeoutSeconds: 10)
             try await Task.sleep(for: .seconds(1))
@@ -519,7 +508,7 @@ struct RelayClusterTests {
     func nodeStops() async throws {
         try await withCluster(nodes: 2) { _, nodes in
             let room = uniqueRoom("STOP")
-            let (alice, bob) = try await pairAcross(room, nodes[0], nodes[1])
+            let (alice, bob, _) = try await pairAcross(room, nodes[0], nodes[1])
             let stopped = ContinuousClock.now
             nodes[0].process.send(signal: SIGTERM)
             try await alice.expect("ERROR", code: "SHUTTING_DOWN")
