@@ -137,6 +137,48 @@ struct ClientFileTransferTests {
         #expect(resent * 45 * 1024 < size / 20)
     }
 
+    @Test("Chat during a transfer: lines typed both ways while a 40 MiB file moves arrive before a tenth more of it has")
+    func chatDuringTransfer() async throws {
+        let base = try Self.directory("chat")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 40 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // 8 MiB/s per connection: the file takes about 5 s, so "a tenth more" is about half a second
+        // (measured: 1.1-1.3 MB, about the window in flight). The chunks fill the relay's queue
+        // towards Bob; a chat line must not wait behind the file.
+        let limits = ["--bytes-per-second", "8388608", "--byte-burst", "1048576", "--messages-per-second", "1000",
+                      "--message-burst", "1000", "--no-paired-allowance"]
+        try await withRelay(limits) { relay in
+            let room = uniqueRoom("CHATFILE")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path,
+                                                    "--drain-timeout", "60"])
+            for (round, typist, reader) in [(1, alice, bob), (2, bob, alice)] {
+                let started = try await typist.event("transfer under way", timeoutSeconds: 60) {
+                    $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * round / 5
+                }
+                try typist.type("line \(round) typed at \(started["bytes"] ?? 0) bytes")
+                _ = try await reader.messages(count: 1, timeoutSeconds: 30)
+                // Where the file stood when the line arrived: the reader's own progress, in its event order.
+                let events = reader.events
+                let arrived = events.firstIndex { $0["event"] as? String == "message" } ?? events.count
+                let progress = events[..<arrived].filter { $0["event"] as? String == "file_progress" }
+                    .compactMap { $0["bytes"] as? Int }.max() ?? 0
+                #expect(!events[..<arrived].contains { $0["event"] as? String == "file_done" })
+                #expect(progress < size * round / 5 + size / 10, "line \(round) arrived at \(progress) of \(size) bytes")
+            }
+            try alice.closeInput()
+            try bob.closeInput()
+            #expect(try await alice.waitForExit(timeoutSeconds: 120) == 0, "\(alice.stderr.all.suffix(10))")
+            #expect(try await bob.waitForExit(timeoutSeconds: 60) == 0)
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+            #expect(alice.messageTexts.count == 1 && bob.messageTexts.count == 1)
+        }
+    }
+
     @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
     func terminalSendAndAccept() async throws {
         let base = try Self.directory("tty")
