@@ -137,6 +137,56 @@ struct ClientFileTransferTests {
         #expect(resent * 45 * 1024 < size / 20)
     }
 
+    @Test("The receiver killed (-9) mid-transfer; the file offered again in a new session resumes from its .part")
+    func resumeAfterReceiverKilled() async throws {
+        let base = try Self.directory("resume")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 20 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // 4 MiB/s: the first session takes about 5 s, long enough to kill the receiver past half.
+        let limits = ["--bytes-per-second", "4194304", "--byte-burst", "1048576", "--no-paired-allowance"]
+        try await withRelay(limits) { relay in
+            let room = uniqueRoom("RESUME")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice.closeInput()
+            let written = try await bob.event("more than half written", timeoutSeconds: 60) {
+                $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
+            }
+            bob.send(signal: SIGKILL)
+            _ = try await bob.waitForExit()
+            await alice.kill()
+            #expect(try Self.listing(inbox) == ["big.bin.part"])
+            let kept = try FileManager.default.attributesOfItem(atPath: inbox.appendingPathComponent("big.bin.part").path)
+            #expect((kept[.size] as? Int ?? 0) >= written["bytes"] as? Int ?? size)
+            // A new session: both processes new, the same file offered again.
+            let newRoom = uniqueRoom("RESUME")
+            let bob2 = try ClientProcess("bob2", [newRoom, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice2 = try ClientProcess("alice2", [newRoom, "--relay", relay.url, "--json", "--send", source.path])
+            try alice2.closeInput()
+            #expect(try await alice2.waitForExit(timeoutSeconds: 120) == 0, "\(alice2.stderr.all.suffix(10))")
+            try bob2.closeInput()
+            #expect(try await bob2.waitForExit(timeoutSeconds: 60) == 0)
+            #expect(try Self.listing(inbox) == ["big.bin"])
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+            let expected = try await Self.b2sum(source)
+            let stored = Self.event(bob2, "file_done").first
+            #expect(stored?["hash"] as? String == expected && stored?["direction"] as? String == "incoming")
+            // Both sides say where it resumed; the sender sent less than half the file again.
+            let resumed = Self.event(alice2, "file_resumed").first?["bytes"] as? Int ?? 0
+            #expect(Self.event(bob2, "file_resumed").first?["bytes"] as? Int == resumed)
+            #expect(resumed >= size / 2, "resumed from \(resumed)")
+            let done = Self.event(alice2, "file_done").first
+            let resent = done?["chunks_resent"] as? Int ?? -1
+            #expect(resent >= 0 && size - resumed + resent * 45 * 1024 < size / 2, "\(String(describing: done))")
+            let progress = Self.event(alice2, "file_progress").compactMap { $0["bytes"] as? Int }
+            #expect(progress.allSatisfy { $0 > resumed } && progress == progress.sorted())
+        }
+    }
+
     @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
     func terminalSendAndAccept() async throws {
         let base = try Self.directory("tty")
@@ -273,7 +323,7 @@ struct ClientFileTransferTests {
                 case let .control(bytes): _ = session.sendFileControl(bytes, now: now())
                 case let .signal(signal): _ = session.transmitFileSignal(signal)
                 case let .event(event): events.append(event)
-                case .write, .store, .release: break
+                case .write, .store, .release, .truncate: break
                 }
             }
             while session.state == .connected, let request = transfers.nextChunk() {
