@@ -144,7 +144,8 @@ final class DiskFileStore: FileStore {
             close(directoryFD)
             return nil
         }
-        let entry = Entry(fd: best.fd, directoryFD: directoryFD, directory: directory, partName: best.partName, name: name)
+        let entry = Entry(
+            fd: best.fd, directoryFD: directoryFD, directory: directory, partName: best.partName, name: name)
         return (add(entry), best.size)
     }
 
@@ -176,7 +177,9 @@ final class DiskFileStore: FileStore {
     }
 
     func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {
-        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
+        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else {
+            return .failure(FileStoreError("not open"))
+        }
         return ftruncate(entry.fd, 0) == 0 ? .success(()) : .failure(Self.error())
     }
 

@@ -28,8 +28,8 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): it could not be read"))
             return
         }
-        guard let id = files.offer(name: opened.name, sizeBytes: opened.sizeBytes, hash: hasher.finish(), entropy: entropy)
-        else {
+        let hash = hasher.finish()
+        guard let id = files.offer(name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy) else {
             store.release(opened.file, deletePart: false)
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): too many transfers under way"))
@@ -89,7 +89,9 @@ extension ClientDriver {
 
     /// The whole chunks of a kept `.part` worth proposing, hashed; nil to start from 0 (then
     /// every byte of the `.part` is written again: it is no larger than the file).
-    private func keptPrefix(_ id: FileID, _ file: StoredFile, partBytes: UInt64, _ store: any FileStore) -> FilePrefix? {
+    private func keptPrefix(_ id: FileID, _ file: StoredFile, partBytes: UInt64, _ store: any FileStore)
+        -> FilePrefix?
+    {
         let point = files.resumePoint(id, partBytes: partBytes)
         guard point.chunks > 0 else { return nil }
         let hasher = FileHasher()

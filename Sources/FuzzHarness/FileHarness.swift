@@ -109,7 +109,9 @@ struct FileRun {
     /// A new session resuming from the receiver's disk (altered by `bytes`), as `FileOp.resume` says.
     mutating func resume(_ bytes: [UInt8]) {
         guard !stored else { return }
-        if let flip = bytes.first, let at = bytes.dropFirst().first, !disk.isEmpty { disk[Int(at) % disk.count] ^= flip }
+        if let flip = bytes.first, let at = bytes.dropFirst().first, !disk.isEmpty {
+            disk[Int(at) % disk.count] ^= flip
+        }
         sender = FileTransfers(configuration: Self.configuration)
         receiver = FileTransfers(configuration: Self.configuration)
         answers.removeAll()

@@ -160,11 +160,13 @@ struct ClientFileTransferTests {
             _ = try await bob.waitForExit()
             await alice.kill()
             #expect(try Self.listing(inbox) == ["big.bin.part"])
-            let kept = try FileManager.default.attributesOfItem(atPath: inbox.appendingPathComponent("big.bin.part").path)
+            let part = inbox.appendingPathComponent("big.bin.part").path
+            let kept = try FileManager.default.attributesOfItem(atPath: part)
             #expect((kept[.size] as? Int ?? 0) >= written["bytes"] as? Int ?? size)
             // A new session: both processes new, the same file offered again.
             let newRoom = uniqueRoom("RESUME")
-            let bob2 = try ClientProcess("bob2", [newRoom, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let bob2 = try ClientProcess(
+                "bob2", [newRoom, "--relay", relay.url, "--json", "--accept-files", inbox.path])
             let alice2 = try ClientProcess("alice2", [newRoom, "--relay", relay.url, "--json", "--send", source.path])
             try alice2.closeInput()
             #expect(try await alice2.waitForExit(timeoutSeconds: 120) == 0, "\(alice2.stderr.all.suffix(10))")
