@@ -40,8 +40,8 @@ public protocol FileStore: AnyObject {
     func commit(_ file: StoredFile) -> Result<String, FileStoreError>
     /// Close the file; delete it first when it is a `.part` that did not become the file.
     func release(_ file: StoredFile, deletePart: Bool)
-    /// Open a `.part` an earlier session left in `directory` for `name` (`name.part`,
-    /// `name (1).part`, …) to resume it: only one this user owns, a regular file with no other
+    /// Open a `.part` an earlier session left in `directory` for `name` (the names `createPart`
+    /// gives: `name.part`, `name (1).ext.part`, …) to resume it: only one this user owns, a regular file with no other
     /// link, not a symlink, at most `maxBytes`, and not in use by another transfer. Nil if none.
     func resumablePart(directory: String, name: String, maxBytes: UInt64) -> (file: StoredFile, sizeBytes: UInt64)?
     /// Cut an open `.part` to zero bytes (its prefix was not the offered file's).
