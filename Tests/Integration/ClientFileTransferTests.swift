@@ -190,6 +190,46 @@ struct ClientFileTransferTests {
         }
     }
 
+    @Test("The sender killed (-9) mid-transfer and started again in the room: the receiver resumes from its .part")
+    func resumeAfterSenderKilled() async throws {
+        let base = try Self.directory("resume-sender")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 20 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // No seat reserved for the killed sender: its new process takes the seat at once.
+        let limits = ["--bytes-per-second", "4194304", "--byte-burst", "1048576", "--no-paired-allowance",
+                      "--seat-grace-seconds", "0"]
+        try await withRelay(limits) { relay in
+            let room = uniqueRoom("RESUMES")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice.closeInput()
+            try await bob.event("more than half written", timeoutSeconds: 60) {
+                $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
+            }
+            alice.send(signal: SIGKILL)
+            _ = try await alice.waitForExit()
+            // The same receiver, a new sender process: a new handshake (the peer restarted).
+            let alice2 = try ClientProcess("alice2", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice2.closeInput()
+            #expect(try await alice2.waitForExit(timeoutSeconds: 120) == 0, "\(alice2.stderr.all.suffix(10))")
+            try await bob.event("the file stored") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "incoming"
+            }
+            try bob.closeInput()
+            _ = try await bob.waitForExit(timeoutSeconds: 60)
+            #expect(try Self.listing(inbox) == ["big.bin"])
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+            #expect(Self.event(bob, "file_failed").first?["reason"] as? String == "peer_changed")
+            let resumed = Self.event(alice2, "file_resumed").first?["bytes"] as? Int ?? 0
+            #expect(Self.event(bob, "file_resumed").first?["bytes"] as? Int == resumed)
+            #expect(resumed >= size / 2, "resumed from \(resumed)")
+        }
+    }
+
     @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
     func terminalSendAndAccept() async throws {
         let base = try Self.directory("tty")
