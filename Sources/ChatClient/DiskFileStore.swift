@@ -10,7 +10,8 @@ import Glibc
 /// a symlink (`O_NOFOLLOW`), relative to the download directory's descriptor (`openat`), so a
 /// name cannot leave the directory, and a finished `.part` takes its final name with `linkat`,
 /// which fails rather than replace an existing name (no overwrite, whatever appears meanwhile).
-/// Created files are private to the user (0600).
+/// Created files are private to the user (0600). A `.part` is held under an exclusive `flock`
+/// while a transfer uses it, so no other transfer (in this process or another) resumes it.
 final class DiskFileStore: FileStore {
     private struct Entry {
         var fd: Int32
@@ -23,6 +24,9 @@ final class DiskFileStore: FileStore {
 
     /// Alternatives tried for a taken name: `name (1).ext` … `name (999).ext`.
     static let alternativesMax = 1_000
+    /// `.part` names looked at for a resume: `name.part` … `name (15).part` (as many transfers as
+    /// may be under way at once could have left one each).
+    static let resumeCandidatesMax = 16
     private var entries: [Int: Entry] = [:]
     private var nextID = 1
 
@@ -66,13 +70,14 @@ final class DiskFileStore: FileStore {
         guard directoryFD >= 0 else { return .failure(Self.error()) }
         for index in 0..<Self.alternativesMax {
             let partName = SafeFileName.alternative(name, index: index) + ".part"
-            let fd = openat(directoryFD, partName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            let fd = openat(directoryFD, partName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if fd < 0 && errno == EEXIST { continue }
             guard fd >= 0 else {
                 let failure = Self.error()
                 close(directoryFD)
                 return .failure(failure)
             }
+            _ = flock(fd, LOCK_EX | LOCK_NB)  // New and ours: only keeps a resume elsewhere off it.
             let entry = Entry(fd: fd, directoryFD: directoryFD, directory: directory, partName: partName, name: name)
             return .success(add(entry))
         }
@@ -118,6 +123,64 @@ final class DiskFileStore: FileStore {
             if deletePart && !entry.partName.isEmpty { unlinkat(entry.directoryFD, entry.partName, 0) }
             close(entry.directoryFD)
         }
+    }
+
+    func resumablePart(directory: String, name: String, maxBytes: UInt64) -> (file: StoredFile, sizeBytes: UInt64)? {
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { return nil }
+        var best: (fd: Int32, partName: String, size: UInt64)?
+        for index in 0..<Self.resumeCandidatesMax {
+            let partName = SafeFileName.alternative(name, index: index) + ".part"
+            guard let (fd, size) = Self.openKeptPart(directoryFD, partName, maxBytes: maxBytes) else { continue }
+            // The longest one: the most a resume can save (a wrong one only costs a restart).
+            if let current = best, current.size >= size {
+                close(fd)
+            } else {
+                if let current = best { close(current.fd) }
+                best = (fd, partName, size)
+            }
+        }
+        guard let best else {
+            close(directoryFD)
+            return nil
+        }
+        let entry = Entry(
+            fd: best.fd, directoryFD: directoryFD, directory: directory, partName: best.partName, name: name)
+        return (add(entry), best.size)
+    }
+
+    /// `partName` in the directory, opened for a resume if it is a `.part` this client could have
+    /// left: a regular file (not a symlink, FIFO or device: checked before opening, and again on
+    /// the descriptor), owned by this user, private (no group or other bits), with one link (a
+    /// hard link to another file would make the transfer write into that file), no larger than
+    /// the offer, and not locked by a transfer under way.
+    static func openKeptPart(_ directoryFD: Int32, _ partName: String, maxBytes: UInt64) -> (Int32, UInt64)? {
+        var before = stat()
+        guard fstatat(directoryFD, partName, &before, AT_SYMLINK_NOFOLLOW) == 0,
+              isKeptPart(before, maxBytes: maxBytes) else { return nil }
+        // O_NONBLOCK: should the name become a FIFO meanwhile, the open does not hang on it.
+        let fd = openat(directoryFD, partName, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_dev == before.st_dev, info.st_ino == before.st_ino,
+              isKeptPart(info, maxBytes: maxBytes), flock(fd, LOCK_EX | LOCK_NB) == 0,
+              fstat(fd, &info) == 0, isKeptPart(info, maxBytes: maxBytes) else {
+            close(fd)
+            return nil
+        }
+        return (fd, UInt64(info.st_size))
+    }
+
+    static func isKeptPart(_ info: stat, maxBytes: UInt64) -> Bool {
+        (info.st_mode & S_IFMT) == S_IFREG && info.st_uid == geteuid() && info.st_nlink == 1
+            && (info.st_mode & 0o077) == 0 && info.st_size >= 0 && UInt64(info.st_size) <= maxBytes
+    }
+
+    func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {
+        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else {
+            return .failure(FileStoreError("not open"))
+        }
+        return ftruncate(entry.fd, 0) == 0 ? .success(()) : .failure(Self.error())
     }
 
     private func add(_ entry: Entry) -> StoredFile {

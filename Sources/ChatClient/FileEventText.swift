@@ -18,6 +18,9 @@ enum FileEventText {
         case let .done(info, .incoming, _):
             "received \(name(info)) as \(TerminalText.sanitize(savedAs ?? "?")), BLAKE2b-256 "
                 + "\(FileHex.encode(info.hash)) checked"
+        case let .resumed(info, direction, bytes):
+            "\(direction == .outgoing ? "sending" : "receiving") \(name(info)) resumed from the .part a previous "
+                + "session left: \(bytes) of \(info.sizeBytes) bytes kept"
         case let .failed(info, direction, failure):
             "\(direction == .outgoing ? "sending" : "receiving") \(name(info)) failed: \(failure)"
         }

@@ -148,6 +148,11 @@ final class JSONRenderer: ClientRenderer {
             line.field("hash", FileHex.encode(offer.hash))
             if let savedAs { line.field("path", savedAs) }
             if direction == .outgoing { line.field("chunks_resent", resent) }
+        case let .resumed(offer, direction, bytes):
+            info = offer
+            line = JSONLine(event: "file_resumed")
+            line.field("direction", direction.rawValue)
+            line.field("bytes", bytes)
         case let .failed(offer, direction, failure):
             info = offer
             line = JSONLine(event: "file_failed")
@@ -202,6 +207,9 @@ public let jsonEventsHelp = """
       file_done      stored and its hash checked: "direction", "id", "name",
                      "size", "hash", and "path" where it was saved (incoming)
                      or "chunks_resent" after reconnects (outgoing)
+      file_resumed   continued from the .part a previous session left:
+                     "direction", "id", "name", "size", "bytes" (kept, not
+                     sent again)
       file_failed    "direction", "id", "name", "size", "reason"
                      (rejected_declined, rejected_too_large, rejected_no_space,
                      rejected_storage, rejected_busy, cancelled,

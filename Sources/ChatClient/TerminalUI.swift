@@ -154,7 +154,8 @@ final class TerminalUI: ClientRenderer {
             switch event {
             case .progress: break  // The status block shows it.
             case .failed: printLines([style("!! " + FileEventText.line(event, savedAs: savedAs), red)])
-            case .offered, .done: printLines([style("-- " + FileEventText.line(event, savedAs: savedAs), dim)])
+            case .offered, .done, .resumed:
+                printLines([style("-- " + FileEventText.line(event, savedAs: savedAs), dim)])
             }
         case let .info(lines):
             printLines(lines.map(TerminalText.sanitize))

@@ -21,12 +21,14 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): \(error)"))
             return
         }
-        guard let hash = hashFile(opened.file, sizeBytes: opened.sizeBytes, store: store) else {
+        let hasher = FileHasher()
+        guard feed(hasher, from: opened.file, bytes: opened.sizeBytes, store: store) else {
             store.release(opened.file, deletePart: false)
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): it could not be read"))
             return
         }
+        let hash = hasher.finish()
         guard let id = files.offer(name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy) else {
             store.release(opened.file, deletePart: false)
             fileFailuresLocal += 1
@@ -37,43 +39,79 @@ extension ClientDriver {
         pumpFiles(now: now)
     }
 
-    /// BLAKE2b-256 of the whole file, read in chunks; nil if it could not be read in full.
-    private func hashFile(_ file: StoredFile, sizeBytes: UInt64, store: any FileStore) -> [UInt8]? {
-        let hasher = FileHasher()
+    /// Feed the first `bytes` of `file` to `hasher`, one MiB per read; false if they could not be
+    /// read in full.
+    private func feed(_ hasher: FileHasher, from file: StoredFile, bytes: UInt64, store: any FileStore) -> Bool {
         let step = UInt64(1 << 20)
         var offset: UInt64 = 0
-        // Bounded by the file's size, one MiB per round.
-        while offset < sizeBytes {
-            let count = Int(min(step, sizeBytes - offset))
-            guard case let .success(bytes) = store.read(file, offset: offset, count: count), bytes.count == count
-            else { return nil }
-            hasher.update(bytes)
+        // Bounded by `bytes`, one MiB per round.
+        while offset < bytes {
+            let count = Int(min(step, bytes - offset))
+            guard case let .success(read) = store.read(file, offset: offset, count: count), read.count == count
+            else { return false }
+            hasher.update(read)
             offset += UInt64(count)
         }
-        return hasher.finish()
+        return true
     }
 
-    /// Accept the incoming offer `info` into `directory`, unless the policy refuses it.
+    /// Accept the incoming offer `info` into `directory`, unless the policy refuses it. A `.part`
+    /// an earlier session left for the same name is resumed if the sender finds its prefix is
+    /// the file's (the free space then needs to hold only the rest).
     func acceptOffer(_ info: FileOfferInfo, into directory: String, now: Instant) {
         guard let store = fileStore else {
             files.reject(info.id, .storage)
             return
         }
+        let name = SafeFileName.make(info.name)
+        let kept = info.sizeBytes > configuration.files.maxFileBytes
+            ? nil : store.resumablePart(directory: directory, name: name, maxBytes: info.sizeBytes)
         if info.sizeBytes > configuration.files.maxFileBytes {
             files.reject(info.id, .tooLarge)
-        } else if let free = store.freeBytes(directory: directory), free < info.sizeBytes {
+        } else if let free = store.freeBytes(directory: directory), free < info.sizeBytes - (kept?.sizeBytes ?? 0) {
+            if let kept { store.release(kept.file, deletePart: false) }
             files.reject(info.id, .noSpace)
+        } else if let kept {
+            storedFiles.append((info.id, .incoming, kept.file))
+            files.accept(info.id, now: now, prefix: keptPrefix(info.id, kept.file, partBytes: kept.sizeBytes, store))
         } else {
-            switch store.createPart(directory: directory, name: SafeFileName.make(info.name)) {
+            switch store.createPart(directory: directory, name: name) {
             case let .success(file):
                 storedFiles.append((info.id, .incoming, file))
                 files.accept(info.id, now: now)
             case let .failure(error):
-                notify(.fileProblem("cannot store \(SafeFileName.make(info.name)) in \(directory): \(error)"))
+                notify(.fileProblem("cannot store \(name) in \(directory): \(error)"))
                 files.reject(info.id, .storage)
             }
         }
         pumpFiles(now: now)
+    }
+
+    /// The whole chunks of a kept `.part` worth proposing, hashed; nil to start from 0 (then
+    /// every byte of the `.part` is written again: it is no larger than the file).
+    private func keptPrefix(_ id: FileID, _ file: StoredFile, partBytes: UInt64, _ store: any FileStore)
+        -> FilePrefix?
+    {
+        let point = files.resumePoint(id, partBytes: partBytes)
+        guard point.chunks > 0 else { return nil }
+        let hasher = FileHasher()
+        guard feed(hasher, from: file, bytes: point.bytes, store: store) else { return nil }
+        return FilePrefix(chunks: point.chunks, hasher: hasher)
+    }
+
+    /// Hash the prefixes receivers asked to resume from, and tell the transfers; false when none
+    /// was waiting.
+    private func checkPrefix(now: Instant) -> Bool {
+        guard let request = files.nextPrefixCheck() else { return false }
+        let hasher = FileHasher()
+        if let store = fileStore, let file = storedFile(request.id, .outgoing),
+           feed(hasher, from: file, bytes: request.bytes, store: store)
+        {
+            files.prefixHashed(request.id, digest: hasher.finish(), now: now)
+        } else {
+            files.prefixHashed(request.id, digest: nil, now: now)
+        }
+        return true
     }
 
     /// What the session handed on for the transfers.
@@ -97,7 +135,7 @@ extension ClientDriver {
         var budget = Self.fileActionsPerPumpMax
         while budget > 0 {
             let actions = files.drainActions()
-            if actions.isEmpty {
+            if actions.isEmpty, !checkPrefix(now: now) {
                 guard sendNextChunk(now: now) else { return }
             }
             for action in actions { perform(action, now: now) }
@@ -142,6 +180,9 @@ extension ClientDriver {
             case .failure:
                 files.fail(id, .incoming, .storage)
             }
+        case let .truncate(id):
+            guard let file = storedFile(id, .incoming), let store = fileStore else { return }
+            if case .failure = store.truncate(file) { files.fail(id, .incoming, .storage) }
         case let .release(id, deletePart):
             guard let index = storedFiles.firstIndex(where: { $0.id == id }) else { return }
             fileStore?.release(storedFiles.remove(at: index).file, deletePart: deletePart)

@@ -40,6 +40,25 @@ public protocol FileStore: AnyObject {
     func commit(_ file: StoredFile) -> Result<String, FileStoreError>
     /// Close the file; delete it first when it is a `.part` that did not become the file.
     func release(_ file: StoredFile, deletePart: Bool)
+    /// Open a `.part` an earlier session left in `directory` for `name` (the names `createPart`
+    /// gives: `name.part`, `name (1).ext.part`, …) to resume it: only one this user owns, a regular file with no other
+    /// link, not a symlink, at most `maxBytes`, and not in use by another transfer. Nil if none.
+    func resumablePart(directory: String, name: String, maxBytes: UInt64) -> (file: StoredFile, sizeBytes: UInt64)?
+    /// Cut an open `.part` to zero bytes (its prefix was not the offered file's).
+    func truncate(_ file: StoredFile) -> Result<Void, FileStoreError>
+}
+
+extension FileStore {
+    /// A store that keeps no `.part` across sessions: every transfer starts from 0.
+    public func resumablePart(directory: String, name: String, maxBytes: UInt64)
+        -> (file: StoredFile, sizeBytes: UInt64)?
+    {
+        nil
+    }
+
+    public func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {
+        .failure(FileStoreError("this store does not resume files"))
+    }
 }
 
 /// What the client does with files: what to offer at the start, where to put what is offered.

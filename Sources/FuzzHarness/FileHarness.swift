@@ -10,6 +10,11 @@ import ChatTesting
 //   order, and never the same chunk twice;
 // - it asks to store the file only when what it wrote is exactly the file (so its hash matched);
 // - progress never goes back, on either side.
+//
+// A program may also end the session and start a new one that resumes from what the receiver
+// wrote (possibly altered: a stale `.part`), so the `ACCEPT` fields (start chunk, prefix hash),
+// `RESTART` and the sender's prefix check are fuzzed too: whatever the prefix, the receiver writes
+// only from its resume point on, and stores only the file.
 
 /// One operation of a file program.
 public enum FileOp: UInt8, CaseIterable, Sendable {
@@ -31,6 +36,13 @@ public enum FileOp: UInt8, CaseIterable, Sendable {
     case reconnect = 7
     /// Time passes (the step's first byte in seconds) and timers run.
     case wait = 8
+    /// A new session: new sender and receiver, the same file offered again; the receiver resumes
+    /// from what it wrote (its first byte, if any, XORed into byte `n`), its `ACCEPT` held with
+    /// the other answers.
+    case resume = 9
+    /// The sender's driver hashes the prefixes receivers asked to resume from: its own file's,
+    /// or (an odd first byte) the receiver's, as a sender that lies about the prefix would.
+    case prefixCheck = 10
 }
 
 /// The file a harness run transfers: 5,000 bytes in 1,024-byte chunks (the last one short).
@@ -62,26 +74,68 @@ struct FileRun {
     var now = Instant.zero
     var disk: [UInt8] = []
     var written: [UInt64] = []
+    /// Where the receiver's next write must be (its resume point, then each chunk's end).
+    var nextWrite: UInt64 = 0
     var stored = false
     var lastChunk: Signal?
     var answers: [FileAction] = []
     var progress: [FileDirection: UInt64] = [:]
     let chunkBytes = 1_024
 
-    init() {
+    static var configuration: FileTransferConfiguration {
         var configuration = FileTransferConfiguration()
-        configuration.chunkBytes = chunkBytes
+        configuration.chunkBytes = 1_024
         configuration.windowChunks = 3
         configuration.ackEveryChunks = 2
-        sender = FileTransfers(configuration: configuration)
-        receiver = FileTransfers(configuration: configuration)
+        return configuration
+    }
+
+    init() {
+        sender = FileTransfers(configuration: Self.configuration)
+        receiver = FileTransfers(configuration: Self.configuration)
+        offer(seed: 16)
+        for offer in receiver.awaitingAnswer { receiver.accept(offer.id, now: now) }
+        deliver(receiver.drainActions(), toReceiver: false)
+    }
+
+    mutating func offer(seed: UInt64) {
         let hasher = FileHasher()
         hasher.update(fuzzFileBytes)
         _ = sender.offer(name: "fuzz.bin", sizeBytes: UInt64(fuzzFileBytes.count), hash: hasher.finish(),
-                         entropy: SeededEntropy(seed: 16))
+                         entropy: SeededEntropy(seed: seed))
         deliver(sender.drainActions(), toReceiver: true)
-        for offer in receiver.awaitingAnswer { receiver.accept(offer.id, now: now) }
-        deliver(receiver.drainActions(), toReceiver: false)
+    }
+
+    /// A new session resuming from the receiver's disk (altered by `bytes`), as `FileOp.resume` says.
+    mutating func resume(_ bytes: [UInt8]) {
+        guard !stored else { return }
+        if let flip = bytes.first, let at = bytes.dropFirst().first, !disk.isEmpty {
+            disk[Int(at) % disk.count] ^= flip
+        }
+        sender = FileTransfers(configuration: Self.configuration)
+        receiver = FileTransfers(configuration: Self.configuration)
+        answers.removeAll()
+        lastChunk = nil
+        progress.removeAll()
+        written.removeAll()
+        offer(seed: 17 + UInt64(disk.count))
+        guard let id = receiver.awaitingAnswer.first?.id else { return }
+        let point = receiver.resumePoint(id, partBytes: UInt64(disk.count))
+        let hasher = FileHasher()
+        hasher.update(Array(disk.prefix(Int(point.bytes))))
+        receiver.accept(id, now: now, prefix: FilePrefix(chunks: point.chunks, hasher: hasher))
+        nextWrite = point.bytes
+        answers += receiver.drainActions()
+    }
+
+    /// The sender's driver: hash each prefix asked for (see `FileOp.prefixCheck`).
+    mutating func checkPrefixes(lying: Bool) {
+        while let request = sender.nextPrefixCheck() {
+            require(request.bytes < UInt64(fuzzFileBytes.count), "a prefix check of the whole file or past it")
+            let hasher = FileHasher()
+            hasher.update(Array((lying ? disk : fuzzFileBytes).prefix(Int(request.bytes))))
+            sender.prefixHashed(request.id, digest: hasher.finish(), now: now)
+        }
     }
 
     mutating func step(_ op: FileOp, _ bytes: [UInt8]) {
@@ -112,6 +166,8 @@ struct FileRun {
         case .wait:
             now = now.advanced(by: .seconds(Int64(bytes.first ?? 1)))
             sender.handleTimeout(now: now)
+        case .resume: resume(bytes)
+        case .prefixCheck: checkPrefixes(lying: (bytes.first ?? 0) & 1 == 1)
         }
         collect()
     }
@@ -125,11 +181,19 @@ struct FileRun {
                 require(offset % UInt64(chunkBytes) == 0, "write at \(offset), not a chunk boundary")
                 require(offset + UInt64(bytes.count) <= UInt64(fuzzFileBytes.count), "write past the offered size")
                 require(!written.contains(offset), "chunk at \(offset) written twice")
-                require(offset == UInt64(disk.count), "write at \(offset) out of order (\(disk.count) written)")
+                require(offset == nextWrite, "write at \(offset) out of order (\(nextWrite) expected)")
                 require(bytes.count == chunkBytes || offset + UInt64(bytes.count) == UInt64(fuzzFileBytes.count),
                         "a short chunk before the end")
                 written.append(offset)
-                disk += bytes
+                let end = Int(offset) + bytes.count
+                if disk.count < end { disk += [UInt8](repeating: 0, count: end - disk.count) }
+                disk.replaceSubrange(Int(offset)..<end, with: bytes)
+                nextWrite = UInt64(end)
+            case .truncate:
+                // A refused resume: the `.part` starts over (a new epoch of writes).
+                disk.removeAll()
+                written.removeAll()
+                nextWrite = 0
             case let .store(id):
                 require(disk == fuzzFileBytes, "stored a file that is not the one offered")
                 stored = true

@@ -179,6 +179,99 @@ struct ClientFileTransferTests {
         }
     }
 
+    @Test("The receiver killed (SIGKILL) or stopped (SIGTERM) mid-transfer; the file offered again in a new session resumes from its .part",
+          arguments: [SIGKILL, SIGTERM])
+    func resumeAfterReceiverKilled(signal: Int32) async throws {
+        let base = try Self.directory("resume")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 20 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // 4 MiB/s: the first session takes about 5 s, long enough to kill the receiver past half.
+        let limits = ["--bytes-per-second", "4194304", "--byte-burst", "1048576", "--no-paired-allowance"]
+        try await withRelay(limits) { relay in
+            let room = uniqueRoom("RESUME")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice.closeInput()
+            let written = try await bob.event("more than half written", timeoutSeconds: 60) {
+                $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
+            }
+            bob.send(signal: signal)
+            #expect(try await bob.waitForExit() == 128 + signal || signal == SIGKILL)
+            await alice.kill()
+            #expect(try Self.listing(inbox) == ["big.bin.part"])
+            let part = inbox.appendingPathComponent("big.bin.part").path
+            let kept = try FileManager.default.attributesOfItem(atPath: part)
+            #expect((kept[.size] as? Int ?? 0) >= written["bytes"] as? Int ?? size)
+            // A new session: both processes new, the same file offered again.
+            let newRoom = uniqueRoom("RESUME")
+            let bob2 = try ClientProcess(
+                "bob2", [newRoom, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice2 = try ClientProcess("alice2", [newRoom, "--relay", relay.url, "--json", "--send", source.path])
+            try alice2.closeInput()
+            #expect(try await alice2.waitForExit(timeoutSeconds: 120) == 0, "\(alice2.stderr.all.suffix(10))")
+            try bob2.closeInput()
+            #expect(try await bob2.waitForExit(timeoutSeconds: 60) == 0)
+            #expect(try Self.listing(inbox) == ["big.bin"])
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+            let expected = try await Self.b2sum(source)
+            let stored = Self.event(bob2, "file_done").first
+            #expect(stored?["hash"] as? String == expected && stored?["direction"] as? String == "incoming")
+            // Both sides say where it resumed; the sender sent less than half the file again.
+            let resumed = Self.event(alice2, "file_resumed").first?["bytes"] as? Int ?? 0
+            #expect(Self.event(bob2, "file_resumed").first?["bytes"] as? Int == resumed)
+            #expect(resumed >= size / 2, "resumed from \(resumed)")
+            let done = Self.event(alice2, "file_done").first
+            let resent = done?["chunks_resent"] as? Int ?? -1
+            #expect(resent >= 0 && size - resumed + resent * 45 * 1024 < size / 2, "\(String(describing: done))")
+            let progress = Self.event(alice2, "file_progress").compactMap { $0["bytes"] as? Int }
+            #expect(progress.allSatisfy { $0 > resumed } && progress == progress.sorted())
+        }
+    }
+
+    @Test("The sender killed (-9) mid-transfer and started again in the room: the receiver resumes from its .part")
+    func resumeAfterSenderKilled() async throws {
+        let base = try Self.directory("resume-sender")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let source = base.appendingPathComponent("big.bin")
+        let size = 20 * 1024 * 1024
+        try Self.randomFile(at: source, bytes: size)
+        // No seat reserved for the killed sender: its new process takes the seat at once.
+        let limits = ["--bytes-per-second", "4194304", "--byte-burst", "1048576", "--no-paired-allowance",
+                      "--seat-grace-seconds", "0"]
+        try await withRelay(limits) { relay in
+            let room = uniqueRoom("RESUMES")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice.closeInput()
+            try await bob.event("more than half written", timeoutSeconds: 60) {
+                $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
+            }
+            alice.send(signal: SIGKILL)
+            _ = try await alice.waitForExit()
+            // The same receiver, a new sender process: a new handshake (the peer restarted).
+            let alice2 = try ClientProcess("alice2", [room, "--relay", relay.url, "--json", "--send", source.path])
+            try alice2.closeInput()
+            #expect(try await alice2.waitForExit(timeoutSeconds: 120) == 0, "\(alice2.stderr.all.suffix(10))")
+            try await bob.event("the file stored") {
+                $0["event"] as? String == "file_done" && $0["direction"] as? String == "incoming"
+            }
+            try bob.closeInput()
+            _ = try await bob.waitForExit(timeoutSeconds: 60)
+            #expect(try Self.listing(inbox) == ["big.bin"])
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("big.bin")) == Data(contentsOf: source))
+            #expect(Self.event(bob, "file_failed").first?["reason"] as? String == "peer_changed")
+            let resumed = Self.event(alice2, "file_resumed").first?["bytes"] as? Int ?? 0
+            #expect(Self.event(bob, "file_resumed").first?["bytes"] as? Int == resumed)
+            #expect(resumed >= size / 2, "resumed from \(resumed)")
+        }
+    }
+
     @Test("Terminal: /accept DIR takes the peer's file with a progress line; /send PATH offers one")
     func terminalSendAndAccept() async throws {
         let base = try Self.directory("tty")
@@ -315,7 +408,7 @@ struct ClientFileTransferTests {
                 case let .control(bytes): _ = session.sendFileControl(bytes, now: now())
                 case let .signal(signal): _ = session.transmitFileSignal(signal)
                 case let .event(event): events.append(event)
-                case .write, .store, .release: break
+                case .write, .store, .release, .truncate: break
                 }
             }
             while session.state == .connected, let request = transfers.nextChunk() {

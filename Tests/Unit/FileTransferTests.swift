@@ -17,6 +17,8 @@ struct FileTransferTests {
         var receiverEvents: [FileEvent] = []
         var released: [(FileID, deletePart: Bool)] = []
         var stored = false
+        /// Times the receiver emptied its `.part` (a refused resume).
+        var truncated = 0
         /// Chunk SIGNALs sent and not yet delivered (a test may drop, alter or repeat them).
         var chunksInFlight: [Signal] = []
         var now = Instant.zero
@@ -41,6 +43,9 @@ struct FileTransferTests {
                     stored = true
                     receiver.stored(id)
                 case let .release(id, deletePart): released.append((id, deletePart))
+                case .truncate:
+                    truncated += 1
+                    disk.removeAll()
                 case let .event(event): receiverEvents.append(event)
                 }
             }
@@ -53,7 +58,7 @@ struct FileTransferTests {
                 case let .control(bytes): receiver.receiveControl(bytes, now: now)
                 case let .signal(signal): receiver.receiveSignal(signal, now: now)
                 case let .event(event): senderEvents.append(event)
-                case .release, .write, .store: break
+                case .release, .write, .store, .truncate: break
                 }
             }
             for offer in receiver.awaitingAnswer where accept { receiver.accept(offer.id, now: now) }
@@ -68,6 +73,14 @@ struct FileTransferTests {
             }
         }
 
+        /// The sender driver's part of a resume: hash the prefix of `file` each request names.
+        mutating func answerPrefixChecks(_ file: [UInt8]) {
+            while let request = sender.nextPrefixCheck() {
+                sender.prefixHashed(request.id, digest: FileTransferTests.hash(Array(file.prefix(Int(request.bytes)))),
+                                    now: now)
+            }
+        }
+
         mutating func deliverChunks() {
             for signal in chunksInFlight { receiver.receiveSignal(signal, now: now) }
             chunksInFlight.removeAll()
@@ -79,6 +92,7 @@ struct FileTransferTests {
             for _ in 0..<rounds {
                 runSender()
                 runReceiver()
+                answerPrefixChecks(file)
                 sendWindow(file)
                 if chunksInFlight.isEmpty { runSender(); runReceiver(); return }
                 now = now.advanced(by: .milliseconds(10))

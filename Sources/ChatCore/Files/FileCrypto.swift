@@ -12,6 +12,8 @@ final class FileKey {
     static let byteCount = 32
     static let purposeChunk: UInt8 = 5
     static let purposeAck: UInt8 = 6
+    /// Acknowledgements of a transfer restarted from 0 (the receiver's prefix was refused).
+    static let purposeAckRestarted: UInt8 = 7
     private let key: SecureBytes
 
     init(copying bytes: [UInt8]) {
@@ -78,6 +80,8 @@ public final class FileHasher {
     /// libsodium's state is an aligned struct Swift imports as opaque: its own allocation.
     private let state: UnsafeMutableRawPointer
     private var finished = false
+    /// Bytes fed so far (a resumed transfer checks its prefix's hasher saw exactly the prefix).
+    public private(set) var bytesHashed: UInt64 = 0
 
     public init() {
         Sodium.ensureInitialized()
@@ -92,6 +96,24 @@ public final class FileHasher {
     public func update(_ bytes: [UInt8]) {
         precondition(!finished, "a finished hasher takes no more input")
         _ = crypto_generichash_update(OpaquePointer(state), bytes, UInt64(bytes.count))
+        bytesHashed += UInt64(bytes.count)
+    }
+
+    /// The digest of what was fed so far, while this hasher goes on taking input: a resumed
+    /// receiver proves its prefix with it and keeps hashing the rest of the file on top.
+    public func digestSoFar() -> [UInt8] {
+        precondition(!finished, "a finished hasher has no state left")
+        let size = crypto_generichash_statebytes()
+        // BLAKE2b's state is plain bytes (no pointers): a copy finishes independently.
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        defer {
+            copy.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+            copy.deallocate()
+        }
+        copy.copyMemory(from: state, byteCount: size)
+        var digest = [UInt8](repeating: 0, count: Self.digestBytes)
+        _ = crypto_generichash_final(OpaquePointer(copy), &digest, Self.digestBytes)
+        return digest
     }
 
     /// The digest; the hasher takes no more input afterwards.

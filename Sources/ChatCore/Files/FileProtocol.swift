@@ -111,6 +111,15 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// An incoming `.part` stays on disk after this failure, for the next session to resume: the
+    /// transfer was cut off (the session, or the peer's process, ended), nothing was wrong with it.
+    var keepsPart: Bool {
+        switch self {
+        case .sessionEnded, .peerChanged: true
+        case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage: false
+        }
+    }
+
     /// The one byte a `CANCEL` carries for this failure.
     var cancelCode: UInt8 {
         switch self {
@@ -145,19 +154,23 @@ public struct FileOfferInfo: Hashable, Sendable {
 /// retransmitted, sealed under the ratchet like chat text). docs/PROTOCOL.md, "File transfer".
 enum FileControl: Hashable {
     case offer(FileOfferInfo, chunkBytes: Int, key: [UInt8])
-    /// Start at chunk `startChunk` (0 in this version: resume is the next step), with the
-    /// receiver's BLAKE2b-256 of the prefix it holds (zeros with no prefix).
+    /// Start at chunk `startChunk`: 0 (with a zero prefix hash), or the chunks a `.part` kept from
+    /// an earlier session holds, with the receiver's BLAKE2b-256 of them for the sender to check.
     case accept(FileID, startChunk: UInt64, prefixHash: [UInt8])
     case reject(FileID, FileRefusal)
     case cancel(FileID, code: UInt8)
     /// The receiver stored the file; the hash it computed over what it wrote.
     case done(FileID, hash: [UInt8])
+    /// The sender's answer to an `ACCEPT` whose prefix hash is not its file's: start again from 0
+    /// (the receiver empties its `.part` and accepts again with start 0).
+    case restart(FileID)
 
     static let typeOffer: UInt8 = 1
     static let typeAccept: UInt8 = 2
     static let typeReject: UInt8 = 3
     static let typeCancel: UInt8 = 4
     static let typeDone: UInt8 = 5
+    static let typeRestart: UInt8 = 6
     static let hashBytes = 32
     static let keyBytes = 32
     /// An offered name is at most this many UTF-8 bytes on the wire (the receiver shortens it further).
@@ -168,7 +181,7 @@ enum FileControl: Hashable {
     var fileID: FileID {
         switch self {
         case let .offer(info, _, _): info.id
-        case let .accept(id, _, _), let .reject(id, _), let .cancel(id, _), let .done(id, _): id
+        case let .accept(id, _, _), let .reject(id, _), let .cancel(id, _), let .done(id, _), let .restart(id): id
         }
     }
 
@@ -190,6 +203,7 @@ enum FileControl: Hashable {
         case let .reject(id, refusal): out = [Self.typeReject] + id.bytes + [refusal.rawValue]
         case let .cancel(id, code): out = [Self.typeCancel] + id.bytes + [code]
         case let .done(id, hash): out = [Self.typeDone] + id.bytes + hash
+        case let .restart(id): out = [Self.typeRestart] + id.bytes
         }
         return out
     }
@@ -213,6 +227,8 @@ enum FileControl: Hashable {
         case typeDone:
             guard body.count == hashBytes else { return nil }
             return .done(id, hash: body)
+        case typeRestart:
+            return body.isEmpty ? .restart(id) : nil
         default: return nil
         }
     }

@@ -122,6 +122,11 @@ extension FileTransfers {
             fail(id, .incoming, .protocolError)  // Authenticated, so the peer itself broke the rules.
             return
         }
+        if chunk == transfers[index].resumedFrom && chunk > 0 {
+            // The first chunk after the kept prefix: the sender accepted the resume.
+            let bytes = chunk * UInt64(transfers[index].chunkBytes)
+            pending.append(.event(.resumed(transfers[index].info, .incoming, bytes: bytes)))
+        }
         pending.append(.write(id, offset: chunk * UInt64(transfers[index].chunkBytes), bytes: plaintext))
         transfers[index].hasher?.update(plaintext)
         let count = chunk + 1
@@ -152,13 +157,13 @@ extension FileTransfers {
         let transfer = transfers[index]
         var payload = transfer.info.id.bytes
         BigEndian.append(count, to: &payload)
-        payload += transfer.key.seal(purpose: FileKey.purposeAck, counter: count, [])
+        payload += transfer.key.seal(purpose: transfer.ackPurpose, counter: count, [])
         pending.append(.signal(Signal(kind: .fileAck, payload: payload)))
     }
 
     private mutating func receiveAck(_ id: FileID, count: UInt64, box: ArraySlice<UInt8>, now: Instant) {
         guard let index = index(of: id, .outgoing), case let .moving(done, next, _) = transfers[index].phase,
-              let opened = transfers[index].key.open(purpose: FileKey.purposeAck, counter: count, box),
+              let opened = transfers[index].key.open(purpose: transfers[index].ackPurpose, counter: count, box),
               opened.isEmpty else {
             statistics.chunksRejected += 1
             return

@@ -9,18 +9,10 @@ extension FileTransfers {
         switch message {
         case let .offer(info, chunkBytes, key):
             receiveOffer(info, chunkBytes: chunkBytes, key: key)
-        case let .accept(id, startChunk, _):
-            guard let index = index(of: id, .outgoing), transfers[index].phase == .offered else {
-                statistics.messagesRejected += 1
-                return
-            }
-            // Resume (a start past 0, proven by the prefix hash) is not offered by this version.
-            guard startChunk == 0 else {
-                fail(id, .outgoing, .protocolError)
-                return
-            }
-            transfers[index].phase = .moving(done: 0, next: 0, heardAt: now)
-            if transfers[index].chunkCount == 0 { transfers[index].phase = .confirming }
+        case let .accept(id, startChunk, prefixHash):
+            receiveAccept(id, startChunk: startChunk, prefixHash: prefixHash, now: now)
+        case let .restart(id):
+            receiveRestart(id, now: now)
         case let .reject(id, refusal):
             guard let index = index(of: id, .outgoing), transfers[index].phase == .offered else {
                 statistics.messagesRejected += 1

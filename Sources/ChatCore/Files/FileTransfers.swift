@@ -35,6 +35,9 @@ public enum FileEvent: Hashable, Sendable {
     /// `chunksResent`: chunks the sender sent again after going back (0 for incoming).
     case done(FileOfferInfo, FileDirection, chunksResent: Int)
     case failed(FileOfferInfo, FileDirection, FileFailure)
+    /// The transfer continues from the `.part` an earlier session left: its first `bytes` are not
+    /// sent again (the sender checked their hash; the receiver got the next chunk).
+    case resumed(FileOfferInfo, FileDirection, bytes: UInt64)
 }
 
 /// What the transfers ask of the driver, in order.
@@ -49,8 +52,11 @@ public enum FileAction: Hashable, Sendable {
     /// `stored(_:)` (or `fail(_:_:)` with `.storage`).
     case store(FileID)
     /// The transfer is over: close its file; an incoming `.part` that did not become the file
-    /// (`deletePart`) is deleted.
+    /// (`deletePart`) is deleted. A transfer cut off by the session's end keeps it (to resume).
     case release(FileID, deletePart: Bool)
+    /// Empty the incoming `.part` (to zero bytes): the sender refused the prefix it held, and
+    /// the file starts again from chunk 0.
+    case truncate(FileID)
     case event(FileEvent)
 }
 
@@ -86,6 +92,8 @@ public struct FileTransfers {
         public var duplicateChunks = 0
         /// File messages refused: malformed, or for no transfer in a state to take them.
         public var messagesRejected = 0
+        /// Resumes refused by this sender: the receiver's prefix was not the file's (restarted at 0).
+        public var prefixesRefused = 0
         public var failedOutgoing = 0
         public var failedIncoming = 0
         public var completed = 0
@@ -101,6 +109,9 @@ public struct FileTransfers {
         case storing
         /// Outgoing: every chunk acknowledged; waiting for the receiver's `DONE`.
         case confirming
+        /// Outgoing: the receiver asked to resume at chunk `start` with `prefixHash`; waiting for
+        /// the driver's hash of the file's first `start` chunks (`prefixHashed`).
+        case verifying(start: UInt64, prefixHash: [UInt8])
     }
 
     struct Transfer {
@@ -114,6 +125,15 @@ public struct FileTransfers {
         var reported: UInt64 = 0
         /// Chunks sent again after going back (a reconnect, a stall).
         var resent = 0
+        /// The chunk a resume started from (0: from the start). The receiver sets it when it
+        /// proposes a resume, the sender once it checked the prefix.
+        var resumedFrom: UInt64 = 0
+        /// The sender refused the receiver's prefix and both started again from 0 (once per offer).
+        var restarted = false
+
+        /// Acknowledgements after a restart use their own nonce space, so that one from before
+        /// (a count past what is now written) never opens again.
+        var ackPurpose: UInt8 { restarted ? FileKey.purposeAckRestarted : FileKey.purposeAck }
 
         var chunkCount: UInt64 {
             (info.sizeBytes + UInt64(chunkBytes) - 1) / UInt64(chunkBytes)
@@ -180,13 +200,28 @@ public struct FileTransfers {
 
     // MARK: Answering (receiver)
 
-    /// Accept an incoming offer (its `.part` is open): the sender starts with chunk 0.
-    public mutating func accept(_ id: FileID, now: Instant) {
+    /// Accept an incoming offer (its `.part` is open): the sender starts with chunk 0, or, with
+    /// `prefix` (a `.part` kept from an earlier session, hashed by the driver: see
+    /// `resumePoint`), after the prefix's chunks if the sender finds the same hash in its file.
+    public mutating func accept(_ id: FileID, now: Instant, prefix: FilePrefix? = nil) {
         guard let index = index(of: id, .incoming), transfers[index].phase == .offered else { return }
-        pending.append(.control(FileControl.accept(
-            id, startChunk: 0, prefixHash: [UInt8](repeating: 0, count: FileControl.hashBytes)).encode()))
-        transfers[index].hasher = FileHasher()
-        transfers[index].phase = .moving(done: 0, next: 0, heardAt: now)
+        let transfer = transfers[index]
+        var start: UInt64 = 0
+        var hasher = FileHasher()
+        var prefixHash = [UInt8](repeating: 0, count: FileControl.hashBytes)
+        // A prefix counts only if it is whole chunks short of the end and its hasher saw exactly them.
+        if let prefix, prefix.chunks > 0, prefix.chunks < transfer.chunkCount,
+           prefix.hasher.bytesHashed == prefix.chunks * UInt64(transfer.chunkBytes)
+        {
+            start = prefix.chunks
+            hasher = prefix.hasher
+            prefixHash = hasher.digestSoFar()
+        }
+        pending.append(.control(FileControl.accept(id, startChunk: start, prefixHash: prefixHash).encode()))
+        transfers[index].hasher = hasher
+        transfers[index].resumedFrom = start
+        transfers[index].reported = start * UInt64(transfer.chunkBytes)
+        transfers[index].phase = .moving(done: start, next: start, heardAt: now)
         if transfers[index].chunkCount == 0 { finishReceiving(at: index) }
     }
 
@@ -236,7 +271,8 @@ public struct FileTransfers {
         } else if transfer.phase != .offered {
             statistics.failedIncoming += 1  // An offer refused here is a choice, not a failure.
         }
-        pending.append(.release(transfer.info.id, deletePart: transfer.direction == .incoming))
+        // A transfer cut off (not refused, failed or cancelled) keeps its `.part` to resume from.
+        pending.append(.release(transfer.info.id, deletePart: transfer.direction == .incoming && !failure.keepsPart))
         pending.append(.event(.failed(transfer.info, transfer.direction, failure)))
     }
 

@@ -1,0 +1,99 @@
+import ChatCore
+import ClientCore
+import Foundation
+import Testing
+
+@testable import ChatClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real disk's side of a resume, on a real directory: which kept `.part` a new session may
+/// open and write into. A hostile download directory (or whoever could plant names in it) must
+/// not turn a resume into a write through a symlink, into another file by a hard link, past the
+/// offered size, into a FIFO or device, or into a `.part` another transfer is writing.
+@Suite("DiskFileStore: which kept .part a resume opens")
+struct DiskFileStoreResumeTests {
+    static func directory() throws -> String {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("securechat-resume-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.path
+    }
+
+    static func put(_ path: String, _ bytes: Int, mode: Int = 0o600) {
+        let data = Data((0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        #expect(FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: mode]))
+    }
+
+    static func size(_ path: String) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int
+    }
+
+    @Test("A kept .part is opened once (a second resume finds it locked), read, written, emptied and committed")
+    func keptPart() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        Self.put(dir + "/a.bin.part", 5_000)
+        Self.put(dir + "/a (1).bin.part", 2_000)
+        let store = DiskFileStore()
+        let kept = try #require(store.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000))
+        #expect(kept.sizeBytes == 5_000)  // The longer of the two.
+        #expect(store.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000)?.sizeBytes == 2_000)
+        let other = DiskFileStore()  // Another process's store: the same locks.
+        #expect(other.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000) == nil)
+        guard case let .success(bytes) = store.read(kept.file, offset: 4_990, count: 10) else {
+            Issue.record("the kept .part could not be read")
+            return
+        }
+        #expect(bytes == (4_990..<5_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        #expect((try? store.truncate(kept.file).get()) != nil && Self.size(dir + "/a.bin.part") == 0)
+        #expect((try? store.write(kept.file, offset: 0, bytes: [1, 2, 3]).get()) != nil)
+        #expect((try? store.commit(kept.file).get()) == dir + "/a.bin")
+        store.release(kept.file, deletePart: true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a (1).bin.part", "a.bin"])
+        // A .part a transfer creates is locked too: no resume takes it while it is written.
+        guard case let .success(fresh) = store.createPart(directory: dir, name: "c.bin") else {
+            Issue.record("createPart failed")
+            return
+        }
+        #expect(other.resumablePart(directory: dir, name: "c.bin", maxBytes: 10) == nil)
+        store.release(fresh, deletePart: false)
+        #expect(other.resumablePart(directory: dir, name: "c.bin", maxBytes: 10)?.sizeBytes == 0)
+    }
+
+    @Test("Attack: a .part that is a symlink, a second hard link, larger than the offer, group-writable, a FIFO or a directory is never opened")
+    func hostileParts() throws {
+        let dir = try Self.directory()
+        let outside = try Self.directory()
+        defer {
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(atPath: outside)
+        }
+        let target = outside + "/victim"
+        Self.put(target, 3_000)
+        let before = try Data(contentsOf: URL(fileURLWithPath: target))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.bin.part", withDestinationPath: target)
+        #expect(link(target, dir + "/hard.bin.part") == 0)
+        Self.put(dir + "/big.bin.part", 10_001)
+        Self.put(dir + "/shared.bin.part", 1_000, mode: 0o660)
+        #expect(mkfifo(dir + "/fifo.bin.part", 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: dir + "/dir.bin.part", withIntermediateDirectories: false)
+        let store = DiskFileStore()
+        for name in ["link.bin", "hard.bin", "big.bin", "shared.bin", "fifo.bin", "dir.bin"] {
+            #expect(store.resumablePart(directory: dir, name: name, maxBytes: 10_000) == nil, "\(name)")
+            // What the driver does then: a new `.part` beside it, written; the planted one untouched.
+            guard case let .success(file) = store.createPart(directory: dir, name: name) else {
+                Issue.record("createPart failed for \(name)")
+                continue
+            }
+            #expect((try? store.write(file, offset: 0, bytes: [UInt8](repeating: 0xEE, count: 100)).get()) != nil)
+            store.release(file, deletePart: true)
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == before)
+        #expect(Self.size(dir + "/big.bin.part") == 10_001 && Self.size(dir + "/shared.bin.part") == 1_000)
+        // Within the offered size, the same .part is fine.
+        #expect(store.resumablePart(directory: dir, name: "big.bin", maxBytes: 10_001)?.sizeBytes == 10_001)
+    }
+}
