@@ -148,6 +148,12 @@ extension World {
             show(.state(from: .connected, to: .searching), at: client)
             return
         }
+        if case let .file(.progress(info, direction, bytes), savedAs) = event,
+            configuration.plantedBugs.contains(.progressIn16Bits)
+        {
+            show(.file(.progress(info, direction, bytes: bytes & 0xFFFF), savedAs: savedAs), at: client)
+            return
+        }
         if case let .message(message) = event, !configuration.plantedBugs.isEmpty {
             for shown in plantedDisplay(message, at: client) { show(.message(shown), at: client) }
             return
