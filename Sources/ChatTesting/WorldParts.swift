@@ -210,6 +210,9 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// The client's progress display keeps the bytes in 16 bits: past 64 KiB it wraps to a
     /// smaller number (progress that goes backwards).
     public static let progressIn16Bits = WorldPlantedBugs(rawValue: 1 << 8)
+    /// The client's shell never sends the file acknowledgements (`FACK`) its process asks it to
+    /// (a shell filtering what it takes for control noise): no sender learns what arrived.
+    public static let dropFileAcks = WorldPlantedBugs(rawValue: 1 << 9)
 }
 
 /// Counts of what the world did, for a report.

@@ -124,6 +124,13 @@ struct SimulatorCommand: ParsableCommand {
                 + "fresh-instance.", valueName: "NAME"))
     var attack: String?
 
+    @Flag(
+        help: """
+            Files in the workload: a share of the rooms (drawn from the seed) send small files one or both ways \
+            beside the chat; the file invariants hold them to the protocol.
+            """)
+    var files = false
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -249,7 +256,7 @@ struct SimulatorCommand: ParsableCommand {
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
-            leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)))
+            leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)), files: files)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -269,6 +276,7 @@ struct SimulatorCommand: ParsableCommand {
         if mitm { words.append("--mitm") }
         if squatters > 0 { words += ["--squatters", String(squatters)] }
         if leaveRandomly { words.append("--leave-randomly") }
+        if files { words.append("--files") }
         if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
