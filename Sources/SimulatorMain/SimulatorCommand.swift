@@ -56,6 +56,14 @@ struct SimulatorCommand: ParsableCommand {
             receives for openings it made or altered: at most 2 per side and run, 4 per code (plus 2 for \
             each run re-run after a crash that had given one), as docs/SECURITY.md states.
 
+            --files puts files in the workload: a share of the rooms (drawn from the seed) send files of \
+            0 B to 256 KiB one or both ways beside the chat, in 1 KiB chunks, through every fault; each \
+            connection then delivers in order, as TCP does. file-integrity (a stored file equals the file \
+            sent), file-writes (no offset written twice or beyond the offered size), file-progress (never \
+            backwards), file-no-restart (a go-back re-sends at most a window, never from zero) and \
+            file-liveness (every transfer ends, stored and confirmed or failed with a reason the faults \
+            explain) hold them to docs/PROTOCOL.md.
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (one per invariant) to prove the checker names the invariant it breaks.
 
