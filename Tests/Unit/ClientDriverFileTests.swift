@@ -158,7 +158,8 @@ struct ClientDriverFileTests {
         harness.relayUp = true
         harness.advance(by: .seconds(30))
         #expect(harness.drivers[0].session.statistics.handshakesCompleted >= 2)
-        #expect(bobStore.files["/dl/notes.txt"] == data)
+        let intact = bobStore.files["/dl/notes.txt"] == data
+        #expect(intact)
         #expect(!Self.fileEvents(harness, 0).contains { if case .failed = $0 { true } else { false } })
         #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
     }
