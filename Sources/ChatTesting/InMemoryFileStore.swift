@@ -11,6 +11,10 @@ public final class InMemoryFileStore: FileStore {
     public var freeBytes: UInt64?
     /// Writes fail from now on (a full or broken disk).
     public var failWrites = false
+    /// Sees every operation as it happens (the simulator's file checks); nil: nobody watches.
+    public var onOperation: ((FileStoreOperation) -> Void)?
+    /// Deliberately broken behaviours, for the simulator's self-tests.
+    public var plantedBugs: PlantedDiskBugs = []
     private var open: [Int: (path: String, directory: String, name: String)] = [:]
     private var nextID = 1
 
@@ -19,7 +23,9 @@ public final class InMemoryFileStore: FileStore {
     public func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError> {
         guard let content = files[path] else { return .failure(FileStoreError("No such file or directory")) }
         let name = path.split(separator: "/").last.map(String.init) ?? path
-        return .success((add(path, directory: "", name: name), name, UInt64(content.count)))
+        let file = add(path, directory: "", name: name)
+        onOperation?(.openForReading(file, path: path))
+        return .success((file, name, UInt64(content.count)))
     }
 
     public func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
@@ -27,6 +33,7 @@ public final class InMemoryFileStore: FileStore {
             return .failure(FileStoreError("not open"))
         }
         let start = min(Int(offset), content.count)
+        onOperation?(.read(file, offset: offset, count: count))
         return .success(Array(content[start..<min(start + count, content.count)]))
     }
 
@@ -37,7 +44,9 @@ public final class InMemoryFileStore: FileStore {
             let path = directory + "/" + SafeFileName.alternative(name, index: index) + ".part"
             guard files[path] == nil else { continue }
             files[path] = []
-            return .success(add(path, directory: directory, name: name))
+            let file = add(path, directory: directory, name: name)
+            onOperation?(.createPart(file, path: path))
+            return .success(file)
         }
         return .failure(FileStoreError("every name is taken"))
     }
@@ -50,6 +59,9 @@ public final class InMemoryFileStore: FileStore {
         if content.count < end { content += [UInt8](repeating: 0, count: end - content.count) }
         content.replaceSubrange(Int(offset)..<end, with: bytes)
         files[entry.path] = content
+        onOperation?(.write(file, offset: offset, count: bytes.count))
+        // The planted naive retry writes the same bytes again, as a shell retrying on EINTR would.
+        if plantedBugs.contains(.writeTwice) { onOperation?(.write(file, offset: offset, count: bytes.count)) }
         return .success(())
     }
 
@@ -60,9 +72,11 @@ public final class InMemoryFileStore: FileStore {
         for index in 0..<1_000 {
             let path = entry.directory + "/" + SafeFileName.alternative(entry.name, index: index)
             guard files[path] == nil else { continue }
-            files[path] = content
+            // The planted unflushed tail: the file takes its name without its last byte.
+            files[path] = plantedBugs.contains(.commitDropsLastByte) ? Array(content.dropLast()) : content
             files[entry.path] = nil
             open[file.rawValue]?.path = path
+            onOperation?(.commit(file, path: path))
             return .success(path)
         }
         return .failure(FileStoreError("every name is taken"))
@@ -78,4 +92,29 @@ public final class InMemoryFileStore: FileStore {
         open[nextID] = (path, directory, name)
         return StoredFile(rawValue: nextID)
     }
+}
+
+/// One operation on an `InMemoryFileStore`, as `onOperation` sees it (after it happened).
+public enum FileStoreOperation: Sendable {
+    case openForReading(StoredFile, path: String)
+    case read(StoredFile, offset: UInt64, count: Int)
+    case createPart(StoredFile, path: String)
+    case write(StoredFile, offset: UInt64, count: Int)
+    /// The `.part` took its final name, `path`.
+    case commit(StoredFile, path: String)
+}
+
+/// Deliberate disk bugs in the in-memory store (not in shipped code), for the simulator's
+/// self-tests: each must be caught under the file invariant it breaks.
+public struct PlantedDiskBugs: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+
+    public init(rawValue: UInt8) {
+        self.rawValue = rawValue
+    }
+
+    /// Every write is carried out (and seen) twice, at the same offset: a naive retry.
+    public static let writeTwice = PlantedDiskBugs(rawValue: 1 << 0)
+    /// A committed file loses its last byte (a tail never flushed before the rename).
+    public static let commitDropsLastByte = PlantedDiskBugs(rawValue: 1 << 1)
 }

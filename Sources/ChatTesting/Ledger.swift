@@ -44,6 +44,23 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// docs/SECURITY.md states: 2 per side and run, 4 per code (both sides, across process
     /// restarts) while the users heed "the code is spent".
     case guessBound = "guess-bound"
+    /// A file a client stored is byte for byte the file its peer offered (and the hash the offer
+    /// named); a file the sender was told was stored was stored; no hash mismatch through an
+    /// honest relay.
+    case fileIntegrity = "file-integrity"
+    /// No offset of a received file is written twice, and nothing is written beyond the offered
+    /// size (a chunk outside the file or a second copy of one is never a write).
+    case fileWrites = "file-writes"
+    /// A transfer's progress, as each side shows it, never goes backwards nor past the file's size.
+    case fileProgress = "file-progress"
+    /// After an interruption (a reconnect, a relay crash, a stall) a transfer goes on from the
+    /// last acknowledged chunk: no chunk the receiver acknowledged is sent again, and each go-back
+    /// re-sends at most a window of chunks, never the file from zero.
+    case fileNoRestart = "file-no-restart"
+    /// After the heal every transfer ends within the bound; each ends stored and confirmed, or
+    /// failed with a reason the faults explain (the peer changed, the session ended) at each side
+    /// whose process lived.
+    case fileLiveness = "file-liveness"
 
     /// One line for people.
     public var summary: String {
@@ -59,6 +76,11 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .authentication: "a relay in the middle is always detected, an honest one never"
         case .cleanLeave: "leaving with drain time to spare leaves no peer record unread"
         case .guessBound: "a relay in the middle tests no more password guesses than documented"
+        case .fileIntegrity: "a stored file equals the file sent"
+        case .fileWrites: "no file offset written twice or beyond the offered size"
+        case .fileProgress: "file progress never goes backwards"
+        case .fileNoRestart: "an interrupted transfer goes on from the last acknowledged chunk"
+        case .fileLiveness: "every transfer ends, stored and confirmed or failed with a typed reason"
         }
     }
 }

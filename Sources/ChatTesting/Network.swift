@@ -53,6 +53,11 @@ public struct NetworkFaults: Sendable {
     /// delivers, drops, duplicates or alters them one by one (`World+Held.swift`). For the fuzz
     /// harness and the tests that play the network themselves.
     public var held = false
+    /// Each link delivers its frames in the order sent in each direction, as TCP does (delays
+    /// still vary; a frame waits for the one before it). The simulator's `--files`: the file
+    /// receiver takes only the next chunk, so reordering within a connection would cost a stall
+    /// timeout per window (docs/SIMULATOR.md, "Files"). Frames of two connections still cross.
+    public var inOrder = false
     var random: Xoshiro256
 
     public init(drop: Double = 0, duplicate: Double = 0, delayMicroseconds: ClosedRange<UInt64> = 1_000...1_000,

@@ -79,6 +79,7 @@ extension World {
             switch action {
             case let .connect(id): connect(client, id)
             case let .send(id, bytes):
+                if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(bytes) { continue }
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
             case let .ping(id):
@@ -96,6 +97,11 @@ extension World {
             return
         }
         armClientTimer(client)
+    }
+
+    private func isFileAck(_ bytes: [UInt8]) -> Bool {
+        guard case let .signal(signal)? = try? WireCodec.decodeClientMessage(bytes) else { return false }
+        return signal.kind == .fileAck
     }
 
     /// The planted `leaveWhenOwnConfirmed`: the shell interrupts a process whose input ended as
@@ -146,6 +152,12 @@ extension World {
     private func display(_ event: DisplayEvent, at client: WorldClient) {
         if case .state(.connected, .disconnected) = event, configuration.plantedBugs.contains(.misreportTransition) {
             show(.state(from: .connected, to: .searching), at: client)
+            return
+        }
+        if case let .file(.progress(info, direction, bytes), savedAs) = event,
+            configuration.plantedBugs.contains(.progressIn16Bits)
+        {
+            show(.file(.progress(info, direction, bytes: bytes & 0xFFFF), savedAs: savedAs), at: client)
             return
         }
         if case let .message(message) = event, !configuration.plantedBugs.isEmpty {

@@ -32,10 +32,18 @@ extension World {
         for _ in 0..<copies {
             var at = now.advanced(by: faults.oneWayDelay())
             if toRelay {
+                if faults.inOrder {
+                    at = max(at, links[Int(link.value)].lastDueToRelay)
+                    links[Int(link.value)].lastDueToRelay = at
+                }
                 queue.schedule(at: at, .toRelay(link, frame))
             } else {
                 // Nothing reaches the client before the upgrade that opened the connection.
                 if let upgradeDue = links[Int(link.value)].upgradeDue { at = max(at, upgradeDue) }
+                if faults.inOrder {
+                    at = max(at, links[Int(link.value)].lastDueToClient)
+                    links[Int(link.value)].lastDueToClient = at
+                }
                 links[Int(link.value)].bytesToClient += frame.byteCount
                 queue.schedule(at: at, .toClient(link, frame))
             }

@@ -56,6 +56,9 @@ struct Link {
     /// the connection is not writable (its outbound queue over the high watermark).
     var bytesToClient = 0
     var toldUnwritable = false
+    /// With an in-order network: when the latest frame each way is due (the next is not earlier).
+    var lastDueToRelay = Instant.zero
+    var lastDueToClient = Instant.zero
 
     init(client: Int32, incarnation: Int32, clientID: ConnectionID) {
         self.client = client
@@ -122,10 +125,12 @@ public final class WorldClient {
     var relayLinks: [LinkID] = []
     var armedTimer: Instant?
 
-    /// How this slot's processes are configured, and their password (nil: none).
-    let driverConfiguration: DriverConfiguration
+    /// How this slot's processes are configured (a scenario may change it before a process
+    /// starts: the simulator gives file rooms their file policy), and their password (nil: none).
+    public var driverConfiguration: DriverConfiguration
     let password: Password?
-    /// The disk the client's file transfers use (nil: none, as in the simulator's workload).
+    /// The disk the client's file transfers use (nil: none; the simulator gives one to the clients
+    /// of its file rooms, `--files`).
     public var fileStore: (any FileStore)?
     /// The current process's input ended (pipe mode's end of input).
     public internal(set) var inputEnded = false
@@ -202,6 +207,12 @@ public struct WorldPlantedBugs: OptionSet, Hashable, Sendable {
     /// confirmed: it interrupts the process (Ctrl-C), whose goodbye then ends at once, whatever the
     /// peer still has in flight (pipe mode's leave before issue 13's goodbye).
     public static let leaveWhenOwnConfirmed = WorldPlantedBugs(rawValue: 1 << 7)
+    /// The client's progress display keeps the bytes in 16 bits: past 64 KiB it wraps to a
+    /// smaller number (progress that goes backwards).
+    public static let progressIn16Bits = WorldPlantedBugs(rawValue: 1 << 8)
+    /// The client's shell never sends the file acknowledgements (`FACK`) its process asks it to
+    /// (a shell filtering what it takes for control noise): no sender learns what arrived.
+    public static let dropFileAcks = WorldPlantedBugs(rawValue: 1 << 9)
 }
 
 /// Counts of what the world did, for a report.

@@ -123,10 +123,13 @@ extension ClientDriver {
     }
 
     /// The session has keys (again): a new peer instance ends every transfer; otherwise the
-    /// transfers go on from the last acknowledged chunk.
-    func filesSecured(resumed: Bool, now: Instant) {
-        if securedBefore && !resumed { files.failAll(.peerChanged) }
-        securedBefore = true
+    /// transfers go on from the last acknowledged chunk. (Not `resumed`: the same instance does
+    /// not resume a conversation it never confirmed, and our offers to it are still on their way;
+    /// the simulator's `file-liveness` found that.)
+    func filesSecured(now: Instant) {
+        let peer = session.confirmedPeerInstance
+        if let previous = securedPeer, previous != peer { files.failAll(.peerChanged) }
+        securedPeer = peer
         files.connected(now: now)
     }
 

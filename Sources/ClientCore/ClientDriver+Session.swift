@@ -62,7 +62,7 @@ extension ClientDriver {
         case .handshakeRetransmitted:
             break  // Routine on a lossy link; the state shows KEY_SETUP meanwhile.
         case let .secured(resumed, authentication, safetyNumber):
-            filesSecured(resumed: resumed, now: now)
+            filesSecured(now: now)
             peer = .present
             let first = session.statistics.handshakesCompleted <= 1
             notify(.secured(first: first, resumed: resumed, authentication: authentication,

@@ -49,8 +49,8 @@ public final class ClientDriver {
     var savedPaths: [(id: FileID, path: String)] = []
     /// File control messages in the session's queue: their delivery is not the user's news.
     var fileControlIDs: Set<MessageID> = []
-    /// A handshake was confirmed before (a later one that does not resume is a new peer).
-    var securedBefore = false
+    /// The peer instance of the last confirmed handshake (a later one with another is a new peer).
+    var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).
     var fileFailuresLocal = 0
 

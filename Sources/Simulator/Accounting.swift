@@ -9,6 +9,7 @@ extension Simulation {
     /// authentication came out as the relay deserved.
     func finalAccounting() {
         if let finding = ledger.finalCheck() { return fail(finding) }
+        finalFileCheck()
     }
 
     /// The safety numbers of every room at convergence, and each client's authentication outcome.
@@ -186,7 +187,8 @@ extension Simulation {
                     leftAtDeadline: counters.leftAtDeadline,
                     drainTimeoutMilliseconds: settings.drainTimeoutMilliseconds,
                     spareMilliseconds: settings.leaveSpareMilliseconds)
-                : nil)
+                : nil,
+            files: filesReport())
     }
 }
 

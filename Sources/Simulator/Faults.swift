@@ -50,6 +50,7 @@ extension Simulation {
         collectStatistics(driver.session)
         if adversary != nil { guesses.crashed(index, instance: driver.session.localInstance.bytes) }
         ledger.crashed(index, incarnation: world.clients[index].incarnation)
+        fileProcessCrashed(index)
         world.crashProcess(index)
         let restartAt = world.now.advanced(by: .milliseconds(faultRandom.inRange(500...3_000)))
         users[index].restartAt = restartAt
@@ -88,7 +89,8 @@ extension Simulation {
         healedAt = world.now
         record(.heal)
         world.heal()
-        livenessDeadline = world.now.advanced(by: .milliseconds(settings.livenessBoundMilliseconds))
+        livenessDeadline = world.now.advanced(
+            by: .milliseconds(settings.livenessBoundMilliseconds + settings.fileLivenessExtraMilliseconds))
         world.schedule(SimEvent.convergenceCheck.rawValue, at: world.now)
     }
 
@@ -104,10 +106,13 @@ extension Simulation {
             if violation == nil { beginGoodbye() }
             return
         }
-        guard let deadline = livenessDeadline, world.now < deadline else {
+        let deadline = livenessDeadline ?? world.now
+        guard world.now < deadline else {
+            // Sessions that converged but for a transfer under way break the files' liveness.
+            let onlyFiles = files != nil && (0..<settings.peers).allSatisfy { isConverged($0, ignoringFiles: true) }
             fail(
-                .liveness,
-                "not converged \(settings.livenessBoundMilliseconds) ms after the heal: "
+                onlyFiles ? .fileLiveness : .liveness,
+                "not converged \(deadline.duration(since: healedAt ?? .zero).wholeMilliseconds) ms after the heal: "
                     + unconverged.joined(separator: "; "))
             return
         }
@@ -118,7 +123,7 @@ extension Simulation {
     /// CONNECTED with nothing left to send; or exited (a reported terminal failure); or alone
     /// because the peer's process exited for good (what it still has pending can never be delivered:
     /// the goodbye phase has it reported).
-    func isConverged(_ index: Int) -> Bool {
+    func isConverged(_ index: Int, ignoringFiles: Bool = false) -> Bool {
         let client = world.clients[index]
         // A user about to run the code again is not done.
         if users[index].restartAt != nil { return false }
@@ -131,7 +136,7 @@ extension Simulation {
         // Connected to the peer's current process, not to one that has since restarted: a fresh
         // instance's handshake runs beside the keys in use until this side confirms it too.
         if !attackerPlaysPeer && peer.isRunning && users[index].securedWith != peer.incarnation { return false }
-        return session.pendingCount == 0 && session.state == .connected
+        return session.pendingCount == 0 && session.state == .connected && (ignoringFiles || filesIdle(index))
     }
 
     // MARK: The goodbye phase
@@ -177,7 +182,7 @@ extension Simulation {
             for side in 0..<RoomCode.peersMax {
                 let index = room * RoomCode.peersMax + side
                 let status = world.clients[index].exitStatus
-                guard status == .success else {
+                guard status == .success || status.map({ fileFailuresExplainExit(index, $0) }) == true else {
                     let exit = status.map { "\($0)" } ?? "no exit"
                     return fail(.cleanLeave, "client \(index) left a connected peer with \(exit) "
                         + "instead of exit 0: the goodbye lost what was in flight")
@@ -190,6 +195,9 @@ extension Simulation {
     func describe(_ index: Int) -> String {
         let client = world.clients[index]
         guard let driver = client.driver else { return "client \(index): crashed" }
-        return "client \(index) \(driver.session.state) pending \(driver.session.pendingCount) relay \(driver.status.relay)"
+        let transfers = driver.status.transfers.map { "\($0.direction) \($0.name) \($0.bytes)/\($0.sizeBytes)" }
+        return "client \(index) \(driver.session.state) pending \(driver.session.pendingCount) "
+            + "relay \(driver.status.relay)"
+            + (transfers.isEmpty ? "" : " files [\(transfers.joined(separator: ", "))]")
     }
 }

@@ -66,7 +66,7 @@ extension Simulation: WorldObserver {
         guard let deadline = users[index].drainDeadline else { return }
         let peer = world.peer(of: index)
         let peerClient = world.clients[peer]
-        if status == .success && world.now < deadline {
+        if (status == .success || fileFailuresExplainExit(index, status)) && world.now < deadline {
             if users[index].leaves { counters.leftCleanly += 1 }
             // Only the peer process this one last secured a conversation with can have sent it records.
             let partner = users[index].securedWith.flatMap {
@@ -122,6 +122,7 @@ extension Simulation: WorldObserver {
         case let .notice(notice) where notice.kind == .secured || notice.kind == .rekeyed:
             users[index].securedWith = world.clients[world.peer(of: index)].incarnation
         case let .notice(notice) where notice.kind == .codeSpent: users[index].toldCodeSpent = true
+        case let .file(event, savedAs): fileDisplayed(event, savedAs: savedAs, client: index)
         default: break
         }
     }
@@ -153,22 +154,32 @@ extension Simulation: WorldObserver {
 
     private func accepted(_ index: Int, _ sent: SentMessage) {
         let number = users[index].typing
+        // IDs count up from 1; file control records (`--files`) take IDs of their own in between.
+        let previous = users[index].ids.last ?? 0
         guard number >= 0, let identity = Canary.parse(sent.text), identity.number == number,
-            sent.id.value == UInt64(users[index].numbers.count + 1)
+            files == nil ? sent.id.value == previous + 1 : sent.id.value > previous
         else {
             fail(.lossReported, "client \(index) accepted \(sent.id) out of the blue")
             return
         }
         users[index].numbers.append(number)
+        users[index].ids.append(sent.id.value)
         if let finding = ledger.accepted(by: index, number: number) { return fail(finding) }
         counters.accepted += 1
     }
 
     /// The ledger number of a message ID of the client's current process.
     private func number(of id: MessageID, at index: Int) -> Int? {
-        let position = Int(id.value) - 1
-        guard position >= 0, position < users[index].numbers.count else { return nil }
-        return users[index].numbers[position]
+        let ids = users[index].ids
+        // Binary search: the IDs are increasing.
+        var low = 0
+        var high = ids.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ids[middle] < id.value { low = middle + 1 } else { high = middle }
+        }
+        guard low < ids.count, ids[low] == id.value else { return nil }
+        return users[index].numbers[low]
     }
 
     private func shown(_ index: Int, _ message: IncomingMessage) {

@@ -28,6 +28,8 @@ public struct SimulationReport: Sendable, Codable {
     public var authentication: Authentication
     /// Users who left at random (`--leave-randomly`); nil without them.
     public var leaving: Leaving?
+    /// Files in the workload (`--files`, `Files.swift`); nil without them.
+    public var files: Files? = nil
 
     public struct Sessions: Sendable, Codable {
         public var total: Int
@@ -221,6 +223,19 @@ extension SimulationReport {
             "          \(messages.refused) refused, \(messages.lostWithSender) lost with a crashed sender, "
                 + "\(messages.shown) shown (\(messages.shownButReportedUndeliverable) of them reported undeliverable), "
                 + "\(messages.stillPending) pending")
+        if let files {
+            let failed = files.failed.keys.sorted().map { "\(files.failed[$0]!) \($0)" }
+            lines.append(
+                "files:    \(files.rooms) rooms (share \(formatted(s.fileRoomShare * 100, decimals: 0))% (seed)), "
+                    + "\(files.offered) offered, \(files.stored) stored and checked (\(files.bytesStored) bytes), "
+                    + "\(files.confirmed) confirmed to the sender; ended failed: "
+                    + (failed.isEmpty ? "none" : failed.joined(separator: ", "))
+                    + ", \(files.lostWithProcess) lost with a crashed process")
+            lines.append(
+                "          \(files.goBacks) go-backs re-sent \(files.chunksResent) chunks (longest "
+                    + "\(files.longestGoBackChunks), window \(FileWorkload.windowChunks)); after the heal "
+                    + "\(s.fileLivenessExtraMilliseconds) ms more for transfers")
+        }
         lines.append(
             "latency:  handshake p50 \(formatted(latency.handshakeP50Milliseconds)) ms, "
                 + "p99 \(formatted(latency.handshakeP99Milliseconds)) ms (\(latency.handshakes)); "

@@ -49,6 +49,9 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Users leave at random times (`--leave-randomly`): each client's input ends, with probability
     /// one half, at a random moment of the fault phase, while messages are in flight both ways.
     public var leaveRandomly: Bool
+    /// Files in the workload (`--files`): a share of the rooms (drawn from the seed) send small
+    /// files one or both ways, beside the chat (`Files.swift`).
+    public var files: Bool
 
     public init(
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
@@ -56,9 +59,10 @@ public struct SimulationOptions: Sendable, Hashable {
         relayCrash: Bool? = nil, peerRestart: Bool? = nil, messagesPerPeer: Int? = nil,
         faultPhaseSeconds: UInt64? = nil, plantedBug: PlantedBug? = nil, password: Bool? = nil, mitm: Bool = false,
         traceTailCount: Int = 40, guardedMemory: Bool = false, squatters: Int = 0, leaveRandomly: Bool = false,
-        attack: MitmAttack? = nil
+        attack: MitmAttack? = nil, files: Bool = false
     ) {
         self.attack = attack
+        self.files = files
         self.guardedMemory = guardedMemory
         self.squatters = squatters
         self.leaveRandomly = leaveRandomly
@@ -160,6 +164,19 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// that gives a fresh tag to every opening); a relay injecting fresh-instance openings collects
     /// tag after tag.
     case guessBudgetIgnored = "guess-budget-ignored"
+    /// The receiving disk renames the `.part` before its last byte landed (an unflushed tail):
+    /// the stored file lacks it. Implies `--files`, as the other file bugs do.
+    case fileCommitTruncates = "file-commit-truncates"
+    /// The receiving disk writes every chunk twice at the same offset (a naive retry).
+    case fileWriteTwice = "file-write-twice"
+    /// The client's progress display keeps the bytes in 16 bits (past 64 KiB it wraps).
+    case fileProgress16Bits = "file-progress-16-bits"
+    /// The clients acknowledge a file only at its end and send it without a window: after an
+    /// interruption the sender goes back to chunk 0.
+    case fileRestartFromZero = "file-restart-from-zero"
+    /// The clients' shells never send file acknowledgements: every sender stalls at its first
+    /// window, going back to chunk 0 for ever.
+    case fileAcksLost = "file-acks-lost"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -176,6 +193,11 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .passwordLeftOut: .authentication
         case .leaveEarly: .cleanLeave
         case .guessBudgetIgnored: .guessBound
+        case .fileCommitTruncates: .fileIntegrity
+        case .fileWriteTwice: .fileWrites
+        case .fileProgress16Bits: .fileProgress
+        case .fileRestartFromZero: .fileNoRestart
+        case .fileAcksLost: .fileLiveness
         }
     }
 
@@ -186,6 +208,14 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
 
     /// The bug only shows when users leave while messages are in flight: it implies `--leave-randomly`.
     public var needsRandomLeaving: Bool { self == .leaveEarly }
+
+    /// The bug is in file transfers: it implies `--files`.
+    public var needsFiles: Bool {
+        switch self {
+        case .fileCommitTruncates, .fileWriteTwice, .fileProgress16Bits, .fileRestartFromZero, .fileAcksLost: true
+        default: false
+        }
+    }
 
     /// The relay in the middle that shows the bug (when `--attack` does not say).
     public var attack: MitmAttack? { self == .guessBudgetIgnored ? .freshInstance : nil }
@@ -203,6 +233,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .thirdPeerJoins: configuration.plantedBugs.insert(.thirdPeerJoins)
         case .passwordLeftOut: configuration.sessionPlantedBugs.insert(.passwordLeftOutOfHandshake)
         case .leaveEarly: configuration.plantedBugs.insert(.leaveWhenOwnConfirmed)
+        case .fileProgress16Bits: configuration.plantedBugs.insert(.progressIn16Bits)
+        case .fileAcksLost: configuration.plantedBugs.insert(.dropFileAcks)
+        case .fileCommitTruncates, .fileWriteTwice, .fileRestartFromZero:
+            break  // In the file rooms' disks and transfer settings (`FileWorkload`).
         case .guessBudgetIgnored:
             configuration.driver = { room in
                 var driver = DriverConfiguration(session: SessionConfiguration(room: room), interactive: false)
@@ -270,6 +304,13 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var leaveSpareMilliseconds: UInt64
     /// Which attack it runs (`--attack`), with `--mitm`.
     public var attack: MitmAttack?
+    /// Files in the workload (`--files`, or implied by a planted file bug), and the share of the
+    /// rooms that send them (drawn from the seed).
+    public var files: Bool
+    public var fileRoomShare: Double
+    /// How much longer than `livenessBoundMilliseconds` the transfers may take to end after the
+    /// heal (`FileWorkload.livenessExtra`); 0 without files.
+    public var fileLivenessExtraMilliseconds: UInt64
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
 
@@ -311,6 +352,7 @@ extension ResolvedSettings {
         let drawnFaultPhase: UInt64 = random.pick([10_000, 20_000, 30_000])
         // Drawn last, so that the draws above mean the same as before it existed.
         let drawnPassword = random.chance(0.5)
+        let drawnFileShare: Double = random.pick([0.25, 0.5, 1.0])
 
         peers = options.peers
         rooms = options.peers / 2
@@ -343,6 +385,8 @@ extension ResolvedSettings {
         mitm = options.mitm
         squatters = options.squatters
         attack = options.mitm ? (options.attack ?? options.plantedBug?.attack ?? .endpoints) : nil
+        files = options.files || options.plantedBug?.needsFiles == true
+        fileRoomShare = drawnFileShare
         self.sources = sources
 
         let driver = DriverConfiguration(session: SessionConfiguration(room: RoomCode.simulated(0)), interactive: false)
@@ -354,8 +398,11 @@ extension ResolvedSettings {
             retransmitMax: retransmitMaxMilliseconds, delayMax: delayMaxMilliseconds,
             messagesPerPeer: messagesPerPeer, inFlightMax: driver.session.inFlightMax)
         leaveRandomly = options.leaveRandomly || options.plantedBug?.needsRandomLeaving == true
+        fileLivenessExtraMilliseconds =
+            files ? FileWorkload.livenessExtra(delayMaxMilliseconds: delayMaxMilliseconds) : 0
         let roundTrip = 2 * max(delayMaxMilliseconds, 1)
-        leaveSpareMilliseconds = livenessBoundMilliseconds + retransmitMaxMilliseconds + 8 * roundTrip
+        leaveSpareMilliseconds = livenessBoundMilliseconds + fileLivenessExtraMilliseconds + retransmitMaxMilliseconds
+            + 8 * roundTrip
         drainTimeoutMilliseconds = leaveRandomly
             ? faultPhaseMilliseconds + leaveSpareMilliseconds : driver.drainTimeout.wholeMilliseconds
         goodbyeBoundMilliseconds = drainTimeoutMilliseconds + driver.goodbyeTimeout.wholeMilliseconds

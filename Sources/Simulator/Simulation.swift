@@ -43,6 +43,8 @@ public final class Simulation {
     /// Each room's password (its code's words) when the run has passwords; empty otherwise.
     var roomPasswords: [Password] = []
     var adversary: Adversary?
+    /// Files in the workload (`--files`, `Files.swift`).
+    var files: FileWorkload?
     /// The password tags a relay in the middle received (`guess-bound`).
     var guesses: GuessCount
 
@@ -101,6 +103,7 @@ public final class Simulation {
             return scanner
         }
         if let attack = settings.attack { adversary = Adversary(simulation: self, attack: attack) }
+        setUpFiles()
         for squatter in 0..<settings.squatters {
             let room = squatter % settings.rooms
             squatterRooms.append(room)
@@ -121,10 +124,11 @@ public final class Simulation {
     }
 
     static func worldConfiguration(_ settings: ResolvedSettings, passwords: [Password]) -> WorldConfiguration {
-        let faults = NetworkFaults(
+        var faults = NetworkFaults(
             drop: settings.drop, duplicate: settings.dup,
             delayMicroseconds: (settings.delayMinMilliseconds * 1_000)...(settings.delayMaxMilliseconds * 1_000),
             random: Xoshiro256(seed: settings.seed, stream: .network))
+        faults.inOrder = settings.files  // `FileWorkload`: the file receiver relies on TCP's order.
         var configuration = WorldConfiguration(
             clients: settings.peers, seed: settings.seed, faults: faults,
             password: { passwords.isEmpty ? nil : passwords[$0] })
@@ -266,8 +270,9 @@ struct User {
     var nextSend = 0
     /// The ledger number of the message being typed right now (-1: none).
     var typing = -1
-    /// Ledger numbers of the current process's accepted messages, by `MessageID.value - 1`.
+    /// Ledger numbers of the current process's accepted messages, and their IDs (increasing).
     var numbers: [Int] = []
+    var ids: [UInt64] = []
     /// The state the current process's last state change reported.
     var observedState: SessionState = .initial
     var userFoundAt: Instant?

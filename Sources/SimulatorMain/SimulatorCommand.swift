@@ -56,6 +56,14 @@ struct SimulatorCommand: ParsableCommand {
             receives for openings it made or altered: at most 2 per side and run, 4 per code (plus 2 for \
             each run re-run after a crash that had given one), as docs/SECURITY.md states.
 
+            --files puts files in the workload: a share of the rooms (drawn from the seed) send files of \
+            0 B to 256 KiB one or both ways beside the chat, in 1 KiB chunks, through every fault; each \
+            connection then delivers in order, as TCP does. file-integrity (a stored file equals the file \
+            sent), file-writes (no offset written twice or beyond the offered size), file-progress (never \
+            backwards), file-no-restart (a go-back re-sends at most a window, never from zero) and \
+            file-liveness (every transfer ends, stored and confirmed or failed with a reason the faults \
+            explain) hold them to docs/PROTOCOL.md.
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (one per invariant) to prove the checker names the invariant it breaks.
 
@@ -123,6 +131,13 @@ struct SimulatorCommand: ParsableCommand {
             "With --mitm, the attack: endpoints (default), substitute-keys, forged-restart, reflect-confirm or "
                 + "fresh-instance.", valueName: "NAME"))
     var attack: String?
+
+    @Flag(
+        help: """
+            Files in the workload: a share of the rooms (drawn from the seed) send small files one or both ways \
+            beside the chat; the file invariants hold them to the protocol.
+            """)
+    var files = false
 
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
@@ -249,7 +264,7 @@ struct SimulatorCommand: ParsableCommand {
             messagesPerPeer: messages, faultPhaseSeconds: faultPhase,
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
-            leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)))
+            leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)), files: files)
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
@@ -269,6 +284,7 @@ struct SimulatorCommand: ParsableCommand {
         if mitm { words.append("--mitm") }
         if squatters > 0 { words += ["--squatters", String(squatters)] }
         if leaveRandomly { words.append("--leave-randomly") }
+        if files { words.append("--files") }
         if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }

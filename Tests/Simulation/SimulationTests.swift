@@ -68,6 +68,21 @@ struct SimulationTests {
         #expect(report.messages.stillPending == 0)
     }
 
+    @Test("Files beside the chat through every fault kind: stored intact, none restarted, all ended", arguments: 1...4)
+    func files(seed: UInt64) throws {
+        var options = Self.allFaults(seed: seed)
+        options.files = true
+        let report = try Self.run(options)
+        #expect(report.violation == nil, "\(report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "")")
+        let files = try #require(report.files)
+        // Files moved and were checked, and some transfers went back after an interruption.
+        #expect(files.offered > 0 && files.stored > 0 && files.confirmed > 0)
+        #expect(files.longestGoBackChunks <= 24)
+        #expect(report.messages.stillPending == 0)
+        // The same seed with files replays exactly.
+        #expect(try Self.run(options).traceHash == report.traceHash)
+    }
+
     @Test("Settings not given are drawn from the seed; given ones are kept", arguments: [3, 4] as [UInt64])
     func swarm(seed: UInt64) throws {
         let drawn = ResolvedSettings.resolve(SimulationOptions(peers: 10, seed: seed))

@@ -128,6 +128,42 @@ struct ClientDriverFileTests {
         #expect(progress == progress.sorted() && progress.contains { $0 >= before })
     }
 
+    @Test("A handshake the peer never confirmed, then a reconnect: the same peer instance, so the transfer goes on")
+    func samePeerNotResumed() {
+        // Alice's KEY_CONFIRMs never reach the relay until it crashes: she is CONNECTED (Bob's
+        // confirmation reached her) and offers the file; Bob stays in KEY_SETUP. After the crash the
+        // next handshake does not resume (Bob never confirmed a conversation) but is with the same
+        // Bob: the offer, renumbered, must arrive and the file with it (it used to fail peer_changed
+        // at Alice while Bob accepted an offer nobody sent any more).
+        let harness = DriverHarness()
+        var cut = true
+        harness.tap = { toRelay, driver, frame in
+            guard cut, toRelay, driver == 0, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
+                  signal.kind == .keyConfirm else { return [frame] }
+            return []
+        }
+        let aliceStore = InMemoryFileStore()
+        let data = Self.content(150_000)
+        aliceStore.files["/src/notes.txt"] = data
+        var aliceFiles = FilePolicy()
+        aliceFiles.sendPaths = ["/src/notes.txt"]
+        let bobStore = InMemoryFileStore()
+        harness.add(files: aliceFiles, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .milliseconds(300))
+        #expect(harness.state(0) == .connected && harness.state(1) == .keySetup)
+        cut = false
+        harness.crashRelay()
+        harness.advance(by: .seconds(1))
+        harness.relayUp = true
+        harness.advance(by: .seconds(30))
+        #expect(harness.drivers[0].session.statistics.handshakesCompleted >= 2)
+        let intact = bobStore.files["/dl/notes.txt"] == data
+        #expect(intact)
+        #expect(!Self.fileEvents(harness, 0).contains { if case .failed = $0 { true } else { false } })
+        #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
+    }
+
     @Test("Interactive: an offer waits for /accept DIR; /reject refuses the next; /cancel with nothing under way says so")
     func commands() {
         let harness = DriverHarness()

@@ -78,6 +78,9 @@ public final class SessionManager {
     /// This client's identity for the life of the process (not a key; public).
     public var localInstance: InstanceID { handshake.localInstance }
 
+    /// The peer instance of the last confirmed handshake (nil before the first).
+    public var confirmedPeerInstance: InstanceID? { handshake.confirmedPeer?.instance }
+
     /// Messages accepted but not yet acknowledged by the peer.
     public var pendingCount: Int { channel.queue.count }
 
