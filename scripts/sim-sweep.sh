@@ -99,7 +99,7 @@ echo "caught: $(grep -A1 "^INVARIANT VIOLATED" <<<"$planted" | tail -1)"
 # Files (issue 16): a share of the rooms send small files (1 KiB chunks, so that faults land mid-transfer)
 # one or both ways beside the chat, every fault kind; the same under a relay in the middle (with passwords
 # no file may be stored; without, its endpoints never answer an offer). file-integrity, file-writes,
-# file-progress, file-no-restart and file-liveness hold them to docs/PROTOCOL.md, "File transfer".
+# file-progress, file-no-restart and file-liveness hold them to docs/PROTOCOL.md, "File transfer". About 73 s.
 file_seeds=${SIM_FILE_SEEDS:-1..10}
 file_peers=${SIM_FILE_PEERS:-200}
 step "files: seeds $file_seeds x $file_peers peers, every fault kind, passwords or not as each seed draws"
