@@ -273,6 +273,9 @@ extension Simulation {
             } else {
                 files.totals.confirmed += 1
             }
+        case let .resumed(info, direction, bytes):
+            // A resume from a kept `.part` starts the progress at what the `.part` held.
+            fileDisplayed(.progress(info, direction, bytes: bytes), savedAs: savedAs, client: client)
         case let .failed(info, direction, failure):
             let key = FileWorkload.Key(client: client, incarnation: incarnation, direction: direction, id: info.id)
             files.tracked[key]?.outcome = .failed(failure)
