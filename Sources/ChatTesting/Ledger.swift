@@ -44,6 +44,12 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// docs/SECURITY.md states: 2 per side and run, 4 per code (both sides, across process
     /// restarts) while the users heed "the code is spent".
     case guessBound = "guess-bound"
+    /// A cluster node that dies (kill -9) has its seats given up within the bound docs/RELAY.md
+    /// states (its heartbeat key's TTL, a heartbeat and round trips to Redis): its heartbeat key
+    /// is gone from Redis (the JOIN script then reserves or frees its seats), and no node that
+    /// could reach Redis meanwhile still takes one of its connections for a room-mate (each
+    /// was told PEER_LEFT).
+    case deadNodeBound = "dead-node-bound"
 
     /// One line for people.
     public var summary: String {
@@ -59,6 +65,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .authentication: "a relay in the middle is always detected, an honest one never"
         case .cleanLeave: "leaving with drain time to spare leaves no peer record unread"
         case .guessBound: "a relay in the middle tests no more password guesses than documented"
+        case .deadNodeBound: "a dead cluster node's seats are given up within the documented bound"
         }
     }
 }

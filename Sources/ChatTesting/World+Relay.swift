@@ -36,6 +36,7 @@ extension World {
             } else {
                 // Nothing reaches the client before the upgrade that opened the connection.
                 if let upgradeDue = links[Int(link.value)].upgradeDue { at = max(at, upgradeDue) }
+                at = clusterOrdered(at, toClientOn: link)
                 links[Int(link.value)].bytesToClient += frame.byteCount
                 queue.schedule(at: at, .toClient(link, frame))
             }
@@ -190,7 +191,7 @@ extension World {
                 }
             case let .resumeReading(id): resumeReading(id)
             case .shutdownComplete: break
-            case .cluster: break  // The simulated relay is a single node.
+            case let .cluster(command): performClusterCommand(command)
             }
         }
     }
@@ -210,7 +211,7 @@ extension World {
         transmit(.text(bytes), on: link, toRelay: false)
     }
 
-    private func relayForward(_ frame: [UInt8], to id: ConnectionID) {
+    func relayForward(_ frame: [UInt8], to id: ConnectionID) {
         guard var link = relayLinks[id] else { return }
         if configuration.plantedBugs.contains(.forwardIntoNextRoom), plantedRandom.chance(1.0 / 8),
             let stray = strayLink(from: link)
@@ -220,7 +221,7 @@ extension World {
         let client = Int(links[Int(link.value)].client)
         // A frame the engine held (rate limit) and releases on a timer has no input link: it
         // came from the other connection of the destination's room.
-        let sourceLink = relaySource ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
+        let sourceLink = clusterSource(relaySource, to: link) ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
         let source = sourceLink.map { Int(links[Int($0.value)].client) } ?? -1
         guard observer?.world(self, relayWillForward: frame, from: source, to: client, link: link) ?? true else {
             return

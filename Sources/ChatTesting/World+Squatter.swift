@@ -28,7 +28,7 @@ extension World {
         client.links.append((id, link))
         counters.connections += 1
         record(.connectAttempt, client: index, link: link)
-        queue.schedule(after: faults.oneWayDelay(), relayUp ? .connectArrives(link) : .connectRefused(link))
+        queue.schedule(after: faults.oneWayDelay(), relayUp || isCluster ? .connectArrives(link) : .connectRefused(link))
         return true
     }
 
