@@ -30,9 +30,6 @@ public struct ClusterPlantedBugs: OptionSet, Hashable, Sendable {
     /// A node's shell writes a SIGNAL from another node to the connection numbered after the one
     /// it names, without asking the engine (which checks the sender is the seat's room-mate).
     public static let signalToNextConnection = ClusterPlantedBugs(rawValue: 1 << 1)
-    /// A node's shell never checks its room-mates' nodes (`EXISTS sc:node:<id>`): a dead node's
-    /// partners are never told.
-    public static let noPartnerCheck = ClusterPlantedBugs(rawValue: 1 << 2)
     /// Once a node's link to Redis has broken, its shell never tells the engine that Redis answers
     /// again: the node refuses every JOIN with CLUSTER_UNAVAILABLE for ever.
     public static let availabilityNeverBack = ClusterPlantedBugs(rawValue: 1 << 3)

@@ -388,9 +388,7 @@ extension World {
         enterNode(node)
         sendToRedis(node, .heartbeat)
         relay.clusterHeartbeat(now: now)
-        if !cluster.configuration.plantedBugs.contains(.noPartnerCheck) {
-            for other in relay.clusterPartnerNodes { sendToRedis(node, .exists(other)) }
-        }
+        for other in relay.clusterPartnerNodes { sendToRedis(node, .exists(other)) }
         drainRelay()
         return true
     }

@@ -65,11 +65,17 @@ extension PlantedBug {
     /// The bug is in the cluster (`--nodes` 2 or more).
     public var needsCluster: Bool {
         switch self {
-        case .clusterCapOffByOne, .clusterSignalMisrouted, .clusterNoPartnerCheck, .clusterLongHeartbeatTTL,
-            .clusterUnavailableForever:
-            true
+        case .clusterCapOffByOne, .clusterSignalMisrouted, .clusterLongHeartbeatTTL, .clusterUnavailableForever: true
         default: false
         }
+    }
+
+    /// The cluster faults that show the bug: a dead node's key is checked only without a Redis
+    /// restart (which loses it anyway) in the window.
+    public var clusterFaults: ClusterOptions {
+        self == .clusterLongHeartbeatTTL
+            ? ClusterOptions(nodes: 3, nodeCrash: true, redisRestart: false, redisPartition: false)
+            : ClusterOptions(nodes: 3, nodeCrash: true, redisRestart: true, redisPartition: true)
     }
 }
 

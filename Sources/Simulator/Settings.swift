@@ -168,8 +168,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case clusterCapOffByOne = "cluster-cap-off-by-one"
     /// A node's shell hands a SIGNAL from another node to the next connection, past the engine.
     case clusterSignalMisrouted = "cluster-signal-misrouted"
-    /// Nodes never check their room-mates' nodes: a dead node's partners are never told.
-    case clusterNoPartnerCheck = "cluster-no-partner-check"
     /// Nodes set their heartbeat keys with ten times the TTL: a dead node is alive to Redis for 40 s.
     case clusterLongHeartbeatTTL = "cluster-long-heartbeat-ttl"
     /// A node whose link to Redis broke never tells its engine that Redis is back.
@@ -192,7 +190,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .guessBudgetIgnored: .guessBound
         case .clusterCapOffByOne: .roomCapacity
         case .clusterSignalMisrouted: .onlyFromPeer
-        case .clusterNoPartnerCheck: .deadNodeBound
         case .clusterLongHeartbeatTTL: .deadNodeBound
         case .clusterUnavailableForever: .liveness
         }
@@ -230,7 +227,6 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
             }
         case .clusterCapOffByOne: configuration.cluster?.plantedBugs.insert(.joinCapOffByOne)
         case .clusterSignalMisrouted: configuration.cluster?.plantedBugs.insert(.signalToNextConnection)
-        case .clusterNoPartnerCheck: configuration.cluster?.plantedBugs.insert(.noPartnerCheck)
         case .clusterLongHeartbeatTTL: configuration.cluster?.plantedBugs.insert(.heartbeatTTLTenfold)
         case .clusterUnavailableForever: configuration.cluster?.plantedBugs.insert(.availabilityNeverBack)
         case .bucketNeverRefills:

@@ -9,7 +9,8 @@ import Testing
 struct ClusterSimulationTests {
     static func options(seed: UInt64, peers: Int = 40, plantedBug: PlantedBug? = nil) -> SimulationOptions {
         var options = SimulationTests.allFaults(seed: seed, peers: peers, plantedBug: plantedBug)
-        options.cluster = ClusterOptions(nodes: 3, nodeCrash: true, redisRestart: true, redisPartition: true)
+        options.cluster = plantedBug?.clusterFaults
+            ?? ClusterOptions(nodes: 3, nodeCrash: true, redisRestart: true, redisPartition: true)
         options.squatters = peers / 4
         return options
     }
@@ -42,7 +43,7 @@ struct ClusterSimulationTests {
         var options = SimulationTests.allFaults(seed: 1)
         options.cluster = ClusterOptions(nodes: 1, nodeCrash: true)
         #expect(throws: SimulationError.self) { try Simulation(options: options) }
-        options = SimulationTests.allFaults(seed: 1, plantedBug: .clusterNoPartnerCheck)
+        options = SimulationTests.allFaults(seed: 1, plantedBug: .clusterLongHeartbeatTTL)
         #expect(throws: SimulationError.self) { try Simulation(options: options) }
         options = Self.options(seed: 1)
         options.mitm = true
