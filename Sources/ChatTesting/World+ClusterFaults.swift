@@ -114,8 +114,9 @@ extension World {
         return known
     }
 
-    /// A cluster world keeps what a node writes to a client in order, as TCP does (the single
-    /// relay's world reorders it: see docs/SIMULATOR.md, "The cluster relay", for why not here).
+    /// A cluster world keeps what a node writes to a client in order, and loses or doubles none of
+    /// it, as TCP does (the single relay's world reorders, drops and doubles it: see
+    /// docs/SIMULATOR.md, "The cluster relay", for why not here).
     func clusterOrdered(_ at: Instant, toClientOn link: LinkID) -> Instant {
         guard let cluster else { return at }
         let index = Int(link.value)
