@@ -99,6 +99,13 @@ extension World {
             if let node = cluster.node(of: link) { enterNode(node) }
             frameArrivesAtRelay(link, frame)
         case let .toClient(link, frame):
+            // TCP: what a node wrote waits out a cut of the client's link, in order, unless the
+            // connection breaks meanwhile.
+            let cutUntil = clients[Int(links[Int(link.value)].client)].cutUntil
+            if cutUntil > now, !links[Int(link.value)].broken {
+                queue.schedule(at: cutUntil, .toClient(link, frame))
+                return .handled
+            }
             if let node = cluster.node(of: link) { enterNode(node) }
             frameArrivesAtClient(link, frame)
         case let .relaySeesClose(link):

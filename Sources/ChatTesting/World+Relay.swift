@@ -11,7 +11,8 @@ extension World {
         let state = links[Int(link.value)]
         let client = Int(state.client)
         counters.framesSent += 1
-        guard !state.broken, clients[client].cutUntil <= now else {
+        // A cluster node's frames wait out a cut of the client's link (TCP retransmits them).
+        guard !state.broken, clients[client].cutUntil <= now || (isCluster && !toRelay) else {
             counters.framesLost += 1
             record(.frameLost, client: client, link: link, value: UInt64(frame.byteCount))
             return
