@@ -170,6 +170,8 @@ final class VirtualCluster {
     var lastSource: [UInt32: LinkID] = [:]
     /// The last delivery time toward the client on each link (`World.clusterOrdered`).
     var lastToClient: [Instant] = []
+    /// Frames toward a client wait until then, by link (a cut of its link: `clusterStep`).
+    var heldUntil: [UInt32: Instant] = [:]
 
     init(configuration: ClusterConfiguration, nodes: [VirtualNode], random: Xoshiro256) {
         self.configuration = configuration

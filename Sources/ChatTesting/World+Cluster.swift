@@ -99,11 +99,14 @@ extension World {
             if let node = cluster.node(of: link) { enterNode(node) }
             frameArrivesAtRelay(link, frame)
         case let .toClient(link, frame):
-            // TCP: what a node wrote waits out a cut of the client's link, in order, unless the
-            // connection breaks meanwhile.
+            // TCP: what a node wrote waits out a cut of the client's link, in order (behind what
+            // already waits, even if the cut ended early), unless the connection breaks meanwhile.
             let cutUntil = clients[Int(links[Int(link.value)].client)].cutUntil
-            if cutUntil > now, !links[Int(link.value)].broken {
-                queue.schedule(at: cutUntil, .toClient(link, frame))
+            let waiting = cluster.heldUntil[link.value] ?? .zero
+            if cutUntil > now || waiting > now, !links[Int(link.value)].broken {
+                let until = max(cutUntil, waiting)
+                cluster.heldUntil[link.value] = until
+                queue.schedule(at: until, .toClient(link, frame))
                 return .handled
             }
             if let node = cluster.node(of: link) { enterNode(node) }
