@@ -130,6 +130,11 @@ extension World {
 
     // MARK: What the checker reads
 
+    /// Make node `node`'s engine the world's `relay` (to read its counters).
+    public func readNode(_ node: Int) {
+        enterNode(node)
+    }
+
     var redisUp: Bool { cluster?.redisUp ?? false }
     public var redisIsUp: Bool { redisUp }
 

@@ -176,7 +176,10 @@ extension Simulation {
         guard let cluster = settings.cluster else { return }
         switch event {
         case .nodeCrash:
-            guard healedAt == nil, let identity = world.crashNode(node) else { return }
+            guard healedAt == nil, world.clusterNodeIsUp(node) else { return }
+            world.readNode(node)
+            collectRelayCounters()
+            guard let identity = world.crashNode(node) else { return }
             clusterCheck.nodeCrashes += 1
             clusterCheck.deaths.append((identity, world.now))
             let bound = Duration.milliseconds(Int64(cluster.deadNodeBoundMilliseconds))
@@ -203,6 +206,14 @@ extension Simulation {
             deadNodeCheck()
         default:
             break
+        }
+    }
+
+    /// Every running node's counts, at the end (a crashed node's were taken at its crash).
+    func collectNodeCounters() {
+        for node in 0..<world.clusterNodeCount where world.clusterNodeIsUp(node) {
+            world.readNode(node)
+            collectRelayCounters()
         }
     }
 
