@@ -195,7 +195,9 @@ final class VirtualCluster {
 
     func assign(_ link: LinkID, to node: Int) {
         let index = Int(link.value)
-        if index >= linkNodes.count { linkNodes.append(contentsOf: repeatElement(-1, count: index - linkNodes.count + 1)) }
+        if index >= linkNodes.count {
+            linkNodes.append(contentsOf: repeatElement(-1, count: index - linkNodes.count + 1))
+        }
         linkNodes[index] = Int32(node)
     }
 

@@ -19,6 +19,9 @@ public struct VirtualRedis {
         public var connection: String
         public var tokenHash: String
         public var until: Int64?
+
+        /// The seat's holder (a live seat's).
+        var peer: ClusterPeer { ClusterPeer(node: node, connection: UInt64(connection) ?? 0) }
     }
 
     struct Room {
@@ -105,28 +108,8 @@ public struct VirtualRedis {
         let conn = String(connection)
         let token = ClusterWire.tokenHash(request.token)
         let newToken = ClusterWire.tokenHash(request.newToken)
-        var seats = room(key, now: now)?.seats ?? []
-        var kept: [Seat] = []
-        var changed = false
-        for var seat in seats {
-            let alive: Bool
-            if seat.node.isEmpty {
-                alive = (seat.until ?? 0) > now
-            } else if seat.node == node || nodeExists(seat.node, now: now) {
-                alive = true
-            } else if graceMilliseconds > 0 && !seat.tokenHash.isEmpty {
-                // Its node died: the seat waits for its token.
-                seat.node = ""
-                seat.connection = ""
-                seat.until = now + graceMilliseconds
-                alive = true
-                changed = true
-            } else {
-                alive = false
-            }
-            if alive { kept.append(seat) } else { changed = true }
-        }
-        seats = kept
+        let stored = room(key, now: now)?.seats ?? []
+        var (seats, changed) = liveSeats(stored, node: node, grace: graceMilliseconds, now: now)
         func refuse(_ code: RelayErrorCode) -> (ClusterJoinReply, [Publish]) {
             if changed { store(seats, at: key, now: now) }
             return (.refused(code), [])
@@ -140,7 +123,7 @@ public struct VirtualRedis {
                 index = position
                 reclaimed = true
                 if !seats[position].node.isEmpty {
-                    evicted = ClusterPeer(node: seats[position].node, connection: UInt64(seats[position].connection) ?? 0)
+                    evicted = seats[position].peer
                 }
                 seats[position].node = node
                 seats[position].connection = conn
@@ -157,18 +140,43 @@ public struct VirtualRedis {
         }
         var partner: ClusterPeer?
         for position in seats.indices where position != index && !seats[position].node.isEmpty {
-            partner = ClusterPeer(node: seats[position].node, connection: UInt64(seats[position].connection) ?? 0)
+            partner = seats[position].peer
         }
         rooms[key] = Room(seats: seats, expiresAt: nil)
         var publishes: [Publish] = []
         if let partner, partner.node != node {
-            let notice = ClusterNotice.peerFound(to: partner.connection, partner: ClusterPeer(node: node, connection: connection))
-            publishes.append((partner.node, ClusterWire.encode(notice)))
+            let me = ClusterPeer(node: node, connection: connection)
+            publishes.append((partner.node, ClusterWire.encode(.peerFound(to: partner.connection, partner: me))))
         }
         if let evicted, evicted.node != node {
             publishes.append((evicted.node, ClusterWire.encode(.evicted(to: evicted.connection))))
         }
         return (.admitted(partner: partner, reclaimed: reclaimed, evicted: evicted), publishes)
+    }
+
+    /// The JOIN script's first pass: a reservation that ran out goes; a seat of a dead node (its
+    /// heartbeat key gone) waits for its token for the grace, or goes if it has none.
+    private mutating func liveSeats(_ seats: [Seat], node: String, grace: Int64, now: Int64) -> ([Seat], Bool) {
+        var kept: [Seat] = []
+        var changed = false
+        for var seat in seats {
+            let alive: Bool
+            if seat.node.isEmpty {
+                alive = (seat.until ?? 0) > now
+            } else if seat.node == node || nodeExists(seat.node, now: now) {
+                alive = true
+            } else if grace > 0 && !seat.tokenHash.isEmpty {
+                seat.node = ""
+                seat.connection = ""
+                seat.until = now + grace
+                alive = true
+                changed = true
+            } else {
+                alive = false
+            }
+            if alive { kept.append(seat) } else { changed = true }
+        }
+        return (kept, changed)
     }
 
     /// The refusal's store: what changed (a dead node's seat reserved once); a room with no live

@@ -124,7 +124,8 @@ extension World {
             return  // Lost on the way: the driver's connect timeout notices.
         }
         // A cluster's client picks a node when its connect arrives (`clusterStep`).
-        queue.schedule(after: faults.oneWayDelay(), relayUp || isCluster ? .connectArrives(link) : .connectRefused(link))
+        let arrives = relayUp || isCluster
+        queue.schedule(after: faults.oneWayDelay(), arrives ? .connectArrives(link) : .connectRefused(link))
     }
 
     func sendFromClient(_ client: WorldClient, _ id: ConnectionID, _ frame: WireFrame) {

@@ -23,7 +23,9 @@ extension World {
     /// Whether this world is a cluster (two or more nodes).
     public var isCluster: Bool { cluster != nil }
 
-    static func makeClusterNodes(_ configuration: WorldConfiguration, _ cluster: ClusterConfiguration) -> [VirtualNode] {
+    static func makeClusterNodes(
+        _ configuration: WorldConfiguration, _ cluster: ClusterConfiguration
+    ) -> [VirtualNode] {
         (0..<cluster.nodes).map { index in
             let name = "n\(index)"
             return VirtualNode(
@@ -337,7 +339,8 @@ extension World {
     private func scheduleReconnect(_ node: Int) {
         guard let cluster else { return }
         let delay = cluster.nodes[node].redis.reconnectWaitMilliseconds
-        cluster.nodes[node].redis.reconnectWaitMilliseconds = min(delay * 2, VirtualClusterTiming.reconnectMaxMilliseconds)
+        let next = min(delay * 2, VirtualClusterTiming.reconnectMaxMilliseconds)
+        cluster.nodes[node].redis.reconnectWaitMilliseconds = next
         let generation = cluster.nodes[node].generation
         queue.schedule(after: .milliseconds(delay), .cluster(.connect(node: Int32(node), generation: generation)))
     }

@@ -185,7 +185,8 @@ extension Simulation {
             let bound = Duration.milliseconds(Int64(cluster.deadNodeBoundMilliseconds))
             world.schedule(SimEvent.deadNodeCheck.rawValue, at: world.now.advanced(by: bound))
             let downtime = faultRandom.inRange(200...max(200, cluster.nodeDowntimeMaxMilliseconds))
-            world.schedule(SimEvent.nodeRestart.rawValue, client: Int32(node), at: world.now.advanced(by: .milliseconds(Int64(downtime))))
+            let restartAt = world.now.advanced(by: .milliseconds(Int64(downtime)))
+            world.schedule(SimEvent.nodeRestart.rawValue, client: Int32(node), at: restartAt)
         case .nodeRestart:
             world.restartNode(node)
         case .redisRestart:
@@ -261,7 +262,8 @@ extension Simulation {
         clusterCheck.deadNodeChecks += 1
         let bound = cluster.deadNodeBoundMilliseconds
         if world.redisNodeExists(death.identity) {
-            return fail(.deadNodeBound, "node \(death.identity) died \(bound) ms ago and its heartbeat key is still in Redis")
+            return fail(
+                .deadNodeBound, "node \(death.identity) died \(bound) ms ago and its heartbeat key is still in Redis")
         }
         for node in 0..<cluster.nodes where world.clusterNodeIsUp(node) {
             // A node that could not ask Redis throughout (its link down, or cut off: it notices
