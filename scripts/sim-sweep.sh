@@ -5,9 +5,11 @@
 # the determinism check. Exits non-zero on any failure.
 #
 #   scripts/sim-sweep.sh                   # seeds 1..20, 1000 peers; relay in the middle: seeds 1..5;
-#                                          # random leavers: seeds 1..20, 200 peers; each --attack: seeds 1..2 x 200
-#                                          # files: seeds 1..10 x 200 (SIM_FILE_SEEDS, SIM_FILE_PEERS)
-#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 SIM_LEAVE_SEEDS=1..200 SIM_ATTACK_SEEDS=1..10 scripts/sim-sweep.sh
+#                                          # random leavers: seeds 1..20, 200 peers; each --attack: seeds 1..2 x 200;
+#                                          # files: seeds 1..10 x 200 (SIM_FILE_SEEDS, SIM_FILE_PEERS);
+#                                          # cluster (3 nodes): seeds 1..3 x 400
+#   SIM_SEEDS=1..100 SIM_PEERS=2000 SIM_MITM_SEEDS=1..20 SIM_LEAVE_SEEDS=1..200 SIM_ATTACK_SEEDS=1..10 \
+#   SIM_CLUSTER_SEEDS=1..20 scripts/sim-sweep.sh
 #
 # On a violation the simulator prints the invariant, the trace tail, the seed and the exact
 # command that reproduces it.
@@ -129,6 +131,47 @@ for pair in file-commit-truncates:file-integrity file-write-twice:file-writes fi
     fi
     echo "$bug: caught as $expected"
 done
+
+# The cluster relay (issue 15): 3 nodes sharing a virtual Redis, clients on random nodes, with node
+# crashes, Redis restarts and node-Redis partitions on top of every client fault; room-capacity is
+# checked in Redis and across the nodes, dead-node-bound at each node's death. Then each cluster
+# planted bug once, required caught under its own invariant.
+cluster_seeds=${SIM_CLUSTER_SEEDS:-1..3}
+cluster=(--nodes 3 --node-crash --redis-restart --redis-partition)
+step "cluster: seeds $cluster_seeds x 400 peers, 3 nodes, every fault kind, node crashes, Redis restarts, partitions"
+"$simulator" --seeds "$cluster_seeds" --peers 400 "${faults[@]}" "${cluster[@]}" --squatters 40
+step "cluster planted bugs: each caught under its own invariant"
+# (cluster-long-heartbeat-ttl without Redis restarts and partitions: a restart loses the dead node's
+# key anyway, which would hide it.)
+for entry in cluster-cap-off-by-one:room-capacity cluster-signal-misrouted:only-from-peer \
+    cluster-long-heartbeat-ttl:dead-node-bound cluster-unavailable-forever:liveness; do
+    bug=${entry%%:*}
+    expected=${entry#*:}
+    bug_cluster=("${cluster[@]}")
+    if [[ $bug == cluster-long-heartbeat-ttl ]]; then bug_cluster=(--nodes 3 --node-crash --no-redis-restart --no-redis-partition); fi
+    set +e
+    out=$("$simulator" --seed 1 --peers 100 "${faults[@]}" "${bug_cluster[@]}" --squatters 50 --plant-bug "$bug" 2>&1)
+    status=$?
+    set -e
+    if [[ $status -ne 1 ]] || ! grep -q "^INVARIANT VIOLATED: $expected " <<<"$out"; then
+        echo "$out" | head -20
+        echo "error: the planted bug $bug was not caught as $expected (exit $status)" >&2
+        exit 1
+    fi
+    echo "$bug: caught as $expected"
+done
+step "cluster determinism: same seed, same trace hash (hashing seeded or not); --nodes 1 is the single relay"
+cluster_hash() { "$@" | sed -n 's/^trace hash: //p'; }
+run=("$simulator" --seed 7 --peers 200 "${faults[@]}")
+first=$(cluster_hash env -u SWIFT_DETERMINISTIC_HASHING "${run[@]}" "${cluster[@]}")
+second=$(cluster_hash env SWIFT_DETERMINISTIC_HASHING=1 "${run[@]}" "${cluster[@]}")
+single=$(cluster_hash "${run[@]}")
+one=$(cluster_hash "${run[@]}" --nodes 1)
+echo "3 nodes: $first, again: $second; single relay: $single, --nodes 1: $one"
+if [[ -z "$first" || "$first" != "$second" || -z "$single" || "$single" != "$one" || "$first" == "$single" ]]; then
+    echo "error: cluster trace hashes are not deterministic, or --nodes 1 is not the single relay" >&2
+    exit 1
+fi
 
 step "determinism: same seed and build, same trace hash (SWIFT_DETERMINISTIC_HASHING unset and set)"
 hash_of() { "$@" | sed -n 's/^trace hash: //p'; }

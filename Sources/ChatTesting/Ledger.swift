@@ -61,6 +61,12 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// failed with a reason the faults explain (the peer changed, the session ended) at each side
     /// whose process lived.
     case fileLiveness = "file-liveness"
+    /// A cluster node that dies (kill -9) has its seats given up within the bound docs/RELAY.md
+    /// states (its heartbeat key's TTL, a heartbeat and round trips to Redis): its heartbeat key
+    /// is gone from Redis (the JOIN script then reserves or frees its seats), and no node that
+    /// could reach Redis meanwhile still takes one of its connections for a room-mate (each
+    /// was told PEER_LEFT).
+    case deadNodeBound = "dead-node-bound"
 
     /// One line for people.
     public var summary: String {
@@ -81,6 +87,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .fileProgress: "file progress never goes backwards"
         case .fileNoRestart: "an interrupted transfer goes on from the last acknowledged chunk"
         case .fileLiveness: "every transfer ends, stored and confirmed or failed with a typed reason"
+        case .deadNodeBound: "a dead cluster node's seats are given up within the documented bound"
         }
     }
 }

@@ -119,6 +119,13 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
     case mitmDecrypted
     case mitmTimer
     case mitmRespawn
+    // The cluster world (`--nodes`); numbered apart so that other kinds can be added above.
+    case clusterNodeCrash = 200
+    case clusterNodeRestart
+    case redisRestart
+    case redisPartition
+    case clusterLinkUp
+    case clusterLinkDown
 
     var label: String {
         switch self {
@@ -162,6 +169,12 @@ public enum TraceKind: UInt8, Sendable, CaseIterable {
         case .mitmDecrypted: "  mitm-decrypted"
         case .mitmTimer: "mitm-timer"
         case .mitmRespawn: "  mitm-respawn"
+        case .clusterNodeCrash: "node-crash"
+        case .clusterNodeRestart: "node-restart"
+        case .redisRestart: "redis-restart"
+        case .redisPartition: "redis-partition"
+        case .clusterLinkUp: "  redis-link-up"
+        case .clusterLinkDown: "  redis-link-down"
         }
     }
 }

@@ -129,7 +129,9 @@ extension World {
         if client.cutUntil > now {
             return  // Lost on the way: the driver's connect timeout notices.
         }
-        queue.schedule(after: faults.oneWayDelay(), relayUp ? .connectArrives(link) : .connectRefused(link))
+        // A cluster's client picks a node when its connect arrives (`clusterStep`).
+        let arrives = relayUp || isCluster
+        queue.schedule(after: faults.oneWayDelay(), arrives ? .connectArrives(link) : .connectRefused(link))
     }
 
     func sendFromClient(_ client: WorldClient, _ id: ConnectionID, _ frame: WireFrame) {

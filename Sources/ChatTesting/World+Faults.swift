@@ -92,7 +92,7 @@ extension World {
     /// Every fault stops: no more drops or duplicates, no cut link, the relay up.
     public func heal() {
         faults.active = false
-        restartRelay()
+        if isCluster { healCluster() } else { restartRelay() }
         for client in clients { client.cutUntil = .zero }
     }
 }

@@ -11,7 +11,8 @@ extension World {
         let state = links[Int(link.value)]
         let client = Int(state.client)
         counters.framesSent += 1
-        guard !state.broken, clients[client].cutUntil <= now else {
+        // A cluster node's frames wait out a cut of the client's link (TCP retransmits them).
+        guard !state.broken, clients[client].cutUntil <= now || (isCluster && !toRelay) else {
             counters.framesLost += 1
             record(.frameLost, client: client, link: link, value: UInt64(frame.byteCount))
             return
@@ -20,7 +21,9 @@ extension World {
             hold(frame, on: link, toRelay: toRelay)
             return
         }
-        let copies = faults.copies()
+        // A cluster's nodes write to clients over TCP: in order, nothing lost or doubled (see
+        // `clusterOrdered`); what the clients send still suffers every fault.
+        let copies = isCluster && !toRelay ? 1 : faults.copies()
         if copies == 0 {
             counters.framesDropped += 1
             record(.frameDropped, client: client, link: link, value: UInt64(frame.byteCount))
@@ -44,6 +47,7 @@ extension World {
                     at = max(at, links[Int(link.value)].lastDueToClient)
                     links[Int(link.value)].lastDueToClient = at
                 }
+                at = clusterOrdered(at, toClientOn: link)
                 links[Int(link.value)].bytesToClient += frame.byteCount
                 queue.schedule(at: at, .toClient(link, frame))
             }
@@ -198,7 +202,7 @@ extension World {
                 }
             case let .resumeReading(id): resumeReading(id)
             case .shutdownComplete: break
-            case .cluster: break  // The simulated relay is a single node.
+            case let .cluster(command): performClusterCommand(command)
             }
         }
     }
@@ -218,7 +222,7 @@ extension World {
         transmit(.text(bytes), on: link, toRelay: false)
     }
 
-    private func relayForward(_ frame: [UInt8], to id: ConnectionID) {
+    func relayForward(_ frame: [UInt8], to id: ConnectionID) {
         guard var link = relayLinks[id] else { return }
         if configuration.plantedBugs.contains(.forwardIntoNextRoom), plantedRandom.chance(1.0 / 8),
             let stray = strayLink(from: link)
@@ -228,7 +232,7 @@ extension World {
         let client = Int(links[Int(link.value)].client)
         // A frame the engine held (rate limit) and releases on a timer has no input link: it
         // came from the other connection of the destination's room.
-        let sourceLink = relaySource ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
+        let sourceLink = clusterSource(relaySource, to: link) ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
         let source = sourceLink.map { Int(links[Int($0.value)].client) } ?? -1
         guard observer?.world(self, relayWillForward: frame, from: source, to: client, link: link) ?? true else {
             return

@@ -28,7 +28,8 @@ extension World {
         client.links.append((id, link))
         counters.connections += 1
         record(.connectAttempt, client: index, link: link)
-        queue.schedule(after: faults.oneWayDelay(), relayUp ? .connectArrives(link) : .connectRefused(link))
+        let arrives = relayUp || isCluster
+        queue.schedule(after: faults.oneWayDelay(), arrives ? .connectArrives(link) : .connectRefused(link))
         return true
     }
 

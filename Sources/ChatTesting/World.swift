@@ -55,6 +55,8 @@ public final class World {
     var relayArmedTimer: Instant?
     /// The connection whose input the relay is handling (the source of a forwarded SIGNAL).
     var relaySource: LinkID?
+    /// The cluster's nodes and Redis (`World+Cluster.swift`); nil: a single relay.
+    var cluster: VirtualCluster?
 
     public init(configuration: WorldConfiguration, trace: Trace) {
         self.configuration = configuration
@@ -70,6 +72,7 @@ public final class World {
             addClient(room: room, driver: configuration.driver(room),
                       password: configuration.password(index / RoomCode.peersMax))
         }
+        if let cluster = configuration.cluster, cluster.nodes > 1 { startCluster(cluster) }
     }
 
     /// A client slot more, in `room` (any number may share a room: the relay decides who gets in),
@@ -118,6 +121,7 @@ public final class World {
     /// world handled it, or nil when nothing is left. `stale`: a timer that had been superseded.
     public func step() -> StepResult? {
         guard let event = queue.pop() else { return nil }
+        if cluster != nil { return clusterStep(event) }
         switch event {
         case let .scenario(kind, client): return .scenario(kind: kind, client: client)
         case let .clientTimer(client): return clientTimer(Int(client)) ? .handled : .stale
@@ -129,6 +133,7 @@ public final class World {
         case let .toClient(link, frame): frameArrivesAtClient(link, frame)
         case let .relaySeesClose(link): relaySeesClose(link)
         case let .clientSeesClose(link): clientSeesClose(link)
+        case .cluster: return .stale
         }
         return .handled
     }
@@ -149,7 +154,7 @@ public final class World {
 
     // MARK: Timers
 
-    private func clientTimer(_ index: Int) -> Bool {
+    func clientTimer(_ index: Int) -> Bool {
         let client = clients[index]
         guard let driver = client.driver, client.armedTimer == now else { return false }
         client.armedTimer = nil
@@ -187,6 +192,6 @@ public final class World {
         let at = max(due, now)
         guard at != relayArmedTimer else { return }
         relayArmedTimer = at
-        queue.schedule(at: at, .relayTimer)
+        queue.schedule(at: at, clusterTimerEvent ?? .relayTimer)
     }
 }

@@ -21,6 +21,8 @@ public enum WorldEvent: Sendable {
     case clientSeesClose(LinkID)
     case clientTimer(client: Int32)
     case relayTimer
+    /// A cluster world's own event (`World+Cluster.swift`).
+    case cluster(ClusterEvent)
     /// The scenario's own event: a kind and a client (or -1), both its to interpret.
     case scenario(kind: UInt8, client: Int32)
 }
@@ -249,6 +251,8 @@ public struct WorldConfiguration {
     public var faults: NetworkFaults
     /// Bugs planted in the world's shells (none unless a self-test asks).
     public var plantedBugs: WorldPlantedBugs = []
+    /// Several relay nodes sharing a virtual Redis (nil, or one node: the single relay).
+    public var cluster: ClusterConfiguration?
     /// Bugs planted in every client process's session (ChatCore's `PlantedBugs`).
     @_spi(Simulation) public var sessionPlantedBugs: PlantedBugs = []
 

@@ -137,7 +137,7 @@ extension Simulation {
                 other += 1
             }
         }
-        collectRelayCounters()
+        if world.isCluster { collectNodeCounters() } else { collectRelayCounters() }
         let (pending, lostWithSender, shownButUndeliverable) = ledger.tally()
         handshakeLatencies.sort()
         deliveryLatencies.sort()

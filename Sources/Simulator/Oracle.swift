@@ -49,6 +49,7 @@ extension Simulation: WorldObserver {
 
     public func world(_ world: World, relayClosed link: LinkID, client: Int) {
         roomMembers[roomIndex(of: client)].removeAll { $0 == link }
+        if world.isCluster { clusterClosed(link, client: client) }
         guard client < settings.peers else { return }
         adversary?.relayClosed(link, client: client)
     }
@@ -98,6 +99,7 @@ extension Simulation: WorldObserver {
             fail(.onlyFromPeer, "the relay put client \(client) into room \(room), not \(world.clients[client].room)")
             return
         }
+        if world.isCluster { return clusterJoined(client, room: room, link: link) }
         if !roomMembers[index].contains(link) { roomMembers[index].append(link) }
         let held = world.relay.rooms.occupancy(of: room)
         if roomMembers[index].count > RoomCode.peersMax || held > RoomCode.peersMax {

@@ -190,6 +190,7 @@ extension SimulationReport {
         faults[faults.count - 1] += given("peer-restart")
         lines.append("faults:   " + faults[0..<3].joined(separator: ", "))
         lines.append("          " + faults[3...].joined(separator: ", "))
+        if let cluster = s.cluster { lines.append("cluster:  " + cluster.summary(given: given)) }
         lines.append(
             "workload: \(s.messagesPerPeer) messages per peer\(given("messages")) over a "
                 + "\(s.faultPhaseMilliseconds / 1_000) s fault phase\(given("fault-phase"))")

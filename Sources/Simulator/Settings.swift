@@ -52,6 +52,9 @@ public struct SimulationOptions: Sendable, Hashable {
     /// Files in the workload (`--files`): a share of the rooms (drawn from the seed) send small
     /// files one or both ways, beside the chat (`Files.swift`).
     public var files: Bool
+    /// The cluster (`--nodes N`, N > 1): N relay nodes sharing a virtual Redis, and its faults
+    /// (`Cluster.swift`); nil: the single relay.
+    public var cluster: ClusterOptions?
 
     public init(
         peers: Int = 1000, seed: UInt64, drop: Double? = nil, dup: Double? = nil,
@@ -121,6 +124,7 @@ public struct SimulationOptions: Sendable, Hashable {
             throw .invalidOption("--leave-randomly checks the goodbye between the two peers: not with --mitm")
         }
         if let attack, !mitm { throw .invalidOption("--attack \(attack.rawValue) needs --mitm") }
+        try validateCluster()
         guard traceTailCount >= 1 && traceTailCount <= 100_000 else {
             throw .invalidOption("the trace tail must hold 1 to 100000 records")
         }
@@ -177,6 +181,14 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The clients' shells never send file acknowledgements: every sender stalls at its first
     /// window, going back to chunk 0 for ever.
     case fileAcksLost = "file-acks-lost"
+    /// The cluster's Redis admits a third seat (its JOIN script's cap is off by one).
+    case clusterCapOffByOne = "cluster-cap-off-by-one"
+    /// A node's shell hands a SIGNAL from another node to the next connection, past the engine.
+    case clusterSignalMisrouted = "cluster-signal-misrouted"
+    /// Nodes set their heartbeat keys with ten times the TTL: a dead node is alive to Redis for 40 s.
+    case clusterLongHeartbeatTTL = "cluster-long-heartbeat-ttl"
+    /// A node whose link to Redis broke never tells its engine that Redis is back.
+    case clusterUnavailableForever = "cluster-unavailable-forever"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -198,13 +210,17 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .fileProgress16Bits: .fileProgress
         case .fileRestartFromZero: .fileNoRestart
         case .fileAcksLost: .fileLiveness
+        case .clusterCapOffByOne: .roomCapacity
+        case .clusterSignalMisrouted: .onlyFromPeer
+        case .clusterLongHeartbeatTTL: .deadNodeBound
+        case .clusterUnavailableForever: .liveness
         }
     }
 
     /// The bug only shows against a relay in the middle (`--mitm`), with passwords.
     public var needsRelayInTheMiddle: Bool { self == .passwordLeftOut || self == .guessBudgetIgnored }
     /// Only a squatter's JOIN can show this bug.
-    public var needsSquatters: Bool { self == .thirdPeerJoins }
+    public var needsSquatters: Bool { self == .thirdPeerJoins || self == .clusterCapOffByOne }
 
     /// The bug only shows when users leave while messages are in flight: it implies `--leave-randomly`.
     public var needsRandomLeaving: Bool { self == .leaveEarly }
@@ -243,6 +259,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
                 driver.session.passwordRunsUnconfirmedMax = 64
                 return driver
             }
+        case .clusterCapOffByOne: configuration.cluster?.plantedBugs.insert(.joinCapOffByOne)
+        case .clusterSignalMisrouted: configuration.cluster?.plantedBugs.insert(.signalToNextConnection)
+        case .clusterLongHeartbeatTTL: configuration.cluster?.plantedBugs.insert(.heartbeatTTLTenfold)
+        case .clusterUnavailableForever: configuration.cluster?.plantedBugs.insert(.availabilityNeverBack)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0
@@ -313,6 +333,8 @@ public struct ResolvedSettings: Sendable, Hashable, Codable {
     public var fileLivenessExtraMilliseconds: UInt64
     /// Which settings were given and which drawn from the seed.
     public var sources: [String: SettingSource]
+    /// The cluster's settings (`--nodes` above 1); nil: the single relay.
+    public var cluster: ClusterSettings?
 
     // The shipped client's timers (ClientCore's and ChatCore's defaults, as `securechat` runs).
     public var reconnectMaxMilliseconds: UInt64
@@ -407,6 +429,7 @@ extension ResolvedSettings {
             ? faultPhaseMilliseconds + leaveSpareMilliseconds : driver.drainTimeout.wholeMilliseconds
         goodbyeBoundMilliseconds = drainTimeoutMilliseconds + driver.goodbyeTimeout.wholeMilliseconds
             + 16 * 2 * max(delayMaxMilliseconds, 1)
+        resolveCluster(options)
     }
 
     /// The liveness bound: once every fault has healed, how long convergence may take at most.

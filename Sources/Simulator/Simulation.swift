@@ -63,6 +63,8 @@ public final class Simulation {
     /// what the relay said rather than from the room logic's internals.
     var roomMembers: [[LinkID]]
     var handshakeLatencies: [UInt64] = []
+    /// The cluster's checker (`Cluster.swift`; `--nodes`).
+    var clusterCheck = ClusterCheck()
     var deliveryLatencies: [UInt64] = []
 
     /// A run that processes more events than this stops with a liveness violation (a livelock).
@@ -132,6 +134,11 @@ public final class Simulation {
         var configuration = WorldConfiguration(
             clients: settings.peers, seed: settings.seed, faults: faults,
             password: { passwords.isEmpty ? nil : passwords[$0] })
+        if let cluster = settings.cluster {
+            configuration.cluster = ClusterConfiguration(
+                nodes: cluster.nodes,
+                redisDelayMicroseconds: cluster.redisDelayMinMicroseconds...cluster.redisDelayMaxMicroseconds)
+        }
         if settings.leaveRandomly {
             let drain = Duration.milliseconds(settings.drainTimeoutMilliseconds)
             configuration.driver = {
@@ -191,6 +198,7 @@ public final class Simulation {
         }
         world.schedule(SimEvent.heal.rawValue, at: faultPhaseEnd)
         adversary?.scheduleInjections()
+        setUpCluster()
     }
 
     /// Handle one of the scenario's own events.
@@ -212,6 +220,8 @@ public final class Simulation {
         case .userLeaves: userLeaves(client)
         case .mitmInject: adversary?.inject(client)
         case .rerun: rerun(client)
+        case .nodeCrash, .nodeRestart, .redisRestart, .redisStart, .redisPartition, .deadNodeCheck:
+            handleCluster(event, client)
         }
     }
 
@@ -253,6 +263,13 @@ enum SimEvent: UInt8 {
     case mitmInject
     /// The user runs the same code again after the relay refused the last run (`--mitm`).
     case rerun
+    // The cluster's faults and checks (`Cluster.swift`); `client` is the node.
+    case nodeCrash
+    case nodeRestart
+    case redisRestart
+    case redisStart
+    case redisPartition
+    case deadNodeCheck
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose

@@ -88,8 +88,9 @@ extension Simulation {
 
     func squat(_ index: Int) {
         let room = RoomCode.simulated(roomIndex(of: index))
-        if world.relayUp, !world.relayFrozen, world.relay.rooms.occupancy(of: room) == RoomCode.peersMax,
-            world.squat(index)
+        let full = world.isCluster ? world.redisSeats(in: room).count == RoomCode.peersMax
+            : world.relayUp && !world.relayFrozen && world.relay.rooms.occupancy(of: room) == RoomCode.peersMax
+        if full, world.squat(index)
         {
             counters.squats += 1
         }

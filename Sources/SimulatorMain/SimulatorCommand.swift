@@ -64,6 +64,15 @@ struct SimulatorCommand: ParsableCommand {
             file-liveness (every transfer ends, stored and confirmed or failed with a reason the faults \
             explain) hold them to docs/PROTOCOL.md.
 
+            --nodes N (N > 1) runs the cluster relay: N nodes, each the real relay engine in cluster \
+            mode, sharing a virtual Redis that runs the JOIN and leave scripts atomically, with node \
+            heartbeats (TTL) and pub/sub per node; clients connect to a random node each time. Its \
+            faults: --node-crash (kill -9 and restart), --redis-restart (every room and node key lost), \
+            --redis-partition (a node cut off from Redis); each drawn from the seed unless given. Its \
+            invariants: room-capacity in Redis and across the nodes, only-from-peer for SIGNALs between \
+            nodes, liveness after the heal, and dead-node-bound (a dead node's heartbeat key gone and \
+            its partners told within the bound of docs/RELAY.md).
+
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (one per invariant) to prove the checker names the invariant it breaks.
 
@@ -71,6 +80,7 @@ struct SimulatorCommand: ParsableCommand {
               simulator --peers 1000 --drop 0.05
               simulator --seed 42 --reset --partition --relay-crash --peer-restart
               simulator --seeds 1..20 --peers 1000 --json
+              simulator --nodes 3 --peers 1000 --drop 0.05 --node-crash --redis-restart
             """
     )
 
@@ -138,6 +148,18 @@ struct SimulatorCommand: ParsableCommand {
             beside the chat; the file invariants hold them to the protocol.
             """)
     var files = false
+
+    @Option(help: "Relay nodes sharing a virtual Redis (the cluster relay, `relay --redis`); 1: the single relay.")
+    var nodes = 1
+
+    @Flag(inversion: .prefixedNo, help: "With --nodes: nodes crash (kill -9) and restart as new incarnations.")
+    var nodeCrash: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "With --nodes: Redis restarts, losing every room and node key.")
+    var redisRestart: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "With --nodes: a node and Redis are cut off from each other for a while.")
+    var redisPartition: Bool?
 
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
@@ -257,7 +279,7 @@ struct SimulatorCommand: ParsableCommand {
     }
 
     private func options(seed: UInt64) -> SimulationOptions {
-        SimulationOptions(
+        var options = SimulationOptions(
             peers: peers, seed: seed, drop: drop, dup: dup,
             delayMilliseconds: delay.flatMap { Self.parseRange($0, parse: { UInt64($0) }) },
             reset: reset, partition: partition, relayCrash: relayCrash, peerRestart: peerRestart,
@@ -265,17 +287,24 @@ struct SimulatorCommand: ParsableCommand {
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
             leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)), files: files)
+        if nodes != 1 || nodeCrash != nil || redisRestart != nil || redisPartition != nil {
+            options.cluster = ClusterOptions(
+                nodes: nodes, nodeCrash: nodeCrash, redisRestart: redisRestart, redisPartition: redisPartition)
+        }
+        return options
     }
 
     /// The command that reproduces the run with `seed`: the seed plus every setting that was given.
     private func reproduceCommand(seed: UInt64) -> String {
         var words = ["simulator", "--seed", String(seed), "--peers", String(peers)]
+        if nodes != 1 { words += ["--nodes", String(nodes)] }
         if let drop { words += ["--drop", String(drop)] }
         if let dup { words += ["--dup", String(dup)] }
         if let delay { words += ["--delay", delay] }
         for (name, value) in [
             ("reset", reset), ("partition", partition), ("relay-crash", relayCrash),
-            ("peer-restart", peerRestart), ("password", password),
+            ("peer-restart", peerRestart), ("password", password), ("node-crash", nodeCrash),
+            ("redis-restart", redisRestart), ("redis-partition", redisPartition),
         ] {
             if let value { words.append(value ? "--\(name)" : "--no-\(name)") }
         }

@@ -126,6 +126,7 @@ struct PlantedBugTests {
                 options.mitm = true
                 options.password = true
             }
+            if bug.needsCluster { options = ClusterSimulationTests.options(seed: seed, plantedBug: bug) }
             if bug.needsSquatters { options.squatters = options.peers / 2 }
             let report = try SimulationTests.run(options)
             #expect(
