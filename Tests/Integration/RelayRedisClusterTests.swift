@@ -69,6 +69,56 @@ final class RedisClusterServers: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// The master that serves `key`'s slot (the others answer `-MOVED`).
+    func owner(of key: String) async throws -> Int {
+        for (index, master) in masters.enumerated() where try await !master.cli(["exists", key]).contains("MOVED") {
+            return index
+        }
+        throw ClientTestFailure("no master serves \(key)")
+    }
+
+    /// Move `key`'s slot, with its keys, from its master to master `target` (the steps of a
+    /// resharding: IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE everywhere).
+    func moveSlot(of key: String, to target: Int) async throws {
+        let source = try await owner(of: key)
+        guard source != target else { return }
+        let slot = try await masters[0].cli(["cluster", "keyslot", key]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let sourceID = try await masters[source].cli(["cluster", "myid"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let targetID = try await masters[target].cli(["cluster", "myid"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try await masters[target].cli(["cluster", "setslot", slot, "importing", sourceID])
+        _ = try await masters[source].cli(["cluster", "setslot", slot, "migrating", targetID])
+        let keys = try await masters[source].cli(["cluster", "getkeysinslot", slot, "100"])
+        for key in keys.split(separator: "\n") where !key.isEmpty {
+            _ = try await masters[source].cli(["migrate", "127.0.0.1", "\(masters[target].port)", String(key), "0", "5000"])
+        }
+        for master in masters { _ = try await master.cli(["cluster", "setslot", slot, "node", targetID]) }
+    }
+
+    /// The sharded channel a relay node named `name` listens on (`sc:ch:<name>.<incarnation>`).
+    func channel(ofNode name: String) async throws -> String {
+        for master in masters {
+            let channels = try await master.cli(["pubsub", "shardchannels"]).split(separator: "\n")
+            if let channel = channels.first(where: { $0.hasPrefix("sc:ch:\(name).") }) { return String(channel) }
+        }
+        throw ClientTestFailure("no channel for node \(name)")
+    }
+
+    /// Whether node `name` is subscribed to its channel on the master that owns the channel's
+    /// slot (and on no other).
+    func subscribedOnOwner(_ name: String) async throws -> Bool {
+        var listing: [Int] = []
+        var channel = ""
+        for (index, master) in masters.enumerated() {
+            let channels = try await master.cli(["pubsub", "shardchannels"]).split(separator: "\n")
+            if let found = channels.first(where: { $0.hasPrefix("sc:ch:\(name).") }) {
+                listing.append(index)
+                channel = String(found)
+            }
+        }
+        guard listing.count == 1 else { return false }
+        return try await owner(of: channel) == listing[0]
+    }
+
     /// The room keys (`sc:{…}`) each master holds, in `masters` order.
     func roomKeysPerMaster() async throws -> [[String]] {
         var keys: [[String]] = []
@@ -147,6 +197,42 @@ struct RelayRedisClusterTests {
     func deadNodesSeatFreed() async throws {
         try await withRedisCluster(nodes: 3, ["--seat-grace-seconds", "0"] + RelayClusterTests.loose) { _, nodes in
             try await Self.freeDeadSeat(nodes)
+        }
+    }
+
+    @Test("Resharding mid-chat: the room's slot and the nodes' channels' slots move to other masters; the nodes follow MOVED and subscribe again where their channels are; the pair keeps talking, a third is ROOM_FULL")
+    func slotsMove() async throws {
+        try await withRedisCluster(nodes: 3) { cluster, nodes in
+            let room = uniqueRoom("MOVE")
+            let (alice, bob, _) = try await pairAcross(room, nodes[0], nodes[1])
+            try await expectForwarded(from: alice, to: bob)
+            let roomKey = try #require(try await cluster.roomKeysPerMaster().joined().first)
+            try await cluster.moveSlot(of: roomKey, to: (try await cluster.owner(of: roomKey) + 1) % 3)
+            for name in ["n0", "n1"] {
+                let channel = try await cluster.channel(ofNode: name)
+                try await cluster.moveSlot(of: channel, to: (try await cluster.owner(of: channel) + 1) % 3)
+            }
+            // A SIGNAL published while a node subscribes again is lost (the session layer
+            // retransmits); the nodes are subscribed again within a second or two.
+            for name in ["n0", "n1"] {
+                let deadline = ContinuousClock.now + .seconds(10)
+                // Bounded by the deadline.
+                while try await !cluster.subscribedOnOwner(name) {
+                    #expect(ContinuousClock.now < deadline, "node \(name) never subscribed on its channel's master")
+                    guard ContinuousClock.now < deadline else { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            try await Task.sleep(for: .seconds(1))
+            for _ in 0..<3 {
+                try await expectForwarded(from: alice, to: bob)
+                try await expectForwarded(from: bob, to: alice)
+            }
+            let third = try await TestWebSocket.connect(nodes[2].url)
+            try await third.send(joinFrame(room))
+            try await third.expect("ERROR", code: "ROOM_FULL")
+            try await alice.close()
+            try await bob.expect("PEER_LEFT")
         }
     }
 
