@@ -11,9 +11,10 @@
 /// sharded channel is in another slot): they return what the room-mates' nodes must be told, and
 /// the shell publishes it (`ClusterLink`).
 ///
-/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats
-/// `{n: node, c: connection, t: token hash, e: held-until ms, u: reserved-until ms}`; a reserved
-/// seat has `n == ""` (and `u`; a held one has `e`). Times are Redis's (`TIME`), never a node's.
+/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats,
+/// each an array `[node, connection, token hash, until ms]` (arrays, not objects: the field names
+/// would cost a room 32 bytes of Redis memory); a reserved seat has node `""` and is reserved
+/// until then, a held one is held until then. Times are Redis's (`TIME`), never a node's.
 /// Nothing else about a room is stored: no payload, no room code, no token.
 enum ClusterScripts {
     /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
@@ -35,11 +36,11 @@ enum ClusterScripts {
         local kept, changed = {}, false
         for _, s in ipairs(seats) do
           local alive
-          if s.n == '' then alive = tonumber(s.u) > now
-          elseif s.n == node or tonumber(s.e or 0) > now then alive = true
-          elseif grace > 0 and s.t ~= '' then
+          if s[1] == '' then alive = s[4] > now
+          elseif s[1] == node or s[4] > now then alive = true
+          elseif grace > 0 and s[3] ~= '' then
             -- Its node died (kill -9, a stall past the TTL): the seat waits for its token.
-            s.n = ''; s.c = ''; s.e = nil; s.u = now + grace; alive = true; changed = true
+            s[1] = ''; s[2] = ''; s[4] = now + grace; alive = true; changed = true
           else alive = false end
           if alive then table.insert(kept, s) else changed = true end
         end
@@ -50,8 +51,8 @@ enum ClusterScripts {
           if changed then
             local live, untilms = false, 0
             for _, s in ipairs(seats) do
-              if s.n ~= '' then live = true
-              elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+              if s[1] ~= '' then live = true
+              elseif s[4] > untilms then untilms = s[4] end
             end
             if #seats == 0 then redis.call('DEL', KEYS[1])
             elseif live then redis.call('SET', KEYS[1], cjson.encode(seats))
@@ -61,20 +62,20 @@ enum ClusterScripts {
         end
         local index = nil
         for i, s in ipairs(seats) do
-          if s.n == node and s.c == conn then index = i end
+          if s[1] == node and s[2] == conn then index = i end
         end
         local reclaimed, evn, evc = '0', '', ''
         if not index and tok ~= '' then
           for i, s in ipairs(seats) do
-            if s.t == tok and rejoin and s.n ~= '' then
+            if s[3] == tok and rejoin and s[1] ~= '' then
               -- Its token's seat is held elsewhere (taken back there): never a second copy.
               return refuse('SEAT_RESERVED')
             end
-            if s.t == tok then
+            if s[3] == tok then
               index = i
               reclaimed = '1'
-              if s.n ~= '' then evn = s.n; evc = s.c end
-              s.n = node; s.c = conn; s.u = nil
+              if s[1] ~= '' then evn = s[1]; evc = s[2] end
+              s[1] = node; s[2] = conn
             end
           end
         end
@@ -82,17 +83,17 @@ enum ClusterScripts {
           if ARGV[5] == '1' then return refuse('JOIN_RATE_LIMITED') end
           if #seats >= 2 then
             for _, s in ipairs(seats) do
-              if s.n == '' then return refuse('SEAT_RESERVED') end
+              if s[1] == '' then return refuse('SEAT_RESERVED') end
             end
             return refuse('ROOM_FULL')
           end
-          table.insert(seats, {n = node, c = conn, t = newtok})
+          table.insert(seats, {node, conn, newtok, 0})
           index = #seats
         end
-        seats[index].e = now + ttl
+        seats[index][4] = now + ttl
         local pn, pc = '', ''
         for i, s in ipairs(seats) do
-          if i ~= index and s.n ~= '' then pn = s.n; pc = s.c end
+          if i ~= index and s[1] ~= '' then pn = s[1]; pc = s[2] end
         end
         redis.call('SET', KEYS[1], cjson.encode(seats))
         return {'admitted', pn, pc, reclaimed, evn, evc}
@@ -111,23 +112,23 @@ enum ClusterScripts {
         local seats = cjson.decode(raw)
         local kept, found = {}, false
         for _, s in ipairs(seats) do
-          if s.n == node and s.c == conn then
+          if s[1] == node and s[2] == conn then
             found = true
-            if grace > 0 and s.t ~= '' then
-              s.n = ''; s.c = ''; s.e = nil; s.u = now + grace
+            if grace > 0 and s[3] ~= '' then
+              s[1] = ''; s[2] = ''; s[4] = now + grace
               table.insert(kept, s)
             end
-          elseif s.n ~= '' or tonumber(s.u) > now then
+          elseif s[1] ~= '' or s[4] > now then
             table.insert(kept, s)
           end
         end
         if not found then return {0} end
         local live, untilms, mn, mc = false, 0, '', ''
         for _, s in ipairs(kept) do
-          if s.n ~= '' then
+          if s[1] ~= '' then
             live = true
-            mn = s.n; mc = s.c
-          elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+            mn = s[1]; mc = s[2]
+          elseif s[4] > untilms then untilms = s[4] end
         end
         if #kept == 0 then
           redis.call('DEL', KEYS[1])
@@ -150,9 +151,9 @@ enum ClusterScripts {
         local seats = cjson.decode(raw)
         local found = 0
         for _, s in ipairs(seats) do
-          if s.n == ARGV[1] then
+          if s[1] == ARGV[1] then
             for i = 3, #ARGV do
-              if s.c == ARGV[i] then s.e = now + tonumber(ARGV[2]); found = found + 1 end
+              if s[2] == ARGV[i] then s[4] = now + tonumber(ARGV[2]); found = found + 1 end
             end
           end
         end

@@ -508,7 +508,7 @@ struct RelayClusterTests {
             #expect(keys.allSatisfy { $0.hasPrefix("sc:{") || $0.hasPrefix("sc:node:") }, "\(keys)")
             #expect(!stored.contains(room) && !stored.lowercased().contains(room.lowercased()))
             #expect(!stored.contains(rawRoom) && !stored.contains(carolToken) && !stored.contains(daveToken))
-            #expect(stored.contains(#""n":"""#), "the seats were read: \(stored)")
+            #expect(stored.contains(#"[[""#), "the seats were read: \(stored)")
             #expect(!stored.contains("SIGNAL") && !stored.contains("payload"))
             // What its operator watches go by: SIGNALs (ciphertext) published, never the plaintext
             // or the room code.

@@ -82,14 +82,16 @@ final class RedisClusterServers: Sendable {
     func moveSlot(of key: String, to target: Int) async throws {
         let source = try await owner(of: key)
         guard source != target else { return }
-        let slot = try await masters[0].cli(["cluster", "keyslot", key]).trimmingCharacters(in: .whitespacesAndNewlines)
-        let sourceID = try await masters[source].cli(["cluster", "myid"]).trimmingCharacters(in: .whitespacesAndNewlines)
-        let targetID = try await masters[target].cli(["cluster", "myid"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        func trimmed(_ text: String) -> String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let slot = trimmed(try await masters[0].cli(["cluster", "keyslot", key]))
+        let sourceID = trimmed(try await masters[source].cli(["cluster", "myid"]))
+        let targetID = trimmed(try await masters[target].cli(["cluster", "myid"]))
         _ = try await masters[target].cli(["cluster", "setslot", slot, "importing", sourceID])
         _ = try await masters[source].cli(["cluster", "setslot", slot, "migrating", targetID])
         let keys = try await masters[source].cli(["cluster", "getkeysinslot", slot, "100"])
         for key in keys.split(separator: "\n") where !key.isEmpty {
-            _ = try await masters[source].cli(["migrate", "127.0.0.1", "\(masters[target].port)", String(key), "0", "5000"])
+            _ = try await masters[source].cli(
+                ["migrate", "127.0.0.1", "\(masters[target].port)", String(key), "0", "5000"])
         }
         for master in masters { _ = try await master.cli(["cluster", "setslot", slot, "node", targetID]) }
     }
