@@ -78,8 +78,9 @@ final class RedisClusterServers: Sendable {
     }
 
     /// Move `key`'s slot, with its keys, from its master to master `target` (the steps of a
-    /// resharding: IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE everywhere).
-    func moveSlot(of key: String, to target: Int) async throws {
+    /// resharding: IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE everywhere). `finish` false: stop
+    /// after MIGRATE (the source answers `-ASK` for the moved keys); `finishMove` completes it.
+    func moveSlot(of key: String, to target: Int, finish: Bool = true) async throws {
         let source = try await owner(of: key)
         guard source != target else { return }
         func trimmed(_ text: String) -> String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -93,6 +94,14 @@ final class RedisClusterServers: Sendable {
             _ = try await masters[source].cli(
                 ["migrate", "127.0.0.1", "\(masters[target].port)", String(key), "0", "5000"])
         }
+        if finish { try await finishMove(of: key, to: target) }
+    }
+
+    /// SETSLOT NODE on every master: `key`'s slot is `target`'s.
+    func finishMove(of key: String, to target: Int) async throws {
+        func trimmed(_ text: String) -> String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let slot = trimmed(try await masters[0].cli(["cluster", "keyslot", key]))
+        let targetID = trimmed(try await masters[target].cli(["cluster", "myid"]))
         for master in masters { _ = try await master.cli(["cluster", "setslot", slot, "node", targetID]) }
     }
 
@@ -202,14 +211,22 @@ struct RelayRedisClusterTests {
         }
     }
 
-    @Test("Resharding mid-chat: the room's slot and the nodes' channels' slots move to other masters; the nodes follow MOVED and subscribe again where their channels are; the pair keeps talking, a third is ROOM_FULL")
+    @Test("Resharding mid-chat: the room's slot (through its migration: ASK) and the nodes' channels' slots move to other masters; the nodes follow ASK and MOVED and subscribe again where their channels are; the pair keeps talking, a third is ROOM_FULL")
     func slotsMove() async throws {
         try await withRedisCluster(nodes: 3) { cluster, nodes in
             let room = uniqueRoom("MOVE")
             let (alice, bob, _) = try await pairAcross(room, nodes[0], nodes[1])
             try await expectForwarded(from: alice, to: bob)
             let roomKey = try #require(try await cluster.roomKeysPerMaster().joined().first)
-            try await cluster.moveSlot(of: roomKey, to: (try await cluster.owner(of: roomKey) + 1) % 3)
+            // Mid-migration: the room's key is on the new master, its slot still the old one's,
+            // which answers -ASK: a JOIN through a third node follows it (ASKING) and finds the room.
+            let roomTarget = (try await cluster.owner(of: roomKey) + 1) % 3
+            try await cluster.moveSlot(of: roomKey, to: roomTarget, finish: false)
+            let early = try await TestWebSocket.connect(nodes[2].url)
+            try await early.send(joinFrame(room))
+            try await early.expect("ERROR", code: "ROOM_FULL")
+            try await expectForwarded(from: bob, to: alice)
+            try await cluster.finishMove(of: roomKey, to: roomTarget)
             for name in ["n0", "n1"] {
                 let channel = try await cluster.channel(ofNode: name)
                 try await cluster.moveSlot(of: channel, to: (try await cluster.owner(of: channel) + 1) % 3)
