@@ -10,7 +10,10 @@ import RelayCore
 ///   every prefix of an invalid input `incomplete` or the same refusal;
 /// - a value re-encoded parses to the same value (for values the encoder can write: no CR or LF in
 ///   a simple line);
-/// - every bulk string inside parses as a cluster message or is refused, without a trap.
+/// - every bulk string inside parses as a cluster message or is refused, without a trap;
+/// - every value read as a `CLUSTER SLOTS` reply gives a map that routes every slot to one of its
+///   masters, or a typed refusal; every error read as a redirection (`-MOVED`, `-ASK`) gives a
+///   slot in range and a valid port, or nil.
 public func fuzzRESP(_ data: UnsafeRawBufferPointer) {
     let bytes = Array(data)
     let parser = RESPParser(bulkMaxBytes: 4096, elementsMax: 256, depthMax: 8, lineMaxBytes: 256)
@@ -30,6 +33,7 @@ public func fuzzRESP(_ data: UnsafeRawBufferPointer) {
             require(parser.parse(encoded) == .value(value, length: encoded.count), "re-encoded \(value)")
         }
         visitBulks(value) { bulk in _ = ClusterWire.parse(bulk) }
+        checkRouting(value)
     case .invalid:
         for cut in stride(from: 1, to: bytes.count, by: max(1, bytes.count / 64)) {
             let earlier = parser.parse(Array(bytes.prefix(cut)))
@@ -37,6 +41,31 @@ public func fuzzRESP(_ data: UnsafeRawBufferPointer) {
         }
     }
     _ = ClusterWire.parse(bytes)
+}
+
+/// The Redis Cluster shapes the relay reads: a slot map and redirections.
+func checkRouting(_ value: RESPValue) {
+    let asked = RedisServerAddress(host: "127.0.0.1", port: 7000)
+    if let map = try? RedisSlotMap(clusterSlots: value, asked: asked) {
+        require(!map.masters.isEmpty, "a map without masters")
+        for slot in stride(from: 0, to: RedisSlots.count, by: 97) + [RedisSlots.count - 1] {
+            require(map.masters.contains(map.master(forSlot: slot)), "slot \(slot) routed outside the masters")
+        }
+    }
+    func redirects(_ value: RESPValue) {
+        switch value {
+        case let .error(text):
+            switch RedisRedirect.parse(text, asked: asked) {
+            case let .moved(slot, to)?, let .ask(slot, to)?:
+                require((0..<RedisSlots.count).contains(slot) && (1...65_535).contains(to.port), "redirect \(value)")
+            case nil: break
+            }
+        case let .array(values), let .map(values), let .set(values), let .push(values):
+            values.forEach(redirects)
+        default: break
+        }
+    }
+    redirects(value)
 }
 
 /// Whether `RESPEncoding.encode` writes `value` so that it parses back the same: line types

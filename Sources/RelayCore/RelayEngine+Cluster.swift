@@ -20,6 +20,19 @@ extension RelayEngine {
         return nodes.sorted()
     }
 
+    /// Each room a local connection holds a seat in, with those connections (rooms by code,
+    /// connections ascending): the shell pushes their seats' deadlines forward in Redis every
+    /// heartbeat, each room in its own slot.
+    public var clusterSeatRooms: [(room: RoomCode, connections: [ConnectionID])] {
+        guard let cluster else { return [] }
+        var rooms: [RoomCode: [ConnectionID]] = [:]
+        for id in cluster.seats.keys.sorted() {
+            guard let room = cluster.seats[id]?.room else { continue }
+            rooms[room, default: []].append(id)
+        }
+        return rooms.keys.sorted().map { (room: $0, connections: rooms[$0] ?? []) }
+    }
+
     /// Local connections seated in cluster mode (for tests and metrics).
     public var clusterSeatCount: Int { cluster?.seats.count ?? 0 }
 

@@ -50,9 +50,11 @@ public struct RedisEndpoint: Sendable, Hashable {
 public enum ClusterTiming {
     /// A node refreshes its heartbeat key, and checks its room-mates' nodes, this often.
     public static let heartbeatMilliseconds: Int64 = 1000
-    /// The heartbeat key's TTL: a node that stops refreshing is dead this long after its last
-    /// refresh. Its room-mates' nodes notice at their next check: PEER_LEFT within
-    /// TTL + heartbeat + a round trip (5 s and change) of the kill.
+    /// The heartbeat key's TTL, and a held seat's (every heartbeat pushes each local seat's
+    /// deadline this far, in the room's own key): a node that stops refreshing is dead this long
+    /// after its last refresh. Its room-mates' nodes notice at their next check: PEER_LEFT within
+    /// TTL + heartbeat + a round trip (5 s and change) of the kill; the JOIN script takes its seats
+    /// for departed from the same moment.
     public static let nodeTTLMilliseconds: Int64 = 4000
     /// A command unanswered this long means Redis is gone: the connection is dropped.
     public static let commandTimeoutMilliseconds: Int64 = 3000
@@ -65,28 +67,56 @@ public enum ClusterTiming {
     static let leaveBacklogMax = 100_000
 }
 
-/// The NIO side of cluster mode: two connections to Redis (commands, and a subscriber on this
-/// node's channel), the heartbeat, liveness checks of room-mates' nodes, reconnection with
-/// backoff. Confined to the hub's event loop. It decides nothing: every answer goes to the
-/// engine (through the hub's closures), which decides.
+/// The NIO side of cluster mode: command connections to Redis (one to a single Redis; one per
+/// master of a Redis Cluster, each command routed by its key's hash slot, `-MOVED` and `-ASK`
+/// followed), a subscriber on this node's sharded channel (on the shard that owns it), the
+/// heartbeat, liveness checks of room-mates' nodes, reconnection with backoff. Confined to the
+/// hub's event loop. It decides nothing: every answer goes to the engine (through the hub's
+/// closures), which decides.
+///
+/// Single Redis or Cluster is detected, not configured: the first connection asks
+/// `CLUSTER SLOTS`, which a server without cluster support refuses.
 final class ClusterLink {
     struct Events {
         var availability: (Bool) -> Void
         var message: ([UInt8]) -> Void
         var nodesGone: ([String]) -> Void
         var partnerNodes: () -> [String]
-        /// This node's heartbeat key had expired: re-register every seat.
+        /// Each room holding local seats, with their connections (refreshed every heartbeat).
+        var seatRooms: () -> [(room: RoomCode, connections: [ConnectionID])]
+        /// This node's heartbeat key had expired, or Redis lost a seat it holds: re-register every seat.
         var reregister: () -> Void
         /// A heartbeat was sent (once a second while Redis answers).
         var heartbeat: () -> Void
     }
 
-    private struct Waiter {
-        var deadline: NIODeadline
-        var callback: (RESPValue?) -> Void
+    private enum Script: CaseIterable {
+        case join, leave, refresh
+
+        var text: String {
+            switch self {
+            case .join: ClusterScripts.join
+            case .leave: ClusterScripts.leave
+            case .refresh: ClusterScripts.refresh
+            }
+        }
     }
 
-    private enum Script { case join, leave }
+    /// What the server at `--redis` turned out to be.
+    private enum Mode {
+        case unknown
+        case single
+        case cluster(RedisSlotMap)
+    }
+
+    /// A leave waiting for Redis: the room's key, the script's arguments, and whom to tell if
+    /// Redis no longer has the seat.
+    private struct Leave {
+        var key: [UInt8]
+        var arguments: [[UInt8]]
+        var id: ConnectionID
+        var partner: ClusterPeer?
+    }
 
     let endpoint: RedisEndpoint
     let node: String
@@ -95,19 +125,26 @@ final class ClusterLink {
     private let password: [UInt8]?
     /// The largest bulk string Redis may send: a SIGNAL (the relay's largest frame) plus its header.
     private let bulkMaxBytes: Int
+    private let sslContext: NIOSSLContext?
     var events: Events?
 
-    private var command: (any Channel)?
+    private let seed: RedisServerAddress
+    private var mode = Mode.unknown
+    private var connections: [RedisServerAddress: RedisConnection] = [:]
+    /// Every needed connection is up and Redis took this node's heartbeat: commands may go.
     private var commandReady = false
+    private var probing = false
+    private var refreshingMap = false
     private var subscriber: (any Channel)?
+    private var subscriberAddress: RedisServerAddress?
+    /// A subscriber connection is being made or waits for its reconnect delay.
+    private var subscriberPending = false
     private var subscribed = false
-    private var available = false
-    private var waiting = Deque<Waiter>()
-    private var shas: [Script: String] = [:]
-    private var leaveBacklog = Deque<[[UInt8]]>()
-    private var commandBackoffMs = ClusterTiming.reconnectFirstMilliseconds
     private var subscriberBackoffMs = ClusterTiming.reconnectFirstMilliseconds
-    private var flushScheduled = false
+    private var available = false
+    private var shas: [Script: String] = [:]
+    private var leaveBacklog = Deque<Leave>()
+    private var reregisterAsked = false
     private var stopped = false
     private var tick: RepeatedTask?
     private var stopPromise: EventLoopPromise<Void>?
@@ -115,8 +152,6 @@ final class ClusterLink {
     private(set) var publishErrors = 0
     private(set) var reconnects = 0
     private(set) var lastRoundTripNanoseconds: UInt64 = 0
-
-    private let sslContext: NIOSSLContext?
 
     init(
         endpoint: RedisEndpoint, password: [UInt8]?, sslContext: NIOSSLContext?, node: String,
@@ -129,14 +164,17 @@ final class ClusterLink {
         self.node = node
         self.eventLoop = eventLoop
         self.logger = logger
+        seed = RedisServerAddress(host: endpoint.host, port: endpoint.port)
     }
 
     var isAvailable: Bool { available }
     private var nodeKey: [UInt8] { Array((ClusterWire.nodeKeyPrefix() + node).utf8) }
+    private var channelName: [UInt8] { Self.channel(of: node) }
+
+    private static func channel(of node: String) -> [UInt8] { Array((ClusterWire.channelPrefix() + node).utf8) }
 
     func start() {
-        connectCommand()
-        connectSubscriber()
+        connect(seed)
         let link = NIOLoopBound(self, eventLoop: eventLoop)
         tick = eventLoop.scheduleRepeatedTask(
             initialDelay: .milliseconds(ClusterTiming.heartbeatMilliseconds),
@@ -155,7 +193,7 @@ final class ClusterLink {
             return done.futureResult
         }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        send([Array("DEL".utf8), nodeKey]) { _ in link.value.finishStop() }
+        command(nodeKey, [Array("DEL".utf8), nodeKey]) { _ in link.value.finishStop() }
         eventLoop.scheduleTask(in: .milliseconds(ClusterTiming.commandTimeoutMilliseconds)) { link.value.finishStop() }
         return done.futureResult
     }
@@ -164,7 +202,7 @@ final class ClusterLink {
         guard let promise = stopPromise else { return }
         stopPromise = nil
         stopped = true
-        command?.close(promise: nil)
+        for address in connections.keys.sorted() { connections[address]?.close() }
         subscriber?.close(promise: nil)
         promise.succeed(())
     }
@@ -178,11 +216,24 @@ final class ClusterLink {
         guard commandReady else { return answer(.unavailable) }
         let args: [String] = [
             node, String(id.value), ClusterWire.tokenHash(request.token), ClusterWire.tokenHash(request.newToken),
-            request.reclaimOnly ? "1" : "0", ClusterWire.nodeKeyPrefix(), ClusterWire.channelPrefix(),
+            request.reclaimOnly ? "1" : "0", String(ClusterTiming.nodeTTLMilliseconds),
             request.rejoin ? "1" : "0", String(graceMilliseconds),
         ]
-        evaluate(.join, key: ClusterWire.roomKey(request.room), args.map { Array($0.utf8) }) { reply in
-            answer(Self.joinReply(reply))
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        evaluate(.join, key: Array(ClusterWire.roomKey(request.room).utf8), args.map { Array($0.utf8) }) { reply in
+            let parsed = Self.joinReply(reply)
+            // The notices first: they then precede, on the same connection and channel, every
+            // SIGNAL this connection sends to those nodes.
+            if case let .admitted(partner, _, evicted) = parsed {
+                let me = ClusterPeer(node: link.value.node, connection: id.value)
+                if let partner, partner.node != me.node {
+                    link.value.notify(partner.node, .peerFound(to: partner.connection, partner: me))
+                }
+                if let evicted, evicted.node != me.node {
+                    link.value.notify(evicted.node, .evicted(to: evicted.connection))
+                }
+            }
+            answer(parsed)
         }
     }
 
@@ -205,28 +256,46 @@ final class ClusterLink {
     }
 
     func leave(_ id: ConnectionID, room: RoomCode, graceMilliseconds: Int64, partner: ClusterPeer?) {
-        let args: [String] = [
-            node, String(id.value), String(graceMilliseconds), ClusterWire.channelPrefix(),
-            partner?.node ?? "", partner.map { String($0.connection) } ?? "",
-        ]
-        let command = [Array(ClusterWire.roomKey(room).utf8)] + args.map { Array($0.utf8) }
-        guard commandReady else {
-            if leaveBacklog.count >= ClusterTiming.leaveBacklogMax { leaveBacklog.removeFirst() }
-            leaveBacklog.append(command)
-            return
-        }
-        runLeave(command)
+        let args = [node, String(id.value), String(graceMilliseconds)].map { Array($0.utf8) }
+        let leave = Leave(key: Array(ClusterWire.roomKey(room).utf8), arguments: args, id: id, partner: partner)
+        guard commandReady else { return backlog(leave) }
+        runLeave(leave)
     }
 
-    private func runLeave(_ keyAndArgs: [[UInt8]]) {
+    private func backlog(_ leave: Leave) {
+        if leaveBacklog.count >= ClusterTiming.leaveBacklogMax { leaveBacklog.removeFirst() }
+        leaveBacklog.append(leave)
+    }
+
+    private func runLeave(_ leave: Leave) {
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        evaluate(.leave, key: String(decoding: keyAndArgs[0], as: UTF8.self), Array(keyAndArgs.dropFirst())) { reply in
+        evaluate(.leave, key: leave.key, leave.arguments) { reply in
             // Lost with the connection (it may not have run): again once Redis is back. The script
             // is idempotent: a seat already gone only repeats a PEER_LEFT its mate's node ignores.
-            guard reply == nil, !link.value.stopped else { return }
-            if link.value.leaveBacklog.count >= ClusterTiming.leaveBacklogMax { link.value.leaveBacklog.removeFirst() }
-            link.value.leaveBacklog.append(keyAndArgs)
+            guard let reply else {
+                if !link.value.stopped { link.value.backlog(leave) }
+                return
+            }
+            link.value.leaveAnswered(leave, reply)
         }
+    }
+
+    /// Tell the remote room-mate: the one Redis named, or (Redis no longer had the seat, e.g. it
+    /// restarted) the one this node knew.
+    private func leaveAnswered(_ leave: Leave, _ reply: RESPValue) {
+        let me = ClusterPeer(node: node, connection: leave.id.value)
+        guard let fields = reply.elements, case let .integer(held)? = fields.first else { return }
+        var mate = leave.partner
+        if held == 1 {
+            mate = nil
+            if fields.count == 3, let mateNode = fields[1].bytes, !mateNode.isEmpty, let text = fields[2].bytes,
+                let connection = UInt64(String(decoding: text, as: UTF8.self))
+            {
+                mate = ClusterPeer(node: String(decoding: mateNode, as: UTF8.self), connection: connection)
+            }
+        }
+        guard let mate, mate.node != node else { return }
+        notify(mate.node, .peerLeft(to: mate.connection, partner: me))
     }
 
     func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
@@ -236,91 +305,213 @@ final class ClusterLink {
         }
         var payload = ClusterWire.signalHeader(to: partner, from: ClusterPeer(node: node, connection: id.value))
         payload.append(contentsOf: frame.readableBytesView)
+        spublish(to: partner.node, payload)
+    }
+
+    private func notify(_ target: String, _ notice: ClusterNotice) {
+        spublish(to: target, ClusterWire.encode(notice))
+    }
+
+    /// A sharded publish on `target`'s channel (on a Cluster, to the shard that owns its slot).
+    private func spublish(to target: String, _ payload: [UInt8]) {
+        let channel = Self.channel(of: target)
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        send([Array("PUBLISH".utf8), Array((ClusterWire.channelPrefix() + partner.node).utf8), payload]) { reply in
+        command(channel, [Array("SPUBLISH".utf8), channel, payload]) { reply in
             if reply == nil { link.value.publishErrors += 1 }
         }
     }
 
-    // MARK: Scripts
+    // MARK: Scripts and routing
 
-    private func evaluate(_ script: Script, key: String, _ args: [[UInt8]], reply: @escaping (RESPValue?) -> Void) {
-        let text = script == .join ? ClusterScripts.join : ClusterScripts.leave
-        let tail = [Array("1".utf8), Array(key.utf8)] + args
+    private func evaluate(_ script: Script, key: [UInt8], _ args: [[UInt8]], reply: @escaping (RESPValue?) -> Void) {
+        let tail = [Array("1".utf8), key] + args
         guard let sha = shas[script] else {
-            return send([Array("EVAL".utf8), Array(text.utf8)] + tail, reply)
+            return command(key, [Array("EVAL".utf8), Array(script.text.utf8)] + tail, reply)
         }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        send([Array("EVALSHA".utf8), Array(sha.utf8)] + tail) { answer in
-            // Redis lost its script cache (SCRIPT FLUSH): send the text once.
+        command(key, [Array("EVALSHA".utf8), Array(sha.utf8)] + tail) { answer in
+            // This server lost its script cache (SCRIPT FLUSH, a restart, a new master): the text once.
             if case let .error(message)? = answer, message.starts(with: Array("NOSCRIPT".utf8)) {
-                link.value.send([Array("EVAL".utf8), Array(text.utf8)] + tail, reply)
+                link.value.command(key, [Array("EVAL".utf8), Array(script.text.utf8)] + tail, reply)
             } else {
                 reply(answer)
             }
         }
     }
 
-    // MARK: The command connection
-
-    private func send(_ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void) {
-        guard let command, waiting.count < ClusterTiming.waitingMax else { return callback(nil) }
-        let deadline = NIODeadline.now() + .milliseconds(ClusterTiming.commandTimeoutMilliseconds)
-        waiting.append(Waiter(deadline: deadline, callback: callback))
-        command.write(command.allocator.buffer(bytes: RESPEncoding.command(arguments)), promise: nil)
-        scheduleFlush()
+    /// The connection that serves `key`: the single Redis, or the master of the key's slot.
+    private func route(_ key: [UInt8]) -> RedisConnection? {
+        let address: RedisServerAddress
+        switch mode {
+        case .unknown: return nil
+        case .single: address = seed
+        case let .cluster(map): address = map.master(for: key)
+        }
+        guard let connection = connections[address], connection.ready else { return nil }
+        return connection
     }
 
-    /// One flush per event-loop turn for everything written in it (many PUBLISHes per read batch).
-    private func scheduleFlush() {
-        guard !flushScheduled else { return }
-        flushScheduled = true
+    /// Send a command about `key` where it lives. A `-MOVED` reply updates the slot map and the
+    /// command goes once to the new owner; an `-ASK` sends it once there after `ASKING`.
+    private func command(_ key: [UInt8], _ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void) {
+        guard let connection = route(key) else { return callback(nil) }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        eventLoop.execute {
-            link.value.flushScheduled = false
-            link.value.command?.flush()
+        connection.send(arguments) { reply in
+            guard case let .error(text)? = reply, let redirect = RedisRedirect.parse(text, asked: connection.address)
+            else { return callback(reply) }
+            link.value.redirected(redirect, arguments, callback)
         }
     }
 
-    private func connectCommand() {
-        guard !stopped else { return }
-        let link = NIOLoopBound(self, eventLoop: eventLoop)
-        connect { value in link.value.commandReply(value) } closed: { link.value.commandClosed() }
-            .whenComplete { result in
-                switch result {
-                case let .success(channel):
-                    link.value.command = channel
-                    link.value.handshake()
-                case .failure:
-                    link.value.scheduleReconnect(subscriber: false)
-                }
-            }
+    private func redirected(
+        _ redirect: RedisRedirect, _ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void
+    ) {
+        switch redirect {
+        case let .moved(_, to):
+            refreshMap()
+            guard let target = connections[to], target.ready else { return callback(nil) }
+            target.send(arguments, callback)
+        case let .ask(_, to):
+            guard let target = connections[to], target.ready else { return callback(nil) }
+            target.send([Array("ASKING".utf8)]) { _ in }
+            target.send(arguments, callback)
+        }
     }
 
-    /// AUTH, load the scripts, and the first heartbeat; then the node serves JOINs.
-    private func handshake() {
+    // MARK: Command connections
+
+    private func connect(_ address: RedisServerAddress) {
+        guard !stopped else { return }
+        let connection = connections[address] ?? RedisConnection(address: address, eventLoop: eventLoop)
+        connections[address] = connection
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        let bound = NIOLoopBound(connection, eventLoop: eventLoop)
+        RedisConnection.connect(
+            to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
+            onValue: { value in bound.value.received(value) },
+            closed: { link.value.connectionClosed(bound.value) }
+        ).whenComplete { result in
+            switch result {
+            case let .success(channel):
+                // A connection dropped from the map meanwhile is not used.
+                guard link.value.connections[address] === bound.value, !link.value.stopped else {
+                    return channel.close(promise: nil)
+                }
+                bound.value.attach(channel)
+                link.value.handshake(bound.value)
+            case .failure:
+                link.value.scheduleReconnect(bound.value)
+            }
+        }
+    }
+
+    /// AUTH, load the scripts, and (unless Redis is known to be a single server) ask for the slot
+    /// map; then the connection serves commands.
+    private func handshake(_ connection: RedisConnection) {
         let link = NIOLoopBound(self, eventLoop: eventLoop)
         if let password {
-            send([Array("AUTH".utf8), password]) { reply in
+            connection.send([Array("AUTH".utf8), password]) { reply in
                 if case .error? = reply { link.value.logger.error("redis refused the password") }
             }
         }
-        for script in [Script.join, .leave] {
-            let text = script == .join ? ClusterScripts.join : ClusterScripts.leave
-            send([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(text.utf8)]) { reply in
+        for script in Script.allCases {
+            connection.send([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.text.utf8)]) { reply in
                 if let sha = reply?.bytes { link.value.shas[script] = String(decoding: sha, as: UTF8.self) }
             }
         }
+        if case .single = mode {
+            return opened(connection)
+        }
+        connection.send([Array("CLUSTER".utf8), Array("SLOTS".utf8)]) { reply in
+            guard let reply else { return }
+            link.value.slotsAnswered(reply, from: connection)
+            link.value.opened(connection)
+        }
+    }
+
+    private func opened(_ connection: RedisConnection) {
+        guard connection.channel != nil else { return }
+        connection.ready = true
+        connection.backoffMilliseconds = ClusterTiming.reconnectFirstMilliseconds
+        tryReady()
+    }
+
+    /// `CLUSTER SLOTS` answered: a server without cluster support refuses it (single Redis);
+    /// a Cluster's map routes every key from now on.
+    private func slotsAnswered(_ reply: RESPValue, from connection: RedisConnection) {
+        if case let .error(text) = reply {
+            guard text.starts(with: Array("ERR This instance has cluster support disabled".utf8)) else {
+                logger.error("redis refused CLUSTER SLOTS; reconnecting")
+                return connection.close()
+            }
+            guard case .unknown = mode else { return }
+            mode = .single
+            logger.info("redis is a single server")
+            return connectSubscriber()
+        }
+        do throws(RedisSlotMap.Invalid) {
+            apply(try RedisSlotMap(clusterSlots: reply, asked: connection.address))
+        } catch {
+            logger.error("redis cluster's slot map is not usable; reconnecting", metadata: ["reason": "\(error)"])
+            connection.close()
+        }
+    }
+
+    /// A new slot map: a connection per master (others closed), the subscriber on the shard of
+    /// this node's channel.
+    private func apply(_ map: RedisSlotMap) {
+        var known = false
+        if case let .cluster(old) = mode { known = old == map }
+        mode = .cluster(map)
+        guard !known else { return }
+        logger.info("redis cluster", metadata: ["masters": "\(map.masters.count)"])
+        for address in connections.keys.sorted() where !map.masters.contains(address) {
+            connections.removeValue(forKey: address)?.close()
+        }
+        for address in map.masters where connections[address] == nil { connect(address) }
+        if let subscriber, subscriberAddress != map.master(for: channelName) {
+            subscriber.close(promise: nil)
+        } else {
+            connectSubscriber()
+        }
+        tryReady()
+    }
+
+    /// Ask a ready connection for the slot map again (a `-MOVED`, a lost master, a moved channel).
+    private func refreshMap() {
+        guard case .cluster = mode, !refreshingMap,
+            let source = connections.keys.sorted().compactMap({ connections[$0] }).first(where: \.ready)
+        else { return }
+        refreshingMap = true
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        source.send([Array("CLUSTER".utf8), Array("SLOTS".utf8)]) { reply in
+            link.value.refreshingMap = false
+            if let reply { link.value.slotsAnswered(reply, from: source) }
+        }
+    }
+
+    /// Every connection the map needs is up: send the heartbeat, and once Redis took it, serve.
+    private func tryReady() {
+        guard !commandReady, !probing, !stopped else { return }
+        let needed: [RedisServerAddress]
+        switch mode {
+        case .unknown: return
+        case .single: needed = [seed]
+        case let .cluster(map): needed = map.masters
+        }
+        guard needed.allSatisfy({ connections[$0]?.ready == true }) else { return }
+        probing = true
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
         let started = NIODeadline.now()
-        send(heartbeatCommand) { reply in
+        command(nodeKey, heartbeatCommand) { reply in
+            link.value.probing = false
             guard reply == .null || reply == .bulkString(Array("1".utf8)) else {
                 link.value.logger.error("redis did not accept the heartbeat; reconnecting")
-                link.value.command?.close(promise: nil)
+                link.value.route(link.value.nodeKey)?.close()
                 return
             }
             link.value.lastRoundTripNanoseconds = UInt64((NIODeadline.now() - started).nanoseconds)
             link.value.commandReady = true
-            link.value.commandBackoffMs = ClusterTiming.reconnectFirstMilliseconds
             link.value.logger.info("connected to redis", metadata: ["node": "\(link.value.node)"])
             // Leaves from while Redis was away first, then the availability (which re-registers).
             while let leave = link.value.leaveBacklog.popFirst() { link.value.runLeave(leave) }
@@ -335,117 +526,119 @@ final class ClusterLink {
         ]
     }
 
-    private func commandReply(_ value: RESPValue) {
-        guard let waiter = waiting.popFirst() else {
-            // An answer nobody asked for: the stream is out of step; start again.
-            command?.close(promise: nil)
-            return
-        }
-        waiter.callback(value)
-    }
-
-    private func commandClosed() {
-        command = nil
+    private func connectionClosed(_ connection: RedisConnection) {
         let wasReady = commandReady
+        connection.closed()
+        guard connections[connection.address] === connection else { return }
         commandReady = false
         shas = [:]
-        // Bounded by `waitingMax`; a callback may send (and fail at once: no connection).
-        while let waiter = waiting.popFirst() { waiter.callback(nil) }
-        if wasReady { logger.warning("lost the connection to redis; reconnecting") }
+        if wasReady { logger.warning("lost a connection to redis; reconnecting") }
         updateAvailability()
-        scheduleReconnect(subscriber: false)
+        scheduleReconnect(connection)
+    }
+
+    private func scheduleReconnect(_ connection: RedisConnection) {
+        guard !stopped, connections[connection.address] === connection else { return }
+        let delay = connection.backoffMilliseconds
+        connection.backoffMilliseconds = min(delay * 2, ClusterTiming.reconnectMaxMilliseconds)
+        reconnects += 1
+        // A master gone for good (a failover): the others know its successor.
+        refreshMap()
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        let address = connection.address
+        let bound = NIOLoopBound(connection, eventLoop: eventLoop)
+        eventLoop.scheduleTask(in: .milliseconds(delay)) {
+            guard link.value.connections[address] === bound.value else { return }
+            link.value.connect(address)
+        }
     }
 
     // MARK: The subscriber connection
 
+    /// Where this node's channel lives: the single Redis, or its slot's master.
+    private var subscriberTarget: RedisServerAddress? {
+        switch mode {
+        case .unknown: nil
+        case .single: seed
+        case let .cluster(map): map.master(for: channelName)
+        }
+    }
+
     private func connectSubscriber() {
-        guard !stopped else { return }
+        guard !stopped, subscriber == nil, !subscriberPending, let address = subscriberTarget else { return }
+        subscriberPending = true
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        connect { value in link.value.subscriberMessage(value) } closed: { link.value.subscriberClosed() }
-            .whenComplete { result in
-                switch result {
-                case let .success(channel):
-                    link.value.subscriber = channel
-                    var commands: [[UInt8]] = []
-                    if let password = link.value.password {
-                        commands.append(RESPEncoding.command([Array("AUTH".utf8), password]))
-                    }
-                    let channelName = Array((ClusterWire.channelPrefix() + link.value.node).utf8)
-                    commands.append(RESPEncoding.command([Array("SUBSCRIBE".utf8), channelName]))
-                    channel.writeAndFlush(channel.allocator.buffer(bytes: commands.flatMap { $0 }), promise: nil)
-                case .failure:
-                    link.value.scheduleReconnect(subscriber: true)
+        RedisConnection.connect(
+            to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
+            onValue: { value in link.value.subscriberMessage(value) },
+            closed: { link.value.subscriberClosed() }
+        ).whenComplete { result in
+            link.value.subscriberPending = false
+            switch result {
+            case let .success(channel):
+                link.value.subscriber = channel
+                link.value.subscriberAddress = address
+                var commands: [[UInt8]] = []
+                if let password = link.value.password {
+                    commands.append(RESPEncoding.command([Array("AUTH".utf8), password]))
                 }
+                commands.append(RESPEncoding.command([Array("SSUBSCRIBE".utf8), link.value.channelName]))
+                channel.writeAndFlush(channel.allocator.buffer(bytes: commands.flatMap { $0 }), promise: nil)
+            case .failure:
+                link.value.scheduleSubscriberReconnect()
             }
+        }
     }
 
     private func subscriberMessage(_ value: RESPValue) {
         guard let fields = value.elements, let kind = fields.first?.bytes else {
-            if case .error = value {
-                logger.error("redis refused the subscriber connection")
+            if case let .error(text) = value {
+                // `-MOVED`: the channel's slot is elsewhere now (a reshard, a failover).
+                if RedisRedirect.parse(text, asked: subscriberAddress ?? seed) != nil {
+                    refreshMap()
+                } else {
+                    logger.error("redis refused the subscriber connection")
+                }
                 subscriber?.close(promise: nil)
             }
             return
         }
-        if kind == Array("message".utf8), fields.count == 3, let payload = fields[2].bytes {
+        if kind == Array("smessage".utf8), fields.count == 3, let payload = fields[2].bytes {
             events?.message(payload)
-        } else if kind == Array("subscribe".utf8) {
+        } else if kind == Array("ssubscribe".utf8) {
             subscribed = true
             subscriberBackoffMs = ClusterTiming.reconnectFirstMilliseconds
             updateAvailability()
+        } else if kind == Array("sunsubscribe".utf8) {
+            // Redis dropped the subscription: the slot moved. Subscribe again where it is now.
+            logger.warning("redis moved this node's channel; subscribing again")
+            refreshMap()
+            subscriber?.close(promise: nil)
         }
     }
 
     private func subscriberClosed() {
         subscriber = nil
+        subscriberAddress = nil
         subscribed = false
         updateAvailability()
-        scheduleReconnect(subscriber: true)
+        scheduleSubscriberReconnect()
+    }
+
+    private func scheduleSubscriberReconnect() {
+        guard !stopped else { return }
+        let delay = subscriberBackoffMs
+        subscriberBackoffMs = min(delay * 2, ClusterTiming.reconnectMaxMilliseconds)
+        reconnects += 1
+        subscriberPending = true
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.scheduleTask(in: .milliseconds(delay)) {
+            link.value.subscriberPending = false
+            link.value.connectSubscriber()
+        }
     }
 
     // MARK: Common
-
-    private func connect(
-        _ onValue: @escaping (RESPValue) -> Void, closed: @escaping () -> Void
-    ) -> EventLoopFuture<any Channel> {
-        let handler = NIOLoopBound(RedisValueHandler(onValue: onValue, onClose: closed), eventLoop: eventLoop)
-        let sslContext = self.sslContext
-        // SNI and the name check want a host name; an IP address is checked against the
-        // certificate's IP addresses instead (NIOSSL does that when no name is given).
-        let serverHostname = endpoint.host.contains(":") || endpoint.host.allSatisfy({ $0.isNumber || $0 == "." })
-            ? nil : endpoint.host
-        let bulkMaxBytes = bulkMaxBytes
-        return ClientBootstrap(group: eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.milliseconds(ClusterTiming.commandTimeoutMilliseconds))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
-                    }
-                    let decoder = RESPDecoder(bulkMaxBytes: bulkMaxBytes)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
-                    try channel.pipeline.syncOperations.addHandler(handler.value)
-                }
-            }
-            .connect(host: endpoint.host, port: endpoint.port)
-    }
-
-    private func scheduleReconnect(subscriber: Bool) {
-        guard !stopped else { return }
-        let delay = subscriber ? subscriberBackoffMs : commandBackoffMs
-        if subscriber {
-            subscriberBackoffMs = min(delay * 2, ClusterTiming.reconnectMaxMilliseconds)
-        } else {
-            commandBackoffMs = min(delay * 2, ClusterTiming.reconnectMaxMilliseconds)
-        }
-        reconnects += 1
-        let link = NIOLoopBound(self, eventLoop: eventLoop)
-        eventLoop.scheduleTask(in: .milliseconds(delay)) {
-            if subscriber { link.value.connectSubscriber() } else { link.value.connectCommand() }
-        }
-    }
 
     private func updateAvailability() {
         let now = commandReady && subscribed && !stopped
@@ -455,92 +648,58 @@ final class ClusterLink {
         events?.availability(now)
     }
 
-    /// Once a second: refresh this node's key, check the room-mates' nodes, time out Redis.
+    /// Once a second: refresh this node's key and its seats' deadlines, check the room-mates'
+    /// nodes, time out Redis.
     private func heartbeat() {
-        if let first = waiting.first, first.deadline < .now() {
+        for address in connections.keys.sorted() {
+            guard let connection = connections[address], connection.isOverdue else { continue }
             logger.warning("redis did not answer in time; reconnecting")
-            command?.close(promise: nil)
-            return
+            connection.close()
         }
         guard commandReady else { return }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
         let started = NIODeadline.now()
-        send(heartbeatCommand) { reply in
+        command(nodeKey, heartbeatCommand) { reply in
             if reply != nil { link.value.lastRoundTripNanoseconds = UInt64((NIODeadline.now() - started).nanoseconds) }
             // SET ... GET answers the old value: none means the key had expired, and the other
             // nodes have taken this one for dead meanwhile.
             if reply == .null {
                 link.value.logger.warning("this node's heartbeat had expired in redis; registering its seats again")
-                link.value.events?.reregister()
+                link.value.askReregister()
             }
         }
+        reregisterAsked = false
+        refreshSeats()
         events?.heartbeat()
         // Bounded by the distinct nodes of local room-mates.
         for partnerNode in events?.partnerNodes() ?? [] {
-            send([Array("EXISTS".utf8), Array((ClusterWire.nodeKeyPrefix() + partnerNode).utf8)]) { reply in
+            let key = Array((ClusterWire.nodeKeyPrefix() + partnerNode).utf8)
+            command(key, [Array("EXISTS".utf8), key]) { reply in
                 if reply == .integer(0) { link.value.events?.nodesGone([partnerNode]) }
             }
         }
     }
-}
 
-/// Bytes from Redis to `RESPValue`s (`RESPParser`, bounded; a stream that is not RESP is an
-/// error, which closes the connection).
-final class RESPDecoder: ByteToMessageDecoder {
-    typealias InboundOut = RESPValue
-
-    struct Invalid: Error {
-        var failure: RESPParser.Failure
-    }
-
-    private let parser: RESPParser
-
-    /// `bulkMaxBytes`: a SIGNAL is at most the relay's largest frame plus its header; a cap below
-    /// that would drop the subscriber connection for one SIGNAL the relay itself accepted.
-    init(bulkMaxBytes: Int) {
-        parser = RESPParser(bulkMaxBytes: bulkMaxBytes)
-    }
-
-    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        switch buffer.withUnsafeReadableBytes({ parser.parse($0) }) {
-        case .incomplete:
-            return .needMoreData
-        case let .value(value, length):
-            buffer.moveReaderIndex(forwardBy: length)
-            context.fireChannelRead(wrapInboundOut(value))
-            return .continue
-        case let .invalid(failure):
-            throw Invalid(failure: failure)
+    /// Push the deadline of every local seat forward, room by room (pipelined; each script in
+    /// its room's slot). A room that has fewer of this node's seats than it holds lost some
+    /// (reserved while this node was taken for dead, or lost by a shard): register again.
+    private func refreshSeats() {
+        let link = NIOLoopBound(self, eventLoop: eventLoop)
+        let ttl = Array(String(ClusterTiming.nodeTTLMilliseconds).utf8)
+        for (room, ids) in events?.seatRooms() ?? [] {
+            let args = [Array(node.utf8), ttl] + ids.map { Array(String($0.value).utf8) }
+            evaluate(.refresh, key: Array(ClusterWire.roomKey(room).utf8), args) { reply in
+                guard case let .integer(found)? = reply, found < ids.count else { return }
+                link.value.logger.warning("redis lost a seat of this node; registering its seats again")
+                link.value.askReregister()
+            }
         }
     }
 
-    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
-    }
-}
-
-/// Hands each value to the link; reports the close; closes on any error.
-final class RedisValueHandler: ChannelInboundHandler {
-    typealias InboundIn = RESPValue
-
-    private let onValue: (RESPValue) -> Void
-    private let onClose: () -> Void
-
-    init(onValue: @escaping (RESPValue) -> Void, onClose: @escaping () -> Void) {
-        self.onValue = onValue
-        self.onClose = onClose
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onValue(unwrapInboundIn(data))
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        onClose()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    /// At most once per heartbeat (re-registration is idempotent, but costs a script per seat).
+    private func askReregister() {
+        guard !reregisterAsked else { return }
+        reregisterAsked = true
+        events?.reregister()
     }
 }

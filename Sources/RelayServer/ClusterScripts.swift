@@ -1,39 +1,46 @@
 /// The Lua scripts that make room membership atomic across the cluster (Redis runs each one
 /// alone: a race of JOINs from many nodes is a sequence of these). The decisions they make are the
 /// single relay's (`RelayRooms`): two seats at most, a reserved seat taken back by its token,
-/// `SEAT_RESERVED` vs `ROOM_FULL`; plus the cluster's own: a seat whose node's heartbeat key
-/// (`sc:node:<id>`, refreshed every second with a TTL) is gone is reserved for its token for the
-/// grace (freed if it has none), as a departed peer's seat is.
+/// `SEAT_RESERVED` vs `ROOM_FULL`; plus the cluster's own: a held seat carries a deadline `e` that
+/// its node pushes forward with every heartbeat (`refresh`); a seat past it (its node died, or
+/// stalled past the TTL) is reserved for its token for the grace (freed if it has none), as a
+/// departed peer's seat is.
 ///
-/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats
-/// `{n: node, c: connection, t: token hash, u: reserved-until ms}`; a reserved seat has `n == ""`
-/// (and `u`; a live one has none).
+/// Every script reads and writes one key only, the room's: on Redis Cluster a script may touch
+/// one hash slot, and the room's hash tag is that slot. The scripts publish nothing either (a
+/// sharded channel is in another slot): they return what the room-mates' nodes must be told, and
+/// the shell publishes it (`ClusterLink`).
+///
+/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats,
+/// each an array `[node, connection, token hash, until ms]` (arrays, not objects: the field names
+/// would cost a room 32 bytes of Redis memory); a reserved seat has node `""` and is reserved
+/// until then, a held one is held until then. Times are Redis's (`TIME`), never a node's.
 /// Nothing else about a room is stored: no payload, no room code, no token.
 enum ClusterScripts {
     /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
-    /// (or ""), reclaim-only ("1": the address is over its join rate), node key prefix, channel
-    /// prefix, rejoin ("1": a re-registration, which takes back only a reserved seat with its
-    /// token, never a held one), grace ms ("0": a dead node's seats are freed). Returns
-    /// {"admitted", partner node, partner connection, reclaimed "1"/"0", evicted node, evicted
-    /// connection} or {"refused", CODE}.
-    /// Publishes `F` to a remote room-mate's node and `E` to an evicted holder's node.
+    /// (or ""), reclaim-only ("1": the address is over its join rate), seat TTL ms (how long a
+    /// held seat lives without a refresh), rejoin ("1": a re-registration, which takes back only a
+    /// reserved seat with its token, never a held one), grace ms ("0": a dead node's seats are
+    /// freed). Returns {"admitted", partner node, partner connection, reclaimed "1"/"0", evicted
+    /// node, evicted connection} or {"refused", CODE}. The shell tells a remote partner `F` and an
+    /// evicted holder's node `E`.
     static let join = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local node, conn, tok, newtok = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-        local grace = tonumber(ARGV[9]) or 0
+        local ttl, rejoin = tonumber(ARGV[6]), ARGV[7] == '1'
+        local grace = tonumber(ARGV[8]) or 0
         local raw = redis.call('GET', KEYS[1])
         local seats = {}
         if raw then seats = cjson.decode(raw) end
         local kept, changed = {}, false
         for _, s in ipairs(seats) do
           local alive
-          if s.n == '' then alive = tonumber(s.u) > now
-          elseif s.n == node then alive = true
-          elseif redis.call('EXISTS', ARGV[6] .. s.n) == 1 then alive = true
-          elseif grace > 0 and s.t ~= '' then
+          if s[1] == '' then alive = s[4] > now
+          elseif s[1] == node or s[4] > now then alive = true
+          elseif grace > 0 and s[3] ~= '' then
             -- Its node died (kill -9, a stall past the TTL): the seat waits for its token.
-            s.n = ''; s.c = ''; s.u = now + grace; alive = true; changed = true
+            s[1] = ''; s[2] = ''; s[4] = now + grace; alive = true; changed = true
           else alive = false end
           if alive then table.insert(kept, s) else changed = true end
         end
@@ -44,8 +51,8 @@ enum ClusterScripts {
           if changed then
             local live, untilms = false, 0
             for _, s in ipairs(seats) do
-              if s.n ~= '' then live = true
-              elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+              if s[1] ~= '' then live = true
+              elseif s[4] > untilms then untilms = s[4] end
             end
             if #seats == 0 then redis.call('DEL', KEYS[1])
             elseif live then redis.call('SET', KEYS[1], cjson.encode(seats))
@@ -55,16 +62,20 @@ enum ClusterScripts {
         end
         local index = nil
         for i, s in ipairs(seats) do
-          if s.n == node and s.c == conn then index = i end
+          if s[1] == node and s[2] == conn then index = i end
         end
         local reclaimed, evn, evc = '0', '', ''
         if not index and tok ~= '' then
           for i, s in ipairs(seats) do
-            if s.t == tok and (ARGV[8] ~= '1' or s.n == '') then
+            if s[3] == tok and rejoin and s[1] ~= '' then
+              -- Its token's seat is held elsewhere (taken back there): never a second copy.
+              return refuse('SEAT_RESERVED')
+            end
+            if s[3] == tok then
               index = i
               reclaimed = '1'
-              if s.n ~= '' then evn = s.n; evc = s.c end
-              s.n = node; s.c = conn; s.u = nil
+              if s[1] ~= '' then evn = s[1]; evc = s[2] end
+              s[1] = node; s[2] = conn
             end
           end
         end
@@ -72,64 +83,52 @@ enum ClusterScripts {
           if ARGV[5] == '1' then return refuse('JOIN_RATE_LIMITED') end
           if #seats >= 2 then
             for _, s in ipairs(seats) do
-              if s.n == '' then return refuse('SEAT_RESERVED') end
+              if s[1] == '' then return refuse('SEAT_RESERVED') end
             end
             return refuse('ROOM_FULL')
           end
-          table.insert(seats, {n = node, c = conn, t = newtok})
+          table.insert(seats, {node, conn, newtok, 0})
           index = #seats
         end
+        seats[index][4] = now + ttl
         local pn, pc = '', ''
         for i, s in ipairs(seats) do
-          if i ~= index and s.n ~= '' then pn = s.n; pc = s.c end
+          if i ~= index and s[1] ~= '' then pn = s[1]; pc = s[2] end
         end
         redis.call('SET', KEYS[1], cjson.encode(seats))
-        if pn ~= '' and pn ~= node then
-          redis.call('PUBLISH', ARGV[7] .. pn, 'F ' .. pc .. ' ' .. conn .. ' ' .. node)
-        end
-        if evn ~= '' and evn ~= node then
-          redis.call('PUBLISH', ARGV[7] .. evn, 'E ' .. evc)
-        end
         return {'admitted', pn, pc, reclaimed, evn, evc}
         """
 
-    /// KEYS[1] room; ARGV: node, connection, grace ms ("0": free the seat), channel prefix, the
-    /// room-mate the node knew (node, connection; or ""). Reserves or frees the seat this
-    /// connection holds and publishes `L` to a remote room-mate's node (the known one if Redis
-    /// no longer has the seat, e.g. after a restart). Returns 1 if it held a seat, else 0.
+    /// KEYS[1] room; ARGV: node, connection, grace ms ("0": free the seat). Reserves or frees the
+    /// seat this connection holds. Returns {1, room-mate node, room-mate connection} (the mate
+    /// empty when there is none) if it held a seat, else {0}: the shell tells a remote room-mate
+    /// `L` (the one the node knew if Redis no longer has the seat, e.g. after a restart).
     static let leave = """
-        local node, conn, grace, chan = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-        local function hint()
-          if ARGV[5] ~= '' and ARGV[5] ~= node then
-            redis.call('PUBLISH', chan .. ARGV[5], 'L ' .. ARGV[6] .. ' ' .. conn .. ' ' .. node)
-          end
-        end
+        local node, conn, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
         local raw = redis.call('GET', KEYS[1])
-        if not raw then hint() return 0 end
+        if not raw then return {0} end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local seats = cjson.decode(raw)
         local kept, found = {}, false
         for _, s in ipairs(seats) do
-          if s.n == node and s.c == conn then
+          if s[1] == node and s[2] == conn then
             found = true
-            if grace > 0 and s.t ~= '' then
-              s.n = ''; s.c = ''; s.u = now + grace
+            if grace > 0 and s[3] ~= '' then
+              s[1] = ''; s[2] = ''; s[4] = now + grace
               table.insert(kept, s)
             end
-          elseif s.n ~= '' or tonumber(s.u) > now then
+          elseif s[1] ~= '' or s[4] > now then
             table.insert(kept, s)
           end
         end
-        if not found then hint() return 0 end
-        local live, untilms = false, 0
+        if not found then return {0} end
+        local live, untilms, mn, mc = false, 0, '', ''
         for _, s in ipairs(kept) do
-          if s.n ~= '' then
+          if s[1] ~= '' then
             live = true
-            if s.n ~= node then
-              redis.call('PUBLISH', chan .. s.n, 'L ' .. s.c .. ' ' .. conn .. ' ' .. node)
-            end
-          elseif tonumber(s.u) > untilms then untilms = tonumber(s.u) end
+            mn = s[1]; mc = s[2]
+          elseif s[4] > untilms then untilms = s[4] end
         end
         if #kept == 0 then
           redis.call('DEL', KEYS[1])
@@ -137,6 +136,28 @@ enum ClusterScripts {
           redis.call('SET', KEYS[1], cjson.encode(kept))
           if not live then redis.call('PEXPIRE', KEYS[1], untilms - now + 1000) end
         end
-        return 1
+        return {1, mn, mc}
+        """
+
+    /// KEYS[1] room; ARGV: node, seat TTL ms, then the connections this node holds seats of in
+    /// the room. Pushes each such seat's deadline to now + TTL (the heartbeat, per room: a node's
+    /// liveness is judged inside the room's own slot). Returns how many it found: fewer than asked
+    /// means Redis lost or reserved a seat the node holds, which then registers its seats again.
+    static let refresh = """
+        local raw = redis.call('GET', KEYS[1])
+        if not raw then return 0 end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local seats = cjson.decode(raw)
+        local found = 0
+        for _, s in ipairs(seats) do
+          if s[1] == ARGV[1] then
+            for i = 3, #ARGV do
+              if s[2] == ARGV[i] then s[4] = now + tonumber(ARGV[2]); found = found + 1 end
+            end
+          end
+        end
+        if found > 0 then redis.call('SET', KEYS[1], cjson.encode(seats)) end
+        return found
         """
 }

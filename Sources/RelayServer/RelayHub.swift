@@ -92,6 +92,7 @@ final class RelayHub {
             message: { bytes in hub.value.clusterMessage(bytes) },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
             partnerNodes: { hub.value.engine.clusterPartnerNodes },
+            seatRooms: { hub.value.engine.clusterSeatRooms },
             reregister: { hub.value.clusterInput { $0.clusterReregister(now: $1) } },
             heartbeat: { hub.value.clusterInput { $0.clusterHeartbeat(now: $1) } }
         )
