@@ -97,7 +97,7 @@ struct DiskFileStoreResumeTests {
         #expect(store.resumablePart(directory: dir, name: "big.bin", maxBytes: 10_001)?.sizeBytes == 10_001)
     }
 
-    @Test("Attack: a .part replaced under its name while a transfer holds it never takes the final name, nor is deleted")
+    @Test("Attack: a .part swapped under its name mid-transfer takes no final name and is not deleted")
     func replacedPart() throws {
         let dir = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
