@@ -107,7 +107,13 @@ final class DiskFileStore: FileStore {
             let finalName = SafeFileName.alternative(entry.name, index: index)
             // linkat never replaces: an existing name (file, symlink, anything) is EEXIST.
             if linkat(entry.directoryFD, entry.partName, entry.directoryFD, finalName, 0) == 0 {
-                unlinkat(entry.directoryFD, entry.partName, 0)
+                // linkat takes a name: if the `.part` was replaced under it, the final name now holds
+                // a file this transfer never wrote nor hashed. Take the name back and fail.
+                guard Self.names(finalName, entry) else {
+                    if Self.names(finalName, entry, sameFile: false) { unlinkat(entry.directoryFD, finalName, 0) }
+                    return .failure(FileStoreError("the .part was replaced"))
+                }
+                if Self.names(entry.partName, entry) { unlinkat(entry.directoryFD, entry.partName, 0) }
                 entries[file.rawValue]?.partName = ""
                 return .success(entry.directory + (entry.directory.hasSuffix("/") ? "" : "/") + finalName)
             }
@@ -120,7 +126,10 @@ final class DiskFileStore: FileStore {
         guard let entry = entries.removeValue(forKey: file.rawValue) else { return }
         close(entry.fd)
         if entry.directoryFD >= 0 {
-            if deletePart && !entry.partName.isEmpty { unlinkat(entry.directoryFD, entry.partName, 0) }
+            // Only the file this transfer wrote: a name that now holds another file is left alone.
+            if deletePart && !entry.partName.isEmpty && Self.names(entry.partName, entry) {
+                unlinkat(entry.directoryFD, entry.partName, 0)
+            }
             close(entry.directoryFD)
         }
     }
@@ -174,6 +183,16 @@ final class DiskFileStore: FileStore {
     static func isKeptPart(_ info: stat, maxBytes: UInt64) -> Bool {
         (info.st_mode & S_IFMT) == S_IFREG && info.st_uid == geteuid() && info.st_nlink == 1
             && (info.st_mode & 0o077) == 0 && info.st_size >= 0 && UInt64(info.st_size) <= maxBytes
+    }
+
+    /// Whether `name` in the entry's directory is (`sameFile`), or is not, the file the entry has
+    /// open; false either way when either cannot be looked at.
+    private static func names(_ name: String, _ entry: Entry, sameFile: Bool = true) -> Bool {
+        var open = stat()
+        var named = stat()
+        guard fstat(entry.fd, &open) == 0, fstatat(entry.directoryFD, name, &named, AT_SYMLINK_NOFOLLOW) == 0
+        else { return false }
+        return (open.st_dev == named.st_dev && open.st_ino == named.st_ino) == sameFile
     }
 
     func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {

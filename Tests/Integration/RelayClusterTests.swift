@@ -163,19 +163,28 @@ struct RelayClusterTests {
         }
     }
 
-    @Test("A JOIN race: 60 connections spread over 3 nodes JOIN 6 rooms at once; exactly two are admitted per room")
+    @Test("A JOIN race: 1,000 connections spread over 3 nodes JOIN 100 rooms at once; exactly two are admitted per room")
     func joinRace() async throws {
-        try await withCluster(nodes: 3, Self.loose) { _, nodes in try await Self.raceJoins(nodes) }
+        try await withCluster(nodes: 3, Self.loose) { _, nodes in
+            try await Self.raceJoins(nodes, connections: 1000, rooms: 100)
+        }
     }
 
-    /// 60 connections spread over `nodes` JOIN 6 rooms at once: exactly two per room get in, the
-    /// others ROOM_FULL.
-    static func raceJoins(_ nodes: [RelayProcess]) async throws {
-        let rooms = (0..<6).map { _ in uniqueRoom("RACE") }
+    /// `connections` spread over `nodes` JOIN `roomCount` rooms at once (all connected first, then
+    /// every JOIN sent together): exactly two per room get in, the others ROOM_FULL.
+    static func raceJoins(_ nodes: [RelayProcess], connections: Int = 60, rooms roomCount: Int = 6) async throws {
+        let rooms = (0..<roomCount).map { _ in uniqueRoom("RACE") }
         var sockets: [(TestWebSocket, String)] = []
-        for index in 0..<60 {
-            let socket = try await TestWebSocket.connect(nodes[index % 3].url)
-            sockets.append((socket, rooms[index % rooms.count]))
+        let batch = 50  // connected 50 at a time: a thousand one by one would take most of the test
+        for start in stride(from: 0, to: connections, by: batch) {
+            let indices = start..<min(start + batch, connections)
+            let opened = try await withThrowingTaskGroup(of: (Int, TestWebSocket).self) { group in
+                for index in indices {
+                    group.addTask { (index, try await TestWebSocket.connect(nodes[index % nodes.count].url)) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }
+            }
+            for (index, socket) in opened { sockets.append((socket, rooms[index % rooms.count])) }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (socket, room) in sockets {

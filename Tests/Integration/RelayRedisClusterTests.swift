@@ -187,10 +187,10 @@ struct RelayRedisClusterTests {
         }
     }
 
-    @Test("A JOIN race over the Cluster: 60 connections on 3 nodes JOIN 6 rooms at once; exactly two per room")
+    @Test("A JOIN race over the Cluster: 1,000 connections on 3 nodes JOIN 100 rooms at once; exactly two per room")
     func joinRace() async throws {
         try await withRedisCluster(nodes: 3, RelayClusterTests.loose) { _, nodes in
-            try await RelayClusterTests.raceJoins(nodes)
+            try await RelayClusterTests.raceJoins(nodes, connections: 1000, rooms: 100)
         }
     }
 

@@ -96,4 +96,30 @@ struct DiskFileStoreResumeTests {
         // Within the offered size, the same .part is fine.
         #expect(store.resumablePart(directory: dir, name: "big.bin", maxBytes: 10_001)?.sizeBytes == 10_001)
     }
+
+    @Test("Attack: a .part swapped under its name mid-transfer takes no final name and is not deleted")
+    func replacedPart() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = DiskFileStore()
+        for ending in ["commit", "release"] {
+            guard case let .success(file) = store.createPart(directory: dir, name: "\(ending).bin") else {
+                Issue.record("createPart failed")
+                return
+            }
+            #expect((try? store.write(file, offset: 0, bytes: [1, 2, 3]).get()) != nil)
+            // Whoever can rename in the directory moves the transfer's .part away and plants another.
+            #expect(rename(dir + "/\(ending).bin.part", dir + "/\(ending)-moved") == 0)
+            Self.put(dir + "/\(ending).bin.part", 50)
+            if ending == "commit" {
+                // The verified bytes or nothing under the final name: never the planted file.
+                if case let .success(path) = store.commit(file) {
+                    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([1, 2, 3]))
+                }
+                #expect(Self.size(dir + "/commit.bin") != 50)
+            }
+            store.release(file, deletePart: true)
+            #expect(Self.size(dir + "/\(ending).bin.part") == 50, "\(ending): the planted file is not the transfer's")
+        }
+    }
 }
