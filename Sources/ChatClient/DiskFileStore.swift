@@ -65,11 +65,11 @@ final class DiskFileStore: FileStore {
         return UInt64(info.f_bavail) * UInt64(info.f_frsize)
     }
 
-    func createPart(directory: String, name: String) -> Result<StoredFile, FileStoreError> {
+    func createPart(directory: String, name: String, tag: String) -> Result<StoredFile, FileStoreError> {
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { return .failure(Self.error()) }
         for index in 0..<Self.alternativesMax {
-            let partName = SafeFileName.alternative(name, index: index) + ".part"
+            let partName = SafeFileName.partName(name, index: index, tag: tag)
             let fd = openat(directoryFD, partName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if fd < 0 && errno == EEXIST { continue }
             guard fd >= 0 else {
@@ -124,22 +124,25 @@ final class DiskFileStore: FileStore {
 
     func release(_ file: StoredFile, deletePart: Bool) {
         guard let entry = entries.removeValue(forKey: file.rawValue) else { return }
-        close(entry.fd)
         if entry.directoryFD >= 0 {
-            // Only the file this transfer wrote: a name that now holds another file is left alone.
+            // Only the file this transfer wrote (compared with the descriptor, so before it is
+            // closed): a name that now holds another file is left alone.
             if deletePart && !entry.partName.isEmpty && Self.names(entry.partName, entry) {
                 unlinkat(entry.directoryFD, entry.partName, 0)
             }
             close(entry.directoryFD)
         }
+        close(entry.fd)
     }
 
-    func resumablePart(directory: String, name: String, maxBytes: UInt64) -> (file: StoredFile, sizeBytes: UInt64)? {
+    func resumablePart(directory: String, name: String, tag: String, maxBytes: UInt64)
+        -> (file: StoredFile, sizeBytes: UInt64)?
+    {
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { return nil }
         var best: (fd: Int32, partName: String, size: UInt64)?
         for index in 0..<Self.resumeCandidatesMax {
-            let partName = SafeFileName.alternative(name, index: index) + ".part"
+            let partName = SafeFileName.partName(name, index: index, tag: tag)
             guard let (fd, size) = Self.openKeptPart(directoryFD, partName, maxBytes: maxBytes) else { continue }
             // The longest one: the most a resume can save (a wrong one only costs a restart).
             if let current = best, current.size >= size {

@@ -39,9 +39,9 @@ public final class InMemoryFileStore: FileStore {
 
     public func freeBytes(directory: String) -> UInt64? { freeBytes }
 
-    public func createPart(directory: String, name: String) -> Result<StoredFile, FileStoreError> {
+    public func createPart(directory: String, name: String, tag: String) -> Result<StoredFile, FileStoreError> {
         for index in 0..<1_000 {
-            let path = directory + "/" + SafeFileName.alternative(name, index: index) + ".part"
+            let path = directory + "/" + SafeFileName.partName(name, index: index, tag: tag)
             guard files[path] == nil else { continue }
             files[path] = []
             let file = add(path, directory: directory, name: name)

@@ -64,8 +64,9 @@ extension ClientDriver {
             return
         }
         let name = SafeFileName.make(info.name)
+        let tag = SafeFileName.partTag(fileHash: info.hash, sizeBytes: info.sizeBytes)
         let kept = info.sizeBytes > configuration.files.maxFileBytes
-            ? nil : store.resumablePart(directory: directory, name: name, maxBytes: info.sizeBytes)
+            ? nil : store.resumablePart(directory: directory, name: name, tag: tag, maxBytes: info.sizeBytes)
         if info.sizeBytes > configuration.files.maxFileBytes {
             files.reject(info.id, .tooLarge)
         } else if let free = store.freeBytes(directory: directory), free < info.sizeBytes - (kept?.sizeBytes ?? 0) {
@@ -75,7 +76,7 @@ extension ClientDriver {
             storedFiles.append((info.id, .incoming, kept.file))
             files.accept(info.id, now: now, prefix: keptPrefix(info.id, kept.file, partBytes: kept.sizeBytes, store))
         } else {
-            switch store.createPart(directory: directory, name: name) {
+            switch store.createPart(directory: directory, name: name, tag: tag) {
             case let .success(file):
                 storedFiles.append((info.id, .incoming, file))
                 files.accept(info.id, now: now)

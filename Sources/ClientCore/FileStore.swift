@@ -31,26 +31,29 @@ public protocol FileStore: AnyObject {
     func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
     /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
     func freeBytes(directory: String) -> UInt64?
-    /// Create `name.part` (or `name (n).part`) in `directory`, new (O_EXCL), never through a
-    /// symlink; `name` is already a safe basename.
-    func createPart(directory: String, name: String) -> Result<StoredFile, FileStoreError>
+    /// Create `SafeFileName.partName(name, index: n, tag: tag)` in `directory` for the first n not
+    /// taken, new (O_EXCL), never through a symlink; `name` is already a safe basename, `tag` the
+    /// offer's (`SafeFileName.partTag`).
+    func createPart(directory: String, name: String, tag: String) -> Result<StoredFile, FileStoreError>
     func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError>
     /// Give a complete `.part` its final name (the first of `name`, `name (1).ext`, … not taken:
     /// never overwriting); the path it now has.
     func commit(_ file: StoredFile) -> Result<String, FileStoreError>
     /// Close the file; delete it first when it is a `.part` that did not become the file.
     func release(_ file: StoredFile, deletePart: Bool)
-    /// Open a `.part` an earlier session left in `directory` for `name` (the names `createPart`
-    /// gives: `name.part`, `name (1).ext.part`, …) to resume it: only one this user owns, a regular file with no other
-    /// link, not a symlink, at most `maxBytes`, and not in use by another transfer. Nil if none.
-    func resumablePart(directory: String, name: String, maxBytes: UInt64) -> (file: StoredFile, sizeBytes: UInt64)?
+    /// Open a `.part` an earlier session left in `directory` for `name` and the same offered file
+    /// (the names `createPart` gives with `tag`) to resume it: only one this user owns, a regular
+    /// file with no other link, not a symlink, at most `maxBytes`, and not in use by another
+    /// transfer. Nil if none.
+    func resumablePart(directory: String, name: String, tag: String, maxBytes: UInt64)
+        -> (file: StoredFile, sizeBytes: UInt64)?
     /// Cut an open `.part` to zero bytes (its prefix was not the offered file's).
     func truncate(_ file: StoredFile) -> Result<Void, FileStoreError>
 }
 
 extension FileStore {
     /// A store that keeps no `.part` across sessions: every transfer starts from 0.
-    public func resumablePart(directory: String, name: String, maxBytes: UInt64)
+    public func resumablePart(directory: String, name: String, tag: String, maxBytes: UInt64)
         -> (file: StoredFile, sizeBytes: UInt64)?
     {
         nil

@@ -45,6 +45,15 @@ struct ClientFileTransferTests {
         return String(line?.split(separator: " ").first ?? "")
     }
 
+    /// The `.part` a receiver writes `name` into when it is offered with `bytes`
+    /// (`SafeFileName.partName`: the tag binds it to that file).
+    static func partName(_ name: String, bytes: [UInt8]) -> String {
+        let hasher = FileHasher()
+        hasher.update(bytes)
+        let tag = SafeFileName.partTag(fileHash: hasher.finish(), sizeBytes: UInt64(bytes.count))
+        return SafeFileName.partName(name, index: 0, tag: tag)
+    }
+
     static func listing(_ url: URL) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
     }
@@ -202,8 +211,9 @@ struct ClientFileTransferTests {
             bob.send(signal: signal)
             #expect(try await bob.waitForExit() == 128 + signal || signal == SIGKILL)
             await alice.kill()
-            #expect(try Self.listing(inbox) == ["big.bin.part"])
-            let part = inbox.appendingPathComponent("big.bin.part").path
+            let partName = Self.partName("big.bin", bytes: [UInt8](try Data(contentsOf: source)))
+            #expect(try Self.listing(inbox) == [partName])
+            let part = inbox.appendingPathComponent(partName).path
             let kept = try FileManager.default.attributesOfItem(atPath: part)
             #expect((kept[.size] as? Int ?? 0) >= written["bytes"] as? Int ?? size)
             // A new session: both processes new, the same file offered again.
@@ -438,7 +448,8 @@ struct ClientFileTransferTests {
         try Data("mine".utf8).write(to: inbox.appendingPathComponent("x"))
         try FileManager.default.createSymbolicLink(atPath: inbox.appendingPathComponent("b").path,
                                                    withDestinationPath: base.appendingPathComponent("escaped").path)
-        try FileManager.default.createSymbolicLink(atPath: inbox.appendingPathComponent("report.txt.part").path,
+        let reportPart = Self.partName("report.txt", bytes: Array("part".utf8))
+        try FileManager.default.createSymbolicLink(atPath: inbox.appendingPathComponent(reportPart).path,
                                                    withDestinationPath: base.appendingPathComponent("escaped-part").path)
         let hostile: [(name: String, content: [UInt8], stored: String)] = [
             ("../../x", Array("up two".utf8), "x (1)"),
@@ -467,7 +478,7 @@ struct ClientFileTransferTests {
         }
         #expect(try Self.listing(base) == ["inbox"])
         var expected = Set(hostile.map(\.stored))
-        expected.formUnion(["x", "b", "report.txt.part"])
+        expected.formUnion(["x", "b", reportPart])
         #expect(Set(try Self.listing(inbox)) == expected)
         #expect(try Data(contentsOf: inbox.appendingPathComponent("x")) == Data("mine".utf8))
         for file in hostile {

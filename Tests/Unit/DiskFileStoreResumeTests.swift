@@ -15,6 +15,9 @@ import Glibc
 /// offered size, into a FIFO or device, or into a `.part` another transfer is writing.
 @Suite("DiskFileStore: which kept .part a resume opens")
 struct DiskFileStoreResumeTests {
+    /// The tag of the offer every test here resumes (`SafeFileName.partTag`).
+    static let tag = SafeFileName.partTag(fileHash: [UInt8](repeating: 7, count: 32), sizeBytes: 10_000)
+
     static func directory() throws -> String {
         let url = FileManager.default.temporaryDirectory
             .appendingPathComponent("securechat-resume-\(UInt32.random(in: 0...UInt32.max))")
@@ -35,32 +38,32 @@ struct DiskFileStoreResumeTests {
     func keptPart() throws {
         let dir = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        Self.put(dir + "/a.bin.part", 5_000)
-        Self.put(dir + "/a (1).bin.part", 2_000)
+        Self.put(dir + "/a.bin.\(Self.tag).part", 5_000)
+        Self.put(dir + "/a (1).bin.\(Self.tag).part", 2_000)
         let store = DiskFileStore()
-        let kept = try #require(store.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000))
+        let kept = try #require(store.resumablePart(directory: dir, name: "a.bin", tag: Self.tag, maxBytes: 10_000))
         #expect(kept.sizeBytes == 5_000)  // The longer of the two.
-        #expect(store.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000)?.sizeBytes == 2_000)
+        #expect(store.resumablePart(directory: dir, name: "a.bin", tag: Self.tag, maxBytes: 10_000)?.sizeBytes == 2_000)
         let other = DiskFileStore()  // Another process's store: the same locks.
-        #expect(other.resumablePart(directory: dir, name: "a.bin", maxBytes: 10_000) == nil)
+        #expect(other.resumablePart(directory: dir, name: "a.bin", tag: Self.tag, maxBytes: 10_000) == nil)
         guard case let .success(bytes) = store.read(kept.file, offset: 4_990, count: 10) else {
             Issue.record("the kept .part could not be read")
             return
         }
         #expect(bytes == (4_990..<5_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
-        #expect((try? store.truncate(kept.file).get()) != nil && Self.size(dir + "/a.bin.part") == 0)
+        #expect((try? store.truncate(kept.file).get()) != nil && Self.size(dir + "/a.bin.\(Self.tag).part") == 0)
         #expect((try? store.write(kept.file, offset: 0, bytes: [1, 2, 3]).get()) != nil)
         #expect((try? store.commit(kept.file).get()) == dir + "/a.bin")
         store.release(kept.file, deletePart: true)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a (1).bin.part", "a.bin"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a (1).bin.\(Self.tag).part", "a.bin"])
         // A .part a transfer creates is locked too: no resume takes it while it is written.
-        guard case let .success(fresh) = store.createPart(directory: dir, name: "c.bin") else {
+        guard case let .success(fresh) = store.createPart(directory: dir, name: "c.bin", tag: Self.tag) else {
             Issue.record("createPart failed")
             return
         }
-        #expect(other.resumablePart(directory: dir, name: "c.bin", maxBytes: 10) == nil)
+        #expect(other.resumablePart(directory: dir, name: "c.bin", tag: Self.tag, maxBytes: 10) == nil)
         store.release(fresh, deletePart: false)
-        #expect(other.resumablePart(directory: dir, name: "c.bin", maxBytes: 10)?.sizeBytes == 0)
+        #expect(other.resumablePart(directory: dir, name: "c.bin", tag: Self.tag, maxBytes: 10)?.sizeBytes == 0)
     }
 
     @Test("Attack: a .part that is a symlink, a second hard link, larger than the offer, group-writable, a FIFO or a directory is never opened")
@@ -74,17 +77,17 @@ struct DiskFileStoreResumeTests {
         let target = outside + "/victim"
         Self.put(target, 3_000)
         let before = try Data(contentsOf: URL(fileURLWithPath: target))
-        try FileManager.default.createSymbolicLink(atPath: dir + "/link.bin.part", withDestinationPath: target)
-        #expect(link(target, dir + "/hard.bin.part") == 0)
-        Self.put(dir + "/big.bin.part", 10_001)
-        Self.put(dir + "/shared.bin.part", 1_000, mode: 0o660)
-        #expect(mkfifo(dir + "/fifo.bin.part", 0o600) == 0)
-        try FileManager.default.createDirectory(atPath: dir + "/dir.bin.part", withIntermediateDirectories: false)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.bin.\(Self.tag).part", withDestinationPath: target)
+        #expect(link(target, dir + "/hard.bin.\(Self.tag).part") == 0)
+        Self.put(dir + "/big.bin.\(Self.tag).part", 10_001)
+        Self.put(dir + "/shared.bin.\(Self.tag).part", 1_000, mode: 0o660)
+        #expect(mkfifo(dir + "/fifo.bin.\(Self.tag).part", 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: dir + "/dir.bin.\(Self.tag).part", withIntermediateDirectories: false)
         let store = DiskFileStore()
         for name in ["link.bin", "hard.bin", "big.bin", "shared.bin", "fifo.bin", "dir.bin"] {
-            #expect(store.resumablePart(directory: dir, name: name, maxBytes: 10_000) == nil, "\(name)")
+            #expect(store.resumablePart(directory: dir, name: name, tag: Self.tag, maxBytes: 10_000) == nil, "\(name)")
             // What the driver does then: a new `.part` beside it, written; the planted one untouched.
-            guard case let .success(file) = store.createPart(directory: dir, name: name) else {
+            guard case let .success(file) = store.createPart(directory: dir, name: name, tag: Self.tag) else {
                 Issue.record("createPart failed for \(name)")
                 continue
             }
@@ -92,9 +95,9 @@ struct DiskFileStoreResumeTests {
             store.release(file, deletePart: true)
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == before)
-        #expect(Self.size(dir + "/big.bin.part") == 10_001 && Self.size(dir + "/shared.bin.part") == 1_000)
+        #expect(Self.size(dir + "/big.bin.\(Self.tag).part") == 10_001 && Self.size(dir + "/shared.bin.\(Self.tag).part") == 1_000)
         // Within the offered size, the same .part is fine.
-        #expect(store.resumablePart(directory: dir, name: "big.bin", maxBytes: 10_001)?.sizeBytes == 10_001)
+        #expect(store.resumablePart(directory: dir, name: "big.bin", tag: Self.tag, maxBytes: 10_001)?.sizeBytes == 10_001)
     }
 
     @Test("Attack: a .part swapped under its name mid-transfer takes no final name and is not deleted")
@@ -103,14 +106,14 @@ struct DiskFileStoreResumeTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = DiskFileStore()
         for ending in ["commit", "release"] {
-            guard case let .success(file) = store.createPart(directory: dir, name: "\(ending).bin") else {
+            guard case let .success(file) = store.createPart(directory: dir, name: "\(ending).bin", tag: Self.tag) else {
                 Issue.record("createPart failed")
                 return
             }
             #expect((try? store.write(file, offset: 0, bytes: [1, 2, 3]).get()) != nil)
             // Whoever can rename in the directory moves the transfer's .part away and plants another.
-            #expect(rename(dir + "/\(ending).bin.part", dir + "/\(ending)-moved") == 0)
-            Self.put(dir + "/\(ending).bin.part", 50)
+            #expect(rename(dir + "/\(ending).bin.\(Self.tag).part", dir + "/\(ending)-moved") == 0)
+            Self.put(dir + "/\(ending).bin.\(Self.tag).part", 50)
             if ending == "commit" {
                 // The verified bytes or nothing under the final name: never the planted file.
                 if case let .success(path) = store.commit(file) {
@@ -119,7 +122,36 @@ struct DiskFileStoreResumeTests {
                 #expect(Self.size(dir + "/commit.bin") != 50)
             }
             store.release(file, deletePart: true)
-            #expect(Self.size(dir + "/\(ending).bin.part") == 50, "\(ending): the planted file is not the transfer's")
+            #expect(Self.size(dir + "/\(ending).bin.\(Self.tag).part") == 50, "\(ending): the planted file is not the transfer's")
         }
+    }
+
+    @Test("Attack: an offer resumes only a .part written for the same file: not a user's NAME.part, nor another offer's")
+    func foreignParts() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The user's own files named like a transfer's, and a kept .part of another file.
+        Self.put(dir + "/thesis.part", 4_000)
+        Self.put(dir + "/thesis.bin.part", 4_000)
+        let otherTag = SafeFileName.partTag(fileHash: [UInt8](repeating: 8, count: 32), sizeBytes: 10_000)
+        #expect(otherTag != Self.tag)
+        #expect(SafeFileName.partTag(fileHash: [UInt8](repeating: 7, count: 32), sizeBytes: 10_001) != Self.tag)
+        Self.put(dir + "/thesis.bin.\(otherTag).part", 4_000)
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        let store = DiskFileStore()
+        for name in ["thesis", "thesis.bin"] {
+            #expect(store.resumablePart(directory: dir, name: name, tag: Self.tag, maxBytes: 10_000) == nil, "\(name)")
+        }
+        // A new .part for this offer goes beside them, and they keep their bytes.
+        guard case let .success(file) = store.createPart(directory: dir, name: "thesis.bin", tag: Self.tag) else {
+            Issue.record("createPart failed")
+            return
+        }
+        store.release(file, deletePart: true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == before)
+        for name in before { #expect(Self.size(dir + "/" + name) == 4_000, "\(name)") }
+        // The same offer again finds its own.
+        Self.put(dir + "/thesis.bin.\(Self.tag).part", 1_000)
+        #expect(store.resumablePart(directory: dir, name: "thesis.bin", tag: Self.tag, maxBytes: 10_000)?.sizeBytes == 1_000)
     }
 }

@@ -9,7 +9,7 @@
 /// trailing dots and spaces removed; at most `bytesMax` UTF-8 bytes (a short extension kept); and
 /// `file` when nothing is left.
 public enum SafeFileName {
-    /// Room under NAME_MAX (255) for " (999)" and ".part".
+    /// Room under NAME_MAX (255) for " (999)" and a `.part` name's ".TAG.part" (22 bytes).
     public static let bytesMax = 200
     static let extensionBytesMax = 16
     public static let fallback = "file"
@@ -52,6 +52,26 @@ public enum SafeFileName {
     }
 
     /// The `index`-th alternative to `name` when it is taken: `name (1).ext`, `name (2).ext`, …
+    /// The `.part` a transfer writes before the file takes `alternative(name, index:)`:
+    /// `NAME.TAG.part`, where the tag binds it to one offered file (`partTag`). A resume opens only
+    /// a `.part` with the offer's tag, so an offer cannot make the receiver hash, empty or delete a
+    /// file it did not write for that same file (a user's own `thesis.part`, another transfer's).
+    public static func partName(_ name: String, index: Int, tag: String) -> String {
+        alternative(name, index: index) + "." + tag + ".part"
+    }
+
+    /// 16 hex digits of BLAKE2b-256("securechat part v1" ‖ the offered file's hash ‖ its size, 8
+    /// bytes big-endian): the same file offered again finds its `.part`, no other offer does.
+    public static func partTag(fileHash: [UInt8], sizeBytes: UInt64) -> String {
+        let hasher = FileHasher()
+        hasher.update(Array("securechat part v1".utf8))
+        hasher.update(fileHash)
+        var size: [UInt8] = []
+        BigEndian.append(sizeBytes, to: &size)
+        hasher.update(size)
+        return FileHex.encode(Array(hasher.finish().prefix(8)))
+    }
+
     public static func alternative(_ name: String, index: Int) -> String {
         guard index > 0 else { return name }
         if let dot = name.lastIndex(of: "."), dot != name.startIndex {
