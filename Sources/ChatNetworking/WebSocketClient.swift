@@ -263,8 +263,8 @@ public final class WebSocketClient: Sendable {
                     // NIO's encoder masks byte by byte: ours writes the same bytes a word at a time.
                     let pipeline = channel.pipeline.syncOperations
                     let nioEncoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
-                    try pipeline.addHandler(ClientFrameEncoder(), position: .before(nioEncoder.handler))
-                    pipeline.removeHandler(context: nioEncoder, promise: nil)
+                    try pipeline.addHandler(
+                        ClientFrameEncoder(writingPast: nioEncoder), position: .after(nioEncoder.handler))
                     try channel.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0,

@@ -32,18 +32,26 @@ extension WebSocketFrame {
     }
 }
 
-/// The client's WebSocket frame encoder, in place of NIO's `WebSocketFrameEncoder` once upgraded:
+/// The client's WebSocket frame encoder, in front of NIO's `WebSocketFrameEncoder` once upgraded:
 /// the same bytes on the wire (RFC 6455 §5.2 header, the frame's own masking key), but the
 /// payload is copied and masked in one pass, eight bytes at a time.
 ///
 /// NIO's encoder masks one byte per iteration (with a modulo and a key subscript), after a
 /// copy-on-write copy of the payload the caller still references: for a file transfer's 61 KB
-/// frames that was a large share of the sender's CPU (BENCHMARKS.md, "File transfer").
-/// Frames with extension data (never negotiated with our relay) go through `WebSocketFrame`'s own
-/// unmasked data and are then masked here just the same.
+/// frames that was a large share of the sender's CPU (BENCHMARKS.md, "File transfer"). NIO's
+/// encoder cannot be removed from the pipeline, so this one sits on its application side and
+/// writes the encoded bytes through NIO's encoder's context, that is past it, towards the socket.
+/// Every frame written on the application side passes here, so their order is kept.
 final class ClientFrameEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = ByteBuffer
+
+    /// NIO's encoder's context: a write there goes to the handlers between it and the socket.
+    private let past: ChannelHandlerContext
+
+    init(writingPast nioEncoder: ChannelHandlerContext) {
+        past = nioEncoder
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
@@ -54,7 +62,7 @@ final class ClientFrameEncoder: ChannelOutboundHandler, RemovableChannelHandler 
         }
         var buffer = context.channel.allocator.buffer(capacity: 14 + payload.readableBytes)
         Self.writeFrame(frame, payload: payload, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        past.write(wrapOutboundOut(buffer), promise: promise)
     }
 
     /// The frame's header then `payload` masked with the frame's key (unmasked without one).

@@ -8,9 +8,13 @@ import Testing
 /// The client's frame encoder must put on the wire exactly what NIO's `WebSocketFrameEncoder` does.
 @Suite("Client frame encoder: NIO's bytes, masked a word at a time")
 struct ClientFrameEncoderTests {
-    /// Everything `handler` writes for `frame`, concatenated.
-    static func wire(_ frame: WebSocketFrame, through handler: any ChannelHandler) throws -> [UInt8] {
-        let channel = EmbeddedChannel(handler: handler)
+    /// Everything NIO's encoder, with ours in front of it or not, writes for `frame`, concatenated.
+    static func wire(_ frame: WebSocketFrame, ours: Bool) throws -> [UInt8] {
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        if ours {
+            let nioEncoder = try channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+            try channel.pipeline.syncOperations.addHandler(ClientFrameEncoder(writingPast: nioEncoder))
+        }
         try channel.writeOutbound(frame)
         var bytes: [UInt8] = []
         while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
@@ -31,8 +35,8 @@ struct ClientFrameEncoderTests {
                 let frame = WebSocketFrame(
                     fin: length % 2 == 0, rsv1: length % 3 == 0, opcode: opcode, maskKey: key,
                     data: ByteBuffer(bytes: payload))
-                let ours = try Self.wire(frame, through: ClientFrameEncoder())
-                let nio = try Self.wire(frame, through: WebSocketFrameEncoder())
+                let ours = try Self.wire(frame, ours: true)
+                let nio = try Self.wire(frame, ours: false)
                 #expect(ours == nio, "length \(length), \(opcode)")
             }
         }
