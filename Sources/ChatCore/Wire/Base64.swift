@@ -74,7 +74,9 @@ public enum Base64 {
     /// After `isCanonical` has checked every character, the padding and the unused bits, decoding
     /// is plain arithmetic, done here rather than by `sodium_base642bin`: what the wire carries in
     /// base64 is public (ciphertext, public keys, nonces), so libsodium's constant-time decoder buys
-    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator").
+    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator"). Whole
+    /// groups go through a table without a branch per byte: the per-byte version was 43% of a
+    /// file receiver's samples (BENCHMARKS.md, "File transfer").
     /// `Base64DecodeTests` checks it against libsodium's decoder.
     public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
         guard isCanonical(text) else { return nil }
@@ -83,28 +85,34 @@ public enum Base64 {
         let padding = text[count - 1] != UInt8(ascii: "=") ? 0 : text[count - 2] == UInt8(ascii: "=") ? 2 : 1
         let decodedCount = count / 4 * 3 - padding
         return [UInt8](unsafeUninitializedCapacity: decodedCount) { output, initializedCount in
-            var written = 0
-            var index = 0
-            // Bounded: `index` moves by four up to `count`, a multiple of four.
-            while index < count {
-                // Canonical: every non-padding character has a sextet; padding counts as zero bits.
-                let group = UInt32(sextet(text[index]) ?? 0) << 18 | UInt32(sextet(text[index + 1]) ?? 0) << 12
-                    | UInt32(sextet(text[index + 2]) ?? 0) << 6 | UInt32(sextet(text[index + 3]) ?? 0)
+            sextets.withUnsafeBufferPointer { table in
+                // Whole groups of three bytes, then the last group's one to three.
+                let whole = (count - 4) / 4
+                var index = 0
+                var written = 0
+                // Bounded: `index` moves by four, `whole` times.
+                for _ in 0..<whole {
+                    let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
+                        | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
+                    output[written] = UInt8(truncatingIfNeeded: group >> 16)
+                    output[written + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                    output[written + 2] = UInt8(truncatingIfNeeded: group)
+                    index += 4
+                    written += 3
+                }
+                // Canonical: padding counts as zero bits (its table entry is 0).
+                let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
+                    | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
                 output[written] = UInt8(truncatingIfNeeded: group >> 16)
-                written += 1
-                if written < decodedCount {
-                    output[written] = UInt8(truncatingIfNeeded: group >> 8)
-                    written += 1
-                }
-                if written < decodedCount {
-                    output[written] = UInt8(truncatingIfNeeded: group)
-                    written += 1
-                }
-                index += 4
+                if padding < 2 { output[written + 1] = UInt8(truncatingIfNeeded: group >> 8) }
+                if padding == 0 { output[written + 2] = UInt8(truncatingIfNeeded: group) }
+                initializedCount = written + 3 - padding
             }
-            initializedCount = written
         }
     }
+
+    /// Each character's sextet, 0 for everything else (only consulted after `isCanonical`).
+    private static let sextets: [UInt8] = (0...255).map { sextet(UInt8($0)) ?? 0 }
 
     /// True when `text` is canonical padded base64: length a multiple of 4, only the standard
     /// alphabet, `=` only as the last one or two characters, and zero unused bits before padding.
