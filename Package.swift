@@ -267,6 +267,7 @@ let package = Package(
                 "RelayServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/Unit",
             exclude: ["Vectors"]

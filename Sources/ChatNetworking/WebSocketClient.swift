@@ -260,6 +260,11 @@ public final class WebSocketClient: Sendable {
             enableAutomaticErrorHandling: true,
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
+                    // NIO's encoder masks byte by byte: ours writes the same bytes a word at a time.
+                    let pipeline = channel.pipeline.syncOperations
+                    let nioEncoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
+                    try pipeline.addHandler(
+                        ClientFrameEncoder(writingPast: nioEncoder), position: .after(nioEncoder.handler))
                     try channel.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0,

@@ -39,6 +39,43 @@ struct Base64DecodeTests {
         }
     }
 
+    /// libsodium's (constant-time) encoder, the reference for `Base64.encode`.
+    static func sodiumEncode(_ bytes: [UInt8]) -> [UInt8] {
+        let length = sc_base64_encoded_len(bytes.count)
+        var output = [UInt8](repeating: 0, count: length)
+        output.withUnsafeMutableBytes { out in
+            bytes.withUnsafeBytes { input in
+                _ = sodium_bin2base64(
+                    out.baseAddress!.assumingMemoryBound(to: CChar.self), length,
+                    input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count,
+                    sc_base64_variant_original())
+            }
+        }
+        return Array(output.dropLast())  // the NUL terminator
+    }
+
+    @Test("Encoding gives libsodium's text for every length from 0 to 300 bytes and every byte value")
+    func encodingMatchesSodium() {
+        var state: UInt64 = 0x0F1E_2D3C_4B5A_6978
+        for length in 0...300 {
+            let bytes = (0..<length).map { _ -> UInt8 in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return UInt8(truncatingIfNeeded: state >> 56)
+            }
+            #expect(Base64.encode(bytes) == Self.sodiumEncode(bytes), "length \(length)")
+            var appended = Array("prefix".utf8)
+            bytes.withUnsafeBytes { Base64.append($0, to: &appended) }
+            #expect(appended == Array("prefix".utf8) + Self.sodiumEncode(bytes), "length \(length)")
+        }
+        let everyByte = (0...255).map { UInt8($0) }
+        for shift in 0..<3 {
+            let bytes = Array(everyByte[shift...]) + everyByte.prefix(shift)
+            #expect(Base64.encode(bytes) == Self.sodiumEncode(bytes))
+        }
+        let chunk = (0..<46_120).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+        #expect(Base64.encode(chunk) == Self.sodiumEncode(chunk))
+    }
+
     @Test("Non-canonical text is refused")
     func refusals() {
         for text in ["A", "AA", "AAA", "AA=", "A===", "AB==", "AAB=", "A@==", "AA==AA==", "====", "AAAA=", " AAA"] {

@@ -1,24 +1,16 @@
-import CSodium
-
 /// Standard base64 (RFC 4648 §4, with padding), strict: canonical encodings only.
 ///
-/// Encoding goes through libsodium's `sodium_bin2base64` (constant-time, and already linked);
-/// decoding is done here after the strict canonical check (see `decode`). `isCanonical` is a
-/// non-allocating check with exactly the same acceptance as `decode`, for the relay, which
-/// validates payloads but never decodes them.
+/// Encoding and decoding are plain table arithmetic here rather than libsodium's constant-time
+/// `sodium_bin2base64`/`sodium_base642bin`: what the wire carries in base64 is public (ciphertext,
+/// public keys, nonces), so constant time buys nothing, and libsodium's encoder was the largest
+/// single cost of sending a file chunk (BENCHMARKS.md, "File transfer"). `Base64DecodeTests`
+/// checks both directions against libsodium. `isCanonical` is a non-allocating check with exactly
+/// the same acceptance as `decode`, for the relay, which validates payloads but never decodes them.
 public enum Base64 {
     /// The base64 text of `bytes`.
     public static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        Sodium.ensureInitialized()
-        let encodedLength = sc_base64_encoded_len(bytes.count)  // includes the NUL terminator
-        var output = [UInt8](repeating: 0, count: encodedLength)
-        output.withUnsafeMutableBytes { out in
-            _ = sodium_bin2base64(
-                out.baseAddress!.assumingMemoryBound(to: CChar.self), encodedLength,
-                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
-                sc_base64_variant_original())
-        }
-        output.removeLast()  // the NUL terminator
+        var output: [UInt8] = []
+        append(bytes, to: &output)
         return output
     }
 
@@ -26,12 +18,65 @@ public enum Base64 {
         bytes.withUnsafeBytes { encode($0) }
     }
 
+    /// The number of characters `encode` makes of `count` bytes.
+    public static func encodedCount(_ count: Int) -> Int {
+        (count + 2) / 3 * 4
+    }
+
+    /// Append the base64 text of `bytes` to `output`, without an intermediate array (a file chunk's
+    /// 61 KB of text is written once, straight into the frame).
+    public static func append(_ bytes: UnsafeRawBufferPointer, to output: inout [UInt8]) {
+        let count = bytes.count
+        let encoded = encodedCount(count)
+        guard encoded > 0 else { return }
+        let start = output.count
+        output.reserveCapacity(start + encoded)
+        output.append(contentsOf: repeatElement(0, count: encoded))
+        output.withUnsafeMutableBufferPointer { whole in
+            let out = UnsafeMutableBufferPointer(rebasing: whole[start...])
+            alphabet.withUnsafeBufferPointer { table in encodeGroups(bytes, table, out) }
+        }
+    }
+
+    /// Encode `bytes` into `out` (exactly `encodedCount(bytes.count)` long) with `table`.
+    @inline(__always)
+    private static func encodeGroups(
+        _ bytes: UnsafeRawBufferPointer, _ table: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>
+    ) {
+        let count = bytes.count
+        let whole = count / 3 * 3
+        var input = 0
+        var written = 0
+        // Bounded: `input` moves by three up to `whole`.
+        while input < whole {
+            let group = UInt32(bytes[input]) << 16 | UInt32(bytes[input + 1]) << 8 | UInt32(bytes[input + 2])
+            out[written] = table[Int(group >> 18)]
+            out[written + 1] = table[Int(group >> 12 & 0x3F)]
+            out[written + 2] = table[Int(group >> 6 & 0x3F)]
+            out[written + 3] = table[Int(group & 0x3F)]
+            input += 3
+            written += 4
+        }
+        let rest = count - whole
+        guard rest > 0 else { return }
+        let group = UInt32(bytes[input]) << 16 | (rest == 2 ? UInt32(bytes[input + 1]) << 8 : 0)
+        out[written] = table[Int(group >> 18)]
+        out[written + 1] = table[Int(group >> 12 & 0x3F)]
+        out[written + 2] = rest == 2 ? table[Int(group >> 6 & 0x3F)] : UInt8(ascii: "=")
+        out[written + 3] = UInt8(ascii: "=")
+    }
+
+    private static let alphabet: [UInt8] = Array(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
     /// Decode canonical base64, or nil.
     ///
     /// After `isCanonical` has checked every character, the padding and the unused bits, decoding
     /// is plain arithmetic, done here rather than by `sodium_base642bin`: what the wire carries in
     /// base64 is public (ciphertext, public keys, nonces), so libsodium's constant-time decoder buys
-    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator").
+    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator"). Whole
+    /// groups go through a table without a branch per byte: the per-byte version was 43% of a
+    /// file receiver's samples (BENCHMARKS.md, "File transfer").
     /// `Base64DecodeTests` checks it against libsodium's decoder.
     public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
         guard isCanonical(text) else { return nil }
@@ -40,28 +85,34 @@ public enum Base64 {
         let padding = text[count - 1] != UInt8(ascii: "=") ? 0 : text[count - 2] == UInt8(ascii: "=") ? 2 : 1
         let decodedCount = count / 4 * 3 - padding
         return [UInt8](unsafeUninitializedCapacity: decodedCount) { output, initializedCount in
-            var written = 0
-            var index = 0
-            // Bounded: `index` moves by four up to `count`, a multiple of four.
-            while index < count {
-                // Canonical: every non-padding character has a sextet; padding counts as zero bits.
-                let group = UInt32(sextet(text[index]) ?? 0) << 18 | UInt32(sextet(text[index + 1]) ?? 0) << 12
-                    | UInt32(sextet(text[index + 2]) ?? 0) << 6 | UInt32(sextet(text[index + 3]) ?? 0)
+            sextets.withUnsafeBufferPointer { table in
+                // Whole groups of three bytes, then the last group's one to three.
+                let whole = (count - 4) / 4
+                var index = 0
+                var written = 0
+                // Bounded: `index` moves by four, `whole` times.
+                for _ in 0..<whole {
+                    let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
+                        | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
+                    output[written] = UInt8(truncatingIfNeeded: group >> 16)
+                    output[written + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                    output[written + 2] = UInt8(truncatingIfNeeded: group)
+                    index += 4
+                    written += 3
+                }
+                // Canonical: padding counts as zero bits (its table entry is 0).
+                let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
+                    | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
                 output[written] = UInt8(truncatingIfNeeded: group >> 16)
-                written += 1
-                if written < decodedCount {
-                    output[written] = UInt8(truncatingIfNeeded: group >> 8)
-                    written += 1
-                }
-                if written < decodedCount {
-                    output[written] = UInt8(truncatingIfNeeded: group)
-                    written += 1
-                }
-                index += 4
+                if padding < 2 { output[written + 1] = UInt8(truncatingIfNeeded: group >> 8) }
+                if padding == 0 { output[written + 2] = UInt8(truncatingIfNeeded: group) }
+                initializedCount = written + 3 - padding
             }
-            initializedCount = written
         }
     }
+
+    /// Each character's sextet, 0 for everything else (only consulted after `isCanonical`).
+    private static let sextets: [UInt8] = (0...255).map { sextet(UInt8($0)) ?? 0 }
 
     /// True when `text` is canonical padded base64: length a multiple of 4, only the standard
     /// alphabet, `=` only as the last one or two characters, and zero unused bits before padding.

@@ -218,17 +218,18 @@ public enum WireCodec {
     }
 
     private static func appendSignal(_ signal: Signal, to output: inout [UInt8]) {
-        output.reserveCapacity(48 + (signal.payload?.count ?? 0) * 4 / 3 + (signal.key?.count ?? 0) * 4 / 3)
+        output.reserveCapacity(
+            64 + Base64.encodedCount(signal.payload?.count ?? 0) + Base64.encodedCount(signal.key?.count ?? 0))
         output.append(contentsOf: #"{"type":"SIGNAL","kind":"#.utf8)
         JSONString.appendQuoted(signal.kind.rawValue, to: &output)
         if let payload = signal.payload {
             output.append(contentsOf: #","payload":""#.utf8)
-            output.append(contentsOf: Base64.encode(payload))
+            payload.withUnsafeBytes { Base64.append($0, to: &output) }
             output.append(UInt8(ascii: "\""))
         }
         if let key = signal.key {
             output.append(contentsOf: #","key":""#.utf8)
-            output.append(contentsOf: Base64.encode(key))
+            key.withUnsafeBytes { Base64.append($0, to: &output) }
             output.append(UInt8(ascii: "\""))
         }
         output.append(UInt8(ascii: "}"))
