@@ -266,14 +266,14 @@ extension Simulation {
         let death = clusterCheck.deaths.removeFirst()
         clusterCheck.deadNodeChecks += 1
         let bound = cluster.deadNodeBoundMilliseconds
-        if world.redisNodeExists(death.identity) {
-            return fail(
-                .deadNodeBound, "node \(death.identity) died \(bound) ms ago and its heartbeat key is still in Redis")
-        }
         let held = world.redisHeldSeats(of: death.identity)
         if held > 0 {
             return fail(.deadNodeBound, "node \(death.identity) died \(bound) ms ago and \(held) of its seats are "
                 + "still within their deadline in Redis")
+        }
+        if world.redisNodeExists(death.identity) {
+            return fail(
+                .deadNodeBound, "node \(death.identity) died \(bound) ms ago and its heartbeat key is still in Redis")
         }
         for node in 0..<cluster.nodes where world.clusterNodeIsUp(node) {
             // A node that could not ask Redis throughout (its link down, or cut off: it notices
