@@ -33,8 +33,8 @@ public struct ClusterPlantedBugs: OptionSet, Hashable, Sendable {
     /// Once a node's link to Redis has broken, its shell never tells the engine that Redis answers
     /// again: the node refuses every JOIN with CLUSTER_UNAVAILABLE for ever.
     public static let availabilityNeverBack = ClusterPlantedBugs(rawValue: 1 << 3)
-    /// A node's shell sets its heartbeat key with ten times the TTL (40 s): a dead node is taken for
-    /// alive long past the bound.
+    /// A node's shell uses ten times the TTL (40 s) for its heartbeat key and its seats' deadlines
+    /// (one constant in `ClusterTiming`): a dead node is taken for alive long past the bound.
     public static let heartbeatTTLTenfold = ClusterPlantedBugs(rawValue: 1 << 4)
 }
 
@@ -67,9 +67,12 @@ public enum ClusterEvent: Sendable {
 enum RedisCommand {
     case join(ConnectionID, ClusterJoinRequest, grace: Int64)
     case leave(LeaveArguments)
+    /// `SPUBLISH sc:ch:<node>`: a SIGNAL (its source link) or a notice the shell sends (none).
     case publish(to: String, [UInt8], source: LinkID?)
     /// `SET sc:node:<id> 1 PX 4000 GET`.
     case heartbeat
+    /// `ClusterScripts.refresh` on one room: the node's connections seated there.
+    case refresh(key: String, [ConnectionID])
     case exists(String)
     /// The handshake: the first heartbeat and `SUBSCRIBE sc:ch:<id>` (one connection here: see
     /// `World+Cluster.swift`).
@@ -86,6 +89,10 @@ struct LeaveArguments {
 /// Redis's answer to a command.
 enum RedisReply {
     case join(ClusterJoinReply)
+    /// The leave script's: whether the seat was held, and the live room-mate then.
+    case leave(held: Bool, mate: ClusterPeer?)
+    /// The refresh script's: how many of the asked seats it found.
+    case refresh(found: Int)
     case done
     case heartbeat(had: Bool)
     case exists(Bool)
@@ -117,6 +124,8 @@ struct RedisLink {
     var readySince: Instant?
     /// It has broken at least once (for the `availabilityNeverBack` planted bug).
     var brokeOnce = false
+    /// A re-registration was asked since the last heartbeat (`ClusterLink.askReregister`).
+    var reregisterAsked = false
     /// Cut off from Redis (a partition) until then: everything either way is lost.
     var partitionedUntil: Instant = .zero
     var reconnectWaitMilliseconds = VirtualClusterTiming.reconnectFirstMilliseconds

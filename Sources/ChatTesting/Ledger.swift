@@ -62,10 +62,10 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// whose process lived.
     case fileLiveness = "file-liveness"
     /// A cluster node that dies (kill -9) has its seats given up within the bound docs/RELAY.md
-    /// states (its heartbeat key's TTL, a heartbeat and round trips to Redis): its heartbeat key
-    /// is gone from Redis (the JOIN script then reserves or frees its seats), and no node that
-    /// could reach Redis meanwhile still takes one of its connections for a room-mate (each
-    /// was told PEER_LEFT).
+    /// states (the seat TTL, a heartbeat and round trips to Redis): each seat it holds in Redis
+    /// is past its deadline (the JOIN script then reserves or frees it), its heartbeat key is gone,
+    /// and no node that could reach Redis meanwhile still takes one of its connections for a
+    /// room-mate (each was told PEER_LEFT).
     case deadNodeBound = "dead-node-bound"
 
     /// One line for people.

@@ -4,21 +4,28 @@ import RelayCore
 /// The cluster simulator's Redis: the state the cluster relay keeps in Redis and the scripts that
 /// change it, with exactly the semantics of `ClusterScripts` (RelayServer) as the engine sees them.
 /// Each method is one script or command, run alone (Redis is single-threaded: a race of JOINs
-/// from many nodes is a sequence of these), on the world's clock (`TIME`, TTLs). Notices the
-/// scripts publish come back as `(node, bytes)` for the world to deliver on that node's channel,
-/// with the scripts' text (`ClusterWire`).
+/// from many nodes is a sequence of these), on the world's clock (`TIME`, TTLs).
+///
+/// As the real scripts, each touches its room's key only: a held seat carries its own deadline
+/// `until` (TIME + the seat TTL the node passes), pushed forward by the node's per-room `refresh`
+/// every heartbeat; JOIN judges a seat alive by that deadline alone (never by a node key). The
+/// scripts publish nothing: JOIN and LEAVE return whom to tell, and the world's node shell
+/// publishes the notices itself (`World+Cluster.swift`), as `ClusterLink` does. Node keys
+/// (`SET ... PX ... GET`, `EXISTS`) are single-key commands of the shell only: stall detection and
+/// partners' liveness.
 ///
 /// A room is `ClusterWire.roomKey(room)` holding at most two seats (as the Lua's JSON array); a
-/// reserved seat has `node == ""` and `until`. Node keys hold an expiry (`SET ... PX`). A restart
-/// loses everything (`--save '' --appendonly no`). No ordered collection reaches an output: rooms
-/// and node keys are only looked up by key (`rooms` and `seats(in:)` for the checker).
+/// reserved seat has `node == ""` and is reserved until `until`, a held one is held until then. A
+/// restart loses everything (`--save '' --appendonly no`). No ordered collection reaches an
+/// output: rooms and node keys are looked up by key; the checker's questions over all rooms
+/// (`heldSeats(of:)`) answer a count.
 public struct VirtualRedis {
-    /// One seat, as the scripts' JSON holds it: `n`, `c`, `t`, `u`.
+    /// One seat, as the scripts' JSON array holds it: `[node, connection, token hash, until ms]`.
     public struct Seat: Hashable, Sendable {
         public var node: String
         public var connection: String
         public var tokenHash: String
-        public var until: Int64?
+        public var until: Int64
 
         /// The seat's holder (a live seat's).
         var peer: ClusterPeer { ClusterPeer(node: node, connection: UInt64(connection) ?? 0) }
@@ -43,9 +50,6 @@ public struct VirtualRedis {
     var capOffByOne = false
 
     public init() {}
-
-    /// A publish the script made: the channel's node and the message.
-    public typealias Publish = (node: String, message: [UInt8])
 
     // MARK: Keys and expiry
 
@@ -93,6 +97,16 @@ public struct VirtualRedis {
         room(key, now: now)?.seats ?? []
     }
 
+    /// The seats `node` holds whose deadline has not passed (for the checker's dead-node-bound; a
+    /// count, so the rooms' order reaches nothing).
+    public mutating func heldSeats(of node: String, now: Int64) -> Int {
+        var count = 0
+        for key in Array(rooms.keys) {
+            for seat in room(key, now: now)?.seats ?? [] where seat.node == node && seat.until > now { count += 1 }
+        }
+        return count
+    }
+
     /// Whether node `node`'s key has been present without a gap since `time` (for the checker).
     public mutating func nodeAlive(_ node: String, since time: Int64, now: Int64) -> Bool {
         nodeExists(node, now: now) && (nodeAliveSince[node] ?? .max) <= time
@@ -100,34 +114,33 @@ public struct VirtualRedis {
 
     // MARK: The JOIN script
 
-    /// `ClusterScripts.join`, as `ClusterLink.join` calls it.
+    /// `ClusterScripts.join`, as `ClusterLink.join` calls it (`seatTTL`: its `ARGV[6]`). The
+    /// caller publishes `F` to a remote partner and `E` to an evicted holder's node.
     public mutating func join(
-        key: String, node: String, connection: UInt64, _ request: ClusterJoinRequest, graceMilliseconds: Int64,
-        now: Int64
-    ) -> (ClusterJoinReply, [Publish]) {
+        key: String, node: String, connection: UInt64, _ request: ClusterJoinRequest, seatTTL: Int64,
+        graceMilliseconds: Int64, now: Int64
+    ) -> ClusterJoinReply {
         let conn = String(connection)
         let token = ClusterWire.tokenHash(request.token)
         let newToken = ClusterWire.tokenHash(request.newToken)
         let stored = room(key, now: now)?.seats ?? []
         var (seats, changed) = liveSeats(stored, node: node, grace: graceMilliseconds, now: now)
-        func refuse(_ code: RelayErrorCode) -> (ClusterJoinReply, [Publish]) {
+        func refuse(_ code: RelayErrorCode) -> ClusterJoinReply {
             if changed { store(seats, at: key, now: now) }
-            return (.refused(code), [])
+            return .refused(code)
         }
         var index = seats.firstIndex { $0.node == node && $0.connection == conn }
         var reclaimed = false
         var evicted: ClusterPeer?
         if index == nil && !token.isEmpty {
-            for position in seats.indices
-            where seats[position].tokenHash == token && (!request.rejoin || seats[position].node.isEmpty) {
+            for position in seats.indices where seats[position].tokenHash == token {
+                // Its token's seat is held elsewhere (taken back there): never a second copy.
+                if request.rejoin && !seats[position].node.isEmpty { return refuse(.seatReserved) }
                 index = position
                 reclaimed = true
-                if !seats[position].node.isEmpty {
-                    evicted = seats[position].peer
-                }
+                if !seats[position].node.isEmpty { evicted = seats[position].peer }
                 seats[position].node = node
                 seats[position].connection = conn
-                seats[position].until = nil
             }
         }
         if index == nil {
@@ -135,35 +148,30 @@ public struct VirtualRedis {
             if seats.count >= (capOffByOne ? 3 : 2) {
                 return refuse(seats.contains { $0.node.isEmpty } ? .seatReserved : .roomFull)
             }
-            seats.append(Seat(node: node, connection: conn, tokenHash: newToken, until: nil))
+            seats.append(Seat(node: node, connection: conn, tokenHash: newToken, until: 0))
             index = seats.count - 1
         }
+        guard let index else { return .unavailable }
+        seats[index].until = now + seatTTL
         var partner: ClusterPeer?
         for position in seats.indices where position != index && !seats[position].node.isEmpty {
             partner = seats[position].peer
         }
         rooms[key] = Room(seats: seats, expiresAt: nil)
-        var publishes: [Publish] = []
-        if let partner, partner.node != node {
-            let me = ClusterPeer(node: node, connection: connection)
-            publishes.append((partner.node, ClusterWire.encode(.peerFound(to: partner.connection, partner: me))))
-        }
-        if let evicted, evicted.node != node {
-            publishes.append((evicted.node, ClusterWire.encode(.evicted(to: evicted.connection))))
-        }
-        return (.admitted(partner: partner, reclaimed: reclaimed, evicted: evicted), publishes)
+        return .admitted(partner: partner, reclaimed: reclaimed, evicted: evicted)
     }
 
-    /// The JOIN script's first pass: a reservation that ran out goes; a seat of a dead node (its
-    /// heartbeat key gone) waits for its token for the grace, or goes if it has none.
-    private mutating func liveSeats(_ seats: [Seat], node: String, grace: Int64, now: Int64) -> ([Seat], Bool) {
+    /// The JOIN script's first pass: a reservation that ran out goes; a held seat past its
+    /// deadline (its node died, or stalled past the TTL) waits for its token for the grace, or
+    /// goes if it has none. The joining node's own seats are alive.
+    private func liveSeats(_ seats: [Seat], node: String, grace: Int64, now: Int64) -> ([Seat], Bool) {
         var kept: [Seat] = []
         var changed = false
         for var seat in seats {
             let alive: Bool
             if seat.node.isEmpty {
-                alive = (seat.until ?? 0) > now
-            } else if seat.node == node || nodeExists(seat.node, now: now) {
+                alive = seat.until > now
+            } else if seat.node == node || seat.until > now {
                 alive = true
             } else if grace > 0 && !seat.tokenHash.isEmpty {
                 seat.node = ""
@@ -187,24 +195,21 @@ public struct VirtualRedis {
         } else if seats.contains(where: { !$0.node.isEmpty }) {
             rooms[key] = Room(seats: seats, expiresAt: nil)
         } else {
-            let until = seats.map { $0.until ?? 0 }.max() ?? 0
+            let until = seats.map(\.until).max() ?? 0
             rooms[key] = Room(seats: seats, expiresAt: now + (until - now + 1000))
         }
     }
 
-    // MARK: The leave script
+    // MARK: The leave and refresh scripts
 
-    /// `ClusterScripts.leave`, as `ClusterLink.leave` calls it; true if the connection held a seat.
+    /// `ClusterScripts.leave`, as `ClusterLink.leave` calls it: whether the connection held a seat
+    /// and, if it did, its live room-mate now (possibly on this node). The caller tells a remote
+    /// mate `L`: this one, or the one it knew if Redis had no seat (a restart).
     public mutating func leave(
-        key: String, node: String, connection: UInt64, graceMilliseconds: Int64, partner: ClusterPeer?, now: Int64
-    ) -> (Bool, [Publish]) {
+        key: String, node: String, connection: UInt64, graceMilliseconds: Int64, now: Int64
+    ) -> (held: Bool, mate: ClusterPeer?) {
         let conn = String(connection)
-        let me = ClusterPeer(node: node, connection: connection)
-        var hint: [Publish] {
-            guard let partner, partner.node != node else { return [] }
-            return [(partner.node, ClusterWire.encode(.peerLeft(to: partner.connection, partner: me)))]
-        }
-        guard let seats = room(key, now: now)?.seats else { return (false, hint) }
+        guard let seats = room(key, now: now)?.seats else { return (false, nil) }
         var kept: [Seat] = []
         var found = false
         for var seat in seats {
@@ -216,30 +221,43 @@ public struct VirtualRedis {
                     seat.until = now + graceMilliseconds
                     kept.append(seat)
                 }
-            } else if !seat.node.isEmpty || (seat.until ?? 0) > now {
+            } else if !seat.node.isEmpty || seat.until > now {
                 kept.append(seat)
             }
         }
-        guard found else { return (false, hint) }
-        var publishes: [Publish] = []
-        var live = false
+        guard found else { return (false, nil) }
+        var mate: ClusterPeer?
         var until: Int64 = 0
         for seat in kept {
             if !seat.node.isEmpty {
-                live = true
-                if seat.node != node {
-                    let notice = ClusterNotice.peerLeft(to: UInt64(seat.connection) ?? 0, partner: me)
-                    publishes.append((seat.node, ClusterWire.encode(notice)))
-                }
-            } else if let reserved = seat.until, reserved > until {
-                until = reserved
+                mate = seat.peer
+            } else if seat.until > until {
+                until = seat.until
             }
         }
         if kept.isEmpty {
             rooms[key] = nil
         } else {
-            rooms[key] = Room(seats: kept, expiresAt: live ? nil : now + (until - now + 1000))
+            rooms[key] = Room(seats: kept, expiresAt: mate != nil ? nil : now + (until - now + 1000))
         }
-        return (true, publishes)
+        return (true, mate)
+    }
+
+    /// `ClusterScripts.refresh`: push the deadline of each of `connections`' seats held by `node`
+    /// to now + `seatTTL`; how many it found (fewer than asked: the node registers again).
+    public mutating func refresh(
+        key: String, node: String, connections: [ConnectionID], seatTTL: Int64, now: Int64
+    ) -> Int {
+        guard var stored = room(key, now: now) else { return 0 }
+        var found = 0
+        for position in stored.seats.indices where stored.seats[position].node == node {
+            for id in connections where stored.seats[position].connection == String(id.value) {
+                stored.seats[position].until = now + seatTTL
+                found += 1
+            }
+        }
+        // The script's SET keeps no TTL (a room with a held seat has none anyway).
+        if found > 0 { rooms[key] = Room(seats: stored.seats, expiresAt: nil) }
+        return found
     }
 }

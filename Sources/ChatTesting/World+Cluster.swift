@@ -3,8 +3,11 @@
 
 /// The cluster world (`WorldConfiguration.cluster`, issue 15): N relay nodes, each the real
 /// `RelayEngine` in cluster mode, sharing a `VirtualRedis`, with what `ClusterLink` (the NIO
-/// shell, RelayServer) does around each engine: the JOIN and leave scripts, PUBLISH of SIGNALs to
-/// the room-mate's node, the heartbeat every second, the room-mates' nodes checked, a command
+/// shell, RelayServer) does around each engine: the JOIN and leave scripts, then the notices
+/// their answers name (`F`, `E`, `L`, published by the node itself, ahead of that connection's
+/// SIGNALs on the same link), SPUBLISH of SIGNALs to the room-mate's node, every second the
+/// heartbeat key, a `refresh` of each room holding local seats (fewer found than asked, or the
+/// key expired: register every seat again) and the room-mates' nodes checked, a command
 /// unanswered for 3 s taken as Redis gone, reconnection with backoff, leaves kept while Redis is
 /// away, and availability told to the engine. Clients connect to a random node each time (DNS
 /// round robin).
@@ -212,7 +215,7 @@ extension World {
             && node.redis.epoch == message.epoch && node.redis.connected && node.redis.partitionedUntil <= now
     }
 
-    /// The TTL a node's shell gives its heartbeat key.
+    /// The TTL a node's shell gives its heartbeat key and its seats' deadlines (one constant).
     private var nodeTTL: Int64 {
         let tenfold = cluster?.configuration.plantedBugs.contains(.heartbeatTTLTenfold) == true
         return VirtualClusterTiming.nodeTTLMilliseconds * (tenfold ? 10 : 1)
@@ -225,16 +228,16 @@ extension World {
         var reply = RedisReply.done
         switch command {
         case let .join(id, request, grace):
-            let (answer, publishes) = cluster.redis.join(
+            reply = .join(cluster.redis.join(
                 key: cluster.roomKey(request.room), node: identity, connection: id.value, request,
-                graceMilliseconds: grace, now: ms)
-            reply = .join(answer)
-            for publish in publishes { self.publish(publish.message, to: publish.node, source: nil) }
+                seatTTL: nodeTTL, graceMilliseconds: grace, now: ms))
         case let .leave(leave):
-            let (_, publishes) = cluster.redis.leave(
-                key: leave.key, node: identity, connection: leave.id.value, graceMilliseconds: leave.grace,
-                partner: leave.partner, now: ms)
-            for publish in publishes { self.publish(publish.message, to: publish.node, source: nil) }
+            let (held, mate) = cluster.redis.leave(
+                key: leave.key, node: identity, connection: leave.id.value, graceMilliseconds: leave.grace, now: ms)
+            reply = .leave(held: held, mate: mate)
+        case let .refresh(key, connections):
+            reply = .refresh(found: cluster.redis.refresh(
+                key: key, node: identity, connections: connections, seatTTL: nodeTTL, now: ms))
         case let .publish(to, payload, source):
             self.publish(payload, to: to, source: source)
         case .heartbeat:
@@ -284,19 +287,54 @@ extension World {
 
     /// Redis answered the resident node's command: what `ClusterLink` does with the answer.
     private func answered(_ command: RedisCommand, _ reply: RedisReply, node: Int) {
+        guard let cluster else { return }
+        let identity = cluster.nodes[node].identity
         switch (command, reply) {
         case let (.join(id, request, _), .join(answer)):
+            // The notices first: they then precede, on the same link and channel, every SIGNAL
+            // this connection sends to those nodes.
+            if case let .admitted(partner, _, evicted) = answer {
+                let me = ClusterPeer(node: identity, connection: id.value)
+                if let partner, partner.node != identity {
+                    notify(node, partner.node, .peerFound(to: partner.connection, partner: me))
+                }
+                if let evicted, evicted.node != identity {
+                    notify(node, evicted.node, .evicted(to: evicted.connection))
+                }
+            }
             relay.clusterJoinAnswered(id, request, answer, now: now)
+        case let (.leave(leave), .leave(held, mate)):
+            // The room-mate Redis named, or (Redis had no seat, e.g. it restarted) the one known.
+            let told = held ? mate : leave.partner
+            if let told, told.node != identity {
+                let me = ClusterPeer(node: identity, connection: leave.id.value)
+                notify(node, told.node, .peerLeft(to: told.connection, partner: me))
+            }
+        case let (.refresh(_, connections), .refresh(found)) where found < connections.count:
+            // Redis lost or reserved a seat this node holds.
+            askReregister(node)
         case (.hello, _):
             linkReady(node)
         case (.heartbeat, .heartbeat(had: false)):
             // This node's key had expired: the others took it for dead meanwhile.
-            relay.clusterReregister(now: now)
+            askReregister(node)
         case let (.exists(other), .exists(false)):
             relay.clusterNodesGone([other], now: now)
         default:
             break
         }
+    }
+
+    /// `SPUBLISH` of a notice on `target`'s channel, sent by `node` like any command.
+    private func notify(_ node: Int, _ target: String, _ notice: ClusterNotice) {
+        sendToRedis(node, .publish(to: target, ClusterWire.encode(notice), source: nil))
+    }
+
+    /// At most once per heartbeat (`ClusterLink.askReregister`).
+    private func askReregister(_ node: Int) {
+        guard let cluster, !cluster.nodes[node].redis.reregisterAsked else { return }
+        cluster.nodes[node].redis.reregisterAsked = true
+        relay.clusterReregister(now: now)
     }
 
     /// A message on the resident node's channel (`RelayHub.clusterMessage`).
@@ -387,7 +425,8 @@ extension World {
     }
 
     /// Once a second (`ClusterLink.heartbeat`): Redis's answer overdue by 3 s breaks the link;
-    /// else the heartbeat, the engine's heartbeat input, and the room-mates' nodes checked.
+    /// else the heartbeat key, each room's seats refreshed, the engine's heartbeat input, and the
+    /// room-mates' nodes checked, in that order on the link.
     private func tick(_ node: Int, _ generation: Int32) -> Bool {
         guard let cluster, cluster.nodes[node].up, cluster.nodes[node].generation == generation else { return false }
         let next = now.advanced(by: .milliseconds(VirtualClusterTiming.heartbeatMilliseconds))
@@ -400,6 +439,10 @@ extension World {
         guard cluster.nodes[node].redis.ready else { return true }
         enterNode(node)
         sendToRedis(node, .heartbeat)
+        cluster.nodes[node].redis.reregisterAsked = false
+        for (room, connections) in relay.clusterSeatRooms {
+            sendToRedis(node, .refresh(key: cluster.roomKey(room), connections))
+        }
         relay.clusterHeartbeat(now: now)
         for other in relay.clusterPartnerNodes { sendToRedis(node, .exists(other)) }
         drainRelay()

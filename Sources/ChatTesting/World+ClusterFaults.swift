@@ -143,6 +143,11 @@ extension World {
         cluster?.redis.nodeExists(identity, now: Int64(now.nanoseconds / 1_000_000)) ?? false
     }
 
+    /// How many seats in Redis `identity` holds with their deadline not passed.
+    public func redisHeldSeats(of identity: String) -> Int {
+        cluster?.redis.heldSeats(of: identity, now: Int64(now.nanoseconds / 1_000_000)) ?? 0
+    }
+
     /// The node a client's connection went to (nil: a single relay, or it never arrived).
     public func clusterNode(of link: LinkID) -> Int? {
         cluster?.node(of: link)

@@ -34,8 +34,9 @@ public struct ClusterSettings: Sendable, Hashable, Codable {
     /// One-way delay between a node and Redis, microseconds.
     public var redisDelayMinMicroseconds: UInt64
     public var redisDelayMaxMicroseconds: UInt64
-    /// docs/RELAY.md's bound for a dead node: its heartbeat key's TTL, one heartbeat, and round
-    /// trips to Redis (three one-way delays: the last refresh in flight, the check and its answer).
+    /// docs/RELAY.md's bound for a dead node: the TTL of its heartbeat key and seats' deadlines, one
+    /// heartbeat, and round trips to Redis (three one-way delays: the last refresh in flight, a
+    /// room-mate's node's check and its answer).
     public var deadNodeBoundMilliseconds: UInt64
 }
 
@@ -147,12 +148,16 @@ struct ClusterCheck {
 ///   than two clients seated in a room at once. A node's seat counts from its JOINED for as long as
 ///   Redis can vouch for it: no Redis restart since, and its node's heartbeat key present without a
 ///   gap since (a node cut off from Redis past its TTL keeps seats that Redis gave away meanwhile,
-///   by design, until it re-registers them; docs/RELAY.md).
+///   by design, until it re-registers them; docs/RELAY.md). The key stands for the seats'
+///   deadlines: both get the same TTL in the same heartbeat, the key's SET first on the link, so a
+///   seat passes its deadline only after its node's key has expired.
 /// - only-from-peer: the world's forward check (`Oracle.swift`) sees every SIGNAL a node forwards,
 ///   local or from another node, with the sender's connection.
 /// - liveness: the convergence check after the heal, unchanged, with the cluster's slack in the bound.
-/// - dead-node-bound: `deadNodeBoundMilliseconds` after a node's death, its heartbeat key is gone
-///   from Redis and no node whose link to Redis stayed up since still names it as a room-mate's.
+/// - dead-node-bound: `deadNodeBoundMilliseconds` after a node's death, every seat it holds in
+///   Redis is past its deadline (a JOIN takes it for departed), its heartbeat key is gone (what
+///   room-mates' nodes check), and no node whose link to Redis stayed up since still names it as a
+///   room-mate's.
 extension Simulation {
     func setUpCluster() {
         guard let cluster = settings.cluster else { return }
@@ -261,6 +266,11 @@ extension Simulation {
         let death = clusterCheck.deaths.removeFirst()
         clusterCheck.deadNodeChecks += 1
         let bound = cluster.deadNodeBoundMilliseconds
+        let held = world.redisHeldSeats(of: death.identity)
+        if held > 0 {
+            return fail(.deadNodeBound, "node \(death.identity) died \(bound) ms ago and \(held) of its seats are "
+                + "still within their deadline in Redis")
+        }
         if world.redisNodeExists(death.identity) {
             return fail(
                 .deadNodeBound, "node \(death.identity) died \(bound) ms ago and its heartbeat key is still in Redis")

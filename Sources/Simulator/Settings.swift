@@ -185,7 +185,8 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case clusterCapOffByOne = "cluster-cap-off-by-one"
     /// A node's shell hands a SIGNAL from another node to the next connection, past the engine.
     case clusterSignalMisrouted = "cluster-signal-misrouted"
-    /// Nodes set their heartbeat keys with ten times the TTL: a dead node is alive to Redis for 40 s.
+    /// Nodes give their heartbeat keys and seats' deadlines ten times the TTL: a dead node is alive
+    /// to Redis for 40 s.
     case clusterLongHeartbeatTTL = "cluster-long-heartbeat-ttl"
     /// A node whose link to Redis broke never tells its engine that Redis is back.
     case clusterUnavailableForever = "cluster-unavailable-forever"

@@ -70,8 +70,8 @@ struct SimulatorCommand: ParsableCommand {
             faults: --node-crash (kill -9 and restart), --redis-restart (every room and node key lost), \
             --redis-partition (a node cut off from Redis); each drawn from the seed unless given. Its \
             invariants: room-capacity in Redis and across the nodes, only-from-peer for SIGNALs between \
-            nodes, liveness after the heal, and dead-node-bound (a dead node's heartbeat key gone and \
-            its partners told within the bound of docs/RELAY.md).
+            nodes, liveness after the heal, and dead-node-bound (a dead node's seats past their deadline, \
+            its heartbeat key gone and its partners told within the bound of docs/RELAY.md).
 
             --plant-bug NAME (shown by --help-hidden) switches on a deliberately broken behaviour \
             (one per invariant) to prove the checker names the invariant it breaks.
