@@ -330,6 +330,68 @@ struct ClientFileTransferTests {
         }
     }
 
+    @Test("Cancel mid-transfer from the terminal, as receiver then as sender: the peer reports cancelled_by_peer, no .part is left, chat goes on")
+    func terminalCancel() async throws {
+        let base = try Self.directory("cancel")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        let bobInbox = base.appendingPathComponent("bob-inbox")
+        for url in [inbox, bobInbox] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        let fromBob = base.appendingPathComponent("from-bob.bin")
+        let fromAlice = base.appendingPathComponent("from-alice.bin")
+        try Self.randomFile(at: fromBob, bytes: 12 * 1024 * 1024)
+        try Self.randomFile(at: fromAlice, bytes: 12 * 1024 * 1024)
+        // 2 MiB/s: each 12 MiB transfer takes several seconds, so the cancel lands mid-transfer.
+        try await withRelay(["--bytes-per-second", "2097152", "--byte-burst", "1048576", "--no-paired-allowance"]) { relay in
+            let room = uniqueRoom("TTYCANCEL")
+            let tmux = ClientTerminalTests.Tmux()
+            defer { tmux.kill() }
+            try tmux.start("LANG=C.UTF-8 NO_COLOR=1 '\(ClientTerminalTests.Tmux.securechat)' \(room) --relay \(relay.url); "
+                + "echo EXIT=$?; sleep 120", columns: 160)
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--send", fromBob.path,
+                                                "--accept-files", bobInbox.path])
+            try await tmux.waitForScreen("the offer") { $0.contains { $0.contains("the peer offers \"from-bob.bin\"") } }
+            try tmux.keys("/accept \(inbox.path)")
+            try tmux.key("Enter")
+            try await bob.event("bob's file under way") {
+                $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) > 0
+            }
+            try tmux.keys("/cancel")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the receiver's cancel") { screen in
+                screen.contains { $0.contains("receiving \"from-bob.bin\" failed: cancelled") }
+            }
+            let bobSent = try await bob.event("bob told") {
+                $0["event"] as? String == "file_failed" && $0["direction"] as? String == "outgoing"
+            }
+            #expect(bobSent["reason"] as? String == "cancelled_by_peer")
+            // Now Alice sends, and cancels her own transfer once Bob has some of it.
+            try tmux.keys("/send \(fromAlice.path)")
+            try tmux.key("Enter")
+            try await bob.event("alice's file under way") {
+                $0["event"] as? String == "file_progress" && $0["direction"] as? String == "incoming"
+                    && ($0["bytes"] as? Int ?? 0) > 0
+            }
+            try tmux.keys("/cancel")
+            try tmux.key("Enter")
+            let bobReceived = try await bob.event("bob told of alice's cancel") {
+                $0["event"] as? String == "file_failed" && $0["direction"] as? String == "incoming"
+            }
+            #expect(bobReceived["reason"] as? String == "cancelled_by_peer")
+            #expect(try Self.listing(inbox).isEmpty && Self.listing(bobInbox).isEmpty)
+            #expect(Self.event(bob, "file_done").isEmpty)
+            // The chat itself is untouched.
+            try tmux.keys("still here")
+            try tmux.key("Enter")
+            #expect(try await bob.messages(count: 1) == ["still here"])
+            try bob.closeInput()
+            #expect(try await bob.waitForExit() == 8)  // A transfer of its own was cancelled.
+            try tmux.keys("/quit")
+            try tmux.key("Enter")
+            try await tmux.waitForScreen("the exit") { $0.contains { $0.hasPrefix("EXIT=") } }
+        }
+    }
+
     @Test("Refusals: declined (no --accept-files) and too large (--max-file-bytes); the sender exits 8, nothing written")
     func refusals() async throws {
         let base = try Self.directory("refuse")

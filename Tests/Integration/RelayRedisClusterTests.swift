@@ -189,7 +189,7 @@ struct RelayRedisClusterTests {
 
     @Test("A JOIN race over the Cluster: 1,000 connections on 3 nodes JOIN 100 rooms at once; exactly two per room")
     func joinRace() async throws {
-        try await withRedisCluster(nodes: 3, RelayClusterTests.loose) { _, nodes in
+        try await withRedisCluster(nodes: 3, RelayClusterTests.loose + RelayClusterTests.slowJoins) { _, nodes in
             try await RelayClusterTests.raceJoins(nodes, connections: 1000, rooms: 100)
         }
     }
