@@ -76,7 +76,7 @@ fi
 step "simulator sweep and determinism check"
 scripts/sim-sweep.sh
 
-step "fuzz every target for ${FUZZ_SECONDS:-40} s"
-scripts/fuzz.sh "${FUZZ_SECONDS:-40}"
+step "fuzz every target for ${FUZZ_SECONDS:-30} s"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
 step "done: every test passed"
