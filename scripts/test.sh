@@ -8,7 +8,7 @@
 #   4. reproducibility of securechat: a fresh clone at another path builds it again, byte for byte
 #      (scripts/check-reproducible.sh --against; the full check of all three is a separate script);
 #   5. the simulator sweep (20 seeds x 1000 peers, every fault kind) and its determinism check;
-#   6. every libFuzzer target for FUZZ_SECONDS (default 40) seconds each.
+#   6. every libFuzzer target for FUZZ_SECONDS (default 30) seconds each.
 # Usage: scripts/test.sh            (CI: .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
