@@ -12,21 +12,9 @@ extension WebSocketFrame {
         guard let maskKey else { return data }
         guard extensionData == nil else { return unmaskedData }
         var data = self.data
-        let keyWord: UInt64 = withUnsafeBytes(
-            of: (maskKey[0], maskKey[1], maskKey[2], maskKey[3], maskKey[0], maskKey[1], maskKey[2], maskKey[3])
-        ) { $0.loadUnaligned(as: UInt64.self) }
         data.withUnsafeMutableReadableBytes { bytes in
-            let count = bytes.count
-            var index = 0
-            while index + 8 <= count {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                bytes.storeBytes(of: word ^ keyWord, toByteOffset: index, as: UInt64.self)
-                index += 8
-            }
-            while index < count {
-                bytes[index] ^= maskKey[index % 4]
-                index += 1
-            }
+            // In place: each word is read before it is written.
+            webSocketMaskCopy(UnsafeRawBufferPointer(bytes), into: bytes, key: maskKey)
         }
         return data
     }
@@ -91,30 +79,30 @@ final class ClientFrameEncoder: ChannelOutboundHandler, RemovableChannelHandler 
         buffer.writeBytes(maskKey)
         payload.withUnsafeReadableBytes { source in
             _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
-                maskCopy(source, into: target, key: maskKey)
+                webSocketMaskCopy(source, into: target, key: maskKey)
                 return length
             }
         }
     }
+}
 
-    /// `target[i] = source[i] ^ key[i % 4]` for every byte of `source`, a word at a time.
-    private static func maskCopy(
-        _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer, key: WebSocketMaskingKey
-    ) {
-        let keyWord: UInt64 = withUnsafeBytes(of: (key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3])) {
-            $0.loadUnaligned(as: UInt64.self)
-        }
-        let count = source.count
-        var index = 0
-        // Bounded: `index` moves by eight, then by one, up to `count`.
-        while index + 8 <= count {
-            let word = source.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            target.storeBytes(of: word ^ keyWord, toByteOffset: index, as: UInt64.self)
-            index += 8
-        }
-        while index < count {
-            target[index] = source[index] ^ key[index % 4]
-            index += 1
-        }
+/// `target[i] = source[i] ^ key[i % 4]` for every byte of `source`, a word at a time.
+func webSocketMaskCopy(
+    _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer, key: WebSocketMaskingKey
+) {
+    let keyWord: UInt64 = withUnsafeBytes(of: (key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3])) {
+        $0.loadUnaligned(as: UInt64.self)
+    }
+    let count = source.count
+    var index = 0
+    // Bounded: `index` moves by eight, then by one, up to `count`.
+    while index + 8 <= count {
+        let word = source.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+        target.storeBytes(of: word ^ keyWord, toByteOffset: index, as: UInt64.self)
+        index += 8
+    }
+    while index < count {
+        target[index] = source[index] ^ key[index % 4]
+        index += 1
     }
 }
