@@ -92,6 +92,28 @@ func cpuSeconds(pid: Int32) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// CPU seconds of several processes added (nil when none is given or one is unreadable).
+func cpuSeconds(pids: [Int32]) -> Double? {
+    guard !pids.isEmpty else { return nil }
+    var total = 0.0
+    for pid in pids {
+        guard let seconds = cpuSeconds(pid: pid) else { return nil }
+        total += seconds
+    }
+    return total
+}
+
+/// `runQueueWaitMilliseconds` of several processes added (nil when none is given or one is unreadable).
+func runQueueWaitMilliseconds(pids: [Int32]) -> Double? {
+    guard !pids.isEmpty else { return nil }
+    var total = 0.0
+    for pid in pids {
+        guard let waited = runQueueWaitMilliseconds(pid: pid) else { return nil }
+        total += waited
+    }
+    return total
+}
+
 /// Milliseconds the threads of a process have spent runnable but waiting for a CPU, summed over
 /// `/proc/PID/task/*/schedstat` (field 2); nil when unreadable. On a shared machine this tells how
 /// much of a latency figure is waiting for a core rather than work.
@@ -146,8 +168,13 @@ struct Load: AsyncParsableCommand {
     var durationSeconds = 10
     @Option(help: "Seconds of load before measuring.")
     var warmupSeconds = 2
-    @Option(help: "PID of the relay, to report its CPU time per forwarded message (read from /proc).")
-    var relayPid: Int32?
+    @Option(
+        help: ArgumentHelp(
+            "PID of the relay, to report its CPU time per forwarded message (read from /proc). Repeat it for a "
+                + "cluster's nodes: their CPU times are added."))
+    var relayPid: [Int32] = []
+    @Option(help: "PID of a cluster's redis-server, to report its CPU time per forwarded message (read from /proc).")
+    var redisPid: Int32?
 
     func validate() throws {
         try common.validateCommon()
@@ -242,9 +269,10 @@ struct Load: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(warmupSeconds))
         for worker in workers { try await worker.eventLoop.submit { worker.value.beginMeasuring() }.get() }
         let measureStart = ContinuousClock.now
-        let relayCPUStart = relayPid.flatMap(cpuSeconds)
+        let relayCPUStart = cpuSeconds(pids: relayPid)
+        let redisCPUStart = redisPid.flatMap(cpuSeconds)
         let ownCPUStart = ownCPUSeconds()
-        let relayWaitStart = relayPid.flatMap(runQueueWaitMilliseconds)
+        let relayWaitStart = runQueueWaitMilliseconds(pids: relayPid)
         let ownWaitStart = runQueueWaitMilliseconds(pid: getpid())
         try await Task.sleep(for: .seconds(durationSeconds))
         var total = LoadStats()
@@ -253,8 +281,9 @@ struct Load: AsyncParsableCommand {
         }
         let elapsed = ContinuousClock.now - measureStart
         let ownCPU = ownCPUSeconds() - ownCPUStart
-        let relayCPU = relayPid.flatMap(cpuSeconds).flatMap { end in relayCPUStart.map { end - $0 } }
-        let relayWait = relayPid.flatMap(runQueueWaitMilliseconds).flatMap { end in relayWaitStart.map { end - $0 } }
+        let relayCPU = cpuSeconds(pids: relayPid).flatMap { end in relayCPUStart.map { end - $0 } }
+        let redisCPU = redisPid.flatMap(cpuSeconds).flatMap { end in redisCPUStart.map { end - $0 } }
+        let relayWait = runQueueWaitMilliseconds(pids: relayPid).flatMap { end in relayWaitStart.map { end - $0 } }
         let ownWait = runQueueWaitMilliseconds(pid: getpid()).flatMap { end in ownWaitStart.map { end - $0 } }
         for worker in workers { try await worker.eventLoop.submit { worker.value.closeAll() }.get() }
         try await group.shutdownGracefully()
@@ -266,7 +295,8 @@ struct Load: AsyncParsableCommand {
                 + BenchWire.filler(frameBytes: messageBytes).count,
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
             seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
-            relayCPUSeconds: relayCPU, ownCPUSeconds: ownCPU, relayRunQueueWaitMilliseconds: relayWait,
+            relayCPUSeconds: relayCPU, redisCPUSeconds: redisCPU, ownCPUSeconds: ownCPU,
+            relayRunQueueWaitMilliseconds: relayWait,
             ownRunQueueWaitMilliseconds: ownWait, joinToPeerFoundNanoseconds: joinLatencies.sorted()
         )
         print(common.json ? report.json : report.text)
@@ -283,7 +313,9 @@ struct LoadReport {
     var stats: LoadStats
     var connectFailures: Int
     var pairingFailures: Int
+    /// Summed over every `--relay-pid`.
     var relayCPUSeconds: Double?
+    var redisCPUSeconds: Double?
     var ownCPUSeconds: Double
     /// Time spent waiting for a CPU during the measurement, relay and load generator.
     var relayRunQueueWaitMilliseconds: Double?
@@ -302,6 +334,10 @@ struct LoadReport {
     /// Relay CPU microseconds per forwarded message (each forwarded message is one received here).
     var relayMicrosecondsPerMessage: Double? {
         relayCPUSeconds.map { stats.received == 0 ? 0 : $0 * 1e6 / Double(stats.received) }
+    }
+    /// redis-server's CPU microseconds per forwarded message (in a split run each one crossed it).
+    var redisMicrosecondsPerMessage: Double? {
+        redisCPUSeconds.map { stats.received == 0 ? 0 : $0 * 1e6 / Double(stats.received) }
     }
     var ownMicrosecondsPerMessage: Double { stats.received == 0 ? 0 : ownCPUSeconds * 1e6 / Double(stats.received) }
 
@@ -330,7 +366,8 @@ struct LoadReport {
               JOIN us      p50 \(format(joinMicroseconds(50))) p99 \(format(joinMicroseconds(99))) \
             max \(format(joinMicroseconds(100))) (JOIN to PEER_FOUND, every client)
               CPU us/msg   relay \(relayMicrosecondsPerMessage.map { format($0, 2) } ?? "n/a (no --relay-pid)"), \
-            load generator \(format(ownMicrosecondsPerMessage, 2))
+            load generator \(format(ownMicrosecondsPerMessage, 2))\
+            \(redisMicrosecondsPerMessage.map { ", redis-server \(format($0, 2))" } ?? "")
               CPU wait ms  relay \(relayRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a"), \
             load generator \(ownRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a") (runnable, waiting for a core)
               errors       \(errors) (ERROR frames \(stats.errorFrames), unexpected closes \(stats.unexpectedCloses), \
@@ -349,6 +386,7 @@ struct LoadReport {
         "max":\(joinMicroseconds(100))},\
         "relay_cpu_us_per_message":\(relayMicrosecondsPerMessage ?? -1),\
         "load_generator_cpu_us_per_message":\(ownMicrosecondsPerMessage),\
+        "redis_cpu_us_per_message":\(redisMicrosecondsPerMessage ?? -1),\
         "relay_run_queue_wait_ms":\(relayRunQueueWaitMilliseconds ?? -1),\
         "load_generator_run_queue_wait_ms":\(ownRunQueueWaitMilliseconds ?? -1),\
         "errors":{"error_frames":\(stats.errorFrames),"unexpected_closes":\(stats.unexpectedCloses),\

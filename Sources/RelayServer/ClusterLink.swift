@@ -79,7 +79,10 @@ public enum ClusterTiming {
 final class ClusterLink {
     struct Events {
         var availability: (Bool) -> Void
+        /// A message on this node's channel; its writes wait for `messagesRead`.
         var message: ([UInt8]) -> Void
+        /// The subscriber's read batch ended (or it closed): flush what its messages wrote.
+        var messagesRead: () -> Void
         var nodesGone: ([String]) -> Void
         var partnerNodes: () -> [String]
         /// Each room holding local seats, with their connections (refreshed every heartbeat).
@@ -571,6 +574,7 @@ final class ClusterLink {
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
             onValue: { value in link.value.subscriberMessage(value) },
+            readComplete: { link.value.events?.messagesRead() },
             closed: { link.value.subscriberClosed() }
         ).whenComplete { result in
             link.value.subscriberPending = false
@@ -618,6 +622,8 @@ final class ClusterLink {
     }
 
     private func subscriberClosed() {
+        // Messages decoded as the connection closed had no read batch end of their own.
+        events?.messagesRead()
         subscriber = nil
         subscriberAddress = nil
         subscribed = false

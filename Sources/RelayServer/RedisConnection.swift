@@ -79,9 +79,10 @@ final class RedisConnection {
     /// A TCP (or TLS) connection to `address` whose RESP values go to `onValue`.
     static func connect(
         to address: RedisServerAddress, sslContext: NIOSSLContext?, bulkMaxBytes: Int, eventLoop: any EventLoop,
-        onValue: @escaping (RESPValue) -> Void, closed: @escaping () -> Void
+        onValue: @escaping (RESPValue) -> Void, readComplete: @escaping () -> Void = {}, closed: @escaping () -> Void
     ) -> EventLoopFuture<any Channel> {
-        let handler = NIOLoopBound(RedisValueHandler(onValue: onValue, onClose: closed), eventLoop: eventLoop)
+        let handler = NIOLoopBound(
+            RedisValueHandler(onValue: onValue, onReadComplete: readComplete, onClose: closed), eventLoop: eventLoop)
         // SNI and the name check want a host name; an IP address is checked against the
         // certificate's IP addresses instead (NIOSSL does that when no name is given).
         let host = address.host
@@ -139,20 +140,27 @@ final class RESPDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Hands each value to the link; reports the close; closes on any error.
+/// Hands each value to the link; reports the end of each read batch and the close; closes on any error.
 final class RedisValueHandler: ChannelInboundHandler {
     typealias InboundIn = RESPValue
 
     private let onValue: (RESPValue) -> Void
+    private let onReadComplete: () -> Void
     private let onClose: () -> Void
 
-    init(onValue: @escaping (RESPValue) -> Void, onClose: @escaping () -> Void) {
+    init(onValue: @escaping (RESPValue) -> Void, onReadComplete: @escaping () -> Void, onClose: @escaping () -> Void) {
         self.onValue = onValue
+        self.onReadComplete = onReadComplete
         self.onClose = onClose
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         onValue(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        onReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -90,6 +90,7 @@ final class RelayHub {
         link.events = ClusterLink.Events(
             availability: { available in hub.value.clusterInput { $0.clusterAvailabilityChanged(available, now: $1) } },
             message: { bytes in hub.value.clusterMessage(bytes) },
+            messagesRead: { hub.value.endOfReadBatch() },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
             partnerNodes: { hub.value.engine.clusterPartnerNodes },
             seatRooms: { hub.value.engine.clusterSeatRooms },
@@ -114,7 +115,10 @@ final class RelayHub {
         if !isDraining { run() }
     }
 
-    /// A message on this node's pub/sub channel.
+    /// A message on this node's pub/sub channel, inside the subscriber's read batch: like a
+    /// client's frame, its actions are carried out now and its writes flushed by
+    /// `endOfReadBatch` (`messagesRead`), so a batch of SIGNALs from Redis costs one flush per
+    /// receiving connection rather than one per SIGNAL.
     private func clusterMessage(_ bytes: [UInt8]) {
         guard let message = ClusterWire.parse(bytes) else {
             malformedClusterMessages += 1
@@ -122,11 +126,11 @@ final class RelayHub {
         }
         switch message {
         case let .notice(notice):
-            clusterInput { $0.clusterNotice(notice, now: $1) }
+            engine.clusterNotice(notice, now: Self.now)
         case let .signal(to, from, bodyOffset):
-            let frame = ByteBuffer(bytes: bytes[bodyOffset...])
-            clusterInput { $0.clusterSignal(to: to, from: from, frame, now: $1) }
+            engine.clusterSignal(to: to, from: from, ByteBuffer(bytes: bytes[bodyOffset...]), now: Self.now)
         }
+        if !isDraining { drain() }
     }
 
     private func performCluster(_ command: ClusterCommand<ByteBuffer>) {
