@@ -206,7 +206,9 @@ final class DiskFileStore: FileStore {
         // Bounded by `keptPartsScanMax` entries.
         for _ in 0..<Self.keptPartsScanMax {
             guard let entry = readdir(stream) else { break }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             var info = stat()
             guard SafeFileName.isPartName(name), fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0,
                   (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid() else { continue }

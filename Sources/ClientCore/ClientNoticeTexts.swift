@@ -60,8 +60,9 @@ extension ClientNotice {
         let age = kept.oldestDays == 0 ? "today" : kept.oldestDays == 1 ? "1 day ago" : "\(kept.oldestDays) days ago"
         return ClientNotice(
             .fileKeptParts, .info,
-            "\(directory) holds \(kept.count) .part file\(kept.count == 1 ? "" : "s") (\(megabytes) MB) of transfers cut "
-                + "off, the oldest from \(age): each resumes if its file is offered again; delete those you do not expect")
+            "\(directory) holds \(kept.count) .part file\(kept.count == 1 ? "" : "s") (\(megabytes) MB) of "
+                + "transfers cut off, the oldest from \(age): each resumes if its file is offered again; "
+                + "delete those you do not expect")
     }
 
     static let fileOffered = ClientNotice(

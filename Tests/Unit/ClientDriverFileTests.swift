@@ -236,7 +236,8 @@ struct ClientDriverFileTests {
         let chunk = UInt64(FileTransferConfiguration().chunkBytes)
         let keptBytes = UInt64(4 * slice) / chunk * chunk
         let lastSlice = "read \((keptBytes - 1) / UInt64(slice) * UInt64(slice))"
-        #expect(log.entries.filter { $0.hasPrefix("read") }.count == Int((keptBytes + UInt64(slice) - 1) / UInt64(slice)))
+        let slices = Int((keptBytes + UInt64(slice) - 1) / UInt64(slice))
+        #expect(log.entries.filter { $0.hasPrefix("read") }.count == slices)
         #expect((log.entries.firstIndex(of: "line") ?? .max) < (log.entries.firstIndex(of: lastSlice) ?? -1))
         #expect(harness.messages(0) == ["typed during the hash"])
         #expect(bobStore.files["/dl/notes.txt"] == data)

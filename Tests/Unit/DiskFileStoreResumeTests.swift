@@ -209,13 +209,14 @@ struct DiskFileStoreResumeTests {
         Self.put(dir + "/a.bin.\(Self.tag).part", 5_000)
         Self.put(dir + "/b (1).bin.\(Self.tag).part", 2_000)
         let old = Date(timeIntervalSinceNow: -10.5 * 86_400)
-        try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: dir + "/b (1).bin.\(Self.tag).part")
+        let files = FileManager.default
+        try files.setAttributes([.modificationDate: old], ofItemAtPath: dir + "/b (1).bin.\(Self.tag).part")
         // Not a transfer's: a user's own .part names, a symlink and a directory named like one.
         Self.put(dir + "/thesis.part", 4_000)
         Self.put(dir + "/x.0123456789ABCDEF.part", 4_000)
         Self.put(dir + "/target", 4_000)
-        try FileManager.default.createSymbolicLink(atPath: dir + "/c.bin.\(Self.tag).part", withDestinationPath: dir + "/target")
-        try FileManager.default.createDirectory(atPath: dir + "/d.bin.\(Self.tag).part", withIntermediateDirectories: false)
+        try files.createSymbolicLink(atPath: dir + "/c.bin.\(Self.tag).part", withDestinationPath: dir + "/target")
+        try files.createDirectory(atPath: dir + "/d.bin.\(Self.tag).part", withIntermediateDirectories: false)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
         #expect(DiskFileStore().keptParts(directory: dir) == KeptParts(count: 2, bytes: 7_000, oldestDays: 10))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == before)
