@@ -117,7 +117,7 @@ step "files, relay in the middle with and without passwords: seeds 1..2 x $file_
 # Each file invariant's planted bug once (they imply --files): caught under its own name, or the sweep fails.
 step "planted file bugs: each caught under its own invariant"
 for pair in file-commit-truncates:file-integrity file-write-twice:file-writes file-progress-16-bits:file-progress \
-    file-restart-from-zero:file-no-restart file-acks-lost:file-liveness; do
+    file-restart-from-zero:file-no-restart file-acks-lost:file-liveness file-resume-from-zero:file-resume; do
     bug=${pair%%:*}
     expected=${pair##*:}
     set +e
@@ -131,6 +131,18 @@ for pair in file-commit-truncates:file-integrity file-write-twice:file-writes fi
     fi
     echo "$bug: caught as $expected"
 done
+
+# Resume after a process exit: each file room's sender is killed once mid-transfer and restarted, and
+# offers the same file again; file-resume holds the receiver to its kept prefix. A run that resumed
+# nothing would prove nothing: require resumes in one seed (a few seconds).
+step "files: a killed sender's file resumes from the receiver's kept .part (seed 1 x $file_peers peers)"
+resume_out=$("$simulator" --seed 1 --peers "$file_peers" "${faults[@]}" --files)
+resume_line=$(grep "resume:" <<<"$resume_out")
+echo "$resume_line"
+if ! grep -qE ", [1-9][0-9]* resumed" <<<"$resume_line"; then
+    echo "error: no file resumed from a kept .part" >&2
+    exit 1
+fi
 
 # The cluster relay (issue 15): 3 nodes sharing a virtual Redis, clients on random nodes, with node
 # crashes, Redis restarts and node-Redis partitions on top of every client fault; room-capacity is

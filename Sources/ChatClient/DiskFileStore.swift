@@ -29,6 +29,9 @@ final class DiskFileStore: FileStore {
     static let resumeCandidatesMax = 16
     private var entries: [Int: Entry] = [:]
     private var nextID = 1
+    /// Tests only: runs between a `.part`'s creation and its lock (the window in which another
+    /// process's resume can take it), with its path.
+    var beforeLockingPart: ((String) -> Void)?
 
     func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -77,12 +80,40 @@ final class DiskFileStore: FileStore {
                 close(directoryFD)
                 return .failure(failure)
             }
-            _ = flock(fd, LOCK_EX | LOCK_NB)  // New and ours: only keeps a resume elsewhere off it.
+            beforeLockingPart?(directory + "/" + partName)
+            // New, but another process's resume may have opened and locked it in the meantime:
+            // then it is theirs (left as it is). Unlocked, a resume elsewhere could share it.
+            if let failure = Self.lockNewPart(fd, directoryFD, partName) {
+                close(fd)
+                close(directoryFD)
+                return .failure(failure)
+            }
             let entry = Entry(fd: fd, directoryFD: directoryFD, directory: directory, partName: partName, name: name)
             return .success(add(entry))
         }
         close(directoryFD)
         return .failure(FileStoreError("every name like \(name) is taken"))
+    }
+
+    /// Lock a `.part` just created as `partName`; nil when locked. Held by someone else: a
+    /// `partInUse` failure, the file left to them; any other error: the file is ours and goes.
+    private static func lockNewPart(_ fd: Int32, _ directoryFD: Int32, _ partName: String) -> FileStoreError? {
+        // Bounded: a signal interrupts a non-blocking flock at most a few times.
+        for _ in 0..<8 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return nil }
+            guard errno == EINTR else { break }
+        }
+        let code = errno
+        if code == EWOULDBLOCK {
+            return FileStoreError("\(partName) is locked by another transfer", kind: .partInUse)
+        }
+        var open = stat()
+        var named = stat()
+        if fstat(fd, &open) == 0, fstatat(directoryFD, partName, &named, AT_SYMLINK_NOFOLLOW) == 0,
+           open.st_dev == named.st_dev, open.st_ino == named.st_ino {
+            unlinkat(directoryFD, partName, 0)
+        }
+        return FileStoreError("cannot lock \(partName): " + String(cString: strerror(code)))
     }
 
     func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError> {
@@ -159,6 +190,34 @@ final class DiskFileStore: FileStore {
         let entry = Entry(
             fd: best.fd, directoryFD: directoryFD, directory: directory, partName: best.partName, name: name)
         return (add(entry), best.size)
+    }
+
+    /// Directory entries looked at for `keptParts` (a directory larger than this is reported on
+    /// its first entries only).
+    static let keptPartsScanMax = 100_000
+
+    func keptParts(directory: String) -> KeptParts? {
+        guard let stream = opendir(directory) else { return nil }
+        defer { closedir(stream) }
+        let directoryFD = dirfd(stream)
+        var kept = KeptParts(count: 0, bytes: 0, oldestDays: 0)
+        var oldest: Int?
+        let now = Int(time(nil))
+        // Bounded by `keptPartsScanMax` entries.
+        for _ in 0..<Self.keptPartsScanMax {
+            guard let entry = readdir(stream) else { break }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            var info = stat()
+            guard SafeFileName.isPartName(name), fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0,
+                  (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid() else { continue }
+            kept.count += 1
+            kept.bytes += UInt64(max(info.st_size, 0))
+            oldest = min(oldest ?? Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_sec))
+        }
+        kept.oldestDays = oldest.map { max(0, now - $0) / 86_400 } ?? 0
+        return kept
     }
 
     /// `partName` in the directory, opened for a resume if it is a `.part` this client could have

@@ -3,7 +3,11 @@ import ClientCore
 
 /// A disk in memory for file transfers in tests and simulations: paths are keys, directories are
 /// prefixes. It keeps the rules the real store enforces (a `.part` is created new, a final name
-/// never replaces one that exists) so that tests of the driver see the same refusals.
+/// never replaces one that exists) so that tests of the driver see the same refusals, and its
+/// resume semantics: a `.part` left in a directory is found again only under the names
+/// `createPart` gives the same offer's tag, the longest first, and never while a transfer has it
+/// open (the real store's `flock`; `processEnded` closes a dead process's files, as the kernel
+/// does). The disk outlives the process: a slot's restarted process finds its predecessor's parts.
 public final class InMemoryFileStore: FileStore {
     /// Every file, by path ("DIR/NAME"). Tests put sources here and read what was stored.
     public var files: [String: [UInt8]] = [:]
@@ -11,11 +15,15 @@ public final class InMemoryFileStore: FileStore {
     public var freeBytes: UInt64?
     /// Writes fail from now on (a full or broken disk).
     public var failWrites = false
+    /// The age `keptParts` gives every `.part`, in days.
+    public var keptPartsAgeDays = 0
     /// Sees every operation as it happens (the simulator's file checks); nil: nobody watches.
     public var onOperation: ((FileStoreOperation) -> Void)?
     /// Deliberately broken behaviours, for the simulator's self-tests.
     public var plantedBugs: PlantedDiskBugs = []
     private var open: [Int: (path: String, directory: String, name: String)] = [:]
+    /// `.part` names looked at for a resume (DiskFileStore's `resumeCandidatesMax`).
+    static let resumeCandidatesMax = 16
     private var nextID = 1
 
     public init() {}
@@ -87,6 +95,49 @@ public final class InMemoryFileStore: FileStore {
         if deletePart && entry.path.hasSuffix(".part") { files[entry.path] = nil }
     }
 
+    public func resumablePart(directory: String, name: String, tag: String, maxBytes: UInt64)
+        -> (file: StoredFile, sizeBytes: UInt64)?
+    {
+        var best: (path: String, size: Int)?
+        for index in 0..<Self.resumeCandidatesMax {
+            let path = directory + "/" + SafeFileName.partName(name, index: index, tag: tag)
+            // Held by a transfer under way: the real store's flock refuses it.
+            guard let content = files[path], UInt64(content.count) <= maxBytes,
+                  !open.values.contains(where: { $0.path == path }) else { continue }
+            if best == nil || content.count > best!.size { best = (path, content.count) }
+        }
+        guard let best else { return nil }
+        let file = add(best.path, directory: directory, name: name)
+        onOperation?(.resumePart(file, path: best.path, sizeBytes: UInt64(best.size)))
+        // The planted misread size: the store says the kept part is empty, so nothing is proposed.
+        return (file, plantedBugs.contains(.resumeSeesEmptyPart) ? 0 : UInt64(best.size))
+    }
+
+    public func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {
+        guard let entry = open[file.rawValue], files[entry.path] != nil, entry.path.hasSuffix(".part") else {
+            return .failure(FileStoreError("not open"))
+        }
+        files[entry.path] = []
+        onOperation?(.truncate(file))
+        return .success(())
+    }
+
+    /// Every `.part` in `directory` is as old as the test says (`keptPartsAgeDays`).
+    public func keptParts(directory: String) -> KeptParts? {
+        let parts = files.filter {
+            $0.key.hasPrefix(directory + "/") && SafeFileName.isPartName(String($0.key.dropFirst(directory.count + 1)))
+        }
+        return KeptParts(count: parts.count, bytes: parts.values.reduce(0) { $0 + UInt64($1.count) },
+                         oldestDays: keptPartsAgeDays)
+    }
+
+    /// The process that used this disk ended (crashed or exited): its files close without a
+    /// `release`, as the kernel closes a dead process's descriptors (and drops its locks); every
+    /// `.part` stays where it is.
+    public func processEnded() {
+        open.removeAll()
+    }
+
     private func add(_ path: String, directory: String, name: String) -> StoredFile {
         defer { nextID += 1 }
         open[nextID] = (path, directory, name)
@@ -102,6 +153,10 @@ public enum FileStoreOperation: Sendable {
     case write(StoredFile, offset: UInt64, count: Int)
     /// The `.part` took its final name, `path`.
     case commit(StoredFile, path: String)
+    /// A `.part` an earlier transfer left at `path`, of `sizeBytes`, was opened to resume it.
+    case resumePart(StoredFile, path: String, sizeBytes: UInt64)
+    /// An open `.part` was cut to zero bytes (its prefix was not the offered file's).
+    case truncate(StoredFile)
 }
 
 /// Deliberate disk bugs in the in-memory store (not in shipped code), for the simulator's
@@ -117,4 +172,7 @@ public struct PlantedDiskBugs: OptionSet, Hashable, Sendable {
     public static let writeTwice = PlantedDiskBugs(rawValue: 1 << 0)
     /// A committed file loses its last byte (a tail never flushed before the rename).
     public static let commitDropsLastByte = PlantedDiskBugs(rawValue: 1 << 1)
+    /// A kept `.part` is opened for a resume but its size is misread as 0: the receiver proposes
+    /// nothing and writes the file again from its first byte.
+    public static let resumeSeesEmptyPart = PlantedDiskBugs(rawValue: 1 << 2)
 }

@@ -57,6 +57,10 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
     /// last acknowledged chunk: no chunk the receiver acknowledged is sent again, and each go-back
     /// re-sends at most a window of chunks, never the file from zero.
     case fileNoRestart = "file-no-restart"
+    /// A transfer that finds a `.part` an earlier process left for the same file, holding k > 0
+    /// whole chunks of it (short of the last), continues from chunk k: it shows `resumed` with
+    /// exactly those bytes, never empties the `.part` nor writes inside the kept prefix.
+    case fileResume = "file-resume"
     /// After the heal every transfer ends within the bound; each ends stored and confirmed, or
     /// failed with a reason the faults explain (the peer changed, the session ended) at each side
     /// whose process lived.
@@ -86,6 +90,7 @@ public enum Invariant: String, CaseIterable, Sendable, Codable {
         case .fileWrites: "no file offset written twice or beyond the offered size"
         case .fileProgress: "file progress never goes backwards"
         case .fileNoRestart: "an interrupted transfer goes on from the last acknowledged chunk"
+        case .fileResume: "a file offered again after a process exit resumes from its kept .part"
         case .fileLiveness: "every transfer ends, stored and confirmed or failed with a typed reason"
         case .deadNodeBound: "a dead cluster node's seats are given up within the documented bound"
         }

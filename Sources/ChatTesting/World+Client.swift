@@ -207,6 +207,7 @@ extension World {
         client.exitStatus = status
         record(.exited, client: client.index, value: UInt64(status.code))
         closeAllLinks(of: client)
+        (client.fileStore as? InMemoryFileStore)?.processEnded()
         observer?.world(self, client: client.index, exited: status)
     }
 

@@ -36,6 +36,8 @@ extension World {
         record(.clientCrash, client: index)
         closeAllLinks(of: client)
         client.driver = nil
+        // Its files close with it (and their locks go): the disk and every `.part` stay.
+        (client.fileStore as? InMemoryFileStore)?.processEnded()
     }
 
     /// The relay process dies: every connection breaks (each client notices), all room state is

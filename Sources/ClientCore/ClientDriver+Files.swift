@@ -6,6 +6,10 @@ extension ClientDriver {
     /// The most actions carried out per pump (each transfer's window bounds the chunks; this
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
+    /// Bytes of a resume's prefix hashed per turn of the shell's loop (about 4 ms here): between
+    /// slices the shell reads the network and the keyboard, so a GiB kept (about a second of
+    /// hashing) never holds up chat, pings or keepalives.
+    static let prefixSliceBytes = 4 << 20
 
     /// Offer the file at `path` (`--send`, `/send`): read it once to hash it, then offer it.
     func offerFile(path: String, now: Instant) {
@@ -55,12 +59,24 @@ extension ClientDriver {
         return true
     }
 
+    /// At start: the `.part`s transfers cut off earlier left in `--accept-files DIR`, if any (they
+    /// never expire on their own: a kept GiB is the user's to keep or delete).
+    func reportKeptParts() {
+        guard let directory = configuration.files.acceptDirectory,
+              let kept = fileStore?.keptParts(directory: directory), kept.count > 0 else { return }
+        notify(.fileKeptParts(kept, directory: directory))
+    }
+
     /// Accept the incoming offer `info` into `directory`, unless the policy refuses it. A `.part`
     /// an earlier session left for the same name is resumed if the sender finds its prefix is
     /// the file's (the free space then needs to hold only the rest).
     func acceptOffer(_ info: FileOfferInfo, into directory: String, now: Instant) {
         guard let store = fileStore else {
             files.reject(info.id, .storage)
+            return
+        }
+        guard !isAccepting(info.id) else {
+            notify(.fileProblem("\(SafeFileName.make(info.name)) is already being accepted"))
             return
         }
         let name = SafeFileName.make(info.name)
@@ -74,45 +90,66 @@ extension ClientDriver {
             files.reject(info.id, .noSpace)
         } else if let kept {
             storedFiles.append((info.id, .incoming, kept.file))
-            files.accept(info.id, now: now, prefix: keptPrefix(info.id, kept.file, partBytes: kept.sizeBytes, store))
+            // The whole chunks worth proposing are hashed a slice at a time (`hashPrefixSlice`),
+            // then accepted; none (a `.part` shorter than a chunk): accepted from 0 at once.
+            let point = files.resumePoint(info.id, partBytes: kept.sizeBytes)
+            if point.chunks > 0 {
+                prefixJobs.append(PrefixHashJob(id: info.id, direction: .incoming, file: kept.file,
+                                                bytes: point.bytes, chunks: point.chunks))
+            } else {
+                files.accept(info.id, now: now)
+            }
         } else {
             switch store.createPart(directory: directory, name: name, tag: tag) {
             case let .success(file):
                 storedFiles.append((info.id, .incoming, file))
                 files.accept(info.id, now: now)
             case let .failure(error):
-                notify(.fileProblem("cannot store \(name) in \(directory): \(error)"))
+                let why = error.kind == .partInUse ? "its .part is in use by another securechat process" : "\(error)"
+                notify(.fileProblem("cannot store \(name) in \(directory): \(why)"))
                 files.reject(info.id, .storage)
             }
         }
         pumpFiles(now: now)
     }
 
-    /// The whole chunks of a kept `.part` worth proposing, hashed; nil to start from 0 (then
-    /// every byte of the `.part` is written again: it is no larger than the file).
-    private func keptPrefix(_ id: FileID, _ file: StoredFile, partBytes: UInt64, _ store: any FileStore)
-        -> FilePrefix?
-    {
-        let point = files.resumePoint(id, partBytes: partBytes)
-        guard point.chunks > 0 else { return nil }
-        let hasher = FileHasher()
-        guard feed(hasher, from: file, bytes: point.bytes, store: store) else { return nil }
-        return FilePrefix(chunks: point.chunks, hasher: hasher)
+    /// An incoming offer whose kept `.part` is being hashed before it is accepted.
+    func isAccepting(_ id: FileID) -> Bool {
+        storedFile(id, .incoming) != nil
     }
 
-    /// Hash the prefixes receivers asked to resume from, and tell the transfers; false when none
-    /// was waiting.
-    private func checkPrefix(now: Instant) -> Bool {
-        guard let request = files.nextPrefixCheck() else { return false }
-        let hasher = FileHasher()
-        if let store = fileStore, let file = storedFile(request.id, .outgoing),
-           feed(hasher, from: file, bytes: request.bytes, store: store)
-        {
-            files.prefixHashed(request.id, digest: hasher.finish(), now: now)
-        } else {
-            files.prefixHashed(request.id, digest: nil, now: now)
+    /// One slice of the first prefix waiting for its hash (starting the sender's check of the
+    /// first resume asked for, if none is under way); when it is whole, the transfer is told:
+    /// the receiver accepts with it, the sender compares it. A job whose transfer ended meanwhile
+    /// (its file was released) is dropped. One slice per call: the shell's loop turns in between.
+    private func hashPrefixSlice(now: Instant) {
+        if !prefixJobs.contains(where: { $0.direction == .outgoing }), let request = files.nextPrefixCheck() {
+            if let file = storedFile(request.id, .outgoing) {
+                prefixJobs.append(PrefixHashJob(id: request.id, direction: .outgoing, file: file,
+                                                bytes: request.bytes, chunks: 0))
+            } else {
+                files.prefixHashed(request.id, digest: nil, now: now)
+            }
         }
-        return true
+        defer { prefixSliceDue = prefixJobs.isEmpty ? nil : now }
+        guard let job = prefixJobs.first else { return }
+        guard let store = fileStore, storedFile(job.id, job.direction) == job.file else {
+            prefixJobs.removeFirst()
+            return
+        }
+        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        let read = count == 0 ? nil : try? store.read(job.file, offset: job.hasher.bytesHashed, count: count).get()
+        if let read, read.count == count { job.hasher.update(read) }
+        let whole = job.hasher.bytesHashed == job.bytes
+        guard whole || read?.count != count else { return }  // More slices to come.
+        prefixJobs.removeFirst()
+        switch job.direction {
+        case .incoming:
+            // Unreadable: nothing proposed, the transfer starts from 0 (the `.part` is rewritten).
+            files.accept(job.id, now: now, prefix: whole ? FilePrefix(chunks: job.chunks, hasher: job.hasher) : nil)
+        case .outgoing:
+            files.prefixHashed(job.id, digest: whole ? job.hasher.finish() : nil, now: now)
+        }
     }
 
     /// What the session handed on for the transfers.
@@ -136,10 +173,13 @@ extension ClientDriver {
 
     /// Carry out what the transfers ask, then send the chunks the windows allow.
     func pumpFiles(now: Instant) {
+        hashPrefixSlice(now: now)
         var budget = Self.fileActionsPerPumpMax
         while budget > 0 {
             let actions = files.drainActions()
-            if actions.isEmpty, !checkPrefix(now: now) {
+            if actions.isEmpty {
+                // A sender's resume check asked for just now starts at the next turn.
+                if prefixSliceDue == nil, files.nextPrefixCheck() != nil { prefixSliceDue = now }
                 guard sendNextChunk(now: now) else { return }
             }
             for action in actions { perform(action, now: now) }
@@ -228,7 +268,7 @@ extension ClientDriver {
 
     /// `/accept [DIR]`: the oldest offer waiting, into DIR (else `--accept-files`, else `.`).
     func acceptCommand(_ directory: String?, now: Instant) {
-        guard let offer = files.awaitingAnswer.first else {
+        guard let offer = files.awaitingAnswer.first(where: { !isAccepting($0.id) }) else {
             notify(.fileProblem("no file offer is waiting"))
             return
         }
@@ -237,7 +277,7 @@ extension ClientDriver {
 
     /// `/reject`: the oldest offer waiting.
     func rejectCommand(now: Instant) {
-        guard let offer = files.awaitingAnswer.first else {
+        guard let offer = files.awaitingAnswer.first(where: { !isAccepting($0.id) }) else {
             notify(.fileProblem("no file offer is waiting"))
             return
         }
@@ -253,5 +293,24 @@ extension ClientDriver {
         }
         files.fail(transfer.info.id, transfer.direction, .cancelled)
         pumpFiles(now: now)
+    }
+}
+
+/// A prefix being hashed a slice at a time: a kept `.part`'s first `bytes` (incoming: `chunks`
+/// whole chunks, to propose) or our file's (outgoing: to compare with a peer's resume).
+final class PrefixHashJob {
+    let id: FileID
+    let direction: FileDirection
+    let file: StoredFile
+    let bytes: UInt64
+    let chunks: UInt64
+    let hasher = FileHasher()
+
+    init(id: FileID, direction: FileDirection, file: StoredFile, bytes: UInt64, chunks: UInt64) {
+        self.id = id
+        self.direction = direction
+        self.file = file
+        self.bytes = bytes
+        self.chunks = chunks
     }
 }

@@ -53,6 +53,10 @@ public final class ClientDriver {
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).
     var fileFailuresLocal = 0
+    /// Prefixes of kept `.part`s (ours) or of our files (a peer's resume) being hashed, a slice
+    /// per turn of the shell's loop, and the instant the next slice is due (the last input's).
+    var prefixJobs: [PrefixHashJob] = []
+    var prefixSliceDue: Instant?
 
     /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
     ///   session keeps its own copy, so the caller wipes this one when it likes.
@@ -120,6 +124,7 @@ public final class ClientDriver {
         if let due = link.deadline { earliest = min(earliest ?? due, due) }
         if let deadline = phase.deadline { earliest = min(earliest ?? deadline, deadline) }
         if let due = files.pollTimeout() { earliest = min(earliest ?? due, due) }
+        if let due = prefixSliceDue { earliest = min(earliest ?? due, due) }  // Due at once: a hash slice.
         return earliest
     }
 
@@ -131,6 +136,7 @@ public final class ClientDriver {
         switch event {
         case .start:
             start(now: now)
+            reportKeptParts()
             for path in configuration.files.sendPaths { offerFile(path: path, now: now) }
         case let .transportUp(id): linkOpened(id, now: now)
         case let .transportFrame(id, bytes): if heard(id, now: now) { feed(.frame(bytes), now: now) }

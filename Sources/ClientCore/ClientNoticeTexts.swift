@@ -53,6 +53,18 @@ extension ClientNotice {
         ClientNotice(.fileProblem, .warning, text)
     }
 
+    /// What `--accept-files DIR` holds from transfers cut off before: kept to resume, never
+    /// deleted by the client on its own (the user decides).
+    static func fileKeptParts(_ kept: KeptParts, directory: String) -> ClientNotice {
+        let megabytes = (kept.bytes + 999_999) / 1_000_000
+        let age = kept.oldestDays == 0 ? "today" : kept.oldestDays == 1 ? "1 day ago" : "\(kept.oldestDays) days ago"
+        return ClientNotice(
+            .fileKeptParts, .info,
+            "\(directory) holds \(kept.count) .part file\(kept.count == 1 ? "" : "s") (\(megabytes) MB) of "
+                + "transfers cut off, the oldest from \(age): each resumes if its file is offered again; "
+                + "delete those you do not expect")
+    }
+
     static let fileOffered = ClientNotice(
         .fileOffered, .info, "the peer offers a file: /accept [DIR] to receive it, /reject to refuse it")
 

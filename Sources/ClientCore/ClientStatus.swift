@@ -48,6 +48,8 @@ public struct ClientNotice: Hashable, Sendable {
         case fileProblem = "file_problem"
         /// A file offer waits for `/accept` or `/reject`.
         case fileOffered = "file_offered"
+        /// The download directory holds `.part`s of transfers cut off earlier (at start).
+        case fileKeptParts = "file_kept_parts"
     }
 
     public var kind: Kind

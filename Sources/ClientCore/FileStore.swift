@@ -11,10 +11,20 @@ public struct StoredFile: Hashable, Sendable {
 
 /// Why the store could not do what the driver asked (for the user; no file content).
 public struct FileStoreError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var reason: String
+    /// The failures the driver tells apart.
+    public enum Kind: Hashable, Sendable {
+        case other
+        /// A `.part` just created is locked by another transfer (another process of this user
+        /// opened it to resume in the instant between its creation and our lock): it is theirs.
+        case partInUse
+    }
 
-    public init(_ reason: String) {
+    public var reason: String
+    public var kind: Kind
+
+    public init(_ reason: String, kind: Kind = .other) {
         self.reason = reason
+        self.kind = kind
     }
 
     public var description: String { reason }
@@ -32,8 +42,9 @@ public protocol FileStore: AnyObject {
     /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
     func freeBytes(directory: String) -> UInt64?
     /// Create `SafeFileName.partName(name, index: n, tag: tag)` in `directory` for the first n not
-    /// taken, new (O_EXCL), never through a symlink; `name` is already a safe basename, `tag` the
-    /// offer's (`SafeFileName.partTag`).
+    /// taken, new (O_EXCL), never through a symlink, and locked for this transfer; `name` is
+    /// already a safe basename, `tag` the offer's (`SafeFileName.partTag`). A lock held elsewhere
+    /// is a failure of kind `partInUse`.
     func createPart(directory: String, name: String, tag: String) -> Result<StoredFile, FileStoreError>
     func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError>
     /// Give a complete `.part` its final name (the first of `name`, `name (1).ext`, … not taken:
@@ -49,6 +60,23 @@ public protocol FileStore: AnyObject {
         -> (file: StoredFile, sizeBytes: UInt64)?
     /// Cut an open `.part` to zero bytes (its prefix was not the offered file's).
     func truncate(_ file: StoredFile) -> Result<Void, FileStoreError>
+    /// The `.part`s earlier transfers left in `directory` (names `createPart` gives, regular files
+    /// of this user), or nil if it cannot be read. Reported at start; never deleted by the client.
+    func keptParts(directory: String) -> KeptParts?
+}
+
+/// What `FileStore.keptParts` found.
+public struct KeptParts: Hashable, Sendable {
+    public var count: Int
+    public var bytes: UInt64
+    /// Whole days since the oldest was last written.
+    public var oldestDays: Int
+
+    public init(count: Int, bytes: UInt64, oldestDays: Int) {
+        self.count = count
+        self.bytes = bytes
+        self.oldestDays = oldestDays
+    }
 }
 
 extension FileStore {
@@ -61,6 +89,10 @@ extension FileStore {
 
     public func truncate(_ file: StoredFile) -> Result<Void, FileStoreError> {
         .failure(FileStoreError("this store does not resume files"))
+    }
+
+    public func keptParts(directory: String) -> KeptParts? {
+        nil
     }
 }
 

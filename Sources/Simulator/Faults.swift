@@ -45,14 +45,15 @@ extension Simulation {
 
     /// The process dies; a new one (new instance, new keys) starts 0.5-3 s later in the same room.
     /// What the old one had not had confirmed is lost with it: nobody is left to tell.
-    func processCrash(_ index: Int) {
+    /// `restartAfter`: the workload's own kill (`resumeKill`) waits a fixed time, drawing nothing.
+    func processCrash(_ index: Int, restartAfter: Duration? = nil) {
         guard let driver = world.clients[index].driver, world.clients[index].isRunning else { return }
         collectStatistics(driver.session)
         if adversary != nil { guesses.crashed(index, instance: driver.session.localInstance.bytes) }
         ledger.crashed(index, incarnation: world.clients[index].incarnation)
         fileProcessCrashed(index)
         world.crashProcess(index)
-        let restartAt = world.now.advanced(by: .milliseconds(faultRandom.inRange(500...3_000)))
+        let restartAt = world.now.advanced(by: restartAfter ?? .milliseconds(faultRandom.inRange(500...3_000)))
         users[index].restartAt = restartAt
         world.schedule(SimEvent.processRestart.rawValue, client: Int32(index), at: restartAt)
     }

@@ -9,10 +9,16 @@ import ClientCore
 /// restarted offers them again: a new transfer) and accepts every offer into `/dl`
 /// (`--accept-files`).
 ///
-/// The checker watches the disks (every open, read, write and commit, as it happens) and what each
-/// client shows (offers, progress, done, failed), and holds the transfers to docs/PROTOCOL.md
-/// ("File transfer"): `file-integrity`, `file-writes`, `file-progress`, `file-no-restart` and
-/// `file-liveness` (ChatTesting's `Invariant`).
+/// The disks keep what a transfer cut short left (`.part`s, found again as the real store finds
+/// them), so a process restarted offers its files again and the receiver resumes from its kept
+/// prefix. Besides the random crashes, the workload kills each file room's sender once, in the
+/// fault phase, when its receiver shows it has stored whole chunks of a file (and more than one
+/// chunk is left), and starts it again a second later: the same file is offered again.
+///
+/// The checker watches the disks (every open, read, write, commit, resume and truncation, as it
+/// happens) and what each client shows (offers, progress, resumes, done, failed), and holds the
+/// transfers to docs/PROTOCOL.md ("File transfer"): `file-integrity`, `file-writes`,
+/// `file-progress`, `file-no-restart`, `file-resume` and `file-liveness` (ChatTesting's `Invariant`).
 final class FileWorkload {
     /// The clients' chunk size here: the protocol's smallest (1 KiB), so that a file of a few
     /// hundred KiB spans many windows and the faults land in the middle of transfers.
@@ -67,6 +73,8 @@ final class FileWorkload {
         var acknowledgedChunks: UInt64 = 0
         var highestSent: Int64 = -1
         var lastSent: Int64 = -1
+        /// The bytes the transfer showed kept from a `.part` (`resumed`), if it resumed.
+        var resumedBytes: UInt64?
     }
 
     /// A file opened on a disk: for reading (a file offered) or a `.part` (a file accepted).
@@ -75,6 +83,10 @@ final class FileWorkload {
         var key: Key?
         /// Byte ranges written, merged (a `.part`).
         var written: [Range<UInt64>] = []
+        /// A `.part` opened to resume: its size then, and the bytes of it the transfer must keep
+        /// (the whole chunks proposed, when they are the offered file's: set when it is bound).
+        var kept: UInt64 = 0
+        var floor: UInt64 = 0
     }
 
     /// Every file offered, by name (names are unique: they name the client and the file), and
@@ -92,6 +104,10 @@ final class FileWorkload {
     var verified: [Set<String>]
     var storedIDs: Set<FileID> = []
     var totals = SimulationReport.Files()
+    /// File rooms whose sender the workload already killed mid-transfer (once each).
+    var killedRooms: Set<Int> = []
+    /// A killed sender starts again this much later.
+    static let resumeKillDowntime = Duration.seconds(1)
 
     init(peers: Int) {
         stores = Array(repeating: nil, count: peers)
@@ -162,6 +178,7 @@ extension Simulation {
                 }
                 if bug == .fileWriteTwice { store.plantedBugs.insert(.writeTwice) }
                 if bug == .fileCommitTruncates { store.plantedBugs.insert(.commitDropsLastByte) }
+                if bug == .fileResumeFromZero { store.plantedBugs.insert(.resumeSeesEmptyPart) }
                 store.onOperation = { [unowned self] in self.fileOperation($0, client: index) }
                 world.clients[index].fileStore = store
                 world.clients[index].driverConfiguration.files = policy
@@ -182,8 +199,15 @@ extension Simulation {
         case let .openForReading(file, path), let .createPart(file, path):
             files.opened[client][file.rawValue] = FileWorkload.Opened(path: path)
             files.unbound[client].append(file.rawValue)
+        case let .resumePart(file, path, sizeBytes):
+            files.opened[client][file.rawValue] = FileWorkload.Opened(path: path, kept: sizeBytes)
+            files.unbound[client].append(file.rawValue)
+        case let .truncate(file):
+            truncated(file.rawValue, client: client)
         case let .read(file, offset, count):
-            guard let key = files.opened[client][file.rawValue]?.key else { return }  // The offer's hash pass.
+            // Unbound: the offer's hash pass; a `.part` or longer than a chunk: a prefix being hashed.
+            guard let key = files.opened[client][file.rawValue]?.key, key.direction == .outgoing,
+                  count <= FileWorkload.chunkBytes else { return }
             chunkRead(key, index: Int64(offset / UInt64(FileWorkload.chunkBytes)), count: count)
         case let .write(file, offset, count):
             written(file.rawValue, client: client, range: offset..<(offset + UInt64(count)))
@@ -219,10 +243,24 @@ extension Simulation {
         files.tracked[key] = transfer
     }
 
-    /// `file-writes`: a `.part` is written at `range`.
+    /// `file-resume`: a `.part` is emptied. Only a kept prefix that is not the file's may be.
+    private func truncated(_ handle: Int, client: Int) {
+        guard let files, let opened = files.opened[client][handle] else { return }
+        if opened.floor > 0 {
+            return fail(.fileResume, "client \(client) emptied \(opened.path), whose first \(opened.floor) bytes "
+                + "it kept were the offered file's: the transfer went back to zero")
+        }
+        files.opened[client][handle]?.written = []
+    }
+
+    /// `file-writes`: a `.part` is written at `range`; `file-resume`: never inside its kept prefix.
     private func written(_ handle: Int, client: Int, range: Range<UInt64>) {
         guard let files, var opened = files.opened[client][handle] else {
             return fail(.fileWrites, "client \(client) wrote \(range.count) bytes to a file it never opened")
+        }
+        if range.lowerBound < opened.floor {
+            return fail(.fileResume, "client \(client) wrote bytes \(range.lowerBound)..<\(range.upperBound) of "
+                + "\(opened.path), a .part resumed with its first \(opened.floor) bytes kept: it started over")
         }
         if let overlap = opened.written.first(where: { $0.overlaps(range) }) {
             return fail(.fileWrites, "client \(client) wrote bytes \(range.lowerBound)..<\(range.upperBound) of "
@@ -258,6 +296,7 @@ extension Simulation {
                     + "(\(info.sizeBytes) bytes) after \(transfer.progress)")
             }
             transfer.progress = bytes
+            if direction == .incoming { considerResumeKill(key, info, bytes: bytes) }
             if direction == .outgoing {
                 let chunk = UInt64(FileWorkload.chunkBytes)
                 transfer.acknowledgedChunks = bytes == info.sizeBytes ? (bytes + chunk - 1) / chunk : bytes / chunk
@@ -267,6 +306,11 @@ extension Simulation {
             let key = FileWorkload.Key(client: client, incarnation: incarnation, direction: direction, id: info.id)
             files.tracked[key]?.outcome = .done
             if direction == .incoming {
+                if let floor = files.opened[client].values.first(where: { $0.key == key })?.floor, floor > 0,
+                   files.tracked[key]?.resumedBytes == nil {
+                    return fail(.fileResume, "client \(client) stored \(info.name) without showing it resumed "
+                        + "from the \(floor) bytes its .part kept")
+                }
                 storedFile(info, savedAs: savedAs, client: client)
             } else if !files.storedIDs.contains(info.id) {
                 fail(.fileIntegrity, "client \(client) was told \(info.name) was stored, which its peer never stored")
@@ -274,6 +318,9 @@ extension Simulation {
                 files.totals.confirmed += 1
             }
         case let .resumed(info, direction, bytes):
+            let key = FileWorkload.Key(client: client, incarnation: incarnation, direction: direction, id: info.id)
+            files.tracked[key]?.resumedBytes = bytes
+            if direction == .incoming { resumed(key, info, bytes: bytes) }
             // A resume from a kept `.part` starts the progress at what the `.part` held.
             fileDisplayed(.progress(info, direction, bytes: bytes), savedAs: savedAs, client: client)
         case let .failed(info, direction, failure):
@@ -310,6 +357,7 @@ extension Simulation {
         }
         let handle = files.unbound[client].remove(at: position)
         files.opened[client][handle]?.key = key
+        if direction == .incoming { owedResume(handle, info, client: client) }
         if let end = files.opened[client][handle]?.written.last?.upperBound, end > info.sizeBytes {
             fail(.fileWrites, "client \(client) wrote up to byte \(end) of \(info.name), beyond its \(info.sizeBytes)")
         }
@@ -355,6 +403,61 @@ extension Simulation {
             fail(.fileLiveness, "client \(key.client)'s \(direction) \(info.name) failed (\(failure.eventName)), "
                 + "which no fault of this run explains")
         }
+    }
+}
+
+// MARK: Resume after a process exit
+
+extension Simulation {
+    /// An incoming offer took a kept `.part` (`resumablePart`): what the receiver proposes is
+    /// docs/PROTOCOL.md's k = min(⌊L / chunk⌋, chunks − 1) whole chunks, and when those bytes are
+    /// the offered file's (they always are through an honest relay: the `.part` is named for the
+    /// file's hash), the transfer owes keeping them (`file-resume`).
+    private func owedResume(_ handle: Int, _ info: FileOfferInfo, client: Int) {
+        guard let files, let opened = files.opened[client][handle], opened.kept > 0,
+              let source = files.sources[info.name], let part = files.stores[client]?.files[opened.path] else { return }
+        let chunk = UInt64(FileWorkload.chunkBytes)
+        let chunks = (info.sizeBytes + chunk - 1) / chunk
+        let keep = min(opened.kept / chunk, chunks > 0 ? chunks - 1 : 0) * chunk
+        guard keep > 0, part.count >= Int(keep), part.prefix(Int(keep)) == source.prefix(Int(keep)) else { return }
+        files.opened[client][handle]?.floor = keep
+        files.totals.resumesOwed += 1
+    }
+
+    /// The receiver showed `resumed`: from exactly the prefix it owed.
+    private func resumed(_ key: FileWorkload.Key, _ info: FileOfferInfo, bytes: UInt64) {
+        guard let files else { return }
+        let floor = files.opened[key.client].values.first(where: { $0.key == key })?.floor ?? 0
+        guard bytes == floor else {
+            return fail(.fileResume, "client \(key.client) resumed \(info.name) from byte \(bytes), but its .part "
+                + "kept \(floor) bytes of the file")
+        }
+        files.totals.resumed += 1
+        files.totals.bytesKept += Int(bytes)
+    }
+
+    /// The workload's kill: once per file room, in the fault phase, when the receiver has stored
+    /// at least two whole chunks of a file with at least two left, its sender's process dies (and
+    /// starts again `resumeKillDowntime` later, offering the same file again).
+    private func considerResumeKill(_ key: FileWorkload.Key, _ info: FileOfferInfo, bytes: UInt64) {
+        guard let files, adversary == nil, healedAt == nil, goodbye == nil else { return }
+        let chunk = UInt64(FileWorkload.chunkBytes)
+        let room = key.client / RoomCode.peersMax
+        let sender = world.peer(of: key.client)
+        // Not where a user leaves at random: an offer the restarted sender makes as its peer says
+        // goodbye is reported undeliverable and waits for ever (noticed here, left: see the report).
+        guard bytes >= 2 * chunk, bytes + 2 * chunk <= info.sizeBytes, !files.killedRooms.contains(room),
+              !users[sender].leaves, !users[key.client].leaves,
+              world.clients[sender].isRunning, users[sender].restartAt == nil else { return }
+        files.killedRooms.insert(room)
+        world.schedule(SimEvent.resumeKill.rawValue, client: Int32(sender), at: world.now)
+    }
+
+    /// `SimEvent.resumeKill`: the sender dies mid-transfer (if nothing ended it meanwhile).
+    func resumeKill(_ index: Int) {
+        guard let files, healedAt == nil, goodbye == nil, world.clients[index].isRunning else { return }
+        files.totals.resumeKills += 1
+        processCrash(index, restartAfter: FileWorkload.resumeKillDowntime)
     }
 }
 
@@ -449,5 +552,11 @@ extension SimulationReport {
         public var chunksResent = 0
         public var goBacks = 0
         public var longestGoBackChunks = 0
+        /// Senders the workload killed mid-transfer; offers that found a kept `.part` whose whole
+        /// chunks were the file's (a resume owed), resumes shown by receivers, and the bytes kept.
+        public var resumeKills = 0
+        public var resumesOwed = 0
+        public var resumed = 0
+        public var bytesKept = 0
     }
 }

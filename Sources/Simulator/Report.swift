@@ -236,6 +236,9 @@ extension SimulationReport {
                 "          \(files.goBacks) go-backs re-sent \(files.chunksResent) chunks (longest "
                     + "\(files.longestGoBackChunks), window \(FileWorkload.windowChunks)); after the heal "
                     + "\(s.fileLivenessExtraMilliseconds) ms more for transfers")
+            lines.append(
+                "          resume: \(files.resumeKills) senders killed mid-transfer, \(files.resumesOwed) offers "
+                    + "found a kept .part of the file, \(files.resumed) resumed (\(files.bytesKept) bytes kept)")
         }
         lines.append(
             "latency:  handshake p50 \(formatted(latency.handshakeP50Milliseconds)) ms, "

@@ -181,6 +181,9 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The clients' shells never send file acknowledgements: every sender stalls at its first
     /// window, going back to chunk 0 for ever.
     case fileAcksLost = "file-acks-lost"
+    /// The receiving disk misreads a kept `.part`'s size as 0 when opening it to resume: the
+    /// receiver proposes nothing and writes the file again from its first byte.
+    case fileResumeFromZero = "file-resume-from-zero"
     /// The cluster's Redis admits a third seat (its JOIN script's cap is off by one).
     case clusterCapOffByOne = "cluster-cap-off-by-one"
     /// A node's shell hands a SIGNAL from another node to the next connection, past the engine.
@@ -211,6 +214,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .fileProgress16Bits: .fileProgress
         case .fileRestartFromZero: .fileNoRestart
         case .fileAcksLost: .fileLiveness
+        case .fileResumeFromZero: .fileResume
         case .clusterCapOffByOne: .roomCapacity
         case .clusterSignalMisrouted: .onlyFromPeer
         case .clusterLongHeartbeatTTL: .deadNodeBound
@@ -229,7 +233,8 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     /// The bug is in file transfers: it implies `--files`.
     public var needsFiles: Bool {
         switch self {
-        case .fileCommitTruncates, .fileWriteTwice, .fileProgress16Bits, .fileRestartFromZero, .fileAcksLost: true
+        case .fileCommitTruncates, .fileWriteTwice, .fileProgress16Bits, .fileRestartFromZero, .fileAcksLost,
+             .fileResumeFromZero: true
         default: false
         }
     }
@@ -252,7 +257,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .leaveEarly: configuration.plantedBugs.insert(.leaveWhenOwnConfirmed)
         case .fileProgress16Bits: configuration.plantedBugs.insert(.progressIn16Bits)
         case .fileAcksLost: configuration.plantedBugs.insert(.dropFileAcks)
-        case .fileCommitTruncates, .fileWriteTwice, .fileRestartFromZero:
+        case .fileCommitTruncates, .fileWriteTwice, .fileRestartFromZero, .fileResumeFromZero:
             break  // In the file rooms' disks and transfer settings (`FileWorkload`).
         case .guessBudgetIgnored:
             configuration.driver = { room in

@@ -220,6 +220,7 @@ public final class Simulation {
         case .userLeaves: userLeaves(client)
         case .mitmInject: adversary?.inject(client)
         case .rerun: rerun(client)
+        case .resumeKill: resumeKill(client)
         case .nodeCrash, .nodeRestart, .redisRestart, .redisStart, .redisPartition, .deadNodeCheck:
             handleCluster(event, client)
         }
@@ -270,6 +271,8 @@ enum SimEvent: UInt8 {
     case redisStart
     case redisPartition
     case deadNodeCheck
+    /// The file workload kills a sender mid-transfer to see the file resumed (`Files.swift`).
+    case resumeKill
 }
 
 /// The goodbye phase: when it began, when every process must have exited, and the rooms whose

@@ -190,4 +190,97 @@ struct ClientDriverFileTests {
         #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
         #expect(bobStore.files.count == 1)
     }
+
+    /// What a test saw, in order (a class: the store's callback appends to it).
+    final class Log {
+        var entries: [String] = []
+    }
+
+    /// One move of the world: a held frame delivered, else the next event (timers included).
+    static func move(_ harness: DriverHarness) -> Bool {
+        for index in harness.world.clients.indices {
+            for direction in [World.Direction.toRelay, .toClient] where harness.world.heldCount(index, direction) > 0 {
+                harness.world.deliverHeld(index, direction)
+                return true
+            }
+        }
+        return harness.world.step() != nil
+    }
+
+    @Test("A kept prefix is hashed a slice per turn: a line typed while it is hashed leaves before the hash is whole")
+    func prefixHashedInSlices() throws {
+        let slice = ClientDriver.prefixSliceBytes
+        let data = Self.content(4 * slice + 200_000)
+        let hasher = FileHasher()
+        hasher.update(data)
+        let tag = SafeFileName.partTag(fileHash: hasher.finish(), sizeBytes: UInt64(data.count))
+        let bobStore = InMemoryFileStore()
+        bobStore.files["/dl/notes.txt.\(tag).part"] = Array(data.prefix(4 * slice))
+        let log = Log()
+        bobStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/notes.txt"] = data
+        let harness = DriverHarness()
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.world.handle(.line("/send /src/notes.txt"), at: 0)
+        // Frame by frame, timer by timer, until Bob has read the first slice of his prefix.
+        var moves = 0
+        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        #expect(log.entries == ["read 0"])
+        harness.world.handle(.line("typed during the hash"), at: 1)
+        log.entries.append("line")
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        // Bob read his prefix in slices, and the line went out between the first and the last.
+        let chunk = UInt64(FileTransferConfiguration().chunkBytes)
+        let keptBytes = UInt64(4 * slice) / chunk * chunk
+        let lastSlice = "read \((keptBytes - 1) / UInt64(slice) * UInt64(slice))"
+        let slices = Int((keptBytes + UInt64(slice) - 1) / UInt64(slice))
+        #expect(log.entries.filter { $0.hasPrefix("read") }.count == slices)
+        #expect((log.entries.firstIndex(of: "line") ?? .max) < (log.entries.firstIndex(of: lastSlice) ?? -1))
+        #expect(harness.messages(0) == ["typed during the hash"])
+        #expect(bobStore.files["/dl/notes.txt"] == data)
+        #expect(Self.fileEvents(harness, 1).contains {
+            if case .resumed(_, .incoming, keptBytes) = $0 { true } else { false }
+        })
+    }
+
+    @Test("The in-memory disk resumes as the real one: same tag only, the longest, never one held, free after a crash")
+    func inMemoryResume() {
+        let store = InMemoryFileStore()
+        let tag = SafeFileName.partTag(fileHash: [UInt8](repeating: 1, count: 32), sizeBytes: 100)
+        let other = SafeFileName.partTag(fileHash: [UInt8](repeating: 2, count: 32), sizeBytes: 100)
+        store.files["/dl/a.bin.\(tag).part"] = [UInt8](repeating: 1, count: 30)
+        store.files["/dl/a (1).bin.\(tag).part"] = [UInt8](repeating: 1, count: 60)
+        store.files["/dl/a.bin.\(other).part"] = [UInt8](repeating: 1, count: 90)
+        store.files["/dl/a.bin.part"] = [UInt8](repeating: 1, count: 90)
+        let first = store.resumablePart(directory: "/dl", name: "a.bin", tag: tag, maxBytes: 100)
+        #expect(first?.sizeBytes == 60)
+        #expect(store.resumablePart(directory: "/dl", name: "a.bin", tag: tag, maxBytes: 100)?.sizeBytes == 30)
+        #expect(store.resumablePart(directory: "/dl", name: "a.bin", tag: tag, maxBytes: 100) == nil)  // Both held.
+        #expect(store.resumablePart(directory: "/dl", name: "a.bin", tag: other, maxBytes: 50) == nil)  // Too long.
+        if let first { #expect((try? store.truncate(first.file).get()) != nil) }
+        #expect(store.files["/dl/a (1).bin.\(tag).part"] == [])
+        store.processEnded()  // A crash: its files close, the parts stay.
+        #expect(store.resumablePart(directory: "/dl", name: "a.bin", tag: tag, maxBytes: 100)?.sizeBytes == 30)
+    }
+
+    @Test("At start, kept .parts in --accept-files DIR are reported (count, size, age), and left where they are")
+    func keptPartsNotice() {
+        let tag = SafeFileName.partTag(fileHash: [UInt8](repeating: 1, count: 32), sizeBytes: 100)
+        let store = InMemoryFileStore()
+        store.files["/dl/a.bin.\(tag).part"] = [UInt8](repeating: 1, count: 1_500_000)
+        store.files["/dl/b.bin.\(tag).part"] = [UInt8](repeating: 1, count: 10)
+        store.files["/dl/notes.part"] = [1]  // The user's own: not a transfer's.
+        store.keptPartsAgeDays = 9
+        let harness = DriverHarness()
+        harness.add(files: Self.accepting(), fileStore: store)
+        harness.add(files: Self.accepting("/elsewhere"), fileStore: InMemoryFileStore())
+        #expect(harness.noticeTexts(0, .fileKeptParts) == [
+            "/dl holds 2 .part files (2 MB) of transfers cut off, the oldest from 9 days ago: each resumes if its "
+                + "file is offered again; delete those you do not expect"])
+        #expect(harness.notices(1).allSatisfy { $0 != .fileKeptParts })
+        #expect(store.files.count == 3)
+    }
 }

@@ -154,4 +154,72 @@ struct DiskFileStoreResumeTests {
         Self.put(dir + "/thesis.bin.\(Self.tag).part", 1_000)
         #expect(store.resumablePart(directory: dir, name: "thesis.bin", tag: Self.tag, maxBytes: 10_000)?.sizeBytes == 1_000)
     }
+
+    /// A real second process (`flock(1)`) takes the lock of `path` and holds it until its stdin closes.
+    static func holdLock(_ path: String) throws -> (process: Process, release: FileHandle) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        process.arguments = ["--nonblock", path, "--command", "echo held; read line"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        // It says "held" once the lock is its own.
+        let said = output.fileHandleForReading.readData(ofLength: 5)
+        #expect(String(decoding: said, as: UTF8.self) == "held\n")
+        return (process, input.fileHandleForWriting)
+    }
+
+    @Test("A .part another process locks between its creation and our lock is a typed failure (partInUse), left to it")
+    func createdPartLockedElsewhere() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = DiskFileStore()
+        var holder: (process: Process, release: FileHandle)?
+        // The race window: another process's resume opens and locks the new, empty .part.
+        store.beforeLockingPart = { path in holder = try? Self.holdLock(path) }
+        let result = store.createPart(directory: dir, name: "b.bin", tag: Self.tag)
+        store.beforeLockingPart = nil
+        let held = try #require(holder)
+        guard case let .failure(error) = result else {
+            Issue.record("createPart used a .part another process holds")
+            return
+        }
+        #expect(error.kind == .partInUse)
+        #expect(Self.size(dir + "/b.bin.\(Self.tag).part") == 0)  // Theirs: not deleted.
+        #expect(store.resumablePart(directory: dir, name: "b.bin", tag: Self.tag, maxBytes: 10_000) == nil)
+        // Once that process ends, the .part is free again: a resume takes it, a new one is locked.
+        try held.release.close()
+        held.process.waitUntilExit()
+        let kept = try #require(store.resumablePart(directory: dir, name: "b.bin", tag: Self.tag, maxBytes: 10_000))
+        store.release(kept.file, deletePart: false)
+        guard case let .success(file) = store.createPart(directory: dir, name: "b.bin", tag: Self.tag) else {
+            Issue.record("createPart failed with no lock held elsewhere")
+            return
+        }
+        #expect(DiskFileStore().resumablePart(directory: dir, name: "b (1).bin", tag: Self.tag, maxBytes: 10) == nil)
+        store.release(file, deletePart: true)
+    }
+
+    @Test("Kept .parts are counted for the start notice: only names a transfer gives, regular files; nothing deleted")
+    func keptPartsReported() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        Self.put(dir + "/a.bin.\(Self.tag).part", 5_000)
+        Self.put(dir + "/b (1).bin.\(Self.tag).part", 2_000)
+        let old = Date(timeIntervalSinceNow: -10.5 * 86_400)
+        let files = FileManager.default
+        try files.setAttributes([.modificationDate: old], ofItemAtPath: dir + "/b (1).bin.\(Self.tag).part")
+        // Not a transfer's: a user's own .part names, a symlink and a directory named like one.
+        Self.put(dir + "/thesis.part", 4_000)
+        Self.put(dir + "/x.0123456789ABCDEF.part", 4_000)
+        Self.put(dir + "/target", 4_000)
+        try files.createSymbolicLink(atPath: dir + "/c.bin.\(Self.tag).part", withDestinationPath: dir + "/target")
+        try files.createDirectory(atPath: dir + "/d.bin.\(Self.tag).part", withIntermediateDirectories: false)
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(DiskFileStore().keptParts(directory: dir) == KeptParts(count: 2, bytes: 7_000, oldestDays: 10))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == before)
+        #expect(DiskFileStore().keptParts(directory: dir + "/missing") == nil)
+    }
 }

@@ -60,6 +60,18 @@ public enum SafeFileName {
         alternative(name, index: index) + "." + tag + ".part"
     }
 
+    /// Whether `fileName` is shaped like a name `partName` gives: something, a dot, 16 lowercase
+    /// hex digits, `.part` (a user's own `thesis.part` is not).
+    public static func isPartName(_ fileName: String) -> Bool {
+        let bytes = Array(fileName.utf8)
+        let tail = 1 + 16 + 5  // "." TAG ".part"
+        guard bytes.count > tail, bytes.suffix(5) == Array(".part".utf8), bytes[bytes.count - tail] == UInt8(ascii: ".")
+        else { return false }
+        return bytes[(bytes.count - 21)..<(bytes.count - 5)].allSatisfy {
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+        }
+    }
+
     /// 16 hex digits of BLAKE2b-256("securechat part v1" ‖ the offered file's hash ‖ its size, 8
     /// bytes big-endian): the same file offered again finds its `.part`, no other offer does.
     public static func partTag(fileHash: [UInt8], sizeBytes: UInt64) -> String {
