@@ -256,7 +256,13 @@ final class TerminalUI: ClientRenderer {
     }
 
     /// When each transfer under way first showed, and its bytes then (for the rate).
-    private var transferStarts: [(id: FileID, at: Instant, bytes: UInt64)] = []
+    /// When and at how many bytes each transfer first showed in the status line, for its rate.
+    private struct TransferStart {
+        let id: FileID
+        let at: Instant
+        let bytes: UInt64
+    }
+    private var transferStarts: [TransferStart] = []
 
     private func statusLine() -> String {
         let stateText: String
@@ -301,23 +307,35 @@ final class TerminalUI: ClientRenderer {
     /// since the transfer first showed here).
     private func transferParts() -> [String] {
         let now = MonotonicClock.now()
-        transferStarts.removeAll { start in !status.transfers.contains { $0.id == start.id } }
-        return status.transfers.prefix(3).map { transfer in
-            if !transferStarts.contains(where: { $0.id == transfer.id }) {
-                transferStarts.append((transfer.id, now, transfer.bytes))
-            }
-            let start = transferStarts.first { $0.id == transfer.id }!
-            let seconds = Double(now.nanoseconds - start.at.nanoseconds) / 1e9
-            let rate = seconds > 0.5 ? Double(transfer.bytes - min(transfer.bytes, start.bytes)) / seconds : 0
-            let name = String(TerminalText.sanitize(transfer.name).prefix(24))
-            var text = (transfer.direction == .outgoing ? "sending " : "receiving ") + name
-                + " \(transfer.percent)% of \(Self.megabytes(transfer.sizeBytes))"
-            if rate > 0 {
-                let eta = Double(transfer.sizeBytes - transfer.bytes) / rate
-                text += " \(Self.megabytes(UInt64(rate)))/s ETA \(Int(eta.rounded())) s"
-            }
-            return text
+        // Plain loops and a named struct, no nested closures: swiftc -O compiled the nested-closure form
+        // differently from one run to the next (docs/RELEASE.md, "Compiler nondeterminism").
+        var starts: [TransferStart] = []
+        var parts: [String] = []
+        for transfer in status.transfers {
+            var start: TransferStart?
+            for known in transferStarts where known.id == transfer.id { start = known }
+            if start == nil, parts.count < 3 { start = TransferStart(id: transfer.id, at: now, bytes: transfer.bytes) }
+            guard let start else { continue }
+            starts.append(start)
+            if parts.count < 3 { parts.append(Self.transferText(transfer, since: start, now: now)) }
         }
+        transferStarts = starts
+        return parts
+    }
+
+    private static func transferText(
+        _ transfer: FileTransferStatus, since start: TransferStart, now: Instant
+    ) -> String {
+        let seconds = Double(now.nanoseconds - start.at.nanoseconds) / 1e9
+        let rate = seconds > 0.5 ? Double(transfer.bytes - min(transfer.bytes, start.bytes)) / seconds : 0
+        let name = String(TerminalText.sanitize(transfer.name).prefix(24))
+        var text = (transfer.direction == .outgoing ? "sending " : "receiving ") + name
+            + " \(transfer.percent)% of \(megabytes(transfer.sizeBytes))"
+        if rate > 0 {
+            let eta = Double(transfer.sizeBytes - transfer.bytes) / rate
+            text += " \(megabytes(UInt64(rate)))/s ETA \(Int(eta.rounded())) s"
+        }
+        return text
     }
 
     static func megabytes(_ bytes: UInt64) -> String {
