@@ -131,4 +131,25 @@ struct Base64DecodeTests {
         }
         #expect(refused > 10_000)
     }
+
+    @Test("A file chunk's text with one character outside the alphabet anywhere is refused, in one pass")
+    func chunkSizedRefusals() {
+        // The decoder checks while it decodes (no separate pass): a bad character in the middle of
+        // the whole groups must refuse the text as surely as one in the last group.
+        let chunk = (0..<46_120).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 >> 7) }
+        let text = Base64.encode(chunk)
+        #expect(text.withUnsafeBytes { Base64.decode($0) } == chunk)
+        var refused = 0
+        for position in stride(from: 0, to: text.count, by: 997) + [text.count - 5, text.count - 4] {
+            for byte: UInt8 in [0, UInt8(ascii: "="), UInt8(ascii: "-"), UInt8(ascii: "_"), 0x80, 0xC1, 0xFF] {
+                var bad = text
+                bad[position] = byte
+                let decoded = bad.withUnsafeBytes { Base64.decode($0) }
+                #expect(decoded == nil, "[\(position)] = \(byte)")
+                #expect(bad.withUnsafeBytes { Base64.isCanonical($0) } == false)
+                if decoded == nil { refused += 1 }
+            }
+        }
+        #expect(refused == (text.count + 996) / 997 * 7 + 14)
+    }
 }

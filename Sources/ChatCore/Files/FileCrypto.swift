@@ -38,29 +38,48 @@ final class FileKey {
     }
 
     func seal(purpose: UInt8, counter: UInt64, _ plaintext: [UInt8]) -> [UInt8] {
-        var box = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_secretbox_MACBYTES))
+        var box: [UInt8] = []
+        seal(purpose: purpose, counter: counter, plaintext, appendingTo: &box)
+        return box
+    }
+
+    /// Append the box of `plaintext` to `output`, sealed in place there: a chunk's SIGNAL payload
+    /// is its header and its box in one array, without a copy of the box or a zero fill first.
+    func seal(purpose: UInt8, counter: UInt64, _ plaintext: [UInt8], appendingTo output: inout [UInt8]) {
+        let start = output.count
+        let boxCount = plaintext.count + Int(crypto_secretbox_MACBYTES)
         let nonce = Self.nonce(purpose: purpose, counter: counter)
-        let status = key.withUnsafeBytes { keyBytes in
-            crypto_secretbox_easy(
-                &box, plaintext, UInt64(plaintext.count), nonce,
-                keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        output.reserveCapacity(start + boxCount)
+        output.append(contentsOf: repeatElement(0, count: boxCount))
+        let status = output.withUnsafeMutableBufferPointer { whole in
+            key.withUnsafeBytes { keyBytes in
+                crypto_secretbox_easy(
+                    whole.baseAddress! + start, plaintext, UInt64(plaintext.count), nonce,
+                    keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
         }
         precondition(status == 0, "crypto_secretbox_easy cannot fail for in-range lengths")
-        return box
     }
 
     /// The plaintext, or nil when the box does not authenticate under this key and nonce.
     func open(purpose: UInt8, counter: UInt64, _ box: ArraySlice<UInt8>) -> [UInt8]? {
         let mac = Int(crypto_secretbox_MACBYTES)
         guard box.count >= mac else { return nil }
-        var plaintext = [UInt8](repeating: 0, count: box.count - mac)
         let nonce = Self.nonce(purpose: purpose, counter: counter)
-        let status = key.withUnsafeBytes { keyBytes in
-            box.withUnsafeBufferPointer { boxBytes in
-                crypto_secretbox_open_easy(
-                    &plaintext, boxBytes.baseAddress!, UInt64(box.count), nonce,
-                    keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        var status: Int32 = -1
+        // Uninitialized, not zero-filled first: libsodium writes every byte, or fails (then the
+        // array is never returned). At least one byte of capacity, so that an acknowledgement's
+        // empty plaintext still has an address to be written to.
+        let count = box.count - mac
+        let plaintext = [UInt8](unsafeUninitializedCapacity: max(count, 1)) { output, initializedCount in
+            status = key.withUnsafeBytes { keyBytes in
+                box.withUnsafeBufferPointer { boxBytes in
+                    crypto_secretbox_open_easy(
+                        output.baseAddress!, boxBytes.baseAddress!, UInt64(box.count), nonce,
+                        keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
             }
+            initializedCount = count
         }
         return status == 0 ? plaintext : nil
     }

@@ -31,11 +31,11 @@ extension FileTransfers {
             fail(request.id, .outgoing, .storage)
             return nil
         }
-        let box = transfers[index].key.seal(purpose: FileKey.purposeChunk, counter: request.index, plaintext)
         var payload = request.id.bytes
-        payload.reserveCapacity(Self.headerBytes + box.count)
+        payload.reserveCapacity(Self.headerBytes + plaintext.count + Self.macBytes)
         BigEndian.append(request.index, to: &payload)
-        payload += box
+        transfers[index].key.seal(
+            purpose: FileKey.purposeChunk, counter: request.index, plaintext, appendingTo: &payload)
         transfers[index].phase = .moving(done: done, next: next + 1, heardAt: heardAt)
         return Signal(kind: .fileChunk, payload: payload)
     }

@@ -69,50 +69,75 @@ public enum Base64 {
     private static let alphabet: [UInt8] = Array(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    /// Decode canonical base64, or nil.
+    /// Decode canonical base64, or nil: the same acceptance as `isCanonical`, in one pass.
     ///
-    /// After `isCanonical` has checked every character, the padding and the unused bits, decoding
-    /// is plain arithmetic, done here rather than by `sodium_base642bin`: what the wire carries in
-    /// base64 is public (ciphertext, public keys, nonces), so libsodium's constant-time decoder buys
-    /// nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md, "Simulator"). Whole
-    /// groups go through a table without a branch per byte: the per-byte version was 43% of a
-    /// file receiver's samples (BENCHMARKS.md, "File transfer").
-    /// `Base64DecodeTests` checks it against libsodium's decoder.
+    /// Decoding is plain arithmetic, done here rather than by `sodium_base642bin`: what the wire
+    /// carries in base64 is public (ciphertext, public keys, nonces), so libsodium's constant-time
+    /// decoder buys nothing, and it was 9% of a simulation's instructions (BENCHMARKS.md,
+    /// "Simulator"). Whole groups go through a table without a branch per byte (the per-byte
+    /// version was 43% of a file receiver's samples), and the table marks every character outside
+    /// the alphabet with its high bit, ORed over the whole text and checked once at the end: one
+    /// pass over a chunk's 61 KB instead of a validating pass before the decoding one (BENCHMARKS.md,
+    /// "File transfer"). `Base64DecodeTests` checks it against libsodium's decoder and `isCanonical`.
     public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard isCanonical(text) else { return nil }
         let count = text.count
+        guard count % 4 == 0 else { return nil }
         if count == 0 { return [] }
         let padding = text[count - 1] != UInt8(ascii: "=") ? 0 : text[count - 2] == UInt8(ascii: "=") ? 2 : 1
-        let decodedCount = count / 4 * 3 - padding
-        return [UInt8](unsafeUninitializedCapacity: decodedCount) { output, initializedCount in
+        var outside: UInt8 = 0
+        let decoded = [UInt8](unsafeUninitializedCapacity: count / 4 * 3) { output, initializedCount in
             sextets.withUnsafeBufferPointer { table in
-                // Whole groups of three bytes, then the last group's one to three.
-                let whole = (count - 4) / 4
-                var index = 0
-                var written = 0
-                // Bounded: `index` moves by four, `whole` times.
-                for _ in 0..<whole {
-                    let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
-                        | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
-                    output[written] = UInt8(truncatingIfNeeded: group >> 16)
-                    output[written + 1] = UInt8(truncatingIfNeeded: group >> 8)
-                    output[written + 2] = UInt8(truncatingIfNeeded: group)
-                    index += 4
-                    written += 3
-                }
-                // Canonical: padding counts as zero bits (its table entry is 0).
-                let group = UInt32(table[Int(text[index])]) << 18 | UInt32(table[Int(text[index + 1])]) << 12
-                    | UInt32(table[Int(text[index + 2])]) << 6 | UInt32(table[Int(text[index + 3])])
-                output[written] = UInt8(truncatingIfNeeded: group >> 16)
-                if padding < 2 { output[written + 1] = UInt8(truncatingIfNeeded: group >> 8) }
-                if padding == 0 { output[written + 2] = UInt8(truncatingIfNeeded: group) }
-                initializedCount = written + 3 - padding
+                outside = decodeGroups(text, padding: padding, table, output)
             }
+            initializedCount = count / 4 * 3 - padding
         }
+        return outside & invalid == 0 ? decoded : nil
     }
 
-    /// Each character's sextet, 0 for everything else (only consulted after `isCanonical`).
-    private static let sextets: [UInt8] = (0...255).map { sextet(UInt8($0)) ?? 0 }
+    /// Decode `text` (a multiple of 4 long, `padding` `=` at its end) into `output`; the OR of
+    /// every data character's table entry (its `invalid` bit set if any is outside the alphabet,
+    /// or if the last one carries bits the padding says do not exist).
+    @inline(__always)
+    private static func decodeGroups(
+        _ text: UnsafeRawBufferPointer, padding: Int, _ table: UnsafeBufferPointer<UInt8>,
+        _ output: UnsafeMutableBufferPointer<UInt8>
+    ) -> UInt8 {
+        let whole = text.count / 4 - 1
+        var outside: UInt8 = 0
+        var index = 0
+        var written = 0
+        // Bounded: `index` moves by four, `whole` times; no early exit, so no branch per group.
+        for _ in 0..<whole {
+            let a = table[Int(text[index])], b = table[Int(text[index + 1])]
+            let c = table[Int(text[index + 2])], d = table[Int(text[index + 3])]
+            outside |= a | b | c | d
+            let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+            output[written] = UInt8(truncatingIfNeeded: group >> 16)
+            output[written + 1] = UInt8(truncatingIfNeeded: group >> 8)
+            output[written + 2] = UInt8(truncatingIfNeeded: group)
+            index += 4
+            written += 3
+        }
+        // The last group: padding characters count as zero bits; `=` anywhere else is outside.
+        // (An outside character garbles its group's bytes: the caller then returns nil.)
+        let a = table[Int(text[index])], b = table[Int(text[index + 1])]
+        let c = padding == 2 ? 0 : table[Int(text[index + 2])]
+        let d = padding >= 1 ? 0 : table[Int(text[index + 3])]
+        outside |= a | b | c | d
+        // Canonical: the bits the padding drops must be zero.
+        if padding == 1 && c & 0b11 != 0 || padding == 2 && b & 0b1111 != 0 { outside |= invalid }
+        let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+        output[written] = UInt8(truncatingIfNeeded: group >> 16)
+        if padding < 2 { output[written + 1] = UInt8(truncatingIfNeeded: group >> 8) }
+        if padding == 0 { output[written + 2] = UInt8(truncatingIfNeeded: group) }
+        return outside
+    }
+
+    /// The bit `sextets` sets for characters outside the alphabet (`=` included).
+    private static let invalid: UInt8 = 0x80
+
+    /// Each character's sextet, `invalid` for everything else.
+    private static let sextets: [UInt8] = (0...255).map { sextet(UInt8($0)) ?? invalid }
 
     /// True when `text` is canonical padded base64: length a multiple of 4, only the standard
     /// alphabet, `=` only as the last one or two characters, and zero unused bits before padding.

@@ -242,8 +242,8 @@ public enum WireCodec {
         let token = try kindToken(object, in: bytes)
         guard let kind = SignalKind(token) else { throw .invalidKind }
         if knownKindsOnly && !SignalKind.known.contains(kind) { throw .unknownKind(token) }
-        let payload = try withBase64Text(object, "payload", in: bytes) { Base64.decode($0) }
-        let key = try withBase64Text(object, "key", in: bytes) { Base64.decode($0) }
+        let payload = try decodedBase64(object, "payload", in: bytes)
+        let key = try decodedBase64(object, "key", in: bytes)
         return Signal(kind: kind, payload: payload, key: key)
     }
 
@@ -293,6 +293,17 @@ public enum WireCodec {
         try withStringBytes(object, name, in: bytes, required: false) { text throws(WireError) in
             guard Base64.isCanonical(text), let result = body(text) else { throw .invalidBase64(field: "\(name)") }
             return result
+        }
+    }
+
+    /// A base64 field decoded, checked as it is decoded (one pass over a file chunk's text, not a
+    /// check and then a decoding: `Base64.decode` accepts exactly what `isCanonical` accepts).
+    private static func decodedBase64(
+        _ object: FlatJSONObject, _ name: StaticString, in bytes: UnsafeRawBufferPointer
+    ) throws(WireError) -> [UInt8]? {
+        try withStringBytes(object, name, in: bytes, required: false) { text throws(WireError) in
+            guard let decoded = Base64.decode(text) else { throw .invalidBase64(field: "\(name)") }
+            return decoded
         }
     }
 
