@@ -214,6 +214,6 @@ public let jsonEventsHelp = """
                      (rejected_declined, rejected_too_large, rejected_no_space,
                      rejected_storage, rejected_busy, cancelled,
                      cancelled_by_peer, hash_mismatch, protocol_error,
-                     storage, session_ended, peer_changed)
+                     storage, session_ended, peer_changed, peer_left)
       exit           the last line: "code"
     """

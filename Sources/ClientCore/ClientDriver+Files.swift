@@ -206,10 +206,13 @@ extension ClientDriver {
         switch action {
         case let .control(bytes):
             switch session.sendFileControl(bytes, now: now) {
-            case let .success(id): fileControlIDs.insert(id)
+            case let .success(id):
+                fileControls[id] = bytes
+                controlBeingNumbered = id
             case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
             }
             process(session.drainOutputs(), now: now)
+            controlBeingNumbered = nil
         case let .signal(signal):
             if session.transmitFileSignal(signal) { process(session.drainOutputs(), now: now) }
         case let .write(id, offset, bytes):

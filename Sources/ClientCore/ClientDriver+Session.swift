@@ -16,12 +16,19 @@ extension ClientDriver {
             case let .received(message):
                 show(.message(message))
             case let .delivered(allIDs):
-                let ids = allIDs.filter { fileControlIDs.remove($0) == nil }
+                let ids = allIDs.filter { fileControls.removeValue(forKey: $0) == nil }
                 for id in ids { pendingTexts[id] = nil }
                 if !ids.isEmpty { show(.delivered(ids)) }
             case let .undeliverable(allIDs, reason):
-                // A file message lost fails its transfer through the session's end or the peer change.
-                let ids = allIDs.filter { fileControlIDs.remove($0) == nil }
+                let ids = allIDs.filter { id in
+                    guard let control = fileControls.removeValue(forKey: id) else { return true }
+                    // The session's end and a peer change end every transfer themselves; a peer's
+                    // goodbye does not. A record numbered after the goodbye can never reach the peer,
+                    // and its transfer would wait for an answer for ever. (One in flight when the
+                    // goodbye came may have reached it: that transfer is left to run.)
+                    if reason == .peerLeft, id == controlBeingNumbered { files.controlUndeliverable(control) }
+                    return false
+                }
                 if ids.isEmpty { continue }
                 let lost = ids.map { SentMessage(id: $0, text: pendingTexts.removeValue(forKey: $0) ?? "") }
                 // Lost for good: the exit status says so (a peer restart is the peer's doing).

@@ -47,8 +47,11 @@ public final class ClientDriver {
     let fileStore: (any FileStore)?
     var storedFiles: [(id: FileID, direction: FileDirection, file: StoredFile)] = []
     var savedPaths: [(id: FileID, path: String)] = []
-    /// File control messages in the session's queue: their delivery is not the user's news.
-    var fileControlIDs: Set<MessageID> = []
+    /// File control messages in the session's queue, by message: their delivery is not the user's
+    /// news, and one lost to the peer's goodbye ends its transfer.
+    var fileControls: [MessageID: [UInt8]] = [:]
+    /// The file control message just numbered, while the session's outputs for it are processed.
+    var controlBeingNumbered: MessageID?
     /// The peer instance of the last confirmed handshake (a later one with another is a new peer).
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).

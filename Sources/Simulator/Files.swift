@@ -444,8 +444,9 @@ extension Simulation {
         let chunk = UInt64(FileWorkload.chunkBytes)
         let room = key.client / RoomCode.peersMax
         let sender = world.peer(of: key.client)
-        // Not where a user leaves at random: an offer the restarted sender makes as its peer says
-        // goodbye is reported undeliverable and waits for ever (noticed here, left: see the report).
+        // Not where a user leaves at random: an offer the restarted sender queued before it learned of
+        // its peer's goodbye can be reported undeliverable later, and nothing then ends the transfer
+        // (SIMULATOR.md, Found 8: one numbered after the goodbye now fails peer_left at once).
         guard bytes >= 2 * chunk, bytes + 2 * chunk <= info.sizeBytes, !files.killedRooms.contains(room),
               !users[sender].leaves, !users[key.client].leaves,
               world.clients[sender].isRunning, users[sender].restartAt == nil else { return }

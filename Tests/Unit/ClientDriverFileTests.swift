@@ -164,6 +164,26 @@ struct ClientDriverFileTests {
         #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
     }
 
+    @Test("An offer made after the peer's goodbye fails peer_left at once instead of waiting for an answer for ever")
+    func offerAfterGoodbye() {
+        let harness = DriverHarness()
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/a.bin"] = Self.content(5_000)
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(interactive: true, fileStore: InMemoryFileStore())
+        harness.advance(by: .seconds(2))
+        #expect(harness.state(0) == .connected)
+        harness.handle(1, .endOfInput)
+        harness.advance(by: .milliseconds(500))
+        harness.line(0, "/send /src/a.bin")
+        harness.advance(by: .seconds(2))
+        let failed = Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .peerLeft) = $0 { true } else { false }
+        }
+        #expect(failed)
+        #expect(harness.drivers[0].files.statistics.failedOutgoing == 1)
+    }
+
     @Test("Interactive: an offer waits for /accept DIR; /reject refuses the next; /cancel with nothing under way says so")
     func commands() {
         let harness = DriverHarness()

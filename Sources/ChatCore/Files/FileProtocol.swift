@@ -79,6 +79,8 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     case sessionEnded
     /// The peer is another instance now (it restarted): the transfer is not continued with it.
     case peerChanged
+    /// The peer left the chat (its user ended it) before one of this transfer's messages reached it.
+    case peerLeft
 
     /// The stable name in `--json` `file_failed` events; scripts match on it.
     public var eventName: String {
@@ -91,6 +93,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .storage: "storage"
         case .sessionEnded: "session_ended"
         case .peerChanged: "peer_changed"
+        case .peerLeft: "peer_left"
         }
     }
 
@@ -108,6 +111,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .storage: "the file could not be read or written"
         case .sessionEnded: "the session ended first"
         case .peerChanged: "the peer restarted"
+        case .peerLeft: "the peer left the chat before the transfer's message reached it"
         }
     }
 
@@ -115,7 +119,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     /// transfer was cut off (the session, or the peer's process, ended), nothing was wrong with it.
     var keepsPart: Bool {
         switch self {
-        case .sessionEnded, .peerChanged: true
+        case .sessionEnded, .peerChanged, .peerLeft: true
         case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage: false
         }
     }
@@ -126,7 +130,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .hashMismatch: 2
         case .protocolError: 3
         case .storage: 4
-        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .peerChanged: 1
+        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .peerChanged, .peerLeft: 1
         }
     }
 

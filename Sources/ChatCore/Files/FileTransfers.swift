@@ -253,6 +253,16 @@ public struct FileTransfers {
         while !transfers.isEmpty { end(at: 0, failure) }
     }
 
+    /// The session reported one of this side's file control messages undeliverable because the
+    /// peer left (said goodbye): the transfer it belongs to would wait for an answer for ever, so it
+    /// ends with `.peerLeft` (nothing is sent: the peer takes nothing new).
+    public mutating func controlUndeliverable(_ bytes: [UInt8]) {
+        guard let control = FileControl.decode(bytes) else { return }
+        for direction in [FileDirection.outgoing, .incoming] {
+            if let index = index(of: control.fileID, direction) { end(at: index, .peerLeft) }
+        }
+    }
+
     // MARK: Ending
 
     mutating func succeed(at index: Int) {
