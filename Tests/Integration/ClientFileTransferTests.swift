@@ -58,6 +58,10 @@ struct ClientFileTransferTests {
         try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
     }
 
+    /// How long a test waits for a transfer to reach a point. Only a guard against a hang: the debug
+    /// clients need a core each, and in the whole suite's parallel run they get a fraction of one.
+    static let waitSeconds: Double = 180
+
     static func event(_ client: ClientProcess, _ name: String) -> [[String: Any]] {
         client.events.filter { $0["event"] as? String == name }
     }
@@ -124,7 +128,7 @@ struct ClientFileTransferTests {
         let alice = try ClientProcess("alice", [room, "--relay", first.url, "--json", "--send", source.path,
                                                 "--drain-timeout", "60"])
         try alice.closeInput()
-        let before = try await alice.event("a third acknowledged", timeoutSeconds: 60) {
+        let before = try await alice.event("a third acknowledged", timeoutSeconds: Self.waitSeconds) {
             $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size / 3
         }
         await first.kill()  // SIGKILL: chunks in flight are lost with it.
@@ -166,7 +170,7 @@ struct ClientFileTransferTests {
             let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path,
                                                     "--drain-timeout", "60"])
             for (round, typist, reader) in [(1, alice, bob), (2, bob, alice)] {
-                let started = try await typist.event("transfer under way", timeoutSeconds: 60) {
+                let started = try await typist.event("transfer under way", timeoutSeconds: Self.waitSeconds) {
                     $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * round / 5
                 }
                 try typist.type("line \(round) typed at \(started["bytes"] ?? 0) bytes")
@@ -205,7 +209,7 @@ struct ClientFileTransferTests {
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
             let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
             try alice.closeInput()
-            let written = try await bob.event("more than half written", timeoutSeconds: 60) {
+            let written = try await bob.event("more than half written", timeoutSeconds: Self.waitSeconds) {
                 $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
             }
             bob.send(signal: signal)
@@ -259,7 +263,7 @@ struct ClientFileTransferTests {
             let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
             let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", source.path])
             try alice.closeInput()
-            try await bob.event("more than half written", timeoutSeconds: 60) {
+            try await bob.event("more than half written", timeoutSeconds: Self.waitSeconds) {
                 $0["event"] as? String == "file_progress" && ($0["bytes"] as? Int ?? 0) >= size * 55 / 100
             }
             alice.send(signal: SIGKILL)
@@ -309,7 +313,7 @@ struct ClientFileTransferTests {
             try await tmux.waitForScreen("the progress line") { screen in
                 screen.contains { $0.hasPrefix(" CONNECTED |") && $0.contains("receiving from-bob.bin") && $0.contains("%") }
             }
-            try await tmux.waitForScreen("the file received", timeoutSeconds: 60) { screen in
+            try await tmux.waitForScreen("the file received", timeoutSeconds: Self.waitSeconds) { screen in
                 screen.contains { $0.contains("received \"from-bob.bin\" as \(inbox.path)/from-bob.bin") }
             }
             #expect(try Data(contentsOf: inbox.appendingPathComponent("from-bob.bin")) == Data(contentsOf: fromBob))
