@@ -258,9 +258,15 @@ public struct FileTransfers {
     /// ends with `.peerLeft` (nothing is sent: the peer takes nothing new).
     public mutating func controlUndeliverable(_ bytes: [UInt8]) {
         guard let control = FileControl.decode(bytes) else { return }
-        for direction in [FileDirection.outgoing, .incoming] {
-            if let index = index(of: control.fileID, direction) { end(at: index, .peerLeft) }
+        // A sender's message belongs to an outgoing transfer, a receiver's to an incoming one: the
+        // peer picks the ids of its offers, so one may equal ours in the other direction.
+        let direction: FileDirection
+        switch control {
+        case .offer, .done, .restart: direction = .outgoing
+        case .accept, .reject: direction = .incoming
+        case .cancel: return  // Sent when its transfer ended: nothing left to end.
         }
+        if let index = index(of: control.fileID, direction) { end(at: index, .peerLeft) }
     }
 
     // MARK: Ending
