@@ -25,6 +25,10 @@ extension ClientDriver {
             return
         }
         switch store.openForReading(path: path) {
+        case let .success(opened) where opened.sizeBytes > FileTransfers.fileBytesMax:
+            store.release(opened.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
         case let .success(opened):
             offerJobs.append(OfferHashJob(path: path, file: opened.file, name: opened.name, bytes: opened.sizeBytes))
             if opened.sizeBytes > UInt64(Self.prefixSliceBytes) {
@@ -39,6 +43,11 @@ extension ClientDriver {
 
     /// One slice of the first file waiting to be offered; once it is whole, the offer.
     private func hashOfferSlice(now: Instant) {
+        // Leaving or ending: nothing more is offered (the session's end drops what waits).
+        switch phase {
+        case .running, .draining: break
+        case .leaving, .ending, .ended, .exited: return
+        }
         guard let job = offerJobs.first, let store = fileStore else { return }
         let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
         if count > 0 {
@@ -69,6 +78,15 @@ extension ClientDriver {
         fileStore?.release(job.file, deletePart: false)
         fileFailuresLocal += 1
         notify(.fileProblem(problem))
+    }
+
+    /// Every file still waiting to be offered is given up (the session ended, or we leave): each
+    /// counts as a file that failed and is said, as a transfer cut off would be.
+    func dropOfferJobs(because reason: String) {
+        // Bounded by the jobs queued (at most `transfersMax`).
+        while let job = offerJobs.first {
+            dropOfferJob(problem: "\(SafeFileName.make(job.name)) was not offered: \(reason)")
+        }
     }
 
     /// One slice of each kind of hash waiting, and when the next is due (at once, while any waits).

@@ -206,6 +206,7 @@ public final class ClientDriver {
         case .leaving, .ending, .ended, .exited: return
         }
         phase = .leaving(deadline: deadline)
+        dropOfferJobs(because: "you left")
         feed(.leave, now: now)
     }
 

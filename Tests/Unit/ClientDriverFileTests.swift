@@ -325,6 +325,30 @@ struct ClientDriverFileTests {
         #expect(harness.exits[1] == .success)
     }
 
+    @Test("Ctrl-C (pipe mode) or /quit while a file is hashed: never offered, said, and counted (exit 8)")
+    func endWhileHashed() {
+        let data = Self.content(3 * ClientDriver.prefixSliceBytes)
+        let (piped, pipedLog, _) = Self.loggedSender(data, pipe: true, settled: false)
+        piped.world.handle(.signal(ClientEvent.interruptSignal), at: 1)
+        piped.settle()
+        piped.advance(by: .seconds(5))
+        #expect(pipedLog.entries == ["read 0"])
+        #expect(piped.exits[1] == .filesFailed)
+        #expect(piped.noticeTexts(1, .fileProblem) == ["big.bin was not offered: the session ended"])
+        let (typed, typedLog, _) = Self.loggedSender(data)
+        typed.advance(by: .seconds(2))
+        typed.world.handle(.line("/send /src/big.bin"), at: 1)
+        var moves = 0
+        while typedLog.entries.isEmpty, moves < 100_000, Self.move(typed) { moves += 1 }
+        typed.world.handle(.line("/quit"), at: 1)
+        typed.settle()
+        typed.advance(by: .seconds(10))
+        #expect(typedLog.entries == ["read 0"])
+        #expect(typed.exits[1] == .filesFailed)
+        #expect(typed.noticeTexts(1, .fileProblem) == ["big.bin was not offered: you left"])
+        #expect(!Self.fileEvents(typed, 0).contains { if case .offered = $0 { true } else { false } })
+    }
+
     @Test("/cancel while the file is hashed: never offered, no more of it read, and it is said")
     func cancelWhileHashed() {
         let slice = ClientDriver.prefixSliceBytes
