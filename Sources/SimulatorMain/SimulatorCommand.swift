@@ -161,6 +161,9 @@ struct SimulatorCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "With --nodes: a node and Redis are cut off from each other for a while.")
     var redisPartition: Bool?
 
+    @Flag(help: "With --nodes: what a node writes to a client may be lost at --drop (never doubled or reordered).")
+    var nodeFramesLost = false
+
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
 
@@ -287,9 +290,10 @@ struct SimulatorCommand: ParsableCommand {
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
             leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)), files: files)
-        if nodes != 1 || nodeCrash != nil || redisRestart != nil || redisPartition != nil {
+        if nodes != 1 || nodeCrash != nil || redisRestart != nil || redisPartition != nil || nodeFramesLost {
             options.cluster = ClusterOptions(
-                nodes: nodes, nodeCrash: nodeCrash, redisRestart: redisRestart, redisPartition: redisPartition)
+                nodes: nodes, nodeCrash: nodeCrash, redisRestart: redisRestart, redisPartition: redisPartition,
+                nodeFramesLost: nodeFramesLost)
         }
         return options
     }
@@ -314,6 +318,7 @@ struct SimulatorCommand: ParsableCommand {
         if squatters > 0 { words += ["--squatters", String(squatters)] }
         if leaveRandomly { words.append("--leave-randomly") }
         if files { words.append("--files") }
+        if nodeFramesLost { words.append("--node-frames-lost") }
         if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }
