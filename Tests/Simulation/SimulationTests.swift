@@ -124,7 +124,8 @@ struct PlantedBugTests {
             // It needs a node taken for dead while alive and then one PEER_FOUND lost: rare in a
             // small run. One known seed of the cluster's usual run (SIMULATOR.md, sim-sweep.sh).
             let report = try SimulationTests.run(ClusterSimulationTests.mateNeverToldOptions)
-            #expect(report.violation?.invariant == bug.expectedInvariant, "\(report.violation?.detail ?? "no violation")")
+            let caught = report.violation?.detail ?? "no violation"
+            #expect(report.violation?.invariant == bug.expectedInvariant, "\(caught)")
             return
         }
         for seed: UInt64 in 1...3 {
