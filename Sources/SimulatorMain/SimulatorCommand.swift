@@ -68,7 +68,8 @@ struct SimulatorCommand: ParsableCommand {
             mode, sharing a virtual Redis that runs the JOIN and leave scripts atomically, with node \
             heartbeats (TTL) and pub/sub per node; clients connect to a random node each time. Its \
             faults: --node-crash (kill -9 and restart), --redis-restart (every room and node key lost), \
-            --redis-partition (a node cut off from Redis); each drawn from the seed unless given. Its \
+            --redis-partition (a node cut off from Redis); each drawn from the seed unless given; \
+            --node-frames-lost also loses what a node writes to a client (at --drop, in order). Its \
             invariants: room-capacity in Redis and across the nodes, only-from-peer for SIGNALs between \
             nodes, liveness after the heal, and dead-node-bound (a dead node's seats past their deadline, \
             its heartbeat key gone and its partners told within the bound of docs/RELAY.md).
