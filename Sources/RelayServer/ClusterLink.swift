@@ -311,7 +311,9 @@ final class ClusterLink {
         spublish(to: partner.node, payload)
     }
 
-    private func notify(_ target: String, _ notice: ClusterNotice) {
+    /// Publish `notice` on node `target`'s channel (the scripts' answers name whom to tell; the
+    /// engine asks for one itself, `ClusterCommand.notice`). Lost while Redis is away, as a SIGNAL.
+    func notify(_ target: String, _ notice: ClusterNotice) {
         spublish(to: target, ClusterWire.encode(notice))
     }
 
