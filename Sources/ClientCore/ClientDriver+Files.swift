@@ -17,6 +17,10 @@ extension ClientDriver {
             notify(.fileProblem("file transfers are not available here"))
             return
         }
+        guard !files.isLeaving else {
+            notify(.fileProblem("cannot send \(path): the session is ending"))
+            return
+        }
         let opened: (file: StoredFile, name: String, sizeBytes: UInt64)
         switch store.openForReading(path: path) {
         case let .success(value): opened = value
@@ -206,13 +210,10 @@ extension ClientDriver {
         switch action {
         case let .control(bytes):
             switch session.sendFileControl(bytes, now: now) {
-            case let .success(id):
-                fileControls[id] = bytes
-                controlBeingNumbered = id
+            case let .success(id): fileControls[id] = bytes
             case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
             }
             process(session.drainOutputs(), now: now)
-            controlBeingNumbered = nil
         case let .signal(signal):
             if session.transmitFileSignal(signal) { process(session.drainOutputs(), now: now) }
         case let .write(id, offset, bytes):

@@ -75,6 +75,15 @@ extension ReliableChannel {
         return report.confirmedThrough >= report.sentThrough && nextReceiveSequence - 1 >= report.sentThrough
     }
 
+    /// The peer is leaving and what it numbered before its latest BYE has all arrived here in order
+    /// (a BYE can overtake the records it counts: they are waited for), or it is gone for good.
+    var peerHasSaidAll: Bool {
+        guard farewell.peerLeaving else { return false }
+        if farewell.peerGone { return true }
+        guard let report = farewell.peerReport else { return false }
+        return nextReceiveSequence - 1 >= report.sentThrough
+    }
+
     /// The peer's connection ended after it said goodbye: it is gone for good, and what it did
     /// not confirm never will be.
     mutating func peerGone(into outputs: inout SessionOutputs) {
