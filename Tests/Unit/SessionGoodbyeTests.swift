@@ -110,6 +110,29 @@ struct SessionGoodbyeTests {
         #expect(other.sessions[0].peerHasSaidAll)
     }
 
+    @Test("A leaver whose link drops mid-goodbye comes back: what the peer abandoned at PEER_LEFT is not waited for")
+    func leaverComesBack() {
+        // Bob's records are abandoned (undeliverable, peer_left) when Alice's link drops after her
+        // goodbye began. Alice reconnects (a leave without keys waits for them) and must finish her
+        // goodbye: Bob's BYEs no longer count what he abandoned (she used to wait for it for ever).
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        chat.tap = { to, frame in to == 0 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        chat.send(1, "bob 1")
+        chat.send(1, "bob 2")
+        chat.sessions[0].handle(.leave, now: chat.now)
+        chat.run()
+        chat.disconnect(0)
+        #expect(chat.undeliverable(1).count == 2, "Bob was told Alice left for good")
+        chat.tap = nil
+        chat.connect(0)
+        chat.advance(by: .seconds(10))
+        #expect(chat.sessions[0].state == .destroyed)
+        #expect(chat.ended(0) == [.userQuit])
+        #expect(chat.received(0).isEmpty)
+    }
+
     @Test("Both leave at once: each waits for the other's records, then both end; no BYE ping-pong")
     func bothLeave() {
         let chat = InMemoryChat()
