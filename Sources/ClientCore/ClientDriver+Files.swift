@@ -19,6 +19,10 @@ extension ClientDriver {
             notify(.fileProblem("file transfers are not available here"))
             return
         }
+        guard !files.isLeaving else {
+            notify(.fileProblem("cannot send \(path): the session is ending"))
+            return
+        }
         guard files.active.count + offerJobs.count < files.configuration.transfersMax else {
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): too many transfers under way"))
@@ -242,13 +246,10 @@ extension ClientDriver {
         switch action {
         case let .control(bytes):
             switch session.sendFileControl(bytes, now: now) {
-            case let .success(id):
-                fileControls[id] = bytes
-                controlBeingNumbered = id
+            case let .success(id): fileControls[id] = bytes
             case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
             }
             process(session.drainOutputs(), now: now)
-            controlBeingNumbered = nil
         case let .signal(signal):
             if session.transmitFileSignal(signal) { process(session.drainOutputs(), now: now) }
         case let .write(id, offset, bytes):

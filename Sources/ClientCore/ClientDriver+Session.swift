@@ -22,11 +22,10 @@ extension ClientDriver {
             case let .undeliverable(allIDs, reason):
                 let ids = allIDs.filter { id in
                     guard let control = fileControls.removeValue(forKey: id) else { return true }
-                    // The session's end and a peer change end every transfer themselves; a peer's
-                    // goodbye does not. A record numbered after the goodbye can never reach the peer,
-                    // and its transfer would wait for an answer for ever. (One in flight when the
-                    // goodbye came may have reached it: that transfer is left to run.)
-                    if reason == .peerLeft, id == controlBeingNumbered { files.controlUndeliverable(control) }
+                    // The session's end and a peer change end every transfer themselves. Lost to the
+                    // peer's goodbye: its transfer would wait for an answer for ever. (One that may
+                    // have reached the leaving peer is safe to end too: it waits for nothing.)
+                    if reason == .peerLeft { files.controlUndeliverable(control) }
                     return false
                 }
                 if ids.isEmpty { continue }
@@ -42,6 +41,9 @@ extension ClientDriver {
                 receiveFileMessage(message, now: now)
             }
         }
+        // The peer is leaving and has said all it will (its answers numbered before its goodbye
+        // arrived): it ended its transfers as it began the goodbye, so ours wait for nothing.
+        if session.peerHasSaidAll, !files.isIdle { files.failAll(.peerLeft) }
     }
 
     private func sessionNotice(_ notice: SessionNotice, now: Instant) {

@@ -50,8 +50,6 @@ public final class ClientDriver {
     /// File control messages in the session's queue, by message: their delivery is not the user's
     /// news, and one lost to the peer's goodbye ends its transfer.
     var fileControls: [MessageID: [UInt8]] = [:]
-    /// The file control message just numbered, while the session's outputs for it are processed.
-    var controlBeingNumbered: MessageID?
     /// The peer instance of the last confirmed handshake (a later one with another is a new peer).
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).
@@ -207,7 +205,11 @@ public final class ClientDriver {
         }
         phase = .leaving(deadline: deadline)
         dropOfferJobs(because: "you left")
+        // Before the first BYE: the peer numbers nothing new once it reads it, so no transfer may
+        // wait for it (pipe mode's drain waited for them; /quit cuts them off).
+        files.startLeaving()
         feed(.leave, now: now)
+        pumpFiles(now: now)
     }
 
     /// The exit status once the session has ended for `reason`, this client having asked for it

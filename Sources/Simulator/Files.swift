@@ -397,6 +397,12 @@ extension Simulation {
                 fail(.fileLiveness, "client \(key.client)'s \(direction) \(info.name) failed (peer_changed), "
                     + "but its peer's process never changed")
             }
+        case .peerLeft:
+            // The peer's user ended the chat (a random leaver) before the transfer ended.
+            if !users[world.peer(of: key.client)].inputEnded {
+                fail(.fileLiveness, "client \(key.client)'s \(direction) \(info.name) failed (peer_left), "
+                    + "but its peer's user never ended the chat")
+            }
         case .hashMismatch:
             fail(.fileIntegrity, "client \(key.client)'s \(direction) \(info.name) failed its hash check")
         default:
@@ -444,11 +450,7 @@ extension Simulation {
         let chunk = UInt64(FileWorkload.chunkBytes)
         let room = key.client / RoomCode.peersMax
         let sender = world.peer(of: key.client)
-        // Not where a user leaves at random: an offer the restarted sender queued before it learned of
-        // its peer's goodbye can be reported undeliverable later, and nothing then ends the transfer
-        // (SIMULATOR.md, Found 8: one numbered after the goodbye now fails peer_left at once).
         guard bytes >= 2 * chunk, bytes + 2 * chunk <= info.sizeBytes, !files.killedRooms.contains(room),
-              !users[sender].leaves, !users[key.client].leaves,
               world.clients[sender].isRunning, users[sender].restartAt == nil else { return }
         files.killedRooms.insert(room)
         world.schedule(SimEvent.resumeKill.rawValue, client: Int32(sender), at: world.now)
@@ -486,14 +488,18 @@ extension Simulation {
     }
 
     /// The process's exit 8 (files failed) counts as a clean exit when every failure it showed was
-    /// its peer changing (a peer restart in the fault phase), never the goodbye cutting a transfer.
+    /// its peer changing (a peer restart in the fault phase) or its peer's user leaving at random
+    /// (an offer it made again after a restart met the goodbye), never the goodbye cutting a
+    /// transfer both sides had time for.
     func fileFailuresExplainExit(_ index: Int, _ status: ClientExitStatus) -> Bool {
         guard status == .filesFailed, let files else { return false }
         let incarnation = world.clients[index].incarnation
         var seen = 0
         for key in files.order where key.client == index && key.incarnation == incarnation {
             guard case let .failed(failure) = files.tracked[key]?.outcome else { continue }
-            guard failure == .peerChanged else { return false }
+            guard failure == .peerChanged || (failure == .peerLeft && users[world.peer(of: index)].leaves) else {
+                return false
+            }
             seen += 1
         }
         return seen > 0

@@ -184,6 +184,69 @@ struct ClientDriverFileTests {
         #expect(harness.drivers[0].files.statistics.failedOutgoing == 1)
     }
 
+    @Test("An offer that reaches a peer whose goodbye began is ended there (never accepted); the sender's ends peer_left")
+    func offerDuringGoodbye() {
+        // Alice's offer is numbered before she reads Bob's goodbye, and reaches Bob only after his
+        // goodbye began (her frames are lost until then): Bob's session takes it (the goodbye waits
+        // for what Alice numbered before it), but no chunk would follow an ACCEPT (the SIMULATOR.md
+        // Found 8 hole: accepted, Bob waited for chunks until his deadline).
+        let harness = DriverHarness()
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/a.bin"] = Self.content(5_000)
+        let bobStore = InMemoryFileStore()
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        #expect(harness.state(0) == .connected && harness.state(1) == .connected)
+        harness.tap = { toRelay, driver, frame in toRelay && driver == 0 ? [] : [frame] }
+        harness.line(0, "/send /src/a.bin")
+        harness.handle(1, .endOfInput)  // Nothing under way: Bob's goodbye starts at once.
+        harness.advance(by: .milliseconds(500))
+        #expect(harness.exits[1] == nil)
+        harness.tap = nil
+        harness.advance(by: .seconds(5))
+        #expect(bobStore.files.isEmpty, "nothing accepted during the goodbye: \(bobStore.files.keys.sorted())")
+        #expect(Self.fileEvents(harness, 1).contains {
+            if case .failed(_, .incoming, .sessionEnded) = $0 { true } else { false }
+        })
+        #expect(harness.exits[1] == .success, "an offer missed while leaving is not a failure of Bob's")
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .peerLeft) = $0 { true } else { false }
+        })
+        #expect(harness.drivers[0].files.isIdle)
+    }
+
+    @Test("/quit mid-transfer: the leaver ends its transfer as its goodbye starts (.part kept); the sender's ends peer_left")
+    func quitDuringTransfer() {
+        let harness = DriverHarness()
+        let aliceStore = InMemoryFileStore()
+        let data = Self.content(2_000_000)
+        aliceStore.files["/src/big.bin"] = data
+        var aliceFiles = FilePolicy()
+        aliceFiles.sendPaths = ["/src/big.bin"]
+        let bobStore = InMemoryFileStore()
+        harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
+        harness.add(interactive: true, files: Self.accepting(), fileStore: bobStore)
+        for _ in 0..<2000 {
+            harness.advance(by: .milliseconds(1), step: .milliseconds(1))
+            if (harness.drivers[0].files.active.first?.bytes ?? 0) > 0 { break }
+        }
+        #expect((harness.drivers[0].files.active.first?.bytes ?? 0) > 0)
+        harness.line(1, "/quit")
+        if harness.exits[1] == nil, harness.notices(1).contains(.confirmQuit) { harness.line(1, "/quit") }
+        #expect(Self.fileEvents(harness, 1).contains {
+            if case .failed(_, .incoming, .sessionEnded) = $0 { true } else { false }
+        })
+        harness.advance(by: .seconds(10))
+        #expect(harness.exits[1] != nil)
+        #expect(bobStore.files.keys.contains { $0.hasSuffix(".part") }, "kept to resume")
+        #expect(bobStore.files["/dl/big.bin"] == nil)
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .peerLeft) = $0 { true } else { false }
+        }, "Alice's transfer waits for nothing")
+        #expect(harness.drivers[0].files.isIdle)
+    }
+
     @Test("Interactive: an offer waits for /accept DIR; /reject refuses the next; /cancel with nothing under way says so")
     func commands() {
         let harness = DriverHarness()

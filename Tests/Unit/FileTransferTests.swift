@@ -307,6 +307,66 @@ struct FileTransferTests {
         #expect(lossy.senderEvents.contains { if case .done = $0 { true } else { false } })
     }
 
+    @Test("Leaving ends every transfer but one waiting only for DONE; a later offer ends at once, never accepted")
+    func startLeaving() {
+        let file = Self.file(10 * 1024)
+        // Chunks moving: both sides' transfers end as each begins its goodbye, the .part kept.
+        var (moving, _) = Self.offered(file)
+        moving.runSender()
+        moving.sendWindow(file)
+        moving.deliverChunks()
+        moving.receiver.startLeaving()
+        moving.sender.startLeaving()
+        moving.runReceiver()
+        moving.runSender()
+        #expect(moving.receiver.isIdle && moving.sender.isIdle)
+        #expect(moving.receiverEvents.contains {
+            if case .failed(_, .incoming, .sessionEnded) = $0 { true } else { false }
+        })
+        #expect(moving.senderEvents.contains {
+            if case .failed(_, .outgoing, .sessionEnded) = $0 { true } else { false }
+        })
+        #expect(moving.released.count == 1 && moving.released[0].deletePart == false)
+
+        // Every chunk acknowledged: the receiver's DONE is on its way, so the sender still takes it.
+        let small = Self.file(1000)
+        var (confirming, _) = Self.offered(small)
+        confirming.runSender()
+        confirming.sendWindow(small)
+        for signal in confirming.chunksInFlight { confirming.receiver.receiveSignal(signal, now: confirming.now) }
+        confirming.chunksInFlight.removeAll()
+        var done: [[UInt8]] = []
+        for action in confirming.receiver.drainActions() {
+            switch action {
+            case let .signal(signal): confirming.sender.receiveSignal(signal, now: confirming.now)
+            case let .store(id): confirming.receiver.stored(id)
+            default: break
+            }
+        }
+        for action in confirming.receiver.drainActions() { if case let .control(bytes) = action { done.append(bytes) } }
+        confirming.sender.startLeaving()
+        #expect(!confirming.sender.isIdle)
+        for bytes in done { confirming.sender.receiveControl(bytes, now: confirming.now) }
+        confirming.runSender()
+        #expect(confirming.sender.isIdle)
+        #expect(confirming.senderEvents.contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
+
+        // An offer that comes after the goodbye began: reported, never accepted; none is made either.
+        var late = Pair(configuration: Self.small)
+        late.receiver.startLeaving()
+        _ = late.sender.offer(
+            name: "late.bin", sizeBytes: 10, hash: Self.hash(Self.file(10)), entropy: SeededEntropy(seed: 3))
+        late.runSender()
+        late.runReceiver()
+        #expect(late.receiver.isIdle && late.receiver.awaitingAnswer.isEmpty)
+        #expect(late.receiverEvents.contains {
+            if case .failed(_, .incoming, .sessionEnded) = $0 { true } else { false }
+        })
+        let refused = late.receiver.offer(
+            name: "x", sizeBytes: 1, hash: Self.hash([1]), entropy: SeededEntropy(seed: 4))
+        #expect(refused == nil)
+    }
+
     @Test("A window with no acknowledgement for the stall timeout goes back")
     func stall() {
         let file = Self.file(8 * 1024)

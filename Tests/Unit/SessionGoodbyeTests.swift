@@ -73,6 +73,66 @@ struct SessionGoodbyeTests {
         #expect(chat.log[1].contains { if case .undeliverable(_, .peerLeft) = $0 { true } else { false } })
     }
 
+    @Test("The leaving peer has said all once every record its goodbye counts arrived, or once it is gone")
+    func peerHasSaidAll() {
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        // Bob's first record to Alice is lost, and so is every copy of it until the tap goes.
+        var lost: [UInt8]?
+        chat.tap = { to, frame in
+            guard to == 0, InMemoryChat.isSignal(frame, .message), lost == nil || lost == frame else { return [frame] }
+            lost = frame
+            return []
+        }
+        for index in 1...3 { chat.send(1, "bob \(index)") }
+        chat.sessions[1].handle(.leave, now: chat.now)
+        chat.run()
+        #expect(chat.log[0].contains(.notice(.peerLeaving)))
+        #expect(!chat.sessions[0].peerHasSaidAll, "Bob's first record is still on its way")
+        #expect(!chat.sessions[1].peerHasSaidAll, "Alice is not leaving")
+        chat.tap = nil
+        chat.advance(by: .seconds(3))
+        #expect(chat.received(0) == ["bob 1", "bob 2", "bob 3"])
+        #expect(chat.sessions[0].peerHasSaidAll)
+
+        // Gone for good: a quit whose record never arrives, then the peer's connection ends.
+        let other = InMemoryChat()
+        other.addSession()
+        other.addSession()
+        other.tap = { to, frame in to == 0 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        other.send(1, "never read")
+        other.sessions[1].handle(.quit, now: other.now)
+        other.run()
+        #expect(other.log[0].contains(.notice(.peerLeaving)))
+        #expect(!other.sessions[0].peerHasSaidAll)
+        other.disconnect(1)
+        #expect(other.sessions[0].peerHasSaidAll)
+    }
+
+    @Test("A leaver whose link drops mid-goodbye comes back: what the peer abandoned at PEER_LEFT is not waited for")
+    func leaverComesBack() {
+        // Bob's records are abandoned (undeliverable, peer_left) when Alice's link drops after her
+        // goodbye began. Alice reconnects (a leave without keys waits for them) and must finish her
+        // goodbye: Bob's BYEs no longer count what he abandoned (she used to wait for it for ever).
+        let chat = InMemoryChat()
+        chat.addSession()
+        chat.addSession()
+        chat.tap = { to, frame in to == 0 && InMemoryChat.isSignal(frame, .message) ? [] : [frame] }
+        chat.send(1, "bob 1")
+        chat.send(1, "bob 2")
+        chat.sessions[0].handle(.leave, now: chat.now)
+        chat.run()
+        chat.disconnect(0)
+        #expect(chat.undeliverable(1).count == 2, "Bob was told Alice left for good")
+        chat.tap = nil
+        chat.connect(0)
+        chat.advance(by: .seconds(10))
+        #expect(chat.sessions[0].state == .destroyed)
+        #expect(chat.ended(0) == [.userQuit])
+        #expect(chat.received(0).isEmpty)
+    }
+
     @Test("Both leave at once: each waits for the other's records, then both end; no BYE ping-pong")
     func bothLeave() {
         let chat = InMemoryChat()

@@ -75,11 +75,12 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     case protocolError
     /// The local file could not be read or written.
     case storage
-    /// The session ended before the transfer did.
+    /// The session ended, or this side began its goodbye, before the transfer did.
     case sessionEnded
     /// The peer is another instance now (it restarted): the transfer is not continued with it.
     case peerChanged
-    /// The peer left the chat (its user ended it) before one of this transfer's messages reached it.
+    /// The peer left the chat (its user ended it) before the transfer did: it said goodbye and
+    /// then all it had to say, or its connection ended after the goodbye.
     case peerLeft
 
     /// The stable name in `--json` `file_failed` events; scripts match on it.
@@ -111,7 +112,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .storage: "the file could not be read or written"
         case .sessionEnded: "the session ended first"
         case .peerChanged: "the peer restarted"
-        case .peerLeft: "the peer left the chat before the transfer's message reached it"
+        case .peerLeft: "the peer left the chat before the transfer finished"
         }
     }
 

@@ -43,6 +43,12 @@ extension FileTransfers {
             statistics.messagesRejected += 1  // The same id twice: never a second transfer.
             return
         }
+        guard !isLeaving else {
+            // Numbered by the peer before it read our goodbye: it ends its side once it has all we
+            // sent, so accepting would wait for chunks that never come. Said, never accepted.
+            pending.append(.event(.failed(info, .incoming, .sessionEnded)))
+            return
+        }
         guard transfers.count < configuration.transfersMax else {
             pending.append(.control(FileControl.reject(info.id, .busy).encode()))
             return

@@ -145,6 +145,8 @@ public struct FileTransfers {
     }
 
     public let configuration: FileTransferConfiguration
+    /// This side began its goodbye (`startLeaving`): no transfer starts any more.
+    public internal(set) var isLeaving = false
     var transfers: [Transfer] = []
     var pending: [FileAction] = []
     public internal(set) var statistics = Statistics()
@@ -183,7 +185,7 @@ public struct FileTransfers {
     public mutating func offer(name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource)
         -> FileID?
     {
-        guard transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
+        guard !isLeaving, transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
               hash.count == FileHasher.digestBytes else { return nil }
         var nameBytes = Array(name.utf8.prefix(FileControl.nameMaxBytes))
         while !nameBytes.isEmpty, String(validating: nameBytes, as: UTF8.self) == nil { nameBytes.removeLast() }
@@ -253,18 +255,40 @@ public struct FileTransfers {
         while !transfers.isEmpty { end(at: 0, failure) }
     }
 
+    /// This side says goodbye. From the peer's first reading of it the peer numbers nothing new, so
+    /// an answer or a `DONE` it has not yet numbered never comes, and it ends its side of every
+    /// transfer once it has all we numbered before the goodbye (`SessionManager.peerHasSaidAll`).
+    /// So every transfer ends here now with `.sessionEnded` (nothing is sent; a `.part` is kept),
+    /// but an outgoing one that waits only for the receiver's `DONE` (every chunk acknowledged: the
+    /// receiver stored the file and numbered its `DONE` as it acknowledged the last chunk); an
+    /// offer that arrives later ends at once (`receiveOffer`), never accepted.
+    public mutating func startLeaving() {
+        isLeaving = true
+        var index = 0
+        // Bounded: each round ends a transfer or steps past one.
+        while index < transfers.count {
+            if transfers[index].direction == .outgoing, transfers[index].phase == .confirming {
+                index += 1
+            } else {
+                end(at: index, .sessionEnded)
+            }
+        }
+    }
+
     /// The session reported one of this side's file control messages undeliverable because the
-    /// peer left (said goodbye): the transfer it belongs to would wait for an answer for ever, so it
-    /// ends with `.peerLeft` (nothing is sent: the peer takes nothing new).
+    /// peer left (said goodbye): the transfer it belongs to ends with `.peerLeft` (nothing is sent:
+    /// the peer takes nothing new). Whether or not a message numbered before the goodbye reached
+    /// the leaving peer, it waits for nothing: it ended its transfers as it began its goodbye and
+    /// takes no offer after (`startLeaving`).
     public mutating func controlUndeliverable(_ bytes: [UInt8]) {
         guard let control = FileControl.decode(bytes) else { return }
         // A sender's message belongs to an outgoing transfer, a receiver's to an incoming one: the
         // peer picks the ids of its offers, so one may equal ours in the other direction.
         let direction: FileDirection
         switch control {
-        case .offer, .done, .restart: direction = .outgoing
+        case .offer, .restart: direction = .outgoing
         case .accept, .reject: direction = .incoming
-        case .cancel: return  // Sent when its transfer ended: nothing left to end.
+        case .cancel, .done: return  // Sent when its transfer ended: nothing left to end.
         }
         if let index = index(of: control.fileID, direction) { end(at: index, .peerLeft) }
     }

@@ -19,6 +19,10 @@ struct Farewell {
     var peerReport: (sentThrough: UInt64, confirmedThrough: UInt64)?
     /// The peer said goodbye and then its connection ended: it is gone for good.
     var peerGone = false
+    /// Records we had numbered were abandoned then (reported undeliverable): should the peer come
+    /// back all the same (its link dropped during its goodbye), our BYEs count as sent only what it
+    /// acknowledged, so that its goodbye does not wait for records that no longer exist.
+    var abandonedNumbered = false
 
     static let bodyByteCount = 25
     static let leavingFlag: UInt8 = 1
@@ -29,6 +33,7 @@ struct Farewell {
         peerLeaving = false
         peerReport = nil
         peerGone = false
+        abandonedNumbered = false
     }
 }
 
@@ -75,11 +80,21 @@ extension ReliableChannel {
         return report.confirmedThrough >= report.sentThrough && nextReceiveSequence - 1 >= report.sentThrough
     }
 
+    /// The peer is leaving and what it numbered before its latest BYE has all arrived here in order
+    /// (a BYE can overtake the records it counts: they are waited for), or it is gone for good.
+    var peerHasSaidAll: Bool {
+        guard farewell.peerLeaving else { return false }
+        if farewell.peerGone { return true }
+        guard let report = farewell.peerReport else { return false }
+        return nextReceiveSequence - 1 >= report.sentThrough
+    }
+
     /// The peer's connection ended after it said goodbye: it is gone for good, and what it did
     /// not confirm never will be.
     mutating func peerGone(into outputs: inout SessionOutputs) {
         guard farewell.peerLeaving else { return }
         farewell.peerGone = true
+        if queue.contains(where: { $0.sequence != nil }) { farewell.abandonedNumbered = true }
         abandonAll(.peerLeft, into: &outputs)
     }
 
@@ -139,9 +154,12 @@ extension ReliableChannel {
         var body: [UInt8] = [
             ((leaving ?? (farewell.leaving != nil)) ? Farewell.leavingFlag : 0) | (request ? Farewell.requestFlag : 0),
         ]
-        let confirmedThrough = (queue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence) - 1
+        // Records abandoned when the peer left for good are not counted (it came back without them).
+        let sentThrough = farewell.abandonedNumbered ? acknowledgedThrough : nextSendSequence - 1
+        let confirmedThrough = min(
+            sentThrough, (queue.first(where: { $0.sequence != nil })?.sequence ?? nextSendSequence) - 1)
         BigEndian.append(nextReceiveSequence - 1, to: &body)
-        BigEndian.append(nextSendSequence - 1, to: &body)
+        BigEndian.append(sentThrough, to: &body)
         BigEndian.append(confirmedThrough, to: &body)
         let sealed: (counter: UInt64, box: [UInt8])
         do {

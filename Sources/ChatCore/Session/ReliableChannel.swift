@@ -44,6 +44,8 @@ struct ReliableChannel {
     private var nextMessageID: UInt64 = 1
     private(set) var nextSendSequence: UInt64 = 1
     private(set) var nextReceiveSequence: UInt64 = 1
+    /// The highest of our numbers the peer acknowledged (it holds every record through it).
+    private(set) var acknowledgedThrough: UInt64 = 0
     /// Where the next keys' chains stand (send, receive), as the confirmed handshake's hellos
     /// said (`continueConversation`); taken by `open`.
     private var anchors: (send: UInt64, receive: UInt64)?
@@ -263,6 +265,7 @@ struct ReliableChannel {
             first.text.wipe()
             queue.removeFirst()
         }
+        acknowledgedThrough = max(acknowledgedThrough, sequence)
         if let roundTrip { estimator.sample(roundTrip) }
         if !delivered.isEmpty { outputs.append(.delivered(delivered)) }
     }
@@ -449,6 +452,7 @@ struct ReliableChannel {
         if continuation.peerChanged {
             abandonAll(.peerChanged, into: &outputs)
             nextReceiveSequence = 1
+            acknowledgedThrough = 0
             farewell.peerChanged()
         }
         switch continuation.sending {
@@ -462,6 +466,7 @@ struct ReliableChannel {
                 queue[index].frame = nil
             }
             nextSendSequence = first
+            acknowledgedThrough = first - 1  // The peer expects `first`: it holds what came before.
         }
         if continuation.restartsReceiving { nextReceiveSequence = 1 }
         anchors = (continuation.expectedNext, continuation.receivingFrom)

@@ -87,6 +87,12 @@ public final class SessionManager {
     /// The IDs of messages accepted but not yet acknowledged, oldest first.
     public var pendingMessageIDs: [MessageID] { channel.queue.map(\.id) }
 
+    /// The peer said goodbye and has said all it will: every record it numbered through its latest
+    /// `BYE`'s sent through arrived here in order, or its connection ended after the goodbye (it
+    /// is gone for good). A leaving client starts and answers no file transfer once its goodbye
+    /// began (docs/PROTOCOL.md, "File transfer"), so the driver ends the transfers still waiting.
+    public var peerHasSaidAll: Bool { channel.peerHasSaidAll }
+
     /// The safety number of the keys in use, while CONNECTED (nil otherwise): the same on both
     /// sides unless someone is in the middle. A re-key with the same peer instance continues the
     /// handshake that began the chain (it proves the keys before it), so the number stays; a new
