@@ -86,20 +86,26 @@ public enum ClusterWire {
         return value
     }
 
-    /// The Redis key of a room: a hash tag of the first 64 bits of the room code's BLAKE2b (so
-    /// Redis and its operator see no room code, only a hash of it; see docs/RELAY.md for what that
-    /// hides). Two rooms share a key only by a 64-bit collision (billions of rooms at once).
+    /// The Redis key of a room: `sc:` and the first 64 bits of the room code's BLAKE2b in
+    /// unpadded base64url (11 characters; so Redis and its operator see no room code, only a hash
+    /// of it; see docs/RELAY.md for what that hides). Two rooms share a key only by a 64-bit
+    /// collision (billions of rooms at once). No hash tag: a room is one key, hashed whole to its
+    /// slot on a Redis Cluster. 14 bytes, not 21 as `sc:{<16 hex>}`: Redis stores a key of at
+    /// most 14 bytes in a 16-byte allocation, a longer one in 32 (docs/RELAY.md, "What each holds").
+    /// No `:` after the prefix, so never a node key (`sc:node:…`).
     public static func roomKey(_ room: RoomCode) -> String {
-        "sc:{\(hex(Array(Digest.blake2b(Array(room.value.utf8), outputByteCount: 16).prefix(8))))}"
+        let hash = Digest.blake2b(Array(room.value.utf8), outputByteCount: 16).prefix(8)
+        return "sc:" + base64URL(Array(hash))
     }
 
-    /// What Redis stores of a reconnect token: the first 64 bits of its BLAKE2b (Redis never holds
-    /// a token that would take a seat; a seat's two tokens are compared, so 64 bits never collide
-    /// in practice, and finding a 128-bit token with a given 64-bit hash within the grace period is
-    /// out of reach). 16 hex digits instead of 32 keep a room under 300 bytes of Redis memory.
-    public static func tokenHash(_ token: ReconnectToken?) -> String {
-        guard let token else { return "" }
-        return hex(Array(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16).prefix(8)))
+    /// What Redis stores of a reconnect token: the first 64 bits of its BLAKE2b, as 8 raw bytes
+    /// (empty for no token). Redis never holds a token that would take a seat; a seat's two tokens
+    /// are compared, so 64 bits never collide in practice, and finding a 128-bit token with a given
+    /// 64-bit hash within the grace period is out of reach. Raw bytes, not 16 hex digits: the
+    /// scripts store them as they come (MessagePack strings are binary-safe), 16 bytes less a room.
+    public static func tokenHash(_ token: ReconnectToken?) -> [UInt8] {
+        guard let token else { return [] }
+        return Array(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16).prefix(8))
     }
 
     /// The key whose presence (with a TTL) says a node is alive.
@@ -107,14 +113,22 @@ public enum ClusterWire {
     /// The pub/sub channel of a node.
     public static func channelPrefix() -> String { "sc:ch:" }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+    /// Unpadded base64url (RFC 4648 section 5): printable, no `{`, `}`, `:` or glob characters.
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        let digits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
+        out.reserveCapacity((bytes.count * 8 + 5) / 6)
+        var bits: UInt32 = 0
+        var count = 0
         for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
+            bits = bits << 8 | UInt32(byte)
+            count += 8
+            while count >= 6 {
+                count -= 6
+                out.append(digits[Int(bits >> UInt32(count) & 0x3F)])
+            }
         }
+        if count > 0 { out.append(digits[Int(bits << UInt32(6 - count) & 0x3F)]) }
         return String(decoding: out, as: UTF8.self)
     }
 }

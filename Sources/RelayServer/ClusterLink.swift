@@ -217,13 +217,14 @@ final class ClusterLink {
         answer: @escaping (ClusterJoinReply) -> Void
     ) {
         guard commandReady else { return answer(.unavailable) }
-        let args: [String] = [
-            node, String(id.value), ClusterWire.tokenHash(request.token), ClusterWire.tokenHash(request.newToken),
-            request.reclaimOnly ? "1" : "0", String(ClusterTiming.nodeTTLMilliseconds),
-            request.rejoin ? "1" : "0", String(graceMilliseconds),
+        let args: [[UInt8]] = [
+            Array(node.utf8), Array(String(id.value).utf8), ClusterWire.tokenHash(request.token),
+            ClusterWire.tokenHash(request.newToken), Array((request.reclaimOnly ? "1" : "0").utf8),
+            Array(String(ClusterTiming.nodeTTLMilliseconds).utf8), Array((request.rejoin ? "1" : "0").utf8),
+            Array(String(graceMilliseconds).utf8),
         ]
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        evaluate(.join, key: Array(ClusterWire.roomKey(request.room).utf8), args.map { Array($0.utf8) }) { reply in
+        evaluate(.join, key: Array(ClusterWire.roomKey(request.room).utf8), args) { reply in
             let parsed = Self.joinReply(reply)
             // The notices first: they then precede, on the same connection and channel, every
             // SIGNAL this connection sends to those nodes.
