@@ -24,7 +24,61 @@ public enum ClusterWire {
 
     /// The header of a SIGNAL for `to` from local connection `from` (the frame follows it).
     public static func signalHeader(to: ClusterPeer, from: ClusterPeer) -> [UInt8] {
-        Array("S \(to.connection) \(from.connection) \(from.node)\n".utf8)
+        let count = signalHeaderLength(to: to, from: from)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            _ = writeSignalHeader(to: to, from: from, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    /// How long `signalHeader(to:from:)` is.
+    public static func signalHeaderLength(to: ClusterPeer, from: ClusterPeer) -> Int {
+        5 + decimalDigits(to.connection) + decimalDigits(from.connection) + from.node.utf8.count
+    }
+
+    /// `signalHeader(to:from:)` written into the front of `out` (the shell writes it straight into
+    /// the `SPUBLISH` command's buffer, no array in between); false, and nothing written, if `out`
+    /// is shorter than `signalHeaderLength(to:from:)`.
+    public static func writeSignalHeader(
+        to: ClusterPeer, from: ClusterPeer, into out: UnsafeMutableRawBufferPointer
+    ) -> Bool {
+        guard out.count >= signalHeaderLength(to: to, from: from) else { return false }
+        var at = 0
+        func put(_ number: UInt64) {
+            let digits = decimalDigits(number)
+            var rest = number
+            for index in stride(from: at + digits - 1, through: at, by: -1) {
+                out[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            at += digits
+        }
+        out[0] = UInt8(ascii: "S")
+        out[1] = UInt8(ascii: " ")
+        at = 2
+        put(to.connection)
+        out[at] = UInt8(ascii: " ")
+        at += 1
+        put(from.connection)
+        out[at] = UInt8(ascii: " ")
+        at += 1
+        for byte in from.node.utf8 {
+            out[at] = byte
+            at += 1
+        }
+        out[at] = 10
+        return true
+    }
+
+    /// The number of decimal digits of `number` (1 for 0).
+    static func decimalDigits(_ number: UInt64) -> Int {
+        var digits = 1
+        var rest = number
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
     }
 
     /// The text of a notice (the scripts write the same; tests and the shell's direct

@@ -79,8 +79,9 @@ public enum ClusterTiming {
 final class ClusterLink {
     struct Events {
         var availability: (Bool) -> Void
-        /// A message on this node's channel; its writes wait for `messagesRead`.
-        var message: ([UInt8]) -> Void
+        /// A message on this node's channel (a view of the read buffer, valid during the call);
+        /// its writes wait for `messagesRead`.
+        var message: (ByteBuffer) -> Void
         /// The subscriber's read batch ended (or it closed): flush what its messages wrote.
         var messagesRead: () -> Void
         var nodesGone: ([String]) -> Void
@@ -302,26 +303,74 @@ final class ClusterLink {
         notify(mate.node, .peerLeft(to: mate.connection, partner: me))
     }
 
+    /// A SIGNAL to `partner`'s node: its header and the frame written straight into the
+    /// `SPUBLISH` command's one buffer (one copy of the frame, no array or closure per SIGNAL).
     func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
         guard commandReady else {
             publishErrors += 1
             return
         }
-        var payload = ClusterWire.signalHeader(to: partner, from: ClusterPeer(node: node, connection: id.value))
-        payload.append(contentsOf: frame.readableBytesView)
-        spublish(to: partner.node, payload)
+        let me = ClusterPeer(node: node, connection: id.value)
+        let header = ClusterWire.signalHeaderLength(to: partner, from: me)
+        spublish(to: partner.node, payloadBytes: header + frame.readableBytes) { command in
+            command.writeWithUnsafeMutableBytes(minimumWritableBytes: header) { out in
+                ClusterWire.writeSignalHeader(to: partner, from: me, into: out) ? header : 0
+            }
+            command.writeImmutableBuffer(frame)
+        }
     }
 
     private func notify(_ target: String, _ notice: ClusterNotice) {
-        spublish(to: target, ClusterWire.encode(notice))
+        let text = ClusterWire.encode(notice)
+        spublish(to: target, payloadBytes: text.count) { $0.writeBytes(text) }
     }
 
-    /// A sharded publish on `target`'s channel (on a Cluster, to the shard that owns its slot).
-    private func spublish(to target: String, _ payload: [UInt8]) {
-        let channel = Self.channel(of: target)
-        let link = NIOLoopBound(self, eventLoop: eventLoop)
-        command(channel, [Array("SPUBLISH".utf8), channel, payload]) { reply in
-            if reply == nil { link.value.publishErrors += 1 }
+    /// A sharded publish on `target`'s channel (on a Cluster, to the shard that owns its slot):
+    /// `writePayload` writes the message's `payloadBytes` bytes into the command. Its reply comes
+    /// back to `publishAnswered`.
+    private func spublish(to target: String, payloadBytes: Int, _ writePayload: (inout ByteBuffer) -> Void) {
+        guard let connection = routeChannel(of: target) else {
+            publishErrors += 1
+            return
+        }
+        let prefix = ClusterWire.channelPrefix()
+        var command = ByteBufferAllocator().buffer(capacity: 64 + prefix.utf8.count + target.utf8.count + payloadBytes)
+        command.writeSPUBLISHHeader(channelPrefix: prefix, name: target, payloadBytes: payloadBytes)
+        let start = command.writerIndex
+        writePayload(&command)
+        // Never a length that disagrees with the bytes: Redis would read the stream out of step.
+        guard command.writerIndex - start == payloadBytes else {
+            publishErrors += 1
+            return
+        }
+        command.writeRESPLineEnd()
+        connection.sendPublish(command, redirected: false)
+    }
+
+    /// An `SPUBLISH`'s reply: nil (no connection, Redis gone) or an error is a publish error,
+    /// but a first `-MOVED` or `-ASK` sends the command once to where it now goes (as `command`
+    /// does for other commands).
+    private func publishAnswered(
+        _ reply: RESPValue?, command: ByteBuffer, redirected: Bool, from connection: RedisConnection
+    ) {
+        guard let reply else {
+            publishErrors += 1
+            return
+        }
+        guard case let .error(text) = reply else { return }
+        guard !redirected, let redirect = RedisRedirect.parse(text, asked: connection.address) else {
+            publishErrors += 1
+            return
+        }
+        switch redirect {
+        case let .moved(_, to):
+            refreshMap()
+            guard let target = connections[to], target.ready else { return publishErrors += 1 }
+            target.sendPublish(command, redirected: true)
+        case let .ask(_, to):
+            guard let target = connections[to], target.ready else { return publishErrors += 1 }
+            target.send([Array("ASKING".utf8)]) { _ in }
+            target.sendPublish(command, redirected: true)
         }
     }
 
@@ -341,6 +390,16 @@ final class ClusterLink {
                 reply(answer)
             }
         }
+    }
+
+    /// The connection that serves `target`'s channel (`route` without building the channel's
+    /// name for a single Redis).
+    private func routeChannel(of target: String) -> RedisConnection? {
+        if case .single = mode {
+            guard let connection = connections[seed], connection.ready else { return nil }
+            return connection
+        }
+        return route(Self.channel(of: target))
     }
 
     /// The connection that serves `key`: the single Redis, or the master of the key's slot.
@@ -389,6 +448,9 @@ final class ClusterLink {
         let connection = connections[address] ?? RedisConnection(address: address, eventLoop: eventLoop)
         connections[address] = connection
         let link = NIOLoopBound(self, eventLoop: eventLoop)
+        connection.publishAnswered = { connection, reply, command, redirected in
+            link.value.publishAnswered(reply, command: command, redirected: redirected, from: connection)
+        }
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
@@ -575,6 +637,7 @@ final class ClusterLink {
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
             onValue: { value in link.value.subscriberMessage(value) },
+            onMessage: { payload in link.value.events?.message(payload) },
             readComplete: { link.value.events?.messagesRead() },
             closed: { link.value.subscriberClosed() }
         ).whenComplete { result in
@@ -608,8 +671,10 @@ final class ClusterLink {
             }
             return
         }
+        // An `smessage` the decoder's fast path did not take (a form it does not read, such as
+        // a RESP3 set): the same message.
         if kind == Array("smessage".utf8), fields.count == 3, let payload = fields[2].bytes {
-            events?.message(payload)
+            events?.message(ByteBuffer(bytes: payload))
         } else if kind == Array("ssubscribe".utf8) {
             subscribed = true
             subscriberBackoffMs = ClusterTiming.reconnectFirstMilliseconds
