@@ -172,6 +172,22 @@ for entry in cluster-cap-off-by-one:room-capacity cluster-signal-misrouted:only-
     fi
     echo "$bug: caught as $expected"
 done
+# cluster-mate-never-told (the one-sided PEER_FOUND before the fix) needs a node taken for dead while
+# alive and then that PEER_FOUND lost (--node-frames-lost, which the bug implies): rare in a small
+# run, so one known seed of 400 peers; the same run without the bug converges.
+step "cluster: node frames lost; cluster-mate-never-told caught as liveness (seed 6 x 400 peers)"
+mate=(--seed 6 --peers 400 --drop 0.05 "${cluster[@]}" --node-frames-lost)
+set +e
+out=$("$simulator" "${mate[@]}" --plant-bug cluster-mate-never-told 2>&1)
+status=$?
+set -e
+if [[ $status -ne 1 ]] || ! grep -q "^INVARIANT VIOLATED: liveness " <<<"$out"; then
+    echo "$out" | head -20
+    echo "error: the planted bug cluster-mate-never-told was not caught as liveness (exit $status)" >&2
+    exit 1
+fi
+echo "cluster-mate-never-told: caught as liveness"
+"$simulator" "${mate[@]}" | grep -E "^(invariants|cluster):"
 step "cluster determinism: same seed, same trace hash (hashing seeded or not); --nodes 1 is the single relay"
 cluster_hash() { "$@" | sed -n 's/^trace hash: //p'; }
 run=("$simulator" --seed 7 --peers 200 "${faults[@]}")

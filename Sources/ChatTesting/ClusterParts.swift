@@ -10,6 +10,10 @@ public struct ClusterConfiguration: Sendable, Hashable {
     public var redisDelayMicroseconds: ClosedRange<UInt64>
     /// Bugs planted in the cluster's shells or its Redis (none unless a self-test asks).
     public var plantedBugs: ClusterPlantedBugs = []
+    /// What a node writes to a client may be lost (at the run's drop rate), though never doubled
+    /// or reordered: not TCP, but the single relay's world's loss, to show that the relay
+    /// protocol needs no PEER_FOUND to arrive when the other side also opens a handshake.
+    public var nodeFramesLost = false
 
     public init(nodes: Int, redisDelayMicroseconds: ClosedRange<UInt64> = 100...2_000) {
         self.nodes = nodes
@@ -36,6 +40,9 @@ public struct ClusterPlantedBugs: OptionSet, Hashable, Sendable {
     /// A node's shell uses ten times the TTL (40 s) for its heartbeat key and its seats' deadlines
     /// (one constant in `ClusterTiming`): a dead node is taken for alive long past the bound.
     public static let heartbeatTTLTenfold = ClusterPlantedBugs(rawValue: 1 << 4)
+    /// A node's shell drops the notices its engine asks for itself (`ClusterCommand.notice`): a
+    /// mate presumed gone that comes back is announced to one side only (the old behaviour).
+    public static let mateNeverToldOfBreak = ClusterPlantedBugs(rawValue: 1 << 5)
 }
 
 /// `ClusterLink`'s timing (RelayServer's `ClusterTiming`, which this module cannot import: no NIO

@@ -172,6 +172,15 @@ extension World {
             let me = ClusterPeer(node: cluster.nodes[node].identity, connection: from.value)
             let payload = ClusterWire.signalHeader(to: to, from: me) + frame
             sendToRedis(node, .publish(to: to.node, payload, source: relayLinks[from]))
+        case let .notice(to, notice):
+            guard cluster.nodes[node].redis.ready else {
+                cluster.nodes[node].publishErrors += 1
+                return
+            }
+            // The planted bug: the engine's own word to a mate's node never leaves (as before it
+            // had one, a mate presumed gone and back was announced to one side only).
+            if cluster.configuration.plantedBugs.contains(.mateNeverToldOfBreak) { return }
+            notify(node, to, notice)
         }
     }
 

@@ -23,7 +23,12 @@ extension World {
         }
         // A cluster's nodes write to clients over TCP: in order, nothing lost or doubled (see
         // `clusterOrdered`); what the clients send still suffers every fault.
-        let copies = isCluster && !toRelay ? 1 : faults.copies()
+        var copies = 1
+        if !isCluster || toRelay {
+            copies = faults.copies()
+        } else if cluster?.configuration.nodeFramesLost == true {
+            copies = min(faults.copies(), 1)
+        }
         if copies == 0 {
             counters.framesDropped += 1
             record(.frameDropped, client: client, link: link, value: UInt64(frame.byteCount))

@@ -11,52 +11,89 @@ extension ClientDriver {
     /// hashing) never holds up chat, pings or keepalives.
     static let prefixSliceBytes = 4 << 20
 
-    /// Offer the file at `path` (`--send`, `/send`): read it once to hash it, then offer it.
+    /// Offer the file at `path` (`--send`, `/send`): it is hashed a slice per turn of the shell's
+    /// loop (`hashOfferSlice`), then offered, so that hashing a large file (about 1.7 s per GiB
+    /// here) never holds up chat, pings or keepalives. Offers leave in the order they were asked for.
     func offerFile(path: String, now: Instant) {
         guard let store = fileStore else {
             notify(.fileProblem("file transfers are not available here"))
             return
         }
-        let opened: (file: StoredFile, name: String, sizeBytes: UInt64)
-        switch store.openForReading(path: path) {
-        case let .success(value): opened = value
-        case let .failure(error):
-            fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): \(error)"))
-            return
-        }
-        let hasher = FileHasher()
-        guard feed(hasher, from: opened.file, bytes: opened.sizeBytes, store: store) else {
-            store.release(opened.file, deletePart: false)
-            fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): it could not be read"))
-            return
-        }
-        let hash = hasher.finish()
-        guard let id = files.offer(name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy) else {
-            store.release(opened.file, deletePart: false)
+        guard files.active.count + offerJobs.count < files.configuration.transfersMax else {
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): too many transfers under way"))
             return
         }
-        storedFiles.append((id, .outgoing, opened.file))
-        pumpFiles(now: now)
+        switch store.openForReading(path: path) {
+        case let .success(opened) where opened.sizeBytes > FileTransfers.fileBytesMax:
+            store.release(opened.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
+        case let .success(opened):
+            offerJobs.append(OfferHashJob(path: path, file: opened.file, name: opened.name, bytes: opened.sizeBytes))
+            if opened.sizeBytes > UInt64(Self.prefixSliceBytes) {
+                notify(.fileHashing(SafeFileName.make(opened.name), bytes: opened.sizeBytes))
+            }
+            hashSliceDue = now
+        case let .failure(error):
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): \(error)"))
+        }
     }
 
-    /// Feed the first `bytes` of `file` to `hasher`, one MiB per read; false if they could not be
-    /// read in full.
-    private func feed(_ hasher: FileHasher, from file: StoredFile, bytes: UInt64, store: any FileStore) -> Bool {
-        let step = UInt64(1 << 20)
-        var offset: UInt64 = 0
-        // Bounded by `bytes`, one MiB per round.
-        while offset < bytes {
-            let count = Int(min(step, bytes - offset))
-            guard case let .success(read) = store.read(file, offset: offset, count: count), read.count == count
-            else { return false }
-            hasher.update(read)
-            offset += UInt64(count)
+    /// One slice of the first file waiting to be offered; once it is whole, the offer.
+    private func hashOfferSlice(now: Instant) {
+        // Leaving or ending: nothing more is offered (the session's end drops what waits).
+        switch phase {
+        case .running, .draining: break
+        case .leaving, .ending, .ended, .exited: return
         }
-        return true
+        guard let job = offerJobs.first, let store = fileStore else { return }
+        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        if count > 0 {
+            guard case let .success(read) = store.read(job.file, offset: job.hasher.bytesHashed, count: count),
+                read.count == count
+            else {
+                dropOfferJob(problem: "cannot send \(job.path): it could not be read")
+                return
+            }
+            job.hasher.update(read)
+            extendDrain(now: now)
+            guard job.hasher.bytesHashed == job.bytes else { return }  // More slices to come.
+        }
+        offerJobs.removeFirst()
+        let hash = job.hasher.finish()
+        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy) else {
+            store.release(job.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(job.path): too many transfers under way"))
+            return
+        }
+        storedFiles.append((id, .outgoing, job.file))
+    }
+
+    /// The first file waiting to be offered is given up (unreadable, or `/cancel`): never offered.
+    private func dropOfferJob(problem: String) {
+        let job = offerJobs.removeFirst()
+        fileStore?.release(job.file, deletePart: false)
+        fileFailuresLocal += 1
+        notify(.fileProblem(problem))
+    }
+
+    /// Every file still waiting to be offered is given up (the session ended, or we leave): each
+    /// counts as a file that failed and is said, as a transfer cut off would be.
+    func dropOfferJobs(because reason: String) {
+        // Bounded by the jobs queued (at most `transfersMax`).
+        while let job = offerJobs.first {
+            dropOfferJob(problem: "\(SafeFileName.make(job.name)) was not offered: \(reason)")
+        }
+    }
+
+    /// One slice of each kind of hash waiting, and when the next is due (at once, while any waits).
+    private func hashSlices(now: Instant) {
+        hashPrefixSlice(now: now)
+        hashOfferSlice(now: now)
+        hashSliceDue = prefixJobs.isEmpty && offerJobs.isEmpty ? nil : now
     }
 
     /// At start: the `.part`s transfers cut off earlier left in `--accept-files DIR`, if any (they
@@ -131,7 +168,6 @@ extension ClientDriver {
                 files.prefixHashed(request.id, digest: nil, now: now)
             }
         }
-        defer { prefixSliceDue = prefixJobs.isEmpty ? nil : now }
         guard let job = prefixJobs.first else { return }
         guard let store = fileStore, storedFile(job.id, job.direction) == job.file else {
             prefixJobs.removeFirst()
@@ -173,13 +209,13 @@ extension ClientDriver {
 
     /// Carry out what the transfers ask, then send the chunks the windows allow.
     func pumpFiles(now: Instant) {
-        hashPrefixSlice(now: now)
+        hashSlices(now: now)
         var budget = Self.fileActionsPerPumpMax
         while budget > 0 {
             let actions = files.drainActions()
             if actions.isEmpty {
                 // A sender's resume check asked for just now starts at the next turn.
-                if prefixSliceDue == nil, files.nextPrefixCheck() != nil { prefixSliceDue = now }
+                if hashSliceDue == nil, files.nextPrefixCheck() != nil { hashSliceDue = now }
                 guard sendNextChunk(now: now) else { return }
             }
             for action in actions { perform(action, now: now) }
@@ -238,11 +274,16 @@ extension ClientDriver {
         }
     }
 
-    private func fileEvent(_ event: FileEvent, now: Instant) {
+    /// A transfer moving (or a file being hashed for its offer) is not a peer that went silent:
+    /// the drain waits while it moves.
+    private func extendDrain(now: Instant) {
         if case let .draining(deadline) = phase {
-            // A transfer moving is not a peer that went silent: the drain waits while it moves.
             phase = .draining(deadline: max(deadline, now.advanced(by: configuration.drainTimeout)))
         }
+    }
+
+    private func fileEvent(_ event: FileEvent, now: Instant) {
+        extendDrain(now: now)
         var savedAs: String?
         if case let .done(info, .incoming, _) = event, let index = savedPaths.firstIndex(where: { $0.id == info.id }) {
             savedAs = savedPaths.remove(at: index).path
@@ -288,14 +329,35 @@ extension ClientDriver {
         pumpFiles(now: now)
     }
 
-    /// `/cancel`: the oldest transfer under way, either direction.
+    /// `/cancel`: the oldest transfer under way, either direction; else the first file still
+    /// being hashed for its offer.
     func cancelCommand(now: Instant) {
         guard let transfer = files.active.first else {
-            notify(.fileProblem("no transfer is under way"))
+            if let job = offerJobs.first {
+                dropOfferJob(problem: "\(SafeFileName.make(job.name)) was not offered: cancelled while it was hashed")
+            } else {
+                notify(.fileProblem("no transfer is under way"))
+            }
             return
         }
         files.fail(transfer.info.id, transfer.direction, .cancelled)
         pumpFiles(now: now)
+    }
+}
+
+/// A file of ours being hashed a slice at a time before it is offered (`--send`, `/send`).
+final class OfferHashJob {
+    let path: String
+    let file: StoredFile
+    let name: String
+    let bytes: UInt64
+    let hasher = FileHasher()
+
+    init(path: String, file: StoredFile, name: String, bytes: UInt64) {
+        self.path = path
+        self.file = file
+        self.name = name
+        self.bytes = bytes
     }
 }
 

@@ -56,10 +56,12 @@ public final class ClientDriver {
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).
     var fileFailuresLocal = 0
-    /// Prefixes of kept `.part`s (ours) or of our files (a peer's resume) being hashed, a slice
-    /// per turn of the shell's loop, and the instant the next slice is due (the last input's).
+    /// Prefixes of kept `.part`s (ours) or of our files (a peer's resume) being hashed, and our
+    /// files being hashed before they are offered, a slice per turn of the shell's loop; the
+    /// instant the next slice is due (the last input's).
     var prefixJobs: [PrefixHashJob] = []
-    var prefixSliceDue: Instant?
+    var offerJobs: [OfferHashJob] = []
+    var hashSliceDue: Instant?
 
     /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
     ///   session keeps its own copy, so the caller wipes this one when it likes.
@@ -127,7 +129,7 @@ public final class ClientDriver {
         if let due = link.deadline { earliest = min(earliest ?? due, due) }
         if let deadline = phase.deadline { earliest = min(earliest ?? deadline, deadline) }
         if let due = files.pollTimeout() { earliest = min(earliest ?? due, due) }
-        if let due = prefixSliceDue { earliest = min(earliest ?? due, due) }  // Due at once: a hash slice.
+        if let due = hashSliceDue { earliest = min(earliest ?? due, due) }  // Due at once: a hash slice.
         return earliest
     }
 
@@ -175,7 +177,7 @@ public final class ClientDriver {
     /// shell to exit once the session is over (it can also end from inside: the goodbye is done,
     /// the relay refused the room, the handshake failed authentication).
     private func settle(now: Instant) {
-        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle {
+        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle, offerJobs.isEmpty {
             leave(deadline: deadline, now: now)
         }
         if case let .ended(status) = phase {
@@ -204,6 +206,7 @@ public final class ClientDriver {
         case .leaving, .ending, .ended, .exited: return
         }
         phase = .leaving(deadline: deadline)
+        dropOfferJobs(because: "you left")
         feed(.leave, now: now)
     }
 

@@ -46,6 +46,8 @@ public struct ClientNotice: Hashable, Sendable {
         case memoryNotLocked = "memory_not_locked"
         /// A file could not be offered, stored or answered (the text says which and why).
         case fileProblem = "file_problem"
+        /// A file of ours is being hashed before it is offered (longer than one hash slice).
+        case fileHashing = "file_hashing"
         /// A file offer waits for `/accept` or `/reject`.
         case fileOffered = "file_offered"
         /// The download directory holds `.part`s of transfers cut off earlier (at start).

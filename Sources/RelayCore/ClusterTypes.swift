@@ -28,18 +28,23 @@ public struct ClusterJoinRequest: Hashable, Sendable {
     public var newToken: ReconnectToken?
     /// The address is over its join rate: only a seat with `token` may be taken.
     public var reclaimOnly: Bool
-    /// A re-registration of a seat this node already holds (after Redis came back).
+    /// A re-registration of a seat this node already holds (after Redis came back), or a look-up
+    /// of who holds the room's other seat now.
     public var rejoin: Bool
+    /// For a rejoin: how many notices the seat had heard when it was asked (`ClusterSeat.heard`).
+    /// Not sent to Redis: an answer overtaken by a notice that disagrees with it is asked again.
+    public var heard: UInt32
 
     public init(
         room: RoomCode, token: ReconnectToken?, newToken: ReconnectToken?, reclaimOnly: Bool = false,
-        rejoin: Bool = false
+        rejoin: Bool = false, heard: UInt32 = 0
     ) {
         self.room = room
         self.token = token
         self.newToken = newToken
         self.reclaimOnly = reclaimOnly
         self.rejoin = rejoin
+        self.heard = heard
     }
 }
 
@@ -76,6 +81,9 @@ public enum ClusterCommand<Frame: RelayFrameBytes> {
     case leave(ConnectionID, room: RoomCode, reserve: Bool, partner: ClusterPeer?)
     /// Publish a SIGNAL to the room-mate's node, for `to`; `from` is the local sender.
     case signal(to: ClusterPeer, from: ConnectionID, Frame)
+    /// Publish `notice` on node `to`'s channel, in order behind this node's earlier commands (the
+    /// engine's own word to a room-mate's node: `ClusterSeat.presumedGone`).
+    case notice(to: String, ClusterNotice)
 }
 
 /// One local connection's seat in cluster mode.
@@ -84,6 +92,14 @@ struct ClusterSeat: Hashable, Sendable {
     var token: ReconnectToken?
     /// The room's other live peer (on this node or another), as the last answer or notice said.
     var partner: ClusterPeer?
+    /// The remote mate this node told its client had left without the mate's node saying so (that
+    /// node's heartbeat key was gone, or Redis had no seat for it): its own client was told
+    /// nothing. If it turns up again, its node is told PEER_LEFT then PEER_FOUND for it, so both
+    /// sides start a handshake, and a lost PEER_FOUND on one side is repaired by the other's.
+    var presumedGone: ClusterPeer?
+    /// Notices heard about this seat (and room-mates' nodes found gone): a rejoin's answer carries
+    /// the count at its asking (`ClusterJoinRequest.heard`) to tell whether a notice overtook it.
+    var heard: UInt32 = 0
 }
 
 /// The engine's cluster state: every local seat and pending JOIN. Redis holds the truth about

@@ -7,7 +7,9 @@ import ChatCore
 /// to a local room-mate directly or to a remote one's node (`ClusterCommand.signal`); a departure
 /// tells a local room-mate at once and Redis (`ClusterCommand.leave`), whose script tells a remote
 /// one. Notices from other nodes (`ClusterNotice`) are checked against the seat they name, so a
-/// stale or replayed one changes nothing. The shell does the Redis I/O and the heartbeats.
+/// stale or replayed one changes nothing; one that says a seat changed hands is checked with Redis
+/// (notices from different nodes race), as is an answer a notice overtook. The shell does the
+/// Redis I/O and the heartbeats.
 extension RelayEngine {
     /// This node's identity in Redis (nil: not a cluster node).
     public var clusterNode: String? { cluster?.node }
@@ -151,12 +153,28 @@ extension RelayEngine {
 
     /// Local connection `id` has room-mate `partner` now: PEER_LEFT first if it had another
     /// (as a single relay says when a seat changes hands), then PEER_FOUND; nothing if unchanged.
+    /// A mate this node had presumed gone (`ClusterSeat.presumedGone`) that turns up again was
+    /// told nothing by its own node: that node is asked to say PEER_LEFT then PEER_FOUND to it,
+    /// so that both sides open a handshake, as both do after a break on a single relay.
     private mutating func introduce(_ partner: ClusterPeer, to id: ConnectionID) {
         cluster?.unconfirmed[id] = nil
-        guard let seat = cluster?.seats[id], seat.partner != partner else { return }
+        guard let seat = cluster?.seats[id], seat.partner != partner, let me = peer(id) else { return }
         if seat.partner != nil { actions.append(.send(id, .peerLeft)) }
         cluster?.seats[id]?.partner = partner
+        cluster?.seats[id]?.presumedGone = nil
         actions.append(.send(id, .peerFound))
+        guard seat.partner == nil, seat.presumedGone == partner, partner.node != me.node else { return }
+        actions.append(.cluster(.notice(to: partner.node, .peerLeft(to: partner.connection, partner: me))))
+        actions.append(.cluster(.notice(to: partner.node, .peerFound(to: partner.connection, partner: me))))
+    }
+
+    /// Ask Redis who holds the room's other seat now (a rejoin: idempotent for a seat Redis has,
+    /// and it takes back with the token one Redis reserved); `rejoinAnswered` decides.
+    private mutating func lookUp(_ id: ConnectionID) {
+        guard let state = cluster, state.available, let seat = state.seats[id] else { return }
+        let request = ClusterJoinRequest(
+            room: seat.room, token: seat.token, newToken: seat.token, rejoin: true, heard: seat.heard)
+        actions.append(.cluster(.join(id, request)))
     }
 
     /// A seat's holder lost it to its own token's JOIN: if it is local, close it (its seat is no
@@ -251,12 +269,21 @@ extension RelayEngine {
             let id = ConnectionID(to)
             if cluster?.pending[id] != nil {
                 cluster?.announced[id] = partner
-            } else {
-                introduce(partner, to: id)
+                return
             }
+            guard let seat = cluster?.seats[id] else { return }
+            cluster?.seats[id]?.heard &+= 1
+            introduce(partner, to: id)
+            // The seat changed hands over there. Notices from different nodes race (a client taking
+            // its seat back twice, through two nodes, is announced by both): the last to arrive
+            // need not be the newest, so Redis, which orders them, is asked who holds it now.
+            if let old = seat.partner, old != partner { lookUp(id) }
         case let .peerLeft(to, partner):
             let id = ConnectionID(to)
             if cluster?.announced[id] == partner { cluster?.announced[id] = nil }
+            cluster?.seats[id]?.heard &+= 1
+            // Its node speaks for it: a connection that left never comes back.
+            if cluster?.seats[id]?.presumedGone == partner { cluster?.seats[id]?.presumedGone = nil }
             guard cluster?.seats[id]?.partner == partner else { return }
             cluster?.seats[id]?.partner = nil
             actions.append(.send(id, .peerLeft))
@@ -270,12 +297,16 @@ extension RelayEngine {
 
     /// These nodes' heartbeats have expired in Redis: their connections are gone. Every local
     /// room-mate of one is told PEER_LEFT (the JOIN script frees their seats when it next reads
-    /// the room).
+    /// the room). Presumed gone: a node that was only cut off comes back with the same seats.
     public mutating func clusterNodesGone(_ nodes: [String], now: Instant) {
         guard let cluster, !nodes.isEmpty else { return }
         for id in cluster.seats.keys.sorted() {
             guard let partner = cluster.seats[id]?.partner, nodes.contains(partner.node) else { continue }
             self.cluster?.seats[id]?.partner = nil
+            // A node that stalled or was cut off from Redis is taken for dead too: its client was
+            // told nothing, and may be back (`introduce`).
+            self.cluster?.seats[id]?.presumedGone = partner
+            self.cluster?.seats[id]?.heard &+= 1
             actions.append(.send(id, .peerLeft))
         }
     }
@@ -307,7 +338,8 @@ extension RelayEngine {
             guard let seat = state.seats[id] else { continue }
             // With its token: a seat Redis reserved meanwhile (its node was taken for dead) is
             // taken back; the script takes no held seat for a rejoin.
-            let request = ClusterJoinRequest(room: seat.room, token: seat.token, newToken: seat.token, rejoin: true)
+            let request = ClusterJoinRequest(
+                room: seat.room, token: seat.token, newToken: seat.token, rejoin: true, heard: seat.heard)
             actions.append(.cluster(.join(id, request)))
         }
     }
@@ -320,7 +352,8 @@ extension RelayEngine {
             guard let left = state.unconfirmed[id], left > 0, let seat = state.seats[id] else { continue }
             cluster?.unconfirmed[id] = left - 1
             guard left == 1 else { continue }
-            let request = ClusterJoinRequest(room: seat.room, token: nil, newToken: seat.token, rejoin: true)
+            let request = ClusterJoinRequest(
+                room: seat.room, token: nil, newToken: seat.token, rejoin: true, heard: seat.heard)
             actions.append(.cluster(.join(id, request)))
         }
     }
@@ -340,6 +373,11 @@ extension RelayEngine {
             close(id, .tryAgainLater, error: .clusterUnavailable, now: now)
         case let .admitted(partner, _, evicted):
             if let evicted { evictLocal(evicted, now: now) }
+            // A notice about this seat came while Redis answered, and the two disagree: which is
+            // newer is unknown (they travel on different connections), so Redis is asked again.
+            if request.heard != seat.heard, partner != seat.partner {
+                return lookUp(id)
+            }
             if let partner, let me = peer(id), partner.node == me.node {
                 introduce(me, to: ConnectionID(partner.connection))
             }
@@ -353,6 +391,7 @@ extension RelayEngine {
                 if cluster?.unconfirmed[id] == 0 {
                     cluster?.unconfirmed[id] = nil
                     cluster?.seats[id]?.partner = nil
+                    cluster?.seats[id]?.presumedGone = seat.partner
                     actions.append(.send(id, .peerLeft))
                 } else if cluster?.unconfirmed[id] == nil {
                     cluster?.unconfirmed[id] = ClusterState.unconfirmedHeartbeats

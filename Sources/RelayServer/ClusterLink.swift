@@ -320,7 +320,9 @@ final class ClusterLink {
         }
     }
 
-    private func notify(_ target: String, _ notice: ClusterNotice) {
+    /// Publish `notice` on node `target`'s channel (the scripts' answers name whom to tell; the
+    /// engine asks for one itself, `ClusterCommand.notice`). Lost while Redis is away, as a SIGNAL.
+    func notify(_ target: String, _ notice: ClusterNotice) {
         let text = ClusterWire.encode(notice)
         spublish(to: target, payloadBytes: text.count) { $0.writeBytes(text) }
     }

@@ -150,6 +150,8 @@ final class RelayHub {
             link.leave(id, room: room, graceMilliseconds: graceMilliseconds, partner: partner)
         case let .signal(to, from, frame):
             link.publish(to: to, from: from, frame)
+        case let .notice(to, notice):
+            link.notify(to, notice)
         }
     }
 

@@ -11,12 +11,19 @@ public struct ClusterOptions: Sendable, Hashable {
     public var redisRestart: Bool?
     /// A node and Redis are cut off from each other for a while.
     public var redisPartition: Bool?
+    /// What a node writes to a client may be lost at the run's drop rate (never doubled or
+    /// reordered): harsher than TCP, as the single relay's world is.
+    public var nodeFramesLost: Bool
 
-    public init(nodes: Int, nodeCrash: Bool? = nil, redisRestart: Bool? = nil, redisPartition: Bool? = nil) {
+    public init(
+        nodes: Int, nodeCrash: Bool? = nil, redisRestart: Bool? = nil, redisPartition: Bool? = nil,
+        nodeFramesLost: Bool = false
+    ) {
         self.nodes = nodes
         self.nodeCrash = nodeCrash
         self.redisRestart = redisRestart
         self.redisPartition = redisPartition
+        self.nodeFramesLost = nodeFramesLost
     }
 
     public static let nodesMax = 64
@@ -34,6 +41,8 @@ public struct ClusterSettings: Sendable, Hashable, Codable {
     /// One-way delay between a node and Redis, microseconds.
     public var redisDelayMinMicroseconds: UInt64
     public var redisDelayMaxMicroseconds: UInt64
+    /// What a node writes to a client may be lost (`--node-frames-lost`).
+    public var nodeFramesLost: Bool
     /// docs/RELAY.md's bound for a dead node: the TTL of its heartbeat key and seats' deadlines, one
     /// heartbeat, and round trips to Redis (three one-way delays: the last refresh in flight, a
     /// room-mate's node's check and its answer).
@@ -47,9 +56,10 @@ extension SimulationOptions {
             throw .invalidOption("--nodes must be from 1 to \(ClusterOptions.nodesMax)")
         }
         if nodes == 1, let cluster, cluster.nodeCrash == true || cluster.redisRestart == true
-            || cluster.redisPartition == true
+            || cluster.redisPartition == true || cluster.nodeFramesLost
         {
-            throw .invalidOption("--node-crash, --redis-restart and --redis-partition need --nodes 2 or more")
+            throw .invalidOption(
+                "--node-crash, --redis-restart, --redis-partition and --node-frames-lost need --nodes 2 or more")
         }
         if let plantedBug, plantedBug.needsCluster, nodes == 1 {
             throw .invalidOption("--plant-bug \(plantedBug.rawValue) breaks the cluster: add --nodes 2 or more")
@@ -66,7 +76,9 @@ extension PlantedBug {
     /// The bug is in the cluster (`--nodes` 2 or more).
     public var needsCluster: Bool {
         switch self {
-        case .clusterCapOffByOne, .clusterSignalMisrouted, .clusterLongHeartbeatTTL, .clusterUnavailableForever: true
+        case .clusterCapOffByOne, .clusterSignalMisrouted, .clusterLongHeartbeatTTL, .clusterUnavailableForever,
+            .clusterMateNeverTold:
+            true
         default: false
         }
     }
@@ -108,6 +120,7 @@ extension ResolvedSettings {
             redisPartitions: (given.redisPartition ?? drawnPartition) ? drawnPartitions : 0,
             redisPartitionMaxMilliseconds: drawnPartitionMax,
             redisDelayMinMicroseconds: 50, redisDelayMaxMicroseconds: delayMax,
+            nodeFramesLost: given.nodeFramesLost || options.plantedBug == .clusterMateNeverTold,
             deadNodeBoundMilliseconds: UInt64(VirtualClusterTiming.nodeTTLMilliseconds
                 + VirtualClusterTiming.heartbeatMilliseconds) + 3 * (delayMax + 999) / 1000 + 1)
         sources["node-crash"] = given.nodeCrash != nil ? .given : .seed
@@ -302,5 +315,6 @@ extension ClusterSettings {
         return "\(nodes) nodes, Redis delay \(redisDelayMinMicroseconds)..\(redisDelayMaxMicroseconds) us, "
             + crashes + given("node-crash") + ", " + restarts + given("redis-restart") + ", " + partitions
             + given("redis-partition") + ", dead-node bound \(deadNodeBoundMilliseconds) ms"
+            + (nodeFramesLost ? ", node frames lost at the drop rate" : "")
     }
 }

@@ -193,6 +193,10 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
     case clusterLongHeartbeatTTL = "cluster-long-heartbeat-ttl"
     /// A node whose link to Redis broke never tells its engine that Redis is back.
     case clusterUnavailableForever = "cluster-unavailable-forever"
+    /// A node that had told its client the remote mate left (the mate's node was taken for dead)
+    /// and sees the mate back says nothing to the mate's node: only one side is told PEER_FOUND.
+    /// Implies `--node-frames-lost` (over TCP, that one PEER_FOUND always arrives).
+    case clusterMateNeverTold = "cluster-mate-never-told"
 
     /// The invariant this bug breaks: the checker must name it.
     public var expectedInvariant: Invariant {
@@ -219,6 +223,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .clusterSignalMisrouted: .onlyFromPeer
         case .clusterLongHeartbeatTTL: .deadNodeBound
         case .clusterUnavailableForever: .liveness
+        case .clusterMateNeverTold: .liveness
         }
     }
 
@@ -269,6 +274,7 @@ public enum PlantedBug: String, CaseIterable, Sendable, Hashable {
         case .clusterSignalMisrouted: configuration.cluster?.plantedBugs.insert(.signalToNextConnection)
         case .clusterLongHeartbeatTTL: configuration.cluster?.plantedBugs.insert(.heartbeatTTLTenfold)
         case .clusterUnavailableForever: configuration.cluster?.plantedBugs.insert(.availabilityNeverBack)
+        case .clusterMateNeverTold: configuration.cluster?.plantedBugs.insert(.mateNeverToldOfBreak)
         case .bucketNeverRefills:
             configuration.uncheckedRelayLimits = true
             configuration.relayLimits.messagesPerSecond = 0

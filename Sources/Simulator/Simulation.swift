@@ -138,6 +138,7 @@ public final class Simulation {
             configuration.cluster = ClusterConfiguration(
                 nodes: cluster.nodes,
                 redisDelayMicroseconds: cluster.redisDelayMinMicroseconds...cluster.redisDelayMaxMicroseconds)
+            configuration.cluster?.nodeFramesLost = cluster.nodeFramesLost
         }
         if settings.leaveRandomly {
             let drain = Duration.milliseconds(settings.drainTimeoutMilliseconds)

@@ -68,7 +68,8 @@ struct SimulatorCommand: ParsableCommand {
             mode, sharing a virtual Redis that runs the JOIN and leave scripts atomically, with node \
             heartbeats (TTL) and pub/sub per node; clients connect to a random node each time. Its \
             faults: --node-crash (kill -9 and restart), --redis-restart (every room and node key lost), \
-            --redis-partition (a node cut off from Redis); each drawn from the seed unless given. Its \
+            --redis-partition (a node cut off from Redis); each drawn from the seed unless given; \
+            --node-frames-lost also loses what a node writes to a client (at --drop, in order). Its \
             invariants: room-capacity in Redis and across the nodes, only-from-peer for SIGNALs between \
             nodes, liveness after the heal, and dead-node-bound (a dead node's seats past their deadline, \
             its heartbeat key gone and its partners told within the bound of docs/RELAY.md).
@@ -160,6 +161,9 @@ struct SimulatorCommand: ParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: "With --nodes: a node and Redis are cut off from each other for a while.")
     var redisPartition: Bool?
+
+    @Flag(help: "With --nodes: what a node writes to a client may be lost at --drop (never doubled or reordered).")
+    var nodeFramesLost = false
 
     @Option(help: "Messages each peer types during the fault phase.")
     var messages: Int?
@@ -287,9 +291,10 @@ struct SimulatorCommand: ParsableCommand {
             plantedBug: plantBug.flatMap(PlantedBug.init(rawValue:)), password: password, mitm: mitm,
             traceTailCount: traceTail, guardedMemory: guardedMemory, squatters: squatters,
             leaveRandomly: leaveRandomly, attack: attack.flatMap(MitmAttack.init(rawValue:)), files: files)
-        if nodes != 1 || nodeCrash != nil || redisRestart != nil || redisPartition != nil {
+        if nodes != 1 || nodeCrash != nil || redisRestart != nil || redisPartition != nil || nodeFramesLost {
             options.cluster = ClusterOptions(
-                nodes: nodes, nodeCrash: nodeCrash, redisRestart: redisRestart, redisPartition: redisPartition)
+                nodes: nodes, nodeCrash: nodeCrash, redisRestart: redisRestart, redisPartition: redisPartition,
+                nodeFramesLost: nodeFramesLost)
         }
         return options
     }
@@ -314,6 +319,7 @@ struct SimulatorCommand: ParsableCommand {
         if squatters > 0 { words += ["--squatters", String(squatters)] }
         if leaveRandomly { words.append("--leave-randomly") }
         if files { words.append("--files") }
+        if nodeFramesLost { words.append("--node-frames-lost") }
         if let attack { words += ["--attack", attack] }
         if let plantBug { words += ["--plant-bug", plantBug] }
         if guardedMemory { words.append("--guarded-memory") }

@@ -102,7 +102,7 @@ struct RelayClusterAttackTests {
         }
     }
 
-    @Test("Review 3: a node stalled 6 s (SIGSTOP, past its heartbeat's TTL): no squatter takes its peer's seat meanwhile; after SIGCONT the partner gets PEER_FOUND back and SIGNALs flow both ways")
+    @Test("Review 3: a node stalled 6 s (SIGSTOP, past its heartbeat's TTL): no squatter takes its peer's seat meanwhile; after SIGCONT the partner gets PEER_FOUND back, its own peer PEER_LEFT then PEER_FOUND, and SIGNALs flow both ways")
     func stalledNodeComesBack() async throws {
         try await withCluster(nodes: 2, RelayClusterTests.loose) { _, nodes in
             let room = uniqueRoom("STALL6")
@@ -115,6 +115,9 @@ struct RelayClusterAttackTests {
             try await Task.sleep(until: stopped + .seconds(6), clock: .continuous)
             nodes[0].process.send(signal: SIGCONT)
             try await bob.expect("PEER_FOUND", timeoutSeconds: 10)
+            // Bob was told Alice left, so she is told the same and both open a handshake.
+            try await alice.expect("PEER_LEFT", timeoutSeconds: 10)
+            try await alice.expect("PEER_FOUND", timeoutSeconds: 10)
             try await expectForwarded(from: bob, to: alice)
             try await expectForwarded(from: alice, to: bob)
         }

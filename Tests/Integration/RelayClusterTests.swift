@@ -539,7 +539,7 @@ struct RelayClusterTests {
         }
     }
 
-    @Test("A node stalled past its heartbeat's TTL (SIGSTOP 6 s): its peer's partner is told PEER_LEFT, then PEER_FOUND again when it resumes; SIGNALs flow again")
+    @Test("A node stalled past its heartbeat's TTL (SIGSTOP 6 s): its peer's partner is told PEER_LEFT, then PEER_FOUND again when it resumes, and its peer PEER_LEFT then PEER_FOUND (both sides open); SIGNALs flow again")
     func nodeStalls() async throws {
         try await withCluster(nodes: 2) { _, nodes in
             let room = uniqueRoom("STALL")
@@ -549,6 +549,10 @@ struct RelayClusterTests {
             try await Task.sleep(for: .seconds(1))
             nodes[0].process.send(signal: SIGCONT)
             try await bob.expect("PEER_FOUND", timeoutSeconds: 10)
+            // Bob was told Alice left (her node was taken for dead): she is told the same, then
+            // PEER_FOUND, so a lost PEER_FOUND on one side is repaired by the other's opening.
+            try await alice.expect("PEER_LEFT", timeoutSeconds: 10)
+            try await alice.expect("PEER_FOUND", timeoutSeconds: 10)
             try await expectForwarded(from: bob, to: alice)
             try await expectForwarded(from: alice, to: bob)
         }

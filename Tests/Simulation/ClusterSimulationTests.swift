@@ -15,6 +15,16 @@ struct ClusterSimulationTests {
         return options
     }
 
+    /// `simulator --nodes 3 --peers 400 --drop 0.05 --node-crash --redis-restart --redis-partition
+    /// --node-frames-lost --seed 6`: a partition's node taken for dead, back, and one side's
+    /// PEER_FOUND lost (caught with `--plant-bug cluster-mate-never-told`, the old behaviour).
+    static var mateNeverToldOptions: SimulationOptions {
+        var options = SimulationOptions(peers: 400, seed: 6, drop: 0.05, plantedBug: .clusterMateNeverTold)
+        options.cluster = ClusterOptions(
+            nodes: 3, nodeCrash: true, redisRestart: true, redisPartition: true, nodeFramesLost: true)
+        return options
+    }
+
     @Test("Three nodes, every fault kind: every invariant holds and the faults happened", arguments: 1...4)
     func sweep(seed: UInt64) throws {
         let report = try SimulationTests.run(Self.options(seed: seed))

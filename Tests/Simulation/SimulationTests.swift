@@ -120,6 +120,14 @@ struct PlantedBugTests {
 
     @Test("Each planted bug is caught and named", arguments: PlantedBug.allCases)
     func plantedBugIsCaught(bug: PlantedBug) throws {
+        if bug == .clusterMateNeverTold {
+            // It needs a node taken for dead while alive and then one PEER_FOUND lost: rare in a
+            // small run. One known seed of the cluster's usual run (SIMULATOR.md, sim-sweep.sh).
+            let report = try SimulationTests.run(ClusterSimulationTests.mateNeverToldOptions)
+            let caught = report.violation?.detail ?? "no violation"
+            #expect(report.violation?.invariant == bug.expectedInvariant, "\(caught)")
+            return
+        }
         for seed: UInt64 in 1...3 {
             var options = SimulationTests.allFaults(seed: seed, plantedBug: bug)
             if bug.needsRelayInTheMiddle {

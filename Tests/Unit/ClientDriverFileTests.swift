@@ -266,6 +266,107 @@ struct ClientDriverFileTests {
         })
     }
 
+    /// Alice (interactive, or in pipe mode sending /src/big.bin) and Bob (accepting into /dl):
+    /// Alice's reads of her disk are logged.
+    static func loggedSender(_ data: [UInt8], pipe: Bool = false, settled: Bool = true)
+        -> (DriverHarness, Log, InMemoryFileStore)
+    {
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/big.bin"] = data
+        let log = Log()
+        aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        let bobStore = InMemoryFileStore()
+        let harness = DriverHarness()
+        var aliceFiles = FilePolicy()
+        if pipe { aliceFiles.sendPaths = ["/src/big.bin"] }
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.add(interactive: !pipe, files: aliceFiles, fileStore: aliceStore, settled: settled)
+        return (harness, log, bobStore)
+    }
+
+    @Test("A file is hashed for its offer a slice per turn: a line typed meanwhile leaves before the offer")
+    func offerHashedInSlices() {
+        let slice = ClientDriver.prefixSliceBytes
+        let data = Self.content(3 * slice + 100_000)
+        let (harness, log, bobStore) = Self.loggedSender(data)
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 1)
+        var moves = 0
+        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        #expect(log.entries == ["read 0"])
+        harness.world.handle(.line("typed during the hash"), at: 1)
+        log.entries.append("line")
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        // The four slices in order, and the line went out between the first and the last.
+        let hashReads = (0...3).map { "read \($0 * slice)" }
+        #expect(Array(log.entries.filter { $0 != "line" }.prefix(4)) == hashReads)
+        #expect((log.entries.firstIndex(of: "line") ?? .max) < (log.entries.firstIndex(of: hashReads[3]) ?? -1))
+        #expect(harness.notices(1).contains(.fileHashing))
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        // Bob saw the line before the offer: it did not wait for the hash.
+        let order = harness.shown[0].compactMap { event -> String? in
+            if case let .message(message) = event { return message.text }
+            if case .file(.offered, _) = event { return "offer" }
+            return nil
+        }
+        #expect(order.prefix(2) == ["typed during the hash", "offer"])
+    }
+
+    @Test("Pipe mode: input that ends while the file is still hashed waits for the offer, then its transfer")
+    func endOfInputWaitsForTheHash() {
+        let data = Self.content(3 * ClientDriver.prefixSliceBytes + 5)
+        let (harness, log, bobStore) = Self.loggedSender(data, pipe: true, settled: false)
+        #expect(log.entries == ["read 0"])
+        harness.world.handle(.endOfInput, at: 1)
+        harness.settle()
+        harness.advance(by: .seconds(20))
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        #expect(harness.exits[1] == .success)
+    }
+
+    @Test("Ctrl-C (pipe mode) or /quit while a file is hashed: never offered, said, and counted (exit 8)")
+    func endWhileHashed() {
+        let data = Self.content(3 * ClientDriver.prefixSliceBytes)
+        let (piped, pipedLog, _) = Self.loggedSender(data, pipe: true, settled: false)
+        piped.world.handle(.signal(ClientEvent.interruptSignal), at: 1)
+        piped.settle()
+        piped.advance(by: .seconds(5))
+        #expect(pipedLog.entries == ["read 0"])
+        #expect(piped.exits[1] == .filesFailed)
+        #expect(piped.noticeTexts(1, .fileProblem) == ["big.bin was not offered: the session ended"])
+        let (typed, typedLog, _) = Self.loggedSender(data)
+        typed.advance(by: .seconds(2))
+        typed.world.handle(.line("/send /src/big.bin"), at: 1)
+        var moves = 0
+        while typedLog.entries.isEmpty, moves < 100_000, Self.move(typed) { moves += 1 }
+        typed.world.handle(.line("/quit"), at: 1)
+        typed.settle()
+        typed.advance(by: .seconds(10))
+        #expect(typedLog.entries == ["read 0"])
+        #expect(typed.exits[1] == .filesFailed)
+        #expect(typed.noticeTexts(1, .fileProblem) == ["big.bin was not offered: you left"])
+        #expect(!Self.fileEvents(typed, 0).contains { if case .offered = $0 { true } else { false } })
+    }
+
+    @Test("/cancel while the file is hashed: never offered, no more of it read, and it is said")
+    func cancelWhileHashed() {
+        let slice = ClientDriver.prefixSliceBytes
+        let (harness, log, _) = Self.loggedSender(Self.content(3 * slice))
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 1)
+        var moves = 0
+        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        harness.world.handle(.line("/cancel"), at: 1)
+        harness.settle()
+        harness.advance(by: .seconds(5))
+        #expect(log.entries == ["read 0"])
+        #expect(harness.noticeTexts(1, .fileProblem).last == "big.bin was not offered: cancelled while it was hashed")
+        #expect(!Self.fileEvents(harness, 0).contains { if case .offered = $0 { true } else { false } })
+        harness.line(1, "/cancel")
+        #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
+    }
+
     @Test("The in-memory disk resumes as the real one: same tag only, the longest, never one held, free after a crash")
     func inMemoryResume() {
         let store = InMemoryFileStore()

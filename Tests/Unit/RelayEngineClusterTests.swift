@@ -139,7 +139,7 @@ struct RelayEngineClusterTests {
         // The seat changes hands on the other side (a reconnect there): PEER_LEFT, then PEER_FOUND.
         let successor = ClusterPeer(node: "n3.00000003", connection: 8)
         h.engine.clusterNotice(.peerFound(to: a.value, partner: successor), now: h.now)
-        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound)])
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound), Self.lookUp(a, request, heard: 3)])
         h.engine.clusterSignal(to: a.value, from: Self.remote, H.signal(5), now: h.now)
         #expect(h.actions().isEmpty)
         h.engine.clusterNotice(.peerLeft(to: a.value, partner: successor), now: h.now)
@@ -278,7 +278,9 @@ struct RelayEngineClusterTests {
         #expect(h.actions() == [.forward(b, H.signal(1))])
         // Redis gives b another room-mate (on another node); a's seat still names b.
         h.engine.clusterNotice(.peerFound(to: b.value, partner: Self.remote), now: h.now)
-        #expect(h.actions() == [.send(b, .peerLeft), .send(b, .peerFound)])
+        let actions = h.rawActions()
+        #expect(Array(actions.prefix(2)) == [.send(b, .peerLeft), .send(b, .peerFound)])
+        #expect(actions.count == 3 && Self.isLookUp(actions[2], b), "Redis is asked who holds the seat: \(actions)")
         let forwarded = h.engine.counters.framesForwarded
         h.send(H.signal(2), from: a)
         #expect(h.actions() == [.send(a, H.error(.noPeer))])
@@ -345,6 +347,148 @@ struct RelayEngineClusterTests {
         h.join(c, "ROOM3", token: token)
         let (_, request) = try Self.joinCommand(&h)
         #expect(request.reclaimOnly && request.token == token)
+    }
+
+    /// The look-up of who holds the room's other seat that the engine asks after `request`'s seat
+    /// heard `heard` notices (a rejoin with the seat's own token).
+    static func lookUp(_ id: ConnectionID, _ request: ClusterJoinRequest, heard: UInt32) -> H.Action {
+        .cluster(.join(id, ClusterJoinRequest(
+            room: request.room, token: request.newToken, newToken: request.newToken, rejoin: true, heard: heard)))
+    }
+
+    static func isLookUp(_ action: H.Action, _ id: ConnectionID) -> Bool {
+        guard case let .cluster(.join(asked, request)) = action else { return false }
+        return asked == id && request.rejoin
+    }
+
+    @Test("Weakness 1: a seat that changes hands twice, its two PEER_FOUNDs from two nodes reordered, ends with the holder Redis names, not the stale one")
+    func reorderedHandChanges() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        let request = try Self.seat(&h, a, partner: Self.remote)
+        // The mate took its seat back through n3, then again through n4; n4's notice comes first.
+        let second = ClusterPeer(node: "n3.00000003", connection: 8)
+        let third = ClusterPeer(node: "n4.00000004", connection: 9)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: third), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound), Self.lookUp(a, request, heard: 1)])
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: second), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound), Self.lookUp(a, request, heard: 2)])
+        // The first look-up's answer was overtaken by the stale notice and disagrees: asked again.
+        let found = ClusterJoinReply.admitted(partner: third, reclaimed: false, evicted: nil)
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 1), found, now: h.now)
+        #expect(h.actions() == [Self.lookUp(a, request, heard: 2)])
+        // An answer newer than every notice: Redis's holder, told as a change of hands.
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 2), found, now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound)])
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 2), found, now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterSignal(to: a.value, from: third, H.signal(1), now: h.now)
+        h.engine.clusterSignal(to: a.value, from: second, H.signal(2), now: h.now)
+        #expect(h.actions() == [.forward(a, H.signal(1))])
+        h.send(H.signal(3), from: a)
+        #expect(h.actions() == [.cluster(.signal(to: third, from: a, H.signal(3)))])
+    }
+
+    static func lookUp(_ request: ClusterJoinRequest, heard: UInt32) -> ClusterJoinRequest {
+        ClusterJoinRequest(
+            room: request.room, token: request.newToken, newToken: request.newToken, rejoin: true, heard: heard)
+    }
+
+    @Test("Weakness 1: a re-registration's answer overtaken by a newer PEER_FOUND does not bring back the mate it replaced")
+    func staleRejoinAnswer() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        let request = try Self.seat(&h, a, partner: Self.remote)
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        #expect(h.actions() == [Self.lookUp(a, request, heard: 0)])
+        // Meanwhile the mate took its seat back through another node (after the script ran).
+        let successor = ClusterPeer(node: "n3.00000003", connection: 8)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: successor), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft), .send(a, .peerFound), Self.lookUp(a, request, heard: 1)])
+        // The re-registration's answer names the old holder: stale, asked again, nothing said.
+        let old = ClusterJoinReply.admitted(partner: Self.remote, reclaimed: false, evicted: nil)
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 0), old, now: h.now)
+        #expect(h.actions() == [Self.lookUp(a, request, heard: 1)])
+        let now = ClusterJoinReply.admitted(partner: successor, reclaimed: false, evicted: nil)
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 1), now, now: h.now)
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 1), now, now: h.now)
+        #expect(h.actions().isEmpty)
+        h.engine.clusterSignal(to: a.value, from: successor, H.signal(1), now: h.now)
+        #expect(h.actions() == [.forward(a, H.signal(1))])
+    }
+
+    @Test("Weakness 2: a mate presumed gone (its node's key gone) that re-registers: its node is told PEER_LEFT then PEER_FOUND for it, so both sides open a handshake")
+    func presumedGoneMateBackTellsBothSides() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        _ = try Self.seat(&h, a, partner: Self.remote)
+        let me = ClusterPeer(node: Self.me, connection: a.value)
+        let bothSides: [H.Action] = [
+            .send(a, .peerFound),
+            .cluster(.notice(to: Self.remote.node, .peerLeft(to: Self.remote.connection, partner: me))),
+            .cluster(.notice(to: Self.remote.node, .peerFound(to: Self.remote.connection, partner: me))),
+        ]
+        h.engine.clusterNodesGone([Self.remote.node], now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft)])
+        // The node was only cut off from Redis: it registers its seat again and announces it.
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions() == bothSides)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions().isEmpty, "once")
+        // The same through this node's own re-registration finding the mate (Redis restarted).
+        h.engine.clusterNodesGone([Self.remote.node], now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft)])
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        let rejoins = h.rawActions()
+        guard rejoins.count == 1, case let .cluster(.join(_, rejoin)) = rejoins[0] else {
+            throw TestFailure("\(rejoins)")
+        }
+        let found = ClusterJoinReply.admitted(partner: Self.remote, reclaimed: false, evicted: nil)
+        h.engine.clusterJoinAnswered(a, rejoin, found, now: h.now)
+        #expect(h.actions() == bothSides)
+        // A mate whose node says it left is gone for good: nothing more to its node.
+        h.engine.clusterNodesGone([Self.remote.node], now: h.now)
+        h.engine.clusterNotice(.peerLeft(to: a.value, partner: Self.remote), now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft)])
+        let other = ClusterPeer(node: "n3.00000003", connection: 8)
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: other), now: h.now)
+        #expect(h.actions() == [.send(a, .peerFound)])
+    }
+
+    @Test("Weakness 2: after Redis came back empty and the mate stayed unconfirmed (PEER_LEFT), its return is told to both sides; the receiving side answers nothing back")
+    func unconfirmedMateBackTellsBothSides() throws {
+        var h = try H.cluster()
+        let a = h.connect()
+        let request = try Self.seat(&h, a, partner: Self.remote)
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        _ = h.actions()
+        let alone = ClusterJoinReply.admitted(partner: nil, reclaimed: false, evicted: nil)
+        h.engine.clusterJoinAnswered(a, Self.lookUp(request, heard: 0), alone, now: h.now)
+        for _ in 0..<3 { h.engine.clusterHeartbeat(now: h.now) }
+        let asked = h.rawActions()
+        guard asked.count == 1, case let .cluster(.join(_, again)) = asked[0] else { throw TestFailure("\(asked)") }
+        h.engine.clusterJoinAnswered(a, again, alone, now: h.now)
+        #expect(h.actions() == [.send(a, .peerLeft)])
+        h.engine.clusterNotice(.peerFound(to: a.value, partner: Self.remote), now: h.now)
+        let me = ClusterPeer(node: Self.me, connection: a.value)
+        #expect(h.actions() == [
+            .send(a, .peerFound),
+            .cluster(.notice(to: Self.remote.node, .peerLeft(to: Self.remote.connection, partner: me))),
+            .cluster(.notice(to: Self.remote.node, .peerFound(to: Self.remote.connection, partner: me))),
+        ])
+
+        // The mate's node, which never doubted: its client is told PEER_LEFT then PEER_FOUND, and
+        // it sends nothing back.
+        var mate = try H.cluster(Self.remote.node)
+        var id = mate.connect(.ipv4(100))
+        while id.value < Self.remote.connection { id = mate.connect(.ipv4(100 + UInt32(id.value))) }
+        _ = try Self.seat(&mate, id, partner: me)
+        mate.engine.clusterNotice(.peerLeft(to: id.value, partner: me), now: mate.now)
+        mate.engine.clusterNotice(.peerFound(to: id.value, partner: me), now: mate.now)
+        #expect(mate.actions() == [.send(id, .peerLeft), .send(id, .peerFound)])
     }
 
     @Test("The pub/sub messages parse strictly: each notice round-trips, signals carry their frame's offset, junk is nil")
