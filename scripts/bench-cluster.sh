@@ -87,26 +87,70 @@ echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, load average $(cut -d
 echo
 
 # Memory first, on an empty Redis (the load runs leave rooms behind for a while).
-memory() {
-    before="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
-    rooms=$((IDLE_CONNECTIONS / 2))
-    echo "== Redis memory: $IDLE_CONNECTIONS idle connections, $rooms rooms, peers on two nodes"
-    "$BIN/relay-bench" idle --url "${URLS[0]}" --url "${URLS[1]}" --connections "$IDLE_CONNECTIONS" \
-        --hold-seconds 10 --connect-concurrency 200 >"$WORK/idle.out" &
+# Room keys are every key but the nodes' (`sc:node:*`): main's `sc:{hex}` and today's `sc:<base64url>`
+# alike, so BIN= runs of an older build count the same way.
+rooms_in_redis() {
+    local all nodes
+    all="$(redis-cli -p "$REDIS_PORT" dbsize)"
+    nodes="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:node:*' | wc -l)"
+    echo $((all - nodes))
+}
+# memory_stat NAME: one field of MEMORY STATS (bytes).
+memory_stat() {
+    redis-cli -p "$REDIS_PORT" memory stats | awk -v k="$1" 'prev == k {print; exit} {prev = $0}' | tr -d '\r'
+}
+used_memory() { redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
+# idle_batch COUNT SECONDS: COUNT idle connections joined pairwise (each pair's two on two nodes),
+# held SECONDS once open; sets IDLE_PID. Returns once every room is in Redis and settled.
+idle_batch() {
+    local count="$1" hold="$2" target
+    target=$(( $(rooms_in_redis) + count / 2 ))
+    "$BIN/relay-bench" idle --url "${URLS[0]}" --url "${URLS[1]}" --connections "$count" \
+        --hold-seconds "$hold" --connect-concurrency 200 >>"$WORK/idle.out" &
     IDLE_PID=$!
-    keys=0
     for _ in $(seq 1 300); do   # until every room is in Redis (at most 30 s)
-        keys="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | wc -l)"
-        [ "$keys" -ge "$rooms" ] && break
+        [ "$(rooms_in_redis)" -ge "$target" ] && break
         sleep 0.1
     done
-    during="$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
-    sample="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'sc:{*' | head -1 || true)"
+    # The last rooms' second JOINs and notices settle (connections go 200 at a time).
+    sleep 3
+}
+# Two batches of rooms: the whole growth over the rooms (as measured before), and the second
+# batch's growth over its own rooms, the marginal cost of a room: what Redis allocates once (about
+# 175 KB for the scripts' first runs here, kept after FLUSHALL too) falls in the first batch.
+memory() {
+    local half=$((IDLE_CONNECTIONS / 2))
+    before="$(used_memory)"
+    dataset_before="$(memory_stat dataset.bytes)"
+    dict_before="$(memory_stat overhead.hashtable.main)"
+    clients_before="$(memory_stat clients.normal)"
+    echo "== Redis memory: $IDLE_CONNECTIONS idle connections, $((IDLE_CONNECTIONS / 2)) rooms in two batches," \
+        "peers on two nodes"
+    idle_batch "$half" 40
+    FIRST_PID=$IDLE_PID
+    first_keys="$(rooms_in_redis)"
+    first="$(used_memory)"
+    idle_batch "$half" 12
+    keys="$(rooms_in_redis)"
+    during="$(used_memory)"
+    dataset="$(memory_stat dataset.bytes)"
+    dict="$(memory_stat overhead.hashtable.main)"
+    clients="$(memory_stat clients.normal)"
+    local usage="local k = redis.call('SCAN', 0, 'MATCH', 'sc:[^n]*', 'COUNT', 100000)[2][1]
+        if k then return redis.call('MEMORY', 'USAGE', k) end return 'n/a'"
+    sample="$(redis-cli -p "$REDIS_PORT" eval "$usage" 0)"
     wait "$IDLE_PID" || true
+    kill -TERM "$FIRST_PID" 2>/dev/null || true
+    wait "$FIRST_PID" 2>/dev/null || true
     grep -E "opened|still" "$WORK/idle.out" || cat "$WORK/idle.out"
-    echo "room keys in redis: $keys"
-    echo "used_memory: $before -> $during bytes: $(( (during - before) / (keys > 0 ? keys : 1) )) bytes per room"
-    echo "MEMORY USAGE of one room key: $(redis-cli -p "$REDIS_PORT" memory usage "$sample" 2>/dev/null || echo n/a) bytes"
+    local per=$((keys > 0 ? keys : 1)) second=$((keys - first_keys > 0 ? keys - first_keys : 1))
+    echo "room keys in redis: $first_keys, then $keys"
+    echo "used_memory: $before -> $during bytes: $(( (during - before) / per )) bytes per room;" \
+        "second batch: $(( (during - first) / second )) bytes per room (marginal)"
+    echo "  per room overall: keys and values $(( (dataset - dataset_before) / per )) bytes (MEMORY STATS" \
+        "dataset.bytes), the keyspace dictionary $(( (dict - dict_before) / per )) (overhead.hashtable.main)," \
+        "clients' buffers $(( (clients - clients_before) / per )) (clients.normal)"
+    echo "MEMORY USAGE of one room key: $sample bytes"
 }
 memory
 echo

@@ -14,17 +14,18 @@ import RelayCore
 /// (`SET ... PX ... GET`, `EXISTS`) are single-key commands of the shell only: stall detection and
 /// partners' liveness.
 ///
-/// A room is `ClusterWire.roomKey(room)` holding at most two seats (as the Lua's JSON array); a
+/// A room is `ClusterWire.roomKey(room)` holding at most two seats (as the Lua's MessagePack array); a
 /// reserved seat has `node == ""` and is reserved until `until`, a held one is held until then. A
 /// restart loses everything (`--save '' --appendonly no`). No ordered collection reaches an
 /// output: rooms and node keys are looked up by key; the checker's questions over all rooms
 /// (`heldSeats(of:)`) answer a count.
 public struct VirtualRedis {
-    /// One seat, as the scripts' JSON array holds it: `[node, connection, token hash, until ms]`.
+    /// One seat, as the scripts' MessagePack array holds it: `[node, connection, token hash, until
+    /// ms]` (the token hash's 8 raw bytes, `ClusterWire.tokenHash`; empty for none).
     public struct Seat: Hashable, Sendable {
         public var node: String
         public var connection: String
-        public var tokenHash: String
+        public var tokenHash: [UInt8]
         public var until: Int64
 
         /// The seat's holder (a live seat's).

@@ -10,6 +10,10 @@ import RelayCore
 ///   every prefix of an invalid input `incomplete` or the same refusal;
 /// - a value re-encoded parses to the same value (for values the encoder can write: no CR or LF in
 ///   a simple line);
+/// - the subscriber's fast path (`pubSubMessage`) reads exactly the `smessage`s `parse` reads:
+///   when it answers, `parse` reads the same array or push of the same three bulk strings with the
+///   same length; when `parse` reads an array or push of three bulk strings led by `smessage`
+///   (not under an attribute), the fast path answers too;
 /// - every bulk string inside parses as a cluster message or is refused, without a trap;
 /// - every value read as a `CLUSTER SLOTS` reply gives a map that routes every slot to one of its
 ///   masters, or a typed refusal; every error read as a redirection (`-MOVED`, `-ASK`) gives a
@@ -40,7 +44,39 @@ public func fuzzRESP(_ data: UnsafeRawBufferPointer) {
             require(earlier == .incomplete || earlier == verdict, "prefix of \(cut): \(earlier), whole: \(verdict)")
         }
     }
+    checkPubSubMessage(bytes, parser: parser, verdict: verdict)
     _ = ClusterWire.parse(bytes)
+}
+
+/// `RESPParser.pubSubMessage` against `parse`'s `verdict` on the same bytes (see `fuzzRESP`).
+func checkPubSubMessage(_ bytes: [UInt8], parser: RESPParser, verdict: RESPParse) {
+    let kind = RESPValue.bulkString(Array("smessage".utf8))
+    guard let fast = bytes.withUnsafeBytes({ parser.pubSubMessage($0) }) else {
+        // (An attribute, `|`, may annotate a message: parse returns the message; that form is
+        // the general path's.)
+        guard bytes.first != UInt8(ascii: "|") else { return }
+        if case let .value(.array(fields), _) = verdict, isMessage(fields) {
+            require(false, "parse read an smessage array the fast path did not: \(fields)")
+        }
+        if case let .value(.push(fields), _) = verdict, isMessage(fields) {
+            require(false, "parse read an smessage push the fast path did not: \(fields)")
+        }
+        return
+    }
+    require(
+        fast.channel.lowerBound >= 0 && fast.channel.upperBound <= fast.payload.lowerBound
+            && fast.payload.upperBound <= fast.length && fast.length <= bytes.count,
+        "fast path ranges \(fast) of \(bytes.count)")
+    let fields = [kind, .bulkString(Array(bytes[fast.channel])), .bulkString(Array(bytes[fast.payload]))]
+    require(
+        verdict == .value(.array(fields), length: fast.length) || verdict == .value(.push(fields), length: fast.length),
+        "fast path \(fast), parse \(verdict)")
+}
+
+/// Three bulk strings, the first `smessage`: a sharded pub/sub message.
+private func isMessage(_ fields: [RESPValue]) -> Bool {
+    guard fields.count == 3, fields[0] == .bulkString(Array("smessage".utf8)) else { return false }
+    return fields.allSatisfy { if case .bulkString = $0 { true } else { false } }
 }
 
 /// The Redis Cluster shapes the relay reads: a slot map and redirections.

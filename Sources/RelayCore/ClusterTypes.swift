@@ -139,7 +139,8 @@ public enum ClusterNodeName {
 
     /// Node identities in Redis: a name, `.`, and 8 hex digits of incarnation.
     public static func isValidIdentity(_ identity: String) -> Bool {
-        let bytes = Array(identity.utf8)
+        // The UTF-8 view, not an array of it: every cross-node message's sender is checked.
+        let bytes = identity.utf8
         return (3...(lengthMax + 9)).contains(bytes.count)
             && bytes.allSatisfy { isNameByte($0) || $0 == UInt8(ascii: ".") }
     }

@@ -24,7 +24,61 @@ public enum ClusterWire {
 
     /// The header of a SIGNAL for `to` from local connection `from` (the frame follows it).
     public static func signalHeader(to: ClusterPeer, from: ClusterPeer) -> [UInt8] {
-        Array("S \(to.connection) \(from.connection) \(from.node)\n".utf8)
+        let count = signalHeaderLength(to: to, from: from)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            _ = writeSignalHeader(to: to, from: from, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    /// How long `signalHeader(to:from:)` is.
+    public static func signalHeaderLength(to: ClusterPeer, from: ClusterPeer) -> Int {
+        5 + decimalDigits(to.connection) + decimalDigits(from.connection) + from.node.utf8.count
+    }
+
+    /// `signalHeader(to:from:)` written into the front of `out` (the shell writes it straight into
+    /// the `SPUBLISH` command's buffer, no array in between); false, and nothing written, if `out`
+    /// is shorter than `signalHeaderLength(to:from:)`.
+    public static func writeSignalHeader(
+        to: ClusterPeer, from: ClusterPeer, into out: UnsafeMutableRawBufferPointer
+    ) -> Bool {
+        guard out.count >= signalHeaderLength(to: to, from: from) else { return false }
+        var at = 0
+        func put(_ number: UInt64) {
+            let digits = decimalDigits(number)
+            var rest = number
+            for index in stride(from: at + digits - 1, through: at, by: -1) {
+                out[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            at += digits
+        }
+        out[0] = UInt8(ascii: "S")
+        out[1] = UInt8(ascii: " ")
+        at = 2
+        put(to.connection)
+        out[at] = UInt8(ascii: " ")
+        at += 1
+        put(from.connection)
+        out[at] = UInt8(ascii: " ")
+        at += 1
+        for byte in from.node.utf8 {
+            out[at] = byte
+            at += 1
+        }
+        out[at] = 10
+        return true
+    }
+
+    /// The number of decimal digits of `number` (1 for 0).
+    static func decimalDigits(_ number: UInt64) -> Int {
+        var digits = 1
+        var rest = number
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
     }
 
     /// The text of a notice (the scripts write the same; tests and the shell's direct
@@ -86,20 +140,26 @@ public enum ClusterWire {
         return value
     }
 
-    /// The Redis key of a room: a hash tag of the first 64 bits of the room code's BLAKE2b (so
-    /// Redis and its operator see no room code, only a hash of it; see docs/RELAY.md for what that
-    /// hides). Two rooms share a key only by a 64-bit collision (billions of rooms at once).
+    /// The Redis key of a room: `sc:` and the first 64 bits of the room code's BLAKE2b in
+    /// unpadded base64url (11 characters; so Redis and its operator see no room code, only a hash
+    /// of it; see docs/RELAY.md for what that hides). Two rooms share a key only by a 64-bit
+    /// collision (billions of rooms at once). No hash tag: a room is one key, hashed whole to its
+    /// slot on a Redis Cluster. 14 bytes, not 21 as `sc:{<16 hex>}`: Redis stores a key of at
+    /// most 14 bytes in a 16-byte allocation, a longer one in 32 (docs/RELAY.md, "What each holds").
+    /// No `:` after the prefix, so never a node key (`sc:node:…`).
     public static func roomKey(_ room: RoomCode) -> String {
-        "sc:{\(hex(Array(Digest.blake2b(Array(room.value.utf8), outputByteCount: 16).prefix(8))))}"
+        let hash = Digest.blake2b(Array(room.value.utf8), outputByteCount: 16).prefix(8)
+        return "sc:" + base64URL(Array(hash))
     }
 
-    /// What Redis stores of a reconnect token: the first 64 bits of its BLAKE2b (Redis never holds
-    /// a token that would take a seat; a seat's two tokens are compared, so 64 bits never collide
-    /// in practice, and finding a 128-bit token with a given 64-bit hash within the grace period is
-    /// out of reach). 16 hex digits instead of 32 keep a room under 300 bytes of Redis memory.
-    public static func tokenHash(_ token: ReconnectToken?) -> String {
-        guard let token else { return "" }
-        return hex(Array(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16).prefix(8)))
+    /// What Redis stores of a reconnect token: the first 64 bits of its BLAKE2b, as 8 raw bytes
+    /// (empty for no token). Redis never holds a token that would take a seat; a seat's two tokens
+    /// are compared, so 64 bits never collide in practice, and finding a 128-bit token with a given
+    /// 64-bit hash within the grace period is out of reach. Raw bytes, not 16 hex digits: the
+    /// scripts store them as they come (MessagePack strings are binary-safe), 16 bytes less a room.
+    public static func tokenHash(_ token: ReconnectToken?) -> [UInt8] {
+        guard let token else { return [] }
+        return Array(Digest.blake2b(Array(token.hex.utf8), outputByteCount: 16).prefix(8))
     }
 
     /// The key whose presence (with a TTL) says a node is alive.
@@ -107,14 +167,22 @@ public enum ClusterWire {
     /// The pub/sub channel of a node.
     public static func channelPrefix() -> String { "sc:ch:" }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+    /// Unpadded base64url (RFC 4648 section 5): printable, no `{`, `}`, `:` or glob characters.
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        let digits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
+        out.reserveCapacity((bytes.count * 8 + 5) / 6)
+        var bits: UInt32 = 0
+        var count = 0
         for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
+            bits = bits << 8 | UInt32(byte)
+            count += 8
+            while count >= 6 {
+                count -= 6
+                out.append(digits[Int(bits >> UInt32(count) & 0x3F)])
+            }
         }
+        if count > 0 { out.append(digits[Int(bits << UInt32(6 - count) & 0x3F)]) }
         return String(decoding: out, as: UTF8.self)
     }
 }

@@ -6,7 +6,10 @@
 /// the relay needs a small, bounded subset: commands out (arrays of bulk strings) and replies in.
 /// The parser is sans-IO (bytes in, value and length out), bounded in depth, element count and
 /// bulk size, never traps on input, and is fuzzed (`FuzzRESP`).
-public indirect enum RESPValue: Hashable, Sendable {
+///
+/// Not `indirect`: the aggregates hold their elements in an array (already on the heap), and an
+/// indirect enum would box every value, an integer reply included (one allocation each).
+public enum RESPValue: Hashable, Sendable {
     case simpleString([UInt8])
     case error([UInt8])
     case integer(Int64)
@@ -56,6 +59,14 @@ public enum RESPParse: Hashable, Sendable {
     case invalid(RESPParser.Failure)
 }
 
+/// Where a sharded pub/sub message (`RESPParser.pubSubMessage`) lies in the bytes it was read
+/// from: its channel's and payload's bytes, and its whole length.
+public struct RESPPubSubMessage: Hashable, Sendable {
+    public var channel: Range<Int>
+    public var payload: Range<Int>
+    public var length: Int
+}
+
 /// RESP2/RESP3 parser over a byte buffer, sans-IO.
 public struct RESPParser: Sendable {
     /// Why bytes are not acceptable RESP.
@@ -99,19 +110,60 @@ public struct RESPParser: Sendable {
         bytes.withUnsafeBytes { parse($0) }
     }
 
+    /// The front of `bytes` when it is a complete `smessage` (a sharded pub/sub message: an array
+    /// `*3` or push `>3` of the bulk strings `smessage`, channel, payload), found without building
+    /// `RESPValue`s or copying the payload: the subscriber reads every cross-node SIGNAL this way.
+    /// Nil for anything else, including an incomplete or invalid one: `parse` reads those (and
+    /// refuses what is not RESP). Whenever this answers, `parse` reads the same three bulk strings
+    /// with the same length, and every array or push of them it reads, this reads too (the fuzz
+    /// target, `FuzzRESP`, checks both).
+    public func pubSubMessage(_ bytes: UnsafeRawBufferPointer) -> RESPPubSubMessage? {
+        guard bytes.count >= 4, bytes[0] == UInt8(ascii: "*") || bytes[0] == UInt8(ascii: ">"),
+            depthMax >= 1, elementsMax >= 3
+        else { return nil }
+        var at = 1
+        guard let count = try? lineRange(bytes, &at), Self.number(bytes, count) == 3,
+            let kind = bulkRange(bytes, &at), kind.count == 8,
+            UnsafeRawBufferPointer(rebasing: bytes[kind]).elementsEqual("smessage".utf8),
+            let channel = bulkRange(bytes, &at), let payload = bulkRange(bytes, &at)
+        else { return nil }
+        return RESPPubSubMessage(channel: channel, payload: payload, length: at)
+    }
+
+    /// A complete bulk string (`$`, not null) at `at`: its body's range; nil when it is anything
+    /// else, incomplete or invalid.
+    private func bulkRange(_ bytes: UnsafeRawBufferPointer, _ at: inout Int) -> Range<Int>? {
+        guard at < bytes.count, bytes[at] == UInt8(ascii: "$") else { return nil }
+        var cursor = at + 1
+        guard let line = try? lineRange(bytes, &cursor), let length = Self.number(bytes, line),
+            length >= 0, length <= bulkMaxBytes, bytes.count - cursor >= Int(length) + 2
+        else { return nil }
+        let end = cursor + Int(length)
+        guard bytes[end] == 13, bytes[end + 1] == 10 else { return nil }
+        at = end + 2
+        return cursor..<end
+    }
+
+    /// `integer` of `bytes[range]`, nil if it is not one.
+    private static func number(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int64? {
+        try? integer(UnsafeRawBufferPointer(rebasing: bytes[range]))
+    }
+
     private func value(_ bytes: UnsafeRawBufferPointer, _ cursor: inout Int, depth: Int) throws(Failure) -> RESPValue? {
         guard depth <= depthMax else { throw .tooDeep }
         guard cursor < bytes.count else { return nil }
         let type = bytes[cursor]
         var at = cursor + 1
-        guard let line = try self.line(bytes, &at) else { return nil }
+        // A view of the line: only the text types copy it (a reply's integer or a length does not).
+        guard let range = try lineRange(bytes, &at) else { return nil }
+        let line = UnsafeRawBufferPointer(rebasing: bytes[range])
         let result: RESPValue?
         switch type {
-        case UInt8(ascii: "+"): result = .simpleString(line)
-        case UInt8(ascii: "-"): result = .error(line)
+        case UInt8(ascii: "+"): result = .simpleString(Array(line))
+        case UInt8(ascii: "-"): result = .error(Array(line))
         case UInt8(ascii: ":"): result = .integer(try Self.integer(line))
-        case UInt8(ascii: ","): result = .double(line)
-        case UInt8(ascii: "("): result = .bigNumber(line)
+        case UInt8(ascii: ","): result = .double(Array(line))
+        case UInt8(ascii: "("): result = .bigNumber(Array(line))
         case UInt8(ascii: "_"):
             guard line.isEmpty else { throw .badLength }
             result = .null
@@ -179,15 +231,16 @@ public struct RESPParser: Sendable {
         }
     }
 
-    /// The bytes up to the next CRLF (which is consumed); nil when no CRLF is buffered yet.
-    private func line(_ bytes: UnsafeRawBufferPointer, _ at: inout Int) throws(Failure) -> [UInt8]? {
+    /// Where the bytes up to the next CRLF are (the CRLF is consumed); nil when no CRLF is
+    /// buffered yet.
+    private func lineRange(_ bytes: UnsafeRawBufferPointer, _ at: inout Int) throws(Failure) -> Range<Int>? {
         var index = at
         while index < bytes.count {
             if bytes[index] == 10 { throw .badLineEnding }
             if bytes[index] == 13 {
                 guard index + 1 < bytes.count else { return nil }
                 guard bytes[index + 1] == 10 else { throw .badLineEnding }
-                let line = Array(bytes[at..<index])
+                let line = at..<index
                 at = index + 2
                 return line
             }
@@ -198,7 +251,7 @@ public struct RESPParser: Sendable {
     }
 
     /// A decimal integer as RESP writes it: an optional minus sign and 1-19 digits.
-    static func integer(_ line: [UInt8]) throws(Failure) -> Int64 {
+    static func integer(_ line: some Collection<UInt8>) throws(Failure) -> Int64 {
         var digits = line[...]
         let negative = digits.first == UInt8(ascii: "-")
         if negative { digits = digits.dropFirst() }

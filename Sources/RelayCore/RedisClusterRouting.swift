@@ -1,7 +1,7 @@
 /// Redis Cluster's key routing, sans-IO: the hash slot of a key (CRC16 of its hash tag, per the
 /// Redis Cluster specification), the slot map a `CLUSTER SLOTS` reply describes, and the
-/// `-MOVED` / `-ASK` redirections. The relay's shell routes each command with these; every key
-/// of a room carries the room's hash tag (`sc:{…}`), so a script only ever touches one slot.
+/// `-MOVED` / `-ASK` redirections. The relay's shell routes each command with these; a room is
+/// one key (`ClusterWire.roomKey`), so a script only ever touches one slot.
 public enum RedisSlots {
     /// Redis Cluster's number of hash slots.
     public static let count = 16_384

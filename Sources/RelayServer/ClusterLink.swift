@@ -79,8 +79,9 @@ public enum ClusterTiming {
 final class ClusterLink {
     struct Events {
         var availability: (Bool) -> Void
-        /// A message on this node's channel; its writes wait for `messagesRead`.
-        var message: ([UInt8]) -> Void
+        /// A message on this node's channel (a view of the read buffer, valid during the call);
+        /// its writes wait for `messagesRead`.
+        var message: (ByteBuffer) -> Void
         /// The subscriber's read batch ended (or it closed): flush what its messages wrote.
         var messagesRead: () -> Void
         var nodesGone: ([String]) -> Void
@@ -217,13 +218,14 @@ final class ClusterLink {
         answer: @escaping (ClusterJoinReply) -> Void
     ) {
         guard commandReady else { return answer(.unavailable) }
-        let args: [String] = [
-            node, String(id.value), ClusterWire.tokenHash(request.token), ClusterWire.tokenHash(request.newToken),
-            request.reclaimOnly ? "1" : "0", String(ClusterTiming.nodeTTLMilliseconds),
-            request.rejoin ? "1" : "0", String(graceMilliseconds),
+        let args: [[UInt8]] = [
+            Array(node.utf8), Array(String(id.value).utf8), ClusterWire.tokenHash(request.token),
+            ClusterWire.tokenHash(request.newToken), Array((request.reclaimOnly ? "1" : "0").utf8),
+            Array(String(ClusterTiming.nodeTTLMilliseconds).utf8), Array((request.rejoin ? "1" : "0").utf8),
+            Array(String(graceMilliseconds).utf8),
         ]
         let link = NIOLoopBound(self, eventLoop: eventLoop)
-        evaluate(.join, key: Array(ClusterWire.roomKey(request.room).utf8), args.map { Array($0.utf8) }) { reply in
+        evaluate(.join, key: Array(ClusterWire.roomKey(request.room).utf8), args) { reply in
             let parsed = Self.joinReply(reply)
             // The notices first: they then precede, on the same connection and channel, every
             // SIGNAL this connection sends to those nodes.
@@ -301,28 +303,76 @@ final class ClusterLink {
         notify(mate.node, .peerLeft(to: mate.connection, partner: me))
     }
 
+    /// A SIGNAL to `partner`'s node: its header and the frame written straight into the
+    /// `SPUBLISH` command's one buffer (one copy of the frame, no array or closure per SIGNAL).
     func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
         guard commandReady else {
             publishErrors += 1
             return
         }
-        var payload = ClusterWire.signalHeader(to: partner, from: ClusterPeer(node: node, connection: id.value))
-        payload.append(contentsOf: frame.readableBytesView)
-        spublish(to: partner.node, payload)
+        let me = ClusterPeer(node: node, connection: id.value)
+        let header = ClusterWire.signalHeaderLength(to: partner, from: me)
+        spublish(to: partner.node, payloadBytes: header + frame.readableBytes) { command in
+            command.writeWithUnsafeMutableBytes(minimumWritableBytes: header) { out in
+                ClusterWire.writeSignalHeader(to: partner, from: me, into: out) ? header : 0
+            }
+            command.writeImmutableBuffer(frame)
+        }
     }
 
     /// Publish `notice` on node `target`'s channel (the scripts' answers name whom to tell; the
     /// engine asks for one itself, `ClusterCommand.notice`). Lost while Redis is away, as a SIGNAL.
     func notify(_ target: String, _ notice: ClusterNotice) {
-        spublish(to: target, ClusterWire.encode(notice))
+        let text = ClusterWire.encode(notice)
+        spublish(to: target, payloadBytes: text.count) { $0.writeBytes(text) }
     }
 
-    /// A sharded publish on `target`'s channel (on a Cluster, to the shard that owns its slot).
-    private func spublish(to target: String, _ payload: [UInt8]) {
-        let channel = Self.channel(of: target)
-        let link = NIOLoopBound(self, eventLoop: eventLoop)
-        command(channel, [Array("SPUBLISH".utf8), channel, payload]) { reply in
-            if reply == nil { link.value.publishErrors += 1 }
+    /// A sharded publish on `target`'s channel (on a Cluster, to the shard that owns its slot):
+    /// `writePayload` writes the message's `payloadBytes` bytes into the command. Its reply comes
+    /// back to `publishAnswered`.
+    private func spublish(to target: String, payloadBytes: Int, _ writePayload: (inout ByteBuffer) -> Void) {
+        guard let connection = routeChannel(of: target) else {
+            publishErrors += 1
+            return
+        }
+        let prefix = ClusterWire.channelPrefix()
+        var command = ByteBufferAllocator().buffer(capacity: 64 + prefix.utf8.count + target.utf8.count + payloadBytes)
+        command.writeSPUBLISHHeader(channelPrefix: prefix, name: target, payloadBytes: payloadBytes)
+        let start = command.writerIndex
+        writePayload(&command)
+        // Never a length that disagrees with the bytes: Redis would read the stream out of step.
+        guard command.writerIndex - start == payloadBytes else {
+            publishErrors += 1
+            return
+        }
+        command.writeRESPLineEnd()
+        connection.sendPublish(command, redirected: false)
+    }
+
+    /// An `SPUBLISH`'s reply: nil (no connection, Redis gone) or an error is a publish error,
+    /// but a first `-MOVED` or `-ASK` sends the command once to where it now goes (as `command`
+    /// does for other commands).
+    private func publishAnswered(
+        _ reply: RESPValue?, command: ByteBuffer, redirected: Bool, from connection: RedisConnection
+    ) {
+        guard let reply else {
+            publishErrors += 1
+            return
+        }
+        guard case let .error(text) = reply else { return }
+        guard !redirected, let redirect = RedisRedirect.parse(text, asked: connection.address) else {
+            publishErrors += 1
+            return
+        }
+        switch redirect {
+        case let .moved(_, to):
+            refreshMap()
+            guard let target = connections[to], target.ready else { return publishErrors += 1 }
+            target.sendPublish(command, redirected: true)
+        case let .ask(_, to):
+            guard let target = connections[to], target.ready else { return publishErrors += 1 }
+            target.send([Array("ASKING".utf8)]) { _ in }
+            target.sendPublish(command, redirected: true)
         }
     }
 
@@ -342,6 +392,16 @@ final class ClusterLink {
                 reply(answer)
             }
         }
+    }
+
+    /// The connection that serves `target`'s channel (`route` without building the channel's
+    /// name for a single Redis).
+    private func routeChannel(of target: String) -> RedisConnection? {
+        if case .single = mode {
+            guard let connection = connections[seed], connection.ready else { return nil }
+            return connection
+        }
+        return route(Self.channel(of: target))
     }
 
     /// The connection that serves `key`: the single Redis, or the master of the key's slot.
@@ -390,6 +450,9 @@ final class ClusterLink {
         let connection = connections[address] ?? RedisConnection(address: address, eventLoop: eventLoop)
         connections[address] = connection
         let link = NIOLoopBound(self, eventLoop: eventLoop)
+        connection.publishAnswered = { connection, reply, command, redirected in
+            link.value.publishAnswered(reply, command: command, redirected: redirected, from: connection)
+        }
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
@@ -576,6 +639,7 @@ final class ClusterLink {
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
             onValue: { value in link.value.subscriberMessage(value) },
+            onMessage: { payload in link.value.events?.message(payload) },
             readComplete: { link.value.events?.messagesRead() },
             closed: { link.value.subscriberClosed() }
         ).whenComplete { result in
@@ -609,8 +673,10 @@ final class ClusterLink {
             }
             return
         }
+        // An `smessage` the decoder's fast path did not take (a form it does not read, such as
+        // a RESP3 set): the same message.
         if kind == Array("smessage".utf8), fields.count == 3, let payload = fields[2].bytes {
-            events?.message(payload)
+            events?.message(ByteBuffer(bytes: payload))
         } else if kind == Array("ssubscribe".utf8) {
             subscribed = true
             subscriberBackoffMs = ClusterTiming.reconnectFirstMilliseconds

@@ -7,15 +7,18 @@
 /// departed peer's seat is.
 ///
 /// Every script reads and writes one key only, the room's: on Redis Cluster a script may touch
-/// one hash slot, and the room's hash tag is that slot. The scripts publish nothing either (a
+/// one hash slot, and the room's key is in one slot. The scripts publish nothing either (a
 /// sharded channel is in another slot): they return what the room-mates' nodes must be told, and
 /// the shell publishes it (`ClusterLink`).
 ///
-/// A room is one string key `sc:{<BLAKE2b of the code>}` holding a JSON array of at most two seats,
-/// each an array `[node, connection, token hash, until ms]` (arrays, not objects: the field names
-/// would cost a room 32 bytes of Redis memory); a reserved seat has node `""` and is reserved
-/// until then, a held one is held until then. Times are Redis's (`TIME`), never a node's.
-/// Nothing else about a room is stored: no payload, no room code, no token.
+/// A room is one string key `sc:<BLAKE2b of the code>` (`ClusterWire.roomKey`) holding a
+/// MessagePack array (Redis's bundled `cmsgpack`) of at most two seats, each an array `[node,
+/// connection, token hash, until ms]`; a reserved seat has node `""` and is reserved until then, a
+/// held one is held until then. Times are Redis's (`TIME`), never a node's. Nothing else about a
+/// room is stored: no payload, no room code, no token. Memory (docs/RELAY.md, "What each holds"):
+/// arrays, not objects (field names would cost 32 bytes), MessagePack rather than JSON and the
+/// token hash as 8 raw bytes rather than 16 hex digits (a two-seat room's value 71 bytes instead of
+/// 107, in an 80-byte allocation instead of 112).
 enum ClusterScripts {
     /// KEYS[1] room; ARGV: node, connection, presented token hash (or ""), new seat's token hash
     /// (or ""), reclaim-only ("1": the address is over its join rate), seat TTL ms (how long a
@@ -32,7 +35,7 @@ enum ClusterScripts {
         local grace = tonumber(ARGV[8]) or 0
         local raw = redis.call('GET', KEYS[1])
         local seats = {}
-        if raw then seats = cjson.decode(raw) end
+        if raw then seats = cmsgpack.unpack(raw) end
         local kept, changed = {}, false
         for _, s in ipairs(seats) do
           local alive
@@ -55,8 +58,8 @@ enum ClusterScripts {
               elseif s[4] > untilms then untilms = s[4] end
             end
             if #seats == 0 then redis.call('DEL', KEYS[1])
-            elseif live then redis.call('SET', KEYS[1], cjson.encode(seats))
-            else redis.call('SET', KEYS[1], cjson.encode(seats), 'PX', untilms - now + 1000) end
+            elseif live then redis.call('SET', KEYS[1], cmsgpack.pack(seats))
+            else redis.call('SET', KEYS[1], cmsgpack.pack(seats), 'PX', untilms - now + 1000) end
           end
           return {'refused', code}
         end
@@ -95,7 +98,7 @@ enum ClusterScripts {
         for i, s in ipairs(seats) do
           if i ~= index and s[1] ~= '' then pn = s[1]; pc = s[2] end
         end
-        redis.call('SET', KEYS[1], cjson.encode(seats))
+        redis.call('SET', KEYS[1], cmsgpack.pack(seats))
         return {'admitted', pn, pc, reclaimed, evn, evc}
         """
 
@@ -109,7 +112,7 @@ enum ClusterScripts {
         if not raw then return {0} end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local seats = cjson.decode(raw)
+        local seats = cmsgpack.unpack(raw)
         local kept, found = {}, false
         for _, s in ipairs(seats) do
           if s[1] == node and s[2] == conn then
@@ -133,7 +136,7 @@ enum ClusterScripts {
         if #kept == 0 then
           redis.call('DEL', KEYS[1])
         else
-          redis.call('SET', KEYS[1], cjson.encode(kept))
+          redis.call('SET', KEYS[1], cmsgpack.pack(kept))
           if not live then redis.call('PEXPIRE', KEYS[1], untilms - now + 1000) end
         end
         return {1, mn, mc}
@@ -148,7 +151,7 @@ enum ClusterScripts {
         if not raw then return 0 end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local seats = cjson.decode(raw)
+        local seats = cmsgpack.unpack(raw)
         local found = 0
         for _, s in ipairs(seats) do
           if s[1] == ARGV[1] then
@@ -157,7 +160,7 @@ enum ClusterScripts {
             end
           end
         end
-        if found > 0 then redis.call('SET', KEYS[1], cjson.encode(seats)) end
+        if found > 0 then redis.call('SET', KEYS[1], cmsgpack.pack(seats)) end
         return found
         """
 }

@@ -10,7 +10,15 @@ import RelayCore
 final class RedisConnection {
     struct Waiter {
         var deadline: NIODeadline
-        var callback: (RESPValue?) -> Void
+        var reply: Reply
+    }
+
+    /// Who gets a command's reply.
+    enum Reply {
+        case callback((RESPValue?) -> Void)
+        /// An `SPUBLISH` (`sendPublish`): `publishAnswered` gets the reply and the command, kept
+        /// for a redirection, so a cross-node SIGNAL carries no closure of its own.
+        case publish(ByteBuffer, redirected: Bool)
     }
 
     let address: RedisServerAddress
@@ -21,6 +29,9 @@ final class RedisConnection {
     private(set) var waiting = Deque<Waiter>()
     private var flushScheduled = false
     private let eventLoop: any EventLoop
+    /// The reply to every `sendPublish` (nil: the connection closed, or too many waiting), with
+    /// the command and whether it was already redirected once.
+    var publishAnswered: (RedisConnection, RESPValue?, ByteBuffer, Bool) -> Void = { _, _, _, _ in }
 
     init(address: RedisServerAddress, eventLoop: any EventLoop) {
         self.address = address
@@ -39,8 +50,23 @@ final class RedisConnection {
     func send(_ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void) {
         guard let channel, waiting.count < ClusterTiming.waitingMax else { return callback(nil) }
         let deadline = NIODeadline.now() + .milliseconds(ClusterTiming.commandTimeoutMilliseconds)
-        waiting.append(Waiter(deadline: deadline, callback: callback))
-        channel.write(channel.allocator.buffer(bytes: RESPEncoding.command(arguments)), promise: nil)
+        waiting.append(Waiter(deadline: deadline, reply: .callback(callback)))
+        var command = channel.allocator.buffer(
+            capacity: ByteBuffer.respCommandBytes(argumentBytes: arguments.lazy.map(\.count)))
+        command.writeRESPCommand(arguments)
+        channel.write(command, promise: nil)
+        scheduleFlush()
+    }
+
+    /// Send an `SPUBLISH` already encoded (`ClusterLink.spublish`); its reply goes to
+    /// `publishAnswered`.
+    func sendPublish(_ command: ByteBuffer, redirected: Bool) {
+        guard let channel, waiting.count < ClusterTiming.waitingMax else {
+            return publishAnswered(self, nil, command, redirected)
+        }
+        let deadline = NIODeadline.now() + .milliseconds(ClusterTiming.commandTimeoutMilliseconds)
+        waiting.append(Waiter(deadline: deadline, reply: .publish(command, redirected: redirected)))
+        channel.write(command, promise: nil)
         scheduleFlush()
     }
 
@@ -61,7 +87,14 @@ final class RedisConnection {
             channel?.close(promise: nil)
             return
         }
-        waiter.callback(value)
+        answer(waiter, value)
+    }
+
+    private func answer(_ waiter: Waiter, _ value: RESPValue?) {
+        switch waiter.reply {
+        case let .callback(callback): callback(value)
+        case let .publish(command, redirected): publishAnswered(self, value, command, redirected)
+        }
     }
 
     /// The channel closed: every waiter is answered nil (a callback may send again: it fails at
@@ -69,20 +102,25 @@ final class RedisConnection {
     func closed() {
         channel = nil
         ready = false
-        while let waiter = waiting.popFirst() { waiter.callback(nil) }
+        while let waiter = waiting.popFirst() { answer(waiter, nil) }
     }
 
     func close() {
         channel?.close(promise: nil)
     }
 
-    /// A TCP (or TLS) connection to `address` whose RESP values go to `onValue`.
+    /// A TCP (or TLS) connection to `address` whose RESP values go to `onValue`; with `onMessage`
+    /// (the subscriber), each `smessage`'s payload goes there instead, found without building a
+    /// value (`RESPParser.pubSubMessage`): a view of the read buffer, valid during the call.
     static func connect(
         to address: RedisServerAddress, sslContext: NIOSSLContext?, bulkMaxBytes: Int, eventLoop: any EventLoop,
-        onValue: @escaping (RESPValue) -> Void, readComplete: @escaping () -> Void = {}, closed: @escaping () -> Void
+        onValue: @escaping (RESPValue) -> Void, onMessage: ((ByteBuffer) -> Void)? = nil,
+        readComplete: @escaping () -> Void = {}, closed: @escaping () -> Void
     ) -> EventLoopFuture<any Channel> {
         let handler = NIOLoopBound(
-            RedisValueHandler(onValue: onValue, onReadComplete: readComplete, onClose: closed), eventLoop: eventLoop)
+            RedisValueHandler(onValue: onValue, onMessage: onMessage, onReadComplete: readComplete, onClose: closed),
+            eventLoop: eventLoop)
+        let messages = onMessage != nil
         // SNI and the name check want a host name; an IP address is checked against the
         // certificate's IP addresses instead (NIOSSL does that when no name is given).
         let host = address.host
@@ -96,7 +134,7 @@ final class RedisConnection {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
                     }
-                    let decoder = RESPDecoder(bulkMaxBytes: bulkMaxBytes)
+                    let decoder = RESPDecoder(bulkMaxBytes: bulkMaxBytes, pubSubMessages: messages)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
                     try channel.pipeline.syncOperations.addHandler(handler.value)
                 }
@@ -105,30 +143,50 @@ final class RedisConnection {
     }
 }
 
+/// What the decoder hands on: a value, or (on the subscriber) a sharded pub/sub message's payload.
+enum RedisInbound {
+    case value(RESPValue)
+    /// An `smessage`'s payload: a slice of the read buffer (no copy; whoever keeps bytes of it
+    /// past the read copies them, so that a queued frame never holds a whole read buffer).
+    case message(ByteBuffer)
+}
+
 /// Bytes from Redis to `RESPValue`s (`RESPParser`, bounded; a stream that is not RESP is an
-/// error, which closes the connection).
+/// error, which closes the connection). With `pubSubMessages` (the subscriber) an `smessage` is
+/// found first without building a value (`RESPParser.pubSubMessage`, which reads exactly what
+/// `parse` would): every cross-node SIGNAL is one.
 final class RESPDecoder: ByteToMessageDecoder {
-    typealias InboundOut = RESPValue
+    typealias InboundOut = RedisInbound
 
     struct Invalid: Error {
         var failure: RESPParser.Failure
     }
 
     private let parser: RESPParser
+    private let pubSubMessages: Bool
 
     /// `bulkMaxBytes`: a SIGNAL is at most the relay's largest frame plus its header; a cap below
     /// that would drop the subscriber connection for one SIGNAL the relay itself accepted.
-    init(bulkMaxBytes: Int) {
+    init(bulkMaxBytes: Int, pubSubMessages: Bool = false) {
         parser = RESPParser(bulkMaxBytes: bulkMaxBytes)
+        self.pubSubMessages = pubSubMessages
     }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if pubSubMessages, let message = buffer.withUnsafeReadableBytes({ parser.pubSubMessage($0) }),
+            let payload = buffer.getSlice(
+                at: buffer.readerIndex + message.payload.lowerBound, length: message.payload.count)
+        {
+            buffer.moveReaderIndex(forwardBy: message.length)
+            context.fireChannelRead(wrapInboundOut(.message(payload)))
+            return .continue
+        }
         switch buffer.withUnsafeReadableBytes({ parser.parse($0) }) {
         case .incomplete:
             return .needMoreData
         case let .value(value, length):
             buffer.moveReaderIndex(forwardBy: length)
-            context.fireChannelRead(wrapInboundOut(value))
+            context.fireChannelRead(wrapInboundOut(.value(value)))
             return .continue
         case let .invalid(failure):
             throw Invalid(failure: failure)
@@ -140,22 +198,35 @@ final class RESPDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Hands each value to the link; reports the end of each read batch and the close; closes on any error.
+/// Hands each value (or message) to the link; reports the end of each read batch and the close;
+/// closes on any error.
 final class RedisValueHandler: ChannelInboundHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = RedisInbound
 
     private let onValue: (RESPValue) -> Void
+    private let onMessage: ((ByteBuffer) -> Void)?
     private let onReadComplete: () -> Void
     private let onClose: () -> Void
 
-    init(onValue: @escaping (RESPValue) -> Void, onReadComplete: @escaping () -> Void, onClose: @escaping () -> Void) {
+    init(
+        onValue: @escaping (RESPValue) -> Void, onMessage: ((ByteBuffer) -> Void)? = nil,
+        onReadComplete: @escaping () -> Void, onClose: @escaping () -> Void
+    ) {
         self.onValue = onValue
+        self.onMessage = onMessage
         self.onReadComplete = onReadComplete
         self.onClose = onClose
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onValue(unwrapInboundIn(data))
+        switch unwrapInboundIn(data) {
+        case let .value(value):
+            onValue(value)
+        case let .message(payload):
+            // Only a decoder made for a subscriber finds messages; anything else is out of step.
+            guard let onMessage else { return context.close(promise: nil) }
+            onMessage(payload)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

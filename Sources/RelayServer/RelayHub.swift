@@ -89,7 +89,7 @@ final class RelayHub {
         let hub = NIOLoopBound(self, eventLoop: eventLoop)
         link.events = ClusterLink.Events(
             availability: { available in hub.value.clusterInput { $0.clusterAvailabilityChanged(available, now: $1) } },
-            message: { bytes in hub.value.clusterMessage(bytes) },
+            message: { payload in hub.value.clusterMessage(payload) },
             messagesRead: { hub.value.endOfReadBatch() },
             nodesGone: { nodes in hub.value.clusterInput { $0.clusterNodesGone(nodes, now: $1) } },
             partnerNodes: { hub.value.engine.clusterPartnerNodes },
@@ -119,8 +119,8 @@ final class RelayHub {
     /// client's frame, its actions are carried out now and its writes flushed by
     /// `endOfReadBatch` (`messagesRead`), so a batch of SIGNALs from Redis costs one flush per
     /// receiving connection rather than one per SIGNAL.
-    private func clusterMessage(_ bytes: [UInt8]) {
-        guard let message = ClusterWire.parse(bytes) else {
+    private func clusterMessage(_ payload: ByteBuffer) {
+        guard let message = payload.withUnsafeReadableBytes({ ClusterWire.parse($0) }) else {
             malformedClusterMessages += 1
             return
         }
@@ -128,7 +128,10 @@ final class RelayHub {
         case let .notice(notice):
             engine.clusterNotice(notice, now: Self.now)
         case let .signal(to, from, bodyOffset):
-            engine.clusterSignal(to: to, from: from, ByteBuffer(bytes: bytes[bodyOffset...]), now: Self.now)
+            // The frame in a buffer of its own: `payload` is a view of the subscriber's read
+            // buffer, which a frame queued for a slow receiver would otherwise keep whole.
+            let frame = ByteBuffer(bytes: payload.readableBytesView.dropFirst(bodyOffset))
+            engine.clusterSignal(to: to, from: from, frame, now: Self.now)
         }
         if !isDraining { drain() }
     }

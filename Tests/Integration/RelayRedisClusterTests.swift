@@ -130,11 +130,11 @@ final class RedisClusterServers: Sendable {
         return try await owner(of: channel) == listing[0]
     }
 
-    /// The room keys (`sc:{…}`) each master holds, in `masters` order.
+    /// The room keys (`sc:` and 11 base64url characters) each master holds, in `masters` order.
     func roomKeysPerMaster() async throws -> [[String]] {
         var keys: [[String]] = []
         for master in masters {
-            let scan = try await master.cli(["--scan", "--pattern", "sc:{*"])
+            let scan = try await master.cli(["--scan", "--pattern", "sc:" + String(repeating: "?", count: 11)])
             keys.append(scan.split(separator: "\n").map(String.init))
         }
         return keys

@@ -56,4 +56,78 @@ struct RESPTests {
             #expect(bounded.parse(Self.bytes(text)) == .invalid(failure), "\(text.debugDescription)")
         }
     }
+
+    static func smessage(_ channel: String, _ payload: [UInt8], push: Bool = false) -> [UInt8] {
+        let head = "\(push ? ">" : "*")3\r\n$8\r\nsmessage\r\n$\(channel.utf8.count)\r\n\(channel)\r\n"
+        return bytes(head + "$\(payload.count)\r\n") + payload + [13, 10]
+    }
+
+    static func fast(_ parser: RESPParser, _ bytes: [UInt8]) -> RESPPubSubMessage? {
+        bytes.withUnsafeBytes { parser.pubSubMessage($0) }
+    }
+
+    @Test("The subscriber's fast path finds an smessage (array or push) where parse does, with a binary payload")
+    func pubSubMessage() {
+        let payload: [UInt8] = Self.bytes("S 4 1 a.00000000\n") + [0, 13, 10, 255, 36, 42]
+        for push in [false, true] {
+            let message = Self.smessage("sc:ch:b.1", payload, push: push)
+            let tail = Self.bytes(":1\r\n")
+            let found = Self.fast(Self.parser, message + tail)
+            #expect(found?.length == message.count)
+            #expect(found.map { Array(message[$0.channel]) } == Self.bytes("sc:ch:b.1"))
+            #expect(found.map { Array(message[$0.payload]) } == payload)
+            let fields: [RESPValue] = [
+                .bulkString(Self.bytes("smessage")), .bulkString(Self.bytes("sc:ch:b.1")), .bulkString(payload),
+            ]
+            #expect(Self.parser.parse(message) == .value(push ? .push(fields) : .array(fields), length: message.count))
+            for cut in 0..<message.count {
+                #expect(Self.fast(Self.parser, Array(message.prefix(cut))) == nil, "cut at \(cut)")
+                #expect(Self.parser.parse(Array(message.prefix(cut))) == .incomplete, "cut at \(cut)")
+            }
+        }
+        let empty = Self.smessage("c", [])
+        #expect(Self.fast(Self.parser, empty)?.payload.isEmpty == true)
+    }
+
+    @Test("Anything but a complete, valid smessage is left to parse: other kinds and shapes, bad or over-bound bulks")
+    func pubSubMessageRefusals() {
+        let bounded = RESPParser(bulkMaxBytes: 8, elementsMax: 4, depthMax: 2, lineMaxBytes: 24)
+        let cases: [(String, RESPParse)] = [
+            ("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n", .value(.array([
+                .bulkString(Self.bytes("message")), .bulkString(Self.bytes("c")), .bulkString(Self.bytes("p")),
+            ]), length: -1)),
+            ("*2\r\n$8\r\nsmessage\r\n$1\r\nc\r\n", .value(.array([
+                .bulkString(Self.bytes("smessage")), .bulkString(Self.bytes("c")),
+            ]), length: -1)),
+            ("*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$-1\r\n", .value(.array([
+                .bulkString(Self.bytes("smessage")), .bulkString(Self.bytes("c")), .null,
+            ]), length: -1)),
+            ("*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$9\r\n123456789\r\n", .invalid(.tooLarge)),
+            ("*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$2\r\nabc\r\n", .invalid(.badLineEnding)),
+            ("*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$-2\r\n", .invalid(.badLength)),
+            ("*3\r\n$8\r\nsmessage\r\n$x\r\n", .invalid(.badInteger)),
+            ("*3\n$8\r\nsmessage\r\n", .invalid(.badLineEnding)),
+            ("*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n+p\r\n", .value(.array([
+                .bulkString(Self.bytes("smessage")), .bulkString(Self.bytes("c")), .simpleString(Self.bytes("p")),
+            ]), length: -1)),
+            ("~3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$1\r\np\r\n", .value(.set([
+                .bulkString(Self.bytes("smessage")), .bulkString(Self.bytes("c")), .bulkString(Self.bytes("p")),
+            ]), length: -1)),
+            ("*99999999999999999999\r\n", .invalid(.badInteger)),
+        ]
+        for (text, verdict) in cases {
+            let bytes = Self.bytes(text)
+            var expected = verdict
+            // Every value case is the whole text (length -1 above).
+            if case let .value(value, _) = verdict { expected = .value(value, length: bytes.count) }
+            #expect(Self.fast(bounded, bytes) == nil, "\(text.debugDescription)")
+            #expect(bounded.parse(bytes) == expected, "\(text.debugDescription)")
+        }
+        // Bounds the general parser enforces, the fast path enforces too.
+        let message = Self.smessage("c", Self.bytes("p"))
+        for parser in [RESPParser(depthMax: 0), RESPParser(elementsMax: 2), RESPParser(bulkMaxBytes: 0)] {
+            #expect(Self.fast(parser, message) == nil)
+            #expect(parser.parse(message) == .invalid(.tooDeep) || parser.parse(message) == .invalid(.tooLarge))
+        }
+    }
 }

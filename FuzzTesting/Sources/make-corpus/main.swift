@@ -408,6 +408,10 @@ let respSeeds: [(String, [UInt8])] = [
     ("subscribe", "*3\r\n$9\r\nsubscribe\r\n$17\r\nsc:ch:n1.0000abcd\r\n:1\r\n"),
     ("resp3-types", "%2\r\n+a\r\n,3.5\r\n+b\r\n#t\r\n"),
     ("resp3-push", ">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\nE 1234\r\n"),
+    // The subscriber's fast path (`RESPParser.pubSubMessage`): sharded messages, both forms.
+    ("smessage-signal",
+     "*3\r\n$8\r\nsmessage\r\n$17\r\nsc:ch:n1.0000abcd\r\n$\(respSignal.utf8.count)\r\n\(respSignal)\r\n"),
+    ("smessage-push", ">3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$6\r\nE 1234\r\n"),
     ("resp3-misc", "~3\r\n_\r\n(12345678901234567890\r\n=7\r\ntxt:abc\r\n"),
     ("attribute", "|1\r\n+key\r\n+value\r\n:7\r\n"),
     ("nested", "*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n!3\r\nbad\r\n"),
