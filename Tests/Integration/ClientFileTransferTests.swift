@@ -85,8 +85,8 @@ struct ClientFileTransferTests {
                                                 "--accept-files", bobIn.path])
             try alice.closeInput()
             try bob.closeInput()
-            #expect(try await alice.waitForExit(timeoutSeconds: 120) == 0, "\(alice.stderr.all.suffix(10))")
-            #expect(try await bob.waitForExit(timeoutSeconds: 120) == 0, "\(bob.stderr.all.suffix(10))")
+            #expect(try await alice.waitForExit(timeoutSeconds: Self.waitSeconds) == 0, "\(alice.stderr.all.suffix(10))")
+            #expect(try await bob.waitForExit(timeoutSeconds: Self.waitSeconds) == 0, "\(bob.stderr.all.suffix(10))")
             for (client, source, target) in [(alice, fromAlice, bobIn), (bob, fromBob, aliceIn)] {
                 let stored = target.appendingPathComponent(source.lastPathComponent)
                 #expect(try Self.listing(target) == [source.lastPathComponent])
