@@ -290,6 +290,12 @@ struct ClientDriverFileTests {
         return harness.world.step() != nil
     }
 
+    /// Frame by frame, timer by timer (bounded), until the logged disk has been read once.
+    static func moveUntilRead(_ harness: DriverHarness, _ log: Log) {
+        var moves = 0
+        while log.entries.isEmpty, moves < 100_000, move(harness) { moves += 1 }
+    }
+
     @Test("A kept prefix is hashed a slice per turn: a line typed while it is hashed leaves before the hash is whole")
     func prefixHashedInSlices() throws {
         let slice = ClientDriver.prefixSliceBytes
@@ -308,8 +314,7 @@ struct ClientDriverFileTests {
         harness.add(files: Self.accepting(), fileStore: bobStore)
         harness.world.handle(.line("/send /src/notes.txt"), at: 0)
         // Frame by frame, timer by timer, until Bob has read the first slice of his prefix.
-        var moves = 0
-        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        Self.moveUntilRead(harness, log)
         #expect(log.entries == ["read 0"])
         harness.world.handle(.line("typed during the hash"), at: 1)
         log.entries.append("line")
@@ -354,8 +359,7 @@ struct ClientDriverFileTests {
         let (harness, log, bobStore) = Self.loggedSender(data)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
-        var moves = 0
-        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        Self.moveUntilRead(harness, log)
         #expect(log.entries == ["read 0"])
         harness.world.handle(.line("typed during the hash"), at: 1)
         log.entries.append("line")
@@ -401,8 +405,7 @@ struct ClientDriverFileTests {
         let (typed, typedLog, _) = Self.loggedSender(data)
         typed.advance(by: .seconds(2))
         typed.world.handle(.line("/send /src/big.bin"), at: 1)
-        var moves = 0
-        while typedLog.entries.isEmpty, moves < 100_000, Self.move(typed) { moves += 1 }
+        Self.moveUntilRead(typed, typedLog)
         typed.world.handle(.line("/quit"), at: 1)
         typed.settle()
         typed.advance(by: .seconds(10))
@@ -418,8 +421,7 @@ struct ClientDriverFileTests {
         let (harness, log, _) = Self.loggedSender(Self.content(3 * slice))
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
-        var moves = 0
-        while log.entries.isEmpty, moves < 100_000, Self.move(harness) { moves += 1 }
+        Self.moveUntilRead(harness, log)
         harness.world.handle(.line("/cancel"), at: 1)
         harness.settle()
         harness.advance(by: .seconds(5))
