@@ -114,14 +114,19 @@ final class TestWebSocket: Sendable {
         task.cancel()
     }
 
-    /// Connect to `url` (trusting `caFile` too, for wss://).
+    /// The subprotocol the relay selected (nil: none).
+    var subprotocol: String? { connection.subprotocol }
+
+    /// Connect to `url` (trusting `caFile` too, for wss://), offering `subprotocols`.
     static func connect(
-        _ url: String, caFile: String? = nil, frameSizeMaxBytes: Int = 1 << 20, timeoutSeconds: Double = 10
+        _ url: String, caFile: String? = nil, frameSizeMaxBytes: Int = 1 << 20, timeoutSeconds: Double = 10,
+        subprotocols: [String] = []
     ) async throws -> TestWebSocket {
         let parsed = try WebSocketURL(url)
         let client = try WebSocketClient(
             configuration: WebSocketClientConfiguration(
-                caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds), frameSizeMaxBytes: frameSizeMaxBytes
+                caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds), frameSizeMaxBytes: frameSizeMaxBytes,
+                subprotocols: subprotocols
             )
         )
         let inbox = TestInbox<WebSocketMessage>()
@@ -185,6 +190,16 @@ final class TestWebSocket: Sendable {
         case let .text(buffer)?: return String(buffer: buffer)
         case nil: throw Ended(expected: "a text frame")
         case let other?: throw Unexpected(expected: "a text frame", got: "\(other)")
+        }
+    }
+
+    /// The next inbound message, which must be binary; its bytes.
+    func nextBinary(timeoutSeconds: Double = 10) async throws -> [UInt8] {
+        switch try await next(timeoutSeconds: timeoutSeconds) {
+        case let .binary(buffer)?: return Array(buffer.readableBytesView)
+        case nil: throw Ended(expected: "a binary frame")
+        case let .text(buffer)?: throw Unexpected(expected: "a binary frame", got: "text \(String(buffer: buffer).prefix(200))")
+        case let other?: throw Unexpected(expected: "a binary frame", got: "\(other)")
         }
     }
 
