@@ -10,10 +10,13 @@ import ChatTesting
 /// `RelayEngine` that pairs it with a binary peer and, in a second room, a text-only one: a frame
 /// `BinarySignal.inspect` accepts reaches the binary peer byte for byte and the text-only one as its
 /// text form, which decodes on a client to the same kind and payload and converts back to the same
-/// bytes; any other gets exactly one `ERROR` naming the inspection's error, and nothing is forwarded.
+/// bytes; any other gets exactly one `ERROR` naming the inspection's error, and nothing is forwarded;
+/// one whose text form (or, malformed, itself) is over the frame cap closes the connection (1009).
 public func fuzzBinaryRelayFrame(_ data: UnsafeRawBufferPointer) {
     let frame = Array(data)
-    let inspected = Result { () throws(WireError) in try BinarySignal.inspect(data) }
+    let overCap = (BinarySignal.textCount(data) ?? data.count) > RelayLimits.defaults.frameSizeMaxBytes
+    let unlimited = WireLimits(frameSizeMaxBytes: Int.max)
+    let inspected = Result { () throws(WireError) in try BinarySignal.inspect(data, limits: unlimited) }
     for binaryPeer in [true, false] {
         var engine = RelayEngine<[UInt8]>(uncheckedLimits: .defaults, now: .zero)
         let sender = engine.accept(from: .ipv4(0x0A00_0001), now: .zero).id
@@ -27,6 +30,12 @@ public func fuzzBinaryRelayFrame(_ data: UnsafeRawBufferPointer) {
         engine.receive(.binary(frame), from: sender, now: .zero)
         var actions: [RelayAction<[UInt8]>] = []
         while let action = engine.nextAction() { actions.append(action) }
+        if overCap {
+            let closed = RelayAction<[UInt8]>.close(
+                sender, .messageTooLarge, error: .frameTooLarge, disconnectWhenWritten: false)
+            require(actions.first == closed, "a binary SIGNAL over the cap was answered with \(actions)")
+            continue
+        }
         checkBinaryAnswer(frame, inspected, actions, sender: sender, peer: peer, binaryPeer: binaryPeer)
     }
 }
