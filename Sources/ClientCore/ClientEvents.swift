@@ -29,7 +29,8 @@ public enum ClientEvent: Hashable, Sendable {
     /// The relay selected `securechat.binary` on this connection (posted right after
     /// `transportUp`): SIGNALs without a key go to it as binary frames (docs/PROTOCOL.md).
     case transportBinarySignals(ConnectionID)
-    /// One binary frame from the relay (a binary SIGNAL).
+    /// One binary frame from the relay: a binary SIGNAL after `transportBinarySignals`; without it,
+    /// read (and refused) as text, as a client from before binary SIGNALs does.
     case transportBinaryFrame(ConnectionID, [UInt8])
     /// A ping from the relay, with its payload (the driver answers with `.pong`).
     case transportPing(ConnectionID, [UInt8])
