@@ -14,13 +14,8 @@ struct ClientBinarySignalTests {
     static func exchange(_ relay: RelayProcess, bobArguments: [String], name: String) async throws {
         let base = try Files.directory(name)
         defer { try? FileManager.default.removeItem(at: base) }
-        let aliceIn = base.appendingPathComponent("alice-in")
-        let bobIn = base.appendingPathComponent("bob-in")
-        for url in [aliceIn, bobIn] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
-        let fromAlice = base.appendingPathComponent("from-alice.bin")
-        let fromBob = base.appendingPathComponent("from-bob.bin")
-        try Files.randomFile(at: fromAlice, bytes: 3 * 1024 * 1024 + 777)
-        try Files.randomFile(at: fromBob, bytes: 2 * 1024 * 1024 + 5)
+        let (aliceIn, bobIn, fromAlice, fromBob) = try Files.twoWayFiles(
+            base, aliceBytes: 3 * 1024 * 1024 + 777, bobBytes: 2 * 1024 * 1024 + 5)
         let room = uniqueRoom("BINFILE")
         let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", fromAlice.path,
                                                 "--accept-files", aliceIn.path])

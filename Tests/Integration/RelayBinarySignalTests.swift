@@ -36,12 +36,7 @@ struct RelayBinarySignalTests {
         let legacy = try await TestWebSocket.connect(second)
         #expect(binary.subprotocol == subprotocol, "the relay did not select securechat.binary")
         #expect(legacy.subprotocol == nil)
-        try await binary.send(joinFrame(room))
-        try await binary.expect("JOINED")
-        try await legacy.send(joinFrame(room))
-        try await legacy.expect("JOINED")
-        try await legacy.expect("PEER_FOUND")
-        try await binary.expect("PEER_FOUND")
+        try await introduce(binary, legacy, room: room)
         return (binary, legacy)
     }
 
@@ -52,12 +47,7 @@ struct RelayBinarySignalTests {
         let alice = try await TestWebSocket.connect(first, subprotocols: [subprotocol])
         let bob = try await TestWebSocket.connect(second, subprotocols: ["other.protocol", subprotocol])
         #expect(alice.subprotocol == subprotocol && bob.subprotocol == subprotocol)
-        try await alice.send(joinFrame(room))
-        try await alice.expect("JOINED")
-        try await bob.send(joinFrame(room))
-        try await bob.expect("JOINED")
-        try await bob.expect("PEER_FOUND")
-        try await alice.expect("PEER_FOUND")
+        try await introduce(alice, bob, room: room)
         return (alice, bob)
     }
 
