@@ -84,6 +84,7 @@ public enum BinarySignal {
         return .signal(Signal(kind: kind, payload: Array(UnsafeRawBufferPointer(rebasing: bytes[(1 + kindCount)...]))))
     }
 
+    /// Array form of `decodeRelayMessage(_:limits:)`.
     public static func decodeRelayMessage(_ bytes: [UInt8], limits: WireLimits = .default) throws(WireError)
         -> RelayMessage
     {
