@@ -5,11 +5,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// File transfer between real `securechat` processes through a real relay (pipe mode), and from
 /// a modified peer (the real session and transfer code with a hostile name) to a real client.
-@Suite("securechat file transfer against a real relay")
+@Suite("securechat file transfer against a real relay", .heavy)
 struct ClientFileTransferTests {
     /// A relay whose per-connection rate does not stretch a 20 MiB test over half a minute; the
     /// default relay's throughput is measured in BENCHMARKS.md, not here.

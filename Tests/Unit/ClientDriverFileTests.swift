@@ -3,11 +3,12 @@ import ChatTesting
 import Testing
 
 @testable import ClientCore
+import TestSupport
 
 /// The driver's side of file transfers, sans-IO: two real `ClientDriver`s and the real relay in
 /// the testing world, each with an in-memory disk. The policy (accept, refuse, where), the exit
 /// status, a relay crash mid-transfer.
-@Suite("ClientDriver: file transfers through the world's relay, in-memory disks")
+@Suite("ClientDriver: file transfers through the world's relay, in-memory disks", .cpuBound)
 struct ClientDriverFileTests {
     static func content(_ count: Int) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
