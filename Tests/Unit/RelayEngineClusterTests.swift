@@ -495,15 +495,9 @@ struct RelayEngineClusterTests {
     func rejoinNamesLocalMateThatLeft() throws {
         var h = try H.cluster()
         let (a, b) = (h.connect(.ipv4(1)), h.connect(.ipv4(2)))
-        h.join(a, "ROOM1")
-        let (_, first) = try Self.joinCommand(&h)
-        h.engine.clusterJoinAnswered(a, first, .admitted(partner: nil, reclaimed: false, evicted: nil), now: h.now)
-        _ = h.actions()
-        h.join(b, "ROOM1")
-        let (_, second) = try Self.joinCommand(&h)
         let localA = ClusterPeer(node: Self.me, connection: a.value)
-        h.engine.clusterJoinAnswered(b, second, .admitted(partner: localA, reclaimed: false, evicted: nil), now: h.now)
-        _ = h.actions()
+        _ = try Self.seat(&h, a, partner: nil)
+        _ = try Self.seat(&h, b, partner: localA)
         // Redis comes back: both seats are registered again (rejoins in flight).
         h.engine.clusterAvailabilityChanged(false, now: h.now)
         h.engine.clusterAvailabilityChanged(true, now: h.now)
