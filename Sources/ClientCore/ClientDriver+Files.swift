@@ -23,7 +23,9 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): the session is ending"))
             return
         }
-        guard files.active.count + offerJobs.count < files.configuration.transfersMax else {
+        // The slot is held from now on, while the file is hashed, so that a peer's offer arriving
+        // meanwhile cannot take it (and it cannot take one a peer's offer holds).
+        guard files.reserveOffer() else {
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): too many transfers under way"))
             return
@@ -31,6 +33,7 @@ extension ClientDriver {
         switch store.openForReading(path: path) {
         case let .success(opened) where opened.sizeBytes > FileTransfers.fileBytesMax:
             store.release(opened.file, deletePart: false)
+            files.releaseOffer()
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
         case let .success(opened):
@@ -40,8 +43,10 @@ extension ClientDriver {
             }
             hashSliceDue = now
         case let .failure(error):
+            files.releaseOffer()
             fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): \(error)"))
+            notify(error.kind == .notRegularFile
+                ? .fileNotRegular(path, error.reason) : .fileProblem("cannot send \(path): \(error)"))
         }
     }
 
@@ -67,7 +72,8 @@ extension ClientDriver {
         }
         offerJobs.removeFirst()
         let hash = job.hasher.finish()
-        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy) else {
+        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy, reserved: true)
+        else {
             store.release(job.file, deletePart: false)
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(job.path): too many transfers under way"))
@@ -79,6 +85,7 @@ extension ClientDriver {
     /// The first file waiting to be offered is given up (unreadable, or `/cancel`): never offered.
     private func dropOfferJob(problem: String) {
         let job = offerJobs.removeFirst()
+        files.releaseOffer()
         fileStore?.release(job.file, deletePart: false)
         fileFailuresLocal += 1
         notify(.fileProblem(problem))

@@ -282,13 +282,18 @@ struct ClientDriverFileTests {
 
     /// One move of the world: a held frame delivered, else the next event (timers included).
     static func move(_ harness: DriverHarness) -> Bool {
+        deliverFrame(harness) || harness.world.step() != nil
+    }
+
+    /// One held frame delivered (no timer runs); false when none is held.
+    static func deliverFrame(_ harness: DriverHarness) -> Bool {
         for index in harness.world.clients.indices {
             for direction in [World.Direction.toRelay, .toClient] where harness.world.heldCount(index, direction) > 0 {
                 harness.world.deliverHeld(index, direction)
                 return true
             }
         }
-        return harness.world.step() != nil
+        return false
     }
 
     /// Frame by frame, timer by timer (bounded), until the logged disk has been read once.
@@ -431,6 +436,106 @@ struct ClientDriverFileTests {
         #expect(!Self.fileEvents(harness, 0).contains { if case .offered = $0 { true } else { false } })
         harness.line(1, "/cancel")
         #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
+    }
+
+    @Test("Our file being hashed holds its slot: the peer's offers meanwhile take only the free ones, ours still goes")
+    func slotHeldWhileHashed() {
+        // Alice may have 2 transfers under way. She asks to send big.bin (hashed in 5 slices); while
+        // it is hashed Bob offers three small files. Her file holds one slot from the moment she
+        // asked, so Bob's first offer takes the other and the next two are refused busy; her file is
+        // offered and delivered. (Without the hold, Bob's first two offers took both slots and her
+        // file, hashed, could not be offered: "too many transfers under way".)
+        let slice = ClientDriver.prefixSliceBytes
+        let data = Self.content(4 * slice + 100_000)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/big.bin"] = data
+        let log = Log()
+        aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        var aliceFiles = Self.accepting()
+        aliceFiles.transfer.transfersMax = 2
+        let bobStore = InMemoryFileStore()
+        for name in ["p1", "p2", "p3"] { bobStore.files["/src/\(name).bin"] = Self.content(2_000) }
+        let harness = DriverHarness()
+        harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
+        harness.add(interactive: true, files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 0)
+        Self.moveUntilRead(harness, log)
+        for name in ["p1", "p2", "p3"] { harness.world.handle(.line("/send /src/\(name).bin"), at: 1) }
+        // Frames only, no timer: each frame Alice reads is one more slice of her hash (4 left when
+        // Bob's three offers come), so they all reach her while her file is still being hashed.
+        var moves = 0
+        while moves < 10_000, Self.deliverFrame(harness) { moves += 1 }
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        // The scenario: Bob's first offer reached Alice (and was accepted) before her file was offered.
+        let order = harness.shown[0].compactMap { event -> FileDirection? in
+            if case let .file(.offered(_, direction), _) = event { direction } else { nil }
+        }
+        #expect(order == [.incoming, .outgoing], "\(order)")
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        #expect(harness.noticeTexts(0, .fileProblem).isEmpty, "\(harness.noticeTexts(0, .fileProblem))")
+        #expect(aliceStore.files["/dl/p1.bin"] == Self.content(2_000))
+        let refused = Self.fileEvents(harness, 1).compactMap { event -> String? in
+            if case let .failed(info, .outgoing, .rejected(.busy)) = event { info.name } else { nil }
+        }
+        #expect(refused == ["p2.bin", "p3.bin"])
+        #expect(harness.drivers[0].files.reservedOffers == 0)
+    }
+
+    /// Alice (interactive) sends /src/f.bin (`chunks` whole chunks) to Bob (pipe mode, accepting
+    /// into /dl); returns once her last chunk reached the relay, before Bob has it.
+    static func lastChunkAtRelay(chunks: Int) -> (DriverHarness, [UInt8], InMemoryFileStore) {
+        let data = Self.content(chunks * FileTransferConfiguration().chunkBytes)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/f.bin"] = data
+        let bobStore = InMemoryFileStore()
+        let harness = DriverHarness()
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        var lastSent = false
+        harness.tap = { toRelay, driver, frame in
+            if toRelay, driver == 0, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
+               signal.kind == .fileChunk, let payload = signal.payload,
+               payload[16..<24].reduce(UInt64(0), { $0 << 8 | UInt64($1) }) == UInt64(chunks - 1) { lastSent = true }
+            return [frame]
+        }
+        harness.world.handle(.line("/send /src/f.bin"), at: 0)
+        var moves = 0
+        while !lastSent, moves < 100_000, Self.move(harness) { moves += 1 }
+        return (harness, data, bobStore)
+    }
+
+    @Test("/quit right after the last chunk: the sender waits for the receiver's DONE and both say done")
+    func quitAfterLastChunk() {
+        let (harness, data, bobStore) = Self.lastChunkAtRelay(chunks: 6)
+        #expect(harness.drivers[0].files.active.first?.bytes ?? 0 < UInt64(data.count), "not yet acknowledged")
+        #expect(bobStore.files["/dl/f.bin"] == nil)
+        harness.world.handle(.line("/quit"), at: 0)
+        harness.tap = nil
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        #expect(bobStore.files["/dl/f.bin"] == data)
+        #expect(Self.fileEvents(harness, 1).contains { if case .done(_, .incoming, _) = $0 { true } else { false } })
+        #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } },
+                "\(Self.fileEvents(harness, 0))")
+        #expect(harness.exits[0] == .success)
+    }
+
+    @Test("/quit right after the last chunk and the receiver silent: the goodbye's bound ends it, unconfirmed")
+    func quitAfterLastChunkUnanswered() {
+        let (harness, _, _) = Self.lastChunkAtRelay(chunks: 6)
+        harness.world.handle(.line("/quit"), at: 0)
+        harness.tap = { toRelay, driver, frame in toRelay && driver == 1 ? [] : [frame] }  // Bob says nothing.
+        harness.settle()
+        harness.advance(by: .seconds(4))
+        #expect(harness.exits[0] == nil, "the goodbye waits (5 s)")
+        harness.advance(by: .seconds(2))
+        #expect(harness.exits[0] == .filesFailed)
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .unconfirmed) = $0 { true } else { false }
+        }, "\(Self.fileEvents(harness, 0))")
     }
 
     @Test("The in-memory disk resumes as the real one: same tag only, the longest, never one held, free after a crash")
