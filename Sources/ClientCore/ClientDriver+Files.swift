@@ -6,10 +6,6 @@ extension ClientDriver {
     /// The most actions carried out per pump (each transfer's window bounds the chunks; this
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
-    /// Bytes of a resume's prefix hashed per turn of the shell's loop (about 4 ms here): between
-    /// slices the shell reads the network and the keyboard, so a GiB kept (about a second of
-    /// hashing) never holds up chat, pings or keepalives.
-    static let prefixSliceBytes = 4 << 20
 
     /// Offer the file at `path` (`--send`, `/send`): it is hashed a slice per turn of the shell's
     /// loop (`hashOfferSlice`), then offered, so that hashing a large file (about 1.7 s per GiB
@@ -38,7 +34,7 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
         case let .success(opened):
             offerJobs.append(OfferHashJob(path: path, file: opened.file, name: opened.name, bytes: opened.sizeBytes))
-            if opened.sizeBytes > UInt64(Self.prefixSliceBytes) {
+            if opened.sizeBytes > UInt64(configuration.files.hashSliceBytes) {
                 notify(.fileHashing(SafeFileName.make(opened.name), bytes: opened.sizeBytes))
             }
             hashSliceDue = now
@@ -58,7 +54,7 @@ extension ClientDriver {
         case .leaving, .ending, .ended, .exited: return
         }
         guard let job = offerJobs.first, let store = fileStore else { return }
-        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
         if count > 0 {
             guard case let .success(read) = store.read(job.file, offset: job.hasher.bytesHashed, count: count),
                 read.count == count
@@ -184,7 +180,7 @@ extension ClientDriver {
             prefixJobs.removeFirst()
             return
         }
-        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
         let read = count == 0 ? nil : try? store.read(job.file, offset: job.hasher.bytesHashed, count: count).get()
         if let read, read.count == count { job.hasher.update(read) }
         let whole = job.hasher.bytesHashed == job.bytes

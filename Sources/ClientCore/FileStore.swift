@@ -110,6 +110,11 @@ public struct FilePolicy: Sendable {
     /// `--max-file-bytes`: larger offers are refused (`too_large`).
     public var maxFileBytes: UInt64 = FileTransfers.fileBytesMax
     public var transfer = FileTransferConfiguration()
+    /// Bytes of a file hashed per turn of the shell's loop, for its offer or for a kept `.part`'s
+    /// prefix (about 4 ms here): between slices the shell reads the network and the keyboard, so
+    /// hashing a GiB (about 1.7 s) never holds up chat, pings or keepalives. The driver's tests
+    /// make it small, to slice files small enough for a debug build.
+    public var hashSliceBytes = 4 << 20
 
     public init() {}
 }

@@ -10,6 +10,17 @@ import TestSupport
 /// status, a relay crash mid-transfer.
 @Suite("ClientDriver: file transfers through the world's relay, in-memory disks", .cpuBound)
 struct ClientDriverFileTests {
+    /// The hash slice of these tests: 256 KiB, not the shipped 4 MiB, so that the same slicing
+    /// runs over files 16 times smaller (a debug build moves about 1 MB/s through this world).
+    static let slice = 256 * 1024
+
+    /// A file policy with this suite's hash slice.
+    static func policy() -> FilePolicy {
+        var policy = FilePolicy()
+        policy.hashSliceBytes = slice
+        return policy
+    }
+
     static func content(_ count: Int) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
     }
@@ -22,7 +33,7 @@ struct ClientDriverFileTests {
         let harness = DriverHarness()
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/" + name] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/" + name]
         harness.add(files: aliceFiles, fileStore: aliceStore)
         harness.add(files: bobFiles, fileStore: bobStore)
@@ -30,7 +41,7 @@ struct ClientDriverFileTests {
     }
 
     static func accepting(_ directory: String = "/dl") -> FilePolicy {
-        var policy = FilePolicy()
+        var policy = Self.policy()
         policy.acceptDirectory = directory
         return policy
     }
@@ -61,7 +72,7 @@ struct ClientDriverFileTests {
         let full = InMemoryFileStore()
         full.freeBytes = 5_000
         let cases: [(FilePolicy, InMemoryFileStore, FileRefusal)] = [
-            (FilePolicy(), InMemoryFileStore(), .declined),  // Pipe mode without --accept-files.
+            (Self.policy(), InMemoryFileStore(), .declined),  // Pipe mode without --accept-files.
             (tooLarge, InMemoryFileStore(), .tooLarge),
             (Self.accepting(), full, .noSpace),
         ]
@@ -146,7 +157,7 @@ struct ClientDriverFileTests {
         let aliceStore = InMemoryFileStore()
         let data = Self.content(150_000)
         aliceStore.files["/src/notes.txt"] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/notes.txt"]
         let bobStore = InMemoryFileStore()
         harness.add(files: aliceFiles, fileStore: aliceStore)
@@ -223,7 +234,7 @@ struct ClientDriverFileTests {
         let aliceStore = InMemoryFileStore()
         let data = Self.content(2_000_000)
         aliceStore.files["/src/big.bin"] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/big.bin"]
         let bobStore = InMemoryFileStore()
         harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
@@ -304,7 +315,7 @@ struct ClientDriverFileTests {
 
     @Test("A kept prefix is hashed a slice per turn: a line typed while it is hashed leaves before the hash is whole")
     func prefixHashedInSlices() throws {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let data = Self.content(4 * slice + 200_000)
         let hasher = FileHasher()
         hasher.update(data)
@@ -351,7 +362,7 @@ struct ClientDriverFileTests {
         aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
         let bobStore = InMemoryFileStore()
         let harness = DriverHarness()
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         if pipe { aliceFiles.sendPaths = ["/src/big.bin"] }
         harness.add(files: Self.accepting(), fileStore: bobStore)
         harness.add(interactive: !pipe, files: aliceFiles, fileStore: aliceStore, settled: settled)
@@ -360,7 +371,7 @@ struct ClientDriverFileTests {
 
     @Test("A file is hashed for its offer a slice per turn: a line typed meanwhile leaves before the offer")
     func offerHashedInSlices() {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let data = Self.content(3 * slice + 100_000)
         let (harness, log, bobStore) = Self.loggedSender(data)
         harness.advance(by: .seconds(2))
@@ -388,7 +399,7 @@ struct ClientDriverFileTests {
 
     @Test("Pipe mode: input that ends while the file is still hashed waits for the offer, then its transfer")
     func endOfInputWaitsForTheHash() {
-        let data = Self.content(3 * ClientDriver.prefixSliceBytes + 5)
+        let data = Self.content(3 * Self.slice + 5)
         let (harness, log, bobStore) = Self.loggedSender(data, pipe: true, settled: false)
         #expect(log.entries == ["read 0"])
         harness.world.handle(.endOfInput, at: 1)
@@ -400,7 +411,7 @@ struct ClientDriverFileTests {
 
     @Test("Ctrl-C (pipe mode) or /quit while a file is hashed: never offered, said, and counted (exit 8)")
     func endWhileHashed() {
-        let data = Self.content(3 * ClientDriver.prefixSliceBytes)
+        let data = Self.content(3 * Self.slice)
         let (piped, pipedLog, _) = Self.loggedSender(data, pipe: true, settled: false)
         piped.world.handle(.signal(ClientEvent.interruptSignal), at: 1)
         piped.settle()
@@ -423,7 +434,7 @@ struct ClientDriverFileTests {
 
     @Test("/cancel while the file is hashed: never offered, no more of it read, and it is said")
     func cancelWhileHashed() {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let (harness, log, _) = Self.loggedSender(Self.content(3 * slice))
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
@@ -445,7 +456,7 @@ struct ClientDriverFileTests {
         // asked, so Bob's first offer takes the other and the next two are refused busy; her file is
         // offered and delivered. (Without the hold, Bob's first two offers took both slots and her
         // file, hashed, could not be offered: "too many transfers under way".)
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let data = Self.content(4 * slice + 100_000)
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/big.bin"] = data
