@@ -114,16 +114,40 @@ final class TestWebSocket: Sendable {
         task.cancel()
     }
 
+    private struct ClientKey: Hashable {
+        let caFile: String?
+        let frameSizeMaxBytes: Int
+        let timeoutSeconds: Double
+    }
+
+    /// One client per configuration for the whole test process (bounded by the configurations the
+    /// tests use): each `WebSocketClient` loads the system trust store, about 18 ms of a debug
+    /// build on the cooperative pool, and the JOIN race alone opens a thousand connections.
+    private static let clients = Mutex<[ClientKey: WebSocketClient]>([:])
+
+    private static func client(caFile: String?, frameSizeMaxBytes: Int, timeoutSeconds: Double) throws
+        -> WebSocketClient
+    {
+        let key = ClientKey(caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds)
+        return try clients.withLock { clients in
+            if let client = clients[key] { return client }
+            let client = try WebSocketClient(
+                configuration: WebSocketClientConfiguration(
+                    caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds),
+                    frameSizeMaxBytes: frameSizeMaxBytes
+                )
+            )
+            clients[key] = client
+            return client
+        }
+    }
+
     /// Connect to `url` (trusting `caFile` too, for wss://).
     static func connect(
         _ url: String, caFile: String? = nil, frameSizeMaxBytes: Int = 1 << 20, timeoutSeconds: Double = 10
     ) async throws -> TestWebSocket {
         let parsed = try WebSocketURL(url)
-        let client = try WebSocketClient(
-            configuration: WebSocketClientConfiguration(
-                caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds), frameSizeMaxBytes: frameSizeMaxBytes
-            )
-        )
+        let client = try Self.client(caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds)
         let inbox = TestInbox<WebSocketMessage>()
         let (ready, readyContinuation) = AsyncThrowingStream<WebSocketConnection, any Error>.makeStream()
         let task = Task {
