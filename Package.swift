@@ -255,9 +255,12 @@ let package = Package(
             ],
             path: "Sources/FuzzHarness"
         ),
+        // The tests' share of the machine (MachineShare): a library of the test targets, not a test.
+        .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(
             name: "UnitTests",
             dependencies: [
+                "TestSupport",
                 "ChatCore",
                 "ChatTesting",
                 "ClientCore",
@@ -275,6 +278,7 @@ let package = Package(
         .testTarget(
             name: "PropertyTests",
             dependencies: [
+                "TestSupport",
                 "ChatCore",
                 "ChatTesting",
                 "RelayCore",
@@ -291,6 +295,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
+                "TestSupport",
                 "ChatCore",
                 "ChatNetworking",
                 // Built by `swift test`; the tests run them as processes from the build directory.
@@ -306,7 +311,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimulationTests",
-            dependencies: ["Simulator", "ChatCore", "ChatTesting"],
+            dependencies: ["TestSupport", "Simulator", "ChatCore", "ChatTesting"],
             path: "Tests/Simulation"
         ),
     ]

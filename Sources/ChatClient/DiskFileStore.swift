@@ -33,16 +33,44 @@ final class DiskFileStore: FileStore {
     /// process's resume can take it), with its path.
     var beforeLockingPart: ((String) -> Void)?
 
+    /// The user's own path, symlinks followed (their choice; docs/SECURITY.md trusts the sending
+    /// side's paths). Only a regular file: looked at before opening, so that no device is opened
+    /// at all, then opened `O_NONBLOCK`, so that a name that became a FIFO meanwhile does not hang
+    /// the client in `open` (a FIFO blocks until a writer comes), and checked again on the descriptor.
     func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        var before = stat()
+        guard stat(path, &before) == 0 else { return .failure(Self.error()) }
+        if let refusal = Self.notRegular(before) { return .failure(refusal) }
+        // O_NONBLOCK changes nothing for a regular file's reads; it only keeps open from waiting.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return .failure(Self.error()) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+        guard fstat(fd, &info) == 0 else {
+            let failure = Self.error()
             close(fd)
-            return .failure(FileStoreError("not a regular file"))
+            return .failure(failure)
+        }
+        if let refusal = Self.notRegular(info) {
+            close(fd)
+            return .failure(refusal)
         }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         return .success((add(Entry(fd: fd)), name, UInt64(info.st_size)))
+    }
+
+    /// Nil for a regular file; else the typed refusal, naming what it is.
+    static func notRegular(_ info: stat) -> FileStoreError? {
+        let what: String
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFIFO: what = "a FIFO (named pipe)"
+        case S_IFDIR: what = "a directory"
+        case S_IFCHR: what = "a character device"
+        case S_IFBLK: what = "a block device"
+        case S_IFSOCK: what = "a socket"
+        default: what = "a special file"
+        }
+        return FileStoreError("it is \(what), not a regular file", kind: .notRegularFile)
     }
 
     func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {

@@ -196,7 +196,9 @@ public let jsonEventsHelp = """
                      reconnected, rekeyed, peer_left, peer_leaving,
                      peer_restarted, reauthenticating, handshake_refused,
                      authentication_failed, code_spent, code_on_command_line,
-                     unencrypted_relay, memory_not_locked, ...); connecting,
+                     unencrypted_relay, memory_not_locked, file_problem,
+                     file_not_regular (a path to send that is a FIFO, a
+                     device, a socket or a directory), ...); connecting,
                      relay_connected and reconnected add "via" (direct, tor,
                      proxy) and, through a proxy, "proxy" (its HOST:PORT)
       file_offer     a file offered: "direction" (outgoing: yours; incoming:
@@ -214,6 +216,8 @@ public let jsonEventsHelp = """
                      (rejected_declined, rejected_too_large, rejected_no_space,
                      rejected_storage, rejected_busy, cancelled,
                      cancelled_by_peer, hash_mismatch, protocol_error,
-                     storage, session_ended, peer_changed, peer_left)
+                     storage, session_ended, unconfirmed (every byte sent,
+                     the session ended before the receiver confirmed it),
+                     peer_changed, peer_left)
       exit           the last line: "code"
     """

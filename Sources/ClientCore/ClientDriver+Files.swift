@@ -6,10 +6,6 @@ extension ClientDriver {
     /// The most actions carried out per pump (each transfer's window bounds the chunks; this
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
-    /// Bytes of a resume's prefix hashed per turn of the shell's loop (about 4 ms here): between
-    /// slices the shell reads the network and the keyboard, so a GiB kept (about a second of
-    /// hashing) never holds up chat, pings or keepalives.
-    static let prefixSliceBytes = 4 << 20
 
     /// Offer the file at `path` (`--send`, `/send`): it is hashed a slice per turn of the shell's
     /// loop (`hashOfferSlice`), then offered, so that hashing a large file (about 1.7 s per GiB
@@ -23,7 +19,9 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): the session is ending"))
             return
         }
-        guard files.active.count + offerJobs.count < files.configuration.transfersMax else {
+        // The slot is held from now on, while the file is hashed, so that a peer's offer arriving
+        // meanwhile cannot take it (and it cannot take one a peer's offer holds).
+        guard files.reserveOffer() else {
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): too many transfers under way"))
             return
@@ -31,17 +29,20 @@ extension ClientDriver {
         switch store.openForReading(path: path) {
         case let .success(opened) where opened.sizeBytes > FileTransfers.fileBytesMax:
             store.release(opened.file, deletePart: false)
+            files.releaseOffer()
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
         case let .success(opened):
             offerJobs.append(OfferHashJob(path: path, file: opened.file, name: opened.name, bytes: opened.sizeBytes))
-            if opened.sizeBytes > UInt64(Self.prefixSliceBytes) {
+            if opened.sizeBytes > UInt64(configuration.files.hashSliceBytes) {
                 notify(.fileHashing(SafeFileName.make(opened.name), bytes: opened.sizeBytes))
             }
             hashSliceDue = now
         case let .failure(error):
+            files.releaseOffer()
             fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): \(error)"))
+            notify(error.kind == .notRegularFile
+                ? .fileNotRegular(path, error.reason) : .fileProblem("cannot send \(path): \(error)"))
         }
     }
 
@@ -53,7 +54,7 @@ extension ClientDriver {
         case .leaving, .ending, .ended, .exited: return
         }
         guard let job = offerJobs.first, let store = fileStore else { return }
-        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
         if count > 0 {
             guard case let .success(read) = store.read(job.file, offset: job.hasher.bytesHashed, count: count),
                 read.count == count
@@ -67,7 +68,8 @@ extension ClientDriver {
         }
         offerJobs.removeFirst()
         let hash = job.hasher.finish()
-        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy) else {
+        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy, reserved: true)
+        else {
             store.release(job.file, deletePart: false)
             fileFailuresLocal += 1
             notify(.fileProblem("cannot send \(job.path): too many transfers under way"))
@@ -79,6 +81,7 @@ extension ClientDriver {
     /// The first file waiting to be offered is given up (unreadable, or `/cancel`): never offered.
     private func dropOfferJob(problem: String) {
         let job = offerJobs.removeFirst()
+        files.releaseOffer()
         fileStore?.release(job.file, deletePart: false)
         fileFailuresLocal += 1
         notify(.fileProblem(problem))
@@ -177,7 +180,7 @@ extension ClientDriver {
             prefixJobs.removeFirst()
             return
         }
-        let count = Int(min(UInt64(Self.prefixSliceBytes), job.bytes - job.hasher.bytesHashed))
+        let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
         let read = count == 0 ? nil : try? store.read(job.file, offset: job.hasher.bytesHashed, count: count).get()
         if let read, read.count == count { job.hasher.update(read) }
         let whole = job.hasher.bytesHashed == job.bytes

@@ -53,6 +53,11 @@ extension ClientNotice {
         ClientNotice(.fileProblem, .warning, text)
     }
 
+    /// `/send PATH` or `--send PATH` names no regular file: `reason` says what it is.
+    static func fileNotRegular(_ path: String, _ reason: String) -> ClientNotice {
+        ClientNotice(.fileNotRegular, .warning, "cannot send \(path): \(reason); only a regular file can be sent")
+    }
+
     /// What `--accept-files DIR` holds from transfers cut off before: kept to resume, never
     /// deleted by the client on its own (the user decides).
     static func fileKeptParts(_ kept: KeptParts, directory: String) -> ClientNotice {

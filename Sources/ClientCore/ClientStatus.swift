@@ -46,6 +46,9 @@ public struct ClientNotice: Hashable, Sendable {
         case memoryNotLocked = "memory_not_locked"
         /// A file could not be offered, stored or answered (the text says which and why).
         case fileProblem = "file_problem"
+        /// A path given to `/send` or `--send` is no regular file (a FIFO, a device, a socket, a
+        /// directory): refused without reading it, counted as a failed file (exit 8).
+        case fileNotRegular = "file_not_regular"
         /// A file of ours is being hashed before it is offered (longer than one hash slice).
         case fileHashing = "file_hashing"
         /// A file offer waits for `/accept` or `/reject`.

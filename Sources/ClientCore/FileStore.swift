@@ -17,6 +17,9 @@ public struct FileStoreError: Error, Hashable, Sendable, CustomStringConvertible
         /// A `.part` just created is locked by another transfer (another process of this user
         /// opened it to resume in the instant between its creation and our lock): it is theirs.
         case partInUse
+        /// A path to send names no regular file (a FIFO, a device, a socket, a directory): it is
+        /// refused without being read (and without waiting in `open`).
+        case notRegularFile
     }
 
     public var reason: String
@@ -35,7 +38,8 @@ public struct FileStoreError: Error, Hashable, Sendable, CustomStringConvertible
 /// statvfs, no overwrite) and a simulation could supply one in memory. Every decision (what to
 /// write where, what to refuse) is the driver's and `FileTransfers`'; the store only obeys.
 public protocol FileStore: AnyObject {
-    /// Open a regular file to send (the user's own path); its base name and size.
+    /// Open a regular file to send (the user's own path); its base name and size. Anything else
+    /// is a failure of kind `notRegularFile`, and never blocks (a FIFO waits for a writer in `open`).
     func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError>
     /// Exactly `count` bytes at `offset` (fewer only at the end of a file that shrank).
     func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
@@ -106,6 +110,11 @@ public struct FilePolicy: Sendable {
     /// `--max-file-bytes`: larger offers are refused (`too_large`).
     public var maxFileBytes: UInt64 = FileTransfers.fileBytesMax
     public var transfer = FileTransferConfiguration()
+    /// Bytes of a file hashed per turn of the shell's loop, for its offer or for a kept `.part`'s
+    /// prefix (about 4 ms here): between slices the shell reads the network and the keyboard, so
+    /// hashing a GiB (about 1.7 s) never holds up chat, pings or keepalives. The driver's tests
+    /// make it small, to slice files small enough for a debug build.
+    public var hashSliceBytes = 4 << 20
 
     public init() {}
 }

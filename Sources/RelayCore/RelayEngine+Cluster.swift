@@ -378,8 +378,16 @@ extension RelayEngine {
         case .refused:
             dropSeat(id, tellRedis: false, reserve: false, now: now)
             close(id, .tryAgainLater, error: .clusterUnavailable, now: now)
-        case let .admitted(partner, _, evicted):
+        case .admitted(var partner, _, let evicted):
             if let evicted { evictLocal(evicted, now: now) }
+            // A local mate Redis names must still hold its seat here: one that left while Redis
+            // answered (its leave reached Redis after this rejoin) was already said PEER_LEFT and
+            // is gone whatever the answer says; one whose own JOIN answer is still on its way
+            // introduces itself when that comes (`welcomeSeated`).
+            if let named = partner, named.node == cluster?.node,
+               cluster?.seats[ConnectionID(named.connection)]?.room != request.room {
+                partner = nil
+            }
             // A notice about this seat came while Redis answered, and the two disagree: which is
             // newer is unknown (they travel on different connections), so Redis is asked again.
             if request.heard != seat.heard, partner != seat.partner {

@@ -388,7 +388,7 @@ extension Simulation {
         _ info: FileOfferInfo, _ direction: FileDirection, _ failure: FileFailure, key: FileWorkload.Key
     ) {
         switch failure {
-        case .sessionEnded:
+        case .sessionEnded, .unconfirmed:
             break  // The process exited (it left, or its authentication failed): it says so.
         case .peerChanged:
             let peer = world.clients[world.peer(of: key.client)]

@@ -5,11 +5,12 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// File transfer between real `securechat` processes through a real relay (pipe mode), and from
 /// a modified peer (the real session and transfer code with a hostile name) to a real client.
-@Suite("securechat file transfer against a real relay")
+@Suite("securechat file transfer against a real relay", .heavy)
 struct ClientFileTransferTests {
     /// A relay whose per-connection rate does not stretch a 20 MiB test over half a minute; the
     /// default relay's throughput is measured in BENCHMARKS.md, not here.
@@ -446,6 +447,54 @@ struct ClientFileTransferTests {
             try await alice.notice("file_problem")
             #expect(try await alice.waitForExit() == 8)
             #expect(Self.event(alice, "file_offer").isEmpty)
+        }
+    }
+
+    @Test("--send of a FIFO, a directory or a socket never blocks: each is refused file_not_regular, the regular file still goes, exit 8")
+    func nonRegularFiles() async throws {
+        let base = try Self.directory("fifo")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let inbox = base.appendingPathComponent("inbox")
+        try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+        let fifo = base.appendingPathComponent("pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let socketPath = base.appendingPathComponent("sock").path
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in socketPath.utf8.enumerated() where index < buffer.count - 1 { buffer[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        #expect(bound == 0)
+        let regular = base.appendingPathComponent("regular.bin")
+        try Self.randomFile(at: regular, bytes: 300_000)
+        try await withRelay { relay in
+            let room = uniqueRoom("FIFO")
+            let bob = try ClientProcess("bob", [room, "--relay", relay.url, "--json", "--accept-files", inbox.path])
+            // The FIFO first: an open that waited for a writer would hold up everything after it.
+            let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", fifo,
+                                                    "--send", base.path, "--send", socketPath, "--send", regular.path])
+            try alice.closeInput()
+            #expect(try await alice.waitForExit(timeoutSeconds: 60) == 8, "\(alice.stderr.all.suffix(10))")
+            let refused = alice.events.filter { $0["kind"] as? String == "file_not_regular" }
+                .compactMap { $0["text"] as? String }
+            #expect(refused == [
+                "cannot send \(fifo): it is a FIFO (named pipe), not a regular file; only a regular file can be sent",
+                "cannot send \(base.path): it is a directory, not a regular file; only a regular file can be sent",
+                "cannot send \(socketPath): it is a socket, not a regular file; only a regular file can be sent",
+            ], "\(refused)")
+            #expect(Self.event(alice, "file_done").count == 1)
+            #expect(Self.event(alice, "file_offer").compactMap { $0["name"] as? String } == ["regular.bin"])
+            try bob.closeInput()
+            #expect(try await bob.waitForExit() == 0)
+            #expect(try Self.listing(inbox) == ["regular.bin"])
+            #expect(try Data(contentsOf: inbox.appendingPathComponent("regular.bin")) == Data(contentsOf: regular))
         }
     }
 

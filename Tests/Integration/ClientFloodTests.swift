@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The client's side of issue 14 ("Done when" (d)): a malicious relay pushes frames and pings as
 /// fast as the socket takes them and reads nothing back; the client's memory stays bounded (its
 /// inbound queue is bounded in bytes with backpressure on the socket, and it keeps at most one
 /// pong queued), and it stays up.
-@Suite("securechat: a relay that floods the client", .serialized)
+@Suite("securechat: a relay that floods the client", .serialized, .heavy)
 struct ClientFloodTests {
     /// The client's peak resident memory (VmHWM), in KiB.
     static func peakKiB(pid: Int32) throws -> Int {

@@ -7,10 +7,11 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// A peer that stops reading must not make the relay buffer without bound, and nothing is lost.
-@Suite("relay: backpressure")
+@Suite("relay: backpressure", .heavy)
 struct RelayBackpressureTests {
     /// Counts text frames on a connection whose reads the test switches on and off.
     final class CountingHandler: ChannelInboundHandler, Sendable {

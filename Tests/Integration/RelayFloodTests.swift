@@ -4,12 +4,13 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// A client that never reads and floods the relay with every kind of frame: the relay's memory
 /// stays bounded and other rooms are served meanwhile (issue 14, "Done when" (a)), and the memory
 /// one connection can make the relay hold stays within the figure docs/RELAY.md states.
-@Suite("relay: floods from a client that never reads", .serialized)
+@Suite("relay: floods from a client that never reads", .serialized, .heavy)
 struct RelayFloodTests {
     /// What one connection can make the relay hold at most, with the default limits
     /// (docs/RELAY.md, "Memory per connection").

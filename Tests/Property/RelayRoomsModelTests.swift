@@ -3,12 +3,13 @@ import RelayCore
 import FuzzHarness
 import PropertyBased
 import Testing
+import TestSupport
 
 /// Model-based test of `RelayRooms` against `RoomsModel` (FuzzHarness), a naive array-based
 /// reference that takes its parse results from the full decoder rather than the relay's
 /// zero-copy validator. The FuzzRelayRooms fuzz target drives the same comparison with
 /// coverage guidance; here generated sequences shrink to a minimal failing one.
-@Suite("Relay room logic against a reference model", .shrinking)
+@Suite("Relay room logic against a reference model", .shrinking, .cpuBound)
 struct RelayRoomsModelTests {
     /// Steps from small integers (so they shrink): (kind, connection, argument, frame bytes).
     static let steps = zip(Gen<Int>.int(in: 0...11), Gen<Int>.int(in: 0...(RoomsScenario.connectionCount - 1)),

@@ -2,6 +2,7 @@ import ChatCore
 import FuzzHarness
 import PropertyBased
 import Testing
+import TestSupport
 
 /// Model-based test of two real clients (`ClientDriver` with its `SessionManager`: real handshake,
 /// real crypto) through the real relay (`RelayEngine`), wired by the fuzz harness's `ChatWorld`,
@@ -13,7 +14,7 @@ import Testing
 /// TCP), and the model predicts every side's lifecycle state, the messages each side has shown, and
 /// which of its messages it reported delivered or undeliverable and why. `ChatWorld` also checks
 /// its own invariants after every output. Failing sequences shrink.
-@Suite("Two sessions against a lifecycle model", .shrinking)
+@Suite("Two sessions against a lifecycle model", .shrinking, .cpuBound)
 struct SessionLifecycleModelTests {
     enum Step: Hashable, Sendable, CustomStringConvertible {
         case connect(Int), disconnect(Int), send(Int), quit(Int), restart(Int), tick

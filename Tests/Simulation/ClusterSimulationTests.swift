@@ -2,10 +2,11 @@ import ChatTesting
 import Foundation
 import Simulator
 import Testing
+import TestSupport
 
 /// The cluster simulator (`--nodes`, issue 15): small runs of three nodes sharing the virtual Redis
 /// with every cluster fault; `PlantedBugTests` runs its planted bugs.
-@Suite("Simulator: the cluster relay")
+@Suite("Simulator: the cluster relay", .cpuBound)
 struct ClusterSimulationTests {
     static func options(seed: UInt64, peers: Int = 40, plantedBug: PlantedBug? = nil) -> SimulationOptions {
         var options = SimulationTests.allFaults(seed: seed, peers: peers, plantedBug: plantedBug)

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 
 @testable import Simulator
+import TestSupport
 
 /// The package root, found from this file (Tests/Simulation/IsolationTests.swift).
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -43,7 +44,7 @@ private func readToEnd(_ descriptor: Int32) -> [UInt8] {
     }
 }
 
-@Suite("Seeded entropy never reaches a shipped binary")
+@Suite("Seeded entropy never reaches a shipped binary", .cpuBound)
 struct IsolationTests {
     /// Every target a target depends on, transitively, from `swift package dump-package`.
     static func dependencyClosure() throws -> (

@@ -1,10 +1,11 @@
 @_spi(Simulation) import ChatCore
 import Simulator
 import Testing
+import TestSupport
 
 /// The simulator's engine, in process. Small runs (tens of peers) keep these to seconds in a debug
 /// build; scripts/sim-sweep.sh runs the 20 seeds x 1000 peers sweep with a release build.
-@Suite("Simulator: determinism, fault sweep, planted bugs")
+@Suite("Simulator: determinism, fault sweep, planted bugs", .cpuBound)
 struct SimulationTests {
     /// Every fault kind on, small and quick.
     static func allFaults(
@@ -108,7 +109,7 @@ struct SimulationTests {
     }
 }
 
-@Suite("Simulator: the checker catches planted bugs")
+@Suite("Simulator: the checker catches planted bugs", .cpuBound)
 struct PlantedBugTests {
     @Test("Every invariant has a planted bug that breaks it (a checker that cannot fire proves nothing)")
     func everyInvariantHasAPlantedBug() {
@@ -167,7 +168,7 @@ struct PlantedBugTests {
     }
 }
 
-@Suite("Simulator: authentication against an honest and a malicious relay")
+@Suite("Simulator: authentication against an honest and a malicious relay", .cpuBound)
 struct AuthenticationSimulationTests {
     static func describe(_ report: SimulationReport) -> String {
         report.violation.map { "\($0.invariant.rawValue): \($0.detail)" } ?? "ok"

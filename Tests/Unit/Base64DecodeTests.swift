@@ -1,8 +1,9 @@
 import CSodium
 import ChatCore
 import Testing
+import TestSupport
 
-@Suite("Base64 decoding agrees with libsodium's decoder")
+@Suite("Base64 decoding agrees with libsodium's decoder", .cpuBound)
 struct Base64DecodeTests {
     /// libsodium's decoder, the reference.
     static func sodiumDecode(_ text: [UInt8]) -> [UInt8]? {

@@ -3,12 +3,24 @@ import ChatTesting
 import Testing
 
 @testable import ClientCore
+import TestSupport
 
 /// The driver's side of file transfers, sans-IO: two real `ClientDriver`s and the real relay in
 /// the testing world, each with an in-memory disk. The policy (accept, refuse, where), the exit
 /// status, a relay crash mid-transfer.
-@Suite("ClientDriver: file transfers through the world's relay, in-memory disks")
+@Suite("ClientDriver: file transfers through the world's relay, in-memory disks", .cpuBound)
 struct ClientDriverFileTests {
+    /// The hash slice of these tests: 256 KiB, not the shipped 4 MiB, so that the same slicing
+    /// runs over files 16 times smaller (a debug build moves about 1 MB/s through this world).
+    static let slice = 256 * 1024
+
+    /// A file policy with this suite's hash slice.
+    static func policy() -> FilePolicy {
+        var policy = FilePolicy()
+        policy.hashSliceBytes = slice
+        return policy
+    }
+
     static func content(_ count: Int) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
     }
@@ -21,7 +33,7 @@ struct ClientDriverFileTests {
         let harness = DriverHarness()
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/" + name] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/" + name]
         harness.add(files: aliceFiles, fileStore: aliceStore)
         harness.add(files: bobFiles, fileStore: bobStore)
@@ -29,7 +41,7 @@ struct ClientDriverFileTests {
     }
 
     static func accepting(_ directory: String = "/dl") -> FilePolicy {
-        var policy = FilePolicy()
+        var policy = Self.policy()
         policy.acceptDirectory = directory
         return policy
     }
@@ -60,7 +72,7 @@ struct ClientDriverFileTests {
         let full = InMemoryFileStore()
         full.freeBytes = 5_000
         let cases: [(FilePolicy, InMemoryFileStore, FileRefusal)] = [
-            (FilePolicy(), InMemoryFileStore(), .declined),  // Pipe mode without --accept-files.
+            (Self.policy(), InMemoryFileStore(), .declined),  // Pipe mode without --accept-files.
             (tooLarge, InMemoryFileStore(), .tooLarge),
             (Self.accepting(), full, .noSpace),
         ]
@@ -145,7 +157,7 @@ struct ClientDriverFileTests {
         let aliceStore = InMemoryFileStore()
         let data = Self.content(150_000)
         aliceStore.files["/src/notes.txt"] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/notes.txt"]
         let bobStore = InMemoryFileStore()
         harness.add(files: aliceFiles, fileStore: aliceStore)
@@ -222,7 +234,7 @@ struct ClientDriverFileTests {
         let aliceStore = InMemoryFileStore()
         let data = Self.content(2_000_000)
         aliceStore.files["/src/big.bin"] = data
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         aliceFiles.sendPaths = ["/src/big.bin"]
         let bobStore = InMemoryFileStore()
         harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
@@ -281,13 +293,18 @@ struct ClientDriverFileTests {
 
     /// One move of the world: a held frame delivered, else the next event (timers included).
     static func move(_ harness: DriverHarness) -> Bool {
+        deliverFrame(harness) || harness.world.step() != nil
+    }
+
+    /// One held frame delivered (no timer runs); false when none is held.
+    static func deliverFrame(_ harness: DriverHarness) -> Bool {
         for index in harness.world.clients.indices {
             for direction in [World.Direction.toRelay, .toClient] where harness.world.heldCount(index, direction) > 0 {
                 harness.world.deliverHeld(index, direction)
                 return true
             }
         }
-        return harness.world.step() != nil
+        return false
     }
 
     /// Frame by frame, timer by timer (bounded), until the logged disk has been read once.
@@ -298,7 +315,7 @@ struct ClientDriverFileTests {
 
     @Test("A kept prefix is hashed a slice per turn: a line typed while it is hashed leaves before the hash is whole")
     func prefixHashedInSlices() throws {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let data = Self.content(4 * slice + 200_000)
         let hasher = FileHasher()
         hasher.update(data)
@@ -345,7 +362,7 @@ struct ClientDriverFileTests {
         aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
         let bobStore = InMemoryFileStore()
         let harness = DriverHarness()
-        var aliceFiles = FilePolicy()
+        var aliceFiles = Self.policy()
         if pipe { aliceFiles.sendPaths = ["/src/big.bin"] }
         harness.add(files: Self.accepting(), fileStore: bobStore)
         harness.add(interactive: !pipe, files: aliceFiles, fileStore: aliceStore, settled: settled)
@@ -354,7 +371,7 @@ struct ClientDriverFileTests {
 
     @Test("A file is hashed for its offer a slice per turn: a line typed meanwhile leaves before the offer")
     func offerHashedInSlices() {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let data = Self.content(3 * slice + 100_000)
         let (harness, log, bobStore) = Self.loggedSender(data)
         harness.advance(by: .seconds(2))
@@ -382,7 +399,7 @@ struct ClientDriverFileTests {
 
     @Test("Pipe mode: input that ends while the file is still hashed waits for the offer, then its transfer")
     func endOfInputWaitsForTheHash() {
-        let data = Self.content(3 * ClientDriver.prefixSliceBytes + 5)
+        let data = Self.content(3 * Self.slice + 5)
         let (harness, log, bobStore) = Self.loggedSender(data, pipe: true, settled: false)
         #expect(log.entries == ["read 0"])
         harness.world.handle(.endOfInput, at: 1)
@@ -394,7 +411,7 @@ struct ClientDriverFileTests {
 
     @Test("Ctrl-C (pipe mode) or /quit while a file is hashed: never offered, said, and counted (exit 8)")
     func endWhileHashed() {
-        let data = Self.content(3 * ClientDriver.prefixSliceBytes)
+        let data = Self.content(3 * Self.slice)
         let (piped, pipedLog, _) = Self.loggedSender(data, pipe: true, settled: false)
         piped.world.handle(.signal(ClientEvent.interruptSignal), at: 1)
         piped.settle()
@@ -417,7 +434,7 @@ struct ClientDriverFileTests {
 
     @Test("/cancel while the file is hashed: never offered, no more of it read, and it is said")
     func cancelWhileHashed() {
-        let slice = ClientDriver.prefixSliceBytes
+        let slice = Self.slice
         let (harness, log, _) = Self.loggedSender(Self.content(3 * slice))
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
@@ -430,6 +447,106 @@ struct ClientDriverFileTests {
         #expect(!Self.fileEvents(harness, 0).contains { if case .offered = $0 { true } else { false } })
         harness.line(1, "/cancel")
         #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
+    }
+
+    @Test("Our file being hashed holds its slot: the peer's offers meanwhile take only the free ones, ours still goes")
+    func slotHeldWhileHashed() {
+        // Alice may have 2 transfers under way. She asks to send big.bin (hashed in 5 slices); while
+        // it is hashed Bob offers three small files. Her file holds one slot from the moment she
+        // asked, so Bob's first offer takes the other and the next two are refused busy; her file is
+        // offered and delivered. (Without the hold, Bob's first two offers took both slots and her
+        // file, hashed, could not be offered: "too many transfers under way".)
+        let slice = Self.slice
+        let data = Self.content(4 * slice + 100_000)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/big.bin"] = data
+        let log = Log()
+        aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        var aliceFiles = Self.accepting()
+        aliceFiles.transfer.transfersMax = 2
+        let bobStore = InMemoryFileStore()
+        for name in ["p1", "p2", "p3"] { bobStore.files["/src/\(name).bin"] = Self.content(2_000) }
+        let harness = DriverHarness()
+        harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
+        harness.add(interactive: true, files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 0)
+        Self.moveUntilRead(harness, log)
+        for name in ["p1", "p2", "p3"] { harness.world.handle(.line("/send /src/\(name).bin"), at: 1) }
+        // Frames only, no timer: each frame Alice reads is one more slice of her hash (4 left when
+        // Bob's three offers come), so they all reach her while her file is still being hashed.
+        var moves = 0
+        while moves < 10_000, Self.deliverFrame(harness) { moves += 1 }
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        // The scenario: Bob's first offer reached Alice (and was accepted) before her file was offered.
+        let order = harness.shown[0].compactMap { event -> FileDirection? in
+            if case let .file(.offered(_, direction), _) = event { direction } else { nil }
+        }
+        #expect(order == [.incoming, .outgoing], "\(order)")
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        #expect(harness.noticeTexts(0, .fileProblem).isEmpty, "\(harness.noticeTexts(0, .fileProblem))")
+        #expect(aliceStore.files["/dl/p1.bin"] == Self.content(2_000))
+        let refused = Self.fileEvents(harness, 1).compactMap { event -> String? in
+            if case let .failed(info, .outgoing, .rejected(.busy)) = event { info.name } else { nil }
+        }
+        #expect(refused == ["p2.bin", "p3.bin"])
+        #expect(harness.drivers[0].files.reservedOffers == 0)
+    }
+
+    /// Alice (interactive) sends /src/f.bin (`chunks` whole chunks) to Bob (pipe mode, accepting
+    /// into /dl); returns once her last chunk reached the relay, before Bob has it.
+    static func lastChunkAtRelay(chunks: Int) -> (DriverHarness, [UInt8], InMemoryFileStore) {
+        let data = Self.content(chunks * FileTransferConfiguration().chunkBytes)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/f.bin"] = data
+        let bobStore = InMemoryFileStore()
+        let harness = DriverHarness()
+        harness.add(interactive: true, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(2))
+        var lastSent = false
+        harness.tap = { toRelay, driver, frame in
+            if toRelay, driver == 0, case let .signal(signal)? = try? WireCodec.decodeClientMessage(frame),
+               signal.kind == .fileChunk, let payload = signal.payload,
+               payload[16..<24].reduce(UInt64(0), { $0 << 8 | UInt64($1) }) == UInt64(chunks - 1) { lastSent = true }
+            return [frame]
+        }
+        harness.world.handle(.line("/send /src/f.bin"), at: 0)
+        var moves = 0
+        while !lastSent, moves < 100_000, Self.move(harness) { moves += 1 }
+        return (harness, data, bobStore)
+    }
+
+    @Test("/quit right after the last chunk: the sender waits for the receiver's DONE and both say done")
+    func quitAfterLastChunk() {
+        let (harness, data, bobStore) = Self.lastChunkAtRelay(chunks: 6)
+        #expect(harness.drivers[0].files.active.first?.bytes ?? 0 < UInt64(data.count), "not yet acknowledged")
+        #expect(bobStore.files["/dl/f.bin"] == nil)
+        harness.world.handle(.line("/quit"), at: 0)
+        harness.tap = nil
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        #expect(bobStore.files["/dl/f.bin"] == data)
+        #expect(Self.fileEvents(harness, 1).contains { if case .done(_, .incoming, _) = $0 { true } else { false } })
+        #expect(Self.fileEvents(harness, 0).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } },
+                "\(Self.fileEvents(harness, 0))")
+        #expect(harness.exits[0] == .success)
+    }
+
+    @Test("/quit right after the last chunk and the receiver silent: the goodbye's bound ends it, unconfirmed")
+    func quitAfterLastChunkUnanswered() {
+        let (harness, _, _) = Self.lastChunkAtRelay(chunks: 6)
+        harness.world.handle(.line("/quit"), at: 0)
+        harness.tap = { toRelay, driver, frame in toRelay && driver == 1 ? [] : [frame] }  // Bob says nothing.
+        harness.settle()
+        harness.advance(by: .seconds(4))
+        #expect(harness.exits[0] == nil, "the goodbye waits (5 s)")
+        harness.advance(by: .seconds(2))
+        #expect(harness.exits[0] == .filesFailed)
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .unconfirmed) = $0 { true } else { false }
+        }, "\(Self.fileEvents(harness, 0))")
     }
 
     @Test("The in-memory disk resumes as the real one: same tag only, the longest, never one held, free after a crash")

@@ -367,6 +367,33 @@ struct FileTransferTests {
         #expect(refused == nil)
     }
 
+    @Test("Leaving with every chunk sent and none acknowledged: the sender waits for DONE, never goes back, else ends unconfirmed")
+    func leavingAfterLastChunk() {
+        let file = Self.file(3 * 1024)  // 3 chunks, a window of 4: all sent at once.
+        var (pair, _) = Self.offered(file)
+        pair.runSender()
+        pair.sendWindow(file)
+        #expect(pair.chunksInFlight.count == 3)
+        pair.sender.startLeaving()
+        #expect(!pair.sender.isIdle, "it waits for the receiver's DONE")
+        #expect(pair.sender.pollTimeout() == nil)
+        pair.now = pair.now.advanced(by: .seconds(60))
+        pair.sender.handleTimeout(now: pair.now)
+        pair.sender.connected(now: pair.now)  // New keys: no go-back either.
+        #expect(pair.sender.nextChunk() == nil && pair.sender.statistics.chunksResent == 0)
+        // The chunks arrive: the receiver stores the file and its DONE completes the sender's side.
+        var waiting = pair
+        waiting.deliverChunks()
+        waiting.runReceiver()
+        waiting.runSender()
+        #expect(waiting.stored && waiting.sender.isIdle)
+        #expect(waiting.senderEvents.contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
+        // The session ends first: unconfirmed, not "session ended" (the receiver may have it).
+        pair.sender.failAll(.sessionEnded)
+        pair.runSender()
+        #expect(pair.senderEvents.contains { if case .failed(_, .outgoing, .unconfirmed) = $0 { true } else { false } })
+    }
+
     @Test("A window with no acknowledgement for the stall timeout goes back")
     func stall() {
         let file = Self.file(8 * 1024)

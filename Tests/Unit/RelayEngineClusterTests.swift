@@ -491,6 +491,41 @@ struct RelayEngineClusterTests {
         #expect(mate.actions() == [.send(id, .peerLeft), .send(id, .peerFound)])
     }
 
+    @Test("Attack review: a rejoin answer naming a local mate that left meanwhile gives no false PEER_FOUND")
+    func rejoinNamesLocalMateThatLeft() throws {
+        var h = try H.cluster()
+        let (a, b) = (h.connect(.ipv4(1)), h.connect(.ipv4(2)))
+        let localA = ClusterPeer(node: Self.me, connection: a.value)
+        _ = try Self.seat(&h, a, partner: nil)
+        _ = try Self.seat(&h, b, partner: localA)
+        // Redis comes back: both seats are registered again (rejoins in flight).
+        h.engine.clusterAvailabilityChanged(false, now: h.now)
+        h.engine.clusterAvailabilityChanged(true, now: h.now)
+        let rejoins = h.rawActions()
+        guard rejoins.count == 2, case let .cluster(.join(rejoinID, rejoinB)) = rejoins[1], rejoinID == b else {
+            throw TestFailure("\(rejoins)")
+        }
+        // A leaves before the answers come: B is told at once, Redis by a leave queued behind the rejoins.
+        h.engine.closed(a, now: h.now)
+        #expect(h.rawActions().contains(.send(b, .peerLeft)))
+        // Redis ran B's rejoin before A's leave: its answer still names A. B must not hear PEER_FOUND
+        // (its client would open a handshake with nobody).
+        h.engine.clusterJoinAnswered(b, rejoinB, .admitted(partner: localA, reclaimed: true, evicted: nil), now: h.now)
+        let after = h.rawActions()
+        #expect(!after.contains(.send(b, .peerFound)), "\(after)")
+        h.send(H.signal(1), from: b)
+        #expect(h.actions() == [.send(b, H.error(.noPeer))])
+        // A new mate still finds B as usual.
+        let c = h.connect(.ipv4(3))
+        h.join(c, "ROOM1")
+        let (_, third) = try Self.joinCommand(&h)
+        let localB = ClusterPeer(node: Self.me, connection: b.value)
+        h.engine.clusterJoinAnswered(c, third, .admitted(partner: localB, reclaimed: false, evicted: nil), now: h.now)
+        #expect(h.actions() == [
+            .send(c, .joined(room: Self.room, peers: 2)), .send(b, .peerFound), .send(c, .peerFound),
+        ])
+    }
+
     @Test("The pub/sub messages parse strictly: each notice round-trips, signals carry their frame's offset, junk is nil")
     func wire() {
         for notice in [

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The coding standard's limit on function length, checked on ChatCore (the sans-IO core): no
 /// `func`, `init`, `deinit` or `subscript` body over 70 lines.
-@Suite("Source limits")
+@Suite("Source limits", .cpuBound)
 struct SourceLimitsTests {
     static let functionLinesMax = 70
     /// Sources/ChatCore, found from this file (Tests/Unit/SourceLimitsTests.swift).

@@ -1,7 +1,8 @@
 @testable import ChatCore
 import Testing
+import TestSupport
 
-@Suite("UTF8Text accepts exactly what String(validating:as:) accepts")
+@Suite("UTF8Text accepts exactly what String(validating:as:) accepts", .cpuBound)
 struct UTF8TextTests {
     static func reference(_ bytes: [UInt8]) -> String? {
         String(validating: bytes, as: UTF8.self)

@@ -77,6 +77,9 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     case storage
     /// The session ended, or this side began its goodbye, before the transfer did.
     case sessionEnded
+    /// Outgoing: the session ended after every chunk was sent and before the receiver's `DONE`
+    /// came (a goodbye's bound passed, a signal): the peer may have stored the file or not.
+    case unconfirmed
     /// The peer is another instance now (it restarted): the transfer is not continued with it.
     case peerChanged
     /// The peer left the chat (its user ended it) before the transfer did: it said goodbye and
@@ -93,6 +96,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .protocolError: "protocol_error"
         case .storage: "storage"
         case .sessionEnded: "session_ended"
+        case .unconfirmed: "unconfirmed"
         case .peerChanged: "peer_changed"
         case .peerLeft: "peer_left"
         }
@@ -111,6 +115,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .protocolError: "the peer broke the file protocol"
         case .storage: "the file could not be read or written"
         case .sessionEnded: "the session ended first"
+        case .unconfirmed: "every byte was sent, but the session ended before the peer confirmed it stored the file"
         case .peerChanged: "the peer restarted"
         case .peerLeft: "the peer left the chat before the transfer finished"
         }
@@ -120,7 +125,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     /// transfer was cut off (the session, or the peer's process, ended), nothing was wrong with it.
     var keepsPart: Bool {
         switch self {
-        case .sessionEnded, .peerChanged, .peerLeft: true
+        case .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: true
         case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage: false
         }
     }
@@ -131,7 +136,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .hashMismatch: 2
         case .protocolError: 3
         case .storage: 4
-        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .peerChanged, .peerLeft: 1
+        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: 1
         }
     }
 

@@ -55,6 +55,7 @@ extension FileTransfers {
 
     /// When a stalled window is next due to go back.
     public func pollTimeout() -> Instant? {
+        guard !isLeaving else { return nil }  // Leaving: nothing goes back (`goBack`), nothing is due.
         var earliest: Instant?
         for transfer in transfers where transfer.direction == .outgoing {
             guard case let .moving(done, next, heardAt) = transfer.phase, next > done else { continue }
@@ -73,9 +74,10 @@ extension FileTransfers {
         }
     }
 
-    /// Send again from the last acknowledged chunk.
+    /// Send again from the last acknowledged chunk; never while leaving (`startLeaving`: a chunk
+    /// the receiver takes after our goodbye would store a file whose `DONE` never reaches us).
     private mutating func goBack(at index: Int, now: Instant) {
-        guard case let .moving(done, next, _) = transfers[index].phase else { return }
+        guard !isLeaving, case let .moving(done, next, _) = transfers[index].phase else { return }
         statistics.chunksResent += Int(next - done)
         transfers[index].resent += Int(next - done)
         transfers[index].phase = .moving(done: done, next: done, heardAt: now)

@@ -49,7 +49,8 @@ extension FileTransfers {
             pending.append(.event(.failed(info, .incoming, .sessionEnded)))
             return
         }
-        guard transfers.count < configuration.transfersMax else {
+        // Our files being hashed hold their slots: a peer's offer never takes one of them.
+        guard slotsTaken < configuration.transfersMax else {
             pending.append(.control(FileControl.reject(info.id, .busy).encode()))
             return
         }

@@ -139,6 +139,15 @@ public struct FileTransfers {
             (info.sizeBytes + UInt64(chunkBytes) - 1) / UInt64(chunkBytes)
         }
 
+        /// Outgoing: every chunk went out at least once (acknowledged or not).
+        var sentEveryChunk: Bool {
+            switch phase {
+            case .confirming: true
+            case let .moving(_, next, _): next == chunkCount
+            case .offered, .storing, .verifying: false
+            }
+        }
+
         func length(ofChunk index: UInt64) -> Int {
             Int(min(UInt64(chunkBytes), info.sizeBytes - index * UInt64(chunkBytes)))
         }
@@ -147,6 +156,11 @@ public struct FileTransfers {
     public let configuration: FileTransferConfiguration
     /// This side began its goodbye (`startLeaving`): no transfer starts any more.
     public internal(set) var isLeaving = false
+    /// Slots held for files of ours still being hashed for their offers (`reserveOffer`). They count
+    /// against `transfersMax` as transfers under way do, so slots go in the order they were asked
+    /// for: a peer's offer that arrives while our file is hashed cannot take its place (it is
+    /// refused `busy` when no other slot is free), nor can our hashing take one a peer's offer holds.
+    public private(set) var reservedOffers = 0
     var transfers: [Transfer] = []
     var pending: [FileAction] = []
     public internal(set) var statistics = Statistics()
@@ -178,14 +192,33 @@ public struct FileTransfers {
         transfers.firstIndex { $0.info.id == id && $0.direction == direction }
     }
 
+    /// Slots taken: transfers under way and offers of ours being hashed.
+    var slotsTaken: Int { transfers.count + reservedOffers }
+
     // MARK: Offering (sender)
 
+    /// Hold a slot for a file of ours about to be hashed for its offer; false when every slot is
+    /// taken or this side is leaving. `offer(…, reserved: true)` or `releaseOffer()` gives it back.
+    public mutating func reserveOffer() -> Bool {
+        guard !isLeaving, slotsTaken < configuration.transfersMax else { return false }
+        reservedOffers += 1
+        return true
+    }
+
+    /// Give back a slot held by `reserveOffer` whose file will not be offered (unreadable,
+    /// cancelled, the session ended).
+    public mutating func releaseOffer() {
+        reservedOffers = max(0, reservedOffers - 1)
+    }
+
     /// Offer a file of `sizeBytes` whose BLAKE2b-256 is `hash`, under `name` (the receiver
-    /// sanitizes it). Nil when too many transfers are under way or the size is out of range.
-    public mutating func offer(name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource)
-        -> FileID?
-    {
-        guard !isLeaving, transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
+    /// sanitizes it), in the slot `reserveOffer` held for it if `reserved` (the slot is given back
+    /// either way). Nil when too many transfers are under way or the size is out of range.
+    public mutating func offer(
+        name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource, reserved: Bool = false
+    ) -> FileID? {
+        if reserved { releaseOffer() }
+        guard !isLeaving, slotsTaken < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
               hash.count == FileHasher.digestBytes else { return nil }
         var nameBytes = Array(name.utf8.prefix(FileControl.nameMaxBytes))
         while !nameBytes.isEmpty, String(validating: nameBytes, as: UTF8.self) == nil { nameBytes.removeLast() }
@@ -251,23 +284,33 @@ public struct FileTransfers {
 
     /// The session ended or the peer changed: every transfer ends with `failure` (nothing is
     /// sent: there is no one to tell).
+    /// An outgoing transfer that sent every chunk and ends with the session ends `.unconfirmed`: it
+    /// waited only for the receiver's `DONE`, which may be on its way (the receiver may have stored it).
     public mutating func failAll(_ failure: FileFailure) {
-        while !transfers.isEmpty { end(at: 0, failure) }
+        // Bounded: each round ends a transfer.
+        while let transfer = transfers.first {
+            let waitedForDone = failure == .sessionEnded && transfer.direction == .outgoing && transfer.sentEveryChunk
+            end(at: 0, waitedForDone ? .unconfirmed : failure)
+        }
     }
 
     /// This side says goodbye. From the peer's first reading of it the peer numbers nothing new, so
     /// an answer or a `DONE` it has not yet numbered never comes, and it ends its side of every
     /// transfer once it has all we numbered before the goodbye (`SessionManager.peerHasSaidAll`).
     /// So every transfer ends here now with `.sessionEnded` (nothing is sent; a `.part` is kept),
-    /// but an outgoing one that waits only for the receiver's `DONE` (every chunk acknowledged: the
-    /// receiver stored the file and numbered its `DONE` as it acknowledged the last chunk); an
-    /// offer that arrives later ends at once (`receiveOffer`), never accepted.
+    /// but an outgoing one whose every chunk was sent: it waits only for the receiver's `DONE`.
+    /// The chunks went out before our first `BYE`, on the same ordered link, so a receiver that got
+    /// them stored the file and numbered its `DONE` before it read the goodbye, and the goodbye
+    /// waits for what it numbered: the `DONE` comes, and both sides say the file is done. If the
+    /// last chunks were lost (a reconnect), none is sent again (`goBack` stops): the receiver ends
+    /// its side `peerLeft` without the file and ours ends with the session, so neither side says
+    /// done. An offer that arrives later ends at once (`receiveOffer`), never accepted.
     public mutating func startLeaving() {
         isLeaving = true
         var index = 0
         // Bounded: each round ends a transfer or steps past one.
         while index < transfers.count {
-            if transfers[index].direction == .outgoing, transfers[index].phase == .confirming {
+            if transfers[index].direction == .outgoing, transfers[index].sentEveryChunk {
                 index += 1
             } else {
                 end(at: index, .sessionEnded)

@@ -175,18 +175,8 @@ final class TestProcess: Sendable {
             process.standardInput = FileHandle.nullDevice
             input = nil
         }
-        let stdout = self.stdout
-        let stderr = self.stderr
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            stdout.append(data)
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            stderr.append(data)
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
+        Self.drain(out.fileHandleForReading, into: stdout)
+        Self.drain(err.fileHandleForReading, into: stderr)
         self.process = process
         process.terminationHandler = { [weak self] process in
             guard let self else { return }
@@ -202,6 +192,25 @@ final class TestProcess: Sendable {
 
     deinit {
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Read `handle` to its end into `lines` (an empty append marks the end) on a thread of its own,
+    /// with blocking reads. Not `readabilityHandler`: tearing down the libdispatch read source it
+    /// installs races on Linux and crashed the whole test process in `_dispatch_event_loop_drain`
+    /// (swift-corelibs-libdispatch#949). The handle closes its descriptor when it is released, after
+    /// the end of file; closing it here as well could close a number another test has reused.
+    private static func drain(_ handle: FileHandle, into lines: Lines) {
+        Thread.detachNewThread {
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            // Bounded by the end of file: the child's exit closes the pipe's last write end.
+            while true {
+                let count = read(handle.fileDescriptor, &chunk, chunk.count)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                lines.append(Data(chunk[0..<count]))
+            }
+            lines.append(Data())
+        }
     }
 
     var processIdentifier: Int32 { process.processIdentifier }

@@ -114,6 +114,37 @@ final class TestWebSocket: Sendable {
         task.cancel()
     }
 
+    private struct ClientKey: Hashable {
+        let caFile: String?
+        let frameSizeMaxBytes: Int
+        let timeoutSeconds: Double
+        let subprotocols: [String]
+    }
+
+    /// One client per configuration for the whole test process (bounded by the configurations the
+    /// tests use): each `WebSocketClient` loads the system trust store, about 18 ms of a debug
+    /// build on the cooperative pool, and the JOIN race alone opens a thousand connections.
+    private static let clients = Mutex<[ClientKey: WebSocketClient]>([:])
+
+    private static func client(
+        caFile: String?, frameSizeMaxBytes: Int, timeoutSeconds: Double, subprotocols: [String]
+    ) throws -> WebSocketClient {
+        let key = ClientKey(
+            caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds,
+            subprotocols: subprotocols)
+        return try clients.withLock { clients in
+            if let client = clients[key] { return client }
+            let client = try WebSocketClient(
+                configuration: WebSocketClientConfiguration(
+                    caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds),
+                    frameSizeMaxBytes: frameSizeMaxBytes, subprotocols: subprotocols
+                )
+            )
+            clients[key] = client
+            return client
+        }
+    }
+
     /// The subprotocol the relay selected (nil: none).
     var subprotocol: String? { connection.subprotocol }
 
@@ -123,12 +154,9 @@ final class TestWebSocket: Sendable {
         subprotocols: [String] = []
     ) async throws -> TestWebSocket {
         let parsed = try WebSocketURL(url)
-        let client = try WebSocketClient(
-            configuration: WebSocketClientConfiguration(
-                caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds), frameSizeMaxBytes: frameSizeMaxBytes,
-                subprotocols: subprotocols
-            )
-        )
+        let client = try Self.client(
+            caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds,
+            subprotocols: subprotocols)
         let inbox = TestInbox<WebSocketMessage>()
         let (ready, readyContinuation) = AsyncThrowingStream<WebSocketConnection, any Error>.makeStream()
         let task = Task {
