@@ -27,6 +27,9 @@ public struct ClientOptions {
     public var keepaliveSeconds: Int
     /// Notices carry the raw error after the words for people (`--verbose`).
     public var verbose = false
+    /// Offer the relay binary SIGNALs (`securechat.binary`, docs/PROTOCOL.md); off only for tests
+    /// and benchmarks of the JSON text path (`--text-signals`, hidden).
+    public var binarySignals = true
     /// The session's send queue, when the locked-memory check shortened it (`--require-locked-memory`).
     public var sendQueueMax: Int?
     /// Warnings of the start-up checks (the code on the command line, locked memory), shown first.
@@ -111,7 +114,7 @@ public enum ClientApp {
             connector = try WebSocketRelayConnector(
                 url: options.relay, caFilePath: options.caFilePath,
                 frameSizeMaxBytes: sessionConfiguration.wireLimits.frameSizeMaxBytes, proxy: options.proxy,
-                verbose: options.verbose)
+                verbose: options.verbose, binarySignals: options.binarySignals)
         } catch {
             stderr.write("securechat: error: \(error)\n")
             return .usage

@@ -179,6 +179,8 @@ final class ClientShell {
                 links.append((id, connector.open(id, mailbox: mailbox)))
             case let .send(id, frame):
                 links.first { $0.id == id }?.link.send(frame)
+            case let .sendBinary(id, frame):
+                links.first { $0.id == id }?.link.sendBinary(frame)
             case let .ping(id):
                 links.first { $0.id == id }?.link.ping()
             case let .pong(id, payload):

@@ -142,9 +142,11 @@ extension ClientEvent {
     /// the connection's own events and the user's, which are never dropped or counted.
     fileprivate var relayEventCost: Int? {
         switch self {
-        case let .transportFrame(_, bytes), let .transportPing(_, bytes): bytes.count + Mailbox.eventOverheadBytes
+        case let .transportFrame(_, bytes), let .transportBinaryFrame(_, bytes), let .transportPing(_, bytes):
+            bytes.count + Mailbox.eventOverheadBytes
         case .transportPong: Mailbox.eventOverheadBytes
-        case .start, .transportUp, .transportClosed, .transportFailed, .line, .unreadableLine, .endOfInput, .signal:
+        case .start, .transportUp, .transportBinarySignals, .transportClosed, .transportFailed, .line, .unreadableLine,
+            .endOfInput, .signal:
             nil
         }
     }

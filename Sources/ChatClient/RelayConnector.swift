@@ -11,6 +11,8 @@ public protocol RelayConnector: Sendable {
 public protocol RelayLink: AnyObject, Sendable {
     /// Send one text frame (dropped if the connection is not open; the session retransmits).
     func send(_ frame: [UInt8])
+    /// Send one binary frame, a binary SIGNAL (dropped as `send`).
+    func sendBinary(_ frame: [UInt8])
     /// Send a ping (dropped if the connection is not open).
     func ping()
     /// Answer a ping with its payload (dropped if the connection is not open).

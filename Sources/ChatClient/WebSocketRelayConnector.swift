@@ -29,9 +29,11 @@ public final class WebSocketRelayConnector: RelayConnector {
 
     /// - Parameter proxy: every connection (and the certificate probe) goes through it; none is
     ///   made to anything else, and no name is resolved.
+    /// - Parameter binarySignals: offer `securechat.binary` (binary SIGNALs where the relay selects it).
     /// - Throws: `RelayProblem.caFileUnusable` when the CA file cannot be used.
     public init(
-        url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, proxy: SOCKSProxy? = nil, verbose: Bool = false
+        url: WebSocketURL, caFilePath: String?, frameSizeMaxBytes: Int, proxy: SOCKSProxy? = nil, verbose: Bool = false,
+        binarySignals: Bool = true
     ) throws {
         self.url = url
         self.verbose = verbose
@@ -40,7 +42,8 @@ public final class WebSocketRelayConnector: RelayConnector {
             self.client = try WebSocketClient(configuration: WebSocketClientConfiguration(
                 caFilePath: caFilePath,
                 handshakeTimeoutSeconds: proxy == nil ? 10 : Self.proxiedHandshakeTimeoutSeconds,
-                frameSizeMaxBytes: frameSizeMaxBytes, proxy: proxy))
+                frameSizeMaxBytes: frameSizeMaxBytes, proxy: proxy,
+                subprotocols: binarySignals ? [BinarySignal.subprotocol] : []))
         } catch {
             throw SetupFailure(problem: Self.classify(error, url: url), detail: verbose ? "\(error)" : nil)
         }
@@ -63,12 +66,13 @@ public final class WebSocketRelayConnector: RelayConnector {
         let verbose = self.verbose
         Task {
             do {
-                _ = try await client.connect(to: url) { channel in
+                _ = try await client.connect(to: url) { channel, subprotocol in
                     let handler = RelayFrameHandler(id: id, mailbox: mailbox, verbose: verbose)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     link.attach(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
                     mailbox.post(.transportUp(id))
+                    if subprotocol == BinarySignal.subprotocol { mailbox.post(.transportBinarySignals(id)) }
                     return true
                 }
             } catch {
@@ -98,6 +102,7 @@ public final class WebSocketRelayConnector: RelayConnector {
             case let .handshakeTimeout(seconds): return .timedOut(endpoint: endpoint, seconds: Int(seconds))
             case let .invalidCAFile(path, _): return .caFileUnusable(path: path)
             case .closedDuringHandshake: return .closedDuringHandshake(endpoint: endpoint, usesTLS: url.usesTLS)
+            case .unofferedSubprotocol: return .unexpected
             case .addressWithTLSThroughProxy: return .tlsFailed  // Refused on the command line before this.
             case .onionWithoutProxy: return .onionWithoutTor(host: url.host)  // Also refused there first.
             }
@@ -203,6 +208,10 @@ final class ChannelRelayLink: RelayLink {
 
     func send(_ frame: [UInt8]) {
         write(.text, ByteBuffer(bytes: frame))
+    }
+
+    func sendBinary(_ frame: [UInt8]) {
+        write(.binary, ByteBuffer(bytes: frame))
     }
 
     func ping() {
@@ -313,9 +322,12 @@ final class RelayFrameHandler: ChannelDuplexHandler {
             return
         }
         switch frame.opcode {
-        case .text, .binary:
+        case .text:
             var payload = frame.unmaskedData
             post(.transportFrame(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
+        case .binary:
+            var payload = frame.unmaskedData
+            post(.transportBinaryFrame(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)
         case .ping:
             var payload = frame.unmaskedData
             post(.transportPing(id, payload.readBytes(length: payload.readableBytes) ?? []), context: context)

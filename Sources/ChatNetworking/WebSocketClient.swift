@@ -24,6 +24,10 @@ public struct WebSocketClientConfiguration: Sendable {
     /// Every connection goes through this SOCKS5 proxy, which gets the relay's host name: the
     /// client then connects to nothing else and resolves no name. nil: straight to the relay.
     public var proxy: SOCKSProxy?
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`, most wanted first (none: no header). The
+    /// server's choice, if any, is handed to the upgraded channel's set-up; a choice that was not
+    /// offered fails the connection (RFC 6455 §4.1).
+    public var subprotocols: [String]
 
     public init(
         caFilePath: String? = nil,
@@ -32,7 +36,8 @@ public struct WebSocketClientConfiguration: Sendable {
         handshakeTimeoutSeconds: Int64 = 10,
         frameSizeMaxBytes: Int = 1 << 20,
         inboundBufferMessagesMax: Int = 256,
-        proxy: SOCKSProxy? = nil
+        proxy: SOCKSProxy? = nil,
+        subprotocols: [String] = []
     ) {
         precondition(connectTimeoutSeconds > 0 && handshakeTimeoutSeconds > 0, "timeouts must be positive")
         precondition(frameSizeMaxBytes >= 125 && frameSizeMaxBytes <= Int(UInt32.max), "frame cap out of range")
@@ -44,6 +49,7 @@ public struct WebSocketClientConfiguration: Sendable {
         self.frameSizeMaxBytes = frameSizeMaxBytes
         self.inboundBufferMessagesMax = inboundBufferMessagesMax
         self.proxy = proxy
+        self.subprotocols = subprotocols
     }
 }
 
@@ -57,6 +63,8 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
     case invalidCAFile(path: String, reason: String)
     /// The connection ended before the upgrade finished.
     case closedDuringHandshake
+    /// The server selected a subprotocol the client did not offer.
+    case unofferedSubprotocol(String)
     /// wss:// to an IP address through a proxy: NIOSSL would check the certificate against the
     /// address it is connected to, the proxy's, so the relay's identity could not be verified.
     case addressWithTLSThroughProxy
@@ -69,6 +77,8 @@ public enum WebSocketClientError: Error, Hashable, Sendable, CustomStringConvert
         case let .handshakeTimeout(seconds): "the WebSocket handshake did not finish within \(seconds) s"
         case let .invalidCAFile(path, reason): "cannot load CA file \(path): \(reason)"
         case .closedDuringHandshake: "the connection closed during the WebSocket handshake"
+        case let .unofferedSubprotocol(name):
+            "the server selected the subprotocol \(name.debugDescription), which was not offered"
         case .addressWithTLSThroughProxy:
             "wss:// through a proxy needs the relay's host name (its certificate is checked against it)"
         case .onionWithoutProxy: "a .onion relay is reachable only through Tor (a SOCKS5 proxy)"
@@ -159,17 +169,19 @@ public final class WebSocketClient: Sendable {
         _ body: (WebSocketConnection) async throws -> Result
     ) async throws -> Result {
         let bufferMax = configuration.inboundBufferMessagesMax
-        let asyncChannel = try await connect(to: url) { channel in
+        let (asyncChannel, subprotocol) = try await connect(to: url) { channel, subprotocol in
             try channel.pipeline.syncOperations.addHandler(WebSocketClientMessageHandler())
-            return try NIOAsyncChannel<WebSocketMessage, WebSocketFrame>(
+            let asyncChannel = try NIOAsyncChannel<WebSocketMessage, WebSocketFrame>(
                 wrappingChannelSynchronously: channel,
                 configuration: .init(
                     backPressureStrategy: .init(lowWatermark: max(1, bufferMax / 4), highWatermark: bufferMax)
                 )
             )
+            return (asyncChannel, subprotocol)
         }
         return try await asyncChannel.executeThenClose { inbound, outbound in
-            try await body(WebSocketConnection(url: url, inbound: inbound, outbound: outbound))
+            try await body(
+                WebSocketConnection(url: url, subprotocol: subprotocol, inbound: inbound, outbound: outbound))
         }
     }
 
@@ -182,6 +194,15 @@ public final class WebSocketClient: Sendable {
     public func connect<Output: Sendable>(
         to url: WebSocketURL,
         configureUpgradedChannel: @escaping @Sendable (any Channel) throws -> Output
+    ) async throws -> Output {
+        try await connect(to: url) { channel, _ in try configureUpgradedChannel(channel) }
+    }
+
+    /// As ``connect(to:configureUpgradedChannel:)``, and `configureUpgradedChannel` also gets the
+    /// subprotocol the server selected from `configuration.subprotocols` (nil: none).
+    public func connect<Output: Sendable>(
+        to url: WebSocketURL,
+        configureUpgradedChannel: @escaping @Sendable (any Channel, String?) throws -> Output
     ) async throws -> Output {
         let handshakeTimeoutSeconds = configuration.handshakeTimeoutSeconds
         let timedOut = HandshakeTimeout()
@@ -243,8 +264,9 @@ public final class WebSocketClient: Sendable {
     /// and the caller's handlers once upgraded. Returns the upgrade's result.
     private func addHandshakeHandlers<Output: Sendable>(
         to channel: any Channel, url: WebSocketURL,
-        _ configureUpgradedChannel: @escaping @Sendable (any Channel) throws -> Output
+        _ configureUpgradedChannel: @escaping @Sendable (any Channel, String?) throws -> Output
     ) throws -> EventLoopFuture<Output> {
+        let offered = configuration.subprotocols
         let frameSizeMaxBytes = configuration.frameSizeMaxBytes
         if url.usesTLS {
             let handler = try NIOSSLClientHandler(
@@ -258,8 +280,12 @@ public final class WebSocketClient: Sendable {
         let upgrader = NIOTypedWebSocketClientUpgrader<Output>(
             maxFrameSize: frameSizeMaxBytes,
             enableAutomaticErrorHandling: true,
-            upgradePipelineHandler: { channel, _ in
+            upgradePipelineHandler: { channel, response in
                 channel.eventLoop.makeCompletedFuture {
+                    let selected = response.headers.first(name: "Sec-WebSocket-Protocol")
+                    if let selected, !offered.contains(selected) {
+                        throw WebSocketClientError.unofferedSubprotocol(selected)
+                    }
                     // NIO's encoder masks byte by byte: ours writes the same bytes a word at a time.
                     let pipeline = channel.pipeline.syncOperations
                     let nioEncoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
@@ -272,13 +298,14 @@ public final class WebSocketClient: Sendable {
                             maxAccumulatedFrameSize: frameSizeMaxBytes
                         )
                     )
-                    return try configureUpgradedChannel(channel)
+                    return try configureUpgradedChannel(channel, selected)
                 }
             }
         )
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: url.hostHeader)
         headers.add(name: "Content-Length", value: "0")
+        if !offered.isEmpty { headers.add(name: "Sec-WebSocket-Protocol", value: offered.joined(separator: ", ")) }
         let requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.requestTarget, headers: headers)
         let upgradeConfiguration = NIOTypedHTTPClientUpgradeConfiguration<Output>(
             upgradeRequestHead: requestHead,
@@ -337,6 +364,8 @@ private final class HandshakeTimeout: Sendable {
 public struct WebSocketConnection: Sendable {
     /// The URL this connection was opened to.
     public let url: WebSocketURL
+    /// The subprotocol the server selected from those offered (nil: none).
+    public let subprotocol: String?
     /// Inbound messages in arrival order. At most `inboundBufferMessagesMax` wait here; past that
     /// the client stops reading the socket. Ends after a ``WebSocketMessage/close(code:reason:)``
     /// or when the TCP connection ends.
@@ -345,10 +374,12 @@ public struct WebSocketConnection: Sendable {
 
     init(
         url: WebSocketURL,
+        subprotocol: String? = nil,
         inbound: NIOAsyncChannelInboundStream<WebSocketMessage>,
         outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
     ) {
         self.url = url
+        self.subprotocol = subprotocol
         self.inbound = inbound
         self.outbound = outbound
     }

@@ -4,6 +4,8 @@ import ChatCore
 public enum WireFrame: Sendable {
     /// A text frame (every protocol message).
     case text([UInt8])
+    /// A binary frame (a binary SIGNAL, on a connection that negotiated them).
+    case binary([UInt8])
     /// A ping and its payload.
     case ping([UInt8])
     /// A pong and its payload.
@@ -11,10 +13,28 @@ public enum WireFrame: Sendable {
     /// A close frame (the WebSocket closing handshake).
     case close
 
+    /// A text frame's bytes, or a binary SIGNAL's text form (what a test's tap or tamperer reads);
+    /// nil for anything else.
+    public var textForm: [UInt8]? {
+        switch self {
+        case let .text(bytes): bytes
+        case let .binary(bytes): BinarySignal.text(bytes)
+        case .ping, .pong, .close: nil
+        }
+    }
+
+    /// `text` (from `textForm`, perhaps altered) in this frame's form: binary if this one is and
+    /// `text` is still a SIGNAL that has a binary form, text otherwise (a relay and a client accept
+    /// a text SIGNAL on any connection).
+    public func sameForm(_ text: [UInt8]) -> WireFrame {
+        if case .binary = self, let binary = BinarySignal.binary(fromText: text) { return .binary(binary) }
+        return .text(text)
+    }
+
     /// Bytes on the wire, for the relay's writability accounting (payload only).
     public var byteCount: Int {
         switch self {
-        case let .text(bytes), let .ping(bytes), let .pong(bytes): bytes.count
+        case let .text(bytes), let .binary(bytes), let .ping(bytes), let .pong(bytes): bytes.count
         case .close: 2
         }
     }

@@ -82,6 +82,12 @@ extension World {
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(bytes) { continue }
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
+            case let .sendBinary(id, bytes):
+                // The shell's planted bug and the observers see the text form.
+                let text = BinarySignal.text(bytes) ?? []
+                if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(text) { continue }
+                observer?.world(self, clientSent: text, client: client.index)
+                sendFromClient(client, id, .binary(bytes))
             case let .ping(id):
                 client.pingsSent += 1
                 sendFromClient(client, id, .ping([]))
@@ -242,6 +248,9 @@ extension World {
         links[Int(link.value)].clientUp = true
         record(.linkUp, client: client.index, link: link)
         handle(.transportUp(links[Int(link.value)].clientID), at: client)
+        if links[Int(link.value)].binarySignals {
+            handle(.transportBinarySignals(links[Int(link.value)].clientID), at: client)
+        }
     }
 
     func connectRefused(_ link: LinkID) {
@@ -271,6 +280,10 @@ extension World {
             record(.frameAtClient, client: client.index, link: link, value: UInt64(bytes.count))
             trace.mixBytes(bytes)
             handle(.transportFrame(id, bytes), at: client)
+        case let .binary(bytes):
+            record(.frameAtClient, client: client.index, link: link, value: UInt64(bytes.count))
+            trace.mixBytes(bytes)
+            handle(.transportBinaryFrame(id, bytes), at: client)
         case let .ping(payload): handle(.transportPing(id, payload), at: client)
         case .pong: handle(.transportPong(id), at: client)
         case .close:

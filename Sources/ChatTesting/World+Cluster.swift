@@ -164,13 +164,13 @@ extension World {
             let leave = LeaveArguments(key: cluster.roomKey(room), id: id, grace: reserve ? grace : 0, partner: partner)
             guard cluster.nodes[node].redis.ready else { return cluster.nodes[node].redis.backlog.append(leave) }
             sendToRedis(node, .leave(leave))
-        case let .signal(to, from, frame):
+        case let .signal(to, from, frame, binary):
             guard cluster.nodes[node].redis.ready else {
                 cluster.nodes[node].publishErrors += 1
                 return
             }
             let me = ClusterPeer(node: cluster.nodes[node].identity, connection: from.value)
-            let payload = ClusterWire.signalHeader(to: to, from: me) + frame
+            let payload = ClusterWire.signalHeader(to: to, from: me, binary: binary) + frame
             sendToRedis(node, .publish(to: to.node, payload, source: relayLinks[from]))
         case let .notice(to, notice):
             guard cluster.nodes[node].redis.ready else {
@@ -352,17 +352,17 @@ extension World {
         switch message {
         case let .notice(notice):
             relay.clusterNotice(notice, now: now)
-        case let .signal(to, from, bodyOffset):
+        case let .signal(to, from, bodyOffset, binary):
             let frame = Array(bytes[bodyOffset...])
             relaySource = source
             defer { relaySource = nil }
             if cluster?.configuration.plantedBugs.contains(.signalToNextConnection) == true,
                 relayLinks[ConnectionID(to + 1)] != nil
             {
-                relayForward(frame, to: ConnectionID(to + 1))
+                relayForward(binary ? BinarySignal.text(frame) ?? frame : frame, to: ConnectionID(to + 1))
                 return
             }
-            relay.clusterSignal(to: to, from: from, frame, now: now)
+            relay.clusterSignal(to: to, from: from, frame, binary: binary, now: now)
             performRelayActions()
         }
     }

@@ -48,10 +48,11 @@ extension World {
         return count
     }
 
-    /// The text frames waiting for `client` in `direction`, oldest first (for inspection).
+    /// The text frames waiting for `client` in `direction`, oldest first (for inspection); a
+    /// binary SIGNAL in its text form.
     public func heldTexts(_ client: Int, _ direction: Direction) -> [[UInt8]] {
         guard let link = heldLink(client, direction) else { return [] }
-        return heldFrames(link, direction).compactMap { if case let .text(bytes) = $0 { bytes } else { nil } }
+        return heldFrames(link, direction).compactMap(\.textForm)
     }
 
     /// Deliver the waiting frame number `index % count` (0: the oldest, as TCP would), through
@@ -60,8 +61,9 @@ extension World {
         guard let link = heldLink(client, direction) else { return }
         let frame = takeHeld(link, direction, at: index % heldFrames(link, direction).count)
         var copies = [frame]
-        if let heldTap, case let .text(bytes) = frame {
-            copies = heldTap(client, direction, bytes).map { .text($0) }
+        if let heldTap, let bytes = frame.textForm {
+            // A binary SIGNAL is tapped in its text form and goes on binary if it still is a SIGNAL.
+            copies = heldTap(client, direction, bytes).map { frame.sameForm($0) }
             if copies.isEmpty, direction == .toClient { links[Int(link.value)].bytesToClient -= frame.byteCount }
         }
         for copy in copies {
@@ -98,8 +100,8 @@ extension World {
         guard let link = heldLink(client, direction) else { return }
         let frames = heldFrames(link, direction)
         let position = index % frames.count
-        guard case let .text(bytes) = frames[position], let altered = change(bytes) else { return }
-        let replaced = WireFrame.text(altered)
+        guard let bytes = frames[position].textForm, let altered = change(bytes) else { return }
+        let replaced = frames[position].sameForm(altered)
         switch (direction, duplicate) {
         case (.toRelay, false): buffers[Int(link.value)].heldToRelay[position] = replaced
         case (.toRelay, true): buffers[Int(link.value)].heldToRelay.append(replaced)

@@ -103,7 +103,9 @@ extension World {
             let due = now.advanced(by: faults.oneWayDelay())
             links[Int(link.value)].upgradeDue = due
             queue.schedule(at: due, .upgradeArrives(link))
-            relay.upgraded(acceptance.id, now: now)
+            let binary = configuration.binarySignals.negotiates(seed: configuration.seed, link: link.value)
+            links[Int(link.value)].binarySignals = binary
+            relay.upgraded(acceptance.id, binarySignals: binary, now: now)
         case .drop:
             disconnectAtRelay(acceptance.id, link)
         }
@@ -136,6 +138,13 @@ extension World {
             trace.mixBytes(bytes)
             observer?.world(self, relayReceives: bytes, from: client)
             relay.receive(.text(bytes), from: id, now: now)
+        case let .binary(bytes):
+            record(.frameAtRelay, client: client, link: link, value: UInt64(bytes.count))
+            trace.mixBytes(bytes)
+            if let observer, let text = BinarySignal.text(bytes) {
+                observer.world(self, relayReceives: text, from: client)
+            }
+            relay.receive(.binary(bytes), from: id, now: now)
         case let .ping(payload): relay.receive(.ping(payload), from: id, now: now)
         case .pong: relay.receive(.pong, from: id, now: now)
         case .close: relay.receive(.close(nil), from: id, now: now)
@@ -191,6 +200,7 @@ extension World {
             switch action {
             case let .send(id, message): relaySend(message, to: id)
             case let .forward(id, frame): relayForward(frame, to: id)
+            case let .forwardBinary(id, frame): relayForward(frame, to: id, binary: true)
             case let .pong(id, payload):
                 relayWrite(.pong(payload), to: id)
                 // The shell reports each pong written: the engine keeps one in flight per connection.
@@ -227,7 +237,8 @@ extension World {
         transmit(.text(bytes), on: link, toRelay: false)
     }
 
-    func relayForward(_ frame: [UInt8], to id: ConnectionID) {
+    /// `binary`: a binary SIGNAL to a connection that negotiated them; observers see its text form.
+    func relayForward(_ frame: [UInt8], to id: ConnectionID, binary: Bool = false) {
         guard var link = relayLinks[id] else { return }
         if configuration.plantedBugs.contains(.forwardIntoNextRoom), plantedRandom.chance(1.0 / 8),
             let stray = strayLink(from: link)
@@ -239,11 +250,12 @@ extension World {
         // came from the other connection of the destination's room.
         let sourceLink = clusterSource(relaySource, to: link) ?? relay.rooms.peer(of: id).flatMap { relayLinks[$0] }
         let source = sourceLink.map { Int(links[Int($0.value)].client) } ?? -1
-        guard observer?.world(self, relayWillForward: frame, from: source, to: client, link: link) ?? true else {
-            return
+        if let observer {
+            let text = binary ? BinarySignal.text(frame) ?? frame : frame
+            guard observer.world(self, relayWillForward: text, from: source, to: client, link: link) else { return }
         }
         record(.relayForward, client: source, link: link, value: UInt64(client))
-        transmit(.text(frame), on: link, toRelay: false)
+        transmit(binary ? .binary(frame) : .text(frame), on: link, toRelay: false)
     }
 
     /// The planted shell bug: a connection of the next room that the relay holds.

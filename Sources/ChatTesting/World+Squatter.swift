@@ -59,7 +59,7 @@ extension World {
             default: break
             }
         case .close: squatterSeesClose(link)
-        case .ping, .pong: break
+        case .ping, .pong, .binary: break
         }
     }
 

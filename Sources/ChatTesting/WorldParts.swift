@@ -39,6 +39,8 @@ struct Link {
     var relayGeneration: Int32 = -1
     /// The client side still has it open.
     var clientOpen = true
+    /// The upgrade selected `securechat.binary` (`WorldConfiguration.binarySignals`).
+    var binarySignals = false
     /// The client closed it with a close frame (1000: the driver's own close), which reaches the
     /// relay with the FIN; a crash or a reset closes without one.
     var closedByClientFrame = false
@@ -232,6 +234,30 @@ public struct WorldCounters: Sendable {
     public var processCrashes: UInt64 = 0
 }
 
+/// Which of the world's connections negotiate binary SIGNALs at their upgrade.
+public enum BinarySignalMix: Hashable, Sendable {
+    /// None: every client speaks JSON text only (an old client, or an old relay).
+    case none
+    /// Every connection.
+    case all
+    /// Each connection by a draw from the seed and the connection's number: about half.
+    case seeded
+
+    /// The draw for connection `link` of a world seeded with `seed` (no random stream is drawn
+    /// from, so every other choice of a run stays as it was).
+    func negotiates(seed: UInt64, link: UInt32) -> Bool {
+        switch self {
+        case .none: return false
+        case .all: return true
+        case .seeded:
+            var mixed = seed ^ (UInt64(link) &* 0x9E37_79B9_7F4A_7C15)
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            return (mixed ^ (mixed >> 31)) & 1 == 1
+        }
+    }
+}
+
 /// How the world is built.
 public struct WorldConfiguration {
     /// Client slots; `RoomCode.peersMax` per room, in order (clients 0 and 1 share room 0, ...).
@@ -251,6 +277,9 @@ public struct WorldConfiguration {
     public var faults: NetworkFaults
     /// Bugs planted in the world's shells (none unless a self-test asks).
     public var plantedBugs: WorldPlantedBugs = []
+    /// Which connections negotiate binary SIGNALs (`securechat.binary`): by default a seeded half,
+    /// so the relay converts between the forms under every fault.
+    public var binarySignals: BinarySignalMix = .seeded
     /// Several relay nodes sharing a virtual Redis (nil, or one node: the single relay).
     public var cluster: ClusterConfiguration?
     /// Bugs planted in every client process's session (ChatCore's `PlantedBugs`).

@@ -240,9 +240,7 @@ extension ClientDriver {
         case .failure: bytes = []  // Not the chunk's length: the transfer fails (storage).
         }
         guard let signal = files.sealChunk(request, bytes) else { return true }
-        guard session.transmitFileSignal(signal) else { return false }
-        process(session.drainOutputs(), now: now)
-        return true
+        return transmitFileSignal(signal, now: now)
     }
 
     private func perform(_ action: FileAction, now: Instant) {
@@ -254,7 +252,7 @@ extension ClientDriver {
             }
             process(session.drainOutputs(), now: now)
         case let .signal(signal):
-            if session.transmitFileSignal(signal) { process(session.drainOutputs(), now: now) }
+            _ = transmitFileSignal(signal, now: now)
         case let .write(id, offset, bytes):
             guard let file = storedFile(id, .incoming), let store = fileStore else { return }
             if case .failure = store.write(file, offset: offset, bytes: bytes) { files.fail(id, .incoming, .storage) }

@@ -6,7 +6,7 @@ extension ClientDriver {
         for output in outputs {
             switch output {
             case let .transmit(frame):
-                if case let .up(id, _, _) = link { act(.send(id, frame)) }
+                if case let .up(id, _, _) = link { transmit(frame, on: id) }
             case let .stateChanged(from, to):
                 switch to {
                 case .userFound, .keySetup, .connected: peer = .present
@@ -44,6 +44,31 @@ extension ClientDriver {
         // The peer is leaving and has said all it will (its answers numbered before its goodbye
         // arrived): it ended its transfers as it began the goodbye, so ours wait for nothing.
         if session.peerHasSaidAll, !files.isIdle { files.failAll(.peerLeft) }
+    }
+
+    /// A session's frame to the relay: a SIGNAL without a key in binary form where the relay
+    /// selected binary SIGNALs, anything else as the text it is.
+    private func transmit(_ frame: [UInt8], on id: ConnectionID) {
+        if binaryLink == id, let binary = BinarySignal.binary(fromText: frame) {
+            act(.sendBinary(id, binary))
+        } else {
+            act(.send(id, frame))
+        }
+    }
+
+    /// A file chunk or acknowledgement, now if the session is CONNECTED (false otherwise): in binary
+    /// form where the relay selected binary SIGNALs, made from the signal directly (a chunk is never
+    /// base64-encoded and decoded again), after whatever the session had to say first.
+    func transmitFileSignal(_ signal: Signal, now: Instant) -> Bool {
+        guard case let .up(id, _, _) = link, binaryLink == id, let binary = BinarySignal.encode(signal) else {
+            guard session.transmitFileSignal(signal) else { return false }
+            process(session.drainOutputs(), now: now)
+            return true
+        }
+        guard session.mayTransmitFileSignal else { return false }
+        process(session.drainOutputs(), now: now)
+        act(.sendBinary(id, binary))
+        return true
     }
 
     private func sessionNotice(_ notice: SessionNotice, now: Instant) {

@@ -24,6 +24,8 @@ public final class ClientDriver {
     private var nextAction = 0
 
     var link = Link.idle
+    /// The connection on which the relay selected `securechat.binary` (nil: none, or not yet).
+    var binaryLink: ConnectionID?
     var phase = Phase.running(quitAsked: false)
     /// The identifier of the next connection (never reused, so a stale link's events are recognised).
     var nextConnection: UInt64 = 1
@@ -143,6 +145,11 @@ public final class ClientDriver {
             for path in configuration.files.sendPaths { offerFile(path: path, now: now) }
         case let .transportUp(id): linkOpened(id, now: now)
         case let .transportFrame(id, bytes): if heard(id, now: now) { feed(.frame(bytes), now: now) }
+        case let .transportBinarySignals(id): if case let .up(current, _, _) = link, current == id { binaryLink = id }
+        case let .transportBinaryFrame(id, bytes):
+            // Without the negotiation a binary frame is read as text, as a client from before binary
+            // SIGNALs reads it (and refuses it, typed): a relay may not send one then.
+            if heard(id, now: now) { feed(binaryLink == id ? .binaryFrame(bytes) : .frame(bytes), now: now) }
         case let .transportPing(id, payload): if heard(id, now: now) { act(.pong(id, payload)) }
         case let .transportPong(id): _ = heard(id, now: now)
         case let .transportClosed(id, reason): linkEnded(id, reason: reason, permanent: false, now: now)

@@ -26,6 +26,12 @@ public enum ClientEvent: Hashable, Sendable {
     case transportUp(ConnectionID)
     /// One text frame from the relay.
     case transportFrame(ConnectionID, [UInt8])
+    /// The relay selected `securechat.binary` on this connection (posted right after
+    /// `transportUp`): SIGNALs without a key go to it as binary frames (docs/PROTOCOL.md).
+    case transportBinarySignals(ConnectionID)
+    /// One binary frame from the relay: a binary SIGNAL after `transportBinarySignals`; without it,
+    /// read (and refused) as text, as a client from before binary SIGNALs does.
+    case transportBinaryFrame(ConnectionID, [UInt8])
     /// A ping from the relay, with its payload (the driver answers with `.pong`).
     case transportPing(ConnectionID, [UInt8])
     /// A pong from the relay (the answer to `.ping`).
@@ -54,6 +60,9 @@ public enum ClientAction: Hashable, Sendable {
     case connect(ConnectionID)
     /// Send one text frame on the connection.
     case send(ConnectionID, [UInt8])
+    /// Send one binary frame (a binary SIGNAL) on the connection; only after
+    /// `transportBinarySignals` for it.
+    case sendBinary(ConnectionID, [UInt8])
     /// Send a ping on the connection (the relay has been quiet for `keepalive`).
     case ping(ConnectionID)
     /// Answer the relay's ping with this payload.

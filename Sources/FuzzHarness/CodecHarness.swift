@@ -52,6 +52,8 @@ public func fuzzRelayFrame(_ data: UnsafeRawBufferPointer) {
         }
     }
     checkRoomsInvariants(rooms)
+    // The same bytes as a binary frame, on a connection that negotiated binary SIGNALs.
+    fuzzBinaryRelayFrame(data)
 }
 
 /// The client's parser fed one arbitrary relay frame: decode strictly, then round trip.
@@ -68,6 +70,8 @@ public func fuzzClientFrame(_ data: UnsafeRawBufferPointer) {
     }
     // The same bytes seen as a client frame must not disturb the relay either.
     _ = try? WireCodec.inspectClientFrame(data)
+    // And as a binary frame from a relay that negotiated binary SIGNALs.
+    fuzzBinaryClientFrame(data)
 }
 
 /// A JOIN with its reconnect token (which `ClientMessage` leaves out) re-encodes to a frame the

@@ -79,8 +79,9 @@ public enum ClusterCommand<Frame: RelayFrameBytes> {
     /// Queued while Redis is down (bounded) and run when it is back. `partner`: the room-mate the
     /// node knew, told directly if Redis no longer has the seat (it restarted meanwhile).
     case leave(ConnectionID, room: RoomCode, reserve: Bool, partner: ClusterPeer?)
-    /// Publish a SIGNAL to the room-mate's node, for `to`; `from` is the local sender.
-    case signal(to: ClusterPeer, from: ConnectionID, Frame)
+    /// Publish a SIGNAL to the room-mate's node, for `to`; `from` is the local sender; `binary`:
+    /// the frame is a binary SIGNAL (`ClusterWire`'s `B` header), else a text one (`S`).
+    case signal(to: ClusterPeer, from: ConnectionID, Frame, binary: Bool)
     /// Publish `notice` on node `to`'s channel, in order behind this node's earlier commands (the
     /// engine's own word to a room-mate's node: `ClusterSeat.presumedGone`).
     case notice(to: String, ClusterNotice)

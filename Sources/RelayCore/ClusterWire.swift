@@ -8,6 +8,8 @@ import ChatCore
 /// - `L <to> <partner-connection> <partner-node>`: `to`'s room-mate left (`peerLeft`)
 /// - `E <to>`: `to` lost its seat to its own token's JOIN elsewhere (`evicted`)
 /// - `S <to> <from-connection> <from-node>\n` then the SIGNAL frame's bytes, untouched
+/// - `B <to> <from-connection> <from-node>\n` then a binary SIGNAL's bytes, untouched (the
+///   receiving node converts it to text for a client that did not negotiate binary)
 ///
 /// A payload is only ever a client's SIGNAL (ciphertext and routing fields); Redis relays it and
 /// stores nothing. Anything that does not parse is dropped (and counted by the shell).
@@ -19,14 +21,15 @@ public enum ClusterWire {
     /// A parsed message; for a signal, the frame's bytes start at `bodyOffset`.
     public enum Message: Hashable, Sendable {
         case notice(ClusterNotice)
-        case signal(to: UInt64, from: ClusterPeer, bodyOffset: Int)
+        case signal(to: UInt64, from: ClusterPeer, bodyOffset: Int, binary: Bool)
     }
 
-    /// The header of a SIGNAL for `to` from local connection `from` (the frame follows it).
-    public static func signalHeader(to: ClusterPeer, from: ClusterPeer) -> [UInt8] {
+    /// The header of a SIGNAL for `to` from local connection `from` (the frame follows it);
+    /// `binary`: a binary SIGNAL's.
+    public static func signalHeader(to: ClusterPeer, from: ClusterPeer, binary: Bool = false) -> [UInt8] {
         let count = signalHeaderLength(to: to, from: from)
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            _ = writeSignalHeader(to: to, from: from, into: UnsafeMutableRawBufferPointer(buffer))
+            _ = writeSignalHeader(to: to, from: from, binary: binary, into: UnsafeMutableRawBufferPointer(buffer))
             initialized = count
         }
     }
@@ -40,7 +43,7 @@ public enum ClusterWire {
     /// the `SPUBLISH` command's buffer, no array in between); false, and nothing written, if `out`
     /// is shorter than `signalHeaderLength(to:from:)`.
     public static func writeSignalHeader(
-        to: ClusterPeer, from: ClusterPeer, into out: UnsafeMutableRawBufferPointer
+        to: ClusterPeer, from: ClusterPeer, binary: Bool = false, into out: UnsafeMutableRawBufferPointer
     ) -> Bool {
         guard out.count >= signalHeaderLength(to: to, from: from) else { return false }
         var at = 0
@@ -53,7 +56,7 @@ public enum ClusterWire {
             }
             at += digits
         }
-        out[0] = UInt8(ascii: "S")
+        out[0] = binary ? UInt8(ascii: "B") : UInt8(ascii: "S")
         out[1] = UInt8(ascii: " ")
         at = 2
         put(to.connection)
@@ -104,14 +107,14 @@ public enum ClusterWire {
         case UInt8(ascii: "E"):
             guard end == bytes.count, fields.count == 1, let to = number(fields[0]) else { return nil }
             return .notice(.evicted(to: to))
-        case UInt8(ascii: "F"), UInt8(ascii: "L"), UInt8(ascii: "S"):
+        case UInt8(ascii: "F"), UInt8(ascii: "L"), UInt8(ascii: "S"), UInt8(ascii: "B"):
             guard fields.count == 3, let to = number(fields[0]), let connection = number(fields[1]) else { return nil }
             let node = String(decoding: fields[2], as: UTF8.self)
             guard ClusterNodeName.isValidIdentity(node) else { return nil }
             let peer = ClusterPeer(node: node, connection: connection)
-            if kind == UInt8(ascii: "S") {
+            if kind == UInt8(ascii: "S") || kind == UInt8(ascii: "B") {
                 guard end < bytes.count else { return nil }
-                return .signal(to: to, from: peer, bodyOffset: end + 1)
+                return .signal(to: to, from: peer, bodyOffset: end + 1, binary: kind == UInt8(ascii: "B"))
             }
             guard end == bytes.count else { return nil }
             let found = kind == UInt8(ascii: "F")

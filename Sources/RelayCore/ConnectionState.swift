@@ -30,6 +30,9 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
     var countedUnder: AddressKey?
     /// Counted among its address's room-less connections (until it joins a room, or closes).
     var roomless: Bool
+    /// The connection negotiated `securechat.binary` at its upgrade: its binary frames are
+    /// SIGNALs, and binary SIGNALs reach it as they are (to any other, as text).
+    var binarySignals = false
     var state: ConnectionState<Frame>
 
     enum Phase {
@@ -70,7 +73,7 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
 
     /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
     /// waits behind held frames).
-    mutating func admitText(_ frame: Frame, size: Int, paired: Bool, now: Instant) -> TextAdmission {
+    mutating func admitText(_ frame: HeldFrame<Frame>, size: Int, paired: Bool, now: Instant) -> TextAdmission {
         guard case var .serving(serving) = state else { return discardWhileClosing() ? .closingPause : .ignored }
         state = .modifying
         defer { state = .serving(serving) }
@@ -179,7 +182,7 @@ struct Serving<Frame: RelayFrameBytes> {
     /// Frames read while a bucket was empty, oldest first, sent on in order as the buckets
     /// refill. Reading stops at the first one, so only the rest of the read batch in hand can
     /// follow it (`RelayLimits.heldBytesMax` is the backstop).
-    var held = Deque<Frame>()
+    var held = Deque<HeldFrame<Frame>>()
     var heldBytes = 0
     /// When the held frames are next tried (a timer is armed for it); nil when none is armed.
     var releaseAt: Instant?
@@ -269,7 +272,7 @@ struct Serving<Frame: RelayFrameBytes> {
     /// Hold a frame over the rate: answer `RATE_LIMITED` once, stop reading, keep the frame until
     /// the buckets can pay for it. A flooding client is slowed by TCP to its allowed rate and the
     /// relay spends nothing on its excess (the rest of the read batch in hand is all it holds).
-    mutating func hold(_ frame: Frame, size: Int, now: Instant) -> TextAdmission {
+    mutating func hold(_ frame: HeldFrame<Frame>, size: Int, now: Instant) -> TextAdmission {
         let answer = !rateLimitAnswered
         rateLimitAnswered = true
         let pause = pauseReasons.isEmpty
@@ -299,10 +302,17 @@ struct Serving<Frame: RelayFrameBytes> {
     mutating func releaseTime(now: Instant) -> Instant? {
         guard let first = held.first else { return messageBucket.whenAvailable(messageBucket.burst, now: now) }
         guard let messageReady = messageBucket.whenAvailable(1, now: now),
-            let byteReady = byteBucket.whenAvailable(UInt64(first.relayByteCount), now: now)
+            let byteReady = byteBucket.whenAvailable(UInt64(first.frame.relayByteCount), now: now)
         else { return nil }
         return max(messageReady, byteReady)
     }
+}
+
+/// A protocol frame on its way through the engine (held for the rate limit, or processed): its
+/// payload and its form, text or a binary SIGNAL, which decides how it is checked and forwarded.
+struct HeldFrame<Frame: RelayFrameBytes> {
+    var frame: Frame
+    var binary: Bool
 }
 
 struct Closing {

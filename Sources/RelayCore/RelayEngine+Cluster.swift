@@ -217,7 +217,7 @@ extension RelayEngine {
     // MARK: SIGNALs
 
     /// A well-formed SIGNAL from a local connection in cluster mode.
-    mutating func clusterRoute(_ frame: Frame, from id: ConnectionID, now: Instant) {
+    mutating func clusterRoute(_ held: HeldFrame<Frame>, from id: ConnectionID, now: Instant) {
         guard let seat = cluster?.seats[id] else {
             return reply(.notJoined, RelayErrorCode.notJoined.defaultMessage, to: id, now: now)
         }
@@ -231,13 +231,14 @@ extension RelayEngine {
             return reply(.noPeer, RelayErrorCode.noPeer.defaultMessage, to: id, now: now)
         }
         storedCounters.framesForwarded &+= 1
-        storedCounters.bytesForwarded &+= frame.relayByteCount
+        storedCounters.bytesForwarded &+= held.frame.relayByteCount
         if local {
             let mate = ConnectionID(partner.connection)
-            actions.append(.forward(mate, frame))
+            appendForward(held, to: mate)
             if !overWatermark.isEmpty && overWatermark.contains(mate) { pause(id, .peerBackpressure) }
         } else {
-            actions.append(.cluster(.signal(to: partner, from: id, frame)))
+            // In its form: the mate's node converts a binary one if its client reads only text.
+            actions.append(.cluster(.signal(to: partner, from: id, held.frame, binary: held.binary)))
         }
     }
 
@@ -245,8 +246,11 @@ extension RelayEngine {
     /// room-mate (anything else is stale: dropped). The remote sender cannot be paused, so a
     /// receiver whose outbound queue is over the high watermark loses it (counted): what it costs
     /// this node is bounded by the watermark plus the frame that crossed it. The client's reliable
-    /// channel sends it again.
-    public mutating func clusterSignal(to: UInt64, from: ClusterPeer, _ frame: Frame, now: Instant) {
+    /// channel sends it again. `binary`: the SIGNAL is in binary form (converted to text here for
+    /// a client without binary; one that is not a binary SIGNAL is dropped, and counted).
+    public mutating func clusterSignal(
+        to: UInt64, from: ClusterPeer, _ frame: Frame, binary: Bool = false, now: Instant
+    ) {
         let id = ConnectionID(to)
         guard let seat = cluster?.seats[id], seat.partner == from, case .serving = connections[id]?.state else {
             return
@@ -255,9 +259,12 @@ extension RelayEngine {
             storedCounters.clusterSignalsDropped &+= 1
             return
         }
+        guard appendForward(HeldFrame(frame: frame, binary: binary), to: id) else {
+            storedCounters.clusterSignalsDropped &+= 1
+            return
+        }
         storedCounters.framesForwarded &+= 1
         storedCounters.bytesForwarded &+= frame.relayByteCount
-        actions.append(.forward(id, frame))
     }
 
     // MARK: Notices, node failures, Redis availability

@@ -9,18 +9,22 @@ extension RelayEngine {
     typealias Index = Dictionary<ConnectionID, ConnectionRecord<Frame>>.Index
 
     /// One complete inbound frame from a connection. Every frame of every kind is charged to the
-    /// connection's message and byte buckets (a text frame its size; a ping or binary frame its
-    /// payload; a pong, a close, or a fragment before the last one message and no bytes): a
-    /// client that floods pings or binary frames is paused like one that floods text.
+    /// connection's message and byte buckets (a text frame or a binary SIGNAL its size; a ping or
+    /// another binary frame its payload; a pong, a close, or a fragment before the last one message
+    /// and no bytes): a client that floods pings or binary frames is paused like one that floods
+    /// text. A binary frame is a SIGNAL on a connection that negotiated `securechat.binary`, and
+    /// takes the text frames' path (holding, order, the room logic).
     public mutating func receive(_ frame: InboundFrame<Frame>, from id: ConnectionID, now: Instant) {
         guard let index = connections.index(forKey: id) else { return }
         let size: Int
         switch frame {
         case let .text(payload):
-            receiveText(payload, at: index, from: id, now: now)
+            receiveProtocolFrame(HeldFrame(frame: payload, binary: false), at: index, from: id, now: now)
             return
-        case let .ping(payload): size = payload.relayByteCount
-        case let .binary(byteCount): size = byteCount
+        case let .binary(payload) where connections.values[index].binarySignals:
+            receiveProtocolFrame(HeldFrame(frame: payload, binary: true), at: index, from: id, now: now)
+            return
+        case let .ping(payload), let .binary(payload): size = payload.relayByteCount
         case .pong, .close, .fragment, .reserved: size = 0
         }
         let admission = connections.values[index].admitControl(size: size, paired: hasRoomMate(id), now: now)
@@ -57,12 +61,13 @@ extension RelayEngine {
         return rooms.peer(of: id) != nil
     }
 
-    /// A frame other than text that the buckets paid for.
+    /// A frame other than text (or a binary SIGNAL) that the buckets paid for.
     private mutating func act(on frame: InboundFrame<Frame>, from id: ConnectionID, now: Instant) {
         switch frame {
         case .text, .pong, .fragment:
             break
         case .binary:
+            // Not negotiated (`securechat.binary`): today's answer, as before binary SIGNALs.
             reply(.malformedJSON, "binary frames are not part of the protocol; send JSON text", to: id, now: now)
         case let .ping(payload):
             answerPing(payload, on: id)
@@ -108,13 +113,19 @@ extension RelayEngine {
         }
     }
 
-    /// The per-frame path: the buckets, then the room logic, or holding.
+    /// The per-frame path of a text frame or a binary SIGNAL: the buckets, then the room logic,
+    /// or holding.
     @inline(__always)
-    private mutating func receiveText(_ frame: Frame, at index: Index, from id: ConnectionID, now: Instant) {
-        let size = frame.relayByteCount
+    private mutating func receiveProtocolFrame(
+        _ frame: HeldFrame<Frame>, at index: Index, from id: ConnectionID, now: Instant
+    ) {
+        let size = frame.frame.relayByteCount
         // The NIO shell's decoder refuses such a frame from its header (`fault(.frameTooLarge)`)
-        // before it is buffered; a shell without one (the simulator) gets the same answer here.
-        guard size <= limits.frameSizeMaxBytes else {
+        // before it is buffered; a shell without one (the simulator) gets the same answer here. A
+        // binary SIGNAL is measured by its text form, which a peer without binary gets: it fits
+        // either peer or neither (a malformed one by its size, and answered in `process`).
+        let limitSize = frame.binary ? (frame.frame.withRelayBytes { BinarySignal.textCount($0) } ?? size) : size
+        guard limitSize <= limits.frameSizeMaxBytes else {
             fault(.frameTooLarge, on: id, now: now)
             return
         }
@@ -126,10 +137,12 @@ extension RelayEngine {
         case .admitted:
             storedCounters.framesReceived &+= 1
             storedCounters.bytesReceived &+= size
+            if frame.binary { storedCounters.binarySignalsReceived &+= 1 }
             process(frame, from: id, now: now)
         case let .held(answer, pause, releaseAt):
             storedCounters.framesReceived &+= 1
             storedCounters.bytesReceived &+= size
+            if frame.binary { storedCounters.binarySignalsReceived &+= 1 }
             storedCounters.reject(.rateLimited)
             noteHeld(id, answer: answer, pause: pause, releaseAt: releaseAt)
         }
@@ -167,13 +180,13 @@ extension RelayEngine {
         // Bounded by the frames held; stops early for the buckets or the peer's backpressure.
         while let index = connections.index(forKey: id) {
             let paired = hasRoomMate(id)
-            let step = connections.values[index].withServing { serving -> ReleaseStep<Frame> in
+            let step = connections.values[index].withServing { serving -> ReleaseStep<HeldFrame<Frame>> in
                 serving.setPaired(paired, now: now)
                 if let first = serving.held.first, !serving.pauseReasons.contains(.peerBackpressure),
-                    serving.admit(first.relayByteCount, now: now)
+                    serving.admit(first.frame.relayByteCount, now: now)
                 {
                     serving.held.removeFirst()
-                    serving.heldBytes -= first.relayByteCount
+                    serving.heldBytes -= first.frame.relayByteCount
                     return .send(first)
                 }
                 if serving.held.isEmpty, let code = serving.closeAfterHeld {
@@ -204,11 +217,19 @@ extension RelayEngine {
         }
     }
 
-    /// Hand an admitted text frame to the room logic: the one place frames reach `RelayRooms`.
-    mutating func process(_ frame: Frame, from id: ConnectionID, now: Instant) {
+    /// Hand an admitted text frame or binary SIGNAL to the room logic: the one place frames reach
+    /// `RelayRooms`. A binary SIGNAL is checked as a text one is (its kind; its payload is opaque)
+    /// and then routed the same way.
+    mutating func process(_ held: HeldFrame<Frame>, from id: ConnectionID, now: Instant) {
         let wire = rooms.limits.wire
-        let decoded = frame.withRelayBytes { bytes in
-            Result { () throws(WireError) -> ClientFrame in try WireCodec.inspectClientFrame(bytes, limits: wire) }
+        let decoded = held.frame.withRelayBytes { bytes in
+            Result { () throws(WireError) -> ClientFrame in
+                if held.binary {
+                    _ = try BinarySignal.inspect(bytes, limits: WireLimits(frameSizeMaxBytes: Int.max))
+                    return .signal
+                }
+                return try WireCodec.inspectClientFrame(bytes, limits: wire)
+            }
         }
         switch decoded {
         case let .failure(error):
@@ -217,25 +238,45 @@ extension RelayEngine {
             join(room, token: token, from: id, now: now)
         case .success(.signal):
             if cluster != nil {
-                clusterRoute(frame, from: id, now: now)
+                clusterRoute(held, from: id, now: now)
                 return
             }
             switch rooms.route(signalFrom: id) {
             case let .forward(to: peer):
-                forward(frame, from: id, to: peer)
+                forward(held, from: id, to: peer)
             case let .refuse(code):
                 reply(code, code.defaultMessage, to: id, now: now)
             }
         }
     }
 
-    private mutating func forward(_ frame: Frame, from id: ConnectionID, to peer: ConnectionID) {
+    private mutating func forward(_ held: HeldFrame<Frame>, from id: ConnectionID, to peer: ConnectionID) {
         storedCounters.framesForwarded &+= 1
-        storedCounters.bytesForwarded &+= frame.relayByteCount
-        actions.append(.forward(peer, frame))
+        storedCounters.bytesForwarded &+= held.frame.relayByteCount
+        appendForward(held, to: peer)
         // A peer already over its high watermark: stop reading the sender now (a peer that
         // crosses the mark with this frame is reported by the shell, `writabilityChanged`).
         if !overWatermark.isEmpty && overWatermark.contains(peer) { pause(id, .peerBackpressure) }
+    }
+
+    /// Write a SIGNAL to `peer` in the form it reads: a text SIGNAL as it is to anyone, a binary
+    /// one as it is to a peer that negotiated binary and in its text form to any other. False (and
+    /// nothing written) for a binary frame that is not a SIGNAL: only one from another node can be,
+    /// since this node checked its own.
+    @discardableResult
+    mutating func appendForward(_ held: HeldFrame<Frame>, to peer: ConnectionID) -> Bool {
+        guard held.binary else {
+            actions.append(.forward(peer, held.frame))
+            return true
+        }
+        if let index = connections.index(forKey: peer), connections.values[index].binarySignals {
+            actions.append(.forwardBinary(peer, held.frame))
+            return true
+        }
+        guard let text = held.frame.textSignal() else { return false }
+        storedCounters.signalsConverted &+= 1
+        actions.append(.forward(peer, text))
+        return true
     }
 
     /// Carry out the room logic's answers.

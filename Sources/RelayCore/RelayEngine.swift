@@ -124,11 +124,13 @@ public struct RelayEngine<Frame: RelayFrameBytes> {
 
     // MARK: Connection lifecycle
 
-    /// The connection finished its TLS and WebSocket upgrade.
-    public mutating func upgraded(_ id: ConnectionID, now: Instant) {
+    /// The connection finished its TLS and WebSocket upgrade; `binarySignals`: the client offered
+    /// `securechat.binary` and the shell selected it in its 101 response (docs/PROTOCOL.md).
+    public mutating func upgraded(_ id: ConnectionID, binarySignals: Bool = false, now: Instant) {
         guard let index = connections.index(forKey: id),
             case let .upgrading(upgrading) = connections.values[index].state
         else { return }
+        connections.values[index].binarySignals = binarySignals
         if upgrading.awaitsProxyHeader {
             // The shell reads the PROXY header before anything else; an upgrade without one
             // means there was none.

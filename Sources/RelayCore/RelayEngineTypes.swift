@@ -8,6 +8,9 @@ public protocol RelayFrameBytes {
     var relayByteCount: Int { get }
     /// Call `body` with the payload's bytes.
     func withRelayBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result
+    /// A new payload of `count` bytes, written by `initialize` (a binary SIGNAL converted to text
+    /// for a peer that did not negotiate binary).
+    static func makeRelayFrame(count: Int, _ initialize: (UnsafeMutableRawBufferPointer) -> Void) -> Self
 }
 
 extension Array: RelayFrameBytes where Element == UInt8 {
@@ -17,6 +20,22 @@ extension Array: RelayFrameBytes where Element == UInt8 {
     @inlinable
     public func withRelayBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         withUnsafeBytes(body)
+    }
+
+    public static func makeRelayFrame(count: Int, _ initialize: (UnsafeMutableRawBufferPointer) -> Void) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes(initialize)
+        return bytes
+    }
+}
+
+extension RelayFrameBytes {
+    /// The text form of this binary SIGNAL (`BinarySignal.writeText`); nil when it is not one.
+    func textSignal() -> Self? {
+        withRelayBytes { bytes -> Self? in
+            guard let count = BinarySignal.textCount(bytes) else { return nil }
+            return Self.makeRelayFrame(count: count) { out in _ = BinarySignal.writeText(bytes, into: out) }
+        }
     }
 }
 
@@ -49,8 +68,9 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
 public enum InboundFrame<Frame: RelayFrameBytes> {
     /// A text frame's unmasked payload.
     case text(Frame)
-    /// A binary frame (not part of the protocol; answered with an `ERROR`).
-    case binary(byteCount: Int)
+    /// A binary frame's unmasked payload: a SIGNAL in binary form on a connection that negotiated
+    /// `securechat.binary` (`RelayEngine.upgraded`); on any other, answered with an `ERROR`.
+    case binary(Frame)
     /// A ping and its unmasked payload (answered with a pong carrying it).
     case ping(Frame)
     /// A pong (only keeps the connection from going idle).
@@ -101,6 +121,9 @@ public enum RelayAction<Frame: RelayFrameBytes> {
     case send(ConnectionID, RelayMessage)
     /// Write this frame, byte for byte, to the connection as a text frame (a SIGNAL).
     case forward(ConnectionID, Frame)
+    /// Write this frame, byte for byte, to the connection as a binary frame (a binary SIGNAL, to
+    /// a connection that negotiated `securechat.binary`).
+    case forwardBinary(ConnectionID, Frame)
     /// Answer a ping with a pong carrying its payload; report `pongWritten` once it is written
     /// (the engine keeps one pong in flight per connection and owes the latest ping's meanwhile).
     case pong(ConnectionID, Frame)
@@ -230,7 +253,7 @@ public struct RelayCounters: Hashable, Sendable {
     public var webSocketsOpen = 0
     /// Rooms with at least one peer (`rooms_open`).
     public var roomsOpen = 0
-    /// Text frames received (`frames_received_total`).
+    /// Text frames and binary SIGNALs received (`frames_received_total`).
     public var framesReceived = 0
     /// Payload bytes of text frames received (`bytes_received_total`).
     public var bytesReceived = 0
@@ -248,6 +271,12 @@ public struct RelayCounters: Hashable, Sendable {
     /// SIGNALs from another node dropped because their local receiver's outbound queue was over
     /// the high watermark (`cluster_signals_dropped_total`): the remote sender cannot be paused.
     public var clusterSignalsDropped = 0
+    /// Binary frames received on connections that negotiated binary SIGNALs, malformed ones
+    /// included (`binary_signals_received_total`); also counted in `framesReceived`.
+    public var binarySignalsReceived = 0
+    /// Binary SIGNALs forwarded in their text form to a peer that did not negotiate binary
+    /// (`signals_converted_total`).
+    public var signalsConverted = 0
     /// Refusals and forced closes, indexed like `RejectionReason.allCases` (`rejections_total`).
     public private(set) var rejectionCounts = [Int](repeating: 0, count: RejectionReason.allCases.count)
 

@@ -10,4 +10,13 @@ extension ByteBuffer: RelayFrameBytes {
     public func withRelayBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         withUnsafeReadableBytes(body)
     }
+
+    public static func makeRelayFrame(count: Int, _ initialize: (UnsafeMutableRawBufferPointer) -> Void) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+            initialize(UnsafeMutableRawBufferPointer(rebasing: out[..<count]))
+            return count
+        }
+        return buffer
+    }
 }

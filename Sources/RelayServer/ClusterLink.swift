@@ -305,7 +305,8 @@ final class ClusterLink {
 
     /// A SIGNAL to `partner`'s node: its header and the frame written straight into the
     /// `SPUBLISH` command's one buffer (one copy of the frame, no array or closure per SIGNAL).
-    func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer) {
+    /// `binary`: a binary SIGNAL, sent under its own header so the receiving node knows its form.
+    func publish(to partner: ClusterPeer, from id: ConnectionID, _ frame: ByteBuffer, binary: Bool) {
         guard commandReady else {
             publishErrors += 1
             return
@@ -314,7 +315,7 @@ final class ClusterLink {
         let header = ClusterWire.signalHeaderLength(to: partner, from: me)
         spublish(to: partner.node, payloadBytes: header + frame.readableBytes) { command in
             command.writeWithUnsafeMutableBytes(minimumWritableBytes: header) { out in
-                ClusterWire.writeSignalHeader(to: partner, from: me, into: out) ? header : 0
+                ClusterWire.writeSignalHeader(to: partner, from: me, binary: binary, into: out) ? header : 0
             }
             command.writeImmutableBuffer(frame)
         }

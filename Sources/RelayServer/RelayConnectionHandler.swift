@@ -14,6 +14,9 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = WebSocketFrame
 
     let id: ConnectionID
+    /// The client offered `securechat.binary` and the upgrade selected it (set before the handler
+    /// is added, which reports the upgrade to the engine).
+    var binarySignals = false
     /// The connection's channel, for closing it before the upgrade (this handler is added to the
     /// pipeline only once the upgrade is done).
     let channel: any Channel
@@ -38,7 +41,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        hub.upgraded(id)
+        hub.upgraded(id, binarySignals: binarySignals)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -53,7 +56,7 @@ final class RelayConnectionHandler: ChannelDuplexHandler {
         case .text:
             hub.receive(.text(frame.unmaskedDataWordWise), from: id)
         case .binary:
-            hub.receive(.binary(byteCount: frame.length), from: id)
+            hub.receive(.binary(frame.unmaskedDataWordWise), from: id)
         case .ping:
             hub.receive(.ping(frame.unmaskedData), from: id)
         case .pong:

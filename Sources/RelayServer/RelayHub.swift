@@ -127,11 +127,11 @@ final class RelayHub {
         switch message {
         case let .notice(notice):
             engine.clusterNotice(notice, now: Self.now)
-        case let .signal(to, from, bodyOffset):
+        case let .signal(to, from, bodyOffset, binary):
             // The frame in a buffer of its own: `payload` is a view of the subscriber's read
             // buffer, which a frame queued for a slow receiver would otherwise keep whole.
             let frame = ByteBuffer(bytes: payload.readableBytesView.dropFirst(bodyOffset))
-            engine.clusterSignal(to: to, from: from, frame, now: Self.now)
+            engine.clusterSignal(to: to, from: from, frame, binary: binary, now: Self.now)
         }
         if !isDraining { drain() }
     }
@@ -148,8 +148,8 @@ final class RelayHub {
         case let .leave(id, room, reserve, partner):
             let graceMilliseconds = reserve ? Int64(configuration.limits.seatGraceSeconds) * 1000 : 0
             link.leave(id, room: room, graceMilliseconds: graceMilliseconds, partner: partner)
-        case let .signal(to, from, frame):
-            link.publish(to: to, from: from, frame)
+        case let .signal(to, from, frame, binary):
+            link.publish(to: to, from: from, frame, binary: binary)
         case let .notice(to, notice):
             link.notify(to, notice)
         }
@@ -195,8 +195,8 @@ final class RelayHub {
         if !isDraining { run() }
     }
 
-    func upgraded(_ id: ConnectionID) {
-        engine.upgraded(id, now: Self.now)
+    func upgraded(_ id: ConnectionID, binarySignals: Bool) {
+        engine.upgraded(id, binarySignals: binarySignals, now: Self.now)
         run()
     }
 
@@ -288,6 +288,10 @@ final class RelayHub {
         case let .forward(id, frame):
             guard let handler = handlers[id] else { return }
             handler.write(.text, frame)
+            markForFlush(handler)
+        case let .forwardBinary(id, frame):
+            guard let handler = handlers[id] else { return }
+            handler.write(.binary, frame)
             markForFlush(handler)
         case let .send(id, message):
             guard let handler = handlers[id] else { return }

@@ -29,6 +29,8 @@ public final class RelayMetrics: Sendable {
     let clusterReconnects: Counter
     let clusterMalformed: Counter
     let clusterSignalsDropped: Counter
+    let binarySignalsReceived: Counter
+    let signalsConverted: Counter
 
     public init() {
         connectionsAccepted = registry.makeCounter(
@@ -63,6 +65,11 @@ public final class RelayMetrics: Sendable {
         clusterSignalsDropped = registry.makeCounter(
             descriptor: Self.name(
                 "cluster_signals_dropped_total", "SIGNALs from another node dropped: the receiver's queue was full"))
+        binarySignalsReceived = registry.makeCounter(
+            descriptor: Self.name("binary_signals_received_total", "binary SIGNAL frames received (securechat.binary)"))
+        signalsConverted = registry.makeCounter(
+            descriptor: Self.name(
+                "signals_converted_total", "binary SIGNALs forwarded in their text form to a peer without binary"))
         let registry = self.registry
         rejections = RejectionReason.allCases.map { reason in
             registry.makeCounter(
@@ -96,6 +103,8 @@ public final class RelayMetrics: Sendable {
         seatsReserved.set(Int64(counters.seatsReserved))
         add(seatsReclaimed, counters.seatsReclaimed, previous.seatsReclaimed)
         add(clusterSignalsDropped, counters.clusterSignalsDropped, previous.clusterSignalsDropped)
+        add(binarySignalsReceived, counters.binarySignalsReceived, previous.binarySignalsReceived)
+        add(signalsConverted, counters.signalsConverted, previous.signalsConverted)
         for (reason, counter) in zip(RejectionReason.allCases, rejections) {
             add(counter, counters.rejections(reason), previous.rejections(reason))
         }

@@ -169,9 +169,17 @@ public struct RelayService: Service {
             maxFrameSize: frameSizeMaxBytes,
             // The relay answers protocol errors itself: a typed ERROR, then the close code.
             automaticErrorHandling: false,
-            shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
-            upgradePipelineHandler: { channel, _ in
+            shouldUpgrade: { channel, head in
+                // Binary SIGNALs when the client offers them (docs/PROTOCOL.md, "Binary SIGNALs").
+                var headers = HTTPHeaders()
+                if RelayService.offersBinarySignals(head) {
+                    headers.add(name: "Sec-WebSocket-Protocol", value: BinarySignal.subprotocol)
+                }
+                return channel.eventLoop.makeSucceededFuture(headers)
+            },
+            upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
+                    connection.value.binarySignals = RelayService.offersBinarySignals(head)
                     channel.pipeline.syncOperations.removeHandler(notWebSocket.value, promise: nil)
                     try channel.pipeline.syncOperations.addHandler(fragments.value)
                     try channel.pipeline.syncOperations.addHandler(
@@ -190,6 +198,14 @@ public struct RelayService: Service {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(notWebSocket.value)
+    }
+
+    /// Whether the upgrade request offers `securechat.binary` among its subprotocols (a
+    /// comma-separated list, possibly over several `Sec-WebSocket-Protocol` headers).
+    static func offersBinarySignals(_ head: HTTPRequestHead) -> Bool {
+        head.headers["Sec-WebSocket-Protocol"].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == BinarySignal.subprotocol }
+        }
     }
 
     /// Cluster mode's settings: the endpoint, the password read from its file (one trailing

@@ -117,6 +117,8 @@ extension Simulation {
     func collectRelayCounters() {
         let relay = world.relay.counters
         relayTotals.framesForwarded += relay.framesForwarded
+        relayTotals.binarySignals += relay.binarySignalsReceived
+        relayTotals.signalsConverted += relay.signalsConverted
         relayTotals.pingsSent += relay.pingsSent
         relayTotals.rateLimited += relay.rejections(.rateLimited)
         relayTotals.joinRateLimited += relay.rejections(.joinRateLimited)

@@ -93,6 +93,10 @@ public struct SimulationReport: Sendable, Codable {
     /// What the relay's policy did (summed over relay processes).
     public struct Relay: Sendable, Codable {
         public var framesForwarded = 0
+        /// Binary SIGNALs received (`securechat.binary` connections), and how many of those went to
+        /// a peer without binary in their text form.
+        public var binarySignals = 0
+        public var signalsConverted = 0
         public var pingsSent = 0
         /// Frames over a connection's rate limit, held until its bucket refilled.
         public var rateLimited = 0
@@ -256,7 +260,8 @@ extension SimulationReport {
                 + "(\(network.squatterJoinsRefused) refused, \(network.squatterJoinsSeated) seated)"
                 + (errors.isEmpty ? "" : "; relay errors: " + errors.joined(separator: ", ")))
         lines.append(
-            "relay:    \(relay.framesForwarded) frames forwarded, \(relay.rateLimited) held for the rate limit, "
+            "relay:    \(relay.framesForwarded) frames forwarded (\(relay.binarySignals) binary SIGNALs received, "
+                + "\(relay.signalsConverted) converted to text), \(relay.rateLimited) held for the rate limit, "
                 + "\(relay.joinRateLimited) joins over the join rate, \(relay.pingsSent) pings, "
                 + "\(relay.idleTimeouts) idle timeouts, \(relay.refused) connections refused")
         lines.append(

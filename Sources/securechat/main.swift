@@ -125,6 +125,10 @@ struct Securechat: ParsableCommand {
     @Flag(help: "Add the raw error (TLS, socket, the relay's own text) to each explanation, in brackets.")
     var verbose = false
 
+    // For tests and benchmarks of the JSON text path: the relay is not offered binary SIGNALs.
+    @Flag(help: ArgumentHelp("Send every SIGNAL as JSON text (no binary SIGNALs).", visibility: .hidden))
+    var textSignals = false
+
     @Flag(help: ArgumentHelp(
         "Refuse to run unless every secret can be locked in RAM (RLIMIT_MEMLOCK; exit 5).",
         discussion: "The send queue is shortened to what the limit can hold, if need be."))
@@ -280,6 +284,7 @@ struct Securechat: ParsableCommand {
             caFilePath: caFile, json: json, giveUpAfterSeconds: giveUpAfter, drainTimeoutSeconds: drainTimeout,
             keepaliveSeconds: keepalive)
         options.verbose = verbose
+        options.binarySignals = !textSignals
         options.proxy = try proxySetting(credentials: try Self.proxyCredentials())
         options.files.sendPaths = send
         options.files.acceptDirectory = acceptFiles

@@ -67,17 +67,26 @@ struct ClientFileTransferTests {
         client.events.filter { $0["event"] as? String == name }
     }
 
-    @Test("A 20 MiB file each way at once: both stored under their names, BLAKE2b-256 checked, both exit 0")
-    func bothWays() async throws {
-        let base = try Self.directory("both")
-        defer { try? FileManager.default.removeItem(at: base) }
+    /// Under `base`: each side's download directory and a random file of the given size to send.
+    static func twoWayFiles(_ base: URL, aliceBytes: Int, bobBytes: Int) throws
+        -> (aliceIn: URL, bobIn: URL, fromAlice: URL, fromBob: URL)
+    {
         let aliceIn = base.appendingPathComponent("alice-in")
         let bobIn = base.appendingPathComponent("bob-in")
         for url in [aliceIn, bobIn] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
         let fromAlice = base.appendingPathComponent("from-alice.bin")
         let fromBob = base.appendingPathComponent("from-bob.bin")
-        try Self.randomFile(at: fromAlice, bytes: 20 * 1024 * 1024 + 12_345)
-        try Self.randomFile(at: fromBob, bytes: 20 * 1024 * 1024)
+        try randomFile(at: fromAlice, bytes: aliceBytes)
+        try randomFile(at: fromBob, bytes: bobBytes)
+        return (aliceIn, bobIn, fromAlice, fromBob)
+    }
+
+    @Test("A 20 MiB file each way at once: both stored under their names, BLAKE2b-256 checked, both exit 0")
+    func bothWays() async throws {
+        let base = try Self.directory("both")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let (aliceIn, bobIn, fromAlice, fromBob) = try Self.twoWayFiles(
+            base, aliceBytes: 20 * 1024 * 1024 + 12_345, bobBytes: 20 * 1024 * 1024)
         try await withRelay(Self.fastRelay) { relay in
             let room = uniqueRoom("FILES")
             let alice = try ClientProcess("alice", [room, "--relay", relay.url, "--json", "--send", fromAlice.path,

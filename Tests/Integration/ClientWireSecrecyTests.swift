@@ -60,7 +60,12 @@ struct ClientWireSecrecyTests {
                 let texts = stream.messages.map { String(decoding: $0, as: UTF8.self) }
                 #expect(texts.contains { $0.contains(#""JOIN""#) && $0.contains(room) },
                         "connection \(index): \(texts)")
-                #expect(texts.filter { $0.contains(#""MSG""#) }.count >= 2, "connection \(index): \(texts)")
+                // A chat record is a MSG SIGNAL, as JSON text or, with the relay's `securechat.binary`,
+                // as a binary frame (kind length 3, "MSG", the sealed record raw: scanned raw below).
+                let records = stream.messages.filter {
+                    $0.starts(with: [3] + Array("MSG".utf8)) || String(decoding: $0, as: UTF8.self).contains(#""MSG""#)
+                }
+                #expect(records.count >= 2, "connection \(index): \(texts)")
                 var leaks = SecretScanner.leaks(in: stream.request, secrets: secrets).map { "request: \($0)" }
                 for (number, frame) in stream.frames.enumerated() {
                     leaks += SecretScanner.leaks(in: frame.payload, secrets: secrets).map { "frame \(number): \($0)" }

@@ -107,12 +107,7 @@ func pairAcross(
 ) async throws -> (TestWebSocket, TestWebSocket, String?) {
     let alice = try await TestWebSocket.connect(first.url)
     let bob = try await TestWebSocket.connect(second.url)
-    try await alice.send(joinFrame(room))
-    let token = try await alice.expect("JOINED").object["token"] as? String
-    try await bob.send(joinFrame(room))
-    try await bob.expect("JOINED")
-    try await bob.expect("PEER_FOUND")
-    try await alice.expect("PEER_FOUND")
+    let token = try await introduce(alice, bob, room: room).object["token"] as? String
     return (alice, bob, token)
 }
 

@@ -68,6 +68,8 @@ struct RelaySeatTests {
     static func joins(through proxy: RecordingProxy) throws -> [[(room: String, token: String?)]] {
         try proxy.connections.map { bytes in
             try WebSocketStream(bytes).messages.compactMap { payload in
+                // A binary SIGNAL (securechat.binary) begins with its kind's length, never `{`.
+                guard payload.first == UInt8(ascii: "{") else { return nil }
                 let message = try JSONMessage(String(decoding: payload, as: UTF8.self))
                 guard message.type == "JOIN", let room = message.object["room"] as? String else { return nil }
                 return (room, message.object["token"] as? String)

@@ -43,7 +43,7 @@ struct RelayEngineClusterTests {
         ])
         // A SIGNAL goes to the remote mate's node, byte for byte.
         h.send(H.signal(3), from: a)
-        #expect(h.rawActions() == [.cluster(.signal(to: Self.remote, from: a, H.signal(3)))])
+        #expect(h.rawActions() == [.cluster(.signal(to: Self.remote, from: a, H.signal(3), binary: false))])
         #expect(h.engine.clusterPartnerNodes == ["n2.00000002"])
     }
 
@@ -386,7 +386,7 @@ struct RelayEngineClusterTests {
         h.engine.clusterSignal(to: a.value, from: second, H.signal(2), now: h.now)
         #expect(h.actions() == [.forward(a, H.signal(1))])
         h.send(H.signal(3), from: a)
-        #expect(h.actions() == [.cluster(.signal(to: third, from: a, H.signal(3)))])
+        #expect(h.actions() == [.cluster(.signal(to: third, from: a, H.signal(3), binary: false))])
     }
 
     static func lookUp(_ request: ClusterJoinRequest, heard: UInt32) -> ClusterJoinRequest {
@@ -537,7 +537,7 @@ struct RelayEngineClusterTests {
         let header = ClusterWire.signalHeader(to: Self.remote, from: ClusterPeer(node: "n1.0a", connection: 5))
         let frame = Array(#"{"type":"SIGNAL"}"#.utf8)
         #expect(ClusterWire.parse(header + frame) == .signal(to: 7, from: ClusterPeer(node: "n1.0a", connection: 5),
-                                                              bodyOffset: header.count))
+                                                              bodyOffset: header.count, binary: false))
         for junk in ["", "F", "F 1 2", "F 1 2 bad node", "F x 2 n.1", "E 1 2", "S 1 2 n.1", "X 1 2 n.1",
                      "F 99999999999999999999 1 n.1", "F 1 2 n/1"] {
             #expect(ClusterWire.parse(Array(junk.utf8)) == nil, "\(junk)")

@@ -23,9 +23,9 @@ struct RelayEngineHardeningTests {
         h.engine.pongWritten(a, now: h.now)
         h.engine.receive(.pong, from: a, now: h.now)
         h.engine.receive(.fragment, from: a, now: h.now)
-        h.engine.receive(.binary(byteCount: 0), from: a, now: h.now)  // the burst's fourth token
+        h.engine.receive(.binary(H.bytes(0)), from: a, now: h.now)  // the burst's fourth token
         h.engine.receive(.ping([2]), from: a, now: h.now)
-        h.engine.receive(.binary(byteCount: 0), from: a, now: h.now)
+        h.engine.receive(.binary(H.bytes(0)), from: a, now: h.now)
         h.engine.receive(.fragment, from: a, now: h.now)
         let binaryAnswer = RelayMessage.error(
             code: .malformedJSON, message: "binary frames are not part of the protocol; send JSON text")
@@ -54,7 +54,7 @@ struct RelayEngineHardeningTests {
             $0.byteBurst = 256
         }
         let a = h.connect()
-        h.engine.receive(.binary(byteCount: 200), from: a, now: h.now)
+        h.engine.receive(.binary(H.bytes(200)), from: a, now: h.now)
         h.engine.receive(.ping([UInt8](repeating: 7, count: 100)), from: a, now: h.now)
         let actions = h.actions()
         #expect(actions.count == 3 && actions.suffix(2) == [.send(a, H.error(.rateLimited)), .pauseReading(a)])
@@ -108,7 +108,7 @@ struct RelayEngineHardeningTests {
     func protocolErrors() throws {
         var h = try H { $0.protocolErrorsMax = 3 }
         let (a, b) = h.pair()
-        for _ in 0..<3 { h.engine.receive(.binary(byteCount: 1), from: a, now: h.now) }
+        for _ in 0..<3 { h.engine.receive(.binary(H.bytes(1)), from: a, now: h.now) }
         #expect(h.actions().count == 3)
         h.send(Array(#"{"type":"SIGNAL"}"#.utf8), from: a)
         #expect(h.actions() == [
@@ -132,7 +132,7 @@ struct RelayEngineHardeningTests {
         let a = h.connect()
         h.engine.fault(.frameTooLarge, on: a, now: h.now)
         _ = h.actions()
-        for _ in 0..<RelayLimits.closingFramesMax { h.engine.receive(.binary(byteCount: 0), from: a, now: h.now) }
+        for _ in 0..<RelayLimits.closingFramesMax { h.engine.receive(.binary(H.bytes(0)), from: a, now: h.now) }
         #expect(h.actions().isEmpty)
         h.send(H.signal(1), from: a)
         h.engine.receive(.ping([1]), from: a, now: h.now)

@@ -346,7 +346,7 @@ struct RelayEngineTests {
     func protocolViolations() throws {
         var h = try H()
         let (a, b) = h.pair()
-        h.engine.receive(.binary(byteCount: 6), from: a, now: h.now)
+        h.engine.receive(.binary(H.bytes(6)), from: a, now: h.now)
         #expect(h.actions() == [
             .send(
                 a, .error(code: .malformedJSON, message: "binary frames are not part of the protocol; send JSON text"))

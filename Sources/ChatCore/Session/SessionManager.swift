@@ -168,6 +168,7 @@ public final class SessionManager {
         case .transportUp: transportUp(now: now)
         case .transportDown: transportDown()
         case let .frame(bytes): receiveFrame(bytes, now: now)
+        case let .binaryFrame(bytes): receiveBinaryFrame(bytes, now: now)
         case .leave: leave(now: now)
         case .quit: quit()
         }
@@ -191,10 +192,14 @@ public final class SessionManager {
         return channel.sendFileControl(bytes, now: now, into: &outputs)
     }
 
+    /// Whether a file chunk or acknowledgement may go now (CONNECTED): the driver sends one in
+    /// binary form itself (`BinarySignal`), with no text frame made and taken apart again.
+    public var mayTransmitFileSignal: Bool { lifecycle.state == .connected && room.isConnected }
+
     /// Transmit a file chunk or acknowledgement now, outside the reliable channel; false (and
     /// nothing sent) unless CONNECTED. The transfers resend what is lost.
     public func transmitFileSignal(_ signal: Signal) -> Bool {
-        guard lifecycle.state == .connected, room.isConnected else { return false }
+        guard mayTransmitFileSignal else { return false }
         outputs.transmit(WireCodec.encode(ClientMessage.signal(signal)))
         return true
     }
@@ -274,6 +279,19 @@ public final class SessionManager {
         case .peerLeft: receivePeerLeft()
         case let .error(code, text): receiveError(code, text, now: now)
         case let .signal(signal): receiveSignal(signal, now: now)
+        }
+    }
+
+    /// A binary SIGNAL: checked (a malformed one is refused, typed, as a text frame that does not
+    /// decode), then handled as the same SIGNAL in text.
+    private func receiveBinaryFrame(_ bytes: [UInt8], now: Instant) {
+        guard lifecycle.state != .destroyed else { return }
+        do {
+            let message = try BinarySignal.decodeRelayMessage(bytes, limits: configuration.wireLimits)
+            guard case let .signal(signal) = message else { return }
+            receiveSignal(signal, now: now)
+        } catch {
+            reject(.wire(error))
         }
     }
 

@@ -92,6 +92,9 @@ public enum SessionInput: Hashable, Sendable {
     case transportDown
     /// One text frame from the relay, as bytes.
     case frame([UInt8])
+    /// One binary frame from the relay: a binary SIGNAL (`BinarySignal`), on a connection that
+    /// negotiated `securechat.binary`.
+    case binaryFrame([UInt8])
     /// The user leaves, saying goodbye: while CONNECTED the session tells the peer (BYE), waits
     /// until its own messages are confirmed and every record the peer sent before learning of it
     /// has arrived, and then ends (`.ended(.userQuit)`). Without keys it waits for them to come

@@ -38,6 +38,20 @@ public enum Base64 {
         }
     }
 
+    /// Write the base64 text of `bytes` into the front of `out` (a binary SIGNAL converted to its
+    /// text form straight into the frame's buffer); false, and nothing written, if `out` is shorter
+    /// than `encodedCount(bytes.count)`.
+    public static func write(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Bool {
+        let encoded = encodedCount(bytes.count)
+        guard out.count >= encoded else { return false }
+        guard encoded > 0 else { return true }
+        let typed = out.bindMemory(to: UInt8.self)
+        alphabet.withUnsafeBufferPointer { table in
+            encodeGroups(bytes, table, UnsafeMutableBufferPointer(rebasing: typed[..<encoded]))
+        }
+        return true
+    }
+
     /// Encode `bytes` into `out` (exactly `encodedCount(bytes.count)` long) with `table`.
     @inline(__always)
     private static func encodeGroups(

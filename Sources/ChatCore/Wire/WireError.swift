@@ -54,12 +54,14 @@ public enum WireError: Error, Hashable, Sendable {
     case unknownErrorCode(String)
     /// A `token` field is not 32 lowercase hexadecimal digits.
     case invalidToken
+    /// A binary SIGNAL that is empty or ends inside its kind (docs/PROTOCOL.md, "Binary SIGNALs").
+    case malformedBinarySignal
 
     /// The stable, machine-readable code the relay sends back for this failure.
     public var relayErrorCode: RelayErrorCode {
         switch self {
         case .frameTooLarge: .frameTooLarge
-        case .malformedJSON, .notAnObject, .invalidUTF8: .malformedJSON
+        case .malformedJSON, .notAnObject, .invalidUTF8, .malformedBinarySignal: .malformedJSON
         case .tooManyFields, .duplicateField, .unknownField: .unknownField
         case .missingField: .missingField
         case .wrongFieldType, .fieldTooLong: .invalidField
@@ -111,6 +113,7 @@ extension WireError: CustomStringConvertible {
         case let .invalidUTF8(field): "field \"\(field)\" is not valid UTF-8"
         case let .unknownErrorCode(code): "unknown error code \"\(Self.excerpt(code))\""
         case .invalidToken: "field \"token\" must be 32 lowercase hexadecimal digits"
+        case .malformedBinarySignal: "binary SIGNAL is empty or ends inside its kind"
         }
     }
 }

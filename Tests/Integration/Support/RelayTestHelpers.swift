@@ -62,6 +62,18 @@ func signalFrame(kind: String, payload: String, key: String? = nil) -> String {
     return #"{"type": "SIGNAL", "kind": "\#(kind)", "payload": "\#(payload)"}"#
 }
 
+/// `first` then `second` JOIN `room`; both have seen JOINED and PEER_FOUND. Returns `first`'s JOINED.
+@discardableResult
+func introduce(_ first: TestWebSocket, _ second: TestWebSocket, room: String) async throws -> JSONMessage {
+    try await first.send(joinFrame(room))
+    let joined = try await first.expect("JOINED")
+    try await second.send(joinFrame(room))
+    try await second.expect("JOINED")
+    try await second.expect("PEER_FOUND")
+    try await first.expect("PEER_FOUND")
+    return joined
+}
+
 /// Connect two clients to `room` and read the join answers: JOINED (+ PEER_FOUND for both).
 func joinedPair(_ relay: RelayProcess, room: String) async throws -> (TestWebSocket, TestWebSocket) {
     let first = try await TestWebSocket.connect(relay.url)

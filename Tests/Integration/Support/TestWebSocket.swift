@@ -118,6 +118,7 @@ final class TestWebSocket: Sendable {
         let caFile: String?
         let frameSizeMaxBytes: Int
         let timeoutSeconds: Double
+        let subprotocols: [String]
     }
 
     /// One client per configuration for the whole test process (bounded by the configurations the
@@ -125,16 +126,18 @@ final class TestWebSocket: Sendable {
     /// build on the cooperative pool, and the JOIN race alone opens a thousand connections.
     private static let clients = Mutex<[ClientKey: WebSocketClient]>([:])
 
-    private static func client(caFile: String?, frameSizeMaxBytes: Int, timeoutSeconds: Double) throws
-        -> WebSocketClient
-    {
-        let key = ClientKey(caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds)
+    private static func client(
+        caFile: String?, frameSizeMaxBytes: Int, timeoutSeconds: Double, subprotocols: [String]
+    ) throws -> WebSocketClient {
+        let key = ClientKey(
+            caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds,
+            subprotocols: subprotocols)
         return try clients.withLock { clients in
             if let client = clients[key] { return client }
             let client = try WebSocketClient(
                 configuration: WebSocketClientConfiguration(
                     caFilePath: caFile, handshakeTimeoutSeconds: Int64(timeoutSeconds),
-                    frameSizeMaxBytes: frameSizeMaxBytes
+                    frameSizeMaxBytes: frameSizeMaxBytes, subprotocols: subprotocols
                 )
             )
             clients[key] = client
@@ -142,12 +145,18 @@ final class TestWebSocket: Sendable {
         }
     }
 
-    /// Connect to `url` (trusting `caFile` too, for wss://).
+    /// The subprotocol the relay selected (nil: none).
+    var subprotocol: String? { connection.subprotocol }
+
+    /// Connect to `url` (trusting `caFile` too, for wss://), offering `subprotocols`.
     static func connect(
-        _ url: String, caFile: String? = nil, frameSizeMaxBytes: Int = 1 << 20, timeoutSeconds: Double = 10
+        _ url: String, caFile: String? = nil, frameSizeMaxBytes: Int = 1 << 20, timeoutSeconds: Double = 10,
+        subprotocols: [String] = []
     ) async throws -> TestWebSocket {
         let parsed = try WebSocketURL(url)
-        let client = try Self.client(caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds)
+        let client = try Self.client(
+            caFile: caFile, frameSizeMaxBytes: frameSizeMaxBytes, timeoutSeconds: timeoutSeconds,
+            subprotocols: subprotocols)
         let inbox = TestInbox<WebSocketMessage>()
         let (ready, readyContinuation) = AsyncThrowingStream<WebSocketConnection, any Error>.makeStream()
         let task = Task {
@@ -209,6 +218,16 @@ final class TestWebSocket: Sendable {
         case let .text(buffer)?: return String(buffer: buffer)
         case nil: throw Ended(expected: "a text frame")
         case let other?: throw Unexpected(expected: "a text frame", got: "\(other)")
+        }
+    }
+
+    /// The next inbound message, which must be binary; its bytes.
+    func nextBinary(timeoutSeconds: Double = 10) async throws -> [UInt8] {
+        switch try await next(timeoutSeconds: timeoutSeconds) {
+        case let .binary(buffer)?: return Array(buffer.readableBytesView)
+        case nil: throw Ended(expected: "a binary frame")
+        case let .text(buffer)?: throw Unexpected(expected: "a binary frame", got: "text \(String(buffer: buffer).prefix(200))")
+        case let other?: throw Unexpected(expected: "a binary frame", got: "\(other)")
         }
     }
 

@@ -86,11 +86,12 @@ struct EngineHarness {
         engine.accept(from: address, now: now)
     }
 
-    /// Accept and upgrade a connection that admission serves.
-    mutating func connect(_ address: RelayAddress = .ipv4(0x0A00_0001)) -> ConnectionID {
+    /// Accept and upgrade a connection that admission serves; `binary`: it negotiated binary
+    /// SIGNALs (`securechat.binary`).
+    mutating func connect(_ address: RelayAddress = .ipv4(0x0A00_0001), binary: Bool = false) -> ConnectionID {
         let acceptance = accept(address)
         precondition(acceptance.disposition == .serve, "admission did not serve \(address)")
-        engine.upgraded(acceptance.id, now: now)
+        engine.upgraded(acceptance.id, binarySignals: binary, now: now)
         return acceptance.id
     }
 
@@ -115,6 +116,16 @@ struct EngineHarness {
     static func signal(_ marker: UInt8, payloadBytes: Int = 1) -> [UInt8] {
         let payload = [UInt8](repeating: marker, count: payloadBytes)
         return WireCodec.encode(ClientMessage.signal(Signal(kind: .message, payload: payload)))
+    }
+
+    /// `count` arbitrary bytes (a binary frame's payload).
+    static func bytes(_ count: Int) -> [UInt8] {
+        [UInt8](repeating: 0x5A, count: count)
+    }
+
+    /// A binary SIGNAL (kind MSG) of `payloadBytes` bytes of `marker`, and its text form.
+    static func binarySignal(_ marker: UInt8, payloadBytes: Int = 1) -> [UInt8] {
+        BinarySignal.encode(Signal(kind: .message, payload: [UInt8](repeating: marker, count: payloadBytes)))!
     }
 
     static func error(_ code: RelayErrorCode) -> RelayMessage {
