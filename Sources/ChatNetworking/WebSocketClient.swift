@@ -282,7 +282,12 @@ public final class WebSocketClient: Sendable {
             enableAutomaticErrorHandling: true,
             upgradePipelineHandler: { channel, response in
                 channel.eventLoop.makeCompletedFuture {
-                    let selected = response.headers.first(name: "Sec-WebSocket-Protocol")
+                    // RFC 6455 §4.1: at most one value, and one the client offered.
+                    let selections = response.headers[canonicalForm: "Sec-WebSocket-Protocol"]
+                    if selections.count > 1 {
+                        throw WebSocketClientError.unofferedSubprotocol(selections.joined(separator: ", "))
+                    }
+                    let selected = selections.first.map(String.init)
                     if let selected, !offered.contains(selected) {
                         throw WebSocketClientError.unofferedSubprotocol(selected)
                     }

@@ -73,7 +73,9 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
 
     /// A text frame arrived: admit it, hold it, or ignore it (not serving, or after a close that
     /// waits behind held frames).
-    mutating func admitText(_ frame: HeldFrame<Frame>, size: Int, paired: Bool, now: Instant) -> TextAdmission {
+    mutating func admitText(
+        _ frame: HeldFrame<Frame>, size: Int, charge: Int, paired: Bool, now: Instant
+    ) -> TextAdmission {
         guard case var .serving(serving) = state else { return discardWhileClosing() ? .closingPause : .ignored }
         state = .modifying
         defer { state = .serving(serving) }
@@ -81,7 +83,7 @@ struct ConnectionRecord<Frame: RelayFrameBytes> {
         serving.setPaired(paired, now: now)
         guard serving.closeAfterHeld == nil else { return .ignored }
         // Keep order: once anything is held, everything after it waits too.
-        if serving.held.isEmpty && serving.admit(size, now: now) { return .admitted }
+        if serving.held.isEmpty && serving.admit(charge, now: now) { return .admitted }
         return serving.hold(frame, size: size, now: now)
     }
 
@@ -302,7 +304,7 @@ struct Serving<Frame: RelayFrameBytes> {
     mutating func releaseTime(now: Instant) -> Instant? {
         guard let first = held.first else { return messageBucket.whenAvailable(messageBucket.burst, now: now) }
         guard let messageReady = messageBucket.whenAvailable(1, now: now),
-            let byteReady = byteBucket.whenAvailable(UInt64(first.frame.relayByteCount), now: now)
+            let byteReady = byteBucket.whenAvailable(UInt64(first.chargeBytes), now: now)
         else { return nil }
         return max(messageReady, byteReady)
     }
@@ -313,6 +315,14 @@ struct Serving<Frame: RelayFrameBytes> {
 struct HeldFrame<Frame: RelayFrameBytes> {
     var frame: Frame
     var binary: Bool
+
+    /// What the buckets charge for it and what the frame cap measures: a binary SIGNAL its text
+    /// form's size (what a peer without binary is written), so that binary buys no more relay
+    /// bandwidth than text; anything else (a malformed binary frame too) its size.
+    var chargeBytes: Int {
+        guard binary else { return frame.relayByteCount }
+        return frame.withRelayBytes { BinarySignal.textCount($0) } ?? frame.relayByteCount
+    }
 }
 
 struct Closing {

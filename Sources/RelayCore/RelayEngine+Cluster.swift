@@ -259,7 +259,18 @@ extension RelayEngine {
             storedCounters.clusterSignalsDropped &+= 1
             return
         }
-        guard appendForward(HeldFrame(frame: frame, binary: binary), to: id) else {
+        // The sending node checked it; this node checks again what it is about to write (another
+        // node, or whoever can publish to Redis, is not trusted with this node's clients): a
+        // binary SIGNAL whose text form is malformed or over this node's cap is dropped.
+        let held = HeldFrame(frame: frame, binary: binary)
+        if binary {
+            let textCount = frame.withRelayBytes { BinarySignal.textCount($0) }
+            guard let textCount, textCount <= limits.frameSizeMaxBytes else {
+                storedCounters.clusterSignalsDropped &+= 1
+                return
+            }
+        }
+        guard appendForward(held, to: id) else {
             storedCounters.clusterSignalsDropped &+= 1
             return
         }

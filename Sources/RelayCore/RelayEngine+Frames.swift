@@ -123,13 +123,16 @@ extension RelayEngine {
         // The NIO shell's decoder refuses such a frame from its header (`fault(.frameTooLarge)`)
         // before it is buffered; a shell without one (the simulator) gets the same answer here. A
         // binary SIGNAL is measured by its text form, which a peer without binary gets: it fits
-        // either peer or neither (a malformed one by its size, and answered in `process`).
-        let limitSize = frame.binary ? (frame.frame.withRelayBytes { BinarySignal.textCount($0) } ?? size) : size
-        guard limitSize <= limits.frameSizeMaxBytes else {
+        // either peer or neither (a malformed one by its size, and answered in `process`). Only
+        // while serving: once closing, the frame is one more to discard (`admitText`), counted
+        // towards pausing reads, not an answer of its own.
+        let charge = frame.chargeBytes
+        if charge > limits.frameSizeMaxBytes, case .serving = connections.values[index].state {
             fault(.frameTooLarge, on: id, now: now)
             return
         }
-        switch connections.values[index].admitText(frame, size: size, paired: hasRoomMate(id), now: now) {
+        let paired = hasRoomMate(id)
+        switch connections.values[index].admitText(frame, size: size, charge: charge, paired: paired, now: now) {
         case .ignored:
             return
         case .closingPause:
@@ -183,7 +186,7 @@ extension RelayEngine {
             let step = connections.values[index].withServing { serving -> ReleaseStep<HeldFrame<Frame>> in
                 serving.setPaired(paired, now: now)
                 if let first = serving.held.first, !serving.pauseReasons.contains(.peerBackpressure),
-                    serving.admit(first.frame.relayByteCount, now: now)
+                    serving.admit(first.chargeBytes, now: now)
                 {
                     serving.held.removeFirst()
                     serving.heldBytes -= first.frame.relayByteCount

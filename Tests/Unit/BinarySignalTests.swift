@@ -147,6 +147,62 @@ struct BinarySignalTests {
         #expect(h.actions().first == .close(a, .messageTooLarge, error: .frameTooLarge, disconnectWhenWritten: false))
     }
 
+    @Test("Attack review: while the relay closes, an oversized binary SIGNAL is one more frame discarded (reads pause), not a new answer")
+    func oversizedWhileClosing() throws {
+        var h = try H { $0.frameSizeMaxBytes = 4096; $0.byteBurst = 1 << 20 }
+        let a = h.connect(.ipv4(0x0A00_0001), binary: true)
+        h.join(a, "ROOM1")
+        _ = h.actions()
+        // Raw 3,046 bytes, under the cap; its text form over it.
+        let oversized = H.binarySignal(1, payloadBytes: 3040)
+        h.engine.receive(.binary(oversized), from: a, now: h.now)
+        #expect(h.actions().first == .close(a, .messageTooLarge, error: .frameTooLarge, disconnectWhenWritten: false))
+        for _ in 0...RelayLimits.closingFramesMax { h.engine.receive(.binary(oversized), from: a, now: h.now) }
+        #expect(h.actions() == [.pauseReading(a)])
+        #expect(h.engine.counters.rejections(.frameTooLarge) == 1)
+    }
+
+    @Test("Attack review: a binary SIGNAL is charged its text form's size, so binary buys no more bytes than text")
+    func chargedByTextForm() throws {
+        var h = try H {
+            $0.frameSizeMaxBytes = 4096; $0.byteBurst = 4096; $0.bytesPerSecond = 1
+            $0.pairedByteBurst = 4096; $0.pairedBytesPerSecond = 1
+        }
+        let a = h.connect(.ipv4(0x0A00_0001), binary: true)
+        let b = h.connect(.ipv4(0x0A00_0002), binary: false)
+        h.join(a, "ROOM1")
+        h.join(b, "ROOM1")
+        _ = h.actions()
+        // Raw 1,605 bytes each (two fit the 4,096-byte burst), text form over 2,100 (two do not).
+        let frame = H.binarySignal(1, payloadBytes: 1600)
+        h.engine.receive(.binary(frame), from: a, now: h.now)
+        h.engine.receive(.binary(frame), from: a, now: h.now)
+        let actions = h.actions()
+        #expect(actions.filter { if case .forward = $0 { true } else { false } }.count == 1)
+        #expect(actions.contains { if case .send(a, .error(code: .rateLimited, message: _)) = $0 { true } else { false } })
+    }
+
+    @Test("Attack review: a binary SIGNAL from another node that is malformed or over this node's cap is dropped for any client")
+    func clusterChecksBinary() throws {
+        var h = try H.cluster { $0.frameSizeMaxBytes = 4096; $0.byteBurst = 1 << 20 }
+        let a = h.connect(.ipv4(0x0A00_0001), binary: true)
+        let remote = ClusterPeer(node: "n2.00000002", connection: 7)
+        h.join(a, "ROOM1")
+        guard case let .cluster(.join(_, request))? = h.actions().last else {
+            Issue.record("no JOIN script")
+            return
+        }
+        h.engine.clusterJoinAnswered(a, request, .admitted(partner: remote, reclaimed: false, evicted: nil), now: h.now)
+        _ = h.actions()
+        for frame in [[0, 1], [40, 65], H.binarySignal(1, payloadBytes: 3040)] as [[UInt8]] {
+            h.engine.clusterSignal(to: a.value, from: remote, frame, binary: true, now: h.now)
+            #expect(h.actions().isEmpty, "\(frame.prefix(4))")
+        }
+        #expect(h.engine.counters.clusterSignalsDropped == 3)
+        h.engine.clusterSignal(to: a.value, from: remote, H.binarySignal(2), binary: true, now: h.now)
+        #expect(h.actions() == [.forwardBinary(a, H.binarySignal(2))])
+    }
+
     @Test("Cluster: a binary SIGNAL goes to the mate's node in its form; one from a node is converted for a text client")
     func cluster() throws {
         var h = try H.cluster()
