@@ -187,13 +187,7 @@ struct BinarySignalTests {
         var h = try H.cluster { $0.frameSizeMaxBytes = 4096; $0.byteBurst = 1 << 20 }
         let a = h.connect(.ipv4(0x0A00_0001), binary: true)
         let remote = ClusterPeer(node: "n2.00000002", connection: 7)
-        h.join(a, "ROOM1")
-        guard case let .cluster(.join(_, request))? = h.actions().last else {
-            Issue.record("no JOIN script")
-            return
-        }
-        h.engine.clusterJoinAnswered(a, request, .admitted(partner: remote, reclaimed: false, evicted: nil), now: h.now)
-        _ = h.actions()
+        _ = try RelayEngineClusterTests.seat(&h, a, partner: remote)
         for frame in [[0, 1], [40, 65], H.binarySignal(1, payloadBytes: 3040)] as [[UInt8]] {
             h.engine.clusterSignal(to: a.value, from: remote, frame, binary: true, now: h.now)
             #expect(h.actions().isEmpty, "\(frame.prefix(4))")
@@ -209,15 +203,7 @@ struct BinarySignalTests {
         let a = h.connect(.ipv4(0x0A00_0001), binary: true)
         let b = h.connect(.ipv4(0x0A00_0002), binary: false)
         let remote = ClusterPeer(node: "n2.00000002", connection: 7)
-        for id in [a, b] {
-            h.join(id, "ROOM\(id.value)")
-            guard case let .cluster(.join(_, request))? = h.actions().last else {
-                Issue.record("no JOIN script for \(id)")
-                return
-            }
-            h.engine.clusterJoinAnswered(id, request, .admitted(partner: remote, reclaimed: false, evicted: nil), now: h.now)
-            _ = h.actions()
-        }
+        for id in [a, b] { _ = try RelayEngineClusterTests.seat(&h, id, partner: remote, room: "ROOM\(id.value)") }
         let frame = H.binarySignal(5, payloadBytes: 10)
         h.engine.receive(.binary(frame), from: a, now: h.now)
         #expect(h.actions() == [.cluster(.signal(to: remote, from: a, frame, binary: true))])

@@ -260,8 +260,10 @@ struct RelayEngineClusterTests {
     }
 
     /// `id` seated in ROOM1 with room-mate `partner`; returns the JOIN request (its new token).
-    static func seat(_ h: inout H, _ id: ConnectionID, partner: ClusterPeer?) throws -> ClusterJoinRequest {
-        h.join(id, "ROOM1")
+    static func seat(
+        _ h: inout H, _ id: ConnectionID, partner: ClusterPeer?, room: String = "ROOM1"
+    ) throws -> ClusterJoinRequest {
+        h.join(id, room)
         let (_, request) = try Self.joinCommand(&h)
         h.engine.clusterJoinAnswered(id, request, .admitted(partner: partner, reclaimed: false, evicted: nil), now: h.now)
         _ = h.actions()
