@@ -10,6 +10,10 @@ enum FileEventText {
             "offering \(name(info)) (\(info.sizeBytes) bytes, BLAKE2b-256 \(hashPrefix(info)))"
         case let .offered(info, .incoming):
             "the peer offers \(name(info)) (\(info.sizeBytes) bytes, BLAKE2b-256 \(hashPrefix(info)))"
+        case let .hashed(info, .outgoing):
+            "hashed \(name(info)) while sending it: BLAKE2b-256 \(hashPrefix(info))"
+        case let .hashed(info, .incoming):
+            "the peer hashed \(name(info)): BLAKE2b-256 \(hashPrefix(info)) (checked when the last byte is in)"
         case let .progress(info, direction, bytes):
             "\(direction == .outgoing ? "sending" : "receiving") \(name(info)): \(percent(bytes, of: info.sizeBytes))% "
                 + "(\(bytes) of \(info.sizeBytes) bytes)"
@@ -30,8 +34,9 @@ enum FileEventText {
         "\"" + TerminalText.sanitize(info.name) + "\""
     }
 
+    /// The hash's first 16 hex digits; "to follow" for an offer made before its file was hashed.
     static func hashPrefix(_ info: FileOfferInfo) -> String {
-        String(FileHex.encode(info.hash).prefix(16)) + "…"
+        info.hashKnown ? String(FileHex.encode(info.hash).prefix(16)) + "…" : "to follow"
     }
 
     static func percent(_ bytes: UInt64, of size: UInt64) -> UInt64 {

@@ -135,6 +135,13 @@ final class JSONRenderer: ClientRenderer {
             info = offer
             line = JSONLine(event: "file_offer")
             line.field("direction", direction.rawValue)
+            // An offer made before its file was hashed: `file_hash` brings the hash.
+            if offer.hashKnown { line.field("hash", FileHex.encode(offer.hash)) }
+            line.field("hash_follows", offer.hashFollows)
+        case let .hashed(offer, direction):
+            info = offer
+            line = JSONLine(event: "file_hash")
+            line.field("direction", direction.rawValue)
             line.field("hash", FileHex.encode(offer.hash))
         case let .progress(offer, direction, bytes):
             info = offer

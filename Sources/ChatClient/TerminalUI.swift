@@ -154,7 +154,7 @@ final class TerminalUI: ClientRenderer {
             switch event {
             case .progress: break  // The status block shows it.
             case .failed: printLines([style("!! " + FileEventText.line(event, savedAs: savedAs), red)])
-            case .offered, .done, .resumed:
+            case .offered, .hashed, .done, .resumed:
                 printLines([style("-- " + FileEventText.line(event, savedAs: savedAs), dim)])
             }
         case let .info(lines):

@@ -37,11 +37,21 @@ public final class InMemoryFileStore: FileStore {
     }
 
     public func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
+        bytes(file, offset: offset, count: count, .read(file, offset: offset, count: count))
+    }
+
+    public func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
+        bytes(file, offset: offset, count: count, .readToHash(file, offset: offset, count: count))
+    }
+
+    private func bytes(_ file: StoredFile, offset: UInt64, count: Int, _ operation: FileStoreOperation)
+        -> Result<[UInt8], FileStoreError>
+    {
         guard let entry = open[file.rawValue], let content = files[entry.path] else {
             return .failure(FileStoreError("not open"))
         }
         let start = min(Int(offset), content.count)
-        onOperation?(.read(file, offset: offset, count: count))
+        onOperation?(operation)
         return .success(Array(content[start..<min(start + count, content.count)]))
     }
 
@@ -148,7 +158,10 @@ public final class InMemoryFileStore: FileStore {
 /// One operation on an `InMemoryFileStore`, as `onOperation` sees it (after it happened).
 public enum FileStoreOperation: Sendable {
     case openForReading(StoredFile, path: String)
+    /// Bytes read to send them.
     case read(StoredFile, offset: UInt64, count: Int)
+    /// Bytes read to hash them (a file whose hash follows its offer, a prefix to resume).
+    case readToHash(StoredFile, offset: UInt64, count: Int)
     case createPart(StoredFile, path: String)
     case write(StoredFile, offset: UInt64, count: Int)
     /// The `.part` took its final name, `path`.

@@ -7,9 +7,11 @@ extension ClientDriver {
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
 
-    /// Offer the file at `path` (`--send`, `/send`): it is hashed a slice per turn of the shell's
-    /// loop (`hashOfferSlice`), then offered, so that hashing a large file (about 1.7 s per GiB
-    /// here) never holds up chat, pings or keepalives. Offers leave in the order they were asked for.
+    /// Offer the file at `path` (`--send`, `/send`). A file of at most one hash slice is hashed
+    /// now and offered with its hash; a larger one is offered at once, its hash to follow: the
+    /// transfers hash it as its chunks are sealed, and a slice per turn of the shell's loop behind
+    /// them (`hashFileSlice`), so that neither chat nor the transfer waits for a whole pass over it
+    /// (about 1.7 s per GiB here).
     func offerFile(path: String, now: Instant) {
         guard let store = fileStore else {
             notify(.fileProblem("file transfers are not available here"))
@@ -19,88 +21,67 @@ extension ClientDriver {
             notify(.fileProblem("cannot send \(path): the session is ending"))
             return
         }
-        // The slot is held from now on, while the file is hashed, so that a peer's offer arriving
-        // meanwhile cannot take it (and it cannot take one a peer's offer holds).
-        guard files.reserveOffer() else {
-            fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): too many transfers under way"))
-            return
-        }
+        let opened: (file: StoredFile, name: String, sizeBytes: UInt64)
         switch store.openForReading(path: path) {
-        case let .success(opened) where opened.sizeBytes > FileTransfers.fileBytesMax:
-            store.release(opened.file, deletePart: false)
-            files.releaseOffer()
-            fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(path): it is larger than a transfer can carry"))
-        case let .success(opened):
-            offerJobs.append(OfferHashJob(path: path, file: opened.file, name: opened.name, bytes: opened.sizeBytes))
-            if opened.sizeBytes > UInt64(configuration.files.hashSliceBytes) {
-                notify(.fileHashing(SafeFileName.make(opened.name), bytes: opened.sizeBytes))
-            }
-            hashSliceDue = now
+        case let .success(file): opened = file
         case let .failure(error):
-            files.releaseOffer()
             fileFailuresLocal += 1
             notify(error.kind == .notRegularFile
                 ? .fileNotRegular(path, error.reason) : .fileProblem("cannot send \(path): \(error)"))
-        }
-    }
-
-    /// One slice of the first file waiting to be offered; once it is whole, the offer.
-    private func hashOfferSlice(now: Instant) {
-        // Leaving or ending: nothing more is offered (the session's end drops what waits).
-        switch phase {
-        case .running, .draining: break
-        case .leaving, .ending, .ended, .exited: return
-        }
-        guard let job = offerJobs.first, let store = fileStore else { return }
-        let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
-        if count > 0 {
-            guard case let .success(read) = store.read(job.file, offset: job.hasher.bytesHashed, count: count),
-                read.count == count
-            else {
-                dropOfferJob(problem: "cannot send \(job.path): it could not be read")
-                return
-            }
-            job.hasher.update(read)
-            extendDrain(now: now)
-            guard job.hasher.bytesHashed == job.bytes else { return }  // More slices to come.
-        }
-        offerJobs.removeFirst()
-        let hash = job.hasher.finish()
-        guard let id = files.offer(name: job.name, sizeBytes: job.bytes, hash: hash, entropy: entropy, reserved: true)
-        else {
-            store.release(job.file, deletePart: false)
-            fileFailuresLocal += 1
-            notify(.fileProblem("cannot send \(job.path): too many transfers under way"))
             return
         }
-        storedFiles.append((id, .outgoing, job.file))
-    }
-
-    /// The first file waiting to be offered is given up (unreadable, or `/cancel`): never offered.
-    private func dropOfferJob(problem: String) {
-        let job = offerJobs.removeFirst()
-        files.releaseOffer()
-        fileStore?.release(job.file, deletePart: false)
-        fileFailuresLocal += 1
-        notify(.fileProblem(problem))
-    }
-
-    /// Every file still waiting to be offered is given up (the session ended, or we leave): each
-    /// counts as a file that failed and is said, as a transfer cut off would be.
-    func dropOfferJobs(because reason: String) {
-        // Bounded by the jobs queued (at most `transfersMax`).
-        while let job = offerJobs.first {
-            dropOfferJob(problem: "\(SafeFileName.make(job.name)) was not offered: \(reason)")
+        var hash: [UInt8]?
+        let problem: String?
+        if opened.sizeBytes > FileTransfers.fileBytesMax {
+            problem = "it is larger than a transfer can carry"
+        } else if opened.sizeBytes <= UInt64(configuration.files.hashSliceBytes) {
+            hash = hashWhole(opened.file, bytes: Int(opened.sizeBytes), store: store)
+            problem = hash == nil ? "it could not be read" : nil
+        } else {
+            problem = nil
         }
+        guard problem == nil, let id = files.offer(
+            name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy)
+        else {
+            store.release(opened.file, deletePart: false)
+            fileFailuresLocal += 1
+            notify(.fileProblem("cannot send \(path): \(problem ?? "too many transfers under way")"))
+            return
+        }
+        storedFiles.append((id, .outgoing, opened.file))
     }
 
-    /// One slice of each kind of hash waiting, and when the next is due (at once, while any waits).
+    /// BLAKE2b-256 of a whole small file (at most one hash slice), or nil if it cannot be read.
+    private func hashWhole(_ file: StoredFile, bytes: Int, store: any FileStore) -> [UInt8]? {
+        guard case let .success(read) = store.readToHash(file, offset: 0, count: bytes), read.count == bytes
+        else { return nil }
+        let hasher = FileHasher()
+        hasher.update(read)
+        return hasher.finish()
+    }
+
+    /// One slice of an outgoing file whose hash follows its offer, where no chunk hashes it.
+    private func hashFileSlice(now: Instant) {
+        guard let store = fileStore,
+              let request = files.nextHashSlice(maxBytes: configuration.files.hashSliceBytes) else { return }
+        let read = storedFile(request.id, .outgoing).flatMap {
+            try? store.readToHash($0, offset: request.offset, count: request.count).get()
+        }
+        files.hashSliceRead(request, read)
+        extendDrain(now: now)
+    }
+
+    /// One slice of each kind of hash waiting.
     private func hashSlices(now: Instant) {
         hashPrefixSlice(now: now)
-        hashOfferSlice(now: now)
-        hashSliceDue = prefixJobs.isEmpty && offerJobs.isEmpty ? nil : now
+        hashFileSlice(now: now)
+    }
+
+    /// A slice is due at once while a prefix or a file waits to be hashed.
+    private func scheduleHashSlices(now: Instant) {
+        let waiting = !prefixJobs.isEmpty || files.nextPrefixCheck() != nil
+            || files.nextHashSlice(maxBytes: configuration.files.hashSliceBytes) != nil
+        hashSliceDue = waiting ? now : nil
     }
 
     /// At start: the `.part`s transfers cut off earlier left in `--accept-files DIR`, if any (they
@@ -124,7 +105,7 @@ extension ClientDriver {
             return
         }
         let name = SafeFileName.make(info.name)
-        let tag = SafeFileName.partTag(fileHash: info.hash, sizeBytes: info.sizeBytes)
+        let tag = info.partTag
         let kept = info.sizeBytes > configuration.files.maxFileBytes
             ? nil : store.resumablePart(directory: directory, name: name, tag: tag, maxBytes: info.sizeBytes)
         if info.sizeBytes > configuration.files.maxFileBytes {
@@ -181,7 +162,7 @@ extension ClientDriver {
             return
         }
         let count = Int(min(UInt64(configuration.files.hashSliceBytes), job.bytes - job.hasher.bytesHashed))
-        let read = count == 0 ? nil : try? store.read(job.file, offset: job.hasher.bytesHashed, count: count).get()
+        let read = count == 0 ? nil : try? store.readToHash(job.file, offset: job.hasher.bytesHashed, count: count).get()
         if let read, read.count == count { job.hasher.update(read) }
         let whole = job.hasher.bytesHashed == job.bytes
         guard whole || read?.count != count else { return }  // More slices to come.
@@ -221,13 +202,12 @@ extension ClientDriver {
         while budget > 0 {
             let actions = files.drainActions()
             if actions.isEmpty {
-                // A sender's resume check asked for just now starts at the next turn.
-                if hashSliceDue == nil, files.nextPrefixCheck() != nil { hashSliceDue = now }
-                guard sendNextChunk(now: now) else { return }
+                guard sendNextChunk(now: now) else { break }
             }
             for action in actions { perform(action, now: now) }
             budget -= max(1, actions.count)
         }
+        scheduleHashSlices(now: now)
     }
 
     /// Read, seal and send the next chunk a window allows; false when there is none to send now.
@@ -331,35 +311,14 @@ extension ClientDriver {
         pumpFiles(now: now)
     }
 
-    /// `/cancel`: the oldest transfer under way, either direction; else the first file still
-    /// being hashed for its offer.
+    /// `/cancel`: the oldest transfer under way, either direction.
     func cancelCommand(now: Instant) {
         guard let transfer = files.active.first else {
-            if let job = offerJobs.first {
-                dropOfferJob(problem: "\(SafeFileName.make(job.name)) was not offered: cancelled while it was hashed")
-            } else {
-                notify(.fileProblem("no transfer is under way"))
-            }
+            notify(.fileProblem("no transfer is under way"))
             return
         }
         files.fail(transfer.info.id, transfer.direction, .cancelled)
         pumpFiles(now: now)
-    }
-}
-
-/// A file of ours being hashed a slice at a time before it is offered (`--send`, `/send`).
-final class OfferHashJob {
-    let path: String
-    let file: StoredFile
-    let name: String
-    let bytes: UInt64
-    let hasher = FileHasher()
-
-    init(path: String, file: StoredFile, name: String, bytes: UInt64) {
-        self.path = path
-        self.file = file
-        self.name = name
-        self.bytes = bytes
     }
 }
 

@@ -110,7 +110,6 @@ extension ClientDriver {
             if rejection.isSuspicious { notify(.suspiciousFrame(rejection, verbose: configuration.verbose)) }
         case let .ended(reason):
             files.failAll(.sessionEnded)
-            dropOfferJobs(because: "the session ended")
             pumpFiles(now: now)
             sessionEnded(reason)
         }

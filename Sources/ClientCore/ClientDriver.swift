@@ -56,11 +56,10 @@ public final class ClientDriver {
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).
     var fileFailuresLocal = 0
-    /// Prefixes of kept `.part`s (ours) or of our files (a peer's resume) being hashed, and our
-    /// files being hashed before they are offered, a slice per turn of the shell's loop; the
-    /// instant the next slice is due (the last input's).
+    /// Prefixes of kept `.part`s (ours) or of our files (a peer's resume) being hashed, a slice per
+    /// turn of the shell's loop (and our files whose hash follows their offers, `hashFileSlice`);
+    /// the instant the next slice is due (the last input's).
     var prefixJobs: [PrefixHashJob] = []
-    var offerJobs: [OfferHashJob] = []
     var hashSliceDue: Instant?
 
     /// - Parameter password: the chat password (the code's words or the user's own), or nil; the
@@ -182,7 +181,7 @@ public final class ClientDriver {
     /// shell to exit once the session is over (it can also end from inside: the goodbye is done,
     /// the relay refused the room, the handshake failed authentication).
     private func settle(now: Instant) {
-        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle, offerJobs.isEmpty {
+        if case let .draining(deadline) = phase, session.pendingCount == 0, files.isIdle {
             leave(deadline: deadline, now: now)
         }
         if case let .ended(status) = phase {
@@ -211,7 +210,6 @@ public final class ClientDriver {
         case .leaving, .ending, .ended, .exited: return
         }
         phase = .leaving(deadline: deadline)
-        dropOfferJobs(because: "you left")
         // Before the first BYE: the peer numbers nothing new once it reads it, so no transfer may
         // wait for it (pipe mode's drain waited for them; /quit cuts them off).
         files.startLeaving()

@@ -70,12 +70,6 @@ extension ClientNotice {
                 + "delete those you do not expect")
     }
 
-    /// A file of ours longer than one hash slice is hashed before it is offered (about 1.7 s per
-    /// GiB here): said, so that the wait is not taken for a hang.
-    static func fileHashing(_ name: String, bytes: UInt64) -> ClientNotice {
-        ClientNotice(.fileHashing, .info, "hashing \(name) (\(kibibytes(Int(clamping: bytes)))) before offering it")
-    }
-
     static let fileOffered = ClientNotice(
         .fileOffered, .info, "the peer offers a file: /accept [DIR] to receive it, /reject to refuse it")
 

@@ -49,8 +49,6 @@ public struct ClientNotice: Hashable, Sendable {
         /// A path given to `/send` or `--send` is no regular file (a FIFO, a device, a socket, a
         /// directory): refused without reading it, counted as a failed file (exit 8).
         case fileNotRegular = "file_not_regular"
-        /// A file of ours is being hashed before it is offered (longer than one hash slice).
-        case fileHashing = "file_hashing"
         /// A file offer waits for `/accept` or `/reject`.
         case fileOffered = "file_offered"
         /// The download directory holds `.part`s of transfers cut off earlier (at start).

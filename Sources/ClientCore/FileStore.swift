@@ -43,6 +43,9 @@ public protocol FileStore: AnyObject {
     func openForReading(path: String) -> Result<(file: StoredFile, name: String, sizeBytes: UInt64), FileStoreError>
     /// Exactly `count` bytes at `offset` (fewer only at the end of a file that shrank).
     func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
+    /// As `read`, for bytes to hash rather than to send (a store may tell the two apart: the
+    /// simulator's checker counts the chunks a sender reads).
+    func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
     /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
     func freeBytes(directory: String) -> UInt64?
     /// Create `SafeFileName.partName(name, index: n, tag: tag)` in `directory` for the first n not
@@ -84,6 +87,10 @@ public struct KeptParts: Hashable, Sendable {
 }
 
 extension FileStore {
+    public func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
+        read(file, offset: offset, count: count)
+    }
+
     /// A store that keeps no `.part` across sessions: every transfer starts from 0.
     public func resumablePart(directory: String, name: String, tag: String, maxBytes: UInt64)
         -> (file: StoredFile, sizeBytes: UInt64)?
@@ -110,10 +117,12 @@ public struct FilePolicy: Sendable {
     /// `--max-file-bytes`: larger offers are refused (`too_large`).
     public var maxFileBytes: UInt64 = FileTransfers.fileBytesMax
     public var transfer = FileTransferConfiguration()
-    /// Bytes of a file hashed per turn of the shell's loop, for its offer or for a kept `.part`'s
-    /// prefix (about 4 ms here): between slices the shell reads the network and the keyboard, so
-    /// hashing a GiB (about 1.7 s) never holds up chat, pings or keepalives. The driver's tests
-    /// make it small, to slice files small enough for a debug build.
+    /// Bytes of a file hashed per turn of the shell's loop where no chunk sent hashes them (a file
+    /// whose offer waits for its answer, a kept `.part`'s prefix; about 4 ms here): between slices
+    /// the shell reads the network and the keyboard, so hashing a GiB (about 1.7 s) never holds up
+    /// chat, pings or keepalives. A file of at most this size is hashed before its offer, which then
+    /// carries the hash; a larger one is offered first. The driver's tests make it small, to slice
+    /// files small enough for a debug build.
     public var hashSliceBytes = 4 << 20
 
     public init() {}

@@ -14,7 +14,9 @@ import ChatTesting
 // A program may also end the session and start a new one that resumes from what the receiver
 // wrote (possibly altered: a stale `.part`), so the `ACCEPT` fields (start chunk, prefix hash),
 // `RESTART` and the sender's prefix check are fuzzed too: whatever the prefix, the receiver writes
-// only from its resume point on, and stores only the file.
+// only from its resume point on, and stores only the file. A new session may offer the file with
+// its hash to follow (`FHASH`): the sender then hashes chunks as it seals them and slices behind
+// them, and the hash it sends must be the file's.
 
 /// One operation of a file program.
 public enum FileOp: UInt8, CaseIterable, Sendable {
@@ -36,12 +38,13 @@ public enum FileOp: UInt8, CaseIterable, Sendable {
     case reconnect = 7
     /// Time passes (the step's first byte in seconds) and timers run.
     case wait = 8
-    /// A new session: new sender and receiver, the same file offered again; the receiver resumes
-    /// from what it wrote (its first byte, if any, XORed into byte `n`), its `ACCEPT` held with
-    /// the other answers.
+    /// A new session: new sender and receiver, the same file offered again (its hash to follow
+    /// when a third byte has its top bit set); the receiver resumes from what it wrote (its first
+    /// byte, if any, XORed into byte `n`), its `ACCEPT` held with the other answers.
     case resume = 9
     /// The sender's driver hashes the prefixes receivers asked to resume from: its own file's,
-    /// or (an odd first byte) the receiver's, as a sender that lies about the prefix would.
+    /// or (an odd first byte) the receiver's, as a sender that lies about the prefix would; and
+    /// the slices of its file that a hash to follow needs.
     case prefixCheck = 10
 }
 
@@ -98,11 +101,9 @@ struct FileRun {
         deliver(receiver.drainActions(), toReceiver: false)
     }
 
-    mutating func offer(seed: UInt64) {
-        let hasher = FileHasher()
-        hasher.update(fuzzFileBytes)
-        _ = sender.offer(name: "fuzz.bin", sizeBytes: UInt64(fuzzFileBytes.count), hash: hasher.finish(),
-                         entropy: SeededEntropy(seed: seed))
+    mutating func offer(seed: UInt64, hashFollows: Bool = false) {
+        _ = sender.offer(name: "fuzz.bin", sizeBytes: UInt64(fuzzFileBytes.count),
+                         hash: hashFollows ? nil : Self.fileHash, entropy: SeededEntropy(seed: seed))
         deliver(sender.drainActions(), toReceiver: true)
     }
 
@@ -118,7 +119,7 @@ struct FileRun {
         lastChunk = nil
         progress.removeAll()
         written.removeAll()
-        offer(seed: 17 + UInt64(disk.count))
+        offer(seed: 17 + UInt64(disk.count), hashFollows: bytes.count > 2 && bytes[2] & 0x80 != 0)
         guard let id = receiver.awaitingAnswer.first?.id else { return }
         let point = receiver.resumePoint(id, partBytes: UInt64(disk.count))
         let hasher = FileHasher()
@@ -136,7 +137,19 @@ struct FileRun {
             hasher.update(Array((lying ? disk : fuzzFileBytes).prefix(Int(request.bytes))))
             sender.prefixHashed(request.id, digest: hasher.finish(), now: now)
         }
+        // Bounded: each slice hashes at least one more byte of the file.
+        while let request = sender.nextHashSlice(maxBytes: 700) {
+            let start = Int(request.offset)
+            require(start + request.count <= fuzzFileBytes.count, "a hash slice past the end of the file")
+            sender.hashSliceRead(request, Array(fuzzFileBytes[start..<(start + request.count)]))
+        }
     }
+
+    static let fileHash: [UInt8] = {
+        let hasher = FileHasher()
+        hasher.update(fuzzFileBytes)
+        return hasher.finish()
+    }()
 
     mutating func step(_ op: FileOp, _ bytes: [UInt8]) {
         switch op {
@@ -226,6 +239,7 @@ struct FileRun {
     }
 
     mutating func track(_ event: FileEvent) {
+        if case let .hashed(info, .outgoing) = event { require(info.hash == Self.fileHash, "FHASH is not the file's") }
         guard case let .progress(info, direction, bytes) = event else { return }
         require(bytes <= info.sizeBytes, "progress past the size")
         require(bytes >= progress[direction, default: 0], "\(direction) progress went back")

@@ -29,6 +29,8 @@ final class FileWorkload {
     static let sourceDirectory = "/src"
     static let downloadDirectory = "/dl"
     static let filesPerSenderMax = 2
+    /// Files longer than this are offered before they are hashed (their hash follows): about half.
+    static let hashSliceBytes = 16 * chunkBytes
     static let sizeMax = 256 * 1024
     /// Sizes on the edges: empty, one byte, around a chunk, an acknowledgement interval, a window.
     static let edgeSizes = [0, 1, chunkBytes - 1, chunkBytes, chunkBytes + 1, 4 * chunkBytes,
@@ -164,6 +166,7 @@ extension Simulation {
                 let store = InMemoryFileStore()
                 var policy = FilePolicy()
                 policy.acceptDirectory = FileWorkload.downloadDirectory
+                policy.hashSliceBytes = FileWorkload.hashSliceBytes
                 policy.transfer = transfer
                 if senders == 2 || senders == UInt64(side) {
                     for file in 0...Int(random.below(UInt64(FileWorkload.filesPerSenderMax))) {
@@ -205,10 +208,11 @@ extension Simulation {
         case let .truncate(file):
             truncated(file.rawValue, client: client)
         case let .read(file, offset, count):
-            // Unbound: the offer's hash pass; a `.part` or longer than a chunk: a prefix being hashed.
-            guard let key = files.opened[client][file.rawValue]?.key, key.direction == .outgoing,
-                  count <= FileWorkload.chunkBytes else { return }
+            // A chunk to send (hashing reads with `readToHash`).
+            guard let key = files.opened[client][file.rawValue]?.key, key.direction == .outgoing else { return }
             chunkRead(key, index: Int64(offset / UInt64(FileWorkload.chunkBytes)), count: count)
+        case .readToHash:
+            break
         case let .write(file, offset, count):
             written(file.rawValue, client: client, range: offset..<(offset + UInt64(count)))
         case .commit:
@@ -317,6 +321,12 @@ extension Simulation {
             } else {
                 files.totals.confirmed += 1
             }
+        case let .hashed(info, direction):
+            // The hash that followed an offer is the offered file's (the final check relies on it).
+            guard let content = files.sources[info.name], Self.blake2b(content) == info.hash else {
+                return fail(.fileIntegrity, "client \(client) showed a \(direction) hash of \(info.name) that is not "
+                    + "the hash of the file offered")
+            }
         case let .resumed(info, direction, bytes):
             let key = FileWorkload.Key(client: client, incarnation: incarnation, direction: direction, id: info.id)
             files.tracked[key]?.resumedBytes = bytes
@@ -341,7 +351,10 @@ extension Simulation {
             return fail(.fileIntegrity, "client \(client) saw a \(direction) offer of \(info.name) "
                 + "(\(info.sizeBytes) bytes) that client \(sender) never made")
         }
-        if direction == .outgoing { files.totals.offered += 1 }
+        if direction == .outgoing {
+            files.totals.offered += 1
+            if info.hashFollows { files.totals.hashFollowed += 1 }
+        }
         files.tracked[key] = FileWorkload.Tracked(
             info: info, peerIncarnation: world.clients[world.peer(of: client)].incarnation)
         files.order.append(key)
@@ -546,6 +559,8 @@ extension SimulationReport {
         public var rooms = 0
         /// Offers made (each process of a sender offers its files when it starts).
         public var offered = 0
+        /// Of them, offers made before the file was hashed, whose hash followed (`FHASH`).
+        public var hashFollowed = 0
         /// Files stored and checked against the sent bytes, and of them confirmed to the sender.
         public var stored = 0
         public var bytesStored = 0

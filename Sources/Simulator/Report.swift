@@ -232,7 +232,7 @@ extension SimulationReport {
             let failed = files.failed.keys.sorted().map { "\(files.failed[$0]!) \($0)" }
             lines.append(
                 "files:    \(files.rooms) rooms (share \(formatted(s.fileRoomShare * 100, decimals: 0))% (seed)), "
-                    + "\(files.offered) offered, \(files.stored) stored and checked (\(files.bytesStored) bytes), "
+                    + "\(files.offered) offered (\(files.hashFollowed) with the hash to follow), \(files.stored) stored and checked (\(files.bytesStored) bytes), "
                     + "\(files.confirmed) confirmed to the sender; ended failed: "
                     + (failed.isEmpty ? "none" : failed.joined(separator: ", "))
                     + ", \(files.lostWithProcess) lost with a crashed process")

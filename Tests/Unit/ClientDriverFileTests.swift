@@ -289,6 +289,18 @@ struct ClientDriverFileTests {
     /// What a test saw, in order (a class: the store's callback appends to it).
     final class Log {
         var entries: [String] = []
+        /// The byte ranges read to hash, in order.
+        var hashedRanges: [Range<UInt64>] = []
+
+        func record(_ operation: FileStoreOperation) {
+            switch operation {
+            case let .read(_, offset, _): entries.append("read \(offset)")
+            case let .readToHash(_, offset, count):
+                entries.append("hash \(offset)+\(count)")
+                hashedRanges.append(offset..<(offset + UInt64(count)))
+            default: break
+            }
+        }
     }
 
     /// One move of the world: a held frame delivered, else the next event (timers included).
@@ -319,11 +331,12 @@ struct ClientDriverFileTests {
         let data = Self.content(4 * slice + 200_000)
         let hasher = FileHasher()
         hasher.update(data)
+        // Alice hashes it before her offer (her slice is the shipped 4 MiB): the tag binds the hash.
         let tag = SafeFileName.partTag(fileHash: hasher.finish(), sizeBytes: UInt64(data.count))
         let bobStore = InMemoryFileStore()
         bobStore.files["/dl/notes.txt.\(tag).part"] = Array(data.prefix(4 * slice))
         let log = Log()
-        bobStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        bobStore.onOperation = { if case let .readToHash(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/notes.txt"] = data
         let harness = DriverHarness()
@@ -351,57 +364,101 @@ struct ClientDriverFileTests {
         })
     }
 
-    /// Alice (interactive, or in pipe mode sending /src/big.bin) and Bob (accepting into /dl):
-    /// Alice's reads of her disk are logged.
-    static func loggedSender(_ data: [UInt8], pipe: Bool = false, settled: Bool = true)
-        -> (DriverHarness, Log, InMemoryFileStore)
+    /// Alice (interactive, or in pipe mode sending /src/big.bin) and Bob (accepting into /dl, or
+    /// interactive and answering himself): Alice's reads of her disk are logged, "read OFFSET" to
+    /// send, "hash OFFSET+COUNT" to hash.
+    static func loggedSender(_ data: [UInt8], pipe: Bool = false, settled: Bool = true, bobAccepts: Bool = true,
+                             aliceSlice: Int = slice) -> (DriverHarness, Log, InMemoryFileStore)
     {
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/big.bin"] = data
         let log = Log()
-        aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
+        aliceStore.onOperation = { log.record($0) }
         let bobStore = InMemoryFileStore()
         let harness = DriverHarness()
         var aliceFiles = Self.policy()
+        aliceFiles.hashSliceBytes = aliceSlice
         if pipe { aliceFiles.sendPaths = ["/src/big.bin"] }
-        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.add(interactive: !bobAccepts, files: bobAccepts ? Self.accepting() : Self.policy(),
+                    fileStore: bobStore)
         harness.add(interactive: !pipe, files: aliceFiles, fileStore: aliceStore, settled: settled)
         return (harness, log, bobStore)
     }
 
-    @Test("A file is hashed for its offer a slice per turn: a line typed meanwhile leaves before the offer")
-    func offerHashedInSlices() {
+    static func blake2b(_ data: [UInt8]) -> [UInt8] {
+        let hasher = FileHasher()
+        hasher.update(data)
+        return hasher.finish()
+    }
+
+    @Test("A file longer than a slice is offered before any of it is read; it is hashed once, as its chunks go")
+    func offeredBeforeHashed() {
+        // Slices of 16 KiB: the few turns of the offer's round trip hash only the first few of 54.
+        let data = Self.content(3 * Self.slice + 100_000)
+        let (harness, log, bobStore) = Self.loggedSender(data, aliceSlice: 16 * 1024)
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 1)
+        // The offer left with /send: nothing of the file was read for it.
+        #expect(harness.world.heldCount(1, .toRelay) > 0)
+        #expect(log.entries.filter { $0.hasPrefix("read") }.isEmpty)
+        let offered = Self.fileEvents(harness, 1).compactMap { event -> FileOfferInfo? in
+            if case let .offered(info, .outgoing) = event { info } else { nil }
+        }
+        #expect(offered.map(\.hashFollows) == [true] && offered.map(\.hashKnown) == [false])
+        // Frames only, no timer: each frame Alice takes in is one turn of her loop, one slice at most,
+        // so Bob's answer reaches her after a few slices (a real loop reads the network between them).
+        var moves = 0
+        while moves < 100_000, Self.deliverFrame(harness) { moves += 1 }
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        // The slices hashed while the offer waited and the chunks sent after it never overlap: each byte
+        // was hashed once (the chunks past the slices hashed themselves as they were sealed).
+        #expect(log.hashedRanges.first?.lowerBound ?? 0 == 0)
+        #expect(zip(log.hashedRanges, log.hashedRanges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+        let firstChunk = log.entries.firstIndex { $0.hasPrefix("read") } ?? log.entries.endIndex
+        #expect(!log.entries[firstChunk...].contains { $0.hasPrefix("hash") }, "\(log.entries)")
+        #expect((log.hashedRanges.last?.upperBound ?? 0) < UInt64(data.count / 2))
+        let hash = Self.blake2b(data)
+        #expect(Self.fileEvents(harness, 1).contains {
+            if case let .hashed(info, .outgoing) = $0 { info.id == offered.first?.id && info.hash == hash } else { false }
+        })
+        let bobEvents = Self.fileEvents(harness, 0)
+        let hashedAt = bobEvents.firstIndex { if case .hashed(_, .incoming) = $0 { true } else { false } }
+        let doneAt = bobEvents.firstIndex { if case let .done(info, .incoming, _) = $0 { info.hash == hash } else { false } }
+        #expect(hashedAt != nil && doneAt != nil && hashedAt! < doneAt!)
+    }
+
+    @Test("While the offer waits for its answer the file is hashed a slice per turn: a line typed meanwhile leaves first")
+    func hashedInSlicesWhileOffered() {
         let slice = Self.slice
         let data = Self.content(3 * slice + 100_000)
-        let (harness, log, bobStore) = Self.loggedSender(data)
+        let (harness, log, bobStore) = Self.loggedSender(data, bobAccepts: false)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
         Self.moveUntilRead(harness, log)
-        #expect(log.entries == ["read 0"])
+        #expect(log.entries == ["hash 0+\(slice)"])
         harness.world.handle(.line("typed during the hash"), at: 1)
         log.entries.append("line")
         harness.settle()
-        harness.advance(by: .seconds(10))
+        harness.advance(by: .seconds(5))
         // The four slices in order, and the line went out between the first and the last.
-        let hashReads = (0...3).map { "read \($0 * slice)" }
-        #expect(Array(log.entries.filter { $0 != "line" }.prefix(4)) == hashReads)
-        #expect((log.entries.firstIndex(of: "line") ?? .max) < (log.entries.firstIndex(of: hashReads[3]) ?? -1))
-        #expect(harness.notices(1).contains(.fileHashing))
+        let lastSlice = "hash \(3 * slice)+100000"
+        #expect(log.entries.filter { $0 != "line" } == (0..<3).map { "hash \($0 * slice)+\(slice)" } + [lastSlice])
+        #expect((log.entries.firstIndex(of: "line") ?? .max) < (log.entries.firstIndex(of: lastSlice) ?? -1))
+        #expect(harness.messages(0) == ["typed during the hash"])
+        // Bob sees the hash before he answers; then the file comes without another pass over it.
+        #expect(Self.fileEvents(harness, 0).contains { if case .hashed(_, .incoming) = $0 { true } else { false } })
+        harness.line(0, "/accept /dl")
+        harness.advance(by: .seconds(10))
         #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
-        // Bob saw the line before the offer: it did not wait for the hash.
-        let order = harness.shown[0].compactMap { event -> String? in
-            if case let .message(message) = event { return message.text }
-            if case .file(.offered, _) = event { return "offer" }
-            return nil
-        }
-        #expect(order.prefix(2) == ["typed during the hash", "offer"])
+        #expect(log.entries.filter { $0.hasPrefix("hash") }.count == 4)
     }
 
-    @Test("Pipe mode: input that ends while the file is still hashed waits for the offer, then its transfer")
-    func endOfInputWaitsForTheHash() {
+    @Test("Pipe mode: input that ends at once still waits for the offer's transfer, then exits 0")
+    func endOfInputWaitsForTheTransfer() {
         let data = Self.content(3 * Self.slice + 5)
-        let (harness, log, bobStore) = Self.loggedSender(data, pipe: true, settled: false)
-        #expect(log.entries == ["read 0"])
+        let (harness, _, bobStore) = Self.loggedSender(data, pipe: true, settled: false)
         harness.world.handle(.endOfInput, at: 1)
         harness.settle()
         harness.advance(by: .seconds(20))
@@ -409,59 +466,56 @@ struct ClientDriverFileTests {
         #expect(harness.exits[1] == .success)
     }
 
-    @Test("Ctrl-C (pipe mode) or /quit while a file is hashed: never offered, said, and counted (exit 8)")
-    func endWhileHashed() {
+    @Test("Ctrl-C (pipe mode) or /quit while the offer waits for its answer: the transfer fails, said, counted (exit 8)")
+    func endWhileOffered() {
         let data = Self.content(3 * Self.slice)
-        let (piped, pipedLog, _) = Self.loggedSender(data, pipe: true, settled: false)
+        let (piped, _, pipedBob) = Self.loggedSender(data, pipe: true, settled: false, bobAccepts: false)
         piped.world.handle(.signal(ClientEvent.interruptSignal), at: 1)
         piped.settle()
         piped.advance(by: .seconds(5))
-        #expect(pipedLog.entries == ["read 0"])
         #expect(piped.exits[1] == .filesFailed)
-        #expect(piped.noticeTexts(1, .fileProblem) == ["big.bin was not offered: the session ended"])
-        let (typed, typedLog, _) = Self.loggedSender(data)
+        #expect(Self.fileEvents(piped, 1).contains { if case .failed(_, .outgoing, .sessionEnded) = $0 { true } else { false } })
+        #expect(pipedBob.files.isEmpty)
+        let (typed, _, typedBob) = Self.loggedSender(data, bobAccepts: false)
         typed.advance(by: .seconds(2))
         typed.world.handle(.line("/send /src/big.bin"), at: 1)
-        Self.moveUntilRead(typed, typedLog)
+        typed.settle()
         typed.world.handle(.line("/quit"), at: 1)
         typed.settle()
         typed.advance(by: .seconds(10))
-        #expect(typedLog.entries == ["read 0"])
         #expect(typed.exits[1] == .filesFailed)
-        #expect(typed.noticeTexts(1, .fileProblem) == ["big.bin was not offered: you left"])
-        #expect(!Self.fileEvents(typed, 0).contains { if case .offered = $0 { true } else { false } })
+        #expect(Self.fileEvents(typed, 1).contains { if case .failed(_, .outgoing, .sessionEnded) = $0 { true } else { false } })
+        #expect(typedBob.files.isEmpty)
     }
 
-    @Test("/cancel while the file is hashed: never offered, no more of it read, and it is said")
-    func cancelWhileHashed() {
+    @Test("/cancel while the offer waits and its file is hashed: cancelled at both ends, no more of it read")
+    func cancelWhileOffered() {
         let slice = Self.slice
-        let (harness, log, _) = Self.loggedSender(Self.content(3 * slice))
+        let (harness, log, bobStore) = Self.loggedSender(Self.content(3 * slice), bobAccepts: false)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
         Self.moveUntilRead(harness, log)
         harness.world.handle(.line("/cancel"), at: 1)
         harness.settle()
         harness.advance(by: .seconds(5))
-        #expect(log.entries == ["read 0"])
-        #expect(harness.noticeTexts(1, .fileProblem).last == "big.bin was not offered: cancelled while it was hashed")
-        #expect(!Self.fileEvents(harness, 0).contains { if case .offered = $0 { true } else { false } })
+        #expect(log.entries == ["hash 0+\(slice)"])
+        #expect(Self.fileEvents(harness, 1).contains { if case .failed(_, .outgoing, .cancelled) = $0 { true } else { false } })
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }
+        })
+        #expect(bobStore.files.isEmpty)
         harness.line(1, "/cancel")
         #expect(harness.noticeTexts(1, .fileProblem).last == "no transfer is under way")
     }
 
-    @Test("Our file being hashed holds its slot: the peer's offers meanwhile take only the free ones, ours still goes")
-    func slotHeldWhileHashed() {
-        // Alice may have 2 transfers under way. She asks to send big.bin (hashed in 5 slices); while
-        // it is hashed Bob offers three small files. Her file holds one slot from the moment she
-        // asked, so Bob's first offer takes the other and the next two are refused busy; her file is
-        // offered and delivered. (Without the hold, Bob's first two offers took both slots and her
-        // file, hashed, could not be offered: "too many transfers under way".)
-        let slice = Self.slice
-        let data = Self.content(4 * slice + 100_000)
+    @Test("Our offer holds its slot from /send: the peer's offers meanwhile take only the free ones, ours still goes")
+    func slotHeldFromSend() {
+        // Alice may have 2 transfers under way. She sends big.bin (offered at once, hashed as it goes);
+        // Bob then offers three small files. Her file holds one slot, so Bob's first offer takes the
+        // other and the next two are refused busy; all three files that were taken arrive.
+        let data = Self.content(4 * Self.slice + 100_000)
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/big.bin"] = data
-        let log = Log()
-        aliceStore.onOperation = { if case let .read(_, offset, _) = $0 { log.entries.append("read \(offset)") } }
         var aliceFiles = Self.accepting()
         aliceFiles.transfer.transfersMax = 2
         let bobStore = InMemoryFileStore()
@@ -471,19 +525,9 @@ struct ClientDriverFileTests {
         harness.add(interactive: true, files: Self.accepting(), fileStore: bobStore)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 0)
-        Self.moveUntilRead(harness, log)
         for name in ["p1", "p2", "p3"] { harness.world.handle(.line("/send /src/\(name).bin"), at: 1) }
-        // Frames only, no timer: each frame Alice reads is one more slice of her hash (4 left when
-        // Bob's three offers come), so they all reach her while her file is still being hashed.
-        var moves = 0
-        while moves < 10_000, Self.deliverFrame(harness) { moves += 1 }
         harness.settle()
         harness.advance(by: .seconds(10))
-        // The scenario: Bob's first offer reached Alice (and was accepted) before her file was offered.
-        let order = harness.shown[0].compactMap { event -> FileDirection? in
-            if case let .file(.offered(_, direction), _) = event { direction } else { nil }
-        }
-        #expect(order == [.incoming, .outgoing], "\(order)")
         #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
         #expect(harness.noticeTexts(0, .fileProblem).isEmpty, "\(harness.noticeTexts(0, .fileProblem))")
         #expect(aliceStore.files["/dl/p1.bin"] == Self.content(2_000))
@@ -491,7 +535,6 @@ struct ClientDriverFileTests {
             if case let .failed(info, .outgoing, .rejected(.busy)) = event { info.name } else { nil }
         }
         #expect(refused == ["p2.bin", "p3.bin"])
-        #expect(harness.drivers[0].files.reservedOffers == 0)
     }
 
     /// Alice (interactive) sends /src/f.bin (`chunks` whole chunks) to Bob (pipe mode, accepting

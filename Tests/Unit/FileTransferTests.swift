@@ -22,6 +22,10 @@ struct FileTransferTests {
         /// Chunk SIGNALs sent and not yet delivered (a test may drop, alter or repeat them).
         var chunksInFlight: [Signal] = []
         var now = Instant.zero
+        /// The sender's `FHASH`es are dropped (a test delivers its own).
+        var dropFileHash = false
+        /// Bytes the sender read to hash in slices (the rest it hashed as it sealed chunks).
+        var hashSliceBytesRead = 0
 
         init(configuration: FileTransferConfiguration) {
             sender = FileTransfers(configuration: configuration)
@@ -55,6 +59,7 @@ struct FileTransferTests {
         mutating func runSender(accept: Bool = true) {
             for action in sender.drainActions() {
                 switch action {
+                case let .control(bytes) where dropFileHash && bytes.first == FileControl.typeFileHash: break
                 case let .control(bytes): receiver.receiveControl(bytes, now: now)
                 case let .signal(signal): receiver.receiveSignal(signal, now: now)
                 case let .event(event): senderEvents.append(event)
@@ -81,6 +86,15 @@ struct FileTransferTests {
             }
         }
 
+        /// The sender driver's part of a hash that follows its offer: slices of 1,500 bytes (not a
+        /// multiple of the chunk) where no chunk hashes the file.
+        mutating func answerHashSlices(_ file: [UInt8]) {
+            while let request = sender.nextHashSlice(maxBytes: 1500) {
+                hashSliceBytesRead += request.count
+                sender.hashSliceRead(request, Array(file[Int(request.offset)..<(Int(request.offset) + request.count)]))
+            }
+        }
+
         mutating func deliverChunks() {
             for signal in chunksInFlight { receiver.receiveSignal(signal, now: now) }
             chunksInFlight.removeAll()
@@ -94,6 +108,7 @@ struct FileTransferTests {
                 runReceiver()
                 answerPrefixChecks(file)
                 sendWindow(file)
+                answerHashSlices(file)
                 if chunksInFlight.isEmpty { runSender(); runReceiver(); return }
                 now = now.advanced(by: .milliseconds(10))
                 deliverChunks()
@@ -121,11 +136,12 @@ struct FileTransferTests {
         return hasher.finish()
     }
 
-    static func offered(_ file: [UInt8], name: String = "report.pdf", hash: [UInt8]? = nil, accept: Bool = true,
-                        configuration: FileTransferConfiguration = small) -> (Pair, FileID) {
+    /// `file` offered with `hash` (default: its own), or with its hash to follow (`hashFollows`).
+    static func offered(_ file: [UInt8], name: String = "report.pdf", hash: [UInt8]? = nil, hashFollows: Bool = false,
+                        accept: Bool = true, configuration: FileTransferConfiguration = small) -> (Pair, FileID) {
         var pair = Pair(configuration: configuration)
-        let id = pair.sender.offer(
-            name: name, sizeBytes: UInt64(file.count), hash: hash ?? Self.hash(file), entropy: SeededEntropy(seed: 9))!
+        let id = pair.sender.offer(name: name, sizeBytes: UInt64(file.count),
+                                   hash: hashFollows ? nil : hash ?? Self.hash(file), entropy: SeededEntropy(seed: 9))!
         pair.runSender(accept: accept)
         pair.runReceiver()
         return (pair, id)

@@ -156,8 +156,30 @@ public struct FileOfferInfo: Hashable, Sendable {
     /// The name as offered (raw, untrusted: renderers sanitize it, the store uses `SafeFileName`).
     public let name: String
     public let sizeBytes: UInt64
-    /// BLAKE2b-256 of the whole file.
-    public let hash: [UInt8]
+    /// BLAKE2b-256 of the whole file; empty until it is known, for an offer that went out before
+    /// its sender hashed the file (`hashFollows`: the hash comes in `FHASH`).
+    public internal(set) var hash: [UInt8]
+    /// The sender offered the file before hashing it, so that the transfer need not wait for a
+    /// whole pass over the file: it hashes the chunks as it sends them and sends `FHASH` after.
+    public let hashFollows: Bool
+
+    init(id: FileID, name: String, sizeBytes: UInt64, hash: [UInt8], hashFollows: Bool = false) {
+        self.id = id
+        self.name = name
+        self.sizeBytes = sizeBytes
+        self.hash = hash
+        self.hashFollows = hashFollows
+    }
+
+    /// The hash is here (it came with the offer, or `FHASH` did).
+    public var hashKnown: Bool { !hash.isEmpty }
+
+    /// What names this offer's `.part` (`SafeFileName.partTag`): its hash when the offer carried
+    /// it, else only its size (a `.part` then matches by name and size, and the sender's check of
+    /// the prefix the receiver proposes tells a different file of that name and size apart).
+    public var partTag: String {
+        SafeFileName.partTag(fileHash: hashFollows ? nil : hash, sizeBytes: sizeBytes)
+    }
 }
 
 /// The file control messages, carried as session records of type 2 (ordered, acknowledged,
@@ -174,6 +196,8 @@ enum FileControl: Hashable {
     /// The sender's answer to an `ACCEPT` whose prefix hash is not its file's: start again from 0
     /// (the receiver empties its `.part` and accepts again with start 0).
     case restart(FileID)
+    /// The sender's BLAKE2b-256 of the whole file, for an offer that said it follows (`FHASH`).
+    case fileHash(FileID, hash: [UInt8])
 
     static let typeOffer: UInt8 = 1
     static let typeAccept: UInt8 = 2
@@ -181,6 +205,7 @@ enum FileControl: Hashable {
     static let typeCancel: UInt8 = 4
     static let typeDone: UInt8 = 5
     static let typeRestart: UInt8 = 6
+    static let typeFileHash: UInt8 = 7
     static let hashBytes = 32
     static let keyBytes = 32
     /// An offered name is at most this many UTF-8 bytes on the wire (the receiver shortens it further).
@@ -191,7 +216,8 @@ enum FileControl: Hashable {
     var fileID: FileID {
         switch self {
         case let .offer(info, _, _): info.id
-        case let .accept(id, _, _), let .reject(id, _), let .cancel(id, _), let .done(id, _), let .restart(id): id
+        case let .accept(id, _, _), let .reject(id, _), let .cancel(id, _), let .done(id, _), let .restart(id),
+             let .fileHash(id, _): id
         }
     }
 
@@ -202,7 +228,8 @@ enum FileControl: Hashable {
             out = [Self.typeOffer] + info.id.bytes
             BigEndian.append(info.sizeBytes, to: &out)
             BigEndian.append(UInt64(chunkBytes), to: &out)
-            out += info.hash + key
+            // An all-zero hash says it follows (no file has that BLAKE2b-256 but with 2^-256 odds).
+            out += (info.hashFollows ? [UInt8](repeating: 0, count: Self.hashBytes) : info.hash) + key
             let name = Array(info.name.utf8)
             BigEndian.append(UInt16(name.count), to: &out)
             out += name
@@ -214,6 +241,7 @@ enum FileControl: Hashable {
         case let .cancel(id, code): out = [Self.typeCancel] + id.bytes + [code]
         case let .done(id, hash): out = [Self.typeDone] + id.bytes + hash
         case let .restart(id): out = [Self.typeRestart] + id.bytes
+        case let .fileHash(id, hash): out = [Self.typeFileHash] + id.bytes + hash
         }
         return out
     }
@@ -239,6 +267,9 @@ enum FileControl: Hashable {
             return .done(id, hash: body)
         case typeRestart:
             return body.isEmpty ? .restart(id) : nil
+        case typeFileHash:
+            guard body.count == hashBytes, !body.allSatisfy({ $0 == 0 }) else { return nil }
+            return .fileHash(id, hash: body)
         default: return nil
         }
     }
@@ -256,7 +287,8 @@ enum FileControl: Hashable {
               size <= FileTransfers.fileBytesMax else { return nil }
         let nameBytes = Array(body[fixed...])
         guard let name = nameBytes.withUnsafeBytes({ UTF8Text.string(validating: $0) }) else { return nil }
-        let info = FileOfferInfo(id: id, name: name, sizeBytes: size, hash: hash)
+        let follows = hash.allSatisfy { $0 == 0 }
+        let info = FileOfferInfo(id: id, name: name, sizeBytes: size, hash: follows ? [] : hash, hashFollows: follows)
         return .offer(info, chunkBytes: Int(chunk), key: key)
     }
 }

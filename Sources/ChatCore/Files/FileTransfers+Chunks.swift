@@ -31,6 +31,7 @@ extension FileTransfers {
             fail(request.id, .outgoing, .storage)
             return nil
         }
+        hashInline(at: index, offset: request.offset, plaintext)
         var payload = request.id.bytes
         payload.reserveCapacity(Self.headerBytes + plaintext.count + Self.macBytes)
         BigEndian.append(request.index, to: &payload)
@@ -143,10 +144,20 @@ extension FileTransfers {
         }
     }
 
-    /// Every chunk is written: the hash decides between storing the file and deleting it.
+    /// Every chunk is written: the hash decides between storing the file and deleting it (once
+    /// `FHASH` came, when the hash followed the offer).
     mutating func finishReceiving(at index: Int) {
         let digest = transfers[index].hasher?.finish() ?? []
         transfers[index].hasher = nil
+        guard transfers[index].info.hashKnown else {
+            transfers[index].phase = .written(digest: digest)
+            return
+        }
+        check(at: index, digest: digest)
+    }
+
+    /// The receiver's digest of every byte it wrote against the sender's hash.
+    mutating func check(at index: Int, digest: [UInt8]) {
         guard digest == transfers[index].info.hash else {
             fail(transfers[index].info.id, .incoming, .hashMismatch)
             return

@@ -13,6 +13,8 @@ extension FileTransfers {
             receiveAccept(id, startChunk: startChunk, prefixHash: prefixHash, now: now)
         case let .restart(id):
             receiveRestart(id, now: now)
+        case let .fileHash(id, hash):
+            receiveFileHash(id, hash: hash)
         case let .reject(id, refusal):
             guard let index = index(of: id, .outgoing), transfers[index].phase == .offered else {
                 statistics.messagesRejected += 1
@@ -49,8 +51,7 @@ extension FileTransfers {
             pending.append(.event(.failed(info, .incoming, .sessionEnded)))
             return
         }
-        // Our files being hashed hold their slots: a peer's offer never takes one of them.
-        guard slotsTaken < configuration.transfersMax else {
+        guard transfers.count < configuration.transfersMax else {
             pending.append(.control(FileControl.reject(info.id, .busy).encode()))
             return
         }

@@ -38,6 +38,9 @@ public enum FileEvent: Hashable, Sendable {
     /// The transfer continues from the `.part` an earlier session left: its first `bytes` are not
     /// sent again (the sender checked their hash; the receiver got the next chunk).
     case resumed(FileOfferInfo, FileDirection, bytes: UInt64)
+    /// The hash of an offer that said it follows is known now (`info.hash`): outgoing once this
+    /// side hashed the whole file, incoming when the sender's `FHASH` came.
+    case hashed(FileOfferInfo, FileDirection)
 }
 
 /// What the transfers ask of the driver, in order.
@@ -58,6 +61,13 @@ public enum FileAction: Hashable, Sendable {
     /// the file starts again from chunk 0.
     case truncate(FileID)
     case event(FileEvent)
+}
+
+/// Bytes of an outgoing file to hash for its `FHASH`; read them and pass them to `hashSliceRead`.
+public struct FileHashRequest: Hashable, Sendable {
+    public let id: FileID
+    public let offset: UInt64
+    public let count: Int
 }
 
 /// A chunk the sender may send now; read its bytes and pass them to `sealChunk`.
@@ -112,14 +122,19 @@ public struct FileTransfers {
         /// Outgoing: the receiver asked to resume at chunk `start` with `prefixHash`; waiting for
         /// the driver's hash of the file's first `start` chunks (`prefixHashed`).
         case verifying(start: UInt64, prefixHash: [UInt8])
+        /// Incoming: every chunk written, their BLAKE2b-256 `digest`; waiting for the sender's
+        /// `FHASH` to decide between storing the file and deleting it.
+        case written(digest: [UInt8])
     }
 
     struct Transfer {
-        let info: FileOfferInfo
+        var info: FileOfferInfo
         let direction: FileDirection
         let chunkBytes: Int
         let key: FileKey
         var phase: Phase = .offered
+        /// Incoming: what was written so far. Outgoing, while the hash follows the offer: the
+        /// file's first `bytesHashed` bytes (chunks as they are sealed, slices behind them).
         var hasher: FileHasher?
         var progressAt: Instant?
         var reported: UInt64 = 0
@@ -139,12 +154,14 @@ public struct FileTransfers {
             (info.sizeBytes + UInt64(chunkBytes) - 1) / UInt64(chunkBytes)
         }
 
-        /// Outgoing: every chunk went out at least once (acknowledged or not).
+        /// Outgoing: every chunk went out at least once (acknowledged or not), and the hash (`FHASH`
+        /// when it followed the offer): nothing is left to send but answers.
         var sentEveryChunk: Bool {
+            guard info.hashKnown else { return false }
             switch phase {
-            case .confirming: true
-            case let .moving(_, next, _): next == chunkCount
-            case .offered, .storing, .verifying: false
+            case .confirming: return true
+            case let .moving(_, next, _): return next == chunkCount
+            case .offered, .storing, .verifying, .written: return false
             }
         }
 
@@ -156,11 +173,6 @@ public struct FileTransfers {
     public let configuration: FileTransferConfiguration
     /// This side began its goodbye (`startLeaving`): no transfer starts any more.
     public internal(set) var isLeaving = false
-    /// Slots held for files of ours still being hashed for their offers (`reserveOffer`). They count
-    /// against `transfersMax` as transfers under way do, so slots go in the order they were asked
-    /// for: a peer's offer that arrives while our file is hashed cannot take its place (it is
-    /// refused `busy` when no other slot is free), nor can our hashing take one a peer's offer holds.
-    public private(set) var reservedOffers = 0
     var transfers: [Transfer] = []
     var pending: [FileAction] = []
     public internal(set) var statistics = Statistics()
@@ -192,43 +204,31 @@ public struct FileTransfers {
         transfers.firstIndex { $0.info.id == id && $0.direction == direction }
     }
 
-    /// Slots taken: transfers under way and offers of ours being hashed.
-    var slotsTaken: Int { transfers.count + reservedOffers }
-
     // MARK: Offering (sender)
 
-    /// Hold a slot for a file of ours about to be hashed for its offer; false when every slot is
-    /// taken or this side is leaving. `offer(…, reserved: true)` or `releaseOffer()` gives it back.
-    public mutating func reserveOffer() -> Bool {
-        guard !isLeaving, slotsTaken < configuration.transfersMax else { return false }
-        reservedOffers += 1
-        return true
-    }
-
-    /// Give back a slot held by `reserveOffer` whose file will not be offered (unreadable,
-    /// cancelled, the session ended).
-    public mutating func releaseOffer() {
-        reservedOffers = max(0, reservedOffers - 1)
-    }
-
     /// Offer a file of `sizeBytes` whose BLAKE2b-256 is `hash`, under `name` (the receiver
-    /// sanitizes it), in the slot `reserveOffer` held for it if `reserved` (the slot is given back
-    /// either way). Nil when too many transfers are under way or the size is out of range.
+    /// sanitizes it). Without a hash (nil: a file too large to hash before its offer without
+    /// holding the transfer up) the offer says it follows: the file is hashed as its chunks are
+    /// sealed, and in slices behind them (`nextHashSlice`), and `FHASH` goes once it is whole.
+    /// Nil when too many transfers are under way or the size is out of range.
     public mutating func offer(
-        name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource, reserved: Bool = false
+        name: String, sizeBytes: UInt64, hash: [UInt8]?, entropy: any EntropySource
     ) -> FileID? {
-        if reserved { releaseOffer() }
-        guard !isLeaving, slotsTaken < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
-              hash.count == FileHasher.digestBytes else { return nil }
+        guard !isLeaving, transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
+              hash.map({ $0.count == FileHasher.digestBytes }) ?? true else { return nil }
         var nameBytes = Array(name.utf8.prefix(FileControl.nameMaxBytes))
         while !nameBytes.isEmpty, String(validating: nameBytes, as: UTF8.self) == nil { nameBytes.removeLast() }
         let wireName = nameBytes.isEmpty ? SafeFileName.fallback : String(decoding: nameBytes, as: UTF8.self)
-        let info = FileOfferInfo(id: .random(entropy: entropy), name: wireName, sizeBytes: sizeBytes, hash: hash)
+        let follows = hash == nil && sizeBytes > 0  // An empty file's hash is known without reading it.
+        let info = FileOfferInfo(id: .random(entropy: entropy), name: wireName, sizeBytes: sizeBytes,
+                                 hash: hash ?? (follows ? [] : FileHasher().finish()), hashFollows: follows)
         let key = FileKey.random(entropy: entropy)
         var keyBytes = key.exported()
         pending.append(.control(FileControl.offer(info, chunkBytes: configuration.chunkBytes, key: keyBytes).encode()))
         Sodium.memzero(&keyBytes)
-        transfers.append(Transfer(info: info, direction: .outgoing, chunkBytes: configuration.chunkBytes, key: key))
+        var transfer = Transfer(info: info, direction: .outgoing, chunkBytes: configuration.chunkBytes, key: key)
+        if follows { transfer.hasher = FileHasher() }
+        transfers.append(transfer)
         pending.append(.event(.offered(info, .outgoing)))
         return info.id
     }
@@ -329,7 +329,7 @@ public struct FileTransfers {
         // peer picks the ids of its offers, so one may equal ours in the other direction.
         let direction: FileDirection
         switch control {
-        case .offer, .restart: direction = .outgoing
+        case .offer, .restart, .fileHash: direction = .outgoing
         case .accept, .reject: direction = .incoming
         case .cancel, .done: return  // Sent when its transfer ended: nothing left to end.
         }

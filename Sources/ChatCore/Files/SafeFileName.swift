@@ -73,11 +73,13 @@ public enum SafeFileName {
     }
 
     /// 16 hex digits of BLAKE2b-256("securechat part v1" ‖ the offered file's hash ‖ its size, 8
-    /// bytes big-endian): the same file offered again finds its `.part`, no other offer does.
-    public static func partTag(fileHash: [UInt8], sizeBytes: UInt64) -> String {
+    /// bytes big-endian): the same file offered again finds its `.part`, no other offer does. An
+    /// offer whose hash follows it (nil here; 32 zero bytes in the tag) finds it by name and size:
+    /// a different file of that name and size is told apart by the sender's prefix check.
+    public static func partTag(fileHash: [UInt8]?, sizeBytes: UInt64) -> String {
         let hasher = FileHasher()
         hasher.update(Array("securechat part v1".utf8))
-        hasher.update(fileHash)
+        hasher.update(fileHash ?? [UInt8](repeating: 0, count: FileHasher.digestBytes))
         var size: [UInt8] = []
         BigEndian.append(sizeBytes, to: &size)
         hasher.update(size)
