@@ -194,6 +194,7 @@ let package = Package(
                 "ChatClient",
                 "ClientCore",
                 "CBuildInfo",
+                "CClientSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/securechat"

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <wchar.h>
 #include <pthread.h>
 #include <signal.h>
@@ -302,4 +303,8 @@ void scl_terminal_restore_arm(int fd) {
 
 void scl_terminal_restore_disarm(void) {
     restore_fd = -1;
+}
+
+int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes) {
+    return mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1 ? 0 : -1;
 }

@@ -116,4 +116,9 @@ void scl_terminal_restore_arm(int fd);
 /// The terminal has been restored: the fatal-signal handlers no longer touch it.
 void scl_terminal_restore_disarm(void);
 
+/// glibc's mallopt: keep up to `trim_bytes` of freed heap memory instead of returning it to the
+/// kernel, and serve allocations of `mmap_bytes` or more with mappings of their own. Returns 0
+/// unless both were set. (malloc.h is not in Swift's Glibc module.)
+int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes);
+
 #endif
