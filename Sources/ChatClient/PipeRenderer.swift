@@ -210,7 +210,10 @@ public let jsonEventsHelp = """
                      proxy) and, through a proxy, "proxy" (its HOST:PORT)
       file_offer     a file offered: "direction" (outgoing: yours; incoming:
                      the peer's), "id", "name" (as offered: untrusted), "size",
-                     "hash" (BLAKE2b-256, hex)
+                     "hash_follows", and "hash" (BLAKE2b-256, hex) unless it
+                     follows (a file over 4 MiB, offered before it is hashed)
+      file_hash      the hash that followed an offer: "direction", "id",
+                     "name", "size", "hash"
       file_progress  "direction", "id", "name", "size", "bytes" (acknowledged
                      by the receiver, or written); at most 4 a second each
       file_done      stored and its hash checked: "direction", "id", "name",

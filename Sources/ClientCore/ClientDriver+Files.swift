@@ -7,11 +7,11 @@ extension ClientDriver {
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
 
-    /// Offer the file at `path` (`--send`, `/send`). A file of at most one hash slice is hashed
-    /// now and offered with its hash; a larger one is offered at once, its hash to follow: the
-    /// transfers hash it as its chunks are sealed, and a slice per turn of the shell's loop behind
-    /// them (`hashFileSlice`), so that neither chat nor the transfer waits for a whole pass over it
-    /// (about 1.7 s per GiB here).
+    /// Offer the file at `path` (`--send`, `/send`). Its first hash slice is hashed now: a file of
+    /// at most one slice is offered with its hash; a larger one with its head's, the whole file's
+    /// to follow: the transfers go on hashing it as its chunks are sealed, and a slice per turn of
+    /// the shell's loop behind them (`hashFileSlice`), so that neither chat nor the transfer waits
+    /// for a whole pass over it (about 1.7 s per GiB here).
     func offerFile(path: String, now: Instant) {
         guard let store = fileStore else {
             notify(.fileProblem("file transfers are not available here"))
@@ -30,18 +30,17 @@ extension ClientDriver {
                 ? .fileNotRegular(path, error.reason) : .fileProblem("cannot send \(path): \(error)"))
             return
         }
-        var hash: [UInt8]?
+        var head: FileHasher?
         let problem: String?
         if opened.sizeBytes > FileTransfers.fileBytesMax {
             problem = "it is larger than a transfer can carry"
-        } else if opened.sizeBytes <= UInt64(configuration.files.hashSliceBytes) {
-            hash = hashWhole(opened.file, bytes: Int(opened.sizeBytes), store: store)
-            problem = hash == nil ? "it could not be read" : nil
         } else {
-            problem = nil
+            let bytes = Int(min(opened.sizeBytes, UInt64(max(1, configuration.files.hashSliceBytes))))
+            head = hashHead(opened.file, bytes: bytes, store: store)
+            problem = head == nil ? "it could not be read" : nil
         }
-        guard problem == nil, let id = files.offer(
-            name: opened.name, sizeBytes: opened.sizeBytes, hash: hash, entropy: entropy)
+        guard problem == nil, let head, let id = files.offer(
+            name: opened.name, sizeBytes: opened.sizeBytes, hashedHead: head, entropy: entropy)
         else {
             store.release(opened.file, deletePart: false)
             fileFailuresLocal += 1
@@ -51,13 +50,13 @@ extension ClientDriver {
         storedFiles.append((id, .outgoing, opened.file))
     }
 
-    /// BLAKE2b-256 of a whole small file (at most one hash slice), or nil if it cannot be read.
-    private func hashWhole(_ file: StoredFile, bytes: Int, store: any FileStore) -> [UInt8]? {
+    /// A hasher fed the file's first `bytes` (at most one hash slice), or nil if they cannot be read.
+    private func hashHead(_ file: StoredFile, bytes: Int, store: any FileStore) -> FileHasher? {
         guard case let .success(read) = store.readToHash(file, offset: 0, count: bytes), read.count == bytes
         else { return nil }
         let hasher = FileHasher()
         hasher.update(read)
-        return hasher.finish()
+        return hasher
     }
 
     /// One slice of an outgoing file whose hash follows its offer, where no chunk hashes it.

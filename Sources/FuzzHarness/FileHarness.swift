@@ -101,9 +101,12 @@ struct FileRun {
         deliver(receiver.drainActions(), toReceiver: false)
     }
 
+    /// The file offered with its hash, or (`hashFollows`) with its first 1,500 bytes' hash.
     mutating func offer(seed: UInt64, hashFollows: Bool = false) {
-        _ = sender.offer(name: "fuzz.bin", sizeBytes: UInt64(fuzzFileBytes.count),
-                         hash: hashFollows ? nil : Self.fileHash, entropy: SeededEntropy(seed: seed))
+        let head = FileHasher()
+        head.update(Array(fuzzFileBytes.prefix(hashFollows ? 1_500 : fuzzFileBytes.count)))
+        _ = sender.offer(name: "fuzz.bin", sizeBytes: UInt64(fuzzFileBytes.count), hashedHead: head,
+                         entropy: SeededEntropy(seed: seed))
         deliver(sender.drainActions(), toReceiver: true)
     }
 

@@ -47,13 +47,12 @@ struct ClientFileTransferTests {
     }
 
     /// The `.part` a receiver writes `name` into when it is offered with `bytes`
-    /// (`SafeFileName.partName`: the tag binds it to that file; to its size alone when it is longer
-    /// than the client's hash slice, 4 MiB, and so offered before it is hashed).
+    /// (`SafeFileName.partName`: the tag binds it to that file's hash, or for a file longer than the
+    /// client's hash slice, 4 MiB, offered before it is hashed, to the hash of its first 4 MiB).
     static func partName(_ name: String, bytes: [UInt8]) -> String {
         let hasher = FileHasher()
-        hasher.update(bytes)
-        let follows = bytes.count > 4 << 20
-        let tag = SafeFileName.partTag(fileHash: follows ? nil : hasher.finish(), sizeBytes: UInt64(bytes.count))
+        hasher.update(Array(bytes.prefix(4 << 20)))
+        let tag = SafeFileName.partTag(fileHash: hasher.finish(), sizeBytes: UInt64(bytes.count))
         return SafeFileName.partName(name, index: 0, tag: tag)
     }
 
@@ -108,6 +107,12 @@ struct ClientFileTransferTests {
                 #expect(done.count == 2, "\(client.name): \(done)")
                 #expect(done.allSatisfy { $0["hash"] as? String == expected || $0["direction"] as? String == "incoming" })
                 #expect(Self.event(client, "file_failed").isEmpty)
+                // Over 4 MiB: offered before it was hashed; the hash followed, on both sides.
+                let offers = Self.event(client, "file_offer")
+                #expect(offers.count == 2 && offers.allSatisfy { $0["hash_follows"] as? Bool == true && $0["hash"] == nil })
+                let hashes = Self.event(client, "file_hash")
+                #expect(hashes.count == 2 && hashes.allSatisfy { $0["hash"] as? String != nil })
+                #expect(hashes.contains { $0["direction"] as? String == "outgoing" && $0["hash"] as? String == expected })
                 // Progress: at most 4 a second per transfer, never backwards.
                 for direction in ["outgoing", "incoming"] {
                     let bytes = Self.event(client, "file_progress")

@@ -398,9 +398,9 @@ struct ClientDriverFileTests {
         let (harness, log, bobStore) = Self.loggedSender(data, aliceSlice: 16 * 1024)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
-        // The offer left with /send: nothing of the file was read for it.
+        // The offer left with /send, after its head (one slice) was hashed, and the next slice with it.
         #expect(harness.world.heldCount(1, .toRelay) > 0)
-        #expect(log.entries.filter { $0.hasPrefix("read") }.isEmpty)
+        #expect(log.entries == ["hash 0+16384", "hash 16384+16384"])
         let offered = Self.fileEvents(harness, 1).compactMap { event -> FileOfferInfo? in
             if case let .offered(info, .outgoing) = event { info } else { nil }
         }
@@ -436,8 +436,8 @@ struct ClientDriverFileTests {
         let (harness, log, bobStore) = Self.loggedSender(data, bobAccepts: false)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
-        Self.moveUntilRead(harness, log)
-        #expect(log.entries == ["hash 0+\(slice)"])
+        // The head, hashed for the offer, and the first slice after it, in the same turn.
+        #expect(log.entries == ["hash 0+\(slice)", "hash \(slice)+\(slice)"])
         harness.world.handle(.line("typed during the hash"), at: 1)
         log.entries.append("line")
         harness.settle()
@@ -494,11 +494,10 @@ struct ClientDriverFileTests {
         let (harness, log, bobStore) = Self.loggedSender(Self.content(3 * slice), bobAccepts: false)
         harness.advance(by: .seconds(2))
         harness.world.handle(.line("/send /src/big.bin"), at: 1)
-        Self.moveUntilRead(harness, log)
         harness.world.handle(.line("/cancel"), at: 1)
         harness.settle()
         harness.advance(by: .seconds(5))
-        #expect(log.entries == ["hash 0+\(slice)"])
+        #expect(log.entries == ["hash 0+\(slice)", "hash \(slice)+\(slice)"])
         #expect(Self.fileEvents(harness, 1).contains { if case .failed(_, .outgoing, .cancelled) = $0 { true } else { false } })
         #expect(Self.fileEvents(harness, 0).contains {
             if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }

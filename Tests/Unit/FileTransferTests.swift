@@ -136,12 +136,21 @@ struct FileTransferTests {
         return hasher.finish()
     }
 
-    /// `file` offered with `hash` (default: its own), or with its hash to follow (`hashFollows`).
-    static func offered(_ file: [UInt8], name: String = "report.pdf", hash: [UInt8]? = nil, hashFollows: Bool = false,
+    /// `file` offered with `hash` (default: its own), or with the hash of its first `headBytes`,
+    /// the whole file's to follow.
+    static func offered(_ file: [UInt8], name: String = "report.pdf", hash: [UInt8]? = nil, headBytes: Int? = nil,
                         accept: Bool = true, configuration: FileTransferConfiguration = small) -> (Pair, FileID) {
         var pair = Pair(configuration: configuration)
-        let id = pair.sender.offer(name: name, sizeBytes: UInt64(file.count),
-                                   hash: hashFollows ? nil : hash ?? Self.hash(file), entropy: SeededEntropy(seed: 9))!
+        let id: FileID
+        if let headBytes {
+            let head = FileHasher()
+            head.update(Array(file.prefix(headBytes)))
+            id = pair.sender.offer(name: name, sizeBytes: UInt64(file.count), hashedHead: head,
+                                   entropy: SeededEntropy(seed: 9))!
+        } else {
+            id = pair.sender.offer(name: name, sizeBytes: UInt64(file.count), hash: hash ?? Self.hash(file),
+                                   entropy: SeededEntropy(seed: 9))!
+        }
         pair.runSender(accept: accept)
         pair.runReceiver()
         return (pair, id)

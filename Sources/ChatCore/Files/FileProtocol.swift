@@ -157,28 +157,34 @@ public struct FileOfferInfo: Hashable, Sendable {
     public let name: String
     public let sizeBytes: UInt64
     /// BLAKE2b-256 of the whole file; empty until it is known, for an offer that went out before
-    /// its sender hashed the file (`hashFollows`: the hash comes in `FHASH`).
+    /// its sender hashed the whole file (`hashFollows`: the hash comes in `FHASH`).
     public internal(set) var hash: [UInt8]
-    /// The sender offered the file before hashing it, so that the transfer need not wait for a
-    /// whole pass over the file: it hashes the chunks as it sends them and sends `FHASH` after.
-    public let hashFollows: Bool
+    /// For an offer made before the whole file was hashed: BLAKE2b-256 of its first `headBytes`
+    /// (0 < `headBytes` < size), hashed before the offer; it names the `.part` (`partTag`). Empty
+    /// (and 0) when the offer carried the whole file's hash.
+    public let headHash: [UInt8]
+    public let headBytes: UInt64
 
-    init(id: FileID, name: String, sizeBytes: UInt64, hash: [UInt8], hashFollows: Bool = false) {
+    init(id: FileID, name: String, sizeBytes: UInt64, hash: [UInt8], headHash: [UInt8] = [], headBytes: UInt64 = 0) {
         self.id = id
         self.name = name
         self.sizeBytes = sizeBytes
         self.hash = hash
-        self.hashFollows = hashFollows
+        self.headHash = headHash
+        self.headBytes = headBytes
     }
+
+    /// The sender offered the file before hashing all of it, so that the transfer need not wait
+    /// for a whole pass over it: it hashes the rest as it sends the chunks and sends `FHASH` after.
+    public var hashFollows: Bool { headBytes > 0 }
 
     /// The hash is here (it came with the offer, or `FHASH` did).
     public var hashKnown: Bool { !hash.isEmpty }
 
-    /// What names this offer's `.part` (`SafeFileName.partTag`): its hash when the offer carried
-    /// it, else only its size (a `.part` then matches by name and size, and the sender's check of
-    /// the prefix the receiver proposes tells a different file of that name and size apart).
+    /// What names this offer's `.part` (`SafeFileName.partTag`): the hash the offer carried, the
+    /// whole file's or its head's. Either is known only to who knows the content it covers.
     public var partTag: String {
-        SafeFileName.partTag(fileHash: hashFollows ? nil : hash, sizeBytes: sizeBytes)
+        SafeFileName.partTag(fileHash: hashFollows ? headHash : hash, sizeBytes: sizeBytes)
     }
 }
 
@@ -228,11 +234,12 @@ enum FileControl: Hashable {
             out = [Self.typeOffer] + info.id.bytes
             BigEndian.append(info.sizeBytes, to: &out)
             BigEndian.append(UInt64(chunkBytes), to: &out)
-            // An all-zero hash says it follows (no file has that BLAKE2b-256 but with 2^-256 odds).
-            out += (info.hashFollows ? [UInt8](repeating: 0, count: Self.hashBytes) : info.hash) + key
+            out += (info.hashFollows ? info.headHash : info.hash) + key
             let name = Array(info.name.utf8)
             BigEndian.append(UInt16(name.count), to: &out)
             out += name
+            // The hash that follows: the 32 bytes above are the head's, of this many bytes.
+            if info.hashFollows { BigEndian.append(info.headBytes, to: &out) }
         case let .accept(id, startChunk, prefixHash):
             out = [Self.typeAccept] + id.bytes
             BigEndian.append(startChunk, to: &out)
@@ -268,7 +275,7 @@ enum FileControl: Hashable {
         case typeRestart:
             return body.isEmpty ? .restart(id) : nil
         case typeFileHash:
-            guard body.count == hashBytes, !body.allSatisfy({ $0 == 0 }) else { return nil }
+            guard body.count == hashBytes else { return nil }
             return .fileHash(id, hash: body)
         default: return nil
         }
@@ -282,13 +289,16 @@ enum FileControl: Hashable {
         let hash = Array(body[16..<(16 + hashBytes)])
         let key = Array(body[(16 + hashBytes)..<(16 + hashBytes + keyBytes)])
         let nameCount = Int(body[fixed - 2]) << 8 | Int(body[fixed - 1])
-        guard body.count == fixed + nameCount, nameCount > 0, nameCount <= nameMaxBytes,
+        let follows = body.count == fixed + nameCount + 8
+        guard body.count == fixed + nameCount || follows, nameCount > 0, nameCount <= nameMaxBytes,
               chunk <= UInt64(chunkBytesRange.upperBound), chunkBytesRange.contains(Int(chunk)),
               size <= FileTransfers.fileBytesMax else { return nil }
-        let nameBytes = Array(body[fixed...])
+        let nameBytes = Array(body[fixed..<(fixed + nameCount)])
         guard let name = nameBytes.withUnsafeBytes({ UTF8Text.string(validating: $0) }) else { return nil }
-        let follows = hash.allSatisfy { $0 == 0 }
-        let info = FileOfferInfo(id: id, name: name, sizeBytes: size, hash: follows ? [] : hash, hashFollows: follows)
+        let headBytes = follows ? BigEndian.uint64(body, at: fixed + nameCount) : 0
+        guard !follows || (headBytes > 0 && headBytes < size) else { return nil }
+        let info = FileOfferInfo(id: id, name: name, sizeBytes: size, hash: follows ? [] : hash,
+                                 headHash: follows ? hash : [], headBytes: headBytes)
         return .offer(info, chunkBytes: Int(chunk), key: key)
     }
 }

@@ -45,6 +45,7 @@ extension FileTransfers {
     /// sender goes back to it; the receiver says where it stands.
     public mutating func connected(now: Instant) {
         for index in transfers.indices {
+            if case .written = transfers[index].phase { acknowledge(at: index, count: transfers[index].chunkCount) }
             guard case let .moving(done, _, _) = transfers[index].phase else { continue }
             if transfers[index].direction == .outgoing {
                 goBack(at: index, now: now)
@@ -104,7 +105,14 @@ extension FileTransfers {
 
     private mutating func receiveChunk(_ id: FileID, index chunk: UInt64, box: ArraySlice<UInt8>, now: Instant) {
         guard let index = index(of: id, .incoming), case let .moving(done, _, _) = transfers[index].phase else {
-            statistics.chunksRejected += 1
+            if let index = index(of: id, .incoming), case .written = transfers[index].phase {
+                // Every chunk is written and `FHASH` is awaited: say so again, or the sender, its last
+                // acknowledgement lost, would send its window again every stall timeout meanwhile.
+                statistics.duplicateChunks += 1
+                acknowledge(at: index, count: transfers[index].chunkCount)
+            } else {
+                statistics.chunksRejected += 1
+            }
             return
         }
         guard chunk == done else {

@@ -30,7 +30,8 @@ extension FileTransfers {
                 statistics.messagesRejected += 1
                 return
             }
-            if hash == transfers[index].info.hash {
+            // A `DONE` before this side knows its own hash (it follows the offer) is no match.
+            if transfers[index].info.hashKnown, hash == transfers[index].info.hash {
                 succeed(at: index)
             } else {
                 end(at: index, .hashMismatch)

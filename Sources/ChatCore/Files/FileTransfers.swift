@@ -207,27 +207,49 @@ public struct FileTransfers {
     // MARK: Offering (sender)
 
     /// Offer a file of `sizeBytes` whose BLAKE2b-256 is `hash`, under `name` (the receiver
-    /// sanitizes it). Without a hash (nil: a file too large to hash before its offer without
-    /// holding the transfer up) the offer says it follows: the file is hashed as its chunks are
-    /// sealed, and in slices behind them (`nextHashSlice`), and `FHASH` goes once it is whole.
-    /// Nil when too many transfers are under way or the size is out of range.
+    /// sanitizes it). Nil when too many transfers are under way or the size is out of range.
+    public mutating func offer(name: String, sizeBytes: UInt64, hash: [UInt8], entropy: any EntropySource) -> FileID? {
+        guard hash.count == FileHasher.digestBytes else { return nil }
+        return offer(name: name, sizeBytes: sizeBytes, entropy: entropy) { id, name in
+            (FileOfferInfo(id: id, name: name, sizeBytes: sizeBytes, hash: hash), nil)
+        }
+    }
+
+    /// Offer a file of `sizeBytes` of which `head` hashed the first bytes before the offer: all
+    /// of them (a small file), or a head, and then the offer says the hash follows: `head` goes on
+    /// hashing the file as its chunks are sealed, and in slices behind them (`nextHashSlice`), and
+    /// `FHASH` goes once it is whole, so that the transfer never waits for a whole pass over a
+    /// large file. Nil when too many transfers are under way, or the size is out of range.
     public mutating func offer(
-        name: String, sizeBytes: UInt64, hash: [UInt8]?, entropy: any EntropySource
+        name: String, sizeBytes: UInt64, hashedHead head: FileHasher, entropy: any EntropySource
     ) -> FileID? {
-        guard !isLeaving, transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax,
-              hash.map({ $0.count == FileHasher.digestBytes }) ?? true else { return nil }
+        guard head.bytesHashed < sizeBytes else {
+            guard head.bytesHashed == sizeBytes else { return nil }
+            return offer(name: name, sizeBytes: sizeBytes, hash: head.finish(), entropy: entropy)
+        }
+        guard head.bytesHashed > 0 else { return nil }
+        return offer(name: name, sizeBytes: sizeBytes, entropy: entropy) { id, name in
+            let info = FileOfferInfo(id: id, name: name, sizeBytes: sizeBytes, hash: [],
+                                     headHash: head.digestSoFar(), headBytes: head.bytesHashed)
+            return (info, head)
+        }
+    }
+
+    private mutating func offer(
+        name: String, sizeBytes: UInt64, entropy: any EntropySource,
+        _ make: (FileID, String) -> (FileOfferInfo, FileHasher?)
+    ) -> FileID? {
+        guard !isLeaving, transfers.count < configuration.transfersMax, sizeBytes <= Self.fileBytesMax else { return nil }
         var nameBytes = Array(name.utf8.prefix(FileControl.nameMaxBytes))
         while !nameBytes.isEmpty, String(validating: nameBytes, as: UTF8.self) == nil { nameBytes.removeLast() }
         let wireName = nameBytes.isEmpty ? SafeFileName.fallback : String(decoding: nameBytes, as: UTF8.self)
-        let follows = hash == nil && sizeBytes > 0  // An empty file's hash is known without reading it.
-        let info = FileOfferInfo(id: .random(entropy: entropy), name: wireName, sizeBytes: sizeBytes,
-                                 hash: hash ?? (follows ? [] : FileHasher().finish()), hashFollows: follows)
+        let (info, hasher) = make(.random(entropy: entropy), wireName)
         let key = FileKey.random(entropy: entropy)
         var keyBytes = key.exported()
         pending.append(.control(FileControl.offer(info, chunkBytes: configuration.chunkBytes, key: keyBytes).encode()))
         Sodium.memzero(&keyBytes)
         var transfer = Transfer(info: info, direction: .outgoing, chunkBytes: configuration.chunkBytes, key: key)
-        if follows { transfer.hasher = FileHasher() }
+        transfer.hasher = hasher
         transfers.append(transfer)
         pending.append(.event(.offered(info, .outgoing)))
         return info.id

@@ -72,14 +72,14 @@ public enum SafeFileName {
         }
     }
 
-    /// 16 hex digits of BLAKE2b-256("securechat part v1" ‖ the offered file's hash ‖ its size, 8
-    /// bytes big-endian): the same file offered again finds its `.part`, no other offer does. An
-    /// offer whose hash follows it (nil here; 32 zero bytes in the tag) finds it by name and size:
-    /// a different file of that name and size is told apart by the sender's prefix check.
-    public static func partTag(fileHash: [UInt8]?, sizeBytes: UInt64) -> String {
+    /// 16 hex digits of BLAKE2b-256("securechat part v1" ‖ the offered hash ‖ the size, 8 bytes
+    /// big-endian), where the offered hash is the file's, or its head's for an offer whose hash
+    /// follows (`FileOfferInfo.partTag`): the same file offered again finds its `.part`; another
+    /// offer does only if it knows the content that hash covers.
+    public static func partTag(fileHash: [UInt8], sizeBytes: UInt64) -> String {
         let hasher = FileHasher()
         hasher.update(Array("securechat part v1".utf8))
-        hasher.update(fileHash ?? [UInt8](repeating: 0, count: FileHasher.digestBytes))
+        hasher.update(fileHash)
         var size: [UInt8] = []
         BigEndian.append(sizeBytes, to: &size)
         hasher.update(size)
