@@ -15,6 +15,8 @@ import Glibc
 final class DiskFileStore: FileStore {
     private struct Entry {
         var fd: Int32
+        /// For a file to send: its size and times when it was opened (`changedSinceOpened`).
+        var opened: (size: Int, modified: timespec, changed: timespec)?
         /// For a received file: the directory's descriptor, the `.part`'s name, the safe name.
         var directoryFD: Int32 = -1
         var directory = ""
@@ -55,7 +57,15 @@ final class DiskFileStore: FileStore {
             return .failure(refusal)
         }
         let name = path.split(separator: "/").last.map(String.init) ?? path
-        return .success((add(Entry(fd: fd)), name, UInt64(info.st_size)))
+        let opened = (size: info.st_size, modified: info.st_mtim, changed: info.st_ctim)
+        return .success((add(Entry(fd: fd, opened: opened)), name, UInt64(info.st_size)))
+    }
+
+    func changedSinceOpened(_ file: StoredFile) -> Bool {
+        var now = stat()
+        guard let entry = entries[file.rawValue], let opened = entry.opened, fstat(entry.fd, &now) == 0 else { return true }
+        func same(_ a: timespec, _ b: timespec) -> Bool { a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec }
+        return now.st_size != opened.size || !same(now.st_mtim, opened.modified) || !same(now.st_ctim, opened.changed)
     }
 
     /// Nil for a regular file; else the typed refusal, naming what it is.

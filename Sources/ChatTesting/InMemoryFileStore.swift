@@ -22,6 +22,8 @@ public final class InMemoryFileStore: FileStore {
     /// Deliberately broken behaviours, for the simulator's self-tests.
     public var plantedBugs: PlantedDiskBugs = []
     private var open: [Int: (path: String, directory: String, name: String)] = [:]
+    /// Files opened to send, as they were then (`changedSinceOpened`).
+    private var openedContent: [Int: [UInt8]] = [:]
     /// `.part` names looked at for a resume (DiskFileStore's `resumeCandidatesMax`).
     static let resumeCandidatesMax = 16
     private var nextID = 1
@@ -32,8 +34,14 @@ public final class InMemoryFileStore: FileStore {
         guard let content = files[path] else { return .failure(FileStoreError("No such file or directory")) }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let file = add(path, directory: "", name: name)
+        openedContent[file.rawValue] = content
         onOperation?(.openForReading(file, path: path))
         return .success((file, name, UInt64(content.count)))
+    }
+
+    public func changedSinceOpened(_ file: StoredFile) -> Bool {
+        guard let entry = open[file.rawValue], let content = openedContent[file.rawValue] else { return true }
+        return files[entry.path] != content
     }
 
     public func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
@@ -102,6 +110,7 @@ public final class InMemoryFileStore: FileStore {
 
     public func release(_ file: StoredFile, deletePart: Bool) {
         guard let entry = open.removeValue(forKey: file.rawValue) else { return }
+        openedContent[file.rawValue] = nil
         if deletePart && entry.path.hasSuffix(".part") { files[entry.path] = nil }
     }
 

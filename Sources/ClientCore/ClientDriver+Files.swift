@@ -247,6 +247,10 @@ extension ClientDriver {
         case let .truncate(id):
             guard let file = storedFile(id, .incoming), let store = fileStore else { return }
             if case .failure = store.truncate(file) { files.fail(id, .incoming, .storage) }
+        case let .verifyUnchanged(id):
+            let changed = storedFile(id, .outgoing).map { fileStore?.changedSinceOpened($0) ?? true } ?? true
+            if changed { notify(.fileProblem("a file changed on disk while it was being sent: not confirmed to the peer")) }
+            files.hashVerified(id, unchanged: !changed)
         case let .release(id, deletePart):
             guard let index = storedFiles.firstIndex(where: { $0.id == id }) else { return }
             fileStore?.release(storedFiles.remove(at: index).file, deletePart: deletePart)

@@ -46,6 +46,10 @@ public protocol FileStore: AnyObject {
     /// As `read`, for bytes to hash rather than to send (a store may tell the two apart: the
     /// simulator's checker counts the chunks a sender reads).
     func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
+    /// Whether a file opened to send changed since it was opened (its size, or its modification
+    /// or status-change time, on the descriptor): its hash, taken while it was sent, may then
+    /// cover a mix of old and new bytes. True also when it cannot be told.
+    func changedSinceOpened(_ file: StoredFile) -> Bool
     /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
     func freeBytes(directory: String) -> UInt64?
     /// Create `SafeFileName.partName(name, index: n, tag: tag)` in `directory` for the first n not
@@ -87,6 +91,10 @@ public struct KeptParts: Hashable, Sendable {
 }
 
 extension FileStore {
+    public func changedSinceOpened(_ file: StoredFile) -> Bool {
+        false
+    }
+
     public func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
         read(file, offset: offset, count: count)
     }

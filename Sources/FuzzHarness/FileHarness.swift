@@ -220,11 +220,15 @@ struct FileRun {
         }
         // Answers the receiver queued while storing (DONE) go with the others.
         answers += receiver.drainActions().filter { if case .control = $0 { true } else { false } }
-        for action in sender.drainActions() {
-            switch action {
-            case let .control(bytes): receiver.receiveControl(bytes, now: now)
-            case let .event(event): track(event)
-            default: break
+        // Bounded: a verified hash adds its `FHASH` once; the second drain has no verification.
+        for _ in 0..<2 {
+            for action in sender.drainActions() {
+                switch action {
+                case let .control(bytes): receiver.receiveControl(bytes, now: now)
+                case let .event(event): track(event)
+                case let .verifyUnchanged(id): sender.hashVerified(id, unchanged: true)
+                default: break
+                }
             }
         }
     }

@@ -429,6 +429,39 @@ struct ClientDriverFileTests {
         #expect(hashedAt != nil && doneAt != nil && hashedAt! < doneAt!)
     }
 
+    @Test("A file written to while it is sent: the peer never stores it, the sender says so (storage)")
+    func changedWhileSent() {
+        let data = Self.content(3 * Self.slice + 100_000)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/big.bin"] = data
+        var changed = false
+        aliceStore.onOperation = { [unowned aliceStore] operation in
+            // After the first chunk went: its last byte, not yet sent, changes on disk.
+            guard case let .read(_, offset, _) = operation, offset > 0, !changed else { return }
+            changed = true
+            aliceStore.files["/src/big.bin"]![data.count - 1] ^= 0xFF
+        }
+        let bobStore = InMemoryFileStore()
+        let harness = DriverHarness()
+        var aliceFiles = Self.policy()
+        aliceFiles.hashSliceBytes = 16 * 1024  // Hashed mostly as it is sent (`offeredBeforeHashed`).
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
+        harness.advance(by: .seconds(2))
+        harness.world.handle(.line("/send /src/big.bin"), at: 1)
+        var moves = 0
+        while moves < 100_000, Self.deliverFrame(harness) { moves += 1 }
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        #expect(changed)
+        #expect(bobStore.files.keys.filter { $0.hasPrefix("/dl/") }.isEmpty, "\(bobStore.files.keys.sorted())")
+        #expect(Self.fileEvents(harness, 1).contains { if case .failed(_, .outgoing, .storage) = $0 { true } else { false } })
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }
+        })
+        #expect(harness.noticeTexts(1, .fileProblem).contains { $0.hasPrefix("a file changed on disk") })
+    }
+
     @Test("While the offer waits for its answer the file is hashed a slice per turn: a line typed meanwhile leaves first")
     func hashedInSlicesWhileOffered() {
         let slice = Self.slice

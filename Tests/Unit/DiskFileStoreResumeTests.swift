@@ -223,3 +223,38 @@ struct DiskFileStoreResumeTests {
         #expect(DiskFileStore().keptParts(directory: dir + "/missing") == nil)
     }
 }
+
+extension DiskFileStoreResumeTests {
+    @Test("A file to send is seen changed when written in place (same size), appended to, or its times reset")
+    func changedSinceOpened() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/send.bin"
+        Self.put(path, 4_096)
+        let store = DiskFileStore()
+        let opened = try store.openForReading(path: path).get()
+        #expect(!store.changedSinceOpened(opened.file))
+        // One byte rewritten in place, the size unchanged, and the modification time put back as it
+        // was (touch -r, as a careless copy tool would): the status-change time still moves.
+        var before = stat()
+        #expect(stat(path, &before) == 0)
+        usleep(20_000)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seek(toFileOffset: 100)
+        handle.write(Data([0xFF]))
+        handle.closeFile()
+        var times = [before.st_atim, before.st_mtim]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        #expect(store.changedSinceOpened(opened.file))
+        store.release(opened.file, deletePart: false)
+        // Appended to: the size moves.
+        let again = try store.openForReading(path: path).get()
+        #expect(!store.changedSinceOpened(again.file))
+        let appender = try #require(FileHandle(forWritingAtPath: path))
+        appender.seekToEndOfFile()
+        appender.write(Data([1]))
+        appender.closeFile()
+        #expect(store.changedSinceOpened(again.file))
+        store.release(again.file, deletePart: false)
+    }
+}

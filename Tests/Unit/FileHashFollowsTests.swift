@@ -183,3 +183,19 @@ struct FileHashFollowsTests {
         #expect(Self.failed(pair.senderEvents, .outgoing) == [.sessionEnded])
     }
 }
+
+extension FileHashFollowsTests {
+    @Test("A file that changed on disk while it was sent: no FHASH, the transfer fails storage, nothing stored")
+    func changedWhileSent() {
+        let file = FileTransferTests.file(6000)
+        var (pair, _) = FileTransferTests.offered(file, headBytes: 1024)
+        pair.fileChanged = true
+        pair.run(file)
+        pair.runSender()
+        #expect(!pair.stored && pair.disk == file)
+        #expect(Self.hashed(pair.senderEvents, .outgoing).isEmpty && Self.hashed(pair.receiverEvents, .incoming).isEmpty)
+        #expect(Self.failed(pair.senderEvents, .outgoing) == [.storage])
+        #expect(Self.failed(pair.receiverEvents, .incoming) == [.cancelledByPeer])
+        #expect(pair.released.count == 1 && pair.released[0].deletePart)
+    }
+}

@@ -26,6 +26,8 @@ struct FileTransferTests {
         var dropFileHash = false
         /// Bytes the sender read to hash in slices (the rest it hashed as it sealed chunks).
         var hashSliceBytesRead = 0
+        /// The sender's driver finds its file changed on disk once it is hashed.
+        var fileChanged = false
 
         init(configuration: FileTransferConfiguration) {
             sender = FileTransfers(configuration: configuration)
@@ -51,19 +53,24 @@ struct FileTransferTests {
                     truncated += 1
                     disk.removeAll()
                 case let .event(event): receiverEvents.append(event)
+                case .verifyUnchanged: break  // Only a sender asks it.
                 }
             }
         }
 
         /// Carry the sender's actions out; offers are accepted when `accept`.
         mutating func runSender(accept: Bool = true) {
-            for action in sender.drainActions() {
-                switch action {
-                case let .control(bytes) where dropFileHash && bytes.first == FileControl.typeFileHash: break
-                case let .control(bytes): receiver.receiveControl(bytes, now: now)
-                case let .signal(signal): receiver.receiveSignal(signal, now: now)
-                case let .event(event): senderEvents.append(event)
-                case .release, .write, .store, .truncate: break
+            // Twice: a hash verified in the first round adds its `FHASH` (and events) for the second.
+            for _ in 0..<2 {
+                for action in sender.drainActions() {
+                    switch action {
+                    case let .control(bytes) where dropFileHash && bytes.first == FileControl.typeFileHash: break
+                    case let .control(bytes): receiver.receiveControl(bytes, now: now)
+                    case let .signal(signal): receiver.receiveSignal(signal, now: now)
+                    case let .event(event): senderEvents.append(event)
+                    case let .verifyUnchanged(id): sender.hashVerified(id, unchanged: !fileChanged)
+                    case .release, .write, .store, .truncate: break
+                    }
                 }
             }
             for offer in receiver.awaitingAnswer where accept { receiver.accept(offer.id, now: now) }

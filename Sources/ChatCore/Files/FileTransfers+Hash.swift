@@ -44,11 +44,24 @@ extension FileTransfers {
         if hasher.bytesHashed == transfers[index].info.sizeBytes { finishHash(at: index) }
     }
 
-    /// The whole outgoing file is hashed: `FHASH`, and the hash is shown.
+    /// The whole outgoing file is hashed: the driver checks it did not change meanwhile.
     private mutating func finishHash(at index: Int) {
         guard let hasher = transfers[index].hasher else { return }
         transfers[index].hasher = nil
-        transfers[index].info.hash = hasher.finish()
+        transfers[index].hashToVerify = hasher.finish()
+        pending.append(.verifyUnchanged(transfers[index].info.id))
+    }
+
+    /// The driver's answer to `verifyUnchanged`: unchanged, `FHASH` goes and the hash is shown;
+    /// changed (or unknown), the transfer fails `storage` and the receiver deletes its `.part`.
+    public mutating func hashVerified(_ id: FileID, unchanged: Bool) {
+        guard let index = index(of: id, .outgoing), let hash = transfers[index].hashToVerify else { return }
+        transfers[index].hashToVerify = nil
+        guard unchanged else {
+            fail(id, .outgoing, .storage)
+            return
+        }
+        transfers[index].info.hash = hash
         let info = transfers[index].info
         pending.append(.control(FileControl.fileHash(info.id, hash: info.hash).encode()))
         pending.append(.event(.hashed(info, .outgoing)))

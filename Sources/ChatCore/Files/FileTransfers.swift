@@ -60,6 +60,10 @@ public enum FileAction: Hashable, Sendable {
     /// Empty the incoming `.part` (to zero bytes): the sender refused the prefix it held, and
     /// the file starts again from chunk 0.
     case truncate(FileID)
+    /// The whole outgoing file is hashed (its hash followed the offer): check that it did not
+    /// change on disk since it was opened, then call `hashVerified(_:unchanged:)`. Hashed as it
+    /// was sent, a file written to meanwhile would arrive as a mix that matches its own `FHASH`.
+    case verifyUnchanged(FileID)
     case event(FileEvent)
 }
 
@@ -136,6 +140,8 @@ public struct FileTransfers {
         /// Incoming: what was written so far. Outgoing, while the hash follows the offer: the
         /// file's first `bytesHashed` bytes (chunks as they are sealed, slices behind them).
         var hasher: FileHasher?
+        /// Outgoing: the whole file's hash, until the driver says the file did not change.
+        var hashToVerify: [UInt8]?
         var progressAt: Instant?
         var reported: UInt64 = 0
         /// Chunks sent again after going back (a reconnect, a stall).
