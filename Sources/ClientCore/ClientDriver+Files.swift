@@ -170,8 +170,30 @@ extension ClientDriver {
         case .incoming:
             // Unreadable: nothing proposed, the transfer starts from 0 (the `.part` is rewritten).
             files.accept(job.id, now: now, prefix: whole ? FilePrefix(chunks: job.chunks, hasher: job.hasher) : nil)
+        case .outgoing where job.recheck:
+            if !files.hashRechecked(job.id, digest: whole ? job.hasher.finish() : nil) {
+                notify(.fileProblem("a file changed on disk while it was being sent: not confirmed to the peer"))
+            }
         case .outgoing:
             files.prefixHashed(job.id, digest: whole ? job.hasher.finish() : nil, now: now)
+        }
+    }
+
+    /// The whole outgoing file is hashed as it was sent: unchanged on disk since it was opened, its
+    /// `FHASH` goes; else (a log appended to, a file touched or torn) the offered bytes are hashed
+    /// again, a slice per turn, and it goes only if they still are what was sent.
+    private func verifyUnchanged(_ id: FileID) {
+        guard let file = storedFile(id, .outgoing), let store = fileStore,
+              let size = files.active.first(where: { $0.info.id == id && $0.direction == .outgoing })?.info.sizeBytes
+        else {
+            _ = files.hashRechecked(id, digest: nil)
+            return
+        }
+        if store.changedSinceOpened(file) {
+            prefixJobs.append(PrefixHashJob(id: id, direction: .outgoing, file: file, bytes: size, chunks: 0,
+                                            recheck: true))
+        } else {
+            files.hashVerified(id)
         }
     }
 
@@ -248,9 +270,7 @@ extension ClientDriver {
             guard let file = storedFile(id, .incoming), let store = fileStore else { return }
             if case .failure = store.truncate(file) { files.fail(id, .incoming, .storage) }
         case let .verifyUnchanged(id):
-            let changed = storedFile(id, .outgoing).map { fileStore?.changedSinceOpened($0) ?? true } ?? true
-            if changed { notify(.fileProblem("a file changed on disk while it was being sent: not confirmed to the peer")) }
-            files.hashVerified(id, unchanged: !changed)
+            verifyUnchanged(id)
         case let .release(id, deletePart):
             guard let index = storedFiles.firstIndex(where: { $0.id == id }) else { return }
             fileStore?.release(storedFiles.remove(at: index).file, deletePart: deletePart)
@@ -333,13 +353,16 @@ final class PrefixHashJob {
     let file: StoredFile
     let bytes: UInt64
     let chunks: UInt64
+    /// Outgoing: the whole file again, after it changed on disk while it was sent (`verifyUnchanged`).
+    let recheck: Bool
     let hasher = FileHasher()
 
-    init(id: FileID, direction: FileDirection, file: StoredFile, bytes: UInt64, chunks: UInt64) {
+    init(id: FileID, direction: FileDirection, file: StoredFile, bytes: UInt64, chunks: UInt64, recheck: Bool = false) {
         self.id = id
         self.direction = direction
         self.file = file
         self.bytes = bytes
         self.chunks = chunks
+        self.recheck = recheck
     }
 }

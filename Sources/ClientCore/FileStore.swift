@@ -48,7 +48,8 @@ public protocol FileStore: AnyObject {
     func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError>
     /// Whether a file opened to send changed since it was opened (its size, or its modification
     /// or status-change time, on the descriptor): its hash, taken while it was sent, may then
-    /// cover a mix of old and new bytes. True also when it cannot be told.
+    /// cover a mix of old and new bytes, and the driver hashes it again. True also when it cannot
+    /// be told. No default: a store that cannot tell must say so (true), never skip the check.
     func changedSinceOpened(_ file: StoredFile) -> Bool
     /// Bytes free for an unprivileged user in `directory` (statvfs), or nil if unknown.
     func freeBytes(directory: String) -> UInt64?
@@ -91,10 +92,6 @@ public struct KeptParts: Hashable, Sendable {
 }
 
 extension FileStore {
-    public func changedSinceOpened(_ file: StoredFile) -> Bool {
-        false
-    }
-
     public func readToHash(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
         read(file, offset: offset, count: count)
     }

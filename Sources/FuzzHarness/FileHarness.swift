@@ -226,7 +226,7 @@ struct FileRun {
                 switch action {
                 case let .control(bytes): receiver.receiveControl(bytes, now: now)
                 case let .event(event): track(event)
-                case let .verifyUnchanged(id): sender.hashVerified(id, unchanged: true)
+                case let .verifyUnchanged(id): sender.hashVerified(id)
                 default: break
                 }
             }

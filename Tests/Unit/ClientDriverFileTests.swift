@@ -429,22 +429,18 @@ struct ClientDriverFileTests {
         #expect(hashedAt != nil && doneAt != nil && hashedAt! < doneAt!)
     }
 
-    @Test("A file written to while it is sent: the peer never stores it, the sender says so (storage)")
-    func changedWhileSent() {
-        let data = Self.content(3 * Self.slice + 100_000)
+    /// Alice sends /src/big.bin (`data`) to Bob, her slice 16 KiB so that it is hashed mostly as it
+    /// is sent (`offeredBeforeHashed`); `change` runs on each of her reads of it.
+    static func sentWhileChanged(_ data: [UInt8], change: @escaping (InMemoryFileStore, FileStoreOperation) -> Void)
+        -> (DriverHarness, InMemoryFileStore)
+    {
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/big.bin"] = data
-        var changed = false
-        aliceStore.onOperation = { [unowned aliceStore] operation in
-            // After the first chunk went: its last byte, not yet sent, changes on disk.
-            guard case let .read(_, offset, _) = operation, offset > 0, !changed else { return }
-            changed = true
-            aliceStore.files["/src/big.bin"]![data.count - 1] ^= 0xFF
-        }
+        aliceStore.onOperation = { [unowned aliceStore] in change(aliceStore, $0) }
         let bobStore = InMemoryFileStore()
         let harness = DriverHarness()
         var aliceFiles = Self.policy()
-        aliceFiles.hashSliceBytes = 16 * 1024  // Hashed mostly as it is sent (`offeredBeforeHashed`).
+        aliceFiles.hashSliceBytes = 16 * 1024
         harness.add(files: Self.accepting(), fileStore: bobStore)
         harness.add(interactive: true, files: aliceFiles, fileStore: aliceStore)
         harness.advance(by: .seconds(2))
@@ -453,6 +449,20 @@ struct ClientDriverFileTests {
         while moves < 100_000, Self.deliverFrame(harness) { moves += 1 }
         harness.settle()
         harness.advance(by: .seconds(10))
+        return (harness, bobStore)
+    }
+
+    @Test("A file torn while it is sent (a byte already sent rewritten): never stored, the sender says so (storage)")
+    func changedWhileSent() {
+        let data = Self.content(3 * Self.slice + 100_000)
+        var changed = false
+        let (harness, bobStore) = Self.sentWhileChanged(data) { store, operation in
+            // At the last chunk's read: a byte past the head, sent and hashed long ago, changes on disk.
+            guard case let .read(_, offset, count) = operation, offset + UInt64(count) == UInt64(data.count), !changed
+            else { return }
+            changed = true
+            store.files["/src/big.bin"]![20_000] ^= 0xFF
+        }
         #expect(changed)
         #expect(bobStore.files.keys.filter { $0.hasPrefix("/dl/") }.isEmpty, "\(bobStore.files.keys.sorted())")
         #expect(Self.fileEvents(harness, 1).contains { if case .failed(_, .outgoing, .storage) = $0 { true } else { false } })
@@ -460,6 +470,21 @@ struct ClientDriverFileTests {
             if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }
         })
         #expect(harness.noticeTexts(1, .fileProblem).contains { $0.hasPrefix("a file changed on disk") })
+    }
+
+    @Test("A file appended to while it is sent (a growing log): hashed again, the offered bytes stored and confirmed")
+    func appendedWhileSent() {
+        let data = Self.content(3 * Self.slice + 100_000)
+        var appended = false
+        let (harness, bobStore) = Self.sentWhileChanged(data) { store, operation in
+            guard case let .read(_, offset, _) = operation, offset > 0, !appended else { return }
+            appended = true
+            store.files["/src/big.bin"]! += Array("one more log line\n".utf8)
+        }
+        #expect(appended)
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+        #expect(Self.fileEvents(harness, 1).contains { if case .done(_, .outgoing, _) = $0 { true } else { false } })
+        #expect(harness.noticeTexts(1, .fileProblem).isEmpty)
     }
 
     @Test("While the offer waits for its answer the file is hashed a slice per turn: a line typed meanwhile leaves first")

@@ -1,10 +1,11 @@
-/// The hash that follows an offer (docs/PROTOCOL.md, "File transfer", "FHASH"). A large file is
-/// offered before it is hashed, so that the transfer never waits for a whole pass over it (about
-/// 1.7 s per GiB here): the sender feeds the hash each chunk's bytes as it seals them, hashes in
-/// slices through the driver only what no chunk covers (while the offer waits for its answer, or
-/// behind a resume's start), and sends `FHASH` once the whole file is hashed. The receiver
-/// writes chunks as they come but gives the file its name only once `FHASH` agrees with what it
-/// wrote; a `.part` of such an offer is matched by name and size (`FileOfferInfo.partTag`).
+/// The hash that follows an offer (docs/PROTOCOL.md, "File transfer", "The hash that follows"). A
+/// large file is offered with its head's hash only, so that the transfer never waits for a whole
+/// pass over it (about 1.7 s per GiB here): the sender feeds the hash each chunk's bytes as it
+/// seals them, hashes in slices through the driver only what no chunk covers (while the offer waits
+/// for its answer, or behind a resume's start), has the driver check the file did not change on
+/// disk meanwhile, and sends `FHASH`. The receiver writes chunks as they come but gives the file
+/// its name only once `FHASH` agrees with what it wrote; the head's hash names its `.part`
+/// (`FileOfferInfo.partTag`).
 extension FileTransfers {
     /// The next bytes of an outgoing file to hash, at most `maxBytes`, or nil when none waits:
     /// while chunks move, a chunk sent hashes its own bytes, so a slice only catches up to the
@@ -52,15 +53,30 @@ extension FileTransfers {
         pending.append(.verifyUnchanged(transfers[index].info.id))
     }
 
-    /// The driver's answer to `verifyUnchanged`: unchanged, `FHASH` goes and the hash is shown;
-    /// changed (or unknown), the transfer fails `storage` and the receiver deletes its `.part`.
-    public mutating func hashVerified(_ id: FileID, unchanged: Bool) {
+    /// The driver's answer to `verifyUnchanged`: the file is unchanged on disk since it was opened.
+    public mutating func hashVerified(_ id: FileID) {
         guard let index = index(of: id, .outgoing), let hash = transfers[index].hashToVerify else { return }
-        transfers[index].hashToVerify = nil
-        guard unchanged else {
+        sendFileHash(at: index, hash)
+    }
+
+    /// The driver's other answer: the file changed on disk, and `digest` is its offered bytes hashed
+    /// again (nil: they could not be read). Equal to what was sent (a file appended to, or only
+    /// touched), `FHASH` goes; else the transfer fails `storage` and the receiver deletes its
+    /// `.part`. Whether `FHASH` went.
+    @discardableResult
+    public mutating func hashRechecked(_ id: FileID, digest: [UInt8]?) -> Bool {
+        guard let index = index(of: id, .outgoing), let hash = transfers[index].hashToVerify else { return false }
+        guard digest == hash else {
+            transfers[index].hashToVerify = nil
             fail(id, .outgoing, .storage)
-            return
+            return false
         }
+        sendFileHash(at: index, hash)
+        return true
+    }
+
+    private mutating func sendFileHash(at index: Int, _ hash: [UInt8]) {
+        transfers[index].hashToVerify = nil
         transfers[index].info.hash = hash
         let info = transfers[index].info
         pending.append(.control(FileControl.fileHash(info.id, hash: info.hash).encode()))
