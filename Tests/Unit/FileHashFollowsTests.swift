@@ -74,6 +74,16 @@ struct FileHashFollowsTests {
         }
         #expect(acks == [6, 6] && pair.receiver.statistics.duplicateChunks == 1)
         #expect(pair.writes.count == 6)
+        // They open at the sender: after a stall timeout it sends nothing again.
+        for count in acks {
+            var payload = id.bytes
+            BigEndian.append(count, to: &payload)
+            let index = pair.receiver.transfers.firstIndex { $0.info.id == id }!
+            payload += pair.receiver.transfers[index].key.seal(purpose: FileKey.purposeAck, counter: count, [])
+            pair.sender.receiveSignal(Signal(kind: .fileAck, payload: payload), now: pair.now)
+        }
+        pair.sender.handleTimeout(now: pair.now.advanced(by: .seconds(11)))
+        #expect(pair.sender.nextChunk() == nil && pair.sender.statistics.chunksResent == 0)
         // The peer (it holds the session's keys; the relay cannot forge a record) names another hash.
         let wrong = FileTransferTests.hash(Array(file.dropLast()))
         pair.receiver.receiveControl(FileControl.fileHash(id, hash: wrong).encode(), now: pair.now)
@@ -105,9 +115,13 @@ struct FileHashFollowsTests {
         // Sent to the sender of that id (our own outgoing transfer): refused, its hash unchanged.
         twice.sender.receiveControl(FileControl.fileHash(twiceID, hash: other).encode(), now: twice.now)
         #expect(twice.sender.statistics.messagesRejected == 1)
-        // A receiver's DONE before the sender has hashed its whole file: a mismatch, never success.
+        // A receiver's DONE, even with the right hash, while the sender has not yet confirmed its own
+        // (every chunk sent and hashed, its check of the file on disk pending): a mismatch.
         var (early, earlyID) = FileTransferTests.offered(file, headBytes: 1024)
-        early.sender.receiveControl(FileControl.done(earlyID, hash: other).encode(), now: early.now)
+        early.holdVerification = true
+        early.run(file)
+        #expect(!early.stored && early.sender.nextChunk() == nil)
+        early.sender.receiveControl(FileControl.done(earlyID, hash: FileTransferTests.hash(file)).encode(), now: early.now)
         early.runSender()
         #expect(Self.failed(early.senderEvents, .outgoing) == [.hashMismatch])
         // The codec: exact length.
@@ -128,7 +142,9 @@ struct FileHashFollowsTests {
         }
         #expect(FileControl.decode(offer(4).encode()) == offer(4))
         #expect(FileControl.decode(offer(9).encode()) == offer(9))
-        for bad in [offer(0), offer(10), offer(11), offer(.max)] { #expect(FileControl.decode(bad.encode()) == nil) }
+        for bad in [offer(10), offer(11), offer(.max)] { #expect(FileControl.decode(bad.encode()) == nil) }
+        // A head of 0 bytes (encoded by hand: `offer` writes no trailer for it) is malformed.
+        #expect(FileControl.decode(Array(offer(4).encode().dropLast(8)) + [UInt8](repeating: 0, count: 8)) == nil)
         #expect(FileControl.decode(offer(4).encode() + [0]) == nil)
         #expect(FileControl.decode(Array(offer(4).encode().dropLast())) == nil)
         // Two large files of one name and size with different heads never share a `.part`.
