@@ -119,10 +119,16 @@ struct ClientJoiningTests {
             }
             try tmux.key("BSpace")
             try tmux.key("BSpace")
-            // Four letters name one word: Tab completes it and adds the separator.
+            // Four letters name one word: Tab completes it and adds the separator. A word of three
+            // letters can be the start of others ("lab": label, labor), so Tab only lists them: it is
+            // typed whole, with its separator, as a person would.
             for (index, word) in parts.dropFirst().enumerated() {
-                try tmux.keys(String(word.prefix(4)))
-                try tmux.key("Tab")
+                if word.count < 4 {
+                    try tmux.keys(String(word) + "-")
+                } else {
+                    try tmux.keys(String(word.prefix(4)))
+                    try tmux.key("Tab")
+                }
                 let typed = prompt + ([parts[0]] + parts[1...(index + 1)]).joined(separator: "-") + "-"
                 try await tmux.waitForScreen("\(word) completed") { $0.contains { $0.hasSuffix(typed) } }
             }
