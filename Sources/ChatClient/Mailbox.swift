@@ -145,8 +145,8 @@ extension ClientEvent {
         case let .transportFrame(_, bytes), let .transportBinaryFrame(_, bytes), let .transportPing(_, bytes):
             bytes.count + Mailbox.eventOverheadBytes
         case .transportPong: Mailbox.eventOverheadBytes
-        case .start, .transportUp, .transportBinarySignals, .transportClosed, .transportFailed, .line, .unreadableLine,
-            .endOfInput, .signal:
+        case .start, .transportUp, .transportBinarySignals, .transportWritable, .transportClosed, .transportFailed,
+            .line, .unreadableLine, .endOfInput, .signal:
             nil
         }
     }

@@ -58,6 +58,12 @@ public final class WebSocketRelayConnector: RelayConnector {
         public var description: String { ClientNotice.withDetail(ClientNotice.describe(problem), detail) }
     }
 
+    /// The outbound buffer's watermarks: over `high` the link is unwritable (the driver sends no file
+    /// chunk, other frames are dropped), under `low` writable again. High enough for a transfer's
+    /// window of chunks in flight (about 1.1 MB), so that a fast relay never makes the link
+    /// unwritable; the rest of the backpressure is the relay's reading.
+    static let outboundWatermark = ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 2 * 1024 * 1024)
+
     public func open(_ id: ConnectionID, mailbox: Mailbox) -> any RelayLink {
         let link = ChannelRelayLink()
         let client = self.client
@@ -68,6 +74,7 @@ public final class WebSocketRelayConnector: RelayConnector {
             do {
                 _ = try await client.connect(to: url) { channel, subprotocol in
                     let handler = RelayFrameHandler(id: id, mailbox: mailbox, verbose: verbose)
+                    try channel.syncOptions?.setOption(.writeBufferWaterMark, value: Self.outboundWatermark)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     link.attach(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     // Posted from the pipeline set-up, so it precedes every frame and the close.
@@ -214,6 +221,10 @@ final class ChannelRelayLink: RelayLink {
         write(.binary, ByteBuffer(bytes: frame))
     }
 
+    func sendFileSignal(_ frame: [UInt8]) {
+        write(.binary, ByteBuffer(bytes: frame), overWatermark: true)
+    }
+
     func ping() {
         write(.ping, ByteBuffer())
     }
@@ -229,11 +240,14 @@ final class ChannelRelayLink: RelayLink {
     }
 
     /// Frames are dropped, not queued, while the connection's outbound buffer is over its high
-    /// watermark (NIO's default, 64 KiB): a relay that reads nothing cannot make this process hold
+    /// watermark (`outboundWatermark`): a relay that reads nothing cannot make this process hold
     /// what the session writes (its retransmissions would pile up), and every frame the session
-    /// sends is retransmitted until acknowledged anyway.
-    private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
-        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }), channel.isWritable else { return }
+    /// sends is retransmitted until acknowledged anyway. File chunks (`overWatermark`) are queued:
+    /// the driver sends none once it hears the link is unwritable, so at most the one window sent
+    /// before it heard goes over the mark.
+    private func write(_ opcode: WebSocketOpcode, _ data: ByteBuffer, overWatermark: Bool = false) {
+        guard let channel = state.withLock({ $0.closed ? nil : $0.channel }), overWatermark || channel.isWritable
+        else { return }
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data), promise: nil)
     }
 
@@ -397,6 +411,7 @@ final class RelayFrameHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        mailbox.post(.transportWritable(id, context.channel.isWritable))
         if context.channel.isWritable, !pongInFlight, let owed = owedPong {
             owedPong = nil
             pong(owed)

@@ -82,7 +82,7 @@ extension World {
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(bytes) { continue }
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
-            case let .sendBinary(id, bytes):
+            case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes):
                 // The shell's planted bug and the observers see the text form.
                 let text = BinarySignal.text(bytes) ?? []
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(text) { continue }

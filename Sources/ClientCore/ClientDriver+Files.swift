@@ -233,7 +233,8 @@ extension ClientDriver {
 
     /// Read, seal and send the next chunk a window allows; false when there is none to send now.
     private func sendNextChunk(now: Instant) -> Bool {
-        guard session.state == .connected, let store = fileStore, let request = files.nextChunk(),
+        guard session.state == .connected, case let .up(id, _, _) = link, unwritableLink != id,
+              let store = fileStore, let request = files.nextChunk(),
               let file = storedFile(request.id, .outgoing) else { return false }
         let bytes: [UInt8]
         switch store.read(file, offset: request.offset, count: request.length) {

@@ -67,7 +67,7 @@ extension ClientDriver {
         }
         guard session.mayTransmitFileSignal else { return false }
         process(session.drainOutputs(), now: now)
-        act(.sendBinary(id, binary))
+        act(.sendFileSignal(id, binary))
         return true
     }
 

@@ -26,6 +26,9 @@ public final class ClientDriver {
     var link = Link.idle
     /// The connection on which the relay selected `securechat.binary` (nil: none, or not yet).
     var binaryLink: ConnectionID?
+    /// The connection whose outbound buffer is over its high watermark (nil: none): no file chunk
+    /// is sent on it until it says it is writable again. A new connection starts writable.
+    var unwritableLink: ConnectionID?
     var phase = Phase.running(quitAsked: false)
     /// The identifier of the next connection (never reused, so a stale link's events are recognised).
     var nextConnection: UInt64 = 1
@@ -151,6 +154,8 @@ public final class ClientDriver {
             if heard(id, now: now) { feed(binaryLink == id ? .binaryFrame(bytes) : .frame(bytes), now: now) }
         case let .transportPing(id, payload): if heard(id, now: now) { act(.pong(id, payload)) }
         case let .transportPong(id): _ = heard(id, now: now)
+        case let .transportWritable(id, writable):
+            if writable, unwritableLink == id { unwritableLink = nil } else if !writable { unwritableLink = id }
         case let .transportClosed(id, reason): linkEnded(id, reason: reason, permanent: false, now: now)
         case let .transportFailed(id, failure):
             linkEnded(id, reason: failure.reason, permanent: failure.permanent, now: now)

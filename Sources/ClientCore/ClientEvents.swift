@@ -36,6 +36,9 @@ public enum ClientEvent: Hashable, Sendable {
     case transportPing(ConnectionID, [UInt8])
     /// A pong from the relay (the answer to `.ping`).
     case transportPong(ConnectionID)
+    /// The connection's outbound buffer rose over its high watermark (false) or fell under its low
+    /// one (true). A new connection starts writable. No file chunk is sent while it is not.
+    case transportWritable(ConnectionID, Bool)
     /// The connection closed (after it was up, or while it was being opened).
     case transportClosed(ConnectionID, reason: String)
     /// Opening the connection failed.
@@ -63,6 +66,11 @@ public enum ClientAction: Hashable, Sendable {
     /// Send one binary frame (a binary SIGNAL) on the connection; only after
     /// `transportBinarySignals` for it.
     case sendBinary(ConnectionID, [UInt8])
+    /// Send one binary file chunk or acknowledgement on the connection. Unlike `.send` and
+    /// `.sendBinary`, the shell never drops it for a full outbound buffer: the driver sends no
+    /// chunk while the connection is unwritable (`transportWritable`), and the transfers' windows
+    /// bound what is in flight. A dropped chunk would cost the transfer a stall timeout.
+    case sendFileSignal(ConnectionID, [UInt8])
     /// Send a ping on the connection (the relay has been quiet for `keepalive`).
     case ping(ConnectionID)
     /// Answer the relay's ping with this payload.

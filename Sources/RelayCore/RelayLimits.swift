@@ -27,7 +27,7 @@ public struct RelayLimits: Hashable, Sendable {
     // MARK: Frames and rate limits (per connection)
 
     /// The largest WebSocket message accepted; a larger one is answered `FRAME_TOO_LARGE` + close 1009.
-    public var frameSizeMaxBytes: Int = 64 * 1024
+    public var frameSizeMaxBytes: Int = 128 * 1024
     /// Messages per second a connection may send (token bucket rate).
     public var messagesPerSecond: Int = 50
     /// Messages a connection may send in a burst (token bucket size).

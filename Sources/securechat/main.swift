@@ -64,7 +64,7 @@ struct Securechat: ParsableCommand {
             (waiting up to --drain-timeout for the peer to confirm them), then it leaves.
 
             Files: --send PATH offers a file (repeatable; interactively /send PATH), end-to-end \
-            encrypted in 45 KiB chunks and checked by its BLAKE2b-256 hash; in pipe mode the client \
+            encrypted in 94 KiB chunks and checked by its BLAKE2b-256 hash; in pipe mode the client \
             leaves once every file was stored and confirmed (exit 8 if one was refused or failed). \
             --accept-files DIR accepts every offer into DIR (interactively /accept [DIR], /reject, \
             /cancel); the peer's name is reduced to a safe basename and nothing is ever overwritten.

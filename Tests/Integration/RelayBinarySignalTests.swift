@@ -24,8 +24,8 @@ struct RelayBinarySignalTests {
     /// Payloads of every size class: empty, one byte, the three base64 remainders, a file chunk.
     static let payloads: [[UInt8]] = [
         [], [0], [1, 2], [3, 4, 5], (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) },
-        // The largest whose text form fits the default 64 KiB cap (a sealed 45 KiB file chunk is smaller).
-        (0..<49_100).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) },
+        // The largest whose text form fits the default 128 KiB cap (a sealed 94 KiB file chunk is smaller).
+        (0..<98_268).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) },
     ]
 
     /// A binary client and a text-only one in `room`, joined and introduced.

@@ -96,7 +96,7 @@ struct CodecProperties {
         }
     }
 
-    @Test("SIGNAL frames at and past the 64 KiB frame cap: accepted up to it, frameTooLarge past it, by every decoder")
+    @Test("SIGNAL frames at and past the 128 KiB frame cap: accepted up to it, frameTooLarge past it, by every decoder")
     func frameCap() async {
         let cap = WireLimits.default.frameSizeMaxBytes
         await propertyCheck(count: 30, input: Generators.signalNearFrameCap) { signal in

@@ -48,8 +48,8 @@ struct BinarySignalTests {
         }
         // Well formed, unknown to a client: refused by the client, forwarded by the relay.
         #expect(throws: WireError.unknownKind("FUTURE")) { try BinarySignal.decodeRelayMessage([6] + Array("FUTURE".utf8)) }
-        #expect(throws: WireError.frameTooLarge(size: 70_000, max: 65_536)) {
-            try BinarySignal.decodeRelayMessage([3] + Array("MSG".utf8) + [UInt8](repeating: 0, count: 69_996))
+        #expect(throws: WireError.frameTooLarge(size: 140_000, max: 131_072)) {
+            try BinarySignal.decodeRelayMessage([3] + Array("MSG".utf8) + [UInt8](repeating: 0, count: 139_996))
         }
     }
 

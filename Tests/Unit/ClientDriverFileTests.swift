@@ -452,6 +452,32 @@ struct ClientDriverFileTests {
         return (harness, bobStore)
     }
 
+    @Test("No chunk is read or sent while the link is unwritable; the transfer goes on once it is writable again")
+    func unwritableLinkHoldsChunks() throws {
+        let chunk = FileTransferConfiguration().chunkBytes
+        let data = Self.content(3 * chunk + 1000)
+        let (harness, log, bobStore) = Self.loggedSender(data)
+        harness.advance(by: .seconds(2))
+        guard case let .up(id, _, _)? = harness.world.clients[1].driver?.link else {
+            Issue.record("Alice has no open link")
+            return
+        }
+        harness.world.handle(.transportWritable(id, false), at: 1)
+        harness.world.handle(.line("/send /src/big.bin"), at: 1)
+        harness.settle()
+        harness.advance(by: .seconds(5))
+        // Offered and accepted (control messages are not held back), and no chunk read.
+        #expect(Self.fileEvents(harness, 0).contains { if case .offered(_, .incoming) = $0 { true } else { false } })
+        #expect(!log.entries.contains { $0.hasPrefix("read") }, "\(log.entries)")
+        #expect(bobStore.files.keys.allSatisfy { !$0.hasSuffix("big.bin") })
+        // Writable again: the chunks go, and the file arrives whole.
+        harness.world.handle(.transportWritable(id, true), at: 1)
+        harness.settle()
+        harness.advance(by: .seconds(10))
+        #expect(log.entries.filter { $0.hasPrefix("read") }.count == 4)
+        #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+    }
+
     @Test("A file torn while it is sent (a byte already sent rewritten): never stored, the sender says so (storage)")
     func changedWhileSent() {
         let data = Self.content(3 * Self.slice + 100_000)

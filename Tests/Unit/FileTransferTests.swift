@@ -466,7 +466,7 @@ struct FileTransferTests {
         #expect(FileControl.decode(offer.encode()) == offer)
         #expect(FileControl.decode(offer.encode() + [0]) == nil)
         #expect(FileControl.decode(Array(offer.encode().dropLast())) == nil)
-        let huge = FileControl.offer(info, chunkBytes: 64 * 1024, key: Array(repeating: 2, count: 32))
+        let huge = FileControl.offer(info, chunkBytes: 96 * 1024 + 1, key: Array(repeating: 2, count: 32))
         #expect(FileControl.decode(huge.encode()) == nil)
         let badName = FileControl.offer(FileOfferInfo(id: id, name: "", sizeBytes: 1, hash: info.hash),
                                         chunkBytes: 2048, key: Array(repeating: 2, count: 32))

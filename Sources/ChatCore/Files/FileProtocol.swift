@@ -217,7 +217,7 @@ enum FileControl: Hashable {
     /// An offered name is at most this many UTF-8 bytes on the wire (the receiver shortens it further).
     static let nameMaxBytes = 1024
     /// Offered chunk sizes the receiver accepts (bounds its write per chunk).
-    static let chunkBytesRange = 1024...(48 * 1024)
+    static let chunkBytesRange = 1024...(96 * 1024)
 
     var fileID: FileID {
         switch self {

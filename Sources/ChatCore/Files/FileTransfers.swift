@@ -1,13 +1,17 @@
 /// The tunables of file transfers (docs/PROTOCOL.md, "File transfer").
 public struct FileTransferConfiguration: Hashable, Sendable {
     /// Plaintext bytes per chunk: the largest that keeps a sealed chunk's SIGNAL under the relay's
-    /// default 64 KiB frame cap after base64 (46,120 bytes of payload → 61,496 characters).
-    public var chunkBytes = 45 * 1024
-    /// Chunks sent and not yet acknowledged, per transfer (about 1.1 MB: under the relay's 1 MiB
+    /// default 128 KiB frame cap after base64 (96,296 bytes of payload → 128,396 characters), since
+    /// the relay checks a binary SIGNAL's text form against its cap. Per frame, not per byte, is
+    /// where a transfer's CPU went beyond the crypto: 94 KiB chunks moved a file about 17% faster
+    /// than 45 KiB ones (BENCHMARKS.md, "Bigger chunks").
+    public var chunkBytes = 94 * 1024
+    /// Chunks sent and not yet acknowledged, per transfer (about 1.15 MB: under the relay's 1 MiB
     /// of held frames plus one frame, so a rate-limited relay holds, rather than refuses, them).
-    public var windowChunks = 24
-    /// The receiver acknowledges every this many chunks (and the last).
-    public var ackEveryChunks = 4
+    public var windowChunks = 12
+    /// The receiver acknowledges every this many chunks (and the last): four a window, so the
+    /// sender always has room to send before the window's end.
+    public var ackEveryChunks = 3
     /// Chunks in flight and no acknowledgement for this long: send again from the last one
     /// acknowledged (a frame lost with a connection the session did not notice).
     public var stallTimeout: Duration = .seconds(10)

@@ -5,7 +5,7 @@ public struct WireLimits: Hashable, Sendable {
     /// The longest `message` text accepted in an `ERROR`.
     public var errorMessageMaxBytes: Int
 
-    public init(frameSizeMaxBytes: Int = 64 * 1024, errorMessageMaxBytes: Int = 256) {
+    public init(frameSizeMaxBytes: Int = 128 * 1024, errorMessageMaxBytes: Int = 256) {
         precondition(frameSizeMaxBytes >= 64, "a frame cap below 64 bytes cannot carry a JOIN")
         self.frameSizeMaxBytes = frameSizeMaxBytes
         self.errorMessageMaxBytes = errorMessageMaxBytes
