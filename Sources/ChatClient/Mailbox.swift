@@ -51,7 +51,7 @@ public final class Mailbox: Sendable {
     private let writeFD: Int32
 
     public init(relayBytesMax: Int = Mailbox.relayBytesMaxDefault) {
-        precondition(relayBytesMax >= 64 << 10, "the mailbox needs room for a whole frame")
+        precondition(relayBytesMax >= 128 << 10, "the mailbox needs room for a whole frame")
         self.relayBytesMax = relayBytesMax
         var fds: [Int32] = [-1, -1]
         let result = scl_pipe_nonblocking(&fds)

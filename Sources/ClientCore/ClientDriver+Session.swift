@@ -67,7 +67,10 @@ extension ClientDriver {
         }
         guard session.mayTransmitFileSignal else { return false }
         process(session.drainOutputs(), now: now)
-        act(.sendFileSignal(id, binary))
+        // Only a chunk is queued over the watermark (the window bounds chunks); an acknowledgement
+        // is dropped there like any other frame: it answers the relay's frames, so a relay that
+        // replays chunks and reads nothing must not make this side queue answers without end.
+        act(signal.kind == .fileChunk ? .sendFileSignal(id, binary) : .sendBinary(id, binary))
         return true
     }
 
@@ -104,6 +107,9 @@ extension ClientDriver {
             show(.safetyNumber(safetyNumber, authentication: authentication))
         case let .relayError(code, message):
             notify(.relayError(code, message, verbose: configuration.verbose))
+            // A chunk over the relay's frame cap: every chunk would be refused again, the link
+            // closed each time (1009), the chat cut with it.
+            if code == .frameTooLarge { files.failSending(.relayFrameLimit) }
         case let .frameRejected(rejection):
             // Ordinary network effects (duplicates, reordering) are routine; only what points at
             // tampering is worth the user's attention.

@@ -155,7 +155,8 @@ public final class ClientDriver {
         case let .transportPing(id, payload): if heard(id, now: now) { act(.pong(id, payload)) }
         case let .transportPong(id): _ = heard(id, now: now)
         case let .transportWritable(id, writable):
-            if writable, unwritableLink == id { unwritableLink = nil } else if !writable { unwritableLink = id }
+            guard case let .up(current, _, _) = link, current == id else { break }  // A stale link's: ignored.
+            unwritableLink = writable ? nil : id
         case let .transportClosed(id, reason): linkEnded(id, reason: reason, permanent: false, now: now)
         case let .transportFailed(id, failure):
             linkEnded(id, reason: failure.reason, permanent: failure.permanent, now: now)

@@ -159,12 +159,13 @@ struct ClientFileTransferTests {
         // Progress never went back below what was acknowledged before the kill...
         let acknowledged = Self.event(alice, "file_progress").compactMap { $0["bytes"] as? Int }
         #expect(acknowledged == acknowledged.sorted() && acknowledged.contains { $0 >= before["bytes"] as? Int ?? 0 })
-        // ...and what was sent again is at most the window in flight at the kill (24 chunks of 45 KiB,
-        // 2.6% of the file), not the file.
+        // ...and what was sent again is at most the window in flight at the kill (9 chunks of 94 KiB,
+        // 2.1% of the file), not the file.
+        let configuration = FileTransferConfiguration()
         let done = Self.event(alice, "file_done").first
         let resent = done?["chunks_resent"] as? Int ?? -1
-        #expect(resent >= 0 && resent <= 24, "\(String(describing: done))")
-        #expect(resent * 45 * 1024 < size / 20)
+        #expect(resent >= 0 && resent <= configuration.windowChunks, "\(String(describing: done))")
+        #expect(resent * configuration.chunkBytes < size / 20)
     }
 
     @Test("Chat during a transfer: lines typed both ways while a 40 MiB file moves arrive before a tenth more of it has")
@@ -257,7 +258,8 @@ struct ClientFileTransferTests {
             #expect(resumed >= size / 2, "resumed from \(resumed)")
             let done = Self.event(alice2, "file_done").first
             let resent = done?["chunks_resent"] as? Int ?? -1
-            #expect(resent >= 0 && size - resumed + resent * 45 * 1024 < size / 2, "\(String(describing: done))")
+            let chunkBytes = FileTransferConfiguration().chunkBytes
+            #expect(resent >= 0 && size - resumed + resent * chunkBytes < size / 2, "\(String(describing: done))")
             let progress = Self.event(alice2, "file_progress").compactMap { $0["bytes"] as? Int }
             #expect(progress.allSatisfy { $0 > resumed } && progress == progress.sorted())
         }

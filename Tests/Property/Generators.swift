@@ -84,7 +84,7 @@ enum Generators {
     static let longToken = zip(Gen<Int>.int(in: 1...1_200), scalarPicks)
         .map { budget, picks in text(bytes: budget, picks: picks) }
 
-    /// A SIGNAL whose payload is within 400 bytes of filling the 64 KiB frame cap, either side:
+    /// A SIGNAL whose payload is within 400 bytes of filling the default frame cap (128 KiB), either side:
     /// every known kind (their lengths move the frame by a byte), payload bytes from a seed.
     static let signalNearFrameCap = zip(
         Gen<Int>.int(in: -400...400), Gen.bool, Gen<Int>.int(in: 0...(SignalKind.known.count - 1)), Gen<UInt64>.value())

@@ -1,5 +1,6 @@
 import ChatCore
 import ChatTesting
+import RelayCore
 import Testing
 
 @testable import ClientCore
@@ -476,6 +477,35 @@ struct ClientDriverFileTests {
         harness.advance(by: .seconds(10))
         #expect(log.entries.filter { $0.hasPrefix("read") }.count == 4)
         #expect(bobStore.files["/dl/big.bin"]?.elementsEqual(data) == true)
+    }
+
+    @Test("A relay whose frame cap is under a chunk's: the transfer fails relay_frame_limit, the chat goes on")
+    func relayFrameCapUnderAChunk() {
+        var limits = RelayLimits.defaults
+        limits.frameSizeMaxBytes = 64 * 1024
+        let harness = DriverHarness(relayLimits: limits)
+        let data = Self.content(3 * FileTransferConfiguration().chunkBytes)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/notes.txt"] = data
+        var aliceFiles = Self.policy()
+        aliceFiles.sendPaths = ["/src/notes.txt"]
+        let bobStore = InMemoryFileStore()
+        harness.add(files: aliceFiles, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.settle()
+        harness.advance(by: .seconds(20))
+        #expect(Self.fileEvents(harness, 0).contains {
+            if case .failed(_, .outgoing, .relayFrameLimit) = $0 { true } else { false }
+        })
+        #expect(Self.fileEvents(harness, 1).contains {
+            if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }
+        })
+        #expect(bobStore.files["/dl/notes.txt"] == nil)
+        // The link is not closed again and again for chunks: a line still crosses.
+        harness.world.handle(.line("still here"), at: 1)
+        harness.settle()
+        harness.advance(by: .seconds(5))
+        #expect(harness.messages(0) == ["still here"])
     }
 
     @Test("A file torn while it is sent (a byte already sent rewritten): never stored, the sender says so (storage)")

@@ -36,10 +36,11 @@ final class DriverHarness: WorldObserver {
     }
     private var passwords: [Password] = []
 
-    init() {
+    init(relayLimits: RelayLimits = .defaults) {
         var configuration = WorldConfiguration(
             clients: 0, seed: 0xD41E,
-            faults: NetworkFaults(delayMicroseconds: 0...0, random: Xoshiro256(seed: 0xD41E, stream: .network)))
+            faults: NetworkFaults(delayMicroseconds: 0...0, random: Xoshiro256(seed: 0xD41E, stream: .network)),
+            relayLimits: relayLimits)
         configuration.faults.held = true
         let trace = try! Trace(tailCapacity: 1, filePath: nil)
         // DRIVER_TRACE=1 swift test --filter X: every record of the world's trace on stdout.

@@ -131,8 +131,8 @@ var clientFrames: [(String, [UInt8])] = [
     ("unicode-key-combining", bytes(#"{"type":"JOIN","room":"R","e"# + String(repeating: "\u{301}", count: 300) + #"":1}"#)),
     ("unicode-type-emoji", bytes(#"{"type":"😀"}"#)),
     ("type-long", bytes(#"{"type":""# + String(repeating: "T", count: 200) + #""}"#)),
-    ("frame-too-large", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 65_536) + #""}"#)),
-    ("frame-at-cap", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 65_536 - 44) + #""}"#)),
+    ("frame-too-large", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 131_072) + #""}"#)),
+    ("frame-at-cap", bytes(#"{"type":"SIGNAL","kind":"MSG","payload":""# + String(repeating: "A", count: 131_072 - 44) + #""}"#)),
 ]
 
 // MARK: Frames the relay sends (a client parses them)

@@ -85,6 +85,9 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     /// The peer left the chat (its user ended it) before the transfer did: it said goodbye and
     /// then all it had to say, or its connection ended after the goodbye.
     case peerLeft
+    /// Outgoing: the relay refused a chunk as too large (`FRAME_TOO_LARGE`): it runs with a frame
+    /// cap under the 128 KiB file chunks need, and would refuse every chunk again.
+    case relayFrameLimit
 
     /// The stable name in `--json` `file_failed` events; scripts match on it.
     public var eventName: String {
@@ -99,6 +102,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .unconfirmed: "unconfirmed"
         case .peerChanged: "peer_changed"
         case .peerLeft: "peer_left"
+        case .relayFrameLimit: "relay_frame_limit"
         }
     }
 
@@ -118,6 +122,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .unconfirmed: "every byte was sent, but the session ended before the peer confirmed it stored the file"
         case .peerChanged: "the peer restarted"
         case .peerLeft: "the peer left the chat before the transfer finished"
+        case .relayFrameLimit: "the relay refuses messages as large as a file chunk (its frame cap is under 128 KiB)"
         }
     }
 
@@ -126,7 +131,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     var keepsPart: Bool {
         switch self {
         case .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: true
-        case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage: false
+        case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage, .relayFrameLimit: false
         }
     }
 
@@ -136,7 +141,8 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .hashMismatch: 2
         case .protocolError: 3
         case .storage: 4
-        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: 1
+        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .unconfirmed, .peerChanged, .peerLeft,
+             .relayFrameLimit: 1
         }
     }
 

@@ -9,11 +9,17 @@ extension FileTransfers {
 
     // MARK: Sending chunks
 
-    /// The next chunk the window lets the sender send, or nil.
+    /// The next chunk the window lets the sender send, or nil. The window holds the chunks in flight
+    /// of all outgoing transfers together: what the relay may have to hold for this connection, and
+    /// what this side may queue over its socket's watermark, is one window whatever their number.
     public func nextChunk() -> FileChunkRequest? {
+        var inFlight: UInt64 = 0
         for transfer in transfers where transfer.direction == .outgoing {
-            guard case let .moving(done, next, _) = transfer.phase, next < transfer.chunkCount,
-                  next < done + UInt64(configuration.windowChunks) else { continue }
+            if case let .moving(done, next, _) = transfer.phase, next > done { inFlight += next - done }
+        }
+        guard inFlight < UInt64(configuration.windowChunks) else { return nil }
+        for transfer in transfers where transfer.direction == .outgoing {
+            guard case let .moving(_, next, _) = transfer.phase, next < transfer.chunkCount else { continue }
             return FileChunkRequest(
                 id: transfer.info.id, index: next, offset: next * UInt64(transfer.chunkBytes),
                 length: transfer.length(ofChunk: next))

@@ -1,16 +1,17 @@
 /// The tunables of file transfers (docs/PROTOCOL.md, "File transfer").
 public struct FileTransferConfiguration: Hashable, Sendable {
-    /// Plaintext bytes per chunk: the largest that keeps a sealed chunk's SIGNAL under the relay's
-    /// default 128 KiB frame cap after base64 (96,296 bytes of payload → 128,396 characters), since
-    /// the relay checks a binary SIGNAL's text form against its cap. Per frame, not per byte, is
-    /// where a transfer's CPU went beyond the crypto: 94 KiB chunks moved a file about 17% faster
-    /// than 45 KiB ones (BENCHMARKS.md, "Bigger chunks").
+    /// Plaintext bytes per chunk: a sealed chunk's SIGNAL stays under the relay's default 128 KiB
+    /// frame cap in its text form (96,296 bytes of payload → 128,442 bytes of JSON), which is what
+    /// the relay checks a binary SIGNAL against. Per frame, not per byte, is where a transfer's CPU
+    /// went beyond the crypto: 94 KiB chunks moved a file about 17% faster than 45 KiB ones
+    /// (BENCHMARKS.md, "Bigger chunks").
     public var chunkBytes = 94 * 1024
-    /// Chunks sent and not yet acknowledged, per transfer (about 1.15 MB: under the relay's 1 MiB
-    /// of held frames plus one frame, so a rate-limited relay holds, rather than refuses, them).
-    public var windowChunks = 12
-    /// The receiver acknowledges every this many chunks (and the last): four a window, so the
-    /// sender always has room to send before the window's end.
+    /// Chunks sent and not yet acknowledged, of all outgoing transfers together: 9 chunks are
+    /// 1.16 MB in text form, under the relay's 1 MiB of held frames plus one frame, so a
+    /// rate-limited relay holds, rather than drops, them (it counts a binary SIGNAL's text size).
+    public var windowChunks = 9
+    /// The receiver acknowledges every this many chunks (and the last): three a window, so the
+    /// sender has room to send again before the window's end.
     public var ackEveryChunks = 3
     /// Chunks in flight and no acknowledgement for this long: send again from the last one
     /// acknowledged (a frame lost with a connection the session did not notice).
@@ -312,6 +313,16 @@ public struct FileTransfers {
         guard let index = index(of: id, direction) else { return }
         pending.append(.control(FileControl.cancel(id, code: failure.cancelCode).encode()))
         end(at: index, failure)
+    }
+
+    /// The relay refused a chunk (`FRAME_TOO_LARGE`): every outgoing transfer that sends chunks
+    /// fails, its peer told (a `CANCEL` is small), since the relay would refuse each chunk again.
+    public mutating func failSending(_ failure: FileFailure) {
+        let sending = transfers.filter { transfer in
+            guard transfer.direction == .outgoing, case .moving = transfer.phase else { return false }
+            return true
+        }
+        for transfer in sending { fail(transfer.info.id, .outgoing, failure) }
     }
 
     /// The session ended or the peer changed: every transfer ends with `failure` (nothing is
