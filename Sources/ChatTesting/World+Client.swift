@@ -83,6 +83,9 @@ extension World {
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
             case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes):
+                if case .sendFileSignal = action, let count = bytes.first.map(Int.init), bytes.count > count {
+                    overMarkKinds.insert(String(decoding: bytes[1...count], as: UTF8.self))
+                }
                 // The shell's planted bug and the observers see the text form.
                 let text = BinarySignal.text(bytes) ?? []
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(text) { continue }

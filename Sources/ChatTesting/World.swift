@@ -34,6 +34,9 @@ public final class World {
     /// tamper with it. A test's hostile network.
     public var heldTap: ((_ client: Int, _ direction: Direction, _ frame: [UInt8]) -> [[UInt8]])?
     public internal(set) var counters = WorldCounters()
+    /// The kinds of the binary SIGNALs clients sent as `.sendFileSignal`, which a real shell queues
+    /// over its watermark: only chunks may go that way (`ClientAction.sendFileSignal`).
+    public internal(set) var overMarkKinds: Set<String> = []
     /// Draws for the planted shell bugs.
     var plantedRandom: Xoshiro256
     /// Messages a client's display held back (the `swapMessages` planted bug), by client.

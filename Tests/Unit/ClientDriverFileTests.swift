@@ -508,6 +508,25 @@ struct ClientDriverFileTests {
         #expect(harness.messages(0) == ["still here"])
     }
 
+    @Test("Over binary SIGNALs only chunks go as the frames a shell queues over its watermark, never acknowledgements")
+    func onlyChunksOverTheMark() {
+        let harness = DriverHarness(binarySignals: .all)
+        let data = Self.content(5 * FileTransferConfiguration().chunkBytes)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/notes.txt"] = data
+        var aliceFiles = Self.policy()
+        aliceFiles.sendPaths = ["/src/notes.txt"]
+        let bobStore = InMemoryFileStore()
+        harness.add(files: aliceFiles, fileStore: aliceStore)
+        harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.settle()
+        harness.advance(by: .seconds(20))
+        #expect(bobStore.files["/dl/notes.txt"]?.elementsEqual(data) == true)
+        // Bob's acknowledgements answer what the relay sends him: a relay that replays chunks and
+        // reads nothing must not make him queue answers without end.
+        #expect(harness.world.overMarkKinds == ["FCHUNK"])
+    }
+
     @Test("A file torn while it is sent (a byte already sent rewritten): never stored, the sender says so (storage)")
     func changedWhileSent() {
         let data = Self.content(3 * Self.slice + 100_000)

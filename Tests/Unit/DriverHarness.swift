@@ -36,11 +36,12 @@ final class DriverHarness: WorldObserver {
     }
     private var passwords: [Password] = []
 
-    init(relayLimits: RelayLimits = .defaults) {
+    init(relayLimits: RelayLimits = .defaults, binarySignals: BinarySignalMix = .seeded) {
         var configuration = WorldConfiguration(
             clients: 0, seed: 0xD41E,
             faults: NetworkFaults(delayMicroseconds: 0...0, random: Xoshiro256(seed: 0xD41E, stream: .network)),
             relayLimits: relayLimits)
+        configuration.binarySignals = binarySignals
         configuration.faults.held = true
         let trace = try! Trace(tailCapacity: 1, filePath: nil)
         // DRIVER_TRACE=1 swift test --filter X: every record of the world's trace on stdout.
