@@ -28,10 +28,9 @@ struct ClientDriverFileTests {
 
     /// Alice sends `data` as /src/NAME to bob, whose policy and disk the caller chooses.
     static func pair(_ data: [UInt8], name: String = "notes.txt", bob bobFiles: FilePolicy,
-                     bobStore: InMemoryFileStore = InMemoryFileStore())
+                     bobStore: InMemoryFileStore = InMemoryFileStore(), harness: DriverHarness = DriverHarness())
         -> (DriverHarness, InMemoryFileStore, InMemoryFileStore)
     {
-        let harness = DriverHarness()
         let aliceStore = InMemoryFileStore()
         aliceStore.files["/src/" + name] = data
         var aliceFiles = Self.policy()
@@ -483,15 +482,8 @@ struct ClientDriverFileTests {
     func relayFrameCapUnderAChunk() {
         var limits = RelayLimits.defaults
         limits.frameSizeMaxBytes = 64 * 1024
-        let harness = DriverHarness(relayLimits: limits)
         let data = Self.content(3 * FileTransferConfiguration().chunkBytes)
-        let aliceStore = InMemoryFileStore()
-        aliceStore.files["/src/notes.txt"] = data
-        var aliceFiles = Self.policy()
-        aliceFiles.sendPaths = ["/src/notes.txt"]
-        let bobStore = InMemoryFileStore()
-        harness.add(files: aliceFiles, fileStore: aliceStore)
-        harness.add(files: Self.accepting(), fileStore: bobStore)
+        let (harness, _, bobStore) = Self.pair(data, bob: Self.accepting(), harness: DriverHarness(relayLimits: limits))
         harness.settle()
         harness.advance(by: .seconds(20))
         #expect(Self.fileEvents(harness, 0).contains {
@@ -510,15 +502,8 @@ struct ClientDriverFileTests {
 
     @Test("Over binary SIGNALs only chunks go as the frames a shell queues over its watermark, never acknowledgements")
     func onlyChunksOverTheMark() {
-        let harness = DriverHarness(binarySignals: .all)
         let data = Self.content(5 * FileTransferConfiguration().chunkBytes)
-        let aliceStore = InMemoryFileStore()
-        aliceStore.files["/src/notes.txt"] = data
-        var aliceFiles = Self.policy()
-        aliceFiles.sendPaths = ["/src/notes.txt"]
-        let bobStore = InMemoryFileStore()
-        harness.add(files: aliceFiles, fileStore: aliceStore)
-        harness.add(files: Self.accepting(), fileStore: bobStore)
+        let (harness, _, bobStore) = Self.pair(data, bob: Self.accepting(), harness: DriverHarness(binarySignals: .all))
         harness.settle()
         harness.advance(by: .seconds(20))
         #expect(bobStore.files["/dl/notes.txt"]?.elementsEqual(data) == true)
