@@ -6,6 +6,10 @@ extension ClientDriver {
     /// The most actions carried out per pump (each transfer's window bounds the chunks; this
     /// bounds the loop whatever happens).
     static let fileActionsPerPumpMax = 4_096
+    /// File control messages held for room in the session's queue: a transfer makes a few, and
+    /// at most `FileTransferConfiguration.transfersMax` run (a peer's surplus offers are refused,
+    /// one message each, so this bounds what a peer that never acknowledges can make us hold).
+    static let heldFileControlsMax = 256
 
     /// Offer the file at `path` (`--send`, `/send`). Its first hash slice is hashed now: a file of
     /// at most one slice is offered with its hash; a larger one with its head's, the whole file's
@@ -216,8 +220,23 @@ extension ClientDriver {
         files.connected(now: now)
     }
 
+    /// File control messages waiting for room in the session's queue, in order. A refused one
+    /// used to be lost: a lost `FHASH`, `DONE` or `ACCEPT` left both sides waiting for ever.
+    private func sendHeldFileControls(now: Instant) {
+        while let bytes = heldFileControls.first {  // Bounded: each round sends or drops one.
+            switch session.sendFileControl(bytes, now: now) {
+            case let .success(id): fileControls[id] = bytes
+            case .failure(.queueFull): return  // Sent again at the next turn, once the queue has room.
+            case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
+            }
+            heldFileControls.removeFirst()
+            process(session.drainOutputs(), now: now)
+        }
+    }
+
     /// Carry out what the transfers ask, then send the chunks the windows allow.
     func pumpFiles(now: Instant) {
+        sendHeldFileControls(now: now)
         hashSlices(now: now)
         var budget = Self.fileActionsPerPumpMax
         while budget > 0 {
@@ -248,11 +267,12 @@ extension ClientDriver {
     private func perform(_ action: FileAction, now: Instant) {
         switch action {
         case let .control(bytes):
-            switch session.sendFileControl(bytes, now: now) {
-            case let .success(id): fileControls[id] = bytes
-            case let .failure(refusal): notify(.fileProblem("file message not sent: \(refusal)"))
+            guard heldFileControls.count < Self.heldFileControlsMax else {
+                notify(.fileProblem("file message not sent: \(heldFileControls.count) are already waiting"))
+                return
             }
-            process(session.drainOutputs(), now: now)
+            heldFileControls.append(bytes)
+            sendHeldFileControls(now: now)
         case let .signal(signal):
             _ = transmitFileSignal(signal, now: now)
         case let .write(id, offset, bytes):

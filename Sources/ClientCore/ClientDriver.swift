@@ -55,6 +55,9 @@ public final class ClientDriver {
     /// File control messages in the session's queue, by message: their delivery is not the user's
     /// news, and one lost to the peer's goodbye ends its transfer.
     var fileControls: [MessageID: [UInt8]] = [:]
+    /// File control messages the session's full queue refused, in order, with those made after
+    /// them: sent as its queue makes room (at most `heldFileControlsMax`).
+    var heldFileControls: [[UInt8]] = []
     /// The peer instance of the last confirmed handshake (a later one with another is a new peer).
     var securedPeer: InstanceID?
     /// Files that could not even be offered (unreadable `--send` paths).

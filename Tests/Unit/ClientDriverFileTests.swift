@@ -512,6 +512,25 @@ struct ClientDriverFileTests {
         #expect(harness.world.overMarkKinds == ["FCHUNK"])
     }
 
+    @Test("A file message the session's full queue refuses waits its turn: the offer goes once the queue has room")
+    func controlWaitsForQueueRoom() {
+        let harness = DriverHarness()
+        let data = Self.content(5000)
+        let aliceStore = InMemoryFileStore()
+        aliceStore.files["/src/notes.txt"] = data
+        let alice = harness.add(interactive: true, files: Self.policy(), fileStore: aliceStore, sendQueueMax: 4)
+        harness.advance(by: .seconds(2))
+        // No peer yet: four lines fill Alice's queue, and her offer finds it full.
+        for line in 0..<4 { harness.line(alice, "line \(line)") }
+        harness.line(alice, "/send /src/notes.txt")
+        let bobStore = InMemoryFileStore()
+        let bob = harness.add(files: Self.accepting(), fileStore: bobStore)
+        harness.advance(by: .seconds(20))
+        #expect(harness.messages(bob) == (0..<4).map { "line \($0)" })
+        #expect(bobStore.files["/dl/notes.txt"] == data)
+        #expect(!harness.shown[alice].contains { "\($0)".contains("file message not sent") })
+    }
+
     @Test("A file torn while it is sent (a byte already sent rewritten): never stored, the sender says so (storage)")
     func changedWhileSent() {
         let data = Self.content(3 * Self.slice + 100_000)

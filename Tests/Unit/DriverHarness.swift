@@ -77,9 +77,9 @@ final class DriverHarness: WorldObserver {
     func add(room: String = "ROOM1", password: String? = nil, interactive: Bool = false,
              giveUpAfter: Duration = .seconds(300), drainTimeout: Duration = .seconds(30),
              keepalive: Duration = .seconds(15), files: FilePolicy = FilePolicy(),
-             fileStore: (any FileStore)? = nil, settled: Bool = true) -> Int {
+             fileStore: (any FileStore)? = nil, settled: Bool = true, sendQueueMax: Int = 1024) -> Int {
         var configuration = DriverConfiguration(
-            session: SessionConfiguration(room: try! RoomCode(room)), interactive: interactive,
+            session: SessionConfiguration(room: try! RoomCode(room), sendQueueMax: sendQueueMax), interactive: interactive,
             giveUpAfter: giveUpAfter, drainTimeout: drainTimeout, keepalive: keepalive)
         configuration.files = files
         let secret = password.map { try! Password($0) }
