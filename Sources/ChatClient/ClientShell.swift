@@ -181,8 +181,8 @@ final class ClientShell {
                 links.first { $0.id == id }?.link.send(frame)
             case let .sendBinary(id, frame):
                 links.first { $0.id == id }?.link.sendBinary(frame)
-            case let .sendFileSignal(id, frame):
-                links.first { $0.id == id }?.link.sendFileSignal(frame)
+            case let .sendFileSignal(id, frame, binary):
+                links.first { $0.id == id }?.link.sendFileSignal(frame, binary: binary)
             case let .ping(id):
                 links.first { $0.id == id }?.link.ping()
             case let .pong(id, payload):

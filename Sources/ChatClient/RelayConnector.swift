@@ -13,9 +13,9 @@ public protocol RelayLink: AnyObject, Sendable {
     func send(_ frame: [UInt8])
     /// Send one binary frame, a binary SIGNAL (dropped as `send`).
     func sendBinary(_ frame: [UInt8])
-    /// Send one binary file chunk or acknowledgement, queued even over the high watermark (the
+    /// Send one file chunk, a binary frame or a text one, queued even over the high watermark (the
     /// driver stops sending chunks on `transportWritable(false)`; see `ClientAction.sendFileSignal`).
-    func sendFileSignal(_ frame: [UInt8])
+    func sendFileSignal(_ frame: [UInt8], binary: Bool)
     /// Send a ping (dropped if the connection is not open).
     func ping()
     /// Answer a ping with its payload (dropped if the connection is not open).

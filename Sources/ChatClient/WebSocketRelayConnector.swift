@@ -221,8 +221,8 @@ final class ChannelRelayLink: RelayLink {
         write(.binary, ByteBuffer(bytes: frame))
     }
 
-    func sendFileSignal(_ frame: [UInt8]) {
-        write(.binary, ByteBuffer(bytes: frame), overWatermark: true)
+    func sendFileSignal(_ frame: [UInt8], binary: Bool) {
+        write(binary ? .binary : .text, ByteBuffer(bytes: frame), overWatermark: true)
     }
 
     func ping() {

@@ -79,12 +79,21 @@ extension World {
             switch action {
             case let .connect(id): connect(client, id)
             case let .send(id, bytes):
+                if overMark(client, id) { continue }
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(bytes) { continue }
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
-            case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes):
+            case let .sendFileSignal(id, bytes, binary: false):
+                if case let .signal(signal)? = try? WireCodec.decodeClientMessage(bytes) {
+                    overMarkKinds.insert(signal.kind.rawValue)
+                }
+                observer?.world(self, clientSent: bytes, client: client.index)
+                sendFromClient(client, id, .text(bytes))
+            case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes, binary: true):
                 if case .sendFileSignal = action, let count = bytes.first.map(Int.init), bytes.count > count {
                     overMarkKinds.insert(String(decoding: bytes[1...count], as: UTF8.self))
+                } else if overMark(client, id) {
+                    continue
                 }
                 // The shell's planted bug and the observers see the text form.
                 let text = BinarySignal.text(bytes) ?? []
@@ -141,6 +150,20 @@ extension World {
         // A cluster's client picks a node when its connect arrives (`clusterStep`).
         let arrives = relayUp || isCluster
         queue.schedule(after: faults.oneWayDelay(), arrives ? .connectArrives(link) : .connectRefused(link))
+    }
+
+    /// The shell drops a frame written while its link is over the watermark (`ClientWatermark`),
+    /// but a file chunk (`.sendFileSignal`): the session retransmits what it sent.
+    private func overMark(_ client: WorldClient, _ id: ConnectionID) -> Bool {
+        guard let link = client.link(for: id), links[Int(link.value)].clientOverMark else { return false }
+        counters.framesDroppedOverMark += 1
+        return true
+    }
+
+    /// The shell's report that `link` crossed a watermark reaches the driver that opened it.
+    func clientWritable(_ link: LinkID, _ writable: Bool) {
+        guard let client = clientEnd(link), links[Int(link.value)].clientUp else { return }
+        handle(.transportWritable(links[Int(link.value)].clientID, writable), at: client)
     }
 
     func sendFromClient(_ client: WorldClient, _ id: ConnectionID, _ frame: WireFrame) {

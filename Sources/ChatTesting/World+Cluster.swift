@@ -121,6 +121,7 @@ extension World {
             enterNode(node)
             relaySeesClose(link)
         case let .clientSeesClose(link): clientSeesClose(link)
+        case let .clientWritable(link, writable): clientWritable(link, writable)
         case let .cluster(event): return clusterEvent(event) ? .handled : .stale
         }
         return .handled

@@ -45,6 +45,7 @@ extension World {
                     links[Int(link.value)].lastDueToRelay = at
                 }
                 queue.schedule(at: at, .toRelay(link, frame))
+                clientBytesUnread(link, changedBy: frame.byteCount)
             } else {
                 // Nothing reaches the client before the upgrade that opened the connection.
                 if let upgradeDue = links[Int(link.value)].upgradeDue { at = max(at, upgradeDue) }
@@ -116,6 +117,7 @@ extension World {
         guard let id = relayEnd(link), !links[Int(link.value)].broken,
             clients[Int(links[Int(link.value)].client)].cutUntil <= now
         else {
+            clientBytesUnread(link, changedBy: -frame.byteCount)
             counters.framesLost += 1
             record(.frameLost, client: Int(links[Int(link.value)].client), link: link, value: UInt64(frame.byteCount))
             return
@@ -129,6 +131,7 @@ extension World {
     }
 
     private func deliverToRelay(_ frame: WireFrame, _ id: ConnectionID, _ link: LinkID) {
+        clientBytesUnread(link, changedBy: -frame.byteCount)
         let client = Int(links[Int(link.value)].client)
         relaySource = link
         defer { relaySource = nil }
@@ -333,5 +336,24 @@ extension World {
         guard let id = relayEnd(link) else { return }
         relay.writabilityChanged(id, isWritable: true, now: now)
         drainRelay()
+    }
+}
+
+extension World {
+    /// The bytes a client sent and the relay has not read changed by `delta`: over the high
+    /// watermark the client's shell says the link is unwritable, under the low one writable again
+    /// (as NIO's channel writability does), its driver told through the queue like any event.
+    func clientBytesUnread(_ link: LinkID, changedBy delta: Int) {
+        guard let mark = configuration.clientWatermark else { return }
+        let index = Int(link.value)
+        links[index].bytesFromClient += delta
+        if !links[index].clientOverMark, links[index].bytesFromClient > mark.high {
+            links[index].clientOverMark = true
+            counters.linksOverMark += 1
+            queue.schedule(at: now, .clientWritable(link, false))
+        } else if links[index].clientOverMark, links[index].bytesFromClient < mark.low {
+            links[index].clientOverMark = false
+            queue.schedule(at: now, .clientWritable(link, true))
+        }
     }
 }

@@ -136,6 +136,7 @@ public final class World {
         case let .toClient(link, frame): frameArrivesAtClient(link, frame)
         case let .relaySeesClose(link): relaySeesClose(link)
         case let .clientSeesClose(link): clientSeesClose(link)
+        case let .clientWritable(link, writable): clientWritable(link, writable)
         case .cluster: return .stale
         }
         return .handled

@@ -19,6 +19,8 @@ public enum WorldEvent: Sendable {
     case relaySeesClose(LinkID)
     /// The relay's end closed (or the connection broke): the client learns it.
     case clientSeesClose(LinkID)
+    /// The client's shell reports its outbound buffer crossed a watermark (`ClientWatermark`).
+    case clientWritable(LinkID, Bool)
     case clientTimer(client: Int32)
     case relayTimer
     /// A cluster world's own event (`World+Cluster.swift`).
@@ -60,6 +62,10 @@ struct Link {
     /// the connection is not writable (its outbound queue over the high watermark).
     var bytesToClient = 0
     var toldUnwritable = false
+    /// Bytes the client sent that the relay has not read yet (on their way, or waiting while the
+    /// relay does not read: a real client's socket buffer), and whether it is over its watermark.
+    var bytesFromClient = 0
+    var clientOverMark = false
     /// With an in-order network: when the latest frame each way is due (the next is not earlier).
     var lastDueToRelay = Instant.zero
     var lastDueToClient = Instant.zero
@@ -232,6 +238,10 @@ public struct WorldCounters: Sendable {
     public var partitions: UInt64 = 0
     public var relayCrashes: UInt64 = 0
     public var processCrashes: UInt64 = 0
+    /// Frames a client's shell dropped because its link was over its watermark.
+    public var framesDroppedOverMark: UInt64 = 0
+    /// Times a client's link went over its watermark (its driver told).
+    public var linksOverMark: UInt64 = 0
 }
 
 /// Which of the world's connections negotiate binary SIGNALs at their upgrade.
@@ -280,6 +290,10 @@ public struct WorldConfiguration {
     /// Which connections negotiate binary SIGNALs (`securechat.binary`): by default a seeded half,
     /// so the relay converts between the forms under every fault.
     public var binarySignals: BinarySignalMix = .seeded
+    /// The clients' outbound watermarks (nil: never over, as in the tests that hold frames).
+    /// Over `high` a client's shell drops every frame but file chunks and tells its driver,
+    /// which sends no chunk until the bytes the relay has not read fall under `low`.
+    public var clientWatermark: ClientWatermark?
     /// Several relay nodes sharing a virtual Redis (nil, or one node: the single relay).
     public var cluster: ClusterConfiguration?
     /// Bugs planted in every client process's session (ChatCore's `PlantedBugs`).
@@ -305,5 +319,18 @@ extension RoomCode {
     /// The room of simulated room number `index`.
     public static func simulated(_ index: Int) -> RoomCode {
         try! RoomCode("SIM\(index)")  // `SIM` + digits always matches ^[A-Z0-9]+$ within the cap
+    }
+}
+
+/// A client shell's outbound watermarks, in bytes (`WorldConfiguration.clientWatermark`): the
+/// shipped client's are 512 KiB and 2 MiB; a world's files are small, so it uses its own.
+public struct ClientWatermark: Hashable, Sendable {
+    public var low: Int
+    public var high: Int
+
+    public init(low: Int, high: Int) {
+        precondition(low >= 0 && low < high, "need 0 <= low < high")
+        self.low = low
+        self.high = high
     }
 }

@@ -60,17 +60,20 @@ extension ClientDriver {
     /// form where the relay selected binary SIGNALs, made from the signal directly (a chunk is never
     /// base64-encoded and decoded again), after whatever the session had to say first.
     func transmitFileSignal(_ signal: Signal, now: Instant) -> Bool {
-        guard case let .up(id, _, _) = link, binaryLink == id, let binary = BinarySignal.encode(signal) else {
-            guard session.transmitFileSignal(signal) else { return false }
-            process(session.drainOutputs(), now: now)
-            return true
-        }
         guard session.mayTransmitFileSignal else { return false }
         process(session.drainOutputs(), now: now)
-        // Only a chunk is queued over the watermark (the window bounds chunks); an acknowledgement
-        // is dropped there like any other frame: it answers the relay's frames, so a relay that
-        // replays chunks and reads nothing must not make this side queue answers without end.
-        act(signal.kind == .fileChunk ? .sendFileSignal(id, binary) : .sendBinary(id, binary))
+        guard case let .up(id, _, _) = link else { return true }  // Lost with the link: the transfers resend.
+        let binary = binaryLink == id ? BinarySignal.encode(signal) : nil
+        let frame = binary ?? WireCodec.encode(ClientMessage.signal(signal))
+        // Only a chunk is queued over the watermark (the window bounds chunks), as text too: a
+        // window's tail dropped there cost a stall timeout per window. An acknowledgement is dropped
+        // there like any other frame: it answers the relay's frames, so a relay that replays chunks
+        // and reads nothing must not make this side queue answers without end.
+        if signal.kind == .fileChunk {
+            act(.sendFileSignal(id, frame, binary: binary != nil))
+        } else {
+            act(binary != nil ? .sendBinary(id, frame) : .send(id, frame))
+        }
         return true
     }
 

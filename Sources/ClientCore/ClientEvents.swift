@@ -66,11 +66,12 @@ public enum ClientAction: Hashable, Sendable {
     /// Send one binary frame (a binary SIGNAL) on the connection; only after
     /// `transportBinarySignals` for it.
     case sendBinary(ConnectionID, [UInt8])
-    /// Send one binary file chunk or acknowledgement on the connection. Unlike `.send` and
-    /// `.sendBinary`, the shell never drops it for a full outbound buffer: the driver sends no
-    /// chunk while the connection is unwritable (`transportWritable`), and the transfers' windows
-    /// bound what is in flight. A dropped chunk would cost the transfer a stall timeout.
-    case sendFileSignal(ConnectionID, [UInt8])
+    /// Send one file chunk on the connection, a binary frame (`binary`, after
+    /// `transportBinarySignals`) or a text one. Unlike `.send` and `.sendBinary`, the shell never
+    /// drops it for a full outbound buffer: the driver sends no chunk while the connection is
+    /// unwritable (`transportWritable`), and the transfers' window bounds what is in flight. A
+    /// dropped chunk would cost the transfer a stall timeout.
+    case sendFileSignal(ConnectionID, [UInt8], binary: Bool)
     /// Send a ping on the connection (the relay has been quiet for `keepalive`).
     case ping(ConnectionID)
     /// Answer the relay's ping with this payload.

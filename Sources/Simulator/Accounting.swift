@@ -170,7 +170,8 @@ extension Simulation {
                 partitions: network.partitions, relayCrashes: network.relayCrashes,
                 peerRestarts: network.processCrashes, relayErrors: counters.relayErrors,
                 squatterJoins: counters.squats, squatterJoinsRefused: counters.squatsRefused,
-                squatterJoinsSeated: counters.squatsSeated),
+                squatterJoinsSeated: counters.squatsSeated, linksOverMark: network.linksOverMark,
+                framesDroppedOverMark: network.framesDroppedOverMark),
             relay: relayTotals,
             core: .init(
                 handshakesCompleted: counters.handshakesCompleted, retransmissions: counters.retransmissions,

@@ -88,6 +88,10 @@ public struct SimulationReport: Sendable, Codable {
         /// The relay's answers to them: ROOM_FULL or SEAT_RESERVED, or a seat that freed meanwhile.
         public var squatterJoinsRefused: Int
         public var squatterJoinsSeated: Int
+        /// Times a client's link went over its outbound watermark, and the frames (never file
+        /// chunks) its shell dropped meanwhile (`ClientWatermark`).
+        public var linksOverMark: UInt64 = 0
+        public var framesDroppedOverMark: UInt64 = 0
     }
 
     /// What the relay's policy did (summed over relay processes).
@@ -252,7 +256,8 @@ extension SimulationReport {
         let errors = network.relayErrors.keys.sorted().map { "\($0) \(network.relayErrors[$0]!)" }
         lines.append(
             "network:  \(network.framesSent) frames sent, \(network.framesDropped) dropped, "
-                + "\(network.framesDuplicated) duplicated, \(network.framesLost) lost on closed or cut links")
+                + "\(network.framesDuplicated) duplicated, \(network.framesLost) lost on closed or cut links, "
+                + "\(network.linksOverMark) times a client over its watermark (\(network.framesDroppedOverMark) frames dropped)")
         lines.append(
             "          \(network.connections) connections, \(network.connectFailures) failed connects, "
                 + "\(network.resets) resets, \(network.partitions) partitions, \(network.relayCrashes) relay crashes, "

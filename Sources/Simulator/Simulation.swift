@@ -134,6 +134,9 @@ public final class Simulation {
         var configuration = WorldConfiguration(
             clients: settings.peers, seed: settings.seed, faults: faults,
             password: { passwords.isEmpty ? nil : passwords[$0] })
+        // Scaled to the world's 1 KiB chunks as the shipped 512 KiB / 2 MiB are to 94 KiB ones, and
+        // under one window of chunks, so that transfers cross it and the driver's gate is exercised.
+        configuration.clientWatermark = ClientWatermark(low: 2 * 1024, high: 8 * 1024)
         if let cluster = settings.cluster {
             configuration.cluster = ClusterConfiguration(
                 nodes: cluster.nodes,
