@@ -60,7 +60,7 @@ public final class WebSocketRelayConnector: RelayConnector {
 
     /// The outbound buffer's watermarks: over `high` the link is unwritable (the driver sends no file
     /// chunk, other frames are dropped), under `low` writable again. High enough for a transfer's
-    /// window of chunks in flight (about 1.1 MB), so that a fast relay never makes the link
+    /// window of chunks in flight (770 KB), so that a fast relay never makes the link
     /// unwritable; the rest of the backpressure is the relay's reading.
     static let outboundWatermark = ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 2 * 1024 * 1024)
 

@@ -215,9 +215,19 @@ extension ClientDriver {
     /// the simulator's `file-liveness` found that.)
     func filesSecured(now: Instant) {
         let peer = session.confirmedPeerInstance
-        if let previous = securedPeer, previous != peer { files.failAll(.peerChanged) }
+        if let previous = securedPeer, previous != peer {
+            dropHeldFileControls { _ in true }  // Their transfers end here; the new instance never knew them.
+            files.failAll(.peerChanged)
+        }
         securedPeer = peer
         files.connected(now: now)
+    }
+
+    /// Forget held file messages, zeroed first (an `OFFER` carries its file's key).
+    func dropHeldFileControls(_ dropped: ([UInt8]) -> Bool) {
+        let indices = heldFileControls.indices.filter { dropped(heldFileControls[$0]) }
+        for index in indices { Sodium.memzero(&heldFileControls[index]) }
+        heldFileControls = heldFileControls.indices.filter { !indices.contains($0) }.map { heldFileControls[$0] }
     }
 
     /// File control messages waiting for room in the session's queue, in order. A refused one
@@ -260,7 +270,7 @@ extension ClientDriver {
         case let .success(read): bytes = read
         case .failure: bytes = []  // Not the chunk's length: the transfer fails (storage).
         }
-        guard let signal = files.sealChunk(request, bytes) else { return true }
+        guard let signal = files.sealChunk(request, bytes, now: now) else { return true }
         return transmitFileSignal(signal, now: now)
     }
 
@@ -293,6 +303,10 @@ extension ClientDriver {
         case let .verifyUnchanged(id):
             verifyUnchanged(id)
         case let .release(id, deletePart):
+            // Ended before its OFFER left: the peer never hears of it, nor of what followed.
+            if heldFileControls.contains(where: { FileTransfers.offeredFile(inControl: $0) == id }) {
+                dropHeldFileControls { FileTransfers.file(ofControl: $0) == id }
+            }
             guard let index = storedFiles.firstIndex(where: { $0.id == id }) else { return }
             fileStore?.release(storedFiles.remove(at: index).file, deletePart: deletePart)
         case let .event(event):

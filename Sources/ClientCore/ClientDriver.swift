@@ -194,6 +194,7 @@ public final class ClientDriver {
             leave(deadline: deadline, now: now)
         }
         if case let .ended(status) = phase {
+            dropHeldFileControls { _ in true }
             phase = .exited(status)
             act(.exit(status))
         }

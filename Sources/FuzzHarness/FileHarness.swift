@@ -163,7 +163,7 @@ struct FileRun {
         case .genuineChunk:
             guard let request = sender.nextChunk() else { break }
             let offset = Int(request.offset)
-            guard var signal = sender.sealChunk(request, Array(fuzzFileBytes[offset..<(offset + request.length)]))
+            guard var signal = sender.sealChunk(request, Array(fuzzFileBytes[offset..<(offset + request.length)]), now: now)
             else { break }
             if let flip = bytes.first, let at = bytes.dropFirst().first, var payload = signal.payload {
                 payload[Int(at) % payload.count] ^= flip

@@ -557,7 +557,7 @@ struct ClientFileTransferTests {
             while session.state == .connected, let request = transfers.nextChunk() {
                 let content = contents.first { $0.0 == request.id }!.1
                 let chunk = Array(content[Int(request.offset)..<(Int(request.offset) + request.length)])
-                if let signal = transfers.sealChunk(request, chunk) { _ = session.transmitFileSignal(signal) }
+                if let signal = transfers.sealChunk(request, chunk, now: now()) { _ = session.transmitFileSignal(signal) }
             }
             if !contents.isEmpty, transfers.isIdle, session.drainOutputs().isEmpty { return events }
             do {

@@ -489,10 +489,13 @@ struct ClientDriverFileTests {
         #expect(Self.fileEvents(harness, 0).contains {
             if case .failed(_, .outgoing, .relayFrameLimit) = $0 { true } else { false }
         })
+        // Bob keeps his .part: the relay's ERROR is not authenticated, and a lying relay must not
+        // cost him what he has.
         #expect(Self.fileEvents(harness, 1).contains {
-            if case .failed(_, .incoming, .cancelledByPeer) = $0 { true } else { false }
+            if case .failed(_, .incoming, .relayFrameLimit) = $0 { true } else { false }
         })
         #expect(bobStore.files["/dl/notes.txt"] == nil)
+        #expect(bobStore.files.keys.contains { $0.hasPrefix("/dl/notes.txt.") && $0.hasSuffix(".part") })
         // The link is not closed again and again for chunks: a line still crosses.
         harness.world.handle(.line("still here"), at: 1)
         harness.settle()

@@ -85,7 +85,7 @@ struct FileTransferTests {
         mutating func sendWindow(_ file: [UInt8]) {
             while let request = sender.nextChunk() {
                 let bytes = Array(file[Int(request.offset)..<(Int(request.offset) + request.length)])
-                guard let signal = sender.sealChunk(request, bytes) else { break }
+                guard let signal = sender.sealChunk(request, bytes, now: now) else { break }
                 chunksInFlight.append(signal)
             }
         }
@@ -223,6 +223,27 @@ struct FileTransferTests {
         pair.run(file)
         #expect(pair.writes.count == 5)
         #expect(pair.disk == file)
+    }
+
+    @Test("A transfer that waited behind another in the shared window starts its stall clock when its chunks go")
+    func waitedNotResent() {
+        let file = Self.file(12 * 1024)  // Three windows of the first transfer before the second's turn.
+        var (pair, _) = Self.offered(file)
+        _ = pair.sender.offer(name: "b", sizeBytes: UInt64(file.count), hash: Self.hash(file),
+                              entropy: SeededEntropy(seed: 4))!
+        for _ in 0..<40 where !(pair.senderEvents.filter { if case .done = $0 { true } else { false } }.count == 2) {
+            pair.runSender()
+            pair.runReceiver()
+            pair.sendWindow(file)
+            // 4 s a round: the second transfer's first chunks go 12 s after its acceptance, and its
+            // window's timer runs before their acknowledgements come.
+            pair.sender.handleTimeout(now: pair.now)
+            pair.deliverChunks()
+            pair.now = pair.now.advanced(by: .seconds(4))
+        }
+        let resent = pair.senderEvents.compactMap { if case let .done(_, .outgoing, resent) = $0 { resent } else { nil } }
+        #expect(resent == [0, 0], "\(pair.senderEvents)")
+        #expect(pair.sender.statistics.chunksResent == 0)
     }
 
     @Test("A chunk moved to another offset, out of order, or to another file is never written")

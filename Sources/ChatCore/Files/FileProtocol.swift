@@ -85,8 +85,10 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     /// The peer left the chat (its user ended it) before the transfer did: it said goodbye and
     /// then all it had to say, or its connection ended after the goodbye.
     case peerLeft
-    /// Outgoing: the relay refused a chunk as too large (`FRAME_TOO_LARGE`): it runs with a frame
-    /// cap under the 128 KiB file chunks need, and would refuse every chunk again.
+    /// The relay refused a chunk as too large (`FRAME_TOO_LARGE`): it runs with a frame cap under
+    /// the 128 KiB file chunks need, and would refuse every chunk again. The sender ends; its
+    /// `CANCEL` (code 5) ends the receiver's side, which keeps its `.part`: the `ERROR` is the
+    /// relay's word, unauthenticated, and a lying relay must not cost the receiver what it has.
     case relayFrameLimit
 
     /// The stable name in `--json` `file_failed` events; scripts match on it.
@@ -130,8 +132,8 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
     /// transfer was cut off (the session, or the peer's process, ended), nothing was wrong with it.
     var keepsPart: Bool {
         switch self {
-        case .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: true
-        case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage, .relayFrameLimit: false
+        case .sessionEnded, .unconfirmed, .peerChanged, .peerLeft, .relayFrameLimit: true
+        case .rejected, .cancelled, .cancelledByPeer, .hashMismatch, .protocolError, .storage: false
         }
     }
 
@@ -141,8 +143,8 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         case .hashMismatch: 2
         case .protocolError: 3
         case .storage: 4
-        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .unconfirmed, .peerChanged, .peerLeft,
-             .relayFrameLimit: 1
+        case .relayFrameLimit: 5
+        case .rejected, .cancelled, .cancelledByPeer, .sessionEnded, .unconfirmed, .peerChanged, .peerLeft: 1
         }
     }
 
@@ -151,6 +153,7 @@ public enum FileFailure: Hashable, Sendable, CustomStringConvertible {
         switch code {
         case 2: .hashMismatch
         case 3: .protocolError
+        case 5: .relayFrameLimit
         default: .cancelledByPeer
         }
     }
@@ -273,7 +276,7 @@ enum FileControl: Hashable {
             guard body.count == 1, let refusal = FileRefusal(rawValue: body[0]) else { return nil }
             return .reject(id, refusal)
         case typeCancel:
-            guard body.count == 1, (1...4).contains(body[0]) else { return nil }
+            guard body.count == 1, (1...5).contains(body[0]) else { return nil }
             return .cancel(id, code: body[0])
         case typeDone:
             guard body.count == hashBytes else { return nil }

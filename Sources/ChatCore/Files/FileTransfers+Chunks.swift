@@ -30,7 +30,7 @@ extension FileTransfers {
     /// Seal the chunk `request` names with its bytes, read from the file; the SIGNAL to send.
     /// Nil when the transfer moved on meanwhile, or the bytes are not the chunk's length (the file
     /// changed under us: the transfer fails, `storage`).
-    public mutating func sealChunk(_ request: FileChunkRequest, _ plaintext: [UInt8]) -> Signal? {
+    public mutating func sealChunk(_ request: FileChunkRequest, _ plaintext: [UInt8], now: Instant) -> Signal? {
         guard let index = index(of: request.id, .outgoing),
               case let .moving(done, next, heardAt) = transfers[index].phase, next == request.index else { return nil }
         guard plaintext.count == request.length else {
@@ -43,7 +43,9 @@ extension FileTransfers {
         BigEndian.append(request.index, to: &payload)
         transfers[index].key.seal(
             purpose: FileKey.purposeChunk, counter: request.index, plaintext, appendingTo: &payload)
-        transfers[index].phase = .moving(done: done, next: next + 1, heardAt: heardAt)
+        // A window that starts now starts its stall clock now: a transfer that waited behind
+        // another's chunks in the shared window has lost nothing.
+        transfers[index].phase = .moving(done: done, next: next + 1, heardAt: next == done ? now : heardAt)
         return Signal(kind: .fileChunk, payload: payload)
     }
 

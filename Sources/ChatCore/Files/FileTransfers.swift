@@ -6,12 +6,13 @@ public struct FileTransferConfiguration: Hashable, Sendable {
     /// went beyond the crypto: 94 KiB chunks moved a file about 17% faster than 45 KiB ones
     /// (BENCHMARKS.md, "Bigger chunks").
     public var chunkBytes = 94 * 1024
-    /// Chunks sent and not yet acknowledged, of all outgoing transfers together: 9 chunks are
-    /// 1.16 MB in text form, under the relay's 1 MiB of held frames plus one frame, so a
-    /// rate-limited relay holds, rather than drops, them (it counts a binary SIGNAL's text size).
-    public var windowChunks = 9
-    /// The receiver acknowledges every this many chunks (and the last): three a window, so the
-    /// sender has room to send again before the window's end.
+    /// Chunks sent and not yet acknowledged, of all outgoing transfers together: 8 chunks are
+    /// 770 KB, 1.03 MB as text, under the 1 MiB of frames the relay holds for the rate limit
+    /// (`RelayLimits.heldBytesMax`, binary or text), so a rate-limited relay holds, rather than
+    /// drops, them.
+    public var windowChunks = 8
+    /// The receiver acknowledges every this many chunks (and the last), so the sender has room
+    /// to send again before the window's end.
     public var ackEveryChunks = 3
     /// Chunks in flight and no acknowledgement for this long: send again from the last one
     /// acknowledged (a frame lost with a connection the session did not notice).
@@ -313,6 +314,18 @@ public struct FileTransfers {
         guard let index = index(of: id, direction) else { return }
         pending.append(.control(FileControl.cancel(id, code: failure.cancelCode).encode()))
         end(at: index, failure)
+    }
+
+    /// The file an encoded `OFFER` control message offers; nil for any other message (the driver
+    /// drops a held `OFFER`, and what follows it for its file, when the transfer ends first).
+    public static func offeredFile(inControl bytes: [UInt8]) -> FileID? {
+        guard case let .offer(info, _, _)? = FileControl.decode(bytes) else { return nil }
+        return info.id
+    }
+
+    /// The file an encoded control message is about (nil: not one).
+    public static func file(ofControl bytes: [UInt8]) -> FileID? {
+        FileControl.decode(bytes)?.fileID
     }
 
     /// The relay refused a chunk (`FRAME_TOO_LARGE`): every outgoing transfer that sends chunks
