@@ -90,8 +90,10 @@ extension World {
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
             case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes, binary: true):
-                if case .sendFileSignal = action, let count = bytes.first.map(Int.init), bytes.count > count {
-                    overMarkKinds.insert(String(decoding: bytes[1...count], as: UTF8.self))
+                if case .sendFileSignal = action {
+                    if let count = bytes.first.map(Int.init), bytes.count > count {
+                        overMarkKinds.insert(String(decoding: bytes[1...count], as: UTF8.self))
+                    }
                 } else if overMark(client, id) {
                     continue
                 }

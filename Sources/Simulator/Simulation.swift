@@ -134,9 +134,10 @@ public final class Simulation {
         var configuration = WorldConfiguration(
             clients: settings.peers, seed: settings.seed, faults: faults,
             password: { passwords.isEmpty ? nil : passwords[$0] })
-        // Scaled to the world's 1 KiB chunks as the shipped 512 KiB / 2 MiB are to 94 KiB ones, and
-        // under one window of chunks, so that transfers cross it and the driver's gate is exercised.
-        configuration.clientWatermark = ClientWatermark(low: 2 * 1024, high: 8 * 1024)
+        // Under one window of the world's 1 KiB chunks (8 of them are 8.4 KiB as binary frames, 11.5
+        // KiB as text), unlike the shipped 2 MiB, which is over a window: so that transfers cross it
+        // and the driver's gate runs under every fault.
+        configuration.clientWatermark = ClientWatermark(low: 2 * 1024, high: 6 * 1024)
         if let cluster = settings.cluster {
             configuration.cluster = ClusterConfiguration(
                 nodes: cluster.nodes,

@@ -159,8 +159,8 @@ struct ClientFileTransferTests {
         // Progress never went back below what was acknowledged before the kill...
         let acknowledged = Self.event(alice, "file_progress").compactMap { $0["bytes"] as? Int }
         #expect(acknowledged == acknowledged.sorted() && acknowledged.contains { $0 >= before["bytes"] as? Int ?? 0 })
-        // ...and what was sent again is at most the window in flight at the kill (9 chunks of 94 KiB,
-        // 2.1% of the file), not the file.
+        // ...and what was sent again is at most the window in flight at the kill (8 chunks of 94 KiB,
+        // 1.8% of the file), not the file.
         let configuration = FileTransferConfiguration()
         let done = Self.event(alice, "file_done").first
         let resent = done?["chunks_resent"] as? Int ?? -1

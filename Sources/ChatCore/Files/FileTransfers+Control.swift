@@ -66,7 +66,8 @@ extension FileTransfers {
         if let index = index(of: id, .incoming) {
             end(at: index, FileFailure.fromCancel(code))
         } else if let index = index(of: id, .outgoing) {
-            end(at: index, FileFailure.fromCancel(code))
+            // Code 5 is the sender's word about the relay: from a receiver it means nothing more.
+            end(at: index, code == 5 ? .cancelledByPeer : FileFailure.fromCancel(code))
         } else {
             statistics.messagesRejected += 1
         }

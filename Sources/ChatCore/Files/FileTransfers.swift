@@ -123,7 +123,8 @@ public struct FileTransfers {
         /// Outgoing: waiting for the answer. Incoming: waiting for the user (or policy).
         case offered
         /// Chunks move: `done` acknowledged (outgoing) or written (incoming); `next` the next to
-        /// send (outgoing; equal to `done` incoming); `heardAt` the last acknowledgement.
+        /// send (outgoing; equal to `done` incoming); `heardAt` the last acknowledgement, or when
+        /// the window's first chunk went (the stall clock).
         case moving(done: UInt64, next: UInt64, heardAt: Instant)
         /// Incoming: every chunk written and the hash matched; the driver renames the `.part`.
         case storing
