@@ -330,7 +330,7 @@ do {
 }
 
 // glibc gives freed heap memory back to the kernel whenever 128 KiB lie free at the top of a heap
-// (the main one or an NIO thread's), so a file transfer, which frees a chunk buffer of about 48 KiB
+// (the main one or an NIO thread's), so a file transfer, which frees a chunk buffer of about 94 KiB
 // per frame, faulted in fresh zeroed pages all the time: a third or more of the receiver's kernel
 // time for 1 GiB (BENCHMARKS.md, "File transfer"). Up to 64 MiB freed is kept for reuse (the files'
 // RSS bound); 4 MiB or more (a hash slice) is a mapping of its own, returned when freed.
