@@ -83,20 +83,16 @@ extension World {
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(bytes) { continue }
                 observer?.world(self, clientSent: bytes, client: client.index)
                 sendFromClient(client, id, .text(bytes))
-            case let .sendFileSignal(id, bytes, binary: false):
-                if case let .signal(signal)? = try? WireCodec.decodeClientMessage(bytes) {
+            case let .sendFileSignal(id, bytes, binary):
+                // Never dropped over the mark: the driver's window bounds chunks.
+                let text = binary ? BinarySignal.text(bytes) ?? [] : bytes
+                if case let .signal(signal)? = try? WireCodec.decodeClientMessage(text) {
                     overMarkKinds.insert(signal.kind.rawValue)
                 }
-                observer?.world(self, clientSent: bytes, client: client.index)
-                sendFromClient(client, id, .text(bytes))
-            case let .sendBinary(id, bytes), let .sendFileSignal(id, bytes, binary: true):
-                if case .sendFileSignal = action {
-                    if let count = bytes.first.map(Int.init), bytes.count > count {
-                        overMarkKinds.insert(String(decoding: bytes[1...count], as: UTF8.self))
-                    }
-                } else if overMark(client, id) {
-                    continue
-                }
+                observer?.world(self, clientSent: text, client: client.index)
+                sendFromClient(client, id, binary ? .binary(bytes) : .text(bytes))
+            case let .sendBinary(id, bytes):
+                if overMark(client, id) { continue }
                 // The shell's planted bug and the observers see the text form.
                 let text = BinarySignal.text(bytes) ?? []
                 if configuration.plantedBugs.contains(.dropFileAcks), isFileAck(text) { continue }

@@ -225,9 +225,16 @@ extension ClientDriver {
 
     /// Forget held file messages, zeroed first (an `OFFER` carries its file's key).
     func dropHeldFileControls(_ dropped: ([UInt8]) -> Bool) {
-        let indices = heldFileControls.indices.filter { dropped(heldFileControls[$0]) }
-        for index in indices { Sodium.memzero(&heldFileControls[index]) }
-        heldFileControls = heldFileControls.indices.filter { !indices.contains($0) }.map { heldFileControls[$0] }
+        var kept: [[UInt8]] = []
+        for index in heldFileControls.indices {
+            // Zeroed where it lies: a copy taken first would be zeroed instead of the bytes held.
+            if dropped(heldFileControls[index]) {
+                Sodium.memzero(&heldFileControls[index])
+            } else {
+                kept.append(heldFileControls[index])
+            }
+        }
+        heldFileControls = kept
     }
 
     /// File control messages waiting for room in the session's queue, in order. A refused one
