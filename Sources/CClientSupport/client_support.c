@@ -1,4 +1,4 @@
-#define _GNU_SOURCE  // pipe2, wcwidth
+#define _GNU_SOURCE  // pipe2, wcwidth, sync_file_range
 #include "client_support.h"
 
 #include <errno.h>
@@ -307,4 +307,19 @@ void scl_terminal_restore_disarm(void) {
 
 int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes) {
     return mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1 ? 0 : -1;
+}
+
+int scl_write_out(int fd, long long offset, long long count) {
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
+}
+
+int scl_write_out_and_drop(int fd, long long offset, long long count) {
+    unsigned flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    if (sync_file_range(fd, offset, count, flags) != 0) return -1;
+    int status = posix_fadvise(fd, offset, count, POSIX_FADV_DONTNEED);
+    if (status != 0) {
+        errno = status;
+        return -1;
+    }
+    return 0;
 }

@@ -1,3 +1,4 @@
+import CClientSupport
 import ChatCore
 import ClientCore
 
@@ -22,6 +23,7 @@ final class DiskFileStore: FileStore {
         var directory = ""
         var partName = ""
         var name = ""
+        var writeBehind = WriteBehind()
     }
 
     /// Alternatives tried for a taken name: `name (1).ext` … `name (999).ext`.
@@ -85,19 +87,26 @@ final class DiskFileStore: FileStore {
 
     func read(_ file: StoredFile, offset: UInt64, count: Int) -> Result<[UInt8], FileStoreError> {
         guard let entry = entries[file.rawValue] else { return .failure(FileStoreError("not open")) }
-        var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        // Bounded: each round reads at least one byte or ends.
-        while done < count {
-            let got = bytes.withUnsafeMutableBytes { buffer in
-                pread(entry.fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+        guard count > 0 else { return .success([]) }
+        var failure: FileStoreError?
+        // Uninitialized, not zero-filled first: only the bytes pread wrote are counted in.
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initializedCount in
+            var done = 0
+            // Bounded: each round reads at least one byte or ends.
+            while done < count {
+                let got = pread(entry.fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                if got < 0 && errno == EINTR { continue }
+                guard got >= 0 else {
+                    failure = Self.error()
+                    break
+                }
+                if got == 0 { break }
+                done += got
             }
-            if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { return .failure(Self.error()) }
-            if got == 0 { break }
-            done += got
+            initializedCount = done
         }
-        return .success(done == count ? bytes : Array(bytes[0..<done]))
+        if let failure { return .failure(failure) }
+        return .success(bytes)
     }
 
     func freeBytes(directory: String) -> UInt64? {
@@ -155,12 +164,22 @@ final class DiskFileStore: FileStore {
     }
 
     func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError> {
-        guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
+        guard var entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
+        if case let .failure(failure) = Self.write(entry.fd, offset: offset, bytes: bytes) { return .failure(failure) }
+        // Advisory (`WriteBehind`): a refusal costs speed, never data, so it is not an error.
+        let (writeOut, drop) = entry.writeBehind.wrote(offset: offset, count: UInt64(bytes.count))
+        if let writeOut { _ = scl_write_out(entry.fd, Int64(writeOut.lowerBound), Int64(writeOut.count)) }
+        if let drop { _ = scl_write_out_and_drop(entry.fd, Int64(drop.lowerBound), Int64(drop.count)) }
+        entries[file.rawValue] = entry
+        return .success(())
+    }
+
+    private static func write(_ fd: Int32, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError> {
         var done = 0
         // Bounded: each round writes at least one byte or fails.
         while done < bytes.count {
             let wrote = bytes.withUnsafeBytes { buffer in
-                pwrite(entry.fd, buffer.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+                pwrite(fd, buffer.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
             }
             if wrote < 0 && errno == EINTR { continue }
             guard wrote > 0 else { return .failure(Self.error()) }

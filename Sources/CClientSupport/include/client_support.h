@@ -121,4 +121,15 @@ void scl_terminal_restore_disarm(void);
 /// unless both were set. (malloc.h is not in Swift's Glibc module.)
 int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes);
 
+// ---- files ---------------------------------------------------------------------------------
+
+/// Start the kernel writing `count` bytes of `fd` from `offset` to disk, without waiting
+/// (sync_file_range, SYNC_FILE_RANGE_WRITE; a GNU extension Swift's Glibc module leaves out).
+/// Returns 0 or -1 (errno set).
+int scl_write_out(int fd, long long offset, long long count);
+
+/// Wait until `count` bytes of `fd` from `offset` are on disk, then drop them from the page cache
+/// (sync_file_range with both waits, posix_fadvise POSIX_FADV_DONTNEED). Returns 0 or -1.
+int scl_write_out_and_drop(int fd, long long offset, long long count);
+
 #endif
