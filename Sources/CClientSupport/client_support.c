@@ -313,13 +313,6 @@ int scl_write_out(int fd, long long offset, long long count) {
     return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
 }
 
-int scl_write_out_and_drop(int fd, long long offset, long long count) {
-    unsigned flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
-    if (sync_file_range(fd, offset, count, flags) != 0) return -1;
-    int status = posix_fadvise(fd, offset, count, POSIX_FADV_DONTNEED);
-    if (status != 0) {
-        errno = status;
-        return -1;
-    }
-    return 0;
+int scl_drop_written(int fd, long long offset, long long count) {
+    return posix_fadvise(fd, offset, count, POSIX_FADV_DONTNEED);
 }

@@ -166,11 +166,16 @@ final class DiskFileStore: FileStore {
     func write(_ file: StoredFile, offset: UInt64, bytes: [UInt8]) -> Result<Void, FileStoreError> {
         guard var entry = entries[file.rawValue], entry.directoryFD >= 0 else { return .failure(FileStoreError("not open")) }
         if case let .failure(failure) = Self.write(entry.fd, offset: offset, bytes: bytes) { return .failure(failure) }
-        // Advisory (`WriteBehind`): a refusal costs speed, never data, so it is not an error.
         let (writeOut, drop) = entry.writeBehind.wrote(offset: offset, count: UInt64(bytes.count))
-        if let writeOut { _ = scl_write_out(entry.fd, Int64(writeOut.lowerBound), Int64(writeOut.count)) }
-        if let drop { _ = scl_write_out_and_drop(entry.fd, Int64(drop.lowerBound), Int64(drop.count)) }
         entries[file.rawValue] = entry
+        // A filesystem without it (EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP) only costs speed; any other
+        // error (EIO, ENOSPC) is the disk's and fails the transfer now rather than at `commit`.
+        if let writeOut, scl_write_out(entry.fd, Int64(writeOut.lowerBound), Int64(writeOut.count)) != 0,
+           ![EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP].contains(errno) {
+            return .failure(Self.error())
+        }
+        // Advice only: whatever it answers, the bytes are written.
+        if let drop { _ = scl_drop_written(entry.fd, Int64(drop.lowerBound), Int64(drop.count)) }
         return .success(())
     }
 
@@ -318,7 +323,9 @@ final class DiskFileStore: FileStore {
         guard let entry = entries[file.rawValue], entry.directoryFD >= 0 else {
             return .failure(FileStoreError("not open"))
         }
-        return ftruncate(entry.fd, 0) == 0 ? .success(()) : .failure(Self.error())
+        guard ftruncate(entry.fd, 0) == 0 else { return .failure(Self.error()) }
+        entries[file.rawValue]?.writeBehind = WriteBehind()
+        return .success(())
     }
 
     private func add(_ entry: Entry) -> StoredFile {

@@ -49,6 +49,15 @@ struct ChatNetworkingTests {
             let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: masked)
             #expect(Array(buffer: frame.unmaskedDataWordWise) == payload)
             #expect(Array(buffer: frame.unmaskedDataWordWise) == Array(buffer: frame.unmaskedData))
+            // As NIO's decoder hands it on: a slice of a larger buffer, which must stay as it was.
+            var whole = ByteBuffer(bytes: [1, 2, 3])
+            whole.writeImmutableBuffer(masked)
+            whole.writeBytes([4, 5])
+            let before = Array(buffer: whole)
+            let slice = whole.getSlice(at: 3, length: length)!
+            let sliced = WebSocketFrame(fin: true, opcode: .binary, maskKey: key, data: slice)
+            #expect(Array(buffer: sliced.unmaskedDataWordWise) == payload)
+            #expect(Array(buffer: whole) == before)
         }
     }
 

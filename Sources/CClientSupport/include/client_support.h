@@ -123,13 +123,16 @@ int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes);
 
 // ---- files ---------------------------------------------------------------------------------
 
-/// Start the kernel writing `count` bytes of `fd` from `offset` to disk, without waiting
-/// (sync_file_range, SYNC_FILE_RANGE_WRITE; a GNU extension Swift's Glibc module leaves out).
+/// Start the kernel writing `count` bytes of `fd` from `offset` to disk (sync_file_range with
+/// SYNC_FILE_RANGE_WRITE only, a GNU extension Swift's Glibc module leaves out). It waits for no
+/// write to finish (only, on a congested device, for room in its queue) and, waiting for none,
+/// consumes no write error: those still reach the `fsync` before a file takes its name.
 /// Returns 0 or -1 (errno set).
 int scl_write_out(int fd, long long offset, long long count);
 
-/// Wait until `count` bytes of `fd` from `offset` are on disk, then drop them from the page cache
-/// (sync_file_range with both waits, posix_fadvise POSIX_FADV_DONTNEED). Returns 0 or -1.
-int scl_write_out_and_drop(int fd, long long offset, long long count);
+/// Drop `count` bytes of `fd` from `offset` from the page cache where they are on disk already
+/// (posix_fadvise POSIX_FADV_DONTNEED: dirty pages and pages under writeback are kept; nothing
+/// waits). Returns 0 or an errno value.
+int scl_drop_written(int fd, long long offset, long long count);
 
 #endif
