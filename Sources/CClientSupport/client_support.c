@@ -310,7 +310,7 @@ int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes) {
 }
 
 int scl_write_out(int fd, long long offset, long long count) {
-    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
 }
 
 int scl_drop_written(int fd, long long offset, long long count) {

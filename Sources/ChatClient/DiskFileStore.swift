@@ -36,6 +36,10 @@ final class DiskFileStore: FileStore {
     /// Tests only: runs between a `.part`'s creation and its lock (the window in which another
     /// process's resume can take it), with its path.
     var beforeLockingPart: ((String) -> Void)?
+    /// `WriteBehind`'s two calls (descriptor, offset, count; 0 or an errno value): the kernel's,
+    /// but for tests that play a failing disk or record the ranges.
+    var writeOut: (Int32, Int64, Int64) -> Int32 = { scl_write_out($0, $1, $2) }
+    var dropWritten: (Int32, Int64, Int64) -> Int32 = { scl_drop_written($0, $1, $2) }
 
     /// The user's own path, symlinks followed (their choice; docs/SECURITY.md trusts the sending
     /// side's paths). Only a regular file: looked at before opening, so that no device is opened
@@ -168,14 +172,12 @@ final class DiskFileStore: FileStore {
         if case let .failure(failure) = Self.write(entry.fd, offset: offset, bytes: bytes) { return .failure(failure) }
         let (writeOut, drop) = entry.writeBehind.wrote(offset: offset, count: UInt64(bytes.count))
         entries[file.rawValue] = entry
-        // A filesystem without it (EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP) only costs speed; any other
-        // error (EIO, ENOSPC) is the disk's and fails the transfer now rather than at `commit`.
-        if let writeOut, scl_write_out(entry.fd, Int64(writeOut.lowerBound), Int64(writeOut.count)) != 0,
-           ![EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP].contains(errno) {
-            return .failure(Self.error())
+        if let writeOut {
+            let code = self.writeOut(entry.fd, Int64(writeOut.lowerBound), Int64(writeOut.count))
+            if WriteBehind.isDiskError(code) { return .failure(FileStoreError(String(cString: strerror(code)))) }
         }
         // Advice only: whatever it answers, the bytes are written.
-        if let drop { _ = scl_drop_written(entry.fd, Int64(drop.lowerBound), Int64(drop.count)) }
+        if let drop { _ = dropWritten(entry.fd, Int64(drop.lowerBound), Int64(drop.count)) }
         return .success(())
     }
 

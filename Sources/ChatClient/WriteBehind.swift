@@ -1,16 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Write-behind for a received file, which is written front to back: every `stepBytes` written,
 /// the kernel is told to start writing the new step to disk, and the step handed to it two steps
-/// before, on disk by then as a rule, is dropped from the page cache. Nothing waits for the disk.
+/// before, on disk by then as a rule, is dropped from the page cache. Nothing waits for a write to
+/// finish (the calls only submit; on a device with a short queue the submission itself can sleep).
 ///
 /// Why: left to itself the kernel keeps written pages dirty in memory until a share of the
 /// available memory (10% to start writing, 20% to throttle the writer) or 30 s, so a 1 GiB file
 /// (a) pushes 1 GiB of other programs' cache out, (b) leaves the whole file to `commit`'s `fsync`,
 /// the transfer at 100% and nothing moving (1.3-2 s per GiB on this machine's disk), and (c) takes
 /// a page of memory never used before for every page written, which on a virtual machine can cost
-/// more than the copy (BENCHMARKS.md, "Write-behind"). So about two steps of a file stay in the page
-/// cache where the disk keeps up; where it does not, the pages it has not written yet stay (the
-/// kernel drops only clean ones) and its own throttling takes over, as without write-behind.
-/// A file smaller than a step is left to the kernel.
+/// more than the copy (BENCHMARKS.md, "Write-behind"). So two to three steps of a file stay in the
+/// page cache where the disk keeps up (nothing is dropped before three steps are written); where it
+/// does not, pages still dirty or being written when their drop comes stay (the kernel drops only
+/// clean ones, and they are not asked for again) and its own throttling takes over, as without
+/// write-behind. A file smaller than a step is never written out early.
 struct WriteBehind: Equatable {
     static let stepBytes: UInt64 = 8 << 20
 
@@ -39,5 +45,12 @@ struct WriteBehind: Equatable {
         lastStep = started
         started = end
         return (writeOut, drop)
+    }
+
+    /// Whether `sync_file_range`'s errno says the disk failed the file (the transfer fails now, as
+    /// the `fsync` before its final name would); anything else (a filesystem without it, a
+    /// seccomp filter's EPERM, ENOMEM or EAGAIN the kernel retries later) only costs speed.
+    static func isDiskError(_ code: Int32) -> Bool {
+        [EIO, ENOSPC, EDQUOT, EROFS, EFBIG].contains(code)
     }
 }

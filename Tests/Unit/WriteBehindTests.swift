@@ -1,4 +1,5 @@
 import ChatCore
+import ClientCore
 import Foundation
 import Testing
 
@@ -45,6 +46,61 @@ struct WriteBehindTests {
         #expect(next.writeOut == 0..<step && next.drop == nil && behind.dropped == 0)
     }
 
+    /// What `DiskFileStore` asked of the kernel, and what the kernel answers (a test's disk).
+    final class Kernel {
+        var writtenOut: [Range<Int64>] = []
+        var dropped: [Range<Int64>] = []
+        var answer: Int32 = 0
+    }
+
+    @Test("A failing disk's errors (EIO, ENOSPC) fail the write; no write-behind (ENOSYS, EINVAL) or a filter's EPERM only costs speed")
+    func diskErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("securechat-wb-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = DiskFileStore()
+        let kernel = Kernel()
+        store.writeOut = { _, offset, count in
+            kernel.writtenOut.append(offset..<offset + count)
+            return kernel.answer
+        }
+        store.dropWritten = { _, offset, count in
+            kernel.dropped.append(offset..<offset + count)
+            return EIO  // Advice: never an error.
+        }
+        let tag = SafeFileName.partTag(fileHash: [UInt8](repeating: 4, count: 32), sizeBytes: 64 << 20)
+        guard case let .success(file) = store.createPart(directory: dir, name: "e.bin", tag: tag) else {
+            Issue.record("createPart failed")
+            return
+        }
+        defer { store.release(file, deletePart: true) }
+        let mebibyte = [UInt8](repeating: 9, count: 1 << 20)
+        let step = Int64(Self.step)
+        var offset: Int64 = 0
+        func writeStep() -> Result<Void, FileStoreError> {
+            var last: Result<Void, FileStoreError> = .success(())
+            for _ in 0..<8 {  // Bounded: one step of 1 MiB writes.
+                last = store.write(file, offset: UInt64(offset), bytes: mebibyte)
+                offset += 1 << 20
+            }
+            return last
+        }
+        for answer in [0, 0, 0, ENOSYS, EINVAL, EPERM, EAGAIN] {
+            kernel.answer = answer
+            #expect((try? writeStep().get()) != nil, "errno \(answer) failed the write")
+        }
+        #expect(kernel.writtenOut == (0..<7).map { $0 * step..<($0 + 1) * step })
+        #expect(kernel.dropped == (0..<5).map { $0 * step..<($0 + 1) * step })
+        for answer in [EIO, ENOSPC] {
+            kernel.answer = answer
+            guard case let .failure(failure) = writeStep() else {
+                Issue.record("errno \(answer) did not fail the write")
+                continue
+            }
+            #expect(failure.reason == String(cString: strerror(answer)))
+        }
+    }
+
     /// Whether /var/tmp is on a filesystem whose page cache `sync_file_range` and `POSIX_FADV_DONTNEED`
     /// act on (`stat -f`): not tmpfs (its pages are the file), overlayfs, NFS or FUSE.
     static let diskBacked: Bool = {
@@ -53,7 +109,7 @@ struct WriteBehindTests {
         probe.arguments = ["-f", "-c", "%T", "/var/tmp"]
         let output = Pipe()
         probe.standardOutput = output
-        guard (try? probe.run()) != nil else { return false }
+        guard access("/var/tmp", W_OK) == 0, (try? probe.run()) != nil else { return false }
         probe.waitUntilExit()
         let type = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return ["ext2/ext3", "xfs", "btrfs"].contains(type.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -77,7 +133,7 @@ struct WriteBehindTests {
         // The disk's pace made certain: each full step is on disk before the next is written, as a
         // transfer slower than the disk has it, so what is dropped is clean (the kernel keeps dirty pages).
         let paced = open(dir + "/" + part, O_RDONLY | O_CLOEXEC)
-        #expect(paced >= 0)
+        try #require(paced >= 0)
         defer { close(paced) }
         let chunkBytes = 94 * 1024
         // Chunks end steps a little past each 8 MiB: 41 MiB ends the fifth, dropping up to 24.2 MiB.

@@ -125,9 +125,9 @@ int scl_malloc_keep_freed(int trim_bytes, int mmap_bytes);
 
 /// Start the kernel writing `count` bytes of `fd` from `offset` to disk (sync_file_range with
 /// SYNC_FILE_RANGE_WRITE only, a GNU extension Swift's Glibc module leaves out). It waits for no
-/// write to finish (only, on a congested device, for room in its queue) and, waiting for none,
-/// consumes no write error: those still reach the `fsync` before a file takes its name.
-/// Returns 0 or -1 (errno set).
+/// write to finish, though the caller does the submission and, on a device with a short queue,
+/// sleeps for room in it. Waiting for none, it consumes no write error: those still reach the
+/// `fsync` before a file takes its name. Returns 0 or an errno value.
 int scl_write_out(int fd, long long offset, long long count);
 
 /// Drop `count` bytes of `fd` from `offset` from the page cache where they are on disk already
