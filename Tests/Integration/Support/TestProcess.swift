@@ -248,6 +248,10 @@ final class TestProcess: Sendable {
             }
         }
         guard let status else { throw TestTimeout(what: "\(name) to exit", seconds: timeoutSeconds) }
+        // The exit can be seen before the drain threads read the pipes to their end: wait for both
+        // ends (bounded; a child the process left holding a pipe only costs the bound), so that
+        // `stdout.all` after an exit is the whole output.
+        for stream in [stdout, stderr] { _ = try? await stream.first(timeoutSeconds: 5) { _ in false } }
         return status
     }
 
