@@ -61,6 +61,9 @@ public enum ClusterTiming {
     /// Reconnect backoff: from the first to the last delay, doubling.
     public static let reconnectFirstMilliseconds: Int64 = 100
     public static let reconnectMaxMilliseconds: Int64 = 2000
+    /// Replies to `SPUBLISH`es alone are read this late at most (`RedisConnection`): what a
+    /// `-MOVED` or a publish error waits to be seen, and how long a sent SIGNAL is kept for it.
+    static let publishReplyReadMilliseconds: Int64 = 5
     /// Commands waiting for Redis's answer at most (more are failed at once, as publish errors).
     static let waitingMax = 65_536
     /// Leaves kept while Redis is down (the oldest is dropped past it).
@@ -367,7 +370,7 @@ final class ClusterLink {
         }
         switch redirect {
         case let .moved(_, to):
-            refreshMap()
+            refreshMap(preferring: connection)
             guard let target = connections[to], target.ready else { return publishErrors += 1 }
             target.sendPublish(command, redirected: true)
         case let .ask(_, to):
@@ -425,16 +428,17 @@ final class ClusterLink {
         connection.send(arguments) { reply in
             guard case let .error(text)? = reply, let redirect = RedisRedirect.parse(text, asked: connection.address)
             else { return callback(reply) }
-            link.value.redirected(redirect, arguments, callback)
+            link.value.redirected(redirect, from: connection, arguments, callback)
         }
     }
 
     private func redirected(
-        _ redirect: RedisRedirect, _ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void
+        _ redirect: RedisRedirect, from connection: RedisConnection, _ arguments: [[UInt8]],
+        _ callback: @escaping (RESPValue?) -> Void
     ) {
         switch redirect {
         case let .moved(_, to):
-            refreshMap()
+            refreshMap(preferring: connection)
             guard let target = connections[to], target.ready else { return callback(nil) }
             target.send(arguments, callback)
         case let .ask(_, to):
@@ -457,7 +461,9 @@ final class ClusterLink {
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         RedisConnection.connect(
             to: address, sslContext: sslContext, bulkMaxBytes: bulkMaxBytes, eventLoop: eventLoop,
+            gate: connection.makeGate(),
             onValue: { value in bound.value.received(value) },
+            readComplete: { bound.value.readCompleted() },
             closed: { link.value.connectionClosed(bound.value) }
         ).whenComplete { result in
             switch result {
@@ -546,15 +552,23 @@ final class ClusterLink {
         tryReady()
     }
 
-    /// Ask a ready connection for the slot map again (a `-MOVED`, a lost master, a moved channel).
-    private func refreshMap() {
-        guard case .cluster = mode, !refreshingMap,
-            let source = connections.keys.sorted().compactMap({ connections[$0] }).first(where: \.ready)
-        else { return }
+    /// Ask a ready connection for the slot map again (a `-MOVED`, a lost master, a moved channel):
+    /// `preferred`, the one that answered `-MOVED`, if it is ready.
+    ///
+    /// Until the new map is in, every connection reads its replies at once (not in batches), and
+    /// on `preferred` the map's reply comes after those of every publish sent there before it: a
+    /// SIGNAL still to be redirected is redirected before a later one from the same client goes
+    /// straight to the new owner (in order per sender, as far as one round trip allows).
+    private func refreshMap(preferring preferred: RedisConnection? = nil) {
+        guard case .cluster = mode, !refreshingMap else { return }
+        let ordered = connections.keys.sorted().compactMap { connections[$0] }
+        guard let source = preferred?.ready == true ? preferred : ordered.first(where: \.ready) else { return }
         refreshingMap = true
+        for connection in ordered { connection.readsAtOnce = true }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
         source.send([Array("CLUSTER".utf8), Array("SLOTS".utf8)]) { reply in
             link.value.refreshingMap = false
+            for connection in link.value.connections.values { connection.readsAtOnce = false }
             if let reply { link.value.slotsAnswered(reply, from: source) }
         }
     }

@@ -7,6 +7,12 @@ import RelayCore
 /// One command connection to one Redis server (the single Redis, or one master of a Redis
 /// Cluster): commands pipelined in order, each answered by the next reply. Confined to the hub's
 /// event loop; `ClusterLink` decides where each command goes and what a closed connection means.
+///
+/// Replies are read at once while a command with a callback waits (a script, the heartbeat: an
+/// answer someone waits for). Replies to `SPUBLISH`es alone are read in batches, at most
+/// `publishReplyReadMilliseconds` late: nothing waits on them (a count of receivers, or a rare
+/// `-MOVED` to follow), and reading each as it came woke the node once more per cross-node
+/// SIGNAL, a fifth of the wakeups on its path (client, node, Redis, node, client).
 final class RedisConnection {
     struct Waiter {
         var deadline: NIODeadline
@@ -27,7 +33,21 @@ final class RedisConnection {
     var ready = false
     var backoffMilliseconds = ClusterTiming.reconnectFirstMilliseconds
     private(set) var waiting = Deque<Waiter>()
+    /// Waiters with a callback (`send`): while any waits, replies are read at once.
+    private var callbacksWaiting = 0
     private var flushScheduled = false
+    /// Holds back the socket's reads while only publishes wait (one per channel, nil without one).
+    private var gate: ReplyReadGate?
+    /// The batch read of publish replies, scheduled while publishes wait.
+    private var publishRepliesRead: Scheduled<Void>?
+    /// The batch read is due: replies are read until this read ends.
+    private var publishRepliesDue = false
+    /// Every reply read at once, publishes' too (while the link refreshes a Redis Cluster's map).
+    var readsAtOnce = false {
+        didSet { updateReading() }
+    }
+    /// Closing: read to the end (a TLS peer's close_notify is waited for).
+    private var closing = false
     private let eventLoop: any EventLoop
     /// The reply to every `sendPublish` (nil: the connection closed, or too many waiting), with
     /// the command and whether it was already redirected once.
@@ -45,12 +65,22 @@ final class RedisConnection {
         self.channel = channel
     }
 
+    /// The read gate of the next channel (`connect(..., gate:)`), closed until something waits.
+    func makeGate() -> ReplyReadGate {
+        let gate = ReplyReadGate()
+        self.gate = gate
+        closing = false
+        return gate
+    }
+
     /// Send one command; `callback` gets its reply, or nil (no connection, too many waiting, or
     /// the connection closed before the reply).
     func send(_ arguments: [[UInt8]], _ callback: @escaping (RESPValue?) -> Void) {
         guard let channel, waiting.count < ClusterTiming.waitingMax else { return callback(nil) }
         let deadline = NIODeadline.now() + .milliseconds(ClusterTiming.commandTimeoutMilliseconds)
         waiting.append(Waiter(deadline: deadline, reply: .callback(callback)))
+        callbacksWaiting += 1
+        updateReading()
         var command = channel.allocator.buffer(
             capacity: ByteBuffer.respCommandBytes(argumentBytes: arguments.lazy.map(\.count)))
         command.writeRESPCommand(arguments)
@@ -68,6 +98,36 @@ final class RedisConnection {
         waiting.append(Waiter(deadline: deadline, reply: .publish(command, redirected: redirected)))
         channel.write(command, promise: nil)
         scheduleFlush()
+        schedulePublishRepliesRead()
+    }
+
+    /// Open the gate while a callback waits or the batch read of publish replies is due.
+    private func updateReading() {
+        gate?.isOpen = callbacksWaiting > 0 || publishRepliesDue || readsAtOnce || closing
+    }
+
+    private func schedulePublishRepliesRead() {
+        guard publishRepliesRead == nil, !publishRepliesDue, channel != nil else { return }
+        let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        publishRepliesRead = eventLoop.scheduleTask(in: .milliseconds(ClusterTiming.publishReplyReadMilliseconds)) {
+            connection.value.publishRepliesRead = nil
+            connection.value.publishRepliesDue = true
+            connection.value.updateReading()
+        }
+    }
+
+    /// A read from Redis ended: the batch read (if it was due) is done; publishes whose replies
+    /// were not in it get the next one.
+    func readCompleted() {
+        publishRepliesDue = false
+        if waiting.count > callbacksWaiting {
+            schedulePublishRepliesRead()
+        } else {
+            // Their replies came with a callback's: no batch read for nothing.
+            publishRepliesRead?.cancel()
+            publishRepliesRead = nil
+        }
+        updateReading()
     }
 
     /// One flush per event-loop turn for everything written in it (many PUBLISHes per read batch).
@@ -92,7 +152,9 @@ final class RedisConnection {
 
     private func answer(_ waiter: Waiter, _ value: RESPValue?) {
         switch waiter.reply {
-        case let .callback(callback): callback(value)
+        case let .callback(callback):
+            callbacksWaiting -= 1
+            callback(value)
         case let .publish(command, redirected): publishAnswered(self, value, command, redirected)
         }
     }
@@ -102,24 +164,34 @@ final class RedisConnection {
     func closed() {
         channel = nil
         ready = false
+        gate = nil
+        closing = false
+        publishRepliesRead?.cancel()
+        publishRepliesRead = nil
+        publishRepliesDue = false
         while let waiter = waiting.popFirst() { answer(waiter, nil) }
     }
 
     func close() {
-        channel?.close(promise: nil)
+        guard let channel else { return }
+        closing = true
+        updateReading()
+        channel.close(promise: nil)
     }
 
     /// A TCP (or TLS) connection to `address` whose RESP values go to `onValue`; with `onMessage`
     /// (the subscriber), each `smessage`'s payload goes there instead, found without building a
-    /// value (`RESPParser.pubSubMessage`): a view of the read buffer, valid during the call.
+    /// value (`RESPParser.pubSubMessage`): a view of the read buffer, valid during the call. A
+    /// `gate` (command connections) decides when the socket is read.
     static func connect(
         to address: RedisServerAddress, sslContext: NIOSSLContext?, bulkMaxBytes: Int, eventLoop: any EventLoop,
-        onValue: @escaping (RESPValue) -> Void, onMessage: ((ByteBuffer) -> Void)? = nil,
+        gate: ReplyReadGate? = nil, onValue: @escaping (RESPValue) -> Void, onMessage: ((ByteBuffer) -> Void)? = nil,
         readComplete: @escaping () -> Void = {}, closed: @escaping () -> Void
     ) -> EventLoopFuture<any Channel> {
         let handler = NIOLoopBound(
             RedisValueHandler(onValue: onValue, onMessage: onMessage, onReadComplete: readComplete, onClose: closed),
             eventLoop: eventLoop)
+        let gate = gate.map { NIOLoopBound($0, eventLoop: eventLoop) }
         let messages = onMessage != nil
         // SNI and the name check want a host name; an IP address is checked against the
         // certificate's IP addresses instead (NIOSSL does that when no name is given).
@@ -130,6 +202,8 @@ final class RedisConnection {
             .connectTimeout(.milliseconds(ClusterTiming.commandTimeoutMilliseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Next to the socket: it holds back every read, TLS's included.
+                    if let gate { try channel.pipeline.syncOperations.addHandler(gate.value) }
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
@@ -241,5 +315,41 @@ final class RedisValueHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Holds back the pipeline's socket reads while closed, and lets one through when it opens. With
+/// no read asked for, NIO takes the socket out of the event loop's read interest, so a reply that
+/// arrives then wakes nobody; a close is still seen (NIO watches for the peer's EOF and for
+/// errors apart from reads).
+final class ReplyReadGate: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+
+    private var context: ChannelHandlerContext?
+    private var readHeldBack = false
+
+    /// Closed until the connection has a reply to wait for.
+    var isOpen = false {
+        didSet {
+            guard isOpen, readHeldBack, let context else { return }
+            readHeldBack = false
+            context.read()
+        }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if isOpen {
+            context.read()
+        } else {
+            readHeldBack = true
+        }
     }
 }
