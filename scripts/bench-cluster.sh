@@ -3,8 +3,8 @@
 # a single relay without --redis beside one Redis and three relay --redis nodes on loopback;
 # closed-loop throughput at 256 B and open-loop latency at a fixed rate (5,000 msg/s) for the
 # single relay, one cluster node with both peers of every room on it, and rooms split over two
-# and three nodes; relay and redis-server CPU per message (/proc, over the measured seconds
-# only); JOIN-to-PEER_FOUND latency; Redis memory per room (idle connections joined pairwise,
+# and three nodes; relay and redis-server CPU and times woken (put on a CPU) per message (/proc,
+# over the measured seconds only); JOIN-to-PEER_FOUND latency; Redis memory per room (idle connections joined pairwise,
 # the pair's two connections on two nodes). Ends with a summary, one line per row.
 #
 #   scripts/bench-cluster.sh              # about 3 minutes plus the release build
@@ -184,6 +184,9 @@ print(f'  CPU per message: relays {r["relay_cpu_us_per_message"]:.2f} us, '
       + (f'redis-server {redis:.2f} us, ' if redis >= 0 else '')
       + f'load generator {r["load_generator_cpu_us_per_message"]:.2f} us; '
       f'relays waited {r["relay_run_queue_wait_ms"]:.0f} ms for a core')
+woken, redis_woken = r.get("relay_scheduled_per_message", -1), r.get("redis_scheduled_per_message", -1)
+if woken >= 0:
+    print(f'  put on a CPU per message: relays {woken:.2f}' + (f', redis-server {redis_woken:.2f}' if redis_woken >= 0 else ''))
 print(f'  errors: {sum(e.values())} {e}')
 EOF
     if [ -n "${RESULTS:-}" ]; then cp "$WORK/$key.json" "$RESULTS/$key.json"; fi
@@ -230,7 +233,10 @@ for key in ["open-single", "open-one", "open-two", "open-three"]:
     r, load = row(key)
     l = r["latency_us"]
     redis = r["redis_cpu_us_per_message"]
+    woken, redis_woken = r.get("relay_scheduled_per_message", -1), r.get("redis_scheduled_per_message", -1)
     print(f'{key:13} {r["messages_per_second"]:9,.0f} msg/s  p50 {l["p50"] / 1000:6.2f}  p99 {l["p99"] / 1000:6.2f}  '
           f'p99.9 {l["p99_9"] / 1000:6.2f} ms  relays {r["relay_cpu_us_per_message"]:5.2f} us/msg  '
-          + (f'redis {redis:5.2f} us/msg' if redis >= 0 else ' ' * 19) + f'  load {load}')
+          + (f'redis {redis:5.2f} us/msg' if redis >= 0 else ' ' * 19)
+          + (f'  woken/msg relays {woken:.2f}' if woken >= 0 else '')
+          + (f' redis {redis_woken:.2f}' if redis_woken >= 0 else '') + f'  load {load}')
 EOF

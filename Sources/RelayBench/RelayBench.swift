@@ -103,24 +103,39 @@ func cpuSeconds(pids: [Int32]) -> Double? {
     return total
 }
 
-/// `runQueueWaitMilliseconds` of several processes added (nil when none is given or one is unreadable).
-func runQueueWaitMilliseconds(pids: [Int32]) -> Double? {
+/// A process's threads' scheduling, summed over `/proc/PID/task/*/schedstat`: milliseconds spent
+/// runnable but waiting for a CPU (field 2; on a shared machine, how much of a latency figure is
+/// waiting for a core rather than work) and the times a thread was put on a CPU (field 3: every
+/// wakeup, and every return after a preemption; per message, what a wakeup saved is seen in).
+struct SchedStats {
+    var waitedMilliseconds = 0.0
+    var timesScheduled: UInt64 = 0
+
+    static func - (end: SchedStats, start: SchedStats) -> SchedStats {
+        SchedStats(
+            waitedMilliseconds: end.waitedMilliseconds - start.waitedMilliseconds,
+            timesScheduled: end.timesScheduled &- start.timesScheduled)
+    }
+}
+
+/// `schedStats` of several processes added (nil when none is given or one is unreadable).
+func schedStats(pids: [Int32]) -> SchedStats? {
     guard !pids.isEmpty else { return nil }
-    var total = 0.0
+    var total = SchedStats()
     for pid in pids {
-        guard let waited = runQueueWaitMilliseconds(pid: pid) else { return nil }
-        total += waited
+        guard let stats = schedStats(pid: pid) else { return nil }
+        total.waitedMilliseconds += stats.waitedMilliseconds
+        total.timesScheduled += stats.timesScheduled
     }
     return total
 }
 
-/// Milliseconds the threads of a process have spent runnable but waiting for a CPU, summed over
-/// `/proc/PID/task/*/schedstat` (field 2); nil when unreadable. On a shared machine this tells how
-/// much of a latency figure is waiting for a core rather than work.
-func runQueueWaitMilliseconds(pid: Int32) -> Double? {
+/// `SchedStats` of one process; nil when unreadable.
+func schedStats(pid: Int32) -> SchedStats? {
     guard let directory = opendir("/proc/\(pid)/task") else { return nil }
     defer { closedir(directory) }
-    var totalNanoseconds: UInt64 = 0
+    var waitedNanoseconds: UInt64 = 0
+    var stats = SchedStats()
     // Bounded: a process has at most a few thousand threads.
     for _ in 0..<100_000 {
         guard let entry = readdir(directory) else { break }
@@ -134,10 +149,13 @@ func runQueueWaitMilliseconds(pid: Int32) -> Double? {
         var line = [CChar](repeating: 0, count: 256)
         guard fgets(&line, Int32(line.count), file) != nil else { continue }
         let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let fields = text.split(separator: " ")
-        if fields.count >= 2, let waited = UInt64(fields[1]) { totalNanoseconds += waited }
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 3, let waited = UInt64(fields[1]), let scheduled = UInt64(fields[2]) else { continue }
+        waitedNanoseconds += waited
+        stats.timesScheduled += scheduled
     }
-    return Double(totalNanoseconds) / 1e6
+    stats.waitedMilliseconds = Double(waitedNanoseconds) / 1e6
+    return stats
 }
 
 /// This process's CPU seconds (user + system).
@@ -272,8 +290,9 @@ struct Load: AsyncParsableCommand {
         let relayCPUStart = cpuSeconds(pids: relayPid)
         let redisCPUStart = redisPid.flatMap(cpuSeconds)
         let ownCPUStart = ownCPUSeconds()
-        let relayWaitStart = runQueueWaitMilliseconds(pids: relayPid)
-        let ownWaitStart = runQueueWaitMilliseconds(pid: getpid())
+        let relaySchedStart = schedStats(pids: relayPid)
+        let redisSchedStart = redisPid.flatMap(schedStats)
+        let ownSchedStart = schedStats(pid: getpid())
         try await Task.sleep(for: .seconds(durationSeconds))
         var total = LoadStats()
         for worker in workers {
@@ -283,8 +302,9 @@ struct Load: AsyncParsableCommand {
         let ownCPU = ownCPUSeconds() - ownCPUStart
         let relayCPU = cpuSeconds(pids: relayPid).flatMap { end in relayCPUStart.map { end - $0 } }
         let redisCPU = redisPid.flatMap(cpuSeconds).flatMap { end in redisCPUStart.map { end - $0 } }
-        let relayWait = runQueueWaitMilliseconds(pids: relayPid).flatMap { end in relayWaitStart.map { end - $0 } }
-        let ownWait = runQueueWaitMilliseconds(pid: getpid()).flatMap { end in ownWaitStart.map { end - $0 } }
+        let relaySched = schedStats(pids: relayPid).flatMap { end in relaySchedStart.map { end - $0 } }
+        let redisSched = redisPid.flatMap(schedStats).flatMap { end in redisSchedStart.map { end - $0 } }
+        let ownSched = schedStats(pid: getpid()).flatMap { end in ownSchedStart.map { end - $0 } }
         for worker in workers { try await worker.eventLoop.submit { worker.value.closeAll() }.get() }
         try await group.shutdownGracefully()
 
@@ -296,8 +316,8 @@ struct Load: AsyncParsableCommand {
             mode: rate.map { "open loop at \($0) msg/s" } ?? "closed loop, window \(window)",
             seconds: seconds, stats: total, connectFailures: connectFailures, pairingFailures: pairingFailures,
             relayCPUSeconds: relayCPU, redisCPUSeconds: redisCPU, ownCPUSeconds: ownCPU,
-            relayRunQueueWaitMilliseconds: relayWait,
-            ownRunQueueWaitMilliseconds: ownWait, joinToPeerFoundNanoseconds: joinLatencies.sorted()
+            relaySched: relaySched, redisSched: redisSched, ownSched: ownSched,
+            joinToPeerFoundNanoseconds: joinLatencies.sorted()
         )
         print(common.json ? report.json : report.text)
     }
@@ -317,9 +337,10 @@ struct LoadReport {
     var relayCPUSeconds: Double?
     var redisCPUSeconds: Double?
     var ownCPUSeconds: Double
-    /// Time spent waiting for a CPU during the measurement, relay and load generator.
-    var relayRunQueueWaitMilliseconds: Double?
-    var ownRunQueueWaitMilliseconds: Double?
+    /// Scheduling during the measurement: the relays (summed), redis-server, the load generator.
+    var relaySched: SchedStats?
+    var redisSched: SchedStats?
+    var ownSched: SchedStats?
     /// Every paired client's time from its JOIN to its PEER_FOUND, sorted (rooms set up one at a
     /// time, before the load).
     var joinToPeerFoundNanoseconds: [UInt64] = []
@@ -340,6 +361,13 @@ struct LoadReport {
         redisCPUSeconds.map { stats.received == 0 ? 0 : $0 * 1e6 / Double(stats.received) }
     }
     var ownMicrosecondsPerMessage: Double { stats.received == 0 ? 0 : ownCPUSeconds * 1e6 / Double(stats.received) }
+    var relayRunQueueWaitMilliseconds: Double? { relaySched?.waitedMilliseconds }
+    var ownRunQueueWaitMilliseconds: Double? { ownSched?.waitedMilliseconds }
+    /// Times a thread was put on a CPU per forwarded message: relays (summed), redis-server.
+    var relayScheduledPerMessage: Double? { relaySched.map { perMessage(Double($0.timesScheduled)) } }
+    var redisScheduledPerMessage: Double? { redisSched.map { perMessage(Double($0.timesScheduled)) } }
+
+    private func perMessage(_ count: Double) -> Double { stats.received == 0 ? 0 : count / Double(stats.received) }
 
     var messagesPerSecond: Double { Double(stats.received) / seconds }
     var megabytesPerSecond: Double { Double(stats.receivedBytes) / seconds / 1e6 }
@@ -370,6 +398,8 @@ struct LoadReport {
             \(redisMicrosecondsPerMessage.map { ", redis-server \(format($0, 2))" } ?? "")
               CPU wait ms  relay \(relayRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a"), \
             load generator \(ownRunQueueWaitMilliseconds.map { format($0, 0) } ?? "n/a") (runnable, waiting for a core)
+              woken /msg   relay \(relayScheduledPerMessage.map { format($0, 2) } ?? "n/a")\
+            \(redisScheduledPerMessage.map { ", redis-server \(format($0, 2))" } ?? "") (times put on a CPU per message)
               errors       \(errors) (ERROR frames \(stats.errorFrames), unexpected closes \(stats.unexpectedCloses), \
             connect failures \(connectFailures), unpaired \(pairingFailures), out of order \(stats.outOfOrder))
             """
@@ -389,6 +419,8 @@ struct LoadReport {
         "redis_cpu_us_per_message":\(redisMicrosecondsPerMessage ?? -1),\
         "relay_run_queue_wait_ms":\(relayRunQueueWaitMilliseconds ?? -1),\
         "load_generator_run_queue_wait_ms":\(ownRunQueueWaitMilliseconds ?? -1),\
+        "relay_scheduled_per_message":\(relayScheduledPerMessage ?? -1),\
+        "redis_scheduled_per_message":\(redisScheduledPerMessage ?? -1),\
         "errors":{"error_frames":\(stats.errorFrames),"unexpected_closes":\(stats.unexpectedCloses),\
         "connect_failures":\(connectFailures),"unpaired":\(pairingFailures),"out_of_order":\(stats.outOfOrder)}}
         """
