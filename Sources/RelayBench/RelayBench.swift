@@ -107,14 +107,16 @@ func cpuSeconds(pids: [Int32]) -> Double? {
 /// runnable but waiting for a CPU (field 2; on a shared machine, how much of a latency figure is
 /// waiting for a core rather than work) and the times a thread was put on a CPU (field 3: every
 /// wakeup, and every return after a preemption; per message, what a wakeup saved is seen in).
+/// A difference of two readings can be negative when a thread exited in between (its counts go
+/// with it): the figures derived from it are then not reported.
 struct SchedStats {
     var waitedMilliseconds = 0.0
-    var timesScheduled: UInt64 = 0
+    var timesScheduled: Int64 = 0
 
     static func - (end: SchedStats, start: SchedStats) -> SchedStats {
         SchedStats(
             waitedMilliseconds: end.waitedMilliseconds - start.waitedMilliseconds,
-            timesScheduled: end.timesScheduled &- start.timesScheduled)
+            timesScheduled: end.timesScheduled - start.timesScheduled)
     }
 }
 
@@ -136,6 +138,7 @@ func schedStats(pid: Int32) -> SchedStats? {
     defer { closedir(directory) }
     var waitedNanoseconds: UInt64 = 0
     var stats = SchedStats()
+    var threads = 0
     // Bounded: a process has at most a few thousand threads.
     for _ in 0..<100_000 {
         guard let entry = readdir(directory) else { break }
@@ -150,10 +153,12 @@ func schedStats(pid: Int32) -> SchedStats? {
         guard fgets(&line, Int32(line.count), file) != nil else { continue }
         let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard fields.count >= 3, let waited = UInt64(fields[1]), let scheduled = UInt64(fields[2]) else { continue }
+        guard fields.count >= 3, let waited = UInt64(fields[1]), let scheduled = Int64(fields[2]) else { continue }
         waitedNanoseconds += waited
         stats.timesScheduled += scheduled
+        threads += 1
     }
+    guard threads > 0 else { return nil }
     stats.waitedMilliseconds = Double(waitedNanoseconds) / 1e6
     return stats
 }
@@ -361,11 +366,20 @@ struct LoadReport {
         redisCPUSeconds.map { stats.received == 0 ? 0 : $0 * 1e6 / Double(stats.received) }
     }
     var ownMicrosecondsPerMessage: Double { stats.received == 0 ? 0 : ownCPUSeconds * 1e6 / Double(stats.received) }
-    var relayRunQueueWaitMilliseconds: Double? { relaySched?.waitedMilliseconds }
-    var ownRunQueueWaitMilliseconds: Double? { ownSched?.waitedMilliseconds }
-    /// Times a thread was put on a CPU per forwarded message: relays (summed), redis-server.
-    var relayScheduledPerMessage: Double? { relaySched.map { perMessage(Double($0.timesScheduled)) } }
-    var redisScheduledPerMessage: Double? { redisSched.map { perMessage(Double($0.timesScheduled)) } }
+    var relayRunQueueWaitMilliseconds: Double? { relaySched.flatMap(Self.waited) }
+    var ownRunQueueWaitMilliseconds: Double? { ownSched.flatMap(Self.waited) }
+
+    private static func waited(_ sched: SchedStats) -> Double? {
+        sched.waitedMilliseconds >= 0 ? sched.waitedMilliseconds : nil
+    }
+    /// Times a thread was put on a CPU (a wakeup, or a return after a preemption) per forwarded
+    /// message: relays (summed), redis-server.
+    var relayScheduledPerMessage: Double? { relaySched.flatMap(scheduledPerMessage) }
+    var redisScheduledPerMessage: Double? { redisSched.flatMap(scheduledPerMessage) }
+
+    private func scheduledPerMessage(_ sched: SchedStats) -> Double? {
+        sched.timesScheduled >= 0 ? perMessage(Double(sched.timesScheduled)) : nil
+    }
 
     private func perMessage(_ count: Double) -> Double { stats.received == 0 ? 0 : count / Double(stats.received) }
 

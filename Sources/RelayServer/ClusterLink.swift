@@ -555,20 +555,20 @@ final class ClusterLink {
     /// Ask a ready connection for the slot map again (a `-MOVED`, a lost master, a moved channel):
     /// `preferred`, the one that answered `-MOVED`, if it is ready.
     ///
-    /// Until the new map is in, every connection reads its replies at once (not in batches), and
-    /// on `preferred` the map's reply comes after those of every publish sent there before it: a
-    /// SIGNAL still to be redirected is redirected before a later one from the same client goes
-    /// straight to the new owner (in order per sender, as far as one round trip allows).
+    /// Until the new map is in, and then until the publishes sent before it are answered, every
+    /// connection reads its replies at once (not in batches); on `preferred` the map's reply comes
+    /// after those of every publish sent there before it. So a `-MOVED` is seen within a round
+    /// trip, as before batching: in order per sender as far as one round trip allows.
     private func refreshMap(preferring preferred: RedisConnection? = nil) {
         guard case .cluster = mode, !refreshingMap else { return }
         let ordered = connections.keys.sorted().compactMap { connections[$0] }
         guard let source = preferred?.ready == true ? preferred : ordered.first(where: \.ready) else { return }
         refreshingMap = true
-        for connection in ordered { connection.readsAtOnce = true }
+        for connection in ordered { connection.readAtOnce() }
         let link = NIOLoopBound(self, eventLoop: eventLoop)
         source.send([Array("CLUSTER".utf8), Array("SLOTS".utf8)]) { reply in
             link.value.refreshingMap = false
-            for connection in link.value.connections.values { connection.readsAtOnce = false }
+            for connection in link.value.connections.values { connection.readInBatches() }
             if let reply { link.value.slotsAnswered(reply, from: source) }
         }
     }

@@ -42,10 +42,11 @@ final class RedisConnection {
     private var publishRepliesRead: Scheduled<Void>?
     /// The batch read is due: replies are read until this read ends.
     private var publishRepliesDue = false
-    /// Every reply read at once, publishes' too (while the link refreshes a Redis Cluster's map).
-    var readsAtOnce = false {
-        didSet { updateReading() }
-    }
+    /// Every reply read at once, publishes' too: while the link refreshes a Redis Cluster's map,
+    /// and after it until the publishes sent before the new map are answered (`readInBatches`).
+    private(set) var readsAtOnce = false
+    /// `readsAtOnce` ends when no publish waits any more.
+    private var batchesOnceDrained = false
     /// Closing: read to the end (a TLS peer's close_notify is waited for).
     private var closing = false
     private let eventLoop: any EventLoop
@@ -70,6 +71,7 @@ final class RedisConnection {
         let gate = ReplyReadGate()
         self.gate = gate
         closing = false
+        updateReading()
         return gate
     }
 
@@ -101,6 +103,27 @@ final class RedisConnection {
         schedulePublishRepliesRead()
     }
 
+    /// Read every reply at once (a slot-map refresh is under way).
+    func readAtOnce() {
+        readsAtOnce = true
+        batchesOnceDrained = false
+        updateReading()
+    }
+
+    /// Back to batches once the publishes waiting now are answered: a `-MOVED` to one sent before
+    /// the new map is then seen (and redirected) within a round trip, not a batch later.
+    func readInBatches() {
+        batchesOnceDrained = true
+        endReadsAtOnceIfDrained()
+    }
+
+    private func endReadsAtOnceIfDrained() {
+        guard batchesOnceDrained, waiting.count == callbacksWaiting else { return }
+        batchesOnceDrained = false
+        readsAtOnce = false
+        updateReading()
+    }
+
     /// Open the gate while a callback waits or the batch read of publish replies is due.
     private func updateReading() {
         gate?.isOpen = callbacksWaiting > 0 || publishRepliesDue || readsAtOnce || closing
@@ -120,6 +143,7 @@ final class RedisConnection {
     /// were not in it get the next one.
     func readCompleted() {
         publishRepliesDue = false
+        endReadsAtOnceIfDrained()
         if waiting.count > callbacksWaiting {
             schedulePublishRepliesRead()
         } else {

@@ -36,8 +36,10 @@ struct RelayBenchTests {
             #expect((latency["p50"] ?? 0) > 0)
             #expect((latency["p99"] ?? 0) >= (latency["p50"] ?? 0))
             #expect((result["relay_cpu_us_per_message"] as? Double ?? -1) >= 0)
-            // The relay was woken for what it forwarded: its threads' schedstat was read.
-            #expect((result["relay_scheduled_per_message"] as? Double ?? -1) > 0)
+            // The relay was woken for what it forwarded, a few times per message at most (its one
+            // event loop; closed loop batches): its threads' schedstat was read, the right field.
+            let woken = result["relay_scheduled_per_message"] as? Double ?? -1
+            #expect(woken > 0 && woken < 10, "relay_scheduled_per_message \(woken)")
             #expect(try await relay.metric("relay_frames_forwarded_total") ?? 0 >= Double(received))
         }
     }
