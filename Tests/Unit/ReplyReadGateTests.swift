@@ -11,15 +11,7 @@ import Testing
 @Suite("Cluster: publish replies are read in batches, callbacks' replies at once")
 struct ReplyReadGateTests {
     /// The socket's stand-in: counts the reads that reach it (NIO's read interest).
-    final class Socket: ChannelOutboundHandler {
-        typealias OutboundIn = NIOAny
-        var reads = 0
-
-        func read(context: ChannelHandlerContext) {
-            reads += 1
-            context.read()
-        }
-    }
+    typealias Socket = ReadGateTests.Socket
 
     final class Log {
         var lines: [String] = []
