@@ -28,8 +28,23 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     echo "make-debian-root: no debootstrap (scripts/install-deps.sh installs it)" >&2
     exit 1
 fi
-rm -rf "$dir.partial"
 mkdir -p "$(dirname "$dir")"
+partial="$(realpath -m "$dir.partial")"
+# debootstrap mounts /proc (and /sys) inside the root while it runs; a run killed with SIGKILL
+# leaves them mounted. Unmount whatever is mounted under the partial root (deepest first) before
+# removing one left by an earlier run, so rm -rf never walks into them, and when this script ends.
+unmount_partial() {
+    local mountpoint
+    # Bounded by the mount table.
+    for mountpoint in $(awk -v root="$partial" '$2 == root || index($2, root "/") == 1 {print $2}' \
+            /proc/mounts | sort -r); do
+        umount -l "$mountpoint" 2>/dev/null || true
+    done
+}
+trap unmount_partial EXIT
+trap 'exit 130' INT TERM
+unmount_partial
+rm -rf "$dir.partial"
 started=$(date +%s)
 # minbase: essential packages and apt only. The packages come signed from the Debian archive
 # (debootstrap checks them against debian-archive-keyring).

@@ -167,10 +167,7 @@ final class RedisConnection {
 
     /// A reply: the oldest waiter's. One nobody asked for means the stream is out of step: close.
     func received(_ value: RESPValue) {
-        guard let waiter = waiting.popFirst() else {
-            channel?.close(promise: nil)
-            return
-        }
+        guard let waiter = waiting.popFirst() else { return close() }
         answer(waiter, value)
     }
 
