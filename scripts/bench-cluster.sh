@@ -5,7 +5,8 @@
 # single relay, one cluster node with both peers of every room on it, and rooms split over two
 # and three nodes; relay and redis-server CPU and times woken (put on a CPU) per message (/proc,
 # over the measured seconds only); JOIN-to-PEER_FOUND latency; Redis memory per room (idle
-# connections joined pairwise, the pair's two connections on two nodes). Ends with a summary, one line per row.
+# connections joined pairwise, the pair's two connections on two nodes). Ends with a summary, one
+# line per row.
 #
 #   scripts/bench-cluster.sh              # about 3 minutes plus the release build
 #   DURATION=5 scripts/bench-cluster.sh   # shorter runs
